@@ -1,0 +1,75 @@
+//! # confseg: conformal confidence sets for image segmentation
+//!
+//! A segmentation network outputs a score per pixel or voxel. confseg
+//! calibrates those scores on labelled images and then, for every new image,
+//! returns an **inner set** `I` (where the object surely is) and an **outer
+//! set** `O` (outside which it surely is not) with the finite-sample,
+//! model-free guarantee
+//!
+//! ```text
+//! P(I ⊆ Y ⊆ O) >= 1 - alpha
+//! ```
+//!
+//! for a new image exchangeable with the calibration images (split conformal
+//! inference on the per-image maximum of transformed scores; Davenport,
+//! "Conformal confidence sets for biomedical image segmentation").
+//!
+//! ```
+//! use confseg::{Alpha, Calibration, Calibrator, Identity, Mode};
+//! use confseg::synthetic::Synthetic;
+//!
+//! // Labelled calibration images (here synthetic logits and masks).
+//! let data = Synthetic::new([32, 32]).seed(1);
+//! let calibrator = Calibrator::new(Identity, Identity);
+//! let mut cal = Calibration::new();
+//! for (scores, mask) in data.pairs(0..100) {
+//!     calibrator.observe(&mut cal, &scores, &mask)?;
+//! }
+//! // 90% joint coverage, alpha split 1:4 between the inner and outer set.
+//! let sets = calibrator.fit(&cal, Mode::bonferroni(Alpha::new(0.1)?, 1.0, 4.0)?)?;
+//!
+//! let (scores, truth) = data.pair(500); // a new image
+//! let pred = sets.predict(&scores)?;
+//! assert!(pred.inner.iter().zip(pred.outer.iter()).all(|(&i, &o)| !i || o));
+//! let covered = pred.coverage(&truth)?.joint(); // true for >= 90% of new images
+//! # let _ = covered;
+//! # Ok::<(), confseg::Error>(())
+//! ```
+//!
+//! ## The method, module by module
+//!
+//! * [`quantile`]: the conformal quantile `k = ceil((1 - alpha)(n + 1))`, a
+//!   validated [`Alpha`] and a [`Threshold`] that says when it is infinite.
+//! * [`transform`]: score transforms `f_I`, `f_O` (the [`Transform`] trait).
+//! * [`calibrate`]: per-image statistics `tau_i`, `gamma_i` in one fused pass,
+//!   a mergeable streaming [`Calibration`], and the [`Mode`]s of SPEC §4.
+//! * [`sets`]: fitted [`ConfidenceSets`] and the inner/outer masks.
+//! * [`synthetic`]: a seeded generator of exchangeable test data.
+//!
+//! ## Crate feature flags
+//!
+//! * `serde`: serialize fitted sets and calibration states.
+//! * `rayon`: parallel calibration.
+//! * `plot`: figures (coverage curves, overlays).
+//! * `cli`: the `confseg` command-line tool (implies the others).
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod calibrate;
+pub mod error;
+pub mod float;
+pub mod mask;
+pub mod quantile;
+pub mod sets;
+pub mod synthetic;
+pub mod transform;
+
+pub use calibrate::{
+    region_statistics, Calibration, Calibrator, Combination, ImageStatistics, Max, Mode, ModeKind, Thresholds,
+};
+pub use error::{Error, Result};
+pub use float::Float;
+pub use mask::MaskValue;
+pub use quantile::{conformal_quantile, Alpha, Threshold};
+pub use sets::{ConfidenceSets, Coverage, Sets};
+pub use transform::{Identity, ScoreTransform, Sigmoid, Spacing, Transform, TwoClassSoftmax};

@@ -1,0 +1,272 @@
+//! The split-conformal quantile (SPEC §3) and the types around it.
+//!
+//! For calibration statistics `z_1..z_n` and a level `alpha` in (0, 1),
+//!
+//! ```text
+//! k = ceil((1 - alpha) * (n + 1))
+//! lambda(alpha) = the k-th smallest z   if k <= n
+//!               = +inf                  if k > n  (too few images)
+//! ```
+//!
+//! No interpolation: an interpolated percentile is not finite-sample valid.
+//! If `z_{n+1}` is exchangeable with `z_1..z_n`, then
+//! `P(z_{n+1} <= lambda) >= 1 - alpha`, and, when the `z` are almost surely
+//! distinct, `P(z_{n+1} <= lambda) <= 1 - alpha + 1/(n+1)`.
+
+use crate::error::{Error, Result};
+
+/// A validated miscoverage level: a number strictly between 0 and 1.
+///
+/// ```
+/// use confseg::Alpha;
+/// assert!(Alpha::new(0.1).is_ok());
+/// assert!(Alpha::new(1.0).is_err());
+/// assert!(Alpha::new(f64::NAN).is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(try_from = "f64", into = "f64"))]
+pub struct Alpha(f64);
+
+impl Alpha {
+    /// Validate a level.
+    ///
+    /// # Errors
+    /// [`Error::InvalidAlpha`] unless `0 < alpha < 1`.
+    pub fn new(alpha: f64) -> Result<Self> {
+        Self::named("alpha", alpha)
+    }
+
+    /// Validate a level, naming it in the error (`"alpha_inner"`, ...).
+    ///
+    /// # Errors
+    /// [`Error::InvalidAlpha`] unless `0 < value < 1`.
+    pub fn named(name: &'static str, value: f64) -> Result<Self> {
+        if value > 0.0 && value < 1.0 {
+            Ok(Alpha(value))
+        } else {
+            Err(Error::InvalidAlpha { name, value })
+        }
+    }
+
+    /// The level as a number in (0, 1).
+    #[must_use]
+    pub fn get(self) -> f64 {
+        self.0
+    }
+
+    /// The rank `k = ceil((1 - alpha)(n + 1))` of the conformal quantile among
+    /// `n` statistics (may exceed `n`).
+    ///
+    /// `alpha * (n + 1)` is rounded to the nearest integer when it is within
+    /// floating-point error of one, so that e.g. `alpha = 0.1, n = 9` gives
+    /// `k = 9` exactly as the decimal arithmetic says.
+    #[must_use]
+    pub fn rank(self, n: usize) -> usize {
+        let m = n as f64 + 1.0;
+        let x = self.0 * m;
+        let r = x.round();
+        let floor = if (x - r).abs() <= 1e-9 * m.max(1.0) { r } else { x.floor() };
+        // ceil((1 - a) m) = m - floor(a m) for integer m.
+        (n + 1) - floor as usize
+    }
+
+    /// The smallest number of calibration images for which the threshold is
+    /// finite: `ceil(1/alpha) - 1`.
+    ///
+    /// ```
+    /// use confseg::Alpha;
+    /// assert_eq!(Alpha::new(0.1)?.min_calibration_size(), 9);
+    /// assert_eq!(Alpha::new(0.05)?.min_calibration_size(), 19);
+    /// assert_eq!(Alpha::new(0.3)?.min_calibration_size(), 3);
+    /// # Ok::<(), confseg::Error>(())
+    /// ```
+    #[must_use]
+    pub fn min_calibration_size(self) -> usize {
+        // Start from the closed form and correct for rounding so that the
+        // answer is consistent with `rank` by construction.
+        let mut n = ((1.0 / self.0).ceil() as usize).saturating_sub(1);
+        while n > 0 && self.rank(n - 1) <= n - 1 {
+            n -= 1;
+        }
+        while self.rank(n) > n {
+            n += 1;
+        }
+        n
+    }
+}
+
+impl TryFrom<f64> for Alpha {
+    type Error = Error;
+    fn try_from(value: f64) -> Result<Self> {
+        Alpha::new(value)
+    }
+}
+
+impl From<Alpha> for f64 {
+    fn from(a: Alpha) -> f64 {
+        a.0
+    }
+}
+
+impl std::fmt::Display for Alpha {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.0, f)
+    }
+}
+
+/// A calibrated threshold: either an order statistic of the calibration
+/// statistics, or `+inf` on purpose because there were too few images.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Threshold {
+    /// The `k`-th smallest of the `n` statistics. `value` may itself be
+    /// `-inf` (e.g. every calibration image had an empty region) or `+inf`
+    /// (infinite scores).
+    OrderStatistic {
+        /// The 1-based rank `k`.
+        k: usize,
+        /// The statistic at that rank.
+        value: f64,
+    },
+    /// `k > n`: the threshold is `+inf`, the inner set empty and the outer
+    /// set everything. Valid, but uninformative.
+    TooFewImages {
+        /// Number of calibration images available.
+        n: usize,
+        /// Number needed for a finite threshold at this level.
+        needed: usize,
+    },
+}
+
+impl Threshold {
+    /// The threshold as a number (`+inf` for [`Threshold::TooFewImages`]).
+    #[must_use]
+    pub fn value(&self) -> f64 {
+        match *self {
+            Threshold::OrderStatistic { value, .. } => value,
+            Threshold::TooFewImages { .. } => f64::INFINITY,
+        }
+    }
+
+    /// The rank `k`, if the threshold is an order statistic.
+    #[must_use]
+    pub fn rank(&self) -> Option<usize> {
+        match *self {
+            Threshold::OrderStatistic { k, .. } => Some(k),
+            Threshold::TooFewImages { .. } => None,
+        }
+    }
+
+    /// Whether the threshold is a finite number.
+    #[must_use]
+    pub fn is_finite(&self) -> bool {
+        self.value().is_finite()
+    }
+}
+
+/// The conformal quantile of `values` at level `alpha` (SPEC §3).
+///
+/// Runs in expected O(n) time (selection, not sorting).
+///
+/// ```
+/// use confseg::{conformal_quantile, Alpha, Threshold};
+/// let z = [0.3, -1.0, 2.5, 0.7];
+/// // n = 4, alpha = 0.2: k = ceil(0.8 * 5) = 4, the largest value.
+/// let t = conformal_quantile(&z, Alpha::new(0.2)?)?;
+/// assert_eq!(t, Threshold::OrderStatistic { k: 4, value: 2.5 });
+/// // alpha = 0.1 needs n >= 9.
+/// let t = conformal_quantile(&z, Alpha::new(0.1)?)?;
+/// assert_eq!(t, Threshold::TooFewImages { n: 4, needed: 9 });
+/// # Ok::<(), confseg::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::InvalidParameter`] if a value is NaN.
+pub fn conformal_quantile(values: &[f64], alpha: Alpha) -> Result<Threshold> {
+    if let Some(i) = values.iter().position(|v| v.is_nan()) {
+        return Err(Error::InvalidParameter {
+            name: "calibration statistic",
+            value: format!("NaN at position {i}"),
+            reason: "statistics must not be NaN".into(),
+        });
+    }
+    let n = values.len();
+    let k = alpha.rank(n);
+    if k > n {
+        return Ok(Threshold::TooFewImages { n, needed: alpha.min_calibration_size() });
+    }
+    let mut work = values.to_vec();
+    let (_, kth, _) = work.select_nth_unstable_by(k - 1, f64::total_cmp);
+    Ok(Threshold::OrderStatistic { k, value: *kth })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(x: f64) -> Alpha {
+        Alpha::new(x).unwrap()
+    }
+
+    #[test]
+    fn rank_matches_exact_rational_arithmetic() {
+        // Compare against integer arithmetic with alpha = p / 1000.
+        for p in 1..1000u64 {
+            let alpha = a(p as f64 / 1000.0);
+            for n in 0..300u64 {
+                // ceil((1000 - p)(n + 1) / 1000)
+                let num = (1000 - p) * (n + 1);
+                let k = num.div_ceil(1000);
+                assert_eq!(alpha.rank(n as usize), k as usize, "p={p} n={n}");
+            }
+        }
+    }
+
+    #[test]
+    fn min_size_is_the_first_finite_n() {
+        for p in 1..1000 {
+            let alpha = a(p as f64 / 1000.0);
+            let m = alpha.min_calibration_size();
+            assert!(alpha.rank(m) <= m);
+            assert!(m == 0 || alpha.rank(m - 1) > m - 1);
+            // closed form ceil(1/alpha) - 1, with 1/alpha = 1000/p exactly
+            let closed = (1000usize).div_ceil(p) - 1;
+            assert_eq!(m, closed, "p={p}");
+        }
+    }
+
+    #[test]
+    fn hand_computed_cases() {
+        let z = [5.0, 1.0, 3.0, 2.0, 4.0, 9.0, 7.0, 8.0, 6.0];
+        // n = 9, alpha = 0.1: k = ceil(0.9 * 10) = 9 -> 9.0
+        assert_eq!(conformal_quantile(&z, a(0.1)).unwrap(), Threshold::OrderStatistic { k: 9, value: 9.0 });
+        // alpha = 0.25: k = ceil(0.75 * 10) = 8 -> 8.0
+        assert_eq!(conformal_quantile(&z, a(0.25)).unwrap().value(), 8.0);
+        // alpha = 0.5: k = 5 -> 5.0
+        assert_eq!(conformal_quantile(&z, a(0.5)).unwrap().value(), 5.0);
+        // alpha = 0.09: k = ceil(0.91 * 10) = 10 > 9 -> +inf
+        let t = conformal_quantile(&z, a(0.09)).unwrap();
+        assert_eq!(t, Threshold::TooFewImages { n: 9, needed: 11 });
+        assert_eq!(t.value(), f64::INFINITY);
+        assert!(!t.is_finite());
+    }
+
+    #[test]
+    fn ties_and_infinities() {
+        let z = [1.0, 1.0, 1.0, f64::NEG_INFINITY, f64::INFINITY];
+        // n = 5, alpha = 0.5: k = 3 -> sorted [-inf, 1, 1, 1, inf] -> 1
+        assert_eq!(conformal_quantile(&z, a(0.5)).unwrap().value(), 1.0);
+        // alpha = 0.9: k = ceil(0.1 * 6) = 1 -> -inf (an order statistic, not "too few")
+        let t = conformal_quantile(&z, a(0.9)).unwrap();
+        assert_eq!(t, Threshold::OrderStatistic { k: 1, value: f64::NEG_INFINITY });
+        // alpha = 1/6 + eps: k = 5 -> +inf from the data itself
+        let t = conformal_quantile(&z, a(0.17)).unwrap();
+        assert_eq!(t, Threshold::OrderStatistic { k: 5, value: f64::INFINITY });
+    }
+
+    #[test]
+    fn empty_and_nan() {
+        assert_eq!(conformal_quantile(&[], a(0.5)).unwrap(), Threshold::TooFewImages { n: 0, needed: 1 });
+        assert!(matches!(conformal_quantile(&[1.0, f64::NAN], a(0.5)), Err(Error::InvalidParameter { .. })));
+    }
+}

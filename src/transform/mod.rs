@@ -1,0 +1,390 @@
+//! Score transforms `f_I`, `f_O`: functions image -> image chosen before
+//! calibration (SPEC §1, §5).
+//!
+//! A [`Transform`] sees the whole n-D score image and its physical voxel
+//! [`Spacing`], so spatial transforms (distances, smoothing) fit the same
+//! trait as voxel-wise ones. Transforms must not look at calibration labels;
+//! any fixed function works, and the coverage guarantee holds for all of them.
+//! What changes is the size of the sets.
+//!
+//! [`ScoreTransform`] enumerates the built-in transforms; it parses from and
+//! prints to the names the CLI uses (`"identity"`, `"sigmoid"`), and records
+//! its parameters in a fitted object's provenance.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::str::FromStr;
+
+use ndarray::{Array, ArrayRef, Axis, CowArray, Dimension, RemoveAxis};
+
+use crate::error::{Error, Result};
+use crate::float::Float;
+
+/// Physical size of a voxel along each axis.
+///
+/// The default is unit spacing on every axis, whatever the dimension.
+///
+/// ```
+/// use confseg::Spacing;
+/// let s = Spacing::new(vec![1.0, 1.0, 2.5])?;
+/// assert_eq!(s.for_ndim(3)?.as_ref(), &[1.0, 1.0, 2.5]);
+/// assert!(s.for_ndim(2).is_err());
+/// assert_eq!(Spacing::unit().for_ndim(2)?.as_ref(), &[1.0, 1.0]);
+/// # Ok::<(), confseg::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(try_from = "Option<Vec<f64>>", into = "Option<Vec<f64>>"))]
+pub struct Spacing(Option<Vec<f64>>);
+
+impl Spacing {
+    /// Unit spacing on every axis.
+    #[must_use]
+    pub fn unit() -> Self {
+        Spacing(None)
+    }
+
+    /// Explicit per-axis spacing.
+    ///
+    /// # Errors
+    /// [`Error::InvalidSpacing`] if empty or if any entry is not positive and finite.
+    pub fn new(spacing: Vec<f64>) -> Result<Self> {
+        let ndim = spacing.len();
+        if spacing.is_empty() {
+            return Err(Error::InvalidSpacing { spacing, ndim, reason: "no axes given" });
+        }
+        if spacing.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+            return Err(Error::InvalidSpacing {
+                spacing,
+                ndim,
+                reason: "every entry must be positive and finite",
+            });
+        }
+        Ok(Spacing(Some(spacing)))
+    }
+
+    /// Whether this is unit spacing.
+    #[must_use]
+    pub fn is_unit(&self) -> bool {
+        match &self.0 {
+            None => true,
+            Some(v) => v.iter().all(|&s| s == 1.0),
+        }
+    }
+
+    /// The explicit per-axis values, if any were given.
+    #[must_use]
+    pub fn as_slice(&self) -> Option<&[f64]> {
+        self.0.as_deref()
+    }
+
+    /// Per-axis spacing for an image of dimension `ndim`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidSpacing`] if explicit spacing has a different length.
+    pub fn for_ndim(&self, ndim: usize) -> Result<Cow<'_, [f64]>> {
+        match &self.0 {
+            None => Ok(Cow::Owned(vec![1.0; ndim])),
+            Some(v) if v.len() == ndim => Ok(Cow::Borrowed(v)),
+            Some(v) => Err(Error::InvalidSpacing {
+                spacing: v.clone(),
+                ndim,
+                reason: "one entry per image axis is needed",
+            }),
+        }
+    }
+}
+
+impl TryFrom<Option<Vec<f64>>> for Spacing {
+    type Error = Error;
+    fn try_from(v: Option<Vec<f64>>) -> Result<Self> {
+        v.map_or(Ok(Spacing::unit()), Spacing::new)
+    }
+}
+
+impl From<Spacing> for Option<Vec<f64>> {
+    fn from(s: Spacing) -> Self {
+        s.0
+    }
+}
+
+/// A score transform: a fixed function from a score image to a transformed
+/// score image of the same shape.
+///
+/// Modelled on `rand::Distribution`: one required method taking `&self`,
+/// immutable implementors, and a blanket impl for references. The method is
+/// generic over the float type and the dimension, so one transform value
+/// serves 2-D and 3-D images, `f32` and `f64`.
+///
+/// Implementations may return `+inf` / `-inf` (e.g. a distance to an empty
+/// set) but must not return NaN for non-NaN input.
+///
+/// ```
+/// use confseg::{Spacing, Transform, Sigmoid};
+/// use ndarray::array;
+/// let s = array![[0.0_f32, 2.0], [-2.0, f32::INFINITY]];
+/// let p = Sigmoid.apply(&s, &Spacing::unit())?;
+/// assert_eq!(p[[0, 0]], 0.5);
+/// assert_eq!(p[[1, 1]], 1.0);
+/// # Ok::<(), confseg::Error>(())
+/// ```
+pub trait Transform {
+    /// Transform one score image. `scores` is the whole image; `spacing`
+    /// gives the physical voxel size per axis.
+    ///
+    /// # Errors
+    /// Transform-specific: invalid spacing for the image's dimension,
+    /// parameters that do not fit the image.
+    fn apply<'a, A: Float, D: Dimension>(
+        &self,
+        scores: &'a ArrayRef<A, D>,
+        spacing: &Spacing,
+    ) -> Result<CowArray<'a, A, D>>;
+
+    /// A short description with parameters, for provenance and reports.
+    fn describe(&self) -> String {
+        std::any::type_name::<Self>().rsplit("::").next().unwrap_or("transform").to_owned()
+    }
+}
+
+impl<T: Transform> Transform for &T {
+    fn apply<'a, A: Float, D: Dimension>(
+        &self,
+        scores: &'a ArrayRef<A, D>,
+        spacing: &Spacing,
+    ) -> Result<CowArray<'a, A, D>> {
+        (**self).apply(scores, spacing)
+    }
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+}
+
+/// The identity: scores are used as they are (e.g. logits). Borrows, never copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Identity;
+
+impl Transform for Identity {
+    fn apply<'a, A: Float, D: Dimension>(
+        &self,
+        scores: &'a ArrayRef<A, D>,
+        _spacing: &Spacing,
+    ) -> Result<CowArray<'a, A, D>> {
+        Ok(CowArray::from(scores.view()))
+    }
+    fn describe(&self) -> String {
+        "identity".into()
+    }
+}
+
+/// The logistic function `1 / (1 + exp(-x))`, voxel-wise: logits to
+/// probabilities. Monotone, so it gives the same sets as [`Identity`] when
+/// used alone, but its scale matters for the max-joint mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Sigmoid;
+
+/// Numerically stable logistic function (no overflow for large |x|).
+#[inline]
+pub(crate) fn sigmoid<A: Float>(x: A) -> A {
+    if x >= A::zero() {
+        A::one() / (A::one() + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (A::one() + e)
+    }
+}
+
+impl Transform for Sigmoid {
+    fn apply<'a, A: Float, D: Dimension>(
+        &self,
+        scores: &'a ArrayRef<A, D>,
+        _spacing: &Spacing,
+    ) -> Result<CowArray<'a, A, D>> {
+        Ok(CowArray::from(scores.mapv(sigmoid)))
+    }
+    fn describe(&self) -> String {
+        "sigmoid".into()
+    }
+}
+
+/// Two-class softmax along a class axis: turns a network's two-channel
+/// logits `(l_0, l_1)` into the foreground probability
+/// `exp(l_1) / (exp(l_0) + exp(l_1)) = sigmoid(l_1 - l_0)`.
+///
+/// This step removes an axis, so it runs before the image -> image
+/// [`Transform`]s: apply it to each logit image, then calibrate on the result.
+///
+/// ```
+/// use confseg::TwoClassSoftmax;
+/// use ndarray::{array, Axis};
+/// // shape (2 classes, 1, 2)
+/// let logits = array![[[0.0_f64, 1.0]], [[0.0, 3.0]]];
+/// let p = TwoClassSoftmax::new(Axis(0)).apply(&logits)?;
+/// assert_eq!(p.shape(), &[1, 2]);
+/// assert!((p[[0, 0]] - 0.5).abs() < 1e-12);
+/// assert!((p[[0, 1]] - 1.0 / (1.0 + (-2.0f64).exp())).abs() < 1e-12);
+/// # Ok::<(), confseg::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TwoClassSoftmax {
+    class_axis: Axis,
+}
+
+impl TwoClassSoftmax {
+    /// Softmax over `class_axis`; class 1 is the foreground.
+    #[must_use]
+    pub fn new(class_axis: Axis) -> Self {
+        TwoClassSoftmax { class_axis }
+    }
+
+    /// The class axis.
+    #[must_use]
+    pub fn class_axis(&self) -> Axis {
+        self.class_axis
+    }
+
+    /// Foreground probability, with the class axis removed.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] if the class axis does not exist or does
+    /// not have length 2.
+    pub fn apply<A: Float, D: RemoveAxis>(&self, logits: &ArrayRef<A, D>) -> Result<Array<A, D::Smaller>> {
+        let ax = self.class_axis.index();
+        if ax >= logits.ndim() || logits.len_of(self.class_axis) != 2 {
+            return Err(Error::InvalidParameter {
+                name: "class axis",
+                value: ax.to_string(),
+                reason: format!("needs an axis of length 2; logits have shape {:?}", logits.shape()),
+            });
+        }
+        let l0 = logits.index_axis(self.class_axis, 0);
+        let l1 = logits.index_axis(self.class_axis, 1);
+        Ok(ndarray::Zip::from(&l0).and(&l1).map_collect(|&a, &b| {
+            if a == b {
+                // also covers equal infinities, where b - a would be NaN
+                A::from_f64_lossy(0.5)
+            } else {
+                sigmoid(b - a)
+            }
+        }))
+    }
+}
+
+/// The built-in transforms, by name: what the CLI parses and what a fitted
+/// object records.
+///
+/// Names: `identity`, `sigmoid`.
+///
+/// ```
+/// use confseg::ScoreTransform;
+/// let t: ScoreTransform = "sigmoid".parse()?;
+/// assert_eq!(t, ScoreTransform::Sigmoid);
+/// assert_eq!(t.to_string(), "sigmoid");
+/// # Ok::<(), confseg::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(tag = "name", rename_all = "kebab-case"))]
+#[non_exhaustive]
+pub enum ScoreTransform {
+    /// [`Identity`].
+    #[default]
+    Identity,
+    /// [`Sigmoid`].
+    Sigmoid,
+}
+
+impl Transform for ScoreTransform {
+    fn apply<'a, A: Float, D: Dimension>(
+        &self,
+        scores: &'a ArrayRef<A, D>,
+        spacing: &Spacing,
+    ) -> Result<CowArray<'a, A, D>> {
+        match self {
+            ScoreTransform::Identity => Identity.apply(scores, spacing),
+            ScoreTransform::Sigmoid => Sigmoid.apply(scores, spacing),
+        }
+    }
+    fn describe(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl fmt::Display for ScoreTransform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ScoreTransform::Identity => f.write_str("identity"),
+            ScoreTransform::Sigmoid => f.write_str("sigmoid"),
+        }
+    }
+}
+
+impl FromStr for ScoreTransform {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let s = s.trim();
+        let (name, _args) = s.split_once(':').unwrap_or((s, ""));
+        match name {
+            "identity" => Ok(ScoreTransform::Identity),
+            "sigmoid" => Ok(ScoreTransform::Sigmoid),
+            _ => Err(Error::InvalidParameter {
+                name: "transform",
+                value: s.to_owned(),
+                reason: "unknown transform; known: identity, sigmoid".into(),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn sigmoid_is_stable_and_exact_at_extremes() {
+        for &x in &[-1000.0_f64, -30.0, -1.0, 0.0, 1.0, 30.0, 1000.0] {
+            let want = 1.0 / (1.0 + (-x).exp());
+            assert!((sigmoid(x) - want).abs() <= 1e-15, "x={x}");
+        }
+        assert_eq!(sigmoid(f64::NEG_INFINITY), 0.0);
+        assert_eq!(sigmoid(f64::INFINITY), 1.0);
+        assert_eq!(sigmoid(-100.0_f32), (-100.0_f32).exp() / (1.0 + (-100.0_f32).exp()));
+    }
+
+    #[test]
+    fn identity_borrows() {
+        let s = array![[1.0_f32, 2.0]];
+        let out = Identity.apply(&s, &Spacing::unit()).unwrap();
+        assert!(out.is_view());
+        assert_eq!(out, s);
+    }
+
+    #[test]
+    fn softmax_checks_axis() {
+        let l = Array::<f64, _>::zeros((3, 4));
+        assert!(TwoClassSoftmax::new(Axis(0)).apply(&l).is_err());
+        assert!(TwoClassSoftmax::new(Axis(5)).apply(&l).is_err());
+        let l = array![[f64::INFINITY, f64::INFINITY], [2.0, 1.0], [0.0, f64::INFINITY]];
+        let p = TwoClassSoftmax::new(Axis(1)).apply(&l).unwrap();
+        assert_eq!(p[0], 0.5);
+        assert!((p[1] - (-1.0f64).exp() / (1.0 + (-1.0f64).exp())).abs() < 1e-15);
+        assert_eq!(p[2], 1.0);
+    }
+
+    #[test]
+    fn spacing_validation() {
+        assert!(Spacing::new(vec![]).is_err());
+        assert!(Spacing::new(vec![1.0, 0.0]).is_err());
+        assert!(Spacing::new(vec![1.0, f64::NAN]).is_err());
+        assert!(Spacing::new(vec![1.0, 2.0]).unwrap().for_ndim(3).is_err());
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for t in [ScoreTransform::Identity, ScoreTransform::Sigmoid] {
+            assert_eq!(t.to_string().parse::<ScoreTransform>().unwrap(), t);
+        }
+        assert!("nope".parse::<ScoreTransform>().is_err());
+    }
+}
