@@ -15,7 +15,7 @@
 
 use std::fmt;
 
-use ndarray::{ArrayRef, Dimension};
+use ndarray::{ArrayRef, Axis, Dimension, RemoveAxis};
 
 use crate::error::{Error, Result};
 use crate::float::Float;
@@ -184,6 +184,23 @@ fn fused_kernel<A: Float, M: MaskValue, C: Combination>(
         nan: nan.iter().any(|&b| b),
         non_binary: bad.iter().any(|&b| b),
     }
+}
+
+/// Run `f` on images `0..n` (in parallel with the `rayon` feature) and
+/// collect the results in order; the error of the lowest failing index wins,
+/// tagged with that index.
+pub(crate) fn for_each_image<T: Send, F>(n: usize, f: F) -> Result<Vec<T>>
+where
+    F: Fn(usize) -> Result<T> + Sync + Send,
+{
+    #[cfg(feature = "rayon")]
+    let results: Vec<Result<T>> = {
+        use rayon::prelude::*;
+        (0..n).into_par_iter().map(&f).collect()
+    };
+    #[cfg(not(feature = "rayon"))]
+    let results: Vec<Result<T>> = (0..n).map(&f).collect();
+    results.into_iter().enumerate().map(|(i, r)| r.map_err(|e| e.in_image(i))).collect()
 }
 
 /// Row-major multi-index of a flat position.
@@ -688,6 +705,29 @@ impl<TI: Transform, TO: Transform, C: Combination> Calibrator<TI, TO, C> {
         let s = self.statistics(scores, mask).map_err(|e| e.in_image(calibration.len()))?;
         calibration.push(s);
         Ok(())
+    }
+
+    /// Calibration statistics of a batch-first stack `(N, spatial...)` of
+    /// score images and masks. With the `rayon` feature, images are processed
+    /// in parallel; the result is the same either way (in image order).
+    ///
+    /// # Errors
+    /// As [`Calibrator::statistics`], for the first failing image (by index).
+    /// [`Error::ShapeMismatch`] if the stacks differ in shape.
+    pub fn calibrate_stack<A: Float, D: RemoveAxis, M: MaskValue>(
+        &self,
+        scores: &ArrayRef<A, D>,
+        masks: &ArrayRef<M, D>,
+    ) -> Result<Calibration>
+    where
+        TI: Sync,
+        TO: Sync,
+    {
+        check_shape("scores stack vs masks stack", masks, scores)?;
+        let stats = for_each_image(scores.len_of(Axis(0)), |i| {
+            self.statistics(&scores.index_axis(Axis(0), i), &masks.index_axis(Axis(0), i))
+        })?;
+        Ok(stats.into_iter().collect())
     }
 
     /// Fit thresholds for `mode` and bundle them with the transforms.

@@ -1,8 +1,10 @@
 //! Fitted confidence sets and the inner/outer masks they produce (SPEC §4).
 
-use ndarray::{Array, ArrayRef, Dimension, Zip};
+use ndarray::{Array, ArrayRef, Axis, Dimension, RemoveAxis, Zip};
 
-use crate::calibrate::{check_mask, check_nan, check_shape, Combination, Max, Mode, Thresholds};
+use crate::calibrate::{
+    check_mask, check_nan, check_shape, for_each_image, Combination, Max, Mode, Thresholds,
+};
 use crate::error::Result;
 use crate::float::Float;
 use crate::mask::MaskValue;
@@ -148,6 +150,28 @@ impl<TI: Transform, TO: Transform, C: Combination> ConfidenceSets<TI, TO, C> {
         let fi = self.inner.apply(scores, &self.spacing)?;
         let fo = self.outer.apply(scores, &self.spacing)?;
         self.predict_transformed(&fi, &fo)
+    }
+
+    /// Sets for a batch-first stack `(N, spatial...)` of score images; the
+    /// result holds stacks of the same shape. Parallel with the `rayon` feature.
+    ///
+    /// # Errors
+    /// As [`ConfidenceSets::predict`], for the first failing image, tagged
+    /// with its index.
+    pub fn predict_stack<A: Float, D: RemoveAxis>(&self, scores: &ArrayRef<A, D>) -> Result<Sets<D>>
+    where
+        TI: Sync,
+        TO: Sync,
+    {
+        let n = scores.len_of(Axis(0));
+        let per_image = for_each_image(n, |i| self.predict(&scores.index_axis(Axis(0), i)))?;
+        let mut inner = Array::from_elem(scores.raw_dim(), false);
+        let mut outer = Array::from_elem(scores.raw_dim(), false);
+        for (i, s) in per_image.into_iter().enumerate() {
+            inner.index_axis_mut(Axis(0), i).assign(&s.inner);
+            outer.index_axis_mut(Axis(0), i).assign(&s.outer);
+        }
+        Ok(Sets { inner, outer })
     }
 
     /// Inner and outer sets from scores that are already transformed
