@@ -294,6 +294,44 @@ pub enum ScoreTransform {
     Sigmoid,
 }
 
+impl ScoreTransform {
+    /// Set the predicted-mask threshold `t` (predicted mask = `scores > t`)
+    /// of the transforms that threshold the scores (signed distance,
+    /// bounding boxes). Voxel-wise transforms (identity, sigmoid, smoothing)
+    /// have no threshold and are returned unchanged.
+    ///
+    /// ```
+    /// use confseg::ScoreTransform;
+    /// let t = ScoreTransform::Sigmoid.with_mask_threshold(0.5)?;
+    /// assert_eq!(t, ScoreTransform::Sigmoid);
+    /// assert!(ScoreTransform::Identity.with_mask_threshold(f64::NAN).is_err());
+    /// # Ok::<(), confseg::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] if `t` is not finite (a NaN threshold has
+    /// no meaning, and an infinite one cannot be recorded in JSON).
+    pub fn with_mask_threshold(self, t: f64) -> Result<Self> {
+        check_mask_threshold(t)?;
+        Ok(match self {
+            ScoreTransform::Identity | ScoreTransform::Sigmoid => self,
+        })
+    }
+}
+
+/// Validate a predicted-mask threshold.
+pub(crate) fn check_mask_threshold(t: f64) -> Result<()> {
+    if t.is_finite() {
+        Ok(())
+    } else {
+        Err(Error::InvalidParameter {
+            name: "mask threshold",
+            value: t.to_string(),
+            reason: "must be a finite number (predicted mask = scores > threshold)".into(),
+        })
+    }
+}
+
 impl Transform for ScoreTransform {
     fn apply<'a, A: Float, D: Dimension>(
         &self,
