@@ -1,5 +1,7 @@
 //! The crate's error type.
 
+use std::path::PathBuf;
+
 use thiserror::Error;
 
 /// Result alias with the crate's [`enum@Error`].
@@ -85,6 +87,156 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A file could not be read or written, or does not hold what was
+    /// expected (see [`FileProblem`]).
+    #[error("{}: {problem}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: FileProblem,
+    },
+    /// A problem with the contents of a file (a NaN score, a non-binary
+    /// mask value, ...), with the file named.
+    #[error("{}: {error}", path.display())]
+    InFile {
+        /// The file.
+        path: PathBuf,
+        /// The problem, with image and voxel indices as stored in the file.
+        error: Box<Error>,
+    },
+}
+
+/// What is wrong with a file: the facts of an [`Error::File`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FileProblem {
+    /// The operating system refused (not found, permission denied, ...).
+    Io {
+        /// The kind of I/O error.
+        kind: std::io::ErrorKind,
+        /// The operating system's message.
+        message: String,
+    },
+    /// The file has no bytes at all.
+    Empty,
+    /// The file does not start with the NumPy magic string.
+    NotNpy,
+    /// The file ends inside its `.npy` header.
+    TruncatedHeader,
+    /// The `.npy` header cannot be parsed.
+    BadHeader {
+        /// What the parser reported.
+        reason: String,
+    },
+    /// An element type this crate does not read.
+    UnsupportedDtype {
+        /// The NumPy type descriptor, e.g. `'<c16'`.
+        dtype: String,
+        /// What the file was read as (`"scores"`, `"image indices"`, ...).
+        expected: &'static str,
+        /// The dtypes accepted there.
+        supported: &'static str,
+    },
+    /// Fewer data bytes than the header's shape and dtype need.
+    Truncated {
+        /// Bytes of data the header describes.
+        expected_bytes: u64,
+        /// Bytes of data present after the header.
+        found_bytes: u64,
+    },
+    /// More data bytes than the header's shape and dtype describe.
+    TrailingBytes {
+        /// Bytes of data the header describes.
+        expected_bytes: u64,
+        /// Bytes of data present after the header.
+        found_bytes: u64,
+    },
+    /// Data that is not valid for its dtype (e.g. a bool byte other than 0/1).
+    BadData {
+        /// What the parser reported.
+        reason: String,
+    },
+    /// An array whose number of axes does not fit its use.
+    WrongShape {
+        /// The shape in the file.
+        shape: Vec<usize>,
+        /// What was expected, e.g. `"a batch-first stack (N, spatial...)"`.
+        expected: &'static str,
+    },
+    /// An integer too large to be represented exactly as `f64`.
+    InexactValue {
+        /// The value, as written in the file.
+        value: String,
+        /// Its multi-index in the file (image first).
+        index: Vec<usize>,
+    },
+    /// An image index outside `0..n_images`.
+    IndexOutOfRange {
+        /// The index.
+        value: i128,
+        /// Its position in the index file.
+        position: usize,
+        /// Number of images in the stack.
+        n_images: usize,
+    },
+    /// An image index listed twice.
+    DuplicateIndex {
+        /// The index.
+        value: usize,
+        /// Its first position in the index file.
+        first: usize,
+        /// Its second position.
+        second: usize,
+    },
+    /// Writing failed (the destination was left untouched).
+    Write {
+        /// What failed.
+        message: String,
+    },
+}
+
+impl std::fmt::Display for FileProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FileProblem::Io { message, .. } => f.write_str(message),
+            FileProblem::Empty => f.write_str("the file is empty (0 bytes); expected a NumPy .npy file"),
+            FileProblem::NotNpy => f.write_str("not a NumPy .npy file (no \\x93NUMPY magic string)"),
+            FileProblem::TruncatedHeader => f.write_str("truncated .npy file: it ends inside the header"),
+            FileProblem::BadHeader { reason } => write!(f, "invalid .npy header: {reason}"),
+            FileProblem::UnsupportedDtype { dtype, expected, supported } => {
+                write!(f, "unsupported dtype {dtype} for {expected}; supported: {supported}")
+            }
+            FileProblem::Truncated { expected_bytes, found_bytes } => write!(
+                f,
+                "truncated .npy file: the header describes {expected_bytes} bytes of data, \
+                 the file holds {found_bytes}"
+            ),
+            FileProblem::TrailingBytes { expected_bytes, found_bytes } => write!(
+                f,
+                "{} unexpected bytes after the data (the header describes {expected_bytes} bytes, \
+                 the file holds {found_bytes})",
+                found_bytes - expected_bytes
+            ),
+            FileProblem::BadData { reason } => write!(f, "invalid data: {reason}"),
+            FileProblem::WrongShape { shape, expected } => {
+                write!(f, "array of shape {shape:?}; expected {expected}")
+            }
+            FileProblem::InexactValue { value, index } => {
+                write!(f, "value {value} at index {index:?} cannot be represented exactly as f64")
+            }
+            FileProblem::IndexOutOfRange { value, position, n_images } => write!(
+                f,
+                "image index {value} (at position {position}) is out of range: the stack has \
+                 {n_images} images (valid indices 0..={})",
+                n_images.saturating_sub(1)
+            ),
+            FileProblem::DuplicateIndex { value, first, second } => {
+                write!(f, "image index {value} is listed twice (positions {first} and {second})")
+            }
+            FileProblem::Write { message } => write!(f, "cannot write: {message}"),
+        }
+    }
 }
 
 fn image_suffix(image: Option<usize>) -> String {

@@ -51,6 +51,7 @@
 //! * `serde`: serialize fitted sets and calibration states.
 //! * `rayon`: parallel calibration.
 //! * `plot`: figures (coverage curves, overlays).
+//! * `npy`: read and write NumPy `.npy` stacks of any common dtype ([`io`]).
 //! * `cli`: the `confseg` command-line tool (implies the others).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -58,6 +59,8 @@
 pub mod calibrate;
 pub mod error;
 pub mod float;
+#[cfg(feature = "npy")]
+pub mod io;
 pub mod mask;
 pub mod quantile;
 pub mod sets;
@@ -67,7 +70,7 @@ pub mod transform;
 pub use calibrate::{
     region_statistics, Calibration, Calibrator, Combination, ImageStatistics, Max, Mode, ModeKind, Thresholds,
 };
-pub use error::{Error, Result};
+pub use error::{Error, FileProblem, Result};
 pub use float::Float;
 pub use mask::MaskValue;
 pub use quantile::{conformal_quantile, Alpha, Threshold};
