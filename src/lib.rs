@@ -75,4 +75,8 @@ pub use float::Float;
 pub use mask::MaskValue;
 pub use quantile::{conformal_quantile, Alpha, Threshold};
 pub use sets::{ConfidenceSets, Coverage, Sets};
-pub use transform::{Identity, ScoreTransform, Sigmoid, Spacing, Transform, TwoClassSoftmax};
+pub use transform::{
+    component_boxes, BoundaryMode, BoundingBox, BoxKind, BoxScores, ComponentBoxes, Connectivity, DistanceConvention,
+    GaussianSmoothing, Identity, Metric, ScoreTransform, Sigmoid, SignedDistance, Spacing, Transform, TwoClassSoftmax,
+    Units, Width,
+};

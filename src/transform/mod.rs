@@ -20,6 +20,14 @@ use ndarray::{Array, ArrayRef, Axis, CowArray, Dimension, RemoveAxis};
 use crate::error::{Error, Result};
 use crate::float::Float;
 
+pub mod boxes;
+pub mod distance;
+pub mod smooth;
+
+pub use boxes::{component_boxes, BoundingBox, BoxKind, BoxScores, ComponentBoxes, Connectivity};
+pub use distance::{DistanceConvention, Metric, SignedDistance};
+pub use smooth::{BoundaryMode, GaussianSmoothing, Units, Width};
+
 /// Physical size of a voxel along each axis.
 ///
 /// The default is unit spacing on every axis, whatever the dimension.
@@ -271,15 +279,41 @@ impl TwoClassSoftmax {
 }
 
 /// The built-in transforms, by name: what the CLI parses and what a fitted
-/// object records.
+/// object records (serialized with a `"name"` tag and the parameters).
 ///
-/// Names: `identity`, `sigmoid`.
+/// String syntax (`FromStr` and `Display` round-trip): a name, an optional
+/// main parameter after `:`, then `:key=value` options.
+///
+/// | string | transform |
+/// |---|---|
+/// | `identity` | [`Identity`] |
+/// | `sigmoid` | [`Sigmoid`] |
+/// | `distance[:euclidean\|chessboard\|cityblock]` | [`SignedDistance`], midpoint convention (default euclidean) |
+/// | `distance-centre[:METRIC]` | [`SignedDistance`], voxel-centre convention (scipy / MATLAB) |
+/// | `gaussian:FWHM` | [`GaussianSmoothing`] with this FWHM |
+/// | `gaussian-sigma:SIGMA` | [`GaussianSmoothing`] with this sigma |
+/// | `box-outer`, `box-inner` | [`BoxScores`] |
+///
+/// Options: `threshold=T` (predicted mask `scores > T`, default 0) for
+/// `distance*` and `box-*`; `connectivity=face|full` for `box-*`;
+/// `units=voxels|physical`, `mode=reflect|mirror|nearest|wrap|constant`,
+/// `cval=C` (with `mode=constant`) and `truncate=T` (default 4) for
+/// `gaussian*`.
 ///
 /// ```
-/// use confseg::ScoreTransform;
+/// use confseg::{Metric, ScoreTransform, SignedDistance};
 /// let t: ScoreTransform = "sigmoid".parse()?;
 /// assert_eq!(t, ScoreTransform::Sigmoid);
 /// assert_eq!(t.to_string(), "sigmoid");
+///
+/// let d: ScoreTransform = "distance:chessboard".parse()?;
+/// assert_eq!(d, ScoreTransform::Distance(SignedDistance::new(Metric::Chessboard)));
+/// let d = d.with_mask_threshold(0.5)?;
+/// assert_eq!(d.to_string(), "distance:chessboard:threshold=0.5");
+/// assert_eq!(d.to_string().parse::<ScoreTransform>()?, d);
+///
+/// let g: ScoreTransform = "gaussian:2:units=physical:mode=nearest".parse()?;
+/// assert_eq!(g.to_string(), "gaussian:2:units=physical:mode=nearest");
 /// # Ok::<(), confseg::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -292,19 +326,27 @@ pub enum ScoreTransform {
     Identity,
     /// [`Sigmoid`].
     Sigmoid,
+    /// [`SignedDistance`] of the predicted mask.
+    Distance(SignedDistance),
+    /// [`GaussianSmoothing`] of the scores.
+    Gaussian(GaussianSmoothing),
+    /// [`BoxScores`] of the predicted mask.
+    Box(BoxScores),
 }
 
 impl ScoreTransform {
     /// Set the predicted-mask threshold `t` (predicted mask = `scores > t`)
     /// of the transforms that threshold the scores (signed distance,
-    /// bounding boxes). Voxel-wise transforms (identity, sigmoid, smoothing)
-    /// have no threshold and are returned unchanged.
+    /// bounding boxes). Transforms without a threshold (identity, sigmoid,
+    /// smoothing) are returned unchanged.
     ///
     /// ```
     /// use confseg::ScoreTransform;
     /// let t = ScoreTransform::Sigmoid.with_mask_threshold(0.5)?;
     /// assert_eq!(t, ScoreTransform::Sigmoid);
     /// assert!(ScoreTransform::Identity.with_mask_threshold(f64::NAN).is_err());
+    /// let b: ScoreTransform = "box-inner".parse()?;
+    /// assert_eq!(b.with_mask_threshold(0.5)?.to_string(), "box-inner:threshold=0.5");
     /// # Ok::<(), confseg::Error>(())
     /// ```
     ///
@@ -314,8 +356,20 @@ impl ScoreTransform {
     pub fn with_mask_threshold(self, t: f64) -> Result<Self> {
         check_mask_threshold(t)?;
         Ok(match self {
-            ScoreTransform::Identity | ScoreTransform::Sigmoid => self,
+            ScoreTransform::Identity | ScoreTransform::Sigmoid | ScoreTransform::Gaussian(_) => self,
+            ScoreTransform::Distance(d) => ScoreTransform::Distance(d.with_mask_threshold(t)?),
+            ScoreTransform::Box(b) => ScoreTransform::Box(b.with_mask_threshold(t)?),
         })
+    }
+
+    /// The predicted-mask threshold, for transforms that have one.
+    #[must_use]
+    pub fn mask_threshold(&self) -> Option<f64> {
+        match self {
+            ScoreTransform::Distance(d) => Some(d.mask_threshold()),
+            ScoreTransform::Box(b) => Some(b.mask_threshold()),
+            _ => None,
+        }
     }
 }
 
@@ -341,6 +395,9 @@ impl Transform for ScoreTransform {
         match self {
             ScoreTransform::Identity => Identity.apply(scores, spacing),
             ScoreTransform::Sigmoid => Sigmoid.apply(scores, spacing),
+            ScoreTransform::Distance(d) => d.apply(scores, spacing),
+            ScoreTransform::Gaussian(g) => g.apply(scores, spacing),
+            ScoreTransform::Box(b) => b.apply(scores, spacing),
         }
     }
     fn describe(&self) -> String {
@@ -353,22 +410,85 @@ impl fmt::Display for ScoreTransform {
         match self {
             ScoreTransform::Identity => f.write_str("identity"),
             ScoreTransform::Sigmoid => f.write_str("sigmoid"),
+            ScoreTransform::Distance(d) => d.fmt(f),
+            ScoreTransform::Gaussian(g) => g.fmt(f),
+            ScoreTransform::Box(b) => b.fmt(f),
         }
     }
 }
+
+const KNOWN: &str = "known: identity, sigmoid, distance[:METRIC], distance-centre[:METRIC], gaussian:FWHM, \
+                     gaussian-sigma:SIGMA, box-outer, box-inner";
 
 impl FromStr for ScoreTransform {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
         let s = s.trim();
-        let (name, _args) = s.split_once(':').unwrap_or((s, ""));
+        let mut parts = s.split(':').map(str::trim);
+        let name = parts.next().unwrap_or("");
+        let rest: Vec<&str> = parts.collect();
+        // The main parameter is the first part without '='; the others are options.
+        let (main, opts) = match rest.split_first() {
+            Some((m, o)) if !m.contains('=') => (Some(*m), o),
+            _ => (None, &rest[..]),
+        };
+        let options = opts
+            .iter()
+            .map(|o| {
+                o.split_once('=').map(|(k, v)| (k.trim(), v.trim())).ok_or_else(|| Error::InvalidParameter {
+                    name: "transform",
+                    value: s.to_owned(),
+                    reason: format!("expected key=value after the main parameter, found {o:?}"),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let unexpected = |what: &str| Error::InvalidParameter {
+            name: "transform",
+            value: s.to_owned(),
+            reason: format!("{name} takes {what}"),
+        };
         match name {
-            "identity" => Ok(ScoreTransform::Identity),
-            "sigmoid" => Ok(ScoreTransform::Sigmoid),
+            "identity" | "sigmoid" => {
+                if main.is_some() || !options.is_empty() {
+                    return Err(unexpected("no parameters"));
+                }
+                Ok(if name == "identity" { ScoreTransform::Identity } else { ScoreTransform::Sigmoid })
+            }
+            "distance" | "distance-centre" | "distance-center" => {
+                let metric = main.map_or(Ok(Metric::Euclidean), str::parse)?;
+                let convention = if name == "distance" {
+                    DistanceConvention::Midpoint
+                } else {
+                    DistanceConvention::VoxelCentre
+                };
+                let mut d = SignedDistance::new(metric).with_convention(convention);
+                for (key, value) in options {
+                    match key {
+                        "threshold" => {
+                            d = d.with_mask_threshold(smooth::parse_f64("mask threshold", value)?)?
+                        }
+                        _ => return Err(smooth::bad_option(key, value, "distance options: threshold")),
+                    }
+                }
+                Ok(ScoreTransform::Distance(d))
+            }
+            "gaussian" | "gaussian-sigma" => {
+                let w = main.ok_or_else(|| unexpected("a width, e.g. gaussian:2"))?;
+                let w = smooth::parse_f64(if name == "gaussian" { "FWHM" } else { "sigma" }, w)?;
+                let width = if name == "gaussian" { Width::Fwhm(w) } else { Width::Sigma(w) };
+                Ok(ScoreTransform::Gaussian(smooth::parse_gaussian(width, &options)?))
+            }
+            "box-outer" | "box-inner" => {
+                if main.is_some() {
+                    return Err(unexpected("only key=value options (connectivity, threshold)"));
+                }
+                let kind = if name == "box-outer" { BoxKind::Outer } else { BoxKind::Inner };
+                Ok(ScoreTransform::Box(boxes::parse_box(kind, &options)?))
+            }
             _ => Err(Error::InvalidParameter {
                 name: "transform",
                 value: s.to_owned(),
-                reason: "unknown transform; known: identity, sigmoid".into(),
+                reason: format!("unknown transform; {KNOWN}"),
             }),
         }
     }
@@ -420,9 +540,74 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for t in [ScoreTransform::Identity, ScoreTransform::Sigmoid] {
+        let all = [
+            "identity",
+            "sigmoid",
+            "distance:euclidean",
+            "distance:chessboard:threshold=0.25",
+            "distance-centre:cityblock",
+            "distance-centre:euclidean:threshold=-1.5",
+            "gaussian:2",
+            "gaussian-sigma:0.7:units=physical:mode=constant:cval=-3:truncate=2.5",
+            "gaussian:1.5:mode=wrap",
+            "box-outer",
+            "box-inner:connectivity=full:threshold=0.5",
+        ];
+        for s in all {
+            let t: ScoreTransform = s.parse().unwrap();
+            assert_eq!(t.to_string(), s);
             assert_eq!(t.to_string().parse::<ScoreTransform>().unwrap(), t);
         }
-        assert!("nope".parse::<ScoreTransform>().is_err());
+        assert_eq!("distance".parse::<ScoreTransform>().unwrap().to_string(), "distance:euclidean");
+        for bad in [
+            "nope",
+            "identity:1",
+            "distance:hamming",
+            "distance:euclidean:t=1",
+            "distance:threshold=nan",
+            "gaussian",
+            "gaussian:-1",
+            "gaussian:2:cval=1",
+            "gaussian:2:mode=odd",
+            "box-outer:connectivity=corner",
+            "box",
+        ] {
+            assert!(bad.parse::<ScoreTransform>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn mask_threshold_reaches_thresholding_transforms() {
+        let d = ScoreTransform::Distance(SignedDistance::default()).with_mask_threshold(2.0).unwrap();
+        assert_eq!(d.mask_threshold(), Some(2.0));
+        let g: ScoreTransform = "gaussian:2".parse().unwrap();
+        assert_eq!(g.clone().with_mask_threshold(2.0).unwrap(), g);
+        assert!(d.with_mask_threshold(f64::INFINITY).is_err());
+        let s = array![[0.0_f64, 1.0, 3.0]];
+        let d = ScoreTransform::Distance(SignedDistance::default()).with_mask_threshold(2.0).unwrap();
+        assert_eq!(d.apply(&s, &Spacing::unit()).unwrap(), array![[-1.5, -0.5, 0.5]]);
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn serde_round_trip_with_parameters() {
+        for s in [
+            "identity",
+            "distance-centre:chessboard:threshold=0.5",
+            "gaussian-sigma:2:mode=constant:cval=1",
+            "box-inner:connectivity=full",
+        ] {
+            let t: ScoreTransform = s.parse().unwrap();
+            let j = serde_json::to_string(&t).unwrap();
+            assert_eq!(serde_json::from_str::<ScoreTransform>(&j).unwrap(), t, "{j}");
+        }
+        let j = r#"{"name":"distance","metric":"euclidean","convention":"midpoint","mask_threshold":0.0}"#;
+        assert_eq!(
+            serde_json::from_str::<ScoreTransform>(j).unwrap(),
+            ScoreTransform::Distance(SignedDistance::default())
+        );
+        let bad =
+            r#"{"name":"gaussian","width":{"fwhm":-1.0},"units":"voxels","mode":"reflect","truncate":4.0}"#;
+        assert!(serde_json::from_str::<ScoreTransform>(bad).is_err());
     }
 }

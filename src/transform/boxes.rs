@@ -1,0 +1,596 @@
+//! Bounding-box scores (SPEC §5, after Andéol et al. 2023): conformal
+//! boxes from the connected components of the predicted mask.
+//!
+//! # Definition
+//!
+//! Let `A = { v : s(v) > t }` be the predicted mask and `C_1, ..., C_m` its
+//! connected components ([`Connectivity::Face`]: voxels sharing a face,
+//! the default; [`Connectivity::Full`]: sharing a face, edge or corner).
+//!
+//! * outer box of `C_i`: its bounding box (smallest axis-aligned box holding it);
+//! * inner box of `C_i`: the largest axis-aligned box inside `C_i`, largest
+//!   meaning most voxels; among equally large boxes, the one whose
+//!   `(start, end)` corner coordinates are lexicographically smallest
+//!   (start corner first, axes in order).
+//!
+//! `B_O` is the union of the outer boxes, `B_I` the union of the inner
+//! boxes, and the scores are the chessboard signed distance to the union
+//! ([`SignedDistance`](super::SignedDistance) with
+//! [`Metric::Chessboard`](super::Metric::Chessboard) and the midpoint
+//! convention, spacing-weighted): `+` inside, `-` outside, `-inf`
+//! everywhere when nothing is predicted, `+inf` when the union is the whole
+//! image.
+//!
+//! The largest box is exact in any dimension: maximal rectangles by
+//! histogram stacks in 2-D (`O(area)`), and in n-D every slab `[a, b]` along
+//! the first axis is reduced to the (n-1)-D problem on the intersection of
+//! its slices, with pruning by an upper bound on the volume.
+
+use std::fmt;
+
+use ndarray::{ArrayRef, CowArray, Dimension};
+
+use super::distance::{from_flat, predicted_mask, signed_distance_flat};
+use super::smooth::{bad_option, parse_f64};
+use super::{check_mask_threshold, Spacing, Transform};
+use crate::error::{Error, Result};
+use crate::float::Float;
+use crate::mask::MaskValue;
+
+/// Which voxels count as neighbours in a connected component.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
+pub enum Connectivity {
+    /// Voxels sharing a face (4-connectivity in 2-D, 6 in 3-D, `2n` in n-D).
+    #[default]
+    Face,
+    /// Voxels sharing a face, edge or corner (8 in 2-D, 26 in 3-D, `3^n - 1`).
+    Full,
+}
+
+/// Which union of boxes the scores measure distance to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
+pub enum BoxKind {
+    /// Union of the components' bounding boxes (for outer sets).
+    Outer,
+    /// Union of the largest boxes inside the components (for inner sets).
+    Inner,
+}
+
+/// An axis-aligned box of voxels `start[j] <= i_j < end[j]` (half-open).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BoundingBox {
+    start: Vec<usize>,
+    end: Vec<usize>,
+}
+
+impl BoundingBox {
+    /// First voxel index on each axis.
+    #[must_use]
+    pub fn start(&self) -> &[usize] {
+        &self.start
+    }
+
+    /// One past the last voxel index on each axis.
+    #[must_use]
+    pub fn end(&self) -> &[usize] {
+        &self.end
+    }
+
+    /// Number of voxels in the box.
+    #[must_use]
+    pub fn volume(&self) -> usize {
+        self.start.iter().zip(&self.end).map(|(s, e)| e - s).product()
+    }
+
+    /// Whether the box holds the voxel `index`.
+    #[must_use]
+    pub fn contains(&self, index: &[usize]) -> bool {
+        index.len() == self.start.len()
+            && index.iter().zip(self.start.iter().zip(&self.end)).all(|(i, (s, e))| s <= i && i < e)
+    }
+}
+
+/// One connected component of a mask and its two boxes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComponentBoxes {
+    /// Number of voxels in the component.
+    pub size: usize,
+    /// Its bounding box.
+    pub outer: BoundingBox,
+    /// The largest box inside it (ties: lexicographically smallest corners).
+    pub inner: BoundingBox,
+}
+
+/// The connected components of a binary mask with their bounding boxes and
+/// largest inner boxes (see the [module docs](self)), in the order of their
+/// first voxel in row-major order.
+///
+/// ```
+/// use confseg::{component_boxes, Connectivity};
+/// use ndarray::array;
+/// let mask = array![
+///     [1u8, 1, 0, 0],
+///     [1, 1, 1, 0],
+///     [0, 0, 0, 1],
+/// ];
+/// let face = component_boxes(&mask, Connectivity::Face)?;
+/// assert_eq!(face.len(), 2);
+/// assert_eq!((face[0].size, face[0].outer.start(), face[0].outer.end()), (5, &[0, 0][..], &[2, 3][..]));
+/// assert_eq!((face[0].inner.start(), face[0].inner.end()), (&[0, 0][..], &[2, 2][..]));
+/// // With full connectivity the corner voxel joins the first component.
+/// assert_eq!(component_boxes(&mask, Connectivity::Full)?.len(), 1);
+/// # Ok::<(), confseg::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::NonBinaryMask`] for a value other than 0/1.
+pub fn component_boxes<M: MaskValue, D: Dimension>(
+    mask: &ArrayRef<M, D>,
+    connectivity: Connectivity,
+) -> Result<Vec<ComponentBoxes>> {
+    crate::calibrate::check_mask(mask)?;
+    let bits: Vec<bool> = mask.iter().map(|m| m.is_object()).collect();
+    Ok(components(&bits, mask.shape(), connectivity))
+}
+
+/// Row-major strides of `shape`.
+fn strides(shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![1; shape.len()];
+    for j in (0..shape.len().saturating_sub(1)).rev() {
+        s[j] = s[j + 1] * shape[j + 1];
+    }
+    s
+}
+
+fn find(parent: &mut [usize], mut i: usize) -> usize {
+    while parent[i] != i {
+        parent[i] = parent[parent[i]];
+        i = parent[i];
+    }
+    i
+}
+
+/// Components by union-find over the already visited neighbours.
+fn components(mask: &[bool], shape: &[usize], connectivity: Connectivity) -> Vec<ComponentBoxes> {
+    let ndim = shape.len();
+    let st = strides(shape);
+    // Neighbour offsets earlier in row-major order: first non-zero entry is -1.
+    let deltas: Vec<Vec<isize>> = match connectivity {
+        Connectivity::Face => {
+            (0..ndim).map(|j| (0..ndim).map(|i| if i == j { -1 } else { 0 }).collect()).collect()
+        }
+        Connectivity::Full => {
+            let mut all: Vec<Vec<isize>> = vec![vec![]];
+            for _ in 0..ndim {
+                all =
+                    all.into_iter().flat_map(|d| [-1, 0, 1].map(|x| [d.clone(), vec![x]].concat())).collect();
+            }
+            all.into_iter().filter(|d| d.iter().find(|&&x| x != 0) == Some(&-1)).collect()
+        }
+    };
+    let mut parent: Vec<usize> = (0..mask.len()).collect();
+    let mut idx = vec![0usize; ndim];
+    for (flat, &m) in mask.iter().enumerate() {
+        if m {
+            for d in &deltas {
+                let inside = idx.iter().zip(d).zip(shape).all(|((&i, &dx), &n)| {
+                    let j = i as isize + dx;
+                    j >= 0 && (j as usize) < n
+                });
+                if !inside {
+                    continue;
+                }
+                let off: isize = d.iter().zip(&st).map(|(&dx, &s)| dx * s as isize).sum();
+                let nb = (flat as isize + off) as usize;
+                if mask[nb] {
+                    let (a, b) = (find(&mut parent, flat), find(&mut parent, nb));
+                    if a != b {
+                        // keep the earlier voxel as root: labels follow first-voxel order
+                        parent[a.max(b)] = a.min(b);
+                    }
+                }
+            }
+        }
+        for j in (0..ndim).rev() {
+            idx[j] += 1;
+            if idx[j] < shape[j] {
+                break;
+            }
+            idx[j] = 0;
+        }
+    }
+    // Label per voxel and bounding boxes.
+    let mut label = vec![usize::MAX; mask.len()];
+    let mut comps: Vec<(usize, Vec<usize>, Vec<usize>)> = Vec::new();
+    let mut root_label = vec![usize::MAX; mask.len()];
+    idx.fill(0);
+    for flat in 0..mask.len() {
+        if mask[flat] {
+            let r = find(&mut parent, flat);
+            if root_label[r] == usize::MAX {
+                root_label[r] = comps.len();
+                comps.push((0, idx.clone(), idx.iter().map(|&i| i + 1).collect()));
+            }
+            let l = root_label[r];
+            label[flat] = l;
+            let c = &mut comps[l];
+            c.0 += 1;
+            for j in 0..ndim {
+                c.1[j] = c.1[j].min(idx[j]);
+                c.2[j] = c.2[j].max(idx[j] + 1);
+            }
+        }
+        for j in (0..ndim).rev() {
+            idx[j] += 1;
+            if idx[j] < shape[j] {
+                break;
+            }
+            idx[j] = 0;
+        }
+    }
+    comps
+        .into_iter()
+        .enumerate()
+        .map(|(l, (size, start, end))| {
+            let local_shape: Vec<usize> = start.iter().zip(&end).map(|(s, e)| e - s).collect();
+            let local = region(&label, shape, &st, &start, &local_shape, l);
+            let (_, s, e) = largest_box(&local, &local_shape)
+                .unwrap_or_else(|| unreachable!("a component has at least one voxel"));
+            let inner = BoundingBox {
+                start: s.iter().zip(&start).map(|(a, b)| a + b).collect(),
+                end: e.iter().zip(&start).map(|(a, b)| a + b).collect(),
+            };
+            ComponentBoxes { size, outer: BoundingBox { start, end }, inner }
+        })
+        .collect()
+}
+
+/// The voxels of label `l` within the box at `start` of `local_shape`, row-major.
+fn region(
+    label: &[usize],
+    _shape: &[usize],
+    st: &[usize],
+    start: &[usize],
+    local_shape: &[usize],
+    l: usize,
+) -> Vec<bool> {
+    let n: usize = local_shape.iter().product();
+    let mut out = Vec::with_capacity(n);
+    let mut idx = vec![0usize; local_shape.len()];
+    for _ in 0..n {
+        let flat: usize = idx.iter().zip(start).zip(st).map(|((i, s), k)| (i + s) * k).sum();
+        out.push(label[flat] == l);
+        for j in (0..idx.len()).rev() {
+            idx[j] += 1;
+            if idx[j] < local_shape[j] {
+                break;
+            }
+            idx[j] = 0;
+        }
+    }
+    out
+}
+
+/// `(volume, start, end)` of the best box so far.
+type Best = Option<(usize, Vec<usize>, Vec<usize>)>;
+
+/// Keep the candidate if it has more voxels, or as many with smaller corners.
+fn offer(best: &mut Best, vol: usize, start: Vec<usize>, end: Vec<usize>) {
+    let better = match best {
+        None => true,
+        Some((bv, bs, be)) => vol > *bv || (vol == *bv && (&start, &end) < (&*bs, &*be)),
+    };
+    if better {
+        *best = Some((vol, start, end));
+    }
+}
+
+/// The largest all-true axis-aligned box of a row-major mask (see the
+/// module docs for tie-breaking), or `None` if the mask has no true voxel.
+fn largest_box(mask: &[bool], shape: &[usize]) -> Best {
+    let mut best: Best = None;
+    match shape.len() {
+        0 => {
+            if mask.first() == Some(&true) {
+                best = Some((1, vec![], vec![]));
+            }
+        }
+        1 => {
+            let mut run = 0;
+            for (i, &m) in mask.iter().enumerate() {
+                run = if m { run + 1 } else { 0 };
+                if run > 0 {
+                    offer(&mut best, run, vec![i + 1 - run], vec![i + 1]);
+                }
+            }
+        }
+        2 => {
+            // Maximal rectangles by histogram stacks: every largest rectangle
+            // is popped with its full width from the bar of its minimal height.
+            let (h, w) = (shape[0], shape[1]);
+            let mut heights = vec![0usize; w];
+            let mut stack: Vec<usize> = Vec::with_capacity(w + 1);
+            for r in 0..h {
+                for (c, ht) in heights.iter_mut().enumerate() {
+                    *ht = if mask[r * w + c] { *ht + 1 } else { 0 };
+                }
+                stack.clear();
+                for i in 0..=w {
+                    let cur = if i < w { heights[i] } else { 0 };
+                    while let Some(&top) = stack.last() {
+                        if heights[top] < cur {
+                            break;
+                        }
+                        stack.pop();
+                        let ht = heights[top];
+                        if ht > 0 {
+                            let left = stack.last().map_or(0, |&l| l + 1);
+                            offer(&mut best, ht * (i - left), vec![r + 1 - ht, left], vec![r + 1, i]);
+                        }
+                    }
+                    stack.push(i);
+                }
+            }
+        }
+        _ => {
+            let n0 = shape[0];
+            let rest = &shape[1..];
+            let len: usize = rest.iter().product();
+            let count = |s: &[bool]| s.iter().filter(|&&b| b).count();
+            for a in 0..n0 {
+                let mut slab = mask[a * len..(a + 1) * len].to_vec();
+                for b in a..n0 {
+                    if b > a {
+                        slab.iter_mut().zip(&mask[b * len..(b + 1) * len]).for_each(|(x, &y)| *x &= y);
+                    }
+                    let c = count(&slab);
+                    // Deeper slabs only lose voxels: stop once they cannot tie the best.
+                    if c == 0 || best.as_ref().is_some_and(|(bv, _, _)| (n0 - a) * c < *bv) {
+                        break;
+                    }
+                    if let Some((v, s, e)) = largest_box(&slab, rest) {
+                        let start = [vec![a], s].concat();
+                        let end = [vec![b + 1], e].concat();
+                        offer(&mut best, (b - a + 1) * v, start, end);
+                    }
+                }
+            }
+        }
+    }
+    best
+}
+
+/// Bounding-box scores: chessboard signed distance to the union of the
+/// outer or inner boxes of the predicted mask's components; see the
+/// [module docs](self).
+///
+/// ```
+/// use confseg::{BoxScores, Spacing, Transform};
+/// use ndarray::array;
+/// let s = array![
+///     [-1.0_f64, 1.0, 1.0, -1.0, -1.0],
+///     [-1.0, 1.0, -1.0, -1.0, -1.0],
+///     [-1.0, -1.0, -1.0, -1.0, -1.0],
+/// ];
+/// let outer = BoxScores::outer().apply(&s, &Spacing::unit())?;
+/// assert_eq!(outer[[1, 2]], 0.5); // inside the bounding box [0,2) x [1,3)
+/// assert_eq!(outer[[2, 4]], -1.5);
+/// let inner = BoxScores::inner().apply(&s, &Spacing::unit())?;
+/// assert_eq!(inner[[1, 2]], -0.5); // largest inner box: rows 0..2 of column 1
+/// # Ok::<(), confseg::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(try_from = "BoxRepr", into = "BoxRepr"))]
+pub struct BoxScores {
+    kind: BoxKind,
+    connectivity: Connectivity,
+    mask_threshold: f64,
+}
+
+#[cfg(feature = "serde")]
+#[derive(serde::Serialize, serde::Deserialize)]
+struct BoxRepr {
+    kind: BoxKind,
+    connectivity: Connectivity,
+    mask_threshold: f64,
+}
+
+#[cfg(feature = "serde")]
+impl TryFrom<BoxRepr> for BoxScores {
+    type Error = Error;
+    fn try_from(r: BoxRepr) -> Result<Self> {
+        BoxScores::new(r.kind).with_connectivity(r.connectivity).with_mask_threshold(r.mask_threshold)
+    }
+}
+
+#[cfg(feature = "serde")]
+impl From<BoxScores> for BoxRepr {
+    fn from(b: BoxScores) -> Self {
+        BoxRepr { kind: b.kind, connectivity: b.connectivity, mask_threshold: b.mask_threshold }
+    }
+}
+
+impl BoxScores {
+    /// Scores of `kind`, face connectivity, mask threshold 0.
+    #[must_use]
+    pub fn new(kind: BoxKind) -> Self {
+        BoxScores { kind, connectivity: Connectivity::Face, mask_threshold: 0.0 }
+    }
+
+    /// Distance to the union of bounding boxes (for the outer transform).
+    #[must_use]
+    pub fn outer() -> Self {
+        Self::new(BoxKind::Outer)
+    }
+
+    /// Distance to the union of largest inner boxes (for the inner transform).
+    #[must_use]
+    pub fn inner() -> Self {
+        Self::new(BoxKind::Inner)
+    }
+
+    /// Use this connectivity for the components.
+    #[must_use]
+    pub fn with_connectivity(mut self, connectivity: Connectivity) -> Self {
+        self.connectivity = connectivity;
+        self
+    }
+
+    /// Predicted mask = `scores > t`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] if `t` is not finite.
+    pub fn with_mask_threshold(mut self, t: f64) -> Result<Self> {
+        check_mask_threshold(t)?;
+        self.mask_threshold = t;
+        Ok(self)
+    }
+
+    /// Outer or inner.
+    #[must_use]
+    pub fn kind(&self) -> BoxKind {
+        self.kind
+    }
+
+    /// The connectivity.
+    #[must_use]
+    pub fn connectivity(&self) -> Connectivity {
+        self.connectivity
+    }
+
+    /// The predicted-mask threshold.
+    #[must_use]
+    pub fn mask_threshold(&self) -> f64 {
+        self.mask_threshold
+    }
+}
+
+impl Transform for BoxScores {
+    /// # Errors
+    /// [`Error::NanScore`] for a NaN score, [`Error::InvalidSpacing`] if the
+    /// spacing does not fit the dimension.
+    fn apply<'a, A: Float, D: Dimension>(
+        &self,
+        scores: &'a ArrayRef<A, D>,
+        spacing: &Spacing,
+    ) -> Result<CowArray<'a, A, D>> {
+        let bits = predicted_mask(scores, self.mask_threshold)?;
+        let sp = spacing.for_ndim(scores.ndim())?;
+        let shape = scores.shape();
+        let st = strides(shape);
+        let mut union = vec![false; bits.len()];
+        for c in components(&bits, shape, self.connectivity) {
+            let b = match self.kind {
+                BoxKind::Outer => c.outer,
+                BoxKind::Inner => c.inner,
+            };
+            fill_box(&mut union, &st, &b);
+        }
+        let d = signed_distance_flat::<A>(
+            &union,
+            shape,
+            &sp,
+            super::Metric::Chessboard,
+            super::DistanceConvention::Midpoint,
+        );
+        Ok(CowArray::from(from_flat(scores.raw_dim(), d)))
+    }
+    fn describe(&self) -> String {
+        self.to_string()
+    }
+}
+
+fn fill_box(buf: &mut [bool], st: &[usize], b: &BoundingBox) {
+    let shape: Vec<usize> = b.start.iter().zip(&b.end).map(|(s, e)| e - s).collect();
+    let mut idx = vec![0usize; shape.len()];
+    for _ in 0..b.volume() {
+        let flat: usize = idx.iter().zip(&b.start).zip(st).map(|((i, s), k)| (i + s) * k).sum();
+        buf[flat] = true;
+        for j in (0..idx.len()).rev() {
+            idx[j] += 1;
+            if idx[j] < shape[j] {
+                break;
+            }
+            idx[j] = 0;
+        }
+    }
+}
+
+impl fmt::Display for BoxScores {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self.kind {
+            BoxKind::Outer => "box-outer",
+            BoxKind::Inner => "box-inner",
+        })?;
+        if self.connectivity == Connectivity::Full {
+            f.write_str(":connectivity=full")?;
+        }
+        if self.mask_threshold != 0.0 {
+            write!(f, ":threshold={}", self.mask_threshold)?;
+        }
+        Ok(())
+    }
+}
+
+/// Parse the options after `box-outer` / `box-inner`.
+pub(crate) fn parse_box(kind: BoxKind, options: &[(&str, &str)]) -> Result<BoxScores> {
+    let mut b = BoxScores::new(kind);
+    for &(key, value) in options {
+        match key {
+            "connectivity" => {
+                b.connectivity = match value {
+                    "face" => Connectivity::Face,
+                    "full" => Connectivity::Full,
+                    _ => return Err(bad_option(key, value, "connectivity is face or full")),
+                }
+            }
+            "threshold" => b = b.with_mask_threshold(parse_f64("mask threshold", value)?)?,
+            _ => return Err(bad_option(key, value, "box options: connectivity, threshold")),
+        }
+    }
+    Ok(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{array, Array3};
+
+    #[test]
+    fn largest_box_3d_prefers_volume_then_smallest_corner() {
+        // An L-shaped solid: a 2x2x3 bar plus a 1x1x4 spur.
+        let mut m = Array3::from_elem((3, 3, 4), false);
+        for ((i, j, k), v) in m.indexed_iter_mut() {
+            *v = (i < 2 && j < 2 && k < 3) || (i == 2 && j == 2);
+        }
+        let c = component_boxes(&m, Connectivity::Full).unwrap();
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].inner, BoundingBox { start: vec![0, 0, 0], end: vec![2, 2, 3] });
+        assert_eq!(c[0].outer, BoundingBox { start: vec![0, 0, 0], end: vec![3, 3, 4] });
+        assert_eq!(component_boxes(&m, Connectivity::Face).unwrap().len(), 2);
+        // Two equal 1x2 boxes in an L: the smaller start corner wins.
+        let l = array![[true, true], [true, false]];
+        let c = component_boxes(&l, Connectivity::Face).unwrap();
+        assert_eq!(c[0].inner, BoundingBox { start: vec![0, 0], end: vec![1, 2] });
+    }
+
+    #[test]
+    fn empty_prediction_is_minus_infinity() {
+        let s = Array3::<f32>::from_elem((2, 3, 4), -1.0);
+        for b in [BoxScores::outer(), BoxScores::inner()] {
+            let d = b.apply(&s, &Spacing::unit()).unwrap();
+            assert!(d.iter().all(|&x| x == f32::NEG_INFINITY));
+        }
+        let full = Array3::<f32>::from_elem((2, 3, 4), 1.0);
+        assert!(BoxScores::inner()
+            .apply(&full, &Spacing::unit())
+            .unwrap()
+            .iter()
+            .all(|&x| x == f32::INFINITY));
+    }
+}
