@@ -1,0 +1,468 @@
+//! The spatial transforms against slow, obviously correct references:
+//! brute force over all boundary midpoints / all voxel pairs, direct n-D
+//! convolution with an independently written boundary extension, and
+//! exhaustive box search over flood-filled components. Random small masks
+//! in 1-D to 4-D (zero-size axes included) with random anisotropic spacing.
+
+mod common;
+
+use confseg::{
+    component_boxes, BoundaryMode, BoxKind, BoxScores, Connectivity, DistanceConvention, GaussianSmoothing,
+    Metric, ScoreTransform, SignedDistance, Spacing, Transform, Units,
+};
+use ndarray::{Array2, ArrayD, Dimension, IxDyn};
+use proptest::prelude::*;
+
+// ---------------------------------------------------------------- strategies
+
+/// A shape of 1 to 3 axes of length 0..=7, or 4 axes of length 0..=3.
+fn small_shape() -> impl Strategy<Value = Vec<usize>> {
+    prop_oneof![4 => common::shape(3, 7), 1 => prop::collection::vec(0..=3usize, 4)]
+}
+
+/// A mask of the given shape with a random density (sparse to full).
+fn mask_of(shape: Vec<usize>) -> impl Strategy<Value = ArrayD<bool>> {
+    let len: usize = shape.iter().product();
+    prop_oneof![Just(0.0), 0.02..0.98f64, Just(1.0)].prop_flat_map(move |p| {
+        let shape = shape.clone();
+        prop::collection::vec(prop::bool::weighted(p), len)
+            .prop_map(move |v| ArrayD::from_shape_vec(IxDyn(&shape), v).expect("length matches shape"))
+    })
+}
+
+/// Unit spacing (exact ties) or random anisotropic spacing in [0.3, 3].
+fn spacing_of(ndim: usize) -> impl Strategy<Value = Vec<f64>> {
+    prop_oneof![Just(vec![1.0; ndim]), prop::collection::vec(0.3..3.0f64, ndim)]
+}
+
+fn mask_and_spacing() -> impl Strategy<Value = (ArrayD<bool>, Vec<f64>)> {
+    small_shape().prop_flat_map(|s| (mask_of(s.clone()), spacing_of(s.len())))
+}
+
+fn metric() -> impl Strategy<Value = Metric> {
+    prop_oneof![Just(Metric::Euclidean), Just(Metric::Chessboard), Just(Metric::CityBlock)]
+}
+
+// ---------------------------------------------------------------- references
+
+fn rho(metric: Metric, a: &[f64], b: &[f64], spacing: &[f64]) -> f64 {
+    let d = a.iter().zip(b).zip(spacing).map(|((x, y), s)| (x - y).abs() * s);
+    match metric {
+        Metric::Euclidean => d.map(|x| x * x).sum::<f64>().sqrt(),
+        Metric::Chessboard => d.fold(0.0, f64::max),
+        Metric::CityBlock => d.sum(),
+    }
+}
+
+fn voxels(shape: &[usize]) -> Vec<Vec<usize>> {
+    let mut out = vec![vec![]];
+    for &n in shape {
+        out = out.into_iter().flat_map(|v| (0..n).map(move |i| [v.clone(), vec![i]].concat())).collect();
+    }
+    out
+}
+
+fn as_f64(v: &[usize]) -> Vec<f64> {
+    v.iter().map(|&i| i as f64).collect()
+}
+
+/// SPEC §5 literally: all midpoints between face-adjacent voxels on
+/// different sides, then the signed minimum over them.
+fn brute_midpoint(mask: &ArrayD<bool>, metric: Metric, spacing: &[f64]) -> ArrayD<f64> {
+    let shape = mask.shape().to_vec();
+    let mut mids: Vec<Vec<f64>> = Vec::new();
+    for v in voxels(&shape) {
+        for k in 0..shape.len() {
+            if v[k] + 1 < shape[k] {
+                let mut w = v.clone();
+                w[k] += 1;
+                if mask[IxDyn(&v)] != mask[IxDyn(&w)] {
+                    let mut m = as_f64(&v);
+                    m[k] += 0.5;
+                    mids.push(m);
+                }
+            }
+        }
+    }
+    ArrayD::from_shape_fn(IxDyn(&shape), |ix| {
+        let v = as_f64(ix.slice());
+        let d = mids.iter().map(|m| rho(metric, &v, m, spacing)).fold(f64::INFINITY, f64::min);
+        if mask[&ix] {
+            d
+        } else {
+            -d
+        }
+    })
+}
+
+/// scipy's convention: distance to the nearest voxel centre on the other side.
+fn brute_centre(mask: &ArrayD<bool>, metric: Metric, spacing: &[f64]) -> ArrayD<f64> {
+    let shape = mask.shape().to_vec();
+    let all = voxels(&shape);
+    ArrayD::from_shape_fn(IxDyn(&shape), |ix| {
+        let inside = mask[&ix];
+        let v = as_f64(ix.slice());
+        let d = all
+            .iter()
+            .filter(|w| mask[IxDyn(w)] != inside)
+            .map(|w| rho(metric, &v, &as_f64(w), spacing))
+            .fold(f64::INFINITY, f64::min);
+        if inside {
+            d
+        } else {
+            -d
+        }
+    })
+}
+
+fn assert_close(got: &ArrayD<f64>, want: &ArrayD<f64>, rel: f64) -> Result<(), TestCaseError> {
+    prop_assert_eq!(got.shape(), want.shape());
+    for (i, (&g, &w)) in got.iter().zip(want.iter()).enumerate() {
+        if w.is_infinite() {
+            prop_assert_eq!(g, w, "voxel {}", i);
+        } else {
+            prop_assert!((g - w).abs() <= rel * w.abs().max(1.0), "voxel {}: got {}, want {}", i, g, w);
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- distances
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(192))]
+
+    #[test]
+    fn midpoint_distance_matches_brute_force((mask, sp) in mask_and_spacing(), metric in metric()) {
+        let want = brute_midpoint(&mask, metric, &sp);
+        let spacing = Spacing::new(sp.clone()).unwrap();
+        let t = SignedDistance::new(metric);
+        let got: ArrayD<f64> = t.of_mask(&mask, &spacing).unwrap();
+        assert_close(&got, &want, 1e-9)?;
+        // f32 output, and the transform on scores (mask = scores > t).
+        let scores = mask.mapv(|m| if m { 0.75f32 } else { 0.25 });
+        let t = t.with_mask_threshold(0.5).unwrap();
+        let got32 = t.apply(&scores, &spacing).unwrap().mapv(f64::from);
+        assert_close(&got32, &want, 1e-5)?;
+    }
+
+    #[test]
+    fn voxel_centre_distance_matches_brute_force((mask, sp) in mask_and_spacing(), metric in metric()) {
+        let want = brute_centre(&mask, metric, &sp);
+        let t = SignedDistance::new(metric).with_convention(DistanceConvention::VoxelCentre);
+        let got: ArrayD<f64> = t.of_mask(&mask, &Spacing::new(sp).unwrap()).unwrap();
+        assert_close(&got, &want, 1e-9)?;
+    }
+
+    #[test]
+    fn strided_views_give_the_same_distances((mask, sp) in mask_and_spacing()) {
+        // A transposed (non-standard layout) input is read in logical order.
+        let t = SignedDistance::new(Metric::Euclidean);
+        let spacing = Spacing::new(sp.iter().rev().copied().collect()).unwrap();
+        let rev = mask.clone().reversed_axes();
+        let got: ArrayD<f64> = t.of_mask(&rev, &spacing).unwrap();
+        let want = brute_midpoint(&rev.as_standard_layout().to_owned(), Metric::Euclidean, spacing.as_slice().unwrap());
+        assert_close(&got, &want, 1e-9)?;
+    }
+}
+
+#[test]
+fn distance_edge_cases() {
+    let unit = Spacing::unit();
+    for metric in [Metric::Euclidean, Metric::Chessboard, Metric::CityBlock] {
+        for conv in [DistanceConvention::Midpoint, DistanceConvention::VoxelCentre] {
+            let t = SignedDistance::new(metric).with_convention(conv);
+            // zero-size axes: an empty result of the same shape, no panic
+            for shape in [vec![0], vec![3, 0], vec![0, 4, 2]] {
+                let m = ArrayD::from_elem(IxDyn(&shape), true);
+                let d: ArrayD<f32> = t.of_mask(&m, &unit).unwrap();
+                assert_eq!(d.shape(), &shape[..]);
+            }
+            // empty / full masks: -inf / +inf everywhere
+            let d: ArrayD<f64> = t.of_mask(&ArrayD::from_elem(IxDyn(&[2, 3, 4]), false), &unit).unwrap();
+            assert!(d.iter().all(|&x| x == f64::NEG_INFINITY));
+            let d: ArrayD<f64> = t.of_mask(&ArrayD::from_elem(IxDyn(&[5]), true), &unit).unwrap();
+            assert!(d.iter().all(|&x| x == f64::INFINITY));
+            // a 0-D image is one voxel with no neighbours
+            let d: ArrayD<f64> = t.of_mask(&ArrayD::from_elem(IxDyn(&[]), true), &unit).unwrap();
+            assert_eq!(d[IxDyn(&[])], f64::INFINITY);
+        }
+    }
+    // single voxel touching the border of a non-square image
+    let mut m = Array2::from_elem((3, 7), false);
+    m[[0, 6]] = true;
+    let d: Array2<f64> = SignedDistance::new(Metric::Euclidean).of_mask(&m, &unit).unwrap();
+    assert_eq!(d[[0, 6]], 0.5);
+    assert_eq!(d[[2, 6]], -1.5);
+    assert!((d[[2, 0]] - -(2.0f64.powi(2) + 5.5f64.powi(2)).sqrt()).abs() < 1e-12);
+    // spacing of the wrong length and non-binary masks are errors
+    let s = Spacing::new(vec![1.0, 2.0, 3.0]).unwrap();
+    assert!(SignedDistance::default().of_mask::<f64, _, _>(&m, &s).is_err());
+    let bad = Array2::from_elem((2, 2), 2u8);
+    assert!(SignedDistance::default().of_mask::<f64, _, _>(&bad, &unit).is_err());
+}
+
+#[test]
+fn metrics_and_conventions_relate_as_documented() {
+    // City-block, unit spacing: centre convention = midpoint convention ± 1/2.
+    let m = ArrayD::from_shape_vec(
+        IxDyn(&[4, 5]),
+        vec![0, 0, 1, 0, 0, 0, 1, 1, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]
+            .into_iter()
+            .map(|x| x == 1)
+            .collect(),
+    )
+    .unwrap();
+    let unit = Spacing::unit();
+    let mid: ArrayD<f64> = SignedDistance::new(Metric::CityBlock).of_mask(&m, &unit).unwrap();
+    let cen: ArrayD<f64> = SignedDistance::new(Metric::CityBlock)
+        .with_convention(DistanceConvention::VoxelCentre)
+        .of_mask(&m, &unit)
+        .unwrap();
+    for (&a, &b) in mid.iter().zip(cen.iter()) {
+        assert_eq!(b, a + 0.5 * a.signum());
+    }
+}
+
+// ---------------------------------------------------------------- smoothing
+
+/// Boundary extension written independently of the crate: reflect step by
+/// step, as scipy's line buffer does.
+fn extend(mut p: isize, n: usize, mode: BoundaryMode) -> Option<usize> {
+    let n = n as isize;
+    loop {
+        if (0..n).contains(&p) {
+            return Some(p as usize);
+        }
+        p = match mode {
+            BoundaryMode::Reflect if p < 0 => -p - 1,
+            BoundaryMode::Reflect => 2 * n - 1 - p,
+            BoundaryMode::Mirror if n == 1 => 0,
+            BoundaryMode::Mirror if p < 0 => -p,
+            BoundaryMode::Mirror => 2 * n - 2 - p,
+            BoundaryMode::Nearest => p.clamp(0, n - 1),
+            BoundaryMode::Wrap if p < 0 => p + n,
+            BoundaryMode::Wrap => p - n,
+            _ => return None,
+        };
+    }
+}
+
+/// Direct n-D correlation with the product kernel.
+fn direct_gaussian(x: &ArrayD<f64>, sigmas: &[f64], truncate: f64, mode: BoundaryMode) -> ArrayD<f64> {
+    let kernels: Vec<Vec<f64>> = sigmas
+        .iter()
+        .map(|&s| {
+            let r = (truncate * s + 0.5) as i64;
+            let w: Vec<f64> = (-r..=r).map(|i| (-(i * i) as f64 / (2.0 * s * s)).exp()).collect();
+            let total: f64 = w.iter().sum();
+            w.into_iter().map(|v| v / total).collect()
+        })
+        .collect();
+    let cval = if let BoundaryMode::Constant(c) = mode { c } else { 0.0 };
+    let offsets = voxels(&kernels.iter().map(Vec::len).collect::<Vec<_>>());
+    ArrayD::from_shape_fn(x.raw_dim(), |ix| {
+        let mut acc = 0.0;
+        for o in &offsets {
+            let mut w = 1.0;
+            let mut src = Some(vec![]);
+            for (j, (&oj, k)) in o.iter().zip(&kernels).enumerate() {
+                w *= k[oj];
+                let p = ix[j] as isize + oj as isize - (k.len() / 2) as isize;
+                src = src.and_then(|mut s: Vec<usize>| {
+                    s.push(extend(p, x.shape()[j], mode)?);
+                    Some(s)
+                });
+            }
+            acc += w * src.map_or(cval, |s| x[IxDyn(&s)]);
+        }
+        acc
+    })
+}
+
+fn mode() -> impl Strategy<Value = BoundaryMode> {
+    prop_oneof![
+        Just(BoundaryMode::Reflect),
+        Just(BoundaryMode::Mirror),
+        Just(BoundaryMode::Nearest),
+        Just(BoundaryMode::Wrap),
+        (-2.0..2.0f64).prop_map(BoundaryMode::Constant),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn gaussian_matches_direct_convolution(
+        (x, sp) in common::shape(3, 6).prop_flat_map(|s| {
+            let n = s.len();
+            (common::scores_of(s).prop_map(|a| a.mapv(|v| if v.is_finite() { v } else { 3.0 })), spacing_of(n))
+        }),
+        width in 0.3..4.0f64,
+        fwhm in any::<bool>(),
+        physical in any::<bool>(),
+        truncate in 0.5..4.0f64,
+        mode in mode(),
+    ) {
+        let g = if fwhm { GaussianSmoothing::fwhm(width) } else { GaussianSmoothing::sigma(width) }.unwrap();
+        let g = g
+            .with_units(if physical { Units::Physical } else { Units::Voxels })
+            .with_mode(mode).unwrap()
+            .with_truncate(truncate).unwrap();
+        let spacing = Spacing::new(sp.clone()).unwrap();
+        let sigma = if fwhm { width / (2.0 * (2.0 * 2f64.ln()).sqrt()) } else { width };
+        let sigmas: Vec<f64> = sp.iter().map(|s| if physical { sigma / s } else { sigma }).collect();
+        prop_assert_eq!(g.sigmas(&spacing, x.ndim()).unwrap().len(), sigmas.len());
+        let want = direct_gaussian(&x, &sigmas, truncate, mode);
+        let got = g.apply(&x, &spacing).unwrap();
+        let scale = x.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+        for (&a, &b) in got.iter().zip(want.iter()) {
+            prop_assert!((a - b).abs() <= 1e-12 * scale, "got {}, want {}", a, b);
+        }
+        // f32 follows within single-precision rounding
+        let x32 = x.mapv(|v| v as f32);
+        let got32 = g.apply(&x32, &spacing).unwrap();
+        for (&a, &b) in got32.iter().zip(want.iter()) {
+            prop_assert!((f64::from(a) - b).abs() <= 1e-5 * scale, "f32 got {}, want {}", a, b);
+        }
+    }
+}
+
+// ---------------------------------------------------------------- boxes
+
+/// Components by flood fill (breadth-first), in order of their first voxel.
+fn flood_components(mask: &ArrayD<bool>, full: bool) -> Vec<Vec<Vec<usize>>> {
+    let shape = mask.shape().to_vec();
+    let mut seen = ArrayD::from_elem(mask.raw_dim(), false);
+    let mut comps = Vec::new();
+    for v in voxels(&shape) {
+        if !mask[IxDyn(&v)] || seen[IxDyn(&v)] {
+            continue;
+        }
+        seen[IxDyn(&v)] = true;
+        let mut comp = vec![v.clone()];
+        let mut i = 0;
+        while i < comp.len() {
+            let c = comp[i].clone();
+            i += 1;
+            for w in voxels(&shape) {
+                let diffs: Vec<usize> = c.iter().zip(&w).map(|(a, b)| a.abs_diff(*b)).collect();
+                let adjacent = if full {
+                    diffs.iter().all(|&d| d <= 1) && diffs.iter().any(|&d| d > 0)
+                } else {
+                    diffs.iter().sum::<usize>() == 1
+                };
+                if adjacent && mask[IxDyn(&w)] && !seen[IxDyn(&w)] {
+                    seen[IxDyn(&w)] = true;
+                    comp.push(w);
+                }
+            }
+        }
+        comps.push(comp);
+    }
+    comps
+}
+
+/// Bounding box and the exhaustively searched largest inner box
+/// (most voxels, then lexicographically smallest (start, end)).
+fn brute_boxes(comp: &[Vec<usize>]) -> ((Vec<usize>, Vec<usize>), (Vec<usize>, Vec<usize>)) {
+    let nd = comp[0].len();
+    let lo: Vec<usize> = (0..nd).map(|j| comp.iter().map(|v| v[j]).min().unwrap()).collect();
+    let hi: Vec<usize> = (0..nd).map(|j| comp.iter().map(|v| v[j]).max().unwrap() + 1).collect();
+    let set: std::collections::HashSet<&Vec<usize>> = comp.iter().collect();
+    let mut best: Option<(usize, Vec<usize>, Vec<usize>)> = None;
+    let starts = voxels(&hi).into_iter().filter(|s| s.iter().zip(&lo).all(|(a, b)| a >= b));
+    for s in starts {
+        let ends = voxels(&hi.iter().map(|h| h + 1).collect::<Vec<_>>())
+            .into_iter()
+            .filter(|e| e.iter().zip(&s).all(|(e, s)| e > s));
+        for e in ends {
+            let ext: Vec<usize> = e.iter().zip(&s).map(|(e, s)| e - s).collect();
+            let vol: usize = ext.iter().product();
+            let inside = voxels(&ext)
+                .iter()
+                .all(|o| set.contains(&o.iter().zip(&s).map(|(a, b)| a + b).collect::<Vec<_>>()));
+            let better = match &best {
+                None => true,
+                Some((bv, bs, be)) => vol > *bv || (vol == *bv && (&s, &e) < (bs, be)),
+            };
+            if inside && better {
+                best = Some((vol, s.clone(), e));
+            }
+        }
+    }
+    let (_, s, e) = best.unwrap();
+    ((lo, hi), (s, e))
+}
+
+fn box_shape() -> impl Strategy<Value = Vec<usize>> {
+    prop_oneof![common::shape(2, 7), prop::collection::vec(0..=4usize, 3)]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn boxes_match_exhaustive_search(
+        (mask, sp) in box_shape().prop_flat_map(|s| (mask_of(s.clone()), spacing_of(s.len()))),
+        full in any::<bool>(),
+    ) {
+        let conn = if full { Connectivity::Full } else { Connectivity::Face };
+        let comps = flood_components(&mask, full);
+        let got = component_boxes(&mask, conn).unwrap();
+        prop_assert_eq!(got.len(), comps.len());
+        let mut outer_union = ArrayD::from_elem(mask.raw_dim(), false);
+        let mut inner_union = ArrayD::from_elem(mask.raw_dim(), false);
+        for (g, c) in got.iter().zip(&comps) {
+            let ((lo, hi), (s, e)) = brute_boxes(c);
+            prop_assert_eq!(g.size, c.len());
+            prop_assert_eq!((g.outer.start(), g.outer.end()), (&lo[..], &hi[..]));
+            prop_assert_eq!((g.inner.start(), g.inner.end()), (&s[..], &e[..]));
+            for v in voxels(mask.shape()) {
+                if g.outer.contains(&v) { outer_union[IxDyn(&v)] = true; }
+                if g.inner.contains(&v) { inner_union[IxDyn(&v)] = true; }
+            }
+        }
+        // Scores: chessboard signed distance (midpoint convention) to each union.
+        let spacing = Spacing::new(sp.clone()).unwrap();
+        let scores = mask.mapv(|m| if m { 1.0f64 } else { -1.0 });
+        for (kind, union) in [(BoxKind::Outer, &outer_union), (BoxKind::Inner, &inner_union)] {
+            let t = BoxScores::new(kind).with_connectivity(conn);
+            let got = t.apply(&scores, &spacing).unwrap().into_owned();
+            assert_close(&got, &brute_midpoint(union, Metric::Chessboard, &sp), 1e-9)?;
+        }
+    }
+}
+
+#[test]
+fn box_transform_names_and_threshold() {
+    let t: ScoreTransform = "box-outer:connectivity=full:threshold=0.5".parse().unwrap();
+    let s = ndarray::array![[0.4_f64, 0.9, 0.2], [0.1, 0.2, 0.8]];
+    // mask: (0,1) and (1,2): diagonal neighbours, one component with full connectivity
+    let d = t.apply(&s, &Spacing::unit()).unwrap();
+    assert_eq!(d[[0, 0]], -0.5);
+    assert_eq!(d[[1, 1]], 0.5);
+    let face: ScoreTransform = "box-outer:threshold=0.5".parse().unwrap();
+    assert_eq!(face.apply(&s, &Spacing::unit()).unwrap()[[1, 1]], -0.5);
+}
+
+#[test]
+fn inner_box_ties_prefer_the_smallest_corner() {
+    // Four largest boxes of 4 voxels; the column at the left starts first.
+    let rows = ["X...", "X.XX", "XXXX", "X..."];
+    let mask = ArrayD::from_shape_vec(
+        IxDyn(&[4, 4]),
+        rows.iter().flat_map(|r| r.chars().map(|c| c == 'X')).collect(),
+    )
+    .unwrap();
+    let got = component_boxes(&mask, Connectivity::Face).unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].inner.start(), got[0].inner.end()), (&[0, 0][..], &[4, 1][..]));
+    let (_, (s, e)) = brute_boxes(&flood_components(&mask, false)[0]);
+    assert_eq!((s, e), (vec![0, 0], vec![4, 1]));
+    // The same in 3-D, stacked twice along a new first axis.
+    let m3 = ndarray::stack![ndarray::Axis(0), mask.view(), mask.view()];
+    let got = component_boxes(&m3, Connectivity::Face).unwrap();
+    assert_eq!((got[0].inner.start(), got[0].inner.end()), (&[0, 0, 0][..], &[2, 4, 1][..]));
+}
