@@ -59,16 +59,18 @@ impl Alpha {
     /// `n` statistics (may exceed `n`).
     ///
     /// `alpha * (n + 1)` is rounded to the nearest integer when it is within
-    /// floating-point error of one, so that e.g. `alpha = 0.1, n = 9` gives
-    /// `k = 9` exactly as the decimal arithmetic says.
+    /// floating-point error of one (relative 1e-12), so that e.g.
+    /// `alpha = 0.1, n = 9` gives `k = 9` exactly as the decimal arithmetic says.
     #[must_use]
     pub fn rank(self, n: usize) -> usize {
         let m = n as f64 + 1.0;
         let x = self.0 * m;
         let r = x.round();
-        let floor = if (x - r).abs() <= 1e-9 * m.max(1.0) { r } else { x.floor() };
-        // ceil((1 - a) m) = m - floor(a m) for integer m.
-        (n + 1) - floor as usize
+        // Relative tolerance: far above the rounding error of one product,
+        // far below the distance to an integer of any level a user types.
+        let floor = if (x - r).abs() <= 1e-12 * x.max(1.0) { r } else { x.floor() };
+        // ceil((1 - a) m) = m - floor(a m) for integer m; floor(a m) <= n since a < 1.
+        (n - (floor as usize).min(n)).saturating_add(1)
     }
 
     /// The smallest number of calibration images for which the threshold is
@@ -85,8 +87,14 @@ impl Alpha {
     pub fn min_calibration_size(self) -> usize {
         // Start from the closed form and correct for rounding so that the
         // answer is consistent with `rank` by construction.
-        let mut n = ((1.0 / self.0).ceil() as usize).saturating_sub(1);
-        while n > 0 && self.rank(n - 1) <= n - 1 {
+        let closed = (1.0 / self.0).ceil() - 1.0;
+        if closed >= 2f64.powi(52) {
+            // Beyond exact integer arithmetic in f64 (alpha < 2^-52): the
+            // closed form is as good as it gets (saturating at usize::MAX).
+            return closed as usize;
+        }
+        let mut n = closed as usize;
+        while n > 0 && self.rank(n - 1) < n {
             n -= 1;
         }
         while self.rank(n) > n {
@@ -262,6 +270,21 @@ mod tests {
         // alpha = 1/6 + eps: k = 5 -> +inf from the data itself
         let t = conformal_quantile(&z, a(0.17)).unwrap();
         assert_eq!(t, Threshold::OrderStatistic { k: 5, value: f64::INFINITY });
+    }
+
+    #[test]
+    fn extreme_levels_do_not_overflow() {
+        for alpha in [f64::MIN_POSITIVE, 1e-300, 1e-17, 1e-15, 3.3e-13, 1e-9, 1.0 - 1e-16] {
+            let a = a(alpha);
+            let m = a.min_calibration_size();
+            assert!(a.rank(usize::MAX) >= 1);
+            assert!(a.rank(0) >= 1);
+            if m < 1 << 40 {
+                assert!(a.rank(m) <= m);
+            }
+        }
+        assert_eq!(a(1e-300).min_calibration_size(), usize::MAX);
+        assert_eq!(a(1.0 - 1e-16).min_calibration_size(), 1);
     }
 
     #[test]
