@@ -33,7 +33,7 @@ use ndarray::{ArrayRef, CowArray, Dimension};
 use super::distance::{from_flat, predicted_mask, signed_distance_flat};
 use super::smooth::{bad_option, parse_f64};
 use super::{check_mask_threshold, Spacing, Transform};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::float::Float;
 use crate::mask::MaskValue;
 

@@ -44,17 +44,20 @@
 //! # Algorithm
 //!
 //! All boundary midpoints of axis-`k` type (between voxels that differ along
-//! axis `k`) lie on a lattice shifted by 1/2 along `k` only. For each `k`:
-//! one 1-D sweep along `k` gives the exact distance from every voxel to the
-//! nearest `k`-type midpoint *on its line*; separable lower-envelope passes
-//! (Felzenszwalb–Huttenlocher for Euclidean, the corresponding envelopes for
-//! the other two metrics) along the other axes then give the exact distance
-//! to all `k`-type midpoints. The minimum over `k`, with the sign of `A`, is
-//! the signed distance: one transform for inside and outside together, since
-//! both sides share the same boundary set. Cost: `O(n^2 |V|)` for an n-D
-//! image (`n` passes per axis type), linear in the number of voxels. Passes
-//! along non-contiguous axes gather tiles of neighbouring lines into a
-//! scratch buffer so that memory is read row by row.
+//! axis `k`) lie on a lattice shifted by 1/2 along `k` only. One 1-D sweep
+//! along `k` gives the exact distance from every voxel to the nearest
+//! `k`-type midpoint *on its line*; separable lower-envelope passes
+//! (Felzenszwalb–Huttenlocher for Euclidean, the corresponding envelopes of
+//! `max(a, |x|)` and `a + |x|` for chessboard and city-block) along the
+//! other axes then give the exact distance to all `k`-type midpoints. The
+//! minimum over `k`, with the sign of `A`, is the signed distance: one
+//! transform for inside and outside together, since both sides share the
+//! same boundary set. Envelope passes along different axes commute and
+//! distribute over the minimum, so the types share passes:
+//! `(n - 1)(n + 2) / 2` envelope passes in n-D (2 in 2-D, 5 in 3-D) plus
+//! `n` sweeps, each linear in the number of voxels. Passes along
+//! non-contiguous axes gather tiles of neighbouring lines into a scratch
+//! buffer so that memory is read row by row.
 
 use std::fmt;
 use std::str::FromStr;
@@ -347,16 +350,23 @@ fn signed<A: Float, M: LineMetric>(
     };
     match convention {
         DistanceConvention::Midpoint => {
-            let mut work = vec![A::zero(); n];
-            for k in 0..shape.len() {
-                let target: &mut [A] = if k == 0 { &mut acc } else { &mut work };
-                sites_pass::<A, M>(mask, shape, k, Sites::Transitions, sp[k], target);
-                for j in (0..shape.len()).filter(|&j| j != k) {
-                    envelope_pass::<A, M>(target, shape, j, sp[j], &mut scratch);
+            // D_m: distance to the midpoints of types 0..=m within each
+            // hyperplane of axes 0..=m; D_m = min(C_m D_(m-1), C_0..C_(m-1) P_m),
+            // where P_m is the 1-D pass over type-m midpoints and C_j an
+            // envelope pass along axis j (passes along different axes commute
+            // and distribute over the minimum). (n - 1)(n + 2) / 2 envelope
+            // passes in n-D.
+            if let Some(&s0) = sp.first() {
+                sites_pass::<A, M>(mask, shape, 0, Sites::Transitions, s0, &mut acc);
+            }
+            let mut work = vec![A::zero(); if shape.len() > 1 { n } else { 0 }];
+            for m in 1..shape.len() {
+                envelope_pass::<A, M>(&mut acc, shape, m, sp[m], &mut scratch);
+                sites_pass::<A, M>(mask, shape, m, Sites::Transitions, sp[m], &mut work);
+                for j in 0..m {
+                    envelope_pass::<A, M>(&mut work, shape, j, sp[j], &mut scratch);
                 }
-                if k > 0 {
-                    acc.iter_mut().zip(&work).for_each(|(a, &w)| *a = a.min(w));
-                }
+                acc.iter_mut().zip(&work).for_each(|(a, &w)| *a = a.min(w));
             }
             acc.iter_mut().zip(mask).for_each(|(a, &m)| *a = finish(m, *a));
             acc
@@ -390,10 +400,14 @@ trait LineMetric {
     fn from_1d<A: Float>(d: A) -> A;
     /// Internal value at physical offset `dx >= 0` from a site whose value is `a`.
     fn eval<A: Float>(a: A, dx: A) -> A;
-    /// For sites `u < w` (positions in voxels) with values `a`, `b` and
-    /// spacing `s`: the real position from which `w` is at least as close
-    /// as `u` (the set where it is is always a right half-line).
-    fn takeover<A: Float>(u: A, a: A, w: A, b: A, s: A) -> A;
+    /// Per-pass factor for [`LineMetric::key`] from the spacing `s`.
+    fn scale<A: Float>(s: A) -> A;
+    /// Per-site key of a site at position `u` (voxels) with value `a`.
+    fn key<A: Float>(a: A, u: A, scale: A) -> A;
+    /// For sites `u < w` (positions in voxels) with keys `ku`, `kw`: the
+    /// real position from which `w` is at least as close as `u` (the set
+    /// where it is is always a right half-line).
+    fn takeover<A: Float>(u: A, ku: A, w: A, kw: A) -> A;
     /// Physical distance of an internal value.
     fn finish<A: Float>(v: A) -> A;
 }
@@ -412,9 +426,17 @@ impl LineMetric for Euclid {
         a + dx * dx
     }
     #[inline]
-    fn takeover<A: Float>(u: A, a: A, w: A, b: A, s: A) -> A {
-        // b + s^2 (x - w)^2 <= a + s^2 (x - u)^2  <=>  x >= this
-        ((b - a) / (s * s) + (w * w - u * u)) / ((w - u) + (w - u))
+    fn scale<A: Float>(s: A) -> A {
+        (s * s).recip()
+    }
+    #[inline]
+    fn key<A: Float>(a: A, u: A, scale: A) -> A {
+        a * scale + u * u
+    }
+    #[inline]
+    fn takeover<A: Float>(u: A, ku: A, w: A, kw: A) -> A {
+        // b + s^2 (x - w)^2 <= a + s^2 (x - u)^2  <=>  x >= (kw - ku) / (2 (w - u))
+        (kw - ku) / ((w - u) + (w - u))
     }
     #[inline]
     fn finish<A: Float>(v: A) -> A {
@@ -432,13 +454,21 @@ impl LineMetric for Chess {
         a.max(dx)
     }
     #[inline]
-    fn takeover<A: Float>(u: A, a: A, w: A, b: A, s: A) -> A {
-        // max(b, s|x - w|) <= max(a, s|x - u|), solved case by case.
+    fn scale<A: Float>(s: A) -> A {
+        s.recip()
+    }
+    #[inline]
+    fn key<A: Float>(a: A, _u: A, scale: A) -> A {
+        a * scale
+    }
+    #[inline]
+    fn takeover<A: Float>(u: A, ku: A, w: A, kw: A) -> A {
+        // max(kw, |x - w|) <= max(ku, |x - u|) (in voxels), solved case by case.
         let mid = (u + w) * A::from_f64_lossy(0.5);
-        if b <= a {
-            (w - a / s).min(mid)
+        if kw <= ku {
+            (w - ku).min(mid)
         } else {
-            (u + b / s).max(mid)
+            (u + kw).max(mid)
         }
     }
     #[inline]
@@ -457,13 +487,21 @@ impl LineMetric for City {
         a + dx
     }
     #[inline]
-    fn takeover<A: Float>(u: A, a: A, w: A, b: A, s: A) -> A {
-        // b + s|x - w| <= a + s|x - u|
-        let gap = s * (w - u);
-        if b + gap <= a {
+    fn scale<A: Float>(s: A) -> A {
+        s.recip()
+    }
+    #[inline]
+    fn key<A: Float>(a: A, _u: A, scale: A) -> A {
+        a * scale
+    }
+    #[inline]
+    fn takeover<A: Float>(u: A, ku: A, w: A, kw: A) -> A {
+        // kw + |x - w| <= ku + |x - u| (in voxels)
+        let gap = w - u;
+        if kw + gap <= ku {
             A::neg_infinity()
-        } else if b <= a + gap {
-            (b - a) / (s + s) + (u + w) * A::from_f64_lossy(0.5)
+        } else if kw <= ku + gap {
+            (kw - ku + u + w) * A::from_f64_lossy(0.5)
         } else {
             A::infinity()
         }
@@ -568,17 +606,28 @@ fn sites_pass<A: Float, M: LineMetric>(
 /// Lines gathered at once from a strided axis.
 const TILE: usize = 16;
 
-/// Scratch buffers for the envelope passes.
+/// Scratch buffers for the envelope passes: a gathered tile of lines, its
+/// output, and the envelope's stack (site positions, values, keys, starts).
 struct Scratch<A> {
     tile_in: Vec<A>,
     tile_out: Vec<A>,
-    sites: Vec<usize>,
-    starts: Vec<A>,
+    stack: Stack<A>,
+}
+
+struct Stack<A> {
+    pos: Vec<A>,
+    val: Vec<A>,
+    key: Vec<A>,
+    start: Vec<A>,
 }
 
 impl<A> Default for Scratch<A> {
     fn default() -> Self {
-        Scratch { tile_in: Vec::new(), tile_out: Vec::new(), sites: Vec::new(), starts: Vec::new() }
+        Scratch {
+            tile_in: Vec::new(),
+            tile_out: Vec::new(),
+            stack: Stack { pos: Vec::new(), val: Vec::new(), key: Vec::new(), start: Vec::new() },
+        }
     }
 }
 
@@ -596,13 +645,15 @@ fn envelope_pass<A: Float, M: LineMetric>(
     let tile = TILE.min(inner);
     sc.tile_in.resize(n * tile, A::zero());
     sc.tile_out.resize(n * tile, A::zero());
-    sc.sites.resize(n, 0);
-    sc.starts.resize(n, A::zero());
-    let Scratch { tile_in, tile_out, sites, starts } = sc;
+    for v in [&mut sc.stack.pos, &mut sc.stack.val, &mut sc.stack.key, &mut sc.stack.start] {
+        v.resize(n, A::zero());
+    }
+    let Scratch { tile_in, tile_out, stack } = sc;
+    let scale = M::scale(s);
     if inner == 1 {
         for line in buf.chunks_exact_mut(n) {
             tile_in.copy_from_slice(line);
-            envelope_line::<A, M>(tile_in, line, s, sites, starts);
+            envelope_line::<A, M>(tile_in, line, s, scale, stack);
         }
         return;
     }
@@ -617,7 +668,7 @@ fn envelope_pass<A: Float, M: LineMetric>(
                 }
             }
             for (f, g) in tile_in.chunks_exact(n).zip(tile_out.chunks_exact_mut(n)).take(w) {
-                envelope_line::<A, M>(f, g, s, sites, starts);
+                envelope_line::<A, M>(f, g, s, scale, stack);
             }
             for t in 0..n {
                 let row = &mut block[t * inner + r0..t * inner + r0 + w];
@@ -632,45 +683,43 @@ fn envelope_pass<A: Float, M: LineMetric>(
 
 /// One line of the lower envelope (Felzenszwalb & Huttenlocher 2012, with
 /// the metric's own takeover point): sites are the finite entries of `f`.
-fn envelope_line<A: Float, M: LineMetric>(f: &[A], g: &mut [A], s: A, sites: &mut [usize], starts: &mut [A]) {
-    let pos = |i: usize| A::from_usize(i).unwrap_or_else(A::infinity);
+fn envelope_line<A: Float, M: LineMetric>(f: &[A], g: &mut [A], s: A, scale: A, st: &mut Stack<A>) {
+    let Stack { pos, val, key, start } = st;
     let mut k = 0; // stack size
-    for (q, &fq) in f.iter().enumerate() {
-        if fq.is_infinite() {
-            continue;
-        }
-        let qa = pos(q);
-        loop {
-            if k == 0 {
-                sites[0] = q;
-                starts[0] = A::neg_infinity();
-                k = 1;
-                break;
+    let mut qa = A::zero();
+    for &fq in f {
+        if fq.is_finite() {
+            let kq = M::key(fq, qa, scale);
+            let mut x = A::neg_infinity();
+            while k > 0 {
+                x = M::takeover(pos[k - 1], key[k - 1], qa, kq);
+                if x <= start[k - 1] {
+                    k -= 1;
+                    x = A::neg_infinity();
+                } else {
+                    break;
+                }
             }
-            let u = sites[k - 1];
-            let x = M::takeover(pos(u), f[u], qa, fq, s);
-            if x <= starts[k - 1] {
-                k -= 1;
-            } else {
-                sites[k] = q;
-                starts[k] = x;
-                k += 1;
-                break;
-            }
+            pos[k] = qa;
+            val[k] = fq;
+            key[k] = kq;
+            start[k] = x;
+            k += 1;
         }
+        qa = qa + A::one();
     }
     if k == 0 {
         g.fill(A::infinity());
         return;
     }
     let mut j = 0;
-    for (x, gx) in g.iter_mut().enumerate() {
-        let xa = pos(x);
-        while j + 1 < k && starts[j + 1] <= xa {
+    let mut xa = A::zero();
+    for gx in g.iter_mut() {
+        while j + 1 < k && start[j + 1] <= xa {
             j += 1;
         }
-        let u = sites[j];
-        *gx = M::eval(f[u], (xa - pos(u)).abs() * s);
+        *gx = M::eval(val[j], (xa - pos[j]).abs() * s);
+        xa = xa + A::one();
     }
 }
 
