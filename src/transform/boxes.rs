@@ -402,7 +402,7 @@ struct BoxRepr {
 
 #[cfg(feature = "serde")]
 impl TryFrom<BoxRepr> for BoxScores {
-    type Error = Error;
+    type Error = crate::Error;
     fn try_from(r: BoxRepr) -> Result<Self> {
         BoxScores::new(r.kind).with_connectivity(r.connectivity).with_mask_threshold(r.mask_threshold)
     }
