@@ -44,6 +44,9 @@
 //! * [`calibrate`]: per-image statistics `tau_i`, `gamma_i` in one fused pass,
 //!   a mergeable streaming [`Calibration`], and the [`Mode`]s of SPEC §4.
 //! * [`sets`]: fitted [`ConfidenceSets`] and the inner/outer masks.
+//! * [`evaluate`]: validation over repeated random splits, efficiency
+//!   measures, baselines (risk control, pixel-wise Bonferroni, dilation
+//!   margins) and transform selection on a learning set (SPEC §6–7).
 //! * [`synthetic`]: a seeded generator of exchangeable test data.
 //!
 //! ## Crate feature flags
@@ -58,10 +61,13 @@
 
 pub mod calibrate;
 pub mod error;
+pub mod evaluate;
 pub mod float;
 #[cfg(feature = "npy")]
 pub mod io;
 pub mod mask;
+#[cfg(feature = "plot")]
+pub mod plot;
 pub mod quantile;
 pub mod sets;
 pub mod synthetic;

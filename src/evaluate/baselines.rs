@@ -1,0 +1,404 @@
+//! The methods a validation compares (SPEC §7): the conformal sets of this
+//! crate and three baselines, all run on the same pool and splits.
+//!
+//! Every method produces, per test image, an inner set `{g_I > a}` and an
+//! outer set `{g_O >= b}` over per-image fields `g` and thresholds `(a, b)`
+//! fitted on the calibration part of a split. A method without an inner set
+//! uses `a = +inf` (empty inner set, so `I ⊆ Y` holds trivially).
+//!
+//! * [`Method::Conformal`]: `g_I = f_I`, `g_O = f_O`, `a = lambda_I`,
+//!   `b = -lambda_O` from [`Calibration::thresholds`](crate::Calibration::thresholds)
+//!   of the calibration part: `{-f_O <= lambda_O} = {f_O >= -lambda_O}`.
+//! * [`Method::RiskControl`]: conformal risk control of the false-negative
+//!   rate (Angelopoulos et al. 2022). Outer set only, `O_t = {f_O >= t}`.
+//!   With `FNR_i(t) = |{v in Y_i : f_O(v) < t}| / |Y_i|` (0 for an empty
+//!   mask), nondecreasing in `t`, the threshold is the largest `t` with
+//!   `n/(n+1) * mean_i FNR_i(t) + 1/(n+1) <= alpha` — the paper's
+//!   `lambda = inf{l : ...}` with `l = -t`, loss bound `B = 1`. If no `t`
+//!   qualifies (`alpha < 1/(n+1)`), `t = -inf` and the set is everything.
+//!   It guarantees `E[FNR] <= alpha`, an expected *proportion* missed, not
+//!   whole-mask coverage.
+//! * [`Method::PixelwiseBonferroni`]: a conformal p-value per voxel, with a
+//!   Bonferroni correction over the `|V|` voxels of the image. The
+//!   calibration distribution is **pooled over voxels** of the calibration
+//!   images: for the outer side the `f_O` values of all object voxels
+//!   (`N_1` of them), for the inner side the `f_I` values of all background
+//!   voxels (`N_0`). A voxel `v` of a test image
+//!   * is left out of the outer set when `p_O(v) = (1 + #{x <= f_O(v)}) / (N_1 + 1) <= alpha_O / |V|`,
+//!   * is put in the inner set when `p_I(v) = (1 + #{x >= f_I(v)}) / (N_0 + 1) <= alpha_I / |V|`.
+//!
+//!   Equivalently `O = {f_O >= x_(m)}` with `m = floor(c (N_1 + 1) - 1) + 1`,
+//!   `c = alpha_O/|V|`, and `I = {f_I > x_(N_0 - q)}` with
+//!   `q = floor(c (N_0 + 1) - 1)` (order statistics of the pooled values).
+//!   Voxels of one image are not exchangeable with each other, so this is
+//!   the paper's heuristic comparator; the Bonferroni correction makes it
+//!   very conservative in practice. `alpha_I`, `alpha_O` come from a
+//!   [`ModeSpec`] (marginal or Bonferroni).
+//! * [`Method::Morphological`]: dilation of the predicted mask `M` by a
+//!   calibrated number of steps (Mossina & Friedrich 2025). Per calibration
+//!   image, `k_i = max_{v in Y_i} steps(v, M_i)`, the fewest dilations
+//!   after which `M_i` contains `Y_i` (`+inf` if `M_i` is empty and `Y_i`
+//!   is not); `k = max(0, conformal quantile of k_i at alpha)`;
+//!   `O = dilate(M, k) = {steps(v, M) <= k}` (so `g_O = -steps`, `b = -k`).
+//!   Outer set only. This coincides with the outer set of the signed
+//!   **city-block** distance transform of `M` (SPEC §5) calibrated at the
+//!   same level whenever the calibrated margin is positive: outside `M`
+//!   the city-block distance to the boundary midpoints is exactly
+//!   `steps(v, M) - 1/2`, so `gamma_i = k_i - 1/2` and
+//!   `{-f_O <= k - 1/2} = {steps <= k}`. (The signed distance can also give
+//!   a negative margin, shrinking `M`, which dilation cannot.) For the
+//!   chessboard metric the two agree except at voxels whose nearest voxel
+//!   of `M` is exactly diagonal (distance `k` to the midpoints, not
+//!   `k - 1/2`).
+
+use std::fmt;
+
+use super::metrics::{step_distance, StepMetric};
+use super::{Field, FieldId, ModeSpec, Nominal, Pool, SplitSets};
+use crate::calibrate::ModeKind;
+use crate::error::{Error, Result};
+use crate::quantile::{conformal_quantile, Alpha, Threshold};
+
+/// A method whose sets a validation measures.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub enum Method {
+    /// This crate's conformal confidence sets with the given mode.
+    Conformal(ModeSpec),
+    /// Conformal risk control of the false-negative rate (outer set only).
+    RiskControl,
+    /// Voxel-wise conformal p-values with a Bonferroni correction over
+    /// voxels; levels per side from the (marginal or Bonferroni) spec.
+    PixelwiseBonferroni(ModeSpec),
+    /// Dilation of the predicted mask by a calibrated number of steps
+    /// (outer set only).
+    Morphological(StepMetric),
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Method::Conformal(m) => write!(f, "conformal {m}"),
+            Method::RiskControl => f.write_str("risk-control fnr"),
+            Method::PixelwiseBonferroni(m) => write!(f, "pixelwise {m}"),
+            Method::Morphological(s) => write!(f, "morphological {s}"),
+        }
+    }
+}
+
+/// A method with its pool-wide precomputation (candidate values, step fields).
+pub(crate) struct Prepared {
+    method: Method,
+    /// sorted distinct object `f_O` values of the whole pool
+    object_outer: Vec<f64>,
+    /// sorted distinct background `f_I` values of the whole pool
+    background_inner: Vec<f64>,
+    /// `-steps(v, M)` per image for the morphological baseline
+    steps: Vec<Field>,
+}
+
+fn sorted_unique<'a>(parts: impl Iterator<Item = &'a [f64]>) -> Vec<f64> {
+    let mut v: Vec<f64> = parts.flatten().copied().collect();
+    v.sort_unstable_by(f64::total_cmp);
+    v.dedup_by(|a, b| a.total_cmp(b).is_eq());
+    v
+}
+
+/// The smallest candidate `x` with `pred(x)`, for `pred` monotone (false
+/// then true) over the sorted candidates; `None` if it never holds.
+fn smallest_with(candidates: &[f64], pred: impl Fn(f64) -> bool) -> Option<f64> {
+    candidates.get(candidates.partition_point(|&x| !pred(x))).copied()
+}
+
+/// The `k`-th smallest (1-based) of the union of sorted slices, by
+/// bisection over sorted candidates containing every value.
+fn kth_pooled<'a>(candidates: &[f64], parts: impl Iterator<Item = &'a [f64]> + Clone, k: usize) -> f64 {
+    smallest_with(candidates, |x| {
+        parts.clone().map(|s| s.partition_point(|&v| v <= x)).sum::<usize>() >= k
+    })
+    .unwrap_or(f64::INFINITY)
+}
+
+impl Method {
+    pub(crate) fn prepare(&self, pool: &Pool) -> Result<Prepared> {
+        let imgs = pool.images();
+        let mut p = Prepared { method: *self, object_outer: Vec::new(), background_inner: Vec::new(), steps: Vec::new() };
+        match *self {
+            Method::Conformal(_) => {}
+            Method::RiskControl => p.object_outer = sorted_unique(imgs.iter().map(|i| i.outer.object.as_slice())),
+            Method::PixelwiseBonferroni(spec) => {
+                if spec.kind() == ModeKind::Max {
+                    return Err(Error::InvalidParameter {
+                        name: "pixel-wise baseline mode",
+                        value: "max".into(),
+                        reason: "needs a marginal or Bonferroni split of alpha between the sides".into(),
+                    });
+                }
+                p.object_outer = sorted_unique(imgs.iter().map(|i| i.outer.object.as_slice()));
+                p.background_inner = sorted_unique(imgs.iter().map(|i| i.inner.background.as_slice()));
+            }
+            Method::Morphological(metric) => {
+                p.steps = imgs
+                    .iter()
+                    .map(|img| {
+                        let d = step_distance(&img.predicted, pool.shape(), metric);
+                        let g = d.iter().map(|&s| if s == u32::MAX { f64::NEG_INFINITY } else { -f64::from(s) }).collect();
+                        Field::new(g, &img.truth)
+                    })
+                    .collect();
+            }
+        }
+        Ok(p)
+    }
+}
+
+impl Prepared {
+    pub(crate) fn name(&self) -> String {
+        self.method.to_string()
+    }
+
+    pub(crate) fn field_ids(&self) -> (FieldId, FieldId) {
+        match self.method {
+            Method::Morphological(m) => (FieldId::Inner, FieldId::Steps(m)),
+            _ => (FieldId::Inner, FieldId::Outer),
+        }
+    }
+
+    pub(crate) fn steps_field(&self, metric: StepMetric, j: usize) -> Option<&Field> {
+        match self.method {
+            Method::Morphological(m) if m == metric => self.steps.get(j),
+            _ => None,
+        }
+    }
+
+    /// The fields `(g_I, g_O)` of image `j`.
+    pub(crate) fn fields<'a>(&'a self, pool: &'a Pool, j: usize) -> (&'a Field, &'a Field) {
+        let img = &pool.images()[j];
+        match self.method {
+            Method::Morphological(_) => (&img.inner, &self.steps[j]),
+            _ => (&img.inner, &img.outer),
+        }
+    }
+
+    /// `(I ⊆ Y, Y ⊆ O)` for test image `j`.
+    pub(crate) fn covers(&self, pool: &Pool, j: usize, t: SplitSets) -> (bool, bool) {
+        match self.method {
+            // Coverage from the calibration statistics (proof in the module docs).
+            Method::Conformal(_) => pool
+                .statistics()
+                .get(j)
+                .map_or((false, false), |s| (s.tau <= t.inner, s.gamma <= -t.outer)),
+            _ => {
+                let (fi, fo) = self.fields(pool, j);
+                (fi.background_max() <= t.inner, fo.object_min() >= t.outer)
+            }
+        }
+    }
+
+    pub(crate) fn nominal(&self, alpha: Alpha) -> Result<Nominal> {
+        let a = alpha.get();
+        Ok(match self.method {
+            Method::Conformal(spec) | Method::PixelwiseBonferroni(spec) => {
+                let m = spec.mode(alpha)?;
+                let (ai, ao) = (m.inner_alpha().get(), m.outer_alpha().get());
+                let joint = match m.kind() {
+                    ModeKind::Marginal => (1.0 - ai - ao).max(0.0),
+                    _ => 1.0 - a,
+                };
+                Nominal { inner: Some(1.0 - ai), outer: Some(1.0 - ao), joint: Some(joint) }
+            }
+            Method::RiskControl => Nominal { inner: None, outer: None, joint: None },
+            Method::Morphological(_) => Nominal { inner: None, outer: Some(1.0 - a), joint: Some(1.0 - a) },
+        })
+    }
+
+    /// Thresholds fitted on the calibration images `cal`.
+    pub(crate) fn thresholds(&self, pool: &Pool, cal: &[usize], alpha: Alpha) -> Result<SplitSets> {
+        let imgs = pool.images();
+        match self.method {
+            Method::Conformal(spec) => {
+                let t = pool.statistics().select(cal)?.thresholds(&spec.mode(alpha)?)?;
+                let too_few = matches!(t.inner, Threshold::TooFewImages { .. })
+                    || matches!(t.outer, Threshold::TooFewImages { .. });
+                Ok(SplitSets { inner: t.inner.value(), outer: -t.outer.value(), too_few })
+            }
+            Method::RiskControl => {
+                let n = cal.len() as f64;
+                let bound = (alpha.get() * (n + 1.0) - 1.0) / n;
+                let outer = if bound < 0.0 {
+                    f64::NEG_INFINITY
+                } else {
+                    // G(x) = mean_i #{v in Y_i : f_O(v) <= x} / |Y_i| = FNR just above x
+                    let g = |x: f64| {
+                        cal.iter()
+                            .map(|&i| {
+                                let o = &imgs[i].outer.object;
+                                if o.is_empty() {
+                                    0.0
+                                } else {
+                                    o.partition_point(|&v| v <= x) as f64 / o.len() as f64
+                                }
+                            })
+                            .sum::<f64>()
+                            / n
+                    };
+                    smallest_with(&self.object_outer, |x| g(x) > bound).unwrap_or(f64::INFINITY)
+                };
+                Ok(SplitSets { inner: f64::INFINITY, outer, too_few: bound < 0.0 })
+            }
+            Method::PixelwiseBonferroni(spec) => {
+                let mode = spec.mode(alpha)?;
+                let voxels = pool.shape().iter().product::<usize>() as f64;
+                // outer: O = {f_O >= x_(m)} over pooled object values
+                let n1: usize = cal.iter().map(|&i| imgs[i].outer.object.len()).sum();
+                let c = mode.outer_alpha().get() / voxels;
+                let m = (c * (n1 as f64 + 1.0) - 1.0).floor() + 1.0;
+                let outer = if m <= 0.0 {
+                    f64::NEG_INFINITY
+                } else if m > n1 as f64 {
+                    f64::INFINITY
+                } else {
+                    kth_pooled(&self.object_outer, cal.iter().map(|&i| imgs[i].outer.object.as_slice()), m as usize)
+                };
+                // inner: I = {f_I > x_(N0 - q)} over pooled background values
+                let n0: usize = cal.iter().map(|&i| imgs[i].inner.background.len()).sum();
+                let c = mode.inner_alpha().get() / voxels;
+                let q = (c * (n0 as f64 + 1.0) - 1.0).floor();
+                let inner = if q < 0.0 {
+                    f64::INFINITY
+                } else if q >= n0 as f64 {
+                    f64::NEG_INFINITY
+                } else {
+                    kth_pooled(
+                        &self.background_inner,
+                        cal.iter().map(|&i| imgs[i].inner.background.as_slice()),
+                        n0 - q as usize,
+                    )
+                };
+                Ok(SplitSets { inner, outer, too_few: q < 0.0 || m > n1 as f64 })
+            }
+            Method::Morphological(_) => {
+                let k: Vec<f64> = cal.iter().map(|&i| -self.steps[i].object_min()).collect();
+                let t = conformal_quantile(&k, alpha)?;
+                let margin = t.value().max(0.0);
+                Ok(SplitSets {
+                    inner: f64::INFINITY,
+                    outer: -margin,
+                    too_few: matches!(t, Threshold::TooFewImages { .. }),
+                })
+            }
+        }
+    }
+}
+
+/// The risk-control threshold of [`Method::RiskControl`] for calibration
+/// pairs given as (outer scores, mask) of one side: the largest `t` with
+/// `n/(n+1) * mean FNR_i(t) + 1/(n+1) <= alpha`, where
+/// `FNR_i(t) = |{v in Y_i : f_O(v) < t}| / |Y_i|`. The set for a new image
+/// is `{f_O >= t}`.
+///
+/// ```
+/// use confseg::evaluate::baselines::risk_control_threshold;
+/// use confseg::Alpha;
+/// // two images, each with object scores [1, 2, 3, 4]
+/// let obj = vec![vec![1.0, 2.0, 3.0, 4.0], vec![1.0, 2.0, 3.0, 4.0]];
+/// // n = 2, alpha = 0.5: mean FNR must be <= (0.5 * 3 - 1) / 2 = 0.25: t = 2
+/// let t = risk_control_threshold(&obj, Alpha::new(0.5)?)?;
+/// assert_eq!(t, 2.0);
+/// # Ok::<(), confseg::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::NoCalibrationData`] for no images, [`Error::InvalidParameter`]
+/// for NaN values.
+pub fn risk_control_threshold(object_scores: &[Vec<f64>], alpha: Alpha) -> Result<f64> {
+    if object_scores.is_empty() {
+        return Err(Error::NoCalibrationData);
+    }
+    let mut sorted: Vec<Vec<f64>> = Vec::with_capacity(object_scores.len());
+    for (i, o) in object_scores.iter().enumerate() {
+        if o.iter().any(|v| v.is_nan()) {
+            return Err(Error::InvalidParameter {
+                name: "object scores",
+                value: format!("NaN in image {i}"),
+                reason: "scores must not be NaN".into(),
+            });
+        }
+        let mut o = o.clone();
+        o.sort_unstable_by(f64::total_cmp);
+        sorted.push(o);
+    }
+    let n = sorted.len() as f64;
+    let bound = (alpha.get() * (n + 1.0) - 1.0) / n;
+    if bound < 0.0 {
+        return Ok(f64::NEG_INFINITY);
+    }
+    let candidates = sorted_unique(sorted.iter().map(Vec::as_slice));
+    let g = |x: f64| {
+        sorted
+            .iter()
+            .map(|o| if o.is_empty() { 0.0 } else { o.partition_point(|&v| v <= x) as f64 / o.len() as f64 })
+            .sum::<f64>()
+            / n
+    };
+    Ok(smallest_with(&candidates, |x| g(x) > bound).unwrap_or(f64::INFINITY))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smallest_with_and_kth_pooled() {
+        let c = [1.0, 2.0, 3.0, 5.0, 8.0];
+        assert_eq!(smallest_with(&c, |x| x > 2.5), Some(3.0));
+        assert_eq!(smallest_with(&c, |x| x > 9.0), None);
+        let a = [1.0, 3.0, 8.0];
+        let b = [2.0, 3.0, 5.0];
+        let parts = [&a[..], &b[..]];
+        let mut all: Vec<f64> = a.iter().chain(&b).copied().collect();
+        all.sort_by(f64::total_cmp);
+        for k in 1..=6 {
+            assert_eq!(kth_pooled(&c, parts.iter().copied(), k), all[k - 1], "k={k}");
+        }
+    }
+
+    #[test]
+    fn risk_control_by_brute_force_grid() {
+        // FNR on a fine grid of t, directly from the definition.
+        let objs: Vec<Vec<f64>> = (0..7)
+            .map(|i| (0..(3 + i % 4)).map(|k| ((i * 37 + k * 11) % 17) as f64 * 0.5 - 2.0).collect())
+            .chain(std::iter::once(vec![]))
+            .collect();
+        for p in [0.05, 0.1, 0.2, 0.3, 0.5, 0.8] {
+            let alpha = Alpha::new(p).unwrap();
+            let n = objs.len() as f64;
+            let ok = |t: f64| {
+                let fnr: f64 = objs
+                    .iter()
+                    .map(|o| {
+                        if o.is_empty() {
+                            0.0
+                        } else {
+                            o.iter().filter(|&&v| v < t).count() as f64 / o.len() as f64
+                        }
+                    })
+                    .sum::<f64>()
+                    / n;
+                n / (n + 1.0) * fnr + 1.0 / (n + 1.0) <= p + 1e-12
+            };
+            let grid: Vec<f64> = (-400..=400).map(|i| f64::from(i) * 0.0125).collect();
+            let want = grid.iter().copied().filter(|&t| ok(t)).fold(f64::NEG_INFINITY, f64::max);
+            let got = risk_control_threshold(&objs, alpha).unwrap();
+            if want == f64::NEG_INFINITY {
+                assert_eq!(got, f64::NEG_INFINITY, "alpha {p}");
+            } else {
+                // the exact sup lies on a data value; the grid maximum is within a step of it
+                assert!(ok(got), "alpha {p}: {got} must satisfy the bound");
+                assert!(got >= want && got - want < 0.0125 + 1e-9, "alpha {p}: got {got}, grid {want}");
+                assert!(!ok(got + 1e-9), "alpha {p}: {got} must be the largest");
+            }
+        }
+    }
+}

@@ -1,0 +1,402 @@
+//! Geometry of sets on a voxel grid: diameters, Euclidean distance
+//! transforms, Hausdorff distances and step (chessboard / city-block)
+//! distances, used for the efficiency measures of [`super`] and for the
+//! morphological baseline.
+//!
+//! Sets are flat row-major `bool` slices over a grid of the given `shape`;
+//! distances are between voxel centres, in physical units (`spacing`) for the
+//! Euclidean measures and in grid steps for [`StepMetric`].
+
+use std::collections::VecDeque;
+
+/// Number of grid steps between voxels, for dilation margins.
+///
+/// `Chessboard` steps move to any of the `3^n - 1` neighbours (a dilation by
+/// the full `3 x 3 (x 3)` square/cube), `CityBlock` steps to the `2n`
+/// face neighbours (dilation by the cross). Steps ignore voxel spacing, as a
+/// dilation by a structuring element does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
+pub enum StepMetric {
+    /// `max_k |dx_k|`: the square (cube) structuring element.
+    Chessboard,
+    /// `sum_k |dx_k|`: the cross structuring element.
+    CityBlock,
+}
+
+impl StepMetric {
+    /// Lower-case name (`"chessboard"`, `"city-block"`).
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            StepMetric::Chessboard => "chessboard",
+            StepMetric::CityBlock => "city-block",
+        }
+    }
+
+    /// Grid offsets of one step.
+    fn offsets(self, ndim: usize) -> Vec<Vec<isize>> {
+        match self {
+            StepMetric::CityBlock => (0..ndim)
+                .flat_map(|a| {
+                    [-1, 1].into_iter().map(move |s| {
+                        let mut o = vec![0; ndim];
+                        o[a] = s;
+                        o
+                    })
+                })
+                .collect(),
+            StepMetric::Chessboard => {
+                let total = 3usize.pow(ndim as u32);
+                (0..total)
+                    .map(|mut c| {
+                        (0..ndim)
+                            .map(|_| {
+                                let d = (c % 3) as isize - 1;
+                                c /= 3;
+                                d
+                            })
+                            .collect::<Vec<isize>>()
+                    })
+                    .filter(|o| o.iter().any(|&d| d != 0))
+                    .collect()
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for StepMetric {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Row-major strides of `shape`.
+fn strides(shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![1; shape.len()];
+    for a in (0..shape.len().saturating_sub(1)).rev() {
+        s[a] = s[a + 1] * shape[a + 1];
+    }
+    s
+}
+
+/// Number of steps from every voxel to the nearest voxel of `set`
+/// (0 on the set, `u32::MAX` everywhere if the set is empty), by a
+/// multi-source breadth-first search. `dilate(set, k) = {v : steps(v) <= k}`.
+pub(crate) fn step_distance(set: &[bool], shape: &[usize], metric: StepMetric) -> Vec<u32> {
+    let n: usize = shape.iter().product();
+    let st = strides(shape);
+    let offsets = metric.offsets(shape.len());
+    let mut dist = vec![u32::MAX; n];
+    let mut queue = VecDeque::new();
+    for (i, &b) in set.iter().enumerate().take(n) {
+        if b {
+            dist[i] = 0;
+            queue.push_back(i);
+        }
+    }
+    let mut idx = vec![0usize; shape.len()];
+    while let Some(i) = queue.pop_front() {
+        let mut rem = i;
+        for (a, &s) in st.iter().enumerate() {
+            idx[a] = rem / s;
+            rem %= s;
+        }
+        let next = dist[i] + 1;
+        'off: for o in &offsets {
+            let mut j = 0usize;
+            for a in 0..shape.len() {
+                let c = idx[a] as isize + o[a];
+                if c < 0 || c >= shape[a] as isize {
+                    continue 'off;
+                }
+                j += c as usize * st[a];
+            }
+            if dist[j] == u32::MAX {
+                dist[j] = next;
+                queue.push_back(j);
+            }
+        }
+    }
+    dist
+}
+
+/// Squared Euclidean distance (with `spacing`) from every voxel centre to
+/// the nearest voxel of `set`; `+inf` everywhere if `set` is empty.
+///
+/// Exact, in linear time: the separable lower-envelope algorithm of
+/// Felzenszwalb & Huttenlocher (2012), one pass per axis. Written here
+/// because the crates that offer a distance transform do not take
+/// anisotropic spacing on n-D `ndarray` data.
+pub(crate) fn squared_edt(set: &[bool], shape: &[usize], spacing: &[f64]) -> Vec<f64> {
+    let mut f: Vec<f64> = set.iter().map(|&b| if b { 0.0 } else { f64::INFINITY }).collect();
+    let st = strides(shape);
+    let n = f.len();
+    let mut buf = Envelope::default();
+    for (a, &len) in shape.iter().enumerate() {
+        if len <= 1 {
+            continue;
+        }
+        let stride = st[a];
+        let w2 = spacing[a] * spacing[a];
+        // every line along axis a starts at a flat index whose a-th coordinate is 0
+        for start in 0..n {
+            if (start / stride) % len != 0 {
+                continue;
+            }
+            buf.line.clear();
+            buf.line.extend((0..len).map(|k| f[start + k * stride]));
+            buf.run(w2);
+            for (k, &v) in buf.out.iter().enumerate() {
+                f[start + k * stride] = v;
+            }
+        }
+    }
+    f
+}
+
+/// Buffers of the 1-D lower envelope, reused across the lines of a transform.
+#[derive(Default)]
+struct Envelope {
+    line: Vec<f64>,
+    out: Vec<f64>,
+    v: Vec<usize>,
+    z: Vec<f64>,
+}
+
+impl Envelope {
+    /// `out[q] = min_p (w2 (q - p)^2 + line[p])`, exact, O(len).
+    fn run(&mut self, w2: f64) {
+        let Envelope { line: f, out, v, z } = self;
+        let len = f.len();
+        out.clear();
+        out.resize(len, f64::INFINITY);
+        // parabola vertices `v` and the boundaries `z` between them
+        v.clear();
+        z.clear();
+        for q in 0..len {
+            if f[q].is_infinite() {
+                continue;
+            }
+            let qf = q as f64;
+            while let Some(&p) = v.last() {
+                let pf = p as f64;
+                let s = ((f[q] + w2 * qf * qf) - (f[p] + w2 * pf * pf)) / (2.0 * w2 * (qf - pf));
+                if v.len() > 1 && z.last().is_some_and(|&zl| s <= zl) {
+                    v.pop();
+                    z.pop();
+                    continue;
+                }
+                z.push(s);
+                break;
+            }
+            if v.is_empty() {
+                z.push(f64::NEG_INFINITY);
+            }
+            v.push(q);
+        }
+        if v.is_empty() {
+            return;
+        }
+        let mut k = 0;
+        for (q, o) in out.iter_mut().enumerate() {
+            let qf = q as f64;
+            while k + 1 < v.len() && z[k + 1] < qf {
+                k += 1;
+            }
+            let p = v[k] as f64;
+            *o = w2 * (qf - p) * (qf - p) + f[v[k]];
+        }
+    }
+}
+
+/// Diameter of a set: the largest Euclidean distance (with `spacing`)
+/// between the centres of two of its voxels; `None` for an empty set, 0 for
+/// a single voxel.
+///
+/// The maximum is attained at extreme points of the convex hull, and every
+/// extreme point is the first or last set voxel on its grid line along the
+/// last axis, so only those candidates are compared (O(m^2) for m lines
+/// instead of O(|set|^2)).
+pub(crate) fn diameter(set: &[bool], shape: &[usize], spacing: &[f64]) -> Option<f64> {
+    let ndim = shape.len();
+    let last = *shape.last()?;
+    if last == 0 {
+        return None;
+    }
+    let st = strides(shape);
+    // candidate points, flat: `ndim` physical coordinates each
+    let mut pts: Vec<f64> = Vec::new();
+    for (line, chunk) in set.chunks(last).enumerate() {
+        let first = chunk.iter().position(|&b| b);
+        let lastp = chunk.iter().rposition(|&b| b).filter(|&l| Some(l) != first);
+        let base = line * last;
+        for k in [first, lastp].into_iter().flatten() {
+            let mut rem = base + k;
+            for a in 0..ndim {
+                pts.push((rem / st[a]) as f64 * spacing[a]);
+                rem %= st[a];
+            }
+        }
+    }
+    if pts.is_empty() {
+        return None;
+    }
+    let mut best = 0.0_f64;
+    for (i, p) in pts.chunks_exact(ndim).enumerate() {
+        for q in pts.chunks_exact(ndim).skip(i + 1) {
+            let d2: f64 = p.iter().zip(q).map(|(a, b)| (a - b) * (a - b)).sum();
+            best = best.max(d2);
+        }
+    }
+    Some(best.sqrt())
+}
+
+/// Hausdorff distance between two sets given each set and the squared
+/// distance transform of the other: `max(sup_{a in A} d(a, B), sup_{b in B} d(b, A))`.
+/// `Some(0)` when both are empty, `None` (infinite) when exactly one is.
+pub(crate) fn hausdorff(a: &[bool], edt2_a: &[f64], b: &[bool], edt2_b: &[f64]) -> Option<f64> {
+    let a_empty = !a.iter().any(|&x| x);
+    let b_empty = !b.iter().any(|&x| x);
+    match (a_empty, b_empty) {
+        (true, true) => return Some(0.0),
+        (true, false) | (false, true) => return None,
+        _ => {}
+    }
+    let from_a = a.iter().zip(edt2_b).filter(|(&x, _)| x).map(|(_, &d)| d).fold(0.0_f64, f64::max);
+    let from_b = b.iter().zip(edt2_a).filter(|(&x, _)| x).map(|(_, &d)| d).fold(0.0_f64, f64::max);
+    Some(from_a.max(from_b).sqrt())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn coords(i: usize, shape: &[usize]) -> Vec<usize> {
+        let st = strides(shape);
+        let mut rem = i;
+        st.iter()
+            .map(|&s| {
+                let c = rem / s;
+                rem %= s;
+                c
+            })
+            .collect()
+    }
+
+    fn pseudo_set(n: usize, seed: u64, density: u64) -> Vec<bool> {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x % 100 < density
+            })
+            .collect()
+    }
+
+    #[test]
+    fn edt_matches_brute_force_with_spacing() {
+        for (shape, spacing) in
+            [(vec![7usize, 9], vec![1.0, 1.0]), (vec![5, 6, 4], vec![2.0, 1.0, 0.5]), (vec![11], vec![3.0])]
+        {
+            let n: usize = shape.iter().product();
+            for seed in 0..6 {
+                let set = pseudo_set(n, seed + 1, [3, 20, 60][seed as usize % 3]);
+                let got = squared_edt(&set, &shape, &spacing);
+                for v in 0..n {
+                    let cv = coords(v, &shape);
+                    let want = (0..n)
+                        .filter(|&u| set[u])
+                        .map(|u| {
+                            let cu = coords(u, &shape);
+                            cv.iter()
+                                .zip(&cu)
+                                .zip(&spacing)
+                                .map(|((&a, &b), &s)| ((a as f64 - b as f64) * s).powi(2))
+                                .sum::<f64>()
+                        })
+                        .fold(f64::INFINITY, f64::min);
+                    assert!((got[v] - want).abs() < 1e-9 || got[v] == want, "{shape:?} {v}: {} vs {want}", got[v]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn diameter_and_hausdorff_match_brute_force() {
+        let shape = [6usize, 8];
+        let spacing = [1.5, 1.0];
+        for seed in 1..20 {
+            let a = pseudo_set(48, seed, 25);
+            let b = pseudo_set(48, seed + 100, 25);
+            let pts = |s: &[bool]| -> Vec<Vec<f64>> {
+                (0..48)
+                    .filter(|&i| s[i])
+                    .map(|i| coords(i, &shape).iter().zip(&spacing).map(|(&c, &w)| c as f64 * w).collect())
+                    .collect()
+            };
+            let d = |p: &[f64], q: &[f64]| p.iter().zip(q).map(|(a, b)| (a - b).powi(2)).sum::<f64>().sqrt();
+            let (pa, pb) = (pts(&a), pts(&b));
+            let want_diam =
+                pa.iter().flat_map(|p| pa.iter().map(move |q| (p, q))).map(|(p, q)| d(p, q)).fold(0.0, f64::max);
+            if pa.is_empty() {
+                assert_eq!(diameter(&a, &shape, &spacing), None);
+            } else {
+                assert!((diameter(&a, &shape, &spacing).unwrap() - want_diam).abs() < 1e-12);
+            }
+            let dir = |x: &[Vec<f64>], y: &[Vec<f64>]| {
+                x.iter().map(|p| y.iter().map(|q| d(p, q)).fold(f64::INFINITY, f64::min)).fold(0.0, f64::max)
+            };
+            let got = hausdorff(&a, &squared_edt(&a, &shape, &spacing), &b, &squared_edt(&b, &shape, &spacing));
+            if !pa.is_empty() && !pb.is_empty() {
+                let want = dir(&pa, &pb).max(dir(&pb, &pa));
+                assert!((got.unwrap() - want).abs() < 1e-9);
+            }
+        }
+        let empty = vec![false; 48];
+        let one = {
+            let mut v = empty.clone();
+            v[5] = true;
+            v
+        };
+        let e = squared_edt(&empty, &shape, &spacing);
+        assert_eq!(hausdorff(&empty, &e, &empty, &e), Some(0.0));
+        assert_eq!(hausdorff(&empty, &e, &one, &squared_edt(&one, &shape, &spacing)), None);
+        assert_eq!(diameter(&one, &shape, &spacing), Some(0.0));
+    }
+
+    #[test]
+    fn step_distance_is_iterated_dilation() {
+        let shape = [7usize, 6];
+        for metric in [StepMetric::Chessboard, StepMetric::CityBlock] {
+            for seed in 1..8 {
+                let set = pseudo_set(42, seed, 8);
+                let d = step_distance(&set, &shape, metric);
+                // dilate step by step and compare
+                let mut cur = set.clone();
+                for k in 0..12u32 {
+                    for v in 0..42 {
+                        assert_eq!(cur[v], d[v] <= k, "{metric} k={k} v={v}");
+                    }
+                    let prev = cur.clone();
+                    for v in 0..42 {
+                        let cv = coords(v, &shape);
+                        cur[v] = (0..42).any(|u| {
+                            let cu = coords(u, &shape);
+                            let dx = (cv[0] as isize - cu[0] as isize).abs();
+                            let dy = (cv[1] as isize - cu[1] as isize).abs();
+                            let adj = match metric {
+                                StepMetric::Chessboard => dx.max(dy) <= 1,
+                                StepMetric::CityBlock => dx + dy <= 1,
+                            };
+                            prev[u] && adj
+                        });
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,1109 @@
+//! Validation over repeated random splits, efficiency measures, baselines
+//! and transform selection (SPEC §6–7).
+//!
+//! The paper validates its sets by splitting a pool of labelled images many
+//! times into a calibration and a test part and reporting, per nominal
+//! level, the share of test images whose sets cover the true mask, averaged
+//! over the splits. This module does that for any pair of transforms and
+//! any [`Mode`], and for the comparators of SPEC §7 ([`Method`]).
+//!
+//! # How it is fast
+//!
+//! A [`Pool`] transforms every image **once**: it keeps each image's
+//! calibration statistics `(tau_i, gamma_i)` and, per side, the transformed
+//! scores sorted separately over the object and the background. A split is
+//! then a conformal quantile of the calibration part (the crate's one
+//! [`conformal_quantile`](crate::conformal_quantile), via
+//! [`Calibration::thresholds`]) and a count over the test part:
+//!
+//! * **Coverage from the statistics.** With the max combination, for a test
+//!   image `j`,
+//!   `I_j ⊆ Y_j  ⟺  tau_j <= lambda_I` and `Y_j ⊆ O_j  ⟺  gamma_j <= lambda_O`.
+//!   Proof: `I_j ⊆ Y_j` means no background voxel `v` has `f_I(v) > lambda_I`,
+//!   i.e. `f_I(v) <= lambda_I` for every background `v`, i.e.
+//!   `max_{Y_j = 0} f_I = tau_j <= lambda_I` (an empty background gives
+//!   `tau_j = -inf`, and the inclusion holds trivially). Likewise
+//!   `Y_j ⊆ O_j` means `-f_O(v) <= lambda_O` for every object voxel, i.e.
+//!   `max_{Y_j = 1} -f_O = gamma_j <= lambda_O`. For the max-joint mode both
+//!   thresholds are `lambda`, so joint coverage is `max(tau_j, gamma_j) <= lambda`.
+//!   (`tests/evaluate.rs` checks this against sets built by
+//!   [`ConfidenceSets::predict`](crate::ConfidenceSets::predict).)
+//! * **Sizes by binary search.** The inner set at threshold `a` is
+//!   `{f_I > a}`, so `|I ∩ Y|` and `|I \ Y|` are counts of sorted object and
+//!   background values above `a`; the same holds for the outer set
+//!   `{f_O >= -lambda_O}`.
+//! * **Geometry memoized.** Diameters and Hausdorff distances need the sets
+//!   themselves. Thresholds are order statistics of the pool's statistics,
+//!   so with discrete scores each image meets only a few distinct
+//!   thresholds across splits: the geometry is computed once per distinct
+//!   `(image, set, threshold)` (in parallel with `rayon`) and looked up for
+//!   every split, on the splits chosen by [`Geometry`] (default: the first
+//!   20; with continuous scores nearly every split brings new thresholds,
+//!   and 20 splits of a few hundred test images already average thousands
+//!   of sets).
+//!
+//! Every baseline produces its sets in the same form, `{g_I > a}` and
+//! `{g_O >= b}` for per-image fields `g` (see [`baselines`]), so all methods
+//! are measured by the same code on the same splits.
+//!
+//! ```
+//! use confseg::evaluate::{Method, ModeSpec, Pool, Splits, Validation};
+//! use confseg::{synthetic::Synthetic, Alpha, Calibrator, Identity};
+//!
+//! let (scores, masks) = Synthetic::new([24, 24]).seed(3).stack(0..150);
+//! let pool = Pool::new(&Calibrator::new(Identity, Identity), &scores, &masks, 0.0)?;
+//! let validation = Validation::new(vec![Alpha::new(0.1)?, Alpha::new(0.2)?], Splits::new(100, 200, 7)?);
+//! let reports = validation.run(&pool, &[Method::Conformal(ModeSpec::max())])?;
+//! for r in &reports {
+//!     println!("{}: alpha {} joint coverage {:.3}", r.method, r.alpha, r.joint_coverage);
+//! }
+//! # Ok::<(), confseg::Error>(())
+//! ```
+
+pub mod baselines;
+pub mod metrics;
+pub mod select;
+
+use std::collections::HashMap;
+use std::fmt;
+
+use ndarray::{ArrayRef, Axis, Dimension, RemoveAxis};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_pcg::Pcg64Mcg;
+
+use crate::calibrate::{check_shape, for_each_image, region_statistics, Calibrator, Max, ModeKind};
+use crate::error::{Error, Result};
+use crate::float::Float;
+use crate::mask::MaskValue;
+use crate::quantile::Alpha;
+use crate::transform::{Spacing, Transform};
+use crate::{Calibration, Mode};
+
+pub use baselines::Method;
+pub use metrics::StepMetric;
+
+/// How a level `alpha` becomes a [`Mode`]: the "mode builder" applied to
+/// every level of a validation.
+///
+/// ```
+/// use confseg::evaluate::ModeSpec;
+/// use confseg::Alpha;
+/// let m = ModeSpec::bonferroni(1.0, 4.0)?.mode(Alpha::new(0.1)?)?;
+/// assert!((m.outer_alpha().get() - 0.08).abs() < 1e-12);
+/// # Ok::<(), confseg::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct ModeSpec {
+    kind: ModeKind,
+    inner_weight: f64,
+    outer_weight: f64,
+}
+
+impl ModeSpec {
+    /// Each set at the full level `alpha` ([`Mode::marginal`]).
+    #[must_use]
+    pub fn marginal() -> Self {
+        ModeSpec { kind: ModeKind::Marginal, inner_weight: 1.0, outer_weight: 1.0 }
+    }
+
+    /// Joint level by a weighted Bonferroni split ([`Mode::bonferroni`]).
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] unless both weights are positive and finite.
+    pub fn bonferroni(inner_weight: f64, outer_weight: f64) -> Result<Self> {
+        // validate once with a dummy level so that `mode` cannot fail on weights
+        Mode::bonferroni(Alpha::new(0.5)?, inner_weight, outer_weight)?;
+        Ok(ModeSpec { kind: ModeKind::Bonferroni, inner_weight, outer_weight })
+    }
+
+    /// Joint level by one threshold on `max(tau, gamma)` ([`Mode::max`]).
+    #[must_use]
+    pub fn max() -> Self {
+        ModeSpec { kind: ModeKind::Max, inner_weight: 1.0, outer_weight: 1.0 }
+    }
+
+    /// The kind of mode.
+    #[must_use]
+    pub fn kind(&self) -> ModeKind {
+        self.kind
+    }
+
+    /// The Bonferroni weights `(w_I, w_O)` (1:1 for the other kinds).
+    #[must_use]
+    pub fn weights(&self) -> (f64, f64) {
+        (self.inner_weight, self.outer_weight)
+    }
+
+    /// The mode at level `alpha`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidAlpha`] if a weighted level underflows to 0.
+    pub fn mode(&self, alpha: Alpha) -> Result<Mode> {
+        match self.kind {
+            ModeKind::Marginal => Ok(Mode::marginal(alpha)),
+            ModeKind::Bonferroni => Mode::bonferroni(alpha, self.inner_weight, self.outer_weight),
+            ModeKind::Max => Ok(Mode::max(alpha)),
+        }
+    }
+}
+
+impl fmt::Display for ModeSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            ModeKind::Bonferroni => write!(f, "bonferroni {}:{}", self.inner_weight, self.outer_weight),
+            k => f.write_str(k.name()),
+        }
+    }
+}
+
+/// Repeated random splits of a pool into a calibration part of `n_cal`
+/// images and a test part (the rest, or its first `n_test` images).
+///
+/// Split `r` is a uniformly random permutation of the pool drawn from a
+/// `Pcg64Mcg` seeded with `seed`: the same `(pool size, n_cal, n_test,
+/// repeats, seed)` always give the same splits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct Splits {
+    n_cal: usize,
+    n_test: Option<usize>,
+    repeats: usize,
+    seed: u64,
+}
+
+impl Splits {
+    /// `repeats` splits with `n_cal` calibration images each.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] if `n_cal` or `repeats` is 0.
+    pub fn new(n_cal: usize, repeats: usize, seed: u64) -> Result<Self> {
+        for (name, v) in [("n_cal", n_cal), ("repeats", repeats)] {
+            if v == 0 {
+                return Err(Error::InvalidParameter {
+                    name,
+                    value: "0".into(),
+                    reason: "must be at least 1".into(),
+                });
+            }
+        }
+        Ok(Splits { n_cal, n_test: None, repeats, seed })
+    }
+
+    /// Use only `n_test` test images per split (default: all the others).
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] if `n_test` is 0.
+    pub fn with_n_test(mut self, n_test: usize) -> Result<Self> {
+        if n_test == 0 {
+            return Err(Error::InvalidParameter {
+                name: "n_test",
+                value: "0".into(),
+                reason: "must be at least 1".into(),
+            });
+        }
+        self.n_test = Some(n_test);
+        Ok(self)
+    }
+
+    /// Number of calibration images per split.
+    #[must_use]
+    pub fn n_cal(&self) -> usize {
+        self.n_cal
+    }
+
+    /// Number of splits.
+    #[must_use]
+    pub fn repeats(&self) -> usize {
+        self.repeats
+    }
+
+    /// The seed.
+    #[must_use]
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// Number of test images per split for a pool of `pool` images.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] if the pool is too small.
+    pub fn n_test_for(&self, pool: usize) -> Result<usize> {
+        let rest = pool.checked_sub(self.n_cal).filter(|&r| r > 0).ok_or_else(|| Error::InvalidParameter {
+            name: "n_cal",
+            value: self.n_cal.to_string(),
+            reason: format!("the pool has {pool} images; at least one must be left for testing"),
+        })?;
+        match self.n_test {
+            None => Ok(rest),
+            Some(t) if t <= rest => Ok(t),
+            Some(t) => Err(Error::InvalidParameter {
+                name: "n_test",
+                value: t.to_string(),
+                reason: format!("only {rest} images are left after {} calibration images", self.n_cal),
+            }),
+        }
+    }
+
+    /// The splits of `0..pool` as `(calibration indices, test indices)`.
+    ///
+    /// # Errors
+    /// As [`Splits::n_test_for`].
+    pub fn generate(&self, pool: usize) -> Result<Vec<(Vec<usize>, Vec<usize>)>> {
+        let n_test = self.n_test_for(pool)?;
+        let mut rng = Pcg64Mcg::seed_from_u64(self.seed);
+        let mut perm: Vec<usize> = (0..pool).collect();
+        Ok((0..self.repeats)
+            .map(|_| {
+                perm.shuffle(&mut rng);
+                (perm[..self.n_cal].to_vec(), perm[self.n_cal..self.n_cal + n_test].to_vec())
+            })
+            .collect())
+    }
+}
+
+/// On which splits the geometry measures (diameter ratios, Hausdorff
+/// distances) are computed. Coverage and set sizes always use every split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub enum Geometry {
+    /// No geometry measures.
+    Off,
+    /// The first `k` splits (memoized per distinct image and threshold).
+    FirstSplits(usize),
+    /// Every split (memoized; the cost grows with the number of distinct
+    /// thresholds met, not with the number of splits).
+    AllSplits,
+}
+
+impl Default for Geometry {
+    fn default() -> Self {
+        Geometry::FirstSplits(20)
+    }
+}
+
+/// One side's transformed scores of one image, flat row-major, with the
+/// values sorted separately over the object and the background.
+#[derive(Debug, Clone)]
+pub(crate) struct Field {
+    pub(crate) values: Vec<f64>,
+    pub(crate) object: Vec<f64>,
+    pub(crate) background: Vec<f64>,
+}
+
+impl Field {
+    pub(crate) fn new(values: Vec<f64>, truth: &[bool]) -> Self {
+        let mut object = Vec::new();
+        let mut background = Vec::new();
+        for (&v, &y) in values.iter().zip(truth) {
+            if y {
+                object.push(v);
+            } else {
+                background.push(v);
+            }
+        }
+        object.sort_unstable_by(f64::total_cmp);
+        background.sort_unstable_by(f64::total_cmp);
+        Field { values, object, background }
+    }
+
+    /// `max` over the background (`-inf` if none): the inner set `{> a}` is
+    /// inside the truth iff this is `<= a`.
+    pub(crate) fn background_max(&self) -> f64 {
+        self.background.last().copied().unwrap_or(f64::NEG_INFINITY)
+    }
+
+    /// `min` over the object (`+inf` if none): the outer set `{>= b}`
+    /// contains the truth iff this is `>= b`.
+    pub(crate) fn object_min(&self) -> f64 {
+        self.object.first().copied().unwrap_or(f64::INFINITY)
+    }
+}
+
+/// Number of values of a sorted slice strictly above `a`.
+pub(crate) fn count_above(sorted: &[f64], a: f64) -> usize {
+    sorted.len() - sorted.partition_point(|&x| x <= a)
+}
+
+/// Number of values of a sorted slice at or above `b`.
+pub(crate) fn count_at_least(sorted: &[f64], b: f64) -> usize {
+    sorted.len() - sorted.partition_point(|&x| x < b)
+}
+
+/// One labelled image of a [`Pool`].
+#[derive(Debug, Clone)]
+pub(crate) struct PoolImage {
+    pub(crate) truth: Vec<bool>,
+    pub(crate) n_object: usize,
+    pub(crate) inner: Field,
+    pub(crate) outer: Field,
+    pub(crate) predicted: Vec<bool>,
+}
+
+/// A pool of labelled images prepared for repeated validation: every image
+/// is transformed once; see the [module docs](self).
+///
+/// Memory: two `f64` copies of every voxel per side (the values and their
+/// sorted split by the truth), so about `32 |V|` bytes per image.
+#[derive(Debug, Clone)]
+pub struct Pool {
+    shape: Vec<usize>,
+    spacing: Vec<f64>,
+    images: Vec<PoolImage>,
+    statistics: Calibration,
+}
+
+impl Pool {
+    /// Transform a batch-first stack `(N, spatial...)` of score images with
+    /// the calibrator's `f_I`, `f_O` and spacing, and reduce each image to
+    /// its calibration statistics (once). `mask_threshold` defines the
+    /// segmenter's predicted mask `{s > mask_threshold}` (0 for logits, 0.5
+    /// for probabilities), used only by the morphological baseline.
+    ///
+    /// # Errors
+    /// Shape mismatch of the stacks, NaN scores, non-binary masks or a
+    /// transform error, tagged with the image index; [`Error::InvalidParameter`]
+    /// for a NaN `mask_threshold`.
+    pub fn new<TI, TO, A, D, M>(
+        calibrator: &Calibrator<TI, TO, Max>,
+        scores: &ArrayRef<A, D>,
+        masks: &ArrayRef<M, D>,
+        mask_threshold: f64,
+    ) -> Result<Pool>
+    where
+        TI: Transform + Sync,
+        TO: Transform + Sync,
+        A: Float,
+        D: RemoveAxis,
+        M: MaskValue,
+    {
+        check_threshold(mask_threshold)?;
+        check_shape("scores stack vs masks stack", masks, scores)?;
+        let spacing = calibrator.spacing().for_ndim(scores.ndim().saturating_sub(1))?.into_owned();
+        let images = for_each_image(scores.len_of(Axis(0)), |i| {
+            let s = scores.index_axis(Axis(0), i);
+            let m = masks.index_axis(Axis(0), i);
+            crate::calibrate::check_nan("scores", &s)?;
+            let fi = calibrator.inner_transform().apply(&s, calibrator.spacing())?;
+            let fo = calibrator.outer_transform().apply(&s, calibrator.spacing())?;
+            let predicted: Vec<bool> = s.iter().map(|x| x.to_f64_lossless() > mask_threshold).collect();
+            prepare(&fi, &fo, &m, predicted)
+        })?;
+        Ok(Self::from_images(scores.shape()[1..].to_vec(), spacing, images))
+    }
+
+    /// A pool from scores that are already transformed (`f_I(s)` and
+    /// `f_O(s)` stacks, e.g. the bounding-box scores of the polyp data). The
+    /// predicted mask of the morphological baseline is `{f_O > mask_threshold}`.
+    ///
+    /// # Errors
+    /// As [`Pool::new`], and [`Error::InvalidSpacing`] if `spacing` does not
+    /// fit the image dimension.
+    pub fn from_transformed<A, D, M>(
+        inner: &ArrayRef<A, D>,
+        outer: &ArrayRef<A, D>,
+        masks: &ArrayRef<M, D>,
+        spacing: &Spacing,
+        mask_threshold: f64,
+    ) -> Result<Pool>
+    where
+        A: Float,
+        D: RemoveAxis,
+        M: MaskValue,
+    {
+        check_threshold(mask_threshold)?;
+        check_shape("inner scores stack vs masks stack", masks, inner)?;
+        check_shape("outer scores stack vs masks stack", masks, outer)?;
+        let sp = spacing.for_ndim(inner.ndim().saturating_sub(1))?.into_owned();
+        let images = for_each_image(inner.len_of(Axis(0)), |i| {
+            let fo = outer.index_axis(Axis(0), i);
+            let predicted: Vec<bool> = fo.iter().map(|x| x.to_f64_lossless() > mask_threshold).collect();
+            prepare(&inner.index_axis(Axis(0), i), &fo, &masks.index_axis(Axis(0), i), predicted)
+        })?;
+        Ok(Self::from_images(inner.shape()[1..].to_vec(), sp, images))
+    }
+
+    fn from_images(shape: Vec<usize>, spacing: Vec<f64>, images: Vec<(PoolImage, crate::ImageStatistics)>) -> Pool {
+        let mut statistics = Calibration::new();
+        let images = images
+            .into_iter()
+            .map(|(img, s)| {
+                statistics.push(s);
+                img
+            })
+            .collect();
+        Pool { shape, spacing, images, statistics }
+    }
+
+    /// Number of images.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.images.len()
+    }
+
+    /// Whether the pool is empty.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.images.is_empty()
+    }
+
+    /// The spatial shape of the images.
+    #[must_use]
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// The voxel spacing (one entry per axis).
+    #[must_use]
+    pub fn spacing(&self) -> &[f64] {
+        &self.spacing
+    }
+
+    /// The calibration statistics `(tau_i, gamma_i)` of every image, in order.
+    #[must_use]
+    pub fn statistics(&self) -> &Calibration {
+        &self.statistics
+    }
+
+    /// A pool of the images at `indices` (e.g. without a learning set).
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] if an index is out of range.
+    pub fn subset(&self, indices: &[usize]) -> Result<Pool> {
+        let statistics = self.statistics.select(indices)?;
+        let images = indices.iter().map(|&i| self.images[i].clone()).collect();
+        Ok(Pool { shape: self.shape.clone(), spacing: self.spacing.clone(), images, statistics })
+    }
+
+    pub(crate) fn images(&self) -> &[PoolImage] {
+        &self.images
+    }
+
+    fn voxels(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+fn check_threshold(t: f64) -> Result<()> {
+    if t.is_nan() {
+        return Err(Error::InvalidParameter {
+            name: "mask threshold",
+            value: "NaN".into(),
+            reason: "must be a number".into(),
+        });
+    }
+    Ok(())
+}
+
+fn prepare<A: Float, D: Dimension, M: MaskValue>(
+    fi: &ArrayRef<A, D>,
+    fo: &ArrayRef<A, D>,
+    mask: &ArrayRef<M, D>,
+    predicted: Vec<bool>,
+) -> Result<(PoolImage, crate::ImageStatistics)> {
+    // also validates shapes, NaN and the mask
+    let stats = region_statistics(fi, fo, mask, &Max)?;
+    let truth: Vec<bool> = mask.iter().map(|m| m.is_object()).collect();
+    let n_object = truth.iter().filter(|&&b| b).count();
+    let inner = Field::new(fi.iter().map(|x| x.to_f64_lossless()).collect(), &truth);
+    let outer = Field::new(fo.iter().map(|x| x.to_f64_lossless()).collect(), &truth);
+    Ok((PoolImage { truth, n_object, inner, outer, predicted }, stats))
+}
+
+/// Mean, spread and quantiles of one coverage over the splits.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct Spread {
+    /// Mean over splits.
+    pub mean: f64,
+    /// Standard deviation over splits (`n - 1` denominator; 0 for one split).
+    pub sd: f64,
+    /// Smallest value.
+    pub min: f64,
+    /// 5% quantile (nearest rank).
+    pub q05: f64,
+    /// Median (nearest rank).
+    pub median: f64,
+    /// 95% quantile (nearest rank).
+    pub q95: f64,
+    /// Largest value.
+    pub max: f64,
+    /// The level the method promises for this coverage (`None` if it
+    /// promises none, e.g. risk control).
+    pub nominal: Option<f64>,
+    /// Share of splits whose coverage is below `nominal`.
+    pub below_nominal: Option<f64>,
+}
+
+impl Spread {
+    /// Summarize per-split values.
+    #[must_use]
+    pub fn of(values: &[f64], nominal: Option<f64>) -> Spread {
+        let n = values.len();
+        if n == 0 {
+            return Spread {
+                mean: f64::NAN,
+                sd: f64::NAN,
+                min: f64::NAN,
+                q05: f64::NAN,
+                median: f64::NAN,
+                q95: f64::NAN,
+                max: f64::NAN,
+                nominal,
+                below_nominal: None,
+            };
+        }
+        let mut v = values.to_vec();
+        v.sort_unstable_by(f64::total_cmp);
+        let mean = v.iter().sum::<f64>() / n as f64;
+        let sd = if n > 1 { (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt() } else { 0.0 };
+        // nearest-rank quantile: the ceil(p n)-th smallest
+        let q = |p: f64| v[((p * n as f64).ceil() as usize).clamp(1, n) - 1];
+        Spread {
+            mean,
+            sd,
+            min: v[0],
+            q05: q(0.05),
+            median: q(0.5),
+            q95: q(0.95),
+            max: v[n - 1],
+            nominal,
+            below_nominal: nominal.map(|t| v.iter().filter(|&&x| x < t - 1e-12).count() as f64 / n as f64),
+        }
+    }
+}
+
+/// Efficiency of the sets, averaged over all (split, test image) pairs
+/// where the measure is defined.
+///
+/// Definitions, for one test image with truth `Y`, sets `I`, `O` and `|V|`
+/// voxels:
+/// * `inner_size_ratio = |I| / |Y|`, `outer_size_ratio = |O| / |Y|`
+///   (images with an empty truth are left out);
+/// * `inner_share = |I| / |V|`, `outer_share = |O| / |V|`;
+/// * `under_covered = |Y \ I| / |V|`: share of the image that is object but
+///   not in the inner set; `over_covered = |O \ Y| / |V|`: share that is
+///   background but in the outer set;
+/// * `outer_missed_fraction = |Y \ O| / |Y|` (the false-negative rate risk
+///   control bounds in expectation; 0 for an empty truth);
+/// * diameter of a set: the largest Euclidean distance between the centres
+///   of two of its voxels, in physical units (voxel spacing); 0 for one
+///   voxel, undefined for an empty set. `inner_diameter_ratio = diam(I) /
+///   diam(Y)` with `diam(I) = 0` for an empty inner set; images with
+///   `diam(Y)` undefined or 0 are left out, and so are empty outer sets for
+///   `outer_diameter_ratio`;
+/// * Hausdorff distance `d_H(A, Y) = max(sup_{a in A} d(a, Y), sup_{y in Y} d(y, A))`
+///   between voxel centres (physical units): `0` when both sets are empty,
+///   infinite when exactly one is. The means are over the finite cases;
+///   `*_hausdorff_infinite` is the share of infinite cases.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct Efficiency {
+    /// Mean `|I| / |Y|`.
+    pub inner_size_ratio: Option<f64>,
+    /// Mean `|O| / |Y|`.
+    pub outer_size_ratio: Option<f64>,
+    /// Mean `|I| / |V|`.
+    pub inner_share: f64,
+    /// Mean `|O| / |V|`.
+    pub outer_share: f64,
+    /// Mean `|Y \ I| / |V|`.
+    pub under_covered: f64,
+    /// Mean `|O \ Y| / |V|`.
+    pub over_covered: f64,
+    /// Mean `|Y \ O| / |Y|`.
+    pub outer_missed_fraction: f64,
+    /// Mean `diam(I) / diam(Y)`.
+    pub inner_diameter_ratio: Option<f64>,
+    /// Mean `diam(O) / diam(Y)`.
+    pub outer_diameter_ratio: Option<f64>,
+    /// Mean finite `d_H(I, Y)`.
+    pub inner_hausdorff: Option<f64>,
+    /// Mean finite `d_H(O, Y)`.
+    pub outer_hausdorff: Option<f64>,
+    /// Share of infinite `d_H(I, Y)`.
+    pub inner_hausdorff_infinite: Option<f64>,
+    /// Share of infinite `d_H(O, Y)`.
+    pub outer_hausdorff_infinite: Option<f64>,
+    /// Number of splits the geometry measures were averaged over.
+    pub geometry_splits: usize,
+}
+
+/// Validation results of one method at one level.
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct Report {
+    /// The method (e.g. `"conformal max"`, `"risk-control"`).
+    pub method: String,
+    /// The nominal level `alpha`.
+    pub alpha: f64,
+    /// Mean share of test images with `I ⊆ Y`.
+    pub inner_coverage: f64,
+    /// Mean share of test images with `Y ⊆ O`.
+    pub outer_coverage: f64,
+    /// Mean share of test images with `I ⊆ Y ⊆ O`.
+    pub joint_coverage: f64,
+    /// Spread of the inner coverage over splits.
+    pub inner: Spread,
+    /// Spread of the outer coverage over splits.
+    pub outer: Spread,
+    /// Spread of the joint coverage over splits.
+    pub joint: Spread,
+    /// Share of splits whose thresholds were infinite because `n_cal` was too
+    /// small for the level (sets then trivial).
+    pub too_few_images: f64,
+    /// Efficiency measures.
+    pub efficiency: Efficiency,
+    /// Calibration images per split.
+    pub n_cal: usize,
+    /// Test images per split.
+    pub n_test: usize,
+    /// Number of splits.
+    pub splits: usize,
+}
+
+/// Thresholds of one split for a method: inner set `{g_I > inner}`, outer
+/// set `{g_O >= outer}`, over the method's fields.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct SplitSets {
+    pub(crate) inner: f64,
+    pub(crate) outer: f64,
+    /// A threshold was infinite for lack of calibration images.
+    pub(crate) too_few: bool,
+}
+
+/// Nominal coverages a method promises at one level.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Nominal {
+    pub(crate) inner: Option<f64>,
+    pub(crate) outer: Option<f64>,
+    pub(crate) joint: Option<f64>,
+}
+
+/// Which field of a pool image a set is built from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum FieldId {
+    Inner,
+    Outer,
+    /// `-steps(v, predicted mask)` for the morphological baseline.
+    Steps(StepMetric),
+}
+
+/// Validation settings: levels, splits and geometry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Validation {
+    alphas: Vec<Alpha>,
+    splits: Splits,
+    geometry: Geometry,
+}
+
+/// Progress of a validation run: `done` of `total` units of work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// What is being done (`"splits"` or `"geometry"`).
+    pub stage: &'static str,
+    /// Units done.
+    pub done: usize,
+    /// Units in total.
+    pub total: usize,
+}
+
+#[derive(Default, Clone, Copy)]
+struct Mean {
+    sum: f64,
+    n: usize,
+}
+
+impl Mean {
+    fn add(&mut self, x: f64) {
+        self.sum += x;
+        self.n += 1;
+    }
+    fn get(&self) -> Option<f64> {
+        (self.n > 0).then(|| self.sum / self.n as f64)
+    }
+}
+
+#[derive(Default, Clone, Copy)]
+struct Geom {
+    diameter: Option<f64>,
+    hausdorff: Option<f64>,
+}
+
+/// Per-image truth geometry, computed once per run.
+struct TruthGeometry {
+    diameter: Option<f64>,
+    edt2: Vec<f64>,
+}
+
+impl Validation {
+    /// Validate at each of `alphas` over `splits`, with the default
+    /// [`Geometry`] (first 20 splits).
+    #[must_use]
+    pub fn new(alphas: Vec<Alpha>, splits: Splits) -> Self {
+        Validation { alphas, splits, geometry: Geometry::default() }
+    }
+
+    /// Choose on which splits geometry measures are computed.
+    #[must_use]
+    pub fn with_geometry(mut self, geometry: Geometry) -> Self {
+        self.geometry = geometry;
+        self
+    }
+
+    /// The levels.
+    #[must_use]
+    pub fn alphas(&self) -> &[Alpha] {
+        &self.alphas
+    }
+
+    /// The splits.
+    #[must_use]
+    pub fn splits(&self) -> &Splits {
+        &self.splits
+    }
+
+    /// Run every method on the same splits; one [`Report`] per method and
+    /// level, methods in the order given, levels in the order given.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] if the pool is too small for the splits,
+    /// no level is given, or a method does not fit the pool (see [`Method`]).
+    pub fn run(&self, pool: &Pool, methods: &[Method]) -> Result<Vec<Report>> {
+        self.run_with_progress(pool, methods, |_| {})
+    }
+
+    /// As [`Validation::run`], calling `progress` as the work advances.
+    ///
+    /// # Errors
+    /// As [`Validation::run`].
+    pub fn run_with_progress(
+        &self,
+        pool: &Pool,
+        methods: &[Method],
+        mut progress: impl FnMut(Progress),
+    ) -> Result<Vec<Report>> {
+        if self.alphas.is_empty() {
+            return Err(Error::InvalidParameter {
+                name: "alphas",
+                value: "[]".into(),
+                reason: "give at least one level".into(),
+            });
+        }
+        let splits = self.splits.generate(pool.len())?;
+        let n_test = self.splits.n_test_for(pool.len())?;
+        let geometry_splits = match self.geometry {
+            Geometry::Off => 0,
+            Geometry::FirstSplits(k) => k.min(splits.len()),
+            Geometry::AllSplits => splits.len(),
+        };
+        let prepared: Vec<baselines::Prepared> =
+            methods.iter().map(|m| m.prepare(pool)).collect::<Result<_>>()?;
+        let voxels = pool.voxels() as f64;
+        let n_alpha = self.alphas.len();
+        let cells = methods.len() * n_alpha;
+
+        struct Cell {
+            inner: Vec<f64>,
+            outer: Vec<f64>,
+            joint: Vec<f64>,
+            too_few: usize,
+            m: [Mean; 7],
+            nominal: Nominal,
+            /// thresholds of the geometry splits
+            geo: Vec<SplitSets>,
+        }
+        let mut acc: Vec<Cell> = Vec::with_capacity(cells);
+        for p in &prepared {
+            for &alpha in &self.alphas {
+                acc.push(Cell {
+                    inner: Vec::with_capacity(splits.len()),
+                    outer: Vec::with_capacity(splits.len()),
+                    joint: Vec::with_capacity(splits.len()),
+                    too_few: 0,
+                    m: [Mean::default(); 7],
+                    nominal: p.nominal(alpha)?,
+                    geo: Vec::new(),
+                });
+            }
+        }
+
+        let total = splits.len();
+        for (r, (cal, test)) in splits.iter().enumerate() {
+            for (mi, p) in prepared.iter().enumerate() {
+                for (ai, &alpha) in self.alphas.iter().enumerate() {
+                    let t = p.thresholds(pool, cal, alpha)?;
+                    let cell = &mut acc[mi * n_alpha + ai];
+                    let (mut ci, mut co, mut cj) = (0usize, 0usize, 0usize);
+                    for &j in test {
+                        let img = &pool.images[j];
+                        let (fi, fo) = p.fields(pool, j);
+                        let (inner_ok, outer_ok) = p.covers(pool, j, t);
+                        ci += usize::from(inner_ok);
+                        co += usize::from(outer_ok);
+                        cj += usize::from(inner_ok && outer_ok);
+                        let i_obj = count_above(&fi.object, t.inner);
+                        let i_bg = count_above(&fi.background, t.inner);
+                        let o_obj = count_at_least(&fo.object, t.outer);
+                        let o_bg = count_at_least(&fo.background, t.outer);
+                        let y = img.n_object as f64;
+                        if img.n_object > 0 {
+                            cell.m[0].add((i_obj + i_bg) as f64 / y);
+                            cell.m[1].add((o_obj + o_bg) as f64 / y);
+                            cell.m[6].add((img.n_object - o_obj) as f64 / y);
+                        } else {
+                            cell.m[6].add(0.0);
+                        }
+                        cell.m[2].add((i_obj + i_bg) as f64 / voxels);
+                        cell.m[3].add((o_obj + o_bg) as f64 / voxels);
+                        cell.m[4].add((img.n_object - i_obj) as f64 / voxels);
+                        cell.m[5].add(o_bg as f64 / voxels);
+                    }
+                    let nt = test.len() as f64;
+                    cell.inner.push(ci as f64 / nt);
+                    cell.outer.push(co as f64 / nt);
+                    cell.joint.push(cj as f64 / nt);
+                    cell.too_few += usize::from(t.too_few);
+                    if r < geometry_splits {
+                        cell.geo.push(t);
+                    }
+                }
+            }
+            if (r + 1) % 64 == 0 || r + 1 == total {
+                progress(Progress { stage: "splits", done: r + 1, total });
+            }
+        }
+
+        // Geometry: distinct (image, field, op, threshold) over the geometry splits.
+        let mut results: Vec<[Mean; 6]> = vec![[Mean::default(); 6]; cells];
+        if geometry_splits > 0 {
+            let mut keys: HashMap<(usize, FieldId, bool, u64), usize> = HashMap::new();
+            let mut key_list: Vec<(usize, FieldId, bool, f64)> = Vec::new();
+            let mut intern = |j: usize, f: FieldId, strict: bool, t: f64| -> usize {
+                let n = key_list.len();
+                *keys.entry((j, f, strict, t.to_bits())).or_insert_with(|| {
+                    key_list.push((j, f, strict, t));
+                    n
+                })
+            };
+            // per cell, per geometry split, per test image: (inner key, outer key)
+            let mut lookups: Vec<Vec<(usize, usize, usize)>> = vec![Vec::new(); cells];
+            for (mi, p) in prepared.iter().enumerate() {
+                let (fid_i, fid_o) = p.field_ids();
+                for ai in 0..n_alpha {
+                    let c = mi * n_alpha + ai;
+                    for (r, t) in acc[c].geo.iter().enumerate() {
+                        for &j in &splits[r].1 {
+                            let ki = intern(j, fid_i, true, t.inner);
+                            let ko = intern(j, fid_o, false, t.outer);
+                            lookups[c].push((j, ki, ko));
+                        }
+                    }
+                }
+            }
+            let images_needed: Vec<usize> = {
+                let mut v: Vec<usize> = key_list.iter().map(|k| k.0).collect();
+                v.sort_unstable();
+                v.dedup();
+                v
+            };
+            progress(Progress { stage: "geometry", done: 0, total: key_list.len() });
+            let truth_geo: HashMap<usize, TruthGeometry> = images_needed
+                .iter()
+                .map(|&j| {
+                    let t = &pool.images[j].truth;
+                    (
+                        j,
+                        TruthGeometry {
+                            diameter: metrics::diameter(t, &pool.shape, &pool.spacing),
+                            edt2: metrics::squared_edt(t, &pool.shape, &pool.spacing),
+                        },
+                    )
+                })
+                .collect();
+            let geoms: Vec<Geom> = for_each_image(key_list.len(), |k| {
+                let (j, f, strict, t) = key_list[k];
+                let field = prepared_field(&prepared, pool, j, f);
+                let set: Vec<bool> =
+                    field.iter().map(|&x| if strict { x > t } else { x >= t }).collect();
+                let tg = &truth_geo[&j];
+                let edt = metrics::squared_edt(&set, &pool.shape, &pool.spacing);
+                Ok(Geom {
+                    diameter: metrics::diameter(&set, &pool.shape, &pool.spacing),
+                    hausdorff: metrics::hausdorff(&set, &edt, &pool.images[j].truth, &tg.edt2),
+                })
+            })?;
+            progress(Progress { stage: "geometry", done: key_list.len(), total: key_list.len() });
+            for (c, look) in lookups.iter().enumerate() {
+                let m = &mut results[c];
+                for &(j, ki, ko) in look {
+                    let tg = &truth_geo[&j];
+                    let (gi, go) = (geoms[ki], geoms[ko]);
+                    if let Some(dy) = tg.diameter.filter(|&d| d > 0.0) {
+                        m[0].add(gi.diameter.unwrap_or(0.0) / dy);
+                        if let Some(d) = go.diameter {
+                            m[1].add(d / dy);
+                        }
+                    }
+                    match gi.hausdorff {
+                        Some(h) => {
+                            m[2].add(h);
+                            m[4].add(0.0);
+                        }
+                        None => m[4].add(1.0),
+                    }
+                    match go.hausdorff {
+                        Some(h) => {
+                            m[3].add(h);
+                            m[5].add(0.0);
+                        }
+                        None => m[5].add(1.0),
+                    }
+                }
+            }
+        }
+
+        let mut out = Vec::with_capacity(cells);
+        for (mi, p) in prepared.iter().enumerate() {
+            for (ai, &alpha) in self.alphas.iter().enumerate() {
+                let c = &acc[mi * n_alpha + ai];
+                let g = &results[mi * n_alpha + ai];
+                let inner = Spread::of(&c.inner, c.nominal.inner);
+                let outer = Spread::of(&c.outer, c.nominal.outer);
+                let joint = Spread::of(&c.joint, c.nominal.joint);
+                out.push(Report {
+                    method: p.name(),
+                    alpha: alpha.get(),
+                    inner_coverage: inner.mean,
+                    outer_coverage: outer.mean,
+                    joint_coverage: joint.mean,
+                    inner,
+                    outer,
+                    joint,
+                    too_few_images: c.too_few as f64 / splits.len() as f64,
+                    efficiency: Efficiency {
+                        inner_size_ratio: c.m[0].get(),
+                        outer_size_ratio: c.m[1].get(),
+                        inner_share: c.m[2].get().unwrap_or(f64::NAN),
+                        outer_share: c.m[3].get().unwrap_or(f64::NAN),
+                        under_covered: c.m[4].get().unwrap_or(f64::NAN),
+                        over_covered: c.m[5].get().unwrap_or(f64::NAN),
+                        outer_missed_fraction: c.m[6].get().unwrap_or(f64::NAN),
+                        inner_diameter_ratio: g[0].get(),
+                        outer_diameter_ratio: g[1].get(),
+                        inner_hausdorff: g[2].get(),
+                        outer_hausdorff: g[3].get(),
+                        inner_hausdorff_infinite: g[4].get(),
+                        outer_hausdorff_infinite: g[5].get(),
+                        geometry_splits,
+                    },
+                    n_cal: self.splits.n_cal,
+                    n_test,
+                    splits: splits.len(),
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn prepared_field<'a>(prepared: &'a [baselines::Prepared], pool: &'a Pool, j: usize, f: FieldId) -> &'a [f64] {
+    match f {
+        FieldId::Inner => &pool.images[j].inner.values,
+        FieldId::Outer => &pool.images[j].outer.values,
+        FieldId::Steps(metric) => prepared
+            .iter()
+            .find_map(|p| p.steps_field(metric, j))
+            .map_or(&pool.images[j].outer.values, |f| &f.values),
+    }
+}
+
+/// A human-readable table of reports (one line per method and level).
+#[must_use]
+pub fn table(reports: &[Report]) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<28} {:>6} {:>7} {:>7} {:>7} {:>6} {:>7} {:>8} {:>8} {:>7} {:>7} {:>7} {:>7}",
+        "method",
+        "alpha",
+        "inner",
+        "outer",
+        "joint",
+        "sd",
+        "<nom",
+        "|I|/|Y|",
+        "|O|/|Y|",
+        "dI/dY",
+        "dO/dY",
+        "H(I,Y)",
+        "H(O,Y)"
+    );
+    let f = |x: Option<f64>| x.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}"));
+    for r in reports {
+        let _ = writeln!(
+            s,
+            "{:<28} {:>6} {:>7.4} {:>7.4} {:>7.4} {:>6.4} {:>7} {:>8} {:>8} {:>7} {:>7} {:>7} {:>7}",
+            r.method,
+            r.alpha,
+            r.inner_coverage,
+            r.outer_coverage,
+            r.joint_coverage,
+            r.joint.sd,
+            f(r.joint.below_nominal),
+            f(r.efficiency.inner_size_ratio),
+            f(r.efficiency.outer_size_ratio),
+            f(r.efficiency.inner_diameter_ratio),
+            f(r.efficiency.outer_diameter_ratio),
+            f(r.efficiency.inner_hausdorff),
+            f(r.efficiency.outer_hausdorff),
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_are_disjoint_seeded_and_complete() {
+        let s = Splits::new(6, 5, 3).unwrap().with_n_test(3).unwrap();
+        let a = s.generate(10).unwrap();
+        assert_eq!(a, s.generate(10).unwrap());
+        assert_ne!(a, Splits::new(6, 5, 4).unwrap().with_n_test(3).unwrap().generate(10).unwrap());
+        for (cal, test) in &a {
+            assert_eq!(cal.len(), 6);
+            assert_eq!(test.len(), 3);
+            let mut all: Vec<usize> = cal.iter().chain(test).copied().collect();
+            all.sort_unstable();
+            all.dedup();
+            assert_eq!(all.len(), 9);
+        }
+        assert!(s.generate(6).is_err());
+        assert!(Splits::new(5, 1, 0).unwrap().with_n_test(6).unwrap().generate(10).is_err());
+        assert!(Splits::new(0, 1, 0).is_err());
+    }
+
+    #[test]
+    fn spread_quantiles() {
+        let v: Vec<f64> = (1..=20).map(f64::from).collect();
+        let s = Spread::of(&v, Some(3.5));
+        assert_eq!(s.q05, 1.0);
+        assert_eq!(s.median, 10.0);
+        assert_eq!(s.q95, 19.0);
+        assert_eq!(s.below_nominal, Some(0.15));
+        assert!((s.sd - (35.0f64).sqrt()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn counts() {
+        let v = [1.0, 2.0, 2.0, 3.0];
+        assert_eq!(count_above(&v, 2.0), 1);
+        assert_eq!(count_at_least(&v, 2.0), 3);
+        assert_eq!(count_above(&v, f64::INFINITY), 0);
+        assert_eq!(count_at_least(&v, f64::NEG_INFINITY), 4);
+    }
+}

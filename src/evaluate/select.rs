@@ -1,0 +1,197 @@
+//! Choosing transforms and the alpha split on a learning set (SPEC §6).
+//!
+//! The learning set is disjoint from the calibration and test data, so it
+//! may be used as often as one likes. [`select`] calibrates and evaluates
+//! every candidate on internal random splits of the learning set:
+//!
+//! 1. **Inner candidates** are ranked by the mean share of the image in the
+//!    inner set `|I| / |V|` at the marginal level `alpha` (largest first),
+//!    with the first outer candidate on the other side (it does not affect
+//!    the inner set).
+//! 2. **Outer candidates** are ranked by the mean share `|O| / |V|` at the
+//!    marginal level `alpha` (smallest first).
+//! 3. **Weights**: with the best pair, every Bonferroni split `w_I : w_O` of
+//!    a small grid is validated at the joint level `alpha`, and the split
+//!    with the smallest mean *undecided share* `(|O| - |I|) / |V|` is
+//!    suggested (the region where the sets leave the answer open).
+//!
+//! The result names the transforms by their [`Transform::describe`] text
+//! (for [`ScoreTransform`](crate::ScoreTransform) the names `calibrate`
+//! parses) and the suggested weights.
+
+use ndarray::{ArrayRef, RemoveAxis};
+
+use super::{Geometry, Method, ModeSpec, Pool, Report, Splits, Validation};
+use crate::calibrate::Calibrator;
+use crate::error::{Error, Result};
+use crate::float::Float;
+use crate::mask::MaskValue;
+use crate::quantile::Alpha;
+use crate::transform::{Spacing, Transform};
+
+/// The Bonferroni weight grid tried by [`select`]: `w_I : w_O`.
+pub const WEIGHT_GRID: [(f64, f64); 9] =
+    [(1.0, 9.0), (1.0, 4.0), (1.0, 3.0), (1.0, 2.0), (1.0, 1.0), (2.0, 1.0), (3.0, 1.0), (4.0, 1.0), (9.0, 1.0)];
+
+/// One candidate transform's result on the learning set.
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct Ranked {
+    /// The transform ([`Transform::describe`]).
+    pub transform: String,
+    /// Mean `|set| / |V|` over the internal test images.
+    pub share: f64,
+    /// Mean `|set| / |Y|` (images with a non-empty truth).
+    pub size_ratio: Option<f64>,
+    /// Mean coverage of this side over the internal splits.
+    pub coverage: f64,
+}
+
+/// One weight split's result on the learning set.
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct WeightScore {
+    /// `w_I`.
+    pub inner_weight: f64,
+    /// `w_O`.
+    pub outer_weight: f64,
+    /// Mean `(|O| - |I|) / |V|`: the criterion (smaller is better).
+    pub undecided_share: f64,
+    /// Mean joint coverage over the internal splits.
+    pub joint_coverage: f64,
+}
+
+/// What [`select`] suggests, with the evidence.
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct Selection {
+    /// The level candidates were compared at.
+    pub alpha: f64,
+    /// Suggested inner transform (best of `inner_ranking`).
+    pub inner_transform: String,
+    /// Suggested outer transform (best of `outer_ranking`).
+    pub outer_transform: String,
+    /// Suggested inner Bonferroni weight.
+    pub inner_weight: f64,
+    /// Suggested outer Bonferroni weight.
+    pub outer_weight: f64,
+    /// Inner candidates, best (largest inner set) first.
+    pub inner_ranking: Vec<Ranked>,
+    /// Outer candidates, best (smallest outer set) first.
+    pub outer_ranking: Vec<Ranked>,
+    /// Every weight split tried, in [`WEIGHT_GRID`] order.
+    pub weights: Vec<WeightScore>,
+}
+
+/// Rank candidate transforms and suggest the Bonferroni weights on a
+/// learning stack `(N, spatial...)`; see the [module docs](self).
+///
+/// ```
+/// use confseg::evaluate::{select::select, Splits};
+/// use confseg::{synthetic::Synthetic, Alpha, ScoreTransform, Spacing};
+///
+/// let (scores, masks) = Synthetic::new([16, 16]).seed(5).stack(0..60);
+/// let candidates = [ScoreTransform::Identity, ScoreTransform::Sigmoid];
+/// let s = select(&candidates, &candidates, &scores, &masks, &Spacing::unit(),
+///                Alpha::new(0.1)?, Splits::new(40, 20, 1)?)?;
+/// println!("inner {} outer {} weights {}:{}", s.inner_transform, s.outer_transform,
+///          s.inner_weight, s.outer_weight);
+/// # Ok::<(), confseg::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::InvalidParameter`] if a candidate list is empty or the learning
+/// set is too small for `splits`; any error of [`Pool::new`].
+pub fn select<T, A, D, M>(
+    inner: &[T],
+    outer: &[T],
+    scores: &ArrayRef<A, D>,
+    masks: &ArrayRef<M, D>,
+    spacing: &Spacing,
+    alpha: Alpha,
+    splits: Splits,
+) -> Result<Selection>
+where
+    T: Transform + Clone + Sync,
+    A: Float,
+    D: RemoveAxis,
+    M: MaskValue,
+{
+    let (Some(first_inner), Some(first_outer)) = (inner.first(), outer.first()) else {
+        return Err(Error::InvalidParameter {
+            name: "candidates",
+            value: format!("{} inner, {} outer", inner.len(), outer.len()),
+            reason: "give at least one candidate transform per side".into(),
+        });
+    };
+    let validation = Validation::new(vec![alpha], splits).with_geometry(Geometry::Off);
+    let run = |ti: &T, to: &T, method: Method| -> Result<Report> {
+        let cal = Calibrator::new(ti.clone(), to.clone()).with_spacing(spacing.clone());
+        let pool = Pool::new(&cal, scores, masks, 0.0)?;
+        let mut r = validation.run(&pool, &[method])?;
+        r.pop().ok_or(Error::NoCalibrationData)
+    };
+    let marginal = Method::Conformal(ModeSpec::marginal());
+
+    let mut inner_ranking = Vec::with_capacity(inner.len());
+    for t in inner {
+        let r = run(t, first_outer, marginal)?;
+        inner_ranking.push(Ranked {
+            transform: t.describe(),
+            share: r.efficiency.inner_share,
+            size_ratio: r.efficiency.inner_size_ratio,
+            coverage: r.inner_coverage,
+        });
+    }
+    let mut outer_ranking = Vec::with_capacity(outer.len());
+    for t in outer {
+        let r = run(first_inner, t, marginal)?;
+        outer_ranking.push(Ranked {
+            transform: t.describe(),
+            share: r.efficiency.outer_share,
+            size_ratio: r.efficiency.outer_size_ratio,
+            coverage: r.outer_coverage,
+        });
+    }
+    // best first; ties keep the candidates' order (stable sort)
+    let order_in: Vec<usize> = rank(&inner_ranking, |a, b| b.share.total_cmp(&a.share));
+    let order_out: Vec<usize> = rank(&outer_ranking, |a, b| a.share.total_cmp(&b.share));
+    let (bi, bo) = (&inner[order_in[0]], &outer[order_out[0]]);
+
+    let cal = Calibrator::new(bi.clone(), bo.clone()).with_spacing(spacing.clone());
+    let pool = Pool::new(&cal, scores, masks, 0.0)?;
+    let methods: Vec<Method> = WEIGHT_GRID
+        .iter()
+        .map(|&(wi, wo)| ModeSpec::bonferroni(wi, wo).map(Method::Conformal))
+        .collect::<Result<_>>()?;
+    let reports = validation.run(&pool, &methods)?;
+    let weights: Vec<WeightScore> = WEIGHT_GRID
+        .iter()
+        .zip(&reports)
+        .map(|(&(inner_weight, outer_weight), r)| WeightScore {
+            inner_weight,
+            outer_weight,
+            undecided_share: r.efficiency.outer_share - r.efficiency.inner_share,
+            joint_coverage: r.joint_coverage,
+        })
+        .collect();
+    let best = rank(&weights, |a, b| a.undecided_share.total_cmp(&b.undecided_share))[0];
+
+    Ok(Selection {
+        alpha: alpha.get(),
+        inner_transform: bi.describe(),
+        outer_transform: bo.describe(),
+        inner_weight: weights[best].inner_weight,
+        outer_weight: weights[best].outer_weight,
+        inner_ranking: order_in.iter().map(|&i| inner_ranking[i].clone()).collect(),
+        outer_ranking: order_out.iter().map(|&i| outer_ranking[i].clone()).collect(),
+        weights,
+    })
+}
+
+/// Indices of `items` sorted by `cmp` (stable).
+fn rank<T>(items: &[T], cmp: impl Fn(&T, &T) -> std::cmp::Ordering) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..items.len()).collect();
+    idx.sort_by(|&a, &b| cmp(&items[a], &items[b]));
+    idx
+}

@@ -1,0 +1,539 @@
+//! Validation, baselines and selection against independent brute-force
+//! computations, and the statistical behaviour of the methods on synthetic data.
+
+use confseg::evaluate::{
+    baselines::risk_control_threshold, select::select, Geometry, Method, ModeSpec, Pool, Report, Splits,
+    StepMetric, Validation,
+};
+use confseg::synthetic::Synthetic;
+use confseg::{
+    conformal_quantile, Alpha, Calibration, Calibrator, Error, Float, Identity, Spacing, Transform,
+};
+use ndarray::{Array2, Array3, ArrayRef, Axis, CowArray, Dimension};
+
+fn a(x: f64) -> Alpha {
+    Alpha::new(x).unwrap()
+}
+
+type Stack = (Array3<f64>, Array3<bool>);
+
+fn toy() -> Stack {
+    Synthetic::new([12, 14]).seed(5).stack(0..60)
+}
+
+// ---------- brute-force geometry (all pairs, physical units) ----------
+
+fn points(set: &Array2<bool>, spacing: &[f64]) -> Vec<[f64; 2]> {
+    set.indexed_iter()
+        .filter(|(_, &b)| b)
+        .map(|((i, j), _)| [i as f64 * spacing[0], j as f64 * spacing[1]])
+        .collect()
+}
+
+fn dist(p: &[f64; 2], q: &[f64; 2]) -> f64 {
+    ((p[0] - q[0]).powi(2) + (p[1] - q[1]).powi(2)).sqrt()
+}
+
+fn diameter(set: &Array2<bool>, spacing: &[f64]) -> Option<f64> {
+    let p = points(set, spacing);
+    (!p.is_empty()).then(|| p.iter().flat_map(|x| p.iter().map(move |y| dist(x, y))).fold(0.0, f64::max))
+}
+
+fn hausdorff(x: &Array2<bool>, y: &Array2<bool>, spacing: &[f64]) -> Option<f64> {
+    let (px, py) = (points(x, spacing), points(y, spacing));
+    match (px.is_empty(), py.is_empty()) {
+        (true, true) => return Some(0.0),
+        (true, false) | (false, true) => return None,
+        _ => {}
+    }
+    let dir = |a: &[[f64; 2]], b: &[[f64; 2]]| {
+        a.iter().map(|p| b.iter().map(|q| dist(p, q)).fold(f64::INFINITY, f64::min)).fold(0.0, f64::max)
+    };
+    Some(dir(&px, &py).max(dir(&py, &px)))
+}
+
+/// Running means of every reported quantity, computed from explicit sets.
+#[derive(Default)]
+struct Brute {
+    inner_cov: Vec<f64>,
+    outer_cov: Vec<f64>,
+    joint_cov: Vec<f64>,
+    sums: [(f64, usize); 13],
+}
+
+impl Brute {
+    fn add(&mut self, k: usize, x: f64) {
+        self.sums[k].0 += x;
+        self.sums[k].1 += 1;
+    }
+    fn mean(&self, k: usize) -> Option<f64> {
+        let (s, n) = self.sums[k];
+        (n > 0).then(|| s / n as f64)
+    }
+
+    /// Record one split's explicit sets against the truths.
+    fn split(&mut self, sets: &[(Array2<bool>, Array2<bool>)], truths: &[Array2<bool>], spacing: &[f64]) {
+        let (mut ci, mut co, mut cj) = (0, 0, 0);
+        for ((inner, outer), y) in sets.iter().zip(truths) {
+            let v = y.len() as f64;
+            let ny = y.iter().filter(|&&b| b).count() as f64;
+            let i_ok = inner.iter().zip(y).all(|(&i, &t)| !i || t);
+            let o_ok = outer.iter().zip(y).all(|(&o, &t)| !t || o);
+            ci += usize::from(i_ok);
+            co += usize::from(o_ok);
+            cj += usize::from(i_ok && o_ok);
+            let ni = inner.iter().filter(|&&b| b).count() as f64;
+            let no = outer.iter().filter(|&&b| b).count() as f64;
+            let y_not_i = y.iter().zip(inner).filter(|(&t, &i)| t && !i).count() as f64;
+            let o_not_y = y.iter().zip(outer).filter(|(&t, &o)| !t && o).count() as f64;
+            let y_not_o = y.iter().zip(outer).filter(|(&t, &o)| t && !o).count() as f64;
+            if ny > 0.0 {
+                self.add(0, ni / ny);
+                self.add(1, no / ny);
+                self.add(6, y_not_o / ny);
+            } else {
+                self.add(6, 0.0);
+            }
+            self.add(2, ni / v);
+            self.add(3, no / v);
+            self.add(4, y_not_i / v);
+            self.add(5, o_not_y / v);
+            if let Some(dy) = diameter(y, spacing).filter(|&d| d > 0.0) {
+                self.add(7, diameter(inner, spacing).unwrap_or(0.0) / dy);
+                if let Some(d) = diameter(outer, spacing) {
+                    self.add(8, d / dy);
+                }
+            }
+            match hausdorff(inner, y, spacing) {
+                Some(h) => {
+                    self.add(9, h);
+                    self.add(11, 0.0);
+                }
+                None => self.add(11, 1.0),
+            }
+            match hausdorff(outer, y, spacing) {
+                Some(h) => {
+                    self.add(10, h);
+                    self.add(12, 0.0);
+                }
+                None => self.add(12, 1.0),
+            }
+        }
+        let n = truths.len() as f64;
+        self.inner_cov.push(ci as f64 / n);
+        self.outer_cov.push(co as f64 / n);
+        self.joint_cov.push(cj as f64 / n);
+    }
+
+    fn check(&self, r: &Report) {
+        let close = |x: f64, y: f64, what: &str| assert!((x - y).abs() < 1e-9, "{} {}: {what} {x} vs {y}", r.method, r.alpha);
+        let opt = |x: Option<f64>, y: Option<f64>, what: &str| match (x, y) {
+            (Some(x), Some(y)) => close(x, y, what),
+            (x, y) => assert_eq!(x, y, "{} {}: {what}", r.method, r.alpha),
+        };
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        close(r.inner_coverage, mean(&self.inner_cov), "inner coverage");
+        close(r.outer_coverage, mean(&self.outer_cov), "outer coverage");
+        close(r.joint_coverage, mean(&self.joint_cov), "joint coverage");
+        let e = &r.efficiency;
+        opt(e.inner_size_ratio, self.mean(0), "|I|/|Y|");
+        opt(e.outer_size_ratio, self.mean(1), "|O|/|Y|");
+        opt(Some(e.inner_share), self.mean(2), "|I|/|V|");
+        opt(Some(e.outer_share), self.mean(3), "|O|/|V|");
+        opt(Some(e.under_covered), self.mean(4), "under");
+        opt(Some(e.over_covered), self.mean(5), "over");
+        opt(Some(e.outer_missed_fraction), self.mean(6), "missed");
+        opt(e.inner_diameter_ratio, self.mean(7), "inner diameter");
+        opt(e.outer_diameter_ratio, self.mean(8), "outer diameter");
+        opt(e.inner_hausdorff, self.mean(9), "inner hausdorff");
+        opt(e.outer_hausdorff, self.mean(10), "outer hausdorff");
+        opt(e.inner_hausdorff_infinite, self.mean(11), "inner hausdorff inf");
+        opt(e.outer_hausdorff_infinite, self.mean(12), "outer hausdorff inf");
+    }
+}
+
+#[test]
+fn conformal_validation_matches_sets_built_by_predict() {
+    let (scores, masks) = toy();
+    let spacing = vec![2.0, 1.0];
+    let cal = Calibrator::new(Identity, Identity).with_spacing(Spacing::new(spacing.clone()).unwrap());
+    let pool = Pool::new(&cal, &scores, &masks, 0.0).unwrap();
+    let splits = Splits::new(30, 4, 9).unwrap().with_n_test(20).unwrap();
+    let alphas = [0.1, 0.25];
+    let specs = [ModeSpec::marginal(), ModeSpec::bonferroni(1.0, 3.0).unwrap(), ModeSpec::max()];
+    let methods: Vec<Method> = specs.iter().map(|&s| Method::Conformal(s)).collect();
+    let reports = Validation::new(alphas.iter().map(|&x| a(x)).collect(), splits)
+        .with_geometry(Geometry::AllSplits)
+        .run(&pool, &methods)
+        .unwrap();
+    assert_eq!(reports.len(), 6);
+    let img = |i: usize| (scores.index_axis(Axis(0), i).to_owned(), masks.index_axis(Axis(0), i).to_owned());
+    for (mi, spec) in specs.iter().enumerate() {
+        for (ai, &alpha) in alphas.iter().enumerate() {
+            let mut brute = Brute::default();
+            for (cal_idx, test_idx) in splits.generate(60).unwrap() {
+                // calibrate from scratch on the calibration part
+                let mut c = Calibration::new();
+                for &i in &cal_idx {
+                    let (s, m) = img(i);
+                    cal.observe(&mut c, &s, &m).unwrap();
+                }
+                let fitted = cal.fit(&c, spec.mode(a(alpha)).unwrap()).unwrap();
+                let mut sets = Vec::new();
+                let mut truths = Vec::new();
+                for &j in &test_idx {
+                    let (s, m) = img(j);
+                    let p = fitted.predict(&s).unwrap();
+                    // the statistics identity, image by image
+                    let st = pool.statistics().get(j).unwrap();
+                    let cov = p.coverage(&m).unwrap();
+                    assert_eq!(cov.inner, st.tau <= fitted.thresholds().inner.value());
+                    assert_eq!(cov.outer, st.gamma <= fitted.thresholds().outer.value());
+                    sets.push((p.inner, p.outer));
+                    truths.push(m);
+                }
+                brute.split(&sets, &truths, &spacing);
+            }
+            let r = &reports[mi * alphas.len() + ai];
+            assert_eq!(r.alpha, alpha);
+            assert_eq!(r.method, format!("conformal {spec}"));
+            brute.check(r);
+            assert_eq!(r.efficiency.geometry_splits, 4);
+            assert_eq!((r.n_cal, r.n_test, r.splits), (30, 20, 4));
+        }
+    }
+}
+
+fn dilate(m: &Array2<bool>, metric: StepMetric) -> Array2<bool> {
+    let (r, c) = m.dim();
+    Array2::from_shape_fn((r, c), |(i, j)| {
+        (i.saturating_sub(1)..(i + 2).min(r)).any(|u| {
+            (j.saturating_sub(1)..(j + 2).min(c)).any(|v| {
+                let diag = u != i && v != j;
+                m[[u, v]] && (metric == StepMetric::Chessboard || !diag)
+            })
+        })
+    })
+}
+
+#[test]
+fn baselines_match_their_definitions() {
+    let (scores, masks) = toy();
+    let cal = Calibrator::new(Identity, Identity);
+    let pool = Pool::new(&cal, &scores, &masks, 0.0).unwrap();
+    let splits = Splits::new(30, 3, 21).unwrap().with_n_test(20).unwrap();
+    let alpha = 0.2;
+    let methods = [
+        Method::RiskControl,
+        Method::PixelwiseBonferroni(ModeSpec::bonferroni(1.0, 4.0).unwrap()),
+        Method::Morphological(StepMetric::Chessboard),
+        Method::Morphological(StepMetric::CityBlock),
+    ];
+    let reports = Validation::new(vec![a(alpha)], splits)
+        .with_geometry(Geometry::AllSplits)
+        .run(&pool, &methods)
+        .unwrap();
+    let spacing = [1.0, 1.0];
+    let s_ = |i: usize| scores.index_axis(Axis(0), i).to_owned();
+    let m_ = |i: usize| masks.index_axis(Axis(0), i).to_owned();
+    let voxels = 12.0 * 14.0;
+    for (method, r) in methods.iter().zip(&reports) {
+        let mut brute = Brute::default();
+        for (cal_idx, test_idx) in splits.generate(60).unwrap() {
+            let truths: Vec<Array2<bool>> = test_idx.iter().map(|&j| m_(j)).collect();
+            let sets: Vec<(Array2<bool>, Array2<bool>)> = match method {
+                Method::RiskControl => {
+                    // the largest t with n/(n+1) mean FNR(t) + 1/(n+1) <= alpha, by scanning
+                    let objs: Vec<Vec<f64>> = cal_idx
+                        .iter()
+                        .map(|&i| s_(i).iter().zip(m_(i).iter()).filter(|(_, &y)| y).map(|(&s, _)| s).collect())
+                        .collect();
+                    let n = objs.len() as f64;
+                    let ok = |t: f64| {
+                        let fnr: f64 = objs
+                            .iter()
+                            .map(|o| {
+                                if o.is_empty() {
+                                    0.0
+                                } else {
+                                    o.iter().filter(|&&v| v < t).count() as f64 / o.len() as f64
+                                }
+                            })
+                            .sum::<f64>()
+                            / n;
+                        n / (n + 1.0) * fnr + 1.0 / (n + 1.0) <= alpha
+                    };
+                    let t = if ok(f64::INFINITY) {
+                        f64::INFINITY
+                    } else {
+                        objs.iter().flatten().copied().filter(|&t| ok(t)).fold(f64::NEG_INFINITY, f64::max)
+                    };
+                    assert_eq!(t, risk_control_threshold(&objs, a(alpha)).unwrap());
+                    test_idx.iter().map(|&j| (Array2::from_elem((12, 14), false), s_(j).mapv(|x| x >= t))).collect()
+                }
+                Method::PixelwiseBonferroni(_) => {
+                    let (ai, ao) = (alpha * 0.2, alpha * 0.8);
+                    let mut obj = Vec::new();
+                    let mut bg = Vec::new();
+                    for &i in &cal_idx {
+                        for (&s, &y) in s_(i).iter().zip(m_(i).iter()) {
+                            if y { obj.push(s) } else { bg.push(s) }
+                        }
+                    }
+                    let (n1, n0) = (obj.len() as f64, bg.len() as f64);
+                    test_idx
+                        .iter()
+                        .map(|&j| {
+                            let s = s_(j);
+                            let inner = s.mapv(|x| {
+                                (1.0 + bg.iter().filter(|&&b| b >= x).count() as f64) / (n0 + 1.0) <= ai / voxels
+                            });
+                            let outer = s.mapv(|x| {
+                                (1.0 + obj.iter().filter(|&&o| o <= x).count() as f64) / (n1 + 1.0) > ao / voxels
+                            });
+                            (inner, outer)
+                        })
+                        .collect()
+                }
+                Method::Morphological(metric) => {
+                    // k_i = fewest dilations of the prediction that contain the truth
+                    let need = |i: usize| -> f64 {
+                        let y = m_(i);
+                        if !y.iter().any(|&b| b) {
+                            return f64::NEG_INFINITY;
+                        }
+                        let mut d = s_(i).mapv(|x| x > 0.0);
+                        for k in 0..40 {
+                            if y.iter().zip(&d).all(|(&t, &o)| !t || o) {
+                                return f64::from(k);
+                            }
+                            d = dilate(&d, *metric);
+                        }
+                        f64::INFINITY
+                    };
+                    let ks: Vec<f64> = cal_idx.iter().map(|&i| need(i)).collect();
+                    let k = conformal_quantile(&ks, a(alpha)).unwrap().value().max(0.0);
+                    test_idx
+                        .iter()
+                        .map(|&j| {
+                            let mut d = s_(j).mapv(|x| x > 0.0);
+                            if k.is_infinite() {
+                                d.fill(true);
+                            } else {
+                                for _ in 0..k as usize {
+                                    d = dilate(&d, *metric);
+                                }
+                            }
+                            (Array2::from_elem((12, 14), false), d)
+                        })
+                        .collect()
+                }
+                _ => unreachable!(),
+            };
+            brute.split(&sets, &truths, &spacing);
+        }
+        brute.check(r);
+    }
+}
+
+#[test]
+fn synthetic_coverage_holds_and_risk_control_undercovers() {
+    let n_pool = 1200;
+    let (scores, masks) = Synthetic::new([16, 16]).seed(2024).stack(0..n_pool);
+    let pool = Pool::new(&Calibrator::new(Identity, Identity), &scores, &masks, 0.0).unwrap();
+    let n_cal = 400;
+    let alphas = [0.1, 0.2];
+    let methods = [
+        Method::Conformal(ModeSpec::max()),
+        Method::Conformal(ModeSpec::bonferroni(1.0, 4.0).unwrap()),
+        Method::Conformal(ModeSpec::marginal()),
+        Method::RiskControl,
+        Method::PixelwiseBonferroni(ModeSpec::bonferroni(1.0, 4.0).unwrap()),
+    ];
+    let reports = Validation::new(alphas.iter().map(|&x| a(x)).collect(), Splits::new(n_cal, 200, 5).unwrap())
+        .with_geometry(Geometry::Off)
+        .run(&pool, &methods)
+        .unwrap();
+    let get = |m: usize, ai: usize| &reports[m * alphas.len() + ai];
+    for (ai, &alpha) in alphas.iter().enumerate() {
+        // The mean over splits of one pool varies across pools like a
+        // coverage estimated on n_pool images: binomial standard error.
+        let se = (alpha * (1.0 - alpha) / n_pool as f64).sqrt();
+        let tol = 4.0 * se;
+        let upper = 1.0 / (n_cal as f64 + 1.0);
+        let max = get(0, ai);
+        assert!(max.joint_coverage >= 1.0 - alpha - tol, "max: {}", max.joint_coverage);
+        assert!(max.joint_coverage <= 1.0 - alpha + upper + tol, "max: {}", max.joint_coverage);
+        let bonf = get(1, ai);
+        assert!(bonf.joint_coverage >= 1.0 - alpha - tol, "bonferroni: {}", bonf.joint_coverage);
+        let marg = get(2, ai);
+        for c in [marg.inner_coverage, marg.outer_coverage] {
+            assert!(c >= 1.0 - alpha - tol && c <= 1.0 - alpha + upper + tol, "marginal {c}");
+        }
+        // risk control: its own guarantee holds (E[FNR] <= alpha), whole-mask coverage does not
+        let rc = get(3, ai);
+        assert!(rc.efficiency.outer_missed_fraction <= alpha + 4.0 * 0.5 / (n_pool as f64).sqrt());
+        assert!(rc.outer_coverage < 1.0 - alpha - tol, "risk control covers {}", rc.outer_coverage);
+        assert!(rc.outer_coverage < max.joint_coverage - tol);
+        // pixel-wise Bonferroni: valid and conservative
+        let px = get(4, ai);
+        assert!(px.joint_coverage > bonf.joint_coverage + tol, "pixelwise {}", px.joint_coverage);
+        assert!(px.efficiency.outer_share > bonf.efficiency.outer_share);
+    }
+}
+
+/// A transform that throws the scores away: the worst candidate on both sides.
+#[derive(Clone)]
+struct Flat;
+
+impl Transform for Flat {
+    fn apply<'a, A: Float, D: Dimension>(
+        &self,
+        scores: &'a ArrayRef<A, D>,
+        _spacing: &Spacing,
+    ) -> confseg::Result<CowArray<'a, A, D>> {
+        Ok(CowArray::from(ndarray::Array::zeros(scores.raw_dim())))
+    }
+    fn describe(&self) -> String {
+        "flat".into()
+    }
+}
+
+#[derive(Clone)]
+enum Candidate {
+    Id,
+    Flat,
+}
+
+impl Transform for Candidate {
+    fn apply<'a, A: Float, D: Dimension>(
+        &self,
+        scores: &'a ArrayRef<A, D>,
+        spacing: &Spacing,
+    ) -> confseg::Result<CowArray<'a, A, D>> {
+        match self {
+            Candidate::Id => Identity.apply(scores, spacing),
+            Candidate::Flat => Flat.apply(scores, spacing),
+        }
+    }
+    fn describe(&self) -> String {
+        match self {
+            Candidate::Id => "identity".into(),
+            Candidate::Flat => "flat".into(),
+        }
+    }
+}
+
+#[test]
+fn selection_ranks_and_suggests_weights() {
+    let (scores, masks) = Synthetic::new([16, 16]).seed(8).stack(0..120);
+    let cands = [Candidate::Flat, Candidate::Id];
+    let splits = Splits::new(80, 30, 2).unwrap();
+    let s = select(&cands, &cands, &scores, &masks, &Spacing::unit(), a(0.1), splits).unwrap();
+    assert_eq!(s.inner_transform, "identity");
+    assert_eq!(s.outer_transform, "identity");
+    assert_eq!(s.inner_ranking[1].transform, "flat");
+    assert_eq!(s.inner_ranking[1].share, 0.0); // flat inner set is empty
+    assert_eq!(s.outer_ranking[1].share, 1.0); // flat outer set is everything
+    // the suggestion is the grid minimum, and it is what a direct validation reports
+    let best = s.weights.iter().map(|w| w.undecided_share).fold(f64::INFINITY, f64::min);
+    let chosen = s
+        .weights
+        .iter()
+        .find(|w| w.inner_weight == s.inner_weight && w.outer_weight == s.outer_weight)
+        .unwrap();
+    assert_eq!(chosen.undecided_share, best);
+    let pool = Pool::new(&Calibrator::new(Identity, Identity), &scores, &masks, 0.0).unwrap();
+    let r = Validation::new(vec![a(0.1)], splits)
+        .with_geometry(Geometry::Off)
+        .run(&pool, &[Method::Conformal(ModeSpec::bonferroni(s.inner_weight, s.outer_weight).unwrap())])
+        .unwrap();
+    assert!((r[0].efficiency.outer_share - r[0].efficiency.inner_share - best).abs() < 1e-12);
+    assert!(select::<Candidate, f64, _, bool>(&[], &cands, &scores, &masks, &Spacing::unit(), a(0.1), splits).is_err());
+}
+
+#[test]
+fn bad_input_is_reported() {
+    let (mut scores, masks) = toy();
+    let cal = Calibrator::new(Identity, Identity);
+    let pool = Pool::new(&cal, &scores, &masks, 0.0).unwrap();
+    // pool too small for the split
+    let e = Validation::new(vec![a(0.1)], Splits::new(60, 2, 0).unwrap()).run(&pool, &[Method::RiskControl]);
+    assert!(matches!(e, Err(Error::InvalidParameter { name: "n_cal", .. })));
+    assert!(Validation::new(vec![], Splits::new(10, 2, 0).unwrap()).run(&pool, &[]).is_err());
+    // max mode has no split for the pixel-wise baseline
+    let e = Validation::new(vec![a(0.1)], Splits::new(10, 2, 0).unwrap())
+        .run(&pool, &[Method::PixelwiseBonferroni(ModeSpec::max())]);
+    assert!(e.is_err());
+    // NaN names the image and voxel
+    scores[[7, 3, 4]] = f64::NAN;
+    let e = Pool::new(&cal, &scores, &masks, 0.0).unwrap_err();
+    assert_eq!(e, Error::NanScore { what: "scores", image: Some(7), index: vec![3, 4] });
+    let e = Pool::new(&cal, &scores.slice(ndarray::s![.., .., 1..]), &masks, 0.0).unwrap_err();
+    assert!(matches!(e, Error::ShapeMismatch { .. }));
+    assert!(Pool::new(&cal, &masks.mapv(|b| f64::from(u8::from(b))), &masks, f64::NAN).is_err());
+    let sub = pool.subset(&[0, 5, 9]).unwrap();
+    assert_eq!(sub.len(), 3);
+    assert_eq!(sub.statistics().get(1), pool.statistics().get(5));
+    assert!(pool.subset(&[60]).is_err());
+}
+
+#[test]
+fn pool_from_transformed_equals_pool_from_transforms() {
+    let (scores, masks) = toy();
+    let cal = Calibrator::new(Identity, confseg::Sigmoid);
+    let p1 = Pool::new(&cal, &scores, &masks, 0.0).unwrap();
+    let p2 =
+        Pool::from_transformed(&scores, &scores.mapv(|x| 1.0 / (1.0 + (-x).exp())), &masks, &Spacing::unit(), 0.5)
+            .unwrap();
+    let v = Validation::new(vec![a(0.2)], Splits::new(40, 10, 1).unwrap());
+    let m = [Method::Conformal(ModeSpec::bonferroni(1.0, 1.0).unwrap())];
+    let (r1, r2) = (v.run(&p1, &m).unwrap(), v.run(&p2, &m).unwrap());
+    assert_eq!(r1[0].joint_coverage, r2[0].joint_coverage);
+    assert_eq!(r1[0].efficiency.outer_share, r2[0].efficiency.outer_share);
+}
+
+#[cfg(feature = "plot")]
+#[test]
+fn figures_are_written() {
+    use confseg::plot::{coverage_plot, coverage_series, overlay, overlay_slice, CoverageKind};
+    let dir = tempfile::tempdir().unwrap();
+    let (scores, masks) = toy();
+    let pool = Pool::new(&Calibrator::new(Identity, Identity), &scores, &masks, 0.0).unwrap();
+    let reports = Validation::new(vec![a(0.1), a(0.2), a(0.3)], Splits::new(30, 5, 1).unwrap())
+        .with_geometry(Geometry::Off)
+        .run(&pool, &[Method::Conformal(ModeSpec::max()), Method::RiskControl])
+        .unwrap();
+    let series = coverage_series(&reports, CoverageKind::Joint);
+    assert_eq!(series.len(), 2);
+    let png = dir.path().join("coverage.png");
+    coverage_plot(&png, &series, "coverage").unwrap();
+    let bytes = std::fs::read(&png).unwrap();
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+    let svg = dir.path().join("coverage.svg");
+    coverage_plot(&svg, &series, "coverage").unwrap();
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.contains("<svg") && text.contains("risk-control fnr"));
+    // overlays, 2-D and a 3-D slice
+    let data = Synthetic::new([10, 12, 8]).seed(1);
+    let cal = Calibrator::new(Identity, Identity);
+    let mut c = Calibration::new();
+    for (s, m) in data.pairs(0..40) {
+        cal.observe(&mut c, &s, &m).unwrap();
+    }
+    let fitted = cal.fit(&c, confseg::Mode::max(a(0.2))).unwrap();
+    let (s, m) = data.pair(100);
+    let sets = fitted.predict(&s).unwrap();
+    let p = dir.path().join("slice.png");
+    overlay_slice(&p, &s, &m, &sets, Axis(2), 4, "slice").unwrap();
+    assert!(std::fs::metadata(&p).unwrap().len() > 1000);
+    assert!(overlay_slice(&p, &s, &m, &sets, Axis(2), 8, "slice").is_err());
+    let s2 = scores.index_axis(Axis(0), 0);
+    let m2 = masks.index_axis(Axis(0), 0);
+    let sets2 = confseg::Sets { inner: m2.to_owned(), outer: m2.to_owned() };
+    overlay(dir.path().join("o.svg"), &s2, &m2, &sets2, "o").unwrap();
+    // no temporary files left behind
+    let names: Vec<String> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(names.iter().all(|n| !n.contains("partial")), "{names:?}");
+}
