@@ -205,7 +205,8 @@ impl Figure for CoverageFigure<'_> {
             .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLACK.mix(0.6)));
         for (k, s) in self.series.iter().enumerate() {
             let color = PALETTE[k % PALETTE.len()];
-            let mut pts: Vec<(f64, f64)> = s.points.iter().copied().filter(|p| p.0.is_finite() && p.1.is_finite()).collect();
+            let mut pts: Vec<(f64, f64)> =
+                s.points.iter().copied().filter(|p| p.0.is_finite() && p.1.is_finite()).collect();
             pts.sort_by(|a, b| a.0.total_cmp(&b.0));
             chart
                 .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
@@ -321,7 +322,8 @@ impl Figure for OverlayFigure<'_> {
                 root.draw(&Rectangle::new([(x, y), (x + s, y + s)], col.filled())).map_err(e)?;
             }
         }
-        for (set, color, width) in [(&self.outer, OUTER, 3), (&self.truth, TRUTH, 2), (&self.inner, INNER, 3)] {
+        for (set, color, width) in [(&self.outer, OUTER, 3), (&self.truth, TRUTH, 2), (&self.inner, INNER, 3)]
+        {
             for seg in self.contour(set) {
                 root.draw(&PathElement::new(seg.to_vec(), color.stroke_width(width))).map_err(e)?;
             }
@@ -331,7 +333,8 @@ impl Figure for OverlayFigure<'_> {
         let mut x = 8;
         for (label, color) in [("outer set", OUTER), ("true mask", TRUTH), ("inner set", INNER)] {
             root.draw(&Rectangle::new([(x, ly), (x + 22, ly + 14)], color.stroke_width(3))).map_err(e)?;
-            root.draw(&Text::new(label.to_owned(), (x + 28, ly), ("sans-serif", 15).into_font())).map_err(e)?;
+            root.draw(&Text::new(label.to_owned(), (x + 28, ly), ("sans-serif", 15).into_font()))
+                .map_err(e)?;
             x += 118;
         }
         Ok(())
@@ -430,7 +433,10 @@ pub fn overlay_slice<A: Float, M: MaskValue>(
             reason: format!("volume has shape {:?}", background.shape()),
         });
     }
-    let slice = Sets { inner: sets.inner.index_axis(axis, index).to_owned(), outer: sets.outer.index_axis(axis, index).to_owned() };
+    let slice = Sets {
+        inner: sets.inner.index_axis(axis, index).to_owned(),
+        outer: sets.outer.index_axis(axis, index).to_owned(),
+    };
     overlay(path, &background.index_axis(axis, index), &truth.index_axis(axis, index), &slice, title)
 }
 
@@ -482,7 +488,12 @@ mod tests {
         let y = TITLE_H as i32;
         assert_eq!(
             segs,
-            vec![[(10, y + 10), (10, y + 20)], [(10, y + 10), (20, y + 10)], [(10, y + 20), (20, y + 20)], [(20, y + 10), (20, y + 20)]]
+            vec![
+                [(10, y + 10), (10, y + 20)],
+                [(10, y + 10), (20, y + 10)],
+                [(10, y + 20), (20, y + 20)],
+                [(20, y + 10), (20, y + 20)]
+            ]
         );
     }
 

@@ -126,7 +126,9 @@ impl Brute {
     }
 
     fn check(&self, r: &Report) {
-        let close = |x: f64, y: f64, what: &str| assert!((x - y).abs() < 1e-9, "{} {}: {what} {x} vs {y}", r.method, r.alpha);
+        let close = |x: f64, y: f64, what: &str| {
+            assert!((x - y).abs() < 1e-9, "{} {}: {what} {x} vs {y}", r.method, r.alpha)
+        };
         let opt = |x: Option<f64>, y: Option<f64>, what: &str| match (x, y) {
             (Some(x), Some(y)) => close(x, y, what),
             (x, y) => assert_eq!(x, y, "{} {}: {what}", r.method, r.alpha),
@@ -246,7 +248,9 @@ fn baselines_match_their_definitions() {
                     // the largest t with n/(n+1) mean FNR(t) + 1/(n+1) <= alpha, by scanning
                     let objs: Vec<Vec<f64>> = cal_idx
                         .iter()
-                        .map(|&i| s_(i).iter().zip(m_(i).iter()).filter(|(_, &y)| y).map(|(&s, _)| s).collect())
+                        .map(|&i| {
+                            s_(i).iter().zip(m_(i).iter()).filter(|(_, &y)| y).map(|(&s, _)| s).collect()
+                        })
                         .collect();
                     let n = objs.len() as f64;
                     let ok = |t: f64| {
@@ -269,7 +273,10 @@ fn baselines_match_their_definitions() {
                         objs.iter().flatten().copied().filter(|&t| ok(t)).fold(f64::NEG_INFINITY, f64::max)
                     };
                     assert_eq!(t, risk_control_threshold(&objs, a(alpha)).unwrap());
-                    test_idx.iter().map(|&j| (Array2::from_elem((12, 14), false), s_(j).mapv(|x| x >= t))).collect()
+                    test_idx
+                        .iter()
+                        .map(|&j| (Array2::from_elem((12, 14), false), s_(j).mapv(|x| x >= t)))
+                        .collect()
                 }
                 Method::PixelwiseBonferroni(_) => {
                     let (ai, ao) = (alpha * 0.2, alpha * 0.8);
@@ -277,7 +284,11 @@ fn baselines_match_their_definitions() {
                     let mut bg = Vec::new();
                     for &i in &cal_idx {
                         for (&s, &y) in s_(i).iter().zip(m_(i).iter()) {
-                            if y { obj.push(s) } else { bg.push(s) }
+                            if y {
+                                obj.push(s)
+                            } else {
+                                bg.push(s)
+                            }
                         }
                     }
                     let (n1, n0) = (obj.len() as f64, bg.len() as f64);
@@ -286,10 +297,12 @@ fn baselines_match_their_definitions() {
                         .map(|&j| {
                             let s = s_(j);
                             let inner = s.mapv(|x| {
-                                (1.0 + bg.iter().filter(|&&b| b >= x).count() as f64) / (n0 + 1.0) <= ai / voxels
+                                (1.0 + bg.iter().filter(|&&b| b >= x).count() as f64) / (n0 + 1.0)
+                                    <= ai / voxels
                             });
                             let outer = s.mapv(|x| {
-                                (1.0 + obj.iter().filter(|&&o| o <= x).count() as f64) / (n1 + 1.0) > ao / voxels
+                                (1.0 + obj.iter().filter(|&&o| o <= x).count() as f64) / (n1 + 1.0)
+                                    > ao / voxels
                             });
                             (inner, outer)
                         })
@@ -350,10 +363,11 @@ fn synthetic_coverage_holds_and_risk_control_undercovers() {
         Method::RiskControl,
         Method::PixelwiseBonferroni(ModeSpec::bonferroni(1.0, 4.0).unwrap()),
     ];
-    let reports = Validation::new(alphas.iter().map(|&x| a(x)).collect(), Splits::new(n_cal, 200, 5).unwrap())
-        .with_geometry(Geometry::Off)
-        .run(&pool, &methods)
-        .unwrap();
+    let reports =
+        Validation::new(alphas.iter().map(|&x| a(x)).collect(), Splits::new(n_cal, 200, 5).unwrap())
+            .with_geometry(Geometry::Off)
+            .run(&pool, &methods)
+            .unwrap();
     let get = |m: usize, ai: usize| &reports[m * alphas.len() + ai];
     for (ai, &alpha) in alphas.iter().enumerate() {
         // The mean over splits of one pool varies across pools like a
@@ -435,7 +449,7 @@ fn selection_ranks_and_suggests_weights() {
     assert_eq!(s.inner_ranking[1].transform, "flat");
     assert_eq!(s.inner_ranking[1].share, 0.0); // flat inner set is empty
     assert_eq!(s.outer_ranking[1].share, 1.0); // flat outer set is everything
-    // the suggestion is the grid minimum, and it is what a direct validation reports
+                                               // the suggestion is the grid minimum, and it is what a direct validation reports
     let best = s.weights.iter().map(|w| w.undecided_share).fold(f64::INFINITY, f64::min);
     let chosen = s
         .weights
@@ -449,7 +463,16 @@ fn selection_ranks_and_suggests_weights() {
         .run(&pool, &[Method::Conformal(ModeSpec::bonferroni(s.inner_weight, s.outer_weight).unwrap())])
         .unwrap();
     assert!((r[0].efficiency.outer_share - r[0].efficiency.inner_share - best).abs() < 1e-12);
-    assert!(select::<Candidate, f64, _, bool>(&[], &cands, &scores, &masks, &Spacing::unit(), a(0.1), splits).is_err());
+    assert!(select::<Candidate, f64, _, bool>(
+        &[],
+        &cands,
+        &scores,
+        &masks,
+        &Spacing::unit(),
+        a(0.1),
+        splits
+    )
+    .is_err());
 }
 
 #[test]
@@ -483,9 +506,14 @@ fn pool_from_transformed_equals_pool_from_transforms() {
     let (scores, masks) = toy();
     let cal = Calibrator::new(Identity, confseg::Sigmoid);
     let p1 = Pool::new(&cal, &scores, &masks, 0.0).unwrap();
-    let p2 =
-        Pool::from_transformed(&scores, &scores.mapv(|x| 1.0 / (1.0 + (-x).exp())), &masks, &Spacing::unit(), 0.5)
-            .unwrap();
+    let p2 = Pool::from_transformed(
+        &scores,
+        &scores.mapv(|x| 1.0 / (1.0 + (-x).exp())),
+        &masks,
+        &Spacing::unit(),
+        0.5,
+    )
+    .unwrap();
     let v = Validation::new(vec![a(0.2)], Splits::new(40, 10, 1).unwrap());
     let m = [Method::Conformal(ModeSpec::bonferroni(1.0, 1.0).unwrap())];
     let (r1, r2) = (v.run(&p1, &m).unwrap(), v.run(&p2, &m).unwrap());
@@ -533,7 +561,9 @@ fn figures_are_written() {
     let sets2 = confseg::Sets { inner: m2.to_owned(), outer: m2.to_owned() };
     overlay(dir.path().join("o.svg"), &s2, &m2, &sets2, "o").unwrap();
     // no temporary files left behind
-    let names: Vec<String> =
-        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     assert!(names.iter().all(|n| !n.contains("partial")), "{names:?}");
 }

@@ -114,19 +114,24 @@ fn smallest_with(candidates: &[f64], pred: impl Fn(f64) -> bool) -> Option<f64> 
 /// The `k`-th smallest (1-based) of the union of sorted slices, by
 /// bisection over sorted candidates containing every value.
 fn kth_pooled<'a>(candidates: &[f64], parts: impl Iterator<Item = &'a [f64]> + Clone, k: usize) -> f64 {
-    smallest_with(candidates, |x| {
-        parts.clone().map(|s| s.partition_point(|&v| v <= x)).sum::<usize>() >= k
-    })
-    .unwrap_or(f64::INFINITY)
+    smallest_with(candidates, |x| parts.clone().map(|s| s.partition_point(|&v| v <= x)).sum::<usize>() >= k)
+        .unwrap_or(f64::INFINITY)
 }
 
 impl Method {
     pub(crate) fn prepare(&self, pool: &Pool) -> Result<Prepared> {
         let imgs = pool.images();
-        let mut p = Prepared { method: *self, object_outer: Vec::new(), background_inner: Vec::new(), steps: Vec::new() };
+        let mut p = Prepared {
+            method: *self,
+            object_outer: Vec::new(),
+            background_inner: Vec::new(),
+            steps: Vec::new(),
+        };
         match *self {
             Method::Conformal(_) => {}
-            Method::RiskControl => p.object_outer = sorted_unique(imgs.iter().map(|i| i.outer.object.as_slice())),
+            Method::RiskControl => {
+                p.object_outer = sorted_unique(imgs.iter().map(|i| i.outer.object.as_slice()))
+            }
             Method::PixelwiseBonferroni(spec) => {
                 if spec.kind() == ModeKind::Max {
                     return Err(Error::InvalidParameter {
@@ -143,7 +148,10 @@ impl Method {
                     .iter()
                     .map(|img| {
                         let d = step_distance(&img.predicted, pool.shape(), metric);
-                        let g = d.iter().map(|&s| if s == u32::MAX { f64::NEG_INFINITY } else { -f64::from(s) }).collect();
+                        let g = d
+                            .iter()
+                            .map(|&s| if s == u32::MAX { f64::NEG_INFINITY } else { -f64::from(s) })
+                            .collect();
                         Field::new(g, &img.truth)
                     })
                     .collect();
@@ -185,10 +193,9 @@ impl Prepared {
     pub(crate) fn covers(&self, pool: &Pool, j: usize, t: SplitSets) -> (bool, bool) {
         match self.method {
             // Coverage from the calibration statistics (proof in the module docs).
-            Method::Conformal(_) => pool
-                .statistics()
-                .get(j)
-                .map_or((false, false), |s| (s.tau <= t.inner, s.gamma <= -t.outer)),
+            Method::Conformal(_) => {
+                pool.statistics().get(j).map_or((false, false), |s| (s.tau <= t.inner, s.gamma <= -t.outer))
+            }
             _ => {
                 let (fi, fo) = self.fields(pool, j);
                 (fi.background_max() <= t.inner, fo.object_min() >= t.outer)
@@ -259,7 +266,11 @@ impl Prepared {
                 } else if m > n1 as f64 {
                     f64::INFINITY
                 } else {
-                    kth_pooled(&self.object_outer, cal.iter().map(|&i| imgs[i].outer.object.as_slice()), m as usize)
+                    kth_pooled(
+                        &self.object_outer,
+                        cal.iter().map(|&i| imgs[i].outer.object.as_slice()),
+                        m as usize,
+                    )
                 };
                 // inner: I = {f_I > x_(N0 - q)} over pooled background values
                 let n0: usize = cal.iter().map(|&i| imgs[i].inner.background.len()).sum();

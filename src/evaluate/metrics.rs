@@ -319,7 +319,11 @@ mod tests {
                                 .sum::<f64>()
                         })
                         .fold(f64::INFINITY, f64::min);
-                    assert!((got[v] - want).abs() < 1e-9 || got[v] == want, "{shape:?} {v}: {} vs {want}", got[v]);
+                    assert!(
+                        (got[v] - want).abs() < 1e-9 || got[v] == want,
+                        "{shape:?} {v}: {} vs {want}",
+                        got[v]
+                    );
                 }
             }
         }
@@ -340,8 +344,11 @@ mod tests {
             };
             let d = |p: &[f64], q: &[f64]| p.iter().zip(q).map(|(a, b)| (a - b).powi(2)).sum::<f64>().sqrt();
             let (pa, pb) = (pts(&a), pts(&b));
-            let want_diam =
-                pa.iter().flat_map(|p| pa.iter().map(move |q| (p, q))).map(|(p, q)| d(p, q)).fold(0.0, f64::max);
+            let want_diam = pa
+                .iter()
+                .flat_map(|p| pa.iter().map(move |q| (p, q)))
+                .map(|(p, q)| d(p, q))
+                .fold(0.0, f64::max);
             if pa.is_empty() {
                 assert_eq!(diameter(&a, &shape, &spacing), None);
             } else {
@@ -350,7 +357,8 @@ mod tests {
             let dir = |x: &[Vec<f64>], y: &[Vec<f64>]| {
                 x.iter().map(|p| y.iter().map(|q| d(p, q)).fold(f64::INFINITY, f64::min)).fold(0.0, f64::max)
             };
-            let got = hausdorff(&a, &squared_edt(&a, &shape, &spacing), &b, &squared_edt(&b, &shape, &spacing));
+            let got =
+                hausdorff(&a, &squared_edt(&a, &shape, &spacing), &b, &squared_edt(&b, &shape, &spacing));
             if !pa.is_empty() && !pb.is_empty() {
                 let want = dir(&pa, &pb).max(dir(&pb, &pa));
                 assert!((got.unwrap() - want).abs() < 1e-9);

@@ -230,11 +230,12 @@ impl Splits {
     /// # Errors
     /// [`Error::InvalidParameter`] if the pool is too small.
     pub fn n_test_for(&self, pool: usize) -> Result<usize> {
-        let rest = pool.checked_sub(self.n_cal).filter(|&r| r > 0).ok_or_else(|| Error::InvalidParameter {
-            name: "n_cal",
-            value: self.n_cal.to_string(),
-            reason: format!("the pool has {pool} images; at least one must be left for testing"),
-        })?;
+        let rest =
+            pool.checked_sub(self.n_cal).filter(|&r| r > 0).ok_or_else(|| Error::InvalidParameter {
+                name: "n_cal",
+                value: self.n_cal.to_string(),
+                reason: format!("the pool has {pool} images; at least one must be left for testing"),
+            })?;
         match self.n_test {
             None => Ok(rest),
             Some(t) if t <= rest => Ok(t),
@@ -424,7 +425,11 @@ impl Pool {
         Ok(Self::from_images(inner.shape()[1..].to_vec(), sp, images))
     }
 
-    fn from_images(shape: Vec<usize>, spacing: Vec<f64>, images: Vec<(PoolImage, crate::ImageStatistics)>) -> Pool {
+    fn from_images(
+        shape: Vec<usize>,
+        spacing: Vec<f64>,
+        images: Vec<(PoolImage, crate::ImageStatistics)>,
+    ) -> Pool {
         let mut statistics = Calibration::new();
         let images = images
             .into_iter()
@@ -557,7 +562,11 @@ impl Spread {
         let mut v = values.to_vec();
         v.sort_unstable_by(f64::total_cmp);
         let mean = v.iter().sum::<f64>() / n as f64;
-        let sd = if n > 1 { (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt() } else { 0.0 };
+        let sd = if n > 1 {
+            (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
+        } else {
+            0.0
+        };
         // nearest-rank quantile: the ceil(p n)-th smallest
         let q = |p: f64| v[((p * n as f64).ceil() as usize).clamp(1, n) - 1];
         Spread {
@@ -925,8 +934,7 @@ impl Validation {
             let geoms: Vec<Geom> = for_each_image(key_list.len(), |k| {
                 let (j, f, strict, t) = key_list[k];
                 let field = prepared_field(&prepared, pool, j, f);
-                let set: Vec<bool> =
-                    field.iter().map(|&x| if strict { x > t } else { x >= t }).collect();
+                let set: Vec<bool> = field.iter().map(|&x| if strict { x > t } else { x >= t }).collect();
                 let tg = &truth_geo[&j];
                 let edt = metrics::squared_edt(&set, &pool.shape, &pool.spacing);
                 Ok(Geom {
@@ -1008,7 +1016,12 @@ impl Validation {
     }
 }
 
-fn prepared_field<'a>(prepared: &'a [baselines::Prepared], pool: &'a Pool, j: usize, f: FieldId) -> &'a [f64] {
+fn prepared_field<'a>(
+    prepared: &'a [baselines::Prepared],
+    pool: &'a Pool,
+    j: usize,
+    f: FieldId,
+) -> &'a [f64] {
     match f {
         FieldId::Inner => &pool.images[j].inner.values,
         FieldId::Outer => &pool.images[j].outer.values,

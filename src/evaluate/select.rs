@@ -30,8 +30,17 @@ use crate::quantile::Alpha;
 use crate::transform::{Spacing, Transform};
 
 /// The Bonferroni weight grid tried by [`select`]: `w_I : w_O`.
-pub const WEIGHT_GRID: [(f64, f64); 9] =
-    [(1.0, 9.0), (1.0, 4.0), (1.0, 3.0), (1.0, 2.0), (1.0, 1.0), (2.0, 1.0), (3.0, 1.0), (4.0, 1.0), (9.0, 1.0)];
+pub const WEIGHT_GRID: [(f64, f64); 9] = [
+    (1.0, 9.0),
+    (1.0, 4.0),
+    (1.0, 3.0),
+    (1.0, 2.0),
+    (1.0, 1.0),
+    (2.0, 1.0),
+    (3.0, 1.0),
+    (4.0, 1.0),
+    (9.0, 1.0),
+];
 
 /// One candidate transform's result on the learning set.
 #[derive(Debug, Clone, PartialEq)]
