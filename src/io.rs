@@ -209,15 +209,19 @@ fn open(path: &Path, expected: &'static str) -> Result<Opened> {
     let dtype = header.type_descriptor.as_string().and_then(|d| Dtype::from_descr(d)).ok_or_else(|| {
         file_error(
             path,
-            FileProblem::UnsupportedDtype { dtype: header.type_descriptor.to_string(), expected, supported: ANY },
+            FileProblem::UnsupportedDtype {
+                dtype: header.type_descriptor.to_string(),
+                expected,
+                supported: ANY,
+            },
         )
     })?;
-    let too_large = || file_error(path, FileProblem::BadHeader { reason: format!("shape {:?} is too large", header.shape) });
+    let too_large = || {
+        file_error(path, FileProblem::BadHeader { reason: format!("shape {:?} is too large", header.shape) })
+    };
     let len = header.shape.iter().try_fold(1usize, |a, &b| a.checked_mul(b)).ok_or_else(too_large)?;
-    let expected_bytes = u64::try_from(len)
-        .ok()
-        .and_then(|l| l.checked_mul(dtype.size() as u64))
-        .ok_or_else(too_large)?;
+    let expected_bytes =
+        u64::try_from(len).ok().and_then(|l| l.checked_mul(dtype.size() as u64)).ok_or_else(too_large)?;
     let found_bytes = file_len.saturating_sub(header_len);
     if found_bytes < expected_bytes {
         return Err(file_error(path, FileProblem::Truncated { expected_bytes, found_bytes }));
@@ -363,7 +367,11 @@ impl Element for F16 {
             .chunks_exact(2)
             .map(|b| {
                 let b = [b[0], b[1]];
-                F16(half::f16::from_bits(if big_endian { u16::from_be_bytes(b) } else { u16::from_le_bytes(b) }))
+                F16(half::f16::from_bits(if big_endian {
+                    u16::from_be_bytes(b)
+                } else {
+                    u16::from_le_bytes(b)
+                }))
             })
             .collect())
     }
@@ -524,7 +532,10 @@ impl Visitor for ToIndices {
         if data.ndim() != 1 {
             return Err(file_error(
                 path,
-                FileProblem::WrongShape { shape: data.shape().to_vec(), expected: "a 1-D array of image indices" },
+                FileProblem::WrongShape {
+                    shape: data.shape().to_vec(),
+                    expected: "a 1-D array of image indices",
+                },
             ));
         }
         let mut first_seen = vec![None; self.n_images];
@@ -544,7 +555,10 @@ impl Visitor for ToIndices {
                 file_error(path, FileProblem::IndexOutOfRange { value, position, n_images: self.n_images })
             })?;
             if let Some(first) = first_seen[i] {
-                return Err(file_error(path, FileProblem::DuplicateIndex { value: i, first, second: position }));
+                return Err(file_error(
+                    path,
+                    FileProblem::DuplicateIndex { value: i, first, second: position },
+                ));
             }
             first_seen[i] = Some(position);
             out.push(i);
@@ -693,7 +707,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("h.npy");
         // float16 little-endian: 1.0 = 0x3C00, -2.0 = 0xC000, 0.5 = 0x3800, inf = 0x7C00
-        let data: Vec<u8> = [0x3C00u16, 0xC000, 0x3800, 0x7C00].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let data: Vec<u8> =
+            [0x3C00u16, 0xC000, 0x3800, 0x7C00].iter().flat_map(|v| v.to_le_bytes()).collect();
         std::fs::write(&p, raw_npy("<f2", "(2, 2)", false, &data)).unwrap();
         assert_eq!(read_scores(&p).unwrap(), array![[1.0, -2.0], [0.5, f64::INFINITY]].into_dyn());
         // big-endian int16, Fortran order: memory [1, 2, 3, 4] is [[1, 3], [2, 4]]
@@ -734,7 +749,13 @@ mod tests {
         npy_write(p("bad.npy"), &bad).unwrap();
         let e = read_masks(p("bad.npy")).unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("bad.npy") && msg.contains("image 1") && msg.contains("[0, 1]") && msg.contains("0.5"), "{msg}");
+        assert!(
+            msg.contains("bad.npy")
+                && msg.contains("image 1")
+                && msg.contains("[0, 1]")
+                && msg.contains("0.5"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -759,7 +780,10 @@ mod tests {
     fn broken_files() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.npy");
-        assert!(matches!(problem(read_scores(&p).unwrap_err()), FileProblem::Io { kind: std::io::ErrorKind::NotFound, .. }));
+        assert!(matches!(
+            problem(read_scores(&p).unwrap_err()),
+            FileProblem::Io { kind: std::io::ErrorKind::NotFound, .. }
+        ));
         std::fs::write(&p, b"").unwrap();
         assert_eq!(problem(read_scores(&p).unwrap_err()), FileProblem::Empty);
         std::fs::write(&p, b"hello world, not numpy").unwrap();
@@ -815,7 +839,10 @@ mod tests {
             FileProblem::IndexOutOfRange { value: -1, position: 1, n_images: 3 }
         );
         npy_write(&p, &arr1(&[1_u8, 2, 1])).unwrap();
-        assert_eq!(problem(read_indices(&p, 3).unwrap_err()), FileProblem::DuplicateIndex { value: 1, first: 0, second: 2 });
+        assert_eq!(
+            problem(read_indices(&p, 3).unwrap_err()),
+            FileProblem::DuplicateIndex { value: 1, first: 0, second: 2 }
+        );
         npy_write(&p, &arr1(&[1.0_f64])).unwrap();
         assert!(matches!(problem(read_indices(&p, 3).unwrap_err()), FileProblem::UnsupportedDtype { .. }));
         npy_write(&p, &array![[1_i64]]).unwrap();

@@ -1,1 +1,83 @@
-fn main() {}
+//! `confseg`: conformal confidence sets for image segmentation, from the
+//! command line.
+//!
+//! Inputs are NumPy `.npy` stacks, batch-first `(N, spatial...)`, of any
+//! common dtype. Subcommands:
+//!
+//! * `calibrate`: masks + scores -> thresholds, written as JSON;
+//! * `predict`: JSON + new scores -> inner and outer masks (`uint8` `.npy`);
+//! * `transform`: write transformed scores, to inspect or compare;
+//! * `demo`: the whole pipeline on built-in synthetic data.
+//!
+//! Errors print one line, `error: <file>: <problem>`, and exit with code 1
+//! (code 2 for command-line usage errors); outputs are written atomically.
+//!
+//! # Adding a subcommand
+//!
+//! One module file under `src/bin/confseg/` (beside this `main.rs`) with an `Args` struct (clap
+//! derive) and a `run(args) -> anyhow::Result<()>` function, one variant of
+//! [`Command`] and one arm in [`run`]. Shared pieces live in
+//! [`inputs`] (score/mask files, selection, transform options, loading and
+//! calibrating), [`levels`] (`--alpha`/`--mode`/... into a
+//! [`confseg::Mode`]), [`calibration_file`] (the JSON file) and [`report`]
+//! (summaries, warnings, progress, usage errors).
+
+mod calibrate;
+mod calibration_file;
+mod demo;
+mod inputs;
+mod levels;
+mod predict;
+mod report;
+mod transform;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Conformal confidence sets for image segmentation: inner and outer sets
+/// with P(inner ⊆ truth ⊆ outer) >= 1 - alpha.
+#[derive(Debug, Parser)]
+#[command(name = "confseg", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Calibrate thresholds on labelled images and write them as JSON.
+    Calibrate(calibrate::Args),
+    /// Inner and outer sets for new images from a calibration file.
+    Predict(predict::Args),
+    /// Write a transformed score stack (same shape, float).
+    Transform(transform::Args),
+    /// Run the whole pipeline on built-in synthetic data and report coverage.
+    Demo(demo::Args),
+}
+
+/// Dispatch one subcommand.
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Calibrate(args) => calibrate::run(args),
+        Command::Predict(args) => predict::run(args),
+        Command::Transform(args) => transform::run(args),
+        Command::Demo(args) => demo::run(args),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            if e.is::<report::UsageError>() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}

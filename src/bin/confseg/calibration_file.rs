@@ -1,0 +1,108 @@
+//! The calibration JSON file that `calibrate` writes and `predict` reads.
+//!
+//! It is the library's serde form of
+//! `ConfidenceSets<ScoreTransform, ScoreTransform, Max>` (`confseg_version`,
+//! `n`, `mode`, `alpha`, `combination`, `spacing`, `inner: {alpha,
+//! threshold, rank, transform}`, `outer: {...}`, infinite thresholds as
+//! `"inf"`/`"-inf"`), flattened, plus what the CLI needs to redo the same
+//! pipeline on new images:
+//!
+//! * `input`: `"scores"` (transforms are applied to `--scores`) or
+//!   `"transformed"` (calibrated on `--inner-scores`/`--outer-scores` given
+//!   as they are; the transforms are recorded as `identity`);
+//! * `class_axis`: the axis of the score stack holding two-class logits,
+//!   reduced by a two-class softmax before the transforms (`null` if none);
+//! * `source`: provenance (files, images in the file, images used).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use confseg::{ConfidenceSets, Max, ScoreTransform};
+use serde::{Deserialize, Serialize};
+
+/// Fitted sets as the CLI uses them.
+pub type Sets = ConfidenceSets<ScoreTransform, ScoreTransform, Max>;
+
+/// What the calibration scores were.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputKind {
+    /// Raw scores; the recorded transforms are applied.
+    Scores,
+    /// Already transformed inner and outer scores, used as they are.
+    Transformed,
+}
+
+/// Where the calibration data came from.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Source {
+    /// The masks file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub masks: Option<PathBuf>,
+    /// The raw scores file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scores: Option<PathBuf>,
+    /// The transformed inner scores file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inner_scores: Option<PathBuf>,
+    /// The transformed outer scores file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outer_scores: Option<PathBuf>,
+    /// Images excluded by this index file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclude: Option<PathBuf>,
+    /// Only the images listed in this index file were used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub indices: Option<PathBuf>,
+    /// Number of images in the input stacks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images_in_files: Option<usize>,
+}
+
+/// The calibration file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CalibrationFile {
+    /// Transforms, thresholds and provenance from the library.
+    #[serde(flatten)]
+    pub sets: Sets,
+    /// Raw or transformed calibration scores.
+    pub input: InputKind,
+    /// Axis of the score stack (0 = images) holding two-class logits.
+    pub class_axis: Option<usize>,
+    /// Provenance.
+    #[serde(default)]
+    pub source: Source,
+}
+
+impl CalibrationFile {
+    /// Read and parse a calibration file.
+    ///
+    /// # Errors
+    /// The file cannot be read or is not a calibration file (the message
+    /// names the file and the JSON problem).
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a confseg calibration file", path.display()))
+    }
+
+    /// The JSON text (pretty-printed, with a final newline).
+    ///
+    /// # Errors
+    /// Serialization failure (not expected for valid sets).
+    pub fn to_json(&self) -> Result<String> {
+        let mut s = serde_json::to_string_pretty(self).context("cannot serialize the calibration")?;
+        s.push('\n');
+        Ok(s)
+    }
+
+    /// Write the file atomically.
+    ///
+    /// # Errors
+    /// As [`confseg::io::write_atomic`].
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let json = self.to_json()?;
+        confseg::io::write_atomic(path, |w| w.write_all(json.as_bytes()))?;
+        Ok(())
+    }
+}
