@@ -1,0 +1,93 @@
+//! The spatial transforms on seeded synthetic score images: signed distance
+//! (512x512, 64^3, 128^3; midpoint and voxel-centre conventions, f32 and
+//! f64, three metrics), Gaussian smoothing (sigma 2) and bounding-box scores.
+//! Throughput is reported in voxels.
+//!
+//! Run: `cargo bench --bench transforms`. For ratios against scipy measured
+//! in one run, use `scripts/compare_scipy.py`.
+
+use confseg::synthetic::Synthetic;
+use confseg::{BoxScores, DistanceConvention, GaussianSmoothing, Metric, SignedDistance, Spacing, Transform};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use ndarray::{ArrayD, IxDyn};
+use std::hint::black_box;
+
+fn scores(shape: &[usize]) -> ArrayD<f64> {
+    Synthetic::new(IxDyn(shape)).seed(42).pair(0).0
+}
+
+fn label(shape: &[usize]) -> String {
+    shape.iter().map(usize::to_string).collect::<Vec<_>>().join("x")
+}
+
+fn distance(c: &mut Criterion) {
+    let mut g = c.benchmark_group("signed_distance");
+    g.sample_size(10);
+    let unit = Spacing::unit();
+    for shape in [vec![512, 512], vec![64, 64, 64], vec![128, 128, 128]] {
+        let s = scores(&shape);
+        let s32 = s.mapv(|x| x as f32);
+        g.throughput(Throughput::Elements(s.len() as u64));
+        let name = label(&shape);
+        let mid = SignedDistance::new(Metric::Euclidean);
+        g.bench_with_input(BenchmarkId::new("euclidean_midpoint_f64", &name), &s, |b, s| {
+            b.iter(|| black_box(mid.apply(s, &unit).unwrap()))
+        });
+        g.bench_with_input(BenchmarkId::new("euclidean_midpoint_f32", &name), &s32, |b, s| {
+            b.iter(|| black_box(mid.apply(s, &unit).unwrap()))
+        });
+        let centre = mid.with_convention(DistanceConvention::VoxelCentre);
+        g.bench_with_input(BenchmarkId::new("euclidean_centre_f64", &name), &s, |b, s| {
+            b.iter(|| black_box(centre.apply(s, &unit).unwrap()))
+        });
+        if shape.len() == 2 {
+            for metric in [Metric::Chessboard, Metric::CityBlock] {
+                let t = SignedDistance::new(metric);
+                g.bench_with_input(BenchmarkId::new(format!("{metric}_midpoint_f64"), &name), &s, |b, s| {
+                    b.iter(|| black_box(t.apply(s, &unit).unwrap()))
+                });
+            }
+        }
+    }
+    g.finish();
+}
+
+fn smoothing(c: &mut Criterion) {
+    let mut g = c.benchmark_group("gaussian_sigma2");
+    g.sample_size(10);
+    let unit = Spacing::unit();
+    let t = GaussianSmoothing::sigma(2.0).unwrap();
+    for shape in [vec![512, 512], vec![128, 128, 128]] {
+        let s = scores(&shape);
+        let s32 = s.mapv(|x| x as f32);
+        g.throughput(Throughput::Elements(s.len() as u64));
+        let name = label(&shape);
+        g.bench_with_input(BenchmarkId::new("f64", &name), &s, |b, s| {
+            b.iter(|| black_box(t.apply(s, &unit).unwrap()))
+        });
+        g.bench_with_input(BenchmarkId::new("f32", &name), &s32, |b, s| {
+            b.iter(|| black_box(t.apply(s, &unit).unwrap()))
+        });
+    }
+    g.finish();
+}
+
+fn boxes(c: &mut Criterion) {
+    let mut g = c.benchmark_group("box_scores");
+    g.sample_size(10);
+    let unit = Spacing::unit();
+    for shape in [vec![512, 512], vec![64, 64, 64]] {
+        let s = scores(&shape);
+        g.throughput(Throughput::Elements(s.len() as u64));
+        let name = label(&shape);
+        for (kind, t) in [("outer", BoxScores::outer()), ("inner", BoxScores::inner())] {
+            g.bench_with_input(BenchmarkId::new(kind, &name), &s, |b, s| {
+                b.iter(|| black_box(t.apply(s, &unit).unwrap()))
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, distance, smoothing, boxes);
+criterion_main!(benches);
