@@ -160,35 +160,29 @@ struct CoverageFigure<'a> {
 
 impl Figure for CoverageFigure<'_> {
     fn size(&self) -> (u32, u32) {
-        (720, 600)
+        (900, 600)
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> std::result::Result<(), String> {
         let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
         root.fill(&WHITE).map_err(e)?;
-        // axis range: cover the data and the diagonal, with a little margin
-        let (mut lo, mut hi) = (1.0_f64, 0.0_f64);
-        for s in self.series {
-            for &(x, y) in &s.points {
-                for v in [x, y] {
-                    if v.is_finite() {
-                        lo = lo.min(v);
-                        hi = hi.max(v);
-                    }
-                }
-            }
-        }
-        if lo > hi {
-            (lo, hi) = (0.0, 1.0);
-        }
-        let pad = ((hi - lo) * 0.05).max(0.01);
-        let (lo, hi) = ((lo - pad).max(0.0), (hi + pad).min(1.0));
-        let mut chart = ChartBuilder::on(root)
+        let (plot_area, legend_area) = root.split_horizontally(640);
+        // x: the nominal levels; y: down to the lowest observed coverage, up to 1
+        let finite = |v: &f64| v.is_finite();
+        let xs = self.series.iter().flat_map(|s| s.points.iter().map(|p| p.0)).filter(finite);
+        let (x_lo, x_hi) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| (l.min(v), h.max(v)));
+        let (x_lo, x_hi) = if x_lo <= x_hi { (x_lo, x_hi) } else { (0.0, 1.0) };
+        let y_min =
+            self.series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).filter(finite).fold(x_lo, f64::min);
+        let pad = ((x_hi - x_lo) * 0.05).max(0.01);
+        let (x_lo, x_hi) = ((x_lo - pad).max(0.0), (x_hi + pad).min(1.0));
+        let y_lo = (y_min - pad).max(0.0);
+        let mut chart = ChartBuilder::on(&plot_area)
             .caption(self.title, ("sans-serif", 22))
             .margin(16)
             .x_label_area_size(48)
             .y_label_area_size(60)
-            .build_cartesian_2d(lo..hi, lo..hi)
+            .build_cartesian_2d(x_lo..x_hi, y_lo..1.0)
             .map_err(e)?;
         chart
             .configure_mesh()
@@ -196,33 +190,34 @@ impl Figure for CoverageFigure<'_> {
             .y_desc("observed coverage")
             .label_style(("sans-serif", 14))
             .axis_desc_style(("sans-serif", 16))
+            .light_line_style(WHITE)
+            .bold_line_style(BLACK.mix(0.12))
             .draw()
             .map_err(e)?;
+        let diagonal = BLACK.mix(0.6);
         chart
-            .draw_series(LineSeries::new([(lo, lo), (hi, hi)], BLACK.mix(0.6).stroke_width(1)))
-            .map_err(e)?
-            .label("nominal (diagonal)")
-            .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLACK.mix(0.6)));
+            .draw_series(LineSeries::new([(x_lo, x_lo), (x_hi, x_hi)], diagonal.stroke_width(1)))
+            .map_err(e)?;
+        let mut legend: Vec<(String, RGBAColor)> = vec![("nominal (diagonal)".into(), diagonal)];
         for (k, s) in self.series.iter().enumerate() {
             let color = PALETTE[k % PALETTE.len()];
             let mut pts: Vec<(f64, f64)> =
                 s.points.iter().copied().filter(|p| p.0.is_finite() && p.1.is_finite()).collect();
             pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-            chart
-                .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
-                .map_err(e)?
-                .label(s.label.as_str())
-                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
+            chart.draw_series(LineSeries::new(pts.clone(), color.stroke_width(2))).map_err(e)?;
             chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled()))).map_err(e)?;
+            legend.push((s.label.clone(), color.to_rgba()));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .label_font(("sans-serif", 14))
-            .draw()
-            .map_err(e)?;
+        // legend in its own panel, so it never hides a curve
+        for (k, (label, color)) in legend.iter().enumerate() {
+            let y = 60 + 26 * k as i32;
+            legend_area
+                .draw(&PathElement::new([(4, y), (30, y)], color.stroke_width(if k == 0 { 1 } else { 3 })))
+                .map_err(e)?;
+            legend_area
+                .draw(&Text::new(label.clone(), (38, y - 8), ("sans-serif", 15).into_font()))
+                .map_err(e)?;
+        }
         Ok(())
     }
 }
