@@ -1,1 +1,640 @@
-//! End-to-end tests of the `confseg` command-line tool.
+//! End-to-end tests of the `confseg` command-line tool: the built binary on
+//! `.npy` files written from synthetic data, checked against the library.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use confseg::synthetic::Synthetic;
+use confseg::{
+    conformal_quantile, region_statistics, Alpha, Calibration, Calibrator, Max, Mode, ScoreTransform,
+    Spacing, Transform, TwoClassSoftmax,
+};
+use ndarray::{Array, Array3, Array4, Axis, Ix3};
+use ndarray_npy::{read_npy, write_npy};
+use serde_json::Value;
+
+const SIZE: usize = 16;
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_confseg")).args(args).output().expect("the binary runs")
+}
+
+/// Run and require success; returns stdout.
+fn ok(args: &[&str]) -> String {
+    let out = run(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "confseg {args:?} failed: {stderr}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Run and require failure with `code`, one `error:` line and no panic or
+/// backtrace; returns stderr.
+fn fail(args: &[&str], code: i32) -> String {
+    let out = run(args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(code), "confseg {args:?}: {stderr}");
+    assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"), "{stderr}");
+    assert!(stderr.starts_with("error:"), "{stderr}");
+    if code == 1 {
+        assert_eq!(stderr.trim_end().lines().count(), 1, "one line expected: {stderr}");
+    }
+    stderr
+}
+
+struct Files {
+    dir: tempfile::TempDir,
+}
+
+impl Files {
+    fn new() -> Self {
+        Files { dir: tempfile::tempdir().unwrap() }
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    /// The path as a `&str` argument (leaked: a few bytes per test).
+    fn s(&self, name: &str) -> &'static str {
+        Box::leak(self.path(name).to_string_lossy().into_owned().into_boxed_str())
+    }
+}
+
+fn data(range: std::ops::Range<usize>) -> (Array3<f64>, Array3<bool>) {
+    Synthetic::new([SIZE, SIZE]).seed(42).stack(range)
+}
+
+fn json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// `(inner.threshold, outer.threshold)` parsed from the JSON text with
+/// Rust's correctly rounded `f64` parser (exact, whatever serde_json's
+/// float parsing features), `"inf"`/`"-inf"` included.
+fn thresholds(text: &str) -> (f64, f64) {
+    let side = |name: &str| {
+        let start = text.find(&format!("\"{name}\": {{")).unwrap_or_else(|| panic!("no {name}: {text}"));
+        let rest = &text[start..];
+        let t = rest.find("\"threshold\":").unwrap() + "\"threshold\":".len();
+        let value: String = rest[t..].chars().take_while(|&c| c != ',' && c != '\n' && c != '}').collect();
+        value.trim().trim_matches('"').parse::<f64>().unwrap()
+    };
+    (side("inner"), side("outer"))
+}
+
+fn file_thresholds(path: &Path) -> (f64, f64) {
+    thresholds(&std::fs::read_to_string(path).unwrap())
+}
+
+fn distance() -> ScoreTransform {
+    "distance".parse().unwrap()
+}
+
+#[test]
+fn calibrate_then_predict_equals_the_library() {
+    let f = Files::new();
+    let (s, m) = data(0..60);
+    let (test, _) = data(100..110);
+    write_npy(f.path("s.npy"), &s).unwrap();
+    write_npy(f.path("m.npy"), &m).unwrap();
+    write_npy(f.path("t.npy"), &test).unwrap();
+    let stdout = ok(&[
+        "calibrate",
+        "--masks",
+        &f.s("m.npy"),
+        "--scores",
+        &f.s("s.npy"),
+        "--inner",
+        "identity",
+        "--outer",
+        "distance",
+        "--alpha",
+        "0.1",
+        "--mode",
+        "bonferroni",
+        "--weights",
+        "1:4",
+        "-o",
+        &f.s("cal.json"),
+    ]);
+    assert!(stdout.contains("n = 60") && stdout.contains("Bonferroni"), "{stdout}");
+
+    let calibrator = Calibrator::new(ScoreTransform::Identity, distance());
+    let cal = calibrator.calibrate_stack(&s, &m).unwrap();
+    let mode = Mode::bonferroni(Alpha::new(0.1).unwrap(), 1.0, 4.0).unwrap();
+    let sets = calibrator.fit(&cal, mode).unwrap();
+
+    let j = json(&f.path("cal.json"));
+    let (ti, to) = file_thresholds(&f.path("cal.json"));
+    assert_eq!(j["n"], 60);
+    assert_eq!(j["mode"], "bonferroni");
+    assert_eq!(j["alpha"], 0.1);
+    assert!((j["inner"]["alpha"].as_f64().unwrap() - 0.02).abs() < 1e-15);
+    assert!((j["outer"]["alpha"].as_f64().unwrap() - 0.08).abs() < 1e-15);
+    assert_eq!(ti, sets.thresholds().inner.value());
+    assert_eq!(to, sets.thresholds().outer.value());
+    assert_eq!(j["inner"]["rank"].as_u64().map(|k| k as usize), sets.thresholds().inner.rank());
+    assert_eq!(j["outer"]["rank"].as_u64().map(|k| k as usize), sets.thresholds().outer.rank());
+    assert_eq!(j["inner"]["transform"]["name"], "identity");
+    assert_eq!(j["outer"]["transform"]["name"], "distance");
+    assert_eq!(j["input"], "scores");
+    assert_eq!(j["class_axis"], Value::Null);
+    assert_eq!(j["source"]["images_in_files"], 60);
+    assert!(j["confseg_version"].is_string());
+
+    ok(&[
+        "predict",
+        "--calibration",
+        &f.s("cal.json"),
+        "--scores",
+        &f.s("t.npy"),
+        "--inner-out",
+        &f.s("i.npy"),
+        "--outer-out",
+        &f.s("o.npy"),
+    ]);
+    let want = sets.predict_stack(&test).unwrap();
+    let inner: Array3<u8> = read_npy(f.path("i.npy")).unwrap();
+    let outer: Array3<u8> = read_npy(f.path("o.npy")).unwrap();
+    assert_eq!(inner, want.inner.mapv(u8::from));
+    assert_eq!(outer, want.outer.mapv(u8::from));
+    assert!(want.outer.iter().any(|&b| b) && want.outer.iter().any(|&b| !b), "non-trivial sets");
+}
+
+#[test]
+fn every_dtype_gives_the_same_thresholds() {
+    let f = Files::new();
+    let (s, m) = data(0..40);
+    // Integer-valued scores, so every dtype holds them exactly.
+    let ints = s.mapv(|x| (x * 10.0).round().clamp(-120.0, 120.0));
+    let want = {
+        let calibrator = Calibrator::new(ScoreTransform::Identity, ScoreTransform::Identity);
+        let cal = calibrator.calibrate_stack(&ints, &m).unwrap();
+        calibrator.fit(&cal, Mode::max(Alpha::new(0.2).unwrap())).unwrap().thresholds().inner.value()
+    };
+    write_npy(f.path("i16.npy"), &ints.mapv(|x| x as i16)).unwrap();
+    write_npy(f.path("i8.npy"), &ints.mapv(|x| x as i8)).unwrap();
+    write_npy(f.path("f32.npy"), &ints.mapv(|x| x as f32)).unwrap();
+    write_npy(f.path("f64.npy"), &ints).unwrap();
+    // uint8: shift by 128 and compare with the shifted reference
+    write_npy(f.path("u8.npy"), &ints.mapv(|x| (x + 128.0) as u8)).unwrap();
+    write_npy(f.path("mb.npy"), &m).unwrap();
+    write_npy(f.path("mu8.npy"), &m.mapv(u8::from)).unwrap();
+    write_npy(f.path("mi64.npy"), &m.mapv(i64::from)).unwrap();
+    write_npy(f.path("mf32.npy"), &m.mapv(|b| f32::from(u8::from(b)))).unwrap();
+    let cases = [
+        ("i16.npy", "mb.npy", 0.0),
+        ("i8.npy", "mu8.npy", 0.0),
+        ("f32.npy", "mi64.npy", 0.0),
+        ("f64.npy", "mf32.npy", 0.0),
+        ("u8.npy", "mb.npy", 128.0),
+    ];
+    for (scores, masks, shift) in cases {
+        let out = f.path("c.json");
+        ok(&[
+            "calibrate",
+            "--masks",
+            &f.s(masks),
+            "--scores",
+            &f.s(scores),
+            "--alpha",
+            "0.2",
+            "--mode",
+            "max",
+            "-o",
+            &out.to_string_lossy(),
+        ]);
+        let (ti, _) = file_thresholds(&out);
+        assert_eq!(ti, want + shift, "{scores} {masks}");
+    }
+    // f32 scores that are not integers are not rounded on the way
+    let s32 = s.mapv(|x| x as f32);
+    write_npy(f.path("s32.npy"), &s32).unwrap();
+    ok(&[
+        "calibrate",
+        "--masks",
+        &f.s("mb.npy"),
+        "--scores",
+        &f.s("s32.npy"),
+        "--alpha",
+        "0.2",
+        "-o",
+        &f.s("c.json"),
+    ]);
+    let calibrator = Calibrator::new(ScoreTransform::Identity, ScoreTransform::Identity);
+    let cal = calibrator.calibrate_stack(&s32, &m).unwrap();
+    let t = cal.thresholds(&Mode::marginal(Alpha::new(0.2).unwrap())).unwrap();
+    let (ti, to) = file_thresholds(&f.path("c.json"));
+    assert_eq!(ti, t.inner.value());
+    assert_eq!(to, t.outer.value());
+}
+
+/// Library reference on pre-transformed scores for the images `idx`.
+fn reference(inner: &Array3<f64>, outer: &Array3<f64>, m: &Array3<bool>, idx: &[usize]) -> Calibration {
+    idx.iter()
+        .map(|&i| {
+            region_statistics(
+                &inner.index_axis(Axis(0), i),
+                &outer.index_axis(Axis(0), i),
+                &m.index_axis(Axis(0), i),
+                &Max,
+            )
+            .unwrap()
+        })
+        .collect()
+}
+
+fn transform_stack(t: &ScoreTransform, s: &Array3<f64>) -> Array3<f64> {
+    let mut out = s.clone();
+    for (i, mut o) in out.outer_iter_mut().enumerate() {
+        o.assign(&t.apply(&s.index_axis(Axis(0), i), &Spacing::unit()).unwrap());
+    }
+    out
+}
+
+#[test]
+fn pre_transformed_scores_with_exclude_and_indices() {
+    let f = Files::new();
+    let (s, m) = data(0..50);
+    // float32 inner scores (read exactly), float64 outer scores
+    let inner = s.mapv(|x| f64::from(x as f32));
+    let outer = transform_stack(&distance(), &s);
+    write_npy(f.path("a.npy"), &s.mapv(|x| x as f32)).unwrap();
+    write_npy(f.path("b.npy"), &outer).unwrap();
+    write_npy(f.path("m.npy"), &m.mapv(u8::from)).unwrap();
+    let exclude: Vec<i64> = (0..50).filter(|i| i % 5 == 0).collect();
+    write_npy(f.path("ex.npy"), &Array::from(exclude.clone())).unwrap();
+    let indices = vec![7_i32, 3, 44, 12, 9, 30, 31, 32, 1, 2, 4, 6, 8, 11, 13];
+    write_npy(f.path("idx.npy"), &Array::from(indices.clone())).unwrap();
+
+    let a = |x| Alpha::new(x).unwrap();
+    let base = [
+        "calibrate",
+        "--masks",
+        &f.s("m.npy"),
+        "--inner-scores",
+        &f.s("a.npy"),
+        "--outer-scores",
+        &f.s("b.npy"),
+    ];
+    // --exclude: the remaining 40 images
+    let mut args = base.to_vec();
+    let out = f.s("ex.json");
+    args.extend(["--exclude", &f.s("ex.npy"), "--alpha-inner", "0.1", "--alpha-outer", "0.2", "-o", &out]);
+    ok(&args);
+    let kept: Vec<usize> = (0..50).filter(|i| i % 5 != 0).collect();
+    let t = reference(&inner, &outer, &m, &kept).thresholds(&Mode::marginal_split(a(0.1), a(0.2))).unwrap();
+    let j = json(Path::new(&out));
+    let (ti, to) = file_thresholds(Path::new(&out));
+    assert_eq!(j["n"], 40);
+    assert_eq!(j["mode"], "marginal");
+    assert_eq!(j["alpha"], Value::Null);
+    assert_eq!(j["inner"]["alpha"], 0.1);
+    assert_eq!(j["outer"]["alpha"], 0.2);
+    assert_eq!(j["input"], "transformed");
+    assert_eq!(ti, t.inner.value());
+    assert_eq!(to, t.outer.value());
+
+    // --indices minus --exclude, max mode
+    let mut args = base.to_vec();
+    let out = f.s("idx.json");
+    args.extend([
+        "--indices",
+        &f.s("idx.npy"),
+        "--exclude",
+        &f.s("ex.npy"),
+        "--alpha",
+        "0.25",
+        "--mode",
+        "max",
+        "-o",
+        &out,
+    ]);
+    ok(&args);
+    let sel: Vec<usize> = indices.iter().map(|&i| i as usize).filter(|i| i % 5 != 0).collect();
+    let t = reference(&inner, &outer, &m, &sel).thresholds(&Mode::max(a(0.25))).unwrap();
+    let j = json(Path::new(&out));
+    let (ti, to) = file_thresholds(Path::new(&out));
+    assert_eq!(j["n"], sel.len());
+    assert_eq!(ti, t.inner.value());
+    assert_eq!(to, t.outer.value());
+
+    // predict on pre-transformed scores equals the library's sets
+    ok(&[
+        "predict",
+        "--calibration",
+        &out,
+        "--inner-scores",
+        &f.s("a.npy"),
+        "--outer-scores",
+        &f.s("b.npy"),
+        "--inner-out",
+        &f.s("i.npy"),
+        "--outer-out",
+        &f.s("o.npy"),
+    ]);
+    let lam = t.inner.value();
+    let got_i: Array3<u8> = read_npy(f.path("i.npy")).unwrap();
+    let got_o: Array3<u8> = read_npy(f.path("o.npy")).unwrap();
+    assert_eq!(got_i, inner.mapv(|x| u8::from(x > lam)));
+    assert_eq!(got_o, outer.mapv(|x| u8::from(-x <= lam)));
+    // raw scores cannot be used with a calibration on transformed scores
+    let e =
+        fail(&["predict", "--calibration", &out, "--scores", &f.s("a.npy"), "--inner-out", &f.s("x.npy")], 2);
+    assert!(e.contains("--inner-scores"), "{e}");
+    assert!(!f.path("x.npy").exists());
+}
+
+#[test]
+fn class_axis_logits_equal_precomputed_probabilities() {
+    let f = Files::new();
+    let (s, m) = data(0..30);
+    // two-class logits (N, 2, H, W) with l1 - l0 = s
+    let logits = Array4::from_shape_fn(
+        (30, 2, SIZE, SIZE),
+        |(i, c, y, x)| {
+            if c == 1 {
+                s[[i, y, x]] + 0.5
+            } else {
+                0.5
+            }
+        },
+    );
+    let probs: Array3<f64> =
+        TwoClassSoftmax::new(Axis(1)).apply(&logits).unwrap().into_dimensionality::<Ix3>().unwrap();
+    write_npy(f.path("l.npy"), &logits).unwrap();
+    write_npy(f.path("p.npy"), &probs).unwrap();
+    write_npy(f.path("m.npy"), &m).unwrap();
+    let common = ["--masks", &f.s("m.npy"), "--inner", "sigmoid", "--alpha", "0.2", "--mode", "bonferroni"];
+    let mut a = vec!["calibrate", "--scores", &f.s("l.npy"), "--class-axis", "1", "-o", &f.s("l.json")];
+    a.extend(common);
+    ok(&a);
+    let mut b = vec!["calibrate", "--scores", &f.s("p.npy"), "-o", &f.s("p.json")];
+    b.extend(common);
+    ok(&b);
+    let (jl, jp) = (json(&f.path("l.json")), json(&f.path("p.json")));
+    assert_eq!(jl["class_axis"], 1);
+    assert_eq!(jl["inner"]["threshold"], jp["inner"]["threshold"]);
+    assert_eq!(jl["outer"]["threshold"], jp["outer"]["threshold"]);
+    // -3 counts from the end: the same axis
+    let mut c = vec!["calibrate", "--scores", &f.s("l.npy"), "--class-axis", "-3", "-o", &f.s("n.json")];
+    c.extend(common);
+    ok(&c);
+    assert_eq!(json(&f.path("n.json"))["class_axis"], 1);
+    // predict applies the recorded class axis
+    ok(&[
+        "predict",
+        "--calibration",
+        &f.s("l.json"),
+        "--scores",
+        &f.s("l.npy"),
+        "--outer-out",
+        &f.s("o1.npy"),
+    ]);
+    ok(&[
+        "predict",
+        "--calibration",
+        &f.s("p.json"),
+        "--scores",
+        &f.s("p.npy"),
+        "--outer-out",
+        &f.s("o2.npy"),
+    ]);
+    let (o1, o2): (Array3<u8>, Array3<u8>) =
+        (read_npy(f.path("o1.npy")).unwrap(), read_npy(f.path("o2.npy")).unwrap());
+    assert_eq!(o1, o2);
+    let mut d = vec!["calibrate", "--scores", &f.s("l.npy"), "--class-axis", "0"];
+    d.extend(common);
+    assert!(fail(&d, 2).contains("image axis"));
+}
+
+#[test]
+fn transform_writes_the_transformed_stack() {
+    let f = Files::new();
+    let (s, _) = data(0..6);
+    let s32 = s.mapv(|x| x as f32);
+    write_npy(f.path("s.npy"), &s32).unwrap();
+    ok(&[
+        "transform",
+        "--scores",
+        &f.s("s.npy"),
+        "--transform",
+        "distance:chessboard",
+        "--mask-threshold",
+        "1.5",
+        "-o",
+        &f.s("d.npy"),
+    ]);
+    let t: ScoreTransform =
+        "distance:chessboard".parse::<ScoreTransform>().unwrap().with_mask_threshold(1.5).unwrap();
+    let want = transform_stack(&t, &s32.mapv(f64::from)).mapv(|x| x as f32);
+    let got: Array3<f32> = read_npy(f.path("d.npy")).unwrap();
+    assert_eq!(got, want);
+    ok(&[
+        "transform",
+        "--scores",
+        &f.s("s.npy"),
+        "--transform",
+        "sigmoid",
+        "--dtype",
+        "f64",
+        "-o",
+        &f.s("p.npy"),
+    ]);
+    let got: Array3<f64> = read_npy(f.path("p.npy")).unwrap();
+    assert_eq!(got, transform_stack(&ScoreTransform::Sigmoid, &s32.mapv(f64::from)));
+    let e = fail(&["transform", "--scores", &f.s("s.npy"), "--transform", "nope", "-o", &f.s("q.npy")], 1);
+    assert!(e.contains("nope"), "{e}");
+    assert!(!f.path("q.npy").exists());
+}
+
+#[test]
+fn too_few_images_warn_and_write_inf() {
+    let f = Files::new();
+    let (s, m) = data(0..5);
+    write_npy(f.path("s.npy"), &s).unwrap();
+    write_npy(f.path("m.npy"), &m).unwrap();
+    let out = run(&[
+        "calibrate",
+        "--masks",
+        &f.s("m.npy"),
+        "--scores",
+        &f.s("s.npy"),
+        "--alpha",
+        "0.1",
+        "-o",
+        &f.s("c.json"),
+    ]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warning") && stderr.contains("n = 5") && stderr.contains("at least 9"),
+        "{stderr}"
+    );
+    let j = json(&f.path("c.json"));
+    assert_eq!(j["inner"]["threshold"], "inf");
+    assert_eq!(j["outer"]["threshold"], "inf");
+    assert_eq!(j["inner"]["rank"], Value::Null);
+    // predict: empty inner sets, full outer sets
+    ok(&[
+        "predict",
+        "--calibration",
+        &f.s("c.json"),
+        "--scores",
+        &f.s("s.npy"),
+        "--inner-out",
+        &f.s("i.npy"),
+        "--outer-out",
+        &f.s("o.npy"),
+    ]);
+    let (i, o): (Array3<u8>, Array3<u8>) =
+        (read_npy(f.path("i.npy")).unwrap(), read_npy(f.path("o.npy")).unwrap());
+    assert!(i.iter().all(|&v| v == 0) && o.iter().all(|&v| v == 1));
+}
+
+#[test]
+fn bad_inputs_fail_cleanly_without_output() {
+    let f = Files::new();
+    let (s, m) = data(0..12);
+    write_npy(f.path("s.npy"), &s).unwrap();
+    write_npy(f.path("m.npy"), &m).unwrap();
+    let out = f.s("out.json");
+    std::fs::write(&out, "previous").unwrap();
+    let calibrate = |scores: &str, masks: &str, extra: &[&str], code: i32| {
+        let mut a = vec!["calibrate", "--masks", masks, "--scores", scores, "-o", &out];
+        if !extra.iter().any(|x| x.starts_with("--alpha")) {
+            a.extend(["--alpha", "0.1"]);
+        }
+        a.extend(extra);
+        let e = fail(&a, code);
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "previous", "output untouched");
+        e
+    };
+    let (sp, mp) = (f.s("s.npy"), f.s("m.npy"));
+
+    // NaN score: file, image and voxel
+    let mut nan = s.clone();
+    nan[[3, 2, 5]] = f64::NAN;
+    write_npy(f.path("nan.npy"), &nan).unwrap();
+    let e = calibrate(&f.s("nan.npy"), &mp, &[], 1);
+    assert!(e.contains("nan.npy") && e.contains("image 3") && e.contains("voxel [2, 5]"), "{e}");
+
+    // shape mismatch: both shapes
+    write_npy(f.path("narrow.npy"), &s.slice(ndarray::s![.., .., ..12]).to_owned()).unwrap();
+    let e = calibrate(&f.s("narrow.npy"), &mp, &[], 1);
+    assert!(e.contains("[12, 16, 16]") && e.contains("[12, 16, 12]"), "{e}");
+
+    // non-binary mask: file, image, voxel and value
+    let mut bad = m.mapv(u8::from);
+    bad[[7, 1, 4]] = 2;
+    write_npy(f.path("bad.npy"), &bad).unwrap();
+    let e = calibrate(&sp, &f.s("bad.npy"), &[], 1);
+    assert!(
+        e.contains("bad.npy") && e.contains("image 7") && e.contains("[1, 4]") && e.contains("holds 2"),
+        "{e}"
+    );
+
+    // levels
+    let e = calibrate(&sp, &mp, &["--alpha", "1.5"], 2);
+    assert!(e.contains("1.5") && e.contains("(0, 1)"), "{e}");
+    let e = calibrate(&sp, &mp, &["--alpha", "0"], 2);
+    assert!(e.contains("(0, 1)"), "{e}");
+    let e = calibrate(
+        &sp,
+        &mp,
+        &["--alpha", "0.1", "--mode", "bonferroni", "--alpha-inner", "0.05", "--alpha-outer", "0.08"],
+        1,
+    );
+    assert!(e.contains("exceeds") && e.contains("0.1"), "{e}");
+    calibrate(&sp, &mp, &["--mode", "bonferroni", "--weights", "0:1"], 2);
+    calibrate(&sp, &mp, &["--mode", "max", "--weights", "1:4"], 2);
+
+    // empty and truncated files
+    std::fs::write(f.path("empty.npy"), b"").unwrap();
+    let e = calibrate(&f.s("empty.npy"), &mp, &[], 1);
+    assert!(e.contains("empty.npy") && e.contains("empty"), "{e}");
+    let bytes = std::fs::read(f.path("s.npy")).unwrap();
+    std::fs::write(f.path("trunc.npy"), &bytes[..bytes.len() - 100]).unwrap();
+    let e = calibrate(&f.s("trunc.npy"), &mp, &[], 1);
+    assert!(e.contains("trunc.npy") && e.contains("truncated"), "{e}");
+    std::fs::write(f.path("hdr.npy"), &bytes[..30]).unwrap();
+    assert!(calibrate(&f.s("hdr.npy"), &mp, &[], 1).contains("truncated"));
+    let e = calibrate(&f.s("missing.npy"), &mp, &[], 1);
+    assert!(e.contains("missing.npy"), "{e}");
+
+    // index files
+    write_npy(f.path("oob.npy"), &Array::from(vec![3_i64, 12])).unwrap();
+    let e = calibrate(&sp, &mp, &["--exclude", &f.s("oob.npy")], 1);
+    assert!(e.contains("oob.npy") && e.contains("12") && e.contains("out of range"), "{e}");
+    write_npy(f.path("dup.npy"), &Array::from(vec![3_i64, 4, 3])).unwrap();
+    let e = calibrate(&sp, &mp, &["--indices", &f.s("dup.npy")], 1);
+    assert!(e.contains("dup.npy") && e.contains("twice"), "{e}");
+
+    // usage: transform options with pre-transformed scores
+    let e = fail(
+        &[
+            "calibrate",
+            "--masks",
+            &mp,
+            "--inner-scores",
+            &sp,
+            "--outer-scores",
+            &sp,
+            "--inner",
+            "sigmoid",
+            "--alpha",
+            "0.1",
+            "-o",
+            &out,
+        ],
+        2,
+    );
+    assert!(e.contains("--inner"), "{e}");
+    fail(&["calibrate", "--masks", &mp, "--inner-scores", &sp, "--alpha", "0.1"], 2);
+
+    // predict: broken calibration file, nothing written
+    std::fs::write(f.path("broken.json"), "{\"n\": 3").unwrap();
+    let e = fail(
+        &["predict", "--calibration", &f.s("broken.json"), "--scores", &sp, "--inner-out", &f.s("i.npy")],
+        1,
+    );
+    assert!(e.contains("broken.json"), "{e}");
+    assert!(!f.path("i.npy").exists());
+    let leftovers: Vec<_> = std::fs::read_dir(f.dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+#[test]
+fn json_to_stdout_without_output_file() {
+    let f = Files::new();
+    let (s, m) = data(0..20);
+    write_npy(f.path("s.npy"), &s).unwrap();
+    write_npy(f.path("m.npy"), &m).unwrap();
+    let stdout = ok(&["calibrate", "--masks", &f.s("m.npy"), "--scores", &f.s("s.npy"), "--alpha", "0.3"]);
+    let j: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(j["n"], 20);
+    let (ti, to) = thresholds(&stdout);
+    let calibrator = Calibrator::new(ScoreTransform::Identity, ScoreTransform::Identity);
+    let cal = calibrator.calibrate_stack(&s, &m).unwrap();
+    let a = Alpha::new(0.3).unwrap();
+    assert_eq!(ti, conformal_quantile(cal.tau(), a).unwrap().value());
+    assert_eq!(to, conformal_quantile(cal.gamma(), a).unwrap().value());
+}
+
+#[test]
+fn demo_runs_and_reports_every_mode() {
+    let stdout = ok(&["demo", "--n-cal", "100", "--n-test", "100", "--size", "20", "--splits", "20"]);
+    for mode in ["marginal", "bonferroni 1:4", "max", "distance"] {
+        assert!(stdout.contains(mode), "{mode}: {stdout}");
+    }
+    // every coverage column is a share in [0, 1]
+    let rows: Vec<&str> = stdout.lines().filter(|l| l.starts_with("identity /")).collect();
+    assert_eq!(rows.len(), 4, "{stdout}");
+    for r in rows {
+        let nums: Vec<f64> = r.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+        assert!(nums.len() >= 10, "{r}");
+        assert!(nums[2..8].iter().all(|c| (0.0..=1.0).contains(c)), "{r}");
+    }
+}
