@@ -99,9 +99,9 @@ fn calibrate_then_predict_equals_the_library() {
     let stdout = ok(&[
         "calibrate",
         "--masks",
-        &f.s("m.npy"),
+        f.s("m.npy"),
         "--scores",
-        &f.s("s.npy"),
+        f.s("s.npy"),
         "--inner",
         "identity",
         "--outer",
@@ -113,7 +113,7 @@ fn calibrate_then_predict_equals_the_library() {
         "--weights",
         "1:4",
         "-o",
-        &f.s("cal.json"),
+        f.s("cal.json"),
     ]);
     assert!(stdout.contains("n = 60") && stdout.contains("Bonferroni"), "{stdout}");
 
@@ -143,13 +143,13 @@ fn calibrate_then_predict_equals_the_library() {
     ok(&[
         "predict",
         "--calibration",
-        &f.s("cal.json"),
+        f.s("cal.json"),
         "--scores",
-        &f.s("t.npy"),
+        f.s("t.npy"),
         "--inner-out",
-        &f.s("i.npy"),
+        f.s("i.npy"),
         "--outer-out",
-        &f.s("o.npy"),
+        f.s("o.npy"),
     ]);
     let want = sets.predict_stack(&test).unwrap();
     let inner: Array3<u8> = read_npy(f.path("i.npy")).unwrap();
@@ -192,9 +192,9 @@ fn every_dtype_gives_the_same_thresholds() {
         ok(&[
             "calibrate",
             "--masks",
-            &f.s(masks),
+            f.s(masks),
             "--scores",
-            &f.s(scores),
+            f.s(scores),
             "--alpha",
             "0.2",
             "--mode",
@@ -211,13 +211,13 @@ fn every_dtype_gives_the_same_thresholds() {
     ok(&[
         "calibrate",
         "--masks",
-        &f.s("mb.npy"),
+        f.s("mb.npy"),
         "--scores",
-        &f.s("s32.npy"),
+        f.s("s32.npy"),
         "--alpha",
         "0.2",
         "-o",
-        &f.s("c.json"),
+        f.s("c.json"),
     ]);
     let calibrator = Calibrator::new(ScoreTransform::Identity, ScoreTransform::Identity);
     let cal = calibrator.calibrate_stack(&s32, &m).unwrap();
@@ -269,21 +269,21 @@ fn pre_transformed_scores_with_exclude_and_indices() {
     let base = [
         "calibrate",
         "--masks",
-        &f.s("m.npy"),
+        f.s("m.npy"),
         "--inner-scores",
-        &f.s("a.npy"),
+        f.s("a.npy"),
         "--outer-scores",
-        &f.s("b.npy"),
+        f.s("b.npy"),
     ];
     // --exclude: the remaining 40 images
     let mut args = base.to_vec();
     let out = f.s("ex.json");
-    args.extend(["--exclude", &f.s("ex.npy"), "--alpha-inner", "0.1", "--alpha-outer", "0.2", "-o", &out]);
+    args.extend(["--exclude", f.s("ex.npy"), "--alpha-inner", "0.1", "--alpha-outer", "0.2", "-o", out]);
     ok(&args);
     let kept: Vec<usize> = (0..50).filter(|i| i % 5 != 0).collect();
     let t = reference(&inner, &outer, &m, &kept).thresholds(&Mode::marginal_split(a(0.1), a(0.2))).unwrap();
-    let j = json(Path::new(&out));
-    let (ti, to) = file_thresholds(Path::new(&out));
+    let j = json(Path::new(out));
+    let (ti, to) = file_thresholds(Path::new(out));
     assert_eq!(j["n"], 40);
     assert_eq!(j["mode"], "marginal");
     assert_eq!(j["alpha"], Value::Null);
@@ -298,21 +298,21 @@ fn pre_transformed_scores_with_exclude_and_indices() {
     let out = f.s("idx.json");
     args.extend([
         "--indices",
-        &f.s("idx.npy"),
+        f.s("idx.npy"),
         "--exclude",
-        &f.s("ex.npy"),
+        f.s("ex.npy"),
         "--alpha",
         "0.25",
         "--mode",
         "max",
         "-o",
-        &out,
+        out,
     ]);
     ok(&args);
     let sel: Vec<usize> = indices.iter().map(|&i| i as usize).filter(|i| i % 5 != 0).collect();
     let t = reference(&inner, &outer, &m, &sel).thresholds(&Mode::max(a(0.25))).unwrap();
-    let j = json(Path::new(&out));
-    let (ti, to) = file_thresholds(Path::new(&out));
+    let j = json(Path::new(out));
+    let (ti, to) = file_thresholds(Path::new(out));
     assert_eq!(j["n"], sel.len());
     assert_eq!(ti, t.inner.value());
     assert_eq!(to, t.outer.value());
@@ -321,15 +321,15 @@ fn pre_transformed_scores_with_exclude_and_indices() {
     ok(&[
         "predict",
         "--calibration",
-        &out,
+        out,
         "--inner-scores",
-        &f.s("a.npy"),
+        f.s("a.npy"),
         "--outer-scores",
-        &f.s("b.npy"),
+        f.s("b.npy"),
         "--inner-out",
-        &f.s("i.npy"),
+        f.s("i.npy"),
         "--outer-out",
-        &f.s("o.npy"),
+        f.s("o.npy"),
     ]);
     let lam = t.inner.value();
     let got_i: Array3<u8> = read_npy(f.path("i.npy")).unwrap();
@@ -338,7 +338,7 @@ fn pre_transformed_scores_with_exclude_and_indices() {
     assert_eq!(got_o, outer.mapv(|x| u8::from(-x <= lam)));
     // raw scores cannot be used with a calibration on transformed scores
     let e =
-        fail(&["predict", "--calibration", &out, "--scores", &f.s("a.npy"), "--inner-out", &f.s("x.npy")], 2);
+        fail(&["predict", "--calibration", out, "--scores", f.s("a.npy"), "--inner-out", f.s("x.npy")], 2);
     assert!(e.contains("--inner-scores"), "{e}");
     assert!(!f.path("x.npy").exists());
 }
@@ -363,11 +363,11 @@ fn class_axis_logits_equal_precomputed_probabilities() {
     write_npy(f.path("l.npy"), &logits).unwrap();
     write_npy(f.path("p.npy"), &probs).unwrap();
     write_npy(f.path("m.npy"), &m).unwrap();
-    let common = ["--masks", &f.s("m.npy"), "--inner", "sigmoid", "--alpha", "0.2", "--mode", "bonferroni"];
-    let mut a = vec!["calibrate", "--scores", &f.s("l.npy"), "--class-axis", "1", "-o", &f.s("l.json")];
+    let common = ["--masks", f.s("m.npy"), "--inner", "sigmoid", "--alpha", "0.2", "--mode", "bonferroni"];
+    let mut a = vec!["calibrate", "--scores", f.s("l.npy"), "--class-axis", "1", "-o", f.s("l.json")];
     a.extend(common);
     ok(&a);
-    let mut b = vec!["calibrate", "--scores", &f.s("p.npy"), "-o", &f.s("p.json")];
+    let mut b = vec!["calibrate", "--scores", f.s("p.npy"), "-o", f.s("p.json")];
     b.extend(common);
     ok(&b);
     let (jl, jp) = (json(&f.path("l.json")), json(&f.path("p.json")));
@@ -375,33 +375,17 @@ fn class_axis_logits_equal_precomputed_probabilities() {
     assert_eq!(jl["inner"]["threshold"], jp["inner"]["threshold"]);
     assert_eq!(jl["outer"]["threshold"], jp["outer"]["threshold"]);
     // -3 counts from the end: the same axis
-    let mut c = vec!["calibrate", "--scores", &f.s("l.npy"), "--class-axis", "-3", "-o", &f.s("n.json")];
+    let mut c = vec!["calibrate", "--scores", f.s("l.npy"), "--class-axis", "-3", "-o", f.s("n.json")];
     c.extend(common);
     ok(&c);
     assert_eq!(json(&f.path("n.json"))["class_axis"], 1);
     // predict applies the recorded class axis
-    ok(&[
-        "predict",
-        "--calibration",
-        &f.s("l.json"),
-        "--scores",
-        &f.s("l.npy"),
-        "--outer-out",
-        &f.s("o1.npy"),
-    ]);
-    ok(&[
-        "predict",
-        "--calibration",
-        &f.s("p.json"),
-        "--scores",
-        &f.s("p.npy"),
-        "--outer-out",
-        &f.s("o2.npy"),
-    ]);
+    ok(&["predict", "--calibration", f.s("l.json"), "--scores", f.s("l.npy"), "--outer-out", f.s("o1.npy")]);
+    ok(&["predict", "--calibration", f.s("p.json"), "--scores", f.s("p.npy"), "--outer-out", f.s("o2.npy")]);
     let (o1, o2): (Array3<u8>, Array3<u8>) =
         (read_npy(f.path("o1.npy")).unwrap(), read_npy(f.path("o2.npy")).unwrap());
     assert_eq!(o1, o2);
-    let mut d = vec!["calibrate", "--scores", &f.s("l.npy"), "--class-axis", "0"];
+    let mut d = vec!["calibrate", "--scores", f.s("l.npy"), "--class-axis", "0"];
     d.extend(common);
     assert!(fail(&d, 2).contains("image axis"));
 }
@@ -415,13 +399,13 @@ fn transform_writes_the_transformed_stack() {
     ok(&[
         "transform",
         "--scores",
-        &f.s("s.npy"),
+        f.s("s.npy"),
         "--transform",
         "distance:chessboard",
         "--mask-threshold",
         "1.5",
         "-o",
-        &f.s("d.npy"),
+        f.s("d.npy"),
     ]);
     let t: ScoreTransform =
         "distance:chessboard".parse::<ScoreTransform>().unwrap().with_mask_threshold(1.5).unwrap();
@@ -431,17 +415,17 @@ fn transform_writes_the_transformed_stack() {
     ok(&[
         "transform",
         "--scores",
-        &f.s("s.npy"),
+        f.s("s.npy"),
         "--transform",
         "sigmoid",
         "--dtype",
         "f64",
         "-o",
-        &f.s("p.npy"),
+        f.s("p.npy"),
     ]);
     let got: Array3<f64> = read_npy(f.path("p.npy")).unwrap();
     assert_eq!(got, transform_stack(&ScoreTransform::Sigmoid, &s32.mapv(f64::from)));
-    let e = fail(&["transform", "--scores", &f.s("s.npy"), "--transform", "nope", "-o", &f.s("q.npy")], 1);
+    let e = fail(&["transform", "--scores", f.s("s.npy"), "--transform", "nope", "-o", f.s("q.npy")], 1);
     assert!(e.contains("nope"), "{e}");
     assert!(!f.path("q.npy").exists());
 }
@@ -455,13 +439,13 @@ fn too_few_images_warn_and_write_inf() {
     let out = run(&[
         "calibrate",
         "--masks",
-        &f.s("m.npy"),
+        f.s("m.npy"),
         "--scores",
-        &f.s("s.npy"),
+        f.s("s.npy"),
         "--alpha",
         "0.1",
         "-o",
-        &f.s("c.json"),
+        f.s("c.json"),
     ]);
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -477,13 +461,13 @@ fn too_few_images_warn_and_write_inf() {
     ok(&[
         "predict",
         "--calibration",
-        &f.s("c.json"),
+        f.s("c.json"),
         "--scores",
-        &f.s("s.npy"),
+        f.s("s.npy"),
         "--inner-out",
-        &f.s("i.npy"),
+        f.s("i.npy"),
         "--outer-out",
-        &f.s("o.npy"),
+        f.s("o.npy"),
     ]);
     let (i, o): (Array3<u8>, Array3<u8>) =
         (read_npy(f.path("i.npy")).unwrap(), read_npy(f.path("o.npy")).unwrap());
@@ -497,15 +481,15 @@ fn bad_inputs_fail_cleanly_without_output() {
     write_npy(f.path("s.npy"), &s).unwrap();
     write_npy(f.path("m.npy"), &m).unwrap();
     let out = f.s("out.json");
-    std::fs::write(&out, "previous").unwrap();
+    std::fs::write(out, "previous").unwrap();
     let calibrate = |scores: &str, masks: &str, extra: &[&str], code: i32| {
-        let mut a = vec!["calibrate", "--masks", masks, "--scores", scores, "-o", &out];
+        let mut a = vec!["calibrate", "--masks", masks, "--scores", scores, "-o", out];
         if !extra.iter().any(|x| x.starts_with("--alpha")) {
             a.extend(["--alpha", "0.1"]);
         }
         a.extend(extra);
         let e = fail(&a, code);
-        assert_eq!(std::fs::read_to_string(&out).unwrap(), "previous", "output untouched");
+        assert_eq!(std::fs::read_to_string(out).unwrap(), "previous", "output untouched");
         e
     };
     let (sp, mp) = (f.s("s.npy"), f.s("m.npy"));
@@ -514,58 +498,58 @@ fn bad_inputs_fail_cleanly_without_output() {
     let mut nan = s.clone();
     nan[[3, 2, 5]] = f64::NAN;
     write_npy(f.path("nan.npy"), &nan).unwrap();
-    let e = calibrate(&f.s("nan.npy"), &mp, &[], 1);
+    let e = calibrate(f.s("nan.npy"), mp, &[], 1);
     assert!(e.contains("nan.npy") && e.contains("image 3") && e.contains("voxel [2, 5]"), "{e}");
 
     // shape mismatch: both shapes
     write_npy(f.path("narrow.npy"), &s.slice(ndarray::s![.., .., ..12]).to_owned()).unwrap();
-    let e = calibrate(&f.s("narrow.npy"), &mp, &[], 1);
+    let e = calibrate(f.s("narrow.npy"), mp, &[], 1);
     assert!(e.contains("[12, 16, 16]") && e.contains("[12, 16, 12]"), "{e}");
 
     // non-binary mask: file, image, voxel and value
     let mut bad = m.mapv(u8::from);
     bad[[7, 1, 4]] = 2;
     write_npy(f.path("bad.npy"), &bad).unwrap();
-    let e = calibrate(&sp, &f.s("bad.npy"), &[], 1);
+    let e = calibrate(sp, f.s("bad.npy"), &[], 1);
     assert!(
         e.contains("bad.npy") && e.contains("image 7") && e.contains("[1, 4]") && e.contains("holds 2"),
         "{e}"
     );
 
     // levels
-    let e = calibrate(&sp, &mp, &["--alpha", "1.5"], 2);
+    let e = calibrate(sp, mp, &["--alpha", "1.5"], 2);
     assert!(e.contains("1.5") && e.contains("(0, 1)"), "{e}");
-    let e = calibrate(&sp, &mp, &["--alpha", "0"], 2);
+    let e = calibrate(sp, mp, &["--alpha", "0"], 2);
     assert!(e.contains("(0, 1)"), "{e}");
     let e = calibrate(
-        &sp,
-        &mp,
+        sp,
+        mp,
         &["--alpha", "0.1", "--mode", "bonferroni", "--alpha-inner", "0.05", "--alpha-outer", "0.08"],
         1,
     );
     assert!(e.contains("exceeds") && e.contains("0.1"), "{e}");
-    calibrate(&sp, &mp, &["--mode", "bonferroni", "--weights", "0:1"], 2);
-    calibrate(&sp, &mp, &["--mode", "max", "--weights", "1:4"], 2);
+    calibrate(sp, mp, &["--mode", "bonferroni", "--weights", "0:1"], 2);
+    calibrate(sp, mp, &["--mode", "max", "--weights", "1:4"], 2);
 
     // empty and truncated files
     std::fs::write(f.path("empty.npy"), b"").unwrap();
-    let e = calibrate(&f.s("empty.npy"), &mp, &[], 1);
+    let e = calibrate(f.s("empty.npy"), mp, &[], 1);
     assert!(e.contains("empty.npy") && e.contains("empty"), "{e}");
     let bytes = std::fs::read(f.path("s.npy")).unwrap();
     std::fs::write(f.path("trunc.npy"), &bytes[..bytes.len() - 100]).unwrap();
-    let e = calibrate(&f.s("trunc.npy"), &mp, &[], 1);
+    let e = calibrate(f.s("trunc.npy"), mp, &[], 1);
     assert!(e.contains("trunc.npy") && e.contains("truncated"), "{e}");
     std::fs::write(f.path("hdr.npy"), &bytes[..30]).unwrap();
-    assert!(calibrate(&f.s("hdr.npy"), &mp, &[], 1).contains("truncated"));
-    let e = calibrate(&f.s("missing.npy"), &mp, &[], 1);
+    assert!(calibrate(f.s("hdr.npy"), mp, &[], 1).contains("truncated"));
+    let e = calibrate(f.s("missing.npy"), mp, &[], 1);
     assert!(e.contains("missing.npy"), "{e}");
 
     // index files
     write_npy(f.path("oob.npy"), &Array::from(vec![3_i64, 12])).unwrap();
-    let e = calibrate(&sp, &mp, &["--exclude", &f.s("oob.npy")], 1);
+    let e = calibrate(sp, mp, &["--exclude", f.s("oob.npy")], 1);
     assert!(e.contains("oob.npy") && e.contains("12") && e.contains("out of range"), "{e}");
     write_npy(f.path("dup.npy"), &Array::from(vec![3_i64, 4, 3])).unwrap();
-    let e = calibrate(&sp, &mp, &["--indices", &f.s("dup.npy")], 1);
+    let e = calibrate(sp, mp, &["--indices", f.s("dup.npy")], 1);
     assert!(e.contains("dup.npy") && e.contains("twice"), "{e}");
 
     // usage: transform options with pre-transformed scores
@@ -573,27 +557,27 @@ fn bad_inputs_fail_cleanly_without_output() {
         &[
             "calibrate",
             "--masks",
-            &mp,
+            mp,
             "--inner-scores",
-            &sp,
+            sp,
             "--outer-scores",
-            &sp,
+            sp,
             "--inner",
             "sigmoid",
             "--alpha",
             "0.1",
             "-o",
-            &out,
+            out,
         ],
         2,
     );
     assert!(e.contains("--inner"), "{e}");
-    fail(&["calibrate", "--masks", &mp, "--inner-scores", &sp, "--alpha", "0.1"], 2);
+    fail(&["calibrate", "--masks", mp, "--inner-scores", sp, "--alpha", "0.1"], 2);
 
     // predict: broken calibration file, nothing written
     std::fs::write(f.path("broken.json"), "{\"n\": 3").unwrap();
     let e = fail(
-        &["predict", "--calibration", &f.s("broken.json"), "--scores", &sp, "--inner-out", &f.s("i.npy")],
+        &["predict", "--calibration", f.s("broken.json"), "--scores", sp, "--inner-out", f.s("i.npy")],
         1,
     );
     assert!(e.contains("broken.json"), "{e}");
@@ -612,7 +596,7 @@ fn json_to_stdout_without_output_file() {
     let (s, m) = data(0..20);
     write_npy(f.path("s.npy"), &s).unwrap();
     write_npy(f.path("m.npy"), &m).unwrap();
-    let stdout = ok(&["calibrate", "--masks", &f.s("m.npy"), "--scores", &f.s("s.npy"), "--alpha", "0.3"]);
+    let stdout = ok(&["calibrate", "--masks", f.s("m.npy"), "--scores", f.s("s.npy"), "--alpha", "0.3"]);
     let j: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(j["n"], 20);
     let (ti, to) = thresholds(&stdout);

@@ -45,6 +45,8 @@ struct Cli {
 }
 
 /// The subcommands.
+// Parsed once per run: the size difference between variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Calibrate thresholds on labelled images and write them as JSON.
