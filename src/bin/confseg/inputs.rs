@@ -520,3 +520,31 @@ impl Loaded {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bare_box_maps_to_the_side() {
+        let inner = parse_transform("box", Some(Side::Inner)).unwrap();
+        assert_eq!(inner, "box-inner".parse::<ScoreTransform>().unwrap());
+        let outer = parse_transform("box:connectivity=full", Some(Side::Outer)).unwrap();
+        assert_eq!(outer, "box-outer:connectivity=full".parse::<ScoreTransform>().unwrap());
+        assert!(parse_transform("box", None).is_err());
+        assert_eq!(parse_transform("sigmoid", Some(Side::Inner)).unwrap(), ScoreTransform::Sigmoid);
+        let e = parse_transform("nope", Some(Side::Outer)).unwrap_err();
+        assert!(format!("{e:#}").contains("nope"));
+    }
+
+    #[test]
+    fn spacing_and_selection() {
+        assert_eq!(parse_spacing("1, 1,2.5").unwrap(), Spacing::new(vec![1.0, 1.0, 2.5]).unwrap());
+        assert!(parse_spacing("1,0").is_err());
+        assert!(parse_spacing("1,x").is_err());
+        assert_eq!(Selection::default().resolve(3).unwrap(), vec![0, 1, 2]);
+        let images = [4, 5, 6];
+        let e = remap_image(Error::NanScore { what: "scores", image: Some(1), index: vec![0] }, &images);
+        assert_eq!(e, Error::NanScore { what: "scores", image: Some(5), index: vec![0] });
+    }
+}
