@@ -82,7 +82,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let s = m.mapv(|b| if b { 1.0 } else { -1.0 });
         let s32 = s.mapv(|x| x as f32);
         let shape_s = shape.iter().map(usize::to_string).collect::<Vec<_>>().join("x");
-        let mut report = |case: &str, (secs, check): (f64, f64)| {
+        let report = |case: &str, (secs, check): (f64, f64)| {
             println!(
                 "{{\"case\": \"{case}\", \"shape\": \"{shape_s}\", \"ns_per_voxel\": {:.3}, \"checksum\": {check:.6}}}",
                 secs * 1e9 / n

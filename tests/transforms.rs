@@ -366,7 +366,10 @@ fn flood_components(mask: &ArrayD<bool>, full: bool) -> Vec<Vec<Vec<usize>>> {
 
 /// Bounding box and the exhaustively searched largest inner box
 /// (most voxels, then lexicographically smallest (start, end)).
-fn brute_boxes(comp: &[Vec<usize>]) -> ((Vec<usize>, Vec<usize>), (Vec<usize>, Vec<usize>)) {
+/// `(start, end)` corners of a box.
+type Corners = (Vec<usize>, Vec<usize>);
+
+fn brute_boxes(comp: &[Vec<usize>]) -> (Corners, Corners) {
     let nd = comp[0].len();
     let lo: Vec<usize> = (0..nd).map(|j| comp.iter().map(|v| v[j]).min().unwrap()).collect();
     let hi: Vec<usize> = (0..nd).map(|j| comp.iter().map(|v| v[j]).max().unwrap() + 1).collect();

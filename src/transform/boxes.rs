@@ -127,7 +127,7 @@ pub struct ComponentBoxes {
 /// ```
 ///
 /// # Errors
-/// [`Error::NonBinaryMask`] for a value other than 0/1.
+/// [`Error::NonBinaryMask`](crate::Error::NonBinaryMask) for a value other than 0/1.
 pub fn component_boxes<M: MaskValue, D: Dimension>(
     mask: &ArrayRef<M, D>,
     connectivity: Connectivity,
@@ -219,9 +219,9 @@ fn components(mask: &[bool], shape: &[usize], connectivity: Connectivity) -> Vec
             label[flat] = l;
             let c = &mut comps[l];
             c.0 += 1;
-            for j in 0..ndim {
-                c.1[j] = c.1[j].min(idx[j]);
-                c.2[j] = c.2[j].max(idx[j] + 1);
+            for ((lo, hi), &i) in c.1.iter_mut().zip(c.2.iter_mut()).zip(&idx) {
+                *lo = (*lo).min(i);
+                *hi = (*hi).max(i + 1);
             }
         }
         for j in (0..ndim).rev() {
@@ -444,7 +444,7 @@ impl BoxScores {
     /// Predicted mask = `scores > t`.
     ///
     /// # Errors
-    /// [`Error::InvalidParameter`] if `t` is not finite.
+    /// [`Error::InvalidParameter`](crate::Error::InvalidParameter) if `t` is not finite.
     pub fn with_mask_threshold(mut self, t: f64) -> Result<Self> {
         check_mask_threshold(t)?;
         self.mask_threshold = t;
@@ -472,7 +472,7 @@ impl BoxScores {
 
 impl Transform for BoxScores {
     /// # Errors
-    /// [`Error::NanScore`] for a NaN score, [`Error::InvalidSpacing`] if the
+    /// [`Error::NanScore`](crate::Error::NanScore) for a NaN score, [`Error::InvalidSpacing`](crate::Error::InvalidSpacing) if the
     /// spacing does not fit the dimension.
     fn apply<'a, A: Float, D: Dimension>(
         &self,

@@ -301,8 +301,16 @@ impl fmt::Display for SignedDistance {
 /// # Errors
 /// [`Error::NanScore`] at the first NaN.
 pub(crate) fn predicted_mask<A: Float, D: Dimension>(scores: &ArrayRef<A, D>, t: f64) -> Result<Vec<bool>> {
-    crate::calibrate::check_nan("scores", scores)?;
-    Ok(scores.iter().map(|&x| x.to_f64_lossless() > t).collect())
+    let threshold = |x: &A| x.to_f64_lossless() > t;
+    let (bits, nan) = match scores.as_slice() {
+        // Row-major contiguous: one pass over the slice.
+        Some(sl) => (sl.iter().map(threshold).collect::<Vec<bool>>(), sl.iter().any(|x| x.is_nan())),
+        None => (scores.iter().map(threshold).collect(), scores.iter().any(|x| x.is_nan())),
+    };
+    if nan {
+        crate::calibrate::check_nan("scores", scores)?;
+    }
+    Ok(bits)
 }
 
 /// A row-major `Vec` as an array of shape `dim`.
@@ -363,10 +371,16 @@ fn signed<A: Float, M: LineMetric>(
             for m in 1..shape.len() {
                 envelope_pass::<A, M>(&mut acc, shape, m, sp[m], &mut scratch);
                 sites_pass::<A, M>(mask, shape, m, Sites::Transitions, sp[m], &mut work);
-                for j in 0..m {
-                    envelope_pass::<A, M>(&mut work, shape, j, sp[j], &mut scratch);
+                for (j, &sj) in sp.iter().enumerate().take(m) {
+                    envelope_pass::<A, M>(&mut work, shape, j, sj, &mut scratch);
                 }
-                acc.iter_mut().zip(&work).for_each(|(a, &w)| *a = a.min(w));
+                if m + 1 < shape.len() {
+                    acc.iter_mut().zip(&work).for_each(|(a, &w)| *a = a.min(w));
+                } else {
+                    // last type: minimum, distance and sign in one sweep
+                    acc.iter_mut().zip(&work).zip(mask).for_each(|((a, &w), &b)| *a = finish(b, a.min(w)));
+                    return acc;
+                }
             }
             acc.iter_mut().zip(mask).for_each(|(a, &m)| *a = finish(m, *a));
             acc
@@ -380,8 +394,8 @@ fn signed<A: Float, M: LineMetric>(
             let mut outside = vec![A::zero(); n];
             for (buf, site) in [(&mut acc, false), (&mut outside, true)] {
                 sites_pass::<A, M>(mask, shape, 0, Sites::Voxels(site), sp[0], buf);
-                for j in 1..shape.len() {
-                    envelope_pass::<A, M>(buf, shape, j, sp[j], &mut scratch);
+                for (j, &sj) in sp.iter().enumerate().skip(1) {
+                    envelope_pass::<A, M>(buf, shape, j, sj, &mut scratch);
                 }
             }
             acc.iter_mut()
@@ -543,6 +557,38 @@ fn sites_pass<A: Float, M: LineMetric>(
 ) {
     let (_, n, inner) = split(shape, axis);
     let half = A::from_f64_lossy(0.5);
+    if inner == 1 {
+        // Contiguous lines: the same two sweeps, one line at a time.
+        for (ml, ol) in mask.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
+            let is_site = |t: usize, forward: bool| match sites {
+                Sites::Transitions if forward => t > 0 && ml[t] != ml[t - 1],
+                Sites::Transitions => t + 1 < n && ml[t] != ml[t + 1],
+                Sites::Voxels(v) => ml[t] == v,
+            };
+            let offset = match sites {
+                Sites::Transitions => half,
+                Sites::Voxels(_) => A::zero(),
+            };
+            let mut last = A::neg_infinity();
+            let mut ta = A::zero();
+            for (t, o) in ol.iter_mut().enumerate() {
+                if is_site(t, true) {
+                    last = ta - offset;
+                }
+                *o = (ta - last) * s;
+                ta += A::one();
+            }
+            let mut next = A::infinity();
+            for (t, o) in ol.iter_mut().enumerate().rev() {
+                ta -= A::one();
+                if is_site(t, false) {
+                    next = ta + offset;
+                }
+                *o = M::from_1d(o.min((next - ta) * s));
+            }
+        }
+        return;
+    }
     let mut last = vec![A::neg_infinity(); inner];
     for (mb, ob) in mask.chunks_exact(n * inner).zip(out.chunks_exact_mut(n * inner)) {
         // forward: nearest site at or before each voxel
@@ -706,7 +752,7 @@ fn envelope_line<A: Float, M: LineMetric>(f: &[A], g: &mut [A], s: A, scale: A, 
             start[k] = x;
             k += 1;
         }
-        qa = qa + A::one();
+        qa += A::one();
     }
     if k == 0 {
         g.fill(A::infinity());
@@ -719,7 +765,7 @@ fn envelope_line<A: Float, M: LineMetric>(f: &[A], g: &mut [A], s: A, scale: A, 
             j += 1;
         }
         *gx = M::eval(val[j], (xa - pos[j]).abs() * s);
-        xa = xa + A::one();
+        xa += A::one();
     }
 }
 

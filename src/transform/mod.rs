@@ -8,8 +8,62 @@
 //! What changes is the size of the sets.
 //!
 //! [`ScoreTransform`] enumerates the built-in transforms; it parses from and
-//! prints to the names the CLI uses (`"identity"`, `"sigmoid"`), and records
-//! its parameters in a fitted object's provenance.
+//! prints to the names the CLI uses (`"identity"`, `"distance:euclidean"`,
+//! `"gaussian:2"`, `"box-outer"`, ...), and records its parameters in a
+//! fitted object's provenance.
+//!
+//! # The transforms
+//!
+//! | transform | definition | module |
+//! |---|---|---|
+//! | [`Identity`] | the scores (logits) | |
+//! | [`Sigmoid`] | `1 / (1 + exp(-s))`, voxel-wise | |
+//! | [`SignedDistance`] | `±` distance from each voxel to the 0.5-level boundary of the predicted mask `s > t` (`+` inside), Euclidean / chessboard / city-block with voxel spacing; `-inf` / `+inf` for an empty / full mask | [`distance`] |
+//! | [`GaussianSmoothing`] | separable Gaussian filter, width as FWHM or sigma, in voxels or physical units, scipy's boundary modes and truncation | [`smooth`] |
+//! | [`BoxScores`] | chessboard signed distance to the union of the bounding boxes (outer) or largest inner boxes (inner) of the predicted mask's connected components | [`boxes`] |
+//!
+//! [`SignedDistance`] also offers the voxel-centre convention of scipy's
+//! `distance_transform_edt` and MATLAB's `bwdist` for comparison with those
+//! tools; the module docs of [`distance`] set the two side by side.
+//!
+//! # Which transform for which set
+//!
+//! The guarantee holds for any choice made before calibration; the choice
+//! decides how tight the sets are. Choose on a learning set disjoint from the
+//! calibration data (SPEC §6): calibrate candidates there, keep the one with
+//! the largest inner / smallest outer sets, then calibrate once for real.
+//! As a starting point (SPEC §5, the paper's polyp experiments with PraNet):
+//!
+//! * **inner set**: [`Identity`] on the logits. The inner set is then the
+//!   voxels whose score exceeds a calibrated level — where the network is
+//!   most confident. [`GaussianSmoothing`] (the paper used FWHM 2 pixels)
+//!   helps when scores are noisy at the voxel level; [`BoxScores::inner`]
+//!   gives box-shaped inner sets.
+//! * **outer set**: [`SignedDistance`] (Euclidean) of the predicted mask.
+//!   The outer set is the predicted mask grown by a calibrated margin, which
+//!   is far tighter than thresholding raw logits, whose low-confidence tail
+//!   spreads over the image. Chessboard and city-block distances give
+//!   square / diamond margins (morphological dilation, Mossina & Friedrich
+//!   2025); [`BoxScores::outer`] gives conformal bounding boxes.
+//! * With the max-joint mode, the two transforms should have comparable
+//!   scales (e.g. distance for both); otherwise use a Bonferroni split, such
+//!   as the paper's 1:4 (inner:outer) for 90% joint coverage.
+//!
+//! ```
+//! use confseg::synthetic::Synthetic;
+//! use confseg::{Alpha, Calibration, Calibrator, Identity, Metric, Mode, SignedDistance};
+//!
+//! let data = Synthetic::new([32, 32]).seed(4);
+//! let calibrator = Calibrator::new(Identity, SignedDistance::new(Metric::Euclidean));
+//! let mut cal = Calibration::new();
+//! for (scores, mask) in data.pairs(0..100) {
+//!     calibrator.observe(&mut cal, &scores, &mask)?;
+//! }
+//! let sets = calibrator.fit(&cal, Mode::bonferroni(Alpha::new(0.1)?, 1.0, 4.0)?)?;
+//! // The outer set is the predicted mask grown by lambda_O (in voxels here).
+//! println!("margin: {}", sets.thresholds().outer.value());
+//! # Ok::<(), confseg::Error>(())
+//! ```
 
 use std::borrow::Cow;
 use std::fmt;

@@ -358,7 +358,8 @@ impl Transform for GaussianSmoothing {
 /// `radius = int(truncate * sigma + 0.5)`.
 fn kernel(sigma: f64, truncate: f64) -> Result<Vec<f64>> {
     let r = (truncate * sigma + 0.5).floor();
-    if !(r <= MAX_RADIUS) {
+    // `r` is finite and non-negative for validated parameters; reject huge kernels.
+    if r.is_nan() || r > MAX_RADIUS {
         return Err(Error::InvalidParameter {
             name: "Gaussian width",
             value: format!("sigma = {sigma} voxels, truncate = {truncate}"),
