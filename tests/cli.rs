@@ -279,7 +279,11 @@ fn pre_transformed_scores_with_exclude_and_indices() {
     let mut args = base.to_vec();
     let out = f.s("ex.json");
     args.extend(["--exclude", f.s("ex.npy"), "--alpha-inner", "0.1", "--alpha-outer", "0.2", "-o", out]);
-    ok(&args);
+    let stdout = ok(&args);
+    assert!(
+        stdout.contains("40 of 50") && stdout.contains("f_O = given in") && stdout.contains("b.npy"),
+        "{stdout}"
+    );
     let kept: Vec<usize> = (0..50).filter(|i| i % 5 != 0).collect();
     let t = reference(&inner, &outer, &m, &kept).thresholds(&Mode::marginal_split(a(0.1), a(0.2))).unwrap();
     let j = json(Path::new(out));
@@ -551,6 +555,10 @@ fn bad_inputs_fail_cleanly_without_output() {
     write_npy(f.path("dup.npy"), &Array::from(vec![3_i64, 4, 3])).unwrap();
     let e = calibrate(sp, mp, &["--indices", f.s("dup.npy")], 1);
     assert!(e.contains("dup.npy") && e.contains("twice"), "{e}");
+
+    write_npy(f.path("none.npy"), &Array::<i64, _>::zeros(0)).unwrap();
+    let e = calibrate(sp, mp, &["--indices", f.s("none.npy")], 1);
+    assert!(e.contains("no calibration images") && e.contains("12 images"), "{e}");
 
     // usage: transform options with pre-transformed scores
     let e = fail(

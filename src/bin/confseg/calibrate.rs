@@ -39,7 +39,14 @@ pub fn run(args: Args) -> Result<()> {
             summary += &format!("images: {} of {total} selected\n", file.sets.n());
         }
     }
-    summary += &report::summary(&file.sets);
+    summary += &match (&file.source.inner_scores, &file.source.outer_scores) {
+        (Some(a), Some(b)) => report::summary_with(
+            &file.sets,
+            &format!("given in {}", a.display()),
+            &format!("given in {}", b.display()),
+        ),
+        _ => report::summary(&file.sets),
+    };
     match &args.output {
         Some(path) => {
             file.write(path)?;

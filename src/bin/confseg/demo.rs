@@ -67,7 +67,8 @@ fn short(x: f64) -> String {
 
 /// Run `demo`.
 pub fn run(args: Args) -> Result<()> {
-    let alpha = Alpha::new(args.alpha)?;
+    let alpha = Alpha::new(args.alpha)
+        .map_err(|e| anyhow::Error::new(crate::report::UsageError(format!("--alpha: {e}"))))?;
     if args.n_cal == 0 || args.n_test == 0 || args.size < 4 {
         crate::report::usage!("--n-cal and --n-test must be positive and --size at least 4");
     }

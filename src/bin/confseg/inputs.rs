@@ -511,7 +511,14 @@ impl Loaded {
     /// # Errors
     /// No calibration data (an empty selection).
     pub fn fit(&self, calibration: &Calibration, mode: Mode) -> Result<CalibrationFile> {
-        let sets = self.calibrator.fit(calibration, mode).context("no images to calibrate on")?;
+        if calibration.is_empty() {
+            let total = self.scores.n_images();
+            if total == 0 {
+                anyhow::bail!("{}: the stack holds no images", self.scores.path().display());
+            }
+            anyhow::bail!("no calibration images: --indices/--exclude leave none of the {total} images");
+        }
+        let sets = self.calibrator.fit(calibration, mode)?;
         Ok(CalibrationFile {
             sets,
             input: self.scores.kind(),

@@ -62,6 +62,12 @@ fn threshold_line(t: &Threshold, n: usize) -> String {
 
 /// The human summary of fitted sets, one fact per line.
 pub fn summary<TI: Transform, TO: Transform, C>(sets: &ConfidenceSets<TI, TO, C>) -> String {
+    summary_with(sets, &sets.inner_transform().describe(), &sets.outer_transform().describe())
+}
+
+/// [`summary`] with the transforms described by the caller (e.g. the
+/// files of pre-transformed scores).
+pub fn summary_with<TI, TO, C>(sets: &ConfidenceSets<TI, TO, C>, f_inner: &str, f_outer: &str) -> String {
     let mode = sets.mode();
     let n = sets.n();
     let t = sets.thresholds();
@@ -80,14 +86,12 @@ pub fn summary<TI: Transform, TO: Transform, C>(sets: &ConfidenceSets<TI, TO, C>
     out += &format!("mode: {mode}\n");
     out += &format!("guarantee: {guarantee}\n");
     out += &format!(
-        "inner: f_I = {}, alpha_I = {}, lambda_I = {}\n",
-        sets.inner_transform().describe(),
+        "inner: f_I = {f_inner}, alpha_I = {}, lambda_I = {}\n",
         mode.inner_alpha(),
         threshold_line(&t.inner, n)
     );
     out += &format!(
-        "outer: f_O = {}, alpha_O = {}, lambda_O = {}\n",
-        sets.outer_transform().describe(),
+        "outer: f_O = {f_outer}, alpha_O = {}, lambda_O = {}\n",
         mode.outer_alpha(),
         threshold_line(&t.outer, n)
     );
