@@ -58,6 +58,9 @@ fn bench(c: &mut Criterion) {
     g.bench_function(BenchmarkId::new("fused", "u8_mask"), |b| {
         b.iter(|| region_statistics(black_box(&inner), black_box(&outer), black_box(&mask), &Max))
     });
+    g.bench_function(BenchmarkId::new("fused_same_scores", "u8_mask"), |b| {
+        b.iter(|| region_statistics(black_box(&inner), black_box(&inner), black_box(&mask), &Max))
+    });
     g.bench_function(BenchmarkId::new("fused", "bool_mask"), |b| {
         b.iter(|| region_statistics(black_box(&inner), black_box(&outer), black_box(&bmask), &Max))
     });

@@ -135,55 +135,189 @@ struct KernelOutput<A> {
     non_binary: bool,
 }
 
-/// The fused kernel: one pass over three contiguous slices computing both
-/// region statistics and the NaN / non-binary flags. Accumulates in
-/// `LANES` independent lanes so that the compiler can vectorize the loop.
+/// Lane accumulators shared by all paths of the kernel, so that a run costs
+/// no set-up: `LANES` partial folds per region and NaN flags.
+struct Lanes<A> {
+    tau: [A; LANES],
+    gamma: [A; LANES],
+    nan: [bool; LANES],
+}
+
+/// Fold the chunks of `xs` (negated if `NEG`) into `acc`, one lane per
+/// position (fixed-size chunks from `as_chunks`: no bounds checks, so the
+/// compiler emits SIMD max operations), and check `xs` and `also` (another
+/// array checked for NaN only) for NaN. Returns the unchunked remainder.
 #[inline]
+fn fold_run<'a, A: Float, C: Combination, const NEG: bool>(
+    xs: &'a [A],
+    also: Option<&[A]>,
+    c: &C,
+    acc: &mut [A; LANES],
+    nan: &mut [bool; LANES],
+) -> &'a [A] {
+    let (chunks, rest) = xs.as_chunks::<LANES>();
+    for ch in chunks {
+        for l in 0..LANES {
+            acc[l] = c.push(acc[l], if NEG { -ch[l] } else { ch[l] });
+        }
+        nan_pairs(ch, nan);
+    }
+    if let Some(ys) = also {
+        let (chunks, rest) = ys.as_chunks::<LANES>();
+        for ch in chunks {
+            nan_pairs(ch, nan);
+        }
+        nan[0] |= rest.iter().any(|v| v.is_nan());
+    }
+    nan[0] |= rest.iter().any(|v| v.is_nan());
+    rest
+}
+
+/// Accumulate "some value is NaN" over a chunk: an unordered comparison is
+/// true iff either operand is NaN, so one comparison checks two values.
+#[inline]
+fn nan_pairs<A: Float>(ch: &[A; LANES], nan: &mut [bool; LANES]) {
+    for l in 0..LANES / 2 {
+        nan[l] |= ch[l].partial_cmp(&ch[l + LANES / 2]).is_none();
+    }
+}
+
+/// End of the run of mask values equal to `m[i]` starting at `i`, scanning
+/// `4 * LANES`, then `LANES` values at a time.
+#[inline]
+fn run_end<M: MaskValue>(m: &[M], i: usize) -> usize {
+    const WIDE: usize = 4 * LANES;
+    let v = m[i];
+    let rest = &m[i..];
+    let (wide, _) = rest.as_chunks::<WIDE>();
+    let mut j = 0;
+    for ch in wide {
+        let mut differs = false;
+        for &x in ch {
+            differs |= x != v;
+        }
+        if differs {
+            break;
+        }
+        j += WIDE;
+    }
+    let (chunks, _) = rest[j..].as_chunks::<LANES>();
+    for ch in chunks {
+        let mut differs = false;
+        for &x in ch {
+            differs |= x != v;
+        }
+        if differs {
+            break;
+        }
+        j += LANES;
+    }
+    while j < rest.len() && rest[j] == v {
+        j += 1;
+    }
+    i + j
+}
+
+/// Runs shorter than this are handled by the branch-free select loop.
+const MIN_RUN: usize = 4 * LANES;
+
+/// The fused kernel: both region statistics and the NaN / non-binary flags
+/// in one pass over the image.
+///
+/// Written by hand because no crate fuses a masked two-region reduction with
+/// validation. Masks come in runs (objects are blobs), so the kernel walks
+/// the mask run by run: a background run is a plain vectorized max of `f_I`,
+/// an object run a plain max of `-f_O`; each score is read once (twice only
+/// to check the other array for NaN when `f_I` and `f_O` differ). Where runs
+/// are short (ragged boundaries, noise), blocks fall back to a branch-free
+/// per-voxel select. All paths fold into the same lane accumulators.
 fn fused_kernel<A: Float, M: MaskValue, C: Combination>(
     fi: &[A],
     fo: &[A],
     m: &[M],
     c: &C,
 ) -> KernelOutput<A> {
-    let mut tau = [c.empty::<A>(); LANES];
-    let mut gamma = [c.empty::<A>(); LANES];
-    let mut nan = [false; LANES];
-    let mut bad = [false; LANES];
-    let step = |l: usize,
-                x: A,
-                y: A,
-                mv: M,
-                tau: &mut [A; LANES],
-                gamma: &mut [A; LANES],
-                nan: &mut [bool; LANES],
-                bad: &mut [bool; LANES]| {
-        let y = -y;
-        let obj = mv.is_object();
-        nan[l] |= x.is_nan() | y.is_nan();
-        bad[l] |= !mv.is_binary();
-        let t = c.push(tau[l], x);
-        let g = c.push(gamma[l], y);
-        tau[l] = if obj { tau[l] } else { t };
-        gamma[l] = if obj { g } else { gamma[l] };
-    };
     let n = fi.len().min(fo.len()).min(m.len());
-    let body = n - n % LANES;
-    for ((x, y), mv) in
-        fi[..body].chunks_exact(LANES).zip(fo[..body].chunks_exact(LANES)).zip(m[..body].chunks_exact(LANES))
-    {
-        for l in 0..LANES {
-            step(l, x[l], y[l], mv[l], &mut tau, &mut gamma, &mut nan, &mut bad);
+    let (fi, fo, m) = (&fi[..n], &fo[..n], &m[..n]);
+    let same = std::ptr::eq(fi, fo);
+    let mut lanes =
+        Lanes { tau: [c.empty::<A>(); LANES], gamma: [c.empty::<A>(); LANES], nan: [false; LANES] };
+    let mut non_binary = false;
+    let mut i = 0;
+    while i < n {
+        let v = m[i];
+        if !v.is_binary() {
+            non_binary = true;
+            break;
+        }
+        let end = run_end(m, i);
+        if end - i >= MIN_RUN {
+            let object = v.is_object();
+            let (xs, also, acc) = if object {
+                (&fo[i..end], &fi[i..end], &mut lanes.gamma)
+            } else {
+                (&fi[i..end], &fo[i..end], &mut lanes.tau)
+            };
+            let also = (!same).then_some(also);
+            let rest = if object {
+                fold_run::<A, C, true>(xs, also, c, acc, &mut lanes.nan)
+            } else {
+                fold_run::<A, C, false>(xs, also, c, acc, &mut lanes.nan)
+            };
+            for &x in rest {
+                acc[0] = c.push(acc[0], if object { -x } else { x });
+            }
+            i = end;
+        } else {
+            let end = (i + 4 * MIN_RUN).min(n);
+            non_binary |= select_block(&fi[i..end], &fo[i..end], &m[i..end], c, &mut lanes);
+            if non_binary {
+                break;
+            }
+            i = end;
         }
     }
-    for i in body..n {
-        step(0, fi[i], fo[i], m[i], &mut tau, &mut gamma, &mut nan, &mut bad);
-    }
     KernelOutput {
-        tau: tau.iter().fold(c.empty(), |a, &b| c.merge(a, b)),
-        gamma: gamma.iter().fold(c.empty(), |a, &b| c.merge(a, b)),
-        nan: nan.iter().any(|&b| b),
-        non_binary: bad.iter().any(|&b| b),
+        tau: lanes.tau.iter().fold(c.empty(), |a, &b| c.merge(a, b)),
+        gamma: lanes.gamma.iter().fold(c.empty(), |a, &b| c.merge(a, b)),
+        nan: lanes.nan.iter().any(|&b| b),
+        non_binary,
     }
+}
+
+/// Branch-free per-voxel kernel for mixed masks: each voxel updates both
+/// accumulators through selects. Returns whether a mask value is not 0/1.
+#[inline]
+fn select_block<A: Float, M: MaskValue, C: Combination>(
+    fi: &[A],
+    fo: &[A],
+    m: &[M],
+    c: &C,
+    lanes: &mut Lanes<A>,
+) -> bool {
+    let mut bad = [false; LANES];
+    let mut step = |l: usize, x: A, y: A, mv: M| {
+        let y = -y;
+        let obj = mv.is_object();
+        lanes.nan[l] |= x.partial_cmp(&y).is_none();
+        bad[l] |= !mv.is_binary();
+        let t = c.push(lanes.tau[l], x);
+        let g = c.push(lanes.gamma[l], y);
+        lanes.tau[l] = if obj { lanes.tau[l] } else { t };
+        lanes.gamma[l] = if obj { g } else { lanes.gamma[l] };
+    };
+    let (xc, xr) = fi.as_chunks::<LANES>();
+    let (yc, yr) = fo.as_chunks::<LANES>();
+    let (mc, mr) = m.as_chunks::<LANES>();
+    for ((x, y), mv) in xc.iter().zip(yc).zip(mc) {
+        for l in 0..LANES {
+            step(l, x[l], y[l], mv[l]);
+        }
+    }
+    for ((&x, &y), &mv) in xr.iter().zip(yr).zip(mr) {
+        step(0, x, y, mv);
+    }
+    bad.iter().any(|&b| b)
 }
 
 /// Run `f` on images `0..n` (in parallel with the `rayon` feature) and
@@ -816,6 +950,39 @@ mod tests {
             assert_eq!(fortran, fi);
             assert_eq!(region_statistics(&fortran, &fo, &m, &Max).unwrap(), naive(&fi, &fo, &m));
         }
+    }
+
+    #[test]
+    fn long_runs_match_naive_and_still_see_every_nan() {
+        // A disk mask gives long runs (the run-by-run path); stripes of
+        // width 1..5 give short ones (the select path); both in one image.
+        let (r, c) = (70, 150);
+        let m = Array2::from_shape_fn((r, c), |(i, j)| {
+            let disk = (i as f64 - 35.0).powi(2) + (j as f64 - 50.0).powi(2) < 400.0;
+            let stripes = j >= 100 && (j / (1 + i % 5)) % 2 == 0;
+            u8::from(disk || stripes)
+        });
+        let fi = Array2::from_shape_fn((r, c), |(i, j)| ((i * 131 + j * 71) % 997) as f32 * 0.1 - 50.0);
+        let fo = Array2::from_shape_fn((r, c), |(i, j)| ((i * 17 + j * 29) % 991) as f32 * 0.1 - 49.0);
+        assert_eq!(region_statistics(&fi, &fo, &m, &Max).unwrap(), naive(&fi, &fo, &m));
+        assert_eq!(region_statistics(&fi, &fi, &m, &Max).unwrap(), naive(&fi, &fi, &m));
+        let bm = m.mapv(|v| v == 1);
+        assert_eq!(region_statistics(&fi, &fo, &bm, &Max).unwrap(), naive(&fi, &fo, &m));
+        // NaN where the run path does not take a max: f_I inside the object, f_O outside.
+        for (arr, at, what) in [(0, [35, 50], "inner scores"), (1, [2, 3], "outer scores")] {
+            let (mut a, mut b) = (fi.clone(), fo.clone());
+            if arr == 0 {
+                a[at] = f32::NAN;
+            } else {
+                b[at] = f32::NAN;
+            }
+            let e = region_statistics(&a, &b, &m, &Max).unwrap_err();
+            assert_eq!(e, Error::NanScore { what, image: None, index: at.to_vec() });
+        }
+        let mut m2 = m.clone();
+        m2[[35, 45]] = 7;
+        let e = region_statistics(&fi, &fo, &m2, &Max).unwrap_err();
+        assert_eq!(e, Error::NonBinaryMask { image: None, index: vec![35, 45], value: 7.0 });
     }
 
     #[test]

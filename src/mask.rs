@@ -4,7 +4,7 @@
 ///
 /// Values other than 0 and 1 are rejected with
 /// [`Error::NonBinaryMask`](crate::Error::NonBinaryMask) wherever a mask is read.
-pub trait MaskValue: Copy + Send + Sync + 'static {
+pub trait MaskValue: Copy + PartialEq + Send + Sync + 'static {
     /// Whether the value is exactly 0 or 1.
     fn is_binary(self) -> bool;
     /// Whether the value is 1 (object). Meaningful only for binary values.
