@@ -132,6 +132,7 @@ pub fn parse_transform(name: &str, side: Option<Side>) -> Result<ScoreTransform>
         ("box", Some(Side::Outer)) => {
             format!("box-outer{}", rest.map(|r| format!(":{r}")).unwrap_or_default())
         }
+        ("box", None) => anyhow::bail!("transform {name:?}: say box-inner or box-outer"),
         _ => name.to_owned(),
     };
     mapped
@@ -538,7 +539,8 @@ mod tests {
         assert_eq!(inner, "box-inner".parse::<ScoreTransform>().unwrap());
         let outer = parse_transform("box:connectivity=full", Some(Side::Outer)).unwrap();
         assert_eq!(outer, "box-outer:connectivity=full".parse::<ScoreTransform>().unwrap());
-        assert!(parse_transform("box", None).is_err());
+        let e = parse_transform("box", None).unwrap_err();
+        assert!(e.to_string().contains("box-inner or box-outer"), "{e}");
         assert_eq!(parse_transform("sigmoid", Some(Side::Inner)).unwrap(), ScoreTransform::Sigmoid);
         let e = parse_transform("nope", Some(Side::Outer)).unwrap_err();
         assert!(format!("{e:#}").contains("nope"));
