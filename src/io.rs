@@ -341,7 +341,7 @@ impl Element for u64 {
 
 /// Half-precision floats. ndarray-npy 0.10 has no `float16` element type,
 /// so the two-byte values are read here and decoded with the `half` crate.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct F16(half::f16);
 
 impl MaskValue for F16 {
