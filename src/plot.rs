@@ -246,7 +246,7 @@ const INNER: RGBColor = RGBColor(230, 20, 20);
 struct OverlayFigure<'a> {
     /// background intensities in [0, 1], row-major, `rows x cols`
     gray: Vec<f64>,
-    truth: Vec<bool>,
+    truth: Option<Vec<bool>>,
     inner: Vec<bool>,
     outer: Vec<bool>,
     rows: usize,
@@ -317,8 +317,10 @@ impl Figure for OverlayFigure<'_> {
                 root.draw(&Rectangle::new([(x, y), (x + s, y + s)], col.filled())).map_err(e)?;
             }
         }
-        for (set, color, width) in [(&self.outer, OUTER, 3), (&self.truth, TRUTH, 2), (&self.inner, INNER, 3)]
-        {
+        let mut layers = vec![(&self.outer, OUTER, 3)];
+        layers.extend(self.truth.as_ref().map(|t| (t, TRUTH, 2)));
+        layers.push((&self.inner, INNER, 3));
+        for (set, color, width) in layers {
             for seg in self.contour(set) {
                 root.draw(&PathElement::new(seg.to_vec(), color.stroke_width(width))).map_err(e)?;
             }
@@ -326,7 +328,12 @@ impl Figure for OverlayFigure<'_> {
         // legend
         let ly = y0 + self.rows as i32 * s + 14;
         let mut x = 8;
-        for (label, color) in [("outer set", OUTER), ("true mask", TRUTH), ("inner set", INNER)] {
+        let mut entries = vec![("outer set", OUTER)];
+        if self.truth.is_some() {
+            entries.push(("true mask", TRUTH));
+        }
+        entries.push(("inner set", INNER));
+        for (label, color) in entries {
             root.draw(&Rectangle::new([(x, ly), (x + 22, ly + 14)], color.stroke_width(3))).map_err(e)?;
             root.draw(&Text::new(label.to_owned(), (x + 28, ly), ("sans-serif", 15).into_font()))
                 .map_err(e)?;
@@ -365,9 +372,34 @@ pub fn overlay<A: Float, M: MaskValue>(
     title: &str,
 ) -> Result<()> {
     crate::calibrate::check_shape("true mask vs background", background, truth)?;
+    crate::calibrate::check_mask(truth)?;
+    draw_overlay(path.as_ref(), background, Some(truth.iter().map(|m| m.is_object()).collect()), sets, title)
+}
+
+/// [`overlay`] without a true mask (e.g. for new images): the outer set
+/// (blue) and the inner set (red) over the image or score map.
+///
+/// # Errors
+/// [`Error::ShapeMismatch`] if the shapes differ, [`Error::File`] if the
+/// file cannot be written or its extension is neither `.png` nor `.svg`.
+pub fn overlay_sets<A: Float>(
+    path: impl AsRef<Path>,
+    background: &ArrayRef<A, Ix2>,
+    sets: &Sets<Ix2>,
+    title: &str,
+) -> Result<()> {
+    draw_overlay(path.as_ref(), background, None, sets, title)
+}
+
+fn draw_overlay<A: Float>(
+    path: &Path,
+    background: &ArrayRef<A, Ix2>,
+    truth: Option<Vec<bool>>,
+    sets: &Sets<Ix2>,
+    title: &str,
+) -> Result<()> {
     crate::calibrate::check_shape("inner set vs background", background, &sets.inner)?;
     crate::calibrate::check_shape("outer set vs background", background, &sets.outer)?;
-    crate::calibrate::check_mask(truth)?;
     let (rows, cols) = background.dim();
     let vals: Vec<f64> = background.iter().map(|x| x.to_f64_lossless()).collect();
     let (lo, hi) = vals
@@ -393,7 +425,7 @@ pub fn overlay<A: Float, M: MaskValue>(
     let cell = (640 / rows.max(cols).max(1)).clamp(2, 24) as u32;
     let fig = OverlayFigure {
         gray,
-        truth: truth.iter().map(|m| m.is_object()).collect(),
+        truth,
         inner: sets.inner.iter().copied().collect(),
         outer: sets.outer.iter().copied().collect(),
         rows,
@@ -401,7 +433,7 @@ pub fn overlay<A: Float, M: MaskValue>(
         cell,
         title,
     };
-    save(path.as_ref(), &fig)
+    save(path, &fig)
 }
 
 /// [`overlay`] for slice `index` along `axis` of a 3-D volume.
@@ -470,7 +502,7 @@ mod tests {
         set[4] = true;
         let fig = OverlayFigure {
             gray: vec![0.5; 9],
-            truth: set.clone(),
+            truth: Some(set.clone()),
             inner: set.clone(),
             outer: set.clone(),
             rows: 3,

@@ -27,7 +27,7 @@ pub struct Weights {
     pub outer: f64,
 }
 
-fn parse_weights(s: &str) -> Result<Weights, String> {
+pub fn parse_weights(s: &str) -> Result<Weights, String> {
     let (i, o) = s.split_once(':').ok_or_else(|| format!("expected INNER:OUTER such as 1:4, got {s:?}"))?;
     let parse = |x: &str| {
         x.trim()

@@ -25,11 +25,14 @@
 mod calibrate;
 mod calibration_file;
 mod demo;
+mod figures;
 mod inputs;
 mod levels;
 mod predict;
 mod report;
+mod select;
 mod transform;
+mod validate;
 
 use std::process::ExitCode;
 
@@ -57,6 +60,10 @@ enum Command {
     Transform(transform::Args),
     /// Run the whole pipeline on built-in synthetic data and report coverage.
     Demo(demo::Args),
+    /// Coverage and efficiency over repeated random calibration/test splits, with baselines.
+    Validate(validate::Args),
+    /// Rank candidate transforms on a learning set and suggest the alpha split.
+    Select(select::Args),
 }
 
 /// Dispatch one subcommand.
@@ -66,6 +73,8 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Predict(args) => predict::run(args),
         Command::Transform(args) => transform::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Validate(args) => validate::run(args),
+        Command::Select(args) => select::run(args),
     }
 }
 

@@ -21,11 +21,13 @@ pub struct Args {
     #[command(flatten)]
     pub files: ScoreFiles,
     /// Write the inner sets here (uint8 0/1, same shape as the scores).
-    #[arg(long, value_name = "I.npy", required_unless_present = "outer_out")]
+    #[arg(long, value_name = "I.npy", required_unless_present_any = ["outer_out", "overlay_dir"])]
     pub inner_out: Option<PathBuf>,
     /// Write the outer sets here (uint8 0/1, same shape as the scores).
     #[arg(long, value_name = "O.npy")]
     pub outer_out: Option<PathBuf>,
+    #[command(flatten)]
+    pub overlay: crate::figures::OverlayArgs,
 }
 
 /// Run `predict`.
@@ -40,6 +42,7 @@ pub fn run(args: Args) -> Result<()> {
     let class_axis = if args.files.scores.is_some() { file.class_axis } else { None };
     let scores = Scores::load(&args.files, class_axis)?;
     let sets = scores.predict(&file.sets)?;
+    crate::figures::write_overlays(&args.overlay, &scores, &sets)?;
     for (path, set) in [(&args.inner_out, &sets.inner), (&args.outer_out, &sets.outer)] {
         if let Some(path) = path {
             confseg::io::write_masks(path, set)?;

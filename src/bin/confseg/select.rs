@@ -1,0 +1,143 @@
+//! `confseg select`: choose the transforms and the alpha split on a
+//! learning set (SPEC §6).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use confseg::evaluate::{select::select, Splits};
+use confseg::{Alpha, ScoreTransform};
+use ndarray::Axis;
+
+use crate::inputs::{parse_transform, MaskFile, Selection, Side, TransformOptions};
+use crate::report::usage;
+
+fn parse_alpha(s: &str) -> Result<Alpha, String> {
+    let x: f64 = s.trim().parse().map_err(|_| format!("{s:?} is not a number"))?;
+    Alpha::new(x).map_err(|_| format!("{x} is outside (0, 1)"))
+}
+
+/// Rank candidate transforms on a learning set and suggest the Bonferroni
+/// weights; prints the `calibrate` options to use.
+///
+/// Inner candidates are ranked by the mean share of the image in the inner
+/// set (largest first), outer candidates by the share in the outer set
+/// (smallest first), each at the marginal level --alpha over random
+/// internal splits; the weights minimize the mean share (|O| - |I|) / |V|
+/// left undecided at the joint level --alpha.
+#[derive(Debug, Clone, clap::Args)]
+#[command(after_help = "Example:\n  \
+    confseg select --masks M.npy --scores S.npy --indices learning_idx.npy \\\n    \
+    --inner-candidates identity,gaussian:2 --outer-candidates identity,distance,distance:chessboard \\\n    \
+    --alpha 0.1 --json selection.json")]
+pub struct Args {
+    #[command(flatten)]
+    pub masks: MaskFile,
+    /// Raw score stack (N, spatial...) of the learning images.
+    #[arg(long, value_name = "S.npy")]
+    pub scores: PathBuf,
+    /// Inner transforms to compare (names as for `calibrate --inner`).
+    #[arg(long, value_delimiter = ',', value_name = "NAMES", default_value = "identity")]
+    pub inner_candidates: Vec<String>,
+    /// Outer transforms to compare (names as for `calibrate --outer`).
+    #[arg(long, value_delimiter = ',', value_name = "NAMES", default_value = "identity")]
+    pub outer_candidates: Vec<String>,
+    #[command(flatten)]
+    pub options: TransformOptions,
+    /// The learning images (e.g. --indices learning_idx.npy).
+    #[command(flatten)]
+    pub selection: Selection,
+    /// Level at which set sizes are compared.
+    #[arg(long, value_parser = parse_alpha)]
+    pub alpha: Alpha,
+    /// Calibration images per internal split (default: two thirds of the learning set).
+    #[arg(long)]
+    pub n_cal: Option<usize>,
+    /// Number of internal random splits.
+    #[arg(long, default_value_t = 200)]
+    pub repeats: usize,
+    /// Seed of the internal splits.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Also write the selection as JSON to this file (atomically).
+    #[arg(long, value_name = "FILE.json")]
+    pub json: Option<PathBuf>,
+}
+
+/// Run `select`.
+pub fn run(args: Args) -> Result<()> {
+    if args.options.class_axis.is_some() {
+        usage!("--class-axis is not supported by select; reduce the logits first (confseg transform)");
+    }
+    let parse = |names: &[String], side| -> Result<Vec<ScoreTransform>> {
+        names.iter().map(|n| args.options.apply(parse_transform(n, Some(side))?)).collect()
+    };
+    let inner = parse(&args.inner_candidates, Side::Inner)?;
+    let outer = parse(&args.outer_candidates, Side::Outer)?;
+    let masks = args.masks.load()?;
+    let scores = confseg::io::read_scores(&args.scores)?;
+    if masks.shape() != scores.shape() {
+        anyhow::bail!(
+            "shape mismatch: masks {} have shape {:?}, scores {} have shape {:?}",
+            args.masks.masks.display(),
+            masks.shape(),
+            args.scores.display(),
+            scores.shape()
+        );
+    }
+    let images = args.selection.resolve(scores.shape()[0])?;
+    if images.len() < 2 {
+        usage!("select needs at least 2 learning images, {} selected", images.len());
+    }
+    let n_cal = args.n_cal.unwrap_or(images.len() * 2 / 3).max(1);
+    let splits = Splits::new(n_cal, args.repeats, args.seed).context("--n-cal/--repeats")?;
+    let spacing = args.options.spacing();
+    let s = select(
+        &inner,
+        &outer,
+        &scores.select(Axis(0), &images),
+        &masks.select(Axis(0), &images),
+        &spacing,
+        args.alpha,
+        splits,
+    )
+    .with_context(|| format!("{}", args.scores.display()))?;
+
+    println!(
+        "{} learning images, {} internal splits of {n_cal} calibration images, alpha = {}",
+        images.len(),
+        args.repeats,
+        args.alpha
+    );
+    println!("\ninner candidates (largest inner set first):");
+    println!("  {:<28} {:>9} {:>9} {:>9}", "transform", "|I|/|V|", "|I|/|Y|", "coverage");
+    for r in &s.inner_ranking {
+        let ratio = r.size_ratio.map_or("-".into(), |x| format!("{x:.4}"));
+        println!("  {:<28} {:>9.4} {:>9} {:>9.4}", r.transform, r.share, ratio, r.coverage);
+    }
+    println!("\nouter candidates (smallest outer set first):");
+    println!("  {:<28} {:>9} {:>9} {:>9}", "transform", "|O|/|V|", "|O|/|Y|", "coverage");
+    for r in &s.outer_ranking {
+        let ratio = r.size_ratio.map_or("-".into(), |x| format!("{x:.4}"));
+        println!("  {:<28} {:>9.4} {:>9} {:>9.4}", r.transform, r.share, ratio, r.coverage);
+    }
+    println!("\nBonferroni weights at joint alpha = {} (criterion: mean (|O| - |I|)/|V|):", args.alpha);
+    for w in &s.weights {
+        let mark =
+            if w.inner_weight == s.inner_weight && w.outer_weight == s.outer_weight { "  <-" } else { "" };
+        println!(
+            "  {}:{:<6} undecided {:.4}  joint coverage {:.4}{mark}",
+            w.inner_weight, w.outer_weight, w.undecided_share, w.joint_coverage
+        );
+    }
+    println!(
+        "\nsuggested: confseg calibrate --inner {} --outer {} --mode bonferroni --weights {}:{} --alpha {}",
+        s.inner_transform, s.outer_transform, s.inner_weight, s.outer_weight, args.alpha
+    );
+    if let Some(path) = &args.json {
+        let mut json = serde_json::to_string_pretty(&s).context("cannot serialize the selection")?;
+        json.push('\n');
+        confseg::io::write_atomic(path, |w| w.write_all(json.as_bytes()))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,272 @@
+//! `confseg validate`: coverage and efficiency over repeated random splits
+//! of a labelled stack, for our sets and the baselines (SPEC §7).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use confseg::evaluate::{table, Geometry, Method, ModeSpec, Pool, Splits, StepMetric, Validation};
+use confseg::plot::{coverage_plot, coverage_series, CoverageKind};
+use confseg::Alpha;
+use ndarray::Axis;
+
+use crate::inputs::{CalibrationInputs, Scores};
+use crate::levels::{parse_weights, ModeArg, Weights};
+use crate::report::{self, usage};
+
+/// The `--method` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MethodArg {
+    /// Conformal confidence sets with --mode/--weights (this crate).
+    Conformal,
+    /// Conformal risk control of the false-negative rate (outer set only).
+    RiskControl,
+    /// Voxel-wise conformal p-values with a Bonferroni correction over voxels.
+    Pixelwise,
+    /// Dilation of the predicted mask by a calibrated number of chessboard steps.
+    MorphologicalChessboard,
+    /// Dilation of the predicted mask by a calibrated number of city-block steps.
+    MorphologicalCityBlock,
+}
+
+/// The `--plot-kind` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KindArg {
+    /// P(I ⊆ Y).
+    Inner,
+    /// P(Y ⊆ O).
+    Outer,
+    /// P(I ⊆ Y ⊆ O).
+    Joint,
+}
+
+/// Levels given to `--alpha`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alphas(pub Vec<Alpha>);
+
+/// Parse `0.05,0.1,0.2` or a grid `START:STOP:STEP` (inclusive).
+fn parse_alphas(s: &str) -> Result<Alphas, String> {
+    let alpha = |x: f64| Alpha::new(x).map_err(|_| format!("{x} is outside (0, 1)"));
+    let num = |x: &str| x.trim().parse::<f64>().map_err(|_| format!("{x:?} is not a number in {s:?}"));
+    let parts: Vec<&str> = s.split(':').collect();
+    match parts.as_slice() {
+        [start, stop, step] => {
+            let (start, stop, step) = (num(start)?, num(stop)?, num(step)?);
+            if !(step > 0.0 && start <= stop) {
+                return Err(format!("grid {s:?} needs START <= STOP and STEP > 0"));
+            }
+            let n = ((stop - start) / step + 1e-9).floor() as usize;
+            (0..=n)
+                .map(|k| alpha(((start + k as f64 * step) * 1e12).round() / 1e12))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Alphas)
+        }
+        [_] => s.split(',').map(|x| num(x).and_then(alpha)).collect::<Result<Vec<_>, _>>().map(Alphas),
+        _ => Err(format!("expected a list 0.05,0.1 or a grid START:STOP:STEP, got {s:?}")),
+    }
+}
+
+/// Coverage and efficiency over repeated random calibration/test splits.
+///
+/// Every image's calibration statistics are computed once; each split is
+/// then a conformal quantile and a count. Baselines run on the same splits.
+#[derive(Debug, Clone, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    confseg validate --masks M.npy --inner-scores A.npy --outer-scores B.npy --exclude learning_idx.npy \\\n    \
+    --n-cal 1000 --n-test 500 --repeats 1000 --alpha 0.05:0.3:0.05 --mode max --plot coverage.png\n  \
+    confseg validate --masks M.npy --scores S.npy --outer distance --alpha 0.1 --mode bonferroni \\\n    \
+    --weights 1:4 --method conformal,risk-control,pixelwise --json")]
+pub struct Args {
+    #[command(flatten)]
+    pub inputs: CalibrationInputs,
+    /// Levels: a list 0.05,0.1,0.2 or a grid START:STOP:STEP.
+    #[arg(long, value_parser = parse_alphas, value_name = "LIST|GRID")]
+    pub alpha: Alphas,
+    /// Guarantee of the conformal sets (as in `calibrate`).
+    #[arg(long, value_enum, default_value = "marginal")]
+    pub mode: ModeArg,
+    /// Bonferroni split weights INNER:OUTER (conformal and pixel-wise; default 1:1).
+    #[arg(long, value_parser = parse_weights)]
+    pub weights: Option<Weights>,
+    /// Methods to compare, on the same splits.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "conformal")]
+    pub method: Vec<MethodArg>,
+    /// Calibration images per split.
+    #[arg(long)]
+    pub n_cal: usize,
+    /// Test images per split (default: all the others).
+    #[arg(long)]
+    pub n_test: Option<usize>,
+    /// Number of random splits.
+    #[arg(long, default_value_t = 1000)]
+    pub repeats: usize,
+    /// Seed of the splits.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Diameter and Hausdorff measures on the first N splits (0: off).
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub geometry_splits: usize,
+    /// Print the results as JSON (a list, one entry per method and level) instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Draw coverage against the nominal level (PNG or SVG by extension).
+    #[arg(long, value_name = "FILE.png")]
+    pub plot: Option<PathBuf>,
+    /// Which coverage --plot shows.
+    #[arg(long, value_enum, default_value = "joint")]
+    pub plot_kind: KindArg,
+}
+
+fn mode_spec(mode: ModeArg, weights: Option<Weights>) -> Result<ModeSpec> {
+    Ok(match (mode, weights) {
+        (ModeArg::Marginal, None) => ModeSpec::marginal(),
+        (ModeArg::Max, None) => ModeSpec::max(),
+        (ModeArg::Bonferroni, w) => {
+            let w = w.unwrap_or(Weights { inner: 1.0, outer: 1.0 });
+            ModeSpec::bonferroni(w.inner, w.outer)?
+        }
+        (_, Some(_)) => usage!("--weights applies to --mode bonferroni only"),
+    })
+}
+
+/// The methods to run; the pixel-wise baseline splits alpha like the
+/// conformal Bonferroni mode (1:1 unless --weights).
+fn methods(args: &Args, spec: ModeSpec) -> Result<Vec<Method>> {
+    let mut out = Vec::new();
+    for m in &args.method {
+        out.push(match m {
+            MethodArg::Conformal => Method::Conformal(spec),
+            MethodArg::RiskControl => Method::RiskControl,
+            MethodArg::Pixelwise => {
+                let w = args.weights.unwrap_or(Weights { inner: 1.0, outer: 1.0 });
+                Method::PixelwiseBonferroni(ModeSpec::bonferroni(w.inner, w.outer)?)
+            }
+            MethodArg::MorphologicalChessboard => Method::Morphological(StepMetric::Chessboard),
+            MethodArg::MorphologicalCityBlock => Method::Morphological(StepMetric::CityBlock),
+        });
+    }
+    Ok(out)
+}
+
+/// The pool of the selected images (statistics computed once per image).
+fn pool(args: &Args) -> Result<Pool> {
+    let loaded = args.inputs.load()?;
+    let images = &loaded.images;
+    if images.is_empty() {
+        usage!("no images selected");
+    }
+    let masks = loaded.masks.select(Axis(0), images);
+    let threshold = args.inputs.options.mask_threshold.unwrap_or(0.0);
+    // errors name images by their position in the selection; map back to the file
+    let in_file = |e: confseg::Error| remap(e, images);
+    Ok(match &loaded.scores {
+        Scores::Raw { path, scores } => {
+            Pool::new(&loaded.calibrator, &scores.select(Axis(0), images), &masks, threshold)
+                .map_err(in_file)
+                .with_context(|| format!("{}", path.display()))?
+        }
+        Scores::Transformed { inner_path, inner, outer, .. } => Pool::from_transformed(
+            &inner.select(Axis(0), images),
+            &outer.select(Axis(0), images),
+            &masks,
+            loaded.calibrator.spacing(),
+            0.0,
+        )
+        .map_err(in_file)
+        .with_context(|| format!("{}", inner_path.display()))?,
+    })
+}
+
+fn remap(e: confseg::Error, images: &[usize]) -> confseg::Error {
+    use confseg::Error as E;
+    let local = match &e {
+        E::NanScore { image, .. } | E::NonBinaryMask { image, .. } | E::ShapeMismatch { image, .. } => *image,
+        _ => None,
+    };
+    match local.and_then(|i| images.get(i)) {
+        Some(&i) => e.in_image(i),
+        None => e,
+    }
+}
+
+/// Run `validate`.
+pub fn run(args: Args) -> Result<()> {
+    let spec = mode_spec(args.mode, args.weights)?;
+    let methods = methods(&args, spec)?;
+    let mut splits = Splits::new(args.n_cal, args.repeats, args.seed).context("--n-cal/--repeats")?;
+    if let Some(t) = args.n_test {
+        splits = splits.with_n_test(t).context("--n-test")?;
+    }
+    let pool = pool(&args)?;
+    splits.n_test_for(pool.len()).with_context(|| format!("{} images selected", pool.len()))?;
+    let geometry = match args.geometry_splits {
+        0 => Geometry::Off,
+        k => Geometry::FirstSplits(k),
+    };
+    let validation = Validation::new(args.alpha.0.clone(), splits).with_geometry(geometry);
+    let voxels: usize = pool.shape().iter().product();
+    let work_per_split = voxels * methods.len() * args.alpha.0.len() * 64;
+    let mut bar = report::progress("splits", args.repeats, work_per_split);
+    let mut stage = "splits";
+    let reports = validation.run_with_progress(&pool, &methods, |p| {
+        if p.stage != stage {
+            bar.finish_and_clear();
+            bar = report::progress(p.stage, p.total, work_per_split);
+            stage = p.stage;
+        }
+        bar.set_position(p.done as u64);
+    })?;
+    bar.finish_and_clear();
+
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&reports).context("cannot serialize the results")?);
+    } else {
+        println!(
+            "{} images; {} splits into {} calibration / {} test images (seed {})",
+            pool.len(),
+            args.repeats,
+            args.n_cal,
+            splits.n_test_for(pool.len())?,
+            args.seed
+        );
+        print!("{}", table(&reports));
+        println!("(coverage: mean over splits; sd and <nom: spread of the joint coverage and share of splits below nominal)");
+    }
+    for r in &reports {
+        if r.too_few_images > 0.0 {
+            eprintln!(
+                "warning: {} at alpha {}: n_cal = {} is too small for a finite threshold; sets trivial",
+                r.method, r.alpha, r.n_cal
+            );
+        }
+    }
+    if let Some(path) = &args.plot {
+        let kind = match args.plot_kind {
+            KindArg::Inner => CoverageKind::Inner,
+            KindArg::Outer => CoverageKind::Outer,
+            KindArg::Joint => CoverageKind::Joint,
+        };
+        let title = format!("{} coverage over {} splits (n_cal = {})", kind.name(), args.repeats, args.n_cal);
+        coverage_plot(path, &coverage_series(&reports, kind), &title)?;
+        let say = |s: String| if args.json { eprintln!("{s}") } else { println!("{s}") };
+        say(format!("wrote {}", path.display()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alpha_lists_and_grids() {
+        let v = |s: &str| parse_alphas(s).unwrap().0.iter().map(|a| a.get()).collect::<Vec<_>>();
+        assert_eq!(v("0.05,0.1, 0.2"), vec![0.05, 0.1, 0.2]);
+        let g = v("0.05:0.3:0.05");
+        assert_eq!(g.len(), 6);
+        assert!((g[5] - 0.3).abs() < 1e-12);
+        assert!(parse_alphas("0.1:0.05:0.01").is_err());
+        assert!(parse_alphas("0:0.2:0.1").is_err());
+        assert!(parse_alphas("1.2").is_err());
+        assert!(parse_alphas("a,b").is_err());
+    }
+}
