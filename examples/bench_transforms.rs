@@ -9,6 +9,8 @@
 //! Prints one JSON object per line: the case, the shape, the best time per
 //! voxel over the repeats, and a checksum of the result that the script
 //! compares with scipy's output where the definitions coincide.
+//! `BENCH_REPEATS=N` sets the number of repeats (default 7, 3 above 4M voxels);
+//! `BENCH_ONLY=TEXT` runs only the cases whose name contains `TEXT`.
 
 use std::time::Instant;
 
@@ -50,7 +52,7 @@ fn scores(shape: &[usize]) -> ArrayD<f64> {
     })
 }
 
-fn time<F: FnMut() -> f64>(repeats: usize, mut f: F) -> (f64, f64) {
+fn time(repeats: usize, f: &mut dyn FnMut() -> f64) -> (f64, f64) {
     let mut best = f64::INFINITY;
     let mut check = 0.0;
     for _ in 0..repeats {
@@ -78,48 +80,43 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for shape in shapes {
         let m = mask(&shape);
         let n = m.len() as f64;
-        let repeats = if m.len() > 4_000_000 { 3 } else { 7 };
+        let repeats = std::env::var("BENCH_REPEATS")
+            .ok()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(if m.len() > 4_000_000 { 3 } else { 7 });
         let s = m.mapv(|b| if b { 1.0 } else { -1.0 });
         let s32 = s.mapv(|x| x as f32);
         let shape_s = shape.iter().map(usize::to_string).collect::<Vec<_>>().join("x");
-        let report = |case: &str, (secs, check): (f64, f64)| {
+        let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+        let run = |case: &str, f: &mut dyn FnMut() -> f64| {
+            if !case.contains(only.as_str()) {
+                return;
+            }
+            let (secs, check) = time(repeats, f);
             println!(
                 "{{\"case\": \"{case}\", \"shape\": \"{shape_s}\", \"ns_per_voxel\": {:.3}, \"checksum\": {check:.6}}}",
                 secs * 1e9 / n
             );
         };
         let mid = SignedDistance::new(Metric::Euclidean);
-        report(
-            "distance_midpoint_f64",
-            time(repeats, || finite_sum(mid.apply(&s, &unit).expect("valid input").iter())),
-        );
-        report(
-            "distance_midpoint_f32",
-            time(repeats, || {
-                mid.apply(&s32, &unit)
-                    .expect("valid input")
-                    .iter()
-                    .filter(|x| x.is_finite())
-                    .map(|&x| f64::from(x))
-                    .sum()
-            }),
-        );
+        run("distance_midpoint_f64", &mut || finite_sum(mid.apply(&s, &unit).expect("valid input").iter()));
+        run("distance_midpoint_f32", &mut || {
+            mid.apply(&s32, &unit)
+                .expect("valid input")
+                .iter()
+                .filter(|x| x.is_finite())
+                .map(|&x| f64::from(x))
+                .sum()
+        });
         let centre = mid.with_convention(DistanceConvention::VoxelCentre);
-        report(
-            "distance_centre_f64",
-            time(repeats, || finite_sum(centre.apply(&s, &unit).expect("valid input").iter())),
-        );
+        run("distance_centre_f64", &mut || finite_sum(centre.apply(&s, &unit).expect("valid input").iter()));
         let x = scores(&shape);
         let g = GaussianSmoothing::sigma(2.0)?;
-        report(
-            "gaussian_sigma2_f64",
-            time(repeats, || finite_sum(g.apply(&x, &unit).expect("valid input").iter())),
-        );
+        run("gaussian_sigma2_f64", &mut || finite_sum(g.apply(&x, &unit).expect("valid input").iter()));
         let x32 = x.mapv(|v| v as f32);
-        report(
-            "gaussian_sigma2_f32",
-            time(repeats, || g.apply(&x32, &unit).expect("valid input").iter().map(|&x| f64::from(x)).sum()),
-        );
+        run("gaussian_sigma2_f32", &mut || {
+            g.apply(&x32, &unit).expect("valid input").iter().map(|&x| f64::from(x)).sum()
+        });
     }
     Ok(())
 }

@@ -348,37 +348,61 @@ fn signed<A: Float, M: LineMetric>(
     let sp: Vec<A> = spacing.iter().map(|&s| A::from_f64_lossy(s)).collect();
     let mut scratch = Scratch::default();
     let mut acc = vec![A::infinity(); n];
-    let finish = |m: bool, v: A| {
-        let d = M::finish(v);
-        if m {
-            d
-        } else {
-            -d
-        }
-    };
+    let finish = finish_signed::<A, M>;
     match convention {
         DistanceConvention::Midpoint => {
-            // D_m: distance to the midpoints of types 0..=m within each
-            // hyperplane of axes 0..=m; D_m = min(C_m D_(m-1), C_0..C_(m-1) P_m),
-            // where P_m is the 1-D pass over type-m midpoints and C_j an
-            // envelope pass along axis j (passes along different axes commute
-            // and distribute over the minimum). (n - 1)(n + 2) / 2 envelope
-            // passes in n-D.
-            if let Some(&s0) = sp.first() {
-                sites_pass::<A, M>(mask, shape, 0, Sites::Transitions, s0, &mut acc);
+            // Boundary types are taken in the axis order `a_0, a_1, ...`, and
+            // D_m (distance to the midpoints of types a_0..a_m within each
+            // hyperplane spanned by those axes) is
+            //     D_m = min(C_(a_m) D_(m-1), C_(a_0) ... C_(a_(m-1)) P_(a_m)),
+            // where P_a is the 1-D sweep over type-a midpoints and C_j an
+            // envelope pass along axis j: passes along different axes commute
+            // and distribute over the minimum. (n - 1)(n + 2) / 2 envelope
+            // passes in n-D. The order (n-2, n-1, n-3, ..., 0) lets a sweep
+            // along a strided axis run the envelope along the contiguous last
+            // axis on each row while it is in cache, and the last envelope
+            // pass of each type write the minimum (and the final signed
+            // distance) straight into the accumulator.
+            let nd = shape.len();
+            let last = nd.saturating_sub(1);
+            let order: Vec<usize> = if nd >= 2 {
+                [nd - 2, nd - 1].into_iter().chain((0..nd - 2).rev()).collect()
+            } else {
+                (0..nd).collect()
+            };
+            let fuse_first = nd >= 2;
+            if let Some(&a0) = order.first() {
+                let fused = fuse_first.then(|| (&mut scratch, sp[last]));
+                sites_pass::<A, M>(mask, shape, a0, Sites::Transitions, sp[a0], &mut acc, fused);
             }
-            let mut work = vec![A::zero(); if shape.len() > 1 { n } else { 0 }];
-            for m in 1..shape.len() {
-                envelope_pass::<A, M>(&mut acc, shape, m, sp[m], &mut scratch);
-                sites_pass::<A, M>(mask, shape, m, Sites::Transitions, sp[m], &mut work);
-                for (j, &sj) in sp.iter().enumerate().take(m) {
-                    envelope_pass::<A, M>(&mut work, shape, j, sj, &mut scratch);
+            let mut work = vec![A::zero(); if nd > 1 { n } else { 0 }];
+            for m in 1..nd {
+                let a = order[m];
+                if !(m == 1 && fuse_first) {
+                    envelope_pass::<A, M>(&mut acc, shape, a, sp[a], &mut scratch, Sink::InPlace);
                 }
-                if m + 1 < shape.len() {
-                    acc.iter_mut().zip(&work).for_each(|(a, &w)| *a = a.min(w));
-                } else {
-                    // last type: minimum, distance and sign in one sweep
-                    acc.iter_mut().zip(&work).zip(mask).for_each(|((a, &w), &b)| *a = finish(b, a.min(w)));
+                let prev = &order[..m];
+                let fuse = a != last && prev.contains(&last);
+                let fused = fuse.then(|| (&mut scratch, sp[last]));
+                sites_pass::<A, M>(mask, shape, a, Sites::Transitions, sp[a], &mut work, fused);
+                let rest: Vec<usize> = prev.iter().copied().filter(|&b| !(fuse && b == last)).collect();
+                let final_type = m + 1 == nd;
+                let finish_mask = final_type.then_some(mask);
+                match rest.split_last() {
+                    None => {
+                        acc.iter_mut().zip(&work).enumerate().for_each(|(i, (a, &w))| {
+                            *a = combine::<A, M>(*a, w, finish_mask.map(|m| m[i]));
+                        });
+                    }
+                    Some((&b_last, others)) => {
+                        for &b in others {
+                            envelope_pass::<A, M>(&mut work, shape, b, sp[b], &mut scratch, Sink::InPlace);
+                        }
+                        let sink = Sink::Min { acc: &mut acc, finish: finish_mask };
+                        envelope_pass::<A, M>(&mut work, shape, b_last, sp[b_last], &mut scratch, sink);
+                    }
+                }
+                if final_type {
                     return acc;
                 }
             }
@@ -393,9 +417,9 @@ fn signed<A: Float, M: LineMetric>(
             // Inside voxels measure to the nearest outside voxel and vice versa.
             let mut outside = vec![A::zero(); n];
             for (buf, site) in [(&mut acc, false), (&mut outside, true)] {
-                sites_pass::<A, M>(mask, shape, 0, Sites::Voxels(site), sp[0], buf);
+                sites_pass::<A, M>(mask, shape, 0, Sites::Voxels(site), sp[0], buf, None);
                 for (j, &sj) in sp.iter().enumerate().skip(1) {
-                    envelope_pass::<A, M>(buf, shape, j, sj, &mut scratch);
+                    envelope_pass::<A, M>(buf, shape, j, sj, &mut scratch, Sink::InPlace);
                 }
             }
             acc.iter_mut()
@@ -405,6 +429,35 @@ fn signed<A: Float, M: LineMetric>(
             acc
         }
     }
+}
+
+/// The signed physical distance of an internal value.
+#[inline]
+fn finish_signed<A: Float, M: LineMetric>(inside: bool, v: A) -> A {
+    let d = M::finish(v);
+    if inside {
+        d
+    } else {
+        -d
+    }
+}
+
+/// `min(a, w)`, then the signed distance if `inside` is given.
+#[inline]
+fn combine<A: Float, M: LineMetric>(a: A, w: A, inside: Option<bool>) -> A {
+    let v = a.min(w);
+    match inside {
+        Some(b) => finish_signed::<A, M>(b, v),
+        None => v,
+    }
+}
+
+/// Where an envelope pass writes its result.
+enum Sink<'a, A> {
+    /// Back into the buffer it read.
+    InPlace,
+    /// `acc = min(acc, result)`, then the signed distance if `finish` holds the mask.
+    Min { acc: &'a mut [A], finish: Option<&'a [bool]> },
 }
 
 /// A metric seen along one line: internal values (squared for Euclidean),
@@ -420,8 +473,10 @@ trait LineMetric {
     fn key<A: Float>(a: A, u: A, scale: A) -> A;
     /// For sites `u < w` (positions in voxels) with keys `ku`, `kw`: the
     /// real position from which `w` is at least as close as `u` (the set
-    /// where it is is always a right half-line).
-    fn takeover<A: Float>(u: A, ku: A, w: A, kw: A) -> A;
+    /// where it is is always a right half-line), as a fraction
+    /// `(numerator, denominator > 0)` so that the envelope compares
+    /// positions without dividing.
+    fn takeover<A: Float>(u: A, ku: A, w: A, kw: A) -> (A, A);
     /// Physical distance of an internal value.
     fn finish<A: Float>(v: A) -> A;
 }
@@ -448,9 +503,9 @@ impl LineMetric for Euclid {
         a * scale + u * u
     }
     #[inline]
-    fn takeover<A: Float>(u: A, ku: A, w: A, kw: A) -> A {
+    fn takeover<A: Float>(u: A, ku: A, w: A, kw: A) -> (A, A) {
         // b + s^2 (x - w)^2 <= a + s^2 (x - u)^2  <=>  x >= (kw - ku) / (2 (w - u))
-        (kw - ku) / ((w - u) + (w - u))
+        (kw - ku, (w - u) + (w - u))
     }
     #[inline]
     fn finish<A: Float>(v: A) -> A {
@@ -476,14 +531,11 @@ impl LineMetric for Chess {
         a * scale
     }
     #[inline]
-    fn takeover<A: Float>(u: A, ku: A, w: A, kw: A) -> A {
+    fn takeover<A: Float>(u: A, ku: A, w: A, kw: A) -> (A, A) {
         // max(kw, |x - w|) <= max(ku, |x - u|) (in voxels), solved case by case.
         let mid = (u + w) * A::from_f64_lossy(0.5);
-        if kw <= ku {
-            (w - ku).min(mid)
-        } else {
-            (u + kw).max(mid)
-        }
+        let x = if kw <= ku { (w - ku).min(mid) } else { (u + kw).max(mid) };
+        (x, A::one())
     }
     #[inline]
     fn finish<A: Float>(v: A) -> A {
@@ -509,16 +561,17 @@ impl LineMetric for City {
         a * scale
     }
     #[inline]
-    fn takeover<A: Float>(u: A, ku: A, w: A, kw: A) -> A {
+    fn takeover<A: Float>(u: A, ku: A, w: A, kw: A) -> (A, A) {
         // kw + |x - w| <= ku + |x - u| (in voxels)
         let gap = w - u;
-        if kw + gap <= ku {
+        let x = if kw + gap <= ku {
             A::neg_infinity()
         } else if kw <= ku + gap {
             (kw - ku + u + w) * A::from_f64_lossy(0.5)
         } else {
             A::infinity()
-        }
+        };
+        (x, A::one())
     }
     #[inline]
     fn finish<A: Float>(v: A) -> A {
@@ -554,8 +607,10 @@ fn sites_pass<A: Float, M: LineMetric>(
     sites: Sites,
     s: A,
     out: &mut [A],
+    mut then_last: Option<(&mut Scratch<A>, A)>,
 ) {
     let (_, n, inner) = split(shape, axis);
+    let n_last = shape.last().copied().unwrap_or(1);
     let half = A::from_f64_lossy(0.5);
     if inner == 1 {
         // Contiguous lines: the same two sweeps, one line at a time.
@@ -642,8 +697,20 @@ fn sites_pass<A: Float, M: LineMetric>(
                     }
                 }
             }
-            for (o, &l) in ob[t * inner..(t + 1) * inner].iter_mut().zip(next.iter()) {
+            let row = &mut ob[t * inner..(t + 1) * inner];
+            for (o, &l) in row.iter_mut().zip(next.iter()) {
                 *o = M::from_1d(o.min((l - ta) * s));
+            }
+            if let Some((sc, s_last)) = then_last.as_mut() {
+                // The envelope along the contiguous last axis, on this row
+                // while it is in cache.
+                sc.reserve(n_last, 1);
+                let Scratch { tile_in, stack, .. } = &mut **sc;
+                let scale = M::scale(*s_last);
+                for line in row.chunks_exact_mut(n_last) {
+                    tile_in[..n_last].copy_from_slice(line);
+                    envelope_line::<A, M>(&tile_in[..n_last], line, *s_last, scale, stack);
+                }
             }
         }
     }
@@ -653,7 +720,8 @@ fn sites_pass<A: Float, M: LineMetric>(
 const TILE: usize = 16;
 
 /// Scratch buffers for the envelope passes: a gathered tile of lines, its
-/// output, and the envelope's stack (site positions, values, keys, starts).
+/// output, and the envelope's stack (site positions, values, keys, and
+/// where each site starts as a fraction `num / den`).
 struct Scratch<A> {
     tile_in: Vec<A>,
     tile_out: Vec<A>,
@@ -664,7 +732,20 @@ struct Stack<A> {
     pos: Vec<A>,
     val: Vec<A>,
     key: Vec<A>,
-    start: Vec<A>,
+    num: Vec<A>,
+    den: Vec<A>,
+}
+
+impl<A: Float> Scratch<A> {
+    /// Room for `tile` lines of length `n`.
+    fn reserve(&mut self, n: usize, tile: usize) {
+        self.tile_in.resize(self.tile_in.len().max(n * tile), A::zero());
+        self.tile_out.resize(self.tile_out.len().max(n * tile), A::zero());
+        let st = &mut self.stack;
+        for v in [&mut st.pos, &mut st.val, &mut st.key, &mut st.num, &mut st.den] {
+            v.resize(v.len().max(n), A::zero());
+        }
+    }
 }
 
 impl<A> Default for Scratch<A> {
@@ -672,38 +753,51 @@ impl<A> Default for Scratch<A> {
         Scratch {
             tile_in: Vec::new(),
             tile_out: Vec::new(),
-            stack: Stack { pos: Vec::new(), val: Vec::new(), key: Vec::new(), start: Vec::new() },
+            stack: Stack {
+                pos: Vec::new(),
+                val: Vec::new(),
+                key: Vec::new(),
+                num: Vec::new(),
+                den: Vec::new(),
+            },
         }
     }
 }
 
-/// Lower-envelope pass along `axis` in place: `g(x) = min_u eval(f(u), s|x - u|)`
-/// on every line. Contiguous lines are processed directly; strided ones in
-/// tiles of [`TILE`] neighbouring lines, gathered and scattered row by row.
+/// Lower-envelope pass along `axis`: `g(x) = min_u eval(f(u), s|x - u|)`
+/// on every line of `buf`, written where `sink` says. Contiguous lines are
+/// processed directly; strided ones in tiles of [`TILE`] neighbouring
+/// lines, gathered and scattered row by row.
 fn envelope_pass<A: Float, M: LineMetric>(
     buf: &mut [A],
     shape: &[usize],
     axis: usize,
     s: A,
     sc: &mut Scratch<A>,
+    mut sink: Sink<'_, A>,
 ) {
     let (_, n, inner) = split(shape, axis);
     let tile = TILE.min(inner);
-    sc.tile_in.resize(n * tile, A::zero());
-    sc.tile_out.resize(n * tile, A::zero());
-    for v in [&mut sc.stack.pos, &mut sc.stack.val, &mut sc.stack.key, &mut sc.stack.start] {
-        v.resize(n, A::zero());
-    }
+    sc.reserve(n, tile);
     let Scratch { tile_in, tile_out, stack } = sc;
     let scale = M::scale(s);
     if inner == 1 {
-        for line in buf.chunks_exact_mut(n) {
-            tile_in.copy_from_slice(line);
-            envelope_line::<A, M>(tile_in, line, s, scale, stack);
+        for (li, line) in buf.chunks_exact_mut(n).enumerate() {
+            tile_in[..n].copy_from_slice(line);
+            match &mut sink {
+                Sink::InPlace => envelope_line::<A, M>(&tile_in[..n], line, s, scale, stack),
+                Sink::Min { acc, finish } => {
+                    envelope_line::<A, M>(&tile_in[..n], &mut tile_out[..n], s, scale, stack);
+                    let base = li * n;
+                    for (i, (a, &g)) in acc[base..base + n].iter_mut().zip(&tile_out[..n]).enumerate() {
+                        *a = combine::<A, M>(*a, g, finish.map(|m| m[base + i]));
+                    }
+                }
+            }
         }
         return;
     }
-    for block in buf.chunks_exact_mut(n * inner) {
+    for (bi, block) in buf.chunks_exact_mut(n * inner).enumerate() {
         let mut r0 = 0;
         while r0 < inner {
             let w = tile.min(inner - r0);
@@ -717,9 +811,19 @@ fn envelope_pass<A: Float, M: LineMetric>(
                 envelope_line::<A, M>(f, g, s, scale, stack);
             }
             for t in 0..n {
-                let row = &mut block[t * inner + r0..t * inner + r0 + w];
-                for (l, x) in row.iter_mut().enumerate() {
-                    *x = tile_out[l * n + t];
+                let at = t * inner + r0;
+                match &mut sink {
+                    Sink::InPlace => {
+                        for (l, x) in block[at..at + w].iter_mut().enumerate() {
+                            *x = tile_out[l * n + t];
+                        }
+                    }
+                    Sink::Min { acc, finish } => {
+                        let base = bi * n * inner + at;
+                        for (l, a) in acc[base..base + w].iter_mut().enumerate() {
+                            *a = combine::<A, M>(*a, tile_out[l * n + t], finish.map(|m| m[base + l]));
+                        }
+                    }
                 }
             }
             r0 += w;
@@ -730,18 +834,20 @@ fn envelope_pass<A: Float, M: LineMetric>(
 /// One line of the lower envelope (Felzenszwalb & Huttenlocher 2012, with
 /// the metric's own takeover point): sites are the finite entries of `f`.
 fn envelope_line<A: Float, M: LineMetric>(f: &[A], g: &mut [A], s: A, scale: A, st: &mut Stack<A>) {
-    let Stack { pos, val, key, start } = st;
+    let Stack { pos, val, key, num, den } = st;
     let mut k = 0; // stack size
     let mut qa = A::zero();
     for &fq in f {
         if fq.is_finite() {
             let kq = M::key(fq, qa, scale);
-            let mut x = A::neg_infinity();
+            // start of the new site: -inf unless an earlier site survives
+            let (mut xn, mut xd) = (A::neg_infinity(), A::one());
             while k > 0 {
-                x = M::takeover(pos[k - 1], key[k - 1], qa, kq);
-                if x <= start[k - 1] {
+                (xn, xd) = M::takeover(pos[k - 1], key[k - 1], qa, kq);
+                // xn / xd <= num / den, denominators positive
+                if xn * den[k - 1] <= num[k - 1] * xd {
                     k -= 1;
-                    x = A::neg_infinity();
+                    (xn, xd) = (A::neg_infinity(), A::one());
                 } else {
                     break;
                 }
@@ -749,7 +855,8 @@ fn envelope_line<A: Float, M: LineMetric>(f: &[A], g: &mut [A], s: A, scale: A, 
             pos[k] = qa;
             val[k] = fq;
             key[k] = kq;
-            start[k] = x;
+            num[k] = xn;
+            den[k] = xd;
             k += 1;
         }
         qa += A::one();
@@ -761,7 +868,7 @@ fn envelope_line<A: Float, M: LineMetric>(f: &[A], g: &mut [A], s: A, scale: A, 
     let mut j = 0;
     let mut xa = A::zero();
     for gx in g.iter_mut() {
-        while j + 1 < k && start[j + 1] <= xa {
+        while j + 1 < k && num[j + 1] <= xa * den[j + 1] {
             j += 1;
         }
         *gx = M::eval(val[j], (xa - pos[j]).abs() * s);
