@@ -469,3 +469,24 @@ fn inner_box_ties_prefer_the_smallest_corner() {
     let got = component_boxes(&m3, Connectivity::Face).unwrap();
     assert_eq!((got[0].inner.start(), got[0].inner.end()), (&[0, 0, 0][..], &[2, 4, 1][..]));
 }
+
+#[test]
+fn larger_images_with_many_tiles_match_brute_force() {
+    // Shapes whose strided passes span several gathered tiles and partial
+    // tiles, with sparse random masks and anisotropic spacing.
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(9);
+    for (shape, sp) in [(vec![40, 37], vec![1.0, 0.7]), (vec![19, 18, 17], vec![2.5, 1.0, 0.8])] {
+        let len: usize = shape.iter().product();
+        let bits: Vec<bool> = (0..len).map(|_| rng.random_bool(0.04)).collect();
+        let mask = ArrayD::from_shape_vec(IxDyn(&shape), bits).unwrap();
+        for metric in [Metric::Euclidean, Metric::Chessboard, Metric::CityBlock] {
+            let got: ArrayD<f64> =
+                SignedDistance::new(metric).of_mask(&mask, &Spacing::new(sp.clone()).unwrap()).unwrap();
+            let want = brute_midpoint(&mask, metric, &sp);
+            for (&g, &w) in got.iter().zip(want.iter()) {
+                assert!((g - w).abs() <= 1e-9 * w.abs().max(1.0), "{metric} {shape:?}: got {g}, want {w}");
+            }
+        }
+    }
+}
