@@ -599,6 +599,21 @@ fn bad_inputs_fail_cleanly_without_output() {
 }
 
 #[test]
+fn predict_accepts_sets_serialized_by_the_library() {
+    let f = Files::new();
+    let (s, m) = data(0..30);
+    let calibrator = Calibrator::new(ScoreTransform::Sigmoid, distance());
+    let cal = calibrator.calibrate_stack(&s, &m).unwrap();
+    let sets = calibrator.fit(&cal, Mode::max(Alpha::new(0.2).unwrap())).unwrap();
+    std::fs::write(f.path("lib.json"), serde_json::to_string(&sets).unwrap()).unwrap();
+    let (test, _) = data(50..55);
+    write_npy(f.path("t.npy"), &test).unwrap();
+    ok(&["predict", "--calibration", f.s("lib.json"), "--scores", f.s("t.npy"), "--outer-out", f.s("o.npy")]);
+    let got: Array3<u8> = read_npy(f.path("o.npy")).unwrap();
+    assert_eq!(got, sets.predict_stack(&test).unwrap().outer.mapv(u8::from));
+}
+
+#[test]
 fn json_to_stdout_without_output_file() {
     let f = Files::new();
     let (s, m) = data(0..20);

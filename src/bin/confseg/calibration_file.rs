@@ -24,10 +24,11 @@ use serde::{Deserialize, Serialize};
 pub type Sets = ConfidenceSets<ScoreTransform, ScoreTransform, Max>;
 
 /// What the calibration scores were.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum InputKind {
     /// Raw scores; the recorded transforms are applied.
+    #[default]
     Scores,
     /// Already transformed inner and outer scores, used as they are.
     Transformed,
@@ -65,9 +66,12 @@ pub struct CalibrationFile {
     /// Transforms, thresholds and provenance from the library.
     #[serde(flatten)]
     pub sets: Sets,
-    /// Raw or transformed calibration scores.
+    /// Raw or transformed calibration scores (default `"scores"`, so that
+    /// fitted sets serialized by the library are calibration files too).
+    #[serde(default)]
     pub input: InputKind,
     /// Axis of the score stack (0 = images) holding two-class logits.
+    #[serde(default)]
     pub class_axis: Option<usize>,
     /// Provenance.
     #[serde(default)]
