@@ -567,3 +567,157 @@ fn figures_are_written() {
         .collect();
     assert!(names.iter().all(|n| !n.contains("partial")), "{names:?}");
 }
+
+#[cfg(feature = "cli")]
+mod cli {
+    use super::*;
+    use std::path::Path;
+    use std::process::{Command, Output};
+
+    fn run(args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_confseg")).args(args).output().expect("the binary runs")
+    }
+
+    fn write_toy(dir: &Path) -> (String, String) {
+        let (scores, masks) = toy();
+        let s = dir.join("scores.npy");
+        let m = dir.join("masks.npy");
+        confseg::io::write_array(&s, &scores).unwrap();
+        confseg::io::write_masks(&m, &masks).unwrap();
+        (s.display().to_string(), m.display().to_string())
+    }
+
+    #[test]
+    fn validate_json_equals_the_library_and_plots() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, m) = write_toy(dir.path());
+        let png = dir.path().join("cov.png");
+        let out = run(&[
+            "validate",
+            "--masks",
+            &m,
+            "--scores",
+            &s,
+            "--n-cal",
+            "40",
+            "--repeats",
+            "30",
+            "--seed",
+            "3",
+            "--alpha",
+            "0.1,0.2",
+            "--mode",
+            "bonferroni",
+            "--weights",
+            "1:4",
+            "--method",
+            "conformal,risk-control",
+            "--json",
+            "--plot",
+            png.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let list = json.as_array().unwrap();
+        assert_eq!(list.len(), 4);
+        let (scores, masks) = toy();
+        let pool = Pool::new(&Calibrator::new(Identity, Identity), &scores, &masks, 0.0).unwrap();
+        let want = Validation::new(vec![a(0.1), a(0.2)], Splits::new(40, 30, 3).unwrap())
+            .run(&pool, &[Method::Conformal(ModeSpec::bonferroni(1.0, 4.0).unwrap()), Method::RiskControl])
+            .unwrap();
+        for (got, want) in list.iter().zip(&want) {
+            assert_eq!(got["alpha"].as_f64().unwrap(), want.alpha);
+            assert_eq!(got["method"].as_str().unwrap(), want.method);
+            for key in ["inner_coverage", "outer_coverage", "joint_coverage"] {
+                let w = match key {
+                    "inner_coverage" => want.inner_coverage,
+                    "outer_coverage" => want.outer_coverage,
+                    _ => want.joint_coverage,
+                };
+                assert!((got[key].as_f64().unwrap() - w).abs() < 1e-12, "{key}");
+            }
+        }
+        assert_eq!(&std::fs::read(&png).unwrap()[..4], b"\x89PNG");
+    }
+
+    #[test]
+    fn validate_and_select_report_bad_input_without_backtrace() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, m) = write_toy(dir.path());
+        let out = run(&["validate", "--masks", &m, "--scores", &s, "--n-cal", "60", "--alpha", "0.1"]);
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("n_cal") && err.contains("60 images"), "{err}");
+        assert!(!err.contains("panicked") && !err.contains("backtrace"));
+        let out = run(&["validate", "--masks", &m, "--scores", &s, "--n-cal", "30", "--alpha", "1.5"]);
+        assert_eq!(out.status.code(), Some(2));
+        let out = run(&[
+            "validate", "--masks", &m, "--scores", &s, "--n-cal", "30", "--alpha", "0.1", "--plot", "x.gif",
+        ]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&out.stderr).contains(".png or .svg"));
+        assert!(!Path::new("x.gif").exists());
+    }
+
+    #[test]
+    fn select_suggests_calibrate_options_and_predict_draws_overlays() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, m) = write_toy(dir.path());
+        let json = dir.path().join("sel.json");
+        let out = run(&[
+            "select",
+            "--masks",
+            &m,
+            "--scores",
+            &s,
+            "--inner-candidates",
+            "identity,sigmoid",
+            "--outer-candidates",
+            "identity",
+            "--alpha",
+            "0.2",
+            "--repeats",
+            "10",
+            "--json",
+            json.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("suggested: confseg calibrate --inner"), "{text}");
+        let sel: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+        assert_eq!(sel["outer_transform"], "identity");
+        assert_eq!(sel["weights"].as_array().unwrap().len(), 9);
+
+        let cal = dir.path().join("cal.json");
+        let out = run(&[
+            "calibrate",
+            "--masks",
+            &m,
+            "--scores",
+            &s,
+            "--alpha",
+            "0.2",
+            "--mode",
+            "max",
+            "-o",
+            cal.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let ov = dir.path().join("overlays");
+        let out = run(&[
+            "predict",
+            "--calibration",
+            cal.to_str().unwrap(),
+            "--scores",
+            &s,
+            "--overlay-dir",
+            ov.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let n = std::fs::read_dir(&ov)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "png"))
+            .count();
+        assert_eq!(n, 60);
+    }
+}
