@@ -86,3 +86,8 @@ pub use transform::{
     GaussianSmoothing, Identity, Metric, ScoreTransform, Sigmoid, SignedDistance, Spacing, Transform, TwoClassSoftmax,
     Units, Width,
 };
+
+/// The README's Rust examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
