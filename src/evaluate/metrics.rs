@@ -140,11 +140,8 @@ pub(crate) fn squared_edt(set: &[bool], shape: &[usize], spacing: &[f64]) -> Vec
         }
         let stride = st[a];
         let w2 = spacing[a] * spacing[a];
-        // every line along axis a starts at a flat index whose a-th coordinate is 0
-        for start in 0..n {
-            if (start / stride) % len != 0 {
-                continue;
-            }
+        // the lines along axis a start at `block * len * stride + offset`
+        for start in (0..n).step_by(len * stride).flat_map(|b| b..b + stride) {
             buf.line.clear();
             buf.line.extend((0..len).map(|k| f[start + k * stride]));
             buf.run(w2);
@@ -298,6 +295,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::needless_range_loop)]
     fn edt_matches_brute_force_with_spacing() {
         for (shape, spacing) in
             [(vec![7usize, 9], vec![1.0, 1.0]), (vec![5, 6, 4], vec![2.0, 1.0, 0.5]), (vec![11], vec![3.0])]
@@ -377,6 +375,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::needless_range_loop)]
     fn step_distance_is_iterated_dilation() {
         let shape = [7usize, 6];
         for metric in [StepMetric::Chessboard, StepMetric::CityBlock] {
