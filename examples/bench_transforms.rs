@@ -52,15 +52,18 @@ fn scores(shape: &[usize]) -> ArrayD<f64> {
     })
 }
 
-fn time(repeats: usize, f: &mut dyn FnMut() -> f64) -> (f64, f64) {
+/// Best wall time of `repeats` calls of `f` (the transform only), and the
+/// checksum of the last result.
+fn time<T>(repeats: usize, f: &mut dyn FnMut() -> T, check: fn(&T) -> f64) -> (f64, f64) {
     let mut best = f64::INFINITY;
-    let mut check = 0.0;
+    let mut sum = 0.0;
     for _ in 0..repeats {
         let t = Instant::now();
-        check = f();
+        let out = f();
         best = best.min(t.elapsed().as_secs_f64());
+        sum = check(&out);
     }
-    (best, check)
+    (best, sum)
 }
 
 fn finite_sum<'a, I: Iterator<Item = &'a f64>>(it: I) -> f64 {
@@ -88,35 +91,50 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let s32 = s.mapv(|x| x as f32);
         let shape_s = shape.iter().map(usize::to_string).collect::<Vec<_>>().join("x");
         let only = std::env::var("BENCH_ONLY").unwrap_or_default();
-        let run = |case: &str, f: &mut dyn FnMut() -> f64| {
-            if !case.contains(only.as_str()) {
-                return;
-            }
-            let (secs, check) = time(repeats, f);
+        let print = |case: &str, (secs, check): (f64, f64)| {
             println!(
                 "{{\"case\": \"{case}\", \"shape\": \"{shape_s}\", \"ns_per_voxel\": {:.3}, \"checksum\": {check:.6}}}",
                 secs * 1e9 / n
             );
         };
+        let f64s = |a: &ArrayD<f64>| finite_sum(a.iter());
+        let f32s = |a: &ArrayD<f32>| a.iter().filter(|x| x.is_finite()).map(|&x| f64::from(x)).sum();
         let mid = SignedDistance::new(Metric::Euclidean);
-        run("distance_midpoint_f64", &mut || finite_sum(mid.apply(&s, &unit).expect("valid input").iter()));
-        run("distance_midpoint_f32", &mut || {
-            mid.apply(&s32, &unit)
-                .expect("valid input")
-                .iter()
-                .filter(|x| x.is_finite())
-                .map(|&x| f64::from(x))
-                .sum()
-        });
         let centre = mid.with_convention(DistanceConvention::VoxelCentre);
-        run("distance_centre_f64", &mut || finite_sum(centre.apply(&s, &unit).expect("valid input").iter()));
         let x = scores(&shape);
-        let g = GaussianSmoothing::sigma(2.0)?;
-        run("gaussian_sigma2_f64", &mut || finite_sum(g.apply(&x, &unit).expect("valid input").iter()));
         let x32 = x.mapv(|v| v as f32);
-        run("gaussian_sigma2_f32", &mut || {
-            g.apply(&x32, &unit).expect("valid input").iter().map(|&x| f64::from(x)).sum()
-        });
+        let g = GaussianSmoothing::sigma(2.0)?;
+        let wanted = |case: &str| case.contains(only.as_str());
+        if wanted("distance_midpoint_f64") {
+            print(
+                "distance_midpoint_f64",
+                time(repeats, &mut || mid.apply(&s, &unit).expect("valid").into_owned(), f64s),
+            );
+        }
+        if wanted("distance_midpoint_f32") {
+            print(
+                "distance_midpoint_f32",
+                time(repeats, &mut || mid.apply(&s32, &unit).expect("valid").into_owned(), f32s),
+            );
+        }
+        if wanted("distance_centre_f64") {
+            print(
+                "distance_centre_f64",
+                time(repeats, &mut || centre.apply(&s, &unit).expect("valid").into_owned(), f64s),
+            );
+        }
+        if wanted("gaussian_sigma2_f64") {
+            print(
+                "gaussian_sigma2_f64",
+                time(repeats, &mut || g.apply(&x, &unit).expect("valid").into_owned(), f64s),
+            );
+        }
+        if wanted("gaussian_sigma2_f32") {
+            print(
+                "gaussian_sigma2_f32",
+                time(repeats, &mut || g.apply(&x32, &unit).expect("valid").into_owned(), f32s),
+            );
+        }
     }
     Ok(())
 }

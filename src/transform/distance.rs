@@ -57,7 +57,9 @@
 //! `(n - 1)(n + 2) / 2` envelope passes in n-D (2 in 2-D, 5 in 3-D) plus
 //! `n` sweeps, each linear in the number of voxels. Passes along
 //! non-contiguous axes gather tiles of neighbouring lines into a scratch
-//! buffer so that memory is read row by row.
+//! buffer so that memory is read row by row. One scratch array per thread
+//! (up to 2^21 elements) is kept between calls, so that transforming a
+//! stream of images does not pay for fresh memory every time.
 
 use std::fmt;
 use std::str::FromStr;
@@ -375,7 +377,7 @@ fn signed<A: Float, M: LineMetric>(
                 let fused = fuse_first.then(|| (&mut scratch, sp[last]));
                 sites_pass::<A, M>(mask, shape, a0, Sites::Transitions, sp[a0], &mut acc, fused);
             }
-            let mut work = vec![A::zero(); if nd > 1 { n } else { 0 }];
+            let mut work = pooled::<A>(if nd > 1 { n } else { 0 });
             for m in 1..nd {
                 let a = order[m];
                 if !(m == 1 && fuse_first) {
@@ -403,6 +405,7 @@ fn signed<A: Float, M: LineMetric>(
                     }
                 }
                 if final_type {
+                    give_back(work);
                     return acc;
                 }
             }
@@ -415,7 +418,7 @@ fn signed<A: Float, M: LineMetric>(
                 return mask.iter().map(|&m| finish(m, A::infinity())).collect();
             }
             // Inside voxels measure to the nearest outside voxel and vice versa.
-            let mut outside = vec![A::zero(); n];
+            let mut outside = pooled::<A>(n);
             for (buf, site) in [(&mut acc, false), (&mut outside, true)] {
                 sites_pass::<A, M>(mask, shape, 0, Sites::Voxels(site), sp[0], buf, None);
                 for (j, &sj) in sp.iter().enumerate().skip(1) {
@@ -426,8 +429,44 @@ fn signed<A: Float, M: LineMetric>(
                 .zip(&outside)
                 .zip(mask)
                 .for_each(|((a, &o), &m)| *a = if m { finish(true, *a) } else { finish(false, o) });
+            give_back(outside);
             acc
         }
+    }
+}
+
+thread_local! {
+    /// Scratch arrays kept between calls on this thread (at most one per
+    /// float type and thread, up to [`POOL_MAX`] elements), to spare the
+    /// page faults of fresh memory on every image.
+    static POOL: std::cell::RefCell<Vec<Box<dyn std::any::Any>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Largest scratch array kept in the pool (elements): a 128^3 volume.
+const POOL_MAX: usize = 1 << 21;
+
+/// A zeroed array of `n` elements, reusing a pooled one when possible.
+fn pooled<A: Float>(n: usize) -> Vec<A> {
+    let reused = POOL.with(|p| {
+        let mut p = p.borrow_mut();
+        let i = p.iter().position(|b| b.is::<Vec<A>>())?;
+        p.swap_remove(i).downcast::<Vec<A>>().ok()
+    });
+    let mut v = reused.map_or_else(Vec::new, |b| *b);
+    v.clear();
+    v.resize(n, A::zero());
+    v
+}
+
+/// Return a scratch array to the pool, keeping at most one per type.
+fn give_back<A: Float>(v: Vec<A>) {
+    if v.capacity() <= POOL_MAX {
+        POOL.with(|p| {
+            let mut p = p.borrow_mut();
+            if !p.iter().any(|b| b.is::<Vec<A>>()) {
+                p.push(Box::new(v));
+            }
+        });
     }
 }
 
