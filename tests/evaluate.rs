@@ -721,3 +721,26 @@ mod cli {
         assert_eq!(n, 60);
     }
 }
+
+/// The morphological margin is the outer set of the city-block signed
+/// distance of the predicted mask (midpoint convention) whenever the
+/// calibrated margin is positive: same sets, so same coverage and sizes.
+#[test]
+fn morphological_city_block_equals_signed_distance_outer_sets() {
+    let (scores, masks) = Synthetic::new([20, 20]).seed(17).stack(0..200);
+    let dist: confseg::ScoreTransform = "distance:cityblock".parse().unwrap();
+    let pool = Pool::new(&Calibrator::new(Identity, dist), &scores, &masks, 0.0).unwrap();
+    let v = Validation::new(vec![a(0.05), a(0.1), a(0.2)], Splits::new(120, 50, 4).unwrap());
+    let r = v
+        .run(&pool, &[Method::Conformal(ModeSpec::marginal()), Method::Morphological(StepMetric::CityBlock)])
+        .unwrap();
+    for k in 0..3 {
+        let (ours, morph) = (&r[k], &r[3 + k]);
+        assert_eq!(ours.outer_coverage, morph.outer_coverage, "alpha {}", ours.alpha);
+        assert_eq!(ours.efficiency.outer_share, morph.efficiency.outer_share, "alpha {}", ours.alpha);
+        assert_eq!(ours.efficiency.outer_diameter_ratio, morph.efficiency.outer_diameter_ratio);
+        // not vacuous: a real margin, neither the prediction nor the whole image
+        assert!(morph.efficiency.outer_share < 0.5 && morph.efficiency.over_covered > 0.0);
+        assert!(morph.outer_coverage > 0.75 && morph.outer_coverage < 0.99);
+    }
+}
