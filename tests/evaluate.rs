@@ -744,3 +744,14 @@ fn morphological_city_block_equals_signed_distance_outer_sets() {
         assert!(morph.outer_coverage > 0.75 && morph.outer_coverage < 0.99);
     }
 }
+
+#[test]
+fn public_types_are_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Pool>();
+    check::<Validation>();
+    check::<Report>();
+    check::<Method>();
+    check::<Splits>();
+    check::<confseg::evaluate::select::Selection>();
+}
