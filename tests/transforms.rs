@@ -490,3 +490,16 @@ fn larger_images_with_many_tiles_match_brute_force() {
         }
     }
 }
+
+#[test]
+fn public_types_are_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<SignedDistance>();
+    check::<GaussianSmoothing>();
+    check::<BoxScores>();
+    check::<ScoreTransform>();
+    check::<confseg::BoundingBox>();
+    check::<confseg::ComponentBoxes>();
+    check::<Metric>();
+    check::<BoundaryMode>();
+}

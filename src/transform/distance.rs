@@ -756,7 +756,7 @@ fn sites_pass<A: Float, M: LineMetric>(
 }
 
 /// Lines gathered at once from a strided axis.
-const TILE: usize = 16;
+const TILE: usize = 8;
 
 /// Scratch buffers for the envelope passes: a gathered tile of lines, its
 /// output, and the envelope's stack (site positions, values, keys, and
