@@ -247,20 +247,28 @@ impl Splits {
         }
     }
 
-    /// The splits of `0..pool` as `(calibration indices, test indices)`.
+    /// The splits of `0..pool` as `(calibration indices, test indices)`,
+    /// drawn one after the other (memory for one split at a time).
+    ///
+    /// # Errors
+    /// As [`Splits::n_test_for`].
+    pub fn iter(&self, pool: usize) -> Result<impl Iterator<Item = (Vec<usize>, Vec<usize>)>> {
+        let n_test = self.n_test_for(pool)?;
+        let n_cal = self.n_cal;
+        let mut rng = Pcg64Mcg::seed_from_u64(self.seed);
+        let mut perm: Vec<usize> = (0..pool).collect();
+        Ok((0..self.repeats).map(move |_| {
+            perm.shuffle(&mut rng);
+            (perm[..n_cal].to_vec(), perm[n_cal..n_cal + n_test].to_vec())
+        }))
+    }
+
+    /// All the splits of [`Splits::iter`], collected.
     ///
     /// # Errors
     /// As [`Splits::n_test_for`].
     pub fn generate(&self, pool: usize) -> Result<Vec<(Vec<usize>, Vec<usize>)>> {
-        let n_test = self.n_test_for(pool)?;
-        let mut rng = Pcg64Mcg::seed_from_u64(self.seed);
-        let mut perm: Vec<usize> = (0..pool).collect();
-        Ok((0..self.repeats)
-            .map(|_| {
-                perm.shuffle(&mut rng);
-                (perm[..self.n_cal].to_vec(), perm[self.n_cal..self.n_cal + n_test].to_vec())
-            })
-            .collect())
+        Ok(self.iter(pool)?.collect())
     }
 }
 
@@ -800,13 +808,15 @@ impl Validation {
                 reason: "give at least one level".into(),
             });
         }
-        let splits = self.splits.generate(pool.len())?;
         let n_test = self.splits.n_test_for(pool.len())?;
+        let total = self.splits.repeats;
         let geometry_splits = match self.geometry {
             Geometry::Off => 0,
-            Geometry::FirstSplits(k) => k.min(splits.len()),
-            Geometry::AllSplits => splits.len(),
+            Geometry::FirstSplits(k) => k.min(total),
+            Geometry::AllSplits => total,
         };
+        // test images of the geometry splits
+        let mut geometry_tests: Vec<Vec<usize>> = Vec::with_capacity(geometry_splits);
         let prepared: Vec<baselines::Prepared> =
             methods.iter().map(|m| m.prepare(pool)).collect::<Result<_>>()?;
         let voxels = pool.voxels() as f64;
@@ -827,9 +837,9 @@ impl Validation {
         for p in &prepared {
             for &alpha in &self.alphas {
                 acc.push(Cell {
-                    inner: Vec::with_capacity(splits.len()),
-                    outer: Vec::with_capacity(splits.len()),
-                    joint: Vec::with_capacity(splits.len()),
+                    inner: Vec::with_capacity(total),
+                    outer: Vec::with_capacity(total),
+                    joint: Vec::with_capacity(total),
                     too_few: 0,
                     m: [Mean::default(); 7],
                     nominal: p.nominal(alpha)?,
@@ -838,8 +848,8 @@ impl Validation {
             }
         }
 
-        let total = splits.len();
-        for (r, (cal, test)) in splits.iter().enumerate() {
+        for (r, (cal, test)) in self.splits.iter(pool.len())?.enumerate() {
+            let (cal, test) = (&cal, &test);
             for (mi, p) in prepared.iter().enumerate() {
                 for (ai, &alpha) in self.alphas.iter().enumerate() {
                     let t = p.thresholds(pool, cal, alpha)?;
@@ -879,6 +889,9 @@ impl Validation {
                     }
                 }
             }
+            if r < geometry_splits {
+                geometry_tests.push(test.clone());
+            }
             if (r + 1) % 64 == 0 || r + 1 == total {
                 progress(Progress { stage: "splits", done: r + 1, total });
             }
@@ -903,7 +916,7 @@ impl Validation {
                 for ai in 0..n_alpha {
                     let c = mi * n_alpha + ai;
                     for (r, t) in acc[c].geo.iter().enumerate() {
-                        for &j in &splits[r].1 {
+                        for &j in &geometry_tests[r] {
                             let ki = intern(j, fid_i, true, t.inner);
                             let ko = intern(j, fid_o, false, t.outer);
                             lookups[c].push((j, ki, ko));
@@ -989,7 +1002,7 @@ impl Validation {
                     inner,
                     outer,
                     joint,
-                    too_few_images: c.too_few as f64 / splits.len() as f64,
+                    too_few_images: c.too_few as f64 / total as f64,
                     efficiency: Efficiency {
                         inner_size_ratio: c.m[0].get(),
                         outer_size_ratio: c.m[1].get(),
@@ -1008,7 +1021,7 @@ impl Validation {
                     },
                     n_cal: self.splits.n_cal,
                     n_test,
-                    splits: splits.len(),
+                    splits: total,
                 });
             }
         }
