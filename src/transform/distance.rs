@@ -377,7 +377,7 @@ fn signed<A: Float, M: LineMetric>(
                 let fused = fuse_first.then(|| (&mut scratch, sp[last]));
                 sites_pass::<A, M>(mask, shape, a0, Sites::Transitions, sp[a0], &mut acc, fused);
             }
-            let mut work = pooled::<A>(if nd > 1 { n } else { 0 });
+            let mut work = if nd > 1 { pooled::<A>(n) } else { Vec::new() };
             for m in 1..nd {
                 let a = order[m];
                 if !(m == 1 && fuse_first) {
