@@ -4,9 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use crate::inputs::CalibrationInputs;
-use crate::levels::LevelArgs;
-use crate::report;
+use crate::cli::inputs::CalibrationInputs;
+use crate::cli::levels::LevelArgs;
+use crate::cli::report;
 
 /// Calibrate on masks and scores (raw with --inner/--outer transforms, or
 /// already transformed) at the given levels.

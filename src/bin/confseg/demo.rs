@@ -61,16 +61,16 @@ fn short(x: f64) -> String {
     if x.is_finite() {
         format!("{x:.3}")
     } else {
-        crate::report::number(x)
+        crate::cli::report::number(x)
     }
 }
 
 /// Run `demo`.
 pub fn run(args: Args) -> Result<()> {
     let alpha = Alpha::new(args.alpha)
-        .map_err(|e| anyhow::Error::new(crate::report::UsageError(format!("--alpha: {e}"))))?;
+        .map_err(|e| anyhow::Error::new(crate::cli::report::UsageError(format!("--alpha: {e}"))))?;
     if args.n_cal == 0 || args.n_test == 0 || args.size < 4 {
-        crate::report::usage!("--n-cal and --n-test must be positive and --size at least 4");
+        crate::cli::report::usage!("--n-cal and --n-test must be positive and --size at least 4");
     }
     let data = Synthetic::new([args.size, args.size]).seed(args.seed);
     let (cal_s, cal_m) = stack(&data, 0..args.n_cal, args.size);
@@ -177,7 +177,7 @@ pub fn run(args: Args) -> Result<()> {
             size(&pred.inner),
             size(&pred.outer),
         );
-        crate::report::warn_thresholds(&sets);
+        crate::cli::report::warn_thresholds(&sets);
     }
     let a = alpha.get();
     println!();

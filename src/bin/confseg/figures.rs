@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use confseg::plot::overlay_sets;
 use ndarray::{ArrayD, ArrayView2, Axis, Ix2, IxDyn};
 
-use crate::inputs::Scores;
+use crate::cli::inputs::Scores;
 
 /// Overlay option of `predict`.
 #[derive(Debug, Clone, Default, clap::Args)]

@@ -24,8 +24,8 @@ use confseg::{
 use ndarray::{ArrayD, Axis, CowArray, IxDyn, Slice};
 use rayon::prelude::*;
 
-use crate::calibration_file::{CalibrationFile, InputKind, Sets, Source};
-use crate::report::{self, usage};
+use crate::cli::calibration_file::{CalibrationFile, InputKind, Sets, Source};
+use crate::cli::report::{self, usage};
 
 /// Score files: raw scores, or already transformed inner and outer scores.
 #[derive(Debug, Clone, clap::Args)]

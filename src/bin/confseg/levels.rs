@@ -5,7 +5,7 @@ use anyhow::Result;
 use clap::ValueEnum;
 use confseg::{Alpha, Mode};
 
-use crate::report::usage;
+use crate::cli::report::usage;
 
 /// The `--mode` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -75,7 +75,7 @@ impl LevelArgs {
     /// * `--alpha-inner A1 --alpha-outer A2` (marginal): each side at its level.
     ///
     /// # Errors
-    /// A [`UsageError`](crate::report::UsageError) for combinations that do
+    /// A [`UsageError`](crate::cli::report::UsageError) for combinations that do
     /// not fit; the library's error for a split exceeding `A`.
     pub fn mode(&self) -> Result<Mode> {
         let split = self.alpha_inner.zip(self.alpha_outer);

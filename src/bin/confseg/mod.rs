@@ -14,7 +14,7 @@
 //!
 //! # Adding a subcommand
 //!
-//! One module file under `src/bin/confseg/` (beside this `main.rs`) with an `Args` struct (clap
+//! One module file under `src/bin/confseg/` (beside this `mod.rs`) with an `Args` struct (clap
 //! derive) and a `run(args) -> anyhow::Result<()>` function, one variant of
 //! [`Command`] and one arm in [`run`]. Shared pieces live in
 //! [`inputs`] (score/mask files, selection, transform options, loading and
@@ -78,7 +78,8 @@ fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
-fn main() -> ExitCode {
+/// Parse the command line, run it, and map errors to one line and an exit code.
+pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,

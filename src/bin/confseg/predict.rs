@@ -4,9 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use crate::calibration_file::{CalibrationFile, InputKind};
-use crate::inputs::{ScoreFiles, Scores};
-use crate::report::{self, usage};
+use crate::cli::calibration_file::{CalibrationFile, InputKind};
+use crate::cli::inputs::{ScoreFiles, Scores};
+use crate::cli::report::{self, usage};
 
 /// Inner and outer masks for a score stack, from a calibration file.
 ///
@@ -27,7 +27,7 @@ pub struct Args {
     #[arg(long, value_name = "O.npy")]
     pub outer_out: Option<PathBuf>,
     #[command(flatten)]
-    pub overlay: crate::figures::OverlayArgs,
+    pub overlay: crate::cli::figures::OverlayArgs,
 }
 
 /// Run `predict`.
@@ -42,7 +42,7 @@ pub fn run(args: Args) -> Result<()> {
     let class_axis = if args.files.scores.is_some() { file.class_axis } else { None };
     let scores = Scores::load(&args.files, class_axis)?;
     let sets = scores.predict(&file.sets)?;
-    crate::figures::write_overlays(&args.overlay, &scores, &sets)?;
+    crate::cli::figures::write_overlays(&args.overlay, &scores, &sets)?;
     for (path, set) in [(&args.inner_out, &sets.inner), (&args.outer_out, &sets.outer)] {
         if let Some(path) = path {
             confseg::io::write_masks(path, set)?;

@@ -23,7 +23,7 @@ impl std::error::Error for UsageError {}
 /// Return early with a [`UsageError`].
 macro_rules! usage {
     ($($t:tt)*) => {
-        return Err(anyhow::Error::new($crate::report::UsageError(format!($($t)*))))
+        return Err(anyhow::Error::new($crate::cli::report::UsageError(format!($($t)*))))
     };
 }
 pub(crate) use usage;
@@ -55,7 +55,7 @@ pub fn number(x: f64) -> String {
 
 fn threshold_line(t: &Threshold, n: usize) -> String {
     match t {
-        Threshold::OrderStatistic { k, value } => format!("{} (the {k}-th smallest of {n})", number(*value)),
+        Threshold::OrderStatistic { k, value } => format!("{} (rank {k} of {n})", number(*value)),
         Threshold::TooFewImages { needed, .. } => format!("inf (too few images: {needed} needed)"),
     }
 }
@@ -115,7 +115,7 @@ pub fn threshold_warnings<TI, TO, C>(sets: &ConfidenceSets<TI, TO, C>) -> Vec<St
                  threshold, so {name} = inf and {consequence} (valid but uninformative)"
             )),
             Threshold::OrderStatistic { k, value } if value == f64::INFINITY => out.push(format!(
-                "{name} = inf: the {k}-th smallest calibration statistic is infinite, so {consequence}"
+                "{name} = inf: the calibration statistic of rank {k} is infinite, so {consequence}"
             )),
             Threshold::OrderStatistic { .. } => {}
         }

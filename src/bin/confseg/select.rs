@@ -8,8 +8,8 @@ use confseg::evaluate::{select::select, Splits};
 use confseg::{Alpha, ScoreTransform};
 use ndarray::Axis;
 
-use crate::inputs::{parse_transform, MaskFile, Selection, Side, TransformOptions};
-use crate::report::usage;
+use crate::cli::inputs::{parse_transform, MaskFile, Selection, Side, TransformOptions};
+use crate::cli::report::usage;
 
 fn parse_alpha(s: &str) -> Result<Alpha, String> {
     let x: f64 = s.trim().parse().map_err(|_| format!("{s:?} is not a number"))?;

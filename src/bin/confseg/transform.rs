@@ -9,7 +9,7 @@ use confseg::{Error, Transform};
 use ndarray::{ArrayD, Axis};
 use rayon::prelude::*;
 
-use crate::inputs::{parse_transform, ScoreFiles, Scores, TransformOptions};
+use crate::cli::inputs::{parse_transform, ScoreFiles, Scores, TransformOptions};
 
 /// Output element type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -9,9 +9,9 @@ use confseg::plot::{coverage_plot, coverage_series, CoverageKind};
 use confseg::Alpha;
 use ndarray::Axis;
 
-use crate::inputs::{CalibrationInputs, Scores};
-use crate::levels::{parse_weights, ModeArg, Weights};
-use crate::report::{self, usage};
+use crate::cli::inputs::{CalibrationInputs, Scores};
+use crate::cli::levels::{parse_weights, ModeArg, Weights};
+use crate::cli::report::{self, usage};
 
 /// The `--method` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
