@@ -25,7 +25,11 @@ fn main() -> Result<(), confseg::Error> {
         let (scores, masks) = data.stack(range);
         confseg::io::write_array(dir.join(format!("{name}_scores.npy")), &scores.mapv(|x| x as f32))?;
         confseg::io::write_masks(dir.join(format!("{name}_masks.npy")), &masks)?;
-        println!("wrote {}/{name}_scores.npy and {name}_masks.npy: shape {:?}", dir.display(), scores.shape());
+        println!(
+            "wrote {}/{name}_scores.npy and {name}_masks.npy: shape {:?}",
+            dir.display(),
+            scores.shape()
+        );
     }
     Ok(())
 }
