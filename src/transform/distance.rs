@@ -690,26 +690,23 @@ fn sites_pass<A: Float, M: LineMetric>(
         for t in 0..n {
             let ta = A::from_usize(t).unwrap_or_else(A::infinity);
             let row = &mb[t * inner..(t + 1) * inner];
+            let orow = &mut ob[t * inner..(t + 1) * inner];
             match sites {
                 Sites::Transitions if t > 0 => {
                     let prev = &mb[(t - 1) * inner..t * inner];
-                    for ((l, &a), &b) in last.iter_mut().zip(row).zip(prev) {
-                        if a != b {
-                            *l = ta - half;
-                        }
+                    let at = ta - half;
+                    for (((l, o), &a), &b) in last.iter_mut().zip(orow.iter_mut()).zip(row).zip(prev) {
+                        *l = if a != b { at } else { *l };
+                        *o = (ta - *l) * s;
                     }
                 }
-                Sites::Transitions => {}
                 Sites::Voxels(v) => {
-                    for (l, &a) in last.iter_mut().zip(row) {
-                        if a == v {
-                            *l = ta;
-                        }
+                    for ((l, o), &a) in last.iter_mut().zip(orow.iter_mut()).zip(row) {
+                        *l = if a == v { ta } else { *l };
+                        *o = (ta - *l) * s;
                     }
                 }
-            }
-            for (o, &l) in ob[t * inner..(t + 1) * inner].iter_mut().zip(&last) {
-                *o = (ta - l) * s;
+                Sites::Transitions => orow.fill(A::infinity()),
             }
         }
         // backward: nearest site at or after, then the metric's value
@@ -721,18 +718,15 @@ fn sites_pass<A: Float, M: LineMetric>(
             match sites {
                 Sites::Transitions if t + 1 < n => {
                     let below = &mb[(t + 1) * inner..(t + 2) * inner];
+                    let at = ta + half;
                     for ((l, &a), &b) in next.iter_mut().zip(row).zip(below) {
-                        if a != b {
-                            *l = ta + half;
-                        }
+                        *l = if a != b { at } else { *l };
                     }
                 }
                 Sites::Transitions => {}
                 Sites::Voxels(v) => {
                     for (l, &a) in next.iter_mut().zip(row) {
-                        if a == v {
-                            *l = ta;
-                        }
+                        *l = if a == v { ta } else { *l };
                     }
                 }
             }
