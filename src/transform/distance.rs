@@ -360,22 +360,31 @@ fn signed<A: Float, M: LineMetric>(
             // where P_a is the 1-D sweep over type-a midpoints and C_j an
             // envelope pass along axis j: passes along different axes commute
             // and distribute over the minimum. (n - 1)(n + 2) / 2 envelope
-            // passes in n-D. The order (n-2, n-1, n-3, ..., 0) lets a sweep
-            // along a strided axis run the envelope along the contiguous last
-            // axis on each row while it is in cache, and the last envelope
-            // pass of each type write the minimum (and the final signed
-            // distance) straight into the accumulator.
+            // passes in n-D. The order ((1, 0) in 2-D, (n-2, n-1, n-3, ..., 0)
+            // above) lets a sweep along a strided axis run the envelope along
+            // the contiguous last axis on each row while it is in cache, and
+            // the last pass of each type write the minimum (and the final
+            // signed distance) straight into the accumulator.
             let nd = shape.len();
             let last = nd.saturating_sub(1);
-            let order: Vec<usize> = if nd >= 2 {
-                [nd - 2, nd - 1].into_iter().chain((0..nd - 2).rev()).collect()
-            } else {
-                (0..nd).collect()
+            let order: Vec<usize> = match nd {
+                0 | 1 => (0..nd).collect(),
+                2 => vec![1, 0],
+                _ => [nd - 2, nd - 1].into_iter().chain((0..nd - 2).rev()).collect(),
             };
-            let fuse_first = nd >= 2;
+            let fuse_first = nd >= 2 && order[0] != last && order[1] == last;
             if let Some(&a0) = order.first() {
                 let fused = fuse_first.then(|| (&mut scratch, sp[last]));
-                sites_pass::<A, M>(mask, shape, a0, Sites::Transitions, sp[a0], &mut acc, fused);
+                sites_pass::<A, M>(
+                    mask,
+                    shape,
+                    a0,
+                    Sites::Transitions,
+                    sp[a0],
+                    &mut acc,
+                    fused,
+                    Sink::InPlace,
+                );
             }
             let mut work = if nd > 1 { pooled::<A>(n) } else { Vec::new() };
             for m in 1..nd {
@@ -385,24 +394,32 @@ fn signed<A: Float, M: LineMetric>(
                 }
                 let prev = &order[..m];
                 let fuse = a != last && prev.contains(&last);
-                let fused = fuse.then(|| (&mut scratch, sp[last]));
-                sites_pass::<A, M>(mask, shape, a, Sites::Transitions, sp[a], &mut work, fused);
                 let rest: Vec<usize> = prev.iter().copied().filter(|&b| !(fuse && b == last)).collect();
                 let final_type = m + 1 == nd;
                 let finish_mask = final_type.then_some(mask);
-                match rest.split_last() {
-                    None => {
-                        acc.iter_mut().zip(&work).enumerate().for_each(|(i, (a, &w))| {
-                            *a = combine::<A, M>(*a, w, finish_mask.map(|m| m[i]));
-                        });
+                let fused = fuse.then(|| (&mut scratch, sp[last]));
+                if rest.is_empty() {
+                    // the sweep's own envelope writes the minimum
+                    let sink = Sink::Min { acc: &mut acc, finish: finish_mask };
+                    sites_pass::<A, M>(mask, shape, a, Sites::Transitions, sp[a], &mut work, fused, sink);
+                } else {
+                    sites_pass::<A, M>(
+                        mask,
+                        shape,
+                        a,
+                        Sites::Transitions,
+                        sp[a],
+                        &mut work,
+                        fused,
+                        Sink::InPlace,
+                    );
+                    let (&b_last, others) =
+                        rest.split_last().unwrap_or_else(|| unreachable!("rest is not empty"));
+                    for &b in others {
+                        envelope_pass::<A, M>(&mut work, shape, b, sp[b], &mut scratch, Sink::InPlace);
                     }
-                    Some((&b_last, others)) => {
-                        for &b in others {
-                            envelope_pass::<A, M>(&mut work, shape, b, sp[b], &mut scratch, Sink::InPlace);
-                        }
-                        let sink = Sink::Min { acc: &mut acc, finish: finish_mask };
-                        envelope_pass::<A, M>(&mut work, shape, b_last, sp[b_last], &mut scratch, sink);
-                    }
+                    let sink = Sink::Min { acc: &mut acc, finish: finish_mask };
+                    envelope_pass::<A, M>(&mut work, shape, b_last, sp[b_last], &mut scratch, sink);
                 }
                 if final_type {
                     give_back(work);
@@ -420,7 +437,7 @@ fn signed<A: Float, M: LineMetric>(
             // Inside voxels measure to the nearest outside voxel and vice versa.
             let mut outside = pooled::<A>(n);
             for (buf, site) in [(&mut acc, false), (&mut outside, true)] {
-                sites_pass::<A, M>(mask, shape, 0, Sites::Voxels(site), sp[0], buf, None);
+                sites_pass::<A, M>(mask, shape, 0, Sites::Voxels(site), sp[0], buf, None, Sink::InPlace);
                 for (j, &sj) in sp.iter().enumerate().skip(1) {
                     envelope_pass::<A, M>(buf, shape, j, sj, &mut scratch, Sink::InPlace);
                 }
@@ -647,6 +664,7 @@ fn sites_pass<A: Float, M: LineMetric>(
     s: A,
     out: &mut [A],
     mut then_last: Option<(&mut Scratch<A>, A)>,
+    mut sink: Sink<'_, A>,
 ) {
     let (_, n, inner) = split(shape, axis);
     let n_last = shape.last().copied().unwrap_or(1);
@@ -681,10 +699,17 @@ fn sites_pass<A: Float, M: LineMetric>(
                 *o = M::from_1d(o.min((next - ta) * s));
             }
         }
+        // A fused envelope along the last axis would act on lines of length
+        // 1 here (`inner == 1`): the identity. Only the sink remains.
+        if let Sink::Min { acc, finish } = &mut sink {
+            for (i, (a, &w)) in acc.iter_mut().zip(out.iter()).enumerate() {
+                *a = combine::<A, M>(*a, w, finish.map(|m| m[i]));
+            }
+        }
         return;
     }
     let mut last = vec![A::neg_infinity(); inner];
-    for (mb, ob) in mask.chunks_exact(n * inner).zip(out.chunks_exact_mut(n * inner)) {
+    for (bi, (mb, ob)) in mask.chunks_exact(n * inner).zip(out.chunks_exact_mut(n * inner)).enumerate() {
         // forward: nearest site at or before each voxel
         last.fill(A::neg_infinity());
         for t in 0..n {
@@ -743,6 +768,12 @@ fn sites_pass<A: Float, M: LineMetric>(
                 for line in row.chunks_exact_mut(n_last) {
                     tile_in[..n_last].copy_from_slice(line);
                     envelope_line::<A, M>(&tile_in[..n_last], line, *s_last, scale, stack);
+                }
+                if let Sink::Min { acc, finish } = &mut sink {
+                    let base = (bi * n + t) * inner;
+                    for (i, (a, &w)) in acc[base..base + inner].iter_mut().zip(row.iter()).enumerate() {
+                        *a = combine::<A, M>(*a, w, finish.map(|m| m[base + i]));
+                    }
                 }
             }
         }
