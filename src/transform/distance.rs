@@ -374,17 +374,12 @@ fn signed<A: Float, M: LineMetric>(
             };
             let fuse_first = nd >= 2 && order[0] != last && order[1] == last;
             if let Some(&a0) = order.first() {
-                let fused = fuse_first.then(|| (&mut scratch, sp[last]));
-                sites_pass::<A, M>(
-                    mask,
-                    shape,
-                    a0,
-                    Sites::Transitions,
-                    sp[a0],
-                    &mut acc,
-                    fused,
-                    Sink::InPlace,
-                );
+                let fused = fuse_first.then(|| Fused {
+                    scratch: &mut scratch,
+                    s_last: sp[last],
+                    sink: Sink::InPlace,
+                });
+                sites_pass::<A, M>(mask, shape, a0, Sites::Transitions, sp[a0], &mut acc, fused);
             }
             let mut work = if nd > 1 { pooled::<A>(n) } else { Vec::new() };
             for m in 1..nd {
@@ -397,22 +392,15 @@ fn signed<A: Float, M: LineMetric>(
                 let rest: Vec<usize> = prev.iter().copied().filter(|&b| !(fuse && b == last)).collect();
                 let final_type = m + 1 == nd;
                 let finish_mask = final_type.then_some(mask);
-                let fused = fuse.then(|| (&mut scratch, sp[last]));
                 if rest.is_empty() {
-                    // the sweep's own envelope writes the minimum
+                    // only the fused envelope follows the sweep: it writes the minimum
                     let sink = Sink::Min { acc: &mut acc, finish: finish_mask };
-                    sites_pass::<A, M>(mask, shape, a, Sites::Transitions, sp[a], &mut work, fused, sink);
+                    let fused = Some(Fused { scratch: &mut scratch, s_last: sp[last], sink });
+                    sites_pass::<A, M>(mask, shape, a, Sites::Transitions, sp[a], &mut work, fused);
                 } else {
-                    sites_pass::<A, M>(
-                        mask,
-                        shape,
-                        a,
-                        Sites::Transitions,
-                        sp[a],
-                        &mut work,
-                        fused,
-                        Sink::InPlace,
-                    );
+                    let fused =
+                        fuse.then(|| Fused { scratch: &mut scratch, s_last: sp[last], sink: Sink::InPlace });
+                    sites_pass::<A, M>(mask, shape, a, Sites::Transitions, sp[a], &mut work, fused);
                     let (&b_last, others) =
                         rest.split_last().unwrap_or_else(|| unreachable!("rest is not empty"));
                     for &b in others {
@@ -437,7 +425,7 @@ fn signed<A: Float, M: LineMetric>(
             // Inside voxels measure to the nearest outside voxel and vice versa.
             let mut outside = pooled::<A>(n);
             for (buf, site) in [(&mut acc, false), (&mut outside, true)] {
-                sites_pass::<A, M>(mask, shape, 0, Sites::Voxels(site), sp[0], buf, None, Sink::InPlace);
+                sites_pass::<A, M>(mask, shape, 0, Sites::Voxels(site), sp[0], buf, None);
                 for (j, &sj) in sp.iter().enumerate().skip(1) {
                     envelope_pass::<A, M>(buf, shape, j, sj, &mut scratch, Sink::InPlace);
                 }
@@ -506,6 +494,14 @@ fn combine<A: Float, M: LineMetric>(a: A, w: A, inside: Option<bool>) -> A {
         Some(b) => finish_signed::<A, M>(b, v),
         None => v,
     }
+}
+
+/// The envelope along the contiguous last axis that a sweep along another
+/// axis runs on each finished row, and where it writes.
+struct Fused<'s, 'a, A> {
+    scratch: &'s mut Scratch<A>,
+    s_last: A,
+    sink: Sink<'a, A>,
 }
 
 /// Where an envelope pass writes its result.
@@ -663,8 +659,7 @@ fn sites_pass<A: Float, M: LineMetric>(
     sites: Sites,
     s: A,
     out: &mut [A],
-    mut then_last: Option<(&mut Scratch<A>, A)>,
-    mut sink: Sink<'_, A>,
+    mut fused: Option<Fused<'_, '_, A>>,
 ) {
     let (_, n, inner) = split(shape, axis);
     let n_last = shape.last().copied().unwrap_or(1);
@@ -701,7 +696,7 @@ fn sites_pass<A: Float, M: LineMetric>(
         }
         // A fused envelope along the last axis would act on lines of length
         // 1 here (`inner == 1`): the identity. Only the sink remains.
-        if let Sink::Min { acc, finish } = &mut sink {
+        if let Some(Fused { sink: Sink::Min { acc, finish }, .. }) = &mut fused {
             for (i, (a, &w)) in acc.iter_mut().zip(out.iter()).enumerate() {
                 *a = combine::<A, M>(*a, w, finish.map(|m| m[i]));
             }
@@ -759,17 +754,17 @@ fn sites_pass<A: Float, M: LineMetric>(
             for (o, &l) in row.iter_mut().zip(next.iter()) {
                 *o = M::from_1d(o.min((l - ta) * s));
             }
-            if let Some((sc, s_last)) = then_last.as_mut() {
+            if let Some(Fused { scratch, s_last, sink }) = fused.as_mut() {
                 // The envelope along the contiguous last axis, on this row
                 // while it is in cache.
-                sc.reserve(n_last, 1);
-                let Scratch { tile_in, stack, .. } = &mut **sc;
+                scratch.reserve(n_last, 1);
+                let Scratch { tile_in, stack, .. } = &mut **scratch;
                 let scale = M::scale(*s_last);
                 for line in row.chunks_exact_mut(n_last) {
                     tile_in[..n_last].copy_from_slice(line);
                     envelope_line::<A, M>(&tile_in[..n_last], line, *s_last, scale, stack);
                 }
-                if let Sink::Min { acc, finish } = &mut sink {
+                if let Sink::Min { acc, finish } = sink {
                     let base = (bi * n + t) * inner;
                     for (i, (a, &w)) in acc[base..base + inner].iter_mut().zip(row.iter()).enumerate() {
                         *a = combine::<A, M>(*a, w, finish.map(|m| m[base + i]));
