@@ -140,7 +140,7 @@ struct KernelOutput<A> {
 struct Lanes<A> {
     tau: [A; LANES],
     gamma: [A; LANES],
-    nan: [bool; LANES],
+    nan: [u32; LANES],
 }
 
 /// Fold the chunks of `xs` (negated if `NEG`) into `acc`, one lane per
@@ -153,7 +153,7 @@ fn fold_run<'a, A: Float, C: Combination, const NEG: bool>(
     also: Option<&[A]>,
     c: &C,
     acc: &mut [A; LANES],
-    nan: &mut [bool; LANES],
+    nan: &mut [u32; LANES],
 ) -> &'a [A] {
     let (chunks, rest) = xs.as_chunks::<LANES>();
     for ch in chunks {
@@ -167,18 +167,18 @@ fn fold_run<'a, A: Float, C: Combination, const NEG: bool>(
         for ch in chunks {
             nan_pairs(ch, nan);
         }
-        nan[0] |= rest.iter().any(|v| v.is_nan());
+        nan[0] |= u32::from(rest.iter().any(|v| v.is_nan()));
     }
-    nan[0] |= rest.iter().any(|v| v.is_nan());
+    nan[0] |= u32::from(rest.iter().any(|v| v.is_nan()));
     rest
 }
 
 /// Accumulate "some value is NaN" over a chunk: an unordered comparison is
 /// true iff either operand is NaN, so one comparison checks two values.
 #[inline]
-fn nan_pairs<A: Float>(ch: &[A; LANES], nan: &mut [bool; LANES]) {
+fn nan_pairs<A: Float>(ch: &[A; LANES], nan: &mut [u32; LANES]) {
     for l in 0..LANES / 2 {
-        nan[l] |= ch[l].partial_cmp(&ch[l + LANES / 2]).is_none();
+        nan[l] |= u32::from(ch[l].partial_cmp(&ch[l + LANES / 2]).is_none());
     }
 }
 
@@ -219,7 +219,7 @@ fn run_end<M: MaskValue>(m: &[M], i: usize) -> usize {
 }
 
 /// Runs shorter than this are handled by the branch-free select loop.
-const MIN_RUN: usize = 4 * LANES;
+const MIN_RUN: usize = LANES;
 
 /// The fused kernel: both region statistics and the NaN / non-binary flags
 /// in one pass over the image.
@@ -240,8 +240,7 @@ fn fused_kernel<A: Float, M: MaskValue, C: Combination>(
     let n = fi.len().min(fo.len()).min(m.len());
     let (fi, fo, m) = (&fi[..n], &fo[..n], &m[..n]);
     let same = std::ptr::eq(fi, fo);
-    let mut lanes =
-        Lanes { tau: [c.empty::<A>(); LANES], gamma: [c.empty::<A>(); LANES], nan: [false; LANES] };
+    let mut lanes = Lanes { tau: [c.empty::<A>(); LANES], gamma: [c.empty::<A>(); LANES], nan: [0; LANES] };
     let mut non_binary = false;
     let mut i = 0;
     while i < n {
@@ -269,7 +268,7 @@ fn fused_kernel<A: Float, M: MaskValue, C: Combination>(
             }
             i = end;
         } else {
-            let end = (i + 4 * MIN_RUN).min(n);
+            let end = (i + 2 * LANES).min(n);
             non_binary |= select_block(&fi[i..end], &fo[i..end], &m[i..end], c, &mut lanes);
             if non_binary {
                 break;
@@ -280,7 +279,7 @@ fn fused_kernel<A: Float, M: MaskValue, C: Combination>(
     KernelOutput {
         tau: lanes.tau.iter().fold(c.empty(), |a, &b| c.merge(a, b)),
         gamma: lanes.gamma.iter().fold(c.empty(), |a, &b| c.merge(a, b)),
-        nan: lanes.nan.iter().any(|&b| b),
+        nan: lanes.nan.iter().any(|&b| b != 0),
         non_binary,
     }
 }
@@ -299,7 +298,7 @@ fn select_block<A: Float, M: MaskValue, C: Combination>(
     let mut step = |l: usize, x: A, y: A, mv: M| {
         let y = -y;
         let obj = mv.is_object();
-        lanes.nan[l] |= x.partial_cmp(&y).is_none();
+        lanes.nan[l] |= u32::from(x.partial_cmp(&y).is_none());
         bad[l] |= !mv.is_binary();
         let t = c.push(lanes.tau[l], x);
         let g = c.push(lanes.gamma[l], y);
