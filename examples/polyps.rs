@@ -1,4 +1,4 @@
-//! The bounding-box coverage study of the paper (SPEC §7–8), on the real
+//! The bounding-box coverage study of the paper (METHOD.md §7–8), on the real
 //! polyp data when present, on synthetic data otherwise.
 //!
 //! Protocol: from the 1798 images, drop the 298 of the learning set

@@ -1,4 +1,4 @@
-//! Calibration as a streaming reduction (SPEC §2, §4).
+//! Calibration as a streaming reduction (METHOD.md §2, §4).
 //!
 //! Each calibration pair `(s(X_i), Y_i)` is reduced to two numbers,
 //!
@@ -25,7 +25,7 @@ use crate::sets::ConfidenceSets;
 use crate::transform::{Spacing, Transform};
 
 /// A combination function `C(A, image)`: reduces the transformed scores of
-/// a region to one statistic (SPEC §4, last paragraph).
+/// a region to one statistic (METHOD.md §4, last paragraph).
 ///
 /// It is a fold with a scalar accumulator: `empty` is `C(∅)`, `push` adds a
 /// voxel, `merge` joins two partial folds (the kernel folds in several lanes).
@@ -428,7 +428,7 @@ pub fn region_statistics<A: Float, D: Dimension, M: MaskValue, C: Combination>(
     Ok(ImageStatistics { tau: out.tau.to_f64_lossless(), gamma: out.gamma.to_f64_lossless() })
 }
 
-/// What the thresholds promise (SPEC §4): which levels, and whether the
+/// What the thresholds promise (METHOD.md §4): which levels, and whether the
 /// guarantee is per set or joint.
 ///
 /// Constructed through validated constructors, so a `Mode` always holds
@@ -682,7 +682,7 @@ impl Calibration {
         Ok(out)
     }
 
-    /// The thresholds for `mode` (SPEC §4).
+    /// The thresholds for `mode` (METHOD.md §4).
     ///
     /// With fewer than [`Mode::min_calibration_size`] images a threshold is
     /// [`Threshold::TooFewImages`] (`+inf`): valid but uninformative.

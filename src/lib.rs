@@ -38,15 +38,19 @@
 //!
 //! ## The method, module by module
 //!
+//! The precise method (quantile convention, empty regions, transforms,
+//! modes, validation protocol) is written down in `docs/METHOD.md` in the
+//! repository; the `METHOD.md §N` references in these docs point there.
+//!
 //! * [`quantile`]: the conformal quantile `k = ceil((1 - alpha)(n + 1))`, a
 //!   validated [`Alpha`] and a [`Threshold`] that says when it is infinite.
 //! * [`transform`]: score transforms `f_I`, `f_O` (the [`Transform`] trait).
 //! * [`calibrate`]: per-image statistics `tau_i`, `gamma_i` in one fused pass,
-//!   a mergeable streaming [`Calibration`], and the [`Mode`]s of SPEC §4.
+//!   a mergeable streaming [`Calibration`], and the [`Mode`]s of METHOD.md §4.
 //! * [`sets`]: fitted [`ConfidenceSets`] and the inner/outer masks.
 //! * [`evaluate`]: validation over repeated random splits, efficiency
 //!   measures, baselines (risk control, pixel-wise Bonferroni, dilation
-//!   margins) and transform selection on a learning set (SPEC §6–7).
+//!   margins) and transform selection on a learning set (METHOD.md §6–7).
 //! * [`synthetic`]: a seeded generator of exchangeable test data.
 //!
 //! ## Crate feature flags
@@ -54,7 +58,7 @@
 //! * `serde`: serialize fitted sets and calibration states.
 //! * `rayon`: parallel calibration.
 //! * `plot`: figures (coverage curves, overlays).
-//! * `npy`: read and write NumPy `.npy` stacks of any common dtype ([`io`]).
+//! * `npy`: read and write NumPy `.npy` stacks of any common dtype (module `io`).
 //! * `cli`: the `confseg` command-line tool (implies the others).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]

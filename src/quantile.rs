@@ -1,4 +1,4 @@
-//! The split-conformal quantile (SPEC §3) and the types around it.
+//! The split-conformal quantile (METHOD.md §3) and the types around it.
 //!
 //! For calibration statistics `z_1..z_n` and a level `alpha` in (0, 1),
 //!
@@ -172,7 +172,7 @@ impl Threshold {
     }
 }
 
-/// The conformal quantile of `values` at level `alpha` (SPEC §3).
+/// The conformal quantile of `values` at level `alpha` (METHOD.md §3).
 ///
 /// Runs in expected O(n) time (selection, not sorting).
 ///

@@ -1,4 +1,4 @@
-//! Fitted confidence sets and the inner/outer masks they produce (SPEC §4).
+//! Fitted confidence sets and the inner/outer masks they produce (METHOD.md §4).
 
 use ndarray::{Array, ArrayRef, Axis, Dimension, RemoveAxis, Zip};
 

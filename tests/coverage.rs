@@ -1,4 +1,4 @@
-//! The guarantee under test (SPEC §3–4): over seeded replications on
+//! The guarantee under test (METHOD.md §3–4): over seeded replications on
 //! synthetic exchangeable data, the empirical coverage of every mode lies in
 //! `[1 - alpha, 1 - alpha + 1/(n+1)]` up to a tolerance derived from the
 //! standard error of the estimate. For continuous statistics the expected

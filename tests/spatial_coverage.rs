@@ -1,4 +1,4 @@
-//! The coverage guarantee (SPEC §4) with the spatial transforms of SPEC §5,
+//! The coverage guarantee (METHOD.md §4) with the spatial transforms of METHOD.md §5,
 //! and the paper's Hausdorff property of signed-distance outer sets.
 //!
 //! For each transform pair, `(tau_i, gamma_i)` is computed once for a pool

@@ -66,7 +66,7 @@ fn as_f64(v: &[usize]) -> Vec<f64> {
     v.iter().map(|&i| i as f64).collect()
 }
 
-/// SPEC §5 literally: all midpoints between face-adjacent voxels on
+/// METHOD.md §5 literally: all midpoints between face-adjacent voxels on
 /// different sides, then the signed minimum over them.
 fn brute_midpoint(mask: &ArrayD<bool>, metric: Metric, spacing: &[f64]) -> ArrayD<f64> {
     let shape = mask.shape().to_vec();

@@ -1,4 +1,4 @@
-//! The methods a validation compares (SPEC §7): the conformal sets of this
+//! The methods a validation compares (METHOD.md §7): the conformal sets of this
 //! crate and three baselines, all run on the same pool and splits.
 //!
 //! Every method produces, per test image, an inner set `{g_I > a}` and an
@@ -41,7 +41,7 @@
 //!   is not); `k = max(0, conformal quantile of k_i at alpha)`;
 //!   `O = dilate(M, k) = {steps(v, M) <= k}` (so `g_O = -steps`, `b = -k`).
 //!   Outer set only. This coincides with the outer set of the signed
-//!   **city-block** distance transform of `M` (SPEC §5) calibrated at the
+//!   **city-block** distance transform of `M` (METHOD.md §5) calibrated at the
 //!   same level whenever the calibrated margin is positive: outside `M`
 //!   the city-block distance to the boundary midpoints is exactly
 //!   `steps(v, M) - 1/2`, so `gamma_i = k_i - 1/2` and

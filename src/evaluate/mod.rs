@@ -1,11 +1,11 @@
 //! Validation over repeated random splits, efficiency measures, baselines
-//! and transform selection (SPEC §6–7).
+//! and transform selection (METHOD.md §6–7).
 //!
 //! The paper validates its sets by splitting a pool of labelled images many
 //! times into a calibration and a test part and reporting, per nominal
 //! level, the share of test images whose sets cover the true mask, averaged
 //! over the splits. This module does that for any pair of transforms and
-//! any [`Mode`], and for the comparators of SPEC §7 ([`Method`]).
+//! any [`Mode`], and for the comparators of METHOD.md §7 ([`Method`]).
 //!
 //! # How it is fast
 //!

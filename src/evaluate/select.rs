@@ -1,4 +1,4 @@
-//! Choosing transforms and the alpha split on a learning set (SPEC §6).
+//! Choosing transforms and the alpha split on a learning set (METHOD.md §6).
 //!
 //! The learning set is disjoint from the calibration and test data, so it
 //! may be used as often as one likes. [`select`] calibrates and evaluates

@@ -1,4 +1,4 @@
-//! Bounding-box scores (SPEC §5, after Andéol et al. 2023): conformal
+//! Bounding-box scores (METHOD.md §5, after Andéol et al. 2023): conformal
 //! boxes from the connected components of the predicted mask.
 //!
 //! # Definition

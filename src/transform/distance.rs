@@ -1,4 +1,4 @@
-//! Signed distance of the predicted mask (SPEC §5): exact, linear-time,
+//! Signed distance of the predicted mask (METHOD.md §5): exact, linear-time,
 //! n-dimensional, with anisotropic voxel spacing.
 //!
 //! # Definition (midpoint convention, the paper's)
@@ -126,7 +126,7 @@ impl FromStr for Metric {
 #[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
 pub enum DistanceConvention {
     /// Distance to the midpoints between inside and outside voxels (the
-    /// 0.5-level boundary; SPEC §5, the paper's definition).
+    /// 0.5-level boundary; METHOD.md §5, the paper's definition).
     #[default]
     Midpoint,
     /// Distance to the nearest voxel centre on the other side (scipy's

@@ -1,5 +1,5 @@
 //! Score transforms `f_I`, `f_O`: functions image -> image chosen before
-//! calibration (SPEC §1, §5).
+//! calibration (METHOD.md §1, §5).
 //!
 //! A [`Transform`] sees the whole n-D score image and its physical voxel
 //! [`Spacing`], so spatial transforms (distances, smoothing) fit the same
@@ -30,9 +30,9 @@
 //!
 //! The guarantee holds for any choice made before calibration; the choice
 //! decides how tight the sets are. Choose on a learning set disjoint from the
-//! calibration data (SPEC §6): calibrate candidates there, keep the one with
+//! calibration data (METHOD.md §6): calibrate candidates there, keep the one with
 //! the largest inner / smallest outer sets, then calibrate once for real.
-//! As a starting point (SPEC §5, the paper's polyp experiments with PraNet):
+//! As a starting point (METHOD.md §5, the paper's polyp experiments with PraNet):
 //!
 //! * **inner set**: [`Identity`] on the logits. The inner set is then the
 //!   voxels whose score exceeds a calibrated level — where the network is

@@ -1,4 +1,4 @@
-//! Gaussian smoothing of the scores (SPEC §5), n-dimensional, spacing aware,
+//! Gaussian smoothing of the scores (METHOD.md §5), n-dimensional, spacing aware,
 //! matching `scipy.ndimage.gaussian_filter`.
 //!
 //! # Definition

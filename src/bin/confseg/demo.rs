@@ -199,7 +199,7 @@ pub fn run(args: Args) -> Result<()> {
 /// Mean inner, outer and joint coverage over random splits of the pooled
 /// statistics into `n_cal` calibration and the rest test images. A test
 /// image is covered by the inner set iff `tau <= lambda_I` and by the outer
-/// set iff `gamma <= lambda_O`, so no prediction is needed (SPEC §7).
+/// set iff `gamma <= lambda_O`, so no prediction is needed (METHOD.md §7).
 fn split_coverage(
     pool: &confseg::Calibration,
     n_cal: usize,

@@ -1,5 +1,5 @@
 //! `confseg select`: choose the transforms and the alpha split on a
-//! learning set (SPEC §6).
+//! learning set (METHOD.md §6).
 
 use std::path::PathBuf;
 

@@ -1,5 +1,5 @@
 //! `confseg validate`: coverage and efficiency over repeated random splits
-//! of a labelled stack, for our sets and the baselines (SPEC §7).
+//! of a labelled stack, for our sets and the baselines (METHOD.md §7).
 
 use std::path::PathBuf;
 
