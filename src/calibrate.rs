@@ -319,6 +319,23 @@ fn select_block<A: Float, M: MaskValue, C: Combination>(
     bad.iter().any(|&b| b)
 }
 
+/// `f(0), ..., f(n - 1)` in order, computed in parallel with the `rayon`
+/// feature.
+pub(crate) fn map_images<T: Send, F>(n: usize, f: F) -> Vec<T>
+where
+    F: Fn(usize) -> T + Sync + Send,
+{
+    #[cfg(feature = "rayon")]
+    {
+        use rayon::prelude::*;
+        (0..n).into_par_iter().map(f).collect()
+    }
+    #[cfg(not(feature = "rayon"))]
+    {
+        (0..n).map(f).collect()
+    }
+}
+
 /// Run `f` on images `0..n` (in parallel with the `rayon` feature) and
 /// collect the results in order; the error of the lowest failing index wins,
 /// tagged with that index.
@@ -326,14 +343,7 @@ pub(crate) fn for_each_image<T: Send, F>(n: usize, f: F) -> Result<Vec<T>>
 where
     F: Fn(usize) -> Result<T> + Sync + Send,
 {
-    #[cfg(feature = "rayon")]
-    let results: Vec<Result<T>> = {
-        use rayon::prelude::*;
-        (0..n).into_par_iter().map(&f).collect()
-    };
-    #[cfg(not(feature = "rayon"))]
-    let results: Vec<Result<T>> = (0..n).map(&f).collect();
-    results.into_iter().enumerate().map(|(i, r)| r.map_err(|e| e.in_image(i))).collect()
+    map_images(n, f).into_iter().enumerate().map(|(i, r)| r.map_err(|e| e.in_image(i))).collect()
 }
 
 /// Row-major multi-index of a flat position.

@@ -201,7 +201,8 @@ impl<D: Dimension> Synthetic<D> {
     }
 
     /// A batch-first stack `(N, spatial...)` of the pairs in `indices`, as
-    /// the CLI reads them from `.npy` files.
+    /// the CLI reads them from `.npy` files (generated in parallel with the
+    /// `rayon` feature; the result does not depend on it).
     pub fn stack(&self, indices: Range<usize>) -> (Array<f64, D::Larger>, Array<bool, D::Larger>) {
         let n = indices.len();
         let mut shape = D::Larger::zeros(self.shape.ndim() + 1);
@@ -211,8 +212,8 @@ impl<D: Dimension> Synthetic<D> {
         }
         let mut scores = Array::zeros(shape.clone());
         let mut masks = Array::from_elem(shape, false);
-        for (k, i) in indices.enumerate() {
-            let (s, m) = self.pair(i);
+        let pairs = crate::calibrate::map_images(n, |k| self.pair(indices.start + k));
+        for (k, (s, m)) in pairs.into_iter().enumerate() {
             scores.index_axis_mut(Axis(0), k).assign(&s);
             masks.index_axis_mut(Axis(0), k).assign(&m);
         }

@@ -3,10 +3,9 @@
 use anyhow::Result;
 use confseg::synthetic::Synthetic;
 use confseg::{Alpha, Calibrator, Mode, ModeKind, ScoreTransform, Transform};
-use ndarray::{Array3, Axis, Zip};
+use ndarray::{Axis, Zip};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
-use rayon::prelude::*;
 
 /// Calibrate on synthetic logits and masks, predict on held-out images and
 /// compare the empirical coverage with the nominal level.
@@ -40,22 +39,6 @@ struct Setup {
     label: String,
 }
 
-fn stack(
-    data: &Synthetic<ndarray::Ix2>,
-    range: std::ops::Range<usize>,
-    size: usize,
-) -> (Array3<f64>, Array3<bool>) {
-    let n = range.len();
-    let pairs: Vec<_> = range.into_par_iter().map(|i| data.pair(i)).collect();
-    let mut s = Array3::zeros((n, size, size));
-    let mut m = Array3::from_elem((n, size, size), false);
-    for (k, (si, mi)) in pairs.into_iter().enumerate() {
-        s.index_axis_mut(Axis(0), k).assign(&si);
-        m.index_axis_mut(Axis(0), k).assign(&mi);
-    }
-    (s, m)
-}
-
 /// A threshold in a table cell: 3 decimals, or `inf`/`-inf`.
 fn short(x: f64) -> String {
     if x.is_finite() {
@@ -73,8 +56,8 @@ pub fn run(args: Args) -> Result<()> {
         crate::cli::report::usage!("--n-cal and --n-test must be positive and --size at least 4");
     }
     let data = Synthetic::new([args.size, args.size]).seed(args.seed);
-    let (cal_s, cal_m) = stack(&data, 0..args.n_cal, args.size);
-    let (test_s, test_m) = stack(&data, args.n_cal..args.n_cal + args.n_test, args.size);
+    let (cal_s, cal_m) = data.stack(0..args.n_cal);
+    let (test_s, test_m) = data.stack(args.n_cal..args.n_cal + args.n_test);
 
     let id = ScoreTransform::Identity;
     let mut setups = vec![
