@@ -52,6 +52,16 @@ pub enum Error {
         /// The offending value.
         value: f64,
     },
+    /// A label map value that is not an integer label.
+    #[error("label map{} holds {value} at voxel {index:?}; labels must be integers", image_suffix(*.image))]
+    InvalidLabel {
+        /// Index of the image, when known.
+        image: Option<usize>,
+        /// Multi-index of the first offending voxel.
+        index: Vec<usize>,
+        /// The offending value.
+        value: f64,
+    },
     /// Two arrays that must have the same shape do not.
     #[error("shape mismatch{}: {what} has shape {found:?}, expected {expected:?}", image_suffix(*.image))]
     ShapeMismatch {
@@ -63,6 +73,55 @@ pub enum Error {
         expected: Vec<usize>,
         /// The shape found.
         found: Vec<usize>,
+    },
+    /// An image whose dimensionality differs from the calibration's.
+    #[error(
+        "dimension mismatch{}: the calibration is for {expected}-D images, this image is {found}-D",
+        image_suffix(*.image)
+    )]
+    DimensionMismatch {
+        /// The calibration's image dimensionality.
+        expected: usize,
+        /// The image's.
+        found: usize,
+        /// Index of the image, when known.
+        image: Option<usize>,
+    },
+    /// A transform returned NaN for an image without NaN.
+    #[error("the {side} transform {transform} produced NaN{} at voxel {index:?}", image_suffix(*.image))]
+    TransformNan {
+        /// The transform ([`Transform::describe`](crate::Transform::describe)).
+        transform: String,
+        /// `"inner"` or `"outer"`.
+        side: &'static str,
+        /// Index of the image, when known.
+        image: Option<usize>,
+        /// Multi-index of the first NaN voxel.
+        index: Vec<usize>,
+    },
+    /// Sets calibrated with each image's own spacing were given an image
+    /// without one, for transforms that depend on it.
+    #[error(
+        "these sets were calibrated with each image's own spacing and {transforms} depend on it: \
+         give this image's spacing{}",
+        image_suffix(*.image)
+    )]
+    SpacingRequired {
+        /// The transforms, `"f_I / f_O"`.
+        transforms: String,
+        /// Index of the image, when known.
+        image: Option<usize>,
+    },
+    /// Two calibrations (or a calibration and a calibrator) computed with
+    /// different transforms, combination, default spacing or dimensionality.
+    #[error("incompatible calibrations: {field} {ours} here, {theirs} there")]
+    IncompatibleCalibration {
+        /// What differs.
+        field: &'static str,
+        /// Its value on the receiving side.
+        ours: String,
+        /// Its value on the other side.
+        theirs: String,
     },
     /// No calibration images were observed.
     #[error("no calibration data: observe at least one (scores, mask) pair before fitting")]
@@ -157,6 +216,11 @@ pub enum FileProblem {
         /// What the parser reported.
         reason: String,
     },
+    /// A stack whose images have no voxels (a zero-length spatial axis).
+    EmptyImages {
+        /// The shape in the file.
+        shape: Vec<usize>,
+    },
     /// An array whose number of axes does not fit its use.
     WrongShape {
         /// The shape in the file.
@@ -219,6 +283,9 @@ impl std::fmt::Display for FileProblem {
                 found_bytes - expected_bytes
             ),
             FileProblem::BadData { reason } => write!(f, "invalid data: {reason}"),
+            FileProblem::EmptyImages { shape } => {
+                write!(f, "stack of shape {shape:?}: its images have no voxels")
+            }
             FileProblem::WrongShape { shape, expected } => {
                 write!(f, "array of shape {shape:?}; expected {expected}")
             }
@@ -239,6 +306,20 @@ impl std::fmt::Display for FileProblem {
     }
 }
 
+/// A user-given string made safe to quote in a one-line message: control
+/// characters escaped, at most 80 characters.
+#[cfg(any(feature = "serde", feature = "npy"))]
+pub(crate) fn one_line(s: &str) -> String {
+    let escaped: String = s.chars().flat_map(char::escape_debug).collect();
+    if escaped.chars().count() > 80 {
+        let mut t: String = escaped.chars().take(77).collect();
+        t.push_str("...");
+        t
+    } else {
+        escaped
+    }
+}
+
 fn image_suffix(image: Option<usize>) -> String {
     image.map_or_else(String::new, |i| format!(" of image {i}"))
 }
@@ -251,7 +332,11 @@ impl Error {
         match &mut self {
             Error::NanScore { image, .. }
             | Error::NonBinaryMask { image, .. }
-            | Error::ShapeMismatch { image, .. } => *image = Some(i),
+            | Error::InvalidLabel { image, .. }
+            | Error::ShapeMismatch { image, .. }
+            | Error::DimensionMismatch { image, .. }
+            | Error::TransformNan { image, .. }
+            | Error::SpacingRequired { image, .. } => *image = Some(i),
             _ => {}
         }
         self

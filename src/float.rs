@@ -17,6 +17,8 @@ pub trait Float:
     + Sync
     + 'static
 {
+    /// The NumPy name of the type (`"float32"`, `"float64"`).
+    const NAME: &'static str;
     /// Lossless widening to `f64` (exact for `f32` and `f64`).
     fn to_f64_lossless(self) -> f64;
     /// Conversion from `f64` (rounds to nearest for `f32`; infinities are kept).
@@ -24,6 +26,7 @@ pub trait Float:
 }
 
 impl Float for f32 {
+    const NAME: &'static str = "float32";
     #[inline]
     fn to_f64_lossless(self) -> f64 {
         f64::from(self)
@@ -35,6 +38,7 @@ impl Float for f32 {
 }
 
 impl Float for f64 {
+    const NAME: &'static str = "float64";
     #[inline]
     fn to_f64_lossless(self) -> f64 {
         self

@@ -67,9 +67,13 @@ pub mod calibrate;
 pub mod error;
 pub mod evaluate;
 pub mod float;
+pub mod image;
 #[cfg(feature = "npy")]
 pub mod io;
+#[cfg(feature = "serde")]
+mod json;
 pub mod mask;
+pub mod pipeline;
 #[cfg(feature = "plot")]
 pub mod plot;
 pub mod quantile;
@@ -78,17 +82,19 @@ pub mod synthetic;
 pub mod transform;
 
 pub use calibrate::{
-    region_statistics, Calibration, Calibrator, Combination, ImageStatistics, Max, Mode, ModeKind, Thresholds,
+    region_statistics, Calibration, Calibrator, Combination, ImageStatistics, Max, Mode, ModeKind,
+    Provenance, Thresholds, Transformed,
 };
 pub use error::{Error, FileProblem, Result};
 pub use float::Float;
+pub use image::{Affine, AsImage, Geometry, Image, Spacing};
 pub use mask::MaskValue;
 pub use quantile::{conformal_quantile, Alpha, Threshold};
 pub use sets::{ConfidenceSets, Coverage, Sets};
 pub use transform::{
     component_boxes, BoundaryMode, BoundingBox, BoxKind, BoxScores, ComponentBoxes, Connectivity,
     DistanceConvention, GaussianSmoothing, Identity, Metric, ScoreTransform, Sigmoid, SignedDistance,
-    Spacing, Transform, TwoClassSoftmax, Units, Width,
+    Transform, TwoClassSoftmax, Units, Width,
 };
 
 /// The README's Rust examples, compiled and run as doctests.

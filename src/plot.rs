@@ -371,8 +371,8 @@ pub fn overlay<A: Float, M: MaskValue>(
     sets: &Sets<Ix2>,
     title: &str,
 ) -> Result<()> {
-    crate::calibrate::check_shape("true mask vs background", background, truth)?;
-    crate::calibrate::check_mask(truth)?;
+    crate::image::check_shape("true mask vs background", background, truth)?;
+    crate::image::check_mask(truth)?;
     draw_overlay(path.as_ref(), background, Some(truth.iter().map(|m| m.is_object()).collect()), sets, title)
 }
 
@@ -398,8 +398,8 @@ fn draw_overlay<A: Float>(
     sets: &Sets<Ix2>,
     title: &str,
 ) -> Result<()> {
-    crate::calibrate::check_shape("inner set vs background", background, &sets.inner)?;
-    crate::calibrate::check_shape("outer set vs background", background, &sets.outer)?;
+    crate::image::check_shape("inner set vs background", background, &sets.inner)?;
+    crate::image::check_shape("outer set vs background", background, &sets.outer)?;
     let (rows, cols) = background.dim();
     let vals: Vec<f64> = background.iter().map(|x| x.to_f64_lossless()).collect();
     let (lo, hi) = vals
@@ -450,9 +450,9 @@ pub fn overlay_slice<A: Float, M: MaskValue>(
     index: usize,
     title: &str,
 ) -> Result<()> {
-    crate::calibrate::check_shape("true mask vs background", background, truth)?;
-    crate::calibrate::check_shape("inner set vs background", background, &sets.inner)?;
-    crate::calibrate::check_shape("outer set vs background", background, &sets.outer)?;
+    crate::image::check_shape("true mask vs background", background, truth)?;
+    crate::image::check_shape("inner set vs background", background, &sets.inner)?;
+    crate::image::check_shape("outer set vs background", background, &sets.outer)?;
     if axis.index() >= 3 || index >= background.len_of(axis) {
         return Err(Error::InvalidParameter {
             name: "slice",

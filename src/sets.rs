@@ -2,13 +2,13 @@
 
 use ndarray::{Array, ArrayRef, Axis, Dimension, RemoveAxis, Zip};
 
-use crate::calibrate::{
-    check_mask, check_nan, check_shape, for_each_image, Combination, Max, Mode, Thresholds,
-};
-use crate::error::Result;
+use crate::calibrate::{Calibration, Calibrator, Combination, Max, Mode, Thresholds};
+use crate::error::{Error, Result};
 use crate::float::Float;
+use crate::image::{check_mask, check_nan, check_shape, AsImage, Spacing};
 use crate::mask::MaskValue;
-use crate::transform::{ScoreTransform, Spacing, Transform};
+use crate::pipeline::{default_in_flight, for_each_image, stream};
+use crate::transform::{ScoreTransform, Transform};
 
 /// Fitted conformal confidence sets: transforms, thresholds and provenance.
 ///
@@ -19,14 +19,21 @@ use crate::transform::{ScoreTransform, Spacing, Transform};
 /// * marginal: `P(I ⊆ Y) >= 1 - alpha_I` and `P(Y ⊆ O) >= 1 - alpha_O`;
 /// * joint (Bonferroni or max): `P(I ⊆ Y ⊆ O) >= 1 - alpha`.
 ///
-/// Built by [`Calibrator::fit`](crate::Calibrator::fit); with the `serde`
-/// feature it round-trips through JSON (the file the CLI writes).
+/// Built by [`Calibrator::fit`]; with the `serde` feature it round-trips
+/// through JSON (the file the CLI writes), and a file whose fields do not
+/// agree with each other (a rank that `n` and `alpha` do not give,
+/// thresholds that contradict the mode, a newer format) is refused.
+///
+/// The fitted sets record the image dimensionality and the spacing the
+/// calibration used: one default spacing, or each image's own. New images
+/// must have the same dimensionality; after a per-image calibration, images
+/// seen by spatial transforms must carry their spacing
+/// ([`Image`](crate::Image)).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConfidenceSets<TI = ScoreTransform, TO = ScoreTransform, C = Max> {
-    inner: TI,
-    outer: TO,
-    combination: C,
-    spacing: Spacing,
+    calibrator: Calibrator<TI, TO, C>,
+    per_image_spacing: bool,
+    ndim: Option<usize>,
     mode: Mode,
     n: usize,
     thresholds: Thresholds,
@@ -63,8 +70,8 @@ impl<D: Dimension> Sets<D> {
     /// Check `I ⊆ Y` and `Y ⊆ O` against a true mask.
     ///
     /// # Errors
-    /// [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) or
-    /// [`Error::NonBinaryMask`](crate::Error::NonBinaryMask).
+    /// [`Error::ShapeMismatch`] or
+    /// [`Error::NonBinaryMask`].
     pub fn coverage<M: MaskValue>(&self, truth: &ArrayRef<M, D>) -> Result<Coverage> {
         check_shape("mask vs sets", &self.inner, truth)?;
         check_mask(truth)?;
@@ -77,28 +84,33 @@ impl<D: Dimension> Sets<D> {
     }
 }
 
-impl<TI, TO, C> ConfidenceSets<TI, TO, C> {
-    pub(crate) fn from_parts(
-        inner: TI,
-        outer: TO,
-        combination: C,
-        spacing: Spacing,
-        mode: Mode,
-        n: usize,
-        thresholds: Thresholds,
-    ) -> Self {
-        ConfidenceSets {
-            inner,
-            outer,
-            combination,
-            spacing,
+impl<TI: Transform + Clone, TO: Transform + Clone, C: Combination> Calibrator<TI, TO, C> {
+    /// Fit thresholds for `mode` and bundle them with the transforms, the
+    /// image dimensionality and the spacing the calibration used.
+    ///
+    /// # Errors
+    /// [`Error::NoCalibrationData`] if `calibration` is empty;
+    /// [`Error::IncompatibleCalibration`] if `calibration` was computed by
+    /// a calibrator with other transforms, combination or default spacing.
+    pub fn fit(&self, calibration: &Calibration, mode: Mode) -> Result<ConfidenceSets<TI, TO, C>> {
+        let ndim = calibration.provenance().map(|p| p.ndim());
+        if let Some(p) = calibration.provenance() {
+            self.provenance(p.ndim()).check(p)?;
+        }
+        let thresholds = calibration.thresholds(&mode)?;
+        Ok(ConfidenceSets {
+            calibrator: self.clone(),
+            per_image_spacing: calibration.per_image_spacing(),
+            ndim,
             mode,
-            n,
+            n: calibration.len(),
             thresholds,
             version: env!("CARGO_PKG_VERSION").to_owned(),
-        }
+        })
     }
+}
 
+impl<TI, TO, C> ConfidenceSets<TI, TO, C> {
     /// The guarantee these sets were calibrated for.
     pub fn mode(&self) -> &Mode {
         &self.mode
@@ -114,55 +126,107 @@ impl<TI, TO, C> ConfidenceSets<TI, TO, C> {
         &self.thresholds
     }
 
-    /// The inner transform `f_I`.
-    pub fn inner_transform(&self) -> &TI {
-        &self.inner
+    /// The calibrator (transforms, combination, default spacing).
+    pub fn calibrator(&self) -> &Calibrator<TI, TO, C> {
+        &self.calibrator
     }
 
-    /// The outer transform `f_O`.
-    pub fn outer_transform(&self) -> &TO {
-        &self.outer
+    /// The dimensionality of the calibration images (`None` if the
+    /// calibration was filled by hand, without a calibrator).
+    pub fn ndim(&self) -> Option<usize> {
+        self.ndim
     }
 
-    /// The combination function.
-    pub fn combination(&self) -> &C {
-        &self.combination
-    }
-
-    /// The voxel spacing given to the transforms.
-    pub fn spacing(&self) -> &Spacing {
-        &self.spacing
+    /// Whether the calibration used each image's own spacing.
+    pub fn per_image_spacing(&self) -> bool {
+        self.per_image_spacing
     }
 
     /// Version of confseg that fitted these sets.
     pub fn crate_version(&self) -> &str {
         &self.version
     }
+
+    /// The inner transform `f_I`.
+    pub fn inner_transform(&self) -> &TI {
+        self.calibrator.inner_transform()
+    }
+
+    /// The outer transform `f_O`.
+    pub fn outer_transform(&self) -> &TO {
+        self.calibrator.outer_transform()
+    }
+
+    /// The combination function.
+    pub fn combination(&self) -> &C {
+        self.calibrator.combination()
+    }
+
+    /// The default voxel spacing given to the transforms for images without
+    /// their own.
+    pub fn spacing(&self) -> &Spacing {
+        self.calibrator.spacing()
+    }
 }
 
 impl<TI: Transform, TO: Transform, C: Combination> ConfidenceSets<TI, TO, C> {
-    /// Inner and outer sets for a new score image.
-    ///
-    /// # Errors
-    /// NaN in the scores (before or after transformation), or a transform error.
-    pub fn predict<A: Float, D: Dimension>(&self, scores: &ArrayRef<A, D>) -> Result<Sets<D>> {
-        check_nan("scores", scores)?;
-        let fi = self.inner.apply(scores, &self.spacing)?;
-        let fo = self.outer.apply(scores, &self.spacing)?;
-        self.predict_transformed(&fi, &fo)
+    /// [`Error::DimensionMismatch`] unless `ndim` is the calibration's.
+    fn check_ndim(&self, ndim: usize) -> Result<()> {
+        match self.ndim {
+            Some(expected) if expected != ndim => {
+                Err(Error::DimensionMismatch { expected, found: ndim, image: None })
+            }
+            _ => Ok(()),
+        }
     }
 
-    /// Sets for a batch-first stack `(N, spatial...)` of score images; the
-    /// result holds stacks of the same shape. Parallel with the `rayon` feature.
+    /// The spacing for an image: its own, or the default unless the
+    /// calibration was per image and a transform depends on the spacing.
+    fn spacing_for<'s>(&'s self, own: Option<&'s Spacing>) -> Result<Option<&'s Spacing>> {
+        let spatial = self.inner_transform().uses_spacing() || self.outer_transform().uses_spacing();
+        match own {
+            None if self.per_image_spacing && spatial => Err(Error::SpacingRequired {
+                transforms: format!(
+                    "{} / {}",
+                    self.inner_transform().describe(),
+                    self.outer_transform().describe()
+                ),
+                image: None,
+            }),
+            _ => Ok(own),
+        }
+    }
+
+    /// Inner and outer sets for a new score image: a plain array (default
+    /// spacing) or an [`Image`](crate::Image) with its own spacing.
+    ///
+    /// # Errors
+    /// [`Error::DimensionMismatch`] for an image of another dimensionality
+    /// than the calibration's; [`Error::SpacingRequired`] for a plain array
+    /// after a per-image calibration with spatial transforms; NaN in the
+    /// scores or made by a transform; a transform error.
+    pub fn predict<I: AsImage + ?Sized>(&self, scores: &I) -> Result<Sets<I::Dim>> {
+        let s = scores.scores();
+        self.check_ndim(s.ndim())?;
+        let spacing = self.spacing_for(scores.spacing())?;
+        let (fi, fo) = self.calibrator.transform(s, spacing)?;
+        self.threshold(&fi, &fo).map_err(|e| self.calibrator.blame_nan(e, s, &fi, &fo))
+    }
+
+    /// Sets for a batch-first stack `(N, spatial...)` of score images, all
+    /// with the default spacing; the result holds stacks of the same shape.
+    /// Parallel with the `rayon` feature.
     ///
     /// # Errors
     /// As [`ConfidenceSets::predict`], for the first failing image, tagged
-    /// with its index.
+    /// with its index; [`Error::DimensionMismatch`] if the stack does not
+    /// hold images of the calibration's dimensionality.
     pub fn predict_stack<A: Float, D: RemoveAxis>(&self, scores: &ArrayRef<A, D>) -> Result<Sets<D>>
     where
         TI: Sync,
         TO: Sync,
     {
+        self.check_ndim(scores.ndim().saturating_sub(1))?;
         let n = scores.len_of(Axis(0));
         let per_image = for_each_image(n, |i| self.predict(&scores.index_axis(Axis(0), i)))?;
         let mut inner = Array::from_elem(scores.raw_dim(), false);
@@ -174,25 +238,77 @@ impl<TI: Transform, TO: Transform, C: Combination> ConfidenceSets<TI, TO, C> {
         Ok(Sets { inner, outer })
     }
 
+    /// Sets for a stream of images (plain arrays or [`Image`](crate::Image)s,
+    /// of any shapes), computed in parallel with at most
+    /// [`default_in_flight`] images in memory; `sink` receives each image's
+    /// position in the stream and its sets, in stream order (e.g. to write
+    /// them as they come).
+    ///
+    /// ```
+    /// use confseg::{Calibration, Calibrator, Identity, Mode, Alpha};
+    /// use confseg::synthetic::Synthetic;
+    /// let data = Synthetic::new([16, 16]).seed(3);
+    /// let c = Calibrator::new(Identity, Identity);
+    /// let sets = c.fit(&c.calibrate_stream(data.pairs(0..40).map(Ok))?, Mode::max(Alpha::new(0.1)?))?;
+    /// let mut covered = 0;
+    /// let truths: Vec<_> = data.pairs(100..120).map(|(_, m)| m).collect();
+    /// sets.predict_stream(data.pairs(100..120).map(|(s, _)| Ok(s)), |i, p| {
+    ///     covered += usize::from(p.coverage(&truths[i])?.joint());
+    ///     Ok(())
+    /// })?;
+    /// assert!(covered <= 20);
+    /// # Ok::<(), confseg::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// The source's or the sink's first error, or as
+    /// [`ConfidenceSets::predict`] for the first failing image, tagged with
+    /// its position in the stream.
+    pub fn predict_stream<I, S, K>(&self, images: S, sink: K) -> Result<()>
+    where
+        S: Iterator<Item = Result<I>> + Send,
+        I: AsImage + Send,
+        K: FnMut(usize, Sets<I::Dim>) -> Result<()>,
+        TI: Sync,
+        TO: Sync,
+        C: Sync,
+    {
+        stream(
+            images,
+            default_in_flight(),
+            |i, image: I| self.predict(&image).map_err(|e| e.in_image(i)),
+            sink,
+        )
+    }
+
     /// Inner and outer sets from scores that are already transformed
     /// (`f_I(s(X))` and `f_O(s(X))`; the stored transforms are not applied).
     ///
     /// # Errors
-    /// Shape mismatch between the two inputs, or NaN in either.
+    /// Shape mismatch between the two inputs, or NaN in either;
+    /// [`Error::DimensionMismatch`] as for [`ConfidenceSets::predict`].
     pub fn predict_transformed<A: Float, D: Dimension>(
         &self,
         inner_scores: &ArrayRef<A, D>,
         outer_scores: &ArrayRef<A, D>,
     ) -> Result<Sets<D>> {
-        check_shape("outer scores vs inner scores", inner_scores, outer_scores)?;
-        check_nan("inner scores", inner_scores)?;
-        check_nan("outer scores", outer_scores)?;
+        self.check_ndim(inner_scores.ndim())?;
+        self.threshold(inner_scores, outer_scores)
+    }
+
+    /// `{f_I > lambda_I}` and `{-f_O <= lambda_O}` (through the combination's
+    /// per-voxel value). Thresholds are compared in `f64`, exactly: every
+    /// `f32` is an `f64`.
+    fn threshold<A: Float, D: Dimension>(&self, fi: &ArrayRef<A, D>, fo: &ArrayRef<A, D>) -> Result<Sets<D>> {
+        check_shape("outer scores vs inner scores", fi, fo)?;
+        check_nan("inner scores", fi)?;
+        check_nan("outer scores", fo)?;
         let li = self.thresholds.inner.value();
         let lo = self.thresholds.outer.value();
-        let c = &self.combination;
+        let c = self.combination();
         Ok(Sets {
-            inner: inner_scores.mapv(|x| c.voxel(x).to_f64_lossless() > li),
-            outer: outer_scores.mapv(|x| c.voxel(-x).to_f64_lossless() <= lo),
+            inner: fi.mapv(|x| c.voxel(x).to_f64_lossless() > li),
+            outer: fo.mapv(|x| c.voxel(-x).to_f64_lossless() <= lo),
         })
     }
 }
@@ -200,16 +316,19 @@ impl<TI: Transform, TO: Transform, C: Combination> ConfidenceSets<TI, TO, C> {
 #[cfg(feature = "serde")]
 mod serde_impl {
     //! The JSON shape of fitted sets:
-    //! `{confseg_version, n, mode, alpha, combination, spacing,
+    //! `{confseg_version, n, ndim, mode, alpha, combination, spacing,
     //!   inner: {alpha, threshold, rank, transform}, outer: {...}}`,
-    //! with infinite thresholds written as the strings `"inf"` / `"-inf"`.
+    //! with infinite thresholds written as the strings `"inf"` / `"-inf"`
+    //! and `spacing` the default spacing (`null` for unit) or `"per-image"`.
+    //! Reading checks that the fields agree with each other and names the
+    //! first field that does not.
 
     use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
-    use super::{ConfidenceSets, Mode, Spacing, Thresholds};
+    use super::{Calibrator, ConfidenceSets, Mode, Spacing, Thresholds};
     use crate::calibrate::ModeKind;
-    use crate::quantile::Alpha;
-    use crate::quantile::Threshold;
+    use crate::json::inf_as_string;
+    use crate::quantile::{Alpha, Threshold};
 
     #[derive(Serialize, Deserialize)]
     struct SideRepr<T> {
@@ -220,114 +339,182 @@ mod serde_impl {
         transform: T,
     }
 
+    /// `null`, `[s1, s2, ...]` or `"per-image"`.
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum SpacingRepr {
+        PerImage(PerImage),
+        Default(Spacing),
+    }
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    enum PerImage {
+        PerImage,
+    }
+
     #[derive(Serialize, Deserialize)]
     struct Repr<TI, TO, C> {
         confseg_version: String,
         n: usize,
+        #[serde(default)]
+        ndim: Option<usize>,
         mode: ModeKind,
         alpha: Option<Alpha>,
         combination: C,
-        spacing: Spacing,
+        spacing: SpacingRepr,
         inner: SideRepr<TI>,
         outer: SideRepr<TO>,
-    }
-
-    fn threshold(n: usize, alpha: Alpha, value: f64, rank: Option<usize>) -> Threshold {
-        match rank {
-            Some(k) => Threshold::OrderStatistic { k, value },
-            None => Threshold::TooFewImages { n, needed: alpha.min_calibration_size() },
-        }
     }
 
     impl<TI: Serialize + Clone, TO: Serialize + Clone, C: Serialize + Clone> Serialize
         for ConfidenceSets<TI, TO, C>
     {
         fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let c = &self.calibrator;
             Repr {
                 confseg_version: self.version.clone(),
                 n: self.n,
+                ndim: self.ndim,
                 mode: self.mode.kind(),
                 alpha: self.mode.joint_alpha(),
-                combination: self.combination.clone(),
-                spacing: self.spacing.clone(),
+                combination: c.combination().clone(),
+                spacing: if self.per_image_spacing {
+                    SpacingRepr::PerImage(PerImage::PerImage)
+                } else {
+                    SpacingRepr::Default(c.spacing().clone())
+                },
                 inner: SideRepr {
                     alpha: self.mode.inner_alpha(),
                     threshold: self.thresholds.inner.value(),
                     rank: self.thresholds.inner.rank(),
-                    transform: self.inner.clone(),
+                    transform: c.inner_transform().clone(),
                 },
                 outer: SideRepr {
                     alpha: self.mode.outer_alpha(),
                     threshold: self.thresholds.outer.value(),
                     rank: self.thresholds.outer.rank(),
-                    transform: self.outer.clone(),
+                    transform: c.outer_transform().clone(),
                 },
             }
             .serialize(s)
         }
     }
 
-    impl<'de, TI: Deserialize<'de>, TO: Deserialize<'de>, C: Deserialize<'de>> Deserialize<'de>
-        for ConfidenceSets<TI, TO, C>
+    /// `(major, minor)` of a version string `"MAJOR.MINOR.PATCH[-pre]"`.
+    fn major_minor(v: &str) -> Option<(u64, u64)> {
+        let mut parts = v.split(['.', '-', '+']);
+        Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+    }
+
+    /// The fitted threshold of one side, checked against `n` and `alpha`.
+    fn threshold(side: &str, n: usize, r: (Alpha, f64, Option<usize>)) -> Result<Threshold, String> {
+        let (alpha, value, rank) = r;
+        let k = alpha.rank(n);
+        if value.is_nan() {
+            return Err(format!("{side}.threshold is NaN"));
+        }
+        match rank {
+            Some(got) if k <= n && got == k => Ok(Threshold::OrderStatistic { k, value }),
+            Some(got) if k <= n => Err(format!(
+                "{side}.rank = {got} does not match n = {n} and {side}.alpha = {alpha} (the conformal rank is {k})"
+            )),
+            Some(got) => Err(format!(
+                "{side}.rank = {got}, but n = {n} is too small for {side}.alpha = {alpha}: \
+                 the rank must be null and the threshold \"inf\""
+            )),
+            None if k > n && value == f64::INFINITY => {
+                Ok(Threshold::TooFewImages { n, needed: alpha.min_calibration_size() })
+            }
+            None if k > n => Err(format!("{side}.threshold must be \"inf\" when {side}.rank is null")),
+            None => Err(format!(
+                "{side}.rank is null, but n = {n} and {side}.alpha = {alpha} give the rank {k}"
+            )),
+        }
+    }
+
+    impl<'de, TI, TO, C> Deserialize<'de> for ConfidenceSets<TI, TO, C>
+    where
+        TI: Deserialize<'de>,
+        TO: Deserialize<'de>,
+        C: Deserialize<'de>,
     {
         fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
             let r = Repr::<TI, TO, C>::deserialize(d)?;
+            let ours = major_minor(env!("CARGO_PKG_VERSION")).unwrap_or((0, 0));
+            match major_minor(&r.confseg_version) {
+                None => {
+                    return Err(de::Error::custom(format!(
+                        "confseg_version {:?} is not a version number",
+                        crate::error::one_line(&r.confseg_version)
+                    )))
+                }
+                Some(v) if v > ours => {
+                    return Err(de::Error::custom(format!(
+                        "written by confseg {}, newer than this confseg {}: its format may differ",
+                        r.confseg_version,
+                        env!("CARGO_PKG_VERSION")
+                    )))
+                }
+                Some(_) => {}
+            }
+            if r.n == 0 {
+                return Err(de::Error::custom("n = 0: at least one calibration image is needed"));
+            }
+            if r.ndim == Some(0) {
+                return Err(de::Error::custom("ndim = 0: images have at least one axis"));
+            }
             let mode = match (r.mode, r.alpha) {
                 (ModeKind::Marginal, _) => Mode::marginal_split(r.inner.alpha, r.outer.alpha),
                 (ModeKind::Bonferroni, Some(a)) => {
                     Mode::bonferroni_split(a, r.inner.alpha, r.outer.alpha).map_err(de::Error::custom)?
                 }
-                (ModeKind::Max, Some(a)) => Mode::max(a),
+                (ModeKind::Max, Some(a)) => {
+                    if r.inner.alpha != a || r.outer.alpha != a {
+                        return Err(de::Error::custom(format!(
+                            "mode max uses one level: inner.alpha = {} and outer.alpha = {} must equal alpha = {a}",
+                            r.inner.alpha, r.outer.alpha
+                        )));
+                    }
+                    if r.inner.threshold.to_bits() != r.outer.threshold.to_bits() {
+                        return Err(de::Error::custom(format!(
+                            "mode max uses one threshold: inner.threshold = {} differs from outer.threshold = {}",
+                            r.inner.threshold, r.outer.threshold
+                        )));
+                    }
+                    Mode::max(a)
+                }
                 (kind, None) => {
                     return Err(de::Error::custom(format!("mode {kind} needs a joint \"alpha\"")))
                 }
             };
-            let inner = threshold(r.n, r.inner.alpha, r.inner.threshold, r.inner.rank);
-            let outer = threshold(r.n, r.outer.alpha, r.outer.threshold, r.outer.rank);
-            if r.n == 0 {
-                return Err(de::Error::custom("n must be at least 1"));
+            let inner = threshold("inner", r.n, (r.inner.alpha, r.inner.threshold, r.inner.rank))
+                .map_err(de::Error::custom)?;
+            let outer = threshold("outer", r.n, (r.outer.alpha, r.outer.threshold, r.outer.rank))
+                .map_err(de::Error::custom)?;
+            let (spacing, per_image_spacing) = match r.spacing {
+                SpacingRepr::PerImage(_) => (Spacing::unit(), true),
+                SpacingRepr::Default(s) => (s, false),
+            };
+            if let (Some(nd), Some(sp)) = (r.ndim, spacing.as_slice()) {
+                if sp.len() != nd {
+                    return Err(de::Error::custom(format!(
+                        "spacing has {} entries for {nd}-D images",
+                        sp.len()
+                    )));
+                }
             }
+            let calibrator =
+                Calibrator::from_parts(r.inner.transform, r.outer.transform, r.combination, spacing);
             Ok(ConfidenceSets {
-                inner: r.inner.transform,
-                outer: r.outer.transform,
-                combination: r.combination,
-                spacing: r.spacing,
+                calibrator,
+                per_image_spacing,
+                ndim: r.ndim,
                 mode,
                 n: r.n,
                 thresholds: Thresholds { inner, outer },
                 version: r.confseg_version,
             })
-        }
-    }
-
-    /// `f64` with infinities as the strings `"inf"` / `"-inf"` (JSON has no infinity).
-    pub(crate) mod inf_as_string {
-        use serde::{de, Deserialize, Deserializer, Serializer};
-
-        pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
-            if v.is_infinite() {
-                s.serialize_str(if *v > 0.0 { "inf" } else { "-inf" })
-            } else {
-                s.serialize_f64(*v)
-            }
-        }
-
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum NumOrStr {
-            Num(f64),
-            Str(String),
-        }
-
-        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-            match NumOrStr::deserialize(d)? {
-                NumOrStr::Num(x) => Ok(x),
-                NumOrStr::Str(s) => match s.as_str() {
-                    "inf" | "+inf" | "Infinity" | "infinity" => Ok(f64::INFINITY),
-                    "-inf" | "-Infinity" | "-infinity" => Ok(f64::NEG_INFINITY),
-                    _ => Err(de::Error::custom(format!("expected a number, \"inf\" or \"-inf\", got {s:?}"))),
-                },
-            }
         }
     }
 }

@@ -242,7 +242,7 @@ fn reference(inner: &Array3<f64>, outer: &Array3<f64>, m: &Array3<bool>, idx: &[
         .collect()
 }
 
-fn transform_stack(t: &ScoreTransform, s: &Array3<f64>) -> Array3<f64> {
+fn transform_stack<A: confseg::Float>(t: &ScoreTransform, s: &Array3<A>) -> Array3<A> {
     let mut out = s.clone();
     for (i, mut o) in out.outer_iter_mut().enumerate() {
         o.assign(&t.apply(&s.index_axis(Axis(0), i), &Spacing::unit()).unwrap());
@@ -427,8 +427,9 @@ fn transform_writes_the_transformed_stack() {
         "-o",
         f.s("p.npy"),
     ]);
+    // float32 scores are transformed in float32 (native precision), then widened
     let got: Array3<f64> = read_npy(f.path("p.npy")).unwrap();
-    assert_eq!(got, transform_stack(&ScoreTransform::Sigmoid, &s32.mapv(f64::from)));
+    assert_eq!(got, transform_stack(&ScoreTransform::Sigmoid, &s32).mapv(f64::from));
     let e = fail(&["transform", "--scores", f.s("s.npy"), "--transform", "nope", "-o", f.s("q.npy")], 1);
     assert!(e.contains("nope"), "{e}");
     assert!(!f.path("q.npy").exists());

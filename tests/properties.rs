@@ -62,7 +62,7 @@ proptest! {
         }
         let mut merged = Calibration::new();
         for c in &chunks {
-            merged.merge(c);
+            merged.merge(c).unwrap();
         }
         prop_assert_eq!(merged.len(), one_pass.len());
         for mode in modes() {

@@ -147,7 +147,7 @@ impl Method {
                 p.steps = imgs
                     .iter()
                     .map(|img| {
-                        let d = step_distance(&img.predicted, pool.shape(), metric);
+                        let d = step_distance(&img.predicted, &img.shape, metric);
                         let g = d
                             .iter()
                             .map(|&s| if s == u32::MAX { f64::NEG_INFINITY } else { -f64::from(s) })
@@ -256,7 +256,8 @@ impl Prepared {
             }
             Method::PixelwiseBonferroni(spec) => {
                 let mode = spec.mode(alpha)?;
-                let voxels = pool.shape().iter().product::<usize>() as f64;
+                // the largest image's voxel count: valid (conservative) for every image
+                let voxels = pool.max_voxels() as f64;
                 // outer: O = {f_O >= x_(m)} over pooled object values
                 let n1: usize = cal.iter().map(|&i| imgs[i].outer.object.len()).sum();
                 let c = mode.outer_alpha().get() / voxels;

@@ -67,15 +67,17 @@ pub mod select;
 use std::collections::HashMap;
 use std::fmt;
 
-use ndarray::{ArrayRef, Axis, Dimension, RemoveAxis};
+use ndarray::{Array, ArrayRef, Axis, Dimension, RemoveAxis};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
 
-use crate::calibrate::{check_shape, for_each_image, region_statistics, Calibrator, Max, ModeKind};
+use crate::calibrate::{region_statistics, Calibrator, Max, ModeKind, Transformed};
 use crate::error::{Error, Result};
 use crate::float::Float;
+use crate::image::{check_shape, AsImage};
 use crate::mask::MaskValue;
+use crate::pipeline::{default_in_flight, for_each_image, stream};
 use crate::quantile::Alpha;
 use crate::transform::{Spacing, Transform};
 use crate::{Calibration, Mode};
@@ -343,6 +345,8 @@ pub(crate) fn count_at_least(sorted: &[f64], b: f64) -> usize {
 /// One labelled image of a [`Pool`].
 #[derive(Debug, Clone)]
 pub(crate) struct PoolImage {
+    pub(crate) shape: Vec<usize>,
+    pub(crate) spacing: Vec<f64>,
     pub(crate) truth: Vec<bool>,
     pub(crate) n_object: usize,
     pub(crate) inner: Field,
@@ -350,25 +354,33 @@ pub(crate) struct PoolImage {
     pub(crate) predicted: Vec<bool>,
 }
 
+impl PoolImage {
+    pub(crate) fn voxels(&self) -> usize {
+        self.truth.len()
+    }
+}
+
 /// A pool of labelled images prepared for repeated validation: every image
 /// is transformed once; see the [module docs](self).
 ///
-/// Memory: two `f64` copies of every voxel per side (the values and their
-/// sorted split by the truth), so about `32 |V|` bytes per image.
+/// Images may differ in shape and spacing (per-subject volumes) but share
+/// one dimensionality. Memory: two `f64` copies of every voxel per side
+/// (the values and their sorted split by the truth), so about `32 |V|`
+/// bytes per image; the images are read and transformed as a stream
+/// ([`Pool::from_stream`]), so nothing else grows with the pool.
 #[derive(Debug, Clone)]
 pub struct Pool {
-    shape: Vec<usize>,
-    spacing: Vec<f64>,
+    ndim: usize,
     images: Vec<PoolImage>,
     statistics: Calibration,
 }
 
 impl Pool {
     /// Transform a batch-first stack `(N, spatial...)` of score images with
-    /// the calibrator's `f_I`, `f_O` and spacing, and reduce each image to
-    /// its calibration statistics (once). `mask_threshold` defines the
-    /// segmenter's predicted mask `{s > mask_threshold}` (0 for logits, 0.5
-    /// for probabilities), used only by the morphological baseline.
+    /// the calibrator's `f_I`, `f_O` and default spacing, and reduce each
+    /// image to its calibration statistics (once). `mask_threshold` defines
+    /// the segmenter's predicted mask `{s > mask_threshold}` (0 for logits,
+    /// 0.5 for probabilities), used only by the morphological baseline.
     ///
     /// # Errors
     /// Shape mismatch of the stacks, NaN scores, non-binary masks or a
@@ -389,17 +401,51 @@ impl Pool {
     {
         check_threshold(mask_threshold)?;
         check_shape("scores stack vs masks stack", masks, scores)?;
-        let spacing = calibrator.spacing().for_ndim(scores.ndim().saturating_sub(1))?.into_owned();
+        let ndim = scores.ndim().saturating_sub(1);
         let images = for_each_image(scores.len_of(Axis(0)), |i| {
             let s = scores.index_axis(Axis(0), i);
-            let m = masks.index_axis(Axis(0), i);
-            crate::calibrate::check_nan("scores", &s)?;
-            let fi = calibrator.inner_transform().apply(&s, calibrator.spacing())?;
-            let fo = calibrator.outer_transform().apply(&s, calibrator.spacing())?;
-            let predicted: Vec<bool> = s.iter().map(|x| x.to_f64_lossless() > mask_threshold).collect();
-            prepare(&fi, &fo, &m, predicted)
+            prepare_raw(calibrator, &s, &masks.index_axis(Axis(0), i), mask_threshold)
         })?;
-        Ok(Self::from_images(scores.shape()[1..].to_vec(), spacing, images))
+        Self::from_images(ndim, calibrator, images)
+    }
+
+    /// A pool from a stream of labelled images (plain arrays with the
+    /// default spacing, or [`Image`](crate::Image)s with their own; any
+    /// shapes, one dimensionality), transformed in parallel with a bounded
+    /// number of images in flight. Equal to [`Pool::new`] on the same
+    /// images.
+    ///
+    /// # Errors
+    /// As [`Pool::new`], for the first failing image, tagged with its
+    /// position in the stream; [`Error::DimensionMismatch`] if the images
+    /// differ in dimensionality.
+    pub fn from_stream<TI, TO, I, M, S>(
+        calibrator: &Calibrator<TI, TO, Max>,
+        pairs: S,
+        mask_threshold: f64,
+    ) -> Result<Pool>
+    where
+        TI: Transform + Sync,
+        TO: Transform + Sync,
+        I: AsImage + Send,
+        M: MaskValue,
+        S: Iterator<Item = Result<(I, Array<M, I::Dim>)>> + Send,
+    {
+        check_threshold(mask_threshold)?;
+        let mut images = Vec::new();
+        stream(
+            pairs,
+            default_in_flight(),
+            |i, (s, m): (I, Array<M, I::Dim>)| {
+                prepare_raw(calibrator, &s, &m, mask_threshold).map_err(|e| e.in_image(i))
+            },
+            |_, img| {
+                images.push(img);
+                Ok(())
+            },
+        )?;
+        let ndim = images.first().map_or(0, |(img, _): &(PoolImage, _)| img.shape.len());
+        Self::from_images(ndim, calibrator, images)
     }
 
     /// A pool from scores that are already transformed (`f_I(s)` and
@@ -424,29 +470,78 @@ impl Pool {
         check_threshold(mask_threshold)?;
         check_shape("inner scores stack vs masks stack", masks, inner)?;
         check_shape("outer scores stack vs masks stack", masks, outer)?;
-        let sp = spacing.for_ndim(inner.ndim().saturating_sub(1))?.into_owned();
+        let ndim = inner.ndim().saturating_sub(1);
+        let sp = spacing.for_ndim(ndim)?.into_owned();
         let images = for_each_image(inner.len_of(Axis(0)), |i| {
             let fo = outer.index_axis(Axis(0), i);
             let predicted: Vec<bool> = fo.iter().map(|x| x.to_f64_lossless() > mask_threshold).collect();
-            prepare(&inner.index_axis(Axis(0), i), &fo, &masks.index_axis(Axis(0), i), predicted)
+            prepare(&inner.index_axis(Axis(0), i), &fo, &masks.index_axis(Axis(0), i), predicted, sp.clone())
         })?;
-        Ok(Self::from_images(inner.shape()[1..].to_vec(), sp, images))
+        let identity = Calibrator::new(crate::Identity, crate::Identity).with_spacing(spacing.clone());
+        Self::from_images(ndim, &identity, images)
     }
 
-    fn from_images(
-        shape: Vec<usize>,
-        spacing: Vec<f64>,
+    /// [`Pool::from_transformed`] for a stream of already transformed
+    /// scores ([`Transformed`]) and masks, all with `spacing`.
+    ///
+    /// # Errors
+    /// As [`Pool::from_transformed`], for the first failing image, tagged
+    /// with its position in the stream.
+    pub fn from_transformed_stream<A, D, M, S>(
+        items: S,
+        spacing: &Spacing,
+        mask_threshold: f64,
+    ) -> Result<Pool>
+    where
+        A: Float,
+        D: Dimension,
+        M: MaskValue,
+        S: Iterator<Item = Result<(Transformed<A, D>, Array<M, D>)>> + Send,
+    {
+        check_threshold(mask_threshold)?;
+        let mut images = Vec::new();
+        stream(
+            items,
+            default_in_flight(),
+            |i, (t, m): (Transformed<A, D>, Array<M, D>)| {
+                let (fi, fo) = t.sides();
+                let sp = spacing.for_ndim(fi.ndim())?.into_owned();
+                let predicted: Vec<bool> = fo.iter().map(|x| x.to_f64_lossless() > mask_threshold).collect();
+                prepare(fi, fo, &m, predicted, sp).map_err(|e| e.in_image(i))
+            },
+            |_, img| {
+                images.push(img);
+                Ok(())
+            },
+        )?;
+        let ndim = images.first().map_or(0, |(img, _): &(PoolImage, _)| img.shape.len());
+        let identity = Calibrator::new(crate::Identity, crate::Identity).with_spacing(spacing.clone());
+        Self::from_images(ndim, &identity, images)
+    }
+
+    fn from_images<TI: Transform, TO: Transform>(
+        ndim: usize,
+        calibrator: &Calibrator<TI, TO, Max>,
         images: Vec<(PoolImage, crate::ImageStatistics)>,
-    ) -> Pool {
+    ) -> Result<Pool> {
         let mut statistics = Calibration::new();
-        let images = images
-            .into_iter()
-            .map(|(img, s)| {
-                statistics.push(s);
-                img
-            })
-            .collect();
-        Pool { shape, spacing, images, statistics }
+        let mut out = Vec::with_capacity(images.len());
+        for (i, (img, s)) in images.into_iter().enumerate() {
+            if img.shape.len() != ndim {
+                return Err(Error::DimensionMismatch {
+                    expected: ndim,
+                    found: img.shape.len(),
+                    image: Some(i),
+                });
+            }
+            statistics.push(s);
+            out.push(img);
+        }
+        let mut with_provenance = Calibration::new();
+        if !out.is_empty() {
+            calibrator.observe_statistics(&mut with_provenance, &statistics, ndim)?;
+        }
+        Ok(Pool { ndim, images: out, statistics: with_provenance })
     }
 
     /// Number of images.
@@ -461,16 +556,28 @@ impl Pool {
         self.images.is_empty()
     }
 
-    /// The spatial shape of the images.
+    /// The image dimensionality.
     #[must_use]
-    pub fn shape(&self) -> &[usize] {
-        &self.shape
+    pub fn ndim(&self) -> usize {
+        self.ndim
     }
 
-    /// The voxel spacing (one entry per axis).
+    /// The spatial shape of image `j`.
     #[must_use]
-    pub fn spacing(&self) -> &[f64] {
-        &self.spacing
+    pub fn image_shape(&self, j: usize) -> Option<&[usize]> {
+        self.images.get(j).map(|i| i.shape.as_slice())
+    }
+
+    /// The voxel spacing of image `j` (one entry per axis).
+    #[must_use]
+    pub fn image_spacing(&self, j: usize) -> Option<&[f64]> {
+        self.images.get(j).map(|i| i.spacing.as_slice())
+    }
+
+    /// The largest number of voxels of an image.
+    #[must_use]
+    pub fn max_voxels(&self) -> usize {
+        self.images.iter().map(PoolImage::voxels).max().unwrap_or(0)
     }
 
     /// The calibration statistics `(tau_i, gamma_i)` of every image, in order.
@@ -486,16 +593,35 @@ impl Pool {
     pub fn subset(&self, indices: &[usize]) -> Result<Pool> {
         let statistics = self.statistics.select(indices)?;
         let images = indices.iter().map(|&i| self.images[i].clone()).collect();
-        Ok(Pool { shape: self.shape.clone(), spacing: self.spacing.clone(), images, statistics })
+        Ok(Pool { ndim: self.ndim, images, statistics })
     }
 
     pub(crate) fn images(&self) -> &[PoolImage] {
         &self.images
     }
+}
 
-    fn voxels(&self) -> usize {
-        self.shape.iter().product()
-    }
+/// Transform one raw image (own spacing or the calibrator's default) and
+/// prepare it for the pool.
+fn prepare_raw<TI, TO, I, M>(
+    calibrator: &Calibrator<TI, TO, Max>,
+    image: &I,
+    mask: &ArrayRef<M, I::Dim>,
+    mask_threshold: f64,
+) -> Result<(PoolImage, crate::ImageStatistics)>
+where
+    TI: Transform,
+    TO: Transform,
+    I: AsImage + ?Sized,
+    M: MaskValue,
+{
+    let s = image.scores();
+    check_shape("scores vs mask", mask, s)?;
+    let spacing = image.spacing().unwrap_or(calibrator.spacing());
+    let sp = spacing.for_ndim(s.ndim())?.into_owned();
+    let (fi, fo) = calibrator.transform(s, image.spacing())?;
+    let predicted: Vec<bool> = s.iter().map(|x| x.to_f64_lossless() > mask_threshold).collect();
+    prepare(&fi, &fo, mask, predicted, sp).map_err(|e| calibrator.blame_nan(e, s, &fi, &fo))
 }
 
 fn check_threshold(t: f64) -> Result<()> {
@@ -514,6 +640,7 @@ fn prepare<A: Float, D: Dimension, M: MaskValue>(
     fo: &ArrayRef<A, D>,
     mask: &ArrayRef<M, D>,
     predicted: Vec<bool>,
+    spacing: Vec<f64>,
 ) -> Result<(PoolImage, crate::ImageStatistics)> {
     // also validates shapes, NaN and the mask
     let stats = region_statistics(fi, fo, mask, &Max)?;
@@ -521,7 +648,7 @@ fn prepare<A: Float, D: Dimension, M: MaskValue>(
     let n_object = truth.iter().filter(|&&b| b).count();
     let inner = Field::new(fi.iter().map(|x| x.to_f64_lossless()).collect(), &truth);
     let outer = Field::new(fo.iter().map(|x| x.to_f64_lossless()).collect(), &truth);
-    Ok((PoolImage { truth, n_object, inner, outer, predicted }, stats))
+    Ok((PoolImage { shape: fi.shape().to_vec(), spacing, truth, n_object, inner, outer, predicted }, stats))
 }
 
 /// Mean, spread and quantiles of one coverage over the splits.
@@ -819,7 +946,6 @@ impl Validation {
         let mut geometry_tests: Vec<Vec<usize>> = Vec::with_capacity(geometry_splits);
         let prepared: Vec<baselines::Prepared> =
             methods.iter().map(|m| m.prepare(pool)).collect::<Result<_>>()?;
-        let voxels = pool.voxels() as f64;
         let n_alpha = self.alphas.len();
         let cells = methods.len() * n_alpha;
 
@@ -857,6 +983,7 @@ impl Validation {
                     let (mut ci, mut co, mut cj) = (0usize, 0usize, 0usize);
                     for &j in test {
                         let img = &pool.images[j];
+                        let voxels = img.voxels() as f64;
                         let (fi, fo) = p.fields(pool, j);
                         let (inner_ok, outer_ok) = p.covers(pool, j, t);
                         ci += usize::from(inner_ok);
@@ -934,12 +1061,12 @@ impl Validation {
             let truth_geo: HashMap<usize, TruthGeometry> = images_needed
                 .iter()
                 .map(|&j| {
-                    let t = &pool.images[j].truth;
+                    let img = &pool.images[j];
                     (
                         j,
                         TruthGeometry {
-                            diameter: metrics::diameter(t, &pool.shape, &pool.spacing),
-                            edt2: metrics::squared_edt(t, &pool.shape, &pool.spacing),
+                            diameter: metrics::diameter(&img.truth, &img.shape, &img.spacing),
+                            edt2: metrics::squared_edt(&img.truth, &img.shape, &img.spacing),
                         },
                     )
                 })
@@ -949,9 +1076,10 @@ impl Validation {
                 let field = prepared_field(&prepared, pool, j, f);
                 let set: Vec<bool> = field.iter().map(|&x| if strict { x > t } else { x >= t }).collect();
                 let tg = &truth_geo[&j];
-                let edt = metrics::squared_edt(&set, &pool.shape, &pool.spacing);
+                let img = &pool.images[j];
+                let edt = metrics::squared_edt(&set, &img.shape, &img.spacing);
                 Ok(Geom {
-                    diameter: metrics::diameter(&set, &pool.shape, &pool.spacing),
+                    diameter: metrics::diameter(&set, &img.shape, &img.spacing),
                     hausdorff: metrics::hausdorff(&set, &edt, &pool.images[j].truth, &tg.edt2),
                 })
             })?;

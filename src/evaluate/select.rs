@@ -19,12 +19,13 @@
 //! (for [`ScoreTransform`](crate::ScoreTransform) the names `calibrate`
 //! parses) and the suggested weights.
 
-use ndarray::{ArrayRef, RemoveAxis};
+use ndarray::{Array, ArrayRef, RemoveAxis};
 
 use super::{Geometry, Method, ModeSpec, Pool, Report, Splits, Validation};
 use crate::calibrate::Calibrator;
 use crate::error::{Error, Result};
 use crate::float::Float;
+use crate::image::AsImage;
 use crate::mask::MaskValue;
 use crate::quantile::Alpha;
 use crate::transform::{Spacing, Transform};
@@ -126,6 +127,47 @@ where
     D: RemoveAxis,
     M: MaskValue,
 {
+    select_with(inner, outer, alpha, splits, |ti, to| {
+        let cal = Calibrator::new(ti.clone(), to.clone()).with_spacing(spacing.clone());
+        Pool::new(&cal, scores, masks, 0.0)
+    })
+}
+
+/// [`select`] on a learning set given as a stream of labelled images
+/// (plain arrays with the default `spacing`, or [`Image`](crate::Image)s
+/// with their own; any shapes), which `source` opens afresh for every
+/// candidate, so that no more than a few images are in memory beyond the
+/// pools of one candidate at a time.
+///
+/// # Errors
+/// As [`select`], and the source's errors.
+pub fn select_stream<T, I, M, S, F>(
+    inner: &[T],
+    outer: &[T],
+    source: F,
+    spacing: &Spacing,
+    alpha: Alpha,
+    splits: Splits,
+) -> Result<Selection>
+where
+    T: Transform + Clone + Sync,
+    I: AsImage + Send,
+    M: MaskValue,
+    S: Iterator<Item = Result<(I, Array<M, I::Dim>)>> + Send,
+    F: Fn() -> S,
+{
+    select_with(inner, outer, alpha, splits, |ti, to| {
+        let cal = Calibrator::new(ti.clone(), to.clone()).with_spacing(spacing.clone());
+        Pool::from_stream(&cal, source(), 0.0)
+    })
+}
+
+/// The selection, with `pool(f_I, f_O)` building the learning pool for a pair.
+fn select_with<T, P>(inner: &[T], outer: &[T], alpha: Alpha, splits: Splits, pool: P) -> Result<Selection>
+where
+    T: Transform + Clone + Sync,
+    P: Fn(&T, &T) -> Result<Pool>,
+{
     let (Some(first_inner), Some(first_outer)) = (inner.first(), outer.first()) else {
         return Err(Error::InvalidParameter {
             name: "candidates",
@@ -135,9 +177,7 @@ where
     };
     let validation = Validation::new(vec![alpha], splits).with_geometry(Geometry::Off);
     let run = |ti: &T, to: &T, method: Method| -> Result<Report> {
-        let cal = Calibrator::new(ti.clone(), to.clone()).with_spacing(spacing.clone());
-        let pool = Pool::new(&cal, scores, masks, 0.0)?;
-        let mut r = validation.run(&pool, &[method])?;
+        let mut r = validation.run(&pool(ti, to)?, &[method])?;
         r.pop().ok_or(Error::NoCalibrationData)
     };
     let marginal = Method::Conformal(ModeSpec::marginal());
@@ -167,8 +207,7 @@ where
     let order_out: Vec<usize> = rank(&outer_ranking, |a, b| a.share.total_cmp(&b.share));
     let (bi, bo) = (&inner[order_in[0]], &outer[order_out[0]]);
 
-    let cal = Calibrator::new(bi.clone(), bo.clone()).with_spacing(spacing.clone());
-    let pool = Pool::new(&cal, scores, masks, 0.0)?;
+    let pool = pool(bi, bo)?;
     let methods: Vec<Method> = WEIGHT_GRID
         .iter()
         .map(|&(wi, wo)| ModeSpec::bonferroni(wi, wo).map(Method::Conformal))

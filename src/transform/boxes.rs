@@ -132,7 +132,7 @@ pub fn component_boxes<M: MaskValue, D: Dimension>(
     mask: &ArrayRef<M, D>,
     connectivity: Connectivity,
 ) -> Result<Vec<ComponentBoxes>> {
-    crate::calibrate::check_mask(mask)?;
+    crate::image::check_mask(mask)?;
     let bits: Vec<bool> = mask.iter().map(|m| m.is_object()).collect();
     Ok(components(&bits, mask.shape(), connectivity))
 }

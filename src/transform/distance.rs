@@ -257,7 +257,7 @@ impl SignedDistance {
         mask: &ArrayRef<M, D>,
         spacing: &Spacing,
     ) -> Result<Array<A, D>> {
-        crate::calibrate::check_mask(mask)?;
+        crate::image::check_mask(mask)?;
         let bits: Vec<bool> = mask.iter().map(|m| m.is_object()).collect();
         let spacing = spacing.for_ndim(mask.ndim())?;
         let out = signed_distance_flat::<A>(&bits, mask.shape(), &spacing, self.metric, self.convention);
@@ -310,7 +310,7 @@ pub(crate) fn predicted_mask<A: Float, D: Dimension>(scores: &ArrayRef<A, D>, t:
         None => (scores.iter().map(threshold).collect(), scores.iter().any(|x| x.is_nan())),
     };
     if nan {
-        crate::calibrate::check_nan("scores", scores)?;
+        crate::image::check_nan("scores", scores)?;
     }
     Ok(bits)
 }

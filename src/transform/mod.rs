@@ -65,7 +65,6 @@
 //! # Ok::<(), confseg::Error>(())
 //! ```
 
-use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
@@ -73,6 +72,7 @@ use ndarray::{Array, ArrayRef, Axis, CowArray, Dimension, RemoveAxis};
 
 use crate::error::{Error, Result};
 use crate::float::Float;
+pub use crate::image::Spacing;
 
 pub mod boxes;
 pub mod distance;
@@ -81,94 +81,6 @@ pub mod smooth;
 pub use boxes::{component_boxes, BoundingBox, BoxKind, BoxScores, ComponentBoxes, Connectivity};
 pub use distance::{DistanceConvention, Metric, SignedDistance};
 pub use smooth::{BoundaryMode, GaussianSmoothing, Units, Width};
-
-/// Physical size of a voxel along each axis.
-///
-/// The default is unit spacing on every axis, whatever the dimension.
-///
-/// ```
-/// use confseg::Spacing;
-/// let s = Spacing::new(vec![1.0, 1.0, 2.5])?;
-/// assert_eq!(s.for_ndim(3)?.as_ref(), &[1.0, 1.0, 2.5]);
-/// assert!(s.for_ndim(2).is_err());
-/// assert_eq!(Spacing::unit().for_ndim(2)?.as_ref(), &[1.0, 1.0]);
-/// # Ok::<(), confseg::Error>(())
-/// ```
-#[derive(Debug, Clone, PartialEq, Default)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(try_from = "Option<Vec<f64>>", into = "Option<Vec<f64>>"))]
-pub struct Spacing(Option<Vec<f64>>);
-
-impl Spacing {
-    /// Unit spacing on every axis.
-    #[must_use]
-    pub fn unit() -> Self {
-        Spacing(None)
-    }
-
-    /// Explicit per-axis spacing.
-    ///
-    /// # Errors
-    /// [`Error::InvalidSpacing`] if empty or if any entry is not positive and finite.
-    pub fn new(spacing: Vec<f64>) -> Result<Self> {
-        let ndim = spacing.len();
-        if spacing.is_empty() {
-            return Err(Error::InvalidSpacing { spacing, ndim, reason: "no axes given" });
-        }
-        if spacing.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
-            return Err(Error::InvalidSpacing {
-                spacing,
-                ndim,
-                reason: "every entry must be positive and finite",
-            });
-        }
-        Ok(Spacing(Some(spacing)))
-    }
-
-    /// Whether this is unit spacing.
-    #[must_use]
-    pub fn is_unit(&self) -> bool {
-        match &self.0 {
-            None => true,
-            Some(v) => v.iter().all(|&s| s == 1.0),
-        }
-    }
-
-    /// The explicit per-axis values, if any were given.
-    #[must_use]
-    pub fn as_slice(&self) -> Option<&[f64]> {
-        self.0.as_deref()
-    }
-
-    /// Per-axis spacing for an image of dimension `ndim`.
-    ///
-    /// # Errors
-    /// [`Error::InvalidSpacing`] if explicit spacing has a different length.
-    pub fn for_ndim(&self, ndim: usize) -> Result<Cow<'_, [f64]>> {
-        match &self.0 {
-            None => Ok(Cow::Owned(vec![1.0; ndim])),
-            Some(v) if v.len() == ndim => Ok(Cow::Borrowed(v)),
-            Some(v) => Err(Error::InvalidSpacing {
-                spacing: v.clone(),
-                ndim,
-                reason: "one entry per image axis is needed",
-            }),
-        }
-    }
-}
-
-impl TryFrom<Option<Vec<f64>>> for Spacing {
-    type Error = Error;
-    fn try_from(v: Option<Vec<f64>>) -> Result<Self> {
-        v.map_or(Ok(Spacing::unit()), Spacing::new)
-    }
-}
-
-impl From<Spacing> for Option<Vec<f64>> {
-    fn from(s: Spacing) -> Self {
-        s.0
-    }
-}
 
 /// A score transform: a fixed function from a score image to a transformed
 /// score image of the same shape.
@@ -207,6 +119,13 @@ pub trait Transform {
     fn describe(&self) -> String {
         std::any::type_name::<Self>().rsplit("::").next().unwrap_or("transform").to_owned()
     }
+
+    /// Whether the result depends on the voxel spacing (default: `true`,
+    /// the safe answer). Sets calibrated with per-image spacing require new
+    /// images to carry their spacing only when a transform uses it.
+    fn uses_spacing(&self) -> bool {
+        true
+    }
 }
 
 impl<T: Transform> Transform for &T {
@@ -220,6 +139,50 @@ impl<T: Transform> Transform for &T {
     fn describe(&self) -> String {
         (**self).describe()
     }
+    fn uses_spacing(&self) -> bool {
+        (**self).uses_spacing()
+    }
+}
+
+/// Apply `transform` to `scores` with every check a pipeline needs: NaN
+/// in the scores is an [`Error::NanScore`]; NaN in the result (which a
+/// transform must not produce) is an [`Error::TransformNan`] naming it.
+///
+/// ```
+/// use confseg::transform::apply_checked;
+/// use confseg::{Error, Sigmoid, Spacing};
+/// use ndarray::array;
+/// let s = array![0.0_f32, 1.0];
+/// let p = apply_checked(&Sigmoid, &s, &Spacing::unit())?;
+/// assert_eq!(p[0], 0.5);
+/// let e = apply_checked(&Sigmoid, &array![0.0_f32, f32::NAN], &Spacing::unit()).unwrap_err();
+/// assert!(matches!(e, Error::NanScore { .. }));
+/// # Ok::<(), confseg::Error>(())
+/// ```
+///
+/// # Errors
+/// As above, and the transform's own errors.
+pub fn apply_checked<'a, T, A, D>(
+    transform: &T,
+    scores: &'a ArrayRef<A, D>,
+    spacing: &Spacing,
+) -> Result<CowArray<'a, A, D>>
+where
+    T: Transform + ?Sized,
+    A: Float,
+    D: Dimension,
+{
+    crate::image::check_nan("scores", scores)?;
+    let out = transform.apply(scores, spacing)?;
+    if let Some(p) = out.iter().position(|x| x.is_nan()) {
+        return Err(Error::TransformNan {
+            transform: transform.describe(),
+            side: "given",
+            image: None,
+            index: crate::image::unravel(p, out.shape()),
+        });
+    }
+    Ok(out)
 }
 
 /// The identity: scores are used as they are (e.g. logits). Borrows, never copies.
@@ -236,6 +199,9 @@ impl Transform for Identity {
     }
     fn describe(&self) -> String {
         "identity".into()
+    }
+    fn uses_spacing(&self) -> bool {
+        false
     }
 }
 
@@ -266,6 +232,9 @@ impl Transform for Sigmoid {
     }
     fn describe(&self) -> String {
         "sigmoid".into()
+    }
+    fn uses_spacing(&self) -> bool {
+        false
     }
 }
 
@@ -457,6 +426,13 @@ impl Transform for ScoreTransform {
     fn describe(&self) -> String {
         self.to_string()
     }
+    fn uses_spacing(&self) -> bool {
+        match self {
+            ScoreTransform::Identity | ScoreTransform::Sigmoid => false,
+            ScoreTransform::Gaussian(g) => g.uses_spacing(),
+            ScoreTransform::Distance(_) | ScoreTransform::Box(_) => true,
+        }
+    }
 }
 
 impl fmt::Display for ScoreTransform {
@@ -582,14 +558,6 @@ mod tests {
         assert_eq!(p[0], 0.5);
         assert!((p[1] - (-1.0f64).exp() / (1.0 + (-1.0f64).exp())).abs() < 1e-15);
         assert_eq!(p[2], 1.0);
-    }
-
-    #[test]
-    fn spacing_validation() {
-        assert!(Spacing::new(vec![]).is_err());
-        assert!(Spacing::new(vec![1.0, 0.0]).is_err());
-        assert!(Spacing::new(vec![1.0, f64::NAN]).is_err());
-        assert!(Spacing::new(vec![1.0, 2.0]).unwrap().for_ndim(3).is_err());
     }
 
     #[test]

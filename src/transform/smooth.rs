@@ -326,9 +326,9 @@ impl Transform for GaussianSmoothing {
         scores: &'a ArrayRef<A, D>,
         spacing: &Spacing,
     ) -> Result<CowArray<'a, A, D>> {
-        crate::calibrate::check_nan("scores", scores)?;
+        crate::image::check_nan("scores", scores)?;
         if let Some(p) = scores.iter().position(|x| x.is_infinite()) {
-            let index = crate::calibrate::unravel(p, scores.shape());
+            let index = crate::image::unravel(p, scores.shape());
             return Err(Error::InvalidParameter {
                 name: "scores",
                 value: format!("infinite at voxel {index:?}"),
@@ -351,6 +351,9 @@ impl Transform for GaussianSmoothing {
     }
     fn describe(&self) -> String {
         self.to_string()
+    }
+    fn uses_spacing(&self) -> bool {
+        self.units == Units::Physical
     }
 }
 

@@ -4,12 +4,15 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use crate::cli::inputs::CalibrationInputs;
+use crate::cli::calibration_file::{CalibrationFile, Source};
+use crate::cli::inputs::{CalibrationInputs, ScoreSource};
 use crate::cli::levels::LevelArgs;
 use crate::cli::report;
 
 /// Calibrate on masks and scores (raw with --inner/--outer transforms, or
-/// already transformed) at the given levels.
+/// already transformed) at the given levels. Images stream through the
+/// calibration in the files' precision (float32 stays float32), a few at a
+/// time, in parallel.
 #[derive(Debug, Clone, clap::Args)]
 #[command(after_help = "Examples:\n  \
     confseg calibrate --masks M.npy --scores S.npy --inner identity --outer distance \\\n    \
@@ -30,31 +33,57 @@ pub struct Args {
 /// Run `calibrate`.
 pub fn run(args: Args) -> Result<()> {
     let mode = args.levels.mode()?;
-    let loaded = args.inputs.load()?;
-    let calibration = loaded.statistics()?;
-    let file = loaded.fit(&calibration, mode)?;
-    let mut summary = String::new();
-    if let Some(total) = file.source.images_in_files {
-        if total != file.sets.n() {
-            summary += &format!("images: {} of {total} selected\n", file.sets.n());
+    let opened = args.inputs.open()?;
+    if opened.images.is_empty() {
+        if opened.scores.n_images() == 0 {
+            anyhow::bail!("{}: the stack holds no images", opened.scores.describe());
         }
+        anyhow::bail!(
+            "no calibration images: --indices/--exclude leave none of the {} images",
+            opened.scores.n_images()
+        );
     }
-    summary += &match (&file.source.inner_scores, &file.source.outer_scores) {
-        (Some(a), Some(b)) => report::summary_with(
-            &file.sets,
-            &format!("given in {}", a.display()),
-            &format!("given in {}", b.display()),
-        ),
-        _ => report::summary(&file.sets),
+    let calibration = opened.statistics()?;
+    let sets = opened.calibrator.fit(&calibration, mode)?;
+    let files = &args.inputs.files;
+    let file = CalibrationFile {
+        sets,
+        input: opened.scores.kind(),
+        class_axis: opened.scores.class_axis(),
+        labels: opened.labels.clone(),
+        source: Source {
+            masks: Some(args.inputs.masks.masks.clone()),
+            scores: files.scores.clone(),
+            inner_scores: files.inner_scores.clone(),
+            outer_scores: files.outer_scores.clone(),
+            spacing_file: args.inputs.options.spacing.spacing_file.clone(),
+            exclude: args.inputs.selection.exclude.clone(),
+            indices: args.inputs.selection.indices.clone(),
+            images_in_files: Some(opened.scores.n_images()),
+        },
     };
+    let mut summary = String::new();
+    if opened.images.len() != opened.scores.n_images() {
+        summary += &format!("images: {} of {} selected\n", opened.images.len(), opened.scores.n_images());
+    }
+    summary += &match &opened.scores {
+        ScoreSource::Transformed { .. } => {
+            let given = |p: &Option<PathBuf>| {
+                format!("given in {}", p.as_deref().unwrap_or(opened.scores.path()).display())
+            };
+            report::summary_with(&file.sets, &given(&files.inner_scores), &given(&files.outer_scores))
+        }
+        ScoreSource::Raw { .. } => report::summary(&file.sets),
+    };
+    summary += &report::provenance_lines(&file, opened.scores.precision());
     match &args.output {
         Some(path) => {
             file.write(path)?;
-            print!("{summary}");
-            println!("wrote {}", path.display());
+            report::out(&summary)?;
+            report::out(&format!("wrote {}\n", path.display()))?;
         }
         None => {
-            print!("{}", file.to_json()?);
+            report::out(&file.to_json()?)?;
             eprint!("{summary}");
         }
     }

@@ -12,11 +12,14 @@
 //!   as they are; the transforms are recorded as `identity`);
 //! * `class_axis`: the axis of the score stack holding two-class logits,
 //!   reduced by a two-class softmax before the transforms (`null` if none);
+//! * `labels`: the labels of the masks that were the object (`null` for
+//!   0/1 masks), reused by `validate`;
 //! * `source`: provenance (files, images in the file, images used).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use confseg::io::Labels;
 use confseg::{ConfidenceSets, Max, ScoreTransform};
 use serde::{Deserialize, Serialize};
 
@@ -49,6 +52,9 @@ pub struct Source {
     /// The transformed outer scores file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outer_scores: Option<PathBuf>,
+    /// The per-image spacing file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spacing_file: Option<PathBuf>,
     /// Images excluded by this index file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exclude: Option<PathBuf>,
@@ -73,9 +79,32 @@ pub struct CalibrationFile {
     /// Axis of the score stack (0 = images) holding two-class logits.
     #[serde(default)]
     pub class_axis: Option<usize>,
+    /// Labels of the masks that are the object.
+    #[serde(default, with = "labels_repr")]
+    pub labels: Labels,
     /// Provenance.
     #[serde(default)]
     pub source: Source,
+}
+
+/// `Labels` as JSON: `null` for binary masks, else the list of labels.
+mod labels_repr {
+    use confseg::io::Labels;
+    use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(l: &Labels, s: S) -> Result<S::Ok, S::Error> {
+        match l {
+            Labels::Select(v) => v.serialize(s),
+            _ => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Labels, D::Error> {
+        match Option::<Vec<i64>>::deserialize(d)? {
+            None => Ok(Labels::Binary),
+            Some(v) => Labels::select(v).map_err(de::Error::custom),
+        }
+    }
 }
 
 impl CalibrationFile {
@@ -85,9 +114,19 @@ impl CalibrationFile {
     /// The file cannot be read or is not a calibration file (the message
     /// names the file and the JSON problem).
     pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
-        serde_json::from_str(&text)
-            .with_context(|| format!("{}: not a confseg calibration file", path.display()))
+        let bytes = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
+        // a UTF-8 byte-order mark (some editors add one) is not part of the JSON
+        let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            anyhow::anyhow!("{}: not a confseg calibration file (not UTF-8: {e})", path.display())
+        })?;
+        serde_json::from_str(text).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: not a valid confseg calibration file: {}",
+                path.display(),
+                confseg_one_line(&e.to_string())
+            )
+        })
     }
 
     /// The JSON text (pretty-printed, with a final newline).
@@ -109,4 +148,9 @@ impl CalibrationFile {
         confseg::io::write_atomic(path, |w| w.write_all(json.as_bytes()))?;
         Ok(())
     }
+}
+
+/// An error message on one line.
+fn confseg_one_line(s: &str) -> String {
+    s.replace(['\n', '\r'], " ")
 }

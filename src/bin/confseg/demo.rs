@@ -120,7 +120,7 @@ pub fn run(args: Args) -> Result<()> {
         let cal = calibrator.calibrate_stack(&cal_s, &cal_m)?;
         let sets = calibrator.fit(&cal, s.mode)?;
         let mut pool = cal.clone();
-        pool.merge(&calibrator.calibrate_stack(&test_s, &test_m)?);
+        pool.merge(&calibrator.calibrate_stack(&test_s, &test_m)?)?;
         let mean = split_coverage(&pool, args.n_cal, s.mode, args.splits, args.seed)?;
         let pred = sets.predict_stack(&test_s)?;
         let (mut ci, mut co, mut cj) = (0usize, 0usize, 0usize);

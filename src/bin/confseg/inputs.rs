@@ -1,30 +1,27 @@
-//! Input files and options shared by subcommands, and the loading and
-//! calibration code behind them.
+//! Input files and options shared by subcommands, opened for streaming.
 //!
 //! * [`ScoreFiles`]: `--scores S.npy` or `--inner-scores A.npy --outer-scores B.npy`;
-//!   [`Scores::load`] reads them (validated, exact `f64`).
-//! * [`TransformOptions`]: `--mask-threshold`, `--spacing`, `--class-axis`.
+//!   [`ScoreSource::open`] reads their headers (a file named twice is
+//!   opened once and its images are read once).
+//! * [`TransformOptions`]: `--mask-threshold`, `--spacing`, `--spacing-file`, `--class-axis`.
+//! * [`MaskArgs`]: `--masks M.npy` and `--label`/`--labels` for label maps.
 //! * [`Selection`]: `--exclude IDX.npy`, `--indices IDX.npy`.
-//! * [`CalibrationInputs`]: all of the above plus `--masks` and
-//!   `--inner`/`--outer`, flattened into `calibrate`;
-//!   [`CalibrationInputs::load`] returns a [`Loaded`] whose
-//!   [`Loaded::statistics`] computes `(tau_i, gamma_i)` of the selected
-//!   images (in parallel, with a progress bar on a terminal) and
-//!   [`Loaded::fit`] the calibration file for a [`confseg::Mode`].
+//! * [`CalibrationInputs`]: all of the above plus `--inner`/`--outer`,
+//!   flattened into `calibrate`, `validate`; [`CalibrationInputs::open`]
+//!   returns an [`Opened`] input whose images stream through the library
+//!   (`Calibrator::calibrate_stream`, `Pool::from_stream`) in their native
+//!   precision (`f32` for float32 files).
 //!
 //! Image indices in every error are positions in the input files.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use confseg::{
-    region_statistics, Calibration, Calibrator, Error, ImageStatistics, Max, Mode, ScoreTransform, Spacing,
-    TwoClassSoftmax,
-};
-use ndarray::{ArrayD, Axis, CowArray, IxDyn, Slice};
-use rayon::prelude::*;
+use confseg::io::{Labels, NpyStack, Precision, ReadFloat};
+use confseg::{Calibration, Calibrator, Error, Image, ScoreTransform, Spacing, Transformed, TwoClassSoftmax};
+use ndarray::{ArrayD, Axis, IxDyn};
 
-use crate::cli::calibration_file::{CalibrationFile, InputKind, Sets, Source};
+use crate::cli::calibration_file::InputKind;
 use crate::cli::report::{self, usage};
 
 /// Score files: raw scores, or already transformed inner and outer scores.
@@ -46,12 +43,56 @@ pub struct ScoreFiles {
     pub outer_scores: Option<PathBuf>,
 }
 
-fn parse_spacing(s: &str) -> Result<Spacing, String> {
+pub fn parse_spacing(s: &str) -> Result<Spacing, String> {
     let v: Vec<f64> = s
         .split(',')
         .map(|x| x.trim().parse::<f64>().map_err(|_| format!("{x:?} is not a number in {s:?}")))
         .collect::<Result<_, _>>()?;
     Spacing::new(v).map_err(|e| e.to_string())
+}
+
+/// Voxel spacing: one for every image, or one per image.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SpacingArgs {
+    /// Physical voxel size per image axis, e.g. 1,1,2.5, for every image (default: 1 on every axis).
+    #[arg(long, value_name = "S1,S2,...", value_parser = parse_spacing, conflicts_with = "spacing_file")]
+    pub spacing: Option<Spacing>,
+    /// Spacing per image: an (N, ndim) .npy array, row i for image i of the score file.
+    #[arg(long, value_name = "SP.npy")]
+    pub spacing_file: Option<PathBuf>,
+}
+
+impl SpacingArgs {
+    /// The cohort spacing (unit if not given).
+    pub fn spacing(&self) -> Spacing {
+        self.spacing.clone().unwrap_or_default()
+    }
+
+    /// Per-image spacings from `--spacing-file`, one per image of a file of
+    /// `n_images` images of dimension `ndim`.
+    ///
+    /// # Errors
+    /// The file cannot be read, does not have shape `(n_images, ndim)`, or
+    /// holds a value that is not a positive finite spacing.
+    pub fn spacings(&self, n_images: usize, ndim: usize) -> Result<Option<Vec<Spacing>>> {
+        let Some(path) = &self.spacing_file else { return Ok(None) };
+        let a = confseg::io::read_array(path, n_images.saturating_mul(ndim).max(1))?;
+        if a.shape() != [n_images, ndim] {
+            anyhow::bail!(
+                "{}: spacing file of shape {:?}; expected ({n_images}, {ndim}): one row of {ndim} values per image",
+                path.display(),
+                a.shape()
+            );
+        }
+        a.outer_iter()
+            .enumerate()
+            .map(|(i, row)| {
+                Spacing::new(row.iter().copied().collect())
+                    .with_context(|| format!("{}: row {i}", path.display()))
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
+    }
 }
 
 /// Options of the score transforms.
@@ -60,9 +101,8 @@ pub struct TransformOptions {
     /// Predicted mask = scores > T, for mask-based transforms (distance, box); default 0.
     #[arg(long, value_name = "T", allow_hyphen_values = true)]
     pub mask_threshold: Option<f64>,
-    /// Physical voxel size per image axis, e.g. 1,1,2.5 (default: 1 on every axis).
-    #[arg(long, value_name = "S1,S2,...", value_parser = parse_spacing)]
-    pub spacing: Option<Spacing>,
+    #[command(flatten)]
+    pub spacing: SpacingArgs,
     /// Axis of the score stack (0 = images; negative counts from the end) holding
     /// two-class logits, reduced by a softmax to the foreground probability.
     #[arg(long, value_name = "K", allow_hyphen_values = true)]
@@ -70,11 +110,6 @@ pub struct TransformOptions {
 }
 
 impl TransformOptions {
-    /// Whether no option was given.
-    pub fn is_empty(&self) -> bool {
-        self.mask_threshold.is_none() && self.spacing.is_none() && self.class_axis.is_none()
-    }
-
     /// The class axis as a non-negative axis of a stack with `ndim` axes.
     ///
     /// # Errors
@@ -101,11 +136,6 @@ impl TransformOptions {
             None => t,
         })
     }
-
-    /// The voxel spacing (unit if not given).
-    pub fn spacing(&self) -> Spacing {
-        self.spacing.clone().unwrap_or_default()
-    }
 }
 
 /// Which side a transform is for (a bare `box` means `box-inner` or `box-outer`).
@@ -124,40 +154,32 @@ pub enum Side {
 /// # Errors
 /// An unknown name or bad parameters (the library's message).
 pub fn parse_transform(name: &str, side: Option<Side>) -> Result<ScoreTransform> {
-    let (head, rest) = name.split_once(':').map_or((name, None), |(h, r)| (h, Some(r)));
-    let mapped = match (head.trim(), side) {
-        ("box", Some(Side::Inner)) => {
-            format!("box-inner{}", rest.map(|r| format!(":{r}")).unwrap_or_default())
-        }
-        ("box", Some(Side::Outer)) => {
-            format!("box-outer{}", rest.map(|r| format!(":{r}")).unwrap_or_default())
-        }
-        ("box", None) => anyhow::bail!("transform {name:?}: say box-inner or box-outer"),
-        _ => name.to_owned(),
+    let trimmed = name.trim();
+    let expanded = match (trimmed.split(':').next(), side) {
+        (Some("box"), Some(Side::Inner)) => format!("box-inner{}", &trimmed[3..]),
+        (Some("box"), Some(Side::Outer)) => format!("box-outer{}", &trimmed[3..]),
+        (Some("box"), None) => usage!("transform {trimmed:?}: say box-inner or box-outer"),
+        _ => trimmed.to_owned(),
     };
-    mapped
-        .parse::<ScoreTransform>()
-        .or_else(|e| if mapped == name { Err(e) } else { name.parse::<ScoreTransform>() })
-        .with_context(|| format!("transform {name:?}"))
+    Ok(expanded.parse::<ScoreTransform>()?)
 }
 
-/// Image selection by index files (0-based, 1-D integer `.npy`).
+/// Which images of the input files are used.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct Selection {
-    /// Leave out these images (e.g. a learning set).
+    /// Use all images except these (a 1-D integer .npy of 0-based indices, e.g. a learning set).
     #[arg(long, value_name = "IDX.npy")]
     pub exclude: Option<PathBuf>,
-    /// Use only these images, in this order.
+    /// Use only these images, in this order (a 1-D integer .npy of 0-based indices).
     #[arg(long, value_name = "IDX.npy")]
     pub indices: Option<PathBuf>,
 }
 
 impl Selection {
-    /// The selected image indices of a stack of `n` images: `--indices` (or
-    /// all images) minus `--exclude`, in order.
+    /// The selected file positions among `n` images, in order.
     ///
     /// # Errors
-    /// Invalid index files (out of range, duplicates, not integers, ...).
+    /// Invalid index files (out of range, duplicates, ...).
     pub fn resolve(&self, n: usize) -> Result<Vec<usize>> {
         let base = match &self.indices {
             Some(p) => confseg::io::read_indices(p, n)?,
@@ -172,244 +194,233 @@ impl Selection {
     }
 }
 
-/// The masks file.
-#[derive(Debug, Clone, clap::Args)]
-pub struct MaskFile {
-    /// Ground-truth masks (N, spatial...): bool, or integers/floats holding 0/1.
-    #[arg(long, value_name = "M.npy")]
-    pub masks: PathBuf,
+fn parse_labels(s: &str) -> Result<Labels, String> {
+    let v: Vec<i64> = s
+        .split(',')
+        .map(|x| x.trim().parse::<i64>().map_err(|_| format!("{x:?} is not an integer label in {s:?}")))
+        .collect::<Result<_, _>>()?;
+    Labels::select(v).map_err(|e| e.to_string())
 }
 
-impl MaskFile {
-    /// Read and validate the masks.
+/// The masks file and which of its labels are the object.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MaskArgs {
+    /// Ground-truth masks (N, spatial...): bool, or integers/floats holding 0/1 (or labels, with --label).
+    #[arg(long, value_name = "M.npy")]
+    pub masks: PathBuf,
+    /// The structure is this label of an integer label map (other labels are background).
+    #[arg(long, value_name = "K", allow_hyphen_values = true, conflicts_with = "labels", value_parser = parse_labels)]
+    pub label: Option<Labels>,
+    /// The structure is the union of these labels, e.g. 1,2,4 (BraTS whole tumour).
+    #[arg(long, value_name = "K1,K2,...", value_parser = parse_labels)]
+    pub labels: Option<Labels>,
+}
+
+impl MaskArgs {
+    /// The label selection (binary 0/1 masks unless --label/--labels).
+    pub fn selection(&self) -> Labels {
+        self.label.clone().or_else(|| self.labels.clone()).unwrap_or_default()
+    }
+
+    /// Open the masks file.
     ///
     /// # Errors
-    /// As [`confseg::io::read_masks`].
-    pub fn load(&self) -> Result<ArrayD<bool>> {
-        Ok(confseg::io::read_masks(&self.masks)?)
+    /// As [`NpyStack::open`].
+    pub fn open(&self) -> Result<NpyStack> {
+        Ok(NpyStack::open(&self.masks, "masks")?)
     }
 }
 
-/// Score stacks read from files (validated: no NaN; exact `f64`).
+/// Opened score files.
 #[derive(Debug, Clone)]
-pub enum Scores {
-    /// Raw scores (two-class logits already reduced if a class axis was given).
+pub enum ScoreSource {
+    /// Raw scores, with the class axis (of the stack) to reduce, if any.
     Raw {
-        /// The file.
-        path: PathBuf,
-        /// The stack `(N, spatial...)`.
-        scores: ArrayD<f64>,
+        /// The stack.
+        stack: NpyStack,
+        /// Axis of the stack holding two-class logits.
+        class_axis: Option<usize>,
     },
     /// Already transformed scores.
     Transformed {
-        /// The inner scores file.
-        inner_path: PathBuf,
-        /// `f_I(s)`, `(N, spatial...)`.
-        inner: ArrayD<f64>,
-        /// The outer scores file.
-        outer_path: PathBuf,
-        /// `f_O(s)`, same shape.
-        outer: ArrayD<f64>,
+        /// `f_I(s)`.
+        inner: NpyStack,
+        /// `f_O(s)`; `None` when it is the same file as `inner`.
+        outer: Option<NpyStack>,
     },
 }
 
-/// A stack's images at `images` (positions in the file): a view when they
-/// are consecutive, else a copy.
-fn take<'a, A: Clone>(a: &'a ArrayD<A>, images: &[usize]) -> CowArray<'a, A, IxDyn> {
-    let consecutive = images.windows(2).all(|w| w[1] == w[0] + 1);
-    match images.first() {
-        Some(&first) if consecutive => {
-            CowArray::from(a.slice_axis(Axis(0), Slice::from(first..first + images.len())))
+/// Whether two paths name the same file (same device and inode).
+fn same_file(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let (Ok(x), Ok(y)) = (std::fs::metadata(a), std::fs::metadata(b)) {
+            return x.dev() == y.dev() && x.ino() == y.ino();
         }
-        _ => CowArray::from(a.select(Axis(0), images)),
     }
+    a == b
 }
 
-/// Re-tag an error about image `i` of a sub-stack with the file position `images[i]`.
-fn remap_image(e: Error, images: &[usize]) -> Error {
-    let local = match &e {
-        Error::NanScore { image, .. }
-        | Error::NonBinaryMask { image, .. }
-        | Error::ShapeMismatch { image, .. } => *image,
-        _ => None,
-    };
-    match local.and_then(|i| images.get(i)) {
-        Some(&i) => e.in_image(i),
-        None => e,
-    }
-}
-
-/// Run `chunk` over `images` in pieces, merging the results, with a progress bar.
-fn chunked<F>(images: &[usize], voxels_per_image: usize, mut chunk: F) -> Result<Calibration>
-where
-    F: FnMut(&[usize]) -> Result<Calibration>,
-{
-    let bar = report::progress("calibrating", images.len(), voxels_per_image);
-    let size = if bar.is_hidden() { images.len().max(1) } else { (images.len() / 100).max(16) };
-    let mut cal = Calibration::new();
-    for c in images.chunks(size) {
-        cal.merge(&chunk(c)?);
-        bar.inc(c.len() as u64);
-    }
-    bar.finish_and_clear();
-    Ok(cal)
-}
-
-fn shape_error(
-    a: &str,
-    a_path: &Path,
-    a_shape: &[usize],
-    b: &str,
-    b_path: &Path,
-    b_shape: &[usize],
-) -> anyhow::Error {
-    anyhow::anyhow!(
-        "shape mismatch: {a} {} have shape {a_shape:?}, {b} {} have shape {b_shape:?}",
-        a_path.display(),
-        b_path.display()
-    )
-}
-
-impl Scores {
-    /// Read the score files; with `class_axis`, reduce raw two-class logits
-    /// along that axis of the stack.
+impl ScoreSource {
+    /// Open the score files named by `files`.
     ///
     /// # Errors
-    /// Unreadable or invalid files, NaN scores, mismatched inner/outer
-    /// shapes, a class axis that does not have length 2.
-    pub fn load(files: &ScoreFiles, class_axis: Option<usize>) -> Result<Scores> {
+    /// Unreadable or invalid files; mismatched inner/outer shapes; a bad
+    /// class axis.
+    pub fn open(files: &ScoreFiles, class_axis: Option<i64>) -> Result<ScoreSource> {
         match (&files.scores, &files.inner_scores, &files.outer_scores) {
             (Some(path), _, _) => {
-                let raw = confseg::io::read_scores(path)?;
-                let scores = match class_axis {
-                    Some(k) => TwoClassSoftmax::new(Axis(k))
-                        .apply(&raw)
-                        .with_context(|| format!("{}: --class-axis {k}", path.display()))?,
-                    None => raw,
-                };
-                Ok(Scores::Raw { path: path.clone(), scores })
+                let stack = NpyStack::open(path, "scores")?;
+                let options = TransformOptions { class_axis, ..TransformOptions::default() };
+                let class_axis = options.class_axis(stack.info().shape.len(), path)?;
+                if let Some(k) = class_axis {
+                    let len = stack.info().shape[k];
+                    if len != 2 {
+                        anyhow::bail!(
+                            "{}: --class-axis {k} needs an axis of length 2 (two-class logits); the stack has shape {:?}",
+                            path.display(),
+                            stack.info().shape
+                        );
+                    }
+                }
+                Ok(ScoreSource::Raw { stack, class_axis })
             }
             (None, Some(ip), Some(op)) => {
-                let inner = confseg::io::read_scores(ip)?;
-                let outer = confseg::io::read_scores(op)?;
-                if inner.shape() != outer.shape() {
-                    return Err(shape_error(
-                        "inner scores",
-                        ip,
-                        inner.shape(),
-                        "outer scores",
-                        op,
-                        outer.shape(),
-                    ));
+                let inner = NpyStack::open(ip, "inner scores")?;
+                if same_file(ip, op) {
+                    return Ok(ScoreSource::Transformed { inner, outer: None });
                 }
-                Ok(Scores::Transformed { inner_path: ip.clone(), inner, outer_path: op.clone(), outer })
+                let outer = NpyStack::open(op, "outer scores")?;
+                if inner.info().shape != outer.info().shape {
+                    anyhow::bail!(
+                        "shape mismatch: inner scores {} have shape {:?}, outer scores {} have shape {:?}",
+                        ip.display(),
+                        inner.info().shape,
+                        op.display(),
+                        outer.info().shape
+                    );
+                }
+                Ok(ScoreSource::Transformed { inner, outer: Some(outer) })
             }
             _ => usage!("give --scores, or both --inner-scores and --outer-scores"),
         }
     }
 
-    /// Shape of the stack `(N, spatial...)`.
-    pub fn shape(&self) -> &[usize] {
+    /// The first score file.
+    pub fn path(&self) -> &Path {
         match self {
-            Scores::Raw { scores, .. } => scores.shape(),
-            Scores::Transformed { inner, .. } => inner.shape(),
+            ScoreSource::Raw { stack, .. } => stack.path(),
+            ScoreSource::Transformed { inner, .. } => inner.path(),
+        }
+    }
+
+    /// The files, for messages: `a.npy` or `a.npy, b.npy`.
+    pub fn describe(&self) -> String {
+        match self {
+            ScoreSource::Transformed { inner, outer: Some(o) } => {
+                format!("{}, {}", inner.path().display(), o.path().display())
+            }
+            _ => self.path().display().to_string(),
         }
     }
 
     /// Number of images.
     pub fn n_images(&self) -> usize {
-        self.shape()[0]
+        match self {
+            ScoreSource::Raw { stack, .. } => stack.len(),
+            ScoreSource::Transformed { inner, .. } => inner.len(),
+        }
+    }
+
+    /// The shape of one image, after the class axis is reduced.
+    pub fn image_shape(&self) -> Vec<usize> {
+        match self {
+            ScoreSource::Raw { stack, class_axis } => {
+                let mut s = stack.image_shape().to_vec();
+                if let Some(k) = class_axis {
+                    s.remove(k - 1);
+                }
+                s
+            }
+            ScoreSource::Transformed { inner, .. } => inner.image_shape().to_vec(),
+        }
     }
 
     /// Voxels per image.
     pub fn voxels_per_image(&self) -> usize {
-        self.shape()[1..].iter().product()
+        self.image_shape().iter().product()
+    }
+
+    /// The float type the images are computed in.
+    pub fn precision(&self) -> Precision {
+        match self {
+            ScoreSource::Raw { stack, .. } => stack.precision(),
+            ScoreSource::Transformed { inner, outer } => {
+                outer.as_ref().map_or(inner.precision(), |o| inner.precision().max(o.precision()))
+            }
+        }
     }
 
     /// Which kind of input this is.
     pub fn kind(&self) -> InputKind {
         match self {
-            Scores::Raw { .. } => InputKind::Scores,
-            Scores::Transformed { .. } => InputKind::Transformed,
+            ScoreSource::Raw { .. } => InputKind::Scores,
+            ScoreSource::Transformed { .. } => InputKind::Transformed,
         }
     }
 
-    fn path(&self) -> &Path {
+    /// The class axis of raw scores.
+    pub fn class_axis(&self) -> Option<usize> {
         match self {
-            Scores::Raw { path, .. } => path,
-            Scores::Transformed { inner_path, .. } => inner_path,
+            ScoreSource::Raw { class_axis, .. } => *class_axis,
+            ScoreSource::Transformed { .. } => None,
         }
     }
 
-    /// Check that `masks` has the shape of the scores.
-    ///
-    /// # Errors
-    /// A shape mismatch naming both files and both shapes.
-    pub fn check_masks(&self, masks: &ArrayD<bool>, masks_path: &Path) -> Result<()> {
-        if masks.shape() != self.shape() {
-            let what = match self {
-                Scores::Raw { .. } => "scores",
-                Scores::Transformed { .. } => "inner/outer scores",
-            };
-            return Err(shape_error("masks", masks_path, masks.shape(), what, self.path(), self.shape()));
-        }
-        Ok(())
-    }
-
-    /// `(tau_i, gamma_i)` of the images at `images` (file positions), in
-    /// that order: raw scores through `calibrator` (transforms, then the
-    /// fused kernel; `Calibrator::calibrate_stack`), transformed scores
-    /// straight through the fused kernel (`region_statistics`). Parallel.
-    ///
-    /// # Errors
-    /// A transform error or a NaN produced by a transform, naming the
-    /// image by its file position.
-    pub fn statistics(
+    /// The raw score images at `images` (file positions), class axis
+    /// reduced (for transformed inputs: the inner scores).
+    pub fn raw<A: ReadFloat>(
         &self,
-        calibrator: &Calibrator<ScoreTransform, ScoreTransform>,
-        masks: &ArrayD<bool>,
-        images: &[usize],
-    ) -> Result<Calibration> {
-        let voxels = self.voxels_per_image();
-        match self {
-            Scores::Raw { path, scores } => chunked(images, voxels, |c| {
-                calibrator
-                    .calibrate_stack(&take(scores, c), &take(masks, c))
-                    .map_err(|e| remap_image(e, c))
-                    .with_context(|| format!("{}", path.display()))
-            }),
-            Scores::Transformed { inner_path, inner, outer_path, outer } => chunked(images, voxels, |c| {
-                let stats = c
-                    .par_iter()
-                    .map(|&i| {
-                        region_statistics(
-                            &inner.index_axis(Axis(0), i),
-                            &outer.index_axis(Axis(0), i),
-                            &masks.index_axis(Axis(0), i),
-                            &Max,
-                        )
-                        .map_err(|e| e.in_image(i))
-                    })
-                    .collect::<Result<Vec<ImageStatistics>, Error>>()
-                    .with_context(|| format!("{}, {}", inner_path.display(), outer_path.display()))?;
-                Ok(stats.into_iter().collect())
-            }),
-        }
+        images: Vec<usize>,
+    ) -> impl Iterator<Item = confseg::Result<ArrayD<A>>> + Send {
+        let (stack, class_axis) = match self {
+            ScoreSource::Raw { stack, class_axis } => (Some(stack), *class_axis),
+            ScoreSource::Transformed { inner, .. } => (Some(inner), None),
+        };
+        let path = self.path().to_path_buf();
+        let reader = stack.map(|s| s.images::<A>(images));
+        reader.into_iter().flatten().map(move |r| {
+            let a = r?;
+            match class_axis {
+                // the softmax removes the class axis (axis k of the stack is axis k - 1 of an image)
+                Some(k) => TwoClassSoftmax::new(Axis(k - 1))
+                    .apply(&a)
+                    .map_err(|e| Error::InFile { path: path.clone(), error: Box::new(e) }),
+                None => Ok(a),
+            }
+        })
     }
 
-    /// Inner and outer sets of every image (same shape as the stack).
-    ///
-    /// # Errors
-    /// A transform error, naming the image.
-    pub fn predict(&self, sets: &Sets) -> Result<confseg::Sets<IxDyn>> {
-        match self {
-            Scores::Raw { path, scores } => {
-                sets.predict_stack(scores).with_context(|| format!("{}", path.display()))
-            }
-            Scores::Transformed { inner_path, inner, outer_path, outer } => sets
-                .predict_transformed(inner, outer)
-                .with_context(|| format!("{}, {}", inner_path.display(), outer_path.display())),
-        }
+    /// The already transformed scores at `images`; a file named twice is read once.
+    pub fn transformed<A: ReadFloat>(
+        &self,
+        images: Vec<usize>,
+    ) -> impl Iterator<Item = confseg::Result<Transformed<A, IxDyn>>> + Send {
+        let (inner, outer) = match self {
+            ScoreSource::Transformed { inner, outer } => (inner, outer.as_ref()),
+            ScoreSource::Raw { stack, .. } => (stack, None),
+        };
+        let outer_images = outer.map(|o| o.images::<A>(images.clone()));
+        let inner_images = inner.images::<A>(images);
+        let mut outer_images = outer_images;
+        inner_images.map(move |fi| {
+            let fi = fi?;
+            Ok(match outer_images.as_mut().and_then(Iterator::next) {
+                Some(fo) => Transformed::Separate { inner: fi, outer: fo? },
+                None => Transformed::Shared(fi),
+            })
+        })
     }
 }
 
@@ -418,7 +429,7 @@ impl Scores {
 #[derive(Debug, Clone, clap::Args)]
 pub struct CalibrationInputs {
     #[command(flatten)]
-    pub masks: MaskFile,
+    pub masks: MaskArgs,
     #[command(flatten)]
     pub files: ScoreFiles,
     /// Inner transform f_I for --scores: identity, sigmoid, distance[:metric], gaussian:FWHM, box, ...
@@ -433,35 +444,40 @@ pub struct CalibrationInputs {
     pub selection: Selection,
 }
 
-/// Validated, loaded calibration inputs.
+/// Opened, cross-checked calibration inputs.
 #[derive(Debug, Clone)]
-pub struct Loaded {
-    /// The masks `(N, spatial...)`.
-    pub masks: ArrayD<bool>,
-    /// The scores, same shape.
-    pub scores: Scores,
-    /// Transforms and spacing (identity for transformed inputs).
+pub struct Opened {
+    /// The masks stack.
+    pub masks: NpyStack,
+    /// Which labels are the object.
+    pub labels: Labels,
+    /// The scores.
+    pub scores: ScoreSource,
+    /// Transforms and cohort spacing (identity for transformed inputs).
     pub calibrator: Calibrator<ScoreTransform, ScoreTransform>,
-    /// The class axis of the raw score file, if any.
-    pub class_axis: Option<usize>,
+    /// Per-image spacing (file order), from --spacing-file.
+    pub spacings: Option<Vec<Spacing>>,
     /// Selected images (file positions), in order.
     pub images: Vec<usize>,
-    /// Provenance for the calibration file.
-    pub source: Source,
 }
 
 impl CalibrationInputs {
-    /// Read and cross-check everything: masks, scores (class axis reduced),
-    /// shapes, transforms and spacing for the image dimension, selection.
+    /// Open and cross-check everything: masks, scores, shapes, transforms
+    /// and spacing for the image dimension, selection. Reads headers only.
     ///
     /// # Errors
     /// Usage errors (transform options with pre-transformed scores), file
     /// errors, shape mismatches, invalid transforms or spacing.
-    pub fn load(&self) -> Result<Loaded> {
+    pub fn open(&self) -> Result<Opened> {
         let transformed = self.files.scores.is_none();
-        if transformed && (self.inner.is_some() || self.outer.is_some() || !self.options.is_empty()) {
+        if transformed
+            && (self.inner.is_some()
+                || self.outer.is_some()
+                || self.options.mask_threshold.is_some()
+                || self.options.class_axis.is_some())
+        {
             usage!(
-                "--inner, --outer, --mask-threshold, --spacing and --class-axis apply to --scores; \
+                "--inner, --outer, --mask-threshold and --class-axis apply to --scores; \
                  --inner-scores/--outer-scores are used as they are"
             );
         }
@@ -474,58 +490,103 @@ impl CalibrationInputs {
             };
             (parse(&self.inner, Side::Inner)?, parse(&self.outer, Side::Outer)?)
         };
-        let masks = self.masks.load()?;
-        let class_axis = match &self.files.scores {
-            Some(p) => self.options.class_axis(confseg::io::inspect(p)?.shape.len(), p)?,
-            None => None,
-        };
-        let scores = Scores::load(&self.files, class_axis)?;
-        scores.check_masks(&masks, &self.masks.masks)?;
-        let spacing = self.options.spacing();
-        spacing.for_ndim(scores.shape().len() - 1).context("--spacing")?;
+        let masks = self.masks.open()?;
+        let scores = ScoreSource::open(&self.files, self.options.class_axis)?;
+        let mut shape = vec![scores.n_images()];
+        shape.extend(scores.image_shape());
+        if masks.info().shape != shape {
+            anyhow::bail!(
+                "shape mismatch: masks {} have shape {:?}, scores {} have shape {:?}{}",
+                masks.path().display(),
+                masks.info().shape,
+                scores.describe(),
+                shape,
+                if scores.class_axis().is_some() { " (class axis reduced)" } else { "" }
+            );
+        }
+        let ndim = shape.len() - 1;
+        let spacing = self.options.spacing.spacing();
+        spacing.for_ndim(ndim).context("--spacing")?;
+        let spacings = self.options.spacing.spacings(scores.n_images(), ndim)?;
         let calibrator = Calibrator::new(inner, outer).with_spacing(spacing);
         let images = self.selection.resolve(scores.n_images())?;
-        let source = Source {
-            masks: Some(self.masks.masks.clone()),
-            scores: self.files.scores.clone(),
-            inner_scores: self.files.inner_scores.clone(),
-            outer_scores: self.files.outer_scores.clone(),
-            exclude: self.selection.exclude.clone(),
-            indices: self.selection.indices.clone(),
-            images_in_files: Some(scores.n_images()),
-        };
-        Ok(Loaded { masks, scores, calibrator, class_axis, images, source })
+        Ok(Opened { masks, labels: self.masks.selection(), scores, calibrator, spacings, images })
     }
 }
 
-impl Loaded {
-    /// `(tau_i, gamma_i)` of the selected images.
+/// Put the file and the file position on a library error about image
+/// `images[i]` of a stream.
+pub fn blame(e: Error, images: &[usize], scores: &ScoreSource, masks: Option<&Path>) -> anyhow::Error {
+    let local = match &e {
+        Error::NanScore { image, .. }
+        | Error::NonBinaryMask { image, .. }
+        | Error::InvalidLabel { image, .. }
+        | Error::ShapeMismatch { image, .. }
+        | Error::DimensionMismatch { image, .. }
+        | Error::TransformNan { image, .. }
+        | Error::SpacingRequired { image, .. } => *image,
+        _ => None,
+    };
+    let e = match local.and_then(|i| images.get(i)) {
+        Some(&i) => e.in_image(i),
+        None => e,
+    };
+    let file = match (&e, masks) {
+        (Error::NonBinaryMask { .. } | Error::InvalidLabel { .. }, Some(m)) => Some(m.display().to_string()),
+        (Error::NanScore { .. } | Error::ShapeMismatch { .. } | Error::DimensionMismatch { .. }, _) => {
+            Some(scores.describe())
+        }
+        _ => None,
+    };
+    match file {
+        Some(f) => anyhow::Error::new(e).context(f),
+        None => anyhow::Error::new(e),
+    }
+}
+
+impl Opened {
+    /// `(tau_i, gamma_i)` of the selected images, streamed in the files'
+    /// native precision.
     ///
     /// # Errors
-    /// As [`Scores::statistics`].
+    /// A read error, a transform error, NaN, a non-binary mask, naming the
+    /// file and the image by its file position.
     pub fn statistics(&self) -> Result<Calibration> {
-        self.scores.statistics(&self.calibrator, &self.masks, &self.images)
+        match self.scores.precision() {
+            Precision::F32 => self.statistics_in::<f32>(),
+            Precision::F64 => self.statistics_in::<f64>(),
+        }
     }
 
-    /// The calibration file for `mode` from statistics `calibration`.
-    ///
-    /// # Errors
-    /// No calibration data (an empty selection).
-    pub fn fit(&self, calibration: &Calibration, mode: Mode) -> Result<CalibrationFile> {
-        if calibration.is_empty() {
-            let total = self.scores.n_images();
-            if total == 0 {
-                anyhow::bail!("{}: the stack holds no images", self.scores.path().display());
+    fn statistics_in<A: ReadFloat>(&self) -> Result<Calibration> {
+        let bar = report::progress("calibrating", self.images.len(), self.scores.voxels_per_image());
+        let masks = self.masks.masks(self.images.clone(), self.labels.clone());
+        let blame = |e| blame(e, &self.images, &self.scores, Some(self.masks.path()));
+        let counted = |m: confseg::Result<ArrayD<u8>>| {
+            bar.inc(1);
+            m
+        };
+        let cal = match (&self.scores, &self.spacings) {
+            (ScoreSource::Transformed { .. }, _) => {
+                let items = self.scores.transformed::<A>(self.images.clone()).zip(masks.map(counted));
+                self.calibrator
+                    .calibrate_transformed_stream(items.map(|(s, m)| Ok((s?, m?))))
+                    .map_err(blame)?
             }
-            anyhow::bail!("no calibration images: --indices/--exclude leave none of the {total} images");
-        }
-        let sets = self.calibrator.fit(calibration, mode)?;
-        Ok(CalibrationFile {
-            sets,
-            input: self.scores.kind(),
-            class_axis: self.class_axis,
-            source: self.source.clone(),
-        })
+            (ScoreSource::Raw { .. }, None) => {
+                let items = self.scores.raw::<A>(self.images.clone()).zip(masks.map(counted));
+                self.calibrator.calibrate_stream(items.map(|(s, m)| Ok((s?, m?)))).map_err(blame)?
+            }
+            (ScoreSource::Raw { .. }, Some(spacings)) => {
+                let own: Vec<Spacing> = self.images.iter().map(|&i| spacings[i].clone()).collect();
+                let items = self.scores.raw::<A>(self.images.clone()).zip(masks.map(counted)).zip(own);
+                self.calibrator
+                    .calibrate_stream(items.map(|((s, m), sp)| Ok((Image::new(s?, sp)?, m?))))
+                    .map_err(blame)?
+            }
+        };
+        bar.finish_and_clear();
+        Ok(cal)
     }
 }
 
@@ -547,13 +608,12 @@ mod tests {
     }
 
     #[test]
-    fn spacing_and_selection() {
+    fn spacing_labels_and_selection() {
         assert_eq!(parse_spacing("1, 1,2.5").unwrap(), Spacing::new(vec![1.0, 1.0, 2.5]).unwrap());
         assert!(parse_spacing("1,0").is_err());
         assert!(parse_spacing("1,x").is_err());
+        assert_eq!(parse_labels("4,1, 2").unwrap(), Labels::select([1, 2, 4]).unwrap());
+        assert!(parse_labels("1.5").is_err());
         assert_eq!(Selection::default().resolve(3).unwrap(), vec![0, 1, 2]);
-        let images = [4, 5, 6];
-        let e = remap_image(Error::NanScore { what: "scores", image: Some(1), index: vec![0] }, &images);
-        assert_eq!(e, Error::NanScore { what: "scores", image: Some(5), index: vec![0] });
     }
 }

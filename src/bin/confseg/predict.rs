@@ -2,17 +2,25 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use confseg::io::{NpyWriter, Precision, ReadFloat};
+use confseg::pipeline::{default_in_flight, stream};
+use confseg::{Image, Spacing};
+use ndarray::{ArrayD, IxDyn};
 
 use crate::cli::calibration_file::{CalibrationFile, InputKind};
-use crate::cli::inputs::{ScoreFiles, Scores};
-use crate::cli::report::{self, usage};
+use crate::cli::inputs::{blame, ScoreFiles, ScoreSource, SpacingArgs};
+use crate::cli::report::{self, outln, usage};
 
 /// Inner and outer masks for a score stack, from a calibration file.
 ///
-/// The transforms, spacing and class axis recorded in the calibration file
-/// are applied to --scores. --inner-scores/--outer-scores are used as they
-/// are (required if the calibration was on transformed scores).
+/// The transforms, class axis and spacing recorded in the calibration file
+/// are applied to --scores; --spacing/--spacing-file give the new images'
+/// spacing (required when the calibration used each image's own spacing
+/// and a transform depends on it). --inner-scores/--outer-scores are used
+/// as they are (required if the calibration was on transformed scores).
+/// Images stream through in the file's precision; both outputs appear
+/// together when every image is done, or not at all.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     /// Calibration file written by `confseg calibrate`.
@@ -20,6 +28,8 @@ pub struct Args {
     pub calibration: PathBuf,
     #[command(flatten)]
     pub files: ScoreFiles,
+    #[command(flatten)]
+    pub spacing: SpacingArgs,
     /// Write the inner sets here (uint8 0/1, same shape as the scores).
     #[arg(long, value_name = "I.npy", required_unless_present_any = ["outer_out", "overlay_dir"])]
     pub inner_out: Option<PathBuf>,
@@ -32,6 +42,11 @@ pub struct Args {
 
 /// Run `predict`.
 pub fn run(args: Args) -> Result<()> {
+    if let (Some(a), Some(b)) = (&args.inner_out, &args.outer_out) {
+        if a == b || a.canonicalize().ok().is_some_and(|x| b.canonicalize().ok() == Some(x)) {
+            usage!("--inner-out and --outer-out name the same file {}", a.display());
+        }
+    }
     let file = CalibrationFile::read(&args.calibration)?;
     if file.input == InputKind::Transformed && args.files.scores.is_some() {
         usage!(
@@ -39,28 +54,131 @@ pub fn run(args: Args) -> Result<()> {
             args.calibration.display()
         );
     }
-    let class_axis = if args.files.scores.is_some() { file.class_axis } else { None };
-    let scores = Scores::load(&args.files, class_axis)?;
-    let sets = scores.predict(&file.sets)?;
-    crate::cli::figures::write_overlays(&args.overlay, &scores, &sets)?;
-    for (path, set) in [(&args.inner_out, &sets.inner), (&args.outer_out, &sets.outer)] {
-        if let Some(path) = path {
-            confseg::io::write_masks(path, set)?;
+    let class_axis = if args.files.scores.is_some() { file.class_axis.map(|k| k as i64) } else { None };
+    let source = ScoreSource::open(&args.files, class_axis)?;
+    let shape = source.image_shape();
+    if let Some(nd) = file.sets.ndim() {
+        if nd != shape.len() {
+            let hint = if shape.len() == nd + 1 {
+                format!(
+                    " (the file's first axis is read as {} images of {}-D; add a batch axis for one image)",
+                    source.n_images(),
+                    shape.len()
+                )
+            } else {
+                String::new()
+            };
+            anyhow::bail!(
+                "{}: {} was calibrated on {nd}-D images, so a stack (N, ...) with {} axes is expected; \
+                 the file has shape {:?}{hint}",
+                source.describe(),
+                args.calibration.display(),
+                nd + 1,
+                std::iter::once(source.n_images()).chain(shape.iter().copied()).collect::<Vec<_>>()
+            );
         }
     }
-    let voxels = sets.inner.len().max(1) as f64;
-    let frac = |a: &ndarray::ArrayD<bool>| a.iter().filter(|&&b| b).count() as f64 / voxels;
-    println!(
+    let spacings = args.spacing.spacings(source.n_images(), shape.len())?;
+    if let Some(s) = &args.spacing.spacing {
+        s.for_ndim(shape.len()).context("--spacing")?;
+    }
+    let own: Option<Vec<Spacing>> = match (&spacings, &args.spacing.spacing) {
+        (Some(v), _) => Some(v.clone()),
+        (None, Some(s)) => Some(vec![s.clone(); source.n_images()]),
+        (None, None) => None,
+    };
+    let counts = match source.precision() {
+        Precision::F32 => predict_in::<f32>(&args, &file, &source, own)?,
+        Precision::F64 => predict_in::<f64>(&args, &file, &source, own)?,
+    };
+    let voxels = (source.n_images() * source.voxels_per_image()).max(1) as f64;
+    outln!(
         "{} images: inner sets cover {:.2}% and outer sets {:.2}% of the voxels",
-        scores.n_images(),
-        100.0 * frac(&sets.inner),
-        100.0 * frac(&sets.outer)
+        source.n_images(),
+        100.0 * counts.0 as f64 / voxels,
+        100.0 * counts.1 as f64 / voxels
     );
     for (path, name) in [(&args.inner_out, "inner"), (&args.outer_out, "outer")] {
         if let Some(path) = path {
-            println!("wrote {name} sets to {}", path.display());
+            outln!("wrote {name} sets to {}", path.display());
         }
+    }
+    if let Some(dir) = &args.overlay.overlay_dir {
+        outln!("wrote {} overlays to {}", source.n_images(), dir.display());
     }
     report::warn_thresholds(&file.sets);
     Ok(())
+}
+
+/// Predict every image in the float type `A`, writing as images arrive;
+/// returns the numbers of inner and outer voxels.
+fn predict_in<A: ReadFloat>(
+    args: &Args,
+    file: &CalibrationFile,
+    source: &ScoreSource,
+    own: Option<Vec<Spacing>>,
+) -> Result<(usize, usize)> {
+    let n = source.n_images();
+    let shape = source.image_shape();
+    let create = |p: &Option<PathBuf>| p.as_ref().map(|p| NpyWriter::create::<u8>(p, n, &shape)).transpose();
+    let (mut inner_w, mut outer_w) = (create(&args.inner_out)?, create(&args.outer_out)?);
+    let overlays = crate::cli::figures::Overlays::new(&args.overlay, n)?;
+    let sets = &file.sets;
+    let all: Vec<usize> = (0..n).collect();
+    let mut counts = (0usize, 0usize);
+    let bar = report::progress("predicting", n, source.voxels_per_image());
+    let keep = overlays.is_some();
+    let mut sink =
+        |i: usize, (background, s): (Option<ArrayD<A>>, confseg::Sets<IxDyn>)| -> confseg::Result<()> {
+            counts.0 += s.inner.iter().filter(|&&b| b).count();
+            counts.1 += s.outer.iter().filter(|&&b| b).count();
+            if let Some(w) = &mut inner_w {
+                w.push(&s.inner.mapv(u8::from))?;
+            }
+            if let Some(w) = &mut outer_w {
+                w.push(&s.outer.mapv(u8::from))?;
+            }
+            if let (Some(o), Some(bg)) = (&overlays, &background) {
+                o.draw(i, bg, &s)?;
+            }
+            bar.inc(1);
+            Ok(())
+        };
+    let result = match source {
+        ScoreSource::Raw { .. } => stream(
+            source.raw::<A>(all.clone()),
+            default_in_flight(),
+            |i, s: ArrayD<A>| {
+                let sets = match &own {
+                    Some(sp) => sets.predict(&Image::new(s.view(), sp[i].clone())?),
+                    None => sets.predict(&s),
+                }
+                .map_err(|e| e.in_image(i))?;
+                Ok((keep.then_some(s), sets))
+            },
+            &mut sink,
+        ),
+        ScoreSource::Transformed { .. } => stream(
+            source.transformed::<A>(all.clone()),
+            default_in_flight(),
+            |i, t: confseg::Transformed<A, IxDyn>| {
+                let (fi, fo) = t.sides();
+                let s = sets.predict_transformed(fi, fo).map_err(|e| e.in_image(i))?;
+                let background = keep.then_some(match t {
+                    confseg::Transformed::Shared(a) | confseg::Transformed::Separate { inner: a, .. } => a,
+                });
+                Ok((background, s))
+            },
+            &mut sink,
+        ),
+    };
+    bar.finish_and_clear();
+    result.map_err(|e| blame(e, &all, source, None))?;
+    let outputs: Vec<confseg::io::Output> = [inner_w, outer_w]
+        .into_iter()
+        .flatten()
+        .map(NpyWriter::into_output)
+        .collect::<confseg::Result<_>>()?;
+    confseg::io::commit_all(outputs)?;
+    Ok(counts)
 }

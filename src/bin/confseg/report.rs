@@ -20,6 +20,42 @@ impl fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
+/// Standard output went away (e.g. `| head -1`): the command stops and
+/// exits quietly, with status 0.
+#[derive(Debug)]
+pub struct ReaderGone;
+
+impl fmt::Display for ReaderGone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("standard output was closed")
+    }
+}
+
+impl std::error::Error for ReaderGone {}
+
+/// Print to standard output; a closed pipe becomes [`ReaderGone`] instead
+/// of a panic.
+///
+/// # Errors
+/// [`ReaderGone`] if the reader went away; another write error as is.
+pub fn out(s: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    match o.write_all(s.as_bytes()).and_then(|()| o.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(anyhow::Error::new(ReaderGone)),
+        Err(e) => Err(anyhow::Error::new(e).context("cannot write to standard output")),
+    }
+}
+
+/// `println!` through [`out`]: returns early when the reader went away.
+macro_rules! outln {
+    ($($t:tt)*) => {
+        $crate::cli::report::out(&format!("{}\n", format_args!($($t)*)))?
+    };
+}
+pub(crate) use outln;
+
 /// Return early with a [`UsageError`].
 macro_rules! usage {
     ($($t:tt)*) => {
@@ -95,6 +131,33 @@ pub fn summary_with<TI, TO, C>(sets: &ConfidenceSets<TI, TO, C>, f_inner: &str, 
         mode.outer_alpha(),
         threshold_line(&t.outer, n)
     );
+    out
+}
+
+/// Lines saying what the calibration computed with: image dimensionality,
+/// precision, spacing, labels.
+pub fn provenance_lines(
+    file: &crate::cli::calibration_file::CalibrationFile,
+    precision: confseg::io::Precision,
+) -> String {
+    let sets = &file.sets;
+    let mut out = String::new();
+    if let Some(nd) = sets.ndim() {
+        out += &format!("images: {nd}-D, computed in {}\n", precision.name());
+    }
+    let spacing_matters = sets.inner_transform().uses_spacing() || sets.outer_transform().uses_spacing();
+    if sets.per_image_spacing() {
+        out += "spacing: each image's own";
+        if let Some(p) = &file.source.spacing_file {
+            out += &format!(" (from {})", p.display());
+        }
+        out += "\n";
+    } else if spacing_matters || !sets.spacing().is_unit() {
+        out += &format!("spacing: {} for every image\n", sets.spacing());
+    }
+    if let confseg::io::Labels::Select(_) = &file.labels {
+        out += &format!("structure: labels {} of the masks\n", file.labels);
+    }
     out
 }
 

@@ -4,12 +4,14 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::ValueEnum;
-use confseg::io::Dtype;
-use confseg::{Error, Transform};
-use ndarray::{ArrayD, Axis};
-use rayon::prelude::*;
+use confseg::io::{NpyWriter, Precision, ReadFloat, WriteElement};
+use confseg::pipeline::{default_in_flight, stream};
+use confseg::transform::apply_checked;
+use confseg::{Float, ScoreTransform, Spacing};
+use ndarray::ArrayD;
 
-use crate::cli::inputs::{parse_transform, ScoreFiles, Scores, TransformOptions};
+use crate::cli::inputs::{blame, parse_transform, ScoreFiles, ScoreSource, TransformOptions};
+use crate::cli::report::{self, outln, usage};
 
 /// Output element type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -22,6 +24,8 @@ pub enum OutDtype {
 
 /// Apply one score transform to every image of a stack and write the
 /// result (float, same shape; +inf/-inf where the transform defines them).
+/// Images stream through in the file's precision and the output is written
+/// as they come, appearing complete at the end.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     /// Score stack (N, spatial...) of any numeric dtype.
@@ -32,7 +36,8 @@ pub struct Args {
     pub transform: String,
     #[command(flatten)]
     pub options: TransformOptions,
-    /// Output element type (default: float32 for float16/float32 input, else float64).
+    /// Output element type (default: float32 when the scores are computed in
+    /// float32, i.e. float16/float32/small integers, else float64).
     #[arg(long, value_enum)]
     pub dtype: Option<OutDtype>,
     /// Write the transformed stack here (atomically).
@@ -43,42 +48,66 @@ pub struct Args {
 /// Run `transform`.
 pub fn run(args: Args) -> Result<()> {
     let t = args.options.apply(parse_transform(&args.transform, None)?)?;
-    let info = confseg::io::inspect(&args.scores)?;
-    let class_axis = args.options.class_axis(info.shape.len(), &args.scores)?;
     let files = ScoreFiles { scores: Some(args.scores.clone()), inner_scores: None, outer_scores: None };
-    let Scores::Raw { scores, .. } = Scores::load(&files, class_axis)? else {
-        anyhow::bail!("internal error: raw scores were requested");
-    };
-    let spacing = args.options.spacing();
-    spacing.for_ndim(scores.ndim() - 1).context("--spacing")?;
-    let images = (0..scores.len_of(Axis(0)))
-        .into_par_iter()
-        .map(|i| {
-            t.apply(&scores.index_axis(Axis(0), i), &spacing)
-                .map(|c| c.into_owned())
-                .map_err(|e| e.in_image(i))
-        })
-        .collect::<Result<Vec<_>, Error>>()
-        .with_context(|| format!("{}: transform {t}", args.scores.display()))?;
-    let mut out = ArrayD::<f64>::zeros(scores.raw_dim());
-    for (i, img) in images.into_iter().enumerate() {
-        out.index_axis_mut(Axis(0), i).assign(&img);
-    }
-    let dtype = args.dtype.unwrap_or(if matches!(info.dtype, Dtype::F16 | Dtype::F32) {
-        OutDtype::F32
-    } else {
-        OutDtype::F64
-    });
-    match dtype {
-        OutDtype::F32 => confseg::io::write_array(&args.output, &out.mapv(|x| x as f32))?,
-        OutDtype::F64 => confseg::io::write_array(&args.output, &out)?,
-    }
-    println!(
-        "wrote {} ({:?}, {}) = {t} of {}",
+    let source = ScoreSource::open(&files, args.options.class_axis)?;
+    let ndim = source.image_shape().len();
+    let spacing = args.options.spacing.spacing();
+    spacing.for_ndim(ndim).context("--spacing")?;
+    let spacings = args.options.spacing.spacings(source.n_images(), ndim)?;
+    let precision = source.precision();
+    let dtype = args.dtype.unwrap_or(if precision == Precision::F32 { OutDtype::F32 } else { OutDtype::F64 });
+    match (precision, dtype) {
+        (Precision::F32, OutDtype::F32) => {
+            write::<f32, f32>(&args, &t, &source, &spacing, spacings.as_deref())
+        }
+        (Precision::F32, OutDtype::F64) => {
+            write::<f32, f64>(&args, &t, &source, &spacing, spacings.as_deref())
+        }
+        (Precision::F64, OutDtype::F64) => {
+            write::<f64, f64>(&args, &t, &source, &spacing, spacings.as_deref())
+        }
+        (Precision::F64, OutDtype::F32) => {
+            usage!("{} holds values that need float64; --dtype f32 would round them", args.scores.display())
+        }
+    }?;
+    outln!(
+        "wrote {} ({} images of {:?}, {}) = {t} of {}",
         args.output.display(),
-        out.shape(),
+        source.n_images(),
+        source.image_shape(),
         if dtype == OutDtype::F32 { "float32" } else { "float64" },
         args.scores.display()
     );
+    Ok(())
+}
+
+/// Transform in `A`, write in `B` (`B` at least as wide).
+fn write<A: ReadFloat, B: Float + WriteElement>(
+    args: &Args,
+    t: &ScoreTransform,
+    source: &ScoreSource,
+    spacing: &Spacing,
+    spacings: Option<&[Spacing]>,
+) -> Result<()> {
+    let n = source.n_images();
+    let mut w = NpyWriter::create::<B>(&args.output, n, &source.image_shape())?;
+    let all: Vec<usize> = (0..n).collect();
+    let bar = report::progress("transforming", n, source.voxels_per_image());
+    stream(
+        source.raw::<A>(all.clone()),
+        default_in_flight(),
+        |i, s: ArrayD<A>| {
+            let sp = spacings.map_or(spacing, |v| &v[i]);
+            let out = apply_checked(t, &s, sp).map_err(|e| e.in_image(i))?;
+            Ok(out.mapv(|x| B::from_f64_lossy(x.to_f64_lossless())))
+        },
+        |_, img| {
+            bar.inc(1);
+            w.push(&img)
+        },
+    )
+    .map_err(|e| blame(e, &all, source, None))?;
+    bar.finish_and_clear();
+    w.finish()?;
     Ok(())
 }

@@ -5,13 +5,13 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use confseg::evaluate::{table, Geometry, Method, ModeSpec, Pool, Splits, StepMetric, Validation};
+use confseg::io::{Precision, ReadFloat};
 use confseg::plot::{coverage_plot, coverage_series, CoverageKind};
-use confseg::Alpha;
-use ndarray::Axis;
+use confseg::{Alpha, Image, Spacing};
 
-use crate::cli::inputs::{CalibrationInputs, Scores};
+use crate::cli::inputs::{blame, CalibrationInputs, Opened, ScoreSource};
 use crate::cli::levels::{parse_weights, ModeArg, Weights};
-use crate::cli::report::{self, usage};
+use crate::cli::report::{self, outln, usage};
 
 /// The `--method` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -147,45 +147,50 @@ fn methods(args: &Args, spec: ModeSpec) -> Result<Vec<Method>> {
     Ok(out)
 }
 
-/// The pool of the selected images (statistics computed once per image).
+/// The pool of the selected images (statistics computed once per image),
+/// streamed from the files in their native precision.
 fn pool(args: &Args) -> Result<Pool> {
-    let loaded = args.inputs.load()?;
-    let images = &loaded.images;
-    if images.is_empty() {
+    let opened = args.inputs.open()?;
+    if opened.images.is_empty() {
         usage!("no images selected");
     }
-    let masks = loaded.masks.select(Axis(0), images);
     let threshold = args.inputs.options.mask_threshold.unwrap_or(0.0);
-    // errors name images by their position in the selection; map back to the file
-    let in_file = |e: confseg::Error| remap(e, images);
-    Ok(match &loaded.scores {
-        Scores::Raw { path, scores } => {
-            Pool::new(&loaded.calibrator, &scores.select(Axis(0), images), &masks, threshold)
-                .map_err(in_file)
-                .with_context(|| format!("{}", path.display()))?
-        }
-        Scores::Transformed { inner_path, inner, outer, .. } => Pool::from_transformed(
-            &inner.select(Axis(0), images),
-            &outer.select(Axis(0), images),
-            &masks,
-            loaded.calibrator.spacing(),
-            0.0,
-        )
-        .map_err(in_file)
-        .with_context(|| format!("{}", inner_path.display()))?,
-    })
+    match opened.scores.precision() {
+        Precision::F32 => pool_in::<f32>(&opened, threshold),
+        Precision::F64 => pool_in::<f64>(&opened, threshold),
+    }
 }
 
-fn remap(e: confseg::Error, images: &[usize]) -> confseg::Error {
-    use confseg::Error as E;
-    let local = match &e {
-        E::NanScore { image, .. } | E::NonBinaryMask { image, .. } | E::ShapeMismatch { image, .. } => *image,
-        _ => None,
+fn pool_in<A: ReadFloat>(opened: &Opened, threshold: f64) -> Result<Pool> {
+    let images = &opened.images;
+    let bar = report::progress("transforming", images.len(), opened.scores.voxels_per_image());
+    let masks = opened.masks.masks(images.clone(), opened.labels.clone()).inspect(|_| bar.inc(1));
+    let blame = |e| blame(e, images, &opened.scores, Some(opened.masks.path()));
+    let pool = match (&opened.scores, &opened.spacings) {
+        (ScoreSource::Transformed { .. }, _) => {
+            let items = opened.scores.transformed::<A>(images.clone()).zip(masks);
+            Pool::from_transformed_stream(
+                items.map(|(s, m)| Ok((s?, m?))),
+                opened.calibrator.spacing(),
+                threshold,
+            )
+        }
+        (ScoreSource::Raw { .. }, None) => {
+            let items = opened.scores.raw::<A>(images.clone()).zip(masks);
+            Pool::from_stream(&opened.calibrator, items.map(|(s, m)| Ok((s?, m?))), threshold)
+        }
+        (ScoreSource::Raw { .. }, Some(spacings)) => {
+            let own: Vec<Spacing> = images.iter().map(|&i| spacings[i].clone()).collect();
+            let items = opened.scores.raw::<A>(images.clone()).zip(masks).zip(own);
+            Pool::from_stream(
+                &opened.calibrator,
+                items.map(|((s, m), sp)| Ok((Image::new(s?, sp)?, m?))),
+                threshold,
+            )
+        }
     };
-    match local.and_then(|i| images.get(i)) {
-        Some(&i) => e.in_image(i),
-        None => e,
-    }
+    bar.finish_and_clear();
+    pool.map_err(blame)
 }
 
 /// Run `validate`.
@@ -203,7 +208,7 @@ pub fn run(args: Args) -> Result<()> {
         k => Geometry::FirstSplits(k),
     };
     let validation = Validation::new(args.alpha.0.clone(), splits).with_geometry(geometry);
-    let voxels: usize = pool.shape().iter().product();
+    let voxels: usize = pool.max_voxels();
     let work_per_split = voxels * methods.len() * args.alpha.0.len() * 64;
     let mut bar = report::progress("splits", args.repeats, work_per_split);
     let mut stage = "splits";
@@ -218,9 +223,9 @@ pub fn run(args: Args) -> Result<()> {
     bar.finish_and_clear();
 
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&reports).context("cannot serialize the results")?);
+        outln!("{}", serde_json::to_string_pretty(&reports).context("cannot serialize the results")?);
     } else {
-        println!(
+        outln!(
             "{} images; {} splits into {} calibration / {} test images (seed {})",
             pool.len(),
             args.repeats,
@@ -228,8 +233,8 @@ pub fn run(args: Args) -> Result<()> {
             splits.n_test_for(pool.len())?,
             args.seed
         );
-        print!("{}", table(&reports));
-        println!("(coverage: mean over splits; sd and <nom: spread of the joint coverage and share of splits below nominal)");
+        report::out(&table(&reports))?;
+        outln!("(coverage: mean over splits; sd and <nom: spread of the joint coverage and share of splits below nominal)");
     }
     for r in &reports {
         if r.too_few_images > 0.0 {
@@ -247,8 +252,11 @@ pub fn run(args: Args) -> Result<()> {
         };
         let title = format!("{} coverage over {} splits (n_cal = {})", kind.name(), args.repeats, args.n_cal);
         coverage_plot(path, &coverage_series(&reports, kind), &title)?;
-        let say = |s: String| if args.json { eprintln!("{s}") } else { println!("{s}") };
-        say(format!("wrote {}", path.display()));
+        if args.json {
+            eprintln!("wrote {}", path.display());
+        } else {
+            outln!("wrote {}", path.display());
+        }
     }
     Ok(())
 }

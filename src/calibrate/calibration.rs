@@ -1,0 +1,361 @@
+//! The streaming calibration state: every image's `(tau_i, gamma_i)`, and
+//! what they were computed with ([`Provenance`]), so that states computed
+//! by different workers merge only when they are comparable.
+
+use std::fmt;
+
+use super::kernel::ImageStatistics;
+use super::mode::{Mode, ModeKind, Thresholds};
+use crate::error::{Error, Result};
+use crate::image::Spacing;
+use crate::quantile::conformal_quantile;
+
+/// What a [`Calibration`]'s statistics were computed with: the transforms
+/// (by their [`Transform::describe`](crate::Transform::describe) text), the
+/// combination function, the calibrator's default spacing and the image
+/// dimensionality. Statistics are comparable, and calibrations merge, only
+/// when all of these agree.
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
+pub struct Provenance {
+    inner: String,
+    outer: String,
+    combination: String,
+    spacing: Spacing,
+    ndim: usize,
+}
+
+impl Provenance {
+    pub(crate) fn new(
+        inner: String,
+        outer: String,
+        combination: String,
+        spacing: Spacing,
+        ndim: usize,
+    ) -> Self {
+        Provenance { inner, outer, combination, spacing, ndim }
+    }
+
+    /// The inner transform `f_I`.
+    #[must_use]
+    pub fn inner(&self) -> &str {
+        &self.inner
+    }
+
+    /// The outer transform `f_O`.
+    #[must_use]
+    pub fn outer(&self) -> &str {
+        &self.outer
+    }
+
+    /// The combination function.
+    #[must_use]
+    pub fn combination(&self) -> &str {
+        &self.combination
+    }
+
+    /// The default spacing, used for images without their own.
+    #[must_use]
+    pub fn spacing(&self) -> &Spacing {
+        &self.spacing
+    }
+
+    /// The image dimensionality.
+    #[must_use]
+    pub fn ndim(&self) -> usize {
+        self.ndim
+    }
+
+    /// The first field in which `self` and `other` differ, with both values.
+    fn difference(&self, other: &Provenance) -> Option<(&'static str, String, String)> {
+        let fields = [
+            ("inner transform", self.inner.clone(), other.inner.clone()),
+            ("outer transform", self.outer.clone(), other.outer.clone()),
+            ("combination", self.combination.clone(), other.combination.clone()),
+            ("default spacing", self.spacing.to_string(), other.spacing.to_string()),
+            ("image dimensionality", self.ndim.to_string(), other.ndim.to_string()),
+        ];
+        fields.into_iter().find(|(_, a, b)| a != b)
+    }
+
+    /// [`Error::IncompatibleCalibration`] unless `other` equals `self`.
+    pub(crate) fn check(&self, other: &Provenance) -> Result<()> {
+        match self.difference(other) {
+            None => Ok(()),
+            Some((field, ours, theirs)) => Err(Error::IncompatibleCalibration { field, ours, theirs }),
+        }
+    }
+}
+
+impl fmt::Display for Provenance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "f_I = {}, f_O = {}, combination {}, {}-D images, default spacing {}",
+            self.inner, self.outer, self.combination, self.ndim, self.spacing
+        )
+    }
+}
+
+/// The streaming calibration state: the `(tau_i, gamma_i)` of every image seen.
+///
+/// Merging two states ([`Calibration::merge`]) is concatenation, so the
+/// thresholds do not depend on how the images were split across workers or
+/// in which order they arrived. A state filled by a
+/// [`Calibrator`](crate::Calibrator) records its [`Provenance`] and whether
+/// some image carried its own spacing; states of different provenance do
+/// not merge. A state filled by hand ([`Calibration::push`]) has no
+/// provenance and merges with any.
+///
+/// With the `serde` feature it round-trips through JSON (infinite
+/// statistics as the strings `"inf"` / `"-inf"`), to be merged on another
+/// machine.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Calibration {
+    tau: Vec<f64>,
+    gamma: Vec<f64>,
+    provenance: Option<Provenance>,
+    per_image_spacing: bool,
+}
+
+impl Calibration {
+    /// An empty state.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Add one image's statistics.
+    pub fn push(&mut self, stats: ImageStatistics) {
+        self.tau.push(stats.tau);
+        self.gamma.push(stats.gamma);
+    }
+
+    /// Append another state (e.g. from another worker).
+    ///
+    /// ```
+    /// use confseg::{Calibration, Calibrator, Identity, Sigmoid};
+    /// use ndarray::array;
+    /// let (s, m) = (array![[0.5_f64, -1.0]], array![[1u8, 0]]);
+    /// let (mut a, mut b, mut c) = (Calibration::new(), Calibration::new(), Calibration::new());
+    /// Calibrator::new(Identity, Identity).observe(&mut a, &s, &m)?;
+    /// Calibrator::new(Identity, Identity).observe(&mut b, &s, &m)?;
+    /// Calibrator::new(Sigmoid, Identity).observe(&mut c, &s, &m)?;
+    /// a.merge(&b)?;
+    /// assert_eq!(a.len(), 2);
+    /// assert!(a.merge(&c).is_err()); // computed with another f_I
+    /// # Ok::<(), confseg::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::IncompatibleCalibration`] if both states have a provenance
+    /// and they differ (another transform, combination, default spacing or
+    /// image dimensionality); `self` is then unchanged.
+    pub fn merge(&mut self, other: &Calibration) -> Result<()> {
+        self.adopt(other.provenance.as_ref())?;
+        self.per_image_spacing |= other.per_image_spacing;
+        self.tau.extend_from_slice(&other.tau);
+        self.gamma.extend_from_slice(&other.gamma);
+        Ok(())
+    }
+
+    /// Check `provenance` against this state's and record it if this state
+    /// has none.
+    pub(crate) fn adopt(&mut self, provenance: Option<&Provenance>) -> Result<()> {
+        match (&self.provenance, provenance) {
+            (Some(ours), Some(theirs)) => ours.check(theirs),
+            (None, Some(theirs)) => {
+                self.provenance = Some(theirs.clone());
+                Ok(())
+            }
+            (_, None) => Ok(()),
+        }
+    }
+
+    /// Record that an image used its own spacing.
+    pub(crate) fn note_own_spacing(&mut self) {
+        self.per_image_spacing = true;
+    }
+
+    /// What the statistics were computed with (`None` for a state filled by hand).
+    #[must_use]
+    pub fn provenance(&self) -> Option<&Provenance> {
+        self.provenance.as_ref()
+    }
+
+    /// Whether some image was transformed with its own spacing rather than
+    /// the calibrator's default.
+    #[must_use]
+    pub fn per_image_spacing(&self) -> bool {
+        self.per_image_spacing
+    }
+
+    /// Number of calibration images.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.tau.len()
+    }
+
+    /// Whether no image has been observed.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.tau.is_empty()
+    }
+
+    /// The `tau_i`, in observation order.
+    #[must_use]
+    pub fn tau(&self) -> &[f64] {
+        &self.tau
+    }
+
+    /// The `gamma_i`, in observation order.
+    #[must_use]
+    pub fn gamma(&self) -> &[f64] {
+        &self.gamma
+    }
+
+    /// The statistics of image `i`.
+    #[must_use]
+    pub fn get(&self, i: usize) -> Option<ImageStatistics> {
+        Some(ImageStatistics { tau: *self.tau.get(i)?, gamma: *self.gamma.get(i)? })
+    }
+
+    /// Iterate over the images' statistics.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = ImageStatistics> + '_ {
+        self.tau.iter().zip(&self.gamma).map(|(&tau, &gamma)| ImageStatistics { tau, gamma })
+    }
+
+    /// A state holding only the images at `indices` (e.g. one calibration split).
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] if an index is out of range.
+    pub fn select(&self, indices: &[usize]) -> Result<Calibration> {
+        let mut out = Calibration {
+            tau: Vec::with_capacity(indices.len()),
+            gamma: Vec::with_capacity(indices.len()),
+            provenance: self.provenance.clone(),
+            per_image_spacing: self.per_image_spacing,
+        };
+        for &i in indices {
+            let s = self.get(i).ok_or_else(|| Error::InvalidParameter {
+                name: "image index",
+                value: i.to_string(),
+                reason: format!("only {} calibration images", self.len()),
+            })?;
+            out.push(s);
+        }
+        Ok(out)
+    }
+
+    /// The thresholds for `mode` (METHOD.md §4).
+    ///
+    /// With fewer than [`Mode::min_calibration_size`] images a threshold is
+    /// [`Threshold::TooFewImages`](crate::Threshold::TooFewImages) (`+inf`): valid but uninformative.
+    ///
+    /// ```
+    /// use confseg::{Alpha, Calibration, ImageStatistics, Mode};
+    /// let mut cal = Calibration::new();
+    /// for i in 0..19 {
+    ///     cal.push(ImageStatistics { tau: i as f64, gamma: -(i as f64) });
+    /// }
+    /// // n = 19, alpha = 0.1: k = ceil(0.9 * 20) = 18.
+    /// let t = cal.thresholds(&Mode::marginal(Alpha::new(0.1)?))?;
+    /// assert_eq!(t.inner.value(), 17.0);
+    /// assert_eq!(t.outer.value(), -1.0);
+    /// # Ok::<(), confseg::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::NoCalibrationData`] if no image was observed.
+    pub fn thresholds(&self, mode: &Mode) -> Result<Thresholds> {
+        if self.is_empty() {
+            return Err(Error::NoCalibrationData);
+        }
+        match mode.kind() {
+            ModeKind::Marginal | ModeKind::Bonferroni => Ok(Thresholds {
+                inner: conformal_quantile(&self.tau, mode.inner_alpha())?,
+                outer: conformal_quantile(&self.gamma, mode.outer_alpha())?,
+            }),
+            ModeKind::Max => {
+                let joint: Vec<f64> = self.iter().map(|s| s.joint()).collect();
+                let t = conformal_quantile(&joint, mode.inner_alpha())?;
+                Ok(Thresholds { inner: t, outer: t })
+            }
+        }
+    }
+}
+
+impl Extend<ImageStatistics> for Calibration {
+    fn extend<I: IntoIterator<Item = ImageStatistics>>(&mut self, iter: I) {
+        for s in iter {
+            self.push(s);
+        }
+    }
+}
+
+impl FromIterator<ImageStatistics> for Calibration {
+    fn from_iter<I: IntoIterator<Item = ImageStatistics>>(iter: I) -> Self {
+        let mut c = Calibration::new();
+        c.extend(iter);
+        c
+    }
+}
+
+#[cfg(feature = "serde")]
+mod serde_impl {
+    //! JSON shape: `{tau: [...], gamma: [...], provenance: {...} | null,
+    //! per_image_spacing: bool}` with infinities as `"inf"` / `"-inf"`.
+
+    use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::{Calibration, Provenance};
+    use crate::json::Number;
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Repr {
+        tau: Vec<Number>,
+        gamma: Vec<Number>,
+        #[serde(default)]
+        provenance: Option<Provenance>,
+        #[serde(default)]
+        per_image_spacing: bool,
+    }
+
+    impl Serialize for Calibration {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            Repr {
+                tau: self.tau.iter().map(|&x| Number(x)).collect(),
+                gamma: self.gamma.iter().map(|&x| Number(x)).collect(),
+                provenance: self.provenance.clone(),
+                per_image_spacing: self.per_image_spacing,
+            }
+            .serialize(s)
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Calibration {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let r = Repr::deserialize(d)?;
+            if r.tau.len() != r.gamma.len() {
+                return Err(de::Error::custom(format!(
+                    "\"tau\" has {} values and \"gamma\" {}; one pair per image is needed",
+                    r.tau.len(),
+                    r.gamma.len()
+                )));
+            }
+            for (name, v) in [("tau", &r.tau), ("gamma", &r.gamma)] {
+                if let Some(i) = v.iter().position(|x| x.0.is_nan()) {
+                    return Err(de::Error::custom(format!("\"{name}\"[{i}] is NaN")));
+                }
+            }
+            Ok(Calibration {
+                tau: r.tau.into_iter().map(|x| x.0).collect(),
+                gamma: r.gamma.into_iter().map(|x| x.0).collect(),
+                provenance: r.provenance,
+                per_image_spacing: r.per_image_spacing,
+            })
+        }
+    }
+}

@@ -1,0 +1,472 @@
+//! Calibration as a streaming reduction (METHOD.md §2, §4).
+//!
+//! Each calibration pair `(s(X_i), Y_i)` is reduced to two numbers,
+//!
+//! ```text
+//! tau_i   = C({Y_i = 0}, f_I(s(X_i)))   worst inner false positive
+//! gamma_i = C({Y_i = 1}, -f_O(s(X_i)))  worst outer miss
+//! ```
+//!
+//! with the combination function `C` = max by default ([`Max`]); the max over
+//! an empty region is `-inf`. Only these numbers are kept, so memory is O(n)
+//! and [`Calibration`]s computed by different workers merge by
+//! concatenation. Thresholds for each [`Mode`] are conformal quantiles of
+//! the statistics.
+
+mod calibration;
+mod kernel;
+mod mode;
+
+pub use calibration::{Calibration, Provenance};
+pub use kernel::{region_statistics, Combination, ImageStatistics, Max};
+pub use mode::{Mode, ModeKind, Thresholds};
+
+use ndarray::{Array, ArrayRef, Axis, CowArray, Dimension, RemoveAxis};
+
+use crate::error::{Error, Result};
+use crate::float::Float;
+use crate::image::{check_nan, check_shape, AsImage, Spacing};
+use crate::mask::MaskValue;
+use crate::pipeline::{default_in_flight, for_each_image, stream};
+use crate::transform::Transform;
+
+/// One image's scores already transformed by `f_I` and `f_O` (for example
+/// computed by another tool), used as they are.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transformed<A, D: Dimension> {
+    /// `f_I(s) = f_O(s)`: one array (read once, reduced in one pass).
+    Shared(Array<A, D>),
+    /// Separate arrays of the same shape.
+    Separate {
+        /// `f_I(s)`.
+        inner: Array<A, D>,
+        /// `f_O(s)`.
+        outer: Array<A, D>,
+    },
+}
+
+impl<A, D: Dimension> Transformed<A, D> {
+    /// `(f_I(s), f_O(s))`; for [`Transformed::Shared`] the same array twice.
+    pub fn sides(&self) -> (&Array<A, D>, &Array<A, D>) {
+        match self {
+            Transformed::Shared(a) => (a, a),
+            Transformed::Separate { inner, outer } => (inner, outer),
+        }
+    }
+}
+
+/// Calibration parameters: the transforms `f_I`, `f_O`, the combination
+/// function and the default voxel spacing (for images that do not carry
+/// their own). Turns `(scores, mask)` pairs into [`ImageStatistics`]; its
+/// `fit` (in [`sets`](crate::sets)) turns a [`Calibration`] into fitted
+/// [`ConfidenceSets`](crate::ConfidenceSets).
+///
+/// ```
+/// use confseg::{Alpha, Calibration, Calibrator, Identity, Mode};
+/// use confseg::synthetic::Synthetic;
+///
+/// let data = Synthetic::new([32, 32]).seed(7);
+/// let calibrator = Calibrator::new(Identity, Identity);
+/// let mut cal = Calibration::new();
+/// for (scores, mask) in data.pairs(0..200) {
+///     calibrator.observe(&mut cal, &scores, &mask)?;
+/// }
+/// let sets = calibrator.fit(&cal, Mode::bonferroni(Alpha::new(0.1)?, 1.0, 4.0)?)?;
+/// let (scores, mask) = data.pair(1000);
+/// let pred = sets.predict(&scores)?;
+/// let cover = pred.coverage(&mask)?;
+/// println!("inner ⊆ truth: {}, truth ⊆ outer: {}", cover.inner, cover.outer);
+/// # Ok::<(), confseg::Error>(())
+/// ```
+///
+/// Images of a cohort with a spacing per subject carry it in an
+/// [`Image`](crate::Image); every spatial transform then uses the image's
+/// own spacing, and the fitted sets record that the spacing was per image:
+///
+/// ```
+/// use confseg::{Calibration, Calibrator, Identity, Image, Metric, SignedDistance, Spacing};
+/// use ndarray::Array3;
+///
+/// let calibrator = Calibrator::new(Identity, SignedDistance::new(Metric::Euclidean));
+/// let mut cal = Calibration::new();
+/// let scores = Array3::from_shape_fn((8, 8, 4), |(i, j, k)| 2.0 - (i + j + k) as f32 * 0.3);
+/// let mask = scores.mapv(|s| u8::from(s > 0.5));
+/// for spacing in [[0.8, 0.8, 2.5], [0.7, 0.7, 3.0]] {
+///     let image = Image::new(scores.view(), Spacing::new(spacing.to_vec())?)?;
+///     calibrator.observe(&mut cal, &image, &mask)?;
+/// }
+/// assert!(cal.per_image_spacing());
+/// # Ok::<(), confseg::Error>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Calibrator<TI, TO, C = Max> {
+    inner: TI,
+    outer: TO,
+    combination: C,
+    spacing: Spacing,
+}
+
+impl<TI, TO, C> Calibrator<TI, TO, C> {
+    #[cfg(feature = "serde")]
+    pub(crate) fn from_parts(inner: TI, outer: TO, combination: C, spacing: Spacing) -> Self {
+        Calibrator { inner, outer, combination, spacing }
+    }
+
+    /// The inner transform `f_I`.
+    pub fn inner_transform(&self) -> &TI {
+        &self.inner
+    }
+
+    /// The outer transform `f_O`.
+    pub fn outer_transform(&self) -> &TO {
+        &self.outer
+    }
+
+    /// The combination function.
+    pub fn combination(&self) -> &C {
+        &self.combination
+    }
+
+    /// The default voxel spacing (for images without their own).
+    pub fn spacing(&self) -> &Spacing {
+        &self.spacing
+    }
+}
+
+impl<TI: Transform, TO: Transform> Calibrator<TI, TO, Max> {
+    /// Calibrate with transforms `f_I = inner`, `f_O = outer`, combination
+    /// [`Max`] and unit default spacing.
+    pub fn new(inner: TI, outer: TO) -> Self {
+        Calibrator { inner, outer, combination: Max, spacing: Spacing::unit() }
+    }
+}
+
+/// Whether a transformed array is the score array itself, borrowed (the
+/// fused kernel then checks the scores for NaN as it reads them).
+fn borrows<A, D: Dimension>(transformed: &CowArray<'_, A, D>, scores: &ArrayRef<A, D>) -> bool {
+    transformed.is_view() && std::ptr::eq(transformed.as_ptr(), scores.as_ptr())
+}
+
+impl<TI: Transform, TO: Transform, C: Combination> Calibrator<TI, TO, C> {
+    /// Use this physical voxel spacing for images that do not carry their
+    /// own (plain arrays).
+    #[must_use]
+    pub fn with_spacing(mut self, spacing: Spacing) -> Self {
+        self.spacing = spacing;
+        self
+    }
+
+    /// Use another combination function.
+    pub fn with_combination<C2: Combination>(self, combination: C2) -> Calibrator<TI, TO, C2> {
+        Calibrator { inner: self.inner, outer: self.outer, combination, spacing: self.spacing }
+    }
+
+    /// What statistics of `ndim`-dimensional images computed by this
+    /// calibrator are recorded with.
+    #[must_use]
+    pub fn provenance(&self, ndim: usize) -> Provenance {
+        Provenance::new(
+            self.inner.describe(),
+            self.outer.describe(),
+            self.combination.name(),
+            self.spacing.clone(),
+            ndim,
+        )
+    }
+
+    /// `f_I(s)` and `f_O(s)` of one image, with the image's own spacing or
+    /// the default. NaN in the input is an [`Error::NanScore`]; NaN made by
+    /// a transform is an [`Error::TransformNan`] naming it.
+    pub(crate) fn transform<'a, A: Float, D: Dimension>(
+        &self,
+        scores: &'a ArrayRef<A, D>,
+        spacing: Option<&Spacing>,
+    ) -> Result<(CowArray<'a, A, D>, CowArray<'a, A, D>)> {
+        let spacing = spacing.unwrap_or(&self.spacing);
+        let fi = self.inner.apply(scores, spacing)?;
+        let fo = self.outer.apply(scores, spacing)?;
+        // A transform may hide a NaN of its input (e.g. by thresholding).
+        // When one side borrows the scores, the kernel reads and checks
+        // them anyway; otherwise check them here.
+        if !borrows(&fi, scores) && !borrows(&fo, scores) {
+            check_nan("scores", scores)?;
+        }
+        Ok((fi, fo))
+    }
+
+    /// Map a NaN found by the kernel in transformed scores to its cause:
+    /// the input (when that side borrows it) or the transform.
+    pub(crate) fn blame_nan<A, D: Dimension>(
+        &self,
+        e: Error,
+        scores: &ArrayRef<A, D>,
+        fi: &CowArray<'_, A, D>,
+        fo: &CowArray<'_, A, D>,
+    ) -> Error {
+        match e {
+            Error::NanScore { what, image, index } if what == "inner scores" || what == "outer scores" => {
+                let (side, t, borrowed) = if what == "inner scores" {
+                    ("inner", self.inner.describe(), borrows(fi, scores))
+                } else {
+                    ("outer", self.outer.describe(), borrows(fo, scores))
+                };
+                if borrowed {
+                    Error::NanScore { what: "scores", image, index }
+                } else {
+                    Error::TransformNan { transform: t, side, image, index }
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// `(tau, gamma)` of one labelled image: transforms (with the image's
+    /// own spacing if it carries one, else the default), then the fused
+    /// kernel.
+    ///
+    /// # Errors
+    /// Shape mismatch between scores and mask, NaN in the scores
+    /// ([`Error::NanScore`]) or made by a transform ([`Error::TransformNan`]),
+    /// non-binary mask values, or a transform error.
+    pub fn statistics<I, M>(&self, scores: &I, mask: &ArrayRef<M, I::Dim>) -> Result<ImageStatistics>
+    where
+        I: AsImage + ?Sized,
+        M: MaskValue,
+    {
+        let s = scores.scores();
+        check_shape("scores vs mask", mask, s)?;
+        let (fi, fo) = self.transform(s, scores.spacing())?;
+        region_statistics(&fi, &fo, mask, &self.combination).map_err(|e| self.blame_nan(e, s, &fi, &fo))
+    }
+
+    /// Add one labelled image to `calibration`. Errors name the image by its
+    /// position in `calibration` (`calibration.len()` before the call).
+    ///
+    /// # Errors
+    /// As [`Calibrator::statistics`]; [`Error::DimensionMismatch`] if the
+    /// image's dimensionality differs from the calibration's;
+    /// [`Error::IncompatibleCalibration`] if `calibration` was filled with
+    /// other transforms, combination or default spacing.
+    pub fn observe<I, M>(
+        &self,
+        calibration: &mut Calibration,
+        scores: &I,
+        mask: &ArrayRef<M, I::Dim>,
+    ) -> Result<()>
+    where
+        I: AsImage + ?Sized,
+        M: MaskValue,
+    {
+        let n = calibration.len();
+        self.admit(calibration, scores.scores().ndim()).map_err(|e| e.in_image(n))?;
+        let s = self.statistics(scores, mask).map_err(|e| e.in_image(n))?;
+        if scores.spacing().is_some() {
+            calibration.note_own_spacing();
+        }
+        calibration.push(s);
+        Ok(())
+    }
+
+    /// Check that images of dimension `ndim` computed by this calibrator
+    /// may join `calibration`, and record the provenance.
+    fn admit(&self, calibration: &mut Calibration, ndim: usize) -> Result<()> {
+        if let Some(p) = calibration.provenance() {
+            if p.ndim() != ndim {
+                return Err(Error::DimensionMismatch { expected: p.ndim(), found: ndim, image: None });
+            }
+        }
+        calibration.adopt(Some(&self.provenance(ndim)))
+    }
+
+    /// Add statistics computed elsewhere from this calibrator's transforms
+    /// (e.g. by a validation pool) to `calibration`, with the provenance of
+    /// `ndim`-dimensional images.
+    pub(crate) fn observe_statistics(
+        &self,
+        calibration: &mut Calibration,
+        stats: &Calibration,
+        ndim: usize,
+    ) -> Result<()> {
+        self.admit(calibration, ndim)?;
+        calibration.extend(stats.iter());
+        Ok(())
+    }
+
+    /// Calibration statistics of a batch-first stack `(N, spatial...)` of
+    /// score images and masks, all with the default spacing. With the
+    /// `rayon` feature, images are processed in parallel; the result is the
+    /// same either way (in image order).
+    ///
+    /// # Errors
+    /// As [`Calibrator::statistics`], for the first failing image (by index).
+    /// [`Error::ShapeMismatch`] if the stacks differ in shape.
+    pub fn calibrate_stack<A: Float, D: RemoveAxis, M: MaskValue>(
+        &self,
+        scores: &ArrayRef<A, D>,
+        masks: &ArrayRef<M, D>,
+    ) -> Result<Calibration>
+    where
+        TI: Sync,
+        TO: Sync,
+    {
+        check_shape("scores stack vs masks stack", masks, scores)?;
+        let stats = for_each_image(scores.len_of(Axis(0)), |i| {
+            self.statistics(&scores.index_axis(Axis(0), i), &masks.index_axis(Axis(0), i))
+        })?;
+        let mut cal = Calibration::new();
+        cal.adopt(Some(&self.provenance(scores.ndim().saturating_sub(1))))?;
+        cal.extend(stats);
+        Ok(cal)
+    }
+
+    /// Calibration statistics of a stream of labelled images (for example
+    /// [`io::NpyStack`](crate::io) readers, or per-subject files), computed
+    /// in parallel with at most [`default_in_flight`] images in memory.
+    /// Images may differ in shape and carry their own spacing
+    /// ([`Image`](crate::Image)); they must share one dimensionality.
+    /// The result is in stream order and equals observing the images one by one.
+    ///
+    /// ```
+    /// use confseg::{Calibrator, Identity};
+    /// use confseg::synthetic::Synthetic;
+    /// let data = Synthetic::new([16, 16]).seed(2);
+    /// let cal = Calibrator::new(Identity, Identity).calibrate_stream(data.pairs(0..50).map(Ok))?;
+    /// assert_eq!(cal.len(), 50);
+    /// # Ok::<(), confseg::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// The source's first error, or as [`Calibrator::observe`] for the first
+    /// failing image, tagged with its position in the stream.
+    pub fn calibrate_stream<I, M, S>(&self, pairs: S) -> Result<Calibration>
+    where
+        S: Iterator<Item = Result<(I, Array<M, I::Dim>)>> + Send,
+        I: AsImage + Send,
+        M: MaskValue,
+        TI: Sync,
+        TO: Sync,
+    {
+        let mut cal = Calibration::new();
+        self.extend_from_stream(&mut cal, pairs, default_in_flight())?;
+        Ok(cal)
+    }
+
+    /// Calibration statistics of a stream of already transformed scores
+    /// ([`Transformed`]) and masks: the fused kernel only (the calibrator's
+    /// own transforms are not applied, and should be [`Identity`](crate::Identity),
+    /// which the provenance then records). In parallel, with at most
+    /// [`default_in_flight`] images in memory.
+    ///
+    /// # Errors
+    /// The source's first error, or as [`region_statistics`] for the first
+    /// failing image, tagged with its position in the stream.
+    pub fn calibrate_transformed_stream<A, D, M, S>(&self, items: S) -> Result<Calibration>
+    where
+        S: Iterator<Item = Result<(Transformed<A, D>, Array<M, D>)>> + Send,
+        A: Float,
+        D: Dimension,
+        M: MaskValue,
+    {
+        let mut cal = Calibration::new();
+        let combination = &self.combination;
+        stream(
+            items,
+            default_in_flight(),
+            |i, (t, mask): (Transformed<A, D>, Array<M, D>)| {
+                let (fi, fo) = t.sides();
+                let s = region_statistics(fi, fo, &mask, combination).map_err(|e| e.in_image(i))?;
+                Ok((s, fi.ndim()))
+            },
+            |i, (s, ndim)| {
+                self.admit(&mut cal, ndim).map_err(|e| e.in_image(i))?;
+                cal.push(s);
+                Ok(())
+            },
+        )?;
+        Ok(cal)
+    }
+
+    /// [`Calibrator::calibrate_stream`] into an existing calibration, with
+    /// at most `in_flight` images read and not yet reduced.
+    ///
+    /// # Errors
+    /// As [`Calibrator::calibrate_stream`]; image positions count from
+    /// `calibration.len()`.
+    pub fn extend_from_stream<I, M, S>(
+        &self,
+        calibration: &mut Calibration,
+        pairs: S,
+        in_flight: usize,
+    ) -> Result<()>
+    where
+        S: Iterator<Item = Result<(I, Array<M, I::Dim>)>> + Send,
+        I: AsImage + Send,
+        M: MaskValue,
+        TI: Sync,
+        TO: Sync,
+    {
+        let offset = calibration.len();
+        stream(
+            pairs,
+            in_flight,
+            |i, (image, mask): (I, Array<M, I::Dim>)| {
+                let s = self.statistics(&image, &mask).map_err(|e| e.in_image(offset + i))?;
+                Ok((s, image.scores().ndim(), image.spacing().is_some()))
+            },
+            |i, (s, ndim, own_spacing)| {
+                self.admit(calibration, ndim).map_err(|e| e.in_image(offset + i))?;
+                if own_spacing {
+                    calibration.note_own_spacing();
+                }
+                calibration.push(s);
+                Ok(())
+            },
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quantile::{Alpha, Threshold};
+    use ndarray::Array2;
+
+    #[test]
+    fn observe_names_the_image() {
+        let cal_ = Calibrator::new(crate::Identity, crate::Identity);
+        let mut cal = Calibration::new();
+        let ok = Array2::<f64>::zeros((2, 2));
+        cal_.observe(&mut cal, &ok, &Array2::<u8>::zeros((2, 2))).unwrap();
+        let mut bad = ok.clone();
+        bad[[1, 0]] = f64::NAN;
+        let e = cal_.observe(&mut cal, &bad, &Array2::<u8>::zeros((2, 2))).unwrap_err();
+        assert_eq!(e, Error::NanScore { what: "scores", image: Some(1), index: vec![1, 0] });
+        assert_eq!(cal.len(), 1);
+    }
+
+    #[test]
+    fn modes() {
+        let a = |x| Alpha::new(x).unwrap();
+        assert!(matches!(
+            Mode::bonferroni_split(a(0.1), a(0.05), a(0.06)),
+            Err(Error::SplitExceedsAlpha { .. })
+        ));
+        assert!(Mode::bonferroni_split(a(0.1), a(0.02), a(0.08)).is_ok());
+        assert!(Mode::bonferroni(a(0.1), 0.0, 1.0).is_err());
+        assert!(Mode::bonferroni(a(0.1), f64::INFINITY, 1.0).is_err());
+        let m = Mode::max(a(0.1));
+        assert_eq!(m.kind(), ModeKind::Max);
+        assert_eq!(Mode::marginal(a(0.05)).min_calibration_size(), 19);
+        assert!(Calibration::new().thresholds(&m).is_err());
+    }
+
+    #[test]
+    fn max_mode_uses_the_joint_statistic() {
+        let cal: Calibration =
+            (0..9).map(|i| ImageStatistics { tau: f64::from(i), gamma: f64::from(8 - i) * 0.5 }).collect();
+        // joint = max(i, (8 - i)/2): [4, 3.5, 3, 3, 4, 5, 6, 7, 8]; n = 9, alpha = 0.5 -> k = 5 -> 4
+        let t = cal.thresholds(&Mode::max(Alpha::new(0.5).unwrap())).unwrap();
+        assert_eq!(t.inner, Threshold::OrderStatistic { k: 5, value: 4.0 });
+        assert_eq!(t.inner, t.outer);
+    }
+}
