@@ -8,7 +8,80 @@
 //! are in flight, so peak memory is `O(in_flight x image size)` whatever
 //! the number of images, and reading overlaps computing.
 
+use ndarray::{Array, ArrayBase, Data, Dimension};
+
 use crate::error::Result;
+use crate::float::Float;
+use crate::image::{AsImage, Image};
+use crate::mask::MaskValue;
+
+/// An item of a stream, made ready on a worker thread.
+///
+/// Data already in memory (an array, an [`Image`], an `(image, mask)`
+/// pair) is ready as it is. A [`Lazy`] item loads itself when the worker
+/// takes it: give the stream cheap handles (e.g. "image 17 of this file")
+/// and the reading itself runs in parallel, instead of one thread reading
+/// for all.
+pub trait Load: Send {
+    /// The loaded item.
+    type Output;
+    /// Load the item.
+    ///
+    /// # Errors
+    /// Whatever loading fails with (an I/O error, a bad value in a file).
+    fn load(self) -> Result<Self::Output>;
+}
+
+/// A closure that loads a stream item on the worker thread that processes it.
+///
+/// ```
+/// use confseg::pipeline::{Lazy, Load};
+/// let item = Lazy(|| Ok(21 * 2));
+/// assert_eq!(item.load()?, 42);
+/// # Ok::<(), confseg::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Lazy<F>(pub F);
+
+impl<F, T> Load for Lazy<F>
+where
+    F: FnOnce() -> Result<T> + Send,
+{
+    type Output = T;
+    fn load(self) -> Result<T> {
+        (self.0)()
+    }
+}
+
+impl<S, D> Load for ArrayBase<S, D>
+where
+    S: Data + Send,
+    S::Elem: Float,
+    D: Dimension,
+{
+    type Output = Self;
+    fn load(self) -> Result<Self> {
+        Ok(self)
+    }
+}
+
+impl<A: Float, D: Dimension> Load for Image<'_, A, D> {
+    type Output = Self;
+    fn load(self) -> Result<Self> {
+        Ok(self)
+    }
+}
+
+impl<I, M> Load for (I, Array<M, I::Dim>)
+where
+    I: AsImage + Send,
+    M: MaskValue,
+{
+    type Output = Self;
+    fn load(self) -> Result<Self> {
+        Ok(self)
+    }
+}
 
 /// Images in flight by default: four per thread (two batches of two).
 #[must_use]

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::image::{check_mask, check_nan, check_shape, AsImage, Spacing};
 use crate::mask::MaskValue;
-use crate::pipeline::{default_in_flight, for_each_image, stream};
+use crate::pipeline::{default_in_flight, for_each_image, stream, Load};
 use crate::transform::{ScoreTransform, Transform};
 
 /// Fitted conformal confidence sets: transforms, thresholds and provenance.
@@ -264,9 +264,10 @@ impl<TI: Transform, TO: Transform, C: Combination> ConfidenceSets<TI, TO, C> {
     /// The source's or the sink's first error, or as
     /// [`ConfidenceSets::predict`] for the first failing image, tagged with
     /// its position in the stream.
-    pub fn predict_stream<I, S, K>(&self, images: S, sink: K) -> Result<()>
+    pub fn predict_stream<P, I, S, K>(&self, images: S, sink: K) -> Result<()>
     where
-        S: Iterator<Item = Result<I>> + Send,
+        S: Iterator<Item = Result<P>> + Send,
+        P: Load<Output = I>,
         I: AsImage + Send,
         K: FnMut(usize, Sets<I::Dim>) -> Result<()>,
         TI: Sync,
@@ -276,7 +277,7 @@ impl<TI: Transform, TO: Transform, C: Combination> ConfidenceSets<TI, TO, C> {
         stream(
             images,
             default_in_flight(),
-            |i, image: I| self.predict(&image).map_err(|e| e.in_image(i)),
+            |i, item: P| item.load().and_then(|image| self.predict(&image)).map_err(|e| e.in_image(i)),
             sink,
         )
     }

@@ -646,3 +646,130 @@ fn demo_runs_and_reports_every_mode() {
         assert!(nums[2..8].iter().all(|c| (0.0..=1.0).contains(c)), "{r}");
     }
 }
+
+#[test]
+fn per_image_spacing_files_and_dimensionality() {
+    let f = Files::new();
+    let data3 = Synthetic::new([10, 9, 5]).seed(9);
+    let (s, m) = data3.stack(0..30);
+    let s32 = s.mapv(|x| x as f32);
+    write_npy(f.path("s.npy"), &s32).unwrap();
+    write_npy(f.path("m.npy"), &m.mapv(u8::from)).unwrap();
+    let sp: Array<f64, _> = Array::from_shape_fn((30, 3), |(i, a)| [0.8, 0.7, 2.0 + 0.1 * (i % 5) as f64][a]);
+    write_npy(f.path("sp.npy"), &sp).unwrap();
+    let out = ok(&[
+        "calibrate",
+        "--masks",
+        f.s("m.npy"),
+        "--scores",
+        f.s("s.npy"),
+        "--outer",
+        "distance",
+        "--spacing-file",
+        f.s("sp.npy"),
+        "--alpha",
+        "0.2",
+        "-o",
+        f.s("cal.json"),
+    ]);
+    assert!(out.contains("spacing: each image's own"), "{out}");
+    assert!(out.contains("images: 3-D, computed in float32"), "{out}");
+    let j = json(&f.path("cal.json"));
+    assert_eq!(j["spacing"], "per-image");
+    assert_eq!(j["ndim"], 3);
+    // the library with each image's own spacing, in f32, gives the same thresholds
+    let calibrator = Calibrator::new(ScoreTransform::Identity, distance());
+    let mut cal = Calibration::new();
+    for i in 0..30 {
+        let spacing = Spacing::new(sp.row(i).to_vec()).unwrap();
+        let img = confseg::Image::new(s32.index_axis(Axis(0), i), spacing).unwrap();
+        calibrator.observe(&mut cal, &img, &m.index_axis(Axis(0), i)).unwrap();
+    }
+    let t = cal.thresholds(&Mode::marginal(Alpha::new(0.2).unwrap())).unwrap();
+    assert_eq!(file_thresholds(&f.path("cal.json")), (t.inner.value(), t.outer.value()));
+    // predict needs the new images' spacing: refused without, accepted with
+    let e = fail(
+        &["predict", "--calibration", f.s("cal.json"), "--scores", f.s("s.npy"), "--outer-out", f.s("o.npy")],
+        1,
+    );
+    assert!(e.contains("spacing"), "{e}");
+    assert!(!f.path("o.npy").exists());
+    ok(&[
+        "predict",
+        "--calibration",
+        f.s("cal.json"),
+        "--scores",
+        f.s("s.npy"),
+        "--spacing-file",
+        f.s("sp.npy"),
+        "--outer-out",
+        f.s("o.npy"),
+    ]);
+    let o: Array4<u8> = read_npy(f.path("o.npy")).unwrap();
+    let sets = calibrator.fit(&cal, Mode::marginal(Alpha::new(0.2).unwrap())).unwrap();
+    for i in [0, 7, 29] {
+        let img = confseg::Image::new(s32.index_axis(Axis(0), i), Spacing::new(sp.row(i).to_vec()).unwrap())
+            .unwrap();
+        assert_eq!(o.index_axis(Axis(0), i), sets.predict(&img).unwrap().outer.mapv(u8::from));
+    }
+    // one volume without its batch axis is not a stack of 2-D images
+    write_npy(f.path("vol.npy"), &s32.index_axis(Axis(0), 0).to_owned()).unwrap();
+    let e = fail(
+        &[
+            "predict",
+            "--calibration",
+            f.s("cal.json"),
+            "--scores",
+            f.s("vol.npy"),
+            "--spacing",
+            "1,1,2",
+            "--outer-out",
+            f.s("v.npy"),
+        ],
+        1,
+    );
+    assert!(e.contains("3-D") && e.contains("batch axis"), "{e}");
+    assert!(!f.path("v.npy").exists());
+    // a spacing file of the wrong shape names its expected shape
+    write_npy(f.path("bad.npy"), &Array::<f64, _>::ones((30, 2))).unwrap();
+    let e = fail(
+        &[
+            "calibrate",
+            "--masks",
+            f.s("m.npy"),
+            "--scores",
+            f.s("s.npy"),
+            "--spacing-file",
+            f.s("bad.npy"),
+            "--alpha",
+            "0.2",
+        ],
+        1,
+    );
+    assert!(e.contains("(30, 3)"), "{e}");
+}
+
+#[test]
+fn a_file_named_twice_is_read_once_and_gives_the_same_thresholds() {
+    let f = Files::new();
+    let (s, m) = data(0..40);
+    write_npy(f.path("s.npy"), &s.mapv(|x| x as f32)).unwrap();
+    std::fs::copy(f.path("s.npy"), f.path("copy.npy")).unwrap();
+    write_npy(f.path("m.npy"), &m).unwrap();
+    let args = |b: &'static str| {
+        [
+            "calibrate",
+            "--masks",
+            f.s("m.npy"),
+            "--inner-scores",
+            f.s("s.npy"),
+            "--outer-scores",
+            b,
+            "--alpha",
+            "0.1",
+        ]
+    };
+    let once = ok(&args(f.s("s.npy")));
+    let twice = ok(&args(f.s("copy.npy")));
+    assert_eq!(thresholds(&once), thresholds(&twice));
+}

@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::image::{check_nan, check_shape, AsImage, Spacing};
 use crate::mask::MaskValue;
-use crate::pipeline::{default_in_flight, for_each_image, stream};
+use crate::pipeline::{default_in_flight, for_each_image, stream, Load};
 use crate::transform::Transform;
 
 /// One image's scores already transformed by `f_I` and `f_O` (for example
@@ -52,6 +52,13 @@ impl<A, D: Dimension> Transformed<A, D> {
             Transformed::Shared(a) => (a, a),
             Transformed::Separate { inner, outer } => (inner, outer),
         }
+    }
+}
+
+impl<A: Float, D: Dimension, M: MaskValue> Load for (Transformed<A, D>, Array<M, D>) {
+    type Output = Self;
+    fn load(self) -> Result<Self> {
+        Ok(self)
     }
 }
 
@@ -338,9 +345,10 @@ impl<TI: Transform, TO: Transform, C: Combination> Calibrator<TI, TO, C> {
     /// # Errors
     /// The source's first error, or as [`Calibrator::observe`] for the first
     /// failing image, tagged with its position in the stream.
-    pub fn calibrate_stream<I, M, S>(&self, pairs: S) -> Result<Calibration>
+    pub fn calibrate_stream<P, I, M, S>(&self, pairs: S) -> Result<Calibration>
     where
-        S: Iterator<Item = Result<(I, Array<M, I::Dim>)>> + Send,
+        S: Iterator<Item = Result<P>> + Send,
+        P: Load<Output = (I, Array<M, I::Dim>)>,
         I: AsImage + Send,
         M: MaskValue,
         TI: Sync,
@@ -360,9 +368,10 @@ impl<TI: Transform, TO: Transform, C: Combination> Calibrator<TI, TO, C> {
     /// # Errors
     /// The source's first error, or as [`region_statistics`] for the first
     /// failing image, tagged with its position in the stream.
-    pub fn calibrate_transformed_stream<A, D, M, S>(&self, items: S) -> Result<Calibration>
+    pub fn calibrate_transformed_stream<P, A, D, M, S>(&self, items: S) -> Result<Calibration>
     where
-        S: Iterator<Item = Result<(Transformed<A, D>, Array<M, D>)>> + Send,
+        S: Iterator<Item = Result<P>> + Send,
+        P: Load<Output = (Transformed<A, D>, Array<M, D>)>,
         A: Float,
         D: Dimension,
         M: MaskValue,
@@ -372,7 +381,8 @@ impl<TI: Transform, TO: Transform, C: Combination> Calibrator<TI, TO, C> {
         stream(
             items,
             default_in_flight(),
-            |i, (t, mask): (Transformed<A, D>, Array<M, D>)| {
+            |i, item: P| {
+                let (t, mask) = item.load().map_err(|e| e.in_image(i))?;
                 let (fi, fo) = t.sides();
                 let s = region_statistics(fi, fo, &mask, combination).map_err(|e| e.in_image(i))?;
                 Ok((s, fi.ndim()))
@@ -392,14 +402,15 @@ impl<TI: Transform, TO: Transform, C: Combination> Calibrator<TI, TO, C> {
     /// # Errors
     /// As [`Calibrator::calibrate_stream`]; image positions count from
     /// `calibration.len()`.
-    pub fn extend_from_stream<I, M, S>(
+    pub fn extend_from_stream<P, I, M, S>(
         &self,
         calibration: &mut Calibration,
         pairs: S,
         in_flight: usize,
     ) -> Result<()>
     where
-        S: Iterator<Item = Result<(I, Array<M, I::Dim>)>> + Send,
+        S: Iterator<Item = Result<P>> + Send,
+        P: Load<Output = (I, Array<M, I::Dim>)>,
         I: AsImage + Send,
         M: MaskValue,
         TI: Sync,
@@ -409,7 +420,8 @@ impl<TI: Transform, TO: Transform, C: Combination> Calibrator<TI, TO, C> {
         stream(
             pairs,
             in_flight,
-            |i, (image, mask): (I, Array<M, I::Dim>)| {
+            |i, item: P| {
+                let (image, mask) = item.load().map_err(|e| e.in_image(offset + i))?;
                 let s = self.statistics(&image, &mask).map_err(|e| e.in_image(offset + i))?;
                 Ok((s, image.scores().ndim(), image.spacing().is_some()))
             },

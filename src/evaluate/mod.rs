@@ -77,7 +77,7 @@ use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::image::{check_shape, AsImage};
 use crate::mask::MaskValue;
-use crate::pipeline::{default_in_flight, for_each_image, stream};
+use crate::pipeline::{default_in_flight, for_each_image, stream, Load};
 use crate::quantile::Alpha;
 use crate::transform::{Spacing, Transform};
 use crate::{Calibration, Mode};
@@ -419,7 +419,7 @@ impl Pool {
     /// As [`Pool::new`], for the first failing image, tagged with its
     /// position in the stream; [`Error::DimensionMismatch`] if the images
     /// differ in dimensionality.
-    pub fn from_stream<TI, TO, I, M, S>(
+    pub fn from_stream<TI, TO, P, I, M, S>(
         calibrator: &Calibrator<TI, TO, Max>,
         pairs: S,
         mask_threshold: f64,
@@ -429,14 +429,16 @@ impl Pool {
         TO: Transform + Sync,
         I: AsImage + Send,
         M: MaskValue,
-        S: Iterator<Item = Result<(I, Array<M, I::Dim>)>> + Send,
+        S: Iterator<Item = Result<P>> + Send,
+        P: Load<Output = (I, Array<M, I::Dim>)>,
     {
         check_threshold(mask_threshold)?;
         let mut images = Vec::new();
         stream(
             pairs,
             default_in_flight(),
-            |i, (s, m): (I, Array<M, I::Dim>)| {
+            |i, item: P| {
+                let (s, m) = item.load().map_err(|e| e.in_image(i))?;
                 prepare_raw(calibrator, &s, &m, mask_threshold).map_err(|e| e.in_image(i))
             },
             |_, img| {
@@ -487,7 +489,7 @@ impl Pool {
     /// # Errors
     /// As [`Pool::from_transformed`], for the first failing image, tagged
     /// with its position in the stream.
-    pub fn from_transformed_stream<A, D, M, S>(
+    pub fn from_transformed_stream<P, A, D, M, S>(
         items: S,
         spacing: &Spacing,
         mask_threshold: f64,
@@ -496,14 +498,16 @@ impl Pool {
         A: Float,
         D: Dimension,
         M: MaskValue,
-        S: Iterator<Item = Result<(Transformed<A, D>, Array<M, D>)>> + Send,
+        S: Iterator<Item = Result<P>> + Send,
+        P: Load<Output = (Transformed<A, D>, Array<M, D>)>,
     {
         check_threshold(mask_threshold)?;
         let mut images = Vec::new();
         stream(
             items,
             default_in_flight(),
-            |i, (t, m): (Transformed<A, D>, Array<M, D>)| {
+            |i, item: P| {
+                let (t, m) = item.load().map_err(|e| e.in_image(i))?;
                 let (fi, fo) = t.sides();
                 let sp = spacing.for_ndim(fi.ndim())?.into_owned();
                 let predicted: Vec<bool> = fo.iter().map(|x| x.to_f64_lossless() > mask_threshold).collect();

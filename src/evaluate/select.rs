@@ -27,6 +27,7 @@ use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::image::AsImage;
 use crate::mask::MaskValue;
+use crate::pipeline::Load;
 use crate::quantile::Alpha;
 use crate::transform::{Spacing, Transform};
 
@@ -141,7 +142,7 @@ where
 ///
 /// # Errors
 /// As [`select`], and the source's errors.
-pub fn select_stream<T, I, M, S, F>(
+pub fn select_stream<T, P, I, M, S, F>(
     inner: &[T],
     outer: &[T],
     source: F,
@@ -153,7 +154,8 @@ where
     T: Transform + Clone + Sync,
     I: AsImage + Send,
     M: MaskValue,
-    S: Iterator<Item = Result<(I, Array<M, I::Dim>)>> + Send,
+    S: Iterator<Item = Result<P>> + Send,
+    P: Load<Output = (I, Array<M, I::Dim>)>,
     F: Fn() -> S,
 {
     select_with(inner, outer, alpha, splits, |ti, to| {

@@ -7,8 +7,9 @@
 //! order (`'f4'`) are accepted, and every problem is one line.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 use ndarray::{Array, ArrayD, ArrayRef, Dimension, IxDyn};
 
@@ -364,6 +365,10 @@ pub trait ReadFloat: Float + sealed::Sealed {
         big: bool,
         out: &mut Vec<Self>,
     ) -> std::result::Result<(), (usize, String)>;
+
+    /// The values' bytes, to read them in place.
+    #[doc(hidden)]
+    fn as_bytes_mut(values: &mut [Self]) -> &mut [u8];
 }
 
 mod sealed {
@@ -380,6 +385,10 @@ fn exact_f64(v: i128) -> Option<f64> {
 }
 
 impl ReadFloat for f32 {
+    fn as_bytes_mut(values: &mut [f32]) -> &mut [u8] {
+        bytemuck::cast_slice_mut(values)
+    }
+
     fn decode_scores(
         bytes: &[u8],
         dtype: Dtype,
@@ -407,6 +416,10 @@ impl ReadFloat for f32 {
 }
 
 impl ReadFloat for f64 {
+    fn as_bytes_mut(values: &mut [f64]) -> &mut [u8] {
+        bytemuck::cast_slice_mut(values)
+    }
+
     fn decode_scores(
         bytes: &[u8],
         dtype: Dtype,
@@ -443,14 +456,17 @@ impl ReadFloat for f64 {
 /// Opening reads only the header: shape, dtype and the size of the file
 /// are checked, and images with zero voxels are refused, before anything is
 /// allocated per image. Images are then read on demand, each with one
-/// positioned read of its bytes (for C-ordered files, which is what numpy
-/// writes); a Fortran-ordered stack is read whole on first use.
+/// positioned read of its bytes straight into the array's buffer (for
+/// C-ordered files, which is what numpy writes). Reads take `&self`: clones
+/// share the open file, and threads may read different images at once. A
+/// Fortran-ordered stack is read whole on first use.
 #[derive(Debug, Clone)]
 pub struct NpyStack {
     path: PathBuf,
     header: Header,
     image_len: usize,
-    fortran: Option<std::sync::Arc<Vec<u8>>>,
+    file: Arc<File>,
+    fortran: Arc<OnceLock<std::result::Result<Vec<u8>, Error>>>,
 }
 
 impl NpyStack {
@@ -476,7 +492,13 @@ impl NpyStack {
         if image_len == 0 {
             return Err(file_error(path, FileProblem::EmptyImages { shape: shape.clone() }));
         }
-        Ok(NpyStack { path: path.to_path_buf(), header, image_len, fortran: None })
+        Ok(NpyStack {
+            path: path.to_path_buf(),
+            header,
+            image_len,
+            file: Arc::new(file),
+            fortran: Arc::new(OnceLock::new()),
+        })
     }
 
     /// The file.
@@ -519,8 +541,7 @@ impl NpyStack {
         self.image_len * self.header.info.dtype.size()
     }
 
-    /// Raw bytes of image `i` in row-major order, into `buf`.
-    fn read_raw(&mut self, file: &mut Option<File>, i: usize, buf: &mut Vec<u8>) -> Result<()> {
+    fn check_index(&self, i: usize) -> Result<()> {
         let n = self.len();
         if i >= n {
             return Err(file_error(
@@ -528,23 +549,46 @@ impl NpyStack {
                 FileProblem::IndexOutOfRange { value: i as i128, position: 0, n_images: n },
             ));
         }
+        Ok(())
+    }
+
+    /// Read `buf.len()` bytes at data offset `at` (a positioned read: no
+    /// shared file position, so threads may read at once).
+    fn read_at(&self, buf: &mut [u8], at: u64) -> Result<()> {
+        let at = self.header.data_offset + at;
+        #[cfg(unix)]
+        let r = {
+            use std::os::unix::fs::FileExt;
+            self.file.read_exact_at(buf, at)
+        };
+        #[cfg(not(unix))]
+        let r = File::open(&self.path).and_then(|mut f| {
+            std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(at))?;
+            f.read_exact(buf)
+        });
+        r.map_err(|e| os_error(&self.path, &e))
+    }
+
+    /// Raw bytes of image `i` in row-major order, into `buf`.
+    fn read_raw(&self, i: usize, buf: &mut Vec<u8>) -> Result<()> {
+        self.check_index(i)?;
         let size = self.header.info.dtype.size();
         let bytes = self.image_bytes();
         buf.resize(bytes, 0);
         if self.header.info.fortran_order {
-            if self.fortran.is_none() {
-                let mut all = Vec::new();
-                let mut f = File::open(&self.path).map_err(|e| os_error(&self.path, &e))?;
-                f.seek(SeekFrom::Start(self.header.data_offset)).map_err(|e| os_error(&self.path, &e))?;
-                f.read_to_end(&mut all).map_err(|e| os_error(&self.path, &e))?;
-                self.fortran = Some(std::sync::Arc::new(all));
-            }
-            let all = self.fortran.as_deref().map_or(&[][..], Vec::as_slice);
+            let all = self
+                .fortran
+                .get_or_init(|| {
+                    let mut all = vec![0u8; self.len() * bytes];
+                    self.read_at(&mut all, 0).map(|()| all)
+                })
+                .as_ref()
+                .map_err(Clone::clone)?;
             // element (i, j) of an F-ordered (N, spatial...) array lies at
             // i + N * (F-order position of j in the image)
             let shape = self.image_shape();
             let mut strides = vec![0usize; shape.len()];
-            let mut s = n;
+            let mut s = self.len();
             for (k, &len) in shape.iter().enumerate() {
                 strides[k] = s;
                 s *= len;
@@ -556,56 +600,80 @@ impl NpyStack {
             }
             return Ok(());
         }
-        let f = match file {
-            Some(f) => f,
-            None => file.insert(File::open(&self.path).map_err(|e| os_error(&self.path, &e))?),
-        };
-        let at = self.header.data_offset + (i as u64) * (bytes as u64);
-        f.seek(SeekFrom::Start(at)).map_err(|e| os_error(&self.path, &e))?;
-        f.read_exact(buf).map_err(|e| os_error(&self.path, &e))?;
-        Ok(())
+        self.read_at(buf, (i as u64) * (bytes as u64))
     }
 
-    /// Score image `i` in the float type `A` (see [`ReadFloat`]).
+    fn array<T>(&self, v: Vec<T>) -> Result<ArrayD<T>> {
+        Array::from_shape_vec(IxDyn(self.image_shape()), v).map_err(|_| {
+            file_error(
+                &self.path,
+                FileProblem::BadData { reason: "data length does not match the shape".into() },
+            )
+        })
+    }
+
+    /// Score image `i` in the float type `A` (see [`ReadFloat`]): read
+    /// straight into the array when the file holds `A` in this machine's
+    /// byte order, else decoded exactly.
     ///
     /// # Errors
-    /// As [`NpyStack::open`]; [`FileProblem::IndexOutOfRange`];
+    /// [`FileProblem::IndexOutOfRange`]; an I/O error;
     /// [`FileProblem::InexactValue`] for a value `A` cannot hold exactly.
-    pub fn read_scores<A: ReadFloat>(&mut self, i: usize) -> Result<ArrayD<A>> {
-        self.images::<A>(vec![i]).next().unwrap_or_else(|| Err(file_error(&self.path, FileProblem::Empty)))
+    pub fn read_scores<A: ReadFloat>(&self, i: usize) -> Result<ArrayD<A>> {
+        let info = &self.header.info;
+        let native = info.dtype.name() == A::NAME && !self.header.big_endian && !info.fortran_order;
+        if native {
+            self.check_index(i)?;
+            let mut v = vec![A::zero(); self.image_len];
+            self.read_at(A::as_bytes_mut(&mut v), (i as u64) * (self.image_bytes() as u64))?;
+            return self.array(v);
+        }
+        let mut buf = Vec::new();
+        self.read_raw(i, &mut buf)?;
+        let mut out = Vec::new();
+        A::decode_scores(&buf, info.dtype, self.header.big_endian, &mut out).map_err(|(p, value)| {
+            let mut index = vec![i];
+            index.extend(unravel(p, self.image_shape()));
+            file_error(&self.path, FileProblem::InexactValue { value, index })
+        })?;
+        self.array(out)
     }
 
     /// Mask image `i` as `0`/`1` bytes, with object voxels chosen by `labels`.
+    /// A `uint8`/`bool` file read as a binary mask is passed on as it is
+    /// (the consumers check every value as they read it).
     ///
     /// # Errors
     /// As [`NpyStack::read_scores`]; [`Error::InFile`] with
     /// [`Error::NonBinaryMask`] or [`Error::InvalidLabel`] for a value that
     /// `labels` does not accept.
-    pub fn read_mask(&mut self, i: usize, labels: &Labels) -> Result<ArrayD<u8>> {
-        self.masks(vec![i], labels.clone())
-            .next()
-            .unwrap_or_else(|| Err(file_error(&self.path, FileProblem::Empty)))
+    pub fn read_mask(&self, i: usize, labels: &Labels) -> Result<ArrayD<u8>> {
+        let mut buf = Vec::new();
+        self.read_raw(i, &mut buf)?;
+        let dtype = self.header.info.dtype;
+        if matches!(dtype, Dtype::U8 | Dtype::Bool) && *labels == Labels::Binary {
+            return self.array(buf);
+        }
+        let out = binarize(&buf, dtype, self.header.big_endian, labels).map_err(|(p, e)| {
+            let index = unravel(p, self.image_shape());
+            let in_image = match e {
+                Error::NonBinaryMask { value, .. } => Error::NonBinaryMask { image: Some(i), index, value },
+                Error::InvalidLabel { value, .. } => Error::InvalidLabel { image: Some(i), index, value },
+                other => other,
+            };
+            super::in_file(&self.path, in_image)
+        })?;
+        self.array(out)
     }
 
-    /// The score images at `indices`, in that order, read one at a time
-    /// (an iterator that owns its file handle and one reused byte buffer).
+    /// The score images at `indices`, in that order, read one at a time.
     pub fn images<A: ReadFloat>(&self, indices: Vec<usize>) -> Images<A> {
-        Images {
-            stack: self.clone(),
-            indices: indices.into_iter(),
-            file: None,
-            buf: Vec::new(),
-            _a: std::marker::PhantomData,
-        }
+        Images { stack: self.clone(), indices: indices.into_iter(), _a: std::marker::PhantomData }
     }
 
     /// The masks at `indices`, in that order, as `0`/`1` bytes chosen by `labels`.
     pub fn masks(&self, indices: Vec<usize>, labels: Labels) -> Masks {
-        Masks { stack: self.clone(), indices: indices.into_iter(), labels, file: None, buf: Vec::new() }
-    }
-
-    fn shape_of_image(&self) -> IxDyn {
-        IxDyn(self.image_shape())
+        Masks { stack: self.clone(), indices: indices.into_iter(), labels }
     }
 }
 
@@ -614,33 +682,13 @@ impl NpyStack {
 pub struct Images<A> {
     stack: NpyStack,
     indices: std::vec::IntoIter<usize>,
-    file: Option<File>,
-    buf: Vec<u8>,
     _a: std::marker::PhantomData<A>,
 }
 
 impl<A: ReadFloat> Iterator for Images<A> {
     type Item = Result<ArrayD<A>>;
     fn next(&mut self) -> Option<Self::Item> {
-        let i = self.indices.next()?;
-        Some((|| {
-            self.stack.read_raw(&mut self.file, i, &mut self.buf)?;
-            let mut out = Vec::new();
-            let info = &self.stack.header.info;
-            A::decode_scores(&self.buf, info.dtype, self.stack.header.big_endian, &mut out).map_err(
-                |(p, value)| {
-                    let mut index = vec![i];
-                    index.extend(unravel(p, self.stack.image_shape()));
-                    file_error(&self.stack.path, FileProblem::InexactValue { value, index })
-                },
-            )?;
-            Array::from_shape_vec(self.stack.shape_of_image(), out).map_err(|_| {
-                file_error(
-                    &self.stack.path,
-                    FileProblem::BadData { reason: "data length does not match the shape".into() },
-                )
-            })
-        })())
+        self.indices.next().map(|i| self.stack.read_scores(i))
     }
     fn size_hint(&self) -> (usize, Option<usize>) {
         self.indices.size_hint()
@@ -653,45 +701,12 @@ pub struct Masks {
     stack: NpyStack,
     indices: std::vec::IntoIter<usize>,
     labels: Labels,
-    file: Option<File>,
-    buf: Vec<u8>,
 }
 
 impl Iterator for Masks {
     type Item = Result<ArrayD<u8>>;
     fn next(&mut self) -> Option<Self::Item> {
-        let i = self.indices.next()?;
-        Some((|| {
-            self.stack.read_raw(&mut self.file, i, &mut self.buf)?;
-            let dtype = self.stack.header.info.dtype;
-            let out = if matches!(dtype, Dtype::U8 | Dtype::Bool) && self.labels == Labels::Binary {
-                // 0/1 bytes as they are; the kernel checks every value as it reads it
-                std::mem::take(&mut self.buf)
-            } else {
-                binarize(&self.buf, dtype, self.stack.header.big_endian, &self.labels).map_err(|(p, e)| {
-                    let in_image = match e {
-                        Error::NonBinaryMask { value, .. } => Error::NonBinaryMask {
-                            image: Some(i),
-                            index: unravel(p, self.stack.image_shape()),
-                            value,
-                        },
-                        Error::InvalidLabel { value, .. } => Error::InvalidLabel {
-                            image: Some(i),
-                            index: unravel(p, self.stack.image_shape()),
-                            value,
-                        },
-                        other => other,
-                    };
-                    super::in_file(&self.stack.path, in_image)
-                })?
-            };
-            Array::from_shape_vec(self.stack.shape_of_image(), out).map_err(|_| {
-                file_error(
-                    &self.stack.path,
-                    FileProblem::BadData { reason: "data length does not match the shape".into() },
-                )
-            })
-        })())
+        self.indices.next().map(|i| self.stack.read_mask(i, &self.labels))
     }
     fn size_hint(&self) -> (usize, Option<usize>) {
         self.indices.size_hint()

@@ -17,9 +17,14 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use std::sync::Arc;
+
 use confseg::io::{Labels, NpyStack, Precision, ReadFloat};
-use confseg::{Calibration, Calibrator, Error, Image, ScoreTransform, Spacing, Transformed, TwoClassSoftmax};
-use ndarray::{ArrayD, Axis, IxDyn};
+use confseg::pipeline::Lazy;
+use confseg::{
+    AsImage, Calibration, Calibrator, Error, Image, ScoreTransform, Spacing, Transformed, TwoClassSoftmax,
+};
+use ndarray::{ArrayD, ArrayRef, Axis, IxDyn};
 
 use crate::cli::calibration_file::InputKind;
 use crate::cli::report::{self, usage};
@@ -378,48 +383,142 @@ impl ScoreSource {
         }
     }
 
-    /// The raw score images at `images` (file positions), class axis
-    /// reduced (for transformed inputs: the inner scores).
-    pub fn raw<A: ReadFloat>(
-        &self,
-        images: Vec<usize>,
-    ) -> impl Iterator<Item = confseg::Result<ArrayD<A>>> + Send {
+    /// Raw score image `i` (file position), class axis reduced (for
+    /// transformed inputs: the inner scores). Reads take `&self`, so worker
+    /// threads read images in parallel.
+    ///
+    /// # Errors
+    /// A read error or a bad class axis, naming the file.
+    pub fn read_raw<A: ReadFloat>(&self, i: usize) -> confseg::Result<ArrayD<A>> {
         let (stack, class_axis) = match self {
-            ScoreSource::Raw { stack, class_axis } => (Some(stack), *class_axis),
-            ScoreSource::Transformed { inner, .. } => (Some(inner), None),
+            ScoreSource::Raw { stack, class_axis } => (stack, *class_axis),
+            ScoreSource::Transformed { inner, .. } => (inner, None),
         };
-        let path = self.path().to_path_buf();
-        let reader = stack.map(|s| s.images::<A>(images));
-        reader.into_iter().flatten().map(move |r| {
-            let a = r?;
-            match class_axis {
-                // the softmax removes the class axis (axis k of the stack is axis k - 1 of an image)
-                Some(k) => TwoClassSoftmax::new(Axis(k - 1))
-                    .apply(&a)
-                    .map_err(|e| Error::InFile { path: path.clone(), error: Box::new(e) }),
-                None => Ok(a),
-            }
-        })
+        let a = stack.read_scores::<A>(i)?;
+        match class_axis {
+            // the softmax removes the class axis (axis k of the stack is axis k - 1 of an image)
+            Some(k) => TwoClassSoftmax::new(Axis(k - 1))
+                .apply(&a)
+                .map_err(|e| Error::InFile { path: stack.path().to_path_buf(), error: Box::new(e) }),
+            None => Ok(a),
+        }
     }
 
-    /// The already transformed scores at `images`; a file named twice is read once.
-    pub fn transformed<A: ReadFloat>(
-        &self,
-        images: Vec<usize>,
-    ) -> impl Iterator<Item = confseg::Result<Transformed<A, IxDyn>>> + Send {
+    /// The already transformed scores of image `i`; a file named twice is read once.
+    ///
+    /// # Errors
+    /// A read error, naming the file.
+    pub fn read_transformed<A: ReadFloat>(&self, i: usize) -> confseg::Result<Transformed<A, IxDyn>> {
         let (inner, outer) = match self {
             ScoreSource::Transformed { inner, outer } => (inner, outer.as_ref()),
             ScoreSource::Raw { stack, .. } => (stack, None),
         };
-        let outer_images = outer.map(|o| o.images::<A>(images.clone()));
-        let inner_images = inner.images::<A>(images);
-        let mut outer_images = outer_images;
-        inner_images.map(move |fi| {
-            let fi = fi?;
-            Ok(match outer_images.as_mut().and_then(Iterator::next) {
-                Some(fo) => Transformed::Separate { inner: fi, outer: fo? },
-                None => Transformed::Shared(fi),
-            })
+        let fi = inner.read_scores::<A>(i)?;
+        Ok(match outer {
+            Some(o) => Transformed::Separate { inner: fi, outer: o.read_scores::<A>(i)? },
+            None => Transformed::Shared(fi),
+        })
+    }
+}
+
+/// A raw score image with the cohort spacing (a plain array) or its own
+/// (from --spacing-file).
+#[derive(Debug, Clone)]
+pub enum Scan<A: ReadFloat> {
+    /// The calibrator's or the fitted sets' default spacing applies.
+    Plain(ArrayD<A>),
+    /// The image's own spacing.
+    Own(Image<'static, A, IxDyn>),
+}
+
+impl<A: ReadFloat> Scan<A> {
+    /// The scores, owned.
+    pub fn into_scores(self) -> ArrayD<A> {
+        match self {
+            Scan::Plain(a) => a,
+            Scan::Own(img) => img.into_scores(),
+        }
+    }
+}
+
+impl<A: ReadFloat> AsImage for Scan<A> {
+    type Elem = A;
+    type Dim = IxDyn;
+    fn scores(&self) -> &ArrayRef<A, IxDyn> {
+        match self {
+            Scan::Plain(a) => a,
+            Scan::Own(img) => img.scores(),
+        }
+    }
+    fn spacing(&self) -> Option<&Spacing> {
+        match self {
+            Scan::Plain(_) => None,
+            Scan::Own(img) => AsImage::spacing(img),
+        }
+    }
+}
+
+/// The score files, per-image spacings and masks of a command, shared by
+/// the lazy items of a stream (each worker reads its own images).
+#[derive(Debug)]
+pub struct Reader {
+    /// The scores.
+    pub scores: ScoreSource,
+    /// Spacing per image of the file, if given per image.
+    pub spacings: Option<Vec<Spacing>>,
+    /// The masks and the labels that are the object, if the command reads masks.
+    pub masks: Option<(NpyStack, Labels)>,
+    /// Counts images read (hidden unless on a terminal).
+    pub bar: indicatif::ProgressBar,
+}
+
+impl Reader {
+    /// Raw image `i` with its spacing.
+    ///
+    /// # Errors
+    /// As [`ScoreSource::read_raw`]; a spacing that does not fit.
+    pub fn scan<A: ReadFloat>(&self, i: usize) -> confseg::Result<Scan<A>> {
+        let s = self.scores.read_raw::<A>(i)?;
+        Ok(match &self.spacings {
+            Some(sp) => Scan::Own(Image::new(s, sp[i].clone())?),
+            None => Scan::Plain(s),
+        })
+    }
+
+    /// Mask `i`.
+    ///
+    /// # Errors
+    /// A read error or a value the labels do not accept, naming the file.
+    pub fn mask(&self, i: usize) -> confseg::Result<ArrayD<u8>> {
+        match &self.masks {
+            Some((m, labels)) => m.read_mask(i, labels),
+            None => Err(Error::InvalidParameter {
+                name: "masks",
+                value: "none".into(),
+                reason: "this command reads no masks".into(),
+            }),
+        }
+    }
+
+    /// Lazy items `f(reader, i)` for the images at `images`, each loaded
+    /// on the worker thread that processes it.
+    pub fn items<'r, T, F>(
+        self: &'r Arc<Self>,
+        images: &'r [usize],
+        f: F,
+    ) -> impl Iterator<Item = confseg::Result<Lazy<impl FnOnce() -> confseg::Result<T> + Send + 'r>>> + Send + 'r
+    where
+        F: Fn(&Reader, usize) -> confseg::Result<T> + Send + Sync + Copy + 'r,
+        T: 'r,
+    {
+        let reader = Arc::clone(self);
+        images.iter().copied().map(move |i| {
+            let r = Arc::clone(&reader);
+            Ok(Lazy(move || {
+                let out = f(&r, i);
+                r.bar.inc(1);
+                out
+            }))
         })
     }
 }
@@ -559,34 +658,33 @@ impl Opened {
     }
 
     fn statistics_in<A: ReadFloat>(&self) -> Result<Calibration> {
-        let bar = report::progress("calibrating", self.images.len(), self.scores.voxels_per_image());
-        let masks = self.masks.masks(self.images.clone(), self.labels.clone());
+        let reader = self.reader("calibrating");
         let blame = |e| blame(e, &self.images, &self.scores, Some(self.masks.path()));
-        let counted = |m: confseg::Result<ArrayD<u8>>| {
-            bar.inc(1);
-            m
+        let cal = match &self.scores {
+            ScoreSource::Transformed { .. } => self
+                .calibrator
+                .calibrate_transformed_stream(
+                    reader.items(&self.images, |r, i| Ok((r.scores.read_transformed::<A>(i)?, r.mask(i)?))),
+                )
+                .map_err(blame)?,
+            ScoreSource::Raw { .. } => self
+                .calibrator
+                .calibrate_stream(reader.items(&self.images, |r, i| Ok((r.scan::<A>(i)?, r.mask(i)?))))
+                .map_err(blame)?,
         };
-        let cal = match (&self.scores, &self.spacings) {
-            (ScoreSource::Transformed { .. }, _) => {
-                let items = self.scores.transformed::<A>(self.images.clone()).zip(masks.map(counted));
-                self.calibrator
-                    .calibrate_transformed_stream(items.map(|(s, m)| Ok((s?, m?))))
-                    .map_err(blame)?
-            }
-            (ScoreSource::Raw { .. }, None) => {
-                let items = self.scores.raw::<A>(self.images.clone()).zip(masks.map(counted));
-                self.calibrator.calibrate_stream(items.map(|(s, m)| Ok((s?, m?)))).map_err(blame)?
-            }
-            (ScoreSource::Raw { .. }, Some(spacings)) => {
-                let own: Vec<Spacing> = self.images.iter().map(|&i| spacings[i].clone()).collect();
-                let items = self.scores.raw::<A>(self.images.clone()).zip(masks.map(counted)).zip(own);
-                self.calibrator
-                    .calibrate_stream(items.map(|((s, m), sp)| Ok((Image::new(s?, sp)?, m?))))
-                    .map_err(blame)?
-            }
-        };
-        bar.finish_and_clear();
+        reader.bar.finish_and_clear();
         Ok(cal)
+    }
+
+    /// A shared reader of the selected images and their masks, with a
+    /// progress bar labelled `what`.
+    pub fn reader(&self, what: &str) -> Arc<Reader> {
+        Arc::new(Reader {
+            scores: self.scores.clone(),
+            spacings: self.spacings.clone(),
+            masks: Some((self.masks.clone(), self.labels.clone())),
+            bar: report::progress(what, self.images.len(), self.scores.voxels_per_image()),
+        })
     }
 }
 

@@ -1,15 +1,16 @@
 //! `confseg predict`: inner and outer sets for new images.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use confseg::io::{NpyWriter, Precision, ReadFloat};
-use confseg::pipeline::{default_in_flight, stream};
-use confseg::{Image, Spacing};
+use confseg::pipeline::{default_in_flight, stream, Load};
+use confseg::Spacing;
 use ndarray::{ArrayD, IxDyn};
 
 use crate::cli::calibration_file::{CalibrationFile, InputKind};
-use crate::cli::inputs::{blame, ScoreFiles, ScoreSource, SpacingArgs};
+use crate::cli::inputs::{blame, Reader, ScoreFiles, ScoreSource, SpacingArgs};
 use crate::cli::report::{self, outln, usage};
 
 /// Inner and outer masks for a score stack, from a calibration file.
@@ -59,9 +60,9 @@ pub fn run(args: Args) -> Result<()> {
     let shape = source.image_shape();
     if let Some(nd) = file.sets.ndim() {
         if nd != shape.len() {
-            let hint = if shape.len() == nd + 1 {
+            let hint = if shape.len() + 1 == nd {
                 format!(
-                    " (the file's first axis is read as {} images of {}-D; add a batch axis for one image)",
+                    " (it reads as {} images of {}-D; for one {nd}-D image, add a batch axis of length 1)",
                     source.n_images(),
                     shape.len()
                 )
@@ -110,8 +111,9 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// Predict every image in the float type `A`, writing as images arrive;
-/// returns the numbers of inner and outer voxels.
+/// Predict every image in the float type `A` (read by the worker
+/// threads), writing as images arrive; returns the numbers of inner and
+/// outer voxels.
 fn predict_in<A: ReadFloat>(
     args: &Args,
     file: &CalibrationFile,
@@ -123,11 +125,16 @@ fn predict_in<A: ReadFloat>(
     let create = |p: &Option<PathBuf>| p.as_ref().map(|p| NpyWriter::create::<u8>(p, n, &shape)).transpose();
     let (mut inner_w, mut outer_w) = (create(&args.inner_out)?, create(&args.outer_out)?);
     let overlays = crate::cli::figures::Overlays::new(&args.overlay, n)?;
+    let keep = overlays.is_some();
     let sets = &file.sets;
     let all: Vec<usize> = (0..n).collect();
     let mut counts = (0usize, 0usize);
-    let bar = report::progress("predicting", n, source.voxels_per_image());
-    let keep = overlays.is_some();
+    let reader = Arc::new(Reader {
+        scores: source.clone(),
+        spacings: own,
+        masks: None,
+        bar: report::progress("predicting", n, source.voxels_per_image()),
+    });
     let mut sink =
         |i: usize, (background, s): (Option<ArrayD<A>>, confseg::Sets<IxDyn>)| -> confseg::Result<()> {
             counts.0 += s.inner.iter().filter(|&&b| b).count();
@@ -141,27 +148,24 @@ fn predict_in<A: ReadFloat>(
             if let (Some(o), Some(bg)) = (&overlays, &background) {
                 o.draw(i, bg, &s)?;
             }
-            bar.inc(1);
             Ok(())
         };
     let result = match source {
         ScoreSource::Raw { .. } => stream(
-            source.raw::<A>(all.clone()),
+            reader.items(&all, |r, i| r.scan::<A>(i)),
             default_in_flight(),
-            |i, s: ArrayD<A>| {
-                let sets = match &own {
-                    Some(sp) => sets.predict(&Image::new(s.view(), sp[i].clone())?),
-                    None => sets.predict(&s),
-                }
-                .map_err(|e| e.in_image(i))?;
-                Ok((keep.then_some(s), sets))
+            |i, item| {
+                let scan = item.load()?;
+                let s = sets.predict(&scan).map_err(|e| e.in_image(i))?;
+                Ok((keep.then(|| scan.into_scores()), s))
             },
             &mut sink,
         ),
         ScoreSource::Transformed { .. } => stream(
-            source.transformed::<A>(all.clone()),
+            reader.items(&all, |r, i| r.scores.read_transformed::<A>(i)),
             default_in_flight(),
-            |i, t: confseg::Transformed<A, IxDyn>| {
+            |i, item| {
+                let t = item.load()?;
                 let (fi, fo) = t.sides();
                 let s = sets.predict_transformed(fi, fo).map_err(|e| e.in_image(i))?;
                 let background = keep.then_some(match t {
@@ -172,7 +176,7 @@ fn predict_in<A: ReadFloat>(
             &mut sink,
         ),
     };
-    bar.finish_and_clear();
+    reader.bar.finish_and_clear();
     result.map_err(|e| blame(e, &all, source, None))?;
     let outputs: Vec<confseg::io::Output> = [inner_w, outer_w]
         .into_iter()

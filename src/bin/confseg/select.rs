@@ -6,11 +6,13 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use confseg::evaluate::select::{select_stream, Selection as Selected};
 use confseg::evaluate::Splits;
-use confseg::io::{Labels, NpyStack, Precision, ReadFloat};
-use confseg::{Alpha, Image, ScoreTransform, Spacing};
+use std::sync::Arc;
+
+use confseg::io::{Precision, ReadFloat};
+use confseg::{Alpha, ScoreTransform, Spacing};
 
 use crate::cli::inputs::{
-    blame, parse_transform, MaskArgs, ScoreFiles, ScoreSource, Selection, Side, TransformOptions,
+    blame, parse_transform, MaskArgs, Reader, ScoreFiles, ScoreSource, Selection, Side, TransformOptions,
 };
 use crate::cli::report::{outln, usage};
 
@@ -66,54 +68,22 @@ pub struct Args {
     pub json: Option<PathBuf>,
 }
 
-/// The learning images, opened.
-struct Learning<'a> {
-    source: &'a ScoreSource,
-    masks: &'a NpyStack,
-    labels: Labels,
-    images: &'a [usize],
-    spacings: Option<&'a [Spacing]>,
-    spacing: &'a Spacing,
-}
-
-impl Learning<'_> {
-    /// Select, streaming the learning images in the float type `A` (read
-    /// once per candidate).
-    fn select<A: ReadFloat>(
-        &self,
-        inner: &[ScoreTransform],
-        outer: &[ScoreTransform],
-        alpha: Alpha,
-        splits: Splits,
-    ) -> Result<Selected> {
-        let pairs = || {
-            let idx = self.images.to_vec();
-            self.source.raw::<A>(idx.clone()).zip(self.masks.masks(idx, self.labels.clone()))
-        };
-        let blame = |e| blame(e, self.images, self.source, Some(self.masks.path()));
-        match self.spacings {
-            None => select_stream(
-                inner,
-                outer,
-                || pairs().map(|(s, m)| Ok((s?, m?))),
-                self.spacing,
-                alpha,
-                splits,
-            ),
-            Some(sp) => {
-                let own = || self.images.iter().map(|&i| sp[i].clone());
-                select_stream(
-                    inner,
-                    outer,
-                    || pairs().zip(own()).map(|((s, m), sp)| Ok((Image::new(s?, sp)?, m?))),
-                    self.spacing,
-                    alpha,
-                    splits,
-                )
-            }
-        }
-        .map_err(blame)
-    }
+/// Select on the learning images, streamed in the float type `A` (the
+/// files are read once per candidate, by the worker threads).
+fn run_in<A: ReadFloat>(
+    inner: &[ScoreTransform],
+    outer: &[ScoreTransform],
+    reader: &Arc<Reader>,
+    images: &[usize],
+    spacing: &Spacing,
+    alpha: Alpha,
+    splits: Splits,
+) -> Result<Selected> {
+    let pairs = || reader.items(images, |r, i| Ok((r.scan::<A>(i)?, r.mask(i)?)));
+    select_stream(inner, outer, pairs, spacing, alpha, splits).map_err(|e| {
+        let masks = reader.masks.as_ref().map(|(m, _)| m.path());
+        blame(e, images, &reader.scores, masks)
+    })
 }
 
 /// Run `select`.
@@ -149,17 +119,16 @@ pub fn run(args: Args) -> Result<()> {
     let spacing = args.options.spacing.spacing();
     spacing.for_ndim(shape.len() - 1).context("--spacing")?;
     let spacings = args.options.spacing.spacings(source.n_images(), shape.len() - 1)?;
-    let input = Learning {
-        source: &source,
-        masks: &masks,
-        labels: args.masks.selection(),
-        images: &images,
-        spacings: spacings.as_deref(),
-        spacing: &spacing,
-    };
-    let s = match source.precision() {
-        Precision::F32 => input.select::<f32>(&inner, &outer, args.alpha, splits),
-        Precision::F64 => input.select::<f64>(&inner, &outer, args.alpha, splits),
+    let precision = source.precision();
+    let reader = Arc::new(Reader {
+        scores: source,
+        spacings,
+        masks: Some((masks, args.masks.selection())),
+        bar: indicatif::ProgressBar::hidden(),
+    });
+    let s = match precision {
+        Precision::F32 => run_in::<f32>(&inner, &outer, &reader, &images, &spacing, args.alpha, splits),
+        Precision::F64 => run_in::<f64>(&inner, &outer, &reader, &images, &spacing, args.alpha, splits),
     }?;
 
     outln!(

@@ -1,16 +1,16 @@
 //! `confseg transform`: write a transformed score stack.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::ValueEnum;
 use confseg::io::{NpyWriter, Precision, ReadFloat, WriteElement};
-use confseg::pipeline::{default_in_flight, stream};
+use confseg::pipeline::{default_in_flight, stream, Load};
 use confseg::transform::apply_checked;
-use confseg::{Float, ScoreTransform, Spacing};
-use ndarray::ArrayD;
+use confseg::{AsImage, Float, ScoreTransform, Spacing};
 
-use crate::cli::inputs::{blame, parse_transform, ScoreFiles, ScoreSource, TransformOptions};
+use crate::cli::inputs::{blame, parse_transform, Reader, ScoreFiles, ScoreSource, TransformOptions};
 use crate::cli::report::{self, outln, usage};
 
 /// Output element type.
@@ -57,15 +57,9 @@ pub fn run(args: Args) -> Result<()> {
     let precision = source.precision();
     let dtype = args.dtype.unwrap_or(if precision == Precision::F32 { OutDtype::F32 } else { OutDtype::F64 });
     match (precision, dtype) {
-        (Precision::F32, OutDtype::F32) => {
-            write::<f32, f32>(&args, &t, &source, &spacing, spacings.as_deref())
-        }
-        (Precision::F32, OutDtype::F64) => {
-            write::<f32, f64>(&args, &t, &source, &spacing, spacings.as_deref())
-        }
-        (Precision::F64, OutDtype::F64) => {
-            write::<f64, f64>(&args, &t, &source, &spacing, spacings.as_deref())
-        }
+        (Precision::F32, OutDtype::F32) => write::<f32, f32>(&args, &t, &source, &spacing, spacings.clone()),
+        (Precision::F32, OutDtype::F64) => write::<f32, f64>(&args, &t, &source, &spacing, spacings.clone()),
+        (Precision::F64, OutDtype::F64) => write::<f64, f64>(&args, &t, &source, &spacing, spacings.clone()),
         (Precision::F64, OutDtype::F32) => {
             usage!("{} holds values that need float64; --dtype f32 would round them", args.scores.display())
         }
@@ -81,33 +75,37 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// Transform in `A`, write in `B` (`B` at least as wide).
+/// Transform in `A` (images read by the worker threads), write in `B`
+/// (`B` at least as wide).
 fn write<A: ReadFloat, B: Float + WriteElement>(
     args: &Args,
     t: &ScoreTransform,
     source: &ScoreSource,
     spacing: &Spacing,
-    spacings: Option<&[Spacing]>,
+    spacings: Option<Vec<Spacing>>,
 ) -> Result<()> {
     let n = source.n_images();
     let mut w = NpyWriter::create::<B>(&args.output, n, &source.image_shape())?;
     let all: Vec<usize> = (0..n).collect();
-    let bar = report::progress("transforming", n, source.voxels_per_image());
+    let reader = Arc::new(Reader {
+        scores: source.clone(),
+        spacings,
+        masks: None,
+        bar: report::progress("transforming", n, source.voxels_per_image()),
+    });
     stream(
-        source.raw::<A>(all.clone()),
+        reader.items(&all, |r, i| r.scan::<A>(i)),
         default_in_flight(),
-        |i, s: ArrayD<A>| {
-            let sp = spacings.map_or(spacing, |v| &v[i]);
-            let out = apply_checked(t, &s, sp).map_err(|e| e.in_image(i))?;
+        |i, item| {
+            let scan = item.load()?;
+            let sp = scan.spacing().unwrap_or(spacing);
+            let out = apply_checked(t, scan.scores(), sp).map_err(|e| e.in_image(i))?;
             Ok(out.mapv(|x| B::from_f64_lossy(x.to_f64_lossless())))
         },
-        |_, img| {
-            bar.inc(1);
-            w.push(&img)
-        },
+        |_, img| w.push(&img),
     )
     .map_err(|e| blame(e, &all, source, None))?;
-    bar.finish_and_clear();
+    reader.bar.finish_and_clear();
     w.finish()?;
     Ok(())
 }

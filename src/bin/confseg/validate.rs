@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use confseg::evaluate::{table, Geometry, Method, ModeSpec, Pool, Splits, StepMetric, Validation};
 use confseg::io::{Precision, ReadFloat};
 use confseg::plot::{coverage_plot, coverage_series, CoverageKind};
-use confseg::{Alpha, Image, Spacing};
+use confseg::Alpha;
 
 use crate::cli::inputs::{blame, CalibrationInputs, Opened, ScoreSource};
 use crate::cli::levels::{parse_weights, ModeArg, Weights};
@@ -162,35 +162,22 @@ fn pool(args: &Args) -> Result<Pool> {
 }
 
 fn pool_in<A: ReadFloat>(opened: &Opened, threshold: f64) -> Result<Pool> {
+    let reader = opened.reader("transforming");
     let images = &opened.images;
-    let bar = report::progress("transforming", images.len(), opened.scores.voxels_per_image());
-    let masks = opened.masks.masks(images.clone(), opened.labels.clone()).inspect(|_| bar.inc(1));
-    let blame = |e| blame(e, images, &opened.scores, Some(opened.masks.path()));
-    let pool = match (&opened.scores, &opened.spacings) {
-        (ScoreSource::Transformed { .. }, _) => {
-            let items = opened.scores.transformed::<A>(images.clone()).zip(masks);
-            Pool::from_transformed_stream(
-                items.map(|(s, m)| Ok((s?, m?))),
-                opened.calibrator.spacing(),
-                threshold,
-            )
-        }
-        (ScoreSource::Raw { .. }, None) => {
-            let items = opened.scores.raw::<A>(images.clone()).zip(masks);
-            Pool::from_stream(&opened.calibrator, items.map(|(s, m)| Ok((s?, m?))), threshold)
-        }
-        (ScoreSource::Raw { .. }, Some(spacings)) => {
-            let own: Vec<Spacing> = images.iter().map(|&i| spacings[i].clone()).collect();
-            let items = opened.scores.raw::<A>(images.clone()).zip(masks).zip(own);
-            Pool::from_stream(
-                &opened.calibrator,
-                items.map(|((s, m), sp)| Ok((Image::new(s?, sp)?, m?))),
-                threshold,
-            )
-        }
+    let pool = match &opened.scores {
+        ScoreSource::Transformed { .. } => Pool::from_transformed_stream(
+            reader.items(images, |r, i| Ok((r.scores.read_transformed::<A>(i)?, r.mask(i)?))),
+            opened.calibrator.spacing(),
+            threshold,
+        ),
+        ScoreSource::Raw { .. } => Pool::from_stream(
+            &opened.calibrator,
+            reader.items(images, |r, i| Ok((r.scan::<A>(i)?, r.mask(i)?))),
+            threshold,
+        ),
     };
-    bar.finish_and_clear();
-    pool.map_err(blame)
+    reader.bar.finish_and_clear();
+    pool.map_err(|e| blame(e, images, &opened.scores, Some(opened.masks.path())))
 }
 
 /// Run `validate`.
