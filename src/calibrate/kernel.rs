@@ -309,6 +309,115 @@ fn select_block<A: Float, M: MaskValue, C: Combination>(
     bad.iter().any(|&b| b)
 }
 
+/// The fused kernel folded over one image read in consecutive chunks of
+/// voxels (row-major order): the same statistics as [`region_statistics`]
+/// on the whole image, with one chunk in memory at a time. This is how a
+/// voxel-wise reduction reads a large volume through a small, cache-resident
+/// buffer.
+///
+/// ```
+/// use confseg::calibrate::RegionFold;
+/// use confseg::{region_statistics, Max};
+/// use ndarray::array;
+/// let f = array![[-3.0_f32, -1.0, 4.0], [-2.0, -5.0, 0.5]];
+/// let y = array![[0u8, 1, 1], [0, 0, 1]];
+/// let mut fold = RegionFold::new(f.shape(), Max);
+/// let (fs, ys) = (f.as_slice().unwrap(), y.as_slice().unwrap());
+/// for (a, b) in [(0, 4), (4, 6)] {
+///     fold.push(&fs[a..b], None, &ys[a..b])?;
+/// }
+/// assert_eq!(fold.finish()?, region_statistics(&f, &f, &y, &Max)?);
+/// # Ok::<(), confseg::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct RegionFold<A, C> {
+    combination: C,
+    shape: Vec<usize>,
+    tau: A,
+    gamma: A,
+    done: usize,
+}
+
+impl<A: Float, C: Combination> RegionFold<A, C> {
+    /// A fold over an image of this shape.
+    pub fn new(shape: &[usize], combination: C) -> Self {
+        RegionFold {
+            tau: combination.empty(),
+            gamma: combination.empty(),
+            combination,
+            shape: shape.to_vec(),
+            done: 0,
+        }
+    }
+
+    /// Number of voxels folded so far.
+    #[must_use]
+    pub fn done(&self) -> usize {
+        self.done
+    }
+
+    /// Fold the next chunk: transformed inner scores, outer scores (`None`
+    /// when `f_O = f_I`: read once) and mask values, all of one length.
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) for chunks of
+    /// different lengths or past the image's end;
+    /// [`Error::NanScore`](crate::Error::NanScore) /
+    /// [`Error::NonBinaryMask`](crate::Error::NonBinaryMask) naming the voxel
+    /// in the image.
+    pub fn push<M: MaskValue>(&mut self, fi: &[A], fo: Option<&[A]>, mask: &[M]) -> Result<()> {
+        let n = fi.len();
+        let total: usize = self.shape.iter().product();
+        if fo.is_some_and(|o| o.len() != n) || mask.len() != n || self.done + n > total {
+            return Err(crate::error::Error::ShapeMismatch {
+                what: "chunk of inner scores, outer scores and mask",
+                image: None,
+                expected: vec![n, n, n.min(total - self.done)],
+                found: vec![n, fo.map_or(n, <[A]>::len), mask.len()],
+            });
+        }
+        let fo = fo.unwrap_or(fi);
+        let c = &self.combination;
+        let out = fused_kernel(fi, fo, mask, c);
+        let at = |p: usize| crate::image::unravel(self.done + p, &self.shape);
+        if out.nan {
+            for (what, xs) in [("inner scores", fi), ("outer scores", fo)] {
+                if let Some(p) = xs.iter().position(|x| x.is_nan()) {
+                    return Err(crate::error::Error::NanScore { what, image: None, index: at(p) });
+                }
+            }
+        }
+        if out.non_binary {
+            if let Some(p) = mask.iter().position(|v| !v.is_binary()) {
+                let value = mask[p].to_f64();
+                return Err(crate::error::Error::NonBinaryMask { image: None, index: at(p), value });
+            }
+        }
+        self.tau = c.merge(self.tau, out.tau);
+        self.gamma = c.merge(self.gamma, out.gamma);
+        self.done += n;
+        Ok(())
+    }
+
+    /// The statistics of the image.
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) if fewer voxels
+    /// were folded than the image has.
+    pub fn finish(self) -> Result<ImageStatistics> {
+        let total: usize = self.shape.iter().product();
+        if self.done != total {
+            return Err(crate::error::Error::ShapeMismatch {
+                what: "voxels folded vs image",
+                image: None,
+                expected: vec![total],
+                found: vec![self.done],
+            });
+        }
+        Ok(ImageStatistics { tau: self.tau.to_f64_lossless(), gamma: self.gamma.to_f64_lossless() })
+    }
+}
+
 /// Compute `(tau, gamma)` of one image from already transformed inner and
 /// outer scores, in one fused pass.
 ///

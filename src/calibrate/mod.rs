@@ -18,7 +18,7 @@ mod kernel;
 mod mode;
 
 pub use calibration::{Calibration, Provenance};
-pub use kernel::{region_statistics, Combination, ImageStatistics, Max};
+pub use kernel::{region_statistics, Combination, ImageStatistics, Max, RegionFold};
 pub use mode::{Mode, ModeKind, Thresholds};
 
 use ndarray::{Array, ArrayRef, Axis, CowArray, Dimension, RemoveAxis};
@@ -389,6 +389,35 @@ impl<TI: Transform, TO: Transform, C: Combination> Calibrator<TI, TO, C> {
             },
             |i, (s, ndim)| {
                 self.admit(&mut cal, ndim).map_err(|e| e.in_image(i))?;
+                cal.push(s);
+                Ok(())
+            },
+        )?;
+        Ok(cal)
+    }
+
+    /// Calibration from per-image statistics computed by the stream's items
+    /// as they load (on the worker threads), for example by a chunked
+    /// reader that folds already transformed scores through a
+    /// [`RegionFold`] without holding whole images. The statistics must
+    /// have been computed with this calibrator's transforms and combination
+    /// on `ndim`-dimensional images: the calibration records that
+    /// provenance.
+    ///
+    /// # Errors
+    /// The first error of an item, tagged with its position in the stream.
+    pub fn calibrate_statistics_stream<P, S>(&self, items: S, ndim: usize) -> Result<Calibration>
+    where
+        S: Iterator<Item = Result<P>> + Send,
+        P: Load<Output = ImageStatistics>,
+    {
+        let mut cal = Calibration::new();
+        self.admit(&mut cal, ndim)?;
+        stream(
+            items,
+            default_in_flight(),
+            |i, item: P| item.load().map_err(|e| e.in_image(i)),
+            |_, s| {
                 cal.push(s);
                 Ok(())
             },

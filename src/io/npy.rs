@@ -666,6 +666,101 @@ impl NpyStack {
         self.array(out)
     }
 
+    /// Voxels `start..start + len` (row-major) of score image `i`, into
+    /// `out` (resized to `len`; its buffer is reused from call to call),
+    /// with `scratch` for dtypes that need decoding.
+    ///
+    /// # Errors
+    /// As [`NpyStack::read_scores`]; [`FileProblem::IndexOutOfRange`] for a
+    /// range past the image's end.
+    pub fn read_scores_range<A: ReadFloat>(
+        &self,
+        i: usize,
+        start: usize,
+        len: usize,
+        out: &mut Vec<A>,
+        scratch: &mut Vec<u8>,
+    ) -> Result<()> {
+        self.check_range(i, start, len)?;
+        let info = &self.header.info;
+        if info.fortran_order {
+            let whole = self.read_scores::<A>(i)?;
+            out.clear();
+            out.extend(whole.iter().skip(start).take(len));
+            return Ok(());
+        }
+        let size = info.dtype.size() as u64;
+        let at = (i as u64) * (self.image_bytes() as u64) + (start as u64) * size;
+        if info.dtype.name() == A::NAME && !self.header.big_endian {
+            out.resize(len, A::zero());
+            return self.read_at(A::as_bytes_mut(out), at);
+        }
+        scratch.resize(len * info.dtype.size(), 0);
+        self.read_at(scratch, at)?;
+        A::decode_scores(scratch, info.dtype, self.header.big_endian, out).map_err(|(p, value)| {
+            let mut index = vec![i];
+            index.extend(unravel(start + p, self.image_shape()));
+            file_error(&self.path, FileProblem::InexactValue { value, index })
+        })
+    }
+
+    /// Voxels `start..start + len` (row-major) of mask `i` as `0`/`1` bytes
+    /// chosen by `labels`, into `out` (resized to `len`).
+    ///
+    /// # Errors
+    /// As [`NpyStack::read_mask`].
+    pub fn read_mask_range(
+        &self,
+        i: usize,
+        start: usize,
+        len: usize,
+        labels: &Labels,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        self.check_range(i, start, len)?;
+        let info = &self.header.info;
+        let dtype = info.dtype;
+        if info.fortran_order {
+            let whole = self.read_mask(i, labels)?;
+            out.clear();
+            out.extend(whole.iter().skip(start).take(len));
+            return Ok(());
+        }
+        let size = dtype.size() as u64;
+        let at = (i as u64) * (self.image_bytes() as u64) + (start as u64) * size;
+        if matches!(dtype, Dtype::U8 | Dtype::Bool) && *labels == Labels::Binary {
+            out.resize(len, 0);
+            return self.read_at(out, at);
+        }
+        let mut raw = vec![0u8; len * dtype.size()];
+        self.read_at(&mut raw, at)?;
+        *out = binarize(&raw, dtype, self.header.big_endian, labels).map_err(|(p, e)| {
+            let index = unravel(start + p, self.image_shape());
+            let in_image = match e {
+                Error::NonBinaryMask { value, .. } => Error::NonBinaryMask { image: Some(i), index, value },
+                Error::InvalidLabel { value, .. } => Error::InvalidLabel { image: Some(i), index, value },
+                other => other,
+            };
+            super::in_file(&self.path, in_image)
+        })?;
+        Ok(())
+    }
+
+    fn check_range(&self, i: usize, start: usize, len: usize) -> Result<()> {
+        self.check_index(i)?;
+        if start.checked_add(len).is_none_or(|end| end > self.image_len) {
+            return Err(file_error(
+                &self.path,
+                FileProblem::IndexOutOfRange {
+                    value: (start as i128) + (len as i128),
+                    position: i,
+                    n_images: self.image_len,
+                },
+            ));
+        }
+        Ok(())
+    }
+
     /// The score images at `indices`, in that order, read one at a time.
     pub fn images<A: ReadFloat>(&self, indices: Vec<usize>) -> Images<A> {
         Images { stack: self.clone(), indices: indices.into_iter(), _a: std::marker::PhantomData }

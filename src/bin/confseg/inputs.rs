@@ -22,7 +22,8 @@ use std::sync::Arc;
 use confseg::io::{Labels, NpyStack, Precision, ReadFloat};
 use confseg::pipeline::Lazy;
 use confseg::{
-    AsImage, Calibration, Calibrator, Error, Image, ScoreTransform, Spacing, Transformed, TwoClassSoftmax,
+    AsImage, Calibration, Calibrator, Error, Image, ImageStatistics, Max, ScoreTransform, Spacing,
+    Transformed, TwoClassSoftmax,
 };
 use ndarray::{ArrayD, ArrayRef, Axis, IxDyn};
 
@@ -458,6 +459,14 @@ impl<A: ReadFloat> AsImage for Scan<A> {
     }
 }
 
+fn no_masks() -> Error {
+    Error::InvalidParameter {
+        name: "masks",
+        value: "none".into(),
+        reason: "this command reads no masks".into(),
+    }
+}
+
 /// The score files, per-image spacings and masks of a command, shared by
 /// the lazy items of a stream (each worker reads its own images).
 #[derive(Debug)]
@@ -485,6 +494,20 @@ impl Reader {
         })
     }
 
+    /// `(tau, gamma)` of image `i` of scores used as they are (transformed
+    /// inputs, or raw scores with identity transforms), read chunk by chunk.
+    ///
+    /// # Errors
+    /// As [`confseg::io::transformed_statistics`].
+    pub fn transformed_statistics<A: ReadFloat>(&self, i: usize) -> confseg::Result<ImageStatistics> {
+        let (inner, outer) = match &self.scores {
+            ScoreSource::Transformed { inner, outer } => (inner, outer.as_ref()),
+            ScoreSource::Raw { stack, .. } => (stack, None),
+        };
+        let Some((masks, labels)) = &self.masks else { return Err(no_masks()) };
+        confseg::io::transformed_statistics::<A, _>(inner, outer, masks, labels, i, &Max)
+    }
+
     /// Mask `i`.
     ///
     /// # Errors
@@ -492,11 +515,7 @@ impl Reader {
     pub fn mask(&self, i: usize) -> confseg::Result<ArrayD<u8>> {
         match &self.masks {
             Some((m, labels)) => m.read_mask(i, labels),
-            None => Err(Error::InvalidParameter {
-                name: "masks",
-                value: "none".into(),
-                reason: "this command reads no masks".into(),
-            }),
+            None => Err(no_masks()),
         }
     }
 
@@ -660,13 +679,22 @@ impl Opened {
     fn statistics_in<A: ReadFloat>(&self) -> Result<Calibration> {
         let reader = self.reader("calibrating");
         let blame = |e| blame(e, &self.images, &self.scores, Some(self.masks.path()));
+        let identity = self.calibrator.inner_transform() == &ScoreTransform::Identity
+            && self.calibrator.outer_transform() == &ScoreTransform::Identity;
+        let voxelwise = match &self.scores {
+            ScoreSource::Transformed { .. } => true,
+            ScoreSource::Raw { class_axis, .. } => identity && class_axis.is_none(),
+        };
         let cal = match &self.scores {
-            ScoreSource::Transformed { .. } => self
+            // the scores are used as they are: fold them chunk by chunk through small buffers
+            _ if voxelwise => self
                 .calibrator
-                .calibrate_transformed_stream(
-                    reader.items(&self.images, |r, i| Ok((r.scores.read_transformed::<A>(i)?, r.mask(i)?))),
+                .calibrate_statistics_stream(
+                    reader.items(&self.images, |r, i| r.transformed_statistics::<A>(i)),
+                    self.scores.image_shape().len(),
                 )
                 .map_err(blame)?,
+            ScoreSource::Transformed { .. } => unreachable!("transformed scores are voxel-wise"),
             ScoreSource::Raw { .. } => self
                 .calibrator
                 .calibrate_stream(reader.items(&self.images, |r, i| Ok((r.scan::<A>(i)?, r.mask(i)?))))
