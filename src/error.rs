@@ -62,6 +62,15 @@ pub enum Error {
         /// The offending value.
         value: f64,
     },
+    /// An image with no voxels (a zero-length axis): it has no statistics
+    /// and no sets.
+    #[error("image{} of shape {shape:?} has no voxels", image_suffix(*.image))]
+    EmptyImage {
+        /// Index of the image, when known.
+        image: Option<usize>,
+        /// Its shape.
+        shape: Vec<usize>,
+    },
     /// Two arrays that must have the same shape do not.
     #[error("shape mismatch{}: {what} has shape {found:?}, expected {expected:?}", image_suffix(*.image))]
     ShapeMismatch {
@@ -333,6 +342,7 @@ impl Error {
             Error::NanScore { image, .. }
             | Error::NonBinaryMask { image, .. }
             | Error::InvalidLabel { image, .. }
+            | Error::EmptyImage { image, .. }
             | Error::ShapeMismatch { image, .. }
             | Error::DimensionMismatch { image, .. }
             | Error::TransformNan { image, .. }

@@ -337,6 +337,14 @@ pub(crate) fn unravel(mut flat: usize, shape: &[usize]) -> Vec<usize> {
     idx
 }
 
+/// [`Error::EmptyImage`] for an image with no voxels.
+pub(crate) fn check_nonempty(shape: &[usize]) -> Result<()> {
+    if shape.contains(&0) {
+        return Err(Error::EmptyImage { image: None, shape: shape.to_vec() });
+    }
+    Ok(())
+}
+
 /// [`Error::ShapeMismatch`] unless the two arrays have the same shape.
 pub(crate) fn check_shape<A, B, D: Dimension>(
     what: &'static str,

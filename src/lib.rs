@@ -73,6 +73,8 @@ pub mod io;
 #[cfg(feature = "serde")]
 mod json;
 pub mod mask;
+#[cfg(any(feature = "npy", feature = "plot"))]
+pub mod output;
 pub mod pipeline;
 #[cfg(feature = "plot")]
 pub mod plot;

@@ -11,10 +11,14 @@
 //!
 //! Text is rendered with DejaVu Sans, bundled with the crate
 //! (`assets/fonts`, Bitstream Vera license), so no system font library is
-//! needed. Files are written to a temporary name in the same folder and
-//! renamed, so a failure never leaves a half-written figure.
+//! needed. Figures are drawn in memory and written through an atomic
+//! [`Output`](crate::output::Output), so a failure never leaves a
+//! half-written figure and a file planted at a predictable name is never
+//! followed.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use image::ImageEncoder;
 use std::sync::Once;
 
 use ndarray::{ArrayRef, Axis, Ix2, Ix3};
@@ -116,30 +120,40 @@ trait Figure {
 fn save<F: Figure>(path: &Path, figure: &F) -> Result<()> {
     register_font();
     let format = format_of(path)?;
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let ext = match format {
-        Format::Png => "png",
-        Format::Svg => "svg",
-    };
-    let tmp: PathBuf = dir.join(format!(".{name}.{}.partial.{ext}", std::process::id()));
-    let result = match format {
+    // Drawn in memory, then written through an atomic `Output` (a random,
+    // exclusively created temporary file renamed over the destination): the
+    // drawing backends never open a file themselves.
+    let (w, h) = figure.size();
+    let bytes = match format {
         Format::Png => {
-            let root = BitMapBackend::new(&tmp, figure.size()).into_drawing_area();
-            figure.draw(&root).and_then(|()| root.present().map_err(|e| e.to_string()))
+            let mut rgb = vec![0u8; (w as usize) * (h as usize) * 3];
+            {
+                let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
+                figure.draw(&root).and_then(|()| root.present().map_err(|e| e.to_string()))
+            }
+            .map_err(|e| write_error(path, one_line(&e)))?;
+            let mut png = Vec::new();
+            image::codecs::png::PngEncoder::new(&mut png)
+                .write_image(&rgb, w, h, image::ColorType::Rgb8)
+                .map_err(|e| write_error(path, one_line(&e.to_string())))?;
+            png
         }
         Format::Svg => {
-            let root = SVGBackend::new(&tmp, figure.size()).into_drawing_area();
-            figure.draw(&root).and_then(|()| root.present().map_err(|e| e.to_string()))
+            let mut svg = String::new();
+            {
+                let root = SVGBackend::with_string(&mut svg, (w, h)).into_drawing_area();
+                figure.draw(&root).and_then(|()| root.present().map_err(|e| e.to_string()))
+            }
+            .map_err(|e| write_error(path, one_line(&e)))?;
+            svg.into_bytes()
         }
     };
-    match result.and_then(|()| std::fs::rename(&tmp, path).map_err(|e| e.to_string())) {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(write_error(path, e))
-        }
-    }
+    crate::output::write_atomic(path, |out| out.write_all(&bytes))
+}
+
+/// A drawing error's text on one line.
+fn one_line(s: &str) -> String {
+    s.replace(['\n', '\r'], " ")
 }
 
 const PALETTE: [RGBColor; 8] = [

@@ -302,6 +302,7 @@ impl<TI: Transform, TO: Transform, C: Combination> ConfidenceSets<TI, TO, C> {
     /// `f32` is an `f64`.
     fn threshold<A: Float, D: Dimension>(&self, fi: &ArrayRef<A, D>, fo: &ArrayRef<A, D>) -> Result<Sets<D>> {
         check_shape("outer scores vs inner scores", fi, fo)?;
+        crate::image::check_nonempty(fi.shape())?;
         check_nan("inner scores", fi)?;
         check_nan("outer scores", fo)?;
         let li = self.thresholds.inner.value();

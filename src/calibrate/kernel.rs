@@ -11,7 +11,7 @@ use ndarray::{ArrayRef, Dimension};
 
 use crate::error::Result;
 use crate::float::Float;
-use crate::image::{check_mask, check_nan, check_shape};
+use crate::image::{check_mask, check_nan, check_nonempty, check_shape};
 use crate::mask::MaskValue;
 
 /// A combination function `C(A, image)`: reduces the transformed scores of
@@ -405,6 +405,7 @@ impl<A: Float, C: Combination> RegionFold<A, C> {
     /// [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) if fewer voxels
     /// were folded than the image has.
     pub fn finish(self) -> Result<ImageStatistics> {
+        check_nonempty(&self.shape)?;
         let total: usize = self.shape.iter().product();
         if self.done != total {
             return Err(crate::error::Error::ShapeMismatch {
@@ -443,6 +444,7 @@ pub fn region_statistics<A: Float, D: Dimension, M: MaskValue, C: Combination>(
 ) -> Result<ImageStatistics> {
     check_shape("inner scores vs mask", mask, inner)?;
     check_shape("outer scores vs mask", mask, outer)?;
+    check_nonempty(mask.shape())?;
     let fi = inner.as_standard_layout();
     let fo = outer.as_standard_layout();
     let m = mask.as_standard_layout();

@@ -189,6 +189,7 @@ impl<TI: Transform, TO: Transform, C: Combination> Calibrator<TI, TO, C> {
         scores: &'a ArrayRef<A, D>,
         spacing: Option<&Spacing>,
     ) -> Result<(CowArray<'a, A, D>, CowArray<'a, A, D>)> {
+        crate::image::check_nonempty(scores.shape())?;
         let spacing = spacing.unwrap_or(&self.spacing);
         let fi = self.inner.apply(scores, spacing)?;
         let fo = self.outer.apply(scores, spacing)?;
@@ -495,6 +496,19 @@ mod tests {
         assert!(Mode::bonferroni_split(a(0.1), a(0.02), a(0.08)).is_ok());
         assert!(Mode::bonferroni(a(0.1), 0.0, 1.0).is_err());
         assert!(Mode::bonferroni(a(0.1), f64::INFINITY, 1.0).is_err());
+        // huge weights do not overflow into a zero level
+        let m = Mode::bonferroni(a(0.1), 1e308, 1e308).unwrap();
+        assert_eq!((m.inner_alpha().get(), m.outer_alpha().get()), (0.05, 0.05));
+        // the split never exceeds alpha, down to subnormal levels (or it is refused)
+        for alpha in [5e-324, 1e-320, 2.2e-308, 1e-300, 1e-17, 0.1, 0.3, 1.0 - 1e-16] {
+            for (wi, wo) in [(1.0, 1.0), (1.0, 4.0), (3.0, 7.0), (1e-300, 1.0), (1.0, 1e300), (0.1, 0.2)] {
+                if let Ok(m) = Mode::bonferroni(a(alpha), wi, wo) {
+                    let (i, o) = (m.inner_alpha().get(), m.outer_alpha().get());
+                    assert!(i + o <= alpha && i > 0.0 && o > 0.0, "{alpha} {wi}:{wo} -> {i} + {o}");
+                }
+            }
+        }
+        assert!(Mode::bonferroni(a(5e-324), 1.0, 1.0).is_err());
         let m = Mode::max(a(0.1));
         assert_eq!(m.kind(), ModeKind::Max);
         assert_eq!(Mode::marginal(a(0.05)).min_calibration_size(), 19);

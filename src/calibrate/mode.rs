@@ -91,9 +91,19 @@ impl Mode {
                 });
             }
         }
-        let total = inner_weight + outer_weight;
-        let inner = Alpha::named("alpha_inner", alpha.get() * inner_weight / total)?;
-        let outer = Alpha::named("alpha_outer", alpha.get() * outer_weight / total)?;
+        // Shares as 1 / (1 + ratio): no overflow for huge weights.
+        let a = alpha.get();
+        let a_inner = a / (1.0 + outer_weight / inner_weight);
+        let mut a_outer = a / (1.0 + inner_weight / outer_weight);
+        // Rounding (or subnormal levels) must never let the split exceed alpha.
+        if a_inner + a_outer > a {
+            a_outer = a - a_inner; // within one ulp of the exact difference
+            while a_inner + a_outer > a && a_outer > 0.0 {
+                a_outer = a_outer.next_down();
+            }
+        }
+        let inner = Alpha::named("alpha_inner", a_inner)?;
+        let outer = Alpha::named("alpha_outer", a_outer)?;
         Ok(Mode { kind: ModeKind::Bonferroni, inner, outer, joint: Some(alpha) })
     }
 

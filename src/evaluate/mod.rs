@@ -160,6 +160,14 @@ impl fmt::Display for ModeSpec {
     }
 }
 
+/// The most splits a validation runs (each split is a quantile and a count
+/// per method and level; the per-split coverages are kept as histograms, so
+/// memory does not grow with the splits, but time does).
+pub const MAX_SPLITS: usize = 10_000_000;
+
+/// The most levels a validation runs at once.
+pub const MAX_LEVELS: usize = 1000;
+
 /// Repeated random splits of a pool into a calibration part of `n_cal`
 /// images and a test part (the rest, or its first `n_test` images).
 ///
@@ -179,7 +187,8 @@ impl Splits {
     /// `repeats` splits with `n_cal` calibration images each.
     ///
     /// # Errors
-    /// [`Error::InvalidParameter`] if `n_cal` or `repeats` is 0.
+    /// [`Error::InvalidParameter`] if `n_cal` or `repeats` is 0, or
+    /// `repeats` exceeds [`MAX_SPLITS`].
     pub fn new(n_cal: usize, repeats: usize, seed: u64) -> Result<Self> {
         for (name, v) in [("n_cal", n_cal), ("repeats", repeats)] {
             if v == 0 {
@@ -189,6 +198,13 @@ impl Splits {
                     reason: "must be at least 1".into(),
                 });
             }
+        }
+        if repeats > MAX_SPLITS {
+            return Err(Error::InvalidParameter {
+                name: "repeats",
+                value: repeats.to_string(),
+                reason: format!("at most {MAX_SPLITS} splits"),
+            });
         }
         Ok(Splits { n_cal, n_test: None, repeats, seed })
     }
@@ -681,6 +697,49 @@ pub struct Spread {
 }
 
 impl Spread {
+    /// Summarize per-split shares `k / m` given as a histogram: `counts[k]`
+    /// splits had share `k / m`, `m = counts.len() - 1`. Equal to
+    /// [`Spread::of`] on the shares, in memory independent of the number of
+    /// splits.
+    #[must_use]
+    pub fn of_shares(counts: &[u64], nominal: Option<f64>) -> Spread {
+        let m = counts.len().saturating_sub(1).max(1) as f64;
+        let n: u64 = counts.iter().sum();
+        if n == 0 {
+            return Spread::of(&[], nominal);
+        }
+        // ascending values with multiplicity, summed in the same order as `of`
+        let values =
+            || counts.iter().enumerate().flat_map(|(k, &c)| std::iter::repeat_n(k as f64 / m, c as usize));
+        let nf = n as f64;
+        let mean = values().sum::<f64>() / nf;
+        let sd =
+            if n > 1 { (values().map(|x| (x - mean).powi(2)).sum::<f64>() / (nf - 1.0)).sqrt() } else { 0.0 };
+        // nearest-rank quantile: the ceil(p n)-th smallest
+        let q = |p: f64| {
+            let rank = ((p * nf).ceil() as u64).clamp(1, n);
+            let mut seen = 0;
+            for (k, &c) in counts.iter().enumerate() {
+                seen += c;
+                if seen >= rank {
+                    return k as f64 / m;
+                }
+            }
+            1.0
+        };
+        Spread {
+            mean,
+            sd,
+            min: q(0.0),
+            q05: q(0.05),
+            median: q(0.5),
+            q95: q(0.95),
+            max: q(1.0),
+            nominal,
+            below_nominal: nominal.map(|t| values().filter(|&x| x < t - 1e-12).count() as f64 / nf),
+        }
+    }
+
     /// Summarize per-split values.
     #[must_use]
     pub fn of(values: &[f64], nominal: Option<f64>) -> Spread {
@@ -932,11 +991,11 @@ impl Validation {
         methods: &[Method],
         mut progress: impl FnMut(Progress),
     ) -> Result<Vec<Report>> {
-        if self.alphas.is_empty() {
+        if self.alphas.is_empty() || self.alphas.len() > MAX_LEVELS {
             return Err(Error::InvalidParameter {
                 name: "alphas",
-                value: "[]".into(),
-                reason: "give at least one level".into(),
+                value: format!("{} levels", self.alphas.len()),
+                reason: format!("give 1 to {MAX_LEVELS} levels"),
             });
         }
         let n_test = self.splits.n_test_for(pool.len())?;
@@ -953,10 +1012,12 @@ impl Validation {
         let n_alpha = self.alphas.len();
         let cells = methods.len() * n_alpha;
 
+        // Per-split coverages are shares k / n_test: kept as histograms of
+        // k, so memory does not grow with the number of splits.
         struct Cell {
-            inner: Vec<f64>,
-            outer: Vec<f64>,
-            joint: Vec<f64>,
+            inner: Vec<u64>,
+            outer: Vec<u64>,
+            joint: Vec<u64>,
             too_few: usize,
             m: [Mean; 7],
             nominal: Nominal,
@@ -967,9 +1028,9 @@ impl Validation {
         for p in &prepared {
             for &alpha in &self.alphas {
                 acc.push(Cell {
-                    inner: Vec::with_capacity(total),
-                    outer: Vec::with_capacity(total),
-                    joint: Vec::with_capacity(total),
+                    inner: vec![0; n_test + 1],
+                    outer: vec![0; n_test + 1],
+                    joint: vec![0; n_test + 1],
                     too_few: 0,
                     m: [Mean::default(); 7],
                     nominal: p.nominal(alpha)?,
@@ -1010,10 +1071,9 @@ impl Validation {
                         cell.m[4].add((img.n_object - i_obj) as f64 / voxels);
                         cell.m[5].add(o_bg as f64 / voxels);
                     }
-                    let nt = test.len() as f64;
-                    cell.inner.push(ci as f64 / nt);
-                    cell.outer.push(co as f64 / nt);
-                    cell.joint.push(cj as f64 / nt);
+                    cell.inner[ci] += 1;
+                    cell.outer[co] += 1;
+                    cell.joint[cj] += 1;
                     cell.too_few += usize::from(t.too_few);
                     if r < geometry_splits {
                         cell.geo.push(t);
@@ -1122,9 +1182,9 @@ impl Validation {
             for (ai, &alpha) in self.alphas.iter().enumerate() {
                 let c = &acc[mi * n_alpha + ai];
                 let g = &results[mi * n_alpha + ai];
-                let inner = Spread::of(&c.inner, c.nominal.inner);
-                let outer = Spread::of(&c.outer, c.nominal.outer);
-                let joint = Spread::of(&c.joint, c.nominal.joint);
+                let inner = Spread::of_shares(&c.inner, c.nominal.inner);
+                let outer = Spread::of_shares(&c.outer, c.nominal.outer);
+                let joint = Spread::of_shares(&c.joint, c.nominal.joint);
                 out.push(Report {
                     method: p.name(),
                     alpha: alpha.get(),
@@ -1243,6 +1303,32 @@ mod tests {
         assert!(s.generate(6).is_err());
         assert!(Splits::new(5, 1, 0).unwrap().with_n_test(6).unwrap().generate(10).is_err());
         assert!(Splits::new(0, 1, 0).is_err());
+        // bounded before anything is allocated per split
+        assert!(Splits::new(5, MAX_SPLITS + 1, 0).is_err());
+        assert!(Splits::new(5, usize::MAX, 0).is_err());
+    }
+
+    #[test]
+    fn spreads_of_share_histograms_equal_spreads_of_values() {
+        use rand::Rng;
+        let mut rng = Pcg64Mcg::seed_from_u64(4);
+        for m in [1usize, 7, 50] {
+            for n in [1usize, 2, 19, 300] {
+                let ks: Vec<usize> = (0..n).map(|_| rng.random_range(0..=m)).collect();
+                let mut counts = vec![0u64; m + 1];
+                for &k in &ks {
+                    counts[k] += 1;
+                }
+                let values: Vec<f64> = ks.iter().map(|&k| k as f64 / m as f64).collect();
+                for nominal in [None, Some(0.5)] {
+                    assert_eq!(
+                        Spread::of_shares(&counts, nominal),
+                        Spread::of(&values, nominal),
+                        "m={m} n={n}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -58,7 +58,6 @@
 //! # Ok::<(), confseg::Error>(())
 //! ```
 
-mod atomic;
 mod npy;
 
 use std::fmt;
@@ -66,7 +65,7 @@ use std::path::Path;
 
 use ndarray::{Array, ArrayD, ArrayRef, Axis, Dimension, IxDyn};
 
-pub use atomic::{commit_all, remove_temporaries, write_atomic, Output};
+pub use crate::output::{commit_all, remove_temporaries, write_atomic, Output};
 pub use npy::{write_npy, Images, Masks, NpyStack, NpyWriter, ReadFloat, WriteElement};
 
 use crate::error::{Error, FileProblem, Result};

@@ -1,33 +1,43 @@
 //! `confseg demo`: the whole pipeline on built-in synthetic data.
 
 use anyhow::Result;
+
+use crate::cli::report::outln;
 use confseg::synthetic::Synthetic;
 use confseg::{Alpha, Calibrator, Mode, ModeKind, ScoreTransform, Transform};
 use ndarray::{Axis, Zip};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
+/// Largest image side of the demo.
+const MAX_SIZE: usize = 1024;
+/// Most voxels the demo generates (calibration and test images together,
+/// 8 bytes each, held in memory).
+const MAX_VOXELS: usize = 1 << 27;
+/// Most random splits of the demo.
+const MAX_SPLITS: usize = 100_000;
+
 /// Calibrate on synthetic logits and masks, predict on held-out images and
 /// compare the empirical coverage with the nominal level.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     /// Number of calibration images.
-    #[arg(long, default_value_t = 500)]
+    #[arg(allow_hyphen_values = true, long, default_value_t = 500)]
     pub n_cal: usize,
     /// Number of held-out test images.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(allow_hyphen_values = true, long, default_value_t = 1000)]
     pub n_test: usize,
     /// Image side length (square images).
-    #[arg(long, default_value_t = 64)]
+    #[arg(allow_hyphen_values = true, long, default_value_t = 64)]
     pub size: usize,
     /// Seed of the synthetic data.
-    #[arg(long, default_value_t = 0)]
+    #[arg(allow_hyphen_values = true, long, default_value_t = 0)]
     pub seed: u64,
     /// Miscoverage level.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(allow_hyphen_values = true, long, default_value_t = 0.1)]
     pub alpha: f64,
     /// Random calibration/test splits of the pooled images for the mean coverage.
-    #[arg(long, default_value_t = 500)]
+    #[arg(allow_hyphen_values = true, long, default_value_t = 500)]
     pub splits: usize,
 }
 
@@ -52,8 +62,18 @@ fn short(x: f64) -> String {
 pub fn run(args: Args) -> Result<()> {
     let alpha = Alpha::new(args.alpha)
         .map_err(|e| anyhow::Error::new(crate::cli::report::UsageError(format!("--alpha: {e}"))))?;
-    if args.n_cal == 0 || args.n_test == 0 || args.size < 4 {
-        crate::cli::report::usage!("--n-cal and --n-test must be positive and --size at least 4");
+    if args.n_cal == 0 || args.n_test == 0 || args.splits == 0 {
+        crate::cli::report::usage!("--n-cal, --n-test and --splits must be at least 1");
+    }
+    if !(4..=MAX_SIZE).contains(&args.size) {
+        crate::cli::report::usage!("--size {} is outside 4..={MAX_SIZE}", args.size);
+    }
+    let voxels = (args.n_cal as u128 + args.n_test as u128) * (args.size as u128).pow(2);
+    if voxels > MAX_VOXELS as u128 || args.splits > MAX_SPLITS {
+        crate::cli::report::usage!(
+            "the demo is limited to {MAX_VOXELS} voxels in all ((n_cal + n_test) x size^2; {voxels} asked) \
+             and {MAX_SPLITS} splits"
+        );
     }
     let data = Synthetic::new([args.size, args.size]).seed(args.seed);
     let (cal_s, cal_m) = data.stack(0..args.n_cal);
@@ -80,13 +100,18 @@ pub fn run(args: Args) -> Result<()> {
         });
     }
 
-    println!(
+    outln!(
         "confseg demo: {} calibration and {} test images of {}x{} synthetic logits (seed {}), alpha = {}",
-        args.n_cal, args.n_test, args.size, args.size, args.seed, alpha
+        args.n_cal,
+        args.n_test,
+        args.size,
+        args.size,
+        args.seed,
+        alpha
     );
-    println!("guarantee: marginal P(I ⊆ Y), P(Y ⊆ O) >= {0}; joint P(I ⊆ Y ⊆ O) >= {0}", 1.0 - alpha.get());
-    println!();
-    println!(
+    outln!("guarantee: marginal P(I ⊆ Y), P(Y ⊆ O) >= {0}; joint P(I ⊆ Y ⊆ O) >= {0}", 1.0 - alpha.get());
+    outln!();
+    outln!(
         "{:<30} {:<15} {:>9} {:>9}  {:^20}  {:^20}  {:<10} {:>7} {:>7}",
         "",
         "",
@@ -98,7 +123,7 @@ pub fn run(args: Args) -> Result<()> {
         "",
         ""
     );
-    println!(
+    outln!(
         "{:<30} {:<15} {:>9} {:>9}  {:>6} {:>6} {:>6}  {:>6} {:>6} {:>6}  {:<10} {:>7} {:>7}",
         "f_I / f_O",
         "mode",
@@ -144,7 +169,7 @@ pub fn run(args: Args) -> Result<()> {
             ModeKind::Marginal => format!("{:.2} each", 1.0 - alpha.get()),
             _ => format!("{:.2} joint", 1.0 - alpha.get()),
         };
-        println!(
+        outln!(
             "{:<30} {:<15} {:>9} {:>9}  {:>6.3} {:>6.3} {:>6.3}  {:>6.3} {:>6.3} {:>6.3}  {:<10} {:>7.2} {:>7.2}",
             format!("{} / {}", s.inner.describe(), s.outer.describe()),
             s.label,
@@ -163,8 +188,8 @@ pub fn run(args: Args) -> Result<()> {
         crate::cli::report::warn_thresholds(&sets);
     }
     let a = alpha.get();
-    println!();
-    println!(
+    outln!();
+    outln!(
         "Held-out coverage: share of the {} test images whose predicted sets cover the truth, for one \
          calibration set;\nit varies around the guarantee by about {:.3} (sd) from the calibration draw \
          plus {:.3} from the test set.\nThe guarantee holds on average over calibration draws: the mean \

@@ -48,19 +48,19 @@ fn parse_alpha(s: &str) -> Result<Alpha, String> {
 #[derive(Debug, Clone, clap::Args)]
 pub struct LevelArgs {
     /// Miscoverage level in (0, 1): 0.1 for 90% coverage.
-    #[arg(long, value_name = "A", value_parser = parse_alpha, required_unless_present = "alpha_inner")]
+    #[arg(allow_hyphen_values = true, long, value_name = "A", value_parser = parse_alpha, required_unless_present = "alpha_inner")]
     pub alpha: Option<Alpha>,
     /// Which guarantee: per set (marginal) or joint (bonferroni, max).
     #[arg(long, value_enum, default_value = "marginal")]
     pub mode: ModeArg,
     /// Bonferroni split weights INNER:OUTER (default 1:1; the paper uses 1:4).
-    #[arg(long, value_name = "I:O", value_parser = parse_weights)]
+    #[arg(allow_hyphen_values = true, long, value_name = "I:O", value_parser = parse_weights)]
     pub weights: Option<Weights>,
     /// Level of the inner set (with --alpha-outer; instead of --weights).
-    #[arg(long, value_name = "A1", value_parser = parse_alpha, requires = "alpha_outer")]
+    #[arg(allow_hyphen_values = true, long, value_name = "A1", value_parser = parse_alpha, requires = "alpha_outer")]
     pub alpha_inner: Option<Alpha>,
     /// Level of the outer set (with --alpha-inner).
-    #[arg(long, value_name = "A2", value_parser = parse_alpha, requires = "alpha_inner")]
+    #[arg(allow_hyphen_values = true, long, value_name = "A2", value_parser = parse_alpha, requires = "alpha_inner")]
     pub alpha_outer: Option<Alpha>,
 }
 

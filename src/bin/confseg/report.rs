@@ -50,6 +50,9 @@ pub fn out(s: &str) -> anyhow::Result<()> {
 
 /// `println!` through [`out`]: returns early when the reader went away.
 macro_rules! outln {
+    () => {
+        $crate::cli::report::out("\n")?
+    };
     ($($t:tt)*) => {
         $crate::cli::report::out(&format!("{}\n", format_args!($($t)*)))?
     };

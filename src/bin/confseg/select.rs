@@ -52,16 +52,16 @@ pub struct Args {
     #[command(flatten)]
     pub selection: Selection,
     /// Level at which set sizes are compared.
-    #[arg(long, value_parser = parse_alpha)]
+    #[arg(allow_hyphen_values = true, long, value_parser = parse_alpha)]
     pub alpha: Alpha,
     /// Calibration images per internal split (default: two thirds of the learning set).
-    #[arg(long)]
+    #[arg(allow_hyphen_values = true, long)]
     pub n_cal: Option<usize>,
     /// Number of internal random splits.
-    #[arg(long, default_value_t = 200)]
+    #[arg(allow_hyphen_values = true, long, default_value_t = 200)]
     pub repeats: usize,
     /// Seed of the internal splits.
-    #[arg(long, default_value_t = 0)]
+    #[arg(allow_hyphen_values = true, long, default_value_t = 0)]
     pub seed: u64,
     /// Also write the selection as JSON to this file (atomically).
     #[arg(long, value_name = "FILE.json")]

@@ -79,31 +79,31 @@ pub struct Args {
     #[command(flatten)]
     pub inputs: CalibrationInputs,
     /// Levels: a list 0.05,0.1,0.2 or a grid START:STOP:STEP.
-    #[arg(long, value_parser = parse_alphas, value_name = "LIST|GRID")]
+    #[arg(allow_hyphen_values = true, long, value_parser = parse_alphas, value_name = "LIST|GRID")]
     pub alpha: Alphas,
     /// Guarantee of the conformal sets (as in `calibrate`).
     #[arg(long, value_enum, default_value = "marginal")]
     pub mode: ModeArg,
     /// Bonferroni split weights INNER:OUTER (conformal and pixel-wise; default 1:1).
-    #[arg(long, value_parser = parse_weights)]
+    #[arg(allow_hyphen_values = true, long, value_parser = parse_weights)]
     pub weights: Option<Weights>,
     /// Methods to compare, on the same splits.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "conformal")]
     pub method: Vec<MethodArg>,
     /// Calibration images per split.
-    #[arg(long)]
+    #[arg(allow_hyphen_values = true, long)]
     pub n_cal: usize,
     /// Test images per split (default: all the others).
-    #[arg(long)]
+    #[arg(allow_hyphen_values = true, long)]
     pub n_test: Option<usize>,
     /// Number of random splits.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(allow_hyphen_values = true, long, default_value_t = 1000)]
     pub repeats: usize,
     /// Seed of the splits.
-    #[arg(long, default_value_t = 0)]
+    #[arg(allow_hyphen_values = true, long, default_value_t = 0)]
     pub seed: u64,
     /// Diameter and Hausdorff measures on the first N splits (0: off).
-    #[arg(long, default_value_t = 20, value_name = "N")]
+    #[arg(allow_hyphen_values = true, long, default_value_t = 20, value_name = "N")]
     pub geometry_splits: usize,
     /// Print the results as JSON (a list, one entry per method and level) instead of the table.
     #[arg(long)]

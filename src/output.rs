@@ -1,4 +1,5 @@
-//! Outputs that appear complete or not at all.
+//! Outputs that appear complete or not at all (features `npy`, `plot`;
+//! re-exported by [`io`](crate::io)).
 //!
 //! An [`Output`] writes into a temporary file created exclusively, under a
 //! random name, in the destination's directory; [`Output::commit`] renames
