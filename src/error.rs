@@ -267,6 +267,41 @@ pub enum FileProblem {
         /// What failed.
         message: String,
     },
+    /// Not a single-file NIfTI image: the header size or the magic string
+    /// is wrong, or the file is one half of a `.hdr`/`.img` pair.
+    NotNifti {
+        /// What was found.
+        reason: String,
+    },
+    /// A NIfTI header that this crate does not accept: dimensions, voxel
+    /// sizes, offsets or sizes out of range.
+    BadNiftiHeader {
+        /// What is wrong.
+        reason: String,
+    },
+    /// A NIfTI datatype that this crate does not read (complex, RGB,
+    /// float128, ...).
+    UnsupportedNiftiDatatype {
+        /// The datatype's name (`"complex64"`, `"RGB"`, `"unknown"`, ...).
+        name: &'static str,
+        /// Its code in the header.
+        code: i16,
+    },
+    /// A NIfTI file (or its decompressed gzip stream) that ends before its
+    /// header or its data does.
+    NiftiTruncated {
+        /// `"header"` or `"data"`.
+        part: &'static str,
+        /// Bytes the header declares for that part.
+        expected_bytes: u64,
+        /// Bytes the file holds for it.
+        found_bytes: u64,
+    },
+    /// Values that `f32` cannot hold exactly, read as `f32`.
+    NeedsFloat64 {
+        /// What the values are, e.g. `"int32"` or `"uint8 scaled by scl_slope 0.5"`.
+        values: String,
+    },
 }
 
 impl std::fmt::Display for FileProblem {
@@ -311,6 +346,22 @@ impl std::fmt::Display for FileProblem {
                 write!(f, "image index {value} is listed twice (positions {first} and {second})")
             }
             FileProblem::Write { message } => write!(f, "cannot write: {message}"),
+            FileProblem::NotNifti { reason } => {
+                write!(f, "not a single-file NIfTI-1 or NIfTI-2 image (.nii, .nii.gz): {reason}")
+            }
+            FileProblem::BadNiftiHeader { reason } => write!(f, "invalid NIfTI header: {reason}"),
+            FileProblem::UnsupportedNiftiDatatype { name, code } => write!(
+                f,
+                "unsupported datatype {name} (code {code}); supported: uint8, int8, uint16, int16, \
+                 uint32, int32, uint64, int64, float32, float64"
+            ),
+            FileProblem::NiftiTruncated { part, expected_bytes, found_bytes } => write!(
+                f,
+                "truncated NIfTI file: the {part} needs {expected_bytes} bytes, the file holds {found_bytes}"
+            ),
+            FileProblem::NeedsFloat64 { values } => {
+                write!(f, "its values ({values}) are not all exact in float32; read them as float64")
+            }
         }
     }
 }

@@ -59,6 +59,8 @@
 //! * `rayon`: parallel calibration.
 //! * `plot`: figures (coverage curves, overlays).
 //! * `npy`: read and write NumPy `.npy` stacks of any common dtype (module `io`).
+//! * `nifti`: read and write NIfTI-1 and NIfTI-2 images, `.nii` and `.nii.gz`,
+//!   with their spacing and affine (module `io::nifti`; implies `npy`).
 //! * `cli`: the `confseg` command-line tool (implies the others).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]

@@ -1,5 +1,6 @@
 //! Reading and writing images (feature `npy`): NumPy `.npy` stacks,
-//! streamed one image at a time.
+//! streamed one image at a time; and, with the feature `nifti`, NIfTI
+//! volumes with their geometry (module `io::nifti`).
 //!
 //! Inputs are batch-first stacks `(N, spatial...)`: `N` score images or
 //! masks of any dimension. [`NpyStack`] opens a stack by its header and
@@ -58,6 +59,8 @@
 //! # Ok::<(), confseg::Error>(())
 //! ```
 
+#[cfg(feature = "nifti")]
+pub mod nifti;
 mod npy;
 
 use std::fmt;
