@@ -123,7 +123,7 @@ pub enum Error {
     },
     /// Two calibrations (or a calibration and a calibrator) computed with
     /// different transforms, combination, default spacing or dimensionality.
-    #[error("incompatible calibrations: {field} {ours} here, {theirs} there")]
+    #[error("incompatible calibrations: {field} {} here, {} there", one_line(ours), one_line(theirs))]
     IncompatibleCalibration {
         /// What differs.
         field: &'static str,
@@ -146,7 +146,7 @@ pub enum Error {
         reason: &'static str,
     },
     /// Any other parameter out of its domain.
-    #[error("invalid {name} = {value}: {reason}")]
+    #[error("invalid {name} = {}: {}", one_line(value), escape(reason))]
     InvalidParameter {
         /// Parameter name.
         name: &'static str,
@@ -157,7 +157,7 @@ pub enum Error {
     },
     /// A file could not be read or written, or does not hold what was
     /// expected (see [`FileProblem`]).
-    #[error("{}: {problem}", path.display())]
+    #[error("{}: {problem}", escape(&path.display().to_string()))]
     File {
         /// The file.
         path: PathBuf,
@@ -166,13 +166,102 @@ pub enum Error {
     },
     /// A problem with the contents of a file (a NaN score, a non-binary
     /// mask value, ...), with the file named.
-    #[error("{}: {error}", path.display())]
+    #[error("{}: {error}", escape(&path.display().to_string()))]
     InFile {
         /// The file.
         path: PathBuf,
         /// The problem, with image and voxel indices as stored in the file.
         error: Box<Error>,
     },
+}
+
+/// Something valid but probably not what the user meant: one line each,
+/// printed by the CLI, returned by [`ConfidenceSets::warnings`](crate::ConfidenceSets::warnings)
+/// and [`ScoreTransform::warning_for`](crate::ScoreTransform::warning_for).
+#[derive(Debug, Clone, PartialEq, Error)]
+#[non_exhaustive]
+pub enum Warning {
+    /// Too few calibration images for a finite threshold at this level.
+    #[error(
+        "only n = {n} calibration images; alpha_{side} = {alpha} needs at least {needed} for a finite \
+         threshold, so lambda_{side_letter} = inf and {consequence} (valid but uninformative)",
+        side_letter = if *side == "inner" { "I" } else { "O" },
+        consequence = consequence(side)
+    )]
+    TooFewImages {
+        /// `"inner"`, `"outer"` or `"inner and outer"`.
+        side: &'static str,
+        /// The level.
+        alpha: f64,
+        /// Calibration images.
+        n: usize,
+        /// Images needed.
+        needed: usize,
+    },
+    /// A threshold that is an infinite calibration statistic.
+    #[error(
+        "lambda_{} = inf: the calibration statistic of rank {k} is infinite, so {}",
+        if *side == "inner" { "I" } else { "O" },
+        consequence(side)
+    )]
+    InfiniteStatistic {
+        /// `"inner"` or `"outer"`.
+        side: &'static str,
+        /// The rank.
+        k: usize,
+    },
+    /// Max mode whose threshold lies above every calibration image's
+    /// background maximum of `f_I`: the two transforms are on different
+    /// scales, and the inner set is empty unless `f_I` exceeds `lambda`.
+    #[error(
+        "mode max: lambda = {lambda} is above the inner statistic of every calibration image (largest {max_tau}): \
+         f_I and f_O are on different scales, so the inner set is empty unless f_I exceeds {lambda}; \
+         consider a Bonferroni split"
+    )]
+    MaxModeScales {
+        /// The joint threshold.
+        lambda: f64,
+        /// The largest `tau_i`.
+        max_tau: f64,
+    },
+    /// Scores that look like probabilities thresholded at 0 by a mask-based
+    /// transform: the predicted mask is (almost) everything.
+    #[error(
+        "the scores all lie in [0, 1] (probabilities?) but {transform} predicts the mask as scores > 0, \
+         which is almost every voxel; for probabilities use --mask-threshold 0.5 (threshold=0.5)"
+    )]
+    ProbabilitiesThresholdedAtZero {
+        /// The transform.
+        transform: String,
+    },
+    /// Every predicted image has an empty inner set.
+    #[error(
+        "the inner set is empty for all {images} images: lambda_I = {lambda} is above every inner score"
+    )]
+    InnerAlwaysEmpty {
+        /// The images predicted.
+        images: usize,
+        /// `lambda_I`.
+        lambda: f64,
+    },
+    /// Every predicted image's outer set is the whole image.
+    #[error(
+        "the outer set is the whole image for all {images} images: lambda_O = {lambda} covers every voxel"
+    )]
+    OuterAlwaysEverything {
+        /// The images predicted.
+        images: usize,
+        /// `lambda_O`.
+        lambda: f64,
+    },
+}
+
+fn consequence(side: &str) -> &'static str {
+    match side {
+        "inner" => "the inner set is empty for every image",
+        "outer" => "the outer set is the whole image",
+        _ => "the inner set is empty and the outer set the whole image",
+    }
 }
 
 /// What is wrong with a file: the facts of an [`Error::File`].
@@ -307,11 +396,11 @@ pub enum FileProblem {
 impl std::fmt::Display for FileProblem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            FileProblem::Io { message, .. } => f.write_str(message),
+            FileProblem::Io { message, .. } => f.write_str(&escape(message)),
             FileProblem::Empty => f.write_str("the file is empty (0 bytes); expected a NumPy .npy file"),
             FileProblem::NotNpy => f.write_str("not a NumPy .npy file (no \\x93NUMPY magic string)"),
             FileProblem::TruncatedHeader => f.write_str("truncated .npy file: it ends inside the header"),
-            FileProblem::BadHeader { reason } => write!(f, "invalid .npy header: {reason}"),
+            FileProblem::BadHeader { reason } => write!(f, "invalid .npy header: {}", escape(reason)),
             FileProblem::UnsupportedDtype { dtype, expected, supported } => {
                 write!(f, "unsupported dtype {dtype} for {expected}; supported: {supported}")
             }
@@ -326,7 +415,7 @@ impl std::fmt::Display for FileProblem {
                  the file holds {found_bytes})",
                 found_bytes - expected_bytes
             ),
-            FileProblem::BadData { reason } => write!(f, "invalid data: {reason}"),
+            FileProblem::BadData { reason } => write!(f, "invalid data: {}", escape(reason)),
             FileProblem::EmptyImages { shape } => {
                 write!(f, "stack of shape {shape:?}: its images have no voxels")
             }
@@ -345,7 +434,7 @@ impl std::fmt::Display for FileProblem {
             FileProblem::DuplicateIndex { value, first, second } => {
                 write!(f, "image index {value} is listed twice (positions {first} and {second})")
             }
-            FileProblem::Write { message } => write!(f, "cannot write: {message}"),
+            FileProblem::Write { message } => write!(f, "cannot write: {}", escape(message)),
             FileProblem::NotNifti { reason } => {
                 write!(f, "not a single-file NIfTI-1 or NIfTI-2 image (.nii, .nii.gz): {reason}")
             }
@@ -368,15 +457,26 @@ impl std::fmt::Display for FileProblem {
 
 /// A user-given string made safe to quote in a one-line message: control
 /// characters escaped, at most 80 characters.
-#[cfg(any(feature = "serde", feature = "npy"))]
 pub(crate) fn one_line(s: &str) -> String {
-    let escaped: String = s.chars().flat_map(char::escape_debug).collect();
+    let escaped = escape(s);
     if escaped.chars().count() > 80 {
         let mut t: String = escaped.chars().take(77).collect();
         t.push_str("...");
         t
     } else {
         escaped
+    }
+}
+
+/// Control characters (newlines, ...) escaped, so that a message stays on
+/// one line whatever a user or a file put in it.
+pub(crate) fn escape(s: &str) -> String {
+    if s.chars().any(char::is_control) {
+        s.chars()
+            .flat_map(|c| if c.is_control() { c.escape_debug().collect::<Vec<_>>() } else { vec![c] })
+            .collect()
+    } else {
+        s.to_owned()
     }
 }
 

@@ -89,7 +89,7 @@ pub use calibrate::{
     region_statistics, Calibration, Calibrator, Combination, ImageStatistics, Max, Mode, ModeKind,
     Provenance, Thresholds, Transformed,
 };
-pub use error::{Error, FileProblem, Result};
+pub use error::{Error, FileProblem, Result, Warning};
 pub use float::Float;
 pub use image::{Affine, AsImage, Geometry, Image, Spacing};
 pub use mask::MaskValue;

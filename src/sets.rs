@@ -297,6 +297,56 @@ impl<TI: Transform, TO: Transform, C: Combination> ConfidenceSets<TI, TO, C> {
         self.threshold(inner_scores, outer_scores)
     }
 
+    /// Warnings about the fitted thresholds: infinite for lack of images
+    /// (with the number needed) or from an infinite statistic; and, given the
+    /// calibration, a max mode whose threshold lies above every image's
+    /// inner statistic (transforms on different scales).
+    ///
+    /// ```
+    /// use confseg::{Alpha, Calibration, Calibrator, Identity, ImageStatistics, Mode, Warning};
+    /// let cal: Calibration = (0..5).map(|i| ImageStatistics { tau: i as f64, gamma: 0.0 }).collect();
+    /// let sets = Calibrator::new(Identity, Identity).fit(&cal, Mode::marginal(Alpha::new(0.1)?))?;
+    /// assert!(matches!(sets.warnings(Some(&cal))[..], [Warning::TooFewImages { side: "inner and outer", .. }]));
+    /// # Ok::<(), confseg::Error>(())
+    /// ```
+    #[must_use]
+    pub fn warnings(&self, calibration: Option<&Calibration>) -> Vec<crate::Warning> {
+        use crate::quantile::Threshold;
+        use crate::Warning;
+        let t = self.thresholds;
+        let mode = self.mode;
+        let mut out = Vec::new();
+        for (side, alpha, threshold) in
+            [("inner", mode.inner_alpha(), t.inner), ("outer", mode.outer_alpha(), t.outer)]
+        {
+            match threshold {
+                Threshold::TooFewImages { n, needed } => {
+                    out.push(Warning::TooFewImages { side, alpha: alpha.get(), n, needed });
+                }
+                Threshold::OrderStatistic { k, value } if value == f64::INFINITY => {
+                    out.push(Warning::InfiniteStatistic { side, k });
+                }
+                Threshold::OrderStatistic { .. } => {}
+            }
+        }
+        // one line when both sides lack images at the same level
+        if let [Warning::TooFewImages { alpha: a, n, needed, .. }, Warning::TooFewImages { alpha: b, .. }] =
+            out[..]
+        {
+            if a == b {
+                out = vec![Warning::TooFewImages { side: "inner and outer", alpha: a, n, needed }];
+            }
+        }
+        if let (crate::ModeKind::Max, Some(cal)) = (mode.kind(), calibration) {
+            let lambda = t.inner.value();
+            let max_tau = cal.tau().iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            if lambda.is_finite() && max_tau.is_finite() && lambda > max_tau {
+                out.push(Warning::MaxModeScales { lambda, max_tau });
+            }
+        }
+        out
+    }
+
     /// `{f_I > lambda_I}` and `{-f_O <= lambda_O}` (through the combination's
     /// per-voxel value). Thresholds are compared in `f64`, exactly: every
     /// `f32` is an `f64`.

@@ -70,6 +70,10 @@ pub struct WeightScore {
     pub undecided_share: f64,
     /// Mean joint coverage over the internal splits.
     pub joint_coverage: f64,
+    /// Share of the internal splits whose thresholds were infinite for lack
+    /// of calibration images (trivial sets); a split with any is never
+    /// suggested.
+    pub too_few_images: f64,
 }
 
 /// What [`select`] suggests, with the evidence.
@@ -187,6 +191,9 @@ where
     let mut inner_ranking = Vec::with_capacity(inner.len());
     for t in inner {
         let r = run(t, first_outer, marginal)?;
+        if r.too_few_images > 0.0 {
+            return Err(too_small(splits.n_cal(), "the marginal level"));
+        }
         inner_ranking.push(Ranked {
             transform: t.describe(),
             share: r.efficiency.inner_share,
@@ -223,9 +230,15 @@ where
             outer_weight,
             undecided_share: r.efficiency.outer_share - r.efficiency.inner_share,
             joint_coverage: r.joint_coverage,
+            too_few_images: r.too_few_images,
         })
         .collect();
-    let best = rank(&weights, |a, b| a.undecided_share.total_cmp(&b.undecided_share))[0];
+    // splits whose sets are trivial (too few images for a side's level) are
+    // never suggested, however small their undecided share
+    let best = rank(&weights, |a, b| a.undecided_share.total_cmp(&b.undecided_share))
+        .into_iter()
+        .find(|&w| weights[w].too_few_images == 0.0)
+        .ok_or_else(|| too_small(splits.n_cal(), "every Bonferroni weight split of the grid"))?;
 
     Ok(Selection {
         alpha: alpha.get(),
@@ -237,6 +250,18 @@ where
         outer_ranking: order_out.iter().map(|&i| outer_ranking[i].clone()).collect(),
         weights,
     })
+}
+
+/// The learning set's calibration part is too small for a level.
+fn too_small(n_cal: usize, what: &str) -> Error {
+    Error::InvalidParameter {
+        name: "n_cal",
+        value: n_cal.to_string(),
+        reason: format!(
+            "{what} needs more calibration images per internal split for a finite threshold; \
+             the sets would be trivial: use a larger learning set or a larger alpha"
+        ),
+    }
 }
 
 /// Indices of `items` sorted by `cmp` (stable).

@@ -394,6 +394,28 @@ impl ScoreTransform {
             _ => None,
         }
     }
+
+    /// A warning when these scores look like probabilities (all in
+    /// `[0, 1]`) but the transform predicts the mask as `scores > 0`:
+    /// nearly every voxel is then "predicted", and the sets are far too
+    /// large. Cheap (one pass); meant for a few images of a cohort.
+    ///
+    /// ```
+    /// use confseg::{ScoreTransform, Warning};
+    /// use ndarray::array;
+    /// let d: ScoreTransform = "distance".parse()?;
+    /// let p = array![[0.1_f32, 0.9], [0.2, 0.0]];
+    /// assert!(matches!(d.warning_for(&p), Some(Warning::ProbabilitiesThresholdedAtZero { .. })));
+    /// assert!(d.with_mask_threshold(0.5)?.warning_for(&p).is_none());
+    /// # Ok::<(), confseg::Error>(())
+    /// ```
+    pub fn warning_for<A: Float, D: Dimension>(&self, scores: &ArrayRef<A, D>) -> Option<crate::Warning> {
+        if self.mask_threshold() != Some(0.0) || scores.is_empty() {
+            return None;
+        }
+        let in_unit = scores.iter().all(|&x| x >= A::zero() && x <= A::one());
+        in_unit.then(|| crate::Warning::ProbabilitiesThresholdedAtZero { transform: self.to_string() })
+    }
 }
 
 /// Validate a predicted-mask threshold.

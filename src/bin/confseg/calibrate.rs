@@ -87,6 +87,7 @@ pub fn run(args: Args) -> Result<()> {
             eprint!("{summary}");
         }
     }
-    report::warn_thresholds(&file.sets);
+    report::warn(&opened.warnings());
+    report::warn(&file.sets.warnings(Some(&calibration)));
     Ok(())
 }

@@ -185,7 +185,7 @@ pub fn run(args: Args) -> Result<()> {
             size(&pred.inner),
             size(&pred.outer),
         );
-        crate::cli::report::warn_thresholds(&sets);
+        crate::cli::report::warn(&sets.warnings(Some(&cal)));
     }
     let a = alpha.get();
     outln!();

@@ -704,6 +704,24 @@ impl Opened {
         Ok(cal)
     }
 
+    /// Warnings about the inputs: probability-like scores thresholded at 0
+    /// by a mask-based transform (checked on the first selected image).
+    pub fn warnings(&self) -> Vec<confseg::Warning> {
+        let Some(&first) = self.images.first() else { return Vec::new() };
+        if !matches!(self.scores, ScoreSource::Raw { .. }) {
+            return Vec::new();
+        }
+        let transforms = [self.calibrator.inner_transform(), self.calibrator.outer_transform()];
+        if transforms.iter().all(|t| t.mask_threshold().is_none()) {
+            return Vec::new();
+        }
+        let Ok(scores) = self.scores.read_raw::<f64>(first) else { return Vec::new() };
+        let mut out: Vec<confseg::Warning> =
+            transforms.iter().filter_map(|t| t.warning_for(&scores)).collect();
+        out.dedup();
+        out
+    }
+
     /// A shared reader of the selected images and their masks, with a
     /// progress bar labelled `what`.
     pub fn reader(&self, what: &str) -> Arc<Reader> {

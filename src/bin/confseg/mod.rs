@@ -80,6 +80,13 @@ fn run(command: Command) -> anyhow::Result<()> {
 
 /// Parse the command line, run it, and map errors to one line and an exit code.
 pub fn main() -> ExitCode {
+    // Ctrl-C, SIGTERM, SIGHUP: remove the temporary files of unfinished
+    // outputs (their destinations are untouched), then exit as interrupted.
+    let _ = ctrlc::set_handler(|| {
+        confseg::io::remove_temporaries();
+        eprintln!("error: interrupted; unfinished outputs were removed");
+        std::process::exit(130);
+    });
     let cli = Cli::parse();
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,

@@ -107,7 +107,15 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(dir) = &args.overlay.overlay_dir {
         outln!("wrote {} overlays to {}", source.n_images(), dir.display());
     }
-    report::warn_thresholds(&file.sets);
+    report::warn(&file.sets.warnings(None));
+    let n = source.n_images();
+    let (li, lo) = (file.sets.thresholds().inner.value(), file.sets.thresholds().outer.value());
+    if counts.2 == n && li.is_finite() {
+        report::warn(&[confseg::Warning::InnerAlwaysEmpty { images: n, lambda: li }]);
+    }
+    if counts.3 == n && lo.is_finite() {
+        report::warn(&[confseg::Warning::OuterAlwaysEverything { images: n, lambda: lo }]);
+    }
     Ok(())
 }
 
@@ -119,7 +127,7 @@ fn predict_in<A: ReadFloat>(
     file: &CalibrationFile,
     source: &ScoreSource,
     own: Option<Vec<Spacing>>,
-) -> Result<(usize, usize)> {
+) -> Result<(usize, usize, usize, usize)> {
     let n = source.n_images();
     let shape = source.image_shape();
     let create = |p: &Option<PathBuf>| p.as_ref().map(|p| NpyWriter::create::<u8>(p, n, &shape)).transpose();
@@ -128,7 +136,8 @@ fn predict_in<A: ReadFloat>(
     let keep = overlays.is_some();
     let sets = &file.sets;
     let all: Vec<usize> = (0..n).collect();
-    let mut counts = (0usize, 0usize);
+    // inner voxels, outer voxels, images with an empty inner set, images whose outer set is everything
+    let mut counts = (0usize, 0usize, 0usize, 0usize);
     let reader = Arc::new(Reader {
         scores: source.clone(),
         spacings: own,
@@ -137,8 +146,11 @@ fn predict_in<A: ReadFloat>(
     });
     let mut sink =
         |i: usize, (background, s): (Option<ArrayD<A>>, confseg::Sets<IxDyn>)| -> confseg::Result<()> {
-            counts.0 += s.inner.iter().filter(|&&b| b).count();
-            counts.1 += s.outer.iter().filter(|&&b| b).count();
+            let (ni, no) = (s.inner.iter().filter(|&&b| b).count(), s.outer.iter().filter(|&&b| b).count());
+            counts.0 += ni;
+            counts.1 += no;
+            counts.2 += usize::from(ni == 0);
+            counts.3 += usize::from(no == s.outer.len());
             if let Some(w) = &mut inner_w {
                 w.push(&s.inner.mapv(u8::from))?;
             }

@@ -164,41 +164,9 @@ pub fn provenance_lines(
     out
 }
 
-/// Warnings for infinite thresholds: too few images (with the minimum n),
-/// or an infinite order statistic.
-pub fn threshold_warnings<TI, TO, C>(sets: &ConfidenceSets<TI, TO, C>) -> Vec<String> {
-    let mode = sets.mode();
-    let t = sets.thresholds();
-    let mut out = Vec::new();
-    let sides = [
-        ("inner", "lambda_I", mode.inner_alpha(), t.inner, "the inner set is empty for every image"),
-        ("outer", "lambda_O", mode.outer_alpha(), t.outer, "the outer set is the whole image"),
-    ];
-    for (side, name, alpha, threshold, consequence) in sides {
-        match threshold {
-            Threshold::TooFewImages { n, needed } => out.push(format!(
-                "only n = {n} calibration images; alpha_{side} = {alpha} needs at least {needed} for a finite \
-                 threshold, so {name} = inf and {consequence} (valid but uninformative)"
-            )),
-            Threshold::OrderStatistic { k, value } if value == f64::INFINITY => out.push(format!(
-                "{name} = inf: the calibration statistic of rank {k} is infinite, so {consequence}"
-            )),
-            Threshold::OrderStatistic { .. } => {}
-        }
-    }
-    if mode.kind() == ModeKind::Max && out.len() == 2 && out[0].contains("only n =") {
-        out.truncate(1);
-        out[0] = out[0].replace(
-            "the inner set is empty for every image",
-            "the inner set is empty and the outer set the whole image",
-        );
-    }
-    out
-}
-
-/// Print the warnings to stderr.
-pub fn warn_thresholds<TI, TO, C>(sets: &ConfidenceSets<TI, TO, C>) {
-    for w in threshold_warnings(sets) {
+/// Print warnings to stderr, one line each.
+pub fn warn(warnings: &[confseg::Warning]) {
+    for w in warnings {
         eprintln!("warning: {w}");
     }
 }

@@ -114,7 +114,7 @@ pub fn run(args: Args) -> Result<()> {
     if images.len() < 2 {
         usage!("select needs at least 2 learning images, {} selected", images.len());
     }
-    let n_cal = args.n_cal.unwrap_or(images.len() * 2 / 3).max(1);
+    let n_cal = args.n_cal.unwrap_or((images.len() * 2 / 3).max(1));
     let splits = Splits::new(n_cal, args.repeats, args.seed).context("--n-cal/--repeats")?;
     let spacing = args.options.spacing.spacing();
     spacing.for_ndim(shape.len() - 1).context("--spacing")?;
@@ -153,16 +153,27 @@ pub fn run(args: Args) -> Result<()> {
     for w in &s.weights {
         let mark =
             if w.inner_weight == s.inner_weight && w.outer_weight == s.outer_weight { "  <-" } else { "" };
+        let trivial = if w.too_few_images > 0.0 { "  (too few images: trivial sets)" } else { "" };
         outln!(
-            "  {}:{:<6} undecided {:.4}  joint coverage {:.4}{mark}",
+            "  {}:{:<6} undecided {:.4}  joint coverage {:.4}{mark}{trivial}",
             w.inner_weight,
             w.outer_weight,
             w.undecided_share,
             w.joint_coverage
         );
     }
+    let mut options = String::new();
+    if let Some(sp) = &args.options.spacing.spacing {
+        options += &format!(" --spacing {sp}");
+    }
+    if let Some(f) = &args.options.spacing.spacing_file {
+        options += &format!(" --spacing-file {}", f.display());
+    }
+    if let confseg::io::Labels::Select(_) = args.masks.selection() {
+        options += &format!(" --labels {}", args.masks.selection());
+    }
     outln!(
-        "\nsuggested: confseg calibrate --inner {} --outer {} --mode bonferroni --weights {}:{} --alpha {}",
+        "\nsuggested: confseg calibrate --inner {} --outer {} --mode bonferroni --weights {}:{} --alpha {}{options}",
         s.inner_transform,
         s.outer_transform,
         s.inner_weight,

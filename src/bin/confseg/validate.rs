@@ -54,11 +54,23 @@ fn parse_alphas(s: &str) -> Result<Alphas, String> {
             if !(step > 0.0 && start <= stop) {
                 return Err(format!("grid {s:?} needs START <= STOP and STEP > 0"));
             }
-            let n = ((stop - start) / step + 1e-9).floor() as usize;
+            let steps = ((stop - start) / step + 1e-9).floor();
+            // (a NaN step count fails this test too)
+            if steps.partial_cmp(&(confseg::evaluate::MAX_LEVELS as f64)) != Some(std::cmp::Ordering::Less) {
+                return Err(format!(
+                    "grid {s:?} has {} levels; at most {}",
+                    steps + 1.0,
+                    confseg::evaluate::MAX_LEVELS
+                ));
+            }
+            let n = steps as usize;
             (0..=n)
                 .map(|k| alpha(((start + k as f64 * step) * 1e12).round() / 1e12))
                 .collect::<Result<Vec<_>, _>>()
                 .map(Alphas)
+        }
+        [_] if s.split(',').count() > confseg::evaluate::MAX_LEVELS => {
+            Err(format!("at most {} levels", confseg::evaluate::MAX_LEVELS))
         }
         [_] => s.split(',').map(|x| num(x).and_then(alpha)).collect::<Result<Vec<_>, _>>().map(Alphas),
         _ => Err(format!("expected a list 0.05,0.1 or a grid START:STOP:STEP, got {s:?}")),
