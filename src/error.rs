@@ -155,6 +155,47 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// Per-subject score and mask files whose IDs do not pair up.
+    #[error(
+        "unpaired subjects: {}{}{}",
+        list("scores without a mask", scores_only),
+        list("masks without scores", masks_only),
+        hint.as_deref().map_or_else(String::new, |h| format!("; {}", escape(h)))
+    )]
+    UnpairedSubjects {
+        /// IDs with scores only.
+        scores_only: Vec<String>,
+        /// IDs with a mask only.
+        masks_only: Vec<String>,
+        /// A suggestion (e.g. the suffix options that would pair them).
+        hint: Option<String>,
+    },
+    /// Two files with the same subject ID.
+    #[error("subject {} is given twice: {} and {}", one_line(id), escape(&first.display().to_string()), escape(&second.display().to_string()))]
+    DuplicateSubject {
+        /// The ID.
+        id: String,
+        /// The first file.
+        first: PathBuf,
+        /// The second file.
+        second: PathBuf,
+    },
+    /// A folder or pattern that names no image file.
+    #[error("no image files (.npy, .nii, .nii.gz) in {}", one_line(pattern))]
+    NoSubjects {
+        /// The folder or pattern.
+        pattern: String,
+    },
+    /// A manifest line that cannot be used.
+    #[error("{}: line {line}: {}", escape(&path.display().to_string()), escape(problem))]
+    Manifest {
+        /// The manifest.
+        path: PathBuf,
+        /// The 1-based line.
+        line: usize,
+        /// What is wrong.
+        problem: String,
+    },
     /// A file could not be read or written, or does not hold what was
     /// expected (see [`FileProblem`]).
     #[error("{}: {problem}", escape(&path.display().to_string()))]
@@ -480,11 +521,39 @@ pub(crate) fn escape(s: &str) -> String {
     }
 }
 
+/// `"what: a, b, c (and N more); "` for a non-empty list.
+fn list(what: &str, ids: &[String]) -> String {
+    if ids.is_empty() {
+        return String::new();
+    }
+    let shown: Vec<String> = ids.iter().take(8).map(|s| one_line(s)).collect();
+    let more = if ids.len() > 8 { format!(" and {} more", ids.len() - 8) } else { String::new() };
+    format!("{what}: {}{more}; ", shown.join(", "))
+}
+
 fn image_suffix(image: Option<usize>) -> String {
     image.map_or_else(String::new, |i| format!(" of image {i}"))
 }
 
 impl Error {
+    /// The error without its image index (for images named otherwise, e.g.
+    /// by their file).
+    #[must_use]
+    pub fn without_image(mut self) -> Self {
+        match &mut self {
+            Error::NanScore { image, .. }
+            | Error::NonBinaryMask { image, .. }
+            | Error::InvalidLabel { image, .. }
+            | Error::EmptyImage { image, .. }
+            | Error::ShapeMismatch { image, .. }
+            | Error::DimensionMismatch { image, .. }
+            | Error::TransformNan { image, .. }
+            | Error::SpacingRequired { image, .. } => *image = None,
+            _ => {}
+        }
+        self
+    }
+
     /// Attach an image index to errors that describe one image (NaN, mask,
     /// shape); other variants are returned unchanged.
     #[must_use]

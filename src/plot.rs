@@ -265,7 +265,8 @@ struct OverlayFigure<'a> {
     outer: Vec<bool>,
     rows: usize,
     cols: usize,
-    cell: u32,
+    /// Pixel width and height on screen (physical aspect ratio).
+    cell: (u32, u32),
     title: &'a str,
 }
 
@@ -275,7 +276,8 @@ const TITLE_H: u32 = 34;
 impl OverlayFigure<'_> {
     /// Pixel edges where `set` changes, as line segments in figure coordinates.
     fn contour(&self, set: &[bool]) -> Vec<[(i32, i32); 2]> {
-        let (r, c, s) = (self.rows, self.cols, self.cell as i32);
+        let (r, c) = (self.rows, self.cols);
+        let (sw, sh) = (self.cell.0 as i32, self.cell.1 as i32);
         let at = |i: isize, j: isize| -> bool {
             i >= 0 && j >= 0 && (i as usize) < r && (j as usize) < c && set[i as usize * c + j as usize]
         };
@@ -285,13 +287,13 @@ impl OverlayFigure<'_> {
             for j in 0..=c as isize {
                 // horizontal edge above pixel (i, j)
                 if j < c as isize && at(i - 1, j) != at(i, j) {
-                    let (x, y) = (j as i32 * s, y0 + i as i32 * s);
-                    segs.push([(x, y), (x + s, y)]);
+                    let (x, y) = (j as i32 * sw, y0 + i as i32 * sh);
+                    segs.push([(x, y), (x + sw, y)]);
                 }
                 // vertical edge left of pixel (i, j)
                 if i < r as isize && at(i, j - 1) != at(i, j) {
-                    let (x, y) = (j as i32 * s, y0 + i as i32 * s);
-                    segs.push([(x, y), (x, y + s)]);
+                    let (x, y) = (j as i32 * sw, y0 + i as i32 * sh);
+                    segs.push([(x, y), (x, y + sh)]);
                 }
             }
         }
@@ -301,14 +303,14 @@ impl OverlayFigure<'_> {
 
 impl Figure for OverlayFigure<'_> {
     fn size(&self) -> (u32, u32) {
-        let w = (self.cols as u32 * self.cell).max(360);
-        (w, self.rows as u32 * self.cell + TITLE_H + LEGEND_H)
+        let w = (self.cols as u32 * self.cell.0).max(360);
+        (w, self.rows as u32 * self.cell.1 + TITLE_H + LEGEND_H)
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> std::result::Result<(), String> {
         let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
         root.fill(&WHITE).map_err(e)?;
-        let s = self.cell as i32;
+        let (sw, sh) = (self.cell.0 as i32, self.cell.1 as i32);
         let y0 = TITLE_H as i32;
         root.draw(&Text::new(self.title.to_owned(), (6, 8), ("sans-serif", 18).into_font())).map_err(e)?;
         for i in 0..self.rows {
@@ -327,8 +329,8 @@ impl Figure for OverlayFigure<'_> {
                 if self.inner[k] {
                     col = tint(col, INNER, 0.35);
                 }
-                let (x, y) = (j as i32 * s, y0 + i as i32 * s);
-                root.draw(&Rectangle::new([(x, y), (x + s, y + s)], col.filled())).map_err(e)?;
+                let (x, y) = (j as i32 * sw, y0 + i as i32 * sh);
+                root.draw(&Rectangle::new([(x, y), (x + sw, y + sh)], col.filled())).map_err(e)?;
             }
         }
         let mut layers = vec![(&self.outer, OUTER, 3)];
@@ -340,7 +342,7 @@ impl Figure for OverlayFigure<'_> {
             }
         }
         // legend
-        let ly = y0 + self.rows as i32 * s + 14;
+        let ly = y0 + self.rows as i32 * sh + 14;
         let mut x = 8;
         let mut entries = vec![("outer set", OUTER)];
         if self.truth.is_some() {
@@ -387,7 +389,14 @@ pub fn overlay<A: Float, M: MaskValue>(
 ) -> Result<()> {
     crate::image::check_shape("true mask vs background", background, truth)?;
     crate::image::check_mask(truth)?;
-    draw_overlay(path.as_ref(), background, Some(truth.iter().map(|m| m.is_object()).collect()), sets, title)
+    draw_overlay(
+        path.as_ref(),
+        background,
+        Some(truth.iter().map(|m| m.is_object()).collect()),
+        sets,
+        title,
+        [1.0, 1.0],
+    )
 }
 
 /// [`overlay`] without a true mask (e.g. for new images): the outer set
@@ -402,7 +411,25 @@ pub fn overlay_sets<A: Float>(
     sets: &Sets<Ix2>,
     title: &str,
 ) -> Result<()> {
-    draw_overlay(path.as_ref(), background, None, sets, title)
+    draw_overlay(path.as_ref(), background, None, sets, title, [1.0, 1.0])
+}
+
+/// [`overlay_sets`] for pixels of physical size `spacing` (rows, columns):
+/// drawn with the physical aspect ratio (e.g. a sagittal slice of a volume
+/// with 2.5 mm slices and 0.8 mm pixels).
+///
+/// # Errors
+/// As [`overlay_sets`]; [`Error::InvalidSpacing`] unless both entries are
+/// positive and finite.
+pub fn overlay_sets_spaced<A: Float>(
+    path: impl AsRef<Path>,
+    background: &ArrayRef<A, Ix2>,
+    sets: &Sets<Ix2>,
+    title: &str,
+    spacing: [f64; 2],
+) -> Result<()> {
+    crate::image::Spacing::new(spacing.to_vec())?;
+    draw_overlay(path.as_ref(), background, None, sets, title, spacing)
 }
 
 fn draw_overlay<A: Float>(
@@ -411,6 +438,7 @@ fn draw_overlay<A: Float>(
     truth: Option<Vec<bool>>,
     sets: &Sets<Ix2>,
     title: &str,
+    spacing: [f64; 2],
 ) -> Result<()> {
     crate::image::check_shape("inner set vs background", background, &sets.inner)?;
     crate::image::check_shape("outer set vs background", background, &sets.outer)?;
@@ -436,7 +464,12 @@ fn draw_overlay<A: Float>(
             }
         })
         .collect();
-    let cell = (640 / rows.max(cols).max(1)).clamp(2, 24) as u32;
+    // square pixels of up to 24 on a 640 canvas, stretched to the physical aspect
+    let cell = (640 / rows.max(cols).max(1)).clamp(2, 24) as f64;
+    let (row_h, col_w) = (spacing[0], spacing[1]);
+    let scale = cell / row_h.min(col_w);
+    let cell =
+        ((col_w * scale).round().clamp(1.0, 96.0) as u32, (row_h * scale).round().clamp(1.0, 96.0) as u32);
     let fig = OverlayFigure {
         gray,
         truth,
@@ -521,7 +554,7 @@ mod tests {
             outer: set.clone(),
             rows: 3,
             cols: 3,
-            cell: 10,
+            cell: (10, 10),
             title: "",
         };
         let mut segs = fig.contour(&set);

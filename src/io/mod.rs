@@ -59,6 +59,7 @@
 //! # Ok::<(), confseg::Error>(())
 //! ```
 
+pub mod cohort;
 #[cfg(feature = "nifti")]
 pub mod nifti;
 mod npy;
@@ -69,7 +70,10 @@ use std::path::Path;
 use ndarray::{Array, ArrayD, ArrayRef, Axis, Dimension, IxDyn};
 
 pub use crate::output::{commit_all, remove_temporaries, write_atomic, Output};
-pub use npy::{write_npy, Images, Masks, NpyStack, NpyWriter, ReadFloat, WriteElement};
+pub use npy::{
+    image_info, read_image, read_mask_image, write_npy, Images, Masks, NpyStack, NpyWriter, ReadFloat,
+    WriteElement,
+};
 
 use crate::error::{Error, FileProblem, Result};
 use crate::float::Float;

@@ -856,6 +856,97 @@ pub(crate) fn binarize(
     }
 }
 
+/// One whole `.npy` array (one image, any number of axes, no batch axis):
+/// its header, after the checks of [`NpyStack::open`] (bounded sizes, no
+/// zero-voxel image).
+fn open_image(path: &Path, what: &'static str) -> Result<(File, Header)> {
+    let mut file = File::open(path).map_err(|e| os_error(path, &e))?;
+    let len = file.metadata().map_err(|e| os_error(path, &e))?.len();
+    let header = read_header(path, &mut file, len, what)?;
+    if header.info.shape.is_empty() || header.info.shape.contains(&0) {
+        return Err(file_error(path, FileProblem::EmptyImages { shape: header.info.shape.clone() }));
+    }
+    Ok((file, header))
+}
+
+/// The bytes of a whole array in row-major order.
+fn image_bytes(path: &Path, file: &mut File, header: &Header) -> Result<Vec<u8>> {
+    let info = &header.info;
+    let len: usize = info.shape.iter().product();
+    let mut bytes = vec![0u8; len * info.dtype.size()];
+    file.read_exact(&mut bytes).map_err(|e| os_error(path, &e))?;
+    if info.fortran_order && info.shape.len() > 1 {
+        // gather the row-major order from the column-major file
+        let size = info.dtype.size();
+        let mut out = vec![0u8; bytes.len()];
+        let shape = &info.shape;
+        let mut strides = vec![1usize; shape.len()];
+        for k in 1..shape.len() {
+            strides[k] = strides[k - 1] * shape[k - 1];
+        }
+        for p in 0..len {
+            let idx = unravel(p, shape);
+            let e: usize = idx.iter().zip(&strides).map(|(a, b)| a * b).sum();
+            out[p * size..(p + 1) * size].copy_from_slice(&bytes[e * size..(e + 1) * size]);
+        }
+        return Ok(out);
+    }
+    Ok(bytes)
+}
+
+/// Read one image stored alone in a `.npy` file (any number of axes, no
+/// batch axis; e.g. one subject's scores) in the float type `A`.
+///
+/// # Errors
+/// As [`NpyStack::open`] (no axis, or a zero-length one, is
+/// [`FileProblem::EmptyImages`]); [`FileProblem::InexactValue`] for a value
+/// `A` cannot hold exactly.
+pub fn read_image<A: ReadFloat>(path: impl AsRef<Path>) -> Result<ArrayD<A>> {
+    let path = path.as_ref();
+    let (mut file, header) = open_image(path, "scores")?;
+    let bytes = image_bytes(path, &mut file, &header)?;
+    let mut out = Vec::new();
+    A::decode_scores(&bytes, header.info.dtype, header.big_endian, &mut out).map_err(|(p, value)| {
+        file_error(path, FileProblem::InexactValue { value, index: unravel(p, &header.info.shape) })
+    })?;
+    Array::from_shape_vec(IxDyn(&header.info.shape), out).map_err(|_| {
+        file_error(path, FileProblem::BadData { reason: "data length does not match the shape".into() })
+    })
+}
+
+/// Read one mask or label map stored alone in a `.npy` file as `0`/`1`
+/// bytes chosen by `labels`.
+///
+/// # Errors
+/// As [`read_image`]; [`Error::InFile`] with [`Error::NonBinaryMask`] or
+/// [`Error::InvalidLabel`] naming the voxel.
+pub fn read_mask_image(path: impl AsRef<Path>, labels: &Labels) -> Result<ArrayD<u8>> {
+    let path = path.as_ref();
+    let (mut file, header) = open_image(path, "masks")?;
+    let bytes = image_bytes(path, &mut file, &header)?;
+    let shape = &header.info.shape;
+    let out = binarize(&bytes, header.info.dtype, header.big_endian, labels).map_err(|(p, e)| {
+        let index = unravel(p, shape);
+        let e = match e {
+            Error::NonBinaryMask { value, .. } => Error::NonBinaryMask { image: None, index, value },
+            Error::InvalidLabel { value, .. } => Error::InvalidLabel { image: None, index, value },
+            other => other,
+        };
+        super::in_file(path, e)
+    })?;
+    Array::from_shape_vec(IxDyn(shape), out).map_err(|_| {
+        file_error(path, FileProblem::BadData { reason: "data length does not match the shape".into() })
+    })
+}
+
+/// The header of a single-image `.npy` file, checked as [`read_image`] does.
+///
+/// # Errors
+/// As [`read_image`], without reading the data.
+pub fn image_info(path: impl AsRef<Path>) -> Result<NpyInfo> {
+    open_image(path.as_ref(), "an image").map(|(_, h)| h.info)
+}
+
 /// A `.npy` writer for a stack whose shape is known in advance, filled one
 /// image at a time and published atomically by [`NpyWriter::finish`]
 /// (nothing is at the destination before; dropping the writer leaves the
@@ -1022,7 +1113,14 @@ impl NpyWriter {
 /// # Errors
 /// As [`super::write_atomic`].
 pub fn write_npy<T: WriteElement, D: Dimension>(path: impl AsRef<Path>, a: &ArrayRef<T, D>) -> Result<()> {
-    let path = path.as_ref();
+    npy_output(path.as_ref(), a)?.commit()
+}
+
+/// A whole array written as `.npy` into an unpublished [`super::Output`].
+pub(crate) fn npy_output<T: WriteElement, D: Dimension>(
+    path: &Path,
+    a: &ArrayRef<T, D>,
+) -> Result<super::Output> {
     let mut out = super::Output::create(path)?;
     out.write_all(&header_bytes(T::DTYPE, a.shape()))
         .map_err(|e| file_error(path, FileProblem::Write { message: e.to_string() }))?;
@@ -1031,7 +1129,7 @@ pub fn write_npy<T: WriteElement, D: Dimension>(path: impl AsRef<Path>, a: &Arra
         x.put(&mut bytes);
     }
     out.write_all(&bytes).map_err(|e| file_error(path, FileProblem::Write { message: e.to_string() }))?;
-    out.commit()
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -52,7 +52,8 @@ pub fn run(args: Args) -> Result<()> {
         class_axis: opened.scores.class_axis(),
         labels: opened.labels.clone(),
         source: Source {
-            masks: Some(args.inputs.masks.masks.clone()),
+            masks: args.inputs.masks.masks.clone(),
+            manifest: files.subjects.manifest.clone(),
             scores: files.scores.clone(),
             inner_scores: files.inner_scores.clone(),
             outer_scores: files.outer_scores.clone(),
@@ -73,9 +74,9 @@ pub fn run(args: Args) -> Result<()> {
             };
             report::summary_with(&file.sets, &given(&files.inner_scores), &given(&files.outer_scores))
         }
-        ScoreSource::Raw { .. } => report::summary(&file.sets),
+        ScoreSource::Raw { .. } | ScoreSource::Subjects { .. } => report::summary(&file.sets),
     };
-    summary += &report::provenance_lines(&file, opened.scores.precision());
+    summary += &report::provenance_lines(&file, opened.scores.precision()?);
     match &args.output {
         Some(path) => {
             file.write(path)?;

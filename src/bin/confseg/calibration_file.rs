@@ -52,6 +52,9 @@ pub struct Source {
     /// The transformed outer scores file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outer_scores: Option<PathBuf>,
+    /// The manifest of per-subject files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<PathBuf>,
     /// The per-image spacing file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spacing_file: Option<PathBuf>,

@@ -19,10 +19,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use std::sync::Arc;
 
+use confseg::io::cohort::{is_per_subject, Cohort, Pairing};
 use confseg::io::{Labels, NpyStack, Precision, ReadFloat};
 use confseg::pipeline::Lazy;
 use confseg::{
-    AsImage, Calibration, Calibrator, Error, Image, ImageStatistics, Max, ScoreTransform, Spacing,
+    AsImage, Calibration, Calibrator, Error, Geometry, Image, ImageStatistics, Max, ScoreTransform, Spacing,
     Transformed, TwoClassSoftmax,
 };
 use ndarray::{ArrayD, ArrayRef, Axis, IxDyn};
@@ -31,15 +32,11 @@ use crate::cli::calibration_file::InputKind;
 use crate::cli::report::{self, usage};
 
 /// Score files: raw scores, or already transformed inner and outer scores.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct ScoreFiles {
-    /// Score stack (N, spatial...) of any numeric dtype, e.g. logits.
-    #[arg(
-        long,
-        value_name = "S.npy",
-        required_unless_present = "inner_scores",
-        conflicts_with_all = ["inner_scores", "outer_scores"]
-    )]
+    /// Scores: a stack (N, spatial...) .npy of any numeric dtype, or per-subject files (.nii, .nii.gz,
+    /// single-image .npy) given as a folder, a quoted glob ('data/*_prob.nii.gz') or one NIfTI file.
+    #[arg(long, value_name = "S", conflicts_with_all = ["inner_scores", "outer_scores"])]
     pub scores: Option<PathBuf>,
     /// Already transformed inner scores f_I(s) (N, spatial...), used as they are.
     #[arg(long, value_name = "A.npy", requires = "outer_scores")]
@@ -47,6 +44,23 @@ pub struct ScoreFiles {
     /// Already transformed outer scores f_O(s) (N, spatial...), used as they are.
     #[arg(long, value_name = "B.npy", requires = "inner_scores")]
     pub outer_scores: Option<PathBuf>,
+    #[command(flatten)]
+    pub subjects: SubjectArgs,
+}
+
+/// How per-subject files are found and paired.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SubjectArgs {
+    /// Per-subject files listed in a CSV with columns id,scores,mask[,spacing] (paths relative to it);
+    /// instead of --scores/--masks.
+    #[arg(long, value_name = "FILE.csv")]
+    pub manifest: Option<PathBuf>,
+    /// Suffix of score file names removed to get the subject ID (e.g. _prob for sub-01_prob.nii.gz).
+    #[arg(long, value_name = "SUFFIX", default_value = "", allow_hyphen_values = true)]
+    pub scores_suffix: String,
+    /// Suffix of mask file names removed to get the subject ID (e.g. _seg).
+    #[arg(long, value_name = "SUFFIX", default_value = "", allow_hyphen_values = true)]
+    pub masks_suffix: String,
 }
 
 pub fn parse_spacing(s: &str) -> Result<Spacing, String> {
@@ -209,11 +223,12 @@ fn parse_labels(s: &str) -> Result<Labels, String> {
 }
 
 /// The masks file and which of its labels are the object.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct MaskArgs {
-    /// Ground-truth masks (N, spatial...): bool, or integers/floats holding 0/1 (or labels, with --label).
-    #[arg(long, value_name = "M.npy")]
-    pub masks: PathBuf,
+    /// Ground-truth masks: a stack (N, spatial...) .npy, or per-subject files (folder, quoted glob) paired
+    /// with the scores by ID; bool, or integers/floats holding 0/1 (or labels, with --label/--labels).
+    #[arg(long, value_name = "M")]
+    pub masks: Option<PathBuf>,
     /// The structure is this label of an integer label map (other labels are background).
     #[arg(long, value_name = "K", allow_hyphen_values = true, conflicts_with = "labels", value_parser = parse_labels)]
     pub label: Option<Labels>,
@@ -226,14 +241,6 @@ impl MaskArgs {
     /// The label selection (binary 0/1 masks unless --label/--labels).
     pub fn selection(&self) -> Labels {
         self.label.clone().or_else(|| self.labels.clone()).unwrap_or_default()
-    }
-
-    /// Open the masks file.
-    ///
-    /// # Errors
-    /// As [`NpyStack::open`].
-    pub fn open(&self) -> Result<NpyStack> {
-        Ok(NpyStack::open(&self.masks, "masks")?)
     }
 }
 
@@ -254,6 +261,33 @@ pub enum ScoreSource {
         /// `f_O(s)`; `None` when it is the same file as `inner`.
         outer: Option<NpyStack>,
     },
+    /// Per-subject files, each with its own shape and geometry.
+    Subjects {
+        /// The subjects.
+        cohort: Arc<Cohort>,
+        /// Axis holding two-class logits, counted as in a stack (1 = the
+        /// first axis of an image), if any.
+        class_axis: Option<usize>,
+    },
+}
+
+/// Opened mask files.
+#[derive(Debug, Clone)]
+pub enum MaskSource {
+    /// A stack (N, spatial...).
+    Stack(NpyStack),
+    /// Per-subject files, paired with the scores in the cohort.
+    Subjects(Arc<Cohort>),
+}
+
+impl MaskSource {
+    /// The file of mask `i`, for messages.
+    pub fn path(&self, i: usize) -> PathBuf {
+        match self {
+            MaskSource::Stack(s) => s.path().to_path_buf(),
+            MaskSource::Subjects(c) => c.subjects().get(i).and_then(|s| s.mask.clone()).unwrap_or_default(),
+        }
+    }
 }
 
 /// Whether two paths name the same file (same device and inode).
@@ -268,18 +302,56 @@ fn same_file(a: &Path, b: &Path) -> bool {
     a == b
 }
 
+/// Resolve a class axis (negative counts from the end) of a stack with `ndim` axes.
+fn class_axis_of(class_axis: Option<i64>, ndim: usize, what: &str) -> Result<Option<usize>> {
+    let options = TransformOptions { class_axis, ..TransformOptions::default() };
+    options.class_axis(ndim, Path::new(what))
+}
+
 impl ScoreSource {
-    /// Open the score files named by `files`.
+    /// Open the score files named by `files` (and, with `masks`, the masks:
+    /// a stack, or per-subject files paired with per-subject scores);
+    /// headers only.
     ///
     /// # Errors
     /// Unreadable or invalid files; mismatched inner/outer shapes; a bad
-    /// class axis.
-    pub fn open(files: &ScoreFiles, class_axis: Option<i64>) -> Result<ScoreSource> {
+    /// class axis; unpaired subjects.
+    pub fn open(
+        files: &ScoreFiles,
+        masks: Option<&Path>,
+        class_axis: Option<i64>,
+    ) -> Result<(ScoreSource, Option<MaskSource>)> {
+        let sub = &files.subjects;
+        let pairing = Pairing::new(sub.scores_suffix.clone(), sub.masks_suffix.clone());
+        let subjects = |cohort: Cohort| -> Result<(ScoreSource, Option<MaskSource>)> {
+            let cohort = Arc::new(cohort);
+            let first = cohort.info(0)?;
+            let class_axis = class_axis_of(class_axis, first.shape.len() + 1, "the subjects' scores")?;
+            let with_masks = cohort.subjects().iter().all(|s| s.mask.is_some());
+            let masks = (masks.is_some() || (sub.manifest.is_some() && with_masks))
+                .then(|| MaskSource::Subjects(Arc::clone(&cohort)));
+            Ok((ScoreSource::Subjects { cohort, class_axis }, masks))
+        };
+        if let Some(m) = &sub.manifest {
+            if files.scores.is_some() || files.inner_scores.is_some() {
+                usage!("give --manifest or --scores, not both");
+            }
+            return subjects(Cohort::from_manifest(m, masks.is_some())?);
+        }
         match (&files.scores, &files.inner_scores, &files.outer_scores) {
+            (Some(path), _, _) if is_per_subject(&path.to_string_lossy()) => {
+                let mask_arg = masks.map(|m| m.to_string_lossy().into_owned());
+                if mask_arg.as_deref().is_some_and(|m| !is_per_subject(m) && Path::new(m).is_file()) {
+                    usage!(
+                        "per-subject scores need per-subject masks (a folder or a quoted glob), not a stack"
+                    );
+                }
+                subjects(Cohort::discover(&path.to_string_lossy(), mask_arg.as_deref(), &pairing)?)
+            }
             (Some(path), _, _) => {
                 let stack = NpyStack::open(path, "scores")?;
-                let options = TransformOptions { class_axis, ..TransformOptions::default() };
-                let class_axis = options.class_axis(stack.info().shape.len(), path)?;
+                let class_axis =
+                    class_axis_of(class_axis, stack.info().shape.len(), &path.display().to_string())?;
                 if let Some(k) = class_axis {
                     let len = stack.info().shape[k];
                     if len != 2 {
@@ -290,12 +362,14 @@ impl ScoreSource {
                         );
                     }
                 }
-                Ok(ScoreSource::Raw { stack, class_axis })
+                let masks = masks.map(stack_masks).transpose()?;
+                Ok((ScoreSource::Raw { stack, class_axis }, masks))
             }
             (None, Some(ip), Some(op)) => {
                 let inner = NpyStack::open(ip, "inner scores")?;
+                let masks = masks.map(stack_masks).transpose()?;
                 if same_file(ip, op) {
-                    return Ok(ScoreSource::Transformed { inner, outer: None });
+                    return Ok((ScoreSource::Transformed { inner, outer: None }, masks));
                 }
                 let outer = NpyStack::open(op, "outer scores")?;
                 if inner.info().shape != outer.info().shape {
@@ -307,102 +381,157 @@ impl ScoreSource {
                         outer.info().shape
                     );
                 }
-                Ok(ScoreSource::Transformed { inner, outer: Some(outer) })
+                Ok((ScoreSource::Transformed { inner, outer: Some(outer) }, masks))
             }
-            _ => usage!("give --scores, or both --inner-scores and --outer-scores"),
+            _ => usage!("give --scores, --inner-scores and --outer-scores, or --manifest"),
         }
     }
 
-    /// The first score file.
+    /// The first score file (the manifest's first subject for subjects).
     pub fn path(&self) -> &Path {
         match self {
             ScoreSource::Raw { stack, .. } => stack.path(),
             ScoreSource::Transformed { inner, .. } => inner.path(),
+            ScoreSource::Subjects { cohort, .. } => {
+                cohort.subjects().first().map_or(Path::new(""), |s| s.scores.as_path())
+            }
         }
     }
 
-    /// The files, for messages: `a.npy` or `a.npy, b.npy`.
+    /// The files, for messages: `a.npy`, `a.npy, b.npy` or `N subjects`.
     pub fn describe(&self) -> String {
         match self {
             ScoreSource::Transformed { inner, outer: Some(o) } => {
                 format!("{}, {}", inner.path().display(), o.path().display())
             }
+            ScoreSource::Subjects { cohort, .. } => format!("{} subjects", cohort.len()),
             _ => self.path().display().to_string(),
         }
     }
 
-    /// Number of images.
+    /// The score file of image `i`, for messages.
+    pub fn path_of(&self, i: usize) -> String {
+        match self {
+            ScoreSource::Subjects { cohort, .. } => cohort
+                .subjects()
+                .get(i)
+                .map_or_else(|| format!("subject {i}"), |s| s.scores.display().to_string()),
+            _ => self.describe(),
+        }
+    }
+
+    /// Number of images (subjects).
     pub fn n_images(&self) -> usize {
         match self {
             ScoreSource::Raw { stack, .. } => stack.len(),
             ScoreSource::Transformed { inner, .. } => inner.len(),
+            ScoreSource::Subjects { cohort, .. } => cohort.len(),
         }
     }
 
-    /// The shape of one image, after the class axis is reduced.
-    pub fn image_shape(&self) -> Vec<usize> {
+    /// The shape of one image of a stack, after the class axis is reduced
+    /// (`None` for subjects, whose shapes differ).
+    pub fn stack_shape(&self) -> Option<Vec<usize>> {
         match self {
             ScoreSource::Raw { stack, class_axis } => {
                 let mut s = stack.image_shape().to_vec();
                 if let Some(k) = class_axis {
                     s.remove(k - 1);
                 }
-                s
+                Some(s)
             }
-            ScoreSource::Transformed { inner, .. } => inner.image_shape().to_vec(),
+            ScoreSource::Transformed { inner, .. } => Some(inner.image_shape().to_vec()),
+            ScoreSource::Subjects { .. } => None,
         }
     }
 
-    /// Voxels per image.
-    pub fn voxels_per_image(&self) -> usize {
-        self.image_shape().iter().product()
+    /// The image dimensionality (after the class axis is reduced).
+    ///
+    /// # Errors
+    /// The first subject's header cannot be read.
+    pub fn ndim(&self) -> Result<usize> {
+        Ok(match (self.stack_shape(), self) {
+            (Some(s), _) => s.len(),
+            (None, ScoreSource::Subjects { cohort, class_axis }) => {
+                cohort.info(0)?.shape.len() - usize::from(class_axis.is_some())
+            }
+            (None, _) => 0,
+        })
     }
 
-    /// The float type the images are computed in.
-    pub fn precision(&self) -> Precision {
-        match self {
+    /// Voxels per image (of the first subject, for progress bars).
+    pub fn voxels_per_image(&self) -> usize {
+        match (self.stack_shape(), self) {
+            (Some(s), _) => s.iter().product(),
+            (None, ScoreSource::Subjects { cohort, .. }) => {
+                cohort.info(0).map_or(0, |i| i.shape.iter().product())
+            }
+            (None, _) => 0,
+        }
+    }
+
+    /// The float type the images are computed in: the widest any file needs.
+    ///
+    /// # Errors
+    /// A subject's header cannot be read.
+    pub fn precision(&self) -> Result<Precision> {
+        Ok(match self {
             ScoreSource::Raw { stack, .. } => stack.precision(),
             ScoreSource::Transformed { inner, outer } => {
                 outer.as_ref().map_or(inner.precision(), |o| inner.precision().max(o.precision()))
             }
-        }
+            ScoreSource::Subjects { cohort, .. } => {
+                let mut p = Precision::F32;
+                for i in 0..cohort.len() {
+                    p = p.max(cohort.info(i)?.precision);
+                }
+                p
+            }
+        })
     }
 
     /// Which kind of input this is.
     pub fn kind(&self) -> InputKind {
         match self {
-            ScoreSource::Raw { .. } => InputKind::Scores,
+            ScoreSource::Raw { .. } | ScoreSource::Subjects { .. } => InputKind::Scores,
             ScoreSource::Transformed { .. } => InputKind::Transformed,
         }
     }
 
-    /// The class axis of raw scores.
+    /// The class axis of raw scores (counted as in a stack).
     pub fn class_axis(&self) -> Option<usize> {
         match self {
-            ScoreSource::Raw { class_axis, .. } => *class_axis,
+            ScoreSource::Raw { class_axis, .. } | ScoreSource::Subjects { class_axis, .. } => *class_axis,
             ScoreSource::Transformed { .. } => None,
         }
     }
 
     /// Raw score image `i` (file position), class axis reduced (for
-    /// transformed inputs: the inner scores). Reads take `&self`, so worker
-    /// threads read images in parallel.
+    /// transformed inputs: the inner scores), with the geometry of its file
+    /// when it has one (NIfTI). Reads take `&self`, so worker threads read
+    /// images in parallel.
     ///
     /// # Errors
     /// A read error or a bad class axis, naming the file.
-    pub fn read_raw<A: ReadFloat>(&self, i: usize) -> confseg::Result<ArrayD<A>> {
-        let (stack, class_axis) = match self {
-            ScoreSource::Raw { stack, class_axis } => (stack, *class_axis),
-            ScoreSource::Transformed { inner, .. } => (inner, None),
+    pub fn read_raw<A: ReadFloat>(&self, i: usize) -> confseg::Result<(ArrayD<A>, Option<Geometry>)> {
+        let (a, geometry, path) = match self {
+            ScoreSource::Raw { stack, .. } => (stack.read_scores::<A>(i)?, None, stack.path().to_path_buf()),
+            ScoreSource::Transformed { inner, .. } => {
+                (inner.read_scores::<A>(i)?, None, inner.path().to_path_buf())
+            }
+            ScoreSource::Subjects { cohort, .. } => {
+                let (a, g) = cohort.read_scores::<A>(i)?;
+                (a, Some(g), cohort.subjects()[i].scores.clone())
+            }
         };
-        let a = stack.read_scores::<A>(i)?;
-        match class_axis {
+        let a = match self.class_axis() {
             // the softmax removes the class axis (axis k of the stack is axis k - 1 of an image)
             Some(k) => TwoClassSoftmax::new(Axis(k - 1))
                 .apply(&a)
-                .map_err(|e| Error::InFile { path: stack.path().to_path_buf(), error: Box::new(e) }),
-            None => Ok(a),
-        }
+                .map_err(|e| Error::InFile { path, error: Box::new(e) })?,
+            None => a,
+        };
+        Ok((a, geometry))
     }
 
     /// The already transformed scores of image `i`; a file named twice is read once.
@@ -413,6 +542,7 @@ impl ScoreSource {
         let (inner, outer) = match self {
             ScoreSource::Transformed { inner, outer } => (inner, outer.as_ref()),
             ScoreSource::Raw { stack, .. } => (stack, None),
+            ScoreSource::Subjects { .. } => return Ok(Transformed::Shared(self.read_raw::<A>(i)?.0)),
         };
         let fi = inner.read_scores::<A>(i)?;
         Ok(match outer {
@@ -422,8 +552,16 @@ impl ScoreSource {
     }
 }
 
+/// A masks stack.
+fn stack_masks(path: &Path) -> Result<MaskSource> {
+    if is_per_subject(&path.to_string_lossy()) {
+        usage!("a score stack needs a mask stack (an .npy file), not per-subject masks");
+    }
+    Ok(MaskSource::Stack(NpyStack::open(path, "masks")?))
+}
+
 /// A raw score image with the cohort spacing (a plain array) or its own
-/// (from --spacing-file).
+/// (from --spacing-file or its NIfTI header).
 #[derive(Debug, Clone)]
 pub enum Scan<A: ReadFloat> {
     /// The calibrator's or the fitted sets' default spacing applies.
@@ -467,30 +605,34 @@ fn no_masks() -> Error {
     }
 }
 
-/// The score files, per-image spacings and masks of a command, shared by
-/// the lazy items of a stream (each worker reads its own images).
+/// The score files, spacings and masks of a command, shared by the lazy
+/// items of a stream (each worker reads its own images).
 #[derive(Debug)]
 pub struct Reader {
     /// The scores.
     pub scores: ScoreSource,
-    /// Spacing per image of the file, if given per image.
+    /// Spacing per image of the file (--spacing-file), if given per image.
     pub spacings: Option<Vec<Spacing>>,
+    /// Whether one --spacing for every image overrides the files' own.
+    pub cohort_spacing: bool,
     /// The masks and the labels that are the object, if the command reads masks.
-    pub masks: Option<(NpyStack, Labels)>,
+    pub masks: Option<(MaskSource, Labels)>,
     /// Counts images read (hidden unless on a terminal).
     pub bar: indicatif::ProgressBar,
 }
 
 impl Reader {
-    /// Raw image `i` with its spacing.
+    /// Raw image `i` with its spacing: from --spacing-file, from its file's
+    /// header (NIfTI), or the cohort default (--spacing, or none).
     ///
     /// # Errors
     /// As [`ScoreSource::read_raw`]; a spacing that does not fit.
     pub fn scan<A: ReadFloat>(&self, i: usize) -> confseg::Result<Scan<A>> {
-        let s = self.scores.read_raw::<A>(i)?;
-        Ok(match &self.spacings {
-            Some(sp) => Scan::Own(Image::new(s, sp[i].clone())?),
-            None => Scan::Plain(s),
+        let (s, geometry) = self.scores.read_raw::<A>(i)?;
+        Ok(match (&self.spacings, geometry) {
+            (Some(sp), _) => Scan::Own(Image::new(s, sp[i].clone())?),
+            (None, Some(g)) if !self.cohort_spacing => Scan::Own(Image::with_geometry(s, g)?),
+            _ => Scan::Plain(s),
         })
     }
 
@@ -503,8 +645,9 @@ impl Reader {
         let (inner, outer) = match &self.scores {
             ScoreSource::Transformed { inner, outer } => (inner, outer.as_ref()),
             ScoreSource::Raw { stack, .. } => (stack, None),
+            ScoreSource::Subjects { .. } => return Err(no_masks()),
         };
-        let Some((masks, labels)) = &self.masks else { return Err(no_masks()) };
+        let Some((MaskSource::Stack(masks), labels)) = &self.masks else { return Err(no_masks()) };
         confseg::io::transformed_statistics::<A, _>(inner, outer, masks, labels, i, &Max)
     }
 
@@ -514,7 +657,8 @@ impl Reader {
     /// A read error or a value the labels do not accept, naming the file.
     pub fn mask(&self, i: usize) -> confseg::Result<ArrayD<u8>> {
         match &self.masks {
-            Some((m, labels)) => m.read_mask(i, labels),
+            Some((MaskSource::Stack(m), labels)) => m.read_mask(i, labels),
+            Some((MaskSource::Subjects(c), labels)) => c.read_mask(i, labels),
             None => Err(no_masks()),
         }
     }
@@ -565,8 +709,8 @@ pub struct CalibrationInputs {
 /// Opened, cross-checked calibration inputs.
 #[derive(Debug, Clone)]
 pub struct Opened {
-    /// The masks stack.
-    pub masks: NpyStack,
+    /// The masks.
+    pub masks: MaskSource,
     /// Which labels are the object.
     pub labels: Labels,
     /// The scores.
@@ -575,6 +719,8 @@ pub struct Opened {
     pub calibrator: Calibrator<ScoreTransform, ScoreTransform>,
     /// Per-image spacing (file order), from --spacing-file.
     pub spacings: Option<Vec<Spacing>>,
+    /// Whether one --spacing for every image overrides the files' own.
+    pub cohort_spacing: bool,
     /// Selected images (file positions), in order.
     pub images: Vec<usize>,
 }
@@ -587,7 +733,7 @@ impl CalibrationInputs {
     /// Usage errors (transform options with pre-transformed scores), file
     /// errors, shape mismatches, invalid transforms or spacing.
     pub fn open(&self) -> Result<Opened> {
-        let transformed = self.files.scores.is_none();
+        let transformed = self.files.inner_scores.is_some();
         if transformed
             && (self.inner.is_some()
                 || self.outer.is_some()
@@ -608,53 +754,81 @@ impl CalibrationInputs {
             };
             (parse(&self.inner, Side::Inner)?, parse(&self.outer, Side::Outer)?)
         };
-        let masks = self.masks.open()?;
-        let scores = ScoreSource::open(&self.files, self.options.class_axis)?;
-        let mut shape = vec![scores.n_images()];
-        shape.extend(scores.image_shape());
-        if masks.info().shape != shape {
-            anyhow::bail!(
-                "shape mismatch: masks {} have shape {:?}, scores {} have shape {:?}{}",
-                masks.path().display(),
-                masks.info().shape,
-                scores.describe(),
-                shape,
-                if scores.class_axis().is_some() { " (class axis reduced)" } else { "" }
-            );
+        if self.masks.masks.is_none() && self.files.subjects.manifest.is_none() {
+            usage!("give --masks (or a --manifest with a mask column)");
         }
-        let ndim = shape.len() - 1;
+        let mask_arg = self.masks.masks.clone().unwrap_or_default();
+        let (scores, masks) = ScoreSource::open(&self.files, Some(&mask_arg), self.options.class_axis)?;
+        let Some(masks) = masks else { usage!("give --masks (or a --manifest with a mask column)") };
+        if let (MaskSource::Stack(m), Some(image)) = (&masks, scores.stack_shape()) {
+            let mut shape = vec![scores.n_images()];
+            shape.extend(image);
+            if m.info().shape != shape {
+                anyhow::bail!(
+                    "shape mismatch: masks {} have shape {:?}, scores {} have shape {:?}{}",
+                    m.path().display(),
+                    m.info().shape,
+                    scores.describe(),
+                    shape,
+                    if scores.class_axis().is_some() { " (class axis reduced)" } else { "" }
+                );
+            }
+        }
+        let ndim = scores.ndim()?;
         let spacing = self.options.spacing.spacing();
         spacing.for_ndim(ndim).context("--spacing")?;
         let spacings = self.options.spacing.spacings(scores.n_images(), ndim)?;
         let calibrator = Calibrator::new(inner, outer).with_spacing(spacing);
         let images = self.selection.resolve(scores.n_images())?;
-        Ok(Opened { masks, labels: self.masks.selection(), scores, calibrator, spacings, images })
+        Ok(Opened {
+            masks,
+            labels: self.masks.selection(),
+            scores,
+            calibrator,
+            spacings,
+            cohort_spacing: self.options.spacing.spacing.is_some(),
+            images,
+        })
     }
 }
 
 /// Put the file and the file position on a library error about image
-/// `images[i]` of a stream.
-pub fn blame(e: Error, images: &[usize], scores: &ScoreSource, masks: Option<&Path>) -> anyhow::Error {
+/// `images[i]` of a stream: for stacks, the file and the image index; for
+/// subjects, the subject's own file.
+pub fn blame(e: Error, images: &[usize], scores: &ScoreSource, masks: Option<&MaskSource>) -> anyhow::Error {
     let local = match &e {
         Error::NanScore { image, .. }
         | Error::NonBinaryMask { image, .. }
         | Error::InvalidLabel { image, .. }
+        | Error::EmptyImage { image, .. }
         | Error::ShapeMismatch { image, .. }
         | Error::DimensionMismatch { image, .. }
         | Error::TransformNan { image, .. }
         | Error::SpacingRequired { image, .. } => *image,
         _ => None,
     };
-    let e = match local.and_then(|i| images.get(i)) {
-        Some(&i) => e.in_image(i),
-        None => e,
-    };
-    let file = match (&e, masks) {
-        (Error::NonBinaryMask { .. } | Error::InvalidLabel { .. }, Some(m)) => Some(m.display().to_string()),
-        (Error::NanScore { .. } | Error::ShapeMismatch { .. } | Error::DimensionMismatch { .. }, _) => {
-            Some(scores.describe())
-        }
+    let position = local.and_then(|i| images.get(i)).copied();
+    let mask_error = matches!(e, Error::NonBinaryMask { .. } | Error::InvalidLabel { .. });
+    let file = match (&e, masks, position) {
+        (_, Some(m), Some(i)) if mask_error => Some(m.path(i).display().to_string()),
+        (_, Some(MaskSource::Stack(m)), None) if mask_error => Some(m.path().display().to_string()),
+        (
+            Error::NanScore { .. }
+            | Error::ShapeMismatch { .. }
+            | Error::DimensionMismatch { .. }
+            | Error::EmptyImage { .. }
+            | Error::TransformNan { .. }
+            | Error::SpacingRequired { .. },
+            _,
+            Some(i),
+        ) => Some(scores.path_of(i)),
         _ => None,
+    };
+    let e = match (scores, position) {
+        // a subject is named by its file, not by its position
+        (ScoreSource::Subjects { .. }, Some(_)) => e.without_image(),
+        (_, Some(i)) => e.in_image(i),
+        _ => e,
     };
     match file {
         Some(f) => anyhow::Error::new(e).context(f),
@@ -670,7 +844,7 @@ impl Opened {
     /// A read error, a transform error, NaN, a non-binary mask, naming the
     /// file and the image by its file position.
     pub fn statistics(&self) -> Result<Calibration> {
-        match self.scores.precision() {
+        match self.scores.precision()? {
             Precision::F32 => self.statistics_in::<f32>(),
             Precision::F64 => self.statistics_in::<f64>(),
         }
@@ -678,27 +852,26 @@ impl Opened {
 
     fn statistics_in<A: ReadFloat>(&self) -> Result<Calibration> {
         let reader = self.reader("calibrating");
-        let blame = |e| blame(e, &self.images, &self.scores, Some(self.masks.path()));
+        let blame = |e| blame(e, &self.images, &self.scores, Some(&self.masks));
         let identity = self.calibrator.inner_transform() == &ScoreTransform::Identity
             && self.calibrator.outer_transform() == &ScoreTransform::Identity;
         let voxelwise = match &self.scores {
             ScoreSource::Transformed { .. } => true,
             ScoreSource::Raw { class_axis, .. } => identity && class_axis.is_none(),
+            ScoreSource::Subjects { .. } => false,
         };
-        let cal = match &self.scores {
+        let cal = if voxelwise {
             // the scores are used as they are: fold them chunk by chunk through small buffers
-            _ if voxelwise => self
-                .calibrator
+            self.calibrator
                 .calibrate_statistics_stream(
                     reader.items(&self.images, |r, i| r.transformed_statistics::<A>(i)),
-                    self.scores.image_shape().len(),
+                    self.scores.ndim()?,
                 )
-                .map_err(blame)?,
-            ScoreSource::Transformed { .. } => unreachable!("transformed scores are voxel-wise"),
-            ScoreSource::Raw { .. } => self
-                .calibrator
+                .map_err(blame)?
+        } else {
+            self.calibrator
                 .calibrate_stream(reader.items(&self.images, |r, i| Ok((r.scan::<A>(i)?, r.mask(i)?))))
-                .map_err(blame)?,
+                .map_err(blame)?
         };
         reader.bar.finish_and_clear();
         Ok(cal)
@@ -708,14 +881,14 @@ impl Opened {
     /// by a mask-based transform (checked on the first selected image).
     pub fn warnings(&self) -> Vec<confseg::Warning> {
         let Some(&first) = self.images.first() else { return Vec::new() };
-        if !matches!(self.scores, ScoreSource::Raw { .. }) {
+        if matches!(self.scores, ScoreSource::Transformed { .. }) {
             return Vec::new();
         }
         let transforms = [self.calibrator.inner_transform(), self.calibrator.outer_transform()];
         if transforms.iter().all(|t| t.mask_threshold().is_none()) {
             return Vec::new();
         }
-        let Ok(scores) = self.scores.read_raw::<f64>(first) else { return Vec::new() };
+        let Ok((scores, _)) = self.scores.read_raw::<f64>(first) else { return Vec::new() };
         let mut out: Vec<confseg::Warning> =
             transforms.iter().filter_map(|t| t.warning_for(&scores)).collect();
         out.dedup();
@@ -728,6 +901,7 @@ impl Opened {
         Arc::new(Reader {
             scores: self.scores.clone(),
             spacings: self.spacings.clone(),
+            cohort_spacing: self.cohort_spacing,
             masks: Some((self.masks.clone(), self.labels.clone())),
             bar: report::progress(what, self.images.len(), self.scores.voxels_per_image()),
         })

@@ -12,7 +12,8 @@ use confseg::io::{Precision, ReadFloat};
 use confseg::{Alpha, ScoreTransform, Spacing};
 
 use crate::cli::inputs::{
-    blame, parse_transform, MaskArgs, Reader, ScoreFiles, ScoreSource, Selection, Side, TransformOptions,
+    blame, parse_transform, MaskArgs, MaskSource, Reader, ScoreFiles, ScoreSource, Selection, Side,
+    SubjectArgs, TransformOptions,
 };
 use crate::cli::report::{outln, usage};
 
@@ -37,9 +38,12 @@ fn parse_alpha(s: &str) -> Result<Alpha, String> {
 pub struct Args {
     #[command(flatten)]
     pub masks: MaskArgs,
-    /// Raw score stack (N, spatial...) of the learning images.
-    #[arg(long, value_name = "S.npy")]
-    pub scores: PathBuf,
+    /// Raw scores of the learning images: a stack (N, spatial...) .npy, or per-subject files (folder,
+    /// quoted glob) paired with --masks by ID.
+    #[arg(long, value_name = "S", required_unless_present = "manifest")]
+    pub scores: Option<PathBuf>,
+    #[command(flatten)]
+    pub subjects: SubjectArgs,
     /// Inner transforms to compare (names as for `calibrate --inner`).
     #[arg(long, value_delimiter = ',', value_name = "NAMES", default_value = "identity")]
     pub inner_candidates: Vec<String>,
@@ -80,10 +84,8 @@ fn run_in<A: ReadFloat>(
     splits: Splits,
 ) -> Result<Selected> {
     let pairs = || reader.items(images, |r, i| Ok((r.scan::<A>(i)?, r.mask(i)?)));
-    select_stream(inner, outer, pairs, spacing, alpha, splits).map_err(|e| {
-        let masks = reader.masks.as_ref().map(|(m, _)| m.path());
-        blame(e, images, &reader.scores, masks)
-    })
+    select_stream(inner, outer, pairs, spacing, alpha, splits)
+        .map_err(|e| blame(e, images, &reader.scores, reader.masks.as_ref().map(|(m, _)| m)))
 }
 
 /// Run `select`.
@@ -96,20 +98,24 @@ pub fn run(args: Args) -> Result<()> {
     };
     let inner = parse(&args.inner_candidates, Side::Inner)?;
     let outer = parse(&args.outer_candidates, Side::Outer)?;
-    let masks = args.masks.open()?;
-    let files = ScoreFiles { scores: Some(args.scores.clone()), inner_scores: None, outer_scores: None };
-    let source = ScoreSource::open(&files, None)?;
-    let mut shape = vec![source.n_images()];
-    shape.extend(source.image_shape());
-    if masks.info().shape != shape {
-        anyhow::bail!(
-            "shape mismatch: masks {} have shape {:?}, scores {} have shape {:?}",
-            masks.path().display(),
-            masks.info().shape,
-            args.scores.display(),
-            shape
-        );
+    let files =
+        ScoreFiles { scores: args.scores.clone(), subjects: args.subjects.clone(), ..ScoreFiles::default() };
+    let mask_arg = args.masks.masks.clone().unwrap_or_default();
+    let (source, masks) = ScoreSource::open(&files, Some(&mask_arg), None)?;
+    let Some(masks) = masks else { usage!("give --masks (or a --manifest with a mask column)") };
+    if let (MaskSource::Stack(m), Some(image)) = (&masks, source.stack_shape()) {
+        let shape: Vec<usize> = std::iter::once(source.n_images()).chain(image).collect();
+        if m.info().shape != shape {
+            anyhow::bail!(
+                "shape mismatch: masks {} have shape {:?}, scores {} have shape {:?}",
+                m.path().display(),
+                m.info().shape,
+                source.describe(),
+                shape
+            );
+        }
     }
+    let ndim = source.ndim()?;
     let images = args.selection.resolve(source.n_images())?;
     if images.len() < 2 {
         usage!("select needs at least 2 learning images, {} selected", images.len());
@@ -117,12 +123,13 @@ pub fn run(args: Args) -> Result<()> {
     let n_cal = args.n_cal.unwrap_or((images.len() * 2 / 3).max(1));
     let splits = Splits::new(n_cal, args.repeats, args.seed).context("--n-cal/--repeats")?;
     let spacing = args.options.spacing.spacing();
-    spacing.for_ndim(shape.len() - 1).context("--spacing")?;
-    let spacings = args.options.spacing.spacings(source.n_images(), shape.len() - 1)?;
-    let precision = source.precision();
+    spacing.for_ndim(ndim).context("--spacing")?;
+    let spacings = args.options.spacing.spacings(source.n_images(), ndim)?;
+    let precision = source.precision()?;
     let reader = Arc::new(Reader {
         scores: source,
         spacings,
+        cohort_spacing: args.options.spacing.spacing.is_some(),
         masks: Some((masks, args.masks.selection())),
         bar: indicatif::ProgressBar::hidden(),
     });

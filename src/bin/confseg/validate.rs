@@ -167,7 +167,7 @@ fn pool(args: &Args) -> Result<Pool> {
         usage!("no images selected");
     }
     let threshold = args.inputs.options.mask_threshold.unwrap_or(0.0);
-    match opened.scores.precision() {
+    match opened.scores.precision()? {
         Precision::F32 => pool_in::<f32>(&opened, threshold),
         Precision::F64 => pool_in::<f64>(&opened, threshold),
     }
@@ -182,14 +182,14 @@ fn pool_in<A: ReadFloat>(opened: &Opened, threshold: f64) -> Result<Pool> {
             opened.calibrator.spacing(),
             threshold,
         ),
-        ScoreSource::Raw { .. } => Pool::from_stream(
+        ScoreSource::Raw { .. } | ScoreSource::Subjects { .. } => Pool::from_stream(
             &opened.calibrator,
             reader.items(images, |r, i| Ok((r.scan::<A>(i)?, r.mask(i)?))),
             threshold,
         ),
     };
     reader.bar.finish_and_clear();
-    pool.map_err(|e| blame(e, images, &opened.scores, Some(opened.masks.path())))
+    pool.map_err(|e| blame(e, images, &opened.scores, Some(&opened.masks)))
 }
 
 /// Run `validate`.

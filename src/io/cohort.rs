@@ -1,0 +1,628 @@
+//! Per-subject files: one score image (and one mask) per subject, as
+//! segmentation networks in medicine leave them (MONAI, nnU-Net), with its
+//! own shape and, for NIfTI, its own spacing and affine.
+//!
+//! A [`Cohort`] is a list of [`Subject`]s found in a folder, by a glob
+//! pattern, or in a manifest (CSV with columns `id,scores,mask` and an
+//! optional `spacing`). Score and mask files pair up by subject ID: the file
+//! name without its extension (`.nii.gz`, `.nii`, `.npy`) and without a
+//! suffix the user sets ([`Pairing`], e.g. `_prob`, `_seg`). Unpaired or
+//! duplicate IDs are an error that lists them.
+//!
+//! Subjects are read one at a time ([`Cohort::read_scores`],
+//! [`Cohort::read_mask`]), so a cohort streams through the pipeline with
+//! memory independent of its size; outputs are written in the subject's own
+//! format, with its NIfTI header and affine ([`Cohort::mask_output`]).
+//!
+//! ```
+//! use confseg::io::cohort::{Cohort, Pairing};
+//! use confseg::io::write_npy;
+//! use ndarray::Array2;
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! for id in ["sub-01", "sub-02"] {
+//!     write_npy(dir.path().join(format!("{id}_prob.npy")), &Array2::<f32>::zeros((4, 5)))?;
+//!     write_npy(dir.path().join(format!("{id}_seg.npy")), &Array2::<u8>::zeros((4, 5)))?;
+//! }
+//! let pattern = |s: &str| dir.path().join(format!("*_{s}.npy")).display().to_string();
+//! let pairing = Pairing::new("_prob", "_seg");
+//! let cohort = Cohort::discover(&pattern("prob"), Some(&pattern("seg")), &pairing)?;
+//! assert_eq!(cohort.len(), 2);
+//! assert_eq!(cohort.subjects()[1].id, "sub-02");
+//! # Ok::<(), confseg::Error>(())
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use ndarray::{ArrayD, ArrayRef};
+
+use super::{file_error, os_error, Labels, Output, Precision, ReadFloat};
+use crate::error::{Error, FileProblem, Result};
+use crate::float::Float;
+use crate::image::{Geometry, Spacing};
+
+/// Most subjects a manifest may list (and most lines it may have).
+pub const MAX_SUBJECTS: usize = 10_000_000;
+
+/// Longest manifest file read, in bytes.
+const MAX_MANIFEST_BYTES: u64 = 1 << 30;
+
+/// One subject: its ID, score file, mask file and (from a manifest) spacing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Subject {
+    /// The subject ID.
+    pub id: String,
+    /// The score file (`.npy` holding one image, `.nii`, `.nii.gz`).
+    pub scores: PathBuf,
+    /// The mask or label map file, if known.
+    pub mask: Option<PathBuf>,
+    /// The spacing given for this subject (manifest), overriding the file's.
+    pub spacing: Option<Spacing>,
+}
+
+/// How file names become subject IDs: the suffix removed from score and
+/// mask file names (after the extension).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Pairing {
+    scores_suffix: String,
+    masks_suffix: String,
+}
+
+impl Pairing {
+    /// Strip `scores_suffix` from score file names and `masks_suffix` from
+    /// mask file names (e.g. `"_prob"`, `"_seg"`).
+    pub fn new(scores_suffix: impl Into<String>, masks_suffix: impl Into<String>) -> Self {
+        Pairing { scores_suffix: scores_suffix.into(), masks_suffix: masks_suffix.into() }
+    }
+}
+
+/// The file formats of per-subject images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// A `.npy` file holding one image (no batch axis).
+    Npy,
+    /// NIfTI-1 or -2, `.nii`.
+    Nii,
+    /// NIfTI-1 or -2, gzipped, `.nii.gz`.
+    NiiGz,
+}
+
+impl Format {
+    /// The format of a file by its extension.
+    #[must_use]
+    pub fn of(path: &Path) -> Option<Format> {
+        let name = path.file_name()?.to_str()?.to_ascii_lowercase();
+        if name.ends_with(".nii.gz") {
+            Some(Format::NiiGz)
+        } else if name.ends_with(".nii") {
+            Some(Format::Nii)
+        } else if name.ends_with(".npy") {
+            Some(Format::Npy)
+        } else {
+            None
+        }
+    }
+
+    /// The extension, with its dot.
+    #[must_use]
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Npy => ".npy",
+            Format::Nii => ".nii",
+            Format::NiiGz => ".nii.gz",
+        }
+    }
+}
+
+/// The file name of `path` without its image extension.
+fn stem(path: &Path) -> Option<String> {
+    let name = path.file_name()?.to_str()?;
+    let ext = Format::of(path)?.extension();
+    Some(name[..name.len() - ext.len()].to_owned())
+}
+
+/// Whether a command-line path argument names per-subject files: a folder,
+/// a glob pattern, or a single NIfTI file (a `.npy` file is a stack).
+#[must_use]
+pub fn is_per_subject(arg: &str) -> bool {
+    let p = Path::new(arg);
+    p.is_dir() || arg.contains(['*', '?', '[']) || matches!(Format::of(p), Some(Format::Nii | Format::NiiGz))
+}
+
+/// The image files a folder, glob pattern or single file names, sorted.
+fn list(arg: &str) -> Result<Vec<PathBuf>> {
+    let p = Path::new(arg);
+    let mut files: Vec<PathBuf> = if p.is_dir() {
+        std::fs::read_dir(p)
+            .map_err(|e| os_error(p, &e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|f| f.is_file() && Format::of(f).is_some())
+            .collect()
+    } else if arg.contains(['*', '?', '[']) {
+        let paths = glob::glob(arg).map_err(|e| Error::InvalidParameter {
+            name: "pattern",
+            value: arg.to_owned(),
+            reason: e.to_string(),
+        })?;
+        paths.filter_map(std::result::Result::ok).filter(|f| f.is_file() && Format::of(f).is_some()).collect()
+    } else {
+        if !p.is_file() {
+            let e = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
+            return Err(os_error(p, &e));
+        }
+        vec![p.to_path_buf()]
+    };
+    files.sort();
+    if files.is_empty() {
+        return Err(Error::NoSubjects { pattern: arg.to_owned() });
+    }
+    Ok(files)
+}
+
+/// Files by ID (`suffix` removed); duplicates are an error.
+fn by_id(files: Vec<PathBuf>, suffix: &str) -> Result<BTreeMap<String, PathBuf>> {
+    let mut out: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for f in files {
+        let Some(s) = stem(&f) else { continue };
+        let id = s.strip_suffix(suffix).filter(|_| !suffix.is_empty()).unwrap_or(&s).to_owned();
+        if let Some(first) = out.get(&id) {
+            return Err(Error::DuplicateSubject { id, first: first.clone(), second: f });
+        }
+        out.insert(id, f);
+    }
+    Ok(out)
+}
+
+/// The longest suffix starting with `_` or `-` shared by every name.
+fn common_suffix(names: &[&String]) -> Option<String> {
+    let first = names.first()?;
+    let cut = first.rfind(['_', '-'])?;
+    let suffix = &first[cut..];
+    names.iter().all(|n| n.ends_with(suffix) && n.len() > suffix.len()).then(|| suffix.to_owned())
+}
+
+/// The header facts of one subject's score file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubjectInfo {
+    /// The file format.
+    pub format: Format,
+    /// The image shape (NIfTI: `(x, y, z, ...)`).
+    pub shape: Vec<usize>,
+    /// The float type that holds its values exactly.
+    pub precision: Precision,
+    /// Spacing and affine from the header (unit spacing for `.npy`), or the
+    /// subject's spacing from the manifest.
+    pub geometry: Geometry,
+}
+
+/// A list of subjects; see the [module docs](self).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cohort {
+    subjects: Vec<Subject>,
+}
+
+impl Cohort {
+    /// Find subjects: `scores` and `masks` are each a folder, a glob
+    /// pattern or one file; score and mask files pair up by ID.
+    ///
+    /// # Errors
+    /// [`Error::NoSubjects`] for a folder or pattern without image files;
+    /// [`Error::DuplicateSubject`]; [`Error::UnpairedSubjects`] listing the
+    /// IDs that have scores but no mask or a mask but no scores (with the
+    /// suffix options that would pair them, when there are such).
+    pub fn discover(scores: &str, masks: Option<&str>, pairing: &Pairing) -> Result<Cohort> {
+        let score_files = by_id(list(scores)?, &pairing.scores_suffix)?;
+        let Some(masks) = masks else {
+            let subjects = score_files
+                .into_iter()
+                .map(|(id, scores)| Subject { id, scores, mask: None, spacing: None })
+                .collect();
+            return Ok(Cohort { subjects });
+        };
+        let mut mask_files = by_id(list(masks)?, &pairing.masks_suffix)?;
+        let scores_only: Vec<String> =
+            score_files.keys().filter(|id| !mask_files.contains_key(*id)).cloned().collect();
+        let masks_only: Vec<String> =
+            mask_files.keys().filter(|id| !score_files.contains_key(*id)).cloned().collect();
+        if !scores_only.is_empty() || !masks_only.is_empty() {
+            let s: Vec<&String> = score_files.keys().collect();
+            let m: Vec<&String> = mask_files.keys().collect();
+            let hint = match (common_suffix(&s), common_suffix(&m)) {
+                (Some(a), Some(b)) if a != b => {
+                    Some(format!("to pair by ID, try --scores-suffix {a} --masks-suffix {b}"))
+                }
+                _ => None,
+            };
+            return Err(Error::UnpairedSubjects { scores_only, masks_only, hint });
+        }
+        let subjects = score_files
+            .into_iter()
+            .map(|(id, scores)| {
+                let mask = mask_files.remove(&id);
+                Subject { id, scores, mask, spacing: None }
+            })
+            .collect();
+        Ok(Cohort { subjects })
+    }
+
+    /// Subjects listed in a CSV manifest with a header line naming the
+    /// columns `id`, `scores`, `mask` (optional when `masks` is false) and
+    /// optionally `spacing` (e.g. `0.8 0.8 2.5`, or quoted `"0.8,0.8,2.5"`).
+    /// Relative paths are relative to the manifest's folder.
+    ///
+    /// # Errors
+    /// [`Error::Manifest`] naming the line of a missing column, an empty
+    /// cell, a bad spacing, or too many lines; [`Error::DuplicateSubject`].
+    pub fn from_manifest(path: impl AsRef<Path>, masks: bool) -> Result<Cohort> {
+        let path = path.as_ref();
+        let len = std::fs::metadata(path).map_err(|e| os_error(path, &e))?.len();
+        let bad = |line: usize, problem: String| Error::Manifest { path: path.to_path_buf(), line, problem };
+        if len > MAX_MANIFEST_BYTES {
+            return Err(bad(0, format!("{len} bytes; at most {MAX_MANIFEST_BYTES}")));
+        }
+        let base = path.parent().unwrap_or(Path::new("")).to_path_buf();
+        let mut reader = csv::ReaderBuilder::new()
+            .trim(csv::Trim::All)
+            .flexible(true)
+            .comment(Some(b'#'))
+            .from_path(path)
+            .map_err(|e| bad(0, e.to_string()))?;
+        let headers = reader.headers().map_err(|e| bad(1, e.to_string()))?.clone();
+        let column = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
+        let (Some(id_col), Some(scores_col)) = (column("id"), column("scores")) else {
+            return Err(bad(1, "the header must name the columns id and scores (and mask, spacing)".into()));
+        };
+        let mask_col = column("mask");
+        if masks && mask_col.is_none() {
+            return Err(bad(1, "no mask column (id,scores,mask[,spacing])".into()));
+        }
+        let spacing_col = column("spacing");
+        let mut subjects: Vec<Subject> = Vec::new();
+        let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
+        for (k, record) in reader.records().enumerate() {
+            let line = k + 2;
+            if subjects.len() >= MAX_SUBJECTS {
+                return Err(bad(line, format!("more than {MAX_SUBJECTS} subjects")));
+            }
+            let record = record.map_err(|e| bad(line, e.to_string()))?;
+            let cell = |c: usize, name: &str| {
+                record.get(c).filter(|v| !v.is_empty()).ok_or_else(|| bad(line, format!("no {name}")))
+            };
+            let id = cell(id_col, "id")?.to_owned();
+            let file = |v: &str| {
+                let p = PathBuf::from(v);
+                if p.is_absolute() {
+                    p
+                } else {
+                    base.join(p)
+                }
+            };
+            let scores = file(cell(scores_col, "scores")?);
+            let mask = match (masks, mask_col) {
+                (true, Some(c)) => Some(file(cell(c, "mask")?)),
+                (false, Some(c)) => record.get(c).filter(|v| !v.is_empty()).map(file),
+                (_, None) => None,
+            };
+            let spacing = match spacing_col.and_then(|c| record.get(c)).filter(|v| !v.is_empty()) {
+                None => None,
+                Some(v) => {
+                    let values: std::result::Result<Vec<f64>, _> = v
+                        .split([' ', ',', 'x', ';'])
+                        .filter(|s| !s.is_empty())
+                        .map(str::parse::<f64>)
+                        .collect();
+                    let values =
+                        values.map_err(|_| bad(line, format!("spacing {v:?} is not a list of numbers")))?;
+                    Some(Spacing::new(values).map_err(|e| bad(line, e.to_string()))?)
+                }
+            };
+            if let Some(first) = seen.insert(id.clone(), scores.clone()) {
+                return Err(Error::DuplicateSubject { id, first, second: scores });
+            }
+            subjects.push(Subject { id, scores, mask, spacing });
+        }
+        if subjects.is_empty() {
+            return Err(bad(1, "no subjects listed".into()));
+        }
+        Ok(Cohort { subjects })
+    }
+
+    /// The subjects, in order (sorted by ID when discovered; manifest order otherwise).
+    #[must_use]
+    pub fn subjects(&self) -> &[Subject] {
+        &self.subjects
+    }
+
+    /// Number of subjects.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.subjects.len()
+    }
+
+    /// Whether there is no subject.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.subjects.is_empty()
+    }
+
+    fn subject(&self, i: usize) -> Result<&Subject> {
+        self.subjects.get(i).ok_or_else(|| Error::InvalidParameter {
+            name: "subject",
+            value: i.to_string(),
+            reason: format!("the cohort has {} subjects", self.subjects.len()),
+        })
+    }
+
+    /// Shape, precision and geometry of subject `i`'s scores, from the
+    /// file's header only.
+    ///
+    /// # Errors
+    /// The file cannot be read or is not a supported image.
+    pub fn info(&self, i: usize) -> Result<SubjectInfo> {
+        let s = self.subject(i)?;
+        let format = Format::of(&s.scores).ok_or_else(|| not_an_image(&s.scores))?;
+        let (shape, precision, geometry) = match format {
+            Format::Npy => {
+                let info = super::image_info(&s.scores)?;
+                (info.shape, Precision::of(info.dtype), Geometry::default())
+            }
+            Format::Nii | Format::NiiGz => nifti_info(&s.scores)?,
+        };
+        let geometry = match &s.spacing {
+            Some(sp) => Geometry::new(sp.clone()),
+            None => geometry,
+        };
+        Ok(SubjectInfo { format, shape, precision, geometry })
+    }
+
+    /// Subject `i`'s scores in the float type `A` and their geometry (the
+    /// manifest's spacing, else the header's; unit spacing for `.npy`).
+    ///
+    /// # Errors
+    /// As [`super::read_image`] / [`super::nifti::read_scores`].
+    pub fn read_scores<A: ReadFloat>(&self, i: usize) -> Result<(ArrayD<A>, Geometry)> {
+        let s = self.subject(i)?;
+        let (scores, geometry) = match Format::of(&s.scores).ok_or_else(|| not_an_image(&s.scores))? {
+            Format::Npy => (super::read_image::<A>(&s.scores)?, Geometry::default()),
+            Format::Nii | Format::NiiGz => nifti_scores::<A>(&s.scores)?,
+        };
+        let geometry = match &s.spacing {
+            Some(sp) => Geometry::new(sp.clone()),
+            None => geometry,
+        };
+        Ok((scores, geometry))
+    }
+
+    /// Subject `i`'s mask as `0`/`1` bytes chosen by `labels`.
+    ///
+    /// # Errors
+    /// No mask for this subject; as [`super::read_mask_image`] /
+    /// [`super::nifti::read_mask`].
+    pub fn read_mask(&self, i: usize, labels: &Labels) -> Result<ArrayD<u8>> {
+        let s = self.subject(i)?;
+        let Some(path) = &s.mask else {
+            return Err(Error::InvalidParameter {
+                name: "mask",
+                value: s.id.clone(),
+                reason: "no mask file for this subject".into(),
+            });
+        };
+        match Format::of(path).ok_or_else(|| not_an_image(path))? {
+            Format::Npy => super::read_mask_image(path, labels),
+            Format::Nii | Format::NiiGz => nifti_mask(path, labels),
+        }
+    }
+
+    /// The output path for subject `i` in `dir`: `ID` + `suffix` + the
+    /// extension of its score file (`.nii.gz` for `.nii.gz` input).
+    ///
+    /// # Errors
+    /// A score file of an unknown format.
+    pub fn output_path(&self, i: usize, dir: &Path, suffix: &str) -> Result<PathBuf> {
+        let s = self.subject(i)?;
+        let format = Format::of(&s.scores).ok_or_else(|| not_an_image(&s.scores))?;
+        Ok(dir.join(format!("{}{suffix}{}", s.id, format.extension())))
+    }
+
+    /// A 0/1 `uint8` image written for subject `i` in its own format: NIfTI
+    /// with its header and affine (so it overlays on the scan), or `.npy`;
+    /// unpublished (see [`super::commit_all`]).
+    ///
+    /// # Errors
+    /// As [`super::write_npy`] / [`super::nifti::mask_output`].
+    pub fn mask_output<D: ndarray::Dimension>(
+        &self,
+        i: usize,
+        path: &Path,
+        mask: &ArrayRef<u8, D>,
+    ) -> Result<Output> {
+        let s = self.subject(i)?;
+        match Format::of(&s.scores).ok_or_else(|| not_an_image(&s.scores))? {
+            Format::Npy => super::npy::npy_output(path, mask),
+            Format::Nii | Format::NiiGz => nifti_mask_output(&s.scores, path, mask),
+        }
+    }
+
+    /// A float image written for subject `i` in its own format (see
+    /// [`Cohort::mask_output`]).
+    ///
+    /// # Errors
+    /// As [`Cohort::mask_output`].
+    pub fn scores_output<A: Float + super::WriteElement, D: ndarray::Dimension>(
+        &self,
+        i: usize,
+        path: &Path,
+        scores: &ArrayRef<A, D>,
+    ) -> Result<Output> {
+        let s = self.subject(i)?;
+        match Format::of(&s.scores).ok_or_else(|| not_an_image(&s.scores))? {
+            Format::Npy => super::npy::npy_output(path, scores),
+            Format::Nii | Format::NiiGz => nifti_scores_output(&s.scores, path, scores),
+        }
+    }
+}
+
+fn not_an_image(path: &Path) -> Error {
+    file_error(
+        path,
+        FileProblem::BadHeader { reason: "not an image file: expected .npy, .nii or .nii.gz".into() },
+    )
+}
+
+#[cfg(feature = "nifti")]
+fn nifti_info(path: &Path) -> Result<(Vec<usize>, Precision, Geometry)> {
+    let h = super::nifti::read_header(path)?;
+    Ok((h.shape().to_vec(), h.precision(), h.geometry()))
+}
+
+#[cfg(feature = "nifti")]
+fn nifti_scores<A: ReadFloat>(path: &Path) -> Result<(ArrayD<A>, Geometry)> {
+    let (a, h) = super::nifti::read_scores::<A>(path)?;
+    Ok((a, h.geometry()))
+}
+
+#[cfg(feature = "nifti")]
+fn nifti_mask(path: &Path, labels: &Labels) -> Result<ArrayD<u8>> {
+    super::nifti::read_mask(path, labels).map(|(m, _)| m)
+}
+
+#[cfg(feature = "nifti")]
+fn nifti_mask_output<D: ndarray::Dimension>(
+    like: &Path,
+    path: &Path,
+    mask: &ArrayRef<u8, D>,
+) -> Result<Output> {
+    let h = super::nifti::read_header(like)?;
+    super::nifti::mask_output(path, mask, &h)
+}
+
+#[cfg(feature = "nifti")]
+fn nifti_scores_output<A: Float, D: ndarray::Dimension>(
+    like: &Path,
+    path: &Path,
+    scores: &ArrayRef<A, D>,
+) -> Result<Output> {
+    let h = super::nifti::read_header(like)?;
+    super::nifti::scores_output(path, scores, &h)
+}
+
+#[cfg(not(feature = "nifti"))]
+fn no_nifti(path: &Path) -> Error {
+    file_error(path, FileProblem::BadHeader { reason: "NIfTI files need the crate feature `nifti`".into() })
+}
+
+#[cfg(not(feature = "nifti"))]
+fn nifti_info(path: &Path) -> Result<(Vec<usize>, Precision, Geometry)> {
+    Err(no_nifti(path))
+}
+
+#[cfg(not(feature = "nifti"))]
+fn nifti_scores<A: ReadFloat>(path: &Path) -> Result<(ArrayD<A>, Geometry)> {
+    Err(no_nifti(path))
+}
+
+#[cfg(not(feature = "nifti"))]
+fn nifti_mask(path: &Path, _: &Labels) -> Result<ArrayD<u8>> {
+    Err(no_nifti(path))
+}
+
+#[cfg(not(feature = "nifti"))]
+fn nifti_mask_output<D: ndarray::Dimension>(like: &Path, _: &Path, _: &ArrayRef<u8, D>) -> Result<Output> {
+    Err(no_nifti(like))
+}
+
+#[cfg(not(feature = "nifti"))]
+fn nifti_scores_output<A: Float, D: ndarray::Dimension>(
+    like: &Path,
+    _: &Path,
+    _: &ArrayRef<A, D>,
+) -> Result<Output> {
+    Err(no_nifti(like))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+
+    fn touch(dir: &Path, name: &str) {
+        crate::io::write_npy(dir.join(name), &Array2::<u8>::zeros((2, 3))).unwrap();
+    }
+
+    #[test]
+    fn pairing_by_folder_glob_and_suffixes() {
+        let d = tempfile::tempdir().unwrap();
+        let (s, m) = (d.path().join("scores"), d.path().join("masks"));
+        std::fs::create_dir_all(&s).unwrap();
+        std::fs::create_dir_all(&m).unwrap();
+        for id in ["b", "a", "c"] {
+            touch(&s, &format!("{id}_prob.npy"));
+            touch(&m, &format!("{id}_seg.npy"));
+        }
+        std::fs::write(s.join("notes.txt"), "ignored").unwrap();
+        let p = Pairing::new("_prob", "_seg");
+        let c = Cohort::discover(s.to_str().unwrap(), Some(m.to_str().unwrap()), &p).unwrap();
+        let ids: Vec<&str> = c.subjects().iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b", "c"]);
+        assert_eq!(c.subjects()[0].mask.as_deref(), Some(m.join("a_seg.npy").as_path()));
+        let g = format!("{}/*_prob.npy", s.display());
+        assert_eq!(Cohort::discover(&g, Some(m.to_str().unwrap()), &p).unwrap(), c);
+        // without the suffixes: unpaired, with the options that would pair them
+        let e = Cohort::discover(s.to_str().unwrap(), Some(m.to_str().unwrap()), &Pairing::default())
+            .unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("a_prob")
+                && msg.contains("a_seg")
+                && msg.contains("--scores-suffix _prob --masks-suffix _seg"),
+            "{msg}"
+        );
+        // a missing mask is named
+        std::fs::remove_file(m.join("b_seg.npy")).unwrap();
+        let e = Cohort::discover(s.to_str().unwrap(), Some(m.to_str().unwrap()), &p).unwrap_err();
+        assert_eq!(
+            e,
+            Error::UnpairedSubjects { scores_only: vec!["b".into()], masks_only: vec![], hint: None }
+        );
+        // a duplicate ID (npy and nii of one subject) is an error
+        std::fs::write(s.join("a_prob.nii"), b"x").unwrap();
+        assert!(matches!(
+            Cohort::discover(s.to_str().unwrap(), None, &p),
+            Err(Error::DuplicateSubject { .. })
+        ));
+        assert!(matches!(
+            Cohort::discover(&format!("{}/*.nothing", s.display()), None, &p),
+            Err(Error::NoSubjects { .. })
+        ));
+    }
+
+    #[test]
+    fn manifests() {
+        let d = tempfile::tempdir().unwrap();
+        touch(d.path(), "x.npy");
+        touch(d.path(), "y.npy");
+        let m = d.path().join("m.csv");
+        std::fs::write(&m, "id,scores,mask,spacing\ns1,x.npy,y.npy,0.5 2\ns2, x.npy ,y.npy,\"1,3\"\n")
+            .unwrap();
+        let c = Cohort::from_manifest(&m, true).unwrap();
+        assert_eq!(c.len(), 2);
+        assert_eq!(c.subjects()[0].scores, d.path().join("x.npy"));
+        assert_eq!(c.subjects()[1].spacing, Some(Spacing::new(vec![1.0, 3.0]).unwrap()));
+        assert_eq!(c.info(0).unwrap().geometry.spacing(), &Spacing::new(vec![0.5, 2.0]).unwrap());
+        for (text, says) in [
+            ("id,scores\ns1,x.npy\n", "no mask column"),
+            ("id,scores,mask\ns1,x.npy,\n", "line 2: no mask"),
+            ("id,scores,mask,spacing\ns1,x.npy,y.npy,1 zero\n", "line 2: spacing"),
+            ("id,scores,mask\ns1,x.npy,y.npy\ns1,y.npy,y.npy\n", "twice"),
+            ("name,file\n", "id and scores"),
+        ] {
+            std::fs::write(&m, text).unwrap();
+            let e = Cohort::from_manifest(&m, true).unwrap_err().to_string();
+            assert!(e.contains(says) && !e.contains('\n'), "{text}: {e}");
+        }
+        // commands without masks ignore the column
+        std::fs::write(&m, "id,scores\ns1,x.npy\n").unwrap();
+        assert_eq!(Cohort::from_manifest(&m, false).unwrap().subjects()[0].mask, None);
+    }
+}
