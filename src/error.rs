@@ -157,9 +157,12 @@ pub enum Error {
     },
     /// Per-subject score and mask files whose IDs do not pair up.
     #[error(
-        "unpaired subjects: {}{}{}",
-        list("scores without a mask", scores_only),
-        list("masks without scores", masks_only),
+        "unpaired subjects: {}{}",
+        [list("scores without a mask", scores_only), list("masks without scores", masks_only)]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join("; "),
         hint.as_deref().map_or_else(String::new, |h| format!("; {}", escape(h)))
     )]
     UnpairedSubjects {
@@ -528,7 +531,7 @@ fn list(what: &str, ids: &[String]) -> String {
     }
     let shown: Vec<String> = ids.iter().take(8).map(|s| one_line(s)).collect();
     let more = if ids.len() > 8 { format!(" and {} more", ids.len() - 8) } else { String::new() };
-    format!("{what}: {}{more}; ", shown.join(", "))
+    format!("{what}: {}{more}", shown.join(", "))
 }
 
 fn image_suffix(image: Option<usize>) -> String {

@@ -160,12 +160,18 @@ fn list(arg: &str) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Files by ID (`suffix` removed); duplicates are an error.
-fn by_id(files: Vec<PathBuf>, suffix: &str) -> Result<BTreeMap<String, PathBuf>> {
+/// Files by ID (`suffix` removed; with a suffix, only files whose name
+/// ends with it, so scores and masks may share a folder); duplicates are an
+/// error.
+fn by_id(files: &[PathBuf], suffix: &str) -> Result<BTreeMap<String, PathBuf>> {
     let mut out: BTreeMap<String, PathBuf> = BTreeMap::new();
-    for f in files {
+    for f in files.iter().cloned() {
         let Some(s) = stem(&f) else { continue };
-        let id = s.strip_suffix(suffix).filter(|_| !suffix.is_empty()).unwrap_or(&s).to_owned();
+        let id = match s.strip_suffix(suffix) {
+            _ if suffix.is_empty() => s.clone(),
+            Some(id) if !id.is_empty() => id.to_owned(),
+            _ => continue,
+        };
         if let Some(first) = out.get(&id) {
             return Err(Error::DuplicateSubject { id, first: first.clone(), second: f });
         }
@@ -191,9 +197,10 @@ pub struct SubjectInfo {
     pub shape: Vec<usize>,
     /// The float type that holds its values exactly.
     pub precision: Precision,
-    /// Spacing and affine from the header (unit spacing for `.npy`), or the
-    /// subject's spacing from the manifest.
-    pub geometry: Geometry,
+    /// Spacing and affine from the header, or the subject's spacing from
+    /// the manifest (`None` for a `.npy` file without one: the cohort
+    /// default applies).
+    pub geometry: Option<Geometry>,
 }
 
 /// A list of subjects; see the [module docs](self).
@@ -212,15 +219,37 @@ impl Cohort {
     /// IDs that have scores but no mask or a mask but no scores (with the
     /// suffix options that would pair them, when there are such).
     pub fn discover(scores: &str, masks: Option<&str>, pairing: &Pairing) -> Result<Cohort> {
-        let score_files = by_id(list(scores)?, &pairing.scores_suffix)?;
+        let score_list = list(scores)?;
         let Some(masks) = masks else {
-            let subjects = score_files
+            let subjects = by_id(&score_list, &pairing.scores_suffix)?
                 .into_iter()
                 .map(|(id, scores)| Subject { id, scores, mask: None, spacing: None })
                 .collect();
             return Ok(Cohort { subjects });
         };
-        let mut mask_files = by_id(list(masks)?, &pairing.masks_suffix)?;
+        let mask_list = list(masks)?;
+        let tried = Self::pair(&score_list, &mask_list, pairing);
+        // Without suffixes, names like sub-01_prob / sub-01_seg pair by
+        // their common suffixes when these pair every file.
+        match tried {
+            Err(Error::UnpairedSubjects { hint: Some(_), .. }) if *pairing == Pairing::default() => {
+                let (s, m) = (by_id(&score_list, "")?, by_id(&mask_list, "")?);
+                let (Some(a), Some(b)) = (
+                    common_suffix(&s.keys().collect::<Vec<_>>()),
+                    common_suffix(&m.keys().collect::<Vec<_>>()),
+                ) else {
+                    return tried;
+                };
+                Self::pair(&score_list, &mask_list, &Pairing::new(a, b)).or(tried)
+            }
+            other => other,
+        }
+    }
+
+    /// Pair score and mask files by ID.
+    fn pair(score_list: &[PathBuf], mask_list: &[PathBuf], pairing: &Pairing) -> Result<Cohort> {
+        let score_files = by_id(score_list, &pairing.scores_suffix)?;
+        let mut mask_files = by_id(mask_list, &pairing.masks_suffix)?;
         let scores_only: Vec<String> =
             score_files.keys().filter(|id| !mask_files.contains_key(*id)).cloned().collect();
         let masks_only: Vec<String> =
@@ -365,33 +394,33 @@ impl Cohort {
         let (shape, precision, geometry) = match format {
             Format::Npy => {
                 let info = super::image_info(&s.scores)?;
-                (info.shape, Precision::of(info.dtype), Geometry::default())
+                (info.shape, Precision::of(info.dtype), None)
             }
-            Format::Nii | Format::NiiGz => nifti_info(&s.scores)?,
+            Format::Nii | Format::NiiGz => {
+                let (shape, precision, g) = nifti_info(&s.scores)?;
+                (shape, precision, Some(g))
+            }
         };
-        let geometry = match &s.spacing {
-            Some(sp) => Geometry::new(sp.clone()),
-            None => geometry,
-        };
+        let geometry = s.spacing.clone().map(Geometry::new).or(geometry);
         Ok(SubjectInfo { format, shape, precision, geometry })
     }
 
-    /// Subject `i`'s scores in the float type `A` and their geometry (the
-    /// manifest's spacing, else the header's; unit spacing for `.npy`).
+    /// Subject `i`'s scores in the float type `A` and their geometry: the
+    /// manifest's spacing, else the NIfTI header's; `None` for a `.npy` file
+    /// without a spacing in the manifest (the cohort default applies).
     ///
     /// # Errors
     /// As [`super::read_image`] / [`super::nifti::read_scores`].
-    pub fn read_scores<A: ReadFloat>(&self, i: usize) -> Result<(ArrayD<A>, Geometry)> {
+    pub fn read_scores<A: ReadFloat>(&self, i: usize) -> Result<(ArrayD<A>, Option<Geometry>)> {
         let s = self.subject(i)?;
         let (scores, geometry) = match Format::of(&s.scores).ok_or_else(|| not_an_image(&s.scores))? {
-            Format::Npy => (super::read_image::<A>(&s.scores)?, Geometry::default()),
-            Format::Nii | Format::NiiGz => nifti_scores::<A>(&s.scores)?,
+            Format::Npy => (super::read_image::<A>(&s.scores)?, None),
+            Format::Nii | Format::NiiGz => {
+                let (a, g) = nifti_scores::<A>(&s.scores)?;
+                (a, Some(g))
+            }
         };
-        let geometry = match &s.spacing {
-            Some(sp) => Geometry::new(sp.clone()),
-            None => geometry,
-        };
-        Ok((scores, geometry))
+        Ok((scores, s.spacing.clone().map(Geometry::new).or(geometry)))
     }
 
     /// Subject `i`'s mask as `0`/`1` bytes chosen by `labels`.
@@ -568,16 +597,25 @@ mod tests {
         assert_eq!(c.subjects()[0].mask.as_deref(), Some(m.join("a_seg.npy").as_path()));
         let g = format!("{}/*_prob.npy", s.display());
         assert_eq!(Cohort::discover(&g, Some(m.to_str().unwrap()), &p).unwrap(), c);
-        // without the suffixes: unpaired, with the options that would pair them
-        let e = Cohort::discover(s.to_str().unwrap(), Some(m.to_str().unwrap()), &Pairing::default())
+        // without the suffixes: paired by the common suffixes of the names
+        let auto =
+            Cohort::discover(s.to_str().unwrap(), Some(m.to_str().unwrap()), &Pairing::default()).unwrap();
+        assert_eq!(auto, c);
+        // scores and masks in one folder
+        for id in ["a", "b", "c"] {
+            std::fs::copy(m.join(format!("{id}_seg.npy")), s.join(format!("{id}_seg.npy"))).unwrap();
+        }
+        let same = Cohort::discover(s.to_str().unwrap(), Some(s.to_str().unwrap()), &p).unwrap();
+        assert_eq!(same.len(), 3);
+        // names that do not pair: the error says which, and how they might
+        let only = d.path().join("only");
+        std::fs::create_dir_all(&only).unwrap();
+        touch(&only, "a_prob.npy");
+        touch(&only, "z_prob.npy");
+        let e = Cohort::discover(only.to_str().unwrap(), Some(m.to_str().unwrap()), &Pairing::default())
             .unwrap_err();
         let msg = e.to_string();
-        assert!(
-            msg.contains("a_prob")
-                && msg.contains("a_seg")
-                && msg.contains("--scores-suffix _prob --masks-suffix _seg"),
-            "{msg}"
-        );
+        assert!(msg.contains("z_prob") && msg.contains("--scores-suffix _prob --masks-suffix _seg"), "{msg}");
         // a missing mask is named
         std::fs::remove_file(m.join("b_seg.npy")).unwrap();
         let e = Cohort::discover(s.to_str().unwrap(), Some(m.to_str().unwrap()), &p).unwrap_err();
@@ -609,7 +647,7 @@ mod tests {
         assert_eq!(c.len(), 2);
         assert_eq!(c.subjects()[0].scores, d.path().join("x.npy"));
         assert_eq!(c.subjects()[1].spacing, Some(Spacing::new(vec![1.0, 3.0]).unwrap()));
-        assert_eq!(c.info(0).unwrap().geometry.spacing(), &Spacing::new(vec![0.5, 2.0]).unwrap());
+        assert_eq!(c.info(0).unwrap().geometry.unwrap().spacing(), &Spacing::new(vec![0.5, 2.0]).unwrap());
         for (text, says) in [
             ("id,scores\ns1,x.npy\n", "no mask column"),
             ("id,scores,mask\ns1,x.npy,\n", "line 2: no mask"),

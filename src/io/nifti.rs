@@ -1223,6 +1223,44 @@ pub fn write_mask<M: MaskValue, D: Dimension>(
     mask_output(path, mask, like)?.commit()
 }
 
+/// Write a label map (`uint8` labels, e.g. 0 background, 1 and 2 two
+/// structures) as a `uint8` NIfTI image with the geometry of `like`,
+/// atomically; `cal_min`/`cal_max` span the labels.
+///
+/// ```
+/// use confseg::io::nifti::{read_mask, write_labels, NiftiHeader};
+/// use confseg::io::Labels;
+/// use confseg::Geometry;
+/// use ndarray::array;
+/// let dir = tempfile::tempdir().unwrap();
+/// let p = dir.path().join("seg.nii.gz");
+/// let labels = array![[[0u8, 1], [2, 2]]];
+/// write_labels(&p, &labels, &NiftiHeader::new(&[1, 2, 2], &Geometry::default())?)?;
+/// let (rim, _) = read_mask(&p, &Labels::select([2])?)?;
+/// assert_eq!(rim, array![[[0u8, 0], [1, 1]]].into_dyn());
+/// # Ok::<(), confseg::Error>(())
+/// ```
+///
+/// # Errors
+/// As [`write_mask`], without the 0/1 check.
+pub fn write_labels<D: Dimension>(
+    path: impl AsRef<Path>,
+    labels: &ArrayRef<u8, D>,
+    like: &NiftiHeader,
+) -> Result<()> {
+    let path = path.as_ref();
+    check_output_shape(path, labels.shape(), like)?;
+    let max = labels.iter().copied().max().unwrap_or(0);
+    let header = like.for_output(labels.shape(), 2, 8, (0.0, f64::from(max)));
+    let c = labels.as_standard_layout();
+    let bytes = match c.as_slice() {
+        Some(s) => to_file_order(s, labels.shape(), |v| v),
+        None => c.t().iter().copied().collect(),
+    };
+    drop(c);
+    output(path, &header, |w| w.write_all(&bytes))?.commit()
+}
+
 /// Scores as a `float32` (for `f32`) or `float64` (for `f64`) NIfTI image
 /// with the geometry of `like`, written but not yet published. See
 /// [`write_scores`].

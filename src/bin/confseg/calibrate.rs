@@ -77,6 +77,9 @@ pub fn run(args: Args) -> Result<()> {
         ScoreSource::Raw { .. } | ScoreSource::Subjects { .. } => report::summary(&file.sets),
     };
     summary += &report::provenance_lines(&file, opened.scores.precision()?);
+    if opened.cohort_spacing && matches!(opened.scores, ScoreSource::Subjects { .. }) {
+        summary += "spacing: --spacing overrides the spacing in the files' headers\n";
+    }
     match &args.output {
         Some(path) => {
             file.write(path)?;

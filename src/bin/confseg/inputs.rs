@@ -521,7 +521,7 @@ impl ScoreSource {
             }
             ScoreSource::Subjects { cohort, .. } => {
                 let (a, g) = cohort.read_scores::<A>(i)?;
-                (a, Some(g), cohort.subjects()[i].scores.clone())
+                (a, g, cohort.subjects()[i].scores.clone())
             }
         };
         let a = match self.class_axis() {

@@ -1,0 +1,263 @@
+//! Per-subject medical volumes through the CLI: NIfTI files paired by ID
+//! (folder, glob, manifest), each subject's header spacing, label maps, and
+//! outputs written with the subject's header.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use confseg::io::nifti::{read_header, write_labels, write_scores, NiftiHeader};
+use confseg::synthetic::Synthetic;
+use confseg::{Geometry, Spacing};
+use ndarray::{Array2, Array3};
+use ndarray_npy::write_npy;
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_confseg")).args(args).output().expect("the binary runs")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = run(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "confseg {args:?} failed: {stderr}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn fail(args: &[&str]) -> String {
+    let out = run(args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "confseg {args:?}: {stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(!stderr.contains("panicked"));
+    stderr
+}
+
+struct Dir(tempfile::TempDir);
+
+impl Dir {
+    fn p(&self, name: &str) -> PathBuf {
+        self.0.path().join(name)
+    }
+    fn s(&self, name: &str) -> &'static str {
+        Box::leak(self.p(name).to_string_lossy().into_owned().into_boxed_str())
+    }
+}
+
+const SHAPES: [[usize; 3]; 3] = [[20, 18, 8], [18, 22, 7], [22, 20, 9]];
+const SPACINGS: [[f64; 3]; 3] = [[0.8, 0.8, 2.5], [0.7, 0.7, 3.0], [1.0, 0.9, 2.0]];
+
+/// Subject `i`: logits and a label map (1 = object core, 2 = the rest of the object).
+fn subject(i: usize) -> (Array3<f64>, Array3<u8>) {
+    let (s, m) = Synthetic::new(SHAPES[i % 3]).seed(5).pair(i);
+    let labels = Array3::from_shape_fn(m.dim(), |(a, b, c)| match m[[a, b, c]] {
+        true if (a + b + c) % 3 == 0 => 2,
+        true => 1,
+        false => 0,
+    });
+    (s, labels)
+}
+
+fn header(i: usize) -> NiftiHeader {
+    let g = Geometry::new(Spacing::new(SPACINGS[i % 3].to_vec()).unwrap());
+    NiftiHeader::new(&SHAPES[i % 3], &g).unwrap()
+}
+
+/// `n` subjects as NIfTI in `dir/nii`, and the same as single-image .npy
+/// files in `dir/npy` with a manifest giving their spacing.
+fn cohort(d: &Dir, n: usize) {
+    std::fs::create_dir_all(d.p("nii")).unwrap();
+    std::fs::create_dir_all(d.p("npy")).unwrap();
+    let mut manifest = String::from("id,scores,mask,spacing\n");
+    for i in 0..n {
+        let (s, labels) = subject(i);
+        let id = format!("sub-{i:03}");
+        write_scores(d.p(&format!("nii/{id}_prob.nii.gz")), &s.mapv(|x| x as f32), &header(i)).unwrap();
+        write_labels(d.p(&format!("nii/{id}_seg.nii.gz")), &labels, &header(i)).unwrap();
+        write_npy(d.p(&format!("npy/{id}_prob.npy")), &s.mapv(|x| x as f32)).unwrap();
+        write_npy(d.p(&format!("npy/{id}_seg.npy")), &labels).unwrap();
+        let sp = SPACINGS[i % 3];
+        manifest += &format!("{id},npy/{id}_prob.npy,npy/{id}_seg.npy,{} {} {}\n", sp[0], sp[1], sp[2]);
+    }
+    std::fs::write(d.p("manifest.csv"), manifest).unwrap();
+}
+
+fn thresholds(json: &str) -> (String, String) {
+    let v: serde_json::Value = serde_json::from_str(json).unwrap();
+    (v["inner"]["threshold"].to_string(), v["outer"]["threshold"].to_string())
+}
+
+#[test]
+fn subjects_pair_by_folder_glob_and_manifest_with_their_own_spacing() {
+    let d = Dir(tempfile::tempdir().unwrap());
+    cohort(&d, 30);
+    let levels = ["--inner", "identity", "--outer", "distance", "--labels", "1,2", "--alpha", "0.2"];
+    let by_glob = ok(&[
+        &["calibrate", "--scores", d.s("nii/*_prob.nii.gz"), "--masks", d.s("nii/*_seg.nii.gz")],
+        &levels[..],
+    ]
+    .concat());
+    let by_folder = ok(&[
+        &[
+            "calibrate",
+            "--scores",
+            d.s("nii"),
+            "--masks",
+            d.s("nii"),
+            "--scores-suffix",
+            "_prob",
+            "--masks-suffix",
+            "_seg",
+        ],
+        &levels[..],
+    ]
+    .concat());
+    // the manifest's .npy copies with their spacing given by hand: the same statistics
+    let by_manifest = ok(&[&["calibrate", "--manifest", d.s("manifest.csv")], &levels[..]].concat());
+    assert_eq!(thresholds(&by_glob), thresholds(&by_folder));
+    assert_eq!(thresholds(&by_glob), thresholds(&by_manifest));
+    let j: serde_json::Value = serde_json::from_str(&by_glob).unwrap();
+    assert_eq!(j["spacing"], "per-image");
+    assert_eq!(j["labels"], serde_json::json!([1, 2]));
+    // the spacing matters, and --spacing overrides the headers
+    let flat = ok(&[
+        &[
+            "calibrate",
+            "--scores",
+            d.s("nii/*_prob.nii.gz"),
+            "--masks",
+            d.s("nii/*_seg.nii.gz"),
+            "--spacing",
+            "1,1,1",
+        ],
+        &levels[..],
+    ]
+    .concat());
+    assert_ne!(thresholds(&flat).1, thresholds(&by_glob).1);
+    let j: serde_json::Value = serde_json::from_str(&flat).unwrap();
+    assert_eq!(j["spacing"], serde_json::json!([1.0, 1.0, 1.0]));
+    // a label set equals calibrating its binarized map
+    std::fs::create_dir_all(d.p("bin")).unwrap();
+    for i in 0..30 {
+        let (_, labels) = subject(i);
+        let bin = labels.mapv(|l| u8::from(l == 1 || l == 2));
+        write_labels(d.p(&format!("bin/sub-{i:03}_seg.nii.gz")), &bin, &header(i)).unwrap();
+    }
+    let binary = ok(&[
+        "calibrate",
+        "--scores",
+        d.s("nii/*_prob.nii.gz"),
+        "--masks",
+        d.s("bin/*_seg.nii.gz"),
+        "--inner",
+        "identity",
+        "--outer",
+        "distance",
+        "--alpha",
+        "0.2",
+    ]);
+    assert_eq!(thresholds(&binary), thresholds(&by_glob));
+}
+
+#[test]
+fn unpaired_duplicate_and_mixed_inputs_are_named() {
+    let d = Dir(tempfile::tempdir().unwrap());
+    cohort(&d, 6);
+    std::fs::remove_file(d.p("nii/sub-004_seg.nii.gz")).unwrap();
+    let e = fail(&[
+        "calibrate",
+        "--scores",
+        d.s("nii/*_prob.nii.gz"),
+        "--masks",
+        d.s("nii/*_seg.nii.gz"),
+        "--alpha",
+        "0.5",
+    ]);
+    assert!(e.contains("sub-004"), "{e}");
+    // the same subject twice, as .nii and .nii.gz
+    std::fs::copy(d.p("nii/sub-001_prob.nii.gz"), d.p("nii/sub-001_prob.nii")).unwrap();
+    let e = fail(&[
+        "calibrate",
+        "--scores",
+        d.s("nii/sub-00*_prob.nii*"),
+        "--masks",
+        d.s("npy"),
+        "--alpha",
+        "0.5",
+    ]);
+    assert!(e.contains("sub-001") && e.contains("twice"), "{e}");
+    // a stack of scores with per-subject masks is refused
+    write_npy(d.p("stack.npy"), &Array3::<f32>::zeros((2, 3, 4))).unwrap();
+    let out = run(&["calibrate", "--scores", d.s("stack.npy"), "--masks", d.s("nii"), "--alpha", "0.5"]);
+    assert_eq!(out.status.code(), Some(2));
+    // different dimensionalities in one cohort: named
+    std::fs::create_dir_all(d.p("mixed")).unwrap();
+    write_npy(d.p("mixed/a_prob.npy"), &Array3::<f32>::zeros((4, 4, 4))).unwrap();
+    write_npy(d.p("mixed/a_seg.npy"), &Array3::<u8>::zeros((4, 4, 4))).unwrap();
+    write_npy(d.p("mixed/b_prob.npy"), &Array2::<f32>::zeros((4, 4))).unwrap();
+    write_npy(d.p("mixed/b_seg.npy"), &Array2::<u8>::zeros((4, 4))).unwrap();
+    let e = fail(&[
+        "calibrate",
+        "--scores",
+        d.s("mixed"),
+        "--masks",
+        d.s("mixed"),
+        "--scores-suffix",
+        "_prob",
+        "--masks-suffix",
+        "_seg",
+        "--alpha",
+        "0.5",
+    ]);
+    assert!(e.contains("b_prob.npy") && e.contains("3-D"), "{e}");
+}
+
+#[test]
+fn predicted_sets_carry_each_subjects_header() {
+    let d = Dir(tempfile::tempdir().unwrap());
+    cohort(&d, 24);
+    ok(&[
+        "calibrate",
+        "--scores",
+        d.s("nii/*_prob.nii.gz"),
+        "--masks",
+        d.s("nii/*_seg.nii.gz"),
+        "--labels",
+        "1,2",
+        "--outer",
+        "distance",
+        "--alpha",
+        "0.3",
+        "-o",
+        d.s("cal.json"),
+    ]);
+    ok(&[
+        "predict",
+        "--calibration",
+        d.s("cal.json"),
+        "--scores",
+        d.s("nii/*_prob.nii.gz"),
+        "--scores-suffix",
+        "_prob",
+        "--out-dir",
+        d.s("sets"),
+        "--overlay-dir",
+        d.s("fig"),
+    ]);
+    for i in [0usize, 1, 2, 23] {
+        let id = format!("sub-{i:03}");
+        for side in ["inner", "outer"] {
+            let h = read_header(d.p(&format!("sets/{id}_{side}.nii.gz"))).unwrap();
+            let src = read_header(d.p(&format!("nii/{id}_prob.nii.gz"))).unwrap();
+            assert_eq!(h.shape(), src.shape());
+            assert_eq!(h.affine(), src.affine());
+            assert_eq!(h.spacing(), src.spacing());
+        }
+    }
+    let figures = std::fs::read_dir(d.p("fig")).unwrap().count();
+    assert_eq!(figures, 24);
+    // a calibration with each subject's own spacing refuses images without one
+    std::fs::create_dir_all(d.p("plain")).unwrap();
+    write_npy(d.p("plain/x.npy"), &subject(0).0.mapv(|x| x as f32)).unwrap();
+    let e =
+        fail(&["predict", "--calibration", d.s("cal.json"), "--scores", d.s("plain"), "--out-dir", d.s("o")]);
+    assert!(e.contains("spacing"), "{e}");
+}
