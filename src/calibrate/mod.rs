@@ -16,10 +16,12 @@
 mod calibration;
 mod kernel;
 mod mode;
+mod structures;
 
 pub use calibration::{Calibration, Provenance};
 pub use kernel::{region_statistics, Combination, ImageStatistics, Max, RegionFold};
 pub use mode::{Mode, ModeKind, Thresholds};
+pub use structures::{JointMode, Structure, StructureCalibration, StructureCalibrator, StructureScores};
 
 use ndarray::{Array, ArrayRef, Axis, CowArray, Dimension, RemoveAxis};
 

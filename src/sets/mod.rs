@@ -93,11 +93,25 @@ impl<TI: Transform + Clone, TO: Transform + Clone, C: Combination> Calibrator<TI
     /// [`Error::IncompatibleCalibration`] if `calibration` was computed by
     /// a calibrator with other transforms, combination or default spacing.
     pub fn fit(&self, calibration: &Calibration, mode: Mode) -> Result<ConfidenceSets<TI, TO, C>> {
+        let thresholds = calibration.thresholds(&mode)?;
+        self.fit_thresholds(calibration, mode, thresholds)
+    }
+
+    /// Bundle thresholds computed from `calibration` (for several
+    /// structures, jointly) with the transforms and provenance.
+    pub(crate) fn fit_thresholds(
+        &self,
+        calibration: &Calibration,
+        mode: Mode,
+        thresholds: Thresholds,
+    ) -> Result<ConfidenceSets<TI, TO, C>> {
         let ndim = calibration.provenance().map(|p| p.ndim());
         if let Some(p) = calibration.provenance() {
             self.provenance(p.ndim()).check(p)?;
         }
-        let thresholds = calibration.thresholds(&mode)?;
+        if calibration.is_empty() {
+            return Err(Error::NoCalibrationData);
+        }
         Ok(ConfidenceSets {
             calibrator: self.clone(),
             per_image_spacing: calibration.per_image_spacing(),
@@ -364,6 +378,9 @@ impl<TI: Transform, TO: Transform, C: Combination> ConfidenceSets<TI, TO, C> {
         })
     }
 }
+
+mod structures;
+pub use structures::StructureSets;
 
 #[cfg(feature = "serde")]
 mod serde_impl {

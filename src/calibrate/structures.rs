@@ -1,0 +1,753 @@
+//! Several structures calibrated together, with one joint guarantee
+//! (METHOD.md §4.1).
+//!
+//! Medical label maps hold several structures (BraTS: whole tumour =
+//! labels {1, 2, 4}, tumour core = {1, 4}, enhancing tumour = {4}); networks
+//! output one score map per class. A [`Structure`] is a name and a label
+//! set; [`StructureScores`] says how each structure's score map comes from
+//! the network's output (a softmax over `C` classes summed over the
+//! structure's classes, or one channel per structure). Every image gives
+//! each structure `k` its statistics `(tau_ik, gamma_ik)` (the single
+//! structure method, with the structure's binarized mask), kept in a
+//! [`StructureCalibration`]. A [`JointMode`] turns them into thresholds:
+//!
+//! * **marginal**: each structure and side at its own level;
+//! * **joint by max**: one threshold `lambda`, the conformal quantile of
+//!   `Z_i = max_k max(tau_ik, gamma_ik)`; then
+//!   `P(for every k: I_k ⊆ Y_k ⊆ O_k) >= 1 - alpha`;
+//! * **joint by Bonferroni**: `alpha` split over the `2K` (structure, side)
+//!   pairs by weights; the same joint guarantee by the union bound.
+
+use std::fmt;
+
+use ndarray::{Array, ArrayRef, Axis, RemoveAxis};
+
+use super::calibration::Calibration;
+use super::kernel::{Combination, ImageStatistics, Max};
+use super::mode::{Mode, ModeKind, Thresholds};
+use super::Calibrator;
+use crate::error::{Error, Result};
+use crate::float::Float;
+use crate::image::{Image, Spacing};
+use crate::mask::{Labels, MaskValue};
+use crate::quantile::{conformal_quantile, Alpha};
+use crate::transform::Transform;
+
+/// A structure to segment: a name and the labels of the label map that
+/// make it up.
+///
+/// ```
+/// use confseg::calibrate::Structure;
+/// use confseg::mask::Labels;
+/// let wt = Structure::new("WT", Labels::select([1, 2, 4])?)?;
+/// assert_eq!(wt.to_string(), "WT=1,2,4");
+/// assert_eq!("TC=1,4".parse::<Structure>()?.labels(), &Labels::select([1, 4])?);
+/// assert!(Structure::new("has space", Labels::select([1])?).is_err());
+/// # Ok::<(), confseg::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Structure {
+    name: String,
+    labels: Labels,
+}
+
+impl Structure {
+    /// A structure: `name` (letters, digits, `_`, `-`; at most 64) and a
+    /// label set.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] for an empty or unusual name, or
+    /// [`Labels::Binary`] (a structure needs explicit labels).
+    pub fn new(name: impl Into<String>, labels: Labels) -> Result<Self> {
+        let name = name.into();
+        let ok = !name.is_empty()
+            && name.len() <= 64
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !ok {
+            return Err(Error::InvalidParameter {
+                name: "structure name",
+                value: name,
+                reason: "use 1 to 64 letters, digits, '_' or '-'".into(),
+            });
+        }
+        if labels == Labels::Binary {
+            return Err(Error::InvalidParameter {
+                name: "structure labels",
+                value: name,
+                reason: "a structure is a set of labels, e.g. WT=1,2,4".into(),
+            });
+        }
+        Ok(Structure { name, labels })
+    }
+
+    /// The name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The labels.
+    #[must_use]
+    pub fn labels(&self) -> &Labels {
+        &self.labels
+    }
+}
+
+impl fmt::Display for Structure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}", self.name, self.labels)
+    }
+}
+
+impl std::str::FromStr for Structure {
+    type Err = Error;
+    /// `NAME=L1,L2,...`.
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = |reason: &str| Error::InvalidParameter {
+            name: "structure",
+            value: s.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let (name, labels) = s.split_once('=').ok_or_else(|| bad("expected NAME=LABELS, e.g. WT=1,2,4"))?;
+        let labels: std::result::Result<Vec<i64>, _> =
+            labels.split(',').map(|l| l.trim().parse::<i64>()).collect();
+        let labels = labels.map_err(|_| bad("labels must be integers, e.g. WT=1,2,4"))?;
+        Structure::new(name.trim(), Labels::select(labels)?)
+    }
+}
+
+/// How each structure's score map comes from a network's output (one
+/// image, with an extra class or channel axis).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(tag = "kind", rename_all = "kebab-case"))]
+pub enum StructureScores {
+    /// Logits of `C >= 2` classes along `axis`, turned into probabilities
+    /// by a softmax; a structure's score is the sum of the probabilities of
+    /// the classes whose label is in its label set. `class_labels[c]` is
+    /// the label value of class `c` (BraTS: `[0, 1, 2, 4]`).
+    Softmax {
+        /// The class axis of one image.
+        axis: usize,
+        /// The label of each class, in channel order.
+        class_labels: Vec<i64>,
+    },
+    /// One score map per structure along `axis`, in the order of the
+    /// structures (already computed, e.g. per-structure logits).
+    Channels {
+        /// The channel axis of one image.
+        axis: usize,
+    },
+}
+
+/// Numerically stable softmax of one voxel's logits into `p` (shifted by
+/// the maximum; `+inf` classes share the mass; all `-inf` is uniform).
+fn softmax<A: Float>(logits: impl Iterator<Item = A> + Clone, p: &mut Vec<A>) {
+    p.clear();
+    let m = logits.clone().fold(A::neg_infinity(), |a, x| if x > a { x } else { a });
+    if m == A::infinity() || m == A::neg_infinity() {
+        // the top classes (all of them if every logit is -inf) share the mass
+        p.extend(logits.map(|x| if x == m { A::one() } else { A::zero() }));
+    } else {
+        p.extend(logits.map(|x| (x - m).exp()));
+    }
+    let total = p.iter().fold(A::zero(), |a, &x| a + x);
+    for x in p.iter_mut() {
+        *x /= total;
+    }
+}
+
+impl StructureScores {
+    /// The score map of every structure, in order, from one image of the
+    /// network's output (the class or channel axis removed).
+    ///
+    /// ```
+    /// use confseg::calibrate::{Structure, StructureScores};
+    /// use ndarray::array;
+    /// // 3 classes (labels 0, 1, 2) along axis 0, one voxel
+    /// let logits = array![[0.0_f64], [1.0], [2.0]];
+    /// let s = StructureScores::Softmax { axis: 0, class_labels: vec![0, 1, 2] };
+    /// let any = "ANY=1,2".parse::<Structure>()?;
+    /// let maps = s.reduce(&logits, &[any])?;
+    /// let e = [1.0_f64, 1f64.exp(), 2f64.exp()];
+    /// assert!((maps[0][0] - (e[1] + e[2]) / (e[0] + e[1] + e[2])).abs() < 1e-15);
+    /// # Ok::<(), confseg::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] if the axis does not exist, or has a
+    /// length other than the number of classes (at least 2) or of structures.
+    pub fn reduce<A: Float, D: RemoveAxis>(
+        &self,
+        output: &ArrayRef<A, D>,
+        structures: &[Structure],
+    ) -> Result<Vec<Array<A, D::Smaller>>> {
+        let axis = match self {
+            StructureScores::Softmax { axis, .. } | StructureScores::Channels { axis } => *axis,
+        };
+        let bad =
+            |reason: String| Error::InvalidParameter { name: "class axis", value: axis.to_string(), reason };
+        if axis >= output.ndim() {
+            return Err(bad(format!("the output has shape {:?}", output.shape())));
+        }
+        let len = output.len_of(Axis(axis));
+        match self {
+            StructureScores::Channels { .. } => {
+                if len != structures.len() {
+                    return Err(bad(format!(
+                        "{len} channels for {} structures (output shape {:?})",
+                        structures.len(),
+                        output.shape()
+                    )));
+                }
+                Ok((0..len).map(|k| output.index_axis(Axis(axis), k).to_owned()).collect())
+            }
+            StructureScores::Softmax { class_labels, .. } => {
+                if len < 2 || len != class_labels.len() {
+                    return Err(bad(format!(
+                        "{len} classes along it (output shape {:?}) but {} class labels; a softmax needs at least 2",
+                        output.shape(),
+                        class_labels.len()
+                    )));
+                }
+                // which classes make up each structure
+                let member: Vec<Vec<bool>> = structures
+                    .iter()
+                    .map(|s| class_labels.iter().map(|&l| s.labels().contains(i128::from(l))).collect())
+                    .collect();
+                let shape = output.raw_dim().remove_axis(Axis(axis));
+                let mut maps: Vec<Array<A, D::Smaller>> =
+                    structures.iter().map(|_| Array::zeros(shape.clone())).collect();
+                let mut p = Vec::with_capacity(len);
+                // lanes and the standard-layout outputs both run in row-major order
+                let mut outs: Vec<_> = maps.iter_mut().map(|m| m.iter_mut()).collect();
+                for lane in output.lanes(Axis(axis)) {
+                    softmax(lane.iter().copied(), &mut p);
+                    for (k, out) in outs.iter_mut().enumerate() {
+                        let v =
+                            p.iter().zip(&member[k]).fold(A::zero(), |a, (&x, &m)| if m { a + x } else { a });
+                        if let Some(o) = out.next() {
+                            *o = v;
+                        }
+                    }
+                }
+                Ok(maps)
+            }
+        }
+    }
+}
+
+/// Levels for several structures and the guarantee they give; see the
+/// [module docs](self).
+///
+/// ```
+/// use confseg::calibrate::JointMode;
+/// use confseg::Alpha;
+/// // 90% that all three structures are covered on both sides, split 1:4 per structure
+/// let m = JointMode::bonferroni(Alpha::new(0.1)?, &[(1.0, 4.0); 3])?;
+/// let sum: f64 = m.modes().iter().map(|m| m.inner_alpha().get() + m.outer_alpha().get()).sum();
+/// assert!(sum <= 0.1);
+/// # Ok::<(), confseg::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct JointMode {
+    kind: ModeKind,
+    alpha: Alpha,
+    modes: Vec<Mode>,
+}
+
+impl JointMode {
+    /// Each structure's sets at `alpha` on each side (no joint statement).
+    #[must_use]
+    pub fn marginal(alpha: Alpha, structures: usize) -> Self {
+        JointMode { kind: ModeKind::Marginal, alpha, modes: vec![Mode::marginal(alpha); structures] }
+    }
+
+    /// Joint coverage `1 - alpha` by one threshold on the per-image maximum
+    /// over structures and sides.
+    #[must_use]
+    pub fn max(alpha: Alpha, structures: usize) -> Self {
+        JointMode { kind: ModeKind::Max, alpha, modes: vec![Mode::max(alpha); structures] }
+    }
+
+    /// Joint coverage `1 - alpha` by a weighted Bonferroni split over the
+    /// structures and sides: `weights[k] = (w_I, w_O)` of structure `k`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] unless every weight is positive and
+    /// finite and there is at least one structure; [`Error::InvalidAlpha`]
+    /// if a share underflows to 0.
+    pub fn bonferroni(alpha: Alpha, weights: &[(f64, f64)]) -> Result<Self> {
+        if weights.is_empty() {
+            return Err(Error::InvalidParameter {
+                name: "weights",
+                value: "[]".into(),
+                reason: "one (inner, outer) weight pair per structure is needed".into(),
+            });
+        }
+        for &(wi, wo) in weights {
+            for w in [wi, wo] {
+                if !(w.is_finite() && w > 0.0) {
+                    return Err(Error::InvalidParameter {
+                        name: "weight",
+                        value: w.to_string(),
+                        reason: "weights must be positive and finite".into(),
+                    });
+                }
+            }
+        }
+        // normalized by the largest weight: no overflow in the total
+        let top = weights.iter().flat_map(|&(a, b)| [a, b]).fold(0.0_f64, f64::max);
+        let total: f64 = weights.iter().map(|&(a, b)| a / top + b / top).sum();
+        let a = alpha.get();
+        let mut shares: Vec<f64> =
+            weights.iter().flat_map(|&(wi, wo)| [a * (wi / top) / total, a * (wo / top) / total]).collect();
+        // rounding must never let the split exceed alpha
+        while shares.iter().sum::<f64>() > a {
+            let i = (0..shares.len()).max_by(|&x, &y| shares[x].total_cmp(&shares[y])).unwrap_or(0);
+            shares[i] = shares[i].next_down();
+        }
+        let modes = shares
+            .chunks(2)
+            .map(|p| {
+                Ok(Mode::marginal_split(
+                    Alpha::named("alpha_inner", p[0])?,
+                    Alpha::named("alpha_outer", p[1])?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(JointMode { kind: ModeKind::Bonferroni, alpha, modes })
+    }
+
+    /// From the per-structure modes as stored (checked for consistency).
+    pub(crate) fn from_parts(kind: ModeKind, alpha: Alpha, modes: Vec<Mode>) -> Result<Self> {
+        let bad =
+            |reason: String| Error::InvalidParameter { name: "joint mode", value: kind.to_string(), reason };
+        match kind {
+            ModeKind::Max if modes.iter().any(|m| m.kind() != ModeKind::Max || m.inner_alpha() != alpha) => {
+                return Err(bad(format!("every structure must use mode max at alpha = {alpha}")));
+            }
+            ModeKind::Bonferroni => {
+                let sum: f64 = modes.iter().map(|m| m.inner_alpha().get() + m.outer_alpha().get()).sum();
+                if sum > alpha.get() * (1.0 + 1e-12) {
+                    return Err(bad(format!(
+                        "the structures' levels add up to {sum}, more than alpha = {alpha}"
+                    )));
+                }
+            }
+            _ => {}
+        }
+        Ok(JointMode { kind, alpha, modes })
+    }
+
+    /// The kind: marginal, Bonferroni or max.
+    #[must_use]
+    pub fn kind(&self) -> ModeKind {
+        self.kind
+    }
+
+    /// The level `alpha` (joint for Bonferroni and max; each set's for marginal).
+    #[must_use]
+    pub fn alpha(&self) -> Alpha {
+        self.alpha
+    }
+
+    /// Each structure's levels.
+    #[must_use]
+    pub fn modes(&self) -> &[Mode] {
+        &self.modes
+    }
+}
+
+impl fmt::Display for JointMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            ModeKind::Marginal => write!(f, "marginal per structure (alpha = {} each)", self.alpha),
+            ModeKind::Bonferroni => {
+                write!(
+                    f,
+                    "joint over {} structures by Bonferroni split (alpha = {})",
+                    self.modes.len(),
+                    self.alpha
+                )
+            }
+            ModeKind::Max => {
+                write!(f, "joint over {} structures by max (alpha = {})", self.modes.len(), self.alpha)
+            }
+        }
+    }
+}
+
+/// The calibration state of several structures: one [`Calibration`] per
+/// structure, aligned by image. Merges by concatenation, like one.
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct StructureCalibration {
+    structures: Vec<String>,
+    calibrations: Vec<Calibration>,
+}
+
+impl StructureCalibration {
+    /// An empty state for these structures.
+    #[must_use]
+    pub fn new(structures: &[Structure]) -> Self {
+        StructureCalibration {
+            structures: structures.iter().map(|s| s.name().to_owned()).collect(),
+            calibrations: vec![Calibration::new(); structures.len()],
+        }
+    }
+
+    /// Number of calibration images.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.calibrations.first().map_or(0, Calibration::len)
+    }
+
+    /// Whether no image has been observed.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Each structure's calibration, in order.
+    #[must_use]
+    pub fn calibrations(&self) -> &[Calibration] {
+        &self.calibrations
+    }
+
+    #[cfg(test)]
+    pub(crate) fn calibrations_mut(&mut self) -> &mut [Calibration] {
+        &mut self.calibrations
+    }
+
+    /// Append another state (e.g. from another worker).
+    ///
+    /// # Errors
+    /// [`Error::IncompatibleCalibration`] if the structures or a
+    /// structure's provenance differ; `self` is then unchanged.
+    pub fn merge(&mut self, other: &StructureCalibration) -> Result<()> {
+        if self.structures != other.structures {
+            return Err(Error::IncompatibleCalibration {
+                field: "structures",
+                ours: self.structures.join(","),
+                theirs: other.structures.join(","),
+            });
+        }
+        let mut merged = self.calibrations.clone();
+        for (a, b) in merged.iter_mut().zip(&other.calibrations) {
+            a.merge(b)?;
+        }
+        self.calibrations = merged;
+        Ok(())
+    }
+
+    /// The thresholds of every structure for `mode` (METHOD.md §4.1).
+    ///
+    /// # Errors
+    /// [`Error::NoCalibrationData`] if no image was observed;
+    /// [`Error::InvalidParameter`] if the mode is for another number of structures.
+    pub fn thresholds(&self, mode: &JointMode) -> Result<Vec<Thresholds>> {
+        if mode.modes().len() != self.calibrations.len() {
+            return Err(Error::InvalidParameter {
+                name: "joint mode",
+                value: format!("{} structures", mode.modes().len()),
+                reason: format!("the calibration holds {} structures", self.calibrations.len()),
+            });
+        }
+        if self.is_empty() {
+            return Err(Error::NoCalibrationData);
+        }
+        match mode.kind() {
+            ModeKind::Max => {
+                let z: Vec<f64> = (0..self.len())
+                    .map(|i| {
+                        self.calibrations
+                            .iter()
+                            .filter_map(|c| c.get(i))
+                            .map(|s| s.joint())
+                            .fold(f64::NEG_INFINITY, f64::max)
+                    })
+                    .collect();
+                let t = conformal_quantile(&z, mode.alpha())?;
+                Ok(vec![Thresholds { inner: t, outer: t }; self.calibrations.len()])
+            }
+            _ => self.calibrations.iter().zip(mode.modes()).map(|(c, m)| c.thresholds(m)).collect(),
+        }
+    }
+}
+
+/// Calibration parameters for several structures: the single-structure
+/// [`Calibrator`] (transforms, combination, default spacing) applied to
+/// each structure's score map and binarized mask, and how the score maps
+/// come from the network's output.
+///
+/// ```
+/// use confseg::calibrate::{JointMode, Structure, StructureCalibration, StructureCalibrator, StructureScores};
+/// use confseg::{Alpha, Calibrator, Identity};
+/// use ndarray::Array3;
+///
+/// let structures: Vec<Structure> = vec!["WT=1,2".parse()?, "CORE=2".parse()?];
+/// let sc = StructureCalibrator::new(
+///     Calibrator::new(Identity, Identity),
+///     structures.clone(),
+///     StructureScores::Softmax { axis: 0, class_labels: vec![0, 1, 2] },
+/// )?;
+/// let mut cal = StructureCalibration::new(&structures);
+/// for i in 0..30 {
+///     let logits = Array3::from_shape_fn((3, 8, 8), |(c, y, x)| ((c + y * x + i) % 5) as f32 - 2.0);
+///     let labels = logits.index_axis(ndarray::Axis(0), 2).mapv(|v| if v > 1.0 { 2u8 } else if v > 0.0 { 1 } else { 0 });
+///     sc.observe(&mut cal, &logits, None, &labels)?;
+/// }
+/// let sets = sc.fit(&cal, JointMode::max(Alpha::new(0.2)?, 2))?;
+/// assert_eq!(sets.structures().len(), 2);
+/// # Ok::<(), confseg::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct StructureCalibrator<TI, TO, C = Max> {
+    calibrator: Calibrator<TI, TO, C>,
+    structures: Vec<Structure>,
+    scores: StructureScores,
+}
+
+impl<TI, TO, C> StructureCalibrator<TI, TO, C> {
+    /// The single-structure calibrator applied to each structure.
+    pub fn calibrator(&self) -> &Calibrator<TI, TO, C> {
+        &self.calibrator
+    }
+
+    /// The structures, in order.
+    pub fn structures(&self) -> &[Structure] {
+        &self.structures
+    }
+
+    /// How the structures' score maps come from the network's output.
+    pub fn scores(&self) -> &StructureScores {
+        &self.scores
+    }
+}
+
+impl<TI: Transform, TO: Transform, C: Combination> StructureCalibrator<TI, TO, C> {
+    /// Calibrate `structures` (at least one, distinct names) with
+    /// `calibrator`'s transforms on the score maps `scores` makes.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] for no structure, a repeated name, or
+    /// (for [`StructureScores::Softmax`]) fewer than 2 classes.
+    pub fn new(
+        calibrator: Calibrator<TI, TO, C>,
+        structures: Vec<Structure>,
+        scores: StructureScores,
+    ) -> Result<Self> {
+        let names: std::collections::HashSet<&str> = structures.iter().map(Structure::name).collect();
+        if structures.is_empty() || names.len() != structures.len() {
+            return Err(Error::InvalidParameter {
+                name: "structures",
+                value: structures.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "),
+                reason: "give at least one structure, each name once".into(),
+            });
+        }
+        if let StructureScores::Softmax { class_labels, .. } = &scores {
+            if class_labels.len() < 2 {
+                return Err(Error::InvalidParameter {
+                    name: "class labels",
+                    value: format!("{class_labels:?}"),
+                    reason: "a softmax needs at least 2 classes".into(),
+                });
+            }
+        }
+        Ok(StructureCalibrator { calibrator, structures, scores })
+    }
+
+    /// The score map and 0/1 mask of every structure for one image: the
+    /// network's `output` (with its class or channel axis) and its label
+    /// map (without).
+    ///
+    /// # Errors
+    /// As [`StructureScores::reduce`] and [`Labels::binarize`]; a label map
+    /// of another shape than the score maps.
+    #[allow(clippy::type_complexity)]
+    pub fn maps<A: Float, D: RemoveAxis, M: MaskValue>(
+        &self,
+        output: &ArrayRef<A, D>,
+        labels: &ArrayRef<M, D::Smaller>,
+    ) -> Result<Vec<(Array<A, D::Smaller>, Array<u8, D::Smaller>)>> {
+        let maps = self.scores.reduce(output, &self.structures)?;
+        maps.into_iter()
+            .zip(&self.structures)
+            .map(|(m, s)| {
+                crate::image::check_shape("label map vs score maps", &m, labels)?;
+                Ok((m, s.labels().binarize(labels)?))
+            })
+            .collect()
+    }
+
+    /// `(tau_k, gamma_k)` of every structure `k` for one image (see
+    /// [`StructureCalibrator::maps`]); `spacing` is the image's own spacing
+    /// (of its spatial axes), `None` for the calibrator's default.
+    ///
+    /// # Errors
+    /// As [`StructureCalibrator::maps`] and [`Calibrator::statistics`].
+    pub fn statistics<A: Float, D: RemoveAxis, M: MaskValue>(
+        &self,
+        output: &ArrayRef<A, D>,
+        spacing: Option<&Spacing>,
+        labels: &ArrayRef<M, D::Smaller>,
+    ) -> Result<Vec<ImageStatistics>> {
+        self.maps(output, labels)?
+            .into_iter()
+            .map(|(map, mask)| match spacing {
+                Some(sp) => self.calibrator.statistics(&Image::new(map, sp.clone())?, &mask),
+                None => self.calibrator.statistics(&map, &mask),
+            })
+            .collect()
+    }
+
+    /// Add one image to `calibration` (errors name the image by its position).
+    ///
+    /// # Errors
+    /// As [`StructureCalibrator::statistics`]; the provenance checks of
+    /// [`Calibrator::observe`].
+    pub fn observe<A: Float, D: RemoveAxis, M: MaskValue>(
+        &self,
+        calibration: &mut StructureCalibration,
+        output: &ArrayRef<A, D>,
+        spacing: Option<&Spacing>,
+        labels: &ArrayRef<M, D::Smaller>,
+    ) -> Result<()> {
+        let n = calibration.len();
+        let stats = self.statistics(output, spacing, labels).map_err(|e| e.in_image(n))?;
+        self.push(calibration, stats, output.ndim() - 1, spacing.is_some()).map_err(|e| e.in_image(n))
+    }
+
+    /// Record one image's statistics (all structures) with this calibrator's provenance.
+    pub(crate) fn push(
+        &self,
+        calibration: &mut StructureCalibration,
+        stats: Vec<ImageStatistics>,
+        ndim: usize,
+        own_spacing: bool,
+    ) -> Result<()> {
+        if stats.len() != calibration.calibrations.len() {
+            return Err(Error::InvalidParameter {
+                name: "structures",
+                value: stats.len().to_string(),
+                reason: format!("the calibration holds {} structures", calibration.calibrations.len()),
+            });
+        }
+        for (cal, s) in calibration.calibrations.iter_mut().zip(stats) {
+            self.calibrator.observe_statistics(cal, &std::iter::once(s).collect(), ndim)?;
+            if own_spacing {
+                cal.note_own_spacing();
+            }
+        }
+        Ok(())
+    }
+
+    /// Calibration statistics of a stream of `(output, own spacing, label
+    /// map)` items (see [`pipeline::Load`](crate::pipeline::Load)), in
+    /// parallel with a bounded number in flight, in stream order.
+    ///
+    /// # Errors
+    /// The first error, tagged with the item's position in the stream.
+    pub fn calibrate_stream<P, A, D, M, S>(&self, items: S) -> Result<StructureCalibration>
+    where
+        S: Iterator<Item = Result<P>> + Send,
+        P: crate::pipeline::Load<Output = (Array<A, D>, Option<Spacing>, Array<M, D::Smaller>)>,
+        A: Float,
+        D: RemoveAxis,
+        M: MaskValue,
+        TI: Sync,
+        TO: Sync,
+    {
+        let mut cal = StructureCalibration::new(&self.structures);
+        crate::pipeline::stream(
+            items,
+            crate::pipeline::default_in_flight(),
+            |i, item: P| {
+                let (output, spacing, labels) = item.load().map_err(|e| e.in_image(i))?;
+                let s = self.statistics(&output, spacing.as_ref(), &labels).map_err(|e| e.in_image(i))?;
+                Ok((s, output.ndim() - 1, spacing.is_some()))
+            },
+            |i, (s, ndim, own)| self.push(&mut cal, s, ndim, own).map_err(|e| e.in_image(i)),
+        )?;
+        Ok(cal)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calibrate::ImageStatistics;
+    use ndarray::{array, Array3};
+
+    #[test]
+    fn softmax_over_classes_equals_a_direct_computation() {
+        let logits =
+            Array3::from_shape_fn((4, 5, 3), |(c, i, j)| ((c * 7 + i * 3 + j) % 11) as f64 * 0.7 - 3.0);
+        let labels = vec![0, 1, 2, 4];
+        let structures: Vec<Structure> =
+            ["WT=1,2,4", "TC=1,4", "ET=4"].iter().map(|s| s.parse().unwrap()).collect();
+        let maps = StructureScores::Softmax { axis: 0, class_labels: labels.clone() }
+            .reduce(&logits, &structures)
+            .unwrap();
+        for i in 0..5 {
+            for j in 0..3 {
+                let e: Vec<f64> = (0..4).map(|c| logits[[c, i, j]].exp()).collect();
+                let z: f64 = e.iter().sum();
+                let want = [(e[1] + e[2] + e[3]) / z, (e[1] + e[3]) / z, e[3] / z];
+                for k in 0..3 {
+                    assert!((maps[k][[i, j]] - want[k]).abs() < 1e-14, "{k} {i} {j}");
+                }
+            }
+        }
+        // f32, another axis, extreme logits without NaN
+        let l = array![[f32::INFINITY, 1.0, f32::NEG_INFINITY], [f32::INFINITY, 1e30, f32::NEG_INFINITY]];
+        let one: Vec<Structure> = vec!["A=1".parse().unwrap()];
+        let m = StructureScores::Softmax { axis: 0, class_labels: vec![0, 1] }.reduce(&l, &one).unwrap();
+        assert_eq!(m[0], array![0.5, 1.0, 0.5]);
+        // two classes: the foreground probability of the two-class softmax
+        let two = array![[0.0_f64, 1.0, -2.0], [0.5, -1.0, 3.0]];
+        let m = StructureScores::Softmax { axis: 0, class_labels: vec![0, 1] }.reduce(&two, &one).unwrap();
+        let p = crate::TwoClassSoftmax::new(Axis(0)).apply(&two).unwrap();
+        assert!(m[0].iter().zip(p.iter()).all(|(a, b)| (a - b).abs() < 1e-15));
+        // channels are taken as they are, in order
+        let ch = StructureScores::Channels { axis: 1 }
+            .reduce(&two.t(), &[one[0].clone(), one[0].clone()])
+            .unwrap();
+        assert_eq!(ch[1], two.row(1));
+        assert!(StructureScores::Channels { axis: 0 }.reduce(&two, &one).is_err());
+        assert!(StructureScores::Softmax { axis: 2, class_labels: vec![0, 1] }.reduce(&two, &one).is_err());
+    }
+
+    #[test]
+    fn bonferroni_over_structures_never_exceeds_alpha() {
+        for alpha in [1e-300, 0.01, 0.1, 0.5] {
+            for w in [vec![(1.0, 4.0); 3], vec![(1.0, 1.0)], vec![(1e300, 1.0), (1.0, 1e-300)]] {
+                if let Ok(m) = JointMode::bonferroni(Alpha::new(alpha).unwrap(), &w) {
+                    let sum: f64 =
+                        m.modes().iter().map(|m| m.inner_alpha().get() + m.outer_alpha().get()).sum();
+                    assert!(sum <= alpha, "{alpha} {w:?}");
+                }
+            }
+        }
+        let m = JointMode::bonferroni(Alpha::new(0.1).unwrap(), &[(1.0, 4.0), (1.0, 4.0)]).unwrap();
+        assert!((m.modes()[1].outer_alpha().get() - 0.04).abs() < 1e-15);
+    }
+
+    #[test]
+    fn max_mode_takes_the_largest_statistic_over_structures() {
+        let s: Vec<Structure> = vec!["A=1".parse().unwrap(), "B=2".parse().unwrap()];
+        let mut cal = StructureCalibration::new(&s);
+        for i in 0..9 {
+            let f = f64::from(i);
+            cal.calibrations_mut()[0].push(ImageStatistics { tau: f, gamma: 0.0 });
+            cal.calibrations_mut()[1].push(ImageStatistics { tau: 0.0, gamma: 8.0 - f });
+        }
+        // Z = max(i, 8 - i) = [8,7,6,5,4,5,6,7,8]; n = 9, alpha = 0.5: k = 5 -> 6
+        let t = cal.thresholds(&JointMode::max(Alpha::new(0.5).unwrap(), 2)).unwrap();
+        assert_eq!(t[0].inner.value(), 6.0);
+        assert_eq!(t[1], t[0]);
+        let wrong = JointMode::max(Alpha::new(0.5).unwrap(), 3);
+        assert!(cal.thresholds(&wrong).is_err());
+    }
+}
