@@ -12,6 +12,10 @@
 //! and [`Calibration`]s computed by different workers merge by
 //! concatenation. Thresholds for each [`Mode`] are conformal quantiles of
 //! the statistics.
+//!
+//! Several structures (a label map with whole tumour, core, ...) are
+//! calibrated together by a [`StructureCalibrator`], with a [`JointMode`]
+//! for one joint guarantee over all of them (METHOD.md §4.1).
 
 mod calibration;
 mod kernel;

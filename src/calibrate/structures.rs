@@ -237,8 +237,14 @@ impl StructureScores {
     }
 }
 
-/// Levels for several structures and the guarantee they give; see the
-/// [module docs](self).
+/// Levels for several structures and the guarantee they give:
+///
+/// * [`JointMode::marginal`]: each structure and side at its own level;
+/// * [`JointMode::max`]: one threshold `lambda`, the conformal quantile of
+///   `Z_i = max_k max(tau_ik, gamma_ik)`; then
+///   `P(for every k: I_k ⊆ Y_k ⊆ O_k) >= 1 - alpha`;
+/// * [`JointMode::bonferroni`]: `alpha` split over the `2K` (structure,
+///   side) pairs by weights; the same joint guarantee by the union bound.
 ///
 /// ```
 /// use confseg::calibrate::JointMode;

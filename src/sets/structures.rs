@@ -36,7 +36,7 @@ impl<TI: Transform + Clone, TO: Transform + Clone, C: Combination> StructureCali
     /// Fit every structure's thresholds for `mode` (jointly for the max mode).
     ///
     /// # Errors
-    /// [`Error::NoCalibrationData`] if `calibration` is empty; a mode or a
+    /// [`Error::NoCalibrationData`](crate::Error::NoCalibrationData) if `calibration` is empty; a mode or a
     /// calibration for another number of structures; the provenance checks
     /// of [`Calibrator::fit`](crate::Calibrator::fit).
     pub fn fit(
