@@ -261,3 +261,132 @@ fn predicted_sets_carry_each_subjects_header() {
         fail(&["predict", "--calibration", d.s("cal.json"), "--scores", d.s("plain"), "--out-dir", d.s("o")]);
     assert!(e.contains("spacing"), "{e}");
 }
+
+#[test]
+fn several_structures_from_class_logits_through_the_cli() {
+    use confseg::calibrate::{
+        JointMode, Structure, StructureCalibration, StructureCalibrator, StructureScores,
+    };
+    use ndarray::{Array4, Axis};
+    let d = Dir(tempfile::tempdir().unwrap());
+    // BraTS-like: 4 classes with labels 0, 1, 2, 4 along axis 1 of the stack
+    let n = 40;
+    let data = Synthetic::new([12, 12]).seed(8);
+    let mut logits = Array4::<f32>::zeros((n, 4, 12, 12));
+    let mut labels = Array3::<u8>::zeros((n, 12, 12));
+    for i in 0..n {
+        let (s, m) = data.pair(i);
+        for ((y, x), &v) in s.indexed_iter() {
+            logits[[i, 0, y, x]] = -v as f32;
+            logits[[i, 1, y, x]] = (v * 0.5) as f32;
+            logits[[i, 2, y, x]] = (v * 0.3 - 0.2) as f32;
+            logits[[i, 3, y, x]] = (v - 1.0) as f32;
+            labels[[i, y, x]] = match (m[[y, x]], v) {
+                (false, _) => 0,
+                (true, v) if v > 3.0 => 4,
+                (true, v) if v > 1.5 => 1,
+                (true, _) => 2,
+            };
+        }
+    }
+    write_npy(d.p("logits.npy"), &logits).unwrap();
+    write_npy(d.p("labels.npy"), &labels).unwrap();
+    let out = ok(&[
+        "calibrate",
+        "--scores",
+        d.s("logits.npy"),
+        "--masks",
+        d.s("labels.npy"),
+        "--class-axis",
+        "1",
+        "--class-labels",
+        "0,1,2,4",
+        "--structure",
+        "WT=1,2,4",
+        "--structure",
+        "TC=1,4",
+        "--structure",
+        "ET=4",
+        "--outer",
+        "distance:threshold=0.5",
+        "--alpha",
+        "0.2",
+        "--mode",
+        "max",
+        "-o",
+        d.s("cal.json"),
+    ]);
+    assert!(out.contains("P(for every structure: I ⊆ Y ⊆ O) >= 0.8"), "{out}");
+    // the library on the same arrays gives the same thresholds
+    let structures: Vec<Structure> =
+        ["WT=1,2,4", "TC=1,4", "ET=4"].iter().map(|s| s.parse().unwrap()).collect();
+    let sc = StructureCalibrator::new(
+        confseg::Calibrator::new(
+            confseg::ScoreTransform::Identity,
+            "distance:threshold=0.5".parse::<confseg::ScoreTransform>().unwrap(),
+        ),
+        structures.clone(),
+        StructureScores::Softmax { axis: 0, class_labels: vec![0, 1, 2, 4] },
+    )
+    .unwrap();
+    let mut cal = StructureCalibration::new(&structures);
+    for i in 0..n {
+        sc.observe(&mut cal, &logits.index_axis(Axis(0), i), None, &labels.index_axis(Axis(0), i)).unwrap();
+    }
+    let sets = sc.fit(&cal, JointMode::max(confseg::Alpha::new(0.2).unwrap(), 3)).unwrap();
+    let file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.p("cal.json")).unwrap()).unwrap();
+    for k in 0..3 {
+        let want = sets.sets()[k].thresholds().outer.value();
+        assert_eq!(file["structures"][k]["sets"]["outer"]["threshold"].as_f64(), Some(want));
+    }
+    // predict: one inner and one outer stack per structure
+    ok(&[
+        "predict",
+        "--calibration",
+        d.s("cal.json"),
+        "--scores",
+        d.s("logits.npy"),
+        "--inner-out",
+        d.s("i.npy"),
+        "--outer-out",
+        d.s("o.npy"),
+    ]);
+    for name in ["WT", "TC", "ET"] {
+        let o: Array3<u8> = ndarray_npy::read_npy(d.p(&format!("o_{name}.npy"))).unwrap();
+        assert_eq!(o.dim(), (n, 12, 12));
+    }
+    let want = sets.predict(&logits.index_axis(Axis(0), 3), None).unwrap();
+    let got: Array3<u8> = ndarray_npy::read_npy(d.p("o_TC.npy")).unwrap();
+    assert_eq!(got.index_axis(Axis(0), 3), want[1].outer.mapv(u8::from));
+    // validate: joint and per-structure coverage
+    let v = ok(&[
+        "validate",
+        "--scores",
+        d.s("logits.npy"),
+        "--masks",
+        d.s("labels.npy"),
+        "--class-axis",
+        "1",
+        "--class-labels",
+        "0,1,2,4",
+        "--structure",
+        "WT=1,2,4",
+        "--structure",
+        "TC=1,4",
+        "--structure",
+        "ET=4",
+        "--alpha",
+        "0.2",
+        "--mode",
+        "max",
+        "--n-cal",
+        "30",
+        "--repeats",
+        "50",
+        "--json",
+    ]);
+    let r: serde_json::Value = serde_json::from_str(&v).unwrap();
+    assert!(r[0]["joint"]["mean"].as_f64().unwrap() > 0.5);
+    assert_eq!(r[0]["structures"].as_array().unwrap().len(), 3);
+}

@@ -447,6 +447,23 @@ impl StructureCalibration {
         Ok(())
     }
 
+    /// A state holding only the images at `indices` (e.g. one calibration split).
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] if an index is out of range.
+    pub fn select(&self, indices: &[usize]) -> Result<StructureCalibration> {
+        Ok(StructureCalibration {
+            structures: self.structures.clone(),
+            calibrations: self.calibrations.iter().map(|c| c.select(indices)).collect::<Result<_>>()?,
+        })
+    }
+
+    /// The names of the structures, in order.
+    #[must_use]
+    pub fn names(&self) -> &[String] {
+        &self.structures
+    }
+
     /// The thresholds of every structure for `mode` (METHOD.md §4.1).
     ///
     /// # Errors

@@ -63,6 +63,7 @@
 pub mod baselines;
 pub mod metrics;
 pub mod select;
+pub mod structures;
 
 use std::collections::HashMap;
 use std::fmt;

@@ -443,6 +443,26 @@ impl Cohort {
         }
     }
 
+    /// Subject `i`'s mask or label map as its values (`f64`, unscaled for
+    /// NIfTI), e.g. to select several structures from it.
+    ///
+    /// # Errors
+    /// No mask for this subject; the file cannot be read.
+    pub fn read_label_map(&self, i: usize) -> Result<ArrayD<f64>> {
+        let s = self.subject(i)?;
+        let Some(path) = &s.mask else {
+            return Err(Error::InvalidParameter {
+                name: "mask",
+                value: s.id.clone(),
+                reason: "no mask file for this subject".into(),
+            });
+        };
+        match Format::of(path).ok_or_else(|| not_an_image(path))? {
+            Format::Npy => super::read_image::<f64>(path),
+            Format::Nii | Format::NiiGz => nifti_values(path),
+        }
+    }
+
     /// The output path for subject `i` in `dir`: `ID` + `suffix` + the
     /// extension of its score file (`.nii.gz` for `.nii.gz` input).
     ///
@@ -509,6 +529,16 @@ fn nifti_info(path: &Path) -> Result<(Vec<usize>, Precision, Geometry)> {
 fn nifti_scores<A: ReadFloat>(path: &Path) -> Result<(ArrayD<A>, Geometry)> {
     let (a, h) = super::nifti::read_scores::<A>(path)?;
     Ok((a, h.geometry()))
+}
+
+#[cfg(feature = "nifti")]
+fn nifti_values(path: &Path) -> Result<ArrayD<f64>> {
+    super::nifti::read_scores::<f64>(path).map(|(a, _)| a)
+}
+
+#[cfg(not(feature = "nifti"))]
+fn nifti_values(path: &Path) -> Result<ArrayD<f64>> {
+    Err(no_nifti(path))
 }
 
 #[cfg(feature = "nifti")]

@@ -32,6 +32,9 @@ pub struct Args {
 
 /// Run `calibrate`.
 pub fn run(args: Args) -> Result<()> {
+    if !args.inputs.structures.structures.is_empty() {
+        return crate::cli::structures::calibrate(&args);
+    }
     let mode = args.levels.mode()?;
     let opened = args.inputs.open()?;
     if opened.images.is_empty() {

@@ -111,18 +111,11 @@ mod labels_repr {
 }
 
 impl CalibrationFile {
-    /// Read and parse a calibration file.
+    /// Parse the text of a calibration file read from `path`.
     ///
     /// # Errors
-    /// The file cannot be read or is not a calibration file (the message
-    /// names the file and the JSON problem).
-    pub fn read(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
-        // a UTF-8 byte-order mark (some editors add one) is not part of the JSON
-        let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
-        let text = std::str::from_utf8(bytes).map_err(|e| {
-            anyhow::anyhow!("{}: not a confseg calibration file (not UTF-8: {e})", path.display())
-        })?;
+    /// The text is not a calibration file (the message names the file).
+    pub fn parse(path: &Path, text: &str) -> Result<Self> {
         serde_json::from_str(text).map_err(|e| {
             anyhow::anyhow!(
                 "{}: not a valid confseg calibration file: {}",
@@ -156,4 +149,18 @@ impl CalibrationFile {
 /// An error message on one line.
 fn confseg_one_line(s: &str) -> String {
     s.replace(['\n', '\r'], " ")
+}
+
+/// The text of a calibration file, without a UTF-8 byte-order mark (some
+/// editors add one; it is not part of the JSON).
+///
+/// # Errors
+/// The file cannot be read or is not UTF-8.
+pub fn read_text(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        anyhow::anyhow!("{}: not a confseg calibration file (not UTF-8: {e})", path.display())
+    })?;
+    Ok(text.to_owned())
 }

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use std::sync::Arc;
 
+use confseg::calibrate::Structure;
 use confseg::io::cohort::{is_per_subject, Cohort, Pairing};
 use confseg::io::{Labels, NpyStack, Precision, ReadFloat};
 use confseg::pipeline::Lazy;
@@ -651,6 +652,18 @@ impl Reader {
         confseg::io::transformed_statistics::<A, _>(inner, outer, masks, labels, i, &Max)
     }
 
+    /// Label map `i` as its values (for several structures).
+    ///
+    /// # Errors
+    /// A read error, naming the file.
+    pub fn label_map(&self, i: usize) -> confseg::Result<ArrayD<f64>> {
+        match &self.masks {
+            Some((MaskSource::Stack(m), _)) => m.read_scores::<f64>(i),
+            Some((MaskSource::Subjects(c), _)) => c.read_label_map(i),
+            None => Err(no_masks()),
+        }
+    }
+
     /// Mask `i`.
     ///
     /// # Errors
@@ -704,6 +717,28 @@ pub struct CalibrationInputs {
     pub options: TransformOptions,
     #[command(flatten)]
     pub selection: Selection,
+    #[command(flatten)]
+    pub structures: StructureArgs,
+}
+
+fn parse_structure(s: &str) -> Result<Structure, String> {
+    s.parse::<Structure>().map_err(|e| e.to_string())
+}
+
+/// Several structures of a label map, calibrated together.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct StructureArgs {
+    /// A structure as NAME=LABELS of the label map (repeatable: --structure WT=1,2,4 --structure TC=1,4
+    /// --structure ET=4); its scores come from --class-axis (softmax over classes) or --structure-axis.
+    #[arg(long = "structure", value_name = "NAME=LABELS", value_parser = parse_structure)]
+    pub structures: Vec<Structure>,
+    /// With --structure and --class-axis: the label of each class channel, e.g. 0,1,2,4 (default 0,1,...,C-1).
+    #[arg(long, value_name = "L0,L1,...", value_delimiter = ',', allow_hyphen_values = true)]
+    pub class_labels: Option<Vec<i64>>,
+    /// With --structure: the axis (as --class-axis counts it) holding one score map per structure, in
+    /// the order of the --structure options (instead of a softmax over classes).
+    #[arg(long, value_name = "K", conflicts_with = "class_labels", allow_hyphen_values = true)]
+    pub structure_axis: Option<i64>,
 }
 
 /// Opened, cross-checked calibration inputs.

@@ -31,6 +31,7 @@ mod levels;
 mod predict;
 mod report;
 mod select;
+mod structures;
 mod transform;
 mod validate;
 

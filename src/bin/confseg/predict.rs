@@ -101,7 +101,18 @@ pub fn run(args: Args) -> Result<()> {
             usage!("--inner-out and --outer-out name the same file {}", a.display());
         }
     }
-    let file = CalibrationFile::read(&args.calibration)?;
+    let text = crate::cli::calibration_file::read_text(&args.calibration)?;
+    if crate::cli::structures::is_structures_file(&text) {
+        let file: crate::cli::structures::StructuresFile = serde_json::from_str(&text).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: not a valid confseg calibration file: {}",
+                args.calibration.display(),
+                e.to_string().replace(['\n', '\r'], " ")
+            )
+        })?;
+        return crate::cli::structures::predict(&args, &file);
+    }
+    let file = CalibrationFile::parse(&args.calibration, &text)?;
     if file.input == InputKind::Transformed && args.files.inner_scores.is_none() {
         usage!(
             "{} was calibrated on transformed scores: give --inner-scores and --outer-scores",

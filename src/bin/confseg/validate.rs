@@ -194,6 +194,9 @@ fn pool_in<A: ReadFloat>(opened: &Opened, threshold: f64) -> Result<Pool> {
 
 /// Run `validate`.
 pub fn run(args: Args) -> Result<()> {
+    if !args.inputs.structures.structures.is_empty() {
+        return crate::cli::structures::validate(&args);
+    }
     let spec = mode_spec(args.mode, args.weights)?;
     let methods = methods(&args, spec)?;
     let mut splits = Splits::new(args.n_cal, args.repeats, args.seed).context("--n-cal/--repeats")?;

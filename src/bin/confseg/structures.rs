@@ -1,0 +1,453 @@
+//! Several structures of a label map (`--structure NAME=LABELS`, repeated)
+//! through `calibrate`, `predict` and `validate`, with one joint guarantee.
+//!
+//! The network's output keeps its class axis (`--class-axis K`: a softmax
+//! over the classes, each structure's score the sum of its classes'
+//! probabilities, `--class-labels` naming each class's label) or has one
+//! channel per structure (`--structure-axis K`). The calibration file is
+//! the library's `StructureSets` JSON plus the CLI's provenance.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use confseg::calibrate::{JointMode, StructureCalibration, StructureCalibrator, StructureScores};
+use confseg::io::{NpyWriter, Precision, ReadFloat};
+use confseg::pipeline::{default_in_flight, stream, Lazy, Load};
+use confseg::sets::StructureSets;
+use confseg::{Alpha, Calibrator, ModeKind, ScoreTransform, Spacing};
+use ndarray::{ArrayD, IxDyn};
+use serde::{Deserialize, Serialize};
+
+use crate::cli::calibration_file::Source;
+use crate::cli::inputs::{blame, parse_transform, CalibrationInputs, MaskSource, Reader, ScoreSource, Side};
+use crate::cli::levels::{LevelArgs, ModeArg};
+use crate::cli::report::{self, outln, usage};
+
+/// The calibration file of several structures.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StructuresFile {
+    /// The library's fitted sets.
+    #[serde(flatten)]
+    pub sets: StructureSets,
+    /// Provenance.
+    #[serde(default)]
+    pub source: Source,
+}
+
+/// Opened inputs of a structures command.
+pub struct Setup {
+    reader: Arc<Reader>,
+    calibrator: StructureCalibrator<ScoreTransform, ScoreTransform>,
+    images: Vec<usize>,
+    /// The class axis of one image (the output's), to drop from a header spacing.
+    axis: usize,
+    precision: Precision,
+}
+
+/// The axis of one image from `--class-axis`/`--structure-axis` (counted as
+/// in a stack: 0 is the images; negative from the end), for outputs with
+/// `ndim` axes per image.
+fn image_axis(k: i64, ndim: usize, what: &str) -> Result<usize> {
+    let stack = i64::try_from(ndim + 1).unwrap_or(i64::MAX);
+    let resolved = if k < 0 { stack + k } else { k };
+    match usize::try_from(resolved) {
+        Ok(a) if a >= 1 && a <= ndim => Ok(a - 1),
+        _ => usage!("{what} {k} is outside the axes of the images (1..={ndim}, or negative from the end)"),
+    }
+}
+
+/// The structures' score maps and the calibrator, for outputs whose first
+/// image has shape `shape` (with its class or channel axis).
+fn calibrator(
+    args: &CalibrationInputs,
+    shape: &[usize],
+) -> Result<(StructureCalibrator<ScoreTransform, ScoreTransform>, usize)> {
+    let s = &args.structures;
+    let (scores, axis) = match (args.options.class_axis, s.structure_axis) {
+        (Some(k), None) => {
+            let axis = image_axis(k, shape.len(), "--class-axis")?;
+            let c = shape[axis];
+            let class_labels = s.class_labels.clone().unwrap_or_else(|| (0..c as i64).collect());
+            if class_labels.len() != c {
+                usage!("--class-labels names {} classes, the class axis has {c}", class_labels.len());
+            }
+            (StructureScores::Softmax { axis, class_labels }, axis)
+        }
+        (None, Some(k)) => {
+            let axis = image_axis(k, shape.len(), "--structure-axis")?;
+            (StructureScores::Channels { axis }, axis)
+        }
+        _ => usage!("with --structure, give --class-axis K (a softmax over classes) or --structure-axis K"),
+    };
+    let parse = |name: &Option<String>, side| match name {
+        Some(n) => args.options.apply(parse_transform(n, Some(side))?),
+        None => args.options.apply(ScoreTransform::Identity),
+    };
+    let inner = parse(&args.inner, Side::Inner)?;
+    let outer = parse(&args.outer, Side::Outer)?;
+    let single = Calibrator::new(inner, outer).with_spacing(args.options.spacing.spacing());
+    Ok((StructureCalibrator::new(single, s.structures.clone(), scores)?, axis))
+}
+
+/// Open a structures calibration or validation.
+///
+/// # Errors
+/// Usage errors, file errors, shapes that do not fit.
+pub fn open(args: &CalibrationInputs) -> Result<Setup> {
+    if args.files.inner_scores.is_some() {
+        usage!("--structure needs the network's output (--scores), not transformed scores");
+    }
+    if args.masks.masks.is_none() && args.files.subjects.manifest.is_none() {
+        usage!("give --masks (label maps) or a --manifest with a mask column");
+    }
+    let mask_arg = args.masks.masks.clone().unwrap_or_default();
+    let (scores, masks) = ScoreSource::open(&args.files, Some(&mask_arg), None)?;
+    let Some(masks) = masks else { usage!("give --masks (label maps)") };
+    let first: Vec<usize> = match (&scores, scores.stack_shape()) {
+        (_, Some(s)) => s,
+        (ScoreSource::Subjects { cohort, .. }, None) => cohort.info(0)?.shape,
+        _ => Vec::new(),
+    };
+    let (calibrator, axis) = calibrator(args, &first)?;
+    if let (MaskSource::Stack(m), Some(image)) = (&masks, scores.stack_shape()) {
+        let mut want = vec![scores.n_images()];
+        want.extend(image.iter().enumerate().filter(|&(a, _)| a != axis).map(|(_, &n)| n));
+        if m.info().shape != want {
+            anyhow::bail!(
+                "shape mismatch: label maps {} have shape {:?}; the scores {} without their class axis have {:?}",
+                m.path().display(),
+                m.info().shape,
+                scores.describe(),
+                want
+            );
+        }
+    }
+    let ndim = first.len() - 1;
+    args.options.spacing.spacing().for_ndim(ndim).context("--spacing")?;
+    let spacings = args.options.spacing.spacings(scores.n_images(), ndim)?;
+    let images = args.selection.resolve(scores.n_images())?;
+    let precision = scores.precision()?;
+    let bar = report::progress("calibrating", images.len(), scores.voxels_per_image());
+    let reader = Arc::new(Reader {
+        scores,
+        spacings,
+        cohort_spacing: args.options.spacing.spacing.is_some(),
+        masks: Some((masks, confseg::io::Labels::Binary)),
+        bar,
+    });
+    Ok(Setup { reader, calibrator, images, axis, precision })
+}
+
+/// One image's output and its own spacing (of the spatial axes).
+fn output<A: ReadFloat>(r: &Reader, axis: usize, i: usize) -> confseg::Result<(ArrayD<A>, Option<Spacing>)> {
+    let (a, geometry) = r.scores.read_raw::<A>(i)?;
+    let spacing = match (&r.spacings, geometry) {
+        (Some(sp), _) => Some(sp[i].clone()),
+        (None, Some(g)) if !r.cohort_spacing => {
+            // a header spacing counts the class axis too (e.g. a 4-D NIfTI): drop it
+            let sp = g.spacing().as_slice().map(<[f64]>::to_vec);
+            match sp {
+                Some(mut v) if v.len() == a.ndim() => {
+                    v.remove(axis);
+                    Some(Spacing::new(v)?)
+                }
+                Some(v) if v.len() + 1 == a.ndim() => Some(Spacing::new(v)?),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    Ok((a, spacing))
+}
+
+impl Setup {
+    fn statistics<A: ReadFloat>(&self) -> Result<StructureCalibration> {
+        let axis = self.axis;
+        let items = self.reader.items(&self.images, move |r, i| {
+            let (a, sp) = output::<A>(r, axis, i)?;
+            Ok((a, sp, r.label_map(i)?))
+        });
+        let cal = self.calibrator.calibrate_stream(items);
+        self.reader.bar.finish_and_clear();
+        let masks = self.reader.masks.as_ref().map(|(m, _)| m);
+        cal.map_err(|e| blame(e, &self.images, &self.reader.scores, masks))
+    }
+
+    /// Every selected image's statistics, in the files' precision.
+    ///
+    /// # Errors
+    /// As the library's `StructureCalibrator::calibrate_stream`, naming the file.
+    pub fn calibration(&self) -> Result<StructureCalibration> {
+        match self.precision {
+            Precision::F32 => self.statistics::<f32>(),
+            Precision::F64 => self.statistics::<f64>(),
+        }
+    }
+}
+
+/// The joint mode from the level options, for `k` structures.
+///
+/// # Errors
+/// Usage errors: split levels (--alpha-inner/--alpha-outer) are per
+/// structure pair, not supported with several structures.
+pub fn joint_mode(levels: &LevelArgs, k: usize) -> Result<JointMode> {
+    if levels.alpha_inner.is_some() {
+        usage!("with --structure, give --alpha (and --weights for bonferroni)");
+    }
+    let Some(alpha) = levels.alpha else { usage!("give --alpha") };
+    joint_mode_at(levels.mode, levels.weights.map(|w| (w.inner, w.outer)), alpha, k)
+}
+
+/// The joint mode of `kind` at `alpha` for `k` structures.
+///
+/// # Errors
+/// Weights with a mode other than bonferroni; the library's errors.
+pub fn joint_mode_at(
+    mode: ModeArg,
+    weights: Option<(f64, f64)>,
+    alpha: Alpha,
+    k: usize,
+) -> Result<JointMode> {
+    Ok(match (mode, weights) {
+        (ModeArg::Marginal, None) => JointMode::marginal(alpha, k),
+        (ModeArg::Max, None) => JointMode::max(alpha, k),
+        (ModeArg::Bonferroni, w) => JointMode::bonferroni(alpha, &vec![w.unwrap_or((1.0, 1.0)); k])?,
+        (_, Some(_)) => usage!("--weights applies to --mode bonferroni only"),
+    })
+}
+
+/// `calibrate --structure ...`.
+///
+/// # Errors
+/// As [`open`]; writing the file.
+pub fn calibrate(args: &crate::cli::calibrate::Args) -> Result<()> {
+    let setup = open(&args.inputs)?;
+    if setup.images.is_empty() {
+        anyhow::bail!("no calibration images selected");
+    }
+    let mode = joint_mode(&args.levels, setup.calibrator.structures().len())?;
+    let cal = setup.calibration()?;
+    let sets = setup.calibrator.fit(&cal, mode)?;
+    let inputs = &args.inputs;
+    let file = StructuresFile {
+        sets,
+        source: Source {
+            masks: inputs.masks.masks.clone(),
+            manifest: inputs.files.subjects.manifest.clone(),
+            scores: inputs.files.scores.clone(),
+            spacing_file: inputs.options.spacing.spacing_file.clone(),
+            exclude: inputs.selection.exclude.clone(),
+            indices: inputs.selection.indices.clone(),
+            images_in_files: Some(setup.reader.scores.n_images()),
+            ..Source::default()
+        },
+    };
+    let mut summary = format!("calibration images: n = {}\nmode: {}\n", cal.len(), file.sets.mode());
+    if file.sets.mode().kind() != ModeKind::Marginal {
+        summary += &format!(
+            "guarantee: P(for every structure: I ⊆ Y ⊆ O) >= {}\n",
+            1.0 - file.sets.mode().alpha().get()
+        );
+    }
+    for (s, sets) in file.sets.structures().iter().zip(file.sets.sets()) {
+        let t = sets.thresholds();
+        summary += &format!(
+            "{s}: alpha_I = {}, lambda_I = {}; alpha_O = {}, lambda_O = {}\n",
+            sets.mode().inner_alpha(),
+            report::number(t.inner.value()),
+            sets.mode().outer_alpha(),
+            report::number(t.outer.value())
+        );
+    }
+    let json = serde_json::to_string_pretty(&file).context("cannot serialize the calibration")? + "\n";
+    match &args.output {
+        Some(path) => {
+            confseg::io::write_atomic(path, |w| w.write_all(json.as_bytes()))?;
+            report::out(&summary)?;
+            outln!("wrote {}", path.display());
+        }
+        None => {
+            report::out(&json)?;
+            eprint!("{summary}");
+        }
+    }
+    for (name, w) in file.sets.warnings(Some(&cal)) {
+        eprintln!("warning: {name}: {w}");
+    }
+    Ok(())
+}
+
+/// `path` with `_name` inserted before its extension (`inner.npy` -> `inner_WT.npy`).
+fn with_name(path: &Path, name: &str) -> PathBuf {
+    let stem = path.file_stem().map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+    let ext = path.extension().map_or_else(String::new, |e| format!(".{}", e.to_string_lossy()));
+    path.with_file_name(format!("{stem}_{name}{ext}"))
+}
+
+/// `predict` with a structures calibration file: one inner and one outer
+/// output per structure (`I_NAME.npy`, or `ID_NAME_inner` per subject).
+///
+/// # Errors
+/// As `predict`.
+pub fn predict(args: &crate::cli::predict::Args, file: &StructuresFile) -> Result<()> {
+    if args.files.inner_scores.is_some() {
+        usage!("a structures calibration takes the network's output (--scores)");
+    }
+    let (source, _) = ScoreSource::open(&args.files, None, None)?;
+    let subjects = matches!(source, ScoreSource::Subjects { .. });
+    if subjects != args.out_dir.is_some() {
+        usage!("per-subject scores are written with --out-dir DIR; a stack with --inner-out/--outer-out");
+    }
+    let axis = match file.sets.scores() {
+        StructureScores::Softmax { axis, .. } | StructureScores::Channels { axis } => *axis,
+    };
+    let n = source.n_images();
+    let names: Vec<String> = file.sets.structures().iter().map(|s| s.name().to_owned()).collect();
+    let shape: Option<Vec<usize>> = source
+        .stack_shape()
+        .map(|s| s.iter().enumerate().filter(|&(a, _)| a != axis).map(|(_, &x)| x).collect());
+    let mut writers: Vec<(Option<NpyWriter>, Option<NpyWriter>)> = Vec::new();
+    if let Some(shape) = &shape {
+        for name in &names {
+            let create = |p: &Option<PathBuf>| {
+                p.as_ref().map(|p| NpyWriter::create::<u8>(with_name(p, name), n, shape)).transpose()
+            };
+            writers.push((create(&args.inner_out)?, create(&args.outer_out)?));
+        }
+    }
+    if let Some(dir) = &args.out_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
+    }
+    let ndim = source.ndim()?.saturating_sub(1);
+    let spacings = args.spacing.spacings(n, ndim)?;
+    let reader = Arc::new(Reader {
+        scores: source.clone(),
+        spacings,
+        cohort_spacing: args.spacing.spacing.is_some(),
+        masks: None,
+        bar: report::progress("predicting", n, source.voxels_per_image()),
+    });
+    let cohort_spacing = args.spacing.spacing.clone();
+    let all: Vec<usize> = (0..n).collect();
+    let sets = &file.sets;
+    let mut run = |precision| -> confseg::Result<()> {
+        fn go<A: ReadFloat>(
+            reader: &Arc<Reader>,
+            all: &[usize],
+            axis: usize,
+            sets: &StructureSets,
+            cohort: Option<&Spacing>,
+            mut sink: impl FnMut(usize, Vec<confseg::Sets<IxDyn>>) -> confseg::Result<()>,
+        ) -> confseg::Result<()> {
+            stream(
+                reader.items(all, move |r, i| output::<A>(r, axis, i)),
+                default_in_flight(),
+                |i, item: Lazy<_>| {
+                    let (out, sp) = item.load()?;
+                    sets.predict(&out, sp.as_ref().or(cohort)).map_err(|e| e.in_image(i))
+                },
+                sink,
+            )
+        }
+        let sink = |i: usize, per: Vec<confseg::Sets<IxDyn>>| -> confseg::Result<()> {
+            match (&source, &args.out_dir) {
+                (ScoreSource::Subjects { cohort, .. }, Some(dir)) => {
+                    let mut outs = Vec::new();
+                    for (name, s) in names.iter().zip(&per) {
+                        for (side, set) in [("inner", &s.inner), ("outer", &s.outer)] {
+                            let path = cohort.output_path(i, dir, &format!("_{name}_{side}"))?;
+                            outs.push(cohort.mask_output(i, &path, &set.mapv(u8::from))?);
+                        }
+                    }
+                    confseg::io::commit_all(outs)
+                }
+                _ => Ok(()),
+            }
+        };
+        let mut written = |i: usize, per: Vec<confseg::Sets<IxDyn>>| -> confseg::Result<()> {
+            if shape.is_some() {
+                for ((wi, wo), s) in writers.iter_mut().zip(&per) {
+                    if let Some(w) = wi {
+                        w.push(&s.inner.mapv(u8::from))?;
+                    }
+                    if let Some(w) = wo {
+                        w.push(&s.outer.mapv(u8::from))?;
+                    }
+                }
+                Ok(())
+            } else {
+                sink(i, per)
+            }
+        };
+        match precision {
+            Precision::F32 => go::<f32>(&reader, &all, axis, sets, cohort_spacing.as_ref(), &mut written),
+            Precision::F64 => go::<f64>(&reader, &all, axis, sets, cohort_spacing.as_ref(), &mut written),
+        }
+    };
+    run(source.precision()?).map_err(|e| blame(e, &all, &source, None))?;
+    reader.bar.finish_and_clear();
+    let outputs: Vec<confseg::io::Output> = writers
+        .into_iter()
+        .flat_map(|(a, b)| [a, b])
+        .flatten()
+        .map(NpyWriter::into_output)
+        .collect::<confseg::Result<_>>()?;
+    confseg::io::commit_all(outputs)?;
+    outln!("{n} images: sets of {} structures ({})", names.len(), names.join(", "));
+    for w in sets.warnings(None) {
+        eprintln!("warning: {}: {}", w.0, w.1);
+    }
+    Ok(())
+}
+
+/// `validate --structure ...`: per-structure and joint coverage over splits.
+///
+/// # Errors
+/// As [`open`] and the library's validation.
+pub fn validate(args: &crate::cli::validate::Args) -> Result<()> {
+    let setup = open(&args.inputs)?;
+    let cal = setup.calibration()?;
+    let k = setup.calibrator.structures().len();
+    let weights = args.weights.map(|w| (w.inner, w.outer));
+    let mut splits =
+        confseg::evaluate::Splits::new(args.n_cal, args.repeats, args.seed).context("--n-cal/--repeats")?;
+    if let Some(t) = args.n_test {
+        splits = splits.with_n_test(t).context("--n-test")?;
+    }
+    let reports = confseg::evaluate::structures::validate_structures(
+        &cal,
+        |a| {
+            joint_mode_at(args.mode, weights, a, k).map_err(|e| confseg::Error::InvalidParameter {
+                name: "mode",
+                value: format!("{:?}", args.mode),
+                reason: e.to_string(),
+            })
+        },
+        &args.alpha.0,
+        splits,
+    )?;
+    if args.json {
+        outln!("{}", serde_json::to_string_pretty(&reports).context("cannot serialize the results")?);
+        return Ok(());
+    }
+    outln!(
+        "{} images; {} splits into {} calibration images (seed {})",
+        cal.len(),
+        args.repeats,
+        args.n_cal,
+        args.seed
+    );
+    outln!("{:>6}  {:>8} {:>6}  per structure (inner / outer)", "alpha", "joint", "sd");
+    for r in &reports {
+        let per: Vec<String> =
+            r.structures.iter().map(|(n, i, o)| format!("{n} {:.3}/{:.3}", i.mean, o.mean)).collect();
+        outln!("{:>6}  {:>8.4} {:>6.4}  {}", r.alpha, r.joint.mean, r.joint.sd, per.join("  "));
+    }
+    Ok(())
+}
+
+/// Whether a calibration file holds several structures.
+pub fn is_structures_file(text: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(text).is_ok_and(|v| v.get("structures").is_some())
+}
