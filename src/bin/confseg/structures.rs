@@ -338,7 +338,7 @@ pub fn predict(args: &crate::cli::predict::Args, file: &StructuresFile) -> Resul
             axis: usize,
             sets: &StructureSets,
             cohort: Option<&Spacing>,
-            mut sink: impl FnMut(usize, Vec<confseg::Sets<IxDyn>>) -> confseg::Result<()>,
+            sink: impl FnMut(usize, Vec<confseg::Sets<IxDyn>>) -> confseg::Result<()>,
         ) -> confseg::Result<()> {
             stream(
                 reader.items(all, move |r, i| output::<A>(r, axis, i)),
