@@ -76,6 +76,7 @@ pub use crate::image::Spacing;
 
 pub mod boxes;
 pub mod distance;
+mod par;
 pub mod smooth;
 
 pub use boxes::{component_boxes, BoundingBox, BoxKind, BoxScores, ComponentBoxes, Connectivity};

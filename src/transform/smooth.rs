@@ -319,35 +319,65 @@ impl GaussianSmoothing {
 impl Transform for GaussianSmoothing {
     /// # Errors
     /// [`Error::NanScore`] for NaN, [`Error::InvalidParameter`] for an
-    /// infinite score or a kernel radius above 2^24 voxels,
+    /// infinite score, a kernel radius above 2^24 voxels or a constant
+    /// (`mode=constant`) outside the range of the scores' float type,
     /// [`Error::InvalidSpacing`] if the spacing does not fit the dimension.
     fn apply<'a, A: Float, D: Dimension>(
         &self,
         scores: &'a ArrayRef<A, D>,
         spacing: &Spacing,
     ) -> Result<CowArray<'a, A, D>> {
-        crate::image::check_nan("scores", scores)?;
-        if let Some(p) = scores.iter().position(|x| x.is_infinite()) {
-            let index = crate::image::unravel(p, scores.shape());
-            return Err(Error::InvalidParameter {
-                name: "scores",
-                value: format!("infinite at voxel {index:?}"),
-                reason: "Gaussian smoothing needs finite scores".into(),
-            });
-        }
+        let max_abs = finite_max_abs(scores)?;
         let sigmas = self.sigmas(spacing, scores.ndim())?;
-        let kernels = sigmas.iter().map(|&s| kernel(s, self.truncate)).collect::<Result<Vec<Vec<f64>>>>()?;
-        let mut buf: Vec<A> = scores.iter().copied().collect();
-        if !buf.is_empty() {
-            let mut tmp = vec![A::zero(); buf.len()];
-            let mut pad = Vec::new();
-            for (axis, w) in kernels.iter().enumerate() {
-                let w: Vec<A> = w.iter().map(|&x| A::from_f64_lossy(x)).collect();
-                correlate_axis(&buf, &mut tmp, scores.shape(), axis, &w, self.mode, &mut pad);
-                std::mem::swap(&mut buf, &mut tmp);
+        let shape = scores.shape();
+        let mut passes = Vec::new();
+        for (axis, &sigma) in sigmas.iter().enumerate() {
+            // scipy's rule: an axis whose sigma is at most 1e-15 is not smoothed.
+            if sigma > MIN_SIGMA {
+                passes.push((axis, Taps::new(sigma, self.truncate, shape[axis], self.mode)?));
             }
         }
-        Ok(CowArray::from(super::distance::from_flat(scores.raw_dim(), buf)))
+        let cval64 = match self.mode {
+            BoundaryMode::Constant(c) => c,
+            _ => 0.0,
+        };
+        let cval = A::from_f64_lossy(cval64);
+        if !cval.is_finite() {
+            return Err(Error::InvalidParameter {
+                name: "cval",
+                value: cval64.to_string(),
+                reason: format!("the constant of mode=constant does not fit {} scores", A::NAME),
+            });
+        }
+        if passes.is_empty() || scores.is_empty() {
+            return Ok(CowArray::from(scores.view()));
+        }
+        // Sums of two values near the largest float would overflow (and
+        // +inf next to -inf would give NaN): scale such images by 1/4
+        // (exact) and back.
+        let limit = A::max_value().to_f64_lossless() / 4.0;
+        let scale = (max_abs > limit || cval64.abs() > limit).then(|| A::from_f64_lossy(0.25));
+        let input = scores.as_standard_layout();
+        let input = input.as_slice().unwrap_or_else(|| unreachable!("standard layout is contiguous"));
+        let scaled: Vec<A>;
+        let (input, cval) = match scale {
+            Some(q) => {
+                scaled = input.iter().map(|&x| x * q).collect();
+                (&scaled[..], cval * q)
+            }
+            None => (input, cval),
+        };
+        let parallel = super::par::worth_splitting(input.len());
+        let mut out = vec![A::zero(); input.len()];
+        for (i, (axis, taps)) in passes.iter().enumerate() {
+            let src = if i == 0 { Some(input) } else { None };
+            correlate_axis(src, &mut out, shape, *axis, taps, self.mode, cval, parallel);
+        }
+        if scale.is_some() {
+            let four = A::from_f64_lossy(4.0);
+            out.iter_mut().for_each(|x| *x = *x * four);
+        }
+        Ok(CowArray::from(super::distance::from_flat(scores.raw_dim(), out)))
     }
     fn describe(&self) -> String {
         self.to_string()
@@ -357,98 +387,354 @@ impl Transform for GaussianSmoothing {
     }
 }
 
-/// scipy's `_gaussian_kernel1d(sigma, 0, radius)` with
-/// `radius = int(truncate * sigma + 0.5)`.
-fn kernel(sigma: f64, truncate: f64) -> Result<Vec<f64>> {
-    let r = (truncate * sigma + 0.5).floor();
-    // `r` is finite and non-negative for validated parameters; reject huge kernels.
-    if r.is_nan() || r > MAX_RADIUS {
-        return Err(Error::InvalidParameter {
-            name: "Gaussian width",
-            value: format!("sigma = {sigma} voxels, truncate = {truncate}"),
-            reason: format!("kernel radius {r} exceeds {MAX_RADIUS} voxels"),
-        });
+/// scipy's threshold: axes whose sigma (in voxels) is at most this are not smoothed.
+const MIN_SIGMA: f64 = 1e-15;
+
+/// The largest absolute value of finite scores.
+///
+/// # Errors
+/// [`Error::NanScore`] at the first NaN, [`Error::InvalidParameter`] at the
+/// first infinite score.
+fn finite_max_abs<A: Float, D: Dimension>(scores: &ArrayRef<A, D>) -> Result<f64> {
+    let mut max = A::zero();
+    let mut bad = false;
+    let mut visit = |x: A| {
+        let a = x.abs();
+        // NaN and inf fail `a <= max_value`; one flag keeps the loop branch-free.
+        bad |= !(a <= A::max_value());
+        max = if a > max { a } else { max };
+    };
+    match scores.as_slice_memory_order() {
+        Some(sl) => sl.iter().for_each(|&x| visit(x)),
+        None => scores.iter().for_each(|&x| visit(x)),
     }
+    if bad {
+        crate::image::check_nan("scores", scores)?;
+        if let Some(p) = scores.iter().position(|x| x.is_infinite()) {
+            let index = crate::image::unravel(p, scores.shape());
+            return Err(Error::InvalidParameter {
+                name: "scores",
+                value: format!("infinite at voxel {index:?}"),
+                reason: "Gaussian smoothing needs finite scores".into(),
+            });
+        }
+    }
+    Ok(max.to_f64_lossless())
+}
+
+/// The kernel of one axis: the sampled taps, or, for a kernel at least as
+/// long as the axis, the taps folded onto the axis by the boundary mode.
+enum Taps {
+    /// scipy's `_gaussian_kernel1d(sigma, 0, radius)`: `2r + 1` taps.
+    Direct(Vec<f64>),
+    /// The weight of every source voxel for every output voxel (see [`Folded`]).
+    Folded(Folded),
+}
+
+impl Taps {
+    /// The kernel for `sigma` voxels on an axis of length `n`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] for a radius above [`MAX_RADIUS`].
+    fn new(sigma: f64, truncate: f64, n: usize, mode: BoundaryMode) -> Result<Taps> {
+        let r = (truncate * sigma + 0.5).floor();
+        // `r` is finite and non-negative for validated parameters; reject huge kernels.
+        if r.is_nan() || r > MAX_RADIUS {
+            return Err(Error::InvalidParameter {
+                name: "Gaussian width",
+                value: format!("sigma = {sigma} voxels, truncate = {truncate}"),
+                reason: format!("kernel radius {r} exceeds {MAX_RADIUS} voxels"),
+            });
+        }
+        let r = r as usize;
+        if n > 0 && r >= n {
+            Ok(Taps::Folded(Folded::new(sigma, r, n, mode)))
+        } else {
+            Ok(Taps::Direct(kernel(sigma, r)))
+        }
+    }
+}
+
+/// A kernel of radius `r >= n` folded onto an axis of length `n`: output
+/// `i` is `sum_j m_i[j] x[j] + c_i cval`, the same sum as the correlation
+/// with all `2r + 1` taps, grouped by source voxel. Built in `O(r)` time
+/// and `O(n)` memory, applied in `O(n)` per voxel whatever the width.
+struct Folded {
+    n: usize,
+    mode: BoundaryMode,
+    fold: Fold,
+}
+
+enum Fold {
+    /// Reflect, mirror, wrap: the extension has period `P`; `g[q]` is the
+    /// weight of all taps at offsets `o = q (mod P)`.
+    Periodic { g: Vec<f64> },
+    /// Nearest, constant: taps `w[d]` at distance `d < n`, and `tail[t]`,
+    /// the weight of all taps at offsets `o >= t` (the same for `o <= -t`).
+    Clamped { w: Vec<f64>, tail: Vec<f64> },
+}
+
+impl Folded {
+    fn new(sigma: f64, r: usize, n: usize, mode: BoundaryMode) -> Folded {
+        let s2 = sigma * sigma;
+        let tap = |o: usize| (-0.5 / s2 * (o as f64 * o as f64)).exp();
+        let period = match mode {
+            BoundaryMode::Reflect => Some(2 * n),
+            BoundaryMode::Mirror => Some((2 * n).saturating_sub(2).max(1)),
+            BoundaryMode::Wrap => Some(n),
+            BoundaryMode::Nearest | BoundaryMode::Constant(_) => None,
+        };
+        let fold = match period {
+            Some(p) => {
+                let mut g = vec![0.0; p];
+                let mut total = 0.0;
+                for o in 0..=r {
+                    let v = tap(o);
+                    g[o % p] += v;
+                    total += v;
+                    if o > 0 {
+                        g[(p - o % p) % p] += v;
+                        total += v;
+                    }
+                }
+                g.iter_mut().for_each(|x| *x /= total);
+                Fold::Periodic { g }
+            }
+            None => {
+                // tail[t] for t in 1..=n, summed from the far end (small terms first)
+                let mut tail = vec![0.0; n + 1];
+                let mut acc = 0.0;
+                for o in (1..=r).rev() {
+                    acc += tap(o);
+                    if o <= n {
+                        tail[o] = acc;
+                    }
+                }
+                let total = tap(0) + 2.0 * acc;
+                let w: Vec<f64> = (0..n).map(|d| tap(d) / total).collect();
+                tail.iter_mut().for_each(|x| *x /= total);
+                Fold::Clamped { w, tail }
+            }
+        };
+        Folded { n, mode, fold }
+    }
+
+    /// The weights `m_i` of output `i` (into `m`, length `n`) and the
+    /// weight of the constant.
+    fn row(&self, i: usize, m: &mut [f64]) -> f64 {
+        let n = self.n;
+        m.fill(0.0);
+        match &self.fold {
+            Fold::Periodic { g } => {
+                for (q, &gq) in g.iter().enumerate() {
+                    let j = self.mode.source((i + q) as isize, n).unwrap_or(0);
+                    m[j] += gq;
+                }
+                0.0
+            }
+            Fold::Clamped { w, tail } => {
+                for (j, mj) in m.iter_mut().enumerate() {
+                    *mj = w[j.abs_diff(i)];
+                }
+                let (low, high) = (tail[i + 1], tail[n - i]);
+                match self.mode {
+                    BoundaryMode::Constant(_) => low + high,
+                    _ => {
+                        m[0] += low;
+                        m[n - 1] += high;
+                        0.0
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// scipy's `_gaussian_kernel1d(sigma, 0, r)`.
+fn kernel(sigma: f64, r: usize) -> Vec<f64> {
     let r = r as i64;
     let s2 = sigma * sigma;
     let mut w: Vec<f64> = (-r..=r).map(|x| (-0.5 / s2 * (x * x) as f64).exp()).collect();
     let sum: f64 = w.iter().sum();
     w.iter_mut().for_each(|x| *x /= sum);
-    Ok(w)
+    w
 }
 
-/// `dst` = correlation of `src` with the symmetric kernel `w` (odd length
-/// `2r + 1`) along `axis`, with boundary `mode`.
+/// Columns of a strided block processed together: the block's rows are
+/// read `2r + 1` times each, so a range of columns is copied out once and
+/// kept in cache (at most this many elements).
+const COLUMN_BLOCK: usize = 1 << 15;
+
+/// Correlation of `src` (or of `buf` itself if `src` is `None`) with the
+/// symmetric kernel `taps` along `axis`, with boundary `mode`, into `buf`.
+#[allow(clippy::too_many_arguments)]
 fn correlate_axis<A: Float>(
-    src: &[A],
-    dst: &mut [A],
+    src: Option<&[A]>,
+    buf: &mut [A],
     shape: &[usize],
     axis: usize,
-    w: &[A],
+    taps: &Taps,
     mode: BoundaryMode,
-    pad: &mut Vec<A>,
+    cval: A,
+    parallel: bool,
 ) {
     let n = shape[axis];
     let inner: usize = shape[axis + 1..].iter().product();
-    let r = w.len() / 2;
-    let cval = match mode {
-        BoundaryMode::Constant(c) => A::from_f64_lossy(c),
-        _ => A::zero(),
+    let w = match taps {
+        Taps::Direct(w) => w.iter().map(|&x| A::from_f64_lossy(x)).collect::<Vec<A>>(),
+        Taps::Folded(f) => {
+            let copy;
+            let src = match src {
+                Some(s) => s,
+                None => {
+                    copy = buf.to_vec();
+                    &copy[..]
+                }
+            };
+            return folded_axis(src, buf, (n, inner), f, cval, parallel);
+        }
     };
+    let r = w.len() / 2;
     // Source of padded position p (p - r on the axis), None for the constant.
     let src_of: Vec<Option<usize>> =
         (0..n + 2 * r).map(|p| mode.source(p as isize - r as isize, n)).collect();
     if inner == 1 {
-        // Contiguous lines: pad once, then one axpy per tap over the line.
-        pad.resize(n + 2 * r, A::zero());
-        for (s, d) in src.chunks_exact(n).zip(dst.chunks_exact_mut(n)) {
-            for (p, o) in pad.iter_mut().zip(&src_of) {
-                *p = o.map_or(cval, |i| s[i]);
-            }
-            for (x, &y) in d.iter_mut().zip(&pad[r..]) {
-                *x = w[r] * y;
-            }
-            for o in 1..=r {
-                let (lo, hi) = (&pad[r - o..], &pad[r + o..]);
-                for ((x, &a), &b) in d.iter_mut().zip(lo).zip(hi) {
-                    *x += w[r + o] * (a + b);
+        // Contiguous lines: pad each line, then one axpy per tap over the line.
+        let lines_per_chunk = (COLUMN_BLOCK / n.max(1)).max(1);
+        super::par::for_each_chunk(
+            buf,
+            lines_per_chunk * n,
+            parallel,
+            || vec![A::zero(); n + 2 * r],
+            |pad, ci, chunk| {
+                for (li, d) in chunk.chunks_exact_mut(n).enumerate() {
+                    let line = ci * lines_per_chunk + li;
+                    let s = match src {
+                        Some(s) => &s[line * n..(line + 1) * n],
+                        None => &*d,
+                    };
+                    pad[r..r + n].copy_from_slice(s);
+                    for p in (0..r).chain(r + n..n + 2 * r) {
+                        pad[p] = src_of[p].map_or(cval, |i| s[i]);
+                    }
+                    for (x, &y) in d.iter_mut().zip(&pad[r..]) {
+                        *x = w[r] * y;
+                    }
+                    for o in 1..=r {
+                        let (lo, hi) = (&pad[r - o..], &pad[r + o..]);
+                        for ((x, &a), &b) in d.iter_mut().zip(lo).zip(hi) {
+                            *x += w[r + o] * (a + b);
+                        }
+                    }
                 }
-            }
-        }
+            },
+        );
         return;
     }
-    // Strided axis: each output row is a weighted sum of whole input rows.
-    fn row<A>(block: &[A], i: Option<usize>, inner: usize) -> Option<&[A]> {
-        i.map(|i| &block[i * inner..(i + 1) * inner])
-    }
-    for (sb, db) in src.chunks_exact(n * inner).zip(dst.chunks_exact_mut(n * inner)) {
-        for (t, d) in db.chunks_exact_mut(inner).enumerate() {
-            let centre = row(sb, src_of[t + r], inner);
-            match centre {
-                Some(c) => d.iter_mut().zip(c).for_each(|(x, &y)| *x = w[r] * y),
-                None => d.fill(w[r] * cval),
+    // Strided axis: each output row is a weighted sum of whole input rows,
+    // a range of columns at a time (copied out first, so `buf` can be
+    // written in place).
+    let width = (COLUMN_BLOCK / n).max(16).min(inner);
+    super::par::for_each_column_range(
+        buf,
+        (n, inner),
+        width,
+        parallel,
+        Vec::new,
+        |tile: &mut Vec<A>, b, c0, mut view| {
+            let wd = view.ncols();
+            tile.clear();
+            for t in 0..n {
+                match src {
+                    Some(s) => {
+                        let at = (b * n + t) * inner + c0;
+                        tile.extend_from_slice(&s[at..at + wd]);
+                    }
+                    None => tile.extend(view.row(t).iter().copied()),
+                }
             }
-            for o in 1..=r {
-                let wo = w[r + o];
-                match (row(sb, src_of[t + r - o], inner), row(sb, src_of[t + r + o], inner)) {
-                    (Some(a), Some(b)) => {
-                        for ((x, &a), &b) in d.iter_mut().zip(a).zip(b) {
-                            *x += wo * (a + b);
+            let row = |i: Option<usize>| i.map(|i| &tile[i * wd..(i + 1) * wd]);
+            for t in 0..n {
+                let mut out_row = view.row_mut(t);
+                let d = out_row.as_slice_mut().unwrap_or_else(|| unreachable!("rows are contiguous"));
+                match row(src_of[t + r]) {
+                    Some(c) => d.iter_mut().zip(c).for_each(|(x, &y)| *x = w[r] * y),
+                    None => d.fill(w[r] * cval),
+                }
+                for o in 1..=r {
+                    let wo = w[r + o];
+                    match (row(src_of[t + r - o]), row(src_of[t + r + o])) {
+                        (Some(a), Some(b)) => {
+                            for ((x, &a), &b) in d.iter_mut().zip(a).zip(b) {
+                                *x += wo * (a + b);
+                            }
                         }
-                    }
-                    (Some(a), None) | (None, Some(a)) => {
-                        for (x, &a) in d.iter_mut().zip(a) {
-                            *x += wo * (a + cval);
+                        (Some(a), None) | (None, Some(a)) => {
+                            for (x, &a) in d.iter_mut().zip(a) {
+                                *x += wo * (a + cval);
+                            }
                         }
-                    }
-                    (None, None) => {
-                        let c = wo * (cval + cval);
-                        d.iter_mut().for_each(|x| *x += c);
+                        (None, None) => {
+                            let c = wo * (cval + cval);
+                            d.iter_mut().for_each(|x| *x += c);
+                        }
                     }
                 }
             }
-        }
-    }
+        },
+    );
+}
+
+/// The correlation with a folded kernel: `buf[.., i, ..] = sum_j m_i[j]
+/// src[.., j, ..] + c_i cval`.
+fn folded_axis<A: Float>(
+    src: &[A],
+    buf: &mut [A],
+    (n, inner): (usize, usize),
+    f: &Folded,
+    cval: A,
+    parallel: bool,
+) {
+    // All rows of weights, when they are few enough to keep.
+    let rows: Option<Vec<(Vec<A>, A)>> = (n <= 1024).then(|| {
+        let mut m = vec![0.0; n];
+        (0..n)
+            .map(|i| {
+                let c = f.row(i, &mut m);
+                (m.iter().map(|&x| A::from_f64_lossy(x)).collect(), A::from_f64_lossy(c))
+            })
+            .collect()
+    });
+    let width = (COLUMN_BLOCK / n).max(16).min(inner.max(1));
+    super::par::for_each_column_range(
+        buf,
+        (n, inner),
+        width,
+        parallel,
+        || (vec![0.0; n], vec![A::zero(); n]),
+        |(m64, m): &mut (Vec<f64>, Vec<A>), b, c0, mut view| {
+            let wd = view.ncols();
+            for i in 0..n {
+                let (mi, ci) = match &rows {
+                    Some(rows) => (&rows[i].0[..], rows[i].1),
+                    None => {
+                        let c = f.row(i, m64);
+                        m.iter_mut().zip(m64.iter()).for_each(|(a, &x)| *a = A::from_f64_lossy(x));
+                        (&m[..], A::from_f64_lossy(c))
+                    }
+                };
+                let mut out_row = view.row_mut(i);
+                let d = out_row.as_slice_mut().unwrap_or_else(|| unreachable!("rows are contiguous"));
+                d.fill(ci * cval);
+                for (j, &mj) in mi.iter().enumerate() {
+                    let at = (b * n + j) * inner + c0;
+                    for (x, &y) in d.iter_mut().zip(&src[at..at + wd]) {
+                        *x += mj * y;
+                    }
+                }
+            }
+        },
+    );
 }
 
 impl fmt::Display for GaussianSmoothing {
@@ -536,11 +822,14 @@ mod tests {
 
     #[test]
     fn kernel_matches_scipy_radius_and_normalisation() {
-        let w = kernel(2.0, 4.0).unwrap();
+        let Ok(Taps::Direct(w)) = Taps::new(2.0, 4.0, 100, BoundaryMode::Reflect) else { panic!("direct") };
         assert_eq!(w.len(), 17);
         assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-15);
-        assert_eq!(kernel(0.1, 4.0).unwrap().len(), 1);
-        assert!(kernel(1e300, 4.0).is_err());
+        let Ok(Taps::Direct(w)) = Taps::new(0.1, 4.0, 100, BoundaryMode::Reflect) else { panic!("direct") };
+        assert_eq!(w.len(), 1);
+        assert!(Taps::new(1e300, 4.0, 100, BoundaryMode::Reflect).is_err());
+        // A kernel at least as long as the axis is folded onto it.
+        assert!(matches!(Taps::new(2.0, 4.0, 8, BoundaryMode::Reflect), Ok(Taps::Folded(_))));
     }
 
     #[test]
