@@ -60,6 +60,22 @@
 //! buffer so that memory is read row by row. One scratch array per thread
 //! (up to 2^21 elements) is kept between calls, so that transforming a
 //! stream of images does not pay for fresh memory every time.
+//!
+//! # Threads
+//!
+//! With the `rayon` feature, every pass over an image of at least 2^15
+//! voxels is split into independent units (chunks of contiguous lines, or
+//! ranges of columns of a strided axis together with the matching part of
+//! the accumulator) run on the current rayon pool. Each voxel is computed
+//! by the same operations whichever thread runs its unit, so the result is
+//! bit-identical to the single-threaded one.
+//!
+//! # Spacing and float type
+//!
+//! Distances are computed in the image's float type. A spacing whose
+//! distances, or the envelopes' intermediate values, would not be finite in
+//! that type (for example `1e300` or `1e-300` in `f32`, which round to
+//! `inf` and `0`) is an [`Error::InvalidSpacing`]; see [`distance_spacing`].
 
 use std::fmt;
 use std::str::FromStr;

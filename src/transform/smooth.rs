@@ -17,17 +17,46 @@
 //!   (default `truncate = 4`, scipy's);
 //! * boundary: [`BoundaryMode`] (default [`BoundaryMode::Reflect`], scipy's
 //!   `'reflect'`), extended as often as needed when the kernel is longer than
-//!   the axis.
+//!   the axis;
+//! * an axis whose sigma is at most `1e-15` voxels is not smoothed, as in
+//!   scipy (`gaussian_filter` skips such axes; the sampled kernel would be
+//!   `exp(-inf * 0)`).
 //!
 //! Scores must be finite (NaN has no smoothed value, and `+inf` next to
-//! `-inf` would give NaN).
+//! `-inf` would give NaN). Images whose values come within a factor 4 of
+//! the float type's largest value are smoothed scaled by 1/4 (exact) and
+//! scaled back, so that sums of two values cannot overflow; the constant of
+//! [`BoundaryMode::Constant`] must fit the scores' float type.
+//!
+//! # Very wide kernels
+//!
+//! The kernel radius is bounded by 2^24 voxels (a larger one is an
+//! [`Error::InvalidParameter`]). A kernel whose radius is at least the
+//! length of its axis is *folded* onto the axis: every mode maps each tap
+//! to one source voxel (or to the constant), so the correlation is a sum
+//! over at most `n` source voxels per output voxel with the taps' weights
+//! added up per source voxel. This is the same sum grouped differently
+//! (equal up to rounding, about 1e-16 relative in f64), computed in one
+//! `O(r)` pass over the taps and `O(n)` work per voxel and memory, whatever
+//! the width: `gaussian:9e6` on a 50x50 image takes a fraction of a second
+//! (it used to take a minute and 1.4 GB). Kernels shorter than their axis
+//! are applied tap by tap as before.
+//!
+//! # Threads
+//!
+//! With the `rayon` feature, each pass over an image of at least 2^15
+//! voxels is split into ranges of lines or columns run on the current rayon
+//! pool; every voxel is computed with the same operations in the same
+//! order, so the result is bit-identical to one thread's.
 //!
 //! `ndarray-ndimage`'s `gaussian_filter` was considered and not used: it
 //! takes one sigma for all axes (no anisotropic spacing), an integer
 //! `truncate`, and panics when the kernel is longer than an axis. The
 //! separable convolution here processes strided axes row by row (axpy over
-//! contiguous rows) and contiguous lines from a padded copy, so every pass
-//! reads memory in order and vectorises.
+//! contiguous rows, a range of columns at a time so the rows stay in cache)
+//! and contiguous lines from a padded copy, so every pass reads memory in
+//! order and vectorises. The first pass reads the scores where they are;
+//! the others work in place in the one output buffer.
 
 use std::fmt;
 
