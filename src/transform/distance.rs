@@ -903,40 +903,33 @@ struct Scratch<A> {
     last: Vec<A>,
 }
 
-struct Stack<A> {
-    pos: Vec<A>,
-    val: Vec<A>,
-    key: Vec<A>,
-    num: Vec<A>,
-    den: Vec<A>,
+/// One site on the envelope's stack: its position and value, its key, and
+/// where it starts to be the lowest, as the fraction `num / den`.
+#[derive(Clone, Copy)]
+struct Site<A> {
+    pos: A,
+    val: A,
+    key: A,
+    num: A,
+    den: A,
 }
+
+type Stack<A> = Vec<Site<A>>;
 
 impl<A: Float> Scratch<A> {
     /// Room for `tile` lines of length `n`.
     fn reserve(&mut self, n: usize, tile: usize) {
         self.tile_in.resize(self.tile_in.len().max(n * tile), A::zero());
         self.tile_out.resize(self.tile_out.len().max(n * tile), A::zero());
-        let st = &mut self.stack;
-        for v in [&mut st.pos, &mut st.val, &mut st.key, &mut st.num, &mut st.den] {
-            v.resize(v.len().max(n), A::zero());
-        }
+        let z = A::zero();
+        let blank = Site { pos: z, val: z, key: z, num: z, den: z };
+        self.stack.resize(self.stack.len().max(n), blank);
     }
 }
 
 impl<A> Default for Scratch<A> {
     fn default() -> Self {
-        Scratch {
-            last: Vec::new(),
-            tile_in: Vec::new(),
-            tile_out: Vec::new(),
-            stack: Stack {
-                pos: Vec::new(),
-                val: Vec::new(),
-                key: Vec::new(),
-                num: Vec::new(),
-                den: Vec::new(),
-            },
-        }
+        Scratch { last: Vec::new(), tile_in: Vec::new(), tile_out: Vec::new(), stack: Vec::new() }
     }
 }
 
@@ -1045,30 +1038,37 @@ fn envelope_pass<A: Float, M: LineMetric>(
 
 /// One line of the lower envelope (Felzenszwalb & Huttenlocher 2012, with
 /// the metric's own takeover point): sites are the finite entries of `f`.
+/// The top of the stack and the next site of the scan are kept in locals,
+/// so that the common step (no site popped, no site taken over) touches no
+/// memory but the line.
 fn envelope_line<A: Float, M: LineMetric>(f: &[A], g: &mut [A], s: A, scale: A, st: &mut Stack<A>) {
-    let Stack { pos, val, key, num, den } = st;
+    let st = &mut st[..f.len()];
     let mut k = 0; // stack size
+    let ninf = A::neg_infinity();
+    // the top of the stack, st[k - 1], when k > 0
+    let (mut tp, mut tk, mut tn, mut td) = (A::zero(), A::zero(), ninf, A::one());
     let mut qa = A::zero();
     for &fq in f {
         if fq.is_finite() {
             let kq = M::key(fq, qa, scale);
             // start of the new site: -inf unless an earlier site survives
-            let (mut xn, mut xd) = (A::neg_infinity(), A::one());
+            let (mut xn, mut xd) = (ninf, A::one());
             while k > 0 {
-                (xn, xd) = M::takeover(pos[k - 1], key[k - 1], qa, kq);
+                (xn, xd) = M::takeover(tp, tk, qa, kq);
                 // xn / xd <= num / den, denominators positive
-                if xn * den[k - 1] <= num[k - 1] * xd {
+                if xn * td <= tn * xd {
                     k -= 1;
-                    (xn, xd) = (A::neg_infinity(), A::one());
+                    (xn, xd) = (ninf, A::one());
+                    if k > 0 {
+                        let t = st[k - 1];
+                        (tp, tk, tn, td) = (t.pos, t.key, t.num, t.den);
+                    }
                 } else {
                     break;
                 }
             }
-            pos[k] = qa;
-            val[k] = fq;
-            key[k] = kq;
-            num[k] = xn;
-            den[k] = xd;
+            st[k] = Site { pos: qa, val: fq, key: kq, num: xn, den: xd };
+            (tp, tk, tn, td) = (qa, kq, xn, xd);
             k += 1;
         }
         qa += A::one();
@@ -1077,13 +1077,20 @@ fn envelope_line<A: Float, M: LineMetric>(f: &[A], g: &mut [A], s: A, scale: A, 
         g.fill(A::infinity());
         return;
     }
+    let st = &st[..k];
+    // the site in use, and where the next one takes over (never, past the last)
+    let next = |j: usize| st.get(j + 1).map_or((A::infinity(), A::one()), |t| (t.num, t.den));
     let mut j = 0;
+    let (mut cv, mut cp) = (st[0].val, st[0].pos);
+    let (mut nn, mut nd) = next(0);
     let mut xa = A::zero();
     for gx in g.iter_mut() {
-        while j + 1 < k && num[j + 1] <= xa * den[j + 1] {
+        while nn <= xa * nd {
             j += 1;
+            (cv, cp) = (st[j].val, st[j].pos);
+            (nn, nd) = next(j);
         }
-        *gx = M::eval(val[j], (xa - pos[j]).abs() * s);
+        *gx = M::eval(cv, (xa - cp).abs() * s);
         xa += A::one();
     }
 }
