@@ -14,7 +14,8 @@
 //! end-to-end stack case runs on it (every image through
 //! `transform::apply_checked`, as a pipeline does, into an output stack).
 //!
-//! * `BENCH_REPEATS=N`: repeats per case (default 7, 3 above 4M voxels);
+//! * `BENCH_REPEATS=N`: timed repeats per case (default 7, 3 above 4M voxels);
+//! * `BENCH_WARMUP=N`: untimed calls before them (default 2);
 //! * `BENCH_ONLY=TEXT`: only the cases whose name contains `TEXT`;
 //! * `BENCH_DUMP=DIR`: write each case's last result to
 //!   `DIR/<case>_<shape>.bin` (raw little-endian, row-major) for value checks.
@@ -94,6 +95,7 @@ struct Bench {
     shape: Vec<usize>,
     label: String,
     repeats: usize,
+    warmup: usize,
     only: String,
     dump: Option<std::path::PathBuf>,
     threads: usize,
@@ -106,6 +108,11 @@ impl Bench {
             return Ok(());
         }
         let n = self.shape.iter().product::<usize>() as f64;
+        // Untimed calls first: the allocator and the scratch pools reach
+        // the steady state of a pipeline that transforms image after image.
+        for _ in 0..self.warmup {
+            std::hint::black_box(f());
+        }
         let mut times = Vec::with_capacity(self.repeats);
         let mut last = None;
         for _ in 0..self.repeats {
@@ -162,6 +169,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .ok()
                 .and_then(|r| r.parse().ok())
                 .unwrap_or(if len > 4_000_000 { 3 } else { 7 }),
+            warmup: std::env::var("BENCH_WARMUP").ok().and_then(|r| r.parse().ok()).unwrap_or(2),
             only: std::env::var("BENCH_ONLY").unwrap_or_default(),
             dump: std::env::var_os("BENCH_DUMP").map(Into::into),
             threads: threads(),

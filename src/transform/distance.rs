@@ -732,33 +732,37 @@ fn sites_pass<A: Float, M: LineMetric>(
         Sink::Min { acc, finish } => (Some(acc), finish),
     };
     if inner == 1 {
-        // Contiguous lines: the same two sweeps, one line at a time.
+        // Contiguous lines, run by run (maximal stretches of equal mask
+        // values): every voxel of a run has the same nearest site on each
+        // side, so each run is one loop without branches. The values are
+        // those of a forward sweep `(x - last) s` and a backward sweep
+        // `(next - x) s`, their minimum, then the metric's value.
         let line = |ml: &[bool], ol: &mut [A]| {
-            let is_site = |t: usize, forward: bool| match sites {
-                Sites::Transitions if forward => t > 0 && ml[t] != ml[t - 1],
-                Sites::Transitions => t + 1 < n && ml[t] != ml[t + 1],
-                Sites::Voxels(v) => ml[t] == v,
-            };
-            let offset = match sites {
-                Sites::Transitions => half,
-                Sites::Voxels(_) => A::zero(),
-            };
-            let mut last = A::neg_infinity();
-            let mut ta = A::zero();
-            for (t, o) in ol.iter_mut().enumerate() {
-                if is_site(t, true) {
-                    last = ta - offset;
+            let mut a = 0;
+            while a < n {
+                let v = ml[a];
+                let b = a + ml[a..].iter().position(|&m| m != v).unwrap_or(n - a);
+                let at = |t: usize| A::from_usize(t).unwrap_or_else(A::infinity);
+                let (last, next) = match sites {
+                    // the midpoints around the run, as the sweeps compute them
+                    Sites::Transitions => (
+                        if a > 0 { at(a) - half } else { A::neg_infinity() },
+                        if b < n { at(b - 1) + half } else { A::infinity() },
+                    ),
+                    Sites::Voxels(site) if v == site => (A::nan(), A::nan()),
+                    Sites::Voxels(_) => (
+                        if a > 0 { at(a - 1) } else { A::neg_infinity() },
+                        if b < n { at(b) } else { A::infinity() },
+                    ),
+                };
+                let run = &mut ol[a..b];
+                if last.is_nan() {
+                    // every voxel is a site: (x - x) s
+                    run.fill(M::from_1d(A::zero() * s));
+                } else {
+                    fill_sweep::<A, M>(run, a, last, next, s);
                 }
-                *o = (ta - last) * s;
-                ta += A::one();
-            }
-            let mut next = A::infinity();
-            for (t, o) in ol.iter_mut().enumerate().rev() {
-                ta -= A::one();
-                if is_site(t, false) {
-                    next = ta + offset;
-                }
-                *o = M::from_1d(o.min((next - ta) * s));
+                a = b;
             }
         };
         // A fused envelope along the last axis would act on lines of length
@@ -874,6 +878,25 @@ fn sites_pass<A: Float, M: LineMetric>(
             }
         },
     );
+}
+
+/// `g[i] = from_1d(min((x - last) s, (next - x) s))` for `x = x0 + i`.
+#[inline]
+fn fill_sweep<A: Float, M: LineMetric>(g: &mut [A], x0: usize, last: A, next: A, s: A) {
+    let sweep = |xa: A| M::from_1d(((xa - last) * s).min((next - xa) * s));
+    match i32::try_from(x0 + g.len()) {
+        // exact integer positions, converted lane by lane
+        Ok(_) => {
+            for (i, gx) in g.iter_mut().enumerate() {
+                *gx = sweep(A::from_i32((x0 + i) as i32).unwrap_or_else(A::infinity));
+            }
+        }
+        Err(_) => {
+            for (i, gx) in g.iter_mut().enumerate() {
+                *gx = sweep(A::from_usize(x0 + i).unwrap_or_else(A::infinity));
+            }
+        }
+    }
 }
 
 /// Contiguous lines of length `n` per unit of work.
