@@ -543,13 +543,16 @@ fn finish_signed<A: Float, M: LineMetric>(inside: bool, v: A) -> A {
     }
 }
 
-/// `min(a, w)`, then the signed distance if `inside` is given.
+/// `acc = min(acc, w)` element by element, then the signed distance if
+/// `finish` holds the mask (one loop without branches either way).
 #[inline]
-fn combine<A: Float, M: LineMetric>(a: A, w: A, inside: Option<bool>) -> A {
-    let v = a.min(w);
-    match inside {
-        Some(b) => finish_signed::<A, M>(b, v),
-        None => v,
+fn sink_into<A: Float, M: LineMetric>(acc: &mut [A], w: &[A], finish: Option<&[bool]>) {
+    match finish {
+        None => acc.iter_mut().zip(w).for_each(|(a, &w)| *a = a.min(w)),
+        Some(inside) => acc.iter_mut().zip(w).zip(inside).for_each(|((a, &w), &b)| {
+            let d = M::finish(a.min(w));
+            *a = if b { d } else { -d };
+        }),
     }
 }
 
@@ -780,9 +783,7 @@ fn sites_pass<A: Float, M: LineMetric>(
                     line(ml, ol);
                 }
                 if let Some(ac) = ac {
-                    for (i, (a, &w)) in ac.iter_mut().zip(oc.iter()).enumerate() {
-                        *a = combine::<A, M>(*a, w, finish.map(|m| m[base + i]));
-                    }
+                    sink_into::<A, M>(ac, oc, finish.map(|m| &m[base..base + oc.len()]));
                 }
             },
         );
@@ -870,9 +871,7 @@ fn sites_pass<A: Float, M: LineMetric>(
                         let arow =
                             arow_v.as_slice_mut().unwrap_or_else(|| unreachable!("rows are contiguous"));
                         let base = at(t);
-                        for (i, (a, &w)) in arow.iter_mut().zip(orow.iter()).enumerate() {
-                            *a = combine::<A, M>(*a, w, finish.map(|m| m[base + i]));
-                        }
+                        sink_into::<A, M>(arow, orow, finish.map(|m| &m[base..base + w]));
                     }
                 }
             }
@@ -912,8 +911,14 @@ fn column_width(inner: usize, align: usize) -> usize {
     target.div_ceil(align).max(1) * align
 }
 
-/// Lines gathered at once from a strided axis.
-const TILE: usize = 8;
+/// Bytes of each row gathered at once from a strided axis (one cache
+/// line): 8 lines of f64, 16 of f32.
+const TILE_BYTES: usize = 64;
+
+/// Lines gathered at once from a strided axis for elements of type `A`.
+fn tile<A>() -> usize {
+    (TILE_BYTES / std::mem::size_of::<A>()).max(1)
+}
 
 /// Scratch buffers for the envelope passes: a gathered tile of lines, its
 /// output, and the envelope's stack (site positions, values, keys, and
@@ -958,7 +963,7 @@ impl<A> Default for Scratch<A> {
 
 /// Lower-envelope pass along `axis`: `g(x) = min_u eval(f(u), s|x - u|)`
 /// on every line of `buf`, written where `sink` says. Contiguous lines are
-/// processed directly; strided ones in tiles of [`TILE`] neighbouring
+/// processed directly; strided ones in tiles of [`tile`] neighbouring
 /// lines, gathered and scattered row by row. Chunks of lines (ranges of
 /// columns) are independent units of work, run in parallel if `parallel`.
 fn envelope_pass<A: Float, M: LineMetric>(
@@ -994,11 +999,8 @@ fn envelope_pass<A: Float, M: LineMetric>(
                             envelope_line::<A, M>(&tile_in[..n], &mut tile_out[..n], s, scale, stack);
                             let local = li * n;
                             let base = u * lines * n + local;
-                            for (i, (a, &g)) in
-                                ac[local..local + n].iter_mut().zip(&tile_out[..n]).enumerate()
-                            {
-                                *a = combine::<A, M>(*a, g, finish.map(|m| m[base + i]));
-                            }
+                            let inside = finish.map(|m| &m[base..base + n]);
+                            sink_into::<A, M>(&mut ac[local..local + n], &tile_out[..n], inside);
                         }
                     }
                 }
@@ -1006,7 +1008,7 @@ fn envelope_pass<A: Float, M: LineMetric>(
         );
         return;
     }
-    let width = column_width(inner, TILE);
+    let width = column_width(inner, tile::<A>());
     super::par::for_each_column_range2(
         buf,
         acc,
@@ -1016,7 +1018,7 @@ fn envelope_pass<A: Float, M: LineMetric>(
         Scratch::default,
         |sc: &mut Scratch<A>, b, c0, mut bv, mut av| {
             let cols = bv.ncols();
-            let tile = TILE.min(cols);
+            let tile = tile::<A>().min(cols);
             sc.reserve(n, tile);
             let Scratch { tile_in, tile_out, stack, .. } = sc;
             let mut r0 = 0;
@@ -1032,28 +1034,25 @@ fn envelope_pass<A: Float, M: LineMetric>(
                 for (f, g) in tile_in.chunks_exact(n).zip(tile_out.chunks_exact_mut(n)).take(w) {
                     envelope_line::<A, M>(f, g, s, scale, stack);
                 }
+                // back into the buffer (also for a sink: it is scratch then)
                 for t in 0..n {
-                    match av.as_mut() {
-                        None => {
-                            let mut row = bv.row_mut(t);
-                            let row =
-                                row.as_slice_mut().unwrap_or_else(|| unreachable!("rows are contiguous"));
-                            for (l, x) in row[r0..r0 + w].iter_mut().enumerate() {
-                                *x = tile_out[l * n + t];
-                            }
-                        }
-                        Some(av) => {
-                            let mut row = av.row_mut(t);
-                            let row =
-                                row.as_slice_mut().unwrap_or_else(|| unreachable!("rows are contiguous"));
-                            let base = (b * n + t) * inner + c0 + r0;
-                            for (l, a) in row[r0..r0 + w].iter_mut().enumerate() {
-                                *a = combine::<A, M>(*a, tile_out[l * n + t], finish.map(|m| m[base + l]));
-                            }
-                        }
+                    let mut row = bv.row_mut(t);
+                    let row = row.as_slice_mut().unwrap_or_else(|| unreachable!("rows are contiguous"));
+                    for (l, x) in row[r0..r0 + w].iter_mut().enumerate() {
+                        *x = tile_out[l * n + t];
                     }
                 }
                 r0 += w;
+            }
+            if let Some(av) = av.as_mut() {
+                // the minimum (and signed distance) row by row, over the whole range
+                for t in 0..n {
+                    let (mut arow, brow) = (av.row_mut(t), bv.row(t));
+                    let arow = arow.as_slice_mut().unwrap_or_else(|| unreachable!("rows are contiguous"));
+                    let brow = brow.as_slice().unwrap_or_else(|| unreachable!("rows are contiguous"));
+                    let base = (b * n + t) * inner + c0;
+                    sink_into::<A, M>(arow, brow, finish.map(|m| &m[base..base + cols]));
+                }
             }
         },
     );
