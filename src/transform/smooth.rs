@@ -404,7 +404,7 @@ impl Transform for GaussianSmoothing {
         }
         if scale.is_some() {
             let four = A::from_f64_lossy(4.0);
-            out.iter_mut().for_each(|x| *x = *x * four);
+            out.iter_mut().for_each(|x| *x *= four);
         }
         Ok(CowArray::from(super::distance::from_flat(scores.raw_dim(), out)))
     }
@@ -429,8 +429,8 @@ fn finite_max_abs<A: Float, D: Dimension>(scores: &ArrayRef<A, D>) -> Result<f64
     let mut bad = false;
     let mut visit = |x: A| {
         let a = x.abs();
-        // NaN and inf fail `a <= max_value`; one flag keeps the loop branch-free.
-        bad |= !(a <= A::max_value());
+        // NaN and inf are not finite; one flag keeps the loop branch-free.
+        bad |= !a.is_finite();
         max = if a > max { a } else { max };
     };
     match scores.as_slice_memory_order() {
