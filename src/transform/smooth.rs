@@ -679,7 +679,12 @@ fn correlate_axis<A: Float>(
                         let at = (b * n + t) * inner + c0;
                         tile.extend_from_slice(&s[at..at + wd]);
                     }
-                    None => tile.extend(view.row(t).iter().copied()),
+                    None => {
+                        let row = view.row(t);
+                        tile.extend_from_slice(
+                            row.as_slice().unwrap_or_else(|| unreachable!("rows are contiguous")),
+                        );
+                    }
                 }
             }
             let row = |i: Option<usize>| i.map(|i| &tile[i * wd..(i + 1) * wd]);
