@@ -175,6 +175,12 @@ impl BoundaryMode {
 
 /// Gaussian smoothing of the score image; see the [module docs](self).
 ///
+/// Widths are accepted up to a kernel radius of 2^24 voxels; a kernel at
+/// least as long as its axis is folded onto the axis (time and memory
+/// independent of the width, see [very wide kernels](self#very-wide-kernels)),
+/// and an axis whose sigma is at most 1e-15 voxels is left unsmoothed, as in
+/// scipy.
+///
 /// ```
 /// use confseg::{GaussianSmoothing, Spacing, Transform};
 /// use ndarray::Array2;
