@@ -142,6 +142,11 @@ fn very_wide_gaussians_are_folded_onto_the_image() {
     for &v in g.iter() {
         assert!((v - mean).abs() < 1e-6, "{v} vs mean {mean}");
     }
+    // An empty image with the same width: nothing computed, nothing allocated.
+    let empty = Array2::<f64>::zeros((0, 50));
+    let start = Instant::now();
+    assert_eq!(t.apply(&empty, &Spacing::unit()).unwrap().shape(), &[0, 50]);
+    assert!(start.elapsed() < Duration::from_secs(5), "took {:?}", start.elapsed());
     // Constant mode: the constant takes over.
     let t: ScoreTransform = "gaussian:9e6:mode=constant:cval=2".parse().unwrap();
     let g = t.apply(&x, &Spacing::unit()).unwrap();

@@ -482,7 +482,10 @@ impl Taps {
             });
         }
         let r = r as usize;
-        if n > 0 && r >= n {
+        if n == 0 {
+            // nothing to smooth: no taps to compute (they could be 2^25)
+            Ok(Taps::Direct(vec![1.0]))
+        } else if r >= n {
             Ok(Taps::Folded(Folded::new(sigma, r, n, mode)))
         } else {
             Ok(Taps::Direct(kernel(sigma, r)))
