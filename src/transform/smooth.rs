@@ -404,9 +404,27 @@ impl Transform for GaussianSmoothing {
         };
         let parallel = super::par::worth_splitting(input.len());
         let mut out = vec![A::zero(); input.len()];
-        for (i, (axis, taps)) in passes.iter().enumerate() {
+        let nd = shape.len();
+        // The last two axes together, block by block, when both are smoothed
+        // with direct kernels after at least one other pass.
+        let fuse = match passes.as_slice() {
+            [.., (a1, Taps::Direct(w1)), (a2, Taps::Direct(w2))]
+                if passes.len() >= 3 && nd >= 3 && *a1 == nd - 2 && *a2 == nd - 1 =>
+            {
+                Some((
+                    Direct::new(w1, shape[nd - 2], self.mode, cval),
+                    Direct::new(w2, shape[nd - 1], self.mode, cval),
+                ))
+            }
+            _ => None,
+        };
+        let separate = passes.len() - if fuse.is_some() { 2 } else { 0 };
+        for (i, (axis, taps)) in passes[..separate].iter().enumerate() {
             let src = if i == 0 { Some(input) } else { None };
             correlate_axis(src, &mut out, shape, *axis, taps, self.mode, cval, parallel);
+        }
+        if let Some((k1, k2)) = &fuse {
+            last_two_axes(&mut out, shape, k1, k2, parallel);
         }
         if scale.is_some() {
             let four = A::from_f64_lossy(4.0);
@@ -603,6 +621,124 @@ fn kernel(sigma: f64, r: usize) -> Vec<f64> {
 /// kept in cache (at most this many elements).
 const COLUMN_BLOCK: usize = 1 << 15;
 
+/// A direct kernel ready for one axis of length `n`: the taps in the
+/// scores' type and the source of every padded position.
+struct Direct<A> {
+    w: Vec<A>,
+    r: usize,
+    n: usize,
+    /// Source of padded position `p` (`p - r` on the axis), `None` for the constant.
+    src_of: Vec<Option<usize>>,
+    cval: A,
+}
+
+impl<A: Float> Direct<A> {
+    fn new(w: &[f64], n: usize, mode: BoundaryMode, cval: A) -> Self {
+        let w: Vec<A> = w.iter().map(|&x| A::from_f64_lossy(x)).collect();
+        let r = w.len() / 2;
+        let src_of = (0..n + 2 * r).map(|p| mode.source(p as isize - r as isize, n)).collect();
+        Direct { w, r, n, src_of, cval }
+    }
+
+    /// One contiguous line: `d` from `s` (`s` may be a copy of `d`), via the padded line `pad`.
+    fn line(&self, s: &[A], d: &mut [A], pad: &mut [A]) {
+        let (w, r, n) = (&self.w, self.r, self.n);
+        pad[r..r + n].copy_from_slice(s);
+        for p in (0..r).chain(r + n..n + 2 * r) {
+            pad[p] = self.src_of[p].map_or(self.cval, |i| s[i]);
+        }
+        for (x, &y) in d.iter_mut().zip(&pad[r..]) {
+            *x = w[r] * y;
+        }
+        for o in 1..=r {
+            let (lo, hi) = (&pad[r - o..], &pad[r + o..]);
+            for ((x, &a), &b) in d.iter_mut().zip(lo).zip(hi) {
+                *x += w[r + o] * (a + b);
+            }
+        }
+    }
+
+    /// Contiguous lines of `buf` in place (`src`: none, the lines themselves).
+    fn lines_in_place(&self, buf: &mut [A], pad: &mut Vec<A>) {
+        let n = self.n;
+        pad.resize(n + 2 * self.r, A::zero());
+        for d in buf.chunks_exact_mut(n) {
+            // the pad holds the copy, so the line can be overwritten
+            let (w, r) = (&self.w, self.r);
+            pad[r..r + n].copy_from_slice(d);
+            for p in (0..r).chain(r + n..n + 2 * r) {
+                pad[p] = self.src_of[p].map_or(self.cval, |i| pad[r + i]);
+            }
+            for (x, &y) in d.iter_mut().zip(&pad[r..]) {
+                *x = w[r] * y;
+            }
+            for o in 1..=r {
+                let (lo, hi) = (&pad[r - o..], &pad[r + o..]);
+                for ((x, &a), &b) in d.iter_mut().zip(lo).zip(hi) {
+                    *x += w[r + o] * (a + b);
+                }
+            }
+        }
+    }
+
+    /// The `n x wd` part of a strided block in `view` (columns `c0..` of
+    /// block `b`), from `src` if given, else from `view` itself; its rows
+    /// are copied into `tile` first.
+    fn columns(
+        &self,
+        src: Option<&[A]>,
+        (b, c0, inner): (usize, usize, usize),
+        mut view: ndarray::ArrayViewMut2<'_, A>,
+        tile: &mut Vec<A>,
+    ) {
+        let (w, r, n, cval) = (&self.w, self.r, self.n, self.cval);
+        let wd = view.ncols();
+        tile.clear();
+        for t in 0..n {
+            match src {
+                Some(s) => {
+                    let at = (b * n + t) * inner + c0;
+                    tile.extend_from_slice(&s[at..at + wd]);
+                }
+                None => {
+                    let row = view.row(t);
+                    tile.extend_from_slice(
+                        row.as_slice().unwrap_or_else(|| unreachable!("rows are contiguous")),
+                    );
+                }
+            }
+        }
+        let row = |i: Option<usize>| i.map(|i| &tile[i * wd..(i + 1) * wd]);
+        for t in 0..n {
+            let mut out_row = view.row_mut(t);
+            let d = out_row.as_slice_mut().unwrap_or_else(|| unreachable!("rows are contiguous"));
+            match row(self.src_of[t + r]) {
+                Some(c) => d.iter_mut().zip(c).for_each(|(x, &y)| *x = w[r] * y),
+                None => d.fill(w[r] * cval),
+            }
+            for o in 1..=r {
+                let wo = w[r + o];
+                match (row(self.src_of[t + r - o]), row(self.src_of[t + r + o])) {
+                    (Some(a), Some(b)) => {
+                        for ((x, &a), &b) in d.iter_mut().zip(a).zip(b) {
+                            *x += wo * (a + b);
+                        }
+                    }
+                    (Some(a), None) | (None, Some(a)) => {
+                        for (x, &a) in d.iter_mut().zip(a) {
+                            *x += wo * (a + cval);
+                        }
+                    }
+                    (None, None) => {
+                        let c = wo * (cval + cval);
+                        d.iter_mut().for_each(|x| *x += c);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Correlation of `src` (or of `buf` itself if `src` is `None`) with the
 /// symmetric kernel `taps` along `axis`, with boundary `mode`, into `buf`.
 #[allow(clippy::too_many_arguments)]
@@ -618,8 +754,8 @@ fn correlate_axis<A: Float>(
 ) {
     let n = shape[axis];
     let inner: usize = shape[axis + 1..].iter().product();
-    let w = match taps {
-        Taps::Direct(w) => w.iter().map(|&x| A::from_f64_lossy(x)).collect::<Vec<A>>(),
+    let k = match taps {
+        Taps::Direct(w) => Direct::new(w, n, mode, cval),
         Taps::Folded(f) => {
             let copy;
             let src = match src {
@@ -632,10 +768,6 @@ fn correlate_axis<A: Float>(
             return folded_axis(src, buf, (n, inner), f, cval, parallel);
         }
     };
-    let r = w.len() / 2;
-    // Source of padded position p (p - r on the axis), None for the constant.
-    let src_of: Vec<Option<usize>> =
-        (0..n + 2 * r).map(|p| mode.source(p as isize - r as isize, n)).collect();
     if inner == 1 {
         // Contiguous lines: pad each line, then one axpy per tap over the line.
         let lines_per_chunk = (COLUMN_BLOCK / n.max(1)).max(1);
@@ -643,28 +775,16 @@ fn correlate_axis<A: Float>(
             buf,
             lines_per_chunk * n,
             parallel,
-            || vec![A::zero(); n + 2 * r],
-            |pad, ci, chunk| {
-                for (li, d) in chunk.chunks_exact_mut(n).enumerate() {
-                    let line = ci * lines_per_chunk + li;
-                    let s = match src {
-                        Some(s) => &s[line * n..(line + 1) * n],
-                        None => &*d,
-                    };
-                    pad[r..r + n].copy_from_slice(s);
-                    for p in (0..r).chain(r + n..n + 2 * r) {
-                        pad[p] = src_of[p].map_or(cval, |i| s[i]);
-                    }
-                    for (x, &y) in d.iter_mut().zip(&pad[r..]) {
-                        *x = w[r] * y;
-                    }
-                    for o in 1..=r {
-                        let (lo, hi) = (&pad[r - o..], &pad[r + o..]);
-                        for ((x, &a), &b) in d.iter_mut().zip(lo).zip(hi) {
-                            *x += w[r + o] * (a + b);
-                        }
+            Vec::new,
+            |pad, ci, chunk| match src {
+                Some(s) => {
+                    pad.resize(n + 2 * k.r, A::zero());
+                    for (li, d) in chunk.chunks_exact_mut(n).enumerate() {
+                        let line = ci * lines_per_chunk + li;
+                        k.line(&s[line * n..(line + 1) * n], d, pad);
                     }
                 }
+                None => k.lines_in_place(chunk, pad),
             },
         );
         return;
@@ -673,57 +793,28 @@ fn correlate_axis<A: Float>(
     // a range of columns at a time (copied out first, so `buf` can be
     // written in place).
     let width = (COLUMN_BLOCK / n).max(16).min(inner);
-    super::par::for_each_column_range(
+    super::par::for_each_column_range(buf, (n, inner), width, parallel, Vec::new, |tile, b, c0, view| {
+        k.columns(src, (b, c0, inner), view, tile);
+    });
+}
+
+/// The last two axes of an image of at least three, both with direct
+/// kernels, smoothed in place one block (one index of the other axes) at a
+/// time, so that the block stays in cache between the two passes: the
+/// same operations, in the same order, for every voxel.
+fn last_two_axes<A: Float>(buf: &mut [A], shape: &[usize], k1: &Direct<A>, k2: &Direct<A>, parallel: bool) {
+    let nd = shape.len();
+    let (n1, n2) = (shape[nd - 2], shape[nd - 1]);
+    super::par::for_each_chunk(
         buf,
-        (n, inner),
-        width,
+        n1 * n2,
         parallel,
-        Vec::new,
-        |tile: &mut Vec<A>, b, c0, mut view| {
-            let wd = view.ncols();
-            tile.clear();
-            for t in 0..n {
-                match src {
-                    Some(s) => {
-                        let at = (b * n + t) * inner + c0;
-                        tile.extend_from_slice(&s[at..at + wd]);
-                    }
-                    None => {
-                        let row = view.row(t);
-                        tile.extend_from_slice(
-                            row.as_slice().unwrap_or_else(|| unreachable!("rows are contiguous")),
-                        );
-                    }
-                }
-            }
-            let row = |i: Option<usize>| i.map(|i| &tile[i * wd..(i + 1) * wd]);
-            for t in 0..n {
-                let mut out_row = view.row_mut(t);
-                let d = out_row.as_slice_mut().unwrap_or_else(|| unreachable!("rows are contiguous"));
-                match row(src_of[t + r]) {
-                    Some(c) => d.iter_mut().zip(c).for_each(|(x, &y)| *x = w[r] * y),
-                    None => d.fill(w[r] * cval),
-                }
-                for o in 1..=r {
-                    let wo = w[r + o];
-                    match (row(src_of[t + r - o]), row(src_of[t + r + o])) {
-                        (Some(a), Some(b)) => {
-                            for ((x, &a), &b) in d.iter_mut().zip(a).zip(b) {
-                                *x += wo * (a + b);
-                            }
-                        }
-                        (Some(a), None) | (None, Some(a)) => {
-                            for (x, &a) in d.iter_mut().zip(a) {
-                                *x += wo * (a + cval);
-                            }
-                        }
-                        (None, None) => {
-                            let c = wo * (cval + cval);
-                            d.iter_mut().for_each(|x| *x += c);
-                        }
-                    }
-                }
-            }
+        || (Vec::new(), Vec::new()),
+        |(tile, pad): &mut (Vec<A>, Vec<A>), _, block| {
+            let view = ndarray::ArrayViewMut2::from_shape((n1, n2), &mut *block)
+                .unwrap_or_else(|_| unreachable!("a block holds n1 rows of n2 elements"));
+            k1.columns(None, (0, 0, n2), view, tile);
+            k2.lines_in_place(block, pad);
         },
     );
 }
