@@ -3,8 +3,14 @@
 //! f64, three metrics), Gaussian smoothing (sigma 2) and bounding-box scores.
 //! Throughput is reported in voxels.
 //!
-//! Run: `cargo bench --bench transforms`. For ratios against scipy measured
-//! in one run, use `scripts/compare_scipy.py`.
+//! With the `rayon` feature, the `*_threads` groups run the same transforms
+//! inside pools of 1 and 2 threads (threads inside one image), and
+//! `gaussian_stack` smooths a stack of 128^3 images end to end
+//! (`apply_checked` per image, into an output stack).
+//!
+//! Run: `cargo bench --bench transforms` (add `--features rayon` for the
+//! threaded groups). For ratios against scipy, edt and SimpleITK measured
+//! in one run, use `scripts/compare_peers.py`.
 
 use confseg::synthetic::Synthetic;
 use confseg::{BoxScores, DistanceConvention, GaussianSmoothing, Metric, SignedDistance, Spacing, Transform};
@@ -89,5 +95,74 @@ fn boxes(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, distance, smoothing, boxes);
+/// The same transforms in pools of 1 and 2 threads: threads inside one image.
+#[cfg(feature = "rayon")]
+fn threads(c: &mut Criterion) {
+    let unit = Spacing::unit();
+    let pools: Vec<rayon::ThreadPool> =
+        [1, 2].iter().map(|&t| rayon::ThreadPoolBuilder::new().num_threads(t).build().unwrap()).collect();
+    let mid = SignedDistance::new(Metric::Euclidean);
+    let gauss = GaussianSmoothing::sigma(2.0).unwrap();
+    let mut g = c.benchmark_group("distance_threads");
+    g.sample_size(10);
+    for shape in [vec![512, 512], vec![128, 128, 128]] {
+        let s = scores(&shape);
+        let s32 = s.mapv(|x| x as f32);
+        g.throughput(Throughput::Elements(s.len() as u64));
+        for p in &pools {
+            let name = format!("{}/{}t", label(&shape), p.current_num_threads());
+            g.bench_with_input(BenchmarkId::new("midpoint_f64", &name), &s, |b, s| {
+                b.iter(|| p.install(|| black_box(mid.apply(s, &unit).unwrap())))
+            });
+            g.bench_with_input(BenchmarkId::new("midpoint_f32", &name), &s32, |b, s| {
+                b.iter(|| p.install(|| black_box(mid.apply(s, &unit).unwrap())))
+            });
+        }
+    }
+    g.finish();
+    let mut g = c.benchmark_group("gaussian_threads");
+    g.sample_size(10);
+    for shape in [vec![512, 512], vec![128, 128, 128]] {
+        let s = scores(&shape);
+        let s32 = s.mapv(|x| x as f32);
+        g.throughput(Throughput::Elements(s.len() as u64));
+        for p in &pools {
+            let name = format!("{}/{}t", label(&shape), p.current_num_threads());
+            g.bench_with_input(BenchmarkId::new("f64", &name), &s, |b, s| {
+                b.iter(|| p.install(|| black_box(gauss.apply(s, &unit).unwrap())))
+            });
+            g.bench_with_input(BenchmarkId::new("f32", &name), &s32, |b, s| {
+                b.iter(|| p.install(|| black_box(gauss.apply(s, &unit).unwrap())))
+            });
+        }
+    }
+    g.finish();
+    let mut g = c.benchmark_group("gaussian_stack");
+    g.sample_size(10);
+    let images: Vec<ArrayD<f32>> =
+        (0..4).map(|i| scores(&[128, 128, 128]).mapv(|x| x as f32 + i as f32)).collect();
+    g.throughput(Throughput::Elements(images.iter().map(|x| x.len() as u64).sum()));
+    for p in &pools {
+        g.bench_function(
+            BenchmarkId::new("4x128x128x128_f32", format!("{}t", p.current_num_threads())),
+            |b| {
+                b.iter(|| {
+                    p.install(|| {
+                        let mut out = ArrayD::<f32>::zeros(IxDyn(&[4, 128, 128, 128]));
+                        for (img, mut o) in images.iter().zip(out.axis_iter_mut(ndarray::Axis(0))) {
+                            o.assign(&confseg::transform::apply_checked(&gauss, img, &unit).unwrap());
+                        }
+                        black_box(out)
+                    })
+                })
+            },
+        );
+    }
+    g.finish();
+}
+
+#[cfg(not(feature = "rayon"))]
+fn threads(_: &mut Criterion) {}
+
+criterion_group!(benches, distance, smoothing, boxes, threads);
 criterion_main!(benches);

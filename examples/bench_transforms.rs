@@ -1,24 +1,39 @@
 //! Times the spatial transforms on deterministic test volumes, for
-//! `scripts/compare_scipy.py` (which builds the same volumes in NumPy and
-//! times scipy on them in the same run).
+//! `scripts/compare_peers.py` and `scripts/compare_scipy.py` (which build
+//! the same volumes in NumPy and time scipy, edt and SimpleITK on them in
+//! the same run).
 //!
 //! ```text
-//! cargo run --release --example bench_transforms -- 512x512 128x128x128
+//! cargo run --release --features rayon --example bench_transforms -- 512x512 128x128x128
+//! RAYON_NUM_THREADS=2 cargo run --release --features rayon --example bench_transforms -- 16x128x128x128
 //! ```
 //!
-//! Prints one JSON object per line: the case, the shape, the best time per
-//! voxel over the repeats, and a checksum of the result that the script
-//! compares with scipy's output where the definitions coincide.
-//! `BENCH_REPEATS=N` sets the number of repeats (default 7, 3 above 4M voxels);
-//! `BENCH_ONLY=TEXT` runs only the cases whose name contains `TEXT`.
+//! Prints one JSON object per line: the case, the shape, the number of
+//! threads, the time per voxel of every repeat (and the best), and a
+//! checksum of the result. A 4-D shape `N x spatial` is a stack: only the
+//! end-to-end stack case runs on it (every image through
+//! `transform::apply_checked`, as a pipeline does, into an output stack).
+//!
+//! * `BENCH_REPEATS=N`: timed repeats per case (default 7, 3 above 4M voxels);
+//! * `BENCH_WARMUP=N`: untimed calls before them (default 2);
+//! * `BENCH_ONLY=TEXT`: only the cases whose name contains `TEXT`;
+//! * `BENCH_DUMP=DIR`: write each case's last result to
+//!   `DIR/<case>_<shape>.bin` (raw little-endian, row-major) for value checks.
+//!
+//! Threads: with the `rayon` feature, rayon's global pool (set its size
+//! with `RAYON_NUM_THREADS`); without it, one thread.
 
+use std::io::Write;
 use std::time::Instant;
 
-use confseg::{DistanceConvention, GaussianSmoothing, Metric, SignedDistance, Spacing, Transform};
-use ndarray::{ArrayD, IxDyn};
+use confseg::transform::apply_checked;
+use confseg::{
+    BoundaryMode, DistanceConvention, GaussianSmoothing, Metric, SignedDistance, Spacing, Transform,
+};
+use ndarray::{ArrayD, Axis, IxDyn};
 
 /// Union of spheres with integer centres and radii from a fixed LCG; the
-/// same integers in `compare_scipy.py` give the same mask bit for bit.
+/// same integers in the Python scripts give the same mask bit for bit.
 fn mask(shape: &[usize]) -> ArrayD<bool> {
     let mut state: u64 = 12345;
     let mut next = |m: u64| {
@@ -41,7 +56,7 @@ fn mask(shape: &[usize]) -> ArrayD<bool> {
     })
 }
 
-/// Smooth deterministic scores: a sum of products of cosines of integer phases.
+/// Smooth deterministic scores: a sum of integer-phase ramps.
 fn scores(shape: &[usize]) -> ArrayD<f64> {
     ArrayD::from_shape_fn(IxDyn(shape), |ix| {
         let mut v = 0.0;
@@ -52,22 +67,88 @@ fn scores(shape: &[usize]) -> ArrayD<f64> {
     })
 }
 
-/// Best wall time of `repeats` calls of `f` (the transform only), and the
-/// checksum of the last result.
-fn time<T>(repeats: usize, f: &mut dyn FnMut() -> T, check: fn(&T) -> f64) -> (f64, f64) {
-    let mut best = f64::INFINITY;
-    let mut sum = 0.0;
-    for _ in 0..repeats {
-        let t = Instant::now();
-        let out = f();
-        best = best.min(t.elapsed().as_secs_f64());
-        sum = check(&out);
-    }
-    (best, sum)
+/// A result that can be checksummed and dumped.
+trait Output {
+    fn checksum(&self) -> f64;
+    fn bytes(&self) -> Vec<u8>;
 }
 
-fn finite_sum<'a, I: Iterator<Item = &'a f64>>(it: I) -> f64 {
-    it.filter(|x| x.is_finite()).sum()
+impl Output for ArrayD<f64> {
+    fn checksum(&self) -> f64 {
+        self.iter().filter(|x| x.is_finite()).sum()
+    }
+    fn bytes(&self) -> Vec<u8> {
+        self.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+}
+
+impl Output for ArrayD<f32> {
+    fn checksum(&self) -> f64 {
+        self.iter().filter(|x| x.is_finite()).map(|&x| f64::from(x)).sum()
+    }
+    fn bytes(&self) -> Vec<u8> {
+        self.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+}
+
+struct Bench {
+    shape: Vec<usize>,
+    label: String,
+    repeats: usize,
+    warmup: usize,
+    only: String,
+    dump: Option<std::path::PathBuf>,
+    threads: usize,
+}
+
+impl Bench {
+    /// Time `repeats` calls of `f` (the transform only) and print them.
+    fn run<T: Output>(&self, case: &str, f: &mut dyn FnMut() -> T) -> std::io::Result<()> {
+        if !case.contains(self.only.as_str()) {
+            return Ok(());
+        }
+        let n = self.shape.iter().product::<usize>() as f64;
+        // Untimed calls first: the allocator and the scratch pools reach
+        // the steady state of a pipeline that transforms image after image.
+        for _ in 0..self.warmup {
+            std::hint::black_box(f());
+        }
+        let mut times = Vec::with_capacity(self.repeats);
+        let mut last = None;
+        for _ in 0..self.repeats {
+            let t = Instant::now();
+            let out = f();
+            times.push(t.elapsed().as_secs_f64() * 1e9 / n);
+            last = Some(out);
+        }
+        let Some(out) = last else { return Ok(()) };
+        if let Some(dir) = &self.dump {
+            std::fs::write(dir.join(format!("{case}_{}.bin", self.label)), out.bytes())?;
+        }
+        let best = times.iter().copied().fold(f64::INFINITY, f64::min);
+        let list = times.iter().map(|t| format!("{t:.3}")).collect::<Vec<_>>().join(", ");
+        let mut stdout = std::io::stdout().lock();
+        writeln!(
+            stdout,
+            "{{\"case\": \"{case}\", \"shape\": \"{}\", \"threads\": {}, \"ns_per_voxel\": {best:.3}, \
+             \"times\": [{list}], \"checksum\": {:.6}}}",
+            self.label,
+            self.threads,
+            out.checksum()
+        )?;
+        stdout.flush()
+    }
+}
+
+fn threads() -> usize {
+    #[cfg(feature = "rayon")]
+    {
+        rayon::current_num_threads()
+    }
+    #[cfg(not(feature = "rayon"))]
+    {
+        1
+    }
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -81,60 +162,50 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let unit = Spacing::unit();
     for shape in shapes {
+        let len: usize = shape.iter().product();
+        let bench = Bench {
+            label: shape.iter().map(usize::to_string).collect::<Vec<_>>().join("x"),
+            repeats: std::env::var("BENCH_REPEATS")
+                .ok()
+                .and_then(|r| r.parse().ok())
+                .unwrap_or(if len > 4_000_000 { 3 } else { 7 }),
+            warmup: std::env::var("BENCH_WARMUP").ok().and_then(|r| r.parse().ok()).unwrap_or(2),
+            only: std::env::var("BENCH_ONLY").unwrap_or_default(),
+            dump: std::env::var_os("BENCH_DUMP").map(Into::into),
+            threads: threads(),
+            shape: shape.clone(),
+        };
+        let g = GaussianSmoothing::sigma(2.0)?;
+        let g_nearest = g.with_mode(BoundaryMode::Nearest)?;
+        if shape.len() == 4 {
+            // A stack of 3-D images, smoothed one by one end to end.
+            let images: Vec<ArrayD<f32>> =
+                (0..shape[0]).map(|i| scores(&shape[1..]).mapv(|v| (v + i as f64 * 0.125) as f32)).collect();
+            bench.run("gaussian_stack_f32", &mut || {
+                let mut out = ArrayD::<f32>::zeros(IxDyn(&shape));
+                for (img, mut o) in images.iter().zip(out.axis_iter_mut(Axis(0))) {
+                    o.assign(&apply_checked(&g, img, &unit).expect("finite scores"));
+                }
+                out
+            })?;
+            continue;
+        }
         let m = mask(&shape);
-        let n = m.len() as f64;
-        let repeats = std::env::var("BENCH_REPEATS")
-            .ok()
-            .and_then(|r| r.parse().ok())
-            .unwrap_or(if m.len() > 4_000_000 { 3 } else { 7 });
         let s = m.mapv(|b| if b { 1.0 } else { -1.0 });
         let s32 = s.mapv(|x| x as f32);
-        let shape_s = shape.iter().map(usize::to_string).collect::<Vec<_>>().join("x");
-        let only = std::env::var("BENCH_ONLY").unwrap_or_default();
-        let print = |case: &str, (secs, check): (f64, f64)| {
-            println!(
-                "{{\"case\": \"{case}\", \"shape\": \"{shape_s}\", \"ns_per_voxel\": {:.3}, \"checksum\": {check:.6}}}",
-                secs * 1e9 / n
-            );
-        };
-        let f64s = |a: &ArrayD<f64>| finite_sum(a.iter());
-        let f32s = |a: &ArrayD<f32>| a.iter().filter(|x| x.is_finite()).map(|&x| f64::from(x)).sum();
         let mid = SignedDistance::new(Metric::Euclidean);
         let centre = mid.with_convention(DistanceConvention::VoxelCentre);
         let x = scores(&shape);
         let x32 = x.mapv(|v| v as f32);
-        let g = GaussianSmoothing::sigma(2.0)?;
-        let wanted = |case: &str| case.contains(only.as_str());
-        if wanted("distance_midpoint_f64") {
-            print(
-                "distance_midpoint_f64",
-                time(repeats, &mut || mid.apply(&s, &unit).expect("valid").into_owned(), f64s),
-            );
-        }
-        if wanted("distance_midpoint_f32") {
-            print(
-                "distance_midpoint_f32",
-                time(repeats, &mut || mid.apply(&s32, &unit).expect("valid").into_owned(), f32s),
-            );
-        }
-        if wanted("distance_centre_f64") {
-            print(
-                "distance_centre_f64",
-                time(repeats, &mut || centre.apply(&s, &unit).expect("valid").into_owned(), f64s),
-            );
-        }
-        if wanted("gaussian_sigma2_f64") {
-            print(
-                "gaussian_sigma2_f64",
-                time(repeats, &mut || g.apply(&x, &unit).expect("valid").into_owned(), f64s),
-            );
-        }
-        if wanted("gaussian_sigma2_f32") {
-            print(
-                "gaussian_sigma2_f32",
-                time(repeats, &mut || g.apply(&x32, &unit).expect("valid").into_owned(), f32s),
-            );
-        }
+        bench.run("distance_midpoint_f64", &mut || mid.apply(&s, &unit).expect("valid").into_owned())?;
+        bench.run("distance_midpoint_f32", &mut || mid.apply(&s32, &unit).expect("valid").into_owned())?;
+        bench.run("distance_centre_f64", &mut || centre.apply(&s, &unit).expect("valid").into_owned())?;
+        bench.run("distance_centre_f32", &mut || centre.apply(&s32, &unit).expect("valid").into_owned())?;
+        bench.run("gaussian_sigma2_f64", &mut || g.apply(&x, &unit).expect("valid").into_owned())?;
+        bench.run("gaussian_sigma2_f32", &mut || g.apply(&x32, &unit).expect("valid").into_owned())?;
+        bench.run("gaussian_nearest_f64", &mut || g_nearest.apply(&x, &unit).expect("valid").into_owned())?;
+        bench
+            .run("gaussian_nearest_f32", &mut || g_nearest.apply(&x32, &unit).expect("valid").into_owned())?;
     }
     Ok(())
 }

@@ -503,3 +503,60 @@ fn public_types_are_send_and_sync() {
     check::<Metric>();
     check::<BoundaryMode>();
 }
+
+// ---------------------------------------------------------------- threads
+
+/// Threads inside one image split the passes into units whose arithmetic
+/// does not depend on who runs them: the result is the same bit for bit
+/// on 1, 2 or 3 threads (images above the splitting threshold).
+#[cfg(feature = "rayon")]
+#[test]
+fn threads_inside_one_image_give_bit_identical_results() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(11);
+    let pool = |t: usize| rayon::ThreadPoolBuilder::new().num_threads(t).build().unwrap();
+    let pools = [pool(1), pool(2), pool(3)];
+    let bits = |a: &ArrayD<f64>| a.iter().map(|x| x.to_bits()).collect::<Vec<u64>>();
+    let bits32 = |a: &ArrayD<f32>| a.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+    let transforms: Vec<ScoreTransform> = [
+        "distance:euclidean",
+        "distance:chessboard",
+        "distance:cityblock",
+        "distance-centre:euclidean",
+        "distance-centre:cityblock",
+        "gaussian-sigma:2",
+        "gaussian-sigma:1.3:mode=constant:cval=0.5:units=physical",
+        "gaussian-sigma:3:mode=wrap",
+        "box-outer",
+    ]
+    .iter()
+    .map(|s| s.parse().unwrap())
+    .collect();
+    for (shape, sp) in [
+        (vec![200, 190], vec![0.7, 1.3]),
+        (vec![40, 37, 25], vec![2.5, 1.0, 0.8]),
+        (vec![3, 20, 30, 24], vec![1.0, 1.0, 0.5, 1.5]),
+    ] {
+        let len: usize = shape.iter().product();
+        let p = rng.random_range(0.05..0.6);
+        let s: Vec<f64> =
+            (0..len).map(|_| if rng.random_bool(p) { 1.0 } else { -1.0 } * rng.random::<f64>()).collect();
+        let s = ArrayD::from_shape_vec(IxDyn(&shape), s).unwrap();
+        let s32 = s.mapv(|x| x as f32);
+        let spacing = Spacing::new(sp).unwrap();
+        for t in &transforms {
+            let run = |p: &rayon::ThreadPool| p.install(|| t.apply(&s, &spacing).unwrap().into_owned());
+            let run32 = |p: &rayon::ThreadPool| p.install(|| t.apply(&s32, &spacing).unwrap().into_owned());
+            let one = bits(&run(&pools[0]));
+            let one32 = bits32(&run32(&pools[0]));
+            for p in &pools[1..] {
+                assert!(bits(&run(p)) == one, "{t} {shape:?} f64 on {} threads", p.current_num_threads());
+                assert!(
+                    bits32(&run32(p)) == one32,
+                    "{t} {shape:?} f32 on {} threads",
+                    p.current_num_threads()
+                );
+            }
+        }
+    }
+}

@@ -30,7 +30,7 @@ use std::fmt;
 
 use ndarray::{ArrayRef, CowArray, Dimension};
 
-use super::distance::{from_flat, predicted_mask, signed_distance_flat};
+use super::distance::{distance_spacing, from_flat, predicted_mask, signed_distance_flat};
 use super::smooth::{bad_option, parse_f64};
 use super::{check_mask_threshold, Spacing, Transform};
 use crate::error::Result;
@@ -473,15 +473,16 @@ impl BoxScores {
 impl Transform for BoxScores {
     /// # Errors
     /// [`Error::NanScore`](crate::Error::NanScore) for a NaN score, [`Error::InvalidSpacing`](crate::Error::InvalidSpacing) if the
-    /// spacing does not fit the dimension.
+    /// spacing does not fit the dimension or the float type (see
+    /// [`SignedDistance`](super::SignedDistance)'s errors).
     fn apply<'a, A: Float, D: Dimension>(
         &self,
         scores: &'a ArrayRef<A, D>,
         spacing: &Spacing,
     ) -> Result<CowArray<'a, A, D>> {
         let bits = predicted_mask(scores, self.mask_threshold)?;
-        let sp = spacing.for_ndim(scores.ndim())?;
         let shape = scores.shape();
+        let sp = distance_spacing::<A>(spacing, shape)?;
         let st = strides(shape);
         let mut union = vec![false; bits.len()];
         for c in components(&bits, shape, self.connectivity) {

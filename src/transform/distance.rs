@@ -60,6 +60,22 @@
 //! buffer so that memory is read row by row. One scratch array per thread
 //! (up to 2^21 elements) is kept between calls, so that transforming a
 //! stream of images does not pay for fresh memory every time.
+//!
+//! # Threads
+//!
+//! With the `rayon` feature, every pass over an image of at least 2^15
+//! voxels is split into independent units (chunks of contiguous lines, or
+//! ranges of columns of a strided axis together with the matching part of
+//! the accumulator) run on the current rayon pool. Each voxel is computed
+//! by the same operations whichever thread runs its unit, so the result is
+//! bit-identical to the single-threaded one.
+//!
+//! # Spacing and float type
+//!
+//! Distances are computed in the image's float type. A spacing whose
+//! distances, or the envelopes' intermediate values, would not be finite in
+//! that type (for example `1e300` or `1e-300` in `f32`, which round to
+//! `inf` and `0`) is an [`Error::InvalidSpacing`]; see [`distance_spacing`].
 
 use std::fmt;
 use std::str::FromStr;
@@ -251,15 +267,16 @@ impl SignedDistance {
     ///
     /// # Errors
     /// [`Error::NonBinaryMask`] for a value other than 0/1,
-    /// [`Error::InvalidSpacing`] if the spacing does not fit the dimension.
+    /// [`Error::InvalidSpacing`] if the spacing does not fit the dimension
+    /// or the float type `A` (see [`distance_spacing`]).
     pub fn of_mask<A: Float, M: MaskValue, D: Dimension>(
         &self,
         mask: &ArrayRef<M, D>,
         spacing: &Spacing,
     ) -> Result<Array<A, D>> {
         crate::image::check_mask(mask)?;
+        let spacing = distance_spacing::<A>(spacing, mask.shape())?;
         let bits: Vec<bool> = mask.iter().map(|m| m.is_object()).collect();
-        let spacing = spacing.for_ndim(mask.ndim())?;
         let out = signed_distance_flat::<A>(&bits, mask.shape(), &spacing, self.metric, self.convention);
         Ok(from_flat(mask.raw_dim(), out))
     }
@@ -268,14 +285,15 @@ impl SignedDistance {
 impl Transform for SignedDistance {
     /// # Errors
     /// [`Error::NanScore`] for a NaN score (it has no side of the threshold),
-    /// [`Error::InvalidSpacing`] if the spacing does not fit the dimension.
+    /// [`Error::InvalidSpacing`] if the spacing does not fit the dimension
+    /// or the float type `A` (see [`distance_spacing`]).
     fn apply<'a, A: Float, D: Dimension>(
         &self,
         scores: &'a ArrayRef<A, D>,
         spacing: &Spacing,
     ) -> Result<CowArray<'a, A, D>> {
         let bits = predicted_mask(scores, self.mask_threshold)?;
-        let spacing = spacing.for_ndim(scores.ndim())?;
+        let spacing = distance_spacing::<A>(spacing, scores.shape())?;
         let out = signed_distance_flat::<A>(&bits, scores.shape(), &spacing, self.metric, self.convention);
         Ok(CowArray::from(from_flat(scores.raw_dim(), out)))
     }
@@ -295,6 +313,50 @@ impl fmt::Display for SignedDistance {
             write!(f, ":threshold={}", self.mask_threshold)?;
         }
         Ok(())
+    }
+}
+
+/// The per-axis spacing of an image of this `shape` whose distances are
+/// computed in the float type `A`, if every distance and every
+/// intermediate value of the transform is finite in `A`: the checks of
+/// [`Spacing::for_image`] (the image's physical extent, squared, and half
+/// the smallest spacing, squared, fit `A`), and the ratio of the extent to
+/// the smallest spacing, squared, times 16 (n + 1), fits `A` too (the
+/// envelope passes compare distances in units of one axis's spacing). A
+/// spacing that fails is an [`Error::InvalidSpacing`]; one that passes
+/// gives finite distances (or the ±inf of an empty or full mask), never NaN.
+///
+/// ```
+/// use confseg::transform::distance::distance_spacing;
+/// use confseg::Spacing;
+/// let sp = Spacing::new(vec![1e10, 1e-10])?;
+/// assert!(distance_spacing::<f64>(&sp, &[4, 4]).is_ok());
+/// assert!(distance_spacing::<f32>(&sp, &[4, 4]).is_err());
+/// # Ok::<(), confseg::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::InvalidSpacing`] as above.
+pub fn distance_spacing<A: Float>(spacing: &Spacing, shape: &[usize]) -> Result<Vec<f64>> {
+    let sp = spacing.for_image::<A>(shape)?.into_owned();
+    let extent: f64 = sp.iter().zip(shape).map(|(&s, &n)| s * (n as f64 + 1.0)).sum();
+    let min = sp.iter().copied().fold(f64::INFINITY, f64::min);
+    let n = shape.iter().copied().max().unwrap_or(0) as f64 + 1.0;
+    let ratio = extent / min;
+    let bound = 16.0 * n * (ratio * ratio + n * n);
+    if sp.is_empty() || bound < A::max_value().to_f64_lossless() {
+        Ok(sp)
+    } else {
+        Err(Error::InvalidSpacing {
+            spacing: sp,
+            ndim: shape.len(),
+            reason: if A::NAME == "float64" {
+                "the spacing is too anisotropic for distances in float64 (extent / smallest spacing)"
+            } else {
+                "the spacing is too anisotropic for distances in float32 (extent / smallest spacing); \
+                 compute in float64"
+            },
+        })
     }
 }
 
@@ -348,7 +410,7 @@ fn signed<A: Float, M: LineMetric>(
         return Vec::new();
     }
     let sp: Vec<A> = spacing.iter().map(|&s| A::from_f64_lossy(s)).collect();
-    let mut scratch = Scratch::default();
+    let parallel = super::par::worth_splitting(n);
     let mut acc = vec![A::infinity(); n];
     let finish = finish_signed::<A, M>;
     match convention {
@@ -374,18 +436,14 @@ fn signed<A: Float, M: LineMetric>(
             };
             let fuse_first = nd >= 2 && order[0] != last && order[1] == last;
             if let Some(&a0) = order.first() {
-                let fused = fuse_first.then(|| Fused {
-                    scratch: &mut scratch,
-                    s_last: sp[last],
-                    sink: Sink::InPlace,
-                });
-                sites_pass::<A, M>(mask, shape, a0, Sites::Transitions, sp[a0], &mut acc, fused);
+                let fused = fuse_first.then(|| Fused { s_last: sp[last], sink: Sink::InPlace });
+                sites_pass::<A, M>(mask, shape, a0, Sites::Transitions, sp[a0], &mut acc, fused, parallel);
             }
             let mut work = if nd > 1 { pooled::<A>(n) } else { Vec::new() };
             for m in 1..nd {
                 let a = order[m];
                 if !(m == 1 && fuse_first) {
-                    envelope_pass::<A, M>(&mut acc, shape, a, sp[a], &mut scratch, Sink::InPlace);
+                    envelope_pass::<A, M>(&mut acc, shape, a, sp[a], Sink::InPlace, parallel);
                 }
                 let prev = &order[..m];
                 let fuse = a != last && prev.contains(&last);
@@ -395,19 +453,18 @@ fn signed<A: Float, M: LineMetric>(
                 if rest.is_empty() {
                     // only the fused envelope follows the sweep: it writes the minimum
                     let sink = Sink::Min { acc: &mut acc, finish: finish_mask };
-                    let fused = Some(Fused { scratch: &mut scratch, s_last: sp[last], sink });
-                    sites_pass::<A, M>(mask, shape, a, Sites::Transitions, sp[a], &mut work, fused);
+                    let fused = Some(Fused { s_last: sp[last], sink });
+                    sites_pass::<A, M>(mask, shape, a, Sites::Transitions, sp[a], &mut work, fused, parallel);
                 } else {
-                    let fused =
-                        fuse.then(|| Fused { scratch: &mut scratch, s_last: sp[last], sink: Sink::InPlace });
-                    sites_pass::<A, M>(mask, shape, a, Sites::Transitions, sp[a], &mut work, fused);
+                    let fused = fuse.then(|| Fused { s_last: sp[last], sink: Sink::InPlace });
+                    sites_pass::<A, M>(mask, shape, a, Sites::Transitions, sp[a], &mut work, fused, parallel);
                     let (&b_last, others) =
                         rest.split_last().unwrap_or_else(|| unreachable!("rest is not empty"));
                     for &b in others {
-                        envelope_pass::<A, M>(&mut work, shape, b, sp[b], &mut scratch, Sink::InPlace);
+                        envelope_pass::<A, M>(&mut work, shape, b, sp[b], Sink::InPlace, parallel);
                     }
                     let sink = Sink::Min { acc: &mut acc, finish: finish_mask };
-                    envelope_pass::<A, M>(&mut work, shape, b_last, sp[b_last], &mut scratch, sink);
+                    envelope_pass::<A, M>(&mut work, shape, b_last, sp[b_last], sink, parallel);
                 }
                 if final_type {
                     give_back(work);
@@ -425,9 +482,9 @@ fn signed<A: Float, M: LineMetric>(
             // Inside voxels measure to the nearest outside voxel and vice versa.
             let mut outside = pooled::<A>(n);
             for (buf, site) in [(&mut acc, false), (&mut outside, true)] {
-                sites_pass::<A, M>(mask, shape, 0, Sites::Voxels(site), sp[0], buf, None);
+                sites_pass::<A, M>(mask, shape, 0, Sites::Voxels(site), sp[0], buf, None, parallel);
                 for (j, &sj) in sp.iter().enumerate().skip(1) {
-                    envelope_pass::<A, M>(buf, shape, j, sj, &mut scratch, Sink::InPlace);
+                    envelope_pass::<A, M>(buf, shape, j, sj, Sink::InPlace, parallel);
                 }
             }
             acc.iter_mut()
@@ -486,20 +543,22 @@ fn finish_signed<A: Float, M: LineMetric>(inside: bool, v: A) -> A {
     }
 }
 
-/// `min(a, w)`, then the signed distance if `inside` is given.
+/// `acc = min(acc, w)` element by element, then the signed distance if
+/// `finish` holds the mask (one loop without branches either way).
 #[inline]
-fn combine<A: Float, M: LineMetric>(a: A, w: A, inside: Option<bool>) -> A {
-    let v = a.min(w);
-    match inside {
-        Some(b) => finish_signed::<A, M>(b, v),
-        None => v,
+fn sink_into<A: Float, M: LineMetric>(acc: &mut [A], w: &[A], finish: Option<&[bool]>) {
+    match finish {
+        None => acc.iter_mut().zip(w).for_each(|(a, &w)| *a = a.min(w)),
+        Some(inside) => acc.iter_mut().zip(w).zip(inside).for_each(|((a, &w), &b)| {
+            let d = M::finish(a.min(w));
+            *a = if b { d } else { -d };
+        }),
     }
 }
 
 /// The envelope along the contiguous last axis that a sweep along another
 /// axis runs on each finished row, and where it writes.
-struct Fused<'s, 'a, A> {
-    scratch: &'s mut Scratch<A>,
+struct Fused<'a, A> {
     s_last: A,
     sink: Sink<'a, A>,
 }
@@ -650,8 +709,10 @@ fn split(shape: &[usize], axis: usize) -> (usize, usize, usize) {
 
 /// First pass along `axis`: the internal value of the 1-D physical distance
 /// from each voxel to the nearest site on its line (inf if none). Processed
-/// row by row (all lines of a block at once), so memory is read
-/// contiguously whatever the axis.
+/// row by row (all lines of a range of columns at once), so memory is read
+/// contiguously whatever the axis; ranges of columns (or of lines) are
+/// independent units of work, run in parallel if `parallel`.
+#[allow(clippy::too_many_arguments)]
 fn sites_pass<A: Float, M: LineMetric>(
     mask: &[bool],
     shape: &[usize],
@@ -659,124 +720,205 @@ fn sites_pass<A: Float, M: LineMetric>(
     sites: Sites,
     s: A,
     out: &mut [A],
-    mut fused: Option<Fused<'_, '_, A>>,
+    fused: Option<Fused<'_, A>>,
+    parallel: bool,
 ) {
     let (_, n, inner) = split(shape, axis);
     let n_last = shape.last().copied().unwrap_or(1);
     let half = A::from_f64_lossy(0.5);
+    let (s_last, sink) = match fused {
+        Some(Fused { s_last, sink }) => (Some(s_last), sink),
+        None => (None, Sink::InPlace),
+    };
+    let (acc, finish) = match sink {
+        Sink::InPlace => (None, None),
+        Sink::Min { acc, finish } => (Some(acc), finish),
+    };
     if inner == 1 {
-        // Contiguous lines: the same two sweeps, one line at a time.
-        for (ml, ol) in mask.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
-            let is_site = |t: usize, forward: bool| match sites {
-                Sites::Transitions if forward => t > 0 && ml[t] != ml[t - 1],
-                Sites::Transitions => t + 1 < n && ml[t] != ml[t + 1],
-                Sites::Voxels(v) => ml[t] == v,
-            };
-            let offset = match sites {
-                Sites::Transitions => half,
-                Sites::Voxels(_) => A::zero(),
-            };
-            let mut last = A::neg_infinity();
-            let mut ta = A::zero();
-            for (t, o) in ol.iter_mut().enumerate() {
-                if is_site(t, true) {
-                    last = ta - offset;
+        // Contiguous lines, run by run (maximal stretches of equal mask
+        // values): every voxel of a run has the same nearest site on each
+        // side, so each run is one loop without branches. The values are
+        // those of a forward sweep `(x - last) s` and a backward sweep
+        // `(next - x) s`, their minimum, then the metric's value.
+        let line = |ml: &[bool], ol: &mut [A]| {
+            let mut a = 0;
+            while a < n {
+                let v = ml[a];
+                let b = a + ml[a..].iter().position(|&m| m != v).unwrap_or(n - a);
+                let at = |t: usize| A::from_usize(t).unwrap_or_else(A::infinity);
+                let (last, next) = match sites {
+                    // the midpoints around the run, as the sweeps compute them
+                    Sites::Transitions => (
+                        if a > 0 { at(a) - half } else { A::neg_infinity() },
+                        if b < n { at(b - 1) + half } else { A::infinity() },
+                    ),
+                    Sites::Voxels(site) if v == site => (A::nan(), A::nan()),
+                    Sites::Voxels(_) => (
+                        if a > 0 { at(a - 1) } else { A::neg_infinity() },
+                        if b < n { at(b) } else { A::infinity() },
+                    ),
+                };
+                let run = &mut ol[a..b];
+                if last.is_nan() {
+                    // every voxel is a site: (x - x) s
+                    run.fill(M::from_1d(A::zero() * s));
+                } else {
+                    fill_sweep::<A, M>(run, a, last, next, s);
                 }
-                *o = (ta - last) * s;
-                ta += A::one();
+                a = b;
             }
-            let mut next = A::infinity();
-            for (t, o) in ol.iter_mut().enumerate().rev() {
-                ta -= A::one();
-                if is_site(t, false) {
-                    next = ta + offset;
-                }
-                *o = M::from_1d(o.min((next - ta) * s));
-            }
-        }
+        };
         // A fused envelope along the last axis would act on lines of length
         // 1 here (`inner == 1`): the identity. Only the sink remains.
-        if let Some(Fused { sink: Sink::Min { acc, finish }, .. }) = &mut fused {
-            for (i, (a, &w)) in acc.iter_mut().zip(out.iter()).enumerate() {
-                *a = combine::<A, M>(*a, w, finish.map(|m| m[i]));
-            }
-        }
+        let lines = lines_per_unit(n);
+        super::par::for_each_chunk2(
+            out,
+            acc,
+            lines * n,
+            parallel,
+            || (),
+            |_, u, oc, ac| {
+                let base = u * lines * n;
+                for (ml, ol) in mask[base..base + oc.len()].chunks_exact(n).zip(oc.chunks_exact_mut(n)) {
+                    line(ml, ol);
+                }
+                if let Some(ac) = ac {
+                    sink_into::<A, M>(ac, oc, finish.map(|m| &m[base..base + oc.len()]));
+                }
+            },
+        );
         return;
     }
-    let mut last = vec![A::neg_infinity(); inner];
-    for (bi, (mb, ob)) in mask.chunks_exact(n * inner).zip(out.chunks_exact_mut(n * inner)).enumerate() {
-        // forward: nearest site at or before each voxel
-        last.fill(A::neg_infinity());
-        for t in 0..n {
-            let ta = A::from_usize(t).unwrap_or_else(A::infinity);
-            let row = &mb[t * inner..(t + 1) * inner];
-            let orow = &mut ob[t * inner..(t + 1) * inner];
-            match sites {
-                Sites::Transitions if t > 0 => {
-                    let prev = &mb[(t - 1) * inner..t * inner];
-                    let at = ta - half;
-                    for (((l, o), &a), &b) in last.iter_mut().zip(orow.iter_mut()).zip(row).zip(prev) {
-                        *l = if a != b { at } else { *l };
-                        *o = (ta - *l) * s;
+    // Fused rows hold whole lines of the last axis.
+    let align = if s_last.is_some() { n_last } else { 1 };
+    let width = column_width(inner, align);
+    super::par::for_each_column_range2(
+        out,
+        acc,
+        (n, inner),
+        width,
+        parallel,
+        Scratch::default,
+        |scratch: &mut Scratch<A>, b, c0, mut ob, mut ab| {
+            let w = ob.ncols();
+            let at = |t: usize| (b * n + t) * inner + c0;
+            scratch.last.resize(w, A::zero());
+            if s_last.is_some() {
+                scratch.reserve(n_last, 1);
+            }
+            let Scratch { tile_in, stack, last, .. } = scratch;
+            // forward: nearest site at or before each voxel
+            last.fill(A::neg_infinity());
+            for t in 0..n {
+                let ta = A::from_usize(t).unwrap_or_else(A::infinity);
+                let row = &mask[at(t)..at(t) + w];
+                let mut orow_v = ob.row_mut(t);
+                let orow = orow_v.as_slice_mut().unwrap_or_else(|| unreachable!("rows are contiguous"));
+                match sites {
+                    Sites::Transitions if t > 0 => {
+                        let prev = &mask[at(t - 1)..at(t - 1) + w];
+                        let at = ta - half;
+                        for (((l, o), &a), &b) in last.iter_mut().zip(orow.iter_mut()).zip(row).zip(prev) {
+                            *l = if a != b { at } else { *l };
+                            *o = (ta - *l) * s;
+                        }
+                    }
+                    Sites::Voxels(v) => {
+                        for ((l, o), &a) in last.iter_mut().zip(orow.iter_mut()).zip(row) {
+                            *l = if a == v { ta } else { *l };
+                            *o = (ta - *l) * s;
+                        }
+                    }
+                    Sites::Transitions => orow.fill(A::infinity()),
+                }
+            }
+            // backward: nearest site at or after, then the metric's value
+            let next = last;
+            next.fill(A::infinity());
+            for t in (0..n).rev() {
+                let ta = A::from_usize(t).unwrap_or_else(A::infinity);
+                let row = &mask[at(t)..at(t) + w];
+                match sites {
+                    Sites::Transitions if t + 1 < n => {
+                        let below = &mask[at(t + 1)..at(t + 1) + w];
+                        let at = ta + half;
+                        for ((l, &a), &b) in next.iter_mut().zip(row).zip(below) {
+                            *l = if a != b { at } else { *l };
+                        }
+                    }
+                    Sites::Transitions => {}
+                    Sites::Voxels(v) => {
+                        for (l, &a) in next.iter_mut().zip(row) {
+                            *l = if a == v { ta } else { *l };
+                        }
                     }
                 }
-                Sites::Voxels(v) => {
-                    for ((l, o), &a) in last.iter_mut().zip(orow.iter_mut()).zip(row) {
-                        *l = if a == v { ta } else { *l };
-                        *o = (ta - *l) * s;
+                let mut orow_v = ob.row_mut(t);
+                let orow = orow_v.as_slice_mut().unwrap_or_else(|| unreachable!("rows are contiguous"));
+                for (o, &l) in orow.iter_mut().zip(next.iter()) {
+                    *o = M::from_1d(o.min((l - ta) * s));
+                }
+                if let Some(s_last) = s_last {
+                    // The envelope along the contiguous last axis, on this row
+                    // while it is in cache.
+                    let scale = M::scale(s_last);
+                    for line in orow.chunks_exact_mut(n_last) {
+                        tile_in[..n_last].copy_from_slice(line);
+                        envelope_line::<A, M>(&tile_in[..n_last], line, s_last, scale, stack);
+                    }
+                    if let Some(ab) = ab.as_mut() {
+                        let mut arow_v = ab.row_mut(t);
+                        let arow =
+                            arow_v.as_slice_mut().unwrap_or_else(|| unreachable!("rows are contiguous"));
+                        let base = at(t);
+                        sink_into::<A, M>(arow, orow, finish.map(|m| &m[base..base + w]));
                     }
                 }
-                Sites::Transitions => orow.fill(A::infinity()),
+            }
+        },
+    );
+}
+
+/// `g[i] = from_1d(min((x - last) s, (next - x) s))` for `x = x0 + i`.
+#[inline]
+fn fill_sweep<A: Float, M: LineMetric>(g: &mut [A], x0: usize, last: A, next: A, s: A) {
+    let sweep = |xa: A| M::from_1d(((xa - last) * s).min((next - xa) * s));
+    match i32::try_from(x0 + g.len()) {
+        // exact integer positions, converted lane by lane
+        Ok(_) => {
+            for (i, gx) in g.iter_mut().enumerate() {
+                *gx = sweep(A::from_i32((x0 + i) as i32).unwrap_or_else(A::infinity));
             }
         }
-        // backward: nearest site at or after, then the metric's value
-        let next = &mut last;
-        next.fill(A::infinity());
-        for t in (0..n).rev() {
-            let ta = A::from_usize(t).unwrap_or_else(A::infinity);
-            let row = &mb[t * inner..(t + 1) * inner];
-            match sites {
-                Sites::Transitions if t + 1 < n => {
-                    let below = &mb[(t + 1) * inner..(t + 2) * inner];
-                    let at = ta + half;
-                    for ((l, &a), &b) in next.iter_mut().zip(row).zip(below) {
-                        *l = if a != b { at } else { *l };
-                    }
-                }
-                Sites::Transitions => {}
-                Sites::Voxels(v) => {
-                    for (l, &a) in next.iter_mut().zip(row) {
-                        *l = if a == v { ta } else { *l };
-                    }
-                }
-            }
-            let row = &mut ob[t * inner..(t + 1) * inner];
-            for (o, &l) in row.iter_mut().zip(next.iter()) {
-                *o = M::from_1d(o.min((l - ta) * s));
-            }
-            if let Some(Fused { scratch, s_last, sink }) = fused.as_mut() {
-                // The envelope along the contiguous last axis, on this row
-                // while it is in cache.
-                scratch.reserve(n_last, 1);
-                let Scratch { tile_in, stack, .. } = &mut **scratch;
-                let scale = M::scale(*s_last);
-                for line in row.chunks_exact_mut(n_last) {
-                    tile_in[..n_last].copy_from_slice(line);
-                    envelope_line::<A, M>(&tile_in[..n_last], line, *s_last, scale, stack);
-                }
-                if let Sink::Min { acc, finish } = sink {
-                    let base = (bi * n + t) * inner;
-                    for (i, (a, &w)) in acc[base..base + inner].iter_mut().zip(row.iter()).enumerate() {
-                        *a = combine::<A, M>(*a, w, finish.map(|m| m[base + i]));
-                    }
-                }
+        Err(_) => {
+            for (i, gx) in g.iter_mut().enumerate() {
+                *gx = sweep(A::from_usize(x0 + i).unwrap_or_else(A::infinity));
             }
         }
     }
 }
 
-/// Lines gathered at once from a strided axis.
-const TILE: usize = 8;
+/// Contiguous lines of length `n` per unit of work.
+fn lines_per_unit(n: usize) -> usize {
+    (4096 / n.max(1)).max(1)
+}
+
+/// Columns per unit of work of a strided pass: a multiple of `align`
+/// (whole lines of the last axis for a fused sweep, whole tiles for an
+/// envelope pass), at most `inner` rounded up to it.
+fn column_width(inner: usize, align: usize) -> usize {
+    let target = (inner / 16).max(256).min(inner);
+    target.div_ceil(align).max(1) * align
+}
+
+/// Bytes of each row gathered at once from a strided axis (one cache
+/// line): 8 lines of f64, 16 of f32.
+const TILE_BYTES: usize = 64;
+
+/// Lines gathered at once from a strided axis for elements of type `A`.
+fn tile<A>() -> usize {
+    (TILE_BYTES / std::mem::size_of::<A>()).max(1)
+}
 
 /// Scratch buffers for the envelope passes: a gathered tile of lines, its
 /// output, and the envelope's stack (site positions, values, keys, and
@@ -785,137 +927,170 @@ struct Scratch<A> {
     tile_in: Vec<A>,
     tile_out: Vec<A>,
     stack: Stack<A>,
+    /// The sweeps' nearest site so far, one per column.
+    last: Vec<A>,
 }
 
-struct Stack<A> {
-    pos: Vec<A>,
-    val: Vec<A>,
-    key: Vec<A>,
-    num: Vec<A>,
-    den: Vec<A>,
+/// One site on the envelope's stack: its position and value, its key, and
+/// where it starts to be the lowest, as the fraction `num / den`.
+#[derive(Clone, Copy)]
+struct Site<A> {
+    pos: A,
+    val: A,
+    key: A,
+    num: A,
+    den: A,
 }
+
+type Stack<A> = Vec<Site<A>>;
 
 impl<A: Float> Scratch<A> {
     /// Room for `tile` lines of length `n`.
     fn reserve(&mut self, n: usize, tile: usize) {
         self.tile_in.resize(self.tile_in.len().max(n * tile), A::zero());
         self.tile_out.resize(self.tile_out.len().max(n * tile), A::zero());
-        let st = &mut self.stack;
-        for v in [&mut st.pos, &mut st.val, &mut st.key, &mut st.num, &mut st.den] {
-            v.resize(v.len().max(n), A::zero());
-        }
+        let z = A::zero();
+        let blank = Site { pos: z, val: z, key: z, num: z, den: z };
+        self.stack.resize(self.stack.len().max(n), blank);
     }
 }
 
 impl<A> Default for Scratch<A> {
     fn default() -> Self {
-        Scratch {
-            tile_in: Vec::new(),
-            tile_out: Vec::new(),
-            stack: Stack {
-                pos: Vec::new(),
-                val: Vec::new(),
-                key: Vec::new(),
-                num: Vec::new(),
-                den: Vec::new(),
-            },
-        }
+        Scratch { last: Vec::new(), tile_in: Vec::new(), tile_out: Vec::new(), stack: Vec::new() }
     }
 }
 
 /// Lower-envelope pass along `axis`: `g(x) = min_u eval(f(u), s|x - u|)`
 /// on every line of `buf`, written where `sink` says. Contiguous lines are
-/// processed directly; strided ones in tiles of [`TILE`] neighbouring
-/// lines, gathered and scattered row by row.
+/// processed directly; strided ones in tiles of [`tile`] neighbouring
+/// lines, gathered and scattered row by row. Chunks of lines (ranges of
+/// columns) are independent units of work, run in parallel if `parallel`.
 fn envelope_pass<A: Float, M: LineMetric>(
     buf: &mut [A],
     shape: &[usize],
     axis: usize,
     s: A,
-    sc: &mut Scratch<A>,
-    mut sink: Sink<'_, A>,
+    sink: Sink<'_, A>,
+    parallel: bool,
 ) {
     let (_, n, inner) = split(shape, axis);
-    let tile = TILE.min(inner);
-    sc.reserve(n, tile);
-    let Scratch { tile_in, tile_out, stack } = sc;
     let scale = M::scale(s);
+    let (acc, finish) = match sink {
+        Sink::InPlace => (None, None),
+        Sink::Min { acc, finish } => (Some(acc), finish),
+    };
     if inner == 1 {
-        for (li, line) in buf.chunks_exact_mut(n).enumerate() {
-            tile_in[..n].copy_from_slice(line);
-            match &mut sink {
-                Sink::InPlace => envelope_line::<A, M>(&tile_in[..n], line, s, scale, stack),
-                Sink::Min { acc, finish } => {
-                    envelope_line::<A, M>(&tile_in[..n], &mut tile_out[..n], s, scale, stack);
-                    let base = li * n;
-                    for (i, (a, &g)) in acc[base..base + n].iter_mut().zip(&tile_out[..n]).enumerate() {
-                        *a = combine::<A, M>(*a, g, finish.map(|m| m[base + i]));
+        let lines = lines_per_unit(n);
+        super::par::for_each_chunk2(
+            buf,
+            acc,
+            lines * n,
+            parallel,
+            Scratch::default,
+            |sc: &mut Scratch<A>, u, bc, mut ac| {
+                sc.reserve(n, 1);
+                let Scratch { tile_in, tile_out, stack, .. } = sc;
+                for (li, line) in bc.chunks_exact_mut(n).enumerate() {
+                    tile_in[..n].copy_from_slice(line);
+                    match ac.as_mut() {
+                        None => envelope_line::<A, M>(&tile_in[..n], line, s, scale, stack),
+                        Some(ac) => {
+                            envelope_line::<A, M>(&tile_in[..n], &mut tile_out[..n], s, scale, stack);
+                            let local = li * n;
+                            let base = u * lines * n + local;
+                            let inside = finish.map(|m| &m[base..base + n]);
+                            sink_into::<A, M>(&mut ac[local..local + n], &tile_out[..n], inside);
+                        }
                     }
                 }
-            }
-        }
+            },
+        );
         return;
     }
-    for (bi, block) in buf.chunks_exact_mut(n * inner).enumerate() {
-        let mut r0 = 0;
-        while r0 < inner {
-            let w = tile.min(inner - r0);
-            for t in 0..n {
-                let row = &block[t * inner + r0..t * inner + r0 + w];
-                for (l, &x) in row.iter().enumerate() {
-                    tile_in[l * n + t] = x;
-                }
-            }
-            for (f, g) in tile_in.chunks_exact(n).zip(tile_out.chunks_exact_mut(n)).take(w) {
-                envelope_line::<A, M>(f, g, s, scale, stack);
-            }
-            for t in 0..n {
-                let at = t * inner + r0;
-                match &mut sink {
-                    Sink::InPlace => {
-                        for (l, x) in block[at..at + w].iter_mut().enumerate() {
-                            *x = tile_out[l * n + t];
-                        }
-                    }
-                    Sink::Min { acc, finish } => {
-                        let base = bi * n * inner + at;
-                        for (l, a) in acc[base..base + w].iter_mut().enumerate() {
-                            *a = combine::<A, M>(*a, tile_out[l * n + t], finish.map(|m| m[base + l]));
-                        }
+    let width = column_width(inner, tile::<A>());
+    super::par::for_each_column_range2(
+        buf,
+        acc,
+        (n, inner),
+        width,
+        parallel,
+        Scratch::default,
+        |sc: &mut Scratch<A>, b, c0, mut bv, mut av| {
+            let cols = bv.ncols();
+            let tile = tile::<A>().min(cols);
+            sc.reserve(n, tile);
+            let Scratch { tile_in, tile_out, stack, .. } = sc;
+            let mut r0 = 0;
+            while r0 < cols {
+                let w = tile.min(cols - r0);
+                for t in 0..n {
+                    let row = bv.row(t);
+                    let row = row.as_slice().unwrap_or_else(|| unreachable!("rows are contiguous"));
+                    for (l, &x) in row[r0..r0 + w].iter().enumerate() {
+                        tile_in[l * n + t] = x;
                     }
                 }
+                for (f, g) in tile_in.chunks_exact(n).zip(tile_out.chunks_exact_mut(n)).take(w) {
+                    envelope_line::<A, M>(f, g, s, scale, stack);
+                }
+                // back into the buffer (also for a sink: it is scratch then)
+                for t in 0..n {
+                    let mut row = bv.row_mut(t);
+                    let row = row.as_slice_mut().unwrap_or_else(|| unreachable!("rows are contiguous"));
+                    for (l, x) in row[r0..r0 + w].iter_mut().enumerate() {
+                        *x = tile_out[l * n + t];
+                    }
+                }
+                r0 += w;
             }
-            r0 += w;
-        }
-    }
+            if let Some(av) = av.as_mut() {
+                // the minimum (and signed distance) row by row, over the whole range
+                for t in 0..n {
+                    let (mut arow, brow) = (av.row_mut(t), bv.row(t));
+                    let arow = arow.as_slice_mut().unwrap_or_else(|| unreachable!("rows are contiguous"));
+                    let brow = brow.as_slice().unwrap_or_else(|| unreachable!("rows are contiguous"));
+                    let base = (b * n + t) * inner + c0;
+                    sink_into::<A, M>(arow, brow, finish.map(|m| &m[base..base + cols]));
+                }
+            }
+        },
+    );
 }
 
 /// One line of the lower envelope (Felzenszwalb & Huttenlocher 2012, with
 /// the metric's own takeover point): sites are the finite entries of `f`.
+/// The top of the stack and the next site of the scan are kept in locals,
+/// so that the common step (no site popped, no site taken over) touches no
+/// memory but the line.
 fn envelope_line<A: Float, M: LineMetric>(f: &[A], g: &mut [A], s: A, scale: A, st: &mut Stack<A>) {
-    let Stack { pos, val, key, num, den } = st;
+    let st = &mut st[..f.len()];
     let mut k = 0; // stack size
+    let ninf = A::neg_infinity();
+    // the top of the stack, st[k - 1], when k > 0
+    let (mut tp, mut tk, mut tn, mut td) = (A::zero(), A::zero(), ninf, A::one());
     let mut qa = A::zero();
     for &fq in f {
         if fq.is_finite() {
             let kq = M::key(fq, qa, scale);
             // start of the new site: -inf unless an earlier site survives
-            let (mut xn, mut xd) = (A::neg_infinity(), A::one());
+            let (mut xn, mut xd) = (ninf, A::one());
             while k > 0 {
-                (xn, xd) = M::takeover(pos[k - 1], key[k - 1], qa, kq);
+                (xn, xd) = M::takeover(tp, tk, qa, kq);
                 // xn / xd <= num / den, denominators positive
-                if xn * den[k - 1] <= num[k - 1] * xd {
+                if xn * td <= tn * xd {
                     k -= 1;
-                    (xn, xd) = (A::neg_infinity(), A::one());
+                    (xn, xd) = (ninf, A::one());
+                    if k > 0 {
+                        let t = st[k - 1];
+                        (tp, tk, tn, td) = (t.pos, t.key, t.num, t.den);
+                    }
                 } else {
                     break;
                 }
             }
-            pos[k] = qa;
-            val[k] = fq;
-            key[k] = kq;
-            num[k] = xn;
-            den[k] = xd;
+            st[k] = Site { pos: qa, val: fq, key: kq, num: xn, den: xd };
+            (tp, tk, tn, td) = (qa, kq, xn, xd);
             k += 1;
         }
         qa += A::one();
@@ -924,13 +1099,20 @@ fn envelope_line<A: Float, M: LineMetric>(f: &[A], g: &mut [A], s: A, scale: A, 
         g.fill(A::infinity());
         return;
     }
+    let st = &st[..k];
+    // the site in use, and where the next one takes over (never, past the last)
+    let next = |j: usize| st.get(j + 1).map_or((A::infinity(), A::one()), |t| (t.num, t.den));
     let mut j = 0;
+    let (mut cv, mut cp) = (st[0].val, st[0].pos);
+    let (mut nn, mut nd) = next(0);
     let mut xa = A::zero();
     for gx in g.iter_mut() {
-        while j + 1 < k && num[j + 1] <= xa * den[j + 1] {
+        while nn <= xa * nd {
             j += 1;
+            (cv, cp) = (st[j].val, st[j].pos);
+            (nn, nd) = next(j);
         }
-        *gx = M::eval(val[j], (xa - pos[j]).abs() * s);
+        *gx = M::eval(cv, (xa - cp).abs() * s);
         xa += A::one();
     }
 }

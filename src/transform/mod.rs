@@ -76,6 +76,7 @@ pub use crate::image::Spacing;
 
 pub mod boxes;
 pub mod distance;
+mod par;
 pub mod smooth;
 
 pub use boxes::{component_boxes, BoundingBox, BoxKind, BoxScores, ComponentBoxes, Connectivity};
@@ -174,12 +175,12 @@ where
 {
     crate::image::check_nan("scores", scores)?;
     let out = transform.apply(scores, spacing)?;
-    if let Some(p) = out.iter().position(|x| x.is_nan()) {
+    if let Err(Error::NanScore { index, .. }) = crate::image::check_nan("output", &out) {
         return Err(Error::TransformNan {
             transform: transform.describe(),
             side: "given",
             image: None,
-            index: crate::image::unravel(p, out.shape()),
+            index,
         });
     }
     Ok(out)
