@@ -123,6 +123,155 @@ impl std::fmt::Display for Alpha {
     }
 }
 
+/// A validated confidence level `delta` in (0, 1) of a training-conditional
+/// guarantee: with probability at least `1 - delta` over the calibration
+/// set, the coverage of future images is at least `1 - alpha`.
+///
+/// ```
+/// use confseg::quantile::Delta;
+/// assert!(Delta::new(0.05).is_ok());
+/// assert!(Delta::new(0.0).is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(try_from = "f64", into = "f64"))]
+pub struct Delta(f64);
+
+impl Delta {
+    /// Validate a level.
+    ///
+    /// # Errors
+    /// [`Error::InvalidAlpha`] (named `"delta"`) unless `0 < delta < 1`.
+    pub fn new(delta: f64) -> Result<Self> {
+        if delta > 0.0 && delta < 1.0 {
+            Ok(Delta(delta))
+        } else {
+            Err(Error::InvalidAlpha { name: "delta", value: delta })
+        }
+    }
+
+    /// The level as a number in (0, 1).
+    #[must_use]
+    pub fn get(self) -> f64 {
+        self.0
+    }
+}
+
+impl TryFrom<f64> for Delta {
+    type Error = Error;
+    fn try_from(value: f64) -> Result<Self> {
+        Delta::new(value)
+    }
+}
+
+impl From<Delta> for f64 {
+    fn from(d: Delta) -> f64 {
+        d.0
+    }
+}
+
+impl std::fmt::Display for Delta {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.0, f)
+    }
+}
+
+/// `ln(e^a + e^b)` without overflow.
+fn log_add_exp(a: f64, b: f64) -> f64 {
+    let (hi, lo) = if a > b { (a, b) } else { (b, a) };
+    if lo == f64::NEG_INFINITY {
+        hi
+    } else {
+        hi + (lo - hi).exp().ln_1p()
+    }
+}
+
+impl Alpha {
+    /// The rank of a training-conditional (`alpha`, `delta`) threshold
+    /// among `n` statistics: the smallest `k` with
+    /// `P(Binomial(n, 1 - alpha) <= k - 1) >= 1 - delta` (exact binomial
+    /// tail, summed in log space from the top), `n + 1` if no `k <= n` works.
+    /// Then, for exchangeable continuous statistics, with probability at
+    /// least `1 - delta` over the calibration set the `k`-th smallest
+    /// statistic is at least the `(1 - alpha)` quantile of their
+    /// distribution (Vovk 2012).
+    ///
+    /// ```
+    /// use confseg::quantile::{Alpha, Delta};
+    /// let a = Alpha::new(0.1)?;
+    /// // n = 100: the marginal rank is 91; with delta = 0.1 it is 95
+    /// assert_eq!(a.rank(100), 91);
+    /// assert_eq!(a.rank_conditional(100, Delta::new(0.1)?), 95);
+    /// # Ok::<(), confseg::Error>(())
+    /// ```
+    #[must_use]
+    pub fn rank_conditional(self, n: usize, delta: Delta) -> usize {
+        let (p, q) = (1.0 - self.0, self.0);
+        let ln_delta = delta.0.ln();
+        // log P(X = n) and the upper tail T(k) = P(X >= k), from k = n down
+        let mut lp = n as f64 * p.ln();
+        let mut tail = lp;
+        if tail > ln_delta {
+            return n.saturating_add(1);
+        }
+        let step = q.ln() - p.ln();
+        for j in (1..=n).rev() {
+            // P(X = j - 1) = P(X = j) * j / (n - j + 1) * q / p
+            lp += (j as f64).ln() - ((n - j + 1) as f64).ln() + step;
+            let t = log_add_exp(tail, lp);
+            if t > ln_delta {
+                return j;
+            }
+            tail = t;
+        }
+        1
+    }
+
+    /// The rank for `n` statistics: [`Alpha::rank`], or
+    /// [`Alpha::rank_conditional`] with a `delta`.
+    #[must_use]
+    pub fn rank_with(self, n: usize, delta: Option<Delta>) -> usize {
+        match delta {
+            None => self.rank(n),
+            Some(d) => self.rank_conditional(n, d),
+        }
+    }
+
+    /// The smallest number of calibration images for which the threshold
+    /// is finite: [`Alpha::min_calibration_size`], or with a `delta`
+    /// `ceil(ln delta / ln(1 - alpha))` (the rank `n` needs
+    /// `(1 - alpha)^n <= delta`).
+    ///
+    /// ```
+    /// use confseg::quantile::{Alpha, Delta};
+    /// let a = Alpha::new(0.1)?;
+    /// assert_eq!(a.min_calibration_size_with(None), 9);
+    /// assert_eq!(a.min_calibration_size_with(Some(Delta::new(0.05)?)), 29); // 0.9^29 <= 0.05 < 0.9^28
+    /// # Ok::<(), confseg::Error>(())
+    /// ```
+    #[must_use]
+    pub fn min_calibration_size_with(self, delta: Option<Delta>) -> usize {
+        let Some(d) = delta else { return self.min_calibration_size() };
+        let lp = (1.0 - self.0).ln();
+        if lp == 0.0 {
+            return usize::MAX;
+        }
+        let closed = (d.0.ln() / lp).ceil();
+        // NaN or beyond exact integers in f64: as large as it gets
+        if closed.is_nan() || closed >= 2f64.powi(52) {
+            return usize::MAX;
+        }
+        let mut n = (closed as usize).max(1);
+        while n > 1 && self.rank_conditional(n - 1, d) < n {
+            n -= 1;
+        }
+        while self.rank_conditional(n, d) > n {
+            n += 1;
+        }
+        n
+    }
+}
+
 /// A calibrated threshold: either an order statistic of the calibration
 /// statistics, or `+inf` on purpose because there were too few images.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -191,6 +340,24 @@ impl Threshold {
 /// # Errors
 /// [`Error::InvalidParameter`] if a value is NaN.
 pub fn conformal_quantile(values: &[f64], alpha: Alpha) -> Result<Threshold> {
+    conformal_quantile_with(values, alpha, None)
+}
+
+/// [`conformal_quantile`] with the rank of a training-conditional
+/// (`alpha`, `delta`) guarantee when `delta` is given
+/// ([`Alpha::rank_conditional`]).
+///
+/// ```
+/// use confseg::quantile::{conformal_quantile_with, Alpha, Delta, Threshold};
+/// let z: Vec<f64> = (1..=100).map(f64::from).collect();
+/// let t = conformal_quantile_with(&z, Alpha::new(0.1)?, Some(Delta::new(0.1)?))?;
+/// assert_eq!(t, Threshold::OrderStatistic { k: 95, value: 95.0 });
+/// # Ok::<(), confseg::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::InvalidParameter`] if a value is NaN.
+pub fn conformal_quantile_with(values: &[f64], alpha: Alpha, delta: Option<Delta>) -> Result<Threshold> {
     if let Some(i) = values.iter().position(|v| v.is_nan()) {
         return Err(Error::InvalidParameter {
             name: "calibration statistic",
@@ -199,9 +366,9 @@ pub fn conformal_quantile(values: &[f64], alpha: Alpha) -> Result<Threshold> {
         });
     }
     let n = values.len();
-    let k = alpha.rank(n);
+    let k = alpha.rank_with(n, delta);
     if k > n {
-        return Ok(Threshold::TooFewImages { n, needed: alpha.min_calibration_size() });
+        return Ok(Threshold::TooFewImages { n, needed: alpha.min_calibration_size_with(delta) });
     }
     let mut work = values.to_vec();
     let (_, kth, _) = work.select_nth_unstable_by(k - 1, f64::total_cmp);

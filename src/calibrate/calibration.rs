@@ -8,7 +8,7 @@ use super::kernel::ImageStatistics;
 use super::mode::{Mode, ModeKind, Thresholds};
 use crate::error::{Error, Result};
 use crate::image::Spacing;
-use crate::quantile::conformal_quantile;
+use crate::quantile::conformal_quantile_with;
 
 /// What a [`Calibration`]'s statistics were computed with: the transforms
 /// (by their [`Transform::describe`](crate::Transform::describe) text), the
@@ -274,12 +274,12 @@ impl Calibration {
         }
         match mode.kind() {
             ModeKind::Marginal | ModeKind::Bonferroni => Ok(Thresholds {
-                inner: conformal_quantile(&self.tau, mode.inner_alpha())?,
-                outer: conformal_quantile(&self.gamma, mode.outer_alpha())?,
+                inner: conformal_quantile_with(&self.tau, mode.inner_alpha(), mode.delta())?,
+                outer: conformal_quantile_with(&self.gamma, mode.outer_alpha(), mode.delta())?,
             }),
             ModeKind::Max => {
                 let joint: Vec<f64> = self.iter().map(|s| s.joint()).collect();
-                let t = conformal_quantile(&joint, mode.inner_alpha())?;
+                let t = conformal_quantile_with(&joint, mode.inner_alpha(), mode.delta())?;
                 Ok(Thresholds { inner: t, outer: t })
             }
         }

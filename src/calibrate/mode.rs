@@ -4,7 +4,7 @@
 use std::fmt;
 
 use crate::error::{Error, Result};
-use crate::quantile::{Alpha, Threshold};
+use crate::quantile::{Alpha, Delta, Threshold};
 
 /// What the thresholds promise (METHOD.md §4): which levels, and whether the
 /// guarantee is per set or joint.
@@ -27,6 +27,7 @@ pub struct Mode {
     inner: Alpha,
     outer: Alpha,
     joint: Option<Alpha>,
+    delta: Option<Delta>,
 }
 
 /// The kind of a [`Mode`].
@@ -73,7 +74,7 @@ impl Mode {
     /// `1 - alpha_inner - alpha_outer` by the union bound.
     #[must_use]
     pub fn marginal_split(inner: Alpha, outer: Alpha) -> Self {
-        Mode { kind: ModeKind::Marginal, inner, outer, joint: None }
+        Mode { kind: ModeKind::Marginal, inner, outer, joint: None, delta: None }
     }
 
     /// Joint coverage `1 - alpha` by a weighted Bonferroni split:
@@ -104,7 +105,7 @@ impl Mode {
         }
         let inner = Alpha::named("alpha_inner", a_inner)?;
         let outer = Alpha::named("alpha_outer", a_outer)?;
-        Ok(Mode { kind: ModeKind::Bonferroni, inner, outer, joint: Some(alpha) })
+        Ok(Mode { kind: ModeKind::Bonferroni, inner, outer, joint: Some(alpha), delta: None })
     }
 
     /// Joint coverage `1 - alpha` from explicit inner and outer levels.
@@ -119,13 +120,13 @@ impl Mode {
                 outer: outer.get(),
             });
         }
-        Ok(Mode { kind: ModeKind::Bonferroni, inner, outer, joint: Some(alpha) })
+        Ok(Mode { kind: ModeKind::Bonferroni, inner, outer, joint: Some(alpha), delta: None })
     }
 
     /// Joint coverage `1 - alpha` from one threshold on `max(tau, gamma)`.
     #[must_use]
     pub fn max(alpha: Alpha) -> Self {
-        Mode { kind: ModeKind::Max, inner: alpha, outer: alpha, joint: Some(alpha) }
+        Mode { kind: ModeKind::Max, inner: alpha, outer: alpha, joint: Some(alpha), delta: None }
     }
 
     /// Which kind of guarantee.
@@ -152,15 +153,49 @@ impl Mode {
         self.joint
     }
 
+    /// The same levels with a training-conditional guarantee: with
+    /// probability at least `1 - delta` over the calibration set, the
+    /// coverage of future images is at least the nominal level (instead of
+    /// at least it on average over calibration sets). Thresholds then take
+    /// the rank of [`Alpha::rank_conditional`].
+    ///
+    /// ```
+    /// use confseg::{quantile::Delta, Alpha, Mode};
+    /// let m = Mode::marginal(Alpha::new(0.1)?).with_delta(Delta::new(0.05)?);
+    /// assert_eq!(m.min_calibration_size(), 29);
+    /// # Ok::<(), confseg::Error>(())
+    /// ```
+    #[must_use]
+    pub fn with_delta(mut self, delta: Delta) -> Self {
+        self.delta = Some(delta);
+        self
+    }
+
+    /// The confidence level `delta` of a training-conditional guarantee.
+    #[must_use]
+    pub fn delta(&self) -> Option<Delta> {
+        self.delta
+    }
+
     /// The smallest number of calibration images for finite thresholds on both sides.
     #[must_use]
     pub fn min_calibration_size(&self) -> usize {
-        self.inner.min_calibration_size().max(self.outer.min_calibration_size())
+        self.inner.min_calibration_size_with(self.delta).max(self.outer.min_calibration_size_with(self.delta))
     }
 }
 
 impl fmt::Display for Mode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.fmt_levels(f)?;
+        if let Some(d) = self.delta {
+            write!(f, " with probability {} over the calibration set", 1.0 - d.get())?;
+        }
+        Ok(())
+    }
+}
+
+impl Mode {
+    fn fmt_levels(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.kind {
             ModeKind::Marginal => {
                 write!(f, "marginal (alpha_inner = {}, alpha_outer = {})", self.inner, self.outer)

@@ -30,7 +30,7 @@ use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::image::{Image, Spacing};
 use crate::mask::{Labels, MaskValue};
-use crate::quantile::{conformal_quantile, Alpha};
+use crate::quantile::{conformal_quantile_with, Alpha, Delta};
 use crate::transform::Transform;
 
 /// A structure to segment: a name and the labels of the label map that
@@ -346,6 +346,15 @@ impl JointMode {
         Ok(JointMode { kind, alpha, modes })
     }
 
+    /// The same levels with a training-conditional guarantee for every
+    /// structure (see [`Mode::with_delta`]); for the max mode, the joint
+    /// threshold takes the conditional rank.
+    #[must_use]
+    pub fn with_delta(mut self, delta: Delta) -> Self {
+        self.modes = self.modes.into_iter().map(|m| m.with_delta(delta)).collect();
+        self
+    }
+
     /// The kind: marginal, Bonferroni or max.
     #[must_use]
     pub fn kind(&self) -> ModeKind {
@@ -491,7 +500,8 @@ impl StructureCalibration {
                             .fold(f64::NEG_INFINITY, f64::max)
                     })
                     .collect();
-                let t = conformal_quantile(&z, mode.alpha())?;
+                let t =
+                    conformal_quantile_with(&z, mode.alpha(), mode.modes().first().and_then(Mode::delta))?;
                 Ok(vec![Thresholds { inner: t, outer: t }; self.calibrations.len()])
             }
             _ => self.calibrations.iter().zip(mode.modes()).map(|(c, m)| c.thresholds(m)).collect(),

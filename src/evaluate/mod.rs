@@ -102,13 +102,14 @@ pub struct ModeSpec {
     kind: ModeKind,
     inner_weight: f64,
     outer_weight: f64,
+    delta: Option<crate::quantile::Delta>,
 }
 
 impl ModeSpec {
     /// Each set at the full level `alpha` ([`Mode::marginal`]).
     #[must_use]
     pub fn marginal() -> Self {
-        ModeSpec { kind: ModeKind::Marginal, inner_weight: 1.0, outer_weight: 1.0 }
+        ModeSpec { kind: ModeKind::Marginal, inner_weight: 1.0, outer_weight: 1.0, delta: None }
     }
 
     /// Joint level by a weighted Bonferroni split ([`Mode::bonferroni`]).
@@ -118,13 +119,13 @@ impl ModeSpec {
     pub fn bonferroni(inner_weight: f64, outer_weight: f64) -> Result<Self> {
         // validate once with a dummy level so that `mode` cannot fail on weights
         Mode::bonferroni(Alpha::new(0.5)?, inner_weight, outer_weight)?;
-        Ok(ModeSpec { kind: ModeKind::Bonferroni, inner_weight, outer_weight })
+        Ok(ModeSpec { kind: ModeKind::Bonferroni, inner_weight, outer_weight, delta: None })
     }
 
     /// Joint level by one threshold on `max(tau, gamma)` ([`Mode::max`]).
     #[must_use]
     pub fn max() -> Self {
-        ModeSpec { kind: ModeKind::Max, inner_weight: 1.0, outer_weight: 1.0 }
+        ModeSpec { kind: ModeKind::Max, inner_weight: 1.0, outer_weight: 1.0, delta: None }
     }
 
     /// The kind of mode.
@@ -144,11 +145,22 @@ impl ModeSpec {
     /// # Errors
     /// [`Error::InvalidAlpha`] if a weighted level underflows to 0.
     pub fn mode(&self, alpha: Alpha) -> Result<Mode> {
-        match self.kind {
-            ModeKind::Marginal => Ok(Mode::marginal(alpha)),
-            ModeKind::Bonferroni => Mode::bonferroni(alpha, self.inner_weight, self.outer_weight),
-            ModeKind::Max => Ok(Mode::max(alpha)),
-        }
+        let m = match self.kind {
+            ModeKind::Marginal => Mode::marginal(alpha),
+            ModeKind::Bonferroni => Mode::bonferroni(alpha, self.inner_weight, self.outer_weight)?,
+            ModeKind::Max => Mode::max(alpha),
+        };
+        Ok(match self.delta {
+            Some(d) => m.with_delta(d),
+            None => m,
+        })
+    }
+
+    /// The same modes with a training-conditional guarantee ([`Mode::with_delta`]).
+    #[must_use]
+    pub fn with_delta(mut self, delta: crate::quantile::Delta) -> Self {
+        self.delta = Some(delta);
+        self
     }
 }
 

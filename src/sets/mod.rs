@@ -397,7 +397,7 @@ mod serde_impl {
     use super::{Calibrator, ConfidenceSets, Mode, Spacing, Thresholds};
     use crate::calibrate::ModeKind;
     use crate::json::inf_as_string;
-    use crate::quantile::{Alpha, Threshold};
+    use crate::quantile::{Alpha, Delta, Threshold};
 
     #[derive(Serialize, Deserialize)]
     struct SideRepr<T> {
@@ -430,6 +430,8 @@ mod serde_impl {
         ndim: Option<usize>,
         mode: ModeKind,
         alpha: Option<Alpha>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        delta: Option<Delta>,
         combination: C,
         spacing: SpacingRepr,
         inner: SideRepr<TI>,
@@ -447,6 +449,7 @@ mod serde_impl {
                 ndim: self.ndim,
                 mode: self.mode.kind(),
                 alpha: self.mode.joint_alpha(),
+                delta: self.mode.delta(),
                 combination: c.combination().clone(),
                 spacing: if self.per_image_spacing {
                     SpacingRepr::PerImage(PerImage::PerImage)
@@ -477,9 +480,14 @@ mod serde_impl {
     }
 
     /// The fitted threshold of one side, checked against `n` and `alpha`.
-    fn threshold(side: &str, n: usize, r: (Alpha, f64, Option<usize>)) -> Result<Threshold, String> {
+    fn threshold(
+        side: &str,
+        n: usize,
+        delta: Option<Delta>,
+        r: (Alpha, f64, Option<usize>),
+    ) -> Result<Threshold, String> {
         let (alpha, value, rank) = r;
-        let k = alpha.rank(n);
+        let k = alpha.rank_with(n, delta);
         if value.is_nan() {
             return Err(format!("{side}.threshold is NaN"));
         }
@@ -493,7 +501,7 @@ mod serde_impl {
                  the rank must be null and the threshold \"inf\""
             )),
             None if k > n && value == f64::INFINITY => {
-                Ok(Threshold::TooFewImages { n, needed: alpha.min_calibration_size() })
+                Ok(Threshold::TooFewImages { n, needed: alpha.min_calibration_size_with(delta) })
             }
             None if k > n => Err(format!("{side}.threshold must be \"inf\" when {side}.rank is null")),
             None => Err(format!(
@@ -557,9 +565,13 @@ mod serde_impl {
                     return Err(de::Error::custom(format!("mode {kind} needs a joint \"alpha\"")))
                 }
             };
-            let inner = threshold("inner", r.n, (r.inner.alpha, r.inner.threshold, r.inner.rank))
+            let mode = match r.delta {
+                Some(d) => mode.with_delta(d),
+                None => mode,
+            };
+            let inner = threshold("inner", r.n, r.delta, (r.inner.alpha, r.inner.threshold, r.inner.rank))
                 .map_err(de::Error::custom)?;
-            let outer = threshold("outer", r.n, (r.outer.alpha, r.outer.threshold, r.outer.rank))
+            let outer = threshold("outer", r.n, r.delta, (r.outer.alpha, r.outer.threshold, r.outer.rank))
                 .map_err(de::Error::custom)?;
             let (spacing, per_image_spacing) = match r.spacing {
                 SpacingRepr::PerImage(_) => (Spacing::unit(), true),

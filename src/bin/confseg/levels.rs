@@ -3,6 +3,7 @@
 
 use anyhow::Result;
 use clap::ValueEnum;
+use confseg::quantile::Delta;
 use confseg::{Alpha, Mode};
 
 use crate::cli::report::usage;
@@ -62,6 +63,15 @@ pub struct LevelArgs {
     /// Level of the outer set (with --alpha-inner).
     #[arg(allow_hyphen_values = true, long, value_name = "A2", value_parser = parse_alpha, requires = "alpha_inner")]
     pub alpha_outer: Option<Alpha>,
+    /// Training-conditional guarantee: with probability >= 1 - D over the calibration set, the coverage
+    /// of new images is at least the nominal level (exact binomial rank).
+    #[arg(allow_hyphen_values = true, long, value_name = "D", value_parser = parse_delta)]
+    pub delta: Option<Delta>,
+}
+
+pub fn parse_delta(s: &str) -> Result<Delta, String> {
+    let x: f64 = s.trim().parse().map_err(|_| format!("{s:?} is not a number"))?;
+    Delta::new(x).map_err(|_| format!("{x} is outside (0, 1)"))
 }
 
 impl LevelArgs {
@@ -85,6 +95,15 @@ impl LevelArgs {
         if self.weights.is_some() && split.is_some() {
             usage!("give either --weights or --alpha-inner/--alpha-outer, not both");
         }
+        let mode = self.mode_without_delta()?;
+        Ok(match self.delta {
+            Some(d) => mode.with_delta(d),
+            None => mode,
+        })
+    }
+
+    fn mode_without_delta(&self) -> Result<Mode> {
+        let split = self.alpha_inner.zip(self.alpha_outer);
         Ok(match (self.mode, self.alpha, split) {
             (ModeArg::Marginal, None, Some((i, o))) => Mode::marginal_split(i, o),
             (ModeArg::Marginal, Some(a), None) => Mode::marginal(a),

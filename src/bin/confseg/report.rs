@@ -123,6 +123,13 @@ pub fn summary_with<TI, TO, C>(sets: &ConfidenceSets<TI, TO, C>, f_inner: &str, 
     };
     out += &format!("calibration images: n = {n}\n");
     out += &format!("mode: {mode}\n");
+    let guarantee = match mode.delta() {
+        Some(d) => format!(
+            "with probability >= {} over the calibration set, the coverage of new images: {guarantee} (training-conditional)",
+            1.0 - d.get()
+        ),
+        None => guarantee,
+    };
     out += &format!("guarantee: {guarantee}\n");
     out += &format!(
         "inner: f_I = {f_inner}, alpha_I = {}, lambda_I = {}\n",

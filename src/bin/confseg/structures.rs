@@ -196,7 +196,11 @@ pub fn joint_mode(levels: &LevelArgs, k: usize) -> Result<JointMode> {
         usage!("with --structure, give --alpha (and --weights for bonferroni)");
     }
     let Some(alpha) = levels.alpha else { usage!("give --alpha") };
-    joint_mode_at(levels.mode, levels.weights.map(|w| (w.inner, w.outer)), alpha, k)
+    let mode = joint_mode_at(levels.mode, levels.weights.map(|w| (w.inner, w.outer)), alpha, k)?;
+    Ok(match levels.delta {
+        Some(d) => mode.with_delta(d),
+        None => mode,
+    })
 }
 
 /// The joint mode of `kind` at `alpha` for `k` structures.
@@ -418,11 +422,16 @@ pub fn validate(args: &crate::cli::validate::Args) -> Result<()> {
     let reports = confseg::evaluate::structures::validate_structures(
         &cal,
         |a| {
-            joint_mode_at(args.mode, weights, a, k).map_err(|e| confseg::Error::InvalidParameter {
-                name: "mode",
-                value: format!("{:?}", args.mode),
-                reason: e.to_string(),
-            })
+            joint_mode_at(args.mode, weights, a, k)
+                .map(|m| match args.delta {
+                    Some(d) => m.with_delta(d),
+                    None => m,
+                })
+                .map_err(|e| confseg::Error::InvalidParameter {
+                    name: "mode",
+                    value: format!("{:?}", args.mode),
+                    reason: e.to_string(),
+                })
         },
         &args.alpha.0,
         splits,

@@ -99,6 +99,10 @@ pub struct Args {
     /// Bonferroni split weights INNER:OUTER (conformal and pixel-wise; default 1:1).
     #[arg(allow_hyphen_values = true, long, value_parser = parse_weights)]
     pub weights: Option<Weights>,
+    /// Training-conditional conformal sets: coverage >= 1 - alpha with probability >= 1 - D over the
+    /// calibration set.
+    #[arg(allow_hyphen_values = true, long, value_name = "D", value_parser = crate::cli::levels::parse_delta)]
+    pub delta: Option<confseg::quantile::Delta>,
     /// Methods to compare, on the same splits.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "conformal")]
     pub method: Vec<MethodArg>,
@@ -198,6 +202,10 @@ pub fn run(args: Args) -> Result<()> {
         return crate::cli::structures::validate(&args);
     }
     let spec = mode_spec(args.mode, args.weights)?;
+    let spec = match args.delta {
+        Some(d) => spec.with_delta(d),
+        None => spec,
+    };
     let methods = methods(&args, spec)?;
     let mut splits = Splits::new(args.n_cal, args.repeats, args.seed).context("--n-cal/--repeats")?;
     if let Some(t) = args.n_test {
