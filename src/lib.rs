@@ -96,9 +96,9 @@ pub use mask::MaskValue;
 pub use quantile::{conformal_quantile, Alpha, Threshold};
 pub use sets::{ConfidenceSets, Coverage, Sets};
 pub use transform::{
-    component_boxes, BoundaryMode, BoundingBox, BoxKind, BoxScores, ComponentBoxes, Connectivity,
-    DistanceConvention, GaussianSmoothing, Identity, Metric, ScoreTransform, Sigmoid, SignedDistance,
-    Transform, TwoClassSoftmax, Units, Width,
+    component_boxes, BoundaryMode, BoundingBox, BoxKind, BoxScores, BoxShape, ComponentBoxes, Connectivity,
+    DistanceConvention, EmptyPrediction, GaussianSmoothing, Identity, Metric, ScoreTransform, Sigmoid,
+    SignedDistance, Transform, TwoClassSoftmax, Units, Width,
 };
 
 /// The README's Rust examples, compiled and run as doctests.

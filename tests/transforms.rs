@@ -7,8 +7,8 @@
 mod common;
 
 use confseg::{
-    component_boxes, BoundaryMode, BoxKind, BoxScores, Connectivity, DistanceConvention, GaussianSmoothing,
-    Metric, ScoreTransform, SignedDistance, Spacing, Transform, Units,
+    component_boxes, BoundaryMode, BoxKind, BoxScores, BoxShape, Connectivity, DistanceConvention,
+    GaussianSmoothing, Metric, ScoreTransform, SignedDistance, Spacing, Transform, Units,
 };
 use ndarray::{Array2, ArrayD, Dimension, IxDyn};
 use proptest::prelude::*;
@@ -364,12 +364,13 @@ fn flood_components(mask: &ArrayD<bool>, full: bool) -> Vec<Vec<Vec<usize>>> {
     comps
 }
 
-/// Bounding box and the exhaustively searched largest inner box
-/// (most voxels, then lexicographically smallest (start, end)).
 /// `(start, end)` corners of a box.
 type Corners = (Vec<usize>, Vec<usize>);
 
-fn brute_boxes(comp: &[Vec<usize>]) -> (Corners, Corners) {
+/// Bounding box and the exhaustively searched largest inner box (most
+/// voxels, then lexicographically smallest (start, end)); cubes only if
+/// `square`.
+fn brute_boxes(comp: &[Vec<usize>], square: bool) -> (Corners, Corners) {
     let nd = comp[0].len();
     let lo: Vec<usize> = (0..nd).map(|j| comp.iter().map(|v| v[j]).min().unwrap()).collect();
     let hi: Vec<usize> = (0..nd).map(|j| comp.iter().map(|v| v[j]).max().unwrap() + 1).collect();
@@ -382,6 +383,9 @@ fn brute_boxes(comp: &[Vec<usize>]) -> (Corners, Corners) {
             .filter(|e| e.iter().zip(&s).all(|(e, s)| e > s));
         for e in ends {
             let ext: Vec<usize> = e.iter().zip(&s).map(|(e, s)| e - s).collect();
+            if square && ext.iter().any(|&x| x != ext[0]) {
+                continue;
+            }
             let vol: usize = ext.iter().product();
             let inside = voxels(&ext)
                 .iter()
@@ -410,15 +414,17 @@ proptest! {
     fn boxes_match_exhaustive_search(
         (mask, sp) in box_shape().prop_flat_map(|s| (mask_of(s.clone()), spacing_of(s.len()))),
         full in any::<bool>(),
+        square in any::<bool>(),
     ) {
         let conn = if full { Connectivity::Full } else { Connectivity::Face };
         let comps = flood_components(&mask, full);
-        let got = component_boxes(&mask, conn).unwrap();
+        let shape = if square { BoxShape::Square } else { BoxShape::Rectangle };
+        let got = component_boxes(&mask, conn, shape).unwrap();
         prop_assert_eq!(got.len(), comps.len());
         let mut outer_union = ArrayD::from_elem(mask.raw_dim(), false);
         let mut inner_union = ArrayD::from_elem(mask.raw_dim(), false);
         for (g, c) in got.iter().zip(&comps) {
-            let ((lo, hi), (s, e)) = brute_boxes(c);
+            let ((lo, hi), (s, e)) = brute_boxes(c, square);
             prop_assert_eq!(g.size, c.len());
             prop_assert_eq!((g.outer.start(), g.outer.end()), (&lo[..], &hi[..]));
             prop_assert_eq!((g.inner.start(), g.inner.end()), (&s[..], &e[..]));
@@ -427,13 +433,21 @@ proptest! {
                 if g.inner.contains(&v) { inner_union[IxDyn(&v)] = true; }
             }
         }
-        // Scores: chessboard signed distance (midpoint convention) to each union.
+        // Scores: chessboard signed distance to each union, midpoint
+        // convention, and centre convention with the inside shifted by the
+        // smallest spacing.
         let spacing = Spacing::new(sp.clone()).unwrap();
         let scores = mask.mapv(|m| if m { 1.0f64 } else { -1.0 });
+        let h = sp.iter().copied().fold(f64::INFINITY, f64::min);
         for (kind, union) in [(BoxKind::Outer, &outer_union), (BoxKind::Inner, &inner_union)] {
-            let t = BoxScores::new(kind).with_connectivity(conn);
+            let t = BoxScores::new(kind).with_connectivity(conn).with_shape(shape);
             let got = t.apply(&scores, &spacing).unwrap().into_owned();
             assert_close(&got, &brute_midpoint(union, Metric::Chessboard, &sp), 1e-9)?;
+            let centre = t.with_convention(DistanceConvention::VoxelCentre);
+            let got = centre.apply(&scores, &spacing).unwrap().into_owned();
+            let mut want = brute_centre(union, Metric::Chessboard, &sp);
+            want.zip_mut_with(union, |w, &inside| if inside && w.is_finite() { *w -= h });
+            assert_close(&got, &want, 1e-9)?;
         }
     }
 }
@@ -459,14 +473,14 @@ fn inner_box_ties_prefer_the_smallest_corner() {
         rows.iter().flat_map(|r| r.chars().map(|c| c == 'X')).collect(),
     )
     .unwrap();
-    let got = component_boxes(&mask, Connectivity::Face).unwrap();
+    let got = component_boxes(&mask, Connectivity::Face, BoxShape::Rectangle).unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!((got[0].inner.start(), got[0].inner.end()), (&[0, 0][..], &[4, 1][..]));
-    let (_, (s, e)) = brute_boxes(&flood_components(&mask, false)[0]);
+    let (_, (s, e)) = brute_boxes(&flood_components(&mask, false)[0], false);
     assert_eq!((s, e), (vec![0, 0], vec![4, 1]));
     // The same in 3-D, stacked twice along a new first axis.
     let m3 = ndarray::stack![ndarray::Axis(0), mask.view(), mask.view()];
-    let got = component_boxes(&m3, Connectivity::Face).unwrap();
+    let got = component_boxes(&m3, Connectivity::Face, BoxShape::Rectangle).unwrap();
     assert_eq!((got[0].inner.start(), got[0].inner.end()), (&[0, 0, 0][..], &[2, 4, 1][..]));
 }
 
@@ -557,6 +571,67 @@ fn threads_inside_one_image_give_bit_identical_results() {
                     p.current_num_threads()
                 );
             }
+        }
+    }
+}
+
+#[test]
+fn empty_predictions_follow_the_chosen_policy() {
+    // Nothing above 0; the highest score is at (1, 2).
+    let s = ndarray::array![[-3.0_f64, -2.0, -4.0], [-5.0, -6.0, -0.5], [-1.0, -7.0, -8.0]].into_dyn();
+    let sp = Spacing::new(vec![1.0, 2.0]).unwrap();
+    let mut argmax = ArrayD::from_elem(s.raw_dim(), false);
+    argmax[[1, 2]] = true;
+    for (name, metric) in [
+        ("distance", Metric::Euclidean),
+        ("box-outer", Metric::Chessboard),
+        ("box-inner", Metric::Chessboard),
+    ] {
+        let default: ScoreTransform = name.parse().unwrap();
+        assert!(default.apply(&s, &sp).unwrap().iter().all(|&x| x == f64::NEG_INFINITY), "{name}");
+        let c: ScoreTransform = format!("{name}:empty=-12.5").parse().unwrap();
+        assert!(c.apply(&s, &sp).unwrap().iter().all(|&x| x == -12.5), "{name}");
+        let a: ScoreTransform = format!("{name}:empty=argmax").parse().unwrap();
+        let got = a.apply(&s, &sp).unwrap().into_owned();
+        assert_eq!(got, brute_midpoint(&argmax, metric, &[1.0, 2.0]), "{name}");
+        // A non-empty prediction is untouched by the policy.
+        let some = s.mapv(|x| x + 1.0);
+        assert_eq!(a.apply(&some, &sp).unwrap(), default.apply(&some, &sp).unwrap(), "{name}");
+        // The policy is part of the name and survives a round trip.
+        assert_eq!(a.to_string().parse::<ScoreTransform>().unwrap(), a);
+    }
+    // A constant that overflows f32 is refused, not turned into inf.
+    let c: ScoreTransform = "distance:empty=1e300".parse().unwrap();
+    let err = c.apply(&s.mapv(|x| x as f32), &sp).unwrap_err().to_string();
+    assert!(err.contains("float32"), "{err}");
+    for bad in
+        ["distance:empty=nan", "distance:empty=most", "box-outer:shape=square", "box-inner:shape=round"]
+    {
+        assert!(bad.parse::<ScoreTransform>().is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn paper_box_convention_gives_exact_boxes() {
+    // With unit spacing the centre convention scores the box's boundary
+    // voxels 0 and {score > -k} is the box grown by k voxels on every side.
+    let mut s = ArrayD::from_elem(IxDyn(&[12, 14]), -1.0_f64);
+    for i in 3..7 {
+        for j in 4..6 {
+            s[[i, j]] = 1.0;
+        }
+    }
+    s[[7, 9]] = 1.0; // a separate single-voxel component
+    let t: ScoreTransform = "box-outer:convention=centre".parse().unwrap();
+    let d = t.apply(&s, &Spacing::unit()).unwrap();
+    assert_eq!(d[[3, 4]], 0.0);
+    assert_eq!(d[[7, 9]], 0.0);
+    for k in 1..3 {
+        let grown = d.mapv(|x| x > -(k as f64) - 0.5);
+        for ((i, j), &g) in grown.into_dimensionality::<ndarray::Ix2>().unwrap().indexed_iter() {
+            let in_a = (3 - k..7 + k).contains(&i) && (4 - k..6 + k).contains(&j);
+            let in_b = (7 - k..8 + k).contains(&i) && (9 - k..10 + k).contains(&j);
+            assert_eq!(g, in_a || in_b, "k={k} at ({i}, {j})");
         }
     }
 }

@@ -28,11 +28,11 @@
 
 use std::fmt;
 
-use ndarray::{ArrayRef, CowArray, Dimension};
+use ndarray::{Array, ArrayRef, CowArray, Dimension};
 
 use super::distance::{distance_spacing, from_flat, predicted_mask, signed_distance_flat};
 use super::smooth::{bad_option, parse_f64};
-use super::{check_mask_threshold, Spacing, Transform};
+use super::{check_mask_threshold, DistanceConvention, EmptyPrediction, Metric, Spacing, Transform};
 use crate::error::Result;
 use crate::float::Float;
 use crate::mask::MaskValue;
@@ -47,6 +47,19 @@ pub enum Connectivity {
     Face,
     /// Voxels sharing a face, edge or corner (8 in 2-D, 26 in 3-D, `3^n - 1`).
     Full,
+}
+
+/// Which inner boxes: any axis-aligned box, or cubes only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
+pub enum BoxShape {
+    /// The largest axis-aligned box (most voxels).
+    #[default]
+    Rectangle,
+    /// The largest axis-aligned cube (equal side in voxels on every axis;
+    /// a square in 2-D), as in the paper's published figures.
+    Square,
 }
 
 /// Which union of boxes the scores measure distance to.
@@ -106,23 +119,27 @@ pub struct ComponentBoxes {
 }
 
 /// The connected components of a binary mask with their bounding boxes and
-/// largest inner boxes (see the [module docs](self)), in the order of their
-/// first voxel in row-major order.
+/// largest inner boxes of `shape` (see the [module docs](self)), in the
+/// order of their first voxel in row-major order.
 ///
 /// ```
-/// use confseg::{component_boxes, Connectivity};
+/// use confseg::{component_boxes, BoxShape, Connectivity};
 /// use ndarray::array;
 /// let mask = array![
 ///     [1u8, 1, 0, 0],
 ///     [1, 1, 1, 0],
 ///     [0, 0, 0, 1],
 /// ];
-/// let face = component_boxes(&mask, Connectivity::Face)?;
+/// let face = component_boxes(&mask, Connectivity::Face, BoxShape::Rectangle)?;
 /// assert_eq!(face.len(), 2);
 /// assert_eq!((face[0].size, face[0].outer.start(), face[0].outer.end()), (5, &[0, 0][..], &[2, 3][..]));
 /// assert_eq!((face[0].inner.start(), face[0].inner.end()), (&[0, 0][..], &[2, 2][..]));
 /// // With full connectivity the corner voxel joins the first component.
-/// assert_eq!(component_boxes(&mask, Connectivity::Full)?.len(), 1);
+/// // The largest square inside the first component is 2x2 as well.
+/// let square = component_boxes(&mask, Connectivity::Face, BoxShape::Square)?;
+/// assert_eq!((square[0].inner.start(), square[0].inner.end()), (&[0, 0][..], &[2, 2][..]));
+/// // With full connectivity the corner voxel joins the first component.
+/// assert_eq!(component_boxes(&mask, Connectivity::Full, BoxShape::Rectangle)?.len(), 1);
 /// # Ok::<(), confseg::Error>(())
 /// ```
 ///
@@ -131,11 +148,23 @@ pub struct ComponentBoxes {
 pub fn component_boxes<M: MaskValue, D: Dimension>(
     mask: &ArrayRef<M, D>,
     connectivity: Connectivity,
+    shape: BoxShape,
 ) -> Result<Vec<ComponentBoxes>> {
     crate::image::check_mask(mask)?;
     let bits: Vec<bool> = mask.iter().map(|m| m.is_object()).collect();
-    Ok(components(&bits, mask.shape(), connectivity))
+    Ok(components(&bits, mask.shape(), connectivity, Some(shape))
+        .into_iter()
+        .map(|(size, outer, inner)| ComponentBoxes {
+            size,
+            inner: inner.unwrap_or_else(|| unreachable!("inner boxes were asked for")),
+            outer,
+        })
+        .collect())
 }
+
+/// A component: its size, bounding box, and largest inner box of the shape
+/// asked for (if asked).
+type Component = (usize, BoundingBox, Option<BoundingBox>);
 
 /// Row-major strides of `shape`.
 fn strides(shape: &[usize]) -> Vec<usize> {
@@ -154,8 +183,14 @@ fn find(parent: &mut [usize], mut i: usize) -> usize {
     i
 }
 
-/// Components by union-find over the already visited neighbours.
-fn components(mask: &[bool], shape: &[usize], connectivity: Connectivity) -> Vec<ComponentBoxes> {
+/// Components by union-find over the already visited neighbours, with
+/// their largest inner boxes of shape `inner` if it is given.
+fn components(
+    mask: &[bool],
+    shape: &[usize],
+    connectivity: Connectivity,
+    inner: Option<BoxShape>,
+) -> Vec<Component> {
     let ndim = shape.len();
     let st = strides(shape);
     // Neighbour offsets earlier in row-major order: first non-zero entry is -1.
@@ -236,15 +271,20 @@ fn components(mask: &[bool], shape: &[usize], connectivity: Connectivity) -> Vec
         .into_iter()
         .enumerate()
         .map(|(l, (size, start, end))| {
-            let local_shape: Vec<usize> = start.iter().zip(&end).map(|(s, e)| e - s).collect();
-            let local = region(&label, shape, &st, &start, &local_shape, l);
-            let (_, s, e) = largest_box(&local, &local_shape)
-                .unwrap_or_else(|| unreachable!("a component has at least one voxel"));
-            let inner = BoundingBox {
-                start: s.iter().zip(&start).map(|(a, b)| a + b).collect(),
-                end: e.iter().zip(&start).map(|(a, b)| a + b).collect(),
-            };
-            ComponentBoxes { size, outer: BoundingBox { start, end }, inner }
+            let inner = inner.map(|box_shape| {
+                let local_shape: Vec<usize> = start.iter().zip(&end).map(|(s, e)| e - s).collect();
+                let local = region(&label, shape, &st, &start, &local_shape, l);
+                let best = match box_shape {
+                    BoxShape::Rectangle => largest_box(&local, &local_shape),
+                    BoxShape::Square => largest_cube(&local, &local_shape),
+                };
+                let (_, s, e) = best.unwrap_or_else(|| unreachable!("a component has at least one voxel"));
+                BoundingBox {
+                    start: s.iter().zip(&start).map(|(a, b)| a + b).collect(),
+                    end: e.iter().zip(&start).map(|(a, b)| a + b).collect(),
+                }
+            });
+            (size, BoundingBox { start, end }, inner)
         })
         .collect()
 }
@@ -364,6 +404,58 @@ fn largest_box(mask: &[bool], shape: &[usize]) -> Best {
     best
 }
 
+/// The largest all-true axis-aligned cube (equal side on every axis) of a
+/// row-major mask; among the largest, the one starting first in row-major
+/// order (so the smallest corners, as for boxes); `None` if no voxel is
+/// true. Binary search on the side `k`: a `k`-cube starts at `v` iff the
+/// run of true voxels from `v` along each axis, after the runs along the
+/// earlier axes were cut to `k`, reaches `k` — one O(n |mask|) pass per `k`.
+fn largest_cube(mask: &[bool], shape: &[usize]) -> Best {
+    let st = strides(shape);
+    // The first start of a k-cube, if any.
+    let mut run = vec![0usize; mask.len()];
+    let mut fits = |k: usize| -> Option<usize> {
+        let mut ok = mask.to_vec();
+        for (&n, &s) in shape.iter().zip(&st) {
+            // ok[v] = ok[v] && ok[v + s] && ... && ok[v + (k-1) s], via run lengths
+            // counted backwards along the axis.
+            for v in (0..ok.len()).rev() {
+                let i = (v / s) % n;
+                run[v] = if !ok[v] {
+                    0
+                } else if i + 1 < n {
+                    run[v + s] + 1
+                } else {
+                    1
+                };
+            }
+            for (o, r) in ok.iter_mut().zip(&run) {
+                *o = *r >= k;
+            }
+        }
+        ok.iter().position(|&b| b)
+    };
+    let max_side = shape.iter().copied().min().unwrap_or(1);
+    let mut first = fits(1)?;
+    let (mut lo, mut hi) = (1, max_side); // a lo-cube fits; none larger than hi
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        match fits(mid) {
+            Some(v) => {
+                lo = mid;
+                first = v;
+            }
+            None => hi = mid - 1,
+        }
+    }
+    let mut start = Vec::with_capacity(shape.len());
+    for (&n, &s) in shape.iter().zip(&st) {
+        start.push((first / s) % n);
+    }
+    let end = start.iter().map(|&a| a + lo).collect();
+    Some((lo.pow(shape.len() as u32), start, end))
+}
+
 /// Bounding-box scores: chessboard signed distance to the union of the
 /// outer or inner boxes of the predicted mask's components; see the
 /// [module docs](self).
@@ -390,6 +482,9 @@ pub struct BoxScores {
     kind: BoxKind,
     connectivity: Connectivity,
     mask_threshold: f64,
+    shape: BoxShape,
+    convention: DistanceConvention,
+    empty: EmptyPrediction,
 }
 
 #[cfg(feature = "serde")]
@@ -398,28 +493,119 @@ struct BoxRepr {
     kind: BoxKind,
     connectivity: Connectivity,
     mask_threshold: f64,
+    #[serde(default)]
+    shape: BoxShape,
+    #[serde(default)]
+    convention: DistanceConvention,
+    #[serde(default)]
+    empty: EmptyPrediction,
 }
 
 #[cfg(feature = "serde")]
 impl TryFrom<BoxRepr> for BoxScores {
     type Error = crate::Error;
     fn try_from(r: BoxRepr) -> Result<Self> {
-        BoxScores::new(r.kind).with_connectivity(r.connectivity).with_mask_threshold(r.mask_threshold)
+        Ok(BoxScores::new(r.kind)
+            .with_connectivity(r.connectivity)
+            .with_mask_threshold(r.mask_threshold)?
+            .with_shape(r.shape)
+            .with_convention(r.convention)
+            .with_empty(r.empty))
     }
 }
 
 #[cfg(feature = "serde")]
 impl From<BoxScores> for BoxRepr {
     fn from(b: BoxScores) -> Self {
-        BoxRepr { kind: b.kind, connectivity: b.connectivity, mask_threshold: b.mask_threshold }
+        BoxRepr {
+            kind: b.kind,
+            connectivity: b.connectivity,
+            mask_threshold: b.mask_threshold,
+            shape: b.shape,
+            convention: b.convention,
+            empty: b.empty,
+        }
     }
 }
 
 impl BoxScores {
-    /// Scores of `kind`, face connectivity, mask threshold 0.
+    /// Scores of `kind`: face connectivity, mask threshold 0, rectangular
+    /// inner boxes, the midpoint convention, `-inf` for an empty prediction.
     #[must_use]
     pub fn new(kind: BoxKind) -> Self {
-        BoxScores { kind, connectivity: Connectivity::Face, mask_threshold: 0.0 }
+        BoxScores {
+            kind,
+            connectivity: Connectivity::Face,
+            mask_threshold: 0.0,
+            shape: BoxShape::Rectangle,
+            convention: DistanceConvention::Midpoint,
+            empty: EmptyPrediction::NegInf,
+        }
+    }
+
+    /// The paper's published box scores (the options its figures and
+    /// tables were made with): 8-connected ([`Connectivity::Full`])
+    /// components, square inner boxes, the voxel-centre convention.
+    ///
+    /// ```
+    /// use confseg::{BoxScores, ScoreTransform};
+    /// let t = ScoreTransform::Box(BoxScores::inner().paper());
+    /// assert_eq!(t.to_string(), "box-inner:connectivity=full:shape=square:convention=centre");
+    /// assert_eq!(t, "box-inner:connectivity=full:shape=square:convention=centre".parse()?);
+    /// # Ok::<(), confseg::Error>(())
+    /// ```
+    #[must_use]
+    pub fn paper(self) -> Self {
+        self.with_connectivity(Connectivity::Full)
+            .with_shape(BoxShape::Square)
+            .with_convention(DistanceConvention::VoxelCentre)
+    }
+
+    /// Use square (cubic) or rectangular inner boxes. Outer boxes are
+    /// always bounding boxes.
+    #[must_use]
+    pub fn with_shape(mut self, shape: BoxShape) -> Self {
+        self.shape = shape;
+        self
+    }
+
+    /// Measure distances between voxel midpoints (default) or centres:
+    /// with [`DistanceConvention::VoxelCentre`], a voxel outside the union
+    /// scores `-d` and one inside `d - h`, where `d` is the chessboard
+    /// distance between voxel centres to the nearest voxel on the other side
+    /// and `h` the smallest spacing (with unit spacing, the box's own
+    /// boundary voxels score 0, and `{score > -k}` is the union grown by
+    /// `k` voxels: an exact box) — the paper's published convention.
+    #[must_use]
+    pub fn with_convention(mut self, convention: DistanceConvention) -> Self {
+        self.convention = convention;
+        self
+    }
+
+    /// What to return when the predicted mask is empty (no component, no
+    /// box); see [`EmptyPrediction`].
+    #[must_use]
+    pub fn with_empty(mut self, empty: EmptyPrediction) -> Self {
+        self.empty = empty;
+        self
+    }
+
+    /// Rectangular or square inner boxes.
+    #[must_use]
+    pub fn shape(&self) -> BoxShape {
+        self.shape
+    }
+
+    /// The distance convention.
+    #[must_use]
+    pub fn convention(&self) -> DistanceConvention {
+        self.convention
+    }
+
+    /// The empty-prediction policy.
+    #[must_use]
+    pub fn empty(&self) -> EmptyPrediction {
+        self.empty
     }
 
     /// Distance to the union of bounding boxes (for the outer transform).
@@ -451,6 +637,14 @@ impl BoxScores {
         Ok(self)
     }
 
+    /// The name in transform strings: `box-outer` or `box-inner`.
+    fn name(&self) -> &'static str {
+        match self.kind {
+            BoxKind::Outer => "box-outer",
+            BoxKind::Inner => "box-inner",
+        }
+    }
+
     /// Outer or inner.
     #[must_use]
     pub fn kind(&self) -> BoxKind {
@@ -480,25 +674,31 @@ impl Transform for BoxScores {
         scores: &'a ArrayRef<A, D>,
         spacing: &Spacing,
     ) -> Result<CowArray<'a, A, D>> {
-        let bits = predicted_mask(scores, self.mask_threshold)?;
+        let mut bits = predicted_mask(scores, self.mask_threshold)?;
         let shape = scores.shape();
         let sp = distance_spacing::<A>(spacing, shape)?;
+        if let Some(c) = self.empty.apply(&mut bits, scores)? {
+            return Ok(CowArray::from(Array::from_elem(scores.raw_dim(), c)));
+        }
         let st = strides(shape);
         let mut union = vec![false; bits.len()];
-        for c in components(&bits, shape, self.connectivity) {
-            let b = match self.kind {
-                BoxKind::Outer => c.outer,
-                BoxKind::Inner => c.inner,
-            };
-            fill_box(&mut union, &st, &b);
+        let inner = match self.kind {
+            BoxKind::Outer => None,
+            BoxKind::Inner => Some(self.shape),
+        };
+        for (_, outer, inner) in components(&bits, shape, self.connectivity, inner) {
+            fill_box(&mut union, &st, inner.as_ref().unwrap_or(&outer));
         }
-        let d = signed_distance_flat::<A>(
-            &union,
-            shape,
-            &sp,
-            super::Metric::Chessboard,
-            super::DistanceConvention::Midpoint,
-        );
+        let mut d = signed_distance_flat::<A>(&union, shape, &sp, Metric::Chessboard, self.convention);
+        if self.convention == DistanceConvention::VoxelCentre {
+            // Inside: d - h (d >= h there), so the inside continues the outside's -d.
+            let h = A::from_f64_lossy(sp.iter().copied().fold(f64::INFINITY, f64::min));
+            for (x, &m) in d.iter_mut().zip(&union) {
+                if m {
+                    *x -= h;
+                }
+            }
+        }
         Ok(CowArray::from(from_flat(scores.raw_dim(), d)))
     }
     fn describe(&self) -> String {
@@ -524,15 +724,21 @@ fn fill_box(buf: &mut [bool], st: &[usize], b: &BoundingBox) {
 
 impl fmt::Display for BoxScores {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self.kind {
-            BoxKind::Outer => "box-outer",
-            BoxKind::Inner => "box-inner",
-        })?;
+        f.write_str(self.name())?;
         if self.connectivity == Connectivity::Full {
             f.write_str(":connectivity=full")?;
         }
         if self.mask_threshold != 0.0 {
             write!(f, ":threshold={}", self.mask_threshold)?;
+        }
+        if self.shape == BoxShape::Square {
+            f.write_str(":shape=square")?;
+        }
+        if self.convention == DistanceConvention::VoxelCentre {
+            f.write_str(":convention=centre")?;
+        }
+        if self.empty != EmptyPrediction::NegInf {
+            write!(f, ":empty={}", self.empty)?;
         }
         Ok(())
     }
@@ -551,7 +757,27 @@ pub(crate) fn parse_box(kind: BoxKind, options: &[(&str, &str)]) -> Result<BoxSc
                 }
             }
             "threshold" => b = b.with_mask_threshold(parse_f64("mask threshold", value)?)?,
-            _ => return Err(bad_option(key, value, "box options: connectivity, threshold")),
+            "shape" if kind == BoxKind::Inner => {
+                b.shape = match value {
+                    "rectangle" => BoxShape::Rectangle,
+                    "square" => BoxShape::Square,
+                    _ => return Err(bad_option(key, value, "shape is rectangle or square")),
+                }
+            }
+            "convention" => {
+                b.convention = match value {
+                    "midpoint" => DistanceConvention::Midpoint,
+                    "centre" | "center" => DistanceConvention::VoxelCentre,
+                    _ => return Err(bad_option(key, value, "convention is midpoint or centre")),
+                }
+            }
+            "empty" => b.empty = EmptyPrediction::parse(value)?,
+            _ => {
+                let inner = if kind == BoxKind::Inner { "shape, " } else { "" };
+                let known =
+                    format!("{} options: connectivity, threshold, {inner}convention, empty", b.name());
+                return Err(bad_option(key, value, &known));
+            }
         }
     }
     Ok(b)
@@ -569,14 +795,14 @@ mod tests {
         for ((i, j, k), v) in m.indexed_iter_mut() {
             *v = (i < 2 && j < 2 && k < 3) || (i == 2 && j == 2);
         }
-        let c = component_boxes(&m, Connectivity::Full).unwrap();
+        let c = component_boxes(&m, Connectivity::Full, BoxShape::Rectangle).unwrap();
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].inner, BoundingBox { start: vec![0, 0, 0], end: vec![2, 2, 3] });
         assert_eq!(c[0].outer, BoundingBox { start: vec![0, 0, 0], end: vec![3, 3, 4] });
-        assert_eq!(component_boxes(&m, Connectivity::Face).unwrap().len(), 2);
+        assert_eq!(component_boxes(&m, Connectivity::Face, BoxShape::Rectangle).unwrap().len(), 2);
         // Two equal 1x2 boxes in an L: the smaller start corner wins.
         let l = array![[true, true], [true, false]];
-        let c = component_boxes(&l, Connectivity::Face).unwrap();
+        let c = component_boxes(&l, Connectivity::Face, BoxShape::Rectangle).unwrap();
         assert_eq!(c[0].inner, BoundingBox { start: vec![0, 0], end: vec![1, 2] });
     }
 

@@ -82,7 +82,7 @@ use std::str::FromStr;
 
 use ndarray::{Array, ArrayRef, CowArray, Dimension};
 
-use super::{check_mask_threshold, Spacing, Transform};
+use super::{check_mask_threshold, EmptyPrediction, Spacing, Transform};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::mask::MaskValue;
@@ -159,7 +159,7 @@ pub enum DistanceConvention {
 /// predicted mask shrunk by one.
 ///
 /// ```
-/// use confseg::{Metric, SignedDistance, Spacing, Transform};
+/// use confseg::{EmptyPrediction, Metric, SignedDistance, Spacing, Transform};
 /// use ndarray::array;
 /// let scores = array![[-1.0_f64, -1.0, -1.0, -1.0], [-1.0, 2.0, 3.0, -1.0]];
 /// let d = SignedDistance::new(Metric::Euclidean).apply(&scores, &Spacing::unit())?;
@@ -171,8 +171,13 @@ pub enum DistanceConvention {
 /// let nothing = array![-1.0_f32, -2.0];
 /// let none = SignedDistance::default().apply(&nothing, &Spacing::unit())?;
 /// assert!(none.iter().all(|&x| x == f32::NEG_INFINITY));
+/// // ... unless another policy is chosen (see [`EmptyPrediction`]).
+/// let fallback = SignedDistance::default().with_empty(EmptyPrediction::Value(-100.0));
+/// assert!(fallback.apply(&nothing, &Spacing::unit())?.iter().all(|&x| x == -100.0));
 /// # Ok::<(), confseg::Error>(())
 /// ```
+///
+/// [`EmptyPrediction`]: super::EmptyPrediction
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(try_from = "SignedDistanceRepr", into = "SignedDistanceRepr"))]
@@ -180,6 +185,7 @@ pub struct SignedDistance {
     metric: Metric,
     convention: DistanceConvention,
     mask_threshold: f64,
+    empty: EmptyPrediction,
 }
 
 #[cfg(feature = "serde")]
@@ -188,29 +194,57 @@ struct SignedDistanceRepr {
     metric: Metric,
     convention: DistanceConvention,
     mask_threshold: f64,
+    #[serde(default)]
+    empty: EmptyPrediction,
 }
 
 #[cfg(feature = "serde")]
 impl TryFrom<SignedDistanceRepr> for SignedDistance {
     type Error = Error;
     fn try_from(r: SignedDistanceRepr) -> Result<Self> {
-        SignedDistance::new(r.metric).with_convention(r.convention).with_mask_threshold(r.mask_threshold)
+        Ok(SignedDistance::new(r.metric)
+            .with_convention(r.convention)
+            .with_mask_threshold(r.mask_threshold)?
+            .with_empty(r.empty))
     }
 }
 
 #[cfg(feature = "serde")]
 impl From<SignedDistance> for SignedDistanceRepr {
     fn from(d: SignedDistance) -> Self {
-        SignedDistanceRepr { metric: d.metric, convention: d.convention, mask_threshold: d.mask_threshold }
+        SignedDistanceRepr {
+            metric: d.metric,
+            convention: d.convention,
+            mask_threshold: d.mask_threshold,
+            empty: d.empty,
+        }
     }
 }
 
 impl SignedDistance {
-    /// Signed distance with `metric`, the midpoint convention and mask
-    /// threshold 0 (logits).
+    /// Signed distance with `metric`, the midpoint convention, mask
+    /// threshold 0 (logits) and `-inf` for an empty prediction.
     #[must_use]
     pub fn new(metric: Metric) -> Self {
-        SignedDistance { metric, convention: DistanceConvention::Midpoint, mask_threshold: 0.0 }
+        SignedDistance {
+            metric,
+            convention: DistanceConvention::Midpoint,
+            mask_threshold: 0.0,
+            empty: EmptyPrediction::NegInf,
+        }
+    }
+
+    /// What to return when the predicted mask is empty.
+    #[must_use]
+    pub fn with_empty(mut self, empty: EmptyPrediction) -> Self {
+        self.empty = empty;
+        self
+    }
+
+    /// The empty-prediction policy.
+    #[must_use]
+    pub fn empty(&self) -> EmptyPrediction {
+        self.empty
     }
 
     /// Use another boundary convention.
@@ -292,8 +326,11 @@ impl Transform for SignedDistance {
         scores: &'a ArrayRef<A, D>,
         spacing: &Spacing,
     ) -> Result<CowArray<'a, A, D>> {
-        let bits = predicted_mask(scores, self.mask_threshold)?;
+        let mut bits = predicted_mask(scores, self.mask_threshold)?;
         let spacing = distance_spacing::<A>(spacing, scores.shape())?;
+        if let Some(c) = self.empty.apply(&mut bits, scores)? {
+            return Ok(CowArray::from(Array::from_elem(scores.raw_dim(), c)));
+        }
         let out = signed_distance_flat::<A>(&bits, scores.shape(), &spacing, self.metric, self.convention);
         Ok(CowArray::from(from_flat(scores.raw_dim(), out)))
     }
@@ -311,6 +348,9 @@ impl fmt::Display for SignedDistance {
         write!(f, "{name}:{}", self.metric)?;
         if self.mask_threshold != 0.0 {
             write!(f, ":threshold={}", self.mask_threshold)?;
+        }
+        if self.empty != EmptyPrediction::NegInf {
+            write!(f, ":empty={}", self.empty)?;
         }
         Ok(())
     }

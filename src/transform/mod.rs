@@ -79,7 +79,7 @@ pub mod distance;
 mod par;
 pub mod smooth;
 
-pub use boxes::{component_boxes, BoundingBox, BoxKind, BoxScores, ComponentBoxes, Connectivity};
+pub use boxes::{component_boxes, BoundingBox, BoxKind, BoxScores, BoxShape, ComponentBoxes, Connectivity};
 pub use distance::{DistanceConvention, Metric, SignedDistance};
 pub use smooth::{BoundaryMode, GaussianSmoothing, Units, Width};
 
@@ -419,6 +419,120 @@ impl ScoreTransform {
     }
 }
 
+/// What a mask-based transform (signed distance, boxes) returns when the
+/// predicted mask is empty (the network predicts nothing). All choices are
+/// valid — the transform is fixed before calibration — but they differ in
+/// set size: with `-inf` such an image has `gamma = +inf`, and if more than
+/// an `alpha` share of the calibration images are like it, the outer
+/// threshold is `+inf` for every image.
+///
+/// ```
+/// use confseg::{ScoreTransform, Spacing, Transform};
+/// use ndarray::array;
+/// let nothing = array![-3.0_f64, -1.0, -2.0, -5.0];
+/// let d: ScoreTransform = "distance:empty=argmax".parse()?;
+/// // the most confident voxel (index 1) stands in for the prediction
+/// assert_eq!(d.apply(&nothing, &Spacing::unit())?, array![-0.5, 0.5, -0.5, -1.5]);
+/// let c: ScoreTransform = "distance:empty=-7".parse()?;
+/// assert!(c.apply(&nothing, &Spacing::unit())?.iter().all(|&x| x == -7.0));
+/// # Ok::<(), confseg::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum EmptyPrediction {
+    /// `-inf` everywhere (the paper's convention): nothing is inside.
+    #[default]
+    NegInf,
+    /// This constant everywhere (the author's code uses a finite constant).
+    Value(f64),
+    /// The transform of the mask holding only the highest-scoring voxel
+    /// (the first in row-major order on ties).
+    Argmax,
+}
+
+impl EmptyPrediction {
+    /// Apply the policy to the predicted mask `bits` of `scores`: if it is
+    /// empty, `Some(c)` when the result is the constant `c` everywhere, and
+    /// for [`EmptyPrediction::Argmax`] `bits` then holds the argmax; `None`
+    /// when the transform goes on with `bits`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] if the constant overflows the float type.
+    pub(crate) fn apply<A: Float, D: Dimension>(
+        self,
+        bits: &mut [bool],
+        scores: &ArrayRef<A, D>,
+    ) -> Result<Option<A>> {
+        if bits.iter().any(|&b| b) || bits.is_empty() {
+            return Ok(None);
+        }
+        Ok(match self {
+            EmptyPrediction::NegInf => None,
+            EmptyPrediction::Value(c) => {
+                let a = A::from_f64_lossy(c);
+                if c.is_finite() && !a.is_finite() {
+                    return Err(Error::InvalidParameter {
+                        name: "empty",
+                        value: c.to_string(),
+                        reason: format!("overflows the scores' float type ({})", A::NAME),
+                    });
+                }
+                Some(a)
+            }
+            EmptyPrediction::Argmax => {
+                let mut best = (0, f64::NEG_INFINITY);
+                for (i, x) in scores.iter().enumerate() {
+                    let v = x.to_f64_lossless();
+                    if v > best.1 || i == 0 {
+                        best = (i, v);
+                    }
+                }
+                bits[best.0] = true;
+                None
+            }
+        })
+    }
+
+    /// Parse `-inf`, `argmax` or a number.
+    pub(crate) fn parse(value: &str) -> Result<Self> {
+        match value {
+            "-inf" | "neg-inf" => Ok(EmptyPrediction::NegInf),
+            "argmax" => Ok(EmptyPrediction::Argmax),
+            v => {
+                let c = smooth::parse_f64("empty value", v)?;
+                if c.is_nan() {
+                    return Err(smooth::bad_option("empty", v, "empty is -inf, argmax or a number"));
+                }
+                Ok(if c == f64::NEG_INFINITY { EmptyPrediction::NegInf } else { EmptyPrediction::Value(c) })
+            }
+        }
+    }
+}
+
+impl fmt::Display for EmptyPrediction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EmptyPrediction::NegInf => f.write_str("-inf"),
+            EmptyPrediction::Value(c) => write!(f, "{c}"),
+            EmptyPrediction::Argmax => f.write_str("argmax"),
+        }
+    }
+}
+
+#[cfg(feature = "serde")]
+impl serde::Serialize for EmptyPrediction {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for EmptyPrediction {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        EmptyPrediction::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 /// Validate a predicted-mask threshold.
 pub(crate) fn check_mask_threshold(t: f64) -> Result<()> {
     if t.is_finite() {
@@ -520,7 +634,10 @@ impl FromStr for ScoreTransform {
                         "threshold" => {
                             d = d.with_mask_threshold(smooth::parse_f64("mask threshold", value)?)?
                         }
-                        _ => return Err(smooth::bad_option(key, value, "distance options: threshold")),
+                        "empty" => d = d.with_empty(EmptyPrediction::parse(value)?),
+                        _ => {
+                            return Err(smooth::bad_option(key, value, "distance options: threshold, empty"))
+                        }
                     }
                 }
                 Ok(ScoreTransform::Distance(d))
