@@ -84,7 +84,10 @@ impl Scores<'_> {
 
 /// A typed read-only view of `arr` as `T`, converted (`astype`) only when
 /// its dtype or byte order is not `T`'s.
-fn typed<'py, T: numpy::Element>(arr: &Bound<'py, PyAny>, name: &str) -> PyResult<PyReadonlyArrayDyn<'py, T>> {
+fn typed<'py, T: numpy::Element>(
+    arr: &Bound<'py, PyAny>,
+    name: &str,
+) -> PyResult<PyReadonlyArrayDyn<'py, T>> {
     let a = match arr.cast::<PyArrayDyn<T>>() {
         Ok(a) => a.clone(),
         Err(_) => arr.call_method1("astype", (name,))?.cast_into::<PyArrayDyn<T>>()?,

@@ -79,7 +79,8 @@ fn stats_views<A: Float, M: MaskValue>(
         Layout::Single => match sp.for_image(0, 1)? {
             None => c.calibrate_images(&[(s, m)]),
             Some(x) => c.calibrate_images(&[(Image::new(s, x)?, m)]),
-        },
+        }
+        .map_err(Error::without_image),
         Layout::Stack if *sp == SpacingArg::Default => c.calibrate_stack(&s, &m),
         Layout::Stack => {
             if s.shape() != m.shape() {
@@ -137,7 +138,9 @@ fn stats_transformed<A: Float, M: MaskValue>(
     m: ArrayViewD<'_, M>,
     layout: Layout,
 ) -> confseg::Result<confseg::Calibration> {
-    for (what, other) in [("inner scores stack vs masks stack", &fi), ("outer scores stack vs masks stack", &fo)] {
+    for (what, other) in
+        [("inner scores stack vs masks stack", &fi), ("outer scores stack vs masks stack", &fo)]
+    {
         if other.shape() != m.shape() {
             return Err(Error::ShapeMismatch {
                 what,
@@ -152,7 +155,7 @@ fn stats_transformed<A: Float, M: MaskValue>(
         Layout::Single => {
             let ndim = fi.ndim();
             let item = Lazy(|| confseg::region_statistics(&fi, &fo, &m, combination));
-            c.calibrate_statistics_stream(std::iter::once(Ok(item)), ndim)
+            c.calibrate_statistics_stream(std::iter::once(Ok(item)), ndim).map_err(Error::without_image)
         }
         Layout::Stack => {
             let n = fi.len_of(Axis(0));
@@ -220,8 +223,9 @@ fn stats_cohort<A: ReadFloat>(
     indices: &[usize],
     labels: &Labels,
 ) -> confseg::Result<confseg::Calibration> {
-    let items =
-        indices.iter().map(|&i| Ok(Lazy(move || Ok((read_scan::<A>(cohort, i)?, cohort.read_mask(i, labels)?)))));
+    let items = indices
+        .iter()
+        .map(|&i| Ok(Lazy(move || Ok((read_scan::<A>(cohort, i)?, cohort.read_mask(i, labels)?)))));
     c.calibrate_stream(items)
 }
 

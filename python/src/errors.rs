@@ -24,10 +24,6 @@ fn variant(e: &Error) -> String {
 pub fn to_py(e: Error) -> PyErr {
     let message = e.to_string();
     let kind = variant(&e);
-    let path = match &e {
-        Error::File { path, .. } => Some(path.display().to_string()),
-        _ => None,
-    };
     let err = match &e {
         Error::File { problem: FileProblem::Io { kind, .. }, .. } => match kind {
             ErrorKind::NotFound => PyFileNotFoundError::new_err(message),
@@ -44,9 +40,6 @@ pub fn to_py(e: Error) -> PyErr {
         // Attributes of a fresh exception instance: setting them cannot
         // fail in practice; the exception is raised either way.
         let _ = value.setattr("kind", kind);
-        if let Some(p) = path {
-            let _ = value.setattr("filename", p);
-        }
     });
     err
 }

@@ -143,7 +143,9 @@ fn index_range(obj: &Bound<'_, PyAny>) -> PyResult<std::ops::Range<usize>> {
         }
         return Ok(start..stop.max(start));
     }
-    Err(type_error("indices must be a count n (images 0..n) or a range(start, stop) of non-negative image indices"))
+    Err(type_error(
+        "indices must be a count n (images 0..n) or a range(start, stop) of non-negative image indices",
+    ))
 }
 
 /// Seeded synthetic labelled images (the library's generator of
@@ -205,7 +207,9 @@ fn method(name: &str, spec: ModeSpec, weights: Option<(f64, f64)>) -> PyResult<M
             Method::PixelwiseBonferroni(ModeSpec::bonferroni(wi, wo).py()?)
         }
         "morphological-chessboard" => Method::Morphological(StepMetric::Chessboard),
-        "morphological-cityblock" | "morphological-city-block" => Method::Morphological(StepMetric::CityBlock),
+        "morphological-cityblock" | "morphological-city-block" => {
+            Method::Morphological(StepMetric::CityBlock)
+        }
         other => {
             return Err(value_error(format!(
                 "unknown method {:?}; known: \"conformal\", \"risk-control\", \"pixelwise\", \
@@ -293,8 +297,9 @@ pub fn validate<'py>(
     let m = arrays::masks(masks, "masks")?;
     let pool = match (scores.filter(|s| !s.is_none()), inner_scores, outer_scores) {
         (Some(s), None, None) => {
-            let c = Cal::new(parse_transform(inner, mask_threshold)?, parse_transform(outer, mask_threshold)?)
-                .with_spacing(spacing);
+            let c =
+                Cal::new(parse_transform(inner, mask_threshold)?, parse_transform(outer, mask_threshold)?)
+                    .with_spacing(spacing);
             let (s, _) = arrays::scores(s, "scores")?;
             with_scores!(&s, sv => with_masks!(&m, mv => py.detach(|| pool_raw(&c, sv, mv, threshold))))
         }
@@ -320,11 +325,9 @@ pub fn validate<'py>(
                 _ => unreachable!("both sides are cast to one float type"),
             }
         }
-        _ => {
-            return Err(value_error(
-                "give scores (with inner/outer transforms), or scores=None with inner_scores and outer_scores",
-            ))
-        }
+        _ => return Err(value_error(
+            "give scores (with inner/outer transforms), or scores=None with inner_scores and outer_scores",
+        )),
     }
     .py()?;
     let reports = py.detach(|| validation.run(&pool, &methods)).py()?;

@@ -54,7 +54,11 @@ pub fn read_npy<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyAn
 /// ``read_npy_mask(path, labels=None) -> numpy.ndarray``
 #[pyfunction]
 #[pyo3(signature = (path, labels=None))]
-pub fn read_npy_mask<'py>(py: Python<'py>, path: PathBuf, labels: Option<Vec<i64>>) -> PyResult<Bound<'py, PyAny>> {
+pub fn read_npy_mask<'py>(
+    py: Python<'py>,
+    path: PathBuf,
+    labels: Option<Vec<i64>>,
+) -> PyResult<Bound<'py, PyAny>> {
     let labels = labels_arg(labels)?;
     Ok(np(py, py.detach(|| lio::read_mask_image(&path, &labels)).py()?))
 }
@@ -161,7 +165,12 @@ impl PyNpyStack {
     }
 
     fn __repr__(&self) -> String {
-        format!("NpyStack({:?}, shape={:?}, dtype={})", self.stack.path().display(), self.shape(), self.dtype())
+        format!(
+            "NpyStack({:?}, shape={:?}, dtype={})",
+            self.stack.path().display(),
+            self.shape(),
+            self.dtype()
+        )
     }
 
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> (Bound<'py, PyType>, (PathBuf,)) {
@@ -359,8 +368,12 @@ impl PyCohort {
         i: usize,
         labels: Option<Vec<i64>>,
         precision: Option<&str>,
-    ) -> PyResult<(Bound<'py, PyAny>, Option<Bound<'py, PyAny>>, Option<Vec<f64>>, Option<Bound<'py, PyArray2<f64>>>)>
-    {
+    ) -> PyResult<(
+        Bound<'py, PyAny>,
+        Option<Bound<'py, PyAny>>,
+        Option<Vec<f64>>,
+        Option<Bound<'py, PyArray2<f64>>>,
+    )> {
         let labels = labels_arg(labels)?;
         let c = &self.cohort;
         let p = match precision_arg(precision)? {
@@ -422,7 +435,8 @@ impl PyCohort {
     #[allow(clippy::type_complexity)]
     fn __reduce__<'py>(
         slf: &Bound<'py, Self>,
-    ) -> PyResult<(Bound<'py, PyAny>, (Option<String>, Option<String>, Option<PathBuf>, String, String))> {
+    ) -> PyResult<(Bound<'py, PyAny>, (Option<String>, Option<String>, Option<PathBuf>, String, String))>
+    {
         let f = slf.get_type().getattr("_reopen")?;
         let args = match &slf.get().origin {
             Origin::Files { scores, masks, scores_suffix, masks_suffix } => {

@@ -85,7 +85,9 @@ pub fn one_spacing(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Spacing> {
     match spacing_arg(obj)? {
         SpacingArg::Default => Ok(Spacing::unit()),
         SpacingArg::One(s) => Ok(s),
-        SpacingArg::PerImage(_) => Err(type_error("spacing must be one sequence of numbers, one per image axis")),
+        SpacingArg::PerImage(_) => {
+            Err(type_error("spacing must be one sequence of numbers, one per image axis"))
+        }
     }
 }
 

@@ -471,7 +471,8 @@ impl PyConfidenceSets {
 
     /// The calibration file as JSON text (what ``confseg calibrate`` writes).
     fn to_json(&self) -> PyResult<String> {
-        let mut s = serde_json::to_string_pretty(&self.json_value()?).map_err(|e| value_error(e.to_string()))?;
+        let mut s =
+            serde_json::to_string_pretty(&self.json_value()?).map_err(|e| value_error(e.to_string()))?;
         s.push('\n');
         Ok(s)
     }
@@ -502,7 +503,8 @@ impl PyConfidenceSets {
         let text = std::str::from_utf8(&bytes).map_err(|e| {
             value_error(format!("{}: not a confseg calibration file (not UTF-8: {e})", path.display()))
         })?;
-        Self::parse(text).map_err(|e| Python::attach(|py| value_error(format!("{}: {}", path.display(), e.value(py)))))
+        Self::parse(text)
+            .map_err(|e| Python::attach(|py| value_error(format!("{}: {}", path.display(), e.value(py)))))
     }
 
     fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
