@@ -130,6 +130,9 @@ pub fn two_class_softmax<'py>(
     })
 }
 
+/// `(scores, masks)` stacks.
+type Labelled<'py> = (Bound<'py, PyArrayDyn<f64>>, Bound<'py, PyArrayDyn<bool>>);
+
 /// `start..stop` of an int `n` (`0..n`) or a `range` with step 1.
 fn index_range(obj: &Bound<'_, PyAny>) -> PyResult<std::ops::Range<usize>> {
     if let Ok(n) = obj.extract::<usize>() {
@@ -166,7 +169,7 @@ pub fn synthetic<'py>(
     seed: u64,
     noise: Option<f64>,
     boundary_error: Option<f64>,
-) -> PyResult<(Bound<'py, PyArrayDyn<f64>>, Bound<'py, PyArrayDyn<bool>>)> {
+) -> PyResult<Labelled<'py>> {
     let range = index_range(indices)?;
     if shape.is_empty() || shape.contains(&0) {
         return Err(confseg::Error::EmptyImage { image: None, shape }).py();

@@ -202,6 +202,9 @@ impl NpyImages {
     }
 }
 
+/// `(array, spacing, affine)` of a NIfTI file.
+type Volume<'py> = (Bound<'py, PyAny>, Option<Vec<f64>>, Bound<'py, PyArray2<f64>>);
+
 fn header_parts<'py>(
     py: Python<'py>,
     h: &nifti::NiftiHeader,
@@ -218,11 +221,7 @@ fn header_parts<'py>(
 /// ``read_nifti(path, precision=None) -> (numpy.ndarray, tuple, numpy.ndarray)``
 #[pyfunction]
 #[pyo3(signature = (path, precision=None))]
-pub fn read_nifti<'py>(
-    py: Python<'py>,
-    path: PathBuf,
-    precision: Option<&str>,
-) -> PyResult<(Bound<'py, PyAny>, Option<Vec<f64>>, Bound<'py, PyArray2<f64>>)> {
+pub fn read_nifti<'py>(py: Python<'py>, path: PathBuf, precision: Option<&str>) -> PyResult<Volume<'py>> {
     let p = match precision_arg(precision)? {
         Some(p) => p,
         None => py.detach(|| nifti::read_header(&path)).py()?.precision(),
@@ -251,7 +250,7 @@ pub fn read_nifti_mask<'py>(
     py: Python<'py>,
     path: PathBuf,
     labels: Option<Vec<i64>>,
-) -> PyResult<(Bound<'py, PyAny>, Option<Vec<f64>>, Bound<'py, PyArray2<f64>>)> {
+) -> PyResult<Volume<'py>> {
     let labels = labels_arg(labels)?;
     let (m, h) = py.detach(|| nifti::read_mask(&path, &labels)).py()?;
     let (spacing, affine) = header_parts(py, &h);

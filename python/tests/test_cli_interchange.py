@@ -45,6 +45,7 @@ LEVELS = [
 ]
 
 
+@pytest.mark.filterwarnings("ignore:lambda_I = inf")  # box scores are +inf where nothing was predicted
 @pytest.mark.parametrize("level", range(len(LEVELS)))
 def test_thresholds_and_sets_equal_the_cli(cli, raw, tmp_path, level):
     scores, masks, exclude, test = raw
