@@ -27,7 +27,7 @@ pub use kernel::{region_statistics, Combination, ImageStatistics, Max, RegionFol
 pub use mode::{Mode, ModeKind, Thresholds};
 pub use structures::{JointMode, Structure, StructureCalibration, StructureCalibrator, StructureScores};
 
-use ndarray::{Array, ArrayRef, Axis, CowArray, Dimension, RemoveAxis};
+use ndarray::{Array, ArrayRef, ArrayView, Axis, CowArray, Dimension, RemoveAxis};
 
 use crate::error::{Error, Result};
 use crate::float::Float;
@@ -330,6 +330,54 @@ impl<TI: Transform, TO: Transform, C: Combination> Calibrator<TI, TO, C> {
         let mut cal = Calibration::new();
         cal.adopt(Some(&self.provenance(scores.ndim().saturating_sub(1))))?;
         cal.extend(stats);
+        Ok(cal)
+    }
+
+    /// Calibration statistics of labelled images held in memory and
+    /// borrowed: plain arrays (the default spacing) or
+    /// [`Image`](crate::Image)s with their own spacing, of any shapes, one
+    /// dimensionality, with mask views (no copies). Parallel with the
+    /// `rayon` feature; the result is in slice order and equals observing
+    /// the images one by one with [`Calibrator::observe`] (used by the
+    /// Python bindings for lists of images and per-image spacings).
+    ///
+    /// ```
+    /// use confseg::{Calibrator, Identity, Image, Spacing};
+    /// use confseg::synthetic::Synthetic;
+    /// let data = Synthetic::new([16, 16]).seed(2);
+    /// let owned: Vec<_> = data.pairs(0..4).collect();
+    /// let pairs: Vec<_> = owned
+    ///     .iter()
+    ///     .map(|(s, m)| Ok((Image::new(s.view(), Spacing::new(vec![1.0, 2.0])?)?, m.view())))
+    ///     .collect::<confseg::Result<_>>()?;
+    /// let cal = Calibrator::new(Identity, Identity).calibrate_images(&pairs)?;
+    /// assert_eq!(cal.len(), 4);
+    /// assert!(cal.per_image_spacing());
+    /// # Ok::<(), confseg::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Calibrator::observe`] for the first failing image (by index).
+    pub fn calibrate_images<I, M>(&self, pairs: &[(I, ArrayView<'_, M, I::Dim>)]) -> Result<Calibration>
+    where
+        I: AsImage + Sync,
+        M: MaskValue,
+        TI: Sync,
+        TO: Sync,
+    {
+        let stats = for_each_image(pairs.len(), |i| {
+            let (image, mask) = &pairs[i];
+            let s = self.statistics(image, mask)?;
+            Ok((s, image.scores().ndim(), image.spacing().is_some()))
+        })?;
+        let mut cal = Calibration::new();
+        for (i, (s, ndim, own_spacing)) in stats.into_iter().enumerate() {
+            self.admit(&mut cal, ndim).map_err(|e| e.in_image(i))?;
+            if own_spacing {
+                cal.note_own_spacing();
+            }
+            cal.push(s);
+        }
         Ok(cal)
     }
 

@@ -1,0 +1,280 @@
+//! Python objects to typed NumPy arrays, without copies where the dtype and
+//! byte order allow.
+//!
+//! Anything `numpy.asarray` accepts is accepted (lists, memory maps, CPU
+//! tensors, ...). Scores: `float32` and `float64` are used as they are (any
+//! strides: the library reads ndarray views); `float16`, `bool` and 8/16-bit
+//! integers are converted to `float32` and wider integers to `float64`
+//! (exact below 2^53, as the library's `.npy` reader). Masks: `bool` and
+//! `uint8` as they are; other integer and float dtypes as `float64`, whose
+//! values the library checks for 0/1. A non-native byte order is converted.
+
+use numpy::{PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyList, PyTuple};
+
+use crate::errors::type_error;
+
+static NUMPY: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+
+/// The `numpy` module.
+pub fn numpy(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
+    NUMPY.get_or_try_init(py, || py.import("numpy").map(Bound::unbind)).map(|m| m.bind(py))
+}
+
+/// `numpy.asarray(obj)`.
+pub fn asarray<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    numpy(obj.py())?.call_method1("asarray", (obj,))
+}
+
+/// Whether `obj` is a list or tuple (of images), not an array.
+pub fn is_sequence_of_images(obj: &Bound<'_, PyAny>) -> bool {
+    obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>()
+}
+
+/// `(kind, itemsize)` of an array's dtype (`('f', 4)` for `float32`).
+fn dtype_of(arr: &Bound<'_, PyAny>) -> PyResult<(char, usize)> {
+    let dtype = arr.getattr("dtype")?;
+    let kind: String = dtype.getattr("kind")?.extract()?;
+    let size: usize = dtype.getattr("itemsize")?.extract()?;
+    Ok((kind.chars().next().unwrap_or('?'), size))
+}
+
+fn dtype_name(arr: &Bound<'_, PyAny>) -> String {
+    arr.getattr("dtype").and_then(|d| d.str()).map(|s| s.to_string()).unwrap_or_else(|_| "?".into())
+}
+
+/// The float type scores are computed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScoreType {
+    F32,
+    F64,
+}
+
+/// The float type that holds an array's values exactly (see the module docs).
+pub fn score_type(arr: &Bound<'_, PyAny>, what: &str) -> PyResult<ScoreType> {
+    Ok(match dtype_of(arr)? {
+        ('f', 8) => ScoreType::F64,
+        ('f', 4 | 2) | ('b', _) | ('i' | 'u', 1 | 2) => ScoreType::F32,
+        ('i' | 'u', _) => ScoreType::F64,
+        _ => {
+            return Err(type_error(format!(
+                "{what} of dtype {} are not supported; give real numbers (float32, float64, integers, bool)",
+                dtype_name(arr)
+            )))
+        }
+    })
+}
+
+/// A score array in its float type.
+pub enum Scores<'py> {
+    F32(PyReadonlyArrayDyn<'py, f32>),
+    F64(PyReadonlyArrayDyn<'py, f64>),
+}
+
+impl Scores<'_> {
+    pub fn ndim(&self) -> usize {
+        match self {
+            Scores::F32(a) => a.ndim(),
+            Scores::F64(a) => a.ndim(),
+        }
+    }
+}
+
+/// A typed read-only view of `arr` as `T`, converted (`astype`) only when
+/// its dtype or byte order is not `T`'s.
+fn typed<'py, T: numpy::Element>(
+    arr: &Bound<'py, PyAny>,
+    name: &str,
+) -> PyResult<PyReadonlyArrayDyn<'py, T>> {
+    let a = match arr.cast::<PyArrayDyn<T>>() {
+        Ok(a) => a.clone(),
+        Err(_) => arr.call_method1("astype", (name,))?.cast_into::<PyArrayDyn<T>>()?,
+    };
+    Ok(a.try_readonly()?)
+}
+
+/// `arr` (already an ndarray) as scores of type `t`.
+pub fn cast_scores<'py>(arr: &Bound<'py, PyAny>, t: ScoreType) -> PyResult<Scores<'py>> {
+    Ok(match t {
+        ScoreType::F32 => Scores::F32(typed::<f32>(arr, "float32")?),
+        ScoreType::F64 => Scores::F64(typed::<f64>(arr, "float64")?),
+    })
+}
+
+/// Any array-like as scores in their float type.
+pub fn scores<'py>(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<(Scores<'py>, Bound<'py, PyAny>)> {
+    let arr = asarray(obj)?;
+    let t = score_type(&arr, what)?;
+    Ok((cast_scores(&arr, t)?, arr))
+}
+
+/// The element type masks are read as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaskType {
+    Bool,
+    U8,
+    F64,
+}
+
+pub fn mask_type(arr: &Bound<'_, PyAny>, what: &str) -> PyResult<MaskType> {
+    Ok(match dtype_of(arr)? {
+        ('b', _) => MaskType::Bool,
+        ('u', 1) => MaskType::U8,
+        ('i' | 'u' | 'f', _) => MaskType::F64,
+        _ => {
+            return Err(type_error(format!(
+                "{what} of dtype {} are not supported; give 0/1 masks (bool, uint8, integers or floats)",
+                dtype_name(arr)
+            )))
+        }
+    })
+}
+
+/// A mask array in its element type.
+pub enum Masks<'py> {
+    Bool(PyReadonlyArrayDyn<'py, bool>),
+    U8(PyReadonlyArrayDyn<'py, u8>),
+    F64(PyReadonlyArrayDyn<'py, f64>),
+}
+
+pub fn cast_masks<'py>(arr: &Bound<'py, PyAny>, t: MaskType) -> PyResult<Masks<'py>> {
+    Ok(match t {
+        MaskType::Bool => Masks::Bool(typed::<bool>(arr, "bool")?),
+        MaskType::U8 => Masks::U8(typed::<u8>(arr, "uint8")?),
+        MaskType::F64 => Masks::F64(typed::<f64>(arr, "float64")?),
+    })
+}
+
+/// Any array-like as masks.
+pub fn masks<'py>(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<Masks<'py>> {
+    let arr = asarray(obj)?;
+    let t = mask_type(&arr, what)?;
+    cast_masks(&arr, t)
+}
+
+/// A list of score images, all in one float type (`float64` if any needs it).
+pub enum ScoreList<'py> {
+    F32(Vec<PyReadonlyArrayDyn<'py, f32>>),
+    F64(Vec<PyReadonlyArrayDyn<'py, f64>>),
+}
+
+pub fn score_list<'py>(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<ScoreList<'py>> {
+    let arrays: Vec<Bound<'py, PyAny>> = obj.try_iter()?.map(|x| asarray(&x?)).collect::<PyResult<_>>()?;
+    let mut t = ScoreType::F32;
+    for a in &arrays {
+        if score_type(a, what)? == ScoreType::F64 {
+            t = ScoreType::F64;
+        }
+    }
+    Ok(match t {
+        ScoreType::F32 => {
+            ScoreList::F32(arrays.iter().map(|a| typed::<f32>(a, "float32")).collect::<PyResult<_>>()?)
+        }
+        ScoreType::F64 => {
+            ScoreList::F64(arrays.iter().map(|a| typed::<f64>(a, "float64")).collect::<PyResult<_>>()?)
+        }
+    })
+}
+
+/// A list of masks, all of one element type (`float64` unless all are
+/// `bool` or all `uint8`).
+pub enum MaskList<'py> {
+    Bool(Vec<PyReadonlyArrayDyn<'py, bool>>),
+    U8(Vec<PyReadonlyArrayDyn<'py, u8>>),
+    F64(Vec<PyReadonlyArrayDyn<'py, f64>>),
+}
+
+pub fn mask_list<'py>(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<MaskList<'py>> {
+    let arrays: Vec<Bound<'py, PyAny>> = obj.try_iter()?.map(|x| asarray(&x?)).collect::<PyResult<_>>()?;
+    let types: Vec<MaskType> = arrays.iter().map(|a| mask_type(a, what)).collect::<PyResult<_>>()?;
+    let t = if types.iter().all(|&t| t == MaskType::Bool) {
+        MaskType::Bool
+    } else if types.iter().all(|&t| t == MaskType::U8) {
+        MaskType::U8
+    } else {
+        MaskType::F64
+    };
+    Ok(match t {
+        MaskType::Bool => MaskList::Bool(arrays.iter().map(|a| typed(a, "bool")).collect::<PyResult<_>>()?),
+        MaskType::U8 => MaskList::U8(arrays.iter().map(|a| typed(a, "uint8")).collect::<PyResult<_>>()?),
+        MaskType::F64 => MaskList::F64(arrays.iter().map(|a| typed(a, "float64")).collect::<PyResult<_>>()?),
+    })
+}
+
+/// Run `$body` with `$v` bound to the array view of a [`Scores`].
+#[macro_export]
+macro_rules! with_scores {
+    ($s:expr, $v:ident => $body:expr) => {
+        match $s {
+            $crate::arrays::Scores::F32(a) => {
+                let $v = a.as_array();
+                $body
+            }
+            $crate::arrays::Scores::F64(a) => {
+                let $v = a.as_array();
+                $body
+            }
+        }
+    };
+}
+
+/// Run `$body` with `$v` bound to the array view of a [`Masks`].
+#[macro_export]
+macro_rules! with_masks {
+    ($m:expr, $v:ident => $body:expr) => {
+        match $m {
+            $crate::arrays::Masks::Bool(a) => {
+                let $v = a.as_array();
+                $body
+            }
+            $crate::arrays::Masks::U8(a) => {
+                let $v = a.as_array();
+                $body
+            }
+            $crate::arrays::Masks::F64(a) => {
+                let $v = a.as_array();
+                $body
+            }
+        }
+    };
+}
+
+/// Run `$body` with `$v` bound to the list of views of a [`ScoreList`].
+#[macro_export]
+macro_rules! with_score_list {
+    ($s:expr, $v:ident => $body:expr) => {
+        match $s {
+            $crate::arrays::ScoreList::F32(l) => {
+                let $v: Vec<_> = l.iter().map(|a| a.as_array()).collect();
+                $body
+            }
+            $crate::arrays::ScoreList::F64(l) => {
+                let $v: Vec<_> = l.iter().map(|a| a.as_array()).collect();
+                $body
+            }
+        }
+    };
+}
+
+/// Run `$body` with `$v` bound to the list of views of a [`MaskList`].
+#[macro_export]
+macro_rules! with_mask_list {
+    ($m:expr, $v:ident => $body:expr) => {
+        match $m {
+            $crate::arrays::MaskList::Bool(l) => {
+                let $v: Vec<_> = l.iter().map(|a| a.as_array()).collect();
+                $body
+            }
+            $crate::arrays::MaskList::U8(l) => {
+                let $v: Vec<_> = l.iter().map(|a| a.as_array()).collect();
+                $body
+            }
+            $crate::arrays::MaskList::F64(l) => {
+                let $v: Vec<_> = l.iter().map(|a| a.as_array()).collect();
+                $body
+            }
+        }
+    };
+}

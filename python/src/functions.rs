@@ -1,0 +1,339 @@
+//! Module-level functions: transforms, synthetic data, validation.
+
+use confseg::evaluate::{Geometry, Method, ModeSpec, Pool, Splits, StepMetric, Validation};
+use confseg::synthetic::Synthetic;
+use confseg::transform::apply_checked;
+use confseg::{Alpha, Float, ScoreTransform, Spacing, TwoClassSoftmax};
+use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn};
+use numpy::{PyArray, PyArrayDyn};
+use pyo3::prelude::*;
+use pyo3::types::PyRange;
+use rayon::prelude::*;
+
+use crate::arrays::{self, Scores};
+use crate::calibrate::{parse_transform, Cal};
+use crate::errors::{type_error, value_error, IntoPy};
+use crate::layout::{layout, one_spacing, spacing_arg, Layout, SpacingArg};
+use crate::{json_loads, one_line, with_masks, with_scores};
+
+/// A transform's result: the input itself (borrowed by the library), or new values.
+enum Out<A> {
+    Input,
+    Owned(ArrayD<A>),
+}
+
+/// Whether a transformed view is `input` itself (same memory and strides).
+fn is_input<A>(out: &ndarray::CowArray<'_, A, IxDyn>, input: &ArrayViewD<'_, A>) -> bool {
+    out.is_view() && std::ptr::eq(out.as_ptr(), input.as_ptr()) && out.strides() == input.strides()
+}
+
+fn transform_views<A: Float>(
+    t: &ScoreTransform,
+    s: ArrayViewD<'_, A>,
+    lay: Layout,
+    sp: &SpacingArg,
+) -> confseg::Result<Out<A>> {
+    match lay {
+        Layout::Single => {
+            let spacing = sp.for_image(0, 1)?.unwrap_or_else(Spacing::unit);
+            let out = apply_checked(t, &s, &spacing)?;
+            Ok(if is_input(&out, &s) { Out::Input } else { Out::Owned(out.into_owned()) })
+        }
+        Layout::Stack => {
+            let n = s.len_of(Axis(0));
+            let per = (0..n)
+                .into_par_iter()
+                .map(|i| {
+                    let spacing = sp.for_image(i, n)?.unwrap_or_else(Spacing::unit);
+                    let image = s.index_axis(Axis(0), i);
+                    let out = apply_checked(t, &image, &spacing).map_err(|e| e.in_image(i))?;
+                    Ok(if is_input(&out, &image) { None } else { Some(out.into_owned()) })
+                })
+                .collect::<confseg::Result<Vec<_>>>()?;
+            if per.iter().all(Option::is_none) {
+                return Ok(Out::Input);
+            }
+            let mut all = ArrayD::<A>::zeros(s.raw_dim());
+            for (i, p) in per.into_iter().enumerate() {
+                match p {
+                    Some(a) => all.index_axis_mut(Axis(0), i).assign(&a),
+                    None => all.index_axis_mut(Axis(0), i).assign(&s.index_axis(Axis(0), i)),
+                }
+            }
+            Ok(Out::Owned(all))
+        }
+    }
+}
+
+/// Apply a score transform, as calibration and prediction do.
+///
+/// ``transform(scores, transform, spacing=None, ndim=None, mask_threshold=None) -> numpy.ndarray``
+///
+/// ``transform``: a name such as ``"identity"``, ``"sigmoid"``,
+/// ``"distance:chessboard"``, ``"gaussian:2"``, ``"box-outer"``.
+/// ``scores``: one image or a batch-first stack (``ndim`` or the length of
+/// ``spacing`` tells which; otherwise 1-2 axes are one image, 3+ a stack),
+/// in its own float type (``float32`` stays ``float32``). A transform that
+/// leaves the scores as they are (``"identity"``) returns the input array
+/// itself, without a copy. NaN in the scores is a ``ValueError``.
+#[pyfunction]
+#[pyo3(signature = (scores, transform, spacing=None, ndim=None, mask_threshold=None))]
+pub fn transform<'py>(
+    py: Python<'py>,
+    scores: &Bound<'py, PyAny>,
+    transform: &str,
+    spacing: Option<&Bound<'py, PyAny>>,
+    ndim: Option<usize>,
+    mask_threshold: Option<f64>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let t = parse_transform(transform, mask_threshold)?;
+    let sp = spacing_arg(spacing)?;
+    let (s, _) = arrays::scores(scores, "scores")?;
+    let lay = match sp {
+        SpacingArg::PerImage(_) => Layout::Stack,
+        _ => layout(s.ndim(), sp.ndim().or(ndim))?,
+    };
+    match &s {
+        Scores::F32(a) => {
+            let v = a.as_array();
+            match py.detach(|| transform_views(&t, v, lay, &sp)).py()? {
+                Out::Input => Ok((**a).clone().into_any()),
+                Out::Owned(x) => Ok(PyArray::from_owned_array(py, x).into_any()),
+            }
+        }
+        Scores::F64(a) => {
+            let v = a.as_array();
+            match py.detach(|| transform_views(&t, v, lay, &sp)).py()? {
+                Out::Input => Ok((**a).clone().into_any()),
+                Out::Owned(x) => Ok(PyArray::from_owned_array(py, x).into_any()),
+            }
+        }
+    }
+}
+
+/// Two-class logits to the foreground probability
+/// ``exp(l_1) / (exp(l_0) + exp(l_1))``, removing the class ``axis``
+/// (length 2), as ``confseg calibrate --class-axis`` does before the transforms.
+///
+/// ``two_class_softmax(logits, axis) -> numpy.ndarray``
+#[pyfunction]
+pub fn two_class_softmax<'py>(
+    py: Python<'py>,
+    logits: &Bound<'py, PyAny>,
+    axis: usize,
+) -> PyResult<Bound<'py, PyAny>> {
+    let (s, _) = arrays::scores(logits, "logits")?;
+    let softmax = TwoClassSoftmax::new(Axis(axis));
+    with_scores!(&s, v => {
+        let p = py.detach(|| softmax.apply(&v)).py()?;
+        Ok(PyArray::from_owned_array(py, p).into_any())
+    })
+}
+
+/// `(scores, masks)` stacks.
+type Labelled<'py> = (Bound<'py, PyArrayDyn<f64>>, Bound<'py, PyArrayDyn<bool>>);
+
+/// `start..stop` of an int `n` (`0..n`) or a `range` with step 1.
+fn index_range(obj: &Bound<'_, PyAny>) -> PyResult<std::ops::Range<usize>> {
+    if let Ok(n) = obj.extract::<usize>() {
+        return Ok(0..n);
+    }
+    if let Ok(r) = obj.cast::<PyRange>() {
+        let (start, stop, step): (usize, usize, isize) =
+            (r.getattr("start")?.extract()?, r.getattr("stop")?.extract()?, r.getattr("step")?.extract()?);
+        if step != 1 {
+            return Err(value_error("indices must be a range with step 1"));
+        }
+        return Ok(start..stop.max(start));
+    }
+    Err(type_error(
+        "indices must be a count n (images 0..n) or a range(start, stop) of non-negative image indices",
+    ))
+}
+
+/// Seeded synthetic labelled images (the library's generator of
+/// exchangeable test data: smooth noisy logits around random ellipsoidal
+/// objects, with boundary errors), generated in parallel.
+///
+/// ``synthetic(shape, indices, seed=0, noise=None, boundary_error=None) -> (scores, masks)``
+///
+/// ``shape``: the image shape (any dimension); ``indices``: a count ``n``
+/// or a ``range``: image ``i`` depends only on ``(seed, i)``. Returns a
+/// ``float64`` stack ``(N, *shape)`` of logits and a ``bool`` stack of masks.
+#[pyfunction]
+#[pyo3(signature = (shape, indices, seed=0, noise=None, boundary_error=None))]
+pub fn synthetic<'py>(
+    py: Python<'py>,
+    shape: Vec<usize>,
+    indices: &Bound<'py, PyAny>,
+    seed: u64,
+    noise: Option<f64>,
+    boundary_error: Option<f64>,
+) -> PyResult<Labelled<'py>> {
+    let range = index_range(indices)?;
+    if shape.is_empty() || shape.contains(&0) {
+        return Err(confseg::Error::EmptyImage { image: None, shape }).py();
+    }
+    let mut data = Synthetic::new(IxDyn(&shape)).seed(seed);
+    if let Some(x) = noise {
+        data = data.noise(x).py()?;
+    }
+    if let Some(p) = boundary_error {
+        data = data.boundary_error(p).py()?;
+    }
+    let (s, m) = py.detach(|| data.stack(range));
+    Ok((PyArray::from_owned_array(py, s), PyArray::from_owned_array(py, m)))
+}
+
+fn mode_spec(mode: &str, weights: Option<(f64, f64)>) -> PyResult<ModeSpec> {
+    match (mode, weights) {
+        ("marginal", None) => Ok(ModeSpec::marginal()),
+        ("max", None) => Ok(ModeSpec::max()),
+        ("bonferroni", w) => {
+            let (wi, wo) = w.unwrap_or((1.0, 1.0));
+            ModeSpec::bonferroni(wi, wo).py()
+        }
+        ("marginal" | "max", Some(_)) => Err(value_error("weights apply to mode=\"bonferroni\" only")),
+        _ => Err(value_error(format!(
+            "unknown mode {:?}; known: \"marginal\", \"bonferroni\", \"max\"",
+            one_line(mode)
+        ))),
+    }
+}
+
+fn method(name: &str, spec: ModeSpec, weights: Option<(f64, f64)>) -> PyResult<Method> {
+    Ok(match name {
+        "conformal" => Method::Conformal(spec),
+        "risk-control" => Method::RiskControl,
+        "pixelwise" => {
+            let (wi, wo) = weights.unwrap_or((1.0, 1.0));
+            Method::PixelwiseBonferroni(ModeSpec::bonferroni(wi, wo).py()?)
+        }
+        "morphological-chessboard" => Method::Morphological(StepMetric::Chessboard),
+        "morphological-cityblock" | "morphological-city-block" => {
+            Method::Morphological(StepMetric::CityBlock)
+        }
+        other => {
+            return Err(value_error(format!(
+                "unknown method {:?}; known: \"conformal\", \"risk-control\", \"pixelwise\", \
+                 \"morphological-chessboard\", \"morphological-cityblock\"",
+                one_line(other)
+            )))
+        }
+    })
+}
+
+fn pool_raw<A: Float, M: confseg::MaskValue>(
+    c: &Cal,
+    s: ArrayViewD<'_, A>,
+    m: ArrayViewD<'_, M>,
+    threshold: f64,
+) -> confseg::Result<Pool> {
+    Pool::new(c, &s, &m, threshold)
+}
+
+fn pool_transformed<A: Float, M: confseg::MaskValue>(
+    fi: ArrayViewD<'_, A>,
+    fo: ArrayViewD<'_, A>,
+    m: ArrayViewD<'_, M>,
+    spacing: &Spacing,
+    threshold: f64,
+) -> confseg::Result<Pool> {
+    Pool::from_transformed(&fi, &fo, &m, spacing, threshold)
+}
+
+/// Coverage and set sizes over repeated random calibration/test splits of
+/// labelled stacks, for the conformal sets and the baselines, on the same
+/// splits (``confseg validate``). Every image's statistics are computed
+/// once; a split is then a conformal quantile and a count.
+///
+/// ``validate(scores, masks, *, n_cal, alphas=(0.1,), inner="identity", outer="identity",
+/// inner_scores=None, outer_scores=None, n_test=None, repeats=1000, mode="marginal",
+/// weights=None, methods=("conformal",), seed=0, geometry_splits=20, spacing=None,
+/// mask_threshold=None) -> list[dict]``
+///
+/// ``scores``/``masks``: batch-first stacks; or ``scores=None`` with
+/// already transformed ``inner_scores`` and ``outer_scores``. ``methods``:
+/// ``"conformal"``, ``"risk-control"``, ``"pixelwise"``,
+/// ``"morphological-chessboard"``, ``"morphological-cityblock"``. Returns
+/// one dict per method and level with the library's report fields
+/// (``method``, ``alpha``, ``inner_coverage``, ``outer_coverage``,
+/// ``joint_coverage``, spreads ``inner``/``outer``/``joint``,
+/// ``too_few_images``, ``efficiency``, ``n_cal``, ``n_test``, ``splits``).
+#[pyfunction]
+#[pyo3(signature = (scores, masks, *, n_cal, alphas=vec![0.1], inner="identity", outer="identity",
+    inner_scores=None, outer_scores=None, n_test=None, repeats=1000, mode="marginal", weights=None,
+    methods=None, seed=0, geometry_splits=20, spacing=None, mask_threshold=None))]
+#[allow(clippy::too_many_arguments)]
+pub fn validate<'py>(
+    py: Python<'py>,
+    scores: Option<&Bound<'py, PyAny>>,
+    masks: &Bound<'py, PyAny>,
+    n_cal: usize,
+    alphas: Vec<f64>,
+    inner: &str,
+    outer: &str,
+    inner_scores: Option<&Bound<'py, PyAny>>,
+    outer_scores: Option<&Bound<'py, PyAny>>,
+    n_test: Option<usize>,
+    repeats: usize,
+    mode: &str,
+    weights: Option<(f64, f64)>,
+    methods: Option<Vec<String>>,
+    seed: u64,
+    geometry_splits: usize,
+    spacing: Option<&Bound<'py, PyAny>>,
+    mask_threshold: Option<f64>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let spec = mode_spec(mode, weights)?;
+    let methods = methods.unwrap_or_else(|| vec!["conformal".into()]);
+    let methods = methods.iter().map(|m| method(m, spec, weights)).collect::<PyResult<Vec<_>>>()?;
+    let alphas = alphas.into_iter().map(|a| Alpha::new(a).py()).collect::<PyResult<Vec<_>>>()?;
+    let mut splits = Splits::new(n_cal, repeats, seed).py()?;
+    if let Some(t) = n_test {
+        splits = splits.with_n_test(t).py()?;
+    }
+    let geometry = if geometry_splits == 0 { Geometry::Off } else { Geometry::FirstSplits(geometry_splits) };
+    let validation = Validation::new(alphas, splits).with_geometry(geometry);
+    let spacing = one_spacing(spacing)?;
+    let threshold = mask_threshold.unwrap_or(0.0);
+    let m = arrays::masks(masks, "masks")?;
+    let pool = match (scores.filter(|s| !s.is_none()), inner_scores, outer_scores) {
+        (Some(s), None, None) => {
+            let c =
+                Cal::new(parse_transform(inner, mask_threshold)?, parse_transform(outer, mask_threshold)?)
+                    .with_spacing(spacing);
+            let (s, _) = arrays::scores(s, "scores")?;
+            with_scores!(&s, sv => with_masks!(&m, mv => py.detach(|| pool_raw(&c, sv, mv, threshold))))
+        }
+        (None, Some(a), Some(b)) => {
+            if inner != "identity" || outer != "identity" {
+                return Err(value_error("inner/outer transforms do not apply to already transformed scores"));
+            }
+            let a = arrays::asarray(a)?;
+            let b = arrays::asarray(b)?;
+            let t = match (arrays::score_type(&a, "inner scores")?, arrays::score_type(&b, "outer scores")?) {
+                (arrays::ScoreType::F32, arrays::ScoreType::F32) => arrays::ScoreType::F32,
+                _ => arrays::ScoreType::F64,
+            };
+            match (arrays::cast_scores(&a, t)?, arrays::cast_scores(&b, t)?) {
+                (Scores::F32(x), Scores::F32(y)) => {
+                    let (x, y) = (x.as_array(), y.as_array());
+                    with_masks!(&m, mv => py.detach(|| pool_transformed(x, y, mv, &spacing, threshold)))
+                }
+                (Scores::F64(x), Scores::F64(y)) => {
+                    let (x, y) = (x.as_array(), y.as_array());
+                    with_masks!(&m, mv => py.detach(|| pool_transformed(x, y, mv, &spacing, threshold)))
+                }
+                _ => unreachable!("both sides are cast to one float type"),
+            }
+        }
+        _ => return Err(value_error(
+            "give scores (with inner/outer transforms), or scores=None with inner_scores and outer_scores",
+        )),
+    }
+    .py()?;
+    let reports = py.detach(|| validation.run(&pool, &methods)).py()?;
+    let text = serde_json::to_string(&reports).map_err(|e| value_error(e.to_string()))?;
+    json_loads(py, &text)
+}

@@ -1,0 +1,534 @@
+//! `ConfidenceSets`.
+
+use confseg::{Float, Image, ModeKind, ScoreTransform, Sets, Threshold, Transform};
+use ndarray::{Array, ArrayViewD, Axis, IxDyn};
+use numpy::{PyArray, PyArrayDyn};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyType};
+use rayon::prelude::*;
+use serde_json::{Map, Value};
+
+use crate::arrays::{self, is_sequence_of_images};
+use crate::calibrate::PyCalibration;
+use crate::errors::{value_error, IntoPy};
+use crate::layout::{layout, spacing_arg, spacing_tuple, Layout, SpacingArg};
+use crate::{one_line, with_score_list, with_scores};
+
+/// The library's fitted sets with the built-in transforms (the CLI's).
+pub type LibSets = confseg::ConfidenceSets<ScoreTransform, ScoreTransform>;
+
+/// Fitted conformal confidence sets: transforms, thresholds and provenance.
+///
+/// For a new image exchangeable with the calibration images, the sets
+/// returned by ``predict`` satisfy, by ``mode``:
+///
+/// * ``"marginal"``: ``P(inner ⊆ truth) >= 1 - alpha_inner`` and
+///   ``P(truth ⊆ outer) >= 1 - alpha_outer``;
+/// * ``"bonferroni"`` and ``"max"``: ``P(inner ⊆ truth ⊆ outer) >= 1 - alpha``.
+///
+/// ``inner = {v : f_I(scores)(v) > lambda_I}``,
+/// ``outer = {v : -f_O(scores)(v) <= lambda_O}``.
+///
+/// Built by ``Calibrator.fit``. ``to_json`` writes the file that
+/// ``confseg calibrate`` writes (``confseg predict`` reads it), and
+/// ``ConfidenceSets.from_json`` / ``load`` read the CLI's files (their
+/// extra keys are kept and written back). Pickles through the same JSON.
+#[pyclass(module = "confseg", name = "ConfidenceSets", frozen)]
+pub struct PyConfidenceSets {
+    pub sets: LibSets,
+    /// Top-level keys of a CLI calibration file that the library's JSON
+    /// does not have (`input`, `class_axis`, `labels`, `source`).
+    pub extras: Map<String, Value>,
+}
+
+impl PyConfidenceSets {
+    pub fn new(sets: LibSets) -> Self {
+        PyConfidenceSets { sets, extras: Map::new() }
+    }
+
+    fn json_value(&self) -> PyResult<Value> {
+        let mut v = serde_json::to_value(&self.sets).map_err(|e| value_error(e.to_string()))?;
+        if let Value::Object(map) = &mut v {
+            for (k, x) in &self.extras {
+                map.entry(k.clone()).or_insert_with(|| x.clone());
+            }
+        }
+        Ok(v)
+    }
+
+    fn parse(text: &str) -> PyResult<Self> {
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let bad = |e: serde_json::Error| {
+            value_error(format!("not a valid confseg calibration file: {}", one_line(&e.to_string())))
+        };
+        let value: Value = serde_json::from_str(text).map_err(bad)?;
+        let Value::Object(map) = &value else {
+            return Err(value_error("not a valid confseg calibration file: expected a JSON object"));
+        };
+        let sets: LibSets = serde_json::from_value(value.clone()).map_err(bad)?;
+        let ours = serde_json::to_value(&sets).map_err(|e| value_error(e.to_string()))?;
+        let extras = map
+            .iter()
+            .filter(|(k, _)| ours.get(k.as_str()).is_none())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Ok(PyConfidenceSets { sets, extras })
+    }
+
+    /// Refuse raw-score prediction for files whose pipeline differs (CLI
+    /// files calibrated on transformed scores or on two-class logits).
+    fn check_raw_input(&self) -> PyResult<()> {
+        if self.extras.get("input").and_then(Value::as_str) == Some("transformed") {
+            return Err(value_error(
+                "these sets were calibrated on already transformed scores: use predict_transformed(inner_scores, outer_scores)",
+            ));
+        }
+        if let Some(k) = self.extras.get("class_axis").and_then(Value::as_u64) {
+            return Err(value_error(format!(
+                "these sets were calibrated on two-class logits along axis {k} of the stack: \
+                 apply confseg.two_class_softmax(logits, axis={k}) to the stack first and predict on the result \
+                 (its class_axis is then applied)"
+            )));
+        }
+        Ok(())
+    }
+
+    fn side<'py>(&self, py: Python<'py>, side: &str) -> PyResult<Bound<'py, PyDict>> {
+        let t = self.sets.thresholds();
+        let mode = self.sets.mode();
+        let (threshold, alpha, transform) = if side == "inner" {
+            (t.inner, mode.inner_alpha(), self.sets.inner_transform().describe())
+        } else {
+            (t.outer, mode.outer_alpha(), self.sets.outer_transform().describe())
+        };
+        let d = PyDict::new(py);
+        d.set_item("value", threshold.value())?;
+        d.set_item("rank", threshold.rank())?;
+        d.set_item("alpha", alpha.get())?;
+        d.set_item("transform", transform)?;
+        d.set_item("needed", alpha.min_calibration_size())?;
+        if let Threshold::TooFewImages { .. } = threshold {
+            d.set_item("too_few_images", true)?;
+        } else {
+            d.set_item("too_few_images", false)?;
+        }
+        Ok(d)
+    }
+}
+
+type Pair<'py> = (Bound<'py, PyArrayDyn<bool>>, Bound<'py, PyArrayDyn<bool>>);
+
+fn to_numpy<'py>(py: Python<'py>, s: Sets<IxDyn>) -> Pair<'py> {
+    (PyArray::from_owned_array(py, s.inner), PyArray::from_owned_array(py, s.outer))
+}
+
+/// Sets of one image or a stack, with the call's spacing.
+fn predict_views<A: Float>(
+    sets: &LibSets,
+    s: ArrayViewD<'_, A>,
+    layout: Layout,
+    sp: &SpacingArg,
+) -> confseg::Result<Sets<IxDyn>> {
+    match layout {
+        Layout::Single => match sp.for_image(0, 1)? {
+            None => sets.predict(&s),
+            Some(x) => sets.predict(&Image::new(s, x)?),
+        },
+        Layout::Stack if *sp == SpacingArg::Default => sets.predict_stack(&s),
+        Layout::Stack => {
+            let n = s.len_of(Axis(0));
+            let per_image = (0..n)
+                .into_par_iter()
+                .map(|i| {
+                    let spacing = sp.for_image(i, n)?.unwrap_or_default();
+                    let image = Image::new(s.index_axis(Axis(0), i), spacing)?;
+                    sets.predict(&image)
+                })
+                .collect::<Vec<_>>();
+            let mut inner = Array::from_elem(s.raw_dim(), false);
+            let mut outer = Array::from_elem(s.raw_dim(), false);
+            for (i, r) in per_image.into_iter().enumerate() {
+                let p = r.map_err(|e| e.in_image(i))?;
+                inner.index_axis_mut(Axis(0), i).assign(&p.inner);
+                outer.index_axis_mut(Axis(0), i).assign(&p.outer);
+            }
+            Ok(Sets { inner, outer })
+        }
+    }
+}
+
+/// Sets of a list of images, in parallel.
+fn predict_list<A: Float>(
+    sets: &LibSets,
+    s: &[ArrayViewD<'_, A>],
+    sp: &SpacingArg,
+) -> confseg::Result<Vec<Sets<IxDyn>>> {
+    let n = s.len();
+    let out = (0..n)
+        .into_par_iter()
+        .map(|i| match sp.for_image(i, n)? {
+            None => sets.predict(&s[i]),
+            Some(x) => sets.predict(&Image::new(s[i].view(), x)?),
+        })
+        .collect::<Vec<_>>();
+    out.into_iter().enumerate().map(|(i, r)| r.map_err(|e| e.in_image(i))).collect()
+}
+
+/// Sets from already transformed scores, one image or a stack.
+fn predict_transformed_views<A: Float>(
+    sets: &LibSets,
+    fi: ArrayViewD<'_, A>,
+    fo: ArrayViewD<'_, A>,
+    lay: Layout,
+) -> confseg::Result<Sets<IxDyn>> {
+    if lay == Layout::Single {
+        return sets.predict_transformed(&fi, &fo);
+    }
+    if fi.shape() != fo.shape() {
+        return Err(confseg::Error::ShapeMismatch {
+            what: "outer scores stack vs inner scores stack",
+            image: None,
+            expected: fi.shape().to_vec(),
+            found: fo.shape().to_vec(),
+        });
+    }
+    let n = fi.len_of(Axis(0));
+    let per = (0..n)
+        .into_par_iter()
+        .map(|i| sets.predict_transformed(&fi.index_axis(Axis(0), i), &fo.index_axis(Axis(0), i)))
+        .collect::<Vec<_>>();
+    let mut inner = Array::from_elem(fi.raw_dim(), false);
+    let mut outer = Array::from_elem(fi.raw_dim(), false);
+    for (i, r) in per.into_iter().enumerate() {
+        let p = r.map_err(|e| e.in_image(i))?;
+        inner.index_axis_mut(Axis(0), i).assign(&p.inner);
+        outer.index_axis_mut(Axis(0), i).assign(&p.outer);
+    }
+    Ok(Sets { inner, outer })
+}
+
+/// Whether each image's sets cover its mask: `(inner ⊆ truth, truth ⊆ outer)`.
+fn coverage_views<A: Float, M: confseg::MaskValue>(
+    sets: &LibSets,
+    s: ArrayViewD<'_, A>,
+    m: ArrayViewD<'_, M>,
+    layout: Layout,
+    sp: &SpacingArg,
+) -> confseg::Result<Vec<confseg::Coverage>> {
+    match layout {
+        Layout::Single => {
+            let p = predict_views(sets, s, Layout::Single, sp)?;
+            Ok(vec![p.coverage(&m)?])
+        }
+        Layout::Stack => {
+            if s.shape() != m.shape() {
+                return Err(confseg::Error::ShapeMismatch {
+                    what: "scores stack vs masks stack",
+                    image: None,
+                    expected: m.shape().to_vec(),
+                    found: s.shape().to_vec(),
+                });
+            }
+            let n = s.len_of(Axis(0));
+            let out = (0..n)
+                .into_par_iter()
+                .map(|i| {
+                    let si = s.index_axis(Axis(0), i);
+                    let p = match sp.for_image(i, n)? {
+                        None => sets.predict(&si)?,
+                        Some(x) => sets.predict(&Image::new(si, x)?)?,
+                    };
+                    p.coverage(&m.index_axis(Axis(0), i))
+                })
+                .collect::<Vec<_>>();
+            out.into_iter().enumerate().map(|(i, r)| r.map_err(|e| e.in_image(i))).collect()
+        }
+    }
+}
+
+#[pymethods]
+impl PyConfidenceSets {
+    /// Inner and outer sets of new images.
+    ///
+    /// ``predict(scores, spacing=None) -> (inner, outer)``
+    ///
+    /// ``scores``: one image (``ndim`` axes), a batch-first stack
+    /// (``ndim + 1`` axes) or a list of images; ``inner`` and ``outer`` are
+    /// ``bool`` arrays of the same shape (lists for a list). ``spacing``:
+    /// the images' own spacing (one for all, or one per image); required
+    /// when the calibration used each image's own spacing and a transform
+    /// depends on it. Runs in parallel, without the GIL.
+    #[pyo3(signature = (scores, spacing=None))]
+    fn predict<'py>(
+        &self,
+        py: Python<'py>,
+        scores: &Bound<'py, PyAny>,
+        spacing: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.check_raw_input()?;
+        let sp = spacing_arg(spacing)?;
+        let sets = &self.sets;
+        if is_sequence_of_images(scores) {
+            let s = arrays::score_list(scores, "scores")?;
+            let out = with_score_list!(&s, sv => py.detach(|| predict_list(sets, &sv, &sp))).py()?;
+            let (inner, outer): (Vec<_>, Vec<_>) = out.into_iter().map(|p| to_numpy(py, p)).unzip();
+            return Ok((PyList::new(py, inner)?, PyList::new(py, outer)?).into_pyobject(py)?.into_any());
+        }
+        let (s, _) = arrays::scores(scores, "scores")?;
+        let lay = match sp {
+            SpacingArg::PerImage(_) => Layout::Stack,
+            _ => layout(s.ndim(), sp.ndim().or(self.sets.ndim()))?,
+        };
+        let p = with_scores!(&s, sv => py.detach(|| predict_views(sets, sv, lay, &sp))).py()?;
+        Ok(to_numpy(py, p).into_pyobject(py)?.into_any())
+    }
+
+    /// Inner and outer sets from scores already transformed by ``f_I`` and
+    /// ``f_O`` (the stored transforms are not applied); one image or a stack.
+    ///
+    /// ``predict_transformed(inner_scores, outer_scores) -> (inner, outer)``
+    fn predict_transformed<'py>(
+        &self,
+        py: Python<'py>,
+        inner_scores: &Bound<'py, PyAny>,
+        outer_scores: &Bound<'py, PyAny>,
+    ) -> PyResult<Pair<'py>> {
+        let a = arrays::asarray(inner_scores)?;
+        let b = arrays::asarray(outer_scores)?;
+        let t = match (arrays::score_type(&a, "inner scores")?, arrays::score_type(&b, "outer scores")?) {
+            (arrays::ScoreType::F32, arrays::ScoreType::F32) => arrays::ScoreType::F32,
+            _ => arrays::ScoreType::F64,
+        };
+        let (fi, fo) = (arrays::cast_scores(&a, t)?, arrays::cast_scores(&b, t)?);
+        let sets = &self.sets;
+        let lay = layout(fi.ndim(), self.sets.ndim())?;
+        let p = match (&fi, &fo) {
+            (arrays::Scores::F32(x), arrays::Scores::F32(y)) => {
+                let (x, y) = (x.as_array(), y.as_array());
+                py.detach(|| predict_transformed_views(sets, x, y, lay))
+            }
+            (arrays::Scores::F64(x), arrays::Scores::F64(y)) => {
+                let (x, y) = (x.as_array(), y.as_array());
+                py.detach(|| predict_transformed_views(sets, x, y, lay))
+            }
+            _ => unreachable!("both sides are cast to one float type"),
+        };
+        Ok(to_numpy(py, p.py()?))
+    }
+
+    /// Whether the sets of labelled images cover their masks, by the
+    /// library's check: ``(inner_ok, outer_ok)``, ``bool`` arrays with one
+    /// entry per image of a stack (or two ``bool`` for one image);
+    /// ``inner_ok & outer_ok`` is joint coverage.
+    ///
+    /// ``covers(scores, masks, spacing=None) -> (inner_ok, outer_ok)``
+    #[pyo3(signature = (scores, masks, spacing=None))]
+    fn covers<'py>(
+        &self,
+        py: Python<'py>,
+        scores: &Bound<'py, PyAny>,
+        masks: &Bound<'py, PyAny>,
+        spacing: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.check_raw_input()?;
+        let sp = spacing_arg(spacing)?;
+        let (s, _) = arrays::scores(scores, "scores")?;
+        let m = arrays::masks(masks, "masks")?;
+        let lay = match sp {
+            SpacingArg::PerImage(_) => Layout::Stack,
+            _ => layout(s.ndim(), sp.ndim().or(self.sets.ndim()))?,
+        };
+        let sets = &self.sets;
+        let cov = with_scores!(&s, sv => crate::with_masks!(&m, mv => py.detach(|| coverage_views(sets, sv, mv, lay, &sp))))
+            .py()?;
+        if lay == Layout::Single {
+            return Ok((cov[0].inner, cov[0].outer).into_pyobject(py)?.into_any());
+        }
+        let inner: Vec<bool> = cov.iter().map(|c| c.inner).collect();
+        let outer: Vec<bool> = cov.iter().map(|c| c.outer).collect();
+        Ok((PyArray::from_vec(py, inner), PyArray::from_vec(py, outer)).into_pyobject(py)?.into_any())
+    }
+
+    /// ``lambda_I`` and ``lambda_O`` with their ranks:
+    /// ``{"inner": {"value", "rank", "alpha", "transform", "needed", "too_few_images"}, "outer": {...}}``.
+    /// ``value`` is ``math.inf`` (and ``rank`` ``None``) when there were
+    /// too few calibration images for the level (fewer than ``needed``).
+    #[getter]
+    fn thresholds<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        d.set_item("inner", self.side(py, "inner")?)?;
+        d.set_item("outer", self.side(py, "outer")?)?;
+        Ok(d)
+    }
+
+    /// ``lambda_I`` (``math.inf`` when too few images).
+    #[getter]
+    fn lambda_inner(&self) -> f64 {
+        self.sets.thresholds().inner.value()
+    }
+
+    /// ``lambda_O`` (``math.inf`` when too few images).
+    #[getter]
+    fn lambda_outer(&self) -> f64 {
+        self.sets.thresholds().outer.value()
+    }
+
+    /// Number of calibration images.
+    #[getter]
+    fn n(&self) -> usize {
+        self.sets.n()
+    }
+
+    /// Dimensionality of the calibration images (``None`` if unknown).
+    #[getter]
+    fn ndim(&self) -> Option<usize> {
+        self.sets.ndim()
+    }
+
+    /// ``"marginal"``, ``"bonferroni"`` or ``"max"``.
+    #[getter]
+    fn mode(&self) -> &'static str {
+        self.sets.mode().kind().name()
+    }
+
+    /// The joint level ``alpha`` (``None`` for marginal sets).
+    #[getter]
+    fn alpha(&self) -> Option<f64> {
+        self.sets.mode().joint_alpha().map(|a| a.get())
+    }
+
+    /// The inner level ``alpha_I``.
+    #[getter]
+    fn alpha_inner(&self) -> f64 {
+        self.sets.mode().inner_alpha().get()
+    }
+
+    /// The outer level ``alpha_O``.
+    #[getter]
+    fn alpha_outer(&self) -> f64 {
+        self.sets.mode().outer_alpha().get()
+    }
+
+    /// The guarantee, in words.
+    #[getter]
+    fn guarantee(&self) -> String {
+        let m = self.sets.mode();
+        match m.kind() {
+            ModeKind::Marginal => format!(
+                "P(inner ⊆ truth) >= {}, P(truth ⊆ outer) >= {}",
+                1.0 - m.inner_alpha().get(),
+                1.0 - m.outer_alpha().get()
+            ),
+            _ => format!("P(inner ⊆ truth ⊆ outer) >= {}", 1.0 - m.joint_alpha().map_or(0.0, |a| a.get())),
+        }
+    }
+
+    /// The inner transform ``f_I``, by name.
+    #[getter]
+    fn inner_transform(&self) -> String {
+        self.sets.inner_transform().describe()
+    }
+
+    /// The outer transform ``f_O``, by name.
+    #[getter]
+    fn outer_transform(&self) -> String {
+        self.sets.outer_transform().describe()
+    }
+
+    /// The default voxel spacing (``None``: 1 on every axis).
+    #[getter]
+    fn spacing(&self) -> Option<Vec<f64>> {
+        spacing_tuple(self.sets.spacing())
+    }
+
+    /// Whether the calibration used each image's own spacing.
+    #[getter]
+    fn per_image_spacing(&self) -> bool {
+        self.sets.per_image_spacing()
+    }
+
+    /// The version of confseg that fitted these sets.
+    #[getter]
+    fn version(&self) -> &str {
+        self.sets.crate_version()
+    }
+
+    /// Keys of a CLI calibration file beyond the library's (``input``,
+    /// ``class_axis``, ``labels``, ``source``), as a dict.
+    #[getter]
+    fn extras<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let text = serde_json::to_string(&self.extras).map_err(|e| value_error(e.to_string()))?;
+        crate::json_loads(py, &text)
+    }
+
+    /// The library's warnings about these thresholds (too few images for
+    /// a level, an infinite statistic, and given the ``calibration``, a max
+    /// mode on transforms of different scales), one line each.
+    #[pyo3(signature = (calibration=None))]
+    fn warnings(&self, calibration: Option<PyRef<'_, PyCalibration>>) -> Vec<String> {
+        self.sets.warnings(calibration.as_ref().map(|c| &c.cal)).iter().map(ToString::to_string).collect()
+    }
+
+    /// The calibration file as JSON text (what ``confseg calibrate`` writes).
+    fn to_json(&self) -> PyResult<String> {
+        let mut s =
+            serde_json::to_string_pretty(&self.json_value()?).map_err(|e| value_error(e.to_string()))?;
+        s.push('\n');
+        Ok(s)
+    }
+
+    /// Sets from the JSON of a calibration file (the CLI's or ``to_json``'s).
+    /// A file whose fields disagree (a rank that ``n`` and ``alpha`` do not
+    /// give, a newer format, ...) is a ``ValueError`` naming the field.
+    #[classmethod]
+    fn from_json(_cls: &Bound<'_, PyType>, text: &str) -> PyResult<Self> {
+        Self::parse(text)
+    }
+
+    /// Write the calibration file atomically (``OSError`` if it cannot be written).
+    fn save(&self, py: Python<'_>, path: std::path::PathBuf) -> PyResult<()> {
+        let json = self.to_json()?;
+        py.detach(|| confseg::io::write_atomic(&path, |w| w.write_all(json.as_bytes()))).py()
+    }
+
+    /// Read a calibration file (the CLI's or ``save``'s).
+    #[classmethod]
+    fn load(_cls: &Bound<'_, PyType>, path: std::path::PathBuf) -> PyResult<Self> {
+        let bytes = std::fs::read(&path).map_err(|e| {
+            crate::errors::to_py(confseg::Error::File {
+                path: path.clone(),
+                problem: confseg::FileProblem::Io { kind: e.kind(), message: e.to_string() },
+            })
+        })?;
+        let text = std::str::from_utf8(&bytes).map_err(|e| {
+            value_error(format!("{}: not a confseg calibration file (not UTF-8: {e})", path.display()))
+        })?;
+        Self::parse(text)
+            .map_err(|e| Python::attach(|py| value_error(format!("{}: {}", path.display(), e.value(py)))))
+    }
+
+    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+        other.cast::<PyConfidenceSets>().is_ok_and(|o| {
+            let o = o.get();
+            o.sets == self.sets && o.extras == self.extras
+        })
+    }
+
+    fn __repr__(&self) -> String {
+        let t = self.sets.thresholds();
+        format!(
+            "ConfidenceSets(n={}, mode={:?}, inner={:?}, outer={:?}, lambda_inner={}, lambda_outer={})",
+            self.sets.n(),
+            self.mode(),
+            self.inner_transform(),
+            self.outer_transform(),
+            t.inner.value(),
+            t.outer.value()
+        )
+    }
+
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, (String,))> {
+        let from_json = slf.get_type().getattr("from_json")?;
+        Ok((from_json, (slf.get().to_json()?,)))
+    }
+}
