@@ -87,7 +87,7 @@ pub mod transform;
 
 pub use calibrate::{
     region_statistics, Calibration, Calibrator, Combination, ImageStatistics, Max, Mode, ModeKind,
-    Provenance, Thresholds, Transformed,
+    Provenance, RiskCalibration, Thresholds, Transformed,
 };
 pub use error::{Error, FileProblem, Result, Warning};
 pub use float::Float;

@@ -293,6 +293,13 @@ pub enum Threshold {
         /// Number needed for a finite threshold at this level.
         needed: usize,
     },
+    /// A threshold fitted by conformal risk control (not an order
+    /// statistic; see [`RiskCalibration`](crate::RiskCalibration)); `+inf`
+    /// for the absent inner set.
+    RiskControl {
+        /// The threshold.
+        value: f64,
+    },
 }
 
 impl Threshold {
@@ -300,7 +307,7 @@ impl Threshold {
     #[must_use]
     pub fn value(&self) -> f64 {
         match *self {
-            Threshold::OrderStatistic { value, .. } => value,
+            Threshold::OrderStatistic { value, .. } | Threshold::RiskControl { value } => value,
             Threshold::TooFewImages { .. } => f64::INFINITY,
         }
     }
@@ -310,7 +317,7 @@ impl Threshold {
     pub fn rank(&self) -> Option<usize> {
         match *self {
             Threshold::OrderStatistic { k, .. } => Some(k),
-            Threshold::TooFewImages { .. } => None,
+            Threshold::TooFewImages { .. } | Threshold::RiskControl { .. } => None,
         }
     }
 

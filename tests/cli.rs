@@ -773,3 +773,64 @@ fn a_file_named_twice_is_read_once_and_gives_the_same_thresholds() {
     let twice = ok(&args(f.s("copy.npy")));
     assert_eq!(thresholds(&once), thresholds(&twice));
 }
+
+#[test]
+fn risk_control_is_fitted_saved_and_predicted() {
+    let f = Files::new();
+    let (s, m) = data(0..60);
+    let (test, _) = data(100..105);
+    write_npy(f.path("s.npy"), &s).unwrap();
+    write_npy(f.path("m.npy"), &m).unwrap();
+    write_npy(f.path("t.npy"), &test).unwrap();
+    let base = ["calibrate", "--masks", f.s("m.npy"), "--scores", f.s("s.npy"), "--outer", "distance"];
+    let stdout =
+        ok(&[&base[..], &["--alpha", "0.1", "--mode", "risk-control", "-o", f.s("rc.json")]].concat());
+    assert!(stdout.contains("expected missed fraction"), "{stdout}");
+    // The library on the same images gives the same threshold.
+    let calibrator = Calibrator::new(ScoreTransform::Identity, distance());
+    let mut risk = confseg::RiskCalibration::new();
+    for i in 0..60 {
+        calibrator.observe_risk(&mut risk, &s.index_axis(Axis(0), i), &m.index_axis(Axis(0), i)).unwrap();
+    }
+    let sets = calibrator.fit_risk_control(&risk, Alpha::new(0.1).unwrap()).unwrap();
+    let j = json(&f.path("rc.json"));
+    assert_eq!(j["mode"], "risk-control");
+    assert_eq!(file_thresholds(&f.path("rc.json")), (f64::INFINITY, sets.thresholds().outer.value()));
+    ok(&[
+        "predict",
+        "--calibration",
+        f.s("rc.json"),
+        "--scores",
+        f.s("t.npy"),
+        "--inner-out",
+        f.s("i.npy"),
+        "--outer-out",
+        f.s("o.npy"),
+    ]);
+    let want = sets.predict_stack(&test).unwrap();
+    let outer: Array3<u8> = read_npy(f.path("o.npy")).unwrap();
+    let inner: Array3<u8> = read_npy(f.path("i.npy")).unwrap();
+    assert_eq!(outer, want.outer.mapv(u8::from));
+    assert!(inner.iter().all(|&x| x == 0));
+    // Its validation is the risk-control baseline's.
+    let v = ["validate", "--masks", f.s("m.npy"), "--scores", f.s("s.npy"), "--outer", "distance"];
+    let rc = ok(&[
+        &v[..],
+        &["--n-cal", "40", "--repeats", "20", "--alpha", "0.1", "--mode", "risk-control", "--json"],
+    ]
+    .concat());
+    let baseline = ok(&[
+        &v[..],
+        &["--n-cal", "40", "--repeats", "20", "--alpha", "0.1", "--method", "risk-control", "--json"],
+    ]
+    .concat());
+    assert_eq!(rc, baseline);
+    // No delta, no inner level, no structures.
+    for extra in [&["--delta", "0.1"][..], &["--alpha-inner", "0.05", "--alpha-outer", "0.05"]] {
+        let args =
+            [&base[..], &["--alpha", "0.1", "--mode", "risk-control", "-o", f.s("x.json")], extra].concat();
+        let err = fail(&args, 2);
+        assert!(err.contains("risk-control"), "{err}");
+    }
+    assert!(!f.path("x.json").exists());
+}

@@ -2,8 +2,7 @@
 //! computations, and the statistical behaviour of the methods on synthetic data.
 
 use confseg::evaluate::{
-    baselines::risk_control_threshold, select::select, Geometry, Method, ModeSpec, Pool, Report, Splits,
-    StepMetric, Validation,
+    select::select, Geometry, Method, ModeSpec, Pool, Report, Splits, StepMetric, Validation,
 };
 use confseg::synthetic::Synthetic;
 use confseg::{
@@ -272,7 +271,11 @@ fn baselines_match_their_definitions() {
                     } else {
                         objs.iter().flatten().copied().filter(|&t| ok(t)).fold(f64::NEG_INFINITY, f64::max)
                     };
-                    assert_eq!(t, risk_control_threshold(&objs, a(alpha)).unwrap());
+                    let mut rc = confseg::RiskCalibration::new();
+                    for o in &objs {
+                        rc.push(o.clone()).unwrap();
+                    }
+                    assert_eq!(t, rc.threshold(a(alpha)).unwrap());
                     test_idx
                         .iter()
                         .map(|&j| (Array2::from_elem((12, 14), false), s_(j).mapv(|x| x >= t)))

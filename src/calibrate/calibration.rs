@@ -277,6 +277,13 @@ impl Calibration {
                 inner: conformal_quantile_with(&self.tau, mode.inner_alpha(), mode.delta())?,
                 outer: conformal_quantile_with(&self.gamma, mode.outer_alpha(), mode.delta())?,
             }),
+            ModeKind::RiskControl => Err(Error::InvalidParameter {
+                name: "mode",
+                value: "risk-control".into(),
+                reason: "risk control is fitted on per-voxel losses, not on the per-image statistics: \
+                         use a RiskCalibration and Calibrator::fit_risk_control"
+                    .into(),
+            }),
             ModeKind::Max => {
                 let joint: Vec<f64> = self.iter().map(|s| s.joint()).collect();
                 let t = conformal_quantile_with(&joint, mode.inner_alpha(), mode.delta())?;

@@ -20,11 +20,14 @@
 mod calibration;
 mod kernel;
 mod mode;
+mod risk;
 mod structures;
 
 pub use calibration::{Calibration, Provenance};
 pub use kernel::{region_statistics, Combination, ImageStatistics, Max, RegionFold};
 pub use mode::{Mode, ModeKind, Thresholds};
+pub use risk::RiskCalibration;
+pub(crate) use risk::{risk_min_calibration_size, risk_threshold, smallest_with, sorted_unique};
 pub use structures::{JointMode, Structure, StructureCalibration, StructureCalibrator, StructureScores};
 
 use ndarray::{Array, ArrayRef, ArrayView, Axis, CowArray, Dimension, RemoveAxis};

@@ -43,16 +43,23 @@ pub enum ModeKind {
     /// One threshold from `max(tau, gamma)` at level `alpha`, used for both sets:
     /// `P(I ⊆ Y ⊆ O) >= 1 - alpha`.
     Max,
+    /// Conformal risk control of the missed fraction, outer set only:
+    /// `E[|Y \ O| / |Y|] <= alpha` (no inner set). Fitted from per-voxel
+    /// losses ([`RiskCalibration`](crate::RiskCalibration)), not from the
+    /// per-image statistics.
+    #[cfg_attr(feature = "serde", serde(rename = "risk-control"))]
+    RiskControl,
 }
 
 impl ModeKind {
-    /// Lower-case name (`"marginal"`, `"bonferroni"`, `"max"`).
+    /// Lower-case name (`"marginal"`, `"bonferroni"`, `"max"`, `"risk-control"`).
     #[must_use]
     pub fn name(self) -> &'static str {
         match self {
             ModeKind::Marginal => "marginal",
             ModeKind::Bonferroni => "bonferroni",
             ModeKind::Max => "max",
+            ModeKind::RiskControl => "risk-control",
         }
     }
 }
@@ -129,6 +136,14 @@ impl Mode {
         Mode { kind: ModeKind::Max, inner: alpha, outer: alpha, joint: Some(alpha), delta: None }
     }
 
+    /// Conformal risk control of the missed fraction at `alpha`: an outer
+    /// set with `E[|Y \ O| / |Y|] <= alpha`, no inner set. Fitted by
+    /// [`Calibrator::fit_risk_control`](crate::Calibrator::fit_risk_control).
+    #[must_use]
+    pub fn risk_control(alpha: Alpha) -> Self {
+        Mode { kind: ModeKind::RiskControl, inner: alpha, outer: alpha, joint: None, delta: None }
+    }
+
     /// Which kind of guarantee.
     #[must_use]
     pub fn kind(&self) -> ModeKind {
@@ -180,6 +195,9 @@ impl Mode {
     /// The smallest number of calibration images for finite thresholds on both sides.
     #[must_use]
     pub fn min_calibration_size(&self) -> usize {
+        if self.kind == ModeKind::RiskControl {
+            return super::risk_min_calibration_size(self.outer);
+        }
         self.inner.min_calibration_size_with(self.delta).max(self.outer.min_calibration_size_with(self.delta))
     }
 }
@@ -208,6 +226,11 @@ impl Mode {
                 self.outer
             ),
             ModeKind::Max => write!(f, "joint by max (alpha = {})", self.inner),
+            ModeKind::RiskControl => write!(
+                f,
+                "risk control (expected missed fraction of the object <= {}; outer set only)",
+                self.outer
+            ),
         }
     }
 }

@@ -330,6 +330,9 @@ impl JointMode {
         let bad =
             |reason: String| Error::InvalidParameter { name: "joint mode", value: kind.to_string(), reason };
         match kind {
+            ModeKind::RiskControl => {
+                return Err(bad("risk control has no joint version over structures".into()));
+            }
             ModeKind::Max if modes.iter().any(|m| m.kind() != ModeKind::Max || m.inner_alpha() != alpha) => {
                 return Err(bad(format!("every structure must use mode max at alpha = {alpha}")));
             }
@@ -389,6 +392,8 @@ impl fmt::Display for JointMode {
             ModeKind::Max => {
                 write!(f, "joint over {} structures by max (alpha = {})", self.modes.len(), self.alpha)
             }
+            // refused by every constructor; named plainly all the same
+            ModeKind::RiskControl => write!(f, "risk control (alpha = {})", self.alpha),
         }
     }
 }

@@ -56,6 +56,7 @@ use std::fmt;
 use super::metrics::{step_distance, StepMetric};
 use super::{Field, FieldId, ModeSpec, Nominal, Pool, SplitSets};
 use crate::calibrate::ModeKind;
+use crate::calibrate::{risk_threshold, smallest_with, sorted_unique};
 use crate::error::{Error, Result};
 use crate::quantile::{conformal_quantile, Alpha, Threshold};
 
@@ -96,19 +97,6 @@ pub(crate) struct Prepared {
     background_inner: Vec<f64>,
     /// `-steps(v, M)` per image for the morphological baseline
     steps: Vec<Field>,
-}
-
-fn sorted_unique<'a>(parts: impl Iterator<Item = &'a [f64]>) -> Vec<f64> {
-    let mut v: Vec<f64> = parts.flatten().copied().collect();
-    v.sort_unstable_by(f64::total_cmp);
-    v.dedup_by(|a, b| a.total_cmp(b).is_eq());
-    v
-}
-
-/// The smallest candidate `x` with `pred(x)`, for `pred` monotone (false
-/// then true) over the sorted candidates; `None` if it never holds.
-fn smallest_with(candidates: &[f64], pred: impl Fn(f64) -> bool) -> Option<f64> {
-    candidates.get(candidates.partition_point(|&x| !pred(x))).copied()
 }
 
 /// The `k`-th smallest (1-based) of the union of sorted slices, by
@@ -231,28 +219,9 @@ impl Prepared {
                 Ok(SplitSets { inner: t.inner.value(), outer: -t.outer.value(), too_few })
             }
             Method::RiskControl => {
-                let n = cal.len() as f64;
-                let bound = (alpha.get() * (n + 1.0) - 1.0) / n;
-                let outer = if bound < 0.0 {
-                    f64::NEG_INFINITY
-                } else {
-                    // G(x) = mean_i #{v in Y_i : f_O(v) <= x} / |Y_i| = FNR just above x
-                    let g = |x: f64| {
-                        cal.iter()
-                            .map(|&i| {
-                                let o = &imgs[i].outer.object;
-                                if o.is_empty() {
-                                    0.0
-                                } else {
-                                    o.partition_point(|&v| v <= x) as f64 / o.len() as f64
-                                }
-                            })
-                            .sum::<f64>()
-                            / n
-                    };
-                    smallest_with(&self.object_outer, |x| g(x) > bound).unwrap_or(f64::INFINITY)
-                };
-                Ok(SplitSets { inner: f64::INFINITY, outer, too_few: bound < 0.0 })
+                let objects: Vec<&[f64]> = cal.iter().map(|&i| imgs[i].outer.object.as_slice()).collect();
+                let outer = risk_threshold(&objects, &self.object_outer, alpha);
+                Ok(SplitSets { inner: f64::INFINITY, outer, too_few: outer == f64::NEG_INFINITY })
             }
             Method::PixelwiseBonferroni(spec) => {
                 let mode = spec.mode(alpha)?;
@@ -304,59 +273,6 @@ impl Prepared {
     }
 }
 
-/// The risk-control threshold of [`Method::RiskControl`] for calibration
-/// pairs given as (outer scores, mask) of one side: the largest `t` with
-/// `n/(n+1) * mean FNR_i(t) + 1/(n+1) <= alpha`, where
-/// `FNR_i(t) = |{v in Y_i : f_O(v) < t}| / |Y_i|`. The set for a new image
-/// is `{f_O >= t}`.
-///
-/// ```
-/// use confseg::evaluate::baselines::risk_control_threshold;
-/// use confseg::Alpha;
-/// // two images, each with object scores [1, 2, 3, 4]
-/// let obj = vec![vec![1.0, 2.0, 3.0, 4.0], vec![1.0, 2.0, 3.0, 4.0]];
-/// // n = 2, alpha = 0.5: mean FNR must be <= (0.5 * 3 - 1) / 2 = 0.25: t = 2
-/// let t = risk_control_threshold(&obj, Alpha::new(0.5)?)?;
-/// assert_eq!(t, 2.0);
-/// # Ok::<(), confseg::Error>(())
-/// ```
-///
-/// # Errors
-/// [`Error::NoCalibrationData`] for no images, [`Error::InvalidParameter`]
-/// for NaN values.
-pub fn risk_control_threshold(object_scores: &[Vec<f64>], alpha: Alpha) -> Result<f64> {
-    if object_scores.is_empty() {
-        return Err(Error::NoCalibrationData);
-    }
-    let mut sorted: Vec<Vec<f64>> = Vec::with_capacity(object_scores.len());
-    for (i, o) in object_scores.iter().enumerate() {
-        if o.iter().any(|v| v.is_nan()) {
-            return Err(Error::InvalidParameter {
-                name: "object scores",
-                value: format!("NaN in image {i}"),
-                reason: "scores must not be NaN".into(),
-            });
-        }
-        let mut o = o.clone();
-        o.sort_unstable_by(f64::total_cmp);
-        sorted.push(o);
-    }
-    let n = sorted.len() as f64;
-    let bound = (alpha.get() * (n + 1.0) - 1.0) / n;
-    if bound < 0.0 {
-        return Ok(f64::NEG_INFINITY);
-    }
-    let candidates = sorted_unique(sorted.iter().map(Vec::as_slice));
-    let g = |x: f64| {
-        sorted
-            .iter()
-            .map(|o| if o.is_empty() { 0.0 } else { o.partition_point(|&v| v <= x) as f64 / o.len() as f64 })
-            .sum::<f64>()
-            / n
-    };
-    Ok(smallest_with(&candidates, |x| g(x) > bound).unwrap_or(f64::INFINITY))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -373,44 +289,6 @@ mod tests {
         all.sort_by(f64::total_cmp);
         for k in 1..=6 {
             assert_eq!(kth_pooled(&c, parts.iter().copied(), k), all[k - 1], "k={k}");
-        }
-    }
-
-    #[test]
-    fn risk_control_by_brute_force_grid() {
-        // FNR on a fine grid of t, directly from the definition.
-        let objs: Vec<Vec<f64>> = (0..7)
-            .map(|i| (0..(3 + i % 4)).map(|k| ((i * 37 + k * 11) % 17) as f64 * 0.5 - 2.0).collect())
-            .chain(std::iter::once(vec![]))
-            .collect();
-        for p in [0.05, 0.1, 0.2, 0.3, 0.5, 0.8] {
-            let alpha = Alpha::new(p).unwrap();
-            let n = objs.len() as f64;
-            let ok = |t: f64| {
-                let fnr: f64 = objs
-                    .iter()
-                    .map(|o| {
-                        if o.is_empty() {
-                            0.0
-                        } else {
-                            o.iter().filter(|&&v| v < t).count() as f64 / o.len() as f64
-                        }
-                    })
-                    .sum::<f64>()
-                    / n;
-                n / (n + 1.0) * fnr + 1.0 / (n + 1.0) <= p + 1e-12
-            };
-            let grid: Vec<f64> = (-400..=400).map(|i| f64::from(i) * 0.0125).collect();
-            let want = grid.iter().copied().filter(|&t| ok(t)).fold(f64::NEG_INFINITY, f64::max);
-            let got = risk_control_threshold(&objs, alpha).unwrap();
-            if want == f64::NEG_INFINITY {
-                assert_eq!(got, f64::NEG_INFINITY, "alpha {p}");
-            } else {
-                // the exact sup lies on a data value; the grid maximum is within a step of it
-                assert!(ok(got), "alpha {p}: {got} must satisfy the bound");
-                assert!(got >= want && got - want < 0.0125 + 1e-9, "alpha {p}: got {got}, grid {want}");
-                assert!(!ok(got + 1e-9), "alpha {p}: {got} must be the largest");
-            }
         }
     }
 }

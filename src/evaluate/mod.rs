@@ -128,6 +128,12 @@ impl ModeSpec {
         ModeSpec { kind: ModeKind::Max, inner_weight: 1.0, outer_weight: 1.0, delta: None }
     }
 
+    /// Conformal risk control of the missed fraction ([`Mode::risk_control`]).
+    #[must_use]
+    pub fn risk_control() -> Self {
+        ModeSpec { kind: ModeKind::RiskControl, inner_weight: 1.0, outer_weight: 1.0, delta: None }
+    }
+
     /// The kind of mode.
     #[must_use]
     pub fn kind(&self) -> ModeKind {
@@ -149,6 +155,7 @@ impl ModeSpec {
             ModeKind::Marginal => Mode::marginal(alpha),
             ModeKind::Bonferroni => Mode::bonferroni(alpha, self.inner_weight, self.outer_weight)?,
             ModeKind::Max => Mode::max(alpha),
+            ModeKind::RiskControl => Mode::risk_control(alpha),
         };
         Ok(match self.delta {
             Some(d) => m.with_delta(d),

@@ -2,12 +2,13 @@
 
 use ndarray::{Array, ArrayRef, Axis, Dimension, RemoveAxis, Zip};
 
-use crate::calibrate::{Calibration, Calibrator, Combination, Max, Mode, Thresholds};
+use crate::calibrate::{Calibration, Calibrator, Combination, Max, Mode, RiskCalibration, Thresholds};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::image::{check_mask, check_nan, check_shape, AsImage, Spacing};
 use crate::mask::MaskValue;
 use crate::pipeline::{default_in_flight, for_each_image, stream, Load};
+use crate::quantile::{Alpha, Threshold};
 use crate::transform::{ScoreTransform, Transform};
 
 /// Fitted conformal confidence sets: transforms, thresholds and provenance.
@@ -95,6 +96,58 @@ impl<TI: Transform + Clone, TO: Transform + Clone, C: Combination> Calibrator<TI
     pub fn fit(&self, calibration: &Calibration, mode: Mode) -> Result<ConfidenceSets<TI, TO, C>> {
         let thresholds = calibration.thresholds(&mode)?;
         self.fit_thresholds(calibration, mode, thresholds)
+    }
+
+    /// Fit conformal risk control of the missed fraction at `alpha`
+    /// ([`Mode::risk_control`]): the outer set `{f_O >= t}` of a new
+    /// exchangeable image misses in expectation at most an `alpha` share of
+    /// the object, `E[|Y \ O| / |Y|] <= alpha` (over calibration and new
+    /// image); the inner set is empty. A weaker promise than the conformal
+    /// modes' — it bounds a proportion, not the chance of missing anything
+    /// — and so a smaller outer set.
+    ///
+    /// ```
+    /// use confseg::{Alpha, Calibrator, Identity, RiskCalibration};
+    /// use ndarray::array;
+    /// let cal = Calibrator::new(Identity, Identity);
+    /// let mut risk = RiskCalibration::new();
+    /// for i in 0..19 {
+    ///     let scores = array![0.1 * f64::from(i), 1.0, 2.0, -1.0];
+    ///     cal.observe_risk(&mut risk, &scores, &array![1u8, 1, 1, 0])?;
+    /// }
+    /// let sets = cal.fit_risk_control(&risk, Alpha::new(0.1)?)?;
+    /// let p = sets.predict(&array![0.5, 1.5, -2.0])?;
+    /// assert!(p.inner.iter().all(|&b| !b));
+    /// assert_eq!(p.outer, array![true, true, false]);
+    /// # Ok::<(), confseg::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::NoCalibrationData`] if `calibration` is empty;
+    /// [`Error::IncompatibleCalibration`] if it was computed by a calibrator
+    /// with other settings.
+    pub fn fit_risk_control(
+        &self,
+        calibration: &RiskCalibration,
+        alpha: Alpha,
+    ) -> Result<ConfidenceSets<TI, TO, C>> {
+        if let Some(p) = calibration.provenance() {
+            self.provenance(p.ndim()).check(p)?;
+        }
+        let t = calibration.threshold(alpha)?;
+        Ok(ConfidenceSets {
+            calibrator: self.clone(),
+            per_image_spacing: calibration.per_image_spacing(),
+            ndim: calibration.provenance().map(|p| p.ndim()),
+            mode: Mode::risk_control(alpha),
+            n: calibration.len(),
+            // {f_O >= t} = {-f_O <= -t}; no inner set
+            thresholds: Thresholds {
+                inner: Threshold::RiskControl { value: f64::INFINITY },
+                outer: Threshold::RiskControl { value: -t },
+            },
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        })
     }
 
     /// Bundle thresholds computed from `calibration` (for several
@@ -325,7 +378,6 @@ impl<TI: Transform, TO: Transform, C: Combination> ConfidenceSets<TI, TO, C> {
     /// ```
     #[must_use]
     pub fn warnings(&self, calibration: Option<&Calibration>) -> Vec<crate::Warning> {
-        use crate::quantile::Threshold;
         use crate::Warning;
         let t = self.thresholds;
         let mode = self.mode;
@@ -340,7 +392,11 @@ impl<TI: Transform, TO: Transform, C: Combination> ConfidenceSets<TI, TO, C> {
                 Threshold::OrderStatistic { k, value } if value == f64::INFINITY => {
                     out.push(Warning::InfiniteStatistic { side, k });
                 }
-                Threshold::OrderStatistic { .. } => {}
+                Threshold::RiskControl { value } if side == "outer" && value == f64::INFINITY => {
+                    let needed = crate::calibrate::risk_min_calibration_size(alpha);
+                    out.push(Warning::TooFewImages { side, alpha: alpha.get(), n: self.n, needed });
+                }
+                Threshold::OrderStatistic { .. } | Threshold::RiskControl { .. } => {}
             }
         }
         // one line when both sides lack images at the same level
@@ -510,6 +566,60 @@ mod serde_impl {
         }
     }
 
+    /// Sets fitted by risk control: one level, no rank, no inner set.
+    fn risk_control<TI, TO, C>(r: Repr<TI, TO, C>) -> Result<ConfidenceSets<TI, TO, C>, String> {
+        let alpha = r.outer.alpha;
+        if r.inner.alpha != alpha || r.alpha.is_some_and(|a| a != alpha) {
+            return Err(format!(
+                "mode risk-control uses one level: inner.alpha = {} must equal outer.alpha = {alpha}",
+                r.inner.alpha
+            ));
+        }
+        if r.delta.is_some() {
+            return Err("mode risk-control has no training-conditional (delta) version".into());
+        }
+        if r.inner.threshold != f64::INFINITY || r.inner.rank.is_some() {
+            return Err(
+                "mode risk-control has no inner set: inner.threshold must be \"inf\" and inner.rank null"
+                    .into(),
+            );
+        }
+        if r.outer.rank.is_some() {
+            return Err("mode risk-control thresholds have no rank: outer.rank must be null".into());
+        }
+        if r.outer.threshold.is_nan() {
+            return Err("outer.threshold is NaN".into());
+        }
+        let (spacing, per_image_spacing) = spacing_of(r.spacing, r.ndim)?;
+        Ok(ConfidenceSets {
+            calibrator: Calibrator::from_parts(r.inner.transform, r.outer.transform, r.combination, spacing),
+            per_image_spacing,
+            ndim: r.ndim,
+            mode: Mode::risk_control(alpha),
+            n: r.n,
+            thresholds: Thresholds {
+                inner: Threshold::RiskControl { value: f64::INFINITY },
+                outer: Threshold::RiskControl { value: r.outer.threshold },
+            },
+            version: r.confseg_version,
+        })
+    }
+
+    /// The default spacing and whether the calibration was per image,
+    /// checked against the dimensionality.
+    fn spacing_of(s: SpacingRepr, ndim: Option<usize>) -> Result<(Spacing, bool), String> {
+        let (spacing, per_image_spacing) = match s {
+            SpacingRepr::PerImage(_) => (Spacing::unit(), true),
+            SpacingRepr::Default(s) => (s, false),
+        };
+        if let (Some(nd), Some(sp)) = (ndim, spacing.as_slice()) {
+            if sp.len() != nd {
+                return Err(format!("spacing has {} entries for {nd}-D images", sp.len()));
+            }
+        }
+        Ok((spacing, per_image_spacing))
+    }
+
     impl<'de, TI, TO, C> Deserialize<'de> for ConfidenceSets<TI, TO, C>
     where
         TI: Deserialize<'de>,
@@ -561,6 +671,9 @@ mod serde_impl {
                     }
                     Mode::max(a)
                 }
+                (ModeKind::RiskControl, _) => {
+                    return risk_control(r).map_err(de::Error::custom);
+                }
                 (kind, None) => {
                     return Err(de::Error::custom(format!("mode {kind} needs a joint \"alpha\"")))
                 }
@@ -573,18 +686,7 @@ mod serde_impl {
                 .map_err(de::Error::custom)?;
             let outer = threshold("outer", r.n, r.delta, (r.outer.alpha, r.outer.threshold, r.outer.rank))
                 .map_err(de::Error::custom)?;
-            let (spacing, per_image_spacing) = match r.spacing {
-                SpacingRepr::PerImage(_) => (Spacing::unit(), true),
-                SpacingRepr::Default(s) => (s, false),
-            };
-            if let (Some(nd), Some(sp)) = (r.ndim, spacing.as_slice()) {
-                if sp.len() != nd {
-                    return Err(de::Error::custom(format!(
-                        "spacing has {} entries for {nd}-D images",
-                        sp.len()
-                    )));
-                }
-            }
+            let (spacing, per_image_spacing) = spacing_of(r.spacing, r.ndim).map_err(de::Error::custom)?;
             let calibrator =
                 Calibrator::from_parts(r.inner.transform, r.outer.transform, r.combination, spacing);
             Ok(ConfidenceSets {

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
+use confseg::ModeKind;
 
 use crate::cli::calibration_file::{CalibrationFile, Source};
 use crate::cli::inputs::{CalibrationInputs, ScoreSource};
@@ -46,8 +47,13 @@ pub fn run(args: Args) -> Result<()> {
             opened.scores.n_images()
         );
     }
-    let calibration = opened.statistics()?;
-    let sets = opened.calibrator.fit(&calibration, mode)?;
+    let (sets, calibration) = if mode.kind() == ModeKind::RiskControl {
+        let risk = opened.risk_statistics()?;
+        (opened.calibrator.fit_risk_control(&risk, mode.outer_alpha())?, None)
+    } else {
+        let calibration = opened.statistics()?;
+        (opened.calibrator.fit(&calibration, mode)?, Some(calibration))
+    };
     let files = &args.inputs.files;
     let file = CalibrationFile {
         sets,
@@ -95,6 +101,6 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
     report::warn(&opened.warnings());
-    report::warn(&file.sets.warnings(Some(&calibration)));
+    report::warn(&file.sets.warnings(calibration.as_ref()));
     Ok(())
 }

@@ -24,8 +24,8 @@ use confseg::io::cohort::{is_per_subject, Cohort, Pairing};
 use confseg::io::{Labels, NpyStack, Precision, ReadFloat};
 use confseg::pipeline::Lazy;
 use confseg::{
-    AsImage, Calibration, Calibrator, Error, Geometry, Image, ImageStatistics, Max, ScoreTransform, Spacing,
-    Transformed, TwoClassSoftmax,
+    AsImage, Calibration, Calibrator, Error, Geometry, Image, ImageStatistics, Max, RiskCalibration,
+    ScoreTransform, Spacing, Transformed, TwoClassSoftmax,
 };
 use ndarray::{ArrayD, ArrayRef, Axis, IxDyn};
 
@@ -908,6 +908,40 @@ impl Opened {
                 .calibrate_stream(reader.items(&self.images, |r, i| Ok((r.scan::<A>(i)?, r.mask(i)?))))
                 .map_err(blame)?
         };
+        reader.bar.finish_and_clear();
+        Ok(cal)
+    }
+
+    /// The outer scores of the object voxels of the selected images, for
+    /// risk control, streamed in the files' native precision.
+    ///
+    /// # Errors
+    /// As [`Opened::statistics`].
+    pub fn risk_statistics(&self) -> Result<RiskCalibration> {
+        match self.scores.precision()? {
+            Precision::F32 => self.risk_statistics_in::<f32>(),
+            Precision::F64 => self.risk_statistics_in::<f64>(),
+        }
+    }
+
+    fn risk_statistics_in<A: ReadFloat>(&self) -> Result<RiskCalibration> {
+        let reader = self.reader("calibrating");
+        let blame = |e| blame(e, &self.images, &self.scores, Some(&self.masks));
+        let cal = match &self.scores {
+            // used as they are (the calibrator's transforms are identities)
+            ScoreSource::Transformed { .. } => {
+                self.calibrator.risk_calibrate_stream(reader.items(&self.images, |r, i| {
+                    let outer = match r.scores.read_transformed::<A>(i)? {
+                        Transformed::Shared(a) | Transformed::Separate { outer: a, .. } => a,
+                    };
+                    Ok((outer, r.mask(i)?))
+                }))
+            }
+            _ => self
+                .calibrator
+                .risk_calibrate_stream(reader.items(&self.images, |r, i| Ok((r.scan::<A>(i)?, r.mask(i)?)))),
+        }
+        .map_err(blame)?;
         reader.bar.finish_and_clear();
         Ok(cal)
     }

@@ -1,4 +1,4 @@
-//! Coverage levels: `--alpha A --mode marginal|bonferroni|max [--weights 1:4]`
+//! Coverage levels: `--alpha A --mode marginal|bonferroni|max|risk-control [--weights 1:4]`
 //! or `--alpha-inner A1 --alpha-outer A2`, turned into a [`Mode`].
 
 use anyhow::Result;
@@ -17,6 +17,9 @@ pub enum ModeArg {
     Bonferroni,
     /// Joint P(I ⊆ Y ⊆ O) >= 1 - alpha, one threshold on max(tau, gamma).
     Max,
+    /// Conformal risk control: outer set only, expected missed fraction of the object <= alpha
+    /// (a weaker promise than coverage of the whole object).
+    RiskControl,
 }
 
 /// Split weights `I:O` (e.g. `1:4`).
@@ -51,7 +54,8 @@ pub struct LevelArgs {
     /// Miscoverage level in (0, 1): 0.1 for 90% coverage.
     #[arg(allow_hyphen_values = true, long, value_name = "A", value_parser = parse_alpha, required_unless_present = "alpha_inner")]
     pub alpha: Option<Alpha>,
-    /// Which guarantee: per set (marginal) or joint (bonferroni, max).
+    /// Which guarantee: per set (marginal), joint (bonferroni, max), or the expected missed fraction
+    /// (risk-control).
     #[arg(long, value_enum, default_value = "marginal")]
     pub mode: ModeArg,
     /// Bonferroni split weights INNER:OUTER (default 1:1; the paper uses 1:4).
@@ -82,7 +86,9 @@ impl LevelArgs {
     /// * `--alpha A --mode bonferroni --alpha-inner A1 --alpha-outer A2`:
     ///   explicit split, `A1 + A2 <= A`;
     /// * `--alpha A --mode max`: one threshold on `max(tau, gamma)`;
-    /// * `--alpha-inner A1 --alpha-outer A2` (marginal): each side at its level.
+    /// * `--alpha-inner A1 --alpha-outer A2` (marginal): each side at its level;
+    /// * `--alpha A --mode risk-control`: outer set with expected missed
+    ///   fraction at most `A` (no `--delta`).
     ///
     /// # Errors
     /// A [`UsageError`](crate::cli::report::UsageError) for combinations that do
@@ -96,6 +102,9 @@ impl LevelArgs {
             usage!("give either --weights or --alpha-inner/--alpha-outer, not both");
         }
         let mode = self.mode_without_delta()?;
+        if self.mode == ModeArg::RiskControl && self.delta.is_some() {
+            usage!("--mode risk-control bounds an expected missed fraction; it has no --delta version");
+        }
         Ok(match self.delta {
             Some(d) => mode.with_delta(d),
             None => mode,
@@ -117,6 +126,10 @@ impl LevelArgs {
             (ModeArg::Bonferroni, Some(a), Some((i, o))) => Mode::bonferroni_split(a, i, o)?,
             (ModeArg::Max, Some(a), None) => Mode::max(a),
             (ModeArg::Max, _, Some(_)) => usage!("--mode max uses one level: give --alpha only"),
+            (ModeArg::RiskControl, Some(a), None) => Mode::risk_control(a),
+            (ModeArg::RiskControl, _, Some(_)) => {
+                usage!("--mode risk-control has no inner set: give --alpha only")
+            }
             (_, None, _) => usage!("--mode {} needs the joint level --alpha", self.mode_name()),
         })
     }
@@ -126,6 +139,7 @@ impl LevelArgs {
             ModeArg::Marginal => "marginal",
             ModeArg::Bonferroni => "bonferroni",
             ModeArg::Max => "max",
+            ModeArg::RiskControl => "risk-control",
         }
     }
 }

@@ -96,6 +96,7 @@ fn threshold_line(t: &Threshold, n: usize) -> String {
     match t {
         Threshold::OrderStatistic { k, value } => format!("{} (rank {k} of {n})", number(*value)),
         Threshold::TooFewImages { needed, .. } => format!("inf (too few images: {needed} needed)"),
+        Threshold::RiskControl { value } => format!("{} (risk control)", number(*value)),
     }
 }
 
@@ -120,6 +121,11 @@ pub fn summary_with<TI, TO, C>(sets: &ConfidenceSets<TI, TO, C>, f_inner: &str, 
         ModeKind::Bonferroni | ModeKind::Max => {
             format!("P(I ⊆ Y ⊆ O) >= {}", 1.0 - mode.joint_alpha().map_or(f64::NAN, |a| a.get()))
         }
+        ModeKind::RiskControl => format!(
+            "E[|Y \\ O| / |Y|] <= {} (expected missed fraction of the object; no inner set, \
+             and no promise that the whole object is covered)",
+            mode.outer_alpha()
+        ),
     };
     out += &format!("calibration images: n = {n}\n");
     out += &format!("mode: {mode}\n");

@@ -216,6 +216,7 @@ pub fn joint_mode_at(
     Ok(match (mode, weights) {
         (ModeArg::Marginal, None) => JointMode::marginal(alpha, k),
         (ModeArg::Max, None) => JointMode::max(alpha, k),
+        (ModeArg::RiskControl, _) => usage!("--mode risk-control has no joint version over --structure"),
         (ModeArg::Bonferroni, w) => JointMode::bonferroni(alpha, &vec![w.unwrap_or((1.0, 1.0)); k])?,
         (_, Some(_)) => usage!("--weights applies to --mode bonferroni only"),
     })

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use confseg::evaluate::{table, Geometry, Method, ModeSpec, Pool, Splits, StepMetric, Validation};
 use confseg::io::{Precision, ReadFloat};
 use confseg::plot::{coverage_plot, coverage_series, CoverageKind};
-use confseg::Alpha;
+use confseg::{Alpha, ModeKind};
 
 use crate::cli::inputs::{blame, CalibrationInputs, Opened, ScoreSource};
 use crate::cli::levels::{parse_weights, ModeArg, Weights};
@@ -136,6 +136,7 @@ fn mode_spec(mode: ModeArg, weights: Option<Weights>) -> Result<ModeSpec> {
     Ok(match (mode, weights) {
         (ModeArg::Marginal, None) => ModeSpec::marginal(),
         (ModeArg::Max, None) => ModeSpec::max(),
+        (ModeArg::RiskControl, None) => ModeSpec::risk_control(),
         (ModeArg::Bonferroni, w) => {
             let w = w.unwrap_or(Weights { inner: 1.0, outer: 1.0 });
             ModeSpec::bonferroni(w.inner, w.outer)?
@@ -150,6 +151,8 @@ fn methods(args: &Args, spec: ModeSpec) -> Result<Vec<Method>> {
     let mut out = Vec::new();
     for m in &args.method {
         out.push(match m {
+            // risk control is fitted from per-voxel losses, as the baseline is
+            MethodArg::Conformal if spec.kind() == ModeKind::RiskControl => Method::RiskControl,
             MethodArg::Conformal => Method::Conformal(spec),
             MethodArg::RiskControl => Method::RiskControl,
             MethodArg::Pixelwise => {
@@ -202,6 +205,9 @@ pub fn run(args: Args) -> Result<()> {
         return crate::cli::structures::validate(&args);
     }
     let spec = mode_spec(args.mode, args.weights)?;
+    if args.mode == ModeArg::RiskControl && args.delta.is_some() {
+        usage!("--mode risk-control bounds an expected missed fraction; it has no --delta version");
+    }
     let spec = match args.delta {
         Some(d) => spec.with_delta(d),
         None => spec,
