@@ -492,7 +492,7 @@ mod serde_impl {
         C: Deserialize<'de>,
     {
         fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            let r = Repr::<TI, TO, C>::deserialize(d)?;
+            let r: Repr<TI, TO, C> = crate::json::one_line_errors(d)?;
             let ours = major_minor(env!("CARGO_PKG_VERSION")).unwrap_or((0, 0));
             match major_minor(&r.confseg_version) {
                 None => {
@@ -504,7 +504,7 @@ mod serde_impl {
                 Some(v) if v > ours => {
                     return Err(de::Error::custom(format!(
                         "written by confseg {}, newer than this confseg {}: its format may differ",
-                        r.confseg_version,
+                        crate::error::one_line(&r.confseg_version),
                         env!("CARGO_PKG_VERSION")
                     )))
                 }

@@ -337,7 +337,7 @@ mod serde_impl {
 
     impl<'de> Deserialize<'de> for Calibration {
         fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            let r = Repr::deserialize(d)?;
+            let r: Repr = crate::json::one_line_errors(d)?;
             if r.tau.len() != r.gamma.len() {
                 return Err(de::Error::custom(format!(
                     "\"tau\" has {} values and \"gamma\" {}; one pair per image is needed",
