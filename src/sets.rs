@@ -91,11 +91,13 @@ impl<TI: Transform + Clone, TO: Transform + Clone, C: Combination> Calibrator<TI
     /// # Errors
     /// [`Error::NoCalibrationData`] if `calibration` is empty;
     /// [`Error::IncompatibleCalibration`] if `calibration` was computed by
-    /// a calibrator with other transforms, combination or default spacing.
+    /// a calibrator with other transforms, combination or default spacing;
+    /// [`Error::InvalidSpacing`] if the default spacing does not have one
+    /// entry per axis of the calibration's images.
     pub fn fit(&self, calibration: &Calibration, mode: Mode) -> Result<ConfidenceSets<TI, TO, C>> {
         let ndim = calibration.provenance().map(|p| p.ndim());
         if let Some(p) = calibration.provenance() {
-            self.provenance(p.ndim()).check(p)?;
+            self.checked_provenance(p.ndim())?.check(p)?;
         }
         let thresholds = calibration.thresholds(&mode)?;
         Ok(ConfidenceSets {
