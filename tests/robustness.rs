@@ -741,8 +741,26 @@ fn known_nan<A: Float>(t: &ScoreTransform, scores: &ArrayD<A>, spacing: &Spacing
     }
 }
 
+/// Whether `t` is a Gaussian whose kernel radius exceeds 10^4 voxels: the
+/// filter then takes seconds and hundreds of MB on a one-voxel image
+/// (radii up to 2^24 are accepted whatever the image's size), an open
+/// issue in `src/transform/smooth.rs`; see
+/// `gaussian_work_is_bounded_by_the_image`. Not applied here, to keep the
+/// test fast.
+fn huge_kernel(t: &ScoreTransform, ndim: usize, spacing: &Spacing) -> bool {
+    match t {
+        ScoreTransform::Gaussian(g) => g
+            .sigmas(spacing, ndim)
+            .is_ok_and(|s| s.iter().any(|&s| (g.truncate() * s).is_nan() || g.truncate() * s > 1e4)),
+        _ => false,
+    }
+}
+
 /// Apply `t` in the float type of `scores`: same shape, and no NaN for NaN-free input.
 fn check_transform<A: Float>(t: &ScoreTransform, scores: &ArrayD<A>, spacing: &Spacing) {
+    if huge_kernel(t, scores.ndim(), spacing) {
+        return;
+    }
     let nan_free = scores.iter().all(|x| !x.is_nan()) && !known_nan(t, scores, spacing);
     if let Some(out) = ok(t.apply(scores, spacing)) {
         assert_eq!(out.shape(), scores.shape());
@@ -839,6 +857,29 @@ fn transforms_with_extreme_inputs_make_no_nan() {
                 assert!(out.iter().all(|x| !x.is_nan()), "{name} with spacing {s} in f32: {out:?}");
             }
         }
+    }
+}
+
+/// Found by the `transform_names` fuzz target (a timeout,
+/// `fuzz/artifacts/transform_names/gaussian-huge-truncate-takes-seconds`;
+/// open, run with `--ignored`): `gaussian:33:truncate=333300` builds a
+/// kernel of radius 4.7 million voxels on every axis, and pads every line
+/// to that length, even for a 1 x 1 x 1 x 1 image: about 1.3 s and
+/// hundreds of MB in the test profile (2^24 voxels is the only bound on
+/// the radius; `gaussian:7000000` takes 3 s). The work should be bounded
+/// by the image (for the reflecting, mirroring and wrapping modes a kernel
+/// longer than a few axis lengths folds onto the axis) or refused: in
+/// `src/transform/smooth.rs`, which is being reworked elsewhere for widths.
+#[test]
+#[ignore = "open: Gaussian kernels are bounded by 2^24 voxels, not by the image (src/transform/smooth.rs)"]
+fn gaussian_work_is_bounded_by_the_image() {
+    let one = ArrayD::<f64>::zeros(IxDyn(&[1, 1, 1, 1]));
+    for name in ["gaussian:33:truncate=333300", "gaussian:7000000"] {
+        let t: ScoreTransform = name.parse().unwrap();
+        let start = std::time::Instant::now();
+        let _ = t.apply(&one, &Spacing::unit());
+        let took = start.elapsed();
+        assert!(took < std::time::Duration::from_millis(100), "{name} on one voxel took {took:?}");
     }
 }
 
