@@ -40,7 +40,7 @@ struct Input {
     validation: [u8; 4],
     /// Raw values the selectors may pick.
     raw: [f64; 3],
-    /// Mask bytes, cycled: below 192 the low bit, else the byte itself.
+    /// Mask bytes, cycled: below 250 the low bit, else the byte itself.
     masks: Vec<u8>,
     /// Score selectors, cycled.
     values: Vec<u8>,
@@ -96,7 +96,7 @@ fn run<A: Float>(input: &Input, to_a: impl Fn(f64) -> A) {
     let len = scores.len();
     let masks: Vec<u8> = (0..len)
         .map(|i| match input.masks.get(i % input.masks.len().max(1)) {
-            Some(&m) if m >= 192 => m,
+            Some(&m) if m >= 250 => m,
             Some(&m) => m & 1,
             None => 0,
         })
