@@ -79,6 +79,28 @@ impl Provenance {
         fields.into_iter().find(|(_, a, b)| a != b)
     }
 
+    /// [`Error::InvalidParameter`] for images of no axes, and
+    /// [`Error::InvalidSpacing`] for an explicit default spacing without
+    /// one entry per axis: a provenance that fitted sets could record but
+    /// a fitted-sets file could not be read back with.
+    pub(crate) fn validate(&self) -> Result<()> {
+        if self.ndim == 0 {
+            return Err(Error::InvalidParameter {
+                name: "image dimensionality",
+                value: "0".into(),
+                reason: "images have at least one axis".into(),
+            });
+        }
+        match self.spacing.as_slice() {
+            Some(sp) if sp.len() != self.ndim => Err(Error::InvalidSpacing {
+                spacing: sp.to_vec(),
+                ndim: self.ndim,
+                reason: "the calibrator's default spacing needs one entry per image axis",
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// [`Error::IncompatibleCalibration`] unless `other` equals `self`.
     pub(crate) fn check(&self, other: &Provenance) -> Result<()> {
         match self.difference(other) {
@@ -344,13 +366,16 @@ mod serde_impl {
 
     impl<'de> Deserialize<'de> for Calibration {
         fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            let r = Repr::deserialize(d)?;
+            let r: Repr = crate::json::one_line_errors(d)?;
             if r.tau.len() != r.gamma.len() {
                 return Err(de::Error::custom(format!(
                     "\"tau\" has {} values and \"gamma\" {}; one pair per image is needed",
                     r.tau.len(),
                     r.gamma.len()
                 )));
+            }
+            if let Some(p) = &r.provenance {
+                p.validate().map_err(|e| de::Error::custom(format!("\"provenance\": {e}")))?;
             }
             for (name, v) in [("tau", &r.tau), ("gamma", &r.gamma)] {
                 if let Some(i) = v.iter().position(|x| x.0.is_nan()) {

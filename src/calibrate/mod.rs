@@ -190,6 +190,15 @@ impl<TI: Transform, TO: Transform, C: Combination> Calibrator<TI, TO, C> {
         )
     }
 
+    /// [`Calibrator::provenance`], checked before anything is recorded
+    /// with it: images of at least one axis, and a default spacing (if
+    /// explicit) of one entry per axis, even when no transform uses it.
+    pub(crate) fn checked_provenance(&self, ndim: usize) -> Result<Provenance> {
+        let p = self.provenance(ndim);
+        p.validate()?;
+        Ok(p)
+    }
+
     /// `f_I(s)` and `f_O(s)` of one image, with the image's own spacing or
     /// the default. NaN in the input is an [`Error::NanScore`]; NaN made by
     /// a transform is an [`Error::TransformNan`] naming it.
@@ -263,7 +272,10 @@ impl<TI: Transform, TO: Transform, C: Combination> Calibrator<TI, TO, C> {
     /// As [`Calibrator::statistics`]; [`Error::DimensionMismatch`] if the
     /// image's dimensionality differs from the calibration's;
     /// [`Error::IncompatibleCalibration`] if `calibration` was filled with
-    /// other transforms, combination or default spacing.
+    /// other transforms, combination or default spacing;
+    /// [`Error::InvalidSpacing`] if the calibrator's default spacing does
+    /// not have one entry per image axis (even when no transform uses it),
+    /// [`Error::InvalidParameter`] for an image of no axes.
     pub fn observe<I, M>(
         &self,
         calibration: &mut Calibration,
@@ -292,7 +304,7 @@ impl<TI: Transform, TO: Transform, C: Combination> Calibrator<TI, TO, C> {
                 return Err(Error::DimensionMismatch { expected: p.ndim(), found: ndim, image: None });
             }
         }
-        calibration.adopt(Some(&self.provenance(ndim)))
+        calibration.adopt(Some(&self.checked_provenance(ndim)?))
     }
 
     /// Add statistics computed elsewhere from this calibrator's transforms
@@ -316,7 +328,9 @@ impl<TI: Transform, TO: Transform, C: Combination> Calibrator<TI, TO, C> {
     ///
     /// # Errors
     /// As [`Calibrator::statistics`], for the first failing image (by index).
-    /// [`Error::ShapeMismatch`] if the stacks differ in shape.
+    /// [`Error::ShapeMismatch`] if the stacks differ in shape; as
+    /// [`Calibrator::observe`] for the default spacing and a stack of
+    /// images of no axes.
     pub fn calibrate_stack<A: Float, D: RemoveAxis, M: MaskValue>(
         &self,
         scores: &ArrayRef<A, D>,
@@ -327,11 +341,12 @@ impl<TI: Transform, TO: Transform, C: Combination> Calibrator<TI, TO, C> {
         TO: Sync,
     {
         check_shape("scores stack vs masks stack", masks, scores)?;
+        let provenance = self.checked_provenance(scores.ndim().saturating_sub(1))?;
         let stats = for_each_image(scores.len_of(Axis(0)), |i| {
             self.statistics(&scores.index_axis(Axis(0), i), &masks.index_axis(Axis(0), i))
         })?;
         let mut cal = Calibration::new();
-        cal.adopt(Some(&self.provenance(scores.ndim().saturating_sub(1))))?;
+        cal.adopt(Some(&provenance))?;
         cal.extend(stats);
         Ok(cal)
     }
@@ -529,6 +544,49 @@ mod tests {
     use super::*;
     use crate::quantile::{Alpha, Threshold};
     use ndarray::Array2;
+
+    /// Found by the `api` fuzz target (`fuzz/artifacts/api/default-spacing-of-another-length`):
+    /// a default spacing of 4 entries with transforms that never use it
+    /// calibrated 2-D images, and the fitted sets were written to JSON that
+    /// could not be read back ("spacing has 4 entries for 2-D images").
+    /// Likewise images of no axes ("ndim = 0"). Both are refused when the
+    /// provenance is recorded.
+    #[test]
+    fn provenance_that_no_sets_file_could_hold_is_refused() {
+        use crate::{ScoreTransform, Spacing};
+        let id = || ScoreTransform::Identity;
+        let c = Calibrator::new(id(), id()).with_spacing(Spacing::new(vec![1.0; 4]).unwrap());
+        let (s, m) = (Array2::<f64>::zeros((2, 2)), Array2::<u8>::zeros((2, 2)));
+        let mut cal = Calibration::new();
+        let e = c.observe(&mut cal, &s, &m).unwrap_err();
+        assert!(matches!(e, Error::InvalidSpacing { ndim: 2, .. }), "{e}");
+        assert!(e.to_string().contains("default spacing needs one entry per image axis"), "{e}");
+        assert!(cal.is_empty() && cal.provenance().is_none());
+        let stack = Array2::<f64>::zeros((3, 2)).insert_axis(ndarray::Axis(2));
+        assert!(matches!(
+            c.calibrate_stack(&stack, &stack.mapv(|_| 0u8)),
+            Err(Error::InvalidSpacing { ndim: 2, .. })
+        ));
+        let plain = Calibrator::new(id(), id());
+        let e = plain.observe(&mut cal, &ndarray::arr0(1.0), &ndarray::arr0(1u8)).unwrap_err();
+        assert!(matches!(e, Error::InvalidParameter { name: "image dimensionality", .. }), "{e}");
+        let e = plain.calibrate_stack(&ndarray::arr1(&[1.0, 2.0]), &ndarray::arr1(&[0u8, 1])).unwrap_err();
+        assert!(matches!(e, Error::InvalidParameter { .. }), "{e}");
+        // a calibration recorded with a fitting spacing fits, and its sets read back
+        let c = c.with_spacing(Spacing::new(vec![1.0, 2.0]).unwrap());
+        c.observe(&mut cal, &s, &m).unwrap();
+        let sets = c.fit(&cal, Mode::max(Alpha::new(0.5).unwrap())).unwrap();
+        assert_eq!(sets.spacing().as_slice(), Some(&[1.0, 2.0][..]));
+        #[cfg(feature = "serde")]
+        {
+            let text = serde_json::to_string(&sets).unwrap();
+            assert_eq!(serde_json::from_str::<crate::ConfidenceSets>(&text).unwrap(), sets);
+            // a calibration file whose provenance no sets file could hold
+            let bad = serde_json::to_string(&cal).unwrap().replace("[1.0,2.0]", "[1.0,2.0,3.0]");
+            let e = serde_json::from_str::<Calibration>(&bad).unwrap_err().to_string();
+            assert!(e.contains("\"provenance\"") && e.contains("2-D"), "{e}");
+        }
+    }
 
     #[test]
     fn observe_names_the_image() {

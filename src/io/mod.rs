@@ -679,6 +679,27 @@ mod tests {
         // shapes whose size overflows
         std::fs::write(&p, raw_npy("<f8", "(4294967296, 4294967296, 4294967296)", false, &[])).unwrap();
         assert!(matches!(problem(inspect(&p).unwrap_err()), FileProblem::BadHeader { .. }));
+        // ... also beside a zero-length axis (found by tests/robustness.rs: a
+        // stack of no images of 2^64 - 1 voxels each panicked in ndarray, and
+        // image sizes overflowed)
+        for shape in
+            ["(0, 18446744073709551615)", "(0, 4294967296, 4294967296)", "(3, 0, 9223372036854775807)"]
+        {
+            std::fs::write(&p, raw_npy("<f4", shape, false, &[])).unwrap();
+            for e in [
+                inspect(&p).unwrap_err(),
+                NpyStack::open(&p, "scores").unwrap_err(),
+                read_scores::<f32>(&p).unwrap_err(),
+                read_masks(&p).unwrap_err(),
+                read_array(&p, 10).unwrap_err(),
+            ] {
+                assert!(matches!(problem(e.clone()), FileProblem::BadHeader { .. }), "{shape}: {e}");
+                assert!(e.to_string().contains("is too large"), "{e}");
+            }
+        }
+        // a stack of no images of a few voxels each is still read
+        std::fs::write(&p, raw_npy("<f4", "(0, 3)", false, &[])).unwrap();
+        assert_eq!(read_scores::<f32>(&p).unwrap().shape(), &[0, 3]);
         // parse errors are one line, and a missing key is named correctly
         std::fs::write(&p, raw_npy("<f8", "(2,", false, &[])).unwrap();
         let e = inspect(&p).unwrap_err().to_string();

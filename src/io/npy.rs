@@ -103,6 +103,15 @@ pub(crate) fn read_header(
         )
     })?;
     let too_large = || bad_header(path, format!("shape {shape:?} is too large"));
+    // The bytes of the non-zero axes must be addressable (numpy's and
+    // ndarray's bound): a zero-length axis makes the array empty, but not
+    // its other axes' products, e.g. the images of a stack of no images.
+    shape
+        .iter()
+        .filter(|&&d| d != 0)
+        .try_fold(dtype.size(), |a, &b| a.checked_mul(b))
+        .filter(|&bytes| isize::try_from(bytes).is_ok())
+        .ok_or_else(too_large)?;
     let len = shape.iter().try_fold(1usize, |a, &b| a.checked_mul(b)).ok_or_else(too_large)?;
     let expected_bytes =
         u64::try_from(len).ok().and_then(|l| l.checked_mul(dtype.size() as u64)).ok_or_else(too_large)?;

@@ -92,7 +92,9 @@ impl<TI: Transform + Clone, TO: Transform + Clone, C: Combination> Calibrator<TI
     /// # Errors
     /// [`Error::NoCalibrationData`] if `calibration` is empty;
     /// [`Error::IncompatibleCalibration`] if `calibration` was computed by
-    /// a calibrator with other transforms, combination or default spacing.
+    /// a calibrator with other transforms, combination or default spacing;
+    /// [`Error::InvalidSpacing`] if the default spacing does not have one
+    /// entry per axis of the calibration's images.
     pub fn fit(&self, calibration: &Calibration, mode: Mode) -> Result<ConfidenceSets<TI, TO, C>> {
         let thresholds = calibration.thresholds(&mode)?;
         self.fit_thresholds(calibration, mode, thresholds)
@@ -160,7 +162,7 @@ impl<TI: Transform + Clone, TO: Transform + Clone, C: Combination> Calibrator<TI
     ) -> Result<ConfidenceSets<TI, TO, C>> {
         let ndim = calibration.provenance().map(|p| p.ndim());
         if let Some(p) = calibration.provenance() {
-            self.provenance(p.ndim()).check(p)?;
+            self.checked_provenance(p.ndim())?.check(p)?;
         }
         if calibration.is_empty() {
             return Err(Error::NoCalibrationData);
@@ -627,7 +629,7 @@ mod serde_impl {
         C: Deserialize<'de>,
     {
         fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            let r = Repr::<TI, TO, C>::deserialize(d)?;
+            let r: Repr<TI, TO, C> = crate::json::one_line_errors(d)?;
             let ours = major_minor(env!("CARGO_PKG_VERSION")).unwrap_or((0, 0));
             match major_minor(&r.confseg_version) {
                 None => {
@@ -639,7 +641,7 @@ mod serde_impl {
                 Some(v) if v > ours => {
                     return Err(de::Error::custom(format!(
                         "written by confseg {}, newer than this confseg {}: its format may differ",
-                        r.confseg_version,
+                        crate::error::one_line(&r.confseg_version),
                         env!("CARGO_PKG_VERSION")
                     )))
                 }
