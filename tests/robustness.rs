@@ -717,36 +717,11 @@ fn image_of(shape: Vec<usize>) -> impl Strategy<Value = ArrayD<f64>> {
     prop::collection::vec(voxel(), n).prop_map(move |v| ArrayD::from_shape_vec(IxDyn(&shape), v).unwrap())
 }
 
-/// Whether `t` is known to make NaN from NaN-free scores with this
-/// spacing, pending fixes in `src/transform/distance.rs`, `boxes.rs` and
-/// `smooth.rs` (being reworked elsewhere for widths and spacings):
-/// distances with a spacing that [`Spacing::for_image`] refuses for `A`
-/// (half the smallest spacing squared underflows, or the image's extent
-/// squared overflows), and Gaussian kernels whose `sigma^2` (in voxels)
-/// underflows, or scores beyond a quarter of `A::MAX` (the filter adds the
-/// two scores at each pair of symmetric taps before weighting them, which
-/// overflows to `inf`, and `inf - inf` is NaN). See
-/// `transforms_with_extreme_inputs_make_no_nan`.
-fn known_nan<A: Float>(t: &ScoreTransform, scores: &ArrayD<A>, spacing: &Spacing) -> bool {
-    match t {
-        ScoreTransform::Distance(_) | ScoreTransform::Box(_) => {
-            spacing.for_image::<A>(scores.shape()).is_err()
-        }
-        ScoreTransform::Gaussian(g) => {
-            let quarter = A::max_value().to_f64_lossless() / 4.0;
-            g.sigmas(spacing, scores.ndim()).is_ok_and(|s| s.iter().any(|&s| !(0.5 / (s * s)).is_finite()))
-                || scores.iter().any(|x| x.to_f64_lossless().abs() > quarter)
-        }
-        _ => false,
-    }
-}
-
-/// Whether `t` is a Gaussian whose kernel radius exceeds 10^4 voxels: the
-/// filter then takes seconds and hundreds of MB on a one-voxel image
-/// (radii up to 2^24 are accepted whatever the image's size), an open
-/// issue in `src/transform/smooth.rs`; see
-/// `gaussian_work_is_bounded_by_the_image`. Not applied here, to keep the
-/// test fast.
+/// Whether `t` is a Gaussian whose kernel radius exceeds 10^4 voxels: its
+/// taps are folded onto the axis in O(radius) time (radii up to 2^24 are
+/// accepted whatever the image's size; memory stays O(axis length)), which
+/// is too slow for thousands of cases; see
+/// `huge_kernels_fold_exactly_onto_small_images`.
 fn huge_kernel(t: &ScoreTransform, ndim: usize, spacing: &Spacing) -> bool {
     match t {
         ScoreTransform::Gaussian(g) => g
@@ -761,7 +736,7 @@ fn check_transform<A: Float>(t: &ScoreTransform, scores: &ArrayD<A>, spacing: &S
     if huge_kernel(t, scores.ndim(), spacing) {
         return;
     }
-    let nan_free = scores.iter().all(|x| !x.is_nan()) && !known_nan(t, scores, spacing);
+    let nan_free = scores.iter().all(|x| !x.is_nan());
     if let Some(out) = ok(t.apply(scores, spacing)) {
         assert_eq!(out.shape(), scores.shape());
         if nan_free {
@@ -796,8 +771,7 @@ proptest! {
     }
 }
 
-/// Found by `transform_names_parse_print_and_apply` (open; run with
-/// `--ignored`):
+/// Found by `transform_names_parse_print_and_apply` (fixed):
 ///
 /// * the signed distance of the one-voxel image `[0.0]` in `f32` with
 ///   spacing `[2.2250738585072014e-308]` (or any spacing that is 0 in
@@ -818,11 +792,7 @@ proptest! {
 ///   symmetric taps (`src/transform/smooth.rs`, `correlate_axis`), and
 ///   `MAX + MAX` overflows to `inf` before it is weighted (then
 ///   `inf - inf`); any scores beyond `MAX / 2` in magnitude can do this.
-///
-/// These three files are being reworked elsewhere for widths and
-/// spacings, so the fixes belong there.
 #[test]
-#[ignore = "open: NaN from extreme scores, spacings and widths in src/transform/{distance,boxes,smooth}.rs"]
 fn transforms_with_extreme_inputs_make_no_nan() {
     let extremes = ndarray::arr1(&[-2.5, f64::MIN, f64::MAX]).into_dyn();
     for name in ["gaussian:3:mode=mirror", "gaussian:3", "gaussian:1:mode=wrap"] {
@@ -861,26 +831,30 @@ fn transforms_with_extreme_inputs_make_no_nan() {
 }
 
 /// Found by the `transform_names` fuzz target (a timeout,
-/// `fuzz/artifacts/transform_names/gaussian-huge-truncate-takes-seconds`;
-/// open, run with `--ignored`): `gaussian:33:truncate=333300` builds a
-/// kernel of radius 4.7 million voxels on every axis, and pads every line
-/// to that length, even for a 1 x 1 x 1 x 1 image: about 1.3 s and
-/// hundreds of MB in the test profile (2^24 voxels is the only bound on
-/// the radius; `gaussian:7000000` takes 3 s). The work should be bounded
-/// by the image (for the reflecting, mirroring and wrapping modes a kernel
-/// longer than a few axis lengths folds onto the axis) or refused: in
-/// `src/transform/smooth.rs`, which is being reworked elsewhere for widths.
+/// `fuzz/artifacts/transform_names/gaussian-huge-truncate-takes-seconds`):
+/// `gaussian:33:truncate=333300` has a kernel radius of 4.7 million voxels.
+/// Such kernels are folded onto the axis (O(axis) memory; the taps are
+/// summed once), and the result is exact: in the reflecting modes a
+/// constant image stays constant and one voxel is unchanged; in the
+/// constant mode the voxel keeps its own tap's weight.
 #[test]
-#[ignore = "open: Gaussian kernels are bounded by 2^24 voxels, not by the image (src/transform/smooth.rs)"]
-fn gaussian_work_is_bounded_by_the_image() {
-    let one = ArrayD::<f64>::zeros(IxDyn(&[1, 1, 1, 1]));
-    for name in ["gaussian:33:truncate=333300", "gaussian:7000000"] {
+fn huge_kernels_fold_exactly_onto_small_images() {
+    let one = ArrayD::<f64>::from_elem(IxDyn(&[1, 1, 1, 1]), 3.5);
+    for name in ["gaussian:33:truncate=333300", "gaussian:7000000", "gaussian:7000000:mode=wrap"] {
         let t: ScoreTransform = name.parse().unwrap();
-        let start = std::time::Instant::now();
-        let _ = t.apply(&one, &Spacing::unit());
-        let took = start.elapsed();
-        assert!(took < std::time::Duration::from_millis(100), "{name} on one voxel took {took:?}");
+        let out = t.apply(&one, &Spacing::unit()).unwrap();
+        assert!(out.iter().all(|&x| (x - 3.5).abs() <= 1e-12), "{name}: {out:?}");
     }
+    let flat = ArrayD::<f32>::from_elem(IxDyn(&[3, 5]), -2.0);
+    let t: ScoreTransform = "gaussian:5000000:mode=mirror".parse().unwrap();
+    let out = t.apply(&flat, &Spacing::unit()).unwrap();
+    assert!(out.iter().all(|&x| (x + 2.0).abs() <= 1e-5), "{out:?}");
+    // constant mode, cval 0: the voxel keeps the weight of the taps it covers
+    let t: ScoreTransform = "gaussian-sigma:1000:mode=constant".parse().unwrap();
+    let voxel = ArrayD::<f64>::from_elem(IxDyn(&[1]), 1.0);
+    let out = t.apply(&voxel, &Spacing::unit()).unwrap();
+    let taps: f64 = (-4000..=4000).map(|x: i32| (-0.5 * f64::from(x).powi(2) / 1e6).exp()).sum();
+    assert!((out[[0]] - 1.0 / taps).abs() <= 1e-15, "{out:?} vs {}", 1.0 / taps);
 }
 
 /// Everything the API target varies.
@@ -1070,6 +1044,7 @@ fn run_case<A: Float>(c: &Case, scores: &ArrayD<A>) {
     let spec = match mode.kind() {
         confseg::ModeKind::Max => ModeSpec::max(),
         confseg::ModeKind::Marginal => ModeSpec::marginal(),
+        confseg::ModeKind::RiskControl => ModeSpec::risk_control(),
         confseg::ModeKind::Bonferroni => match ok(ModeSpec::bonferroni(c.mode.1, c.mode.2)) {
             Some(s) => s,
             None => ModeSpec::marginal(),

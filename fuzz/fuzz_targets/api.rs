@@ -204,6 +204,7 @@ fn validate<A: Float>(
     let spec = match mode.kind() {
         confseg::ModeKind::Max => ModeSpec::max(),
         confseg::ModeKind::Marginal => ModeSpec::marginal(),
+        confseg::ModeKind::RiskControl => ModeSpec::risk_control(),
         confseg::ModeKind::Bonferroni => {
             match ok(ModeSpec::bonferroni(
                 weight(input.mode[2], &input.raw),

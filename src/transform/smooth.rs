@@ -543,16 +543,16 @@ impl Folded {
         let fold = match period {
             Some(p) => {
                 let mut g = vec![0.0; p];
-                let mut total = 0.0;
                 for o in 0..=r {
                     let v = tap(o);
                     g[o % p] += v;
-                    total += v;
                     if o > 0 {
                         g[(p - o % p) % p] += v;
-                        total += v;
                     }
                 }
+                // normalised by the sum of the folded weights themselves, so
+                // that they add up to 1 within a few ulps however many taps
+                let total: f64 = g.iter().sum();
                 g.iter_mut().for_each(|x| *x /= total);
                 Fold::Periodic { g }
             }
