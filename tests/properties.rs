@@ -110,6 +110,58 @@ proptest! {
     }
 
     #[test]
+    fn kernel_on_runs_matches_definition_and_finds_nan(
+        runs in prop::collection::vec((0u8..2, 1usize..150), 1..12),
+        values in prop::collection::vec(-1e3f64..1e3, 1..8),
+        nan_at in prop::option::of((any::<bool>(), 0.0f64..1.0)),
+        bad_at in prop::option::of(0.0f64..1.0),
+        same in any::<bool>(),
+    ) {
+        // Masks in runs of random lengths (whole vector blocks and chunks,
+        // boundaries inside them, a partial last chunk), f32 and f64.
+        let mut m: Vec<u8> = runs.iter().flat_map(|&(v, len)| std::iter::repeat_n(v, len)).collect();
+        let n = m.len();
+        let f: Vec<f64> = (0..n).map(|i| values[i % values.len()] + i as f64 * 0.25).collect();
+        let g: Vec<f64> = if same { f.clone() } else { f.iter().map(|x| 0.5 * x - 3.0).collect() };
+        let shape = IxDyn(&[n]);
+        let (fa, ga, ma) = (
+            ArrayD::from_shape_vec(shape.clone(), f.clone()).unwrap(),
+            ArrayD::from_shape_vec(shape.clone(), g.clone()).unwrap(),
+            ArrayD::from_shape_vec(shape.clone(), m.clone()).unwrap(),
+        );
+        let want = ImageStatistics { tau: naive_max(&fa, &ma, 0, false), gamma: naive_max(&ga, &ma, 1, true) };
+        let got = if same { region_statistics(&fa, &fa, &ma, &Max) } else { region_statistics(&fa, &ga, &ma, &Max) };
+        prop_assert_eq!(got.unwrap(), want);
+        let (f32a, g32a) = (fa.mapv(|x| x as f32), ga.mapv(|x| x as f32));
+        let want32 = ImageStatistics {
+            tau: naive_max(&f32a.mapv(f64::from), &ma, 0, false),
+            gamma: naive_max(&g32a.mapv(f64::from), &ma, 1, true),
+        };
+        let got32 =
+            if same { region_statistics(&f32a, &f32a, &ma, &Max) } else { region_statistics(&f32a, &g32a, &ma, &Max) };
+        prop_assert_eq!(got32.unwrap(), want32);
+        let bools = ma.mapv(|v| v == 1);
+        prop_assert_eq!(region_statistics(&f32a, &g32a, &bools, &Max).unwrap(), region_statistics(&f32a, &g32a, &ma, &Max).unwrap());
+
+        // A NaN anywhere, in either array, is found and named.
+        if let Some((in_outer, at)) = nan_at {
+            let p = ((at * n as f64) as usize).min(n - 1);
+            let (mut f2, mut g2) = (f32a.clone(), g32a.clone());
+            let what = if in_outer && !same { g2[[p]] = f32::NAN; "outer scores" } else { f2[[p]] = f32::NAN; "inner scores" };
+            let e = if same { region_statistics(&f2, &f2, &ma, &Max) } else { region_statistics(&f2, &g2, &ma, &Max) };
+            prop_assert_eq!(e.unwrap_err(), confseg::Error::NanScore { what, image: None, index: vec![p] });
+        }
+        // A value other than 0/1 anywhere is found and named.
+        if let Some(at) = bad_at {
+            let p = ((at * n as f64) as usize).min(n - 1);
+            m[p] = 2;
+            let m2 = ArrayD::from_shape_vec(shape, m).unwrap();
+            let e = region_statistics(&f32a, &g32a, &m2, &Max).unwrap_err();
+            prop_assert_eq!(e, confseg::Error::NonBinaryMask { image: None, index: vec![p], value: 2.0 });
+        }
+    }
+
+    #[test]
     fn sets_are_monotone_in_alpha(
         all in stats(80),
         a1 in 0.01f64..0.99,

@@ -116,7 +116,12 @@ impl ImageStatistics {
     }
 }
 
+/// Voxels per chunk: the mask is classified, and the scores folded, 16
+/// voxels at a time (two 256-bit vectors of `f32`, four of `f64`).
 const LANES: usize = 16;
+
+/// Voxels per block: a block inside a run is classified once (four chunks).
+const BLOCK: usize = 4 * LANES;
 
 struct KernelOutput<A> {
     tau: A,
@@ -125,188 +130,234 @@ struct KernelOutput<A> {
     non_binary: bool,
 }
 
-/// Lane accumulators shared by all paths of the kernel, so that a run costs
-/// no set-up: `LANES` partial folds per region and NaN flags.
-struct Lanes<A> {
-    tau: [A; LANES],
-    gamma: [A; LANES],
-    nan: [u32; LANES],
+/// A NaN flag as wide as the scores' lanes (`u32` for `f32`, `u64` for
+/// `f64`), so that an unordered comparison's lane mask is or-ed in as it is,
+/// with no narrowing shuffles between lanes.
+trait NanFlag: Copy + Default + std::ops::BitOr<Output = Self> + PartialEq {
+    /// All ones if `b`, else zero (the comparison's own lane mask).
+    fn of(b: bool) -> Self;
 }
 
-/// Fold the chunks of `xs` (negated if `NEG`) into `acc`, one lane per
-/// position (fixed-size chunks from `as_chunks`: no bounds checks, so the
-/// compiler emits SIMD max operations), and check `xs` and `also` (another
-/// array checked for NaN only) for NaN. Returns the unchunked remainder.
-#[inline]
-fn fold_run<'a, A: Float, C: Combination, const NEG: bool>(
-    xs: &'a [A],
-    also: Option<&[A]>,
-    c: &C,
-    acc: &mut [A; LANES],
-    nan: &mut [u32; LANES],
-) -> &'a [A] {
-    let (chunks, rest) = xs.as_chunks::<LANES>();
-    for ch in chunks {
-        for l in 0..LANES {
-            acc[l] = c.push(acc[l], if NEG { -ch[l] } else { ch[l] });
-        }
-        nan_pairs(ch, nan);
-    }
-    if let Some(ys) = also {
-        let (chunks, rest) = ys.as_chunks::<LANES>();
-        for ch in chunks {
-            nan_pairs(ch, nan);
-        }
-        nan[0] |= u32::from(rest.iter().any(|v| v.is_nan()));
-    }
-    nan[0] |= u32::from(rest.iter().any(|v| v.is_nan()));
-    rest
-}
-
-/// Accumulate "some value is NaN" over a chunk: an unordered comparison is
-/// true iff either operand is NaN, so one comparison checks two values.
-#[inline]
-fn nan_pairs<A: Float>(ch: &[A; LANES], nan: &mut [u32; LANES]) {
-    for l in 0..LANES / 2 {
-        nan[l] |= u32::from(ch[l].partial_cmp(&ch[l + LANES / 2]).is_none());
+impl NanFlag for u32 {
+    #[inline(always)]
+    fn of(b: bool) -> Self {
+        u32::from(b).wrapping_neg()
     }
 }
 
-/// End of the run of mask values equal to `m[i]` starting at `i`, scanning
-/// `4 * LANES`, then `LANES` values at a time.
-#[inline]
-fn run_end<M: MaskValue>(m: &[M], i: usize) -> usize {
-    const WIDE: usize = 4 * LANES;
-    let v = m[i];
-    let rest = &m[i..];
-    let (wide, _) = rest.as_chunks::<WIDE>();
-    let mut j = 0;
-    for ch in wide {
-        let mut differs = false;
-        for &x in ch {
-            differs |= x != v;
-        }
-        if differs {
-            break;
-        }
-        j += WIDE;
+impl NanFlag for u64 {
+    #[inline(always)]
+    fn of(b: bool) -> Self {
+        u64::from(b).wrapping_neg()
     }
-    let (chunks, _) = rest[j..].as_chunks::<LANES>();
-    for ch in chunks {
-        let mut differs = false;
-        for &x in ch {
-            differs |= x != v;
-        }
-        if differs {
-            break;
-        }
-        j += LANES;
-    }
-    while j < rest.len() && rest[j] == v {
-        j += 1;
-    }
-    i + j
 }
-
-/// Runs shorter than this are handled by the branch-free select loop.
-const MIN_RUN: usize = LANES;
 
 /// The fused kernel: both region statistics and the NaN / non-binary flags
 /// in one pass over the image.
 ///
 /// Written by hand because no crate fuses a masked two-region reduction with
-/// validation. Masks come in runs (objects are blobs), so the kernel walks
-/// the mask run by run: a background run is a plain vectorized max of `f_I`,
-/// an object run a plain max of `-f_O`; each score is read once (twice only
-/// to check the other array for NaN when `f_I` and `f_O` differ). Where runs
-/// are short (ragged boundaries, noise), blocks fall back to a branch-free
-/// per-voxel select. All paths fold into the same lane accumulators.
+/// validation. Masks come in runs (objects are blobs), so the kernel reads
+/// the mask `LANES` values at a time: a chunk that is all background is a
+/// plain lane-wise max of `f_I`, a chunk that is all object a plain max of
+/// `-f_O`, with no per-voxel select and no widening of the mask to the
+/// scores' width; only chunks that straddle a boundary take the branch-free
+/// per-voxel select, and the last, partial chunk a scalar loop. NaN is
+/// checked in the same pass by unordered comparisons (one comparison checks
+/// `f_I(v)` and `f_O(v)`; each score is read once when `f_I = f_O`). All
+/// paths apply `C` to the same values, so the statistics do not depend on
+/// the path.
+///
+/// The loop is compiled twice: for the baseline target, and for AVX2 (x86-64
+/// v3) where the processor has it, chosen at run time through `pulp`'s safe
+/// dispatch (no `unsafe` in this crate). Everything it calls is
+/// `#[inline(always)]` so that it is compiled for the chosen target.
 fn fused_kernel<A: Float, M: MaskValue, C: Combination>(
     fi: &[A],
     fo: &[A],
     m: &[M],
     c: &C,
 ) -> KernelOutput<A> {
+    struct Op<'a, A, M, C> {
+        fi: &'a [A],
+        fo: &'a [A],
+        m: &'a [M],
+        c: &'a C,
+    }
+    impl<A: Float, M: MaskValue, C: Combination> pulp::WithSimd for Op<'_, A, M, C> {
+        type Output = KernelOutput<A>;
+        #[inline(always)]
+        fn with_simd<S: pulp::Simd>(self, _simd: S) -> KernelOutput<A> {
+            let Op { fi, fo, m, c } = self;
+            // NaN flags as wide as a score: no narrowing of comparison masks
+            match (std::mem::size_of::<A>() == 4, std::ptr::eq(fi, fo)) {
+                (true, true) => chunks::<A, M, C, u32, true>(fi, fo, m, c),
+                (true, false) => chunks::<A, M, C, u32, false>(fi, fo, m, c),
+                (false, true) => chunks::<A, M, C, u64, true>(fi, fo, m, c),
+                (false, false) => chunks::<A, M, C, u64, false>(fi, fo, m, c),
+            }
+        }
+    }
     let n = fi.len().min(fo.len()).min(m.len());
-    let (fi, fo, m) = (&fi[..n], &fo[..n], &m[..n]);
-    let same = std::ptr::eq(fi, fo);
-    let mut lanes = Lanes { tau: [c.empty::<A>(); LANES], gamma: [c.empty::<A>(); LANES], nan: [0; LANES] };
-    let mut non_binary = false;
-    let mut i = 0;
-    while i < n {
-        let v = m[i];
-        if !v.is_binary() {
-            non_binary = true;
-            break;
-        }
-        let end = run_end(m, i);
-        if end - i >= MIN_RUN {
-            let object = v.is_object();
-            let (xs, also, acc) = if object {
-                (&fo[i..end], &fi[i..end], &mut lanes.gamma)
-            } else {
-                (&fi[i..end], &fo[i..end], &mut lanes.tau)
-            };
-            let also = (!same).then_some(also);
-            let rest = if object {
-                fold_run::<A, C, true>(xs, also, c, acc, &mut lanes.nan)
-            } else {
-                fold_run::<A, C, false>(xs, also, c, acc, &mut lanes.nan)
-            };
-            for &x in rest {
-                acc[0] = c.push(acc[0], if object { -x } else { x });
-            }
-            i = end;
-        } else {
-            let end = (i + 2 * LANES).min(n);
-            non_binary |= select_block(&fi[i..end], &fo[i..end], &m[i..end], c, &mut lanes);
-            if non_binary {
-                break;
-            }
-            i = end;
-        }
-    }
-    KernelOutput {
-        tau: lanes.tau.iter().fold(c.empty(), |a, &b| c.merge(a, b)),
-        gamma: lanes.gamma.iter().fold(c.empty(), |a, &b| c.merge(a, b)),
-        nan: lanes.nan.iter().any(|&b| b != 0),
-        non_binary,
-    }
+    pulp::Arch::new().dispatch(Op { fi: &fi[..n], fo: &fo[..n], m: &m[..n], c })
 }
 
-/// Branch-free per-voxel kernel for mixed masks: each voxel updates both
-/// accumulators through selects. Returns whether a mask value is not 0/1.
-#[inline]
-fn select_block<A: Float, M: MaskValue, C: Combination>(
+/// The kernel's loop over chunks (see [`fused_kernel`]); `SAME` when `fi`
+/// and `fo` are one array.
+///
+/// The lane accumulators are only ever indexed at constant positions (a
+/// position known only at run time would keep them in memory, and the
+/// compiler turns selects of lanes in memory into masked stores, which are
+/// slow).
+#[inline(always)]
+fn chunks<A: Float, M: MaskValue, C: Combination, N: NanFlag, const SAME: bool>(
     fi: &[A],
     fo: &[A],
     m: &[M],
     c: &C,
-    lanes: &mut Lanes<A>,
-) -> bool {
-    let mut bad = [false; LANES];
-    let mut step = |l: usize, x: A, y: A, mv: M| {
-        let y = -y;
-        let obj = mv.is_object();
-        lanes.nan[l] |= u32::from(x.partial_cmp(&y).is_none());
-        bad[l] |= !mv.is_binary();
-        let t = c.push(lanes.tau[l], x);
-        let g = c.push(lanes.gamma[l], y);
-        lanes.tau[l] = if obj { lanes.tau[l] } else { t };
-        lanes.gamma[l] = if obj { g } else { lanes.gamma[l] };
-    };
-    let (xc, xr) = fi.as_chunks::<LANES>();
-    let (yc, yr) = fo.as_chunks::<LANES>();
-    let (mc, mr) = m.as_chunks::<LANES>();
-    for ((x, y), mv) in xc.iter().zip(yc).zip(mc) {
-        for l in 0..LANES {
-            step(l, x[l], y[l], mv[l]);
+) -> KernelOutput<A> {
+    let mut tau = [c.empty::<A>(); LANES];
+    let mut gamma = [c.empty::<A>(); LANES];
+    let mut nan = [N::default(); LANES];
+    let mut non_binary = false;
+    // blocks of four chunks: a block inside a run (all values equal) is
+    // classified once; the chunks of a block that straddles a boundary
+    // one by one
+    let (mb, m_rest) = m.as_chunks::<BLOCK>();
+    let (xb, x_rest) = fi.as_chunks::<BLOCK>();
+    let (yb, y_rest) = fo.as_chunks::<BLOCK>();
+    for ((mv, x), y) in mb.iter().zip(xb).zip(yb) {
+        let (xc, yc) = (x.as_chunks::<LANES>().0, y.as_chunks::<LANES>().0);
+        let first = mv[0];
+        if *mv == [first; BLOCK] && first.is_binary() {
+            if first.is_object() {
+                for (x, y) in xc.iter().zip(yc) {
+                    fold_chunk::<A, C, true>(y, c, &mut gamma);
+                    nan_chunk::<A, N, SAME>(x, y, &mut nan);
+                }
+            } else {
+                for (x, y) in xc.iter().zip(yc) {
+                    fold_chunk::<A, C, false>(x, c, &mut tau);
+                    nan_chunk::<A, N, SAME>(x, y, &mut nan);
+                }
+            }
+        } else {
+            for ((mv, x), y) in mv.as_chunks::<LANES>().0.iter().zip(xc).zip(yc) {
+                non_binary |= chunk_step::<A, M, C, N, SAME>(mv, x, y, c, &mut tau, &mut gamma, &mut nan);
+            }
+            if non_binary {
+                break;
+            }
         }
     }
-    for ((&x, &y), &mv) in xr.iter().zip(yr).zip(mr) {
-        step(0, x, y, mv);
+    let (mc, mr) = m_rest.as_chunks::<LANES>();
+    let (xc, xr) = x_rest.as_chunks::<LANES>();
+    let (yc, yr) = y_rest.as_chunks::<LANES>();
+    if !non_binary {
+        for ((mv, x), y) in mc.iter().zip(xc).zip(yc) {
+            non_binary |= chunk_step::<A, M, C, N, SAME>(mv, x, y, c, &mut tau, &mut gamma, &mut nan);
+        }
     }
-    bad.iter().any(|&b| b)
+    // the last, partial chunk: scalar accumulators
+    let (mut tau_r, mut gamma_r, mut nan_r) = (c.empty::<A>(), c.empty::<A>(), false);
+    if !non_binary {
+        for ((&x, &y), &mv) in xr.iter().zip(yr).zip(mr) {
+            non_binary |= !mv.is_binary();
+            nan_r |= x.is_nan() || y.is_nan();
+            if mv.is_object() {
+                gamma_r = c.push(gamma_r, -y);
+            } else {
+                tau_r = c.push(tau_r, x);
+            }
+        }
+    }
+    KernelOutput {
+        tau: tau.iter().fold(tau_r, |a, &b| c.merge(a, b)),
+        gamma: gamma.iter().fold(gamma_r, |a, &b| c.merge(a, b)),
+        nan: nan_r || nan.iter().any(|&b| b != N::default()),
+        non_binary,
+    }
+}
+
+/// One chunk of any mask: a plain fold of one region if the chunk is
+/// uniform, else the per-voxel select. Returns whether a mask value is not
+/// 0/1 (then nothing is folded).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn chunk_step<A: Float, M: MaskValue, C: Combination, N: NanFlag, const SAME: bool>(
+    mv: &[M; LANES],
+    x: &[A; LANES],
+    y: &[A; LANES],
+    c: &C,
+    tau: &mut [A; LANES],
+    gamma: &mut [A; LANES],
+    nan: &mut [N; LANES],
+) -> bool {
+    // a uniform chunk lies in one region (array equality: for byte masks
+    // one vector compare with a broadcast and one move-mask)
+    let first = mv[0];
+    if *mv == [first; LANES] && first.is_binary() {
+        if first.is_object() {
+            fold_chunk::<A, C, true>(y, c, gamma);
+        } else {
+            fold_chunk::<A, C, false>(x, c, tau);
+        }
+        nan_chunk::<A, N, SAME>(x, y, nan);
+    } else if mv.iter().all(|v| v.is_binary()) {
+        select_chunk(x, y, mv, c, tau, gamma, nan);
+    } else {
+        return true;
+    }
+    false
+}
+
+/// Fold one chunk (negated if `NEG`) into the lane accumulators: one lane
+/// per position, so the compiler emits vector max operations.
+#[inline(always)]
+fn fold_chunk<A: Float, C: Combination, const NEG: bool>(x: &[A; LANES], c: &C, acc: &mut [A; LANES]) {
+    for l in 0..LANES {
+        acc[l] = c.push(acc[l], if NEG { -x[l] } else { x[l] });
+    }
+}
+
+/// Accumulate "some value is NaN" over a chunk of `fi` and `fo`: an
+/// unordered comparison is true iff either operand is NaN, so one
+/// comparison checks two values (`x[l]` against `y[l]`, or, when they are
+/// one array, two positions of `x`).
+#[inline(always)]
+fn nan_chunk<A: Float, N: NanFlag, const SAME: bool>(x: &[A; LANES], y: &[A; LANES], nan: &mut [N; LANES]) {
+    if SAME {
+        for l in 0..LANES / 2 {
+            nan[l] = nan[l] | N::of(x[l].partial_cmp(&x[l + LANES / 2]).is_none());
+        }
+    } else {
+        for l in 0..LANES {
+            nan[l] = nan[l] | N::of(x[l].partial_cmp(&y[l]).is_none());
+        }
+    }
+}
+
+/// Branch-free per-voxel kernel for a chunk of a mixed (0/1) mask: each
+/// voxel updates both accumulators through selects of whole values, every
+/// lane written (a conditional update in place is compiled to masked
+/// stores).
+#[inline(always)]
+fn select_chunk<A: Float, M: MaskValue, C: Combination, N: NanFlag>(
+    x: &[A; LANES],
+    y: &[A; LANES],
+    m: &[M; LANES],
+    c: &C,
+    tau: &mut [A; LANES],
+    gamma: &mut [A; LANES],
+    nan: &mut [N; LANES],
+) {
+    let (t0, g0) = (*tau, *gamma);
+    for l in 0..LANES {
+        let obj = m[l].is_object();
+        let (t, g) = (c.push(t0[l], x[l]), c.push(g0[l], -y[l]));
+        tau[l] = if obj { t0[l] } else { t };
+        gamma[l] = if obj { g } else { g0[l] };
+        nan[l] = nan[l] | N::of(x[l].partial_cmp(&y[l]).is_none());
+    }
 }
 
 /// The fused kernel folded over one image read in consecutive chunks of

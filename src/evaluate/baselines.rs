@@ -208,6 +208,45 @@ impl Prepared {
         })
     }
 
+    /// As [`Prepared::thresholds`], with the conformal order statistics
+    /// read from the calibration part's statistics sorted once per split
+    /// (`sorted`, shared by every conformal method and level of the split;
+    /// the same values as [`Calibration::thresholds`](crate::Calibration::thresholds)).
+    pub(crate) fn thresholds_with(
+        &self,
+        pool: &Pool,
+        cal: &[usize],
+        alpha: Alpha,
+        sorted: Option<&SortedStatistics>,
+    ) -> Result<SplitSets> {
+        match (self.method, sorted) {
+            (Method::Conformal(spec), Some(sorted)) => {
+                let mode = spec.mode(alpha)?;
+                let (inner, outer) = match mode.kind() {
+                    ModeKind::Marginal | ModeKind::Bonferroni => (
+                        sorted.quantile(&sorted.tau, mode.inner_alpha()),
+                        sorted.quantile(&sorted.gamma, mode.outer_alpha()),
+                    ),
+                    ModeKind::Max => {
+                        let t = sorted.quantile(&sorted.joint, mode.inner_alpha());
+                        (t, t)
+                    }
+                    // not an order statistic: the same error as `Calibration::thresholds`
+                    ModeKind::RiskControl => return self.thresholds(pool, cal, alpha),
+                };
+                let too_few = matches!(inner, Threshold::TooFewImages { .. })
+                    || matches!(outer, Threshold::TooFewImages { .. });
+                Ok(SplitSets { inner: inner.value(), outer: -outer.value(), too_few })
+            }
+            _ => self.thresholds(pool, cal, alpha),
+        }
+    }
+
+    /// Whether the method's thresholds are conformal order statistics of the pool's statistics.
+    pub(crate) fn is_conformal(&self) -> bool {
+        matches!(self.method, Method::Conformal(_))
+    }
+
     /// Thresholds fitted on the calibration images `cal`.
     pub(crate) fn thresholds(&self, pool: &Pool, cal: &[usize], alpha: Alpha) -> Result<SplitSets> {
         let imgs = pool.images();
@@ -269,6 +308,51 @@ impl Prepared {
                     too_few: matches!(t, Threshold::TooFewImages { .. }),
                 })
             }
+        }
+    }
+}
+
+/// The statistics `tau`, `gamma` and `max(tau, gamma)` of a calibration
+/// part, each sorted (`total_cmp`): the `k`-th smallest is then an index,
+/// the same value [`conformal_quantile`] selects.
+pub(crate) struct SortedStatistics {
+    tau: Vec<f64>,
+    gamma: Vec<f64>,
+    joint: Vec<f64>,
+}
+
+impl SortedStatistics {
+    /// `None` if a statistic is NaN (then [`conformal_quantile`] reports it).
+    pub(crate) fn new(pool: &Pool, cal: &[usize]) -> Option<SortedStatistics> {
+        let stats = pool.statistics();
+        let mut out = SortedStatistics {
+            tau: Vec::with_capacity(cal.len()),
+            gamma: Vec::with_capacity(cal.len()),
+            joint: Vec::with_capacity(cal.len()),
+        };
+        for &i in cal {
+            let s = stats.get(i)?;
+            out.tau.push(s.tau);
+            out.gamma.push(s.gamma);
+            out.joint.push(s.joint());
+        }
+        for v in [&mut out.tau, &mut out.gamma, &mut out.joint] {
+            if v.iter().any(|x| x.is_nan()) {
+                return None;
+            }
+            v.sort_unstable_by(f64::total_cmp);
+        }
+        Some(out)
+    }
+
+    /// [`conformal_quantile`] of the (sorted) values.
+    fn quantile(&self, sorted: &[f64], alpha: Alpha) -> Threshold {
+        let n = sorted.len();
+        let k = alpha.rank(n);
+        if k > n || k == 0 {
+            Threshold::TooFewImages { n, needed: alpha.min_calibration_size() }
+        } else {
+            Threshold::OrderStatistic { k, value: sorted[k - 1] }
         }
     }
 }

@@ -28,10 +28,22 @@
 //!   thresholds are `lambda`, so joint coverage is `max(tau_j, gamma_j) <= lambda`.
 //!   (`tests/evaluate.rs` checks this against sets built by
 //!   [`ConfidenceSets::predict`](crate::ConfidenceSets::predict).)
-//! * **Sizes by binary search.** The inner set at threshold `a` is
-//!   `{f_I > a}`, so `|I ∩ Y|` and `|I \ Y|` are counts of sorted object and
-//!   background values above `a`; the same holds for the outer set
-//!   `{f_O >= -lambda_O}`.
+//! * **Sizes by table.** The inner set at threshold `a` is `{f_I > a}`,
+//!   so `|I ∩ Y|` and `|I \ Y|` are counts of sorted object and background
+//!   values above `a`; the same holds for the outer set `{f_O >= -lambda_O}`.
+//!   Thresholds are order statistics of the pool (for the conformal method,
+//!   of the pool's statistics, at ranks near the level's quantile), so the
+//!   splits of a batch meet few distinct values: every image is counted once
+//!   at each of them (a binary search), and a split's test images look their
+//!   counts up. The conformal thresholds of all modes and levels of a split
+//!   come from its calibration statistics sorted once.
+//! * **Splits in parallel.** Splits are drawn in order from one seeded
+//!   generator, in batches; with `rayon` the batch's thresholds and set
+//!   sizes are computed in parallel, each split summing over its test images
+//!   in order, and the per-split results are folded into the report in split
+//!   order: the reports are the same bit for bit on any number of threads.
+//!   The per-split coverages are kept as histograms, so memory does not grow
+//!   with the number of splits.
 //! * **Geometry memoized.** Diameters and Hausdorff distances need the sets
 //!   themselves. Thresholds are order statistics of the pool's statistics,
 //!   so with discrete scores each image meets only a few distinct
@@ -78,7 +90,7 @@ use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::image::{check_shape, AsImage};
 use crate::mask::MaskValue;
-use crate::pipeline::{default_in_flight, for_each_image, stream, Load};
+use crate::pipeline::{default_in_flight, for_each_image, map_images, stream, Load};
 use crate::quantile::Alpha;
 use crate::transform::{Spacing, Transform};
 use crate::{Calibration, Mode};
@@ -947,6 +959,10 @@ impl Mean {
         self.sum += x;
         self.n += 1;
     }
+    fn merge(&mut self, other: &Mean) {
+        self.sum += other.sum;
+        self.n += other.n;
+    }
     fn get(&self) -> Option<f64> {
         (self.n > 0).then(|| self.sum / self.n as f64)
     }
@@ -1059,53 +1075,67 @@ impl Validation {
             }
         }
 
-        for (r, (cal, test)) in self.splits.iter(pool.len())?.enumerate() {
-            let (cal, test) = (&cal, &test);
+        // The splits run in batches: the batch's splits are drawn in order
+        // from the one seeded generator, their thresholds and set sizes are
+        // computed in parallel (per split, in the order of its test images),
+        // and the per-split results are folded into the cells in split order,
+        // so the reports do not depend on the number of threads.
+        let mut draws = self.splits.iter(pool.len())?;
+        let mut done = 0;
+        while done < total {
+            let batch: Vec<(Vec<usize>, Vec<usize>)> = draws.by_ref().take(BATCH).collect();
+            if batch.is_empty() {
+                break;
+            }
+            let any_conformal = prepared.iter().any(baselines::Prepared::is_conformal);
+            let thresholds = map_images(batch.len(), |r| {
+                let cal = &batch[r].0;
+                let sorted = if any_conformal { baselines::SortedStatistics::new(pool, cal) } else { None };
+                (0..cells)
+                    .map(|c| {
+                        prepared[c / n_alpha].thresholds_with(
+                            pool,
+                            cal,
+                            self.alphas[c % n_alpha],
+                            sorted.as_ref(),
+                        )
+                    })
+                    .collect::<Result<Vec<SplitSets>>>()
+            });
+            let mut flat = Vec::with_capacity(batch.len() * cells);
+            for t in thresholds {
+                flat.extend(t?);
+            }
+            let thresholds = flat;
             for (mi, p) in prepared.iter().enumerate() {
-                for (ai, &alpha) in self.alphas.iter().enumerate() {
-                    let t = p.thresholds(pool, cal, alpha)?;
-                    let cell = &mut acc[mi * n_alpha + ai];
-                    let (mut ci, mut co, mut cj) = (0usize, 0usize, 0usize);
-                    for &j in test {
-                        let img = &pool.images[j];
-                        let voxels = img.voxels() as f64;
-                        let (fi, fo) = p.fields(pool, j);
-                        let (inner_ok, outer_ok) = p.covers(pool, j, t);
-                        ci += usize::from(inner_ok);
-                        co += usize::from(outer_ok);
-                        cj += usize::from(inner_ok && outer_ok);
-                        let i_obj = count_above(&fi.object, t.inner);
-                        let i_bg = count_above(&fi.background, t.inner);
-                        let o_obj = count_at_least(&fo.object, t.outer);
-                        let o_bg = count_at_least(&fo.background, t.outer);
-                        let y = img.n_object as f64;
-                        if img.n_object > 0 {
-                            cell.m[0].add((i_obj + i_bg) as f64 / y);
-                            cell.m[1].add((o_obj + o_bg) as f64 / y);
-                            cell.m[6].add((img.n_object - o_obj) as f64 / y);
-                        } else {
-                            cell.m[6].add(0.0);
+                for ai in 0..n_alpha {
+                    let c = mi * n_alpha + ai;
+                    let t_of = |r: usize| thresholds[r * cells + c];
+                    let sizes = SetSizes::new(pool, p, &batch, &t_of);
+                    let per_split =
+                        map_images(batch.len(), |r| split_cell(pool, p, &batch[r].1, t_of(r), &sizes));
+                    let cell = &mut acc[c];
+                    for (r, s) in per_split.iter().enumerate() {
+                        cell.inner[s.covered[0]] += 1;
+                        cell.outer[s.covered[1]] += 1;
+                        cell.joint[s.covered[2]] += 1;
+                        cell.too_few += usize::from(t_of(r).too_few);
+                        for (m, x) in cell.m.iter_mut().zip(&s.m) {
+                            m.merge(x);
                         }
-                        cell.m[2].add((i_obj + i_bg) as f64 / voxels);
-                        cell.m[3].add((o_obj + o_bg) as f64 / voxels);
-                        cell.m[4].add((img.n_object - i_obj) as f64 / voxels);
-                        cell.m[5].add(o_bg as f64 / voxels);
-                    }
-                    cell.inner[ci] += 1;
-                    cell.outer[co] += 1;
-                    cell.joint[cj] += 1;
-                    cell.too_few += usize::from(t.too_few);
-                    if r < geometry_splits {
-                        cell.geo.push(t);
+                        if done + r < geometry_splits {
+                            cell.geo.push(t_of(r));
+                        }
                     }
                 }
             }
-            if r < geometry_splits {
-                geometry_tests.push(test.clone());
+            for (r, (_, test)) in batch.into_iter().enumerate() {
+                if done + r < geometry_splits {
+                    geometry_tests.push(test);
+                }
             }
-            if (r + 1) % 64 == 0 || r + 1 == total {
-                progress(Progress { stage: "splits", done: r + 1, total });
-            }
+            done = (done + BATCH).min(total);
+            progress(Progress { stage: "splits", done, total });
         }
 
         // Geometry: distinct (image, field, op, threshold) over the geometry splits.
@@ -1241,6 +1271,142 @@ impl Validation {
     }
 }
 
+/// Splits per batch of [`Validation::run`]: drawn in order, computed in
+/// parallel, folded in order.
+const BATCH: usize = 1024;
+
+/// One split's results for one method and level.
+struct SplitCell {
+    /// test images with `I ⊆ Y`, `Y ⊆ O`, both
+    covered: [usize; 3],
+    /// the efficiency sums over the split's test images, in their order
+    m: [Mean; 7],
+}
+
+/// Set sizes `|I ∩ Y|`, `|I \ Y|`, `|O ∩ Y|`, `|O \ Y|` of the pool's images at
+/// the thresholds of a batch of splits for one method and level.
+///
+/// Thresholds are order statistics of the pool (for the conformal method,
+/// of its images' statistics), so a batch of splits meets few distinct
+/// values; counting every image at each distinct threshold once (a table)
+/// replaces a binary search per split and test image by a lookup. When the
+/// thresholds are too many for a table to pay (more entries than half the
+/// (split, test image) pairs), each count is a binary search.
+struct SetSizes {
+    /// distinct inner and outer thresholds, sorted (`total_cmp`)
+    inner: Vec<f64>,
+    outer: Vec<f64>,
+    /// per image: `(|I ∩ Y|, |I \ Y|)` at each inner threshold, then
+    /// `(|O ∩ Y|, |O \ Y|)` at each outer threshold; empty when not tabled
+    table: Vec<Vec<[u32; 2]>>,
+}
+
+impl SetSizes {
+    fn new(
+        pool: &Pool,
+        p: &baselines::Prepared,
+        batch: &[(Vec<usize>, Vec<usize>)],
+        t_of: &(impl Fn(usize) -> SplitSets + Sync),
+    ) -> SetSizes {
+        let distinct = |f: &dyn Fn(SplitSets) -> f64| {
+            let mut v: Vec<f64> = (0..batch.len()).map(|r| f(t_of(r))).collect();
+            v.sort_unstable_by(f64::total_cmp);
+            v.dedup_by(|a, b| a.total_cmp(b).is_eq());
+            v
+        };
+        let (inner, outer) = (distinct(&|t| t.inner), distinct(&|t| t.outer));
+        let lookups: usize = batch.iter().map(|(_, test)| test.len()).sum();
+        let entries = (inner.len() + outer.len()).saturating_mul(pool.len());
+        // counts fit the table's u32 if the images do
+        let fits = u32::try_from(pool.max_voxels()).is_ok();
+        let table = if fits && entries <= lookups {
+            map_images(pool.len(), |j| {
+                let (fi, fo) = p.fields(pool, j);
+                let mut row = Vec::with_capacity(inner.len() + outer.len());
+                row.extend(
+                    inner.iter().map(|&a| [count_above(&fi.object, a), count_above(&fi.background, a)]),
+                );
+                row.extend(
+                    outer.iter().map(|&b| [count_at_least(&fo.object, b), count_at_least(&fo.background, b)]),
+                );
+                row.into_iter().map(|c| c.map(|x| x as u32)).collect()
+            })
+        } else {
+            Vec::new()
+        };
+        SetSizes { inner, outer, table }
+    }
+
+    /// Where split thresholds `t` are in the table (`None` if not tabled).
+    fn position(&self, t: SplitSets) -> Option<(usize, usize)> {
+        if self.table.is_empty() {
+            return None;
+        }
+        let find = |v: &[f64], x: f64| v.binary_search_by(|y| y.total_cmp(&x)).ok();
+        Some((find(&self.inner, t.inner)?, self.inner.len() + find(&self.outer, t.outer)?))
+    }
+
+    /// `(|I ∩ Y|, |I \ Y|, |O ∩ Y|, |O \ Y|)` of image `j` at thresholds `t`.
+    fn counts(
+        &self,
+        fi: &Field,
+        fo: &Field,
+        j: usize,
+        t: SplitSets,
+        at: Option<(usize, usize)>,
+    ) -> [usize; 4] {
+        match at {
+            Some((di, d_o)) => {
+                let row = &self.table[j];
+                let ([a, b], [c, d]) = (row[di], row[d_o]);
+                [a as usize, b as usize, c as usize, d as usize]
+            }
+            _ => [
+                count_above(&fi.object, t.inner),
+                count_above(&fi.background, t.inner),
+                count_at_least(&fo.object, t.outer),
+                count_at_least(&fo.background, t.outer),
+            ],
+        }
+    }
+}
+
+/// Coverage and efficiency sums of one split (test images in order).
+fn split_cell(
+    pool: &Pool,
+    p: &baselines::Prepared,
+    test: &[usize],
+    t: SplitSets,
+    sizes: &SetSizes,
+) -> SplitCell {
+    let at = sizes.position(t);
+    let mut out = SplitCell { covered: [0; 3], m: [Mean::default(); 7] };
+    for &j in test {
+        let img = &pool.images[j];
+        let voxels = img.voxels() as f64;
+        let (fi, fo) = p.fields(pool, j);
+        let (inner_ok, outer_ok) = p.covers(pool, j, t);
+        out.covered[0] += usize::from(inner_ok);
+        out.covered[1] += usize::from(outer_ok);
+        out.covered[2] += usize::from(inner_ok && outer_ok);
+        let [i_obj, i_bg, o_obj, o_bg] = sizes.counts(fi, fo, j, t, at);
+        let y = img.n_object as f64;
+        let m = &mut out.m;
+        if img.n_object > 0 {
+            m[0].add((i_obj + i_bg) as f64 / y);
+            m[1].add((o_obj + o_bg) as f64 / y);
+            m[6].add((img.n_object - o_obj) as f64 / y);
+        } else {
+            m[6].add(0.0);
+        }
+        m[2].add((i_obj + i_bg) as f64 / voxels);
+        m[3].add((o_obj + o_bg) as f64 / voxels);
+        m[4].add((img.n_object - i_obj) as f64 / voxels);
+        m[5].add(o_bg as f64 / voxels);
+    }
+    out
+}
+
 fn prepared_field<'a>(
     prepared: &'a [baselines::Prepared],
     pool: &'a Pool,
@@ -1360,6 +1526,84 @@ mod tests {
         assert_eq!(s.q95, 19.0);
         assert_eq!(s.below_nominal, Some(0.15));
         assert!((s.sd - (35.0f64).sqrt()).abs() < 1e-12);
+    }
+
+    fn small_pool() -> Pool {
+        use crate::synthetic::Synthetic;
+        use crate::{Identity, Metric, SignedDistance};
+        let (scores, masks) = Synthetic::new([20, 24]).seed(5).stack(0..120);
+        let c = Calibrator::new(Identity, SignedDistance::new(Metric::Euclidean));
+        Pool::new(&c, &scores, &masks, 0.0).unwrap()
+    }
+
+    fn all_methods() -> Vec<Method> {
+        vec![
+            Method::Conformal(ModeSpec::marginal()),
+            Method::Conformal(ModeSpec::max()),
+            Method::Conformal(ModeSpec::bonferroni(1.0, 4.0).unwrap()),
+            Method::RiskControl,
+            Method::PixelwiseBonferroni(ModeSpec::bonferroni(1.0, 4.0).unwrap()),
+            Method::Morphological(StepMetric::Chessboard),
+        ]
+    }
+
+    #[test]
+    fn set_size_tables_equal_binary_searches() {
+        let pool = small_pool();
+        let splits = Splits::new(70, 300, 2).unwrap().generate(pool.len()).unwrap();
+        for method in all_methods() {
+            let p = method.prepare(&pool).unwrap();
+            for alpha in [0.05, 0.2] {
+                let alpha = Alpha::new(alpha).unwrap();
+                let t: Vec<SplitSets> =
+                    splits.iter().map(|(cal, _)| p.thresholds(&pool, cal, alpha).unwrap()).collect();
+                let t_of = |r: usize| t[r];
+                let tabled = SetSizes::new(&pool, &p, &splits, &t_of);
+                assert!(!p.is_conformal() || !tabled.table.is_empty(), "conformal thresholds are few");
+                let direct = SetSizes { inner: Vec::new(), outer: Vec::new(), table: Vec::new() };
+                for (r, (_, test)) in splits.iter().enumerate() {
+                    let (a, b) = (
+                        split_cell(&pool, &p, test, t[r], &tabled),
+                        split_cell(&pool, &p, test, t[r], &direct),
+                    );
+                    assert_eq!(a.covered, b.covered);
+                    for (x, y) in a.m.iter().zip(&b.m) {
+                        assert_eq!((x.sum.to_bits(), x.n), (y.sum.to_bits(), y.n));
+                    }
+                }
+                // the conformal thresholds from sorted statistics equal `Calibration::thresholds`
+                for (cal, _) in &splits {
+                    let sorted = baselines::SortedStatistics::new(&pool, cal);
+                    let a = p.thresholds_with(&pool, cal, alpha, sorted.as_ref()).unwrap();
+                    let b = p.thresholds(&pool, cal, alpha).unwrap();
+                    assert_eq!(
+                        (a.inner.to_bits(), a.outer.to_bits(), a.too_few),
+                        (b.inner.to_bits(), b.outer.to_bits(), b.too_few)
+                    );
+                }
+            }
+        }
+    }
+
+    #[cfg(feature = "rayon")]
+    #[test]
+    fn parallel_reports_equal_one_thread_bit_for_bit() {
+        let pool = small_pool();
+        // more splits than a batch, the last batch partial; geometry on a few
+        let alphas = [0.05, 0.1, 0.3].map(|a| Alpha::new(a).unwrap()).to_vec();
+        let v = Validation::new(alphas, Splits::new(60, 2 * BATCH + 37, 9).unwrap().with_n_test(50).unwrap())
+            .with_geometry(Geometry::FirstSplits(3));
+        let run = |threads: usize| {
+            let tp = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let mut calls = Vec::new();
+            let r = tp.install(|| v.run_with_progress(&pool, &all_methods(), |p| calls.push(p))).unwrap();
+            // Debug shows every f64 exactly (shortest round trip, NaN and -0 included)
+            (format!("{r:?}"), calls)
+        };
+        let (one, calls) = run(1);
+        assert_eq!(run(3), (one.clone(), calls.clone()));
+        assert_eq!(run(2).0, one);
+        assert_eq!(calls.iter().rfind(|p| p.stage == "splits").map(|p| p.done), Some(2 * BATCH + 37));
     }
 
     #[test]
