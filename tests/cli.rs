@@ -834,3 +834,74 @@ fn risk_control_is_fitted_saved_and_predicted() {
     }
     assert!(!f.path("x.json").exists());
 }
+
+#[test]
+fn chained_transforms_calibrate_save_and_predict() {
+    let f = Files::new();
+    let (s, m) = data(0..40);
+    let (test, _) = data(100..104);
+    write_npy(f.path("s.npy"), &s).unwrap();
+    write_npy(f.path("m.npy"), &m).unwrap();
+    write_npy(f.path("t.npy"), &test).unwrap();
+    ok(&[
+        "calibrate",
+        "--masks",
+        f.s("m.npy"),
+        "--scores",
+        f.s("s.npy"),
+        "--inner",
+        "gaussian:2|box",
+        "--outer",
+        "gaussian:2 | distance:chessboard",
+        "--alpha",
+        "0.1",
+        "-o",
+        f.s("cal.json"),
+    ]);
+    let j = json(&f.path("cal.json"));
+    assert_eq!(j["inner"]["transform"]["name"], "chain");
+    assert_eq!(j["inner"]["transform"]["steps"][1]["name"], "box", "{}", j["inner"]["transform"]);
+    assert_eq!(j["inner"]["transform"]["steps"][1]["kind"], "inner", "{}", j["inner"]["transform"]);
+    let inner: ScoreTransform = "gaussian:2|box-inner".parse().unwrap();
+    let outer: ScoreTransform = "gaussian:2|distance:chessboard".parse().unwrap();
+    let calibrator = Calibrator::new(inner, outer);
+    let sets = calibrator
+        .fit(&calibrator.calibrate_stack(&s, &m).unwrap(), Mode::marginal(Alpha::new(0.1).unwrap()))
+        .unwrap();
+    assert_eq!(
+        file_thresholds(&f.path("cal.json")),
+        (sets.thresholds().inner.value(), sets.thresholds().outer.value())
+    );
+    ok(&[
+        "predict",
+        "--calibration",
+        f.s("cal.json"),
+        "--scores",
+        f.s("t.npy"),
+        "--inner-out",
+        f.s("i.npy"),
+        "--outer-out",
+        f.s("o.npy"),
+    ]);
+    let want = sets.predict_stack(&test).unwrap();
+    let got: Array3<u8> = read_npy(f.path("o.npy")).unwrap();
+    assert_eq!(got, want.outer.mapv(u8::from));
+    let e = fail(
+        &[
+            "calibrate",
+            "--masks",
+            f.s("m.npy"),
+            "--scores",
+            f.s("s.npy"),
+            "--outer",
+            "gaussian:2|",
+            "--alpha",
+            "0.1",
+            "-o",
+            f.s("x.json"),
+        ],
+        1,
+    );
+    assert!(e.contains("empty step"), "{e}");
+    assert!(!f.path("x.json").exists());
+}

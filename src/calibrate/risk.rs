@@ -1,27 +1,4 @@
-//! Conformal risk control of the missed fraction (Angelopoulos et al. 2022;
-//! METHOD.md §4.3): an outer set that misses, in expectation, at most an
-//! `alpha` share of the object — a weaker promise than the conformal sets'
-//! "the whole object, with probability `1 - alpha`", and a smaller set.
-//!
-//! # Definition
-//!
-//! For calibration image `i` with true mask `Y_i` and outer scores `f_O`,
-//! the missed fraction of the outer set `O_t = {f_O >= t}` is
-//! `FNR_i(t) = |{v in Y_i : f_O(v) < t}| / |Y_i|` (0 for an empty mask),
-//! nondecreasing in `t` and at most 1. The threshold is the largest `t` with
-//!
-//! ```text
-//! n/(n+1) * mean_i FNR_i(t) + 1/(n+1) <= alpha,
-//! ```
-//!
-//! (the paper's `lambda = inf{l : ...}` with `l = -t`, loss bound 1), and
-//! for a new exchangeable image `E[FNR(t)] <= alpha`. If no `t` qualifies
-//! (`alpha < 1/(n+1)`), `t = -inf` and the outer set is the whole image.
-//! There is no inner set (it is empty).
-//!
-//! Unlike the conformal statistics (two numbers per image), the threshold
-//! needs every object voxel's outer score: a [`RiskCalibration`] keeps them,
-//! 8 bytes per object voxel.
+//! Conformal risk control of the missed fraction (METHOD.md §4.3): [`RiskCalibration`].
 
 use super::{Calibrator, Combination, Provenance};
 use crate::error::{Error, Result};
@@ -33,9 +10,33 @@ use crate::quantile::Alpha;
 use crate::transform::Transform;
 use ndarray::{Array, ArrayRef, Zip};
 
-/// The per-image object scores that conformal risk control is fitted on
-/// (see the [module docs](self)); built by [`Calibrator::risk_calibrate_stream`]
-/// or [`Calibrator::observe_risk`], or by hand with [`RiskCalibration::push`].
+/// Conformal risk control of the missed fraction (Angelopoulos et al. 2022;
+/// METHOD.md §4.3): an outer set that misses, in expectation, at most an
+/// `alpha` share of the object — a weaker promise than the conformal sets'
+/// "the whole object, with probability `1 - alpha`", and a smaller set.
+///
+/// # Definition
+///
+/// For calibration image `i` with true mask `Y_i` and outer scores `f_O`,
+/// the missed fraction of the outer set `O_t = {f_O >= t}` is
+/// `FNR_i(t) = |{v in Y_i : f_O(v) < t}| / |Y_i|` (0 for an empty mask),
+/// nondecreasing in `t` and at most 1. The threshold is the largest `t` with
+///
+/// ```text
+/// n/(n+1) * mean_i FNR_i(t) + 1/(n+1) <= alpha,
+/// ```
+///
+/// (the paper's `lambda = inf{l : ...}` with `l = -t`, loss bound 1), and
+/// for a new exchangeable image `E[FNR(t)] <= alpha`. If no `t` qualifies
+/// (`alpha < 1/(n+1)`), `t = -inf` and the outer set is the whole image.
+/// There is no inner set (it is empty).
+///
+/// Unlike the conformal statistics (two numbers per image), the threshold
+/// needs every object voxel's outer score: this type keeps them,
+/// 8 bytes per object voxel.
+///
+/// Built by [`Calibrator::risk_calibrate_stream`] or
+/// [`Calibrator::observe_risk`], or by hand with [`RiskCalibration::push`].
 ///
 /// ```
 /// use confseg::{Alpha, RiskCalibration};
@@ -130,8 +131,8 @@ impl RiskCalibration {
         mean_missed(&objects, |o| o.partition_point(|&v| v < t))
     }
 
-    /// The risk-controlling threshold `t` at level `alpha` (see the
-    /// [module docs](self)); the outer set of a new image is `{f_O >= t}`.
+    /// The risk-controlling threshold `t` at level `alpha` (definition
+    /// above); the outer set of a new image is `{f_O >= t}`.
     ///
     /// # Errors
     /// [`Error::NoCalibrationData`] if no image was added.

@@ -16,7 +16,7 @@
 //! `B_O` is the union of the outer boxes, `B_I` the union of the inner
 //! boxes, and the scores are the chessboard signed distance to the union
 //! ([`SignedDistance`](super::SignedDistance) with
-//! [`Metric::Chessboard`](super::Metric::Chessboard) and the midpoint
+//! [`Metric::Chessboard`] and the midpoint
 //! convention, spacing-weighted): `+` inside, `-` outside, `-inf`
 //! everywhere when nothing is predicted, `+inf` when the union is the whole
 //! image.

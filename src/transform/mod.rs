@@ -22,6 +22,12 @@
 //! | [`GaussianSmoothing`] | separable Gaussian filter, width as FWHM or sigma, in voxels or physical units, scipy's boundary modes and truncation | [`smooth`] |
 //! | [`BoxScores`] | chessboard signed distance to the union of the bounding boxes (outer) or largest inner boxes (inner) of the predicted mask's connected components | [`boxes`] |
 //!
+//! Transforms compose: [`Transform::then`] in the library, `A|B` among the
+//! named transforms (`gaussian:2|distance`: the distance to the smoothed
+//! prediction). A transform of one's own can be [`register`]ed under a
+//! name, so that files and the CLI's library callers can name it
+//! ([`compose`]).
+//!
 //! [`SignedDistance`] also offers the voxel-centre convention of scipy's
 //! `distance_transform_edt` and MATLAB's `bwdist` for comparison with those
 //! tools; the module docs of [`distance`] set the two side by side.
@@ -75,11 +81,13 @@ use crate::float::Float;
 pub use crate::image::Spacing;
 
 pub mod boxes;
+pub mod compose;
 pub mod distance;
 mod par;
 pub mod smooth;
 
 pub use boxes::{component_boxes, BoundingBox, BoxKind, BoxScores, BoxShape, ComponentBoxes, Connectivity};
+pub use compose::{register, registered_names, RegisteredTransform, Then, TransformChain, MAX_CHAIN_STEPS};
 pub use distance::{DistanceConvention, Metric, SignedDistance};
 pub use smooth::{BoundaryMode, GaussianSmoothing, Units, Width};
 
@@ -126,6 +134,14 @@ pub trait Transform {
     /// images to carry their spacing only when a transform uses it.
     fn uses_spacing(&self) -> bool {
         true
+    }
+
+    /// This transform followed by `next` (`next ∘ self`); see [`Then`].
+    fn then<U: Transform>(self, next: U) -> Then<Self, U>
+    where
+        Self: Sized,
+    {
+        Then::new(self, next)
     }
 }
 
@@ -356,13 +372,18 @@ pub enum ScoreTransform {
     Gaussian(GaussianSmoothing),
     /// [`BoxScores`] of the predicted mask.
     Box(BoxScores),
+    /// Several transforms applied in turn (`gaussian:2|distance`).
+    Chain(TransformChain),
+    /// A transform of the user's, [`register`]ed under a name.
+    Registered(RegisteredTransform),
 }
 
 impl ScoreTransform {
     /// Set the predicted-mask threshold `t` (predicted mask = `scores > t`)
     /// of the transforms that threshold the scores (signed distance,
-    /// bounding boxes). Transforms without a threshold (identity, sigmoid,
-    /// smoothing) are returned unchanged.
+    /// bounding boxes; in a chain, every such step). Transforms without a
+    /// threshold (identity, sigmoid, smoothing, registered ones) are
+    /// returned unchanged.
     ///
     /// ```
     /// use confseg::ScoreTransform;
@@ -380,18 +401,24 @@ impl ScoreTransform {
     pub fn with_mask_threshold(self, t: f64) -> Result<Self> {
         check_mask_threshold(t)?;
         Ok(match self {
-            ScoreTransform::Identity | ScoreTransform::Sigmoid | ScoreTransform::Gaussian(_) => self,
+            ScoreTransform::Identity
+            | ScoreTransform::Sigmoid
+            | ScoreTransform::Gaussian(_)
+            | ScoreTransform::Registered(_) => self,
             ScoreTransform::Distance(d) => ScoreTransform::Distance(d.with_mask_threshold(t)?),
             ScoreTransform::Box(b) => ScoreTransform::Box(b.with_mask_threshold(t)?),
+            ScoreTransform::Chain(c) => c.map_steps(|s| s.with_mask_threshold(t))?,
         })
     }
 
-    /// The predicted-mask threshold, for transforms that have one.
+    /// The predicted-mask threshold, for transforms that have one (in a
+    /// chain, that of the first step that has one).
     #[must_use]
     pub fn mask_threshold(&self) -> Option<f64> {
         match self {
             ScoreTransform::Distance(d) => Some(d.mask_threshold()),
             ScoreTransform::Box(b) => Some(b.mask_threshold()),
+            ScoreTransform::Chain(c) => c.steps().iter().find_map(ScoreTransform::mask_threshold),
             _ => None,
         }
     }
@@ -558,6 +585,8 @@ impl Transform for ScoreTransform {
             ScoreTransform::Distance(d) => d.apply(scores, spacing),
             ScoreTransform::Gaussian(g) => g.apply(scores, spacing),
             ScoreTransform::Box(b) => b.apply(scores, spacing),
+            ScoreTransform::Chain(c) => c.apply(scores, spacing),
+            ScoreTransform::Registered(r) => r.apply(scores, spacing),
         }
     }
     fn describe(&self) -> String {
@@ -568,6 +597,8 @@ impl Transform for ScoreTransform {
             ScoreTransform::Identity | ScoreTransform::Sigmoid => false,
             ScoreTransform::Gaussian(g) => g.uses_spacing(),
             ScoreTransform::Distance(_) | ScoreTransform::Box(_) => true,
+            ScoreTransform::Chain(c) => c.uses_spacing(),
+            ScoreTransform::Registered(r) => r.uses_spacing(),
         }
     }
 }
@@ -580,17 +611,39 @@ impl fmt::Display for ScoreTransform {
             ScoreTransform::Distance(d) => d.fmt(f),
             ScoreTransform::Gaussian(g) => g.fmt(f),
             ScoreTransform::Box(b) => b.fmt(f),
+            ScoreTransform::Chain(c) => c.fmt(f),
+            ScoreTransform::Registered(r) => r.fmt(f),
         }
     }
 }
 
 const KNOWN: &str = "known: identity, sigmoid, distance[:METRIC], distance-centre[:METRIC], gaussian:FWHM, \
-                     gaussian-sigma:SIGMA, box-outer, box-inner";
+                     gaussian-sigma:SIGMA, box-outer, box-inner, chains A|B, registered names";
 
 impl FromStr for ScoreTransform {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
         let s = s.trim();
+        if s.contains('|') {
+            let mut steps = Vec::new();
+            for step in s.split('|') {
+                if steps.len() == compose::MAX_CHAIN_STEPS {
+                    return ScoreTransform::chain(vec![
+                        ScoreTransform::Identity;
+                        compose::MAX_CHAIN_STEPS + 1
+                    ]);
+                }
+                if step.trim().is_empty() {
+                    return Err(Error::InvalidParameter {
+                        name: "transform",
+                        value: s.to_owned(),
+                        reason: "empty step in a chain (write A|B)".into(),
+                    });
+                }
+                steps.push(step.parse()?);
+            }
+            return ScoreTransform::chain(steps);
+        }
         let mut parts = s.split(':').map(str::trim);
         let name = parts.next().unwrap_or("");
         let rest: Vec<&str> = parts.collect();
@@ -654,6 +707,12 @@ impl FromStr for ScoreTransform {
                 }
                 let kind = if name == "box-outer" { BoxKind::Outer } else { BoxKind::Inner };
                 Ok(ScoreTransform::Box(boxes::parse_box(kind, &options)?))
+            }
+            _ if compose::registered_names().iter().any(|n| n == name) => {
+                if main.is_some() || !options.is_empty() {
+                    return Err(unexpected("no parameters (it is a registered transform)"));
+                }
+                Ok(ScoreTransform::Registered(RegisteredTransform::lookup(name)?))
             }
             _ => Err(Error::InvalidParameter {
                 name: "transform",

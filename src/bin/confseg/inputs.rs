@@ -169,20 +169,23 @@ pub enum Side {
 }
 
 /// Parse a transform name (`identity`, `sigmoid`, `distance:chessboard`,
-/// ...). For a side, a bare `box[:...]` maps to `box-inner[:...]` /
-/// `box-outer[:...]`.
+/// `gaussian:2|distance`, ...). For a side, a bare `box[:...]` (also as a
+/// step of a chain) maps to `box-inner[:...]` / `box-outer[:...]`.
 ///
 /// # Errors
 /// An unknown name or bad parameters (the library's message).
 pub fn parse_transform(name: &str, side: Option<Side>) -> Result<ScoreTransform> {
-    let trimmed = name.trim();
-    let expanded = match (trimmed.split(':').next(), side) {
-        (Some("box"), Some(Side::Inner)) => format!("box-inner{}", &trimmed[3..]),
-        (Some("box"), Some(Side::Outer)) => format!("box-outer{}", &trimmed[3..]),
-        (Some("box"), None) => usage!("transform {trimmed:?}: say box-inner or box-outer"),
-        _ => trimmed.to_owned(),
-    };
-    Ok(expanded.parse::<ScoreTransform>()?)
+    let mut expanded = Vec::new();
+    for step in name.split('|') {
+        let trimmed = step.trim();
+        expanded.push(match (trimmed.split(':').next().map(str::trim), side) {
+            (Some("box"), Some(Side::Inner)) => format!("box-inner{}", &trimmed[3..]),
+            (Some("box"), Some(Side::Outer)) => format!("box-outer{}", &trimmed[3..]),
+            (Some("box"), None) => usage!("transform {:?}: say box-inner or box-outer", name.trim()),
+            _ => trimmed.to_owned(),
+        });
+    }
+    Ok(expanded.join("|").parse::<ScoreTransform>()?)
 }
 
 /// Which images of the input files are used.
