@@ -326,6 +326,7 @@ impl JointMode {
     }
 
     /// From the per-structure modes as stored (checked for consistency).
+    #[cfg(feature = "serde")]
     pub(crate) fn from_parts(kind: ModeKind, alpha: Alpha, modes: Vec<Mode>) -> Result<Self> {
         let bad =
             |reason: String| Error::InvalidParameter { name: "joint mode", value: kind.to_string(), reason };
