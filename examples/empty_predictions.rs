@@ -26,7 +26,7 @@ use ndarray::Array2;
 /// Image `i`: the synthetic pair, with an empty prediction for every 12th.
 fn image(data: &Synthetic<ndarray::Ix2>, i: usize) -> (Array2<f64>, Array2<bool>) {
     let (mut s, m) = data.pair(i);
-    if i % 12 == 0 {
+    if i.is_multiple_of(12) {
         let top = s.fold(f64::NEG_INFINITY, |a, &x| a.max(x));
         s.mapv_inplace(|x| x - top - 1.0);
     }
@@ -51,7 +51,7 @@ fn main() -> confseg::Result<()> {
                 let (s, m) = image(&data, i);
                 let p = sets.predict(&s)?;
                 covered += usize::from(p.coverage(&m)?.outer);
-                let empty = usize::from(i % 12 != 0);
+                let empty = usize::from(!i.is_multiple_of(12));
                 size[empty] += p.outer.iter().filter(|&&b| b).count();
                 count[empty] += 1;
             }
