@@ -22,9 +22,14 @@ Cases (the targets of the streamed-images issue):
    `edt` package's signed distance (`edt.sdf`, the voxel-centre
    convention; confseg's `distance-centre` is run too and its thresholds
    are compared with edt's up to float32 rounding);
-4. peak RSS for 100 and 200 volumes of 128^3 (the same files, `--indices`).
+4. peak RSS for 100 and 200 volumes of 128^3 (the same files, `--indices`);
+5. (--nifti) 100 per-subject `.nii.gz` volumes of 128^3 (float32 scores,
+   uint8 labels, each subject with its own spacing in its header), `--inner
+   identity --outer distance-centre` on the folder against a Python loop with
+   nibabel + NumPy + `edt.sdf` (anisotropic), and peak RSS for 50 and 100
+   subjects.
 
-Needs: numpy, edt (`pip install numpy edt`) and a release build
+Needs: numpy, edt (`pip install numpy edt`; nibabel for --nifti) and a release build
 (`cargo build --release --features cli`). Data go to --dir (default
 /tmp/confseg-bench, about 4.5 GB for the full run; --quick uses small
 sizes to check the script).
@@ -69,6 +74,40 @@ def q(z, a):
     return math.inf if k > n else float(np.partition(np.array(z), k - 1)[k - 1])
 print(json.dumps({"inner": q(tau, float(alpha_i)), "outer": q(gamma, float(alpha_o))}))
 '''
+
+
+NIFTI_SCRIPT = r'''
+import glob, math, sys, json
+import numpy as np, nibabel as nib, edt
+folder, pattern, alpha_i, alpha_o = sys.argv[1:5]
+tau, gamma = [], []
+for f in sorted(glob.glob(f"{folder}/{pattern}_prob.nii.gz")):
+    img = nib.load(f)
+    fi = np.asarray(img.dataobj, dtype=np.float32)
+    spacing = tuple(float(z) for z in img.header.get_zooms()[:3])
+    m = np.asarray(nib.load(f.replace("_prob", "_seg")).dataobj) > 0
+    fo = edt.sdf(fi > 0, anisotropy=spacing)
+    bg, ob = ~m, m
+    tau.append(float(fi[bg].max()) if bg.any() else -math.inf)
+    gamma.append(float((-fo[ob]).max()) if ob.any() else -math.inf)
+def q(z, a):
+    n = len(z); k = math.ceil((1 - a) * (n + 1) - 1e-9)
+    return math.inf if k > n else float(np.partition(np.array(z), k - 1)[k - 1])
+print(json.dumps({"inner": q(tau, float(alpha_i)), "outer": q(gamma, float(alpha_o))}))
+'''
+
+
+def write_cohort(folder, s3, m3, n):
+    """Subjects sub-000 .. of the 3-D stacks as .nii.gz, spacings varying by subject."""
+    import nibabel as nib
+
+    os.makedirs(folder, exist_ok=True)
+    S, M = np.load(s3, mmap_mode="r"), np.load(m3, mmap_mode="r")
+    spacings = [(0.8, 0.8, 2.5), (0.7, 0.7, 3.0), (0.9, 0.9, 2.0), (1.0, 1.0, 1.0)]
+    for i in range(n):
+        affine = np.diag([*spacings[i % len(spacings)], 1.0])
+        nib.save(nib.Nifti1Image(np.asarray(S[i]), affine), os.path.join(folder, f"sub-{i:03d}_prob.nii.gz"))
+        nib.save(nib.Nifti1Image(np.asarray(M[i]), affine), os.path.join(folder, f"sub-{i:03d}_seg.nii.gz"))
 
 
 def generate(path_s, path_m, n, shape, seed, path_o=None):
@@ -146,6 +185,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="small sizes, to check the script")
     ap.add_argument("--skip-distance", action="store_true")
+    ap.add_argument("--nifti", action="store_true", help="case 5 only: a per-subject .nii.gz cohort (needs nibabel)")
     args = ap.parse_args()
     if not os.path.exists(CLI):
         sys.exit(f"{CLI} not found: cargo build --release --features cli")
@@ -170,6 +210,9 @@ def main():
     out = p("cal.json")
 
     print(f"confseg {CLI}; numpy {np.__version__}; {os.cpu_count()} CPUs; {args.repeats} repeats, interleaved")
+    if args.nifti:
+        nifti_case(p("cohort"), s3, m3, half, ai, ao, levels, out, args.repeats)
+        return
     run_case(
         f"1. {n2} x {side2}^2 float32, inner = outer file (one file named twice)",
         [CLI, "calibrate", "--masks", m2, "--inner-scores", s2, "--outer-scores", s2, *levels, "-o", out],
@@ -212,6 +255,29 @@ def main():
             b, _, _ = timed(py + [s3, s3, m3, ai, ao, str(half), "edt"])
             t_mid.append(b / a)
         print(f"3b. --outer distance (the paper's midpoint convention) vs numpy + edt.sdf: speed-up {spread(t_mid)}")
+
+
+def nifti_case(folder, s3, m3, n, ai, ao, levels, out, repeats):
+    if not os.path.exists(os.path.join(folder, f"sub-{n - 1:03d}_seg.nii.gz")):
+        print(f"writing {n} subjects to {folder} ...", flush=True)
+        write_cohort(folder, s3, m3, n)
+    close = lambda a, b: all(math.isclose(a[k], b[k], rel_tol=1e-6, abs_tol=1e-6) for k in a)
+    cli = lambda pattern: [CLI, "calibrate", "--scores", f"{folder}/{pattern}_prob.nii.gz",
+                           "--masks", f"{folder}/{pattern}_seg.nii.gz", "--scores-suffix", "_prob",
+                           "--masks-suffix", "_seg", "--inner", "identity", "--outer", "distance-centre",
+                           *levels, "-o", out]
+    _, rss = run_case(
+        f"5. {n} per-subject .nii.gz of 128^3 (own spacings): identity / distance-centre vs nibabel + numpy + edt.sdf",
+        cli("sub-*"),
+        [sys.executable, "-c", NIFTI_SCRIPT, folder, "sub-*", ai, ao],
+        out,
+        repeats,
+        compare=close,
+    )
+    half = f"sub-0[0-{n // 20 - 1}]?" if n % 20 == 0 and n <= 200 else None
+    if half:
+        _, rss_half, _ = timed(cli(half))
+        print(f"   peak RSS: {n // 2} subjects {rss_half:.0f} MiB, {n} subjects {max(rss):.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -389,6 +389,13 @@ fn class_axis_logits_equal_precomputed_probabilities() {
     let (o1, o2): (Array3<u8>, Array3<u8>) =
         (read_npy(f.path("o1.npy")).unwrap(), read_npy(f.path("o2.npy")).unwrap());
     assert_eq!(o1, o2);
+    // the file read by the library: logits are refused (the file's sets are
+    // of the 2-D probability maps), the probabilities give the CLI's sets
+    let sets: confseg::ConfidenceSets =
+        serde_json::from_str(&std::fs::read_to_string(f.path("l.json")).unwrap()).unwrap();
+    let e = sets.predict(&logits.index_axis(Axis(0), 0)).unwrap_err();
+    assert!(matches!(e, confseg::Error::DimensionMismatch { .. }), "{e}");
+    assert_eq!(sets.predict_stack(&probs).unwrap().outer.mapv(u8::from), o1);
     let mut d = vec!["calibrate", "--scores", f.s("l.npy"), "--class-axis", "0"];
     d.extend(common);
     assert!(fail(&d, 2).contains("image axis"));
