@@ -16,6 +16,7 @@ use crate::arrays::{self, is_sequence_of_images};
 use crate::errors::{value_error, IntoPy};
 use crate::io::PyCohort;
 use crate::layout::{layout, one_spacing, spacing_arg, spacing_tuple, Layout, SpacingArg};
+use crate::risk::{risk_lists, risk_views, PyRiskCalibration};
 use crate::sets::PyConfidenceSets;
 use crate::{json_loads, one_line, with_mask_list, with_masks, with_score_list, with_scores};
 
@@ -255,6 +256,26 @@ pub fn mode_from_args(
     weights: Option<(f64, f64)>,
     alpha_inner: Option<f64>,
     alpha_outer: Option<f64>,
+    delta: Option<f64>,
+) -> PyResult<Mode> {
+    let mode = mode_levels(alpha, mode, weights, alpha_inner, alpha_outer)?;
+    match delta {
+        Some(d) => Ok(mode.with_delta(delta_arg(d)?)),
+        None => Ok(mode),
+    }
+}
+
+/// A validated `delta` (the library's [`confseg::quantile::Delta`]).
+pub fn delta_arg(delta: f64) -> PyResult<confseg::quantile::Delta> {
+    confseg::quantile::Delta::new(delta).py()
+}
+
+fn mode_levels(
+    alpha: Option<f64>,
+    mode: &str,
+    weights: Option<(f64, f64)>,
+    alpha_inner: Option<f64>,
+    alpha_outer: Option<f64>,
 ) -> PyResult<Mode> {
     use confseg::Alpha;
     let a = |name: &'static str, x: Option<f64>| x.map(|x| Alpha::named(name, x)).transpose().py();
@@ -286,8 +307,12 @@ pub fn mode_from_args(
         ("marginal" | "bonferroni" | "max", None, _) => {
             Err(value_error(format!("mode=\"{mode}\" needs the level alpha")))
         }
+        ("risk-control", _, _) => Err(value_error(
+            "mode=\"risk-control\" is fitted from a RiskCalibration (Calibrator.risk_statistics), \
+             not from a Calibration",
+        )),
         _ => Err(value_error(format!(
-            "unknown mode {:?}; known: \"marginal\", \"bonferroni\", \"max\"",
+            "unknown mode {:?}; known: \"marginal\", \"bonferroni\", \"max\", \"risk-control\"",
             one_line(mode)
         ))),
     }
@@ -389,6 +414,45 @@ impl PyCalibrator {
         Ok(PyCalibration { cal: cal.py()? })
     }
 
+    /// The per-voxel state of conformal risk control of the missed fraction
+    /// (METHOD.md §4.3): the outer scores ``f_O(v)`` of every object voxel
+    /// of each labelled image (8 bytes per object voxel).
+    ///
+    /// ``risk_statistics(scores, masks, spacing=None) -> RiskCalibration``
+    ///
+    /// Inputs as for ``statistics`` (one image, a batch-first stack or a
+    /// list; ``spacing`` one for all or one per image). ``fit(risk_cal,
+    /// alpha, mode="risk-control")`` gives an outer set with
+    /// ``E[|truth \ outer| / |truth|] <= alpha`` (expected missed share,
+    /// not whole-mask coverage) and no inner set. Runs in parallel,
+    /// without the GIL.
+    #[pyo3(signature = (scores, masks, spacing=None))]
+    fn risk_statistics(
+        &self,
+        py: Python<'_>,
+        scores: &Bound<'_, PyAny>,
+        masks: &Bound<'_, PyAny>,
+        spacing: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<PyRiskCalibration> {
+        let sp = spacing_arg(spacing)?;
+        let c = &self.cal;
+        let objects = if is_sequence_of_images(scores) {
+            let s = arrays::score_list(scores, "scores")?;
+            let m = arrays::mask_list(masks, "masks")?;
+            with_score_list!(&s, sv => with_mask_list!(&m, mv => py.detach(|| risk_lists(c, &sv, &mv, &sp))))
+        } else {
+            let (s, _) = arrays::scores(scores, "scores")?;
+            let m = arrays::masks(masks, "masks")?;
+            let lay = match sp {
+                SpacingArg::PerImage(_) => Layout::Stack,
+                _ => layout(s.ndim(), image_ndim(&sp, self.ndim))?,
+            };
+            with_scores!(&s, sv => with_masks!(&m, mv => py.detach(|| risk_views(c, sv, mv, lay, &sp))))
+        }
+        .py()?;
+        py.detach(|| PyRiskCalibration::from_objects(c, objects)).py()
+    }
+
     /// Calibration statistics of scores already transformed by ``f_I`` and
     /// ``f_O`` (for example by another tool), used as they are; the
     /// calibrator's transforms must be ``"identity"`` (what the fitted sets
@@ -473,7 +537,7 @@ impl PyCalibrator {
 
     /// Fit the conformal thresholds.
     ///
-    /// ``fit(calibration, alpha=None, mode="marginal", weights=None, alpha_inner=None, alpha_outer=None) -> ConfidenceSets``
+    /// ``fit(calibration, alpha=None, mode="marginal", weights=None, alpha_inner=None, alpha_outer=None, delta=None) -> ConfidenceSets``
     ///
     /// * ``mode="marginal"``: ``P(inner ⊆ truth) >= 1 - alpha_I`` and
     ///   ``P(truth ⊆ outer) >= 1 - alpha_O`` (both ``alpha``, or
@@ -483,25 +547,66 @@ impl PyCalibrator {
     ///   (default 1:1; the paper uses 1:4) or by ``alpha_inner`` +
     ///   ``alpha_outer <= alpha``;
     /// * ``mode="max"``: ``P(inner ⊆ truth ⊆ outer) >= 1 - alpha`` from one
-    ///   threshold on ``max(tau, gamma)``.
+    ///   threshold on ``max(tau, gamma)``;
+    /// * ``mode="risk-control"`` (``calibration`` a ``RiskCalibration``, from
+    ///   ``risk_statistics``): conformal risk control of the missed
+    ///   fraction, ``E[|truth \ outer| / |truth|] <= alpha`` — the *expected
+    ///   share of the object missed*, not the probability of missing any of
+    ///   it — with the outer set ``{f_O >= t}`` and an empty inner set.
     ///
     /// The threshold is the ``k``-th smallest statistic,
     /// ``k = ceil((1 - alpha)(n + 1))``, or ``inf`` when ``k > n`` (then the
     /// inner set is empty and the outer set everything, with a
-    /// ``UserWarning``). Warnings of the library are emitted as ``UserWarning``.
-    #[pyo3(signature = (calibration, alpha=None, mode="marginal", weights=None, alpha_inner=None, alpha_outer=None))]
+    /// ``UserWarning``). With ``delta`` in (0, 1) the guarantee is
+    /// training-conditional: with probability at least ``1 - delta`` over
+    /// the calibration set, the coverage of future images is at least the
+    /// nominal level; ``k`` is then the smallest rank with
+    /// ``P(Binomial(n, 1 - alpha) <= k - 1) >= 1 - delta`` (exact binomial;
+    /// each side at its own level). Risk control has no ``delta`` version.
+    /// Warnings of the library are emitted as ``UserWarning``.
+    #[pyo3(signature = (calibration, alpha=None, mode="marginal", weights=None, alpha_inner=None, alpha_outer=None, delta=None))]
     #[allow(clippy::too_many_arguments)]
     fn fit(
         &self,
         py: Python<'_>,
-        calibration: PyRef<'_, PyCalibration>,
+        calibration: &Bound<'_, PyAny>,
         alpha: Option<f64>,
         mode: &str,
         weights: Option<(f64, f64)>,
         alpha_inner: Option<f64>,
         alpha_outer: Option<f64>,
+        delta: Option<f64>,
     ) -> PyResult<PyConfidenceSets> {
-        let mode = mode_from_args(alpha, mode, weights, alpha_inner, alpha_outer)?;
+        if let Ok(risk) = calibration.cast::<PyRiskCalibration>() {
+            if mode != "risk-control" {
+                return Err(value_error(format!(
+                    "a RiskCalibration is fitted with mode=\"risk-control\", not {:?}",
+                    one_line(mode)
+                )));
+            }
+            if weights.is_some() || alpha_inner.is_some() || alpha_outer.is_some() {
+                return Err(value_error("mode=\"risk-control\" uses one level: give alpha only"));
+            }
+            if delta.is_some() {
+                return Err(value_error("mode=\"risk-control\" has no training-conditional (delta) version"));
+            }
+            let Some(a) = alpha else {
+                return Err(value_error("mode=\"risk-control\" needs the level alpha"));
+            };
+            let a = confseg::Alpha::new(a).py()?;
+            let risk = risk.borrow();
+            let r = &risk.risk;
+            let sets = py.detach(|| self.cal.fit_risk_control(r, a)).py()?;
+            warn_all(py, &sets.warnings(None))?;
+            return Ok(PyConfidenceSets::new(sets));
+        }
+        let calibration = calibration.cast::<PyCalibration>().map_err(|_| {
+            crate::errors::type_error(
+                "calibration must be a Calibration (from statistics) or a RiskCalibration (from risk_statistics)",
+            )
+        })?;
+        let calibration = calibration.borrow();
+        let mode = mode_from_args(alpha, mode, weights, alpha_inner, alpha_outer, delta)?;
         let sets = self.cal.fit(&calibration.cal, mode).py()?;
         warn_all(py, &sets.warnings(Some(&calibration.cal)))?;
         Ok(PyConfidenceSets::new(sets))

@@ -185,7 +185,15 @@ pub fn synthetic<'py>(
     Ok((PyArray::from_owned_array(py, s), PyArray::from_owned_array(py, m)))
 }
 
-fn mode_spec(mode: &str, weights: Option<(f64, f64)>) -> PyResult<ModeSpec> {
+fn mode_spec(mode: &str, weights: Option<(f64, f64)>, delta: Option<f64>) -> PyResult<ModeSpec> {
+    let spec = mode_spec_levels(mode, weights)?;
+    match delta {
+        Some(d) => Ok(spec.with_delta(crate::calibrate::delta_arg(d)?)),
+        None => Ok(spec),
+    }
+}
+
+fn mode_spec_levels(mode: &str, weights: Option<(f64, f64)>) -> PyResult<ModeSpec> {
     match (mode, weights) {
         ("marginal", None) => Ok(ModeSpec::marginal()),
         ("max", None) => Ok(ModeSpec::max()),
@@ -250,10 +258,12 @@ fn pool_transformed<A: Float, M: confseg::MaskValue>(
 /// ``validate(scores, masks, *, n_cal, alphas=(0.1,), inner="identity", outer="identity",
 /// inner_scores=None, outer_scores=None, n_test=None, repeats=1000, mode="marginal",
 /// weights=None, methods=("conformal",), seed=0, geometry_splits=20, spacing=None,
-/// mask_threshold=None) -> list[dict]``
+/// mask_threshold=None, delta=None) -> list[dict]``
 ///
 /// ``scores``/``masks``: batch-first stacks; or ``scores=None`` with
-/// already transformed ``inner_scores`` and ``outer_scores``. ``methods``:
+/// already transformed ``inner_scores`` and ``outer_scores``. ``delta``:
+/// the conformal method's thresholds take the training-conditional rank
+/// (see ``Calibrator.fit``). ``methods``:
 /// ``"conformal"``, ``"risk-control"``, ``"pixelwise"``,
 /// ``"morphological-chessboard"``, ``"morphological-cityblock"``. Returns
 /// one dict per method and level with the library's report fields
@@ -263,7 +273,7 @@ fn pool_transformed<A: Float, M: confseg::MaskValue>(
 #[pyfunction]
 #[pyo3(signature = (scores, masks, *, n_cal, alphas=vec![0.1], inner="identity", outer="identity",
     inner_scores=None, outer_scores=None, n_test=None, repeats=1000, mode="marginal", weights=None,
-    methods=None, seed=0, geometry_splits=20, spacing=None, mask_threshold=None))]
+    methods=None, seed=0, geometry_splits=20, spacing=None, mask_threshold=None, delta=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn validate<'py>(
     py: Python<'py>,
@@ -284,8 +294,9 @@ pub fn validate<'py>(
     geometry_splits: usize,
     spacing: Option<&Bound<'py, PyAny>>,
     mask_threshold: Option<f64>,
+    delta: Option<f64>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let spec = mode_spec(mode, weights)?;
+    let spec = mode_spec(mode, weights, delta)?;
     let methods = methods.unwrap_or_else(|| vec!["conformal".into()]);
     let methods = methods.iter().map(|m| method(m, spec, weights)).collect::<PyResult<Vec<_>>>()?;
     let alphas = alphas.into_iter().map(|a| Alpha::new(a).py()).collect::<PyResult<Vec<_>>>()?;

@@ -10,6 +10,7 @@ mod errors;
 mod functions;
 mod io;
 mod layout;
+mod risk;
 mod sets;
 
 use pyo3::prelude::*;
@@ -45,6 +46,7 @@ fn _confseg(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<calibrate::PyCalibrator>()?;
     m.add_class::<calibrate::PyCalibration>()?;
+    m.add_class::<risk::PyRiskCalibration>()?;
     m.add_class::<sets::PyConfidenceSets>()?;
     m.add_class::<io::PyNpyStack>()?;
     m.add_class::<io::PyCohort>()?;

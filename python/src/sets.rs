@@ -106,7 +106,11 @@ impl PyConfidenceSets {
         d.set_item("rank", threshold.rank())?;
         d.set_item("alpha", alpha.get())?;
         d.set_item("transform", transform)?;
-        d.set_item("needed", alpha.min_calibration_size())?;
+        let needed = match mode.kind() {
+            ModeKind::RiskControl => mode.min_calibration_size(),
+            _ => alpha.min_calibration_size_with(mode.delta()),
+        };
+        d.set_item("needed", needed)?;
         if let Threshold::TooFewImages { .. } = threshold {
             d.set_item("too_few_images", true)?;
         } else {
@@ -385,16 +389,35 @@ impl PyConfidenceSets {
         self.sets.ndim()
     }
 
-    /// ``"marginal"``, ``"bonferroni"`` or ``"max"``.
+    /// ``"marginal"``, ``"bonferroni"``, ``"max"`` or ``"risk-control"``.
     #[getter]
     fn mode(&self) -> &'static str {
         self.sets.mode().kind().name()
     }
 
-    /// The joint level ``alpha`` (``None`` for marginal sets).
+    /// The joint level ``alpha`` (``None`` for marginal sets); for
+    /// risk control, the bound on the expected missed fraction.
     #[getter]
     fn alpha(&self) -> Option<f64> {
-        self.sets.mode().joint_alpha().map(|a| a.get())
+        let m = self.sets.mode();
+        match m.kind() {
+            ModeKind::RiskControl => Some(m.outer_alpha().get()),
+            _ => m.joint_alpha().map(|a| a.get()),
+        }
+    }
+
+    /// The confidence level ``delta`` of a training-conditional guarantee
+    /// (``None``: the guarantee holds on average over calibration sets).
+    #[getter]
+    fn delta(&self) -> Option<f64> {
+        self.sets.mode().delta().map(|d| d.get())
+    }
+
+    /// The library's description of the mode and its levels (with
+    /// ``delta``, "... with probability 1 - delta over the calibration set").
+    #[getter]
+    fn description(&self) -> String {
+        self.sets.mode().to_string()
     }
 
     /// The inner level ``alpha_I``.
@@ -409,17 +432,33 @@ impl PyConfidenceSets {
         self.sets.mode().outer_alpha().get()
     }
 
-    /// The guarantee, in words.
+    /// The guarantee, in words. With ``delta``, it holds with probability
+    /// at least ``1 - delta`` over the calibration set (conditional on it);
+    /// without, on average over calibration sets. For risk control it is
+    /// a bound on the expected missed share of the object, not coverage.
     #[getter]
     fn guarantee(&self) -> String {
         let m = self.sets.mode();
-        match m.kind() {
+        let levels = match m.kind() {
             ModeKind::Marginal => format!(
                 "P(inner ⊆ truth) >= {}, P(truth ⊆ outer) >= {}",
                 1.0 - m.inner_alpha().get(),
                 1.0 - m.outer_alpha().get()
             ),
+            ModeKind::RiskControl => {
+                return format!(
+                "E[|truth \\ outer| / |truth|] <= {} (expected missed fraction of the object; no inner set)",
+                m.outer_alpha().get()
+            )
+            }
             _ => format!("P(inner ⊆ truth ⊆ outer) >= {}", 1.0 - m.joint_alpha().map_or(0.0, |a| a.get())),
+        };
+        match m.delta() {
+            Some(d) => format!(
+                "{levels}, conditionally on the calibration set, with probability >= {} over it",
+                1.0 - d.get()
+            ),
+            None => levels,
         }
     }
 
