@@ -24,7 +24,9 @@ use std::time::Instant;
 use confseg::evaluate::{table, Geometry, Method, ModeSpec, Pool, Report, Splits, StepMetric, Validation};
 use confseg::synthetic::Synthetic;
 use confseg::{io, Alpha, Calibrator, Identity, Spacing};
-use ndarray::{Array3, Axis, Ix3};
+#[cfg(feature = "plot")]
+use ndarray::Axis;
+use ndarray::{Array3, Ix3};
 
 struct Args {
     dir: PathBuf,
@@ -62,7 +64,9 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
-/// Transformed inner and outer scores, truths and the indices to validate on.
+/// Transformed inner and outer scores, truths and the indices to validate on
+/// (the arrays are drawn only with the `plot` feature).
+#[cfg_attr(not(feature = "plot"), allow(dead_code))]
 struct Data {
     inner: Array3<f64>,
     outer: Array3<f64>,
