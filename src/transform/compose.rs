@@ -167,6 +167,15 @@ impl From<TransformChain> for ChainRepr {
 /// The longest chain accepted (a bound on what a file can ask for).
 pub const MAX_CHAIN_STEPS: usize = 16;
 
+/// The error for a chain longer than [`MAX_CHAIN_STEPS`].
+pub(crate) fn too_many_steps() -> Error {
+    Error::InvalidParameter {
+        name: "transform",
+        value: format!("a chain of more than {MAX_CHAIN_STEPS} steps"),
+        reason: format!("chains take at most {MAX_CHAIN_STEPS} steps"),
+    }
+}
+
 impl ScoreTransform {
     /// `steps` applied left to right, nested chains flattened. One step is
     /// that step itself; none is the identity.
@@ -188,11 +197,7 @@ impl ScoreTransform {
                 s => flat.push(s),
             }
             if flat.len() > MAX_CHAIN_STEPS {
-                return Err(Error::InvalidParameter {
-                    name: "transform",
-                    value: format!("a chain of more than {MAX_CHAIN_STEPS} steps"),
-                    reason: format!("chains take at most {MAX_CHAIN_STEPS} steps"),
-                });
+                return Err(too_many_steps());
             }
         }
         Ok(match flat.len() {

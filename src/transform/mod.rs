@@ -25,8 +25,8 @@
 //! Transforms compose: [`Transform::then`] in the library, `A|B` among the
 //! named transforms (`gaussian:2|distance`: the distance to the smoothed
 //! prediction). A transform of one's own can be [`register`]ed under a
-//! name, so that files and the CLI's library callers can name it
-//! ([`compose`]).
+//! name; fitted sets using it are then saved and loaded with that name,
+//! like the built-in ones ([`compose`]).
 //!
 //! [`SignedDistance`] also offers the voxel-centre convention of scipy's
 //! `distance_transform_edt` and MATLAB's `bwdist` for comparison with those
@@ -628,10 +628,7 @@ impl FromStr for ScoreTransform {
             let mut steps = Vec::new();
             for step in s.split('|') {
                 if steps.len() == compose::MAX_CHAIN_STEPS {
-                    return ScoreTransform::chain(vec![
-                        ScoreTransform::Identity;
-                        compose::MAX_CHAIN_STEPS + 1
-                    ]);
+                    return Err(compose::too_many_steps());
                 }
                 if step.trim().is_empty() {
                     return Err(Error::InvalidParameter {
