@@ -318,6 +318,12 @@ fn mode_levels(
     }
 }
 
+/// Emit one Python `UserWarning`.
+pub fn warn_text(py: Python<'_>, text: &str) -> PyResult<()> {
+    let msg = CString::new(text.replace('\0', " ")).unwrap_or_default();
+    PyErr::warn(py, &py.get_type::<PyUserWarning>(), &msg, 1)
+}
+
 /// Emit Python `UserWarning`s.
 pub fn warn_all(py: Python<'_>, warnings: &[confseg::Warning]) -> PyResult<()> {
     for w in warnings {

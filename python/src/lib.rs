@@ -12,6 +12,7 @@ mod io;
 mod layout;
 mod risk;
 mod sets;
+mod structures;
 
 use pyo3::prelude::*;
 
@@ -48,6 +49,9 @@ fn _confseg(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<calibrate::PyCalibration>()?;
     m.add_class::<risk::PyRiskCalibration>()?;
     m.add_class::<sets::PyConfidenceSets>()?;
+    m.add_class::<structures::PyStructureCalibrator>()?;
+    m.add_class::<structures::PyStructureCalibration>()?;
+    m.add_class::<structures::PyStructureSets>()?;
     m.add_class::<io::PyNpyStack>()?;
     m.add_class::<io::PyCohort>()?;
     m.add_function(wrap_pyfunction!(functions::transform, m)?)?;

@@ -358,7 +358,7 @@ impl PyConfidenceSets {
     /// ``value`` is ``math.inf`` (and ``rank`` ``None``) when there were
     /// too few calibration images for the level (fewer than ``needed``).
     #[getter]
-    fn thresholds<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+    pub(crate) fn thresholds<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
         d.set_item("inner", self.side(py, "inner")?)?;
         d.set_item("outer", self.side(py, "outer")?)?;

@@ -1,0 +1,735 @@
+//! `StructureCalibrator`, `StructureCalibration` and `StructureSets`:
+//! several structures of a label map with one joint guarantee (METHOD.md §4.1).
+
+use confseg::calibrate::{JointMode, Structure, StructureCalibration, StructureCalibrator, StructureScores};
+use confseg::io::Labels;
+use confseg::pipeline::Lazy;
+use confseg::sets::StructureSets;
+use confseg::{Error, Float, MaskValue, ModeKind, ScoreTransform};
+use ndarray::{Array, ArrayViewD, Axis, IxDyn};
+use numpy::PyArray;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyType};
+use rayon::prelude::*;
+use serde_json::{Map, Value};
+
+use crate::arrays::{self, is_sequence_of_images};
+use crate::calibrate::{delta_arg, parse_transform, Cal, PyCalibration};
+use crate::errors::{value_error, IntoPy};
+use crate::layout::{layout, one_spacing, spacing_arg, Layout, SpacingArg};
+use crate::sets::PyConfidenceSets;
+use crate::{one_line, with_mask_list, with_masks, with_score_list, with_scores};
+
+type SC = StructureCalibrator<ScoreTransform, ScoreTransform>;
+
+/// Outputs with a class/channel axis: `d + 1` axes one image, `d + 2` a stack.
+fn out_layout(nd: usize, d: Option<usize>) -> PyResult<Layout> {
+    if nd < 2 {
+        return Err(value_error(format!(
+            "an output needs a class or channel axis and at least one image axis, got {nd} axes"
+        )));
+    }
+    layout(nd - 1, d)
+}
+
+fn parse_structures(obj: &Bound<'_, PyAny>) -> PyResult<Vec<Structure>> {
+    if let Ok(d) = obj.cast::<PyDict>() {
+        let mut out = Vec::new();
+        for (k, v) in d.iter() {
+            let name: String = k.extract()?;
+            let labels: Vec<i64> = v.extract().map_err(|_| {
+                value_error(format!("structure {:?}: labels must be a list of integers", one_line(&name)))
+            })?;
+            out.push(Structure::new(name, Labels::select(labels).py()?).py()?);
+        }
+        return Ok(out);
+    }
+    let items: Vec<String> = obj.extract().map_err(|_| {
+        value_error("structures must be a dict name -> list of labels, or a list of \"NAME=1,2,4\" strings")
+    })?;
+    items.iter().map(|s| s.parse::<Structure>().py()).collect()
+}
+
+/// Several structures of a label map calibrated together.
+///
+/// ``StructureCalibrator(inner, outer, structures, class_axis=None, class_labels=None,
+/// structure_axis=None, spacing=None, mask_threshold=None, ndim=None)``
+///
+/// * ``structures``: a dict name -> list of labels (BraTS:
+///   ``{"WT": [1, 2, 4], "TC": [1, 4], "ET": [4]}``) or a list of
+///   ``"NAME=1,2,4"`` strings; structure ``k``'s true mask is
+///   ``{v : label(v) in S_k}``.
+/// * exactly one of ``class_axis`` (the network outputs logits of ``C``
+///   classes along this axis; a softmax over it, a structure's score the
+///   sum of its classes' probabilities; ``class_labels[c]`` is the label of
+///   class ``c``, default ``0..C-1``) or ``structure_axis`` (one score map
+///   per structure along this axis, in the order of ``structures``).
+///   The axis is counted in *one image's* output (0 is its first axis;
+///   the batch axis of a stack is not counted), as the library stores it;
+///   negative values count from the end and need ``ndim`` or ``spacing``.
+/// * ``inner``, ``outer``, ``spacing``, ``mask_threshold``: as for
+///   ``Calibrator``, applied to each structure's score map. ``ndim``: the
+///   number of image (spatial) axes; outputs have ``ndim + 1`` axes for one
+///   image and ``ndim + 2`` for a stack (without it: 2 or 3 axes are one
+///   image, 4 or more a stack).
+#[pyclass(module = "confseg", name = "StructureCalibrator", frozen)]
+pub struct PyStructureCalibrator {
+    sc: SC,
+    ndim: Option<usize>,
+}
+
+fn resolve_axis(k: i64, ndim: Option<usize>, what: &str) -> PyResult<usize> {
+    if k >= 0 {
+        let a = usize::try_from(k).unwrap_or(usize::MAX);
+        if let Some(d) = ndim {
+            if a > d {
+                return Err(value_error(format!(
+                    "{what}={k} is outside one image's output axes 0..={d} (counted without the batch axis)"
+                )));
+            }
+        }
+        return Ok(a);
+    }
+    let Some(d) = ndim else {
+        return Err(value_error(format!("a negative {what} needs ndim (or spacing) to count from the end")));
+    };
+    let r = i64::try_from(d + 1).unwrap_or(i64::MAX) + k;
+    usize::try_from(r).map_err(|_| value_error(format!("{what}={k} is outside one image's output axes")))
+}
+
+#[pymethods]
+impl PyStructureCalibrator {
+    #[new]
+    #[pyo3(signature = (inner, outer, structures, class_axis=None, class_labels=None, structure_axis=None,
+        spacing=None, mask_threshold=None, ndim=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        inner: &str,
+        outer: &str,
+        structures: &Bound<'_, PyAny>,
+        class_axis: Option<i64>,
+        class_labels: Option<Vec<i64>>,
+        structure_axis: Option<i64>,
+        spacing: Option<&Bound<'_, PyAny>>,
+        mask_threshold: Option<f64>,
+        ndim: Option<usize>,
+    ) -> PyResult<Self> {
+        let structures = parse_structures(structures)?;
+        let spacing = one_spacing(spacing)?;
+        let ndim = match (ndim, spacing.as_slice()) {
+            (Some(0), _) => return Err(value_error("ndim must be at least 1")),
+            (Some(d), _) => {
+                spacing.for_ndim(d).py()?;
+                Some(d)
+            }
+            (None, Some(s)) => Some(s.len()),
+            (None, None) => None,
+        };
+        let scores = match (class_axis, structure_axis) {
+            (Some(k), None) => {
+                let axis = resolve_axis(k, ndim, "class_axis")?;
+                let Some(class_labels) = class_labels else {
+                    return Err(value_error(
+                        "class_axis needs class_labels: the label of each class, in channel order (e.g. [0, 1, 2, 4])",
+                    ));
+                };
+                StructureScores::Softmax { axis, class_labels }
+            }
+            (None, Some(k)) => {
+                if class_labels.is_some() {
+                    return Err(value_error("class_labels apply to class_axis only"));
+                }
+                StructureScores::Channels { axis: resolve_axis(k, ndim, "structure_axis")? }
+            }
+            (Some(_), Some(_)) => {
+                return Err(value_error("give class_axis or structure_axis, not both"));
+            }
+            (None, None) => return Err(value_error(
+                "give class_axis (a softmax over classes) or structure_axis (one score map per structure)",
+            )),
+        };
+        let fi = parse_transform(inner, mask_threshold)?;
+        let fo = parse_transform(outer, mask_threshold)?;
+        let sc = SC::new(Cal::new(fi, fo).with_spacing(spacing), structures, scores).py()?;
+        Ok(PyStructureCalibrator { sc, ndim })
+    }
+
+    /// The structures' names, in order.
+    #[getter]
+    fn names(&self) -> Vec<String> {
+        self.sc.structures().iter().map(|s| s.name().to_owned()).collect()
+    }
+
+    /// Per-structure ``(tau_ik, gamma_ik)`` of labelled images.
+    ///
+    /// ``statistics(outputs, label_maps, spacing=None) -> StructureCalibration``
+    ///
+    /// ``outputs``: one image's network output (with its class or channel
+    /// axis), a batch-first stack, or a list; ``label_maps``: integer label
+    /// maps without that axis, alike. ``spacing``: of the image axes, one
+    /// for all or one per image. Runs in parallel, without the GIL.
+    #[pyo3(signature = (outputs, label_maps, spacing=None))]
+    fn statistics(
+        &self,
+        py: Python<'_>,
+        outputs: &Bound<'_, PyAny>,
+        label_maps: &Bound<'_, PyAny>,
+        spacing: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<PyStructureCalibration> {
+        let sp = spacing_arg(spacing)?;
+        let sc = &self.sc;
+        let cal = if is_sequence_of_images(outputs) {
+            let s = arrays::score_list(outputs, "outputs")?;
+            let m = arrays::mask_list(label_maps, "label maps")?;
+            with_score_list!(&s, sv => with_mask_list!(&m, mv => py.detach(|| stats_list(sc, &sv, &mv, &sp))))
+        } else {
+            let (s, _) = arrays::scores(outputs, "outputs")?;
+            let m = arrays::masks(label_maps, "label maps")?;
+            let lay = match sp {
+                SpacingArg::PerImage(_) => Layout::Stack,
+                _ => out_layout(s.ndim(), sp.ndim().or(self.ndim))?,
+            };
+            with_scores!(&s, sv => with_masks!(&m, mv => py.detach(|| stats_views(sc, sv, mv, lay, &sp))))
+        };
+        Ok(PyStructureCalibration { cal: cal.py()? })
+    }
+
+    /// Fit every structure's thresholds.
+    ///
+    /// ``fit(calibration, alpha, mode="max", weights=None, delta=None) -> StructureSets``
+    ///
+    /// * ``"max"``: one threshold on ``max_k max(tau_ik, gamma_ik)``:
+    ///   ``P(for every structure k: inner_k ⊆ truth_k ⊆ outer_k) >= 1 - alpha``;
+    /// * ``"bonferroni"``: ``alpha`` split over the ``2K`` (structure, side)
+    ///   pairs by ``weights`` (one ``(w_I, w_O)`` for all structures or one
+    ///   per structure; default 1:1): the same joint guarantee;
+    /// * ``"marginal"``: each structure and side at ``alpha``:
+    ///   ``P(inner_k ⊆ truth_k) >= 1 - alpha`` and ``P(truth_k ⊆ outer_k) >= 1 - alpha``
+    ///   for each ``k`` (no joint statement).
+    ///
+    /// ``delta``: training-conditional, with probability ``>= 1 - delta``
+    /// over the calibration set (see ``Calibrator.fit``).
+    #[pyo3(signature = (calibration, alpha, mode="max", weights=None, delta=None))]
+    fn fit(
+        &self,
+        py: Python<'_>,
+        calibration: PyRef<'_, PyStructureCalibration>,
+        alpha: f64,
+        mode: &str,
+        weights: Option<&Bound<'_, PyAny>>,
+        delta: Option<f64>,
+    ) -> PyResult<PyStructureSets> {
+        let a = confseg::Alpha::new(alpha).py()?;
+        let k = self.sc.structures().len();
+        let weights = weights.filter(|w| !w.is_none());
+        if weights.is_some() && mode != "bonferroni" {
+            return Err(value_error("weights apply to mode=\"bonferroni\" only"));
+        }
+        let jm = match mode {
+            "marginal" => JointMode::marginal(a, k),
+            "max" => JointMode::max(a, k),
+            "bonferroni" => {
+                let w: Vec<(f64, f64)> = match weights {
+                    None => vec![(1.0, 1.0); k],
+                    Some(w) => match w.extract::<(f64, f64)>() {
+                        Ok(p) => vec![p; k],
+                        Err(_) => w.extract::<Vec<(f64, f64)>>().map_err(|_| {
+                            value_error("weights: one (w_I, w_O) pair, or one pair per structure")
+                        })?,
+                    },
+                };
+                if w.len() != k {
+                    return Err(value_error(format!("weights: {} pairs for {k} structures", w.len())));
+                }
+                JointMode::bonferroni(a, &w).py()?
+            }
+            other => {
+                return Err(value_error(format!(
+                    "unknown mode {:?}; known: \"max\", \"bonferroni\", \"marginal\"",
+                    one_line(other)
+                )))
+            }
+        };
+        let jm = match delta {
+            Some(d) => jm.with_delta(delta_arg(d)?),
+            None => jm,
+        };
+        let sets = self.sc.fit(&calibration.cal, jm).py()?;
+        for (name, w) in sets.warnings(Some(&calibration.cal)) {
+            crate::calibrate::warn_text(py, &format!("{name}: {w}"))?;
+        }
+        Ok(PyStructureSets { sets, extras: Map::new() })
+    }
+
+    fn __repr__(&self) -> String {
+        let s: Vec<String> = self.sc.structures().iter().map(ToString::to_string).collect();
+        format!("StructureCalibrator(structures={:?}, scores={:?})", s, self.sc.scores())
+    }
+}
+
+fn stats_views<A: Float, M: MaskValue>(
+    sc: &SC,
+    s: ArrayViewD<'_, A>,
+    m: ArrayViewD<'_, M>,
+    lay: Layout,
+    sp: &SpacingArg,
+) -> confseg::Result<StructureCalibration> {
+    match lay {
+        Layout::Single => {
+            let x = sp.for_image(0, 1)?;
+            let item = Lazy(move || Ok((s.to_owned(), x, m.to_owned())));
+            sc.calibrate_stream(std::iter::once(Ok(item))).map_err(Error::without_image)
+        }
+        Layout::Stack => {
+            let n = s.len_of(Axis(0));
+            if m.ndim() == 0 || m.len_of(Axis(0)) != n {
+                return Err(Error::InvalidParameter {
+                    name: "label maps",
+                    value: format!("shape {:?}", m.shape()),
+                    reason: format!("one label map per output is needed, and there are {n} outputs"),
+                });
+            }
+            let (s, m) = (&s, &m);
+            let items = (0..n).map(move |i| {
+                let x = sp.for_image(i, n)?;
+                Ok(Lazy(move || {
+                    Ok((s.index_axis(Axis(0), i).to_owned(), x, m.index_axis(Axis(0), i).to_owned()))
+                }))
+            });
+            sc.calibrate_stream(items)
+        }
+    }
+}
+
+fn stats_list<A: Float, M: MaskValue>(
+    sc: &SC,
+    s: &[ArrayViewD<'_, A>],
+    m: &[ArrayViewD<'_, M>],
+    sp: &SpacingArg,
+) -> confseg::Result<StructureCalibration> {
+    let n = s.len();
+    if m.len() != n {
+        return Err(Error::InvalidParameter {
+            name: "label maps",
+            value: format!("{} label maps", m.len()),
+            reason: format!("one label map per output is needed, and there are {n} outputs"),
+        });
+    }
+    let items = (0..n).map(move |i| {
+        let x = sp.for_image(i, n)?;
+        Ok(Lazy(move || Ok((s[i].to_owned(), x, m[i].to_owned()))))
+    });
+    sc.calibrate_stream(items)
+}
+
+/// The calibration state of several structures: one ``Calibration`` per
+/// structure, aligned by image. Merges by concatenation; pickles and
+/// round-trips through JSON.
+#[pyclass(module = "confseg", name = "StructureCalibration")]
+#[derive(Clone)]
+pub struct PyStructureCalibration {
+    pub cal: StructureCalibration,
+}
+
+#[pymethods]
+impl PyStructureCalibration {
+    fn __len__(&self) -> usize {
+        self.cal.len()
+    }
+
+    /// The structures' names, in order.
+    #[getter]
+    fn names(&self) -> Vec<String> {
+        self.cal.names().to_vec()
+    }
+
+    /// Each structure's ``Calibration`` (a dict name -> Calibration, copies).
+    #[getter]
+    fn calibrations<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        for (n, c) in self.cal.names().iter().zip(self.cal.calibrations()) {
+            d.set_item(n, PyCalibration { cal: c.clone() })?;
+        }
+        Ok(d)
+    }
+
+    /// Append another state's images (in place; returns ``self``).
+    fn merge<'py>(
+        slf: Bound<'py, Self>,
+        other: PyRef<'_, PyStructureCalibration>,
+    ) -> PyResult<Bound<'py, Self>> {
+        let theirs = other.cal.clone();
+        drop(other);
+        slf.borrow_mut().cal.merge(&theirs).py()?;
+        Ok(slf)
+    }
+
+    fn __add__(&self, other: PyRef<'_, PyStructureCalibration>) -> PyResult<PyStructureCalibration> {
+        let mut cal = self.cal.clone();
+        cal.merge(&other.cal).py()?;
+        Ok(PyStructureCalibration { cal })
+    }
+
+    /// A state holding only the images at ``indices``.
+    fn select(&self, indices: Vec<usize>) -> PyResult<PyStructureCalibration> {
+        Ok(PyStructureCalibration { cal: self.cal.select(&indices).py()? })
+    }
+
+    /// The state as JSON (the library's form).
+    fn to_json(&self) -> PyResult<String> {
+        serde_json::to_string(&self.cal).map_err(|e| value_error(e.to_string()))
+    }
+
+    /// A state from its JSON.
+    #[classmethod]
+    fn from_json(_cls: &Bound<'_, PyType>, text: &str) -> PyResult<PyStructureCalibration> {
+        let cal = serde_json::from_str(text).map_err(|e| {
+            value_error(format!(
+                "not a valid confseg structure calibration state: {}",
+                one_line(&e.to_string())
+            ))
+        })?;
+        Ok(PyStructureCalibration { cal })
+    }
+
+    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+        other.cast::<PyStructureCalibration>().is_ok_and(|o| o.borrow().cal == self.cal)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("StructureCalibration(n={}, structures={:?})", self.cal.len(), self.cal.names())
+    }
+
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, (String,))> {
+        let from_json = slf.get_type().getattr("from_json")?;
+        Ok((from_json, (slf.borrow().to_json()?,)))
+    }
+}
+
+/// Fitted sets of several structures. For a new image exchangeable with
+/// the calibration images: modes ``"max"`` and ``"bonferroni"`` give
+/// ``P(for every structure k: inner_k ⊆ truth_k ⊆ outer_k) >= 1 - alpha``;
+/// ``"marginal"`` gives each structure and side ``1 - alpha`` separately.
+/// ``to_json``/``save`` write the library's form, which ``confseg predict``
+/// reads; ``load``/``from_json`` read it and the CLI's structures files
+/// (their extra keys are kept).
+#[pyclass(module = "confseg", name = "StructureSets", frozen)]
+pub struct PyStructureSets {
+    sets: StructureSets,
+    extras: Map<String, Value>,
+}
+
+type Per = Vec<confseg::Sets<IxDyn>>;
+
+fn predict_views<A: Float>(
+    sets: &StructureSets,
+    s: ArrayViewD<'_, A>,
+    lay: Layout,
+    sp: &SpacingArg,
+) -> confseg::Result<Vec<Per>> {
+    match lay {
+        Layout::Single => {
+            Ok(vec![sets.predict(&s, sp.for_image(0, 1)?.as_ref()).map_err(Error::without_image)?])
+        }
+        Layout::Stack => {
+            let n = s.len_of(Axis(0));
+            let out: Vec<_> = (0..n)
+                .into_par_iter()
+                .map(|i| sets.predict(&s.index_axis(Axis(0), i), sp.for_image(i, n)?.as_ref()))
+                .collect();
+            out.into_iter().enumerate().map(|(i, r)| r.map_err(|e| e.in_image(i))).collect()
+        }
+    }
+}
+
+fn predict_list<A: Float>(
+    sets: &StructureSets,
+    s: &[ArrayViewD<'_, A>],
+    sp: &SpacingArg,
+) -> confseg::Result<Vec<Per>> {
+    let n = s.len();
+    let out: Vec<_> =
+        (0..n).into_par_iter().map(|i| sets.predict(&s[i], sp.for_image(i, n)?.as_ref())).collect();
+    out.into_iter().enumerate().map(|(i, r)| r.map_err(|e| e.in_image(i))).collect()
+}
+
+/// Per image and structure, `(inner ⊆ truth, truth ⊆ outer)`.
+fn coverage<M: MaskValue>(
+    sets: &StructureSets,
+    per: &[Per],
+    m: ArrayViewD<'_, M>,
+    lay: Layout,
+) -> confseg::Result<Vec<Vec<confseg::Coverage>>> {
+    per.iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let labels = match lay {
+                Layout::Single => m.view(),
+                Layout::Stack => m.index_axis(Axis(0), i),
+            };
+            p.iter()
+                .zip(sets.structures())
+                .map(|(s, st)| s.coverage(&st.labels().binarize(&labels)?))
+                .collect::<confseg::Result<Vec<_>>>()
+                .map_err(|e| if lay == Layout::Stack { e.in_image(i) } else { e })
+        })
+        .collect()
+}
+
+impl PyStructureSets {
+    fn parse(text: &str) -> PyResult<Self> {
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let bad = |e: serde_json::Error| {
+            value_error(format!(
+                "not a valid confseg structures calibration file: {}",
+                one_line(&e.to_string())
+            ))
+        };
+        let value: Value = serde_json::from_str(text).map_err(bad)?;
+        let Value::Object(map) = &value else {
+            return Err(value_error(
+                "not a valid confseg structures calibration file: expected a JSON object",
+            ));
+        };
+        let sets: StructureSets = serde_json::from_value(value.clone()).map_err(bad)?;
+        let ours = serde_json::to_value(&sets).map_err(|e| value_error(e.to_string()))?;
+        let extras = map
+            .iter()
+            .filter(|(k, _)| ours.get(k.as_str()).is_none())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Ok(PyStructureSets { sets, extras })
+    }
+
+    fn ndim(&self) -> Option<usize> {
+        self.sets.sets().first().and_then(|s| s.ndim())
+    }
+}
+
+#[pymethods]
+impl PyStructureSets {
+    /// Inner and outer sets of every structure for new outputs: a dict
+    /// name -> ``(inner, outer)``, ``bool`` arrays of one image's shape
+    /// (without the class axis), stacked for a stack, lists for a list.
+    #[pyo3(signature = (outputs, spacing=None))]
+    fn predict<'py>(
+        &self,
+        py: Python<'py>,
+        outputs: &Bound<'py, PyAny>,
+        spacing: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let sp = spacing_arg(spacing)?;
+        let sets = &self.sets;
+        let names: Vec<String> = sets.structures().iter().map(|s| s.name().to_owned()).collect();
+        let d = PyDict::new(py);
+        if is_sequence_of_images(outputs) {
+            let s = arrays::score_list(outputs, "outputs")?;
+            let per = with_score_list!(&s, sv => py.detach(|| predict_list(sets, &sv, &sp))).py()?;
+            for (k, name) in names.iter().enumerate() {
+                let inner: Vec<_> =
+                    per.iter().map(|p| PyArray::from_owned_array(py, p[k].inner.clone())).collect();
+                let outer: Vec<_> =
+                    per.iter().map(|p| PyArray::from_owned_array(py, p[k].outer.clone())).collect();
+                d.set_item(name, (PyList::new(py, inner)?, PyList::new(py, outer)?))?;
+            }
+            return Ok(d);
+        }
+        let (s, _) = arrays::scores(outputs, "outputs")?;
+        let lay = match sp {
+            SpacingArg::PerImage(_) => Layout::Stack,
+            _ => out_layout(s.ndim(), sp.ndim().or(self.ndim()))?,
+        };
+        let mut per = with_scores!(&s, sv => py.detach(|| predict_views(sets, sv, lay, &sp))).py()?;
+        for (k, name) in names.iter().enumerate() {
+            let (inner, outer) = if lay == Layout::Single {
+                let p = std::mem::replace(
+                    &mut per[0][k],
+                    confseg::Sets {
+                        inner: Array::from_elem(IxDyn(&[0]), false),
+                        outer: Array::from_elem(IxDyn(&[0]), false),
+                    },
+                );
+                (p.inner, p.outer)
+            } else {
+                let views_i: Vec<_> = per.iter().map(|p| p[k].inner.view()).collect();
+                let views_o: Vec<_> = per.iter().map(|p| p[k].outer.view()).collect();
+                let stack = |v: &[ndarray::ArrayViewD<'_, bool>]| {
+                    ndarray::stack(Axis(0), v).map_err(|e| value_error(e.to_string()))
+                };
+                (stack(&views_i)?, stack(&views_o)?)
+            };
+            d.set_item(name, (PyArray::from_owned_array(py, inner), PyArray::from_owned_array(py, outer)))?;
+        }
+        Ok(d)
+    }
+
+    /// Whether the sets of labelled outputs cover each structure's mask:
+    /// ``(per_structure, joint)`` with ``per_structure`` a dict name ->
+    /// ``(inner_ok, outer_ok)`` and ``joint`` whether every structure is
+    /// covered on both sides (``bool`` arrays with one entry per image of
+    /// a stack, or ``bool`` for one image).
+    #[pyo3(signature = (outputs, label_maps, spacing=None))]
+    fn covers<'py>(
+        &self,
+        py: Python<'py>,
+        outputs: &Bound<'py, PyAny>,
+        label_maps: &Bound<'py, PyAny>,
+        spacing: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let sp = spacing_arg(spacing)?;
+        let sets = &self.sets;
+        let (s, _) = arrays::scores(outputs, "outputs")?;
+        let m = arrays::masks(label_maps, "label maps")?;
+        let lay = match sp {
+            SpacingArg::PerImage(_) => Layout::Stack,
+            _ => out_layout(s.ndim(), sp.ndim().or(self.ndim()))?,
+        };
+        let per = with_scores!(&s, sv => py.detach(|| predict_views(sets, sv, lay, &sp))).py()?;
+        let cov = with_masks!(&m, mv => py.detach(|| coverage(sets, &per, mv, lay))).py()?;
+        let d = PyDict::new(py);
+        for (k, st) in sets.structures().iter().enumerate() {
+            let inner: Vec<bool> = cov.iter().map(|c| c[k].inner).collect();
+            let outer: Vec<bool> = cov.iter().map(|c| c[k].outer).collect();
+            if lay == Layout::Single {
+                d.set_item(st.name(), (inner[0], outer[0]))?;
+            } else {
+                d.set_item(st.name(), (PyArray::from_vec(py, inner), PyArray::from_vec(py, outer)))?;
+            }
+        }
+        let joint: Vec<bool> = cov.iter().map(|c| c.iter().all(|x| x.inner && x.outer)).collect();
+        if lay == Layout::Single {
+            return Ok((d, joint[0]).into_pyobject(py)?.into_any());
+        }
+        Ok((d, PyArray::from_vec(py, joint)).into_pyobject(py)?.into_any())
+    }
+
+    /// Each structure's thresholds: dict name -> ``{"inner": {...}, "outer": {...}}``
+    /// (as ``ConfidenceSets.thresholds``).
+    #[getter]
+    fn thresholds<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        for (st, s) in self.sets.structures().iter().zip(self.sets.sets()) {
+            d.set_item(st.name(), PyConfidenceSets::new(s.clone()).thresholds(py)?)?;
+        }
+        Ok(d)
+    }
+
+    /// Each structure's fitted sets (dict name -> ``ConfidenceSets``), to use alone.
+    #[getter]
+    fn sets<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        for (st, s) in self.sets.structures().iter().zip(self.sets.sets()) {
+            d.set_item(st.name(), PyConfidenceSets::new(s.clone()))?;
+        }
+        Ok(d)
+    }
+
+    /// The structures: dict name -> list of labels.
+    #[getter]
+    fn structures<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        for st in self.sets.structures() {
+            let labels: Vec<i64> = match st.labels() {
+                Labels::Select(v) => v.clone(),
+                Labels::Binary => vec![1],
+            };
+            d.set_item(st.name(), labels)?;
+        }
+        Ok(d)
+    }
+
+    /// ``"max"``, ``"bonferroni"`` or ``"marginal"``.
+    #[getter]
+    fn mode(&self) -> &'static str {
+        self.sets.mode().kind().name()
+    }
+
+    /// The level ``alpha`` (joint, or each set's for marginal).
+    #[getter]
+    fn alpha(&self) -> f64 {
+        self.sets.mode().alpha().get()
+    }
+
+    /// ``delta`` of a training-conditional guarantee, or ``None``.
+    #[getter]
+    fn delta(&self) -> Option<f64> {
+        self.sets.mode().modes().first().and_then(|m| m.delta()).map(|d| d.get())
+    }
+
+    /// Number of calibration images.
+    #[getter]
+    fn n(&self) -> usize {
+        self.sets.sets().first().map_or(0, |s| s.n())
+    }
+
+    /// The guarantee, in words.
+    #[getter]
+    fn guarantee(&self) -> String {
+        let a = self.alpha();
+        let g = match self.sets.mode().kind() {
+            ModeKind::Marginal => format!(
+                "for each structure k: P(inner_k ⊆ truth_k) >= {}, P(truth_k ⊆ outer_k) >= {}",
+                1.0 - a,
+                1.0 - a
+            ),
+            _ => format!("P(for every structure k: inner_k ⊆ truth_k ⊆ outer_k) >= {}", 1.0 - a),
+        };
+        match self.delta() {
+            Some(d) => {
+                format!("{g}, conditionally on the calibration set, with probability >= {} over it", 1.0 - d)
+            }
+            None => g,
+        }
+    }
+
+    /// The calibration file as JSON (the library's ``StructureSets`` form).
+    fn to_json(&self) -> PyResult<String> {
+        let mut v = serde_json::to_value(&self.sets).map_err(|e| value_error(e.to_string()))?;
+        if let Value::Object(map) = &mut v {
+            for (k, x) in &self.extras {
+                map.entry(k.clone()).or_insert_with(|| x.clone());
+            }
+        }
+        Ok(serde_json::to_string_pretty(&v).map_err(|e| value_error(e.to_string()))? + "\n")
+    }
+
+    #[classmethod]
+    fn from_json(_cls: &Bound<'_, PyType>, text: &str) -> PyResult<Self> {
+        Self::parse(text)
+    }
+
+    fn save(&self, py: Python<'_>, path: std::path::PathBuf) -> PyResult<()> {
+        let json = self.to_json()?;
+        py.detach(|| confseg::io::write_atomic(&path, |w| std::io::Write::write_all(w, json.as_bytes()))).py()
+    }
+
+    #[classmethod]
+    fn load(_cls: &Bound<'_, PyType>, path: std::path::PathBuf) -> PyResult<Self> {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| pyo3::exceptions::PyOSError::new_err(format!("{}: {e}", path.display())))?;
+        Self::parse(&text)
+            .map_err(|e| Python::attach(|py| value_error(format!("{}: {}", path.display(), e.value(py)))))
+    }
+
+    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+        other
+            .cast::<PyStructureSets>()
+            .is_ok_and(|o| o.get().sets == self.sets && o.get().extras == self.extras)
+    }
+
+    fn __repr__(&self) -> String {
+        let names: Vec<&str> = self.sets.structures().iter().map(Structure::name).collect();
+        format!(
+            "StructureSets(n={}, mode={:?}, alpha={}, structures={:?})",
+            self.n(),
+            self.mode(),
+            self.alpha(),
+            names
+        )
+    }
+
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, (String,))> {
+        let from_json = slf.get_type().getattr("from_json")?;
+        Ok((from_json, (slf.get().to_json()?,)))
+    }
+}
