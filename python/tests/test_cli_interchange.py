@@ -149,3 +149,22 @@ def test_validate_equals_the_cli(cli, raw):
     for g, w in zip(got, want):
         for key in ("method", "alpha", "inner_coverage", "outer_coverage", "joint_coverage", "n_cal", "n_test"):
             assert g[key] == w[key], key
+
+
+def test_cli_structures_file_loads_and_predicts_like_the_cli(cli, tmp_path):
+    s, m = confseg.synthetic((16, 20), 60, seed=1)
+    labels = m.astype(np.uint8) + (m & (s > 2)).astype(np.uint8)
+    out = np.stack([s, s - 1], axis=1).astype(np.float32)
+    np.save(tmp_path / "out.npy", out)
+    np.save(tmp_path / "lab.npy", labels)
+    cli("calibrate", "--scores", tmp_path / "out.npy", "--masks", tmp_path / "lab.npy",
+        "--structure", "WT=1,2", "--structure", "CORE=2", "--structure-axis", "1",
+        "--alpha", "0.2", "--mode", "max", "-o", tmp_path / "cal.json")
+    loaded = confseg.StructureSets.load(tmp_path / "cal.json")
+    sc = confseg.StructureCalibrator("identity", "identity", {"WT": [1, 2], "CORE": [2]}, structure_axis=0)
+    ours = sc.fit(sc.statistics(out, labels), 0.2, mode="max")
+    assert loaded.thresholds == ours.thresholds and loaded.mode == "max"
+    assert "source" in json.loads(loaded.to_json())  # the CLI's keys are kept
+    for name in ("WT", "CORE"):
+        for x, y in zip(loaded.predict(out[:5])[name], ours.predict(out[:5])[name]):
+            np.testing.assert_array_equal(x, y)
