@@ -149,6 +149,24 @@ fn fitted_sets_on_images_match_the_definition_and_round_trip() {
     assert_eq!(back, sets);
     let bad = json.replacen("\"rank\":null", "\"rank\":3", 1);
     assert!(serde_json::from_str::<ConfidenceSets>(&bad).is_err());
+    // The calibration state round-trips too (the object scores as computed here).
+    assert_eq!(risk.object_scores().len(), by_hand.len());
+    for (got, want) in risk.object_scores().iter().zip(&by_hand) {
+        let mut want = want.clone();
+        want.sort_by(f64::total_cmp);
+        assert_eq!(got, &want);
+    }
+    let state = serde_json::to_string(&risk).unwrap();
+    let back: RiskCalibration = serde_json::from_str(&state).unwrap();
+    assert_eq!(back, risk);
+    assert_eq!(calibrator.fit_risk_control(&back, alpha).unwrap(), sets);
+    let mut infinite = RiskCalibration::new();
+    infinite.push(vec![f64::INFINITY, 1.0, f64::NEG_INFINITY]).unwrap();
+    let text = serde_json::to_string(&infinite).unwrap();
+    assert!(text.contains(r#"["-inf",1.0,"inf"]"#), "{text}");
+    assert_eq!(serde_json::from_str::<RiskCalibration>(&text).unwrap(), infinite);
+    let e = serde_json::from_str::<RiskCalibration>(r#"{"objects":[[1.0],[2.0,"nan"]]}"#).unwrap_err();
+    assert!(e.to_string().contains("\"nan\""), "{e}");
     // Conformal statistics cannot be fitted as risk control.
     let cal = Calibrator::new(Identity, Identity).calibrate_stream(data.pairs(0..5).map(Ok)).unwrap();
     assert!(cal.thresholds(&confseg::Mode::risk_control(alpha)).is_err());

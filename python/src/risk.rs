@@ -3,19 +3,18 @@
 //!
 //! The library's `RiskCalibration` computes everything (object scores by
 //! `Calibrator::object_scores`, the threshold, the missed fraction, the
-//! provenance checks of `merge` and `fit_risk_control`). It has no serde
-//! form and no accessor for the object scores it keeps, so these bindings
-//! keep a copy of each image's object scores for `to_json`, and rebuild the
-//! library state from a file by replaying the scores through the library's
-//! `Calibrator::observe_risk` with transforms that pass them through under
-//! the recorded names (so the provenance is the library's own).
+//! provenance checks of `merge` and `fit_risk_control`, its JSON form).
+//! The object scores of borrowed images are computed here in parallel
+//! (as `Calibrator.statistics` does), then entered into the library's
+//! state through `Calibrator::observe_risk` with transforms that pass them
+//! through under the calibrator's names, so that the provenance is the
+//! library's own.
 
-use confseg::{AsImage, Error, Float, Image, MaskValue, Provenance, RiskCalibration, Spacing, Transform};
+use confseg::{AsImage, Error, Float, Image, MaskValue, RiskCalibration, Spacing, Transform};
 use ndarray::{ArrayD, ArrayRef, ArrayViewD, Axis, CowArray, Dimension, IxDyn};
 use pyo3::prelude::*;
 use pyo3::types::PyType;
 use rayon::prelude::*;
-use serde_json::{json, Value};
 
 use crate::calibrate::Cal;
 use crate::errors::{value_error, IntoPy};
@@ -179,8 +178,6 @@ fn replay(
 #[derive(Clone)]
 pub struct PyRiskCalibration {
     pub risk: RiskCalibration,
-    /// Each image's object scores, as given to the library (for `to_json`).
-    objects: Vec<Vec<f64>>,
 }
 
 impl PyRiskCalibration {
@@ -188,25 +185,7 @@ impl PyRiskCalibration {
     pub fn from_objects(c: &Cal, images: Vec<Objects>) -> confseg::Result<Self> {
         let (inner, outer) = (c.inner_transform().describe(), c.outer_transform().describe());
         let risk = replay(&inner, &outer, c.spacing(), &images)?;
-        Ok(PyRiskCalibration { risk, objects: images.into_iter().map(|o| o.scores).collect() })
-    }
-}
-
-fn number(x: f64) -> Value {
-    if x.is_finite() {
-        json!(x)
-    } else if x > 0.0 {
-        json!("inf")
-    } else {
-        json!("-inf")
-    }
-}
-
-fn parse_number(v: &Value) -> Option<f64> {
-    match v {
-        Value::String(s) if s == "inf" => Some(f64::INFINITY),
-        Value::String(s) if s == "-inf" => Some(f64::NEG_INFINITY),
-        v => v.as_f64(),
+        Ok(PyRiskCalibration { risk })
     }
 }
 
@@ -214,7 +193,7 @@ fn parse_number(v: &Value) -> Option<f64> {
 impl PyRiskCalibration {
     #[new]
     fn new() -> Self {
-        PyRiskCalibration { risk: RiskCalibration::new(), objects: Vec::new() }
+        PyRiskCalibration { risk: RiskCalibration::new() }
     }
 
     fn __len__(&self) -> usize {
@@ -252,13 +231,9 @@ impl PyRiskCalibration {
 
     /// Append another state's images (in place; returns ``self``).
     fn merge<'py>(slf: Bound<'py, Self>, other: PyRef<'_, PyRiskCalibration>) -> PyResult<Bound<'py, Self>> {
-        let theirs = other.clone();
+        let theirs = other.risk.clone();
         drop(other);
-        {
-            let mut me = slf.borrow_mut();
-            me.risk.merge(&theirs.risk).py()?;
-            me.objects.extend(theirs.objects);
-        }
+        slf.borrow_mut().risk.merge(&theirs).py()?;
         Ok(slf)
     }
 
@@ -266,7 +241,6 @@ impl PyRiskCalibration {
     fn __add__(&self, other: PyRef<'_, PyRiskCalibration>) -> PyResult<PyRiskCalibration> {
         let mut out = self.clone();
         out.risk.merge(&other.risk).py()?;
-        out.objects.extend(other.objects.iter().cloned());
         Ok(out)
     }
 
@@ -278,67 +252,24 @@ impl PyRiskCalibration {
             let p = p?;
             let p = p.cast::<PyRiskCalibration>()?.borrow();
             out.risk.merge(&p.risk).py()?;
-            out.objects.extend(p.objects.iter().cloned());
         }
         Ok(out)
     }
 
-    /// The state as JSON: ``{"kind": "confseg-risk-calibration",
-    /// "provenance", "per_image_spacing", "objects": [[f_O of each object
-    /// voxel], ...]}`` (infinite scores as ``"inf"`` / ``"-inf"``).
+    /// The state as JSON (the library's form): ``{"objects": [[f_O of each
+    /// object voxel, ascending], ...], "provenance", "per_image_spacing"}``
+    /// (infinite scores as ``"inf"`` / ``"-inf"``).
     fn to_json(&self) -> PyResult<String> {
-        let objects: Vec<Value> =
-            self.objects.iter().map(|o| Value::Array(o.iter().map(|&x| number(x)).collect())).collect();
-        let provenance =
-            serde_json::to_value(self.risk.provenance()).map_err(|e| value_error(e.to_string()))?;
-        let v = json!({
-            "kind": "confseg-risk-calibration",
-            "provenance": provenance,
-            "per_image_spacing": self.risk.per_image_spacing(),
-            "objects": objects,
-        });
-        serde_json::to_string(&v).map_err(|e| value_error(e.to_string()))
+        serde_json::to_string(&self.risk).map_err(|e| value_error(e.to_string()))
     }
 
-    /// A state from its JSON (``to_json``'s).
+    /// A state from its JSON (``to_json``'s), checked by the library.
     #[classmethod]
     fn from_json(_cls: &Bound<'_, PyType>, text: &str) -> PyResult<PyRiskCalibration> {
-        let bad = |why: String| value_error(format!("not a valid confseg risk calibration state: {why}"));
-        let v: Value = serde_json::from_str(text).map_err(|e| bad(one_line(&e.to_string())))?;
-        if v.get("kind").and_then(Value::as_str) != Some("confseg-risk-calibration") {
-            return Err(bad("expected \"kind\": \"confseg-risk-calibration\"".into()));
-        }
-        let provenance: Option<Provenance> =
-            serde_json::from_value(v.get("provenance").cloned().unwrap_or(Value::Null))
-                .map_err(|e| bad(format!("provenance: {}", one_line(&e.to_string()))))?;
-        let own = v.get("per_image_spacing").and_then(Value::as_bool).unwrap_or(false);
-        let Some(list) = v.get("objects").and_then(Value::as_array) else {
-            return Err(bad("expected \"objects\": a list of lists of numbers".into()));
-        };
-        let mut objects = Vec::with_capacity(list.len());
-        for (i, o) in list.iter().enumerate() {
-            let scores = o
-                .as_array()
-                .and_then(|a| a.iter().map(parse_number).collect::<Option<Vec<f64>>>())
-                .ok_or_else(|| bad(format!("objects[{i}] is not a list of numbers")))?;
-            objects.push(scores);
-        }
-        let risk = match &provenance {
-            None if objects.is_empty() => RiskCalibration::new(),
-            None => return Err(bad("images without a provenance".into())),
-            Some(p) => {
-                if p.combination() != "max" {
-                    return Err(bad(format!("combination {:?} (these bindings use max)", p.combination())));
-                }
-                let images: Vec<Objects> = objects
-                    .iter()
-                    .enumerate()
-                    .map(|(i, o)| Objects { scores: o.clone(), ndim: p.ndim(), own: own && i == 0 })
-                    .collect();
-                replay(p.inner(), p.outer(), p.spacing(), &images).py()?
-            }
-        };
-        Ok(PyRiskCalibration { risk, objects })
+        let risk = serde_json::from_str(text).map_err(|e| {
+            value_error(format!("not a valid confseg risk calibration state: {}", one_line(&e.to_string())))
+        })?;
+        Ok(PyRiskCalibration { risk })
     }
 
     fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {

@@ -88,6 +88,12 @@ impl RiskCalibration {
         self.objects.len()
     }
 
+    /// Per image, the outer scores of its object voxels, ascending.
+    #[must_use]
+    pub fn object_scores(&self) -> &[Vec<f64>] {
+        &self.objects
+    }
+
     /// Whether no image was added.
     #[must_use]
     pub fn is_empty(&self) -> bool {
@@ -345,5 +351,58 @@ mod tests {
         assert_eq!(cal.threshold(Alpha::new(0.05).unwrap()).unwrap(), f64::NEG_INFINITY);
         assert_eq!(cal.threshold(Alpha::new(0.8).unwrap()).unwrap(), f64::INFINITY);
         assert!((cal.missed_fraction(f64::INFINITY) - 6.0 / 9.0).abs() < 1e-15);
+    }
+}
+
+#[cfg(feature = "serde")]
+mod serde_impl {
+    //! JSON shape: `{objects: [[...], ...], provenance: {...} | null,
+    //! per_image_spacing: bool}` with infinities as `"inf"` / `"-inf"`.
+
+    use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::{Provenance, RiskCalibration};
+    use crate::json::Number;
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Repr {
+        objects: Vec<Vec<Number>>,
+        #[serde(default)]
+        provenance: Option<Provenance>,
+        #[serde(default)]
+        per_image_spacing: bool,
+    }
+
+    impl Serialize for RiskCalibration {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            Repr {
+                objects: self.objects.iter().map(|o| o.iter().map(|&x| Number(x)).collect()).collect(),
+                provenance: self.provenance.clone(),
+                per_image_spacing: self.per_image_spacing,
+            }
+            .serialize(s)
+        }
+    }
+
+    impl<'de> Deserialize<'de> for RiskCalibration {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let r: Repr = crate::json::one_line_errors(d)?;
+            if let Some(p) = &r.provenance {
+                p.validate().map_err(|e| de::Error::custom(format!("\"provenance\": {e}")))?;
+            }
+            let mut out = RiskCalibration {
+                objects: Vec::with_capacity(r.objects.len()),
+                provenance: r.provenance,
+                per_image_spacing: r.per_image_spacing,
+            };
+            for (i, o) in r.objects.into_iter().enumerate() {
+                // `push` checks for NaN (other formats than JSON can hold
+                // one) and sorts: a file need not keep the order
+                out.push(o.into_iter().map(|x| x.0).collect())
+                    .map_err(|e| de::Error::custom(format!("\"objects\"[{i}]: {e}")))?;
+            }
+            Ok(out)
+        }
     }
 }
