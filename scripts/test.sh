@@ -8,7 +8,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
-export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-1}"
 
 if [ -z "${SKIP_RUST:-}" ]; then
     echo "== cargo test --all-features"
