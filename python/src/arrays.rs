@@ -278,3 +278,57 @@ macro_rules! with_mask_list {
         }
     };
 }
+
+/// A computation over labelled images given as one image, a batch-first
+/// stack or a list, in any of the accepted dtypes (see [`labelled`]).
+pub trait PerImage: Sync {
+    /// The result.
+    type Out: Send;
+    /// One image or a stack (`lay`), borrowed.
+    fn views<A: confseg::Float, M: confseg::MaskValue>(
+        &self,
+        s: ndarray::ArrayViewD<'_, A>,
+        m: ndarray::ArrayViewD<'_, M>,
+        lay: crate::layout::Layout,
+        sp: &crate::layout::SpacingArg,
+    ) -> confseg::Result<Self::Out>;
+    /// A list of images of any shapes, borrowed.
+    fn lists<A: confseg::Float, M: confseg::MaskValue>(
+        &self,
+        s: &[ndarray::ArrayViewD<'_, A>],
+        m: &[ndarray::ArrayViewD<'_, M>],
+        sp: &crate::layout::SpacingArg,
+    ) -> confseg::Result<Self::Out>;
+}
+
+/// Run `job` on `scores` and `masks` (one image, a batch-first stack, or
+/// lists of images; `names` for messages), read without copies where the
+/// dtype allows and without the GIL. `layout_of(ndim, image_ndim)` tells
+/// one image from a stack; a per-image spacing means a stack.
+pub fn labelled<J: PerImage>(
+    py: Python<'_>,
+    job: &J,
+    (scores, masks): (&Bound<'_, PyAny>, &Bound<'_, PyAny>),
+    names: (&str, &str),
+    sp: &crate::layout::SpacingArg,
+    layout_of: impl Fn(usize, Option<usize>) -> PyResult<crate::layout::Layout>,
+    image_ndim: Option<usize>,
+) -> PyResult<J::Out> {
+    use crate::errors::IntoPy;
+    use crate::layout::{Layout, SpacingArg};
+    if is_sequence_of_images(scores) {
+        let s = score_list(scores, names.0)?;
+        let m = mask_list(masks, names.1)?;
+        crate::with_score_list!(&s, sv => crate::with_mask_list!(&m, mv => py.detach(|| job.lists(&sv, &mv, sp))))
+            .py()
+    } else {
+        let (s, _) = self::scores(scores, names.0)?;
+        let m = self::masks(masks, names.1)?;
+        let lay = match sp {
+            SpacingArg::PerImage(_) => Layout::Stack,
+            _ => layout_of(s.ndim(), sp.ndim().or(image_ndim))?,
+        };
+        crate::with_scores!(&s, sv => crate::with_masks!(&m, mv => py.detach(|| job.views(sv, mv, lay, sp))))
+            .py()
+    }
+}

@@ -12,13 +12,13 @@ use pyo3::exceptions::PyUserWarning;
 use pyo3::prelude::*;
 use pyo3::types::PyType;
 
-use crate::arrays::{self, is_sequence_of_images};
+use crate::arrays::{self, labelled, PerImage};
 use crate::errors::{value_error, IntoPy};
 use crate::io::PyCohort;
 use crate::layout::{layout, one_spacing, spacing_arg, spacing_tuple, Layout, SpacingArg};
-use crate::risk::{risk_lists, risk_views, PyRiskCalibration};
+use crate::risk::{risk_lists, risk_views, Objects, PyRiskCalibration};
 use crate::sets::PyConfidenceSets;
-use crate::{json_loads, one_line, with_mask_list, with_masks, with_score_list, with_scores};
+use crate::{json_loads, one_line, with_masks};
 
 /// The library's calibrator with the built-in transforms.
 pub type Cal = confseg::Calibrator<ScoreTransform, ScoreTransform>;
@@ -63,9 +63,52 @@ pub struct PyCalibrator {
     pub ndim: Option<usize>,
 }
 
-/// The image dimensionality for a call: from the call's spacing, else the default.
-fn image_ndim(sp: &SpacingArg, default: Option<usize>) -> Option<usize> {
-    sp.ndim().or(default)
+/// `Calibrator.statistics` over any input form.
+struct Stats<'a>(&'a Cal);
+
+impl PerImage for Stats<'_> {
+    type Out = confseg::Calibration;
+    fn views<A: Float, M: MaskValue>(
+        &self,
+        s: ArrayViewD<'_, A>,
+        m: ArrayViewD<'_, M>,
+        lay: Layout,
+        sp: &SpacingArg,
+    ) -> confseg::Result<Self::Out> {
+        stats_views(self.0, s, m, lay, sp)
+    }
+    fn lists<A: Float, M: MaskValue>(
+        &self,
+        s: &[ArrayViewD<'_, A>],
+        m: &[ArrayViewD<'_, M>],
+        sp: &SpacingArg,
+    ) -> confseg::Result<Self::Out> {
+        stats_lists(self.0, s, m, sp)
+    }
+}
+
+/// `Calibrator.risk_statistics` over any input form.
+struct Risk<'a>(&'a Cal);
+
+impl PerImage for Risk<'_> {
+    type Out = Vec<Objects>;
+    fn views<A: Float, M: MaskValue>(
+        &self,
+        s: ArrayViewD<'_, A>,
+        m: ArrayViewD<'_, M>,
+        lay: Layout,
+        sp: &SpacingArg,
+    ) -> confseg::Result<Self::Out> {
+        risk_views(self.0, s, m, lay, sp)
+    }
+    fn lists<A: Float, M: MaskValue>(
+        &self,
+        s: &[ArrayViewD<'_, A>],
+        m: &[ArrayViewD<'_, M>],
+        sp: &SpacingArg,
+    ) -> confseg::Result<Self::Out> {
+        risk_lists(self.0, s, m, sp)
+    }
 }
 
 /// Calibration statistics of one image or a stack, borrowed.
@@ -403,21 +446,9 @@ impl PyCalibrator {
         spacing: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyCalibration> {
         let sp = spacing_arg(spacing)?;
-        let c = &self.cal;
-        let cal = if is_sequence_of_images(scores) {
-            let s = arrays::score_list(scores, "scores")?;
-            let m = arrays::mask_list(masks, "masks")?;
-            with_score_list!(&s, sv => with_mask_list!(&m, mv => py.detach(|| stats_lists(c, &sv, &mv, &sp))))
-        } else {
-            let (s, _) = arrays::scores(scores, "scores")?;
-            let m = arrays::masks(masks, "masks")?;
-            let lay = match sp {
-                SpacingArg::PerImage(_) => Layout::Stack,
-                _ => layout(s.ndim(), image_ndim(&sp, self.ndim))?,
-            };
-            with_scores!(&s, sv => with_masks!(&m, mv => py.detach(|| stats_views(c, sv, mv, lay, &sp))))
-        };
-        Ok(PyCalibration { cal: cal.py()? })
+        let cal =
+            labelled(py, &Stats(&self.cal), (scores, masks), ("scores", "masks"), &sp, layout, self.ndim)?;
+        Ok(PyCalibration { cal })
     }
 
     /// The per-voxel state of conformal risk control of the missed fraction
@@ -442,20 +473,7 @@ impl PyCalibrator {
     ) -> PyResult<PyRiskCalibration> {
         let sp = spacing_arg(spacing)?;
         let c = &self.cal;
-        let objects = if is_sequence_of_images(scores) {
-            let s = arrays::score_list(scores, "scores")?;
-            let m = arrays::mask_list(masks, "masks")?;
-            with_score_list!(&s, sv => with_mask_list!(&m, mv => py.detach(|| risk_lists(c, &sv, &mv, &sp))))
-        } else {
-            let (s, _) = arrays::scores(scores, "scores")?;
-            let m = arrays::masks(masks, "masks")?;
-            let lay = match sp {
-                SpacingArg::PerImage(_) => Layout::Stack,
-                _ => layout(s.ndim(), image_ndim(&sp, self.ndim))?,
-            };
-            with_scores!(&s, sv => with_masks!(&m, mv => py.detach(|| risk_views(c, sv, mv, lay, &sp))))
-        }
-        .py()?;
+        let objects = labelled(py, &Risk(c), (scores, masks), ("scores", "masks"), &sp, layout, self.ndim)?;
         py.detach(|| PyRiskCalibration::from_objects(c, objects)).py()
     }
 

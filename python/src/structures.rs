@@ -13,12 +13,12 @@ use pyo3::types::{PyDict, PyList, PyType};
 use rayon::prelude::*;
 use serde_json::{Map, Value};
 
-use crate::arrays::{self, is_sequence_of_images};
+use crate::arrays::{self, is_sequence_of_images, labelled, PerImage};
 use crate::calibrate::{delta_arg, parse_transform, Cal, PyCalibration};
 use crate::errors::{value_error, IntoPy};
 use crate::layout::{layout, one_spacing, spacing_arg, Layout, SpacingArg};
 use crate::sets::PyConfidenceSets;
-use crate::{one_line, with_mask_list, with_masks, with_score_list, with_scores};
+use crate::{one_line, with_masks, with_score_list, with_scores};
 
 type SC = StructureCalibrator<ScoreTransform, ScoreTransform>;
 
@@ -177,21 +177,10 @@ impl PyStructureCalibrator {
         spacing: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyStructureCalibration> {
         let sp = spacing_arg(spacing)?;
-        let sc = &self.sc;
-        let cal = if is_sequence_of_images(outputs) {
-            let s = arrays::score_list(outputs, "outputs")?;
-            let m = arrays::mask_list(label_maps, "label maps")?;
-            with_score_list!(&s, sv => with_mask_list!(&m, mv => py.detach(|| stats_list(sc, &sv, &mv, &sp))))
-        } else {
-            let (s, _) = arrays::scores(outputs, "outputs")?;
-            let m = arrays::masks(label_maps, "label maps")?;
-            let lay = match sp {
-                SpacingArg::PerImage(_) => Layout::Stack,
-                _ => out_layout(s.ndim(), sp.ndim().or(self.ndim))?,
-            };
-            with_scores!(&s, sv => with_masks!(&m, mv => py.detach(|| stats_views(sc, sv, mv, lay, &sp))))
-        };
-        Ok(PyStructureCalibration { cal: cal.py()? })
+        let job = Stats(&self.sc);
+        let cal =
+            labelled(py, &job, (outputs, label_maps), ("outputs", "label maps"), &sp, out_layout, self.ndim)?;
+        Ok(PyStructureCalibration { cal })
     }
 
     /// Fit every structure's thresholds.
@@ -264,6 +253,30 @@ impl PyStructureCalibrator {
     fn __repr__(&self) -> String {
         let s: Vec<String> = self.sc.structures().iter().map(ToString::to_string).collect();
         format!("StructureCalibrator(structures={:?}, scores={:?})", s, self.sc.scores())
+    }
+}
+
+/// `StructureCalibrator.statistics` over any input form.
+struct Stats<'a>(&'a SC);
+
+impl PerImage for Stats<'_> {
+    type Out = StructureCalibration;
+    fn views<A: Float, M: MaskValue>(
+        &self,
+        s: ArrayViewD<'_, A>,
+        m: ArrayViewD<'_, M>,
+        lay: Layout,
+        sp: &SpacingArg,
+    ) -> confseg::Result<Self::Out> {
+        stats_views(self.0, s, m, lay, sp)
+    }
+    fn lists<A: Float, M: MaskValue>(
+        &self,
+        s: &[ArrayViewD<'_, A>],
+        m: &[ArrayViewD<'_, M>],
+        sp: &SpacingArg,
+    ) -> confseg::Result<Self::Out> {
+        stats_list(self.0, s, m, sp)
     }
 }
 
