@@ -14,7 +14,7 @@
 
 use confseg::synthetic::Synthetic;
 use confseg::{
-    Alpha, Calibrator, ConfidenceSets, Identity, RiskCalibration, ScoreTransform, Spacing, Transform,
+    Alpha, Calibrator, ConfidenceSets, Identity, RiskCalibration, ScoreTransform, Sigmoid, Spacing, Transform,
 };
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
@@ -183,4 +183,22 @@ fn too_few_images_give_everything_and_a_warning() {
     let w = sets.warnings(None);
     assert_eq!(w.len(), 1, "{w:?}");
     assert!(w[0].to_string().contains('9'), "{}", w[0]); // 9 images needed at alpha = 0.1
+}
+
+#[test]
+fn risk_and_conformal_states_admit_images_by_the_same_rules() {
+    let data = Synthetic::new((12, 10)).seed(5);
+    let (s, m) = data.pair(0);
+    // a default spacing of the wrong length is refused by both, even unused
+    let wrong = Calibrator::new(Identity, Identity).with_spacing(Spacing::new(vec![1.0; 3]).unwrap());
+    let e1 = wrong.observe(&mut confseg::Calibration::new(), &s, &m).unwrap_err();
+    let e2 = wrong.observe_risk(&mut RiskCalibration::new(), &s, &m).unwrap_err();
+    assert_eq!(e1.to_string(), e2.to_string());
+    // other transforms, and other dimensionality, are refused after the first image
+    let mut risk = RiskCalibration::new();
+    Calibrator::new(Identity, Identity).observe_risk(&mut risk, &s, &m).unwrap();
+    assert!(Calibrator::new(Identity, Sigmoid).observe_risk(&mut risk, &s, &m).is_err());
+    let (s3, m3) = Synthetic::new((4, 5, 6)).seed(5).pair(0);
+    let e = Calibrator::new(Identity, Identity).observe_risk(&mut risk, &s3, &m3).unwrap_err();
+    assert!(matches!(e, confseg::Error::DimensionMismatch { .. }), "{e}");
 }

@@ -195,6 +195,11 @@ impl Calibration {
         }
     }
 
+    /// The provenance, for [`Calibrator::admit_to`](super::Calibrator::admit_to).
+    pub(crate) fn provenance_mut(&mut self) -> &mut Option<Provenance> {
+        &mut self.provenance
+    }
+
     /// Record that an image used its own spacing.
     pub(crate) fn note_own_spacing(&mut self) {
         self.per_image_spacing = true;

@@ -299,12 +299,25 @@ impl<TI: Transform, TO: Transform, C: Combination> Calibrator<TI, TO, C> {
     /// Check that images of dimension `ndim` computed by this calibrator
     /// may join `calibration`, and record the provenance.
     fn admit(&self, calibration: &mut Calibration, ndim: usize) -> Result<()> {
-        if let Some(p) = calibration.provenance() {
-            if p.ndim() != ndim {
-                return Err(Error::DimensionMismatch { expected: p.ndim(), found: ndim, image: None });
+        self.admit_to(calibration.provenance_mut(), ndim)
+    }
+
+    /// Admit images of `ndim` axes into a calibration state whose
+    /// provenance is `slot` (conformal or risk control): the same
+    /// dimensionality and calibrator settings as the images already in it,
+    /// and ours recorded if it has none.
+    pub(crate) fn admit_to(&self, slot: &mut Option<Provenance>, ndim: usize) -> Result<()> {
+        if let Some(p) = slot.as_ref().filter(|p| p.ndim() != ndim) {
+            return Err(Error::DimensionMismatch { expected: p.ndim(), found: ndim, image: None });
+        }
+        let ours = self.checked_provenance(ndim)?;
+        match slot {
+            Some(p) => p.check(&ours),
+            None => {
+                *slot = Some(ours);
+                Ok(())
             }
         }
-        calibration.adopt(Some(&self.checked_provenance(ndim)?))
     }
 
     /// Add statistics computed elsewhere from this calibrator's transforms

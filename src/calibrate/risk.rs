@@ -267,17 +267,7 @@ impl<TI: Transform, TO: Transform, C: Combination> Calibrator<TI, TO, C> {
     }
 
     fn admit_risk(&self, calibration: &mut RiskCalibration, ndim: usize) -> Result<()> {
-        let ours = self.provenance(ndim);
-        match &calibration.provenance {
-            Some(p) if p.ndim() != ndim => {
-                Err(Error::DimensionMismatch { expected: p.ndim(), found: ndim, image: None })
-            }
-            Some(p) => p.check(&ours),
-            None => {
-                calibration.provenance = Some(ours);
-                Ok(())
-            }
-        }
+        self.admit_to(&mut calibration.provenance, ndim)
     }
 
     /// The object scores of a stream of labelled images, read and

@@ -152,7 +152,7 @@ struct Dict {
 /// `{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }`.
 fn parse_dict(text: &str) -> std::result::Result<Dict, String> {
     let mut p = Parser { s: text.as_bytes(), i: 0 };
-    p.expect(b'{')?;
+    p.require(b'{')?;
     let mut d = Dict::default();
     loop {
         p.ws();
@@ -161,7 +161,7 @@ fn parse_dict(text: &str) -> std::result::Result<Dict, String> {
         }
         let key = p.string()?;
         p.ws();
-        p.expect(b':')?;
+        p.require(b':')?;
         p.ws();
         match key.as_str() {
             "descr" => {
@@ -177,7 +177,7 @@ fn parse_dict(text: &str) -> std::result::Result<Dict, String> {
         p.ws();
         if !p.eat(b',') {
             p.ws();
-            p.expect(b'}')?;
+            p.require(b'}')?;
             break;
         }
     }
@@ -210,7 +210,7 @@ impl Parser<'_> {
             false
         }
     }
-    fn expect(&mut self, c: u8) -> std::result::Result<(), String> {
+    fn require(&mut self, c: u8) -> std::result::Result<(), String> {
         if self.eat(c) {
             Ok(())
         } else {
@@ -247,7 +247,7 @@ impl Parser<'_> {
         Err(format!("expected True or False at byte {}", self.i))
     }
     fn shape(&mut self) -> std::result::Result<Vec<usize>, String> {
-        self.expect(b'(')?;
+        self.require(b'(')?;
         let mut out = Vec::new();
         loop {
             self.ws();
@@ -271,7 +271,7 @@ impl Parser<'_> {
             self.ws();
             if !self.eat(b',') {
                 self.ws();
-                self.expect(b')')?;
+                self.require(b')')?;
                 return Ok(out);
             }
         }
