@@ -260,14 +260,10 @@ impl<TI: Transform, TO: Transform, C: Combination> Calibrator<TI, TO, C> {
     {
         let n = calibration.len();
         let o = self
-            .admit_risk(calibration, scores.scores().ndim())
+            .admit_to(&mut calibration.provenance, scores.scores().ndim())
             .and_then(|()| self.object_scores(scores, mask));
         calibration.per_image_spacing |= scores.spacing().is_some();
         calibration.push(o.map_err(|e| e.in_image(n))?)
-    }
-
-    fn admit_risk(&self, calibration: &mut RiskCalibration, ndim: usize) -> Result<()> {
-        self.admit_to(&mut calibration.provenance, ndim)
     }
 
     /// The object scores of a stream of labelled images, read and
@@ -296,7 +292,7 @@ impl<TI: Transform, TO: Transform, C: Combination> Calibrator<TI, TO, C> {
                 Ok((image.scores().ndim(), image.spacing().is_some(), objects))
             },
             |i, (ndim, own, objects)| {
-                self.admit_risk(&mut cal, ndim).map_err(|e| e.in_image(i))?;
+                self.admit_to(&mut cal.provenance, ndim).map_err(|e| e.in_image(i))?;
                 cal.per_image_spacing |= own;
                 cal.push(objects).map_err(|e| e.in_image(i))
             },

@@ -423,20 +423,23 @@ impl Cohort {
         Ok((scores, s.spacing.clone().map(Geometry::new).or(geometry)))
     }
 
+    /// Subject `i`'s mask file.
+    fn mask_path(&self, i: usize) -> Result<&Path> {
+        let s = self.subject(i)?;
+        s.mask.as_deref().ok_or_else(|| Error::InvalidParameter {
+            name: "mask",
+            value: s.id.clone(),
+            reason: "no mask file for this subject".into(),
+        })
+    }
+
     /// Subject `i`'s mask as `0`/`1` bytes chosen by `labels`.
     ///
     /// # Errors
     /// No mask for this subject; as [`super::read_mask_image`] /
     /// [`super::nifti::read_mask`].
     pub fn read_mask(&self, i: usize, labels: &Labels) -> Result<ArrayD<u8>> {
-        let s = self.subject(i)?;
-        let Some(path) = &s.mask else {
-            return Err(Error::InvalidParameter {
-                name: "mask",
-                value: s.id.clone(),
-                reason: "no mask file for this subject".into(),
-            });
-        };
+        let path = self.mask_path(i)?;
         match Format::of(path).ok_or_else(|| not_an_image(path))? {
             Format::Npy => super::read_mask_image(path, labels),
             Format::Nii | Format::NiiGz => nifti_mask(path, labels),
@@ -449,14 +452,7 @@ impl Cohort {
     /// # Errors
     /// No mask for this subject; the file cannot be read.
     pub fn read_label_map(&self, i: usize) -> Result<ArrayD<f64>> {
-        let s = self.subject(i)?;
-        let Some(path) = &s.mask else {
-            return Err(Error::InvalidParameter {
-                name: "mask",
-                value: s.id.clone(),
-                reason: "no mask file for this subject".into(),
-            });
-        };
+        let path = self.mask_path(i)?;
         match Format::of(path).ok_or_else(|| not_an_image(path))? {
             Format::Npy => super::read_image::<f64>(path),
             Format::Nii | Format::NiiGz => nifti_values(path),
