@@ -543,7 +543,15 @@ impl Error {
     /// by their file).
     #[must_use]
     pub fn without_image(mut self) -> Self {
-        match &mut self {
+        if let Some(image) = self.image_slot() {
+            *image = None;
+        }
+        self
+    }
+
+    /// The image index of the errors that describe one image.
+    fn image_slot(&mut self) -> Option<&mut Option<usize>> {
+        match self {
             Error::NanScore { image, .. }
             | Error::NonBinaryMask { image, .. }
             | Error::InvalidLabel { image, .. }
@@ -551,26 +559,17 @@ impl Error {
             | Error::ShapeMismatch { image, .. }
             | Error::DimensionMismatch { image, .. }
             | Error::TransformNan { image, .. }
-            | Error::SpacingRequired { image, .. } => *image = None,
-            _ => {}
+            | Error::SpacingRequired { image, .. } => Some(image),
+            _ => None,
         }
-        self
     }
 
     /// Attach an image index to errors that describe one image (NaN, mask,
     /// shape); other variants are returned unchanged.
     #[must_use]
     pub fn in_image(mut self, i: usize) -> Self {
-        match &mut self {
-            Error::NanScore { image, .. }
-            | Error::NonBinaryMask { image, .. }
-            | Error::InvalidLabel { image, .. }
-            | Error::EmptyImage { image, .. }
-            | Error::ShapeMismatch { image, .. }
-            | Error::DimensionMismatch { image, .. }
-            | Error::TransformNan { image, .. }
-            | Error::SpacingRequired { image, .. } => *image = Some(i),
-            _ => {}
+        if let Some(image) = self.image_slot() {
+            *image = Some(i);
         }
         self
     }

@@ -663,15 +663,8 @@ impl NpyStack {
         if matches!(dtype, Dtype::U8 | Dtype::Bool) && *labels == Labels::Binary {
             return self.array(buf);
         }
-        let out = binarize(&buf, dtype, self.header.big_endian, labels).map_err(|(p, e)| {
-            let index = unravel(p, self.image_shape());
-            let in_image = match e {
-                Error::NonBinaryMask { value, .. } => Error::NonBinaryMask { image: Some(i), index, value },
-                Error::InvalidLabel { value, .. } => Error::InvalidLabel { image: Some(i), index, value },
-                other => other,
-            };
-            super::in_file(&self.path, in_image)
-        })?;
+        let out = binarize(&buf, dtype, self.header.big_endian, labels)
+            .map_err(|(p, e)| self.mask_error(i, p, e))?;
         self.array(out)
     }
 
@@ -743,16 +736,20 @@ impl NpyStack {
         }
         let mut raw = vec![0u8; len * dtype.size()];
         self.read_at(&mut raw, at)?;
-        *out = binarize(&raw, dtype, self.header.big_endian, labels).map_err(|(p, e)| {
-            let index = unravel(start + p, self.image_shape());
-            let in_image = match e {
-                Error::NonBinaryMask { value, .. } => Error::NonBinaryMask { image: Some(i), index, value },
-                Error::InvalidLabel { value, .. } => Error::InvalidLabel { image: Some(i), index, value },
-                other => other,
-            };
-            super::in_file(&self.path, in_image)
-        })?;
+        *out = binarize(&raw, dtype, self.header.big_endian, labels)
+            .map_err(|(p, e)| self.mask_error(i, start + p, e))?;
         Ok(())
+    }
+
+    /// A bad mask value at flat voxel `p` of image `i`, with its index and the file.
+    fn mask_error(&self, i: usize, p: usize, e: Error) -> Error {
+        let index = unravel(p, self.image_shape());
+        let in_image = match e {
+            Error::NonBinaryMask { value, .. } => Error::NonBinaryMask { image: Some(i), index, value },
+            Error::InvalidLabel { value, .. } => Error::InvalidLabel { image: Some(i), index, value },
+            other => other,
+        };
+        super::in_file(&self.path, in_image)
     }
 
     fn check_range(&self, i: usize, start: usize, len: usize) -> Result<()> {
