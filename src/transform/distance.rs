@@ -43,23 +43,32 @@
 //!
 //! # Algorithm
 //!
-//! All boundary midpoints of axis-`k` type (between voxels that differ along
-//! axis `k`) lie on a lattice shifted by 1/2 along `k` only. One 1-D sweep
-//! along `k` gives the exact distance from every voxel to the nearest
-//! `k`-type midpoint *on its line*; separable lower-envelope passes
+//! Seen on the lattice of half voxels, the boundary midpoints are points
+//! with exactly one half-integer coordinate: a `k`-type midpoint (between
+//! voxels that differ along axis `k`) is shifted by 1/2 along `k` only.
+//! With the axes taken in some order `a_0, a_1, ...`, let `D_m` be the
+//! distance to the midpoints of types `a_0..a_m` measured within each
+//! hyperplane spanned by those axes. `D_0` is one 1-D sweep along `a_0`.
+//! Along `a_m`, the hyperplanes of `D_(m-1)` sit at the whole positions
+//! `j` and the `a_m`-type midpoints at the half positions `j + 1/2`, where
+//! their distance within the hyperplane is `E_(m-1)`, the distance over
+//! `a_0..a_(m-1)` to the voxels whose successor along `a_m` differs. So
+//! `D_m` is one separable lower-envelope pass along `a_m`
 //! (Felzenszwalb–Huttenlocher for Euclidean, the corresponding envelopes of
-//! `max(a, |x|)` and `a + |x|` for chessboard and city-block) along the
-//! other axes then give the exact distance to all `k`-type midpoints. The
-//! minimum over `k`, with the sign of `A`, is the signed distance: one
-//! transform for inside and outside together, since both sides share the
-//! same boundary set. Envelope passes along different axes commute and
-//! distribute over the minimum, so the types share passes:
-//! `(n - 1)(n + 2) / 2` envelope passes in n-D (2 in 2-D, 5 in 3-D) plus
-//! `n` sweeps, each linear in the number of voxels. Passes along
-//! non-contiguous axes gather tiles of neighbouring lines into a scratch
-//! buffer so that memory is read row by row. One scratch array per thread
-//! (up to 2^21 elements) is kept between calls, so that transforming a
-//! stream of images does not pay for fresh memory every time.
+//! `max(a, |x|)` and `a + |x|` for chessboard and city-block) over the
+//! interleaved line `D_(m-1)(0), E_(m-1)(0), D_(m-1)(1), ...`, evaluated
+//! at the whole positions, and `D_(n-1)` with the sign of `A` is the
+//! signed distance: one transform for inside and outside together, since
+//! both sides share the same boundary set. `E_(m-1)` is itself a sweep and
+//! `m - 1` plain envelope passes; in all, `n (n - 1) / 2` envelope passes
+//! (1 in 2-D, 3 in 3-D; `n - 1` of them over lines with twice the sites)
+//! plus `n` sweeps, each linear in the number of voxels. An odd site no
+//! lower than both of its even neighbours one step away is never the
+//! nearest at a voxel and is left out. Passes along non-contiguous axes
+//! gather tiles of neighbouring lines into a scratch buffer so that memory
+//! is read row by row. One scratch array per thread (up to 2^21 elements)
+//! is kept between calls, so that transforming a stream of images does
+//! not pay for fresh memory every time.
 //!
 //! # Threads
 //!
@@ -361,8 +370,8 @@ impl fmt::Display for SignedDistance {
 /// intermediate value of the transform is finite in `A`: the checks of
 /// [`Spacing::for_image`] (the image's physical extent, squared, and half
 /// the smallest spacing, squared, fit `A`), and the ratio of the extent to
-/// the smallest spacing, squared, times 16 (n + 1), fits `A` too (the
-/// envelope passes compare distances in units of one axis's spacing). A
+/// the smallest spacing, squared, times 64 (n + 1), fits `A` too (the
+/// envelope passes compare distances in units of half an axis's spacing). A
 /// spacing that fails is an [`Error::InvalidSpacing`]; one that passes
 /// gives finite distances (or the ±inf of an empty or full mask), never NaN.
 ///
@@ -383,7 +392,9 @@ pub fn distance_spacing<A: Float>(spacing: &Spacing, shape: &[usize]) -> Result<
     let min = sp.iter().copied().fold(f64::INFINITY, f64::min);
     let n = shape.iter().copied().max().unwrap_or(0) as f64 + 1.0;
     let ratio = extent / min;
-    let bound = 16.0 * n * (ratio * ratio + n * n);
+    // keys up to 4 (ratio^2 + n^2) in half-voxel units, times positions
+    // up to 4 n in the envelope's comparisons, with a factor 4 to spare
+    let bound = 64.0 * n * (ratio * ratio + n * n);
     if sp.is_empty() || bound < A::max_value().to_f64_lossless() {
         Ok(sp)
     } else {
@@ -451,80 +462,54 @@ fn signed<A: Float, M: LineMetric>(
     }
     let sp: Vec<A> = spacing.iter().map(|&s| A::from_f64_lossy(s)).collect();
     let parallel = super::par::worth_splitting(n);
-    let mut acc = vec![A::infinity(); n];
     let finish = finish_signed::<A, M>;
+    let nd = shape.len();
+    let Some(&s0) = sp.first() else {
+        // One voxel: no boundary, and no voxel on the other side.
+        return mask.iter().map(|&m| finish(m, A::infinity())).collect();
+    };
+    let mut acc = vec![A::infinity(); n];
     match convention {
         DistanceConvention::Midpoint => {
-            // Boundary types are taken in the axis order `a_0, a_1, ...`, and
-            // D_m (distance to the midpoints of types a_0..a_m within each
-            // hyperplane spanned by those axes) is
-            //     D_m = min(C_(a_m) D_(m-1), C_(a_0) ... C_(a_(m-1)) P_(a_m)),
-            // where P_a is the 1-D sweep over type-a midpoints and C_j an
-            // envelope pass along axis j: passes along different axes commute
-            // and distribute over the minimum. (n - 1)(n + 2) / 2 envelope
-            // passes in n-D. The order ((1, 0) in 2-D, (n-2, n-1, n-3, ..., 0)
-            // above) lets a sweep along a strided axis run the envelope along
-            // the contiguous last axis on each row while it is in cache, and
-            // the last pass of each type write the minimum (and the final
-            // signed distance) straight into the accumulator.
-            let nd = shape.len();
-            let last = nd.saturating_sub(1);
+            // On the half-voxel lattice (module docs), with the axes taken in
+            // the order a_0, a_1, ...: D_0 is the sweep over a_0-type
+            // midpoints; D_m is one envelope pass along a_m over the line
+            // D_(m-1) (at even half-voxel positions) interleaved with
+            // E_(m-1) (at odd ones), the distance over a_0..a_(m-1) to the
+            // voxels whose successor along a_m differs. The last pass writes
+            // the signed distance. Axis a_1 carries the most envelope passes
+            // (n - 1), so it is the contiguous last axis; the sweeps run
+            // along the first.
             let order: Vec<usize> = match nd {
-                0 | 1 => (0..nd).collect(),
-                2 => vec![1, 0],
-                _ => [nd - 2, nd - 1].into_iter().chain((0..nd - 2).rev()).collect(),
+                0..=2 => (0..nd).collect(),
+                _ => [0, nd - 1].into_iter().chain(1..nd - 1).collect(),
             };
-            let fuse_first = nd >= 2 && order[0] != last && order[1] == last;
-            if let Some(&a0) = order.first() {
-                let fused = fuse_first.then(|| Fused { s_last: sp[last], sink: Sink::InPlace });
-                sites_pass::<A, M>(mask, shape, a0, Sites::Transitions, sp[a0], &mut acc, fused, parallel);
+            sites_pass::<A, M>(mask, shape, 0, Sites::Transitions, s0, &mut acc, parallel);
+            if nd == 1 {
+                acc.iter_mut().zip(mask).for_each(|(a, &m)| *a = finish(m, *a));
+                return acc;
             }
-            let mut work = if nd > 1 { pooled::<A>(n) } else { Vec::new() };
-            for m in 1..nd {
-                let a = order[m];
-                if !(m == 1 && fuse_first) {
-                    envelope_pass::<A, M>(&mut acc, shape, a, sp[a], Sink::InPlace, parallel);
+            let mut steps = vec![false; n];
+            let mut odd = pooled::<A>(n);
+            for (m, &a) in order.iter().enumerate().skip(1) {
+                step_set(mask, shape, a, &mut steps);
+                sites_pass::<A, M>(&steps, shape, 0, Sites::Voxels(true), s0, &mut odd, parallel);
+                for &b in &order[1..m] {
+                    envelope_pass::<A, M>(&mut odd, None, shape, b, sp[b], None, parallel);
                 }
-                let prev = &order[..m];
-                let fuse = a != last && prev.contains(&last);
-                let rest: Vec<usize> = prev.iter().copied().filter(|&b| !(fuse && b == last)).collect();
-                let final_type = m + 1 == nd;
-                let finish_mask = final_type.then_some(mask);
-                if rest.is_empty() {
-                    // only the fused envelope follows the sweep: it writes the minimum
-                    let sink = Sink::Min { acc: &mut acc, finish: finish_mask };
-                    let fused = Some(Fused { s_last: sp[last], sink });
-                    sites_pass::<A, M>(mask, shape, a, Sites::Transitions, sp[a], &mut work, fused, parallel);
-                } else {
-                    let fused = fuse.then(|| Fused { s_last: sp[last], sink: Sink::InPlace });
-                    sites_pass::<A, M>(mask, shape, a, Sites::Transitions, sp[a], &mut work, fused, parallel);
-                    let (&b_last, others) =
-                        rest.split_last().unwrap_or_else(|| unreachable!("rest is not empty"));
-                    for &b in others {
-                        envelope_pass::<A, M>(&mut work, shape, b, sp[b], Sink::InPlace, parallel);
-                    }
-                    let sink = Sink::Min { acc: &mut acc, finish: finish_mask };
-                    envelope_pass::<A, M>(&mut work, shape, b_last, sp[b_last], sink, parallel);
-                }
-                if final_type {
-                    give_back(work);
-                    return acc;
-                }
+                let signs = (m + 1 == nd).then_some(mask);
+                envelope_pass::<A, M>(&mut acc, Some(&odd), shape, a, sp[a], signs, parallel);
             }
-            acc.iter_mut().zip(mask).for_each(|(a, &m)| *a = finish(m, *a));
+            give_back(odd);
             acc
         }
         DistanceConvention::VoxelCentre => {
-            if shape.is_empty() {
-                // One voxel: no voxel on the other side.
-                return mask.iter().map(|&m| finish(m, A::infinity())).collect();
-            }
             // Inside voxels measure to the nearest outside voxel and vice versa.
             let mut outside = pooled::<A>(n);
             for (buf, site) in [(&mut acc, false), (&mut outside, true)] {
-                sites_pass::<A, M>(mask, shape, 0, Sites::Voxels(site), sp[0], buf, None, parallel);
+                sites_pass::<A, M>(mask, shape, 0, Sites::Voxels(site), s0, buf, parallel);
                 for (j, &sj) in sp.iter().enumerate().skip(1) {
-                    envelope_pass::<A, M>(buf, shape, j, sj, Sink::InPlace, parallel);
+                    envelope_pass::<A, M>(buf, None, shape, j, sj, None, parallel);
                 }
             }
             acc.iter_mut()
@@ -534,6 +519,20 @@ fn signed<A: Float, M: LineMetric>(
             give_back(outside);
             acc
         }
+    }
+}
+
+/// `steps[v] = mask[v] != mask[v + e_axis]` (false on the last layer along
+/// `axis`): the voxels followed along `axis` by a boundary midpoint.
+fn step_set(mask: &[bool], shape: &[usize], axis: usize, steps: &mut [bool]) {
+    let (_, n, inner) = split(shape, axis);
+    let layer = n * inner;
+    for (blk, out) in mask.chunks_exact(layer).zip(steps.chunks_exact_mut(layer)) {
+        let (body, last) = out.split_at_mut((n - 1) * inner);
+        for ((o, &a), &b) in body.iter_mut().zip(&blk[..(n - 1) * inner]).zip(&blk[inner..]) {
+            *o = a != b;
+        }
+        last.fill(false);
     }
 }
 
@@ -581,34 +580,6 @@ fn finish_signed<A: Float, M: LineMetric>(inside: bool, v: A) -> A {
     } else {
         -d
     }
-}
-
-/// `acc = min(acc, w)` element by element, then the signed distance if
-/// `finish` holds the mask (one loop without branches either way).
-#[inline]
-fn sink_into<A: Float, M: LineMetric>(acc: &mut [A], w: &[A], finish: Option<&[bool]>) {
-    match finish {
-        None => acc.iter_mut().zip(w).for_each(|(a, &w)| *a = a.min(w)),
-        Some(inside) => acc.iter_mut().zip(w).zip(inside).for_each(|((a, &w), &b)| {
-            let d = M::finish(a.min(w));
-            *a = if b { d } else { -d };
-        }),
-    }
-}
-
-/// The envelope along the contiguous last axis that a sweep along another
-/// axis runs on each finished row, and where it writes.
-struct Fused<'a, A> {
-    s_last: A,
-    sink: Sink<'a, A>,
-}
-
-/// Where an envelope pass writes its result.
-enum Sink<'a, A> {
-    /// Back into the buffer it read.
-    InPlace,
-    /// `acc = min(acc, result)`, then the signed distance if `finish` holds the mask.
-    Min { acc: &'a mut [A], finish: Option<&'a [bool]> },
 }
 
 /// A metric seen along one line: internal values (squared for Euclidean),
@@ -752,7 +723,6 @@ fn split(shape: &[usize], axis: usize) -> (usize, usize, usize) {
 /// row by row (all lines of a range of columns at once), so memory is read
 /// contiguously whatever the axis; ranges of columns (or of lines) are
 /// independent units of work, run in parallel if `parallel`.
-#[allow(clippy::too_many_arguments)]
 fn sites_pass<A: Float, M: LineMetric>(
     mask: &[bool],
     shape: &[usize],
@@ -760,20 +730,10 @@ fn sites_pass<A: Float, M: LineMetric>(
     sites: Sites,
     s: A,
     out: &mut [A],
-    fused: Option<Fused<'_, A>>,
     parallel: bool,
 ) {
     let (_, n, inner) = split(shape, axis);
-    let n_last = shape.last().copied().unwrap_or(1);
     let half = A::from_f64_lossy(0.5);
-    let (s_last, sink) = match fused {
-        Some(Fused { s_last, sink }) => (Some(s_last), sink),
-        None => (None, Sink::InPlace),
-    };
-    let (acc, finish) = match sink {
-        Sink::InPlace => (None, None),
-        Sink::Min { acc, finish } => (Some(acc), finish),
-    };
     if inner == 1 {
         // Contiguous lines, run by run (maximal stretches of equal mask
         // values): every voxel of a run has the same nearest site on each
@@ -808,45 +768,32 @@ fn sites_pass<A: Float, M: LineMetric>(
                 a = b;
             }
         };
-        // A fused envelope along the last axis would act on lines of length
-        // 1 here (`inner == 1`): the identity. Only the sink remains.
         let lines = lines_per_unit(n);
-        super::par::for_each_chunk2(
+        super::par::for_each_chunk(
             out,
-            acc,
             lines * n,
             parallel,
             || (),
-            |_, u, oc, ac| {
+            |_, u, oc| {
                 let base = u * lines * n;
                 for (ml, ol) in mask[base..base + oc.len()].chunks_exact(n).zip(oc.chunks_exact_mut(n)) {
                     line(ml, ol);
-                }
-                if let Some(ac) = ac {
-                    sink_into::<A, M>(ac, oc, finish.map(|m| &m[base..base + oc.len()]));
                 }
             },
         );
         return;
     }
-    // Fused rows hold whole lines of the last axis.
-    let align = if s_last.is_some() { n_last } else { 1 };
-    let width = column_width(inner, align);
-    super::par::for_each_column_range2(
+    let width = column_width(inner, 1);
+    super::par::for_each_column_range(
         out,
-        acc,
         (n, inner),
         width,
         parallel,
-        Scratch::default,
-        |scratch: &mut Scratch<A>, b, c0, mut ob, mut ab| {
+        Vec::new,
+        |last: &mut Vec<A>, b, c0, mut ob| {
             let w = ob.ncols();
             let at = |t: usize| (b * n + t) * inner + c0;
-            scratch.last.resize(w, A::zero());
-            if s_last.is_some() {
-                scratch.reserve(n_last, 1);
-            }
-            let Scratch { tile_in, stack, last, .. } = scratch;
+            last.resize(w, A::zero());
             // forward: nearest site at or before each voxel
             last.fill(A::neg_infinity());
             for t in 0..n {
@@ -896,23 +843,7 @@ fn sites_pass<A: Float, M: LineMetric>(
                 let mut orow_v = ob.row_mut(t);
                 let orow = orow_v.as_slice_mut().unwrap_or_else(|| unreachable!("rows are contiguous"));
                 for (o, &l) in orow.iter_mut().zip(next.iter()) {
-                    *o = M::from_1d(o.min((l - ta) * s));
-                }
-                if let Some(s_last) = s_last {
-                    // The envelope along the contiguous last axis, on this row
-                    // while it is in cache.
-                    let scale = M::scale(s_last);
-                    for line in orow.chunks_exact_mut(n_last) {
-                        tile_in[..n_last].copy_from_slice(line);
-                        envelope_line::<A, M>(&tile_in[..n_last], line, s_last, scale, stack);
-                    }
-                    if let Some(ab) = ab.as_mut() {
-                        let mut arow_v = ab.row_mut(t);
-                        let arow =
-                            arow_v.as_slice_mut().unwrap_or_else(|| unreachable!("rows are contiguous"));
-                        let base = at(t);
-                        sink_into::<A, M>(arow, orow, finish.map(|m| &m[base..base + w]));
-                    }
+                    *o = M::from_1d(lesser(*o, (l - ta) * s));
                 }
             }
         },
@@ -944,8 +875,7 @@ fn lines_per_unit(n: usize) -> usize {
 }
 
 /// Columns per unit of work of a strided pass: a multiple of `align`
-/// (whole lines of the last axis for a fused sweep, whole tiles for an
-/// envelope pass), at most `inner` rounded up to it.
+/// (whole tiles for an envelope pass), at most `inner` rounded up to it.
 fn column_width(inner: usize, align: usize) -> usize {
     let target = (inner / 16).max(256).min(inner);
     target.div_ceil(align).max(1) * align
@@ -960,15 +890,14 @@ fn tile<A>() -> usize {
     (TILE_BYTES / std::mem::size_of::<A>()).max(1)
 }
 
-/// Scratch buffers for the envelope passes: a gathered tile of lines, its
-/// output, and the envelope's stack (site positions, values, keys, and
-/// where each site starts as a fraction `num / den`).
+/// Scratch buffers for the envelope passes: gathered tiles of lines (and
+/// of the interleaved odd sites), the output tile, and the envelope's
+/// stack.
 struct Scratch<A> {
     tile_in: Vec<A>,
+    tile_odd: Vec<A>,
     tile_out: Vec<A>,
     stack: Stack<A>,
-    /// The sweeps' nearest site so far, one per column.
-    last: Vec<A>,
 }
 
 /// One site on the envelope's stack: its position and value, its key, and
@@ -985,63 +914,67 @@ struct Site<A> {
 type Stack<A> = Vec<Site<A>>;
 
 impl<A: Float> Scratch<A> {
-    /// Room for `tile` lines of length `n`.
-    fn reserve(&mut self, n: usize, tile: usize) {
-        self.tile_in.resize(self.tile_in.len().max(n * tile), A::zero());
-        self.tile_out.resize(self.tile_out.len().max(n * tile), A::zero());
+    /// Room for `tile` lines of length `n`, with odd sites if `odd`.
+    fn reserve(&mut self, n: usize, tile: usize, odd: bool) {
+        let grow = |v: &mut Vec<A>, len: usize| v.resize(v.len().max(len), A::zero());
+        grow(&mut self.tile_in, n * tile);
+        grow(&mut self.tile_out, n * tile);
+        if odd {
+            grow(&mut self.tile_odd, n * tile);
+        }
         let z = A::zero();
         let blank = Site { pos: z, val: z, key: z, num: z, den: z };
-        self.stack.resize(self.stack.len().max(n), blank);
+        let sites = if odd { 2 * n } else { n };
+        self.stack.resize(self.stack.len().max(sites), blank);
     }
 }
 
 impl<A> Default for Scratch<A> {
     fn default() -> Self {
-        Scratch { last: Vec::new(), tile_in: Vec::new(), tile_out: Vec::new(), stack: Vec::new() }
+        Scratch { tile_in: Vec::new(), tile_odd: Vec::new(), tile_out: Vec::new(), stack: Vec::new() }
     }
 }
 
-/// Lower-envelope pass along `axis`: `g(x) = min_u eval(f(u), s|x - u|)`
-/// on every line of `buf`, written where `sink` says. Contiguous lines are
+/// Lower-envelope pass along `axis`: `g(x) = min_u eval(f(u), |x - u|)`
+/// (physical offsets) on every line of `buf`, in place. With `odd`, the
+/// sites of a line are those of `buf` at even half-voxel positions
+/// interleaved with those of `odd` at the odd ones (between voxel `j` and
+/// `j + 1`), and `g` is evaluated at the voxels. With `signs` (the mask),
+/// the result is then the signed physical distance. Contiguous lines are
 /// processed directly; strided ones in tiles of [`tile`] neighbouring
 /// lines, gathered and scattered row by row. Chunks of lines (ranges of
 /// columns) are independent units of work, run in parallel if `parallel`.
 fn envelope_pass<A: Float, M: LineMetric>(
     buf: &mut [A],
+    odd: Option<&[A]>,
     shape: &[usize],
     axis: usize,
     s: A,
-    sink: Sink<'_, A>,
+    signs: Option<&[bool]>,
     parallel: bool,
 ) {
     let (_, n, inner) = split(shape, axis);
+    // physical length of one step between sites
+    let s = if odd.is_some() { s * A::from_f64_lossy(0.5) } else { s };
     let scale = M::scale(s);
-    let (acc, finish) = match sink {
-        Sink::InPlace => (None, None),
-        Sink::Min { acc, finish } => (Some(acc), finish),
-    };
+    let with_odd = odd.is_some();
     if inner == 1 {
         let lines = lines_per_unit(n);
-        super::par::for_each_chunk2(
+        super::par::for_each_chunk(
             buf,
-            acc,
             lines * n,
             parallel,
             Scratch::default,
-            |sc: &mut Scratch<A>, u, bc, mut ac| {
-                sc.reserve(n, 1);
-                let Scratch { tile_in, tile_out, stack, .. } = sc;
+            |sc: &mut Scratch<A>, u, bc| {
+                sc.reserve(n, 1, with_odd);
+                let Scratch { tile_in, stack, .. } = sc;
                 for (li, line) in bc.chunks_exact_mut(n).enumerate() {
+                    let base = u * lines * n + li * n;
                     tile_in[..n].copy_from_slice(line);
-                    match ac.as_mut() {
-                        None => envelope_line::<A, M>(&tile_in[..n], line, s, scale, stack),
-                        Some(ac) => {
-                            envelope_line::<A, M>(&tile_in[..n], &mut tile_out[..n], s, scale, stack);
-                            let local = li * n;
-                            let base = u * lines * n + local;
-                            let inside = finish.map(|m| &m[base..base + n]);
-                            sink_into::<A, M>(&mut ac[local..local + n], &tile_out[..n], inside);
-                        }
+                    let o = odd.map(|o| &o[base..base + n]);
+                    envelope_line::<A, M>(&tile_in[..n], o, line, s, scale, stack);
+                    if let Some(m) = signs {
+                        sign_line::<A, M>(line, &m[base..base + n]);
                     }
                 }
             },
@@ -1049,18 +982,18 @@ fn envelope_pass<A: Float, M: LineMetric>(
         return;
     }
     let width = column_width(inner, tile::<A>());
-    super::par::for_each_column_range2(
+    super::par::for_each_column_range(
         buf,
-        acc,
         (n, inner),
         width,
         parallel,
         Scratch::default,
-        |sc: &mut Scratch<A>, b, c0, mut bv, mut av| {
+        |sc: &mut Scratch<A>, b, c0, mut bv| {
             let cols = bv.ncols();
             let tile = tile::<A>().min(cols);
-            sc.reserve(n, tile);
-            let Scratch { tile_in, tile_out, stack, .. } = sc;
+            sc.reserve(n, tile, with_odd);
+            let Scratch { tile_in, tile_odd, tile_out, stack } = sc;
+            let at = |t: usize| (b * n + t) * inner + c0;
             let mut r0 = 0;
             while r0 < cols {
                 let w = tile.min(cols - r0);
@@ -1070,11 +1003,18 @@ fn envelope_pass<A: Float, M: LineMetric>(
                     for (l, &x) in row[r0..r0 + w].iter().enumerate() {
                         tile_in[l * n + t] = x;
                     }
+                    if let Some(o) = odd {
+                        for (l, &x) in o[at(t) + r0..at(t) + r0 + w].iter().enumerate() {
+                            tile_odd[l * n + t] = x;
+                        }
+                    }
                 }
-                for (f, g) in tile_in.chunks_exact(n).zip(tile_out.chunks_exact_mut(n)).take(w) {
-                    envelope_line::<A, M>(f, g, s, scale, stack);
+                for (l, (f, g)) in
+                    tile_in.chunks_exact(n).zip(tile_out.chunks_exact_mut(n)).take(w).enumerate()
+                {
+                    let o = with_odd.then(|| &tile_odd[l * n..(l + 1) * n]);
+                    envelope_line::<A, M>(f, o, g, s, scale, stack);
                 }
-                // back into the buffer (also for a sink: it is scratch then)
                 for t in 0..n {
                     let mut row = bv.row_mut(t);
                     let row = row.as_slice_mut().unwrap_or_else(|| unreachable!("rows are contiguous"));
@@ -1084,57 +1024,129 @@ fn envelope_pass<A: Float, M: LineMetric>(
                 }
                 r0 += w;
             }
-            if let Some(av) = av.as_mut() {
-                // the minimum (and signed distance) row by row, over the whole range
+            if let Some(m) = signs {
                 for t in 0..n {
-                    let (mut arow, brow) = (av.row_mut(t), bv.row(t));
-                    let arow = arow.as_slice_mut().unwrap_or_else(|| unreachable!("rows are contiguous"));
-                    let brow = brow.as_slice().unwrap_or_else(|| unreachable!("rows are contiguous"));
-                    let base = (b * n + t) * inner + c0;
-                    sink_into::<A, M>(arow, brow, finish.map(|m| &m[base..base + cols]));
+                    let mut row = bv.row_mut(t);
+                    let row = row.as_slice_mut().unwrap_or_else(|| unreachable!("rows are contiguous"));
+                    sign_line::<A, M>(row, &m[at(t)..at(t) + cols]);
                 }
             }
         },
     );
 }
 
-/// One line of the lower envelope (Felzenszwalb & Huttenlocher 2012, with
-/// the metric's own takeover point): sites are the finite entries of `f`.
-/// The top of the stack and the next site of the scan are kept in locals,
-/// so that the common step (no site popped, no site taken over) touches no
-/// memory but the line.
-fn envelope_line<A: Float, M: LineMetric>(f: &[A], g: &mut [A], s: A, scale: A, st: &mut Stack<A>) {
-    let st = &mut st[..f.len()];
-    let mut k = 0; // stack size
-    let ninf = A::neg_infinity();
-    // the top of the stack, st[k - 1], when k > 0
-    let (mut tp, mut tk, mut tn, mut td) = (A::zero(), A::zero(), ninf, A::one());
-    let mut qa = A::zero();
-    for &fq in f {
-        if fq.is_finite() {
-            let kq = M::key(fq, qa, scale);
-            // start of the new site: -inf unless an earlier site survives
-            let (mut xn, mut xd) = (ninf, A::one());
-            while k > 0 {
-                (xn, xd) = M::takeover(tp, tk, qa, kq);
-                // xn / xd <= num / den, denominators positive
-                if xn * td <= tn * xd {
-                    k -= 1;
-                    (xn, xd) = (ninf, A::one());
-                    if k > 0 {
-                        let t = st[k - 1];
-                        (tp, tk, tn, td) = (t.pos, t.key, t.num, t.den);
-                    }
-                } else {
-                    break;
-                }
-            }
-            st[k] = Site { pos: qa, val: fq, key: kq, num: xn, den: xd };
-            (tp, tk, tn, td) = (qa, kq, xn, xd);
-            k += 1;
-        }
-        qa += A::one();
+/// Internal values to signed physical distances, positive inside (one
+/// loop without branches, so that it vectorises).
+#[inline]
+fn sign_line<A: Float, M: LineMetric>(g: &mut [A], inside: &[bool]) {
+    for (x, &b) in g.iter_mut().zip(inside) {
+        let sign = if b { A::one() } else { -A::one() };
+        *x = M::finish(*x) * sign;
     }
+}
+
+/// The lesser of two values that are never NaN (internal distances), in
+/// one instruction (`min` also handles NaN).
+#[inline]
+fn lesser<A: Float>(a: A, b: A) -> A {
+    if b < a {
+        b
+    } else {
+        a
+    }
+}
+
+/// The stack's size and its top site kept in locals (a value inlined into
+/// the scan, so that the common step touches no memory but the line).
+struct Top<A> {
+    /// stack size
+    k: usize,
+    pos: A,
+    key: A,
+    num: A,
+    den: A,
+}
+
+impl<A: Float> Top<A> {
+    #[inline(always)]
+    fn new() -> Self {
+        Top { k: 0, pos: A::zero(), key: A::zero(), num: A::neg_infinity(), den: A::one() }
+    }
+
+    /// Add the site at position `qa` with value `fq` (if finite), popping
+    /// the sites it hides.
+    #[inline(always)]
+    fn push<M: LineMetric>(&mut self, st: &mut [Site<A>], qa: A, fq: A, scale: A) {
+        if !fq.is_finite() {
+            return;
+        }
+        let kq = M::key(fq, qa, scale);
+        // start of the new site: -inf unless an earlier site survives
+        let (mut xn, mut xd) = (A::neg_infinity(), A::one());
+        while self.k > 0 {
+            (xn, xd) = M::takeover(self.pos, self.key, qa, kq);
+            // xn / xd <= num / den, denominators positive
+            if xn * self.den <= self.num * xd {
+                self.k -= 1;
+                (xn, xd) = (A::neg_infinity(), A::one());
+                if self.k > 0 {
+                    let t = st[self.k - 1];
+                    (self.pos, self.key, self.num, self.den) = (t.pos, t.key, t.num, t.den);
+                }
+            } else {
+                break;
+            }
+        }
+        st[self.k] = Site { pos: qa, val: fq, key: kq, num: xn, den: xd };
+        (self.pos, self.key, self.num, self.den) = (qa, kq, xn, xd);
+        self.k += 1;
+    }
+}
+
+/// One line of the lower envelope (Felzenszwalb & Huttenlocher 2012, with
+/// the metric's own takeover point): sites are the finite entries of `f`
+/// at positions `0, 1, 2, ...` (in steps of physical length `s`), or with
+/// `odd` those of `f` at `0, 2, 4, ...` and of `odd` at `1, 3, 5, ...`,
+/// `g` being evaluated at the positions of `f`'s entries. The top of the
+/// stack and the next site of the scan are kept in locals, so that the
+/// common step (no site popped, no site taken over) touches no memory but
+/// the line.
+fn envelope_line<A: Float, M: LineMetric>(
+    f: &[A],
+    odd: Option<&[A]>,
+    g: &mut [A],
+    s: A,
+    scale: A,
+    st: &mut Stack<A>,
+) {
+    let mut top = Top::new();
+    let mut qa = A::zero();
+    let step = match odd {
+        None => {
+            for &fq in f {
+                top.push::<M>(st, qa, fq, scale);
+                qa += A::one();
+            }
+            A::one()
+        }
+        Some(odd) => {
+            // An odd site no lower than both even neighbours one step away
+            // (`f[j], f[j + 1] <= eval(odd[j], s)`) is never below them at
+            // an even position: it is left out.
+            let inf = A::infinity();
+            let next_even = f.iter().skip(1).chain(std::iter::once(&inf));
+            for ((&fq, &fo), &fr) in f.iter().zip(odd).zip(next_even) {
+                top.push::<M>(st, qa, fq, scale);
+                let reach = M::eval(fo, s);
+                if !(fq <= reach && fr <= reach) {
+                    top.push::<M>(st, qa + A::one(), fo, scale);
+                }
+                qa += A::one() + A::one();
+            }
+            A::one() + A::one()
+        }
+    };
+    let k = top.k;
     if k == 0 {
         g.fill(A::infinity());
         return;
@@ -1153,7 +1165,7 @@ fn envelope_line<A: Float, M: LineMetric>(f: &[A], g: &mut [A], s: A, scale: A, 
             (nn, nd) = next(j);
         }
         *gx = M::eval(cv, (xa - cp).abs() * s);
-        xa += A::one();
+        xa += step;
     }
 }
 

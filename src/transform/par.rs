@@ -50,57 +50,13 @@ where
     }
 }
 
-/// As [`for_each_chunk`], with a second buffer of the same length (if
-/// any) split alongside: `f(state, i, chunk, other_chunk)`.
-pub(crate) fn for_each_chunk2<T, S, I, F>(
-    data: &mut [T],
-    other: Option<&mut [T]>,
-    chunk: usize,
-    parallel: bool,
-    init: I,
-    f: F,
-) where
-    T: Send,
-    I: Fn() -> S + Send + Sync,
-    F: Fn(&mut S, usize, &mut [T], Option<&mut [T]>) + Send + Sync,
-{
-    let chunk = chunk.max(1);
-    #[cfg(feature = "rayon")]
-    if parallel {
-        use rayon::prelude::*;
-        match other {
-            Some(o) => data
-                .par_chunks_mut(chunk)
-                .zip(o.par_chunks_mut(chunk))
-                .enumerate()
-                .for_each_init(init, |s, (i, (c, oc))| f(s, i, c, Some(oc))),
-            None => data.par_chunks_mut(chunk).enumerate().for_each_init(init, |s, (i, c)| f(s, i, c, None)),
-        }
-        return;
-    }
-    let _ = parallel;
-    let mut s = init();
-    match other {
-        Some(o) => {
-            for (i, (c, oc)) in data.chunks_mut(chunk).zip(o.chunks_mut(chunk)).enumerate() {
-                f(&mut s, i, c, Some(oc));
-            }
-        }
-        None => {
-            for (i, c) in data.chunks_mut(chunk).enumerate() {
-                f(&mut s, i, c, None);
-            }
-        }
-    }
-}
-
 /// `f(state, b, c0, view)` for every block `b` of a row-major array seen
 /// as `outer` blocks of `n` rows of `inner` elements, and every range of
 /// `width` columns starting at `c0` (the last one may be narrower): `view`
 /// is that `n x width` part of the block, whose rows are contiguous.
 pub(crate) fn for_each_column_range<T, S, I, F>(
     data: &mut [T],
-    shape: (usize, usize),
+    (n, inner): (usize, usize),
     width: usize,
     parallel: bool,
     init: I,
@@ -110,65 +66,30 @@ pub(crate) fn for_each_column_range<T, S, I, F>(
     I: Fn() -> S + Send + Sync,
     F: Fn(&mut S, usize, usize, ArrayViewMut2<'_, T>) + Send + Sync,
 {
-    for_each_column_range2(data, None, shape, width, parallel, init, |s, b, c0, v, _| f(s, b, c0, v));
-}
-
-/// As [`for_each_column_range`], with a second buffer of the same shape
-/// (if any) split alongside: `f(state, b, c0, view, other_view)`.
-pub(crate) fn for_each_column_range2<T, S, I, F>(
-    data: &mut [T],
-    other: Option<&mut [T]>,
-    (n, inner): (usize, usize),
-    width: usize,
-    parallel: bool,
-    init: I,
-    f: F,
-) where
-    T: Send + Sync,
-    I: Fn() -> S + Send + Sync,
-    F: Fn(&mut S, usize, usize, ArrayViewMut2<'_, T>, Option<ArrayViewMut2<'_, T>>) + Send + Sync,
-{
     let width = width.max(1);
     let block = n * inner;
     if block == 0 {
         return;
     }
-    let run = |s: &mut S, b: usize, blk: &mut [T], other: Option<&mut [T]>, parallel: bool| {
+    let run = |s: &mut S, b: usize, blk: &mut [T], parallel: bool| {
         let mut v = block_view(blk, n, inner);
-        let mut o = other.map(|o| block_view(o, n, inner));
         #[cfg(feature = "rayon")]
         if parallel {
             use ndarray::parallel::prelude::*;
             let cols = v.axis_chunks_iter_mut(Axis(1), width).into_par_iter().enumerate();
-            match o.as_mut() {
-                Some(o) => cols
-                    .zip(o.axis_chunks_iter_mut(Axis(1), width).into_par_iter())
-                    .for_each_init(&init, |s, ((c, v), ov)| f(s, b, c * width, v, Some(ov))),
-                None => cols.for_each_init(&init, |s, (c, v)| f(s, b, c * width, v, None)),
-            }
+            cols.for_each_init(&init, |s, (c, v)| f(s, b, c * width, v));
             return;
         }
         let _ = parallel;
-        match o.as_mut() {
-            Some(o) => {
-                let pairs =
-                    v.axis_chunks_iter_mut(Axis(1), width).zip(o.axis_chunks_iter_mut(Axis(1), width));
-                for (c, (v, ov)) in pairs.enumerate() {
-                    f(s, b, c * width, v, Some(ov));
-                }
-            }
-            None => {
-                for (c, v) in v.axis_chunks_iter_mut(Axis(1), width).enumerate() {
-                    f(s, b, c * width, v, None);
-                }
-            }
+        for (c, v) in v.axis_chunks_iter_mut(Axis(1), width).enumerate() {
+            f(s, b, c * width, v);
         }
     };
     let outer = data.len() / block;
     // Enough blocks: split by blocks; otherwise split each block's columns.
     let by_blocks = parallel && outer >= 8;
     let inside = parallel && !by_blocks;
-    for_each_chunk2(data, other, block, by_blocks, &init, |s, b, blk, ob| run(s, b, blk, ob, inside));
+    for_each_chunk(data, block, by_blocks, &init, |s, b, blk| run(s, b, blk, inside));
 }
 
 /// A block of `n` rows of `inner` elements as a 2-D view.
