@@ -418,8 +418,17 @@ pub fn distance_spacing<A: Float>(spacing: &Spacing, shape: &[usize]) -> Result<
 pub(crate) fn predicted_mask<A: Float, D: Dimension>(scores: &ArrayRef<A, D>, t: f64) -> Result<Vec<bool>> {
     let threshold = |x: &A| x.to_f64_lossless() > t;
     let (bits, nan) = match scores.as_slice() {
-        // Row-major contiguous: one pass over the slice.
-        Some(sl) => (sl.iter().map(threshold).collect::<Vec<bool>>(), sl.iter().any(|x| x.is_nan())),
+        // Row-major contiguous: block by block, each read twice while in
+        // cache (two loops without branches, both vectorised).
+        Some(sl) => {
+            let mut bits = Vec::with_capacity(sl.len());
+            let mut nan = false;
+            for block in sl.chunks(4096) {
+                bits.extend(block.iter().map(threshold));
+                nan |= block.iter().fold(false, |a, x| a | x.is_nan());
+            }
+            (bits, nan)
+        }
         None => (scores.iter().map(threshold).collect(), scores.iter().any(|x| x.is_nan())),
     };
     if nan {
@@ -468,7 +477,9 @@ fn signed<A: Float, M: LineMetric>(
         // One voxel: no boundary, and no voxel on the other side.
         return mask.iter().map(|&m| finish(m, A::infinity())).collect();
     };
-    let mut acc = vec![A::infinity(); n];
+    // Zeroed memory comes fresh from the allocator (its pages are faulted
+    // in by the threads of the first sweep, which writes every element).
+    let mut acc = vec![A::zero(); n];
     match convention {
         DistanceConvention::Midpoint => {
             // On the half-voxel lattice (module docs), with the axes taken in
@@ -546,17 +557,22 @@ thread_local! {
 /// Largest scratch array kept in the pool (elements): a 128^3 volume.
 const POOL_MAX: usize = 1 << 21;
 
-/// A zeroed array of `n` elements, reusing a pooled one when possible.
+/// An array of `n` elements for a pass that writes every one of them
+/// (a reused one keeps its old values), from the pool when possible.
 fn pooled<A: Float>(n: usize) -> Vec<A> {
     let reused = POOL.with(|p| {
         let mut p = p.borrow_mut();
         let i = p.iter().position(|b| b.is::<Vec<A>>())?;
         p.swap_remove(i).downcast::<Vec<A>>().ok()
     });
-    let mut v = reused.map_or_else(Vec::new, |b| *b);
-    v.clear();
-    v.resize(n, A::zero());
-    v
+    match reused {
+        Some(mut v) if v.capacity() >= n => {
+            v.truncate(n);
+            v.resize(n, A::zero());
+            *v
+        }
+        _ => vec![A::zero(); n],
+    }
 }
 
 /// Return a scratch array to the pool, keeping at most one per type.
