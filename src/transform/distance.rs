@@ -477,8 +477,7 @@ fn signed<A: Float, M: LineMetric>(
         // One voxel: no boundary, and no voxel on the other side.
         return mask.iter().map(|&m| finish(m, A::infinity())).collect();
     };
-    // Zeroed memory comes fresh from the allocator (its pages are faulted
-    // in by the threads of the first sweep, which writes every element).
+    // Zeroed memory, no fill pass: the first sweep writes every element.
     let mut acc = vec![A::zero(); n];
     match convention {
         DistanceConvention::Midpoint => {
@@ -1072,8 +1071,8 @@ fn lesser<A: Float>(a: A, b: A) -> A {
     }
 }
 
-/// The stack's size and its top site kept in locals (a value inlined into
-/// the scan, so that the common step touches no memory but the line).
+/// The envelope's stack size and its top site, held in locals once
+/// [`Top::push`] is inlined into the scan.
 struct Top<A> {
     /// stack size
     k: usize,
