@@ -505,6 +505,40 @@ fn larger_images_with_many_tiles_match_brute_force() {
     }
 }
 
+/// Long lines: the envelope's arithmetic must not depend on how far from
+/// the start of a line a site is. In f32, squares of positions past ~4000
+/// (half voxels) lose the unit; distances computed from them were wrong
+/// by more than 100% on a 20000-voxel axis. f64 against the definition on
+/// a 3000-voxel axis, f32 against f64 on axes of 20000 and 100000.
+#[test]
+fn long_lines_keep_their_precision() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(12);
+    let mut mask_of = |shape: &[usize]| {
+        let len: usize = shape.iter().product();
+        ArrayD::from_shape_vec(IxDyn(shape), (0..len).map(|_| rng.random_bool(0.1)).collect()).unwrap()
+    };
+    let mask = mask_of(&[2, 3000]);
+    let t = SignedDistance::new(Metric::Euclidean);
+    let got: ArrayD<f64> = t.of_mask(&mask, &Spacing::unit()).unwrap();
+    let want = brute_midpoint(&mask, Metric::Euclidean, &[1.0, 1.0]);
+    for (&g, &w) in got.iter().zip(want.iter()) {
+        assert!((g - w).abs() <= 1e-9 * w.abs().max(1.0), "f64: got {g}, want {w}");
+    }
+    for shape in [[3, 20_000], [2, 100_000]] {
+        let mask = mask_of(&shape);
+        for metric in [Metric::Euclidean, Metric::Chessboard, Metric::CityBlock] {
+            let t = SignedDistance::new(metric);
+            let d64: ArrayD<f64> = t.of_mask(&mask, &Spacing::unit()).unwrap();
+            let d32: ArrayD<f32> = t.of_mask(&mask, &Spacing::unit()).unwrap();
+            for (&a, &b) in d64.iter().zip(d32.iter()) {
+                let err = (a - f64::from(b)).abs() / a.abs().max(1.0);
+                assert!(err <= 1e-6, "{metric} {shape:?}: f32 {b}, f64 {a}");
+            }
+        }
+    }
+}
+
 #[test]
 fn public_types_are_send_and_sync() {
     fn check<T: Send + Sync>() {}

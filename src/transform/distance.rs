@@ -311,7 +311,8 @@ impl SignedDistance {
     /// # Errors
     /// [`Error::NonBinaryMask`] for a value other than 0/1,
     /// [`Error::InvalidSpacing`] if the spacing does not fit the dimension
-    /// or the float type `A` (see [`distance_spacing`]).
+    /// or the float type `A`, [`Error::InvalidParameter`] for an axis too
+    /// long for `A` (see [`distance_spacing`]).
     pub fn of_mask<A: Float, M: MaskValue, D: Dimension>(
         &self,
         mask: &ArrayRef<M, D>,
@@ -329,7 +330,8 @@ impl Transform for SignedDistance {
     /// # Errors
     /// [`Error::NanScore`] for a NaN score (it has no side of the threshold),
     /// [`Error::InvalidSpacing`] if the spacing does not fit the dimension
-    /// or the float type `A` (see [`distance_spacing`]).
+    /// or the float type `A`, [`Error::InvalidParameter`] for an axis too
+    /// long for `A` (see [`distance_spacing`]).
     fn apply<'a, A: Float, D: Dimension>(
         &self,
         scores: &'a ArrayRef<A, D>,
@@ -374,6 +376,8 @@ impl fmt::Display for SignedDistance {
 /// envelope passes compare distances in units of half an axis's spacing). A
 /// spacing that fails is an [`Error::InvalidSpacing`]; one that passes
 /// gives finite distances (or the ±inf of an empty or full mask), never NaN.
+/// The shape is checked too: positions along an axis, in half voxels, must
+/// be whole numbers in `A` (an axis of at most 2^23 - 1 voxels in `f32`).
 ///
 /// ```
 /// use confseg::transform::distance::distance_spacing;
@@ -381,19 +385,39 @@ impl fmt::Display for SignedDistance {
 /// let sp = Spacing::new(vec![1e10, 1e-10])?;
 /// assert!(distance_spacing::<f64>(&sp, &[4, 4]).is_ok());
 /// assert!(distance_spacing::<f32>(&sp, &[4, 4]).is_err());
+/// let unit = Spacing::unit();
+/// assert!(distance_spacing::<f32>(&unit, &[1, (1 << 23) - 1]).is_ok());
+/// assert!(distance_spacing::<f32>(&unit, &[1, 1 << 23]).is_err());
+/// assert!(distance_spacing::<f64>(&unit, &[1, 1 << 23]).is_ok());
 /// # Ok::<(), confseg::Error>(())
 /// ```
 ///
 /// # Errors
-/// [`Error::InvalidSpacing`] as above.
+/// [`Error::InvalidSpacing`] as above, [`Error::InvalidParameter`] for an
+/// axis too long for `A`.
 pub fn distance_spacing<A: Float>(spacing: &Spacing, shape: &[usize]) -> Result<Vec<f64>> {
+    // Positions along a line, in half voxels, are whole numbers of `A`.
+    let longest = shape.iter().copied().max().unwrap_or(0);
+    let exact = 2.0 / A::epsilon().to_f64_lossless();
+    if 2.0 * longest as f64 + 2.0 > exact {
+        return Err(Error::InvalidParameter {
+            name: "shape",
+            value: format!("{shape:?}"),
+            reason: format!(
+                "an axis of more than {} voxels is beyond whole positions in {}; compute distances in float64",
+                (exact / 2.0 - 1.0) as u64,
+                A::NAME
+            ),
+        });
+    }
     let sp = spacing.for_image::<A>(shape)?.into_owned();
     let extent: f64 = sp.iter().zip(shape).map(|(&s, &n)| s * (n as f64 + 1.0)).sum();
     let min = sp.iter().copied().fold(f64::INFINITY, f64::min);
     let n = shape.iter().copied().max().unwrap_or(0) as f64 + 1.0;
     let ratio = extent / min;
-    // keys up to 4 (ratio^2 + n^2) in half-voxel units, times positions
-    // up to 4 n in the envelope's comparisons, with a factor 4 to spare
+    // in half-voxel units, takeover numerators up to 4 ratio^2 + 8 n^2
+    // times denominators up to 4 n in the envelope's comparisons, with a
+    // factor 2 to spare
     let bound = 64.0 * n * (ratio * ratio + n * n);
     if sp.is_empty() || bound < A::max_value().to_f64_lossless() {
         Ok(sp)
@@ -636,13 +660,18 @@ impl LineMetric for Euclid {
         (s * s).recip()
     }
     #[inline]
-    fn key<A: Float>(a: A, u: A, scale: A) -> A {
-        a * scale + u * u
+    fn key<A: Float>(a: A, _u: A, scale: A) -> A {
+        a * scale
     }
     #[inline]
     fn takeover<A: Float>(u: A, ku: A, w: A, kw: A) -> (A, A) {
-        // b + s^2 (x - w)^2 <= a + s^2 (x - u)^2  <=>  x >= (kw - ku) / (2 (w - u))
-        (kw - ku, (w - u) + (w - u))
+        // b + s^2 (x - w)^2 <= a + s^2 (x - u)^2
+        //   <=>  x >= (kw - ku + (w - u)(w + u)) / (2 (w - u)),
+        // with w^2 - u^2 as a product of integers (exact while it fits the
+        // float type's mantissa): squares of far positions, each rounded,
+        // would lose the distance in f32 on long lines.
+        let d = w - u;
+        (kw - ku + d * (w + u), d + d)
     }
     #[inline]
     fn finish<A: Float>(v: A) -> A {
