@@ -74,8 +74,7 @@
 //!
 //! With the `rayon` feature, every pass over an image of at least 2^15
 //! voxels is split into independent units (chunks of contiguous lines, or
-//! ranges of columns of a strided axis together with the matching part of
-//! the accumulator) run on the current rayon pool. Each voxel is computed
+//! ranges of columns of a strided axis) run on the current rayon pool. Each voxel is computed
 //! by the same operations whichever thread runs its unit, so the result is
 //! bit-identical to the single-threaded one.
 //!
