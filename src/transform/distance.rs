@@ -65,8 +65,9 @@
 //! plus `n` sweeps, each linear in the number of voxels. An odd site no
 //! lower than both of its even neighbours one step away is never the
 //! nearest at a voxel and is left out. Passes along non-contiguous axes
-//! gather tiles of neighbouring lines into a scratch buffer so that memory
-//! is read row by row. One scratch array per thread (up to 2^21 elements)
+//! read their lines in place while a block of lines fits a core's L2
+//! cache, and beyond gather tiles of neighbouring lines into a scratch
+//! buffer so that memory is read row by row. One scratch array per thread (up to 2^21 elements)
 //! is kept between calls, so that transforming a stream of images does
 //! not pay for fresh memory every time.
 //!
@@ -88,7 +89,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use ndarray::{Array, ArrayRef, CowArray, Dimension};
+use ndarray::{Array, ArrayRef, ArrayView1, ArrayView2, ArrayViewMut1, CowArray, Dimension};
 
 use super::{check_mask_threshold, EmptyPrediction, Spacing, Transform};
 use crate::error::{Error, Result};
@@ -924,6 +925,13 @@ fn column_width(inner: usize, align: usize) -> usize {
     target.div_ceil(align).max(1) * align
 }
 
+/// Largest block of strided lines (`n x inner` elements) whose lines are
+/// read in place, column by column: the size of a core's L2 cache on
+/// current x86 parts. Beyond, a column's elements (a power-of-two stride
+/// apart, typically) evict each other from the cache before the next
+/// column reuses their lines, and gathered tiles are faster.
+const IN_PLACE_BYTES: usize = 1 << 20;
+
 /// Bytes of each row gathered at once from a strided axis (one cache
 /// line): 8 lines of f64, 16 of f32.
 const TILE_BYTES: usize = 64;
@@ -931,16 +939,6 @@ const TILE_BYTES: usize = 64;
 /// Lines gathered at once from a strided axis for elements of type `A`.
 fn tile<A>() -> usize {
     (TILE_BYTES / std::mem::size_of::<A>()).max(1)
-}
-
-/// Scratch buffers for the envelope passes: gathered tiles of lines (and
-/// of the interleaved odd sites), the output tile, and the envelope's
-/// stack.
-struct Scratch<A> {
-    tile_in: Vec<A>,
-    tile_odd: Vec<A>,
-    tile_out: Vec<A>,
-    stack: Stack<A>,
 }
 
 /// One site on the envelope's stack: its position and value, its key, and
@@ -956,12 +954,20 @@ struct Site<A> {
 
 type Stack<A> = Vec<Site<A>>;
 
+/// Scratch buffers for the envelope passes: gathered tiles of lines (and
+/// of the interleaved odd sites) and the envelope's stack.
+struct Scratch<A> {
+    tile: Vec<A>,
+    tile_odd: Vec<A>,
+    stack: Stack<A>,
+}
+
 impl<A: Float> Scratch<A> {
-    /// Room for `tile` lines of length `n`, with odd sites if `odd`.
+    /// Room for `tile` gathered lines of length `n` (with their odd sites
+    /// if `odd`) and for the sites of one line.
     fn reserve(&mut self, n: usize, tile: usize, odd: bool) {
         let grow = |v: &mut Vec<A>, len: usize| v.resize(v.len().max(len), A::zero());
-        grow(&mut self.tile_in, n * tile);
-        grow(&mut self.tile_out, n * tile);
+        grow(&mut self.tile, n * tile);
         if odd {
             grow(&mut self.tile_odd, n * tile);
         }
@@ -974,7 +980,7 @@ impl<A: Float> Scratch<A> {
 
 impl<A> Default for Scratch<A> {
     fn default() -> Self {
-        Scratch { tile_in: Vec::new(), tile_odd: Vec::new(), tile_out: Vec::new(), stack: Vec::new() }
+        Scratch { tile: Vec::new(), tile_odd: Vec::new(), stack: Vec::new() }
     }
 }
 
@@ -984,9 +990,10 @@ impl<A> Default for Scratch<A> {
 /// interleaved with those of `odd` at the odd ones (between voxel `j` and
 /// `j + 1`), and `g` is evaluated at the voxels. With `signs` (the mask),
 /// the result is then the signed physical distance. Contiguous lines are
-/// processed directly; strided ones in tiles of [`tile`] neighbouring
-/// lines, gathered and scattered row by row. Chunks of lines (ranges of
-/// columns) are independent units of work, run in parallel if `parallel`.
+/// processed directly, and so are strided ones while a block of lines
+/// fits [`IN_PLACE_BYTES`]; beyond, strided lines are gathered in tiles of
+/// [`tile`] neighbours, row by row. Chunks of lines (ranges of columns)
+/// are independent units of work, run in parallel if `parallel`.
 fn envelope_pass<A: Float, M: LineMetric>(
     buf: &mut [A],
     odd: Option<&[A]>,
@@ -1009,13 +1016,11 @@ fn envelope_pass<A: Float, M: LineMetric>(
             parallel,
             Scratch::default,
             |sc: &mut Scratch<A>, u, bc| {
-                sc.reserve(n, 1, with_odd);
-                let Scratch { tile_in, stack, .. } = sc;
+                sc.reserve(n, 0, with_odd);
                 for (li, line) in bc.chunks_exact_mut(n).enumerate() {
                     let base = u * lines * n + li * n;
-                    tile_in[..n].copy_from_slice(line);
                     let o = odd.map(|o| &o[base..base + n]);
-                    envelope_line::<A, M>(&tile_in[..n], o, line, s, scale, stack);
+                    envelope_line::<A, M, _, _>(&mut *line, n, o, s, scale, &mut sc.stack);
                     if let Some(m) = signs {
                         sign_line::<A, M>(line, &m[base..base + n]);
                     }
@@ -1024,6 +1029,7 @@ fn envelope_pass<A: Float, M: LineMetric>(
         );
         return;
     }
+    let in_place = n * inner * std::mem::size_of::<A>() <= IN_PLACE_BYTES;
     let width = column_width(inner, tile::<A>());
     super::par::for_each_column_range(
         buf,
@@ -1034,38 +1040,49 @@ fn envelope_pass<A: Float, M: LineMetric>(
         |sc: &mut Scratch<A>, b, c0, mut bv| {
             let cols = bv.ncols();
             let tile = tile::<A>().min(cols);
-            sc.reserve(n, tile, with_odd);
-            let Scratch { tile_in, tile_odd, tile_out, stack } = sc;
+            sc.reserve(n, if in_place { 0 } else { tile }, with_odd);
+            let Scratch { tile: tile_io, tile_odd, stack } = sc;
             let at = |t: usize| (b * n + t) * inner + c0;
-            let mut r0 = 0;
-            while r0 < cols {
-                let w = tile.min(cols - r0);
-                for t in 0..n {
-                    let row = bv.row(t);
-                    let row = row.as_slice().unwrap_or_else(|| unreachable!("rows are contiguous"));
-                    for (l, &x) in row[r0..r0 + w].iter().enumerate() {
-                        tile_in[l * n + t] = x;
-                    }
-                    if let Some(o) = odd {
-                        for (l, &x) in o[at(t) + r0..at(t) + r0 + w].iter().enumerate() {
-                            tile_odd[l * n + t] = x;
+            if in_place {
+                // the odd sites of this block, as its lines
+                let odd_block = odd.map(|o| {
+                    let start = at(0) - c0;
+                    ArrayView2::from_shape((n, inner), &o[start..start + n * inner])
+                        .unwrap_or_else(|_| unreachable!("a block holds n rows of inner elements"))
+                });
+                for (l, line) in bv.columns_mut().into_iter().enumerate() {
+                    let o = odd_block.as_ref().map(|o| o.column(c0 + l));
+                    envelope_line::<A, M, _, _>(line, n, o, s, scale, stack);
+                }
+            } else {
+                let mut r0 = 0;
+                while r0 < cols {
+                    let w = tile.min(cols - r0);
+                    for t in 0..n {
+                        let row = bv.row(t);
+                        let row = row.as_slice().unwrap_or_else(|| unreachable!("rows are contiguous"));
+                        for (l, &x) in row[r0..r0 + w].iter().enumerate() {
+                            tile_io[l * n + t] = x;
+                        }
+                        if let Some(o) = odd {
+                            for (l, &x) in o[at(t) + r0..at(t) + r0 + w].iter().enumerate() {
+                                tile_odd[l * n + t] = x;
+                            }
                         }
                     }
-                }
-                for (l, (f, g)) in
-                    tile_in.chunks_exact(n).zip(tile_out.chunks_exact_mut(n)).take(w).enumerate()
-                {
-                    let o = with_odd.then(|| &tile_odd[l * n..(l + 1) * n]);
-                    envelope_line::<A, M>(f, o, g, s, scale, stack);
-                }
-                for t in 0..n {
-                    let mut row = bv.row_mut(t);
-                    let row = row.as_slice_mut().unwrap_or_else(|| unreachable!("rows are contiguous"));
-                    for (l, x) in row[r0..r0 + w].iter_mut().enumerate() {
-                        *x = tile_out[l * n + t];
+                    for (l, line) in tile_io.chunks_exact_mut(n).take(w).enumerate() {
+                        let o = with_odd.then(|| &tile_odd[l * n..(l + 1) * n]);
+                        envelope_line::<A, M, _, _>(line, n, o, s, scale, stack);
                     }
+                    for t in 0..n {
+                        let mut row = bv.row_mut(t);
+                        let row = row.as_slice_mut().unwrap_or_else(|| unreachable!("rows are contiguous"));
+                        for (l, x) in row[r0..r0 + w].iter_mut().enumerate() {
+                            *x = tile_io[l * n + t];
+                        }
+                    }
+                    r0 += w;
                 }
-                r0 += w;
             }
             if let Some(m) = signs {
                 for t in 0..n {
@@ -1146,28 +1163,85 @@ impl<A: Float> Top<A> {
     }
 }
 
+/// A line of values read by index: a slice, or a strided view along an
+/// axis that is not the last.
+trait Line<A> {
+    fn at(&self, i: usize) -> A;
+}
+
+/// A line whose values are replaced by index.
+trait LineMut<A>: Line<A> {
+    fn set(&mut self, i: usize, v: A);
+}
+
+impl<A: Copy> Line<A> for &[A] {
+    #[inline(always)]
+    fn at(&self, i: usize) -> A {
+        self[i]
+    }
+}
+
+impl<A: Copy> Line<A> for &mut [A] {
+    #[inline(always)]
+    fn at(&self, i: usize) -> A {
+        self[i]
+    }
+}
+
+impl<A: Copy> LineMut<A> for &mut [A] {
+    #[inline(always)]
+    fn set(&mut self, i: usize, v: A) {
+        self[i] = v;
+    }
+}
+
+impl<A: Copy> Line<A> for ArrayView1<'_, A> {
+    #[inline(always)]
+    fn at(&self, i: usize) -> A {
+        self[i]
+    }
+}
+
+impl<A: Copy> Line<A> for ArrayViewMut1<'_, A> {
+    #[inline(always)]
+    fn at(&self, i: usize) -> A {
+        self[i]
+    }
+}
+
+impl<A: Copy> LineMut<A> for ArrayViewMut1<'_, A> {
+    #[inline(always)]
+    fn set(&mut self, i: usize, v: A) {
+        self[i] = v;
+    }
+}
+
 /// One line of the lower envelope (Felzenszwalb & Huttenlocher 2012, with
-/// the metric's own takeover point): sites are the finite entries of `f`
-/// at positions `0, 1, 2, ...` (in steps of physical length `s`), or with
-/// `odd` those of `f` at `0, 2, 4, ...` and of `odd` at `1, 3, 5, ...`,
-/// `g` being evaluated at the positions of `f`'s entries. The top of the
+/// the metric's own takeover point), in place: sites are the finite
+/// values `f[i]` of the `n` in `line` at positions `i = 0, 1, 2, ...` (in
+/// steps of physical length `s`), or with `odd` those of `line` at `0, 2,
+/// 4, ...` and of `odd` at `1, 3, 5, ...`; the envelope, evaluated at the
+/// positions of `line`'s values, then replaces them. The top of the
 /// stack and the next site of the scan are kept in locals, so that the
 /// common step (no site popped, no site taken over) touches no memory but
 /// the line.
-fn envelope_line<A: Float, M: LineMetric>(
-    f: &[A],
-    odd: Option<&[A]>,
-    g: &mut [A],
+fn envelope_line<A: Float, M: LineMetric, L: LineMut<A>, O: Line<A>>(
+    mut line: L,
+    n: usize,
+    odd: Option<O>,
     s: A,
     scale: A,
     st: &mut Stack<A>,
 ) {
+    if n == 0 {
+        return;
+    }
     let mut top = Top::new();
     let mut qa = A::zero();
     let step = match odd {
         None => {
-            for &fq in f {
-                top.push::<M>(st, qa, fq, scale);
+            for i in 0..n {
+                top.push::<M>(st, qa, line.at(i), scale);
                 qa += A::one();
             }
             A::one()
@@ -1176,22 +1250,24 @@ fn envelope_line<A: Float, M: LineMetric>(
             // An odd site no lower than both even neighbours one step away
             // (`f[j], f[j + 1] <= eval(odd[j], s)`) is never below them at
             // an even position: it is left out.
-            let inf = A::infinity();
-            let next_even = f.iter().skip(1).chain(std::iter::once(&inf));
-            for ((&fq, &fo), &fr) in f.iter().zip(odd).zip(next_even) {
+            let mut fq = line.at(0);
+            for i in 0..n {
+                let fr = if i + 1 < n { line.at(i + 1) } else { A::infinity() };
+                let fo = odd.at(i);
                 top.push::<M>(st, qa, fq, scale);
                 let reach = M::eval(fo, s);
                 if !(fq <= reach && fr <= reach) {
                     top.push::<M>(st, qa + A::one(), fo, scale);
                 }
                 qa += A::one() + A::one();
+                fq = fr;
             }
             A::one() + A::one()
         }
     };
     let k = top.k;
     if k == 0 {
-        g.fill(A::infinity());
+        (0..n).for_each(|i| line.set(i, A::infinity()));
         return;
     }
     let st = &st[..k];
@@ -1201,13 +1277,13 @@ fn envelope_line<A: Float, M: LineMetric>(
     let (mut cv, mut cp) = (st[0].val, st[0].pos);
     let (mut nn, mut nd) = next(0);
     let mut xa = A::zero();
-    for gx in g.iter_mut() {
+    for i in 0..n {
         while nn <= xa * nd {
             j += 1;
             (cv, cp) = (st[j].val, st[j].pos);
             (nn, nd) = next(j);
         }
-        *gx = M::eval(cv, (xa - cp).abs() * s);
+        line.set(i, M::eval(cv, (xa - cp).abs() * s));
         xa += step;
     }
 }
