@@ -616,7 +616,8 @@ fn public_types_are_send_and_sync() {
 
 /// Threads inside one image split the passes into units whose arithmetic
 /// does not depend on who runs them: the result is the same bit for bit
-/// on 1, 2 or 3 threads (images above the splitting threshold).
+/// on 1, 2 or 3 threads (images above the splitting threshold, strided
+/// lines read in place and gathered in tiles).
 #[cfg(feature = "rayon")]
 #[test]
 fn threads_inside_one_image_give_bit_identical_results() {
@@ -644,6 +645,8 @@ fn threads_inside_one_image_give_bit_identical_results() {
         (vec![200, 190], vec![0.7, 1.3]),
         (vec![40, 37, 25], vec![2.5, 1.0, 0.8]),
         (vec![3, 20, 30, 24], vec![1.0, 1.0, 0.5, 1.5]),
+        // blocks along axis 1 beyond the in-place size in f64 (gathered tiles)
+        (vec![2, 360, 370], vec![1.0, 0.8, 1.2]),
     ] {
         let len: usize = shape.iter().product();
         let p = rng.random_range(0.05..0.6);
