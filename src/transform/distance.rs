@@ -442,16 +442,31 @@ pub fn distance_spacing<A: Float>(spacing: &Spacing, shape: &[usize]) -> Result<
 pub(crate) fn predicted_mask<A: Float, D: Dimension>(scores: &ArrayRef<A, D>, t: f64) -> Result<Vec<bool>> {
     let threshold = |x: &A| x.to_f64_lossless() > t;
     let (bits, nan) = match scores.as_slice() {
-        // Row-major contiguous: block by block, each read twice while in
-        // cache (two loops without branches, both vectorised).
+        // Row-major contiguous: block by block (in parallel if worth it),
+        // each read twice while in cache (two loops without branches, both
+        // vectorised).
         Some(sl) => {
-            let mut bits = Vec::with_capacity(sl.len());
-            let mut nan = false;
-            for block in sl.chunks(4096) {
-                bits.extend(block.iter().map(threshold));
-                nan |= block.iter().fold(false, |a, x| a | x.is_nan());
-            }
-            (bits, nan)
+            const BLOCK: usize = 4096;
+            let mut bits = vec![false; sl.len()];
+            let nan = std::sync::atomic::AtomicBool::new(false);
+            let parallel = super::par::worth_splitting(sl.len());
+            super::par::for_each_chunk(
+                &mut bits,
+                16 * BLOCK,
+                parallel,
+                || (),
+                |_, u, out| {
+                    let base = u * 16 * BLOCK;
+                    for (i, block) in out.chunks_mut(BLOCK).enumerate() {
+                        let src = &sl[base + i * BLOCK..base + i * BLOCK + block.len()];
+                        block.iter_mut().zip(src).for_each(|(b, x)| *b = threshold(x));
+                        if src.iter().fold(false, |a, x| a | x.is_nan()) {
+                            nan.store(true, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                },
+            );
+            (bits, nan.into_inner())
         }
         None => (scores.iter().map(threshold).collect(), scores.iter().any(|x| x.is_nan())),
     };
@@ -526,7 +541,7 @@ fn signed<A: Float, M: LineMetric>(
             let mut steps = vec![false; n];
             let mut odd = pooled::<A>(n);
             for (m, &a) in order.iter().enumerate().skip(1) {
-                step_set(mask, shape, a, &mut steps);
+                step_set(mask, shape, a, &mut steps, parallel);
                 sites_pass::<A, M>(&steps, shape, 0, Sites::Voxels(true), s0, &mut odd, parallel);
                 for &b in &order[1..m] {
                     envelope_pass::<A, M>(&mut odd, None, shape, b, sp[b], None, parallel);
@@ -557,17 +572,28 @@ fn signed<A: Float, M: LineMetric>(
 }
 
 /// `steps[v] = mask[v] != mask[v + e_axis]` (false on the last layer along
-/// `axis`): the voxels followed along `axis` by a boundary midpoint.
-fn step_set(mask: &[bool], shape: &[usize], axis: usize, steps: &mut [bool]) {
+/// `axis`): the voxels followed along `axis` by a boundary midpoint. Blocks
+/// of layers are independent units of work, run in parallel if `parallel`.
+fn step_set(mask: &[bool], shape: &[usize], axis: usize, steps: &mut [bool], parallel: bool) {
     let (_, n, inner) = split(shape, axis);
     let layer = n * inner;
-    for (blk, out) in mask.chunks_exact(layer).zip(steps.chunks_exact_mut(layer)) {
-        let (body, last) = out.split_at_mut((n - 1) * inner);
-        for ((o, &a), &b) in body.iter_mut().zip(&blk[..(n - 1) * inner]).zip(&blk[inner..]) {
-            *o = a != b;
-        }
-        last.fill(false);
-    }
+    let unit = layer * (super::par::MIN_PARALLEL / layer).max(1);
+    super::par::for_each_chunk(
+        steps,
+        unit,
+        parallel,
+        || (),
+        |_, u, outs| {
+            let blocks = mask[u * unit..u * unit + outs.len()].chunks_exact(layer);
+            for (blk, out) in blocks.zip(outs.chunks_exact_mut(layer)) {
+                let (body, last) = out.split_at_mut((n - 1) * inner);
+                for ((o, &a), &b) in body.iter_mut().zip(&blk[..(n - 1) * inner]).zip(&blk[inner..]) {
+                    *o = a != b;
+                }
+                last.fill(false);
+            }
+        },
+    );
 }
 
 thread_local! {
@@ -1336,5 +1362,10 @@ mod tests {
         let s = array![[0.0, f64::NAN]];
         let e = SignedDistance::default().apply(&s, &Spacing::unit()).unwrap_err();
         assert!(matches!(e, Error::NanScore { ref index, .. } if index == &vec![0, 1]));
+        // past the size split across threads, in the last block
+        let mut s = Array2::from_elem((300, 200), 1.0_f32);
+        s[[299, 7]] = f32::NAN;
+        let e = SignedDistance::default().apply(&s, &Spacing::unit()).unwrap_err();
+        assert!(matches!(e, Error::NanScore { ref index, .. } if index == &vec![299, 7]));
     }
 }
