@@ -1,8 +1,9 @@
-//! Work splitting for the spatial transforms: the same units of work
-//! (chunks of lines, column ranges of strided blocks) run one after the
-//! other, or with the `rayon` feature on the current thread pool. Every
-//! unit computes its outputs with the same arithmetic whoever runs it, so
-//! the result does not depend on the number of threads.
+//! How the spatial transforms run their loops: the same units of work
+//! (chunks of lines, column ranges of strided blocks) one after the other,
+//! or with the `rayon` feature on the current thread pool; and loops that
+//! vectorise, on the widest SIMD the processor has ([`widest`]). Every unit
+//! computes its outputs with the same arithmetic whoever runs it and
+//! whatever the SIMD width, so the result depends on neither.
 
 use ndarray::{ArrayViewMut2, Axis};
 
@@ -96,4 +97,30 @@ pub(crate) fn for_each_column_range<T, S, I, F>(
 fn block_view<T>(blk: &mut [T], n: usize, inner: usize) -> ArrayViewMut2<'_, T> {
     ArrayViewMut2::from_shape((n, inner), blk)
         .unwrap_or_else(|_| unreachable!("a block holds n rows of inner elements"))
+}
+
+/// A loop body compiled twice, for the baseline target and for AVX2
+/// (x86-64 v3), and run by [`widest`] on the wider one where the processor
+/// has it. [`Wide::run`] and what it calls must be inlined into it
+/// (`#[inline(always)]`, or small and generic) to be compiled for the
+/// chosen target. Vector and scalar IEEE operations round alike and Rust
+/// does not fuse multiplies and adds, so the results do not depend on the
+/// choice.
+pub(crate) trait Wide {
+    type Output;
+    fn run(self) -> Self::Output;
+}
+
+/// Run `w` compiled for the widest SIMD this processor has, chosen at run
+/// time by `pulp`'s safe dispatch (no `unsafe` in this crate).
+pub(crate) fn widest<W: Wide>(w: W) -> W::Output {
+    struct Op<W>(W);
+    impl<W: Wide> pulp::WithSimd for Op<W> {
+        type Output = W::Output;
+        #[inline(always)]
+        fn with_simd<S: pulp::Simd>(self, _simd: S) -> W::Output {
+            self.0.run()
+        }
+    }
+    pulp::Arch::new().dispatch(Op(w))
 }
