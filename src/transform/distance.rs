@@ -67,17 +67,19 @@
 //! nearest at a voxel and is left out. Passes along non-contiguous axes
 //! read their lines in place while a block of lines fits a core's L2
 //! cache, and beyond gather tiles of neighbouring lines into a scratch
-//! buffer so that memory is read row by row. One scratch array per thread (up to 2^21 elements)
-//! is kept between calls, so that transforming a stream of images does
-//! not pay for fresh memory every time.
+//! buffer so that memory is read row by row. One scratch array per thread
+//! (up to 2^21 elements) is kept between calls, so that transforming a
+//! stream of images does not pay for fresh memory every time.
 //!
-//! # Threads
+//! # Threads and SIMD
 //!
 //! With the `rayon` feature, every pass over an image of at least 2^15
 //! voxels is split into independent units (chunks of contiguous lines, or
-//! ranges of columns of a strided axis) run on the current rayon pool. Each voxel is computed
-//! by the same operations whichever thread runs its unit, so the result is
-//! bit-identical to the single-threaded one.
+//! ranges of columns of a strided axis) run on the current rayon pool.
+//! Each voxel is computed by the same operations whichever thread runs its
+//! unit, so the result is bit-identical to the single-threaded one. The
+//! sweeps and the final signs are also compiled for AVX2 and run so where
+//! the processor has it (chosen at run time), with the same values.
 //!
 //! # Spacing and float type
 //!
