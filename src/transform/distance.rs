@@ -450,16 +450,17 @@ pub(crate) fn predicted_mask<A: Float, D: Dimension>(scores: &ArrayRef<A, D>, t:
         // vectorised).
         Some(sl) => {
             const BLOCK: usize = 4096;
+            const UNIT: usize = 16 * BLOCK;
             let mut bits = vec![false; sl.len()];
             let nan = std::sync::atomic::AtomicBool::new(false);
             let parallel = super::par::worth_splitting(sl.len());
             super::par::for_each_chunk(
                 &mut bits,
-                16 * BLOCK,
+                UNIT,
                 parallel,
                 || (),
                 |_, u, out| {
-                    let base = u * 16 * BLOCK;
+                    let base = u * UNIT;
                     for (i, block) in out.chunks_mut(BLOCK).enumerate() {
                         let src = &sl[base + i * BLOCK..base + i * BLOCK + block.len()];
                         block.iter_mut().zip(src).for_each(|(b, x)| *b = threshold(x));
