@@ -864,9 +864,9 @@ fn sites_pass<A: Float, M: LineMetric>(
         width,
         parallel,
         Vec::new,
-        |last: &mut Vec<A>, b, c0, rows| {
+        |gap: &mut Vec<A>, b, c0, rows| {
             let start = b * n * inner + c0;
-            let range = SweepRange::<A, M> { mask, rows, last, sites, inner, start, s, metric: PhantomData };
+            let range = SweepRange::<A, M> { mask, rows, gap, sites, inner, start, s, metric: PhantomData };
             super::par::widest(range);
         },
     );
@@ -874,11 +874,11 @@ fn sites_pass<A: Float, M: LineMetric>(
 
 /// One range of columns of a first pass along a strided axis (see
 /// [`sites_pass`]): `rows` are its `n` rows, the first starting at `start`
-/// in `mask`; `last` is scratch.
+/// in `mask`; `gap` is scratch.
 struct SweepRange<'a, 'b, A, M> {
     mask: &'a [bool],
     rows: ArrayViewMut2<'b, A>,
-    last: &'a mut Vec<A>,
+    gap: &'a mut Vec<A>,
     sites: Sites,
     inner: usize,
     start: usize,
@@ -889,71 +889,71 @@ struct SweepRange<'a, 'b, A, M> {
 impl<A: Float, M: LineMetric> super::par::Wide for SweepRange<'_, '_, A, M> {
     type Output = ();
 
-    /// Row by row, on vectors of the range's width.
+    /// Row by row, on vectors of the range's width. Each column carries
+    /// its gap (in voxels) to the nearest site so far, a new value on every
+    /// row: `0` (or `1/2` for a midpoint) at a site, the previous gap plus
+    /// one elsewhere. These are the positions' differences exactly (whole
+    /// and half numbers below 2^23), and a value written on every row keeps
+    /// the loop free of conditional (masked) stores, which are slow.
     #[inline(always)]
     fn run(self) {
-        let SweepRange { mask, mut rows, last, sites, inner, start, s, .. } = self;
+        let SweepRange { mask, mut rows, gap, sites, inner, start, s, .. } = self;
         let (n, w) = rows.dim();
         if n == 0 {
             return;
         }
-        let half = A::from_f64_lossy(0.5);
+        let (one, half) = (A::one(), A::from_f64_lossy(0.5));
         let at = |t: usize| start + t * inner;
-        last.resize(w, A::zero());
-        // forward: nearest site at or before each voxel (one loop per kind
-        // of site, each without branches)
-        last.fill(A::neg_infinity());
-        let pos = |t: usize| A::from_usize(t).unwrap_or_else(A::infinity);
+        gap.resize(w, A::zero());
         fn out<'r, A>(rows: &'r mut ArrayViewMut2<'_, A>, t: usize) -> &'r mut [A] {
             rows.row_mut(t).into_slice().unwrap_or_else(|| unreachable!("rows are contiguous"))
         }
+        // forward: gap to the nearest site at or before each voxel (one loop
+        // per kind of site, each without branches)
+        gap.fill(A::infinity());
         match sites {
             Sites::Transitions => {
                 out(&mut rows, 0).fill(A::infinity());
                 for t in 1..n {
-                    let (ta, orow) = (pos(t), out(&mut rows, t));
                     let (row, prev) = (&mask[at(t)..at(t) + w], &mask[at(t - 1)..at(t - 1) + w]);
-                    let here = ta - half;
-                    for (((l, o), &a), &b) in last.iter_mut().zip(orow.iter_mut()).zip(row).zip(prev) {
-                        *l = if a != b { here } else { *l };
-                        *o = (ta - *l) * s;
+                    for (((g, o), &a), &b) in gap.iter_mut().zip(out(&mut rows, t)).zip(row).zip(prev) {
+                        *g = if a != b { half } else { *g + one };
+                        *o = *g * s;
                     }
                 }
             }
             Sites::Voxels(v) => {
                 for t in 0..n {
-                    let (ta, orow) = (pos(t), out(&mut rows, t));
-                    for ((l, o), &a) in last.iter_mut().zip(orow.iter_mut()).zip(&mask[at(t)..at(t) + w]) {
-                        *l = if a == v { ta } else { *l };
-                        *o = (ta - *l) * s;
+                    let row = &mask[at(t)..at(t) + w];
+                    for ((g, o), &a) in gap.iter_mut().zip(out(&mut rows, t)).zip(row) {
+                        *g = if a == v { A::zero() } else { *g + one };
+                        *o = *g * s;
                     }
                 }
             }
         }
-        // backward: nearest site at or after, then the metric's value
-        let next = last;
-        next.fill(A::infinity());
+        // backward: gap to the nearest site at or after, then the metric's value
+        gap.fill(A::infinity());
         for t in (0..n).rev() {
-            let (ta, orow) = (pos(t), out(&mut rows, t));
-            let row = &mask[at(t)..at(t) + w];
+            let (orow, row) = (out(&mut rows, t), &mask[at(t)..at(t) + w]);
             match sites {
                 Sites::Transitions if t + 1 < n => {
                     let below = &mask[at(t + 1)..at(t + 1) + w];
-                    let here = ta + half;
-                    for (((l, o), &a), &b) in next.iter_mut().zip(orow.iter_mut()).zip(row).zip(below) {
-                        *l = if a != b { here } else { *l };
-                        *o = M::from_1d(lesser(*o, (*l - ta) * s));
+                    for (((g, o), &a), &b) in gap.iter_mut().zip(orow).zip(row).zip(below) {
+                        *g = if a != b { half } else { *g + one };
+                        *o = M::from_1d(lesser(*o, *g * s));
                     }
                 }
                 Sites::Transitions => {
-                    for (o, &l) in orow.iter_mut().zip(next.iter()) {
-                        *o = M::from_1d(lesser(*o, (l - ta) * s));
+                    // the last row: no midpoint after it
+                    for o in orow.iter_mut() {
+                        *o = M::from_1d(*o);
                     }
                 }
                 Sites::Voxels(v) => {
-                    for ((l, o), &a) in next.iter_mut().zip(orow.iter_mut()).zip(row) {
-                        *l = if a == v { ta } else { *l };
-                        *o = M::from_1d(lesser(*o, (*l - ta) * s));
+                    for ((g, o), &a) in gap.iter_mut().zip(orow).zip(row) {
+                        *g = if a == v { A::zero() } else { *g + one };
+                        *o = M::from_1d(lesser(*o, *g * s));
                     }
                 }
             }
@@ -1445,7 +1445,7 @@ mod tests {
                 let range = SweepRange::<A, M> {
                     mask,
                     rows,
-                    last: &mut la,
+                    gap: &mut la,
                     sites,
                     inner,
                     start: 0,
@@ -1457,7 +1457,7 @@ mod tests {
                 SweepRange::<A, M> {
                     mask,
                     rows,
-                    last: &mut lb,
+                    gap: &mut lb,
                     sites,
                     inner,
                     start: 0,
