@@ -523,44 +523,48 @@ fn larger_images_with_many_tiles_match_brute_force() {
 /// Strided lines are read in place while a block of them fits a core's
 /// L2 cache, and gathered in tiles beyond: a 3 x 400 x 380 volume takes
 /// the first way in f32 (608 KB per block along axis 1) and the second in
-/// f64 (1.2 MB). Both against the definition at sampled voxels, and f32
-/// against f64 everywhere (unit spacing: the squared distances are exact
-/// in both types).
+/// f64 (1.2 MB). In 3-D the sweeps along axis 0 and the passes along the
+/// last axis run range of lines by range of lines: both volumes here take
+/// many ranges, and the second (long along axis 0) ranges of one or two
+/// lines. Both against the definition at sampled voxels, and f32 against
+/// f64 everywhere (unit spacing: the squared distances are exact in both
+/// types).
 #[test]
 fn blocks_beyond_the_cache_are_gathered_in_tiles() {
     use rand::{Rng, SeedableRng};
     let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(13);
-    let shape = [3, 400, 380];
-    let balls: Vec<([f64; 3], f64)> = (0..40)
-        .map(|_| {
-            let c = [rng.random_range(0.0..3.0), rng.random_range(0.0..400.0), rng.random_range(0.0..380.0)];
-            (c, rng.random_range(2.0..40.0))
-        })
-        .collect();
-    let mask = ArrayD::from_shape_fn(IxDyn(&shape), |ix| {
-        let p = ix.slice();
-        balls.iter().any(|(c, r)| (0..3).map(|k| (p[k] as f64 - c[k]).powi(2)).sum::<f64>() <= r * r)
-    });
-    let mids = midpoints(&mask);
-    let samples: Vec<Vec<usize>> =
-        (0..150).map(|_| shape.iter().map(|&n| rng.random_range(0..n)).collect()).collect();
-    for metric in [Metric::Euclidean, Metric::Chessboard, Metric::CityBlock] {
-        let t = SignedDistance::new(metric);
-        let d64: ArrayD<f64> = t.of_mask(&mask, &Spacing::unit()).unwrap();
-        let d32: ArrayD<f32> = t.of_mask(&mask, &Spacing::unit()).unwrap();
-        for ix in &samples {
-            let want = brute_midpoint_at(&mask, &mids, metric, &[1.0; 3], ix);
-            assert_eq!(d64[IxDyn(ix)], want, "{metric} f64 at {ix:?}");
-            assert_eq!(d32[IxDyn(ix)], want as f32, "{metric} f32 at {ix:?}");
-        }
-        for (&a, &b) in d64.iter().zip(d32.iter()) {
-            assert_eq!(a as f32, b, "{metric}: f64 {a}, f32 {b}");
-        }
-        let c = t.with_convention(DistanceConvention::VoxelCentre);
-        let c64: ArrayD<f64> = c.of_mask(&mask, &Spacing::unit()).unwrap();
-        let c32: ArrayD<f32> = c.of_mask(&mask, &Spacing::unit()).unwrap();
-        for (&a, &b) in c64.iter().zip(c32.iter()) {
-            assert_eq!(a as f32, b, "{metric} centre: f64 {a}, f32 {b}");
+    for (shape, balls) in [([3, 400, 380], 40), ([700, 5, 48], 12)] {
+        let balls: Vec<([f64; 3], f64)> = (0..balls)
+            .map(|_| {
+                let c = shape.map(|n| rng.random_range(0.0..n as f64));
+                (c, rng.random_range(2.0..40.0))
+            })
+            .collect();
+        let mask = ArrayD::from_shape_fn(IxDyn(&shape), |ix| {
+            let p = ix.slice();
+            balls.iter().any(|(c, r)| (0..3).map(|k| (p[k] as f64 - c[k]).powi(2)).sum::<f64>() <= r * r)
+        });
+        let mids = midpoints(&mask);
+        let samples: Vec<Vec<usize>> =
+            (0..150).map(|_| shape.iter().map(|&n| rng.random_range(0..n)).collect()).collect();
+        for metric in [Metric::Euclidean, Metric::Chessboard, Metric::CityBlock] {
+            let t = SignedDistance::new(metric);
+            let d64: ArrayD<f64> = t.of_mask(&mask, &Spacing::unit()).unwrap();
+            let d32: ArrayD<f32> = t.of_mask(&mask, &Spacing::unit()).unwrap();
+            for ix in &samples {
+                let want = brute_midpoint_at(&mask, &mids, metric, &[1.0; 3], ix);
+                assert_eq!(d64[IxDyn(ix)], want, "{metric} {shape:?} f64 at {ix:?}");
+                assert_eq!(d32[IxDyn(ix)], want as f32, "{metric} {shape:?} f32 at {ix:?}");
+            }
+            for (&a, &b) in d64.iter().zip(d32.iter()) {
+                assert_eq!(a as f32, b, "{metric} {shape:?}: f64 {a}, f32 {b}");
+            }
+            let c = t.with_convention(DistanceConvention::VoxelCentre);
+            let c64: ArrayD<f64> = c.of_mask(&mask, &Spacing::unit()).unwrap();
+            let c32: ArrayD<f32> = c.of_mask(&mask, &Spacing::unit()).unwrap();
+            for (&a, &b) in c64.iter().zip(c32.iter()) {
+                assert_eq!(a as f32, b, "{metric} {shape:?} centre: f64 {a}, f32 {b}");
+            }
         }
     }
 }
@@ -647,6 +651,8 @@ fn threads_inside_one_image_give_bit_identical_results() {
         (vec![3, 20, 30, 24], vec![1.0, 1.0, 0.5, 1.5]),
         // blocks along axis 1 beyond the in-place size in f64 (gathered tiles)
         (vec![2, 360, 370], vec![1.0, 0.8, 1.2]),
+        // ranges of one or two lines for the sweeps and last-axis passes
+        (vec![700, 5, 48], vec![0.6, 1.0, 1.1]),
     ] {
         let len: usize = shape.iter().product();
         let p = rng.random_range(0.05..0.6);

@@ -64,7 +64,10 @@
 //! (1 in 2-D, 3 in 3-D; `n - 1` of them over lines with twice the sites)
 //! plus `n` sweeps, each linear in the number of voxels. An odd site no
 //! lower than both of its even neighbours one step away is never the
-//! nearest at a voxel and is left out. Passes along non-contiguous axes
+//! nearest at a voxel and is left out. In 3-D and beyond, each sweep along
+//! `a_0` is followed by an envelope pass along the last axis, and the two
+//! run range of lines by range of lines while the sweep's output is in
+//! cache. Passes along non-contiguous axes
 //! read their lines in place while a block of lines fits a core's L2
 //! cache, and beyond gather tiles of neighbouring lines into a scratch
 //! buffer so that memory is read row by row. One scratch array per thread
@@ -537,17 +540,38 @@ fn signed<A: Float, M: LineMetric>(
                 0..=2 => (0..nd).collect(),
                 _ => [0, nd - 1].into_iter().chain(1..nd - 1).collect(),
             };
-            sites_pass::<A, M>(mask, shape, 0, Sites::Transitions, s0, &mut acc, parallel);
             if nd == 1 {
+                sites_pass::<A, M>(mask, shape, 0, Sites::Transitions, s0, &mut acc, parallel);
                 acc.iter_mut().zip(mask).for_each(|(a, &m)| *a = finish(m, *a));
                 return acc;
+            }
+            // In 3-D and beyond (a_1 is then the last axis), each sweep is
+            // followed by its envelope pass along a_1 range of lines by
+            // range of lines, while the sweep's output is in cache; E_0 is
+            // then kept only for one range.
+            let fused = nd >= 3;
+            if !fused {
+                sites_pass::<A, M>(mask, shape, 0, Sites::Transitions, s0, &mut acc, parallel);
             }
             let mut steps = vec![false; n];
             let mut odd = pooled::<A>(n);
             for (m, &a) in order.iter().enumerate().skip(1) {
                 step_set(mask, shape, a, &mut steps, parallel);
-                sites_pass::<A, M>(&steps, shape, 0, Sites::Voxels(true), s0, &mut odd, parallel);
-                for &b in &order[1..m] {
+                if m == 1 && fused {
+                    let sweeps = (mask, Sites::Transitions, Some(&steps[..]));
+                    sweep_then_last_axis::<A, M>(&mut acc, sweeps, shape, &sp, parallel);
+                    continue;
+                }
+                // E_(m-1): a sweep and m - 1 plain passes
+                let plain = if fused {
+                    let sweeps = (&steps[..], Sites::Voxels(true), None);
+                    sweep_then_last_axis::<A, M>(&mut odd, sweeps, shape, &sp, parallel);
+                    &order[2..m]
+                } else {
+                    sites_pass::<A, M>(&steps, shape, 0, Sites::Voxels(true), s0, &mut odd, parallel);
+                    &order[1..m]
+                };
+                for &b in plain {
                     envelope_pass::<A, M>(&mut odd, None, shape, b, sp[b], None, parallel);
                 }
                 let signs = (m + 1 == nd).then_some(mask);
@@ -959,6 +983,67 @@ impl<A: Float, M: LineMetric> super::par::Wide for SweepRange<'_, '_, A, M> {
             }
         }
     }
+}
+
+/// Bytes of a range of columns in [`sweep_then_last_axis`] (of each of its
+/// two arrays): a quarter of a core's L2 cache.
+const FUSED_BYTES: usize = 1 << 18;
+
+/// A first pass along axis 0 of a row-major array of `shape` (3-D or more)
+/// over `sweeps = (mask, sites, odd)`, then an envelope pass along the last
+/// axis, into `out`: the plain pass, or with `odd` (a step set) the doubled
+/// pass whose odd sites are the first pass over the voxels of `odd`. Ranges
+/// of whole lines of the last axis are independent units of work (in
+/// parallel if `parallel`), each swept and then enveloped while in cache;
+/// the odd sites are kept for one range only. The values are those of
+/// [`sites_pass`] followed by [`envelope_pass`].
+fn sweep_then_last_axis<A: Float, M: LineMetric>(
+    out: &mut [A],
+    (mask, sites, odd): (&[bool], Sites, Option<&[bool]>),
+    shape: &[usize],
+    sp: &[A],
+    parallel: bool,
+) {
+    let (nd, n0) = (shape.len(), shape[0]);
+    let (nl, inner) = (shape[nd - 1], out.len() / n0.max(1));
+    if nl == 0 || inner == 0 {
+        return;
+    }
+    let lines = (FUSED_BYTES / (n0 * nl * std::mem::size_of::<A>()).max(1)).clamp(1, inner / nl);
+    let s = if odd.is_some() { sp[nd - 1] * A::from_f64_lossy(0.5) } else { sp[nd - 1] };
+    let scale = M::scale(s);
+    super::par::for_each_column_range(
+        out,
+        (n0, inner),
+        lines * nl,
+        parallel,
+        || (Vec::new(), Vec::new(), Scratch::default()),
+        |(gap, odd_range, sc): &mut (Vec<A>, Vec<A>, Scratch<A>), _, c0, mut rows| {
+            let cols = rows.ncols();
+            let sweep = |mask, sites, rows, gap: &mut Vec<A>| {
+                let s = sp[0];
+                let range =
+                    SweepRange::<A, M> { mask, rows, gap, sites, inner, start: c0, s, metric: PhantomData };
+                super::par::widest(range);
+            };
+            sweep(mask, sites, rows.view_mut(), gap);
+            sc.reserve(nl, 0, odd.is_some());
+            if let Some(steps) = odd {
+                odd_range.resize(n0 * cols, A::zero());
+                let v = ArrayViewMut2::from_shape((n0, cols), &mut odd_range[..n0 * cols])
+                    .unwrap_or_else(|_| unreachable!("n0 rows of the range's columns"));
+                sweep(steps, Sites::Voxels(true), v, gap);
+            }
+            for (t, mut row) in rows.rows_mut().into_iter().enumerate() {
+                let row = row.as_slice_mut().unwrap_or_else(|| unreachable!("rows are contiguous"));
+                for (l, line) in row.chunks_exact_mut(nl).enumerate() {
+                    let at = t * cols + l * nl;
+                    let o = odd.map(|_| &odd_range[at..at + nl]);
+                    envelope_line::<A, M, _, _>(line, nl, o, s, scale, &mut sc.stack);
+                }
+            }
+        },
+    );
 }
 
 /// `g[i] = from_1d(min((x - last) s, (next - x) s))` for `x = x0 + i`.
