@@ -67,12 +67,12 @@
 //! nearest at a voxel and is left out. In 3-D and beyond, each sweep along
 //! `a_0` is followed by an envelope pass along the last axis, and the two
 //! run range of lines by range of lines while the sweep's output is in
-//! cache. Passes along non-contiguous axes
-//! read their lines in place while a block of lines fits a core's L2
-//! cache, and beyond gather tiles of neighbouring lines into a scratch
-//! buffer so that memory is read row by row. One scratch array per thread
-//! (up to 2^21 elements) is kept between calls, so that transforming a
-//! stream of images does not pay for fresh memory every time.
+//! cache. Passes along non-contiguous axes read their lines in place while
+//! a block of lines fits a core's L2 cache, and beyond gather tiles of
+//! neighbouring lines into a scratch buffer so that memory is read row by
+//! row. One scratch array per thread (up to 2^21 elements) is kept between
+//! calls, so that transforming a stream of images does not pay for fresh
+//! memory every time.
 //!
 //! # Threads and SIMD
 //!
