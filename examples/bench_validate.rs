@@ -18,9 +18,11 @@
 
 use std::time::Instant;
 
-use confseg::evaluate::{Geometry, Method, ModeSpec, Pool, Splits, StepMetric, Validation};
+use confseg::evaluate::{Geometry, Method, Pool, Splits, StepMetric, Validation};
+use confseg::quantile::Rank;
 use confseg::synthetic::Synthetic;
 use confseg::{Alpha, Calibrator, Identity, Metric, SignedDistance};
+use confseg::{Levels, ModeKind};
 
 fn spread(mut v: Vec<f64>) -> String {
     v.sort_by(f64::total_cmp);
@@ -40,15 +42,15 @@ fn main() -> Result<(), confseg::Error> {
     println!("pool of {} images in {:.1} s", pool.len(), t.elapsed().as_secs_f64());
 
     let mut methods = vec![
-        Method::Conformal(ModeSpec::marginal()),
-        Method::Conformal(ModeSpec::max()),
-        Method::Conformal(ModeSpec::bonferroni(1.0, 4.0)?),
+        Method::Conformal(Levels::new(ModeKind::Marginal)),
+        Method::Conformal(Levels::new(ModeKind::Max)),
+        Method::Conformal(Levels::bonferroni(1.0, 4.0)),
     ];
     if !conformal_only {
         methods.extend([
             Method::RiskControl,
-            Method::PixelwiseBonferroni(ModeSpec::bonferroni(1.0, 4.0)?),
-            Method::Morphological(StepMetric::Chessboard),
+            Method::PixelwiseBonferroni(Levels::bonferroni(1.0, 4.0)),
+            Method::Morphological(StepMetric::Chessboard, Rank::Marginal),
         ]);
     }
     let alphas: Vec<Alpha> = (1..=6).map(|k| Alpha::new(0.05 * f64::from(k))).collect::<Result<_, _>>()?;

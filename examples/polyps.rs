@@ -21,9 +21,11 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use confseg::evaluate::{table, Geometry, Method, ModeSpec, Pool, Report, Splits, StepMetric, Validation};
+use confseg::evaluate::{table, Geometry, Method, Pool, Report, Splits, StepMetric, Validation};
+use confseg::quantile::Rank;
 use confseg::synthetic::Synthetic;
 use confseg::{io, Alpha, Calibrator, Identity, Spacing};
+use confseg::{Levels, ModeKind};
 #[cfg(feature = "plot")]
 use ndarray::Axis;
 use ndarray::{Array3, Ix3};
@@ -160,12 +162,12 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         [0.05, 0.1, 0.15, 0.2, 0.25, 0.3].iter().map(|&a| Alpha::new(a)).collect::<Result<_, _>>()?;
     let splits = Splits::new(1000, args.repeats, args.seed)?.with_n_test(500)?;
     let methods = [
-        Method::Conformal(ModeSpec::marginal()),
-        Method::Conformal(ModeSpec::max()),
-        Method::Conformal(ModeSpec::bonferroni(1.0, 4.0)?),
+        Method::Conformal(Levels::new(ModeKind::Marginal)),
+        Method::Conformal(Levels::new(ModeKind::Max)),
+        Method::Conformal(Levels::bonferroni(1.0, 4.0)),
         Method::RiskControl,
-        Method::PixelwiseBonferroni(ModeSpec::bonferroni(1.0, 4.0)?),
-        Method::Morphological(StepMetric::Chessboard),
+        Method::PixelwiseBonferroni(Levels::bonferroni(1.0, 4.0)),
+        Method::Morphological(StepMetric::Chessboard, Rank::Marginal),
     ];
     let t1 = Instant::now();
     let reports = Validation::new(alphas, splits)

@@ -9,7 +9,8 @@
 //! cargo run --release --example structures
 //! ```
 
-use confseg::calibrate::{JointMode, Structure, StructureCalibrator, StructureScores};
+use confseg::calibrate::{Structure, StructureCalibrator, StructureScores};
+use confseg::levels::JointMode;
 use confseg::pipeline::Lazy;
 use confseg::synthetic::Synthetic;
 use confseg::{Alpha, Calibrator, ScoreTransform};

@@ -145,6 +145,20 @@ pub enum Error {
         /// What is wrong.
         reason: &'static str,
     },
+    /// Levels that do not fit together (see [`LevelsError`]).
+    #[error(transparent)]
+    Levels(#[from] LevelsError),
+    /// A name (of a mode, a side, a method, a precision, ...) that is not one
+    /// of the known names.
+    #[error("unknown {what} {}; known: {known}", one_line_quoted(name))]
+    UnknownName {
+        /// What was named (`"mode"`, `"side"`, ...).
+        what: &'static str,
+        /// The name given.
+        name: String,
+        /// The known names.
+        known: &'static str,
+    },
     /// Any other parameter out of its domain.
     #[error("invalid {name} = {}: {}", one_line(value), escape(reason))]
     InvalidParameter {
@@ -217,6 +231,62 @@ pub enum Error {
         /// The problem, with image and voxel indices as stored in the file.
         error: Box<Error>,
     },
+}
+
+/// Level options that do not fit together: the facts of an
+/// [`Error::Levels`]. The text names the options as the library's
+/// [`Levels`](crate::levels::Levels) does (`alpha`, `weights`,
+/// `alpha_inner`/`alpha_outer`, `delta`, `mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum LevelsError {
+    /// A mode given without its level.
+    #[error("mode {mode} needs the level alpha")]
+    MissingAlpha {
+        /// The mode.
+        mode: &'static str,
+    },
+    /// Weights with a mode other than Bonferroni.
+    #[error("weights apply to mode bonferroni only, not to mode {mode}")]
+    WeightsNeedBonferroni {
+        /// The mode.
+        mode: &'static str,
+    },
+    /// Weights and an explicit split.
+    #[error("give either weights or alpha_inner/alpha_outer, not both")]
+    WeightsAndSplit,
+    /// One of `alpha_inner`, `alpha_outer` without the other.
+    #[error("give both alpha_inner and alpha_outer, or neither")]
+    HalfSplit,
+    /// Marginal levels given twice.
+    #[error("mode marginal takes alpha or alpha_inner/alpha_outer, not both")]
+    AlphaAndSplit,
+    /// A mode with one level given a split.
+    #[error("mode {mode} uses one level: give alpha only")]
+    OneLevel {
+        /// The mode.
+        mode: &'static str,
+    },
+    /// `delta` for a mode without a training-conditional version.
+    #[error(
+        "mode {mode} bounds an expected missed fraction; it has no delta (training-conditional) version"
+    )]
+    NoDelta {
+        /// The mode.
+        mode: &'static str,
+    },
+    /// A mode without a joint version over several structures.
+    #[error("mode {mode} has no joint version over several structures")]
+    NotJoint {
+        /// The mode.
+        mode: &'static str,
+    },
+    /// An explicit split with several structures.
+    #[error("with several structures, give alpha (and weights for bonferroni), not alpha_inner/alpha_outer")]
+    SplitPerStructure,
+    /// An explicit split for a validation over a grid of levels.
+    #[error("a validation takes its levels from the alpha grid: give weights, not alpha_inner/alpha_outer")]
+    SplitOnGrid,
 }
 
 /// Something valid but probably not what the user meant: one line each,
@@ -522,6 +592,11 @@ pub(crate) fn escape(s: &str) -> String {
     } else {
         s.to_owned()
     }
+}
+
+/// A user-given name quoted on one line (`"max"`), at most 80 characters.
+pub(crate) fn one_line_quoted(s: &str) -> String {
+    format!("{:?}", one_line(s))
 }
 
 /// `"what: a, b, c (and N more); "` for a non-empty list.

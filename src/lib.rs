@@ -74,6 +74,7 @@ pub mod image;
 pub mod io;
 #[cfg(feature = "serde")]
 mod json;
+pub mod levels;
 pub mod mask;
 #[cfg(any(feature = "npy", feature = "plot"))]
 pub mod output;
@@ -86,12 +87,13 @@ pub mod synthetic;
 pub mod transform;
 
 pub use calibrate::{
-    region_statistics, Calibration, Calibrator, Combination, ImageStatistics, Max, Mode, ModeKind,
-    Provenance, RiskCalibration, Thresholds, Transformed,
+    region_statistics, Calibration, Calibrator, Combination, ImageStatistics, Max, Provenance,
+    RiskCalibration, Transformed,
 };
 pub use error::{Error, FileProblem, Result, Warning};
 pub use float::Float;
 pub use image::{Affine, AsImage, Geometry, Image, Spacing};
+pub use levels::{Guarantee, Levels, Mode, ModeKind, Side, Thresholds};
 pub use mask::MaskValue;
 pub use quantile::{conformal_quantile, Alpha, Threshold};
 pub use sets::{ConfidenceSets, Coverage, Sets};

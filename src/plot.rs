@@ -535,6 +535,7 @@ mod tests {
             n_cal: 1,
             n_test: 1,
             splits: 1,
+            recorded: Vec::new(),
         };
         let r = [mk("a", 0.1, 0.9), mk("b", 0.1, 0.8), mk("a", 0.2, 0.81)];
         let s = coverage_series(&r, CoverageKind::Joint);

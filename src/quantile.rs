@@ -226,49 +226,93 @@ impl Alpha {
         }
         1
     }
+}
 
-    /// The rank for `n` statistics: [`Alpha::rank`], or
-    /// [`Alpha::rank_conditional`] with a `delta`.
+/// How the rank of the conformal quantile is chosen (METHOD.md §3, §3.1):
+/// the strategy passed to the one function that turns statistics into a
+/// threshold ([`conformal_quantile`]), so that no path can forget `delta`.
+///
+/// * [`Rank::Marginal`]: `k = ceil((1 - alpha)(n + 1))`; the coverage of a
+///   new image is at least `1 - alpha` on average over calibration sets.
+/// * [`Rank::Conditional`]: the smallest `k` with
+///   `P(Binomial(n, 1 - alpha) <= k - 1) >= 1 - delta`; with probability at
+///   least `1 - delta` over the calibration set, the coverage of future
+///   images is at least `1 - alpha`.
+///
+/// ```
+/// use confseg::quantile::{Alpha, Delta, Rank};
+/// let a = Alpha::new(0.1)?;
+/// assert_eq!(Rank::Marginal.of(a, 100), 91);
+/// assert_eq!(Rank::Conditional(Delta::new(0.1)?).of(a, 100), 95);
+/// assert_eq!(Rank::Conditional(Delta::new(0.05)?).min_calibration_size(a), 29);
+/// # Ok::<(), confseg::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum Rank {
+    /// `k = ceil((1 - alpha)(n + 1))` ([`Alpha::rank`]).
+    #[default]
+    Marginal,
+    /// The training-conditional rank at confidence `1 - delta`
+    /// ([`Alpha::rank_conditional`]).
+    Conditional(Delta),
+}
+
+impl Rank {
+    /// The rank `k` among `n` statistics at level `alpha` (`n + 1` or more
+    /// when no order statistic qualifies).
     #[must_use]
-    pub fn rank_with(self, n: usize, delta: Option<Delta>) -> usize {
-        match delta {
-            None => self.rank(n),
-            Some(d) => self.rank_conditional(n, d),
+    pub fn of(self, alpha: Alpha, n: usize) -> usize {
+        match self {
+            Rank::Marginal => alpha.rank(n),
+            Rank::Conditional(d) => alpha.rank_conditional(n, d),
         }
     }
 
     /// The smallest number of calibration images for which the threshold
-    /// is finite: [`Alpha::min_calibration_size`], or with a `delta`
-    /// `ceil(ln delta / ln(1 - alpha))` (the rank `n` needs
+    /// is finite: [`Alpha::min_calibration_size`], or for the conditional
+    /// rank `ceil(ln delta / ln(1 - alpha))` (the rank `n` needs
     /// `(1 - alpha)^n <= delta`).
-    ///
-    /// ```
-    /// use confseg::quantile::{Alpha, Delta};
-    /// let a = Alpha::new(0.1)?;
-    /// assert_eq!(a.min_calibration_size_with(None), 9);
-    /// assert_eq!(a.min_calibration_size_with(Some(Delta::new(0.05)?)), 29); // 0.9^29 <= 0.05 < 0.9^28
-    /// # Ok::<(), confseg::Error>(())
-    /// ```
     #[must_use]
-    pub fn min_calibration_size_with(self, delta: Option<Delta>) -> usize {
-        let Some(d) = delta else { return self.min_calibration_size() };
-        let lp = (1.0 - self.0).ln();
+    pub fn min_calibration_size(self, alpha: Alpha) -> usize {
+        let Rank::Conditional(d) = self else { return alpha.min_calibration_size() };
+        let lp = (1.0 - alpha.get()).ln();
         if lp == 0.0 {
             return usize::MAX;
         }
-        let closed = (d.0.ln() / lp).ceil();
+        let closed = (d.get().ln() / lp).ceil();
         // NaN or beyond exact integers in f64: as large as it gets
         if closed.is_nan() || closed >= 2f64.powi(52) {
             return usize::MAX;
         }
         let mut n = (closed as usize).max(1);
-        while n > 1 && self.rank_conditional(n - 1, d) < n {
+        while n > 1 && alpha.rank_conditional(n - 1, d) < n {
             n -= 1;
         }
-        while self.rank_conditional(n, d) > n {
+        while alpha.rank_conditional(n, d) > n {
             n += 1;
         }
         n
+    }
+
+    /// The confidence level `delta` of the conditional rank.
+    #[must_use]
+    pub fn delta(self) -> Option<Delta> {
+        match self {
+            Rank::Marginal => None,
+            Rank::Conditional(d) => Some(d),
+        }
+    }
+
+    /// The threshold among `n` statistics: the `k`-th smallest, read by
+    /// `kth(k)`, or [`Threshold::TooFewImages`] when `k > n`. Every
+    /// conformal threshold of the crate is made here.
+    fn threshold(self, alpha: Alpha, n: usize, kth: impl FnOnce(usize) -> f64) -> Threshold {
+        let k = self.of(alpha, n);
+        if k > n || k == 0 {
+            Threshold::TooFewImages { n, needed: self.min_calibration_size(alpha) }
+        } else {
+            Threshold::OrderStatistic { k, value: kth(k) }
+        }
     }
 }
 
@@ -328,43 +372,31 @@ impl Threshold {
     }
 }
 
-/// The conformal quantile of `values` at level `alpha` (METHOD.md §3).
+/// The conformal quantile of `values` at level `alpha` with the rank
+/// strategy `rank` (METHOD.md §3, §3.1): the `k`-th smallest value, `k`
+/// from [`Rank::of`], or `+inf` ([`Threshold::TooFewImages`]) when `k > n`.
 ///
 /// Runs in expected O(n) time (selection, not sorting).
 ///
 /// ```
-/// use confseg::{conformal_quantile, Alpha, Threshold};
+/// use confseg::quantile::{conformal_quantile, Alpha, Delta, Rank, Threshold};
 /// let z = [0.3, -1.0, 2.5, 0.7];
 /// // n = 4, alpha = 0.2: k = ceil(0.8 * 5) = 4, the largest value.
-/// let t = conformal_quantile(&z, Alpha::new(0.2)?)?;
+/// let t = conformal_quantile(&z, Alpha::new(0.2)?, Rank::Marginal)?;
 /// assert_eq!(t, Threshold::OrderStatistic { k: 4, value: 2.5 });
 /// // alpha = 0.1 needs n >= 9.
-/// let t = conformal_quantile(&z, Alpha::new(0.1)?)?;
+/// let t = conformal_quantile(&z, Alpha::new(0.1)?, Rank::Marginal)?;
 /// assert_eq!(t, Threshold::TooFewImages { n: 4, needed: 9 });
-/// # Ok::<(), confseg::Error>(())
-/// ```
-///
-/// # Errors
-/// [`Error::InvalidParameter`] if a value is NaN.
-pub fn conformal_quantile(values: &[f64], alpha: Alpha) -> Result<Threshold> {
-    conformal_quantile_with(values, alpha, None)
-}
-
-/// [`conformal_quantile`] with the rank of a training-conditional
-/// (`alpha`, `delta`) guarantee when `delta` is given
-/// ([`Alpha::rank_conditional`]).
-///
-/// ```
-/// use confseg::quantile::{conformal_quantile_with, Alpha, Delta, Threshold};
+/// // the training-conditional rank at delta = 0.1 among 100 values is 95
 /// let z: Vec<f64> = (1..=100).map(f64::from).collect();
-/// let t = conformal_quantile_with(&z, Alpha::new(0.1)?, Some(Delta::new(0.1)?))?;
+/// let t = conformal_quantile(&z, Alpha::new(0.1)?, Rank::Conditional(Delta::new(0.1)?))?;
 /// assert_eq!(t, Threshold::OrderStatistic { k: 95, value: 95.0 });
 /// # Ok::<(), confseg::Error>(())
 /// ```
 ///
 /// # Errors
 /// [`Error::InvalidParameter`] if a value is NaN.
-pub fn conformal_quantile_with(values: &[f64], alpha: Alpha, delta: Option<Delta>) -> Result<Threshold> {
+pub fn conformal_quantile(values: &[f64], alpha: Alpha, rank: Rank) -> Result<Threshold> {
     if let Some(i) = values.iter().position(|v| v.is_nan()) {
         return Err(Error::InvalidParameter {
             name: "calibration statistic",
@@ -372,14 +404,18 @@ pub fn conformal_quantile_with(values: &[f64], alpha: Alpha, delta: Option<Delta
             reason: "statistics must not be NaN".into(),
         });
     }
-    let n = values.len();
-    let k = alpha.rank_with(n, delta);
-    if k > n {
-        return Ok(Threshold::TooFewImages { n, needed: alpha.min_calibration_size_with(delta) });
-    }
-    let mut work = values.to_vec();
-    let (_, kth, _) = work.select_nth_unstable_by(k - 1, f64::total_cmp);
-    Ok(Threshold::OrderStatistic { k, value: *kth })
+    Ok(rank.threshold(alpha, values.len(), |k| {
+        let mut work = values.to_vec();
+        *work.select_nth_unstable_by(k - 1, f64::total_cmp).1
+    }))
+}
+
+/// [`conformal_quantile`] of values already sorted ascending (by
+/// `f64::total_cmp`, no NaN): the `k`-th smallest is then read by index.
+/// For repeated thresholds of one calibration set (validation splits).
+#[must_use]
+pub(crate) fn conformal_quantile_sorted(sorted: &[f64], alpha: Alpha, rank: Rank) -> Threshold {
+    rank.threshold(alpha, sorted.len(), |k| sorted[k - 1])
 }
 
 #[cfg(test)]
@@ -421,13 +457,16 @@ mod tests {
     fn hand_computed_cases() {
         let z = [5.0, 1.0, 3.0, 2.0, 4.0, 9.0, 7.0, 8.0, 6.0];
         // n = 9, alpha = 0.1: k = ceil(0.9 * 10) = 9 -> 9.0
-        assert_eq!(conformal_quantile(&z, a(0.1)).unwrap(), Threshold::OrderStatistic { k: 9, value: 9.0 });
+        assert_eq!(
+            conformal_quantile(&z, a(0.1), Rank::Marginal).unwrap(),
+            Threshold::OrderStatistic { k: 9, value: 9.0 }
+        );
         // alpha = 0.25: k = ceil(0.75 * 10) = 8 -> 8.0
-        assert_eq!(conformal_quantile(&z, a(0.25)).unwrap().value(), 8.0);
+        assert_eq!(conformal_quantile(&z, a(0.25), Rank::Marginal).unwrap().value(), 8.0);
         // alpha = 0.5: k = 5 -> 5.0
-        assert_eq!(conformal_quantile(&z, a(0.5)).unwrap().value(), 5.0);
+        assert_eq!(conformal_quantile(&z, a(0.5), Rank::Marginal).unwrap().value(), 5.0);
         // alpha = 0.09: k = ceil(0.91 * 10) = 10 > 9 -> +inf
-        let t = conformal_quantile(&z, a(0.09)).unwrap();
+        let t = conformal_quantile(&z, a(0.09), Rank::Marginal).unwrap();
         assert_eq!(t, Threshold::TooFewImages { n: 9, needed: 11 });
         assert_eq!(t.value(), f64::INFINITY);
         assert!(!t.is_finite());
@@ -437,12 +476,12 @@ mod tests {
     fn ties_and_infinities() {
         let z = [1.0, 1.0, 1.0, f64::NEG_INFINITY, f64::INFINITY];
         // n = 5, alpha = 0.5: k = 3 -> sorted [-inf, 1, 1, 1, inf] -> 1
-        assert_eq!(conformal_quantile(&z, a(0.5)).unwrap().value(), 1.0);
+        assert_eq!(conformal_quantile(&z, a(0.5), Rank::Marginal).unwrap().value(), 1.0);
         // alpha = 0.9: k = ceil(0.1 * 6) = 1 -> -inf (an order statistic, not "too few")
-        let t = conformal_quantile(&z, a(0.9)).unwrap();
+        let t = conformal_quantile(&z, a(0.9), Rank::Marginal).unwrap();
         assert_eq!(t, Threshold::OrderStatistic { k: 1, value: f64::NEG_INFINITY });
         // alpha = 1/6 + eps: k = 5 -> +inf from the data itself
-        let t = conformal_quantile(&z, a(0.17)).unwrap();
+        let t = conformal_quantile(&z, a(0.17), Rank::Marginal).unwrap();
         assert_eq!(t, Threshold::OrderStatistic { k: 5, value: f64::INFINITY });
     }
 
@@ -463,7 +502,13 @@ mod tests {
 
     #[test]
     fn empty_and_nan() {
-        assert_eq!(conformal_quantile(&[], a(0.5)).unwrap(), Threshold::TooFewImages { n: 0, needed: 1 });
-        assert!(matches!(conformal_quantile(&[1.0, f64::NAN], a(0.5)), Err(Error::InvalidParameter { .. })));
+        assert_eq!(
+            conformal_quantile(&[], a(0.5), Rank::Marginal).unwrap(),
+            Threshold::TooFewImages { n: 0, needed: 1 }
+        );
+        assert!(matches!(
+            conformal_quantile(&[1.0, f64::NAN], a(0.5), Rank::Marginal),
+            Err(Error::InvalidParameter { .. })
+        ));
     }
 }

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use confseg::quantile::Rank;
 use confseg::synthetic::Synthetic;
 use confseg::{
     conformal_quantile, region_statistics, Alpha, Calibration, Calibrator, Max, Mode, ScoreTransform,
@@ -634,8 +635,8 @@ fn json_to_stdout_without_output_file() {
     let calibrator = Calibrator::new(ScoreTransform::Identity, ScoreTransform::Identity);
     let cal = calibrator.calibrate_stack(&s, &m).unwrap();
     let a = Alpha::new(0.3).unwrap();
-    assert_eq!(ti, conformal_quantile(cal.tau(), a).unwrap().value());
-    assert_eq!(to, conformal_quantile(cal.gamma(), a).unwrap().value());
+    assert_eq!(ti, conformal_quantile(cal.tau(), a, Rank::Marginal).unwrap().value());
+    assert_eq!(to, conformal_quantile(cal.gamma(), a, Rank::Marginal).unwrap().value());
 }
 
 #[test]
@@ -799,7 +800,9 @@ fn risk_control_is_fitted_saved_and_predicted() {
     for i in 0..60 {
         calibrator.observe_risk(&mut risk, &s.index_axis(Axis(0), i), &m.index_axis(Axis(0), i)).unwrap();
     }
-    let sets = calibrator.fit_risk_control(&risk, Alpha::new(0.1).unwrap()).unwrap();
+    let sets = calibrator
+        .fit_risk_control(&risk, confseg::levels::RiskControl::new(Alpha::new(0.1).unwrap()))
+        .unwrap();
     let j = json(&f.path("rc.json"));
     assert_eq!(j["mode"], "risk-control");
     assert_eq!(file_thresholds(&f.path("rc.json")), (f64::INFINITY, sets.thresholds().outer.value()));
@@ -911,4 +914,184 @@ fn chained_transforms_calibrate_save_and_predict() {
     );
     assert!(e.contains("empty step"), "{e}");
     assert!(!f.path("x.json").exists());
+}
+
+/// `validate --delta` fits every split at the training-conditional rank:
+/// its recorded split thresholds are those of `calibrate --delta` on the
+/// same calibration images, for each mode, and differ from the marginal
+/// rank's (the validation fast path once had its own quantile that never
+/// saw `delta`).
+#[test]
+fn validate_with_delta_fits_each_split_as_calibrate_does() {
+    let f = Files::new();
+    let (s, m) = data(0..160);
+    write_npy(f.path("s.npy"), &s).unwrap();
+    write_npy(f.path("m.npy"), &m.mapv(u8::from)).unwrap();
+    let (sp, mp) = (f.s("s.npy"), f.s("m.npy"));
+    for (mode, extra) in [("max", &[][..]), ("bonferroni", &["--weights", "1:4"][..]), ("marginal", &[][..])]
+    {
+        let validate = |delta: Option<&str>| -> Value {
+            let mut args = vec![
+                "validate",
+                "--masks",
+                mp,
+                "--scores",
+                sp,
+                "--outer",
+                "distance",
+                "--alpha",
+                "0.1",
+                "--mode",
+                mode,
+                "--n-cal",
+                "100",
+                "--repeats",
+                "3",
+                "--record-splits",
+                "2",
+                "--geometry-splits",
+                "0",
+                "--json",
+            ];
+            args.extend(extra);
+            if let Some(d) = delta {
+                args.extend(["--delta", d]);
+            }
+            serde_json::from_str(&ok(&args)).unwrap()
+        };
+        let conditional = validate(Some("0.05"));
+        let marginal = validate(None);
+        let recorded = conditional[0]["recorded"].as_array().expect("recorded splits");
+        assert_eq!(recorded.len(), 2);
+        for (r, rec) in recorded.iter().enumerate() {
+            let idx: Vec<i64> =
+                rec["calibration"].as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect();
+            assert_eq!(idx.len(), 100);
+            assert_eq!(
+                idx,
+                marginal[0]["recorded"][r]["calibration"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_i64().unwrap())
+                    .collect::<Vec<_>>()
+            );
+            let ip = f.path(&format!("idx_{mode}_{r}.npy"));
+            write_npy(&ip, &Array::from(idx)).unwrap();
+            let out = f.path(&format!("cal_{mode}_{r}.json"));
+            let mut args = vec![
+                "calibrate",
+                "--masks",
+                mp,
+                "--scores",
+                sp,
+                "--outer",
+                "distance",
+                "--alpha",
+                "0.1",
+                "--mode",
+                mode,
+                "--delta",
+                "0.05",
+                "--indices",
+            ];
+            let (ips, outs) = (
+                Box::leak(ip.to_string_lossy().into_owned().into_boxed_str()) as &str,
+                Box::leak(out.to_string_lossy().into_owned().into_boxed_str()) as &str,
+            );
+            args.extend([ips, "-o", outs]);
+            args.extend(extra);
+            ok(&args);
+            let (ti, to) = thresholds(&std::fs::read_to_string(&out).unwrap());
+            let number = |v: &Value| match v {
+                Value::String(s) => s.parse::<f64>().unwrap(),
+                v => v.as_f64().unwrap(),
+            };
+            assert_eq!(
+                (number(&rec["lambda_inner"]), number(&rec["lambda_outer"])),
+                (ti, to),
+                "{mode} split {r}"
+            );
+            // the conditional rank (n = 100, delta = 0.05) is not the marginal one
+            let j = json(&out);
+            assert!(
+                j["outer"]["rank"].as_u64().unwrap()
+                    > Alpha::new(j["outer"]["alpha"].as_f64().unwrap()).unwrap().rank(100) as u64
+            );
+        }
+        // at a higher rank the thresholds can only grow, and here some do
+        let number = |v: &Value| match v {
+            Value::String(s) => s.parse::<f64>().unwrap(),
+            v => v.as_f64().unwrap(),
+        };
+        let mut grew = false;
+        for r in 0..2 {
+            for side in ["lambda_inner", "lambda_outer"] {
+                let (c, m) =
+                    (number(&conditional[0]["recorded"][r][side]), number(&marginal[0]["recorded"][r][side]));
+                assert!(c >= m, "{mode} split {r} {side}: {c} < {m}");
+                grew |= c > m;
+            }
+        }
+        assert!(grew, "{mode}: the conditional rank changed no threshold");
+    }
+}
+
+/// The level vocabulary through the command line: every request of
+/// `tests/data/levels.json` (the table the library and Python are checked
+/// against) as flags of `calibrate`, with the table's levels and ranks in
+/// the written file, or the table's error and exit code.
+#[test]
+fn level_flags_validate_as_the_shared_table_says() {
+    let table: Value = serde_json::from_str(include_str!("data/levels.json")).unwrap();
+    let n = table["n"].as_u64().unwrap() as usize;
+    let f = Files::new();
+    let (s, m) = data(0..n);
+    write_npy(f.path("s.npy"), &s).unwrap();
+    write_npy(f.path("m.npy"), &m.mapv(u8::from)).unwrap();
+    for (i, case) in table["cases"].as_array().unwrap().iter().enumerate() {
+        let r = &case["request"];
+        let out = f.s(&format!("levels_{i}.json"));
+        let mut args: Vec<String> =
+            ["calibrate", "--masks", f.s("m.npy"), "--scores", f.s("s.npy"), "-o", out]
+                .map(String::from)
+                .to_vec();
+        for (key, flag) in [
+            ("mode", "--mode"),
+            ("alpha", "--alpha"),
+            ("alpha_inner", "--alpha-inner"),
+            ("alpha_outer", "--alpha-outer"),
+            ("delta", "--delta"),
+        ] {
+            match &r[key] {
+                Value::Null => {}
+                Value::String(v) => args.extend([flag.to_owned(), v.clone()]),
+                v => args.extend([flag.to_owned(), v.to_string()]),
+            }
+        }
+        if let Some(w) = r.get("weights") {
+            args.extend(["--weights".to_owned(), format!("{}:{}", w[0], w[1])]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        match case.get("error") {
+            Some(Value::String(e)) => {
+                let code = case["cli_exit"].as_i64().unwrap() as i32;
+                let err = fail(&args, code);
+                let want = case.get("cli_error").and_then(Value::as_str).unwrap_or(e);
+                assert!(err.contains(want), "{case}: {err}");
+            }
+            _ => {
+                ok(&args);
+                let (j, w) = (json(Path::new(out)), &case["want"]);
+                assert_eq!(j["mode"], w["mode"], "{case}");
+                assert_eq!(j["alpha"].as_f64(), w["alpha"].as_f64(), "{case}");
+                assert_eq!(j.get("delta").and_then(Value::as_f64), w["delta"].as_f64(), "{case}");
+                for side in ["inner", "outer"] {
+                    let a = j[side]["alpha"].as_f64().unwrap();
+                    assert!((a - w[format!("alpha_{side}")].as_f64().unwrap()).abs() < 1e-12, "{case}");
+                    assert_eq!(j[side]["rank"].as_u64(), w[format!("rank_{side}")].as_u64(), "{case}");
+                }
+            }
+        }
+    }
 }

@@ -12,7 +12,7 @@
 //! marginal rank misses the mark, which shows the test can fail. A last test
 //! runs the same check through images, predicted sets and many test images.
 
-use confseg::quantile::{Alpha, Delta};
+use confseg::quantile::{Alpha, Delta, Rank};
 use confseg::synthetic::Synthetic;
 use confseg::{Calibration, Calibrator, Identity, ImageStatistics, Mode};
 use rand::{Rng, SeedableRng};
@@ -60,7 +60,7 @@ fn the_share_of_good_calibration_sets_is_at_least_one_minus_delta() {
         let exact = binomial_cdf(n, 1.0 - alpha, k - 1);
         assert!(exact >= 1.0 - delta && binomial_cdf(n, 1.0 - alpha, k - 2) < 1.0 - delta, "n={n}: k={k}");
         let tol = 4.0 * (delta * (1.0 - delta) / reps as f64).sqrt();
-        let got = share(Mode::marginal(a).with_delta(d), n, reps, seed);
+        let got = share(Mode::marginal(a).with_rank(Rank::Conditional(d)), n, reps, seed);
         assert!(
             got >= 1.0 - delta - tol,
             "n={n} alpha={alpha} delta={delta}: share {got:.4} < {:.4}",
@@ -81,7 +81,7 @@ fn minimum_sizes_and_ranks() {
     let a = Alpha::new(0.1).unwrap();
     for delta in [0.01, 0.05, 0.1, 0.5] {
         let d = Delta::new(delta).unwrap();
-        let m = a.min_calibration_size_with(Some(d));
+        let m = Rank::Conditional(d).min_calibration_size(a);
         assert!(0.9f64.powi(m as i32) <= delta && 0.9f64.powi(m as i32 - 1) > delta, "delta {delta}: {m}");
         assert!(a.rank_conditional(m, d) <= m && a.rank_conditional(m - 1, d) > m - 1);
         // the conditional rank is never below the marginal one for delta <= 0.5
@@ -99,7 +99,7 @@ fn through_images_the_guarantee_holds_per_calibration_set() {
     let (n, m, reps, alpha, delta) = (99, 400, 150, 0.2, 0.2);
     let data = Synthetic::new([10, 10]).seed(9);
     let c = Calibrator::new(Identity, Identity);
-    let mode = Mode::max(Alpha::new(alpha).unwrap()).with_delta(Delta::new(delta).unwrap());
+    let mode = Mode::max(Alpha::new(alpha).unwrap()).with_rank(Rank::Conditional(Delta::new(delta).unwrap()));
     let mut good = 0;
     for r in 0..reps {
         let base = r * (n + m);

@@ -1,13 +1,13 @@
 //! Validation, baselines and selection against independent brute-force
 //! computations, and the statistical behaviour of the methods on synthetic data.
 
-use confseg::evaluate::{
-    select::select, Geometry, Method, ModeSpec, Pool, Report, Splits, StepMetric, Validation,
-};
+use confseg::evaluate::{select::select, Geometry, Method, Pool, Report, Splits, StepMetric, Validation};
+use confseg::quantile::Rank;
 use confseg::synthetic::Synthetic;
 use confseg::{
     conformal_quantile, Alpha, Calibration, Calibrator, Error, Float, Identity, Spacing, Transform,
 };
+use confseg::{Levels, ModeKind};
 use ndarray::{Array2, Array3, ArrayRef, Axis, CowArray, Dimension};
 
 fn a(x: f64) -> Alpha {
@@ -161,7 +161,7 @@ fn conformal_validation_matches_sets_built_by_predict() {
     let pool = Pool::new(&cal, &scores, &masks, 0.0).unwrap();
     let splits = Splits::new(30, 4, 9).unwrap().with_n_test(20).unwrap();
     let alphas = [0.1, 0.25];
-    let specs = [ModeSpec::marginal(), ModeSpec::bonferroni(1.0, 3.0).unwrap(), ModeSpec::max()];
+    let specs = [Levels::new(ModeKind::Marginal), Levels::bonferroni(1.0, 3.0), Levels::new(ModeKind::Max)];
     let methods: Vec<Method> = specs.iter().map(|&s| Method::Conformal(s)).collect();
     let reports = Validation::new(alphas.iter().map(|&x| a(x)).collect(), splits)
         .with_geometry(Geometry::AllSplits)
@@ -179,7 +179,7 @@ fn conformal_validation_matches_sets_built_by_predict() {
                     let (s, m) = img(i);
                     cal.observe(&mut c, &s, &m).unwrap();
                 }
-                let fitted = cal.fit(&c, spec.mode(a(alpha)).unwrap()).unwrap();
+                let fitted = cal.fit(&c, *spec.at(a(alpha)).unwrap().mode().unwrap()).unwrap();
                 let mut sets = Vec::new();
                 let mut truths = Vec::new();
                 for &j in &test_idx {
@@ -226,9 +226,9 @@ fn baselines_match_their_definitions() {
     let alpha = 0.2;
     let methods = [
         Method::RiskControl,
-        Method::PixelwiseBonferroni(ModeSpec::bonferroni(1.0, 4.0).unwrap()),
-        Method::Morphological(StepMetric::Chessboard),
-        Method::Morphological(StepMetric::CityBlock),
+        Method::PixelwiseBonferroni(Levels::bonferroni(1.0, 4.0)),
+        Method::Morphological(StepMetric::Chessboard, Rank::Marginal),
+        Method::Morphological(StepMetric::CityBlock, Rank::Marginal),
     ];
     let reports = Validation::new(vec![a(alpha)], splits)
         .with_geometry(Geometry::AllSplits)
@@ -311,7 +311,7 @@ fn baselines_match_their_definitions() {
                         })
                         .collect()
                 }
-                Method::Morphological(metric) => {
+                Method::Morphological(metric, _) => {
                     // k_i = fewest dilations of the prediction that contain the truth
                     let need = |i: usize| -> f64 {
                         let y = m_(i);
@@ -328,7 +328,7 @@ fn baselines_match_their_definitions() {
                         f64::INFINITY
                     };
                     let ks: Vec<f64> = cal_idx.iter().map(|&i| need(i)).collect();
-                    let k = conformal_quantile(&ks, a(alpha)).unwrap().value().max(0.0);
+                    let k = conformal_quantile(&ks, a(alpha), Rank::Marginal).unwrap().value().max(0.0);
                     test_idx
                         .iter()
                         .map(|&j| {
@@ -360,11 +360,11 @@ fn synthetic_coverage_holds_and_risk_control_undercovers() {
     let n_cal = 400;
     let alphas = [0.1, 0.2];
     let methods = [
-        Method::Conformal(ModeSpec::max()),
-        Method::Conformal(ModeSpec::bonferroni(1.0, 4.0).unwrap()),
-        Method::Conformal(ModeSpec::marginal()),
+        Method::Conformal(Levels::new(ModeKind::Max)),
+        Method::Conformal(Levels::bonferroni(1.0, 4.0)),
+        Method::Conformal(Levels::new(ModeKind::Marginal)),
         Method::RiskControl,
-        Method::PixelwiseBonferroni(ModeSpec::bonferroni(1.0, 4.0).unwrap()),
+        Method::PixelwiseBonferroni(Levels::bonferroni(1.0, 4.0)),
     ];
     let reports =
         Validation::new(alphas.iter().map(|&x| a(x)).collect(), Splits::new(n_cal, 200, 5).unwrap())
@@ -463,7 +463,7 @@ fn selection_ranks_and_suggests_weights() {
     let pool = Pool::new(&Calibrator::new(Identity, Identity), &scores, &masks, 0.0).unwrap();
     let r = Validation::new(vec![a(0.1)], splits)
         .with_geometry(Geometry::Off)
-        .run(&pool, &[Method::Conformal(ModeSpec::bonferroni(s.inner_weight, s.outer_weight).unwrap())])
+        .run(&pool, &[Method::Conformal(Levels::bonferroni(s.inner_weight, s.outer_weight))])
         .unwrap();
     assert!((r[0].efficiency.outer_share - r[0].efficiency.inner_share - best).abs() < 1e-12);
     assert!(select::<Candidate, f64, _, bool>(
@@ -489,7 +489,7 @@ fn bad_input_is_reported() {
     assert!(Validation::new(vec![], Splits::new(10, 2, 0).unwrap()).run(&pool, &[]).is_err());
     // max mode has no split for the pixel-wise baseline
     let e = Validation::new(vec![a(0.1)], Splits::new(10, 2, 0).unwrap())
-        .run(&pool, &[Method::PixelwiseBonferroni(ModeSpec::max())]);
+        .run(&pool, &[Method::PixelwiseBonferroni(Levels::new(ModeKind::Max))]);
     assert!(e.is_err());
     // NaN names the image and voxel
     scores[[7, 3, 4]] = f64::NAN;
@@ -518,7 +518,7 @@ fn pool_from_transformed_equals_pool_from_transforms() {
     )
     .unwrap();
     let v = Validation::new(vec![a(0.2)], Splits::new(40, 10, 1).unwrap());
-    let m = [Method::Conformal(ModeSpec::bonferroni(1.0, 1.0).unwrap())];
+    let m = [Method::Conformal(Levels::bonferroni(1.0, 1.0))];
     let (r1, r2) = (v.run(&p1, &m).unwrap(), v.run(&p2, &m).unwrap());
     assert_eq!(r1[0].joint_coverage, r2[0].joint_coverage);
     assert_eq!(r1[0].efficiency.outer_share, r2[0].efficiency.outer_share);
@@ -533,7 +533,7 @@ fn figures_are_written() {
     let pool = Pool::new(&Calibrator::new(Identity, Identity), &scores, &masks, 0.0).unwrap();
     let reports = Validation::new(vec![a(0.1), a(0.2), a(0.3)], Splits::new(30, 5, 1).unwrap())
         .with_geometry(Geometry::Off)
-        .run(&pool, &[Method::Conformal(ModeSpec::max()), Method::RiskControl])
+        .run(&pool, &[Method::Conformal(Levels::new(ModeKind::Max)), Method::RiskControl])
         .unwrap();
     let series = coverage_series(&reports, CoverageKind::Joint);
     assert_eq!(series.len(), 2);
@@ -626,7 +626,7 @@ mod cli {
         let (scores, masks) = toy();
         let pool = Pool::new(&Calibrator::new(Identity, Identity), &scores, &masks, 0.0).unwrap();
         let want = Validation::new(vec![a(0.1), a(0.2)], Splits::new(40, 30, 3).unwrap())
-            .run(&pool, &[Method::Conformal(ModeSpec::bonferroni(1.0, 4.0).unwrap()), Method::RiskControl])
+            .run(&pool, &[Method::Conformal(Levels::bonferroni(1.0, 4.0)), Method::RiskControl])
             .unwrap();
         for (got, want) in list.iter().zip(&want) {
             assert_eq!(got["alpha"].as_f64().unwrap(), want.alpha);
@@ -735,7 +735,13 @@ fn morphological_city_block_equals_signed_distance_outer_sets() {
     let pool = Pool::new(&Calibrator::new(Identity, dist), &scores, &masks, 0.0).unwrap();
     let v = Validation::new(vec![a(0.05), a(0.1), a(0.2)], Splits::new(120, 50, 4).unwrap());
     let r = v
-        .run(&pool, &[Method::Conformal(ModeSpec::marginal()), Method::Morphological(StepMetric::CityBlock)])
+        .run(
+            &pool,
+            &[
+                Method::Conformal(Levels::new(ModeKind::Marginal)),
+                Method::Morphological(StepMetric::CityBlock, Rank::Marginal),
+            ],
+        )
         .unwrap();
     for k in 0..3 {
         let (ours, morph) = (&r[k], &r[3 + k]);

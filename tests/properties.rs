@@ -3,6 +3,7 @@
 
 mod common;
 
+use confseg::quantile::Rank;
 use confseg::{
     conformal_quantile, region_statistics, Alpha, Calibration, Calibrator, ConfidenceSets, Identity,
     ImageStatistics, Max, Mode, Sigmoid, Threshold,
@@ -188,7 +189,7 @@ proptest! {
     #[test]
     fn quantile_matches_sorting(values in prop::collection::vec(stat(), 0..50), a in 0.001f64..0.999) {
         let alpha = Alpha::new(a).unwrap();
-        let t = conformal_quantile(&values, alpha).unwrap();
+        let t = conformal_quantile(&values, alpha, Rank::Marginal).unwrap();
         let n = values.len();
         let k = ((1.0 - a) * (n as f64 + 1.0) - 1e-9).ceil() as usize;
         let mut sorted = values.clone();
@@ -229,7 +230,7 @@ proptest! {
         if f.ndim() >= 1 {
             let _ = c.calibrate_stack(&f, &m);
         }
-        let _ = conformal_quantile(&values, Alpha::new(0.5).unwrap());
+        let _ = conformal_quantile(&values, Alpha::new(0.5).unwrap(), Rank::Marginal);
         if let Ok(a) = Alpha::new(alpha) {
             let _ = Mode::bonferroni(a, w.0, w.1);
             for mode in [Mode::marginal(a), Mode::max(a)] {

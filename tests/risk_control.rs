@@ -12,6 +12,7 @@
 //! conformal risk control bounds for continuous losses bounded by 1) up to
 //! 4 standard errors of the mean.
 
+use confseg::levels::RiskControl;
 use confseg::synthetic::Synthetic;
 use confseg::{
     Alpha, Calibrator, ConfidenceSets, Identity, RiskCalibration, ScoreTransform, Sigmoid, Spacing, Transform,
@@ -118,7 +119,7 @@ fn fitted_sets_on_images_match_the_definition_and_round_trip() {
         by_hand.push(f.iter().zip(m.iter()).filter(|(_, &y)| y).map(|(&x, _)| x).collect::<Vec<f64>>());
     }
     let alpha = Alpha::new(0.1).unwrap();
-    let sets = calibrator.fit_risk_control(&risk, alpha).unwrap();
+    let sets = calibrator.fit_risk_control(&risk, RiskControl::new(alpha)).unwrap();
     let t = -sets.thresholds().outer.value();
     // The definition: mean missed fraction of {f_O >= t} within the bound,
     // and no larger object score qualifies.
@@ -141,7 +142,7 @@ fn fitted_sets_on_images_match_the_definition_and_round_trip() {
     assert!(p.inner.iter().all(|&b| !b));
     let f = outer.apply(&s, &Spacing::unit()).unwrap();
     assert_eq!(p.outer, f.mapv(|x| x >= t));
-    assert!(sets.mode().to_string().contains("risk control"), "{}", sets.mode());
+    assert!(sets.guarantee().to_string().contains("risk control"), "{}", sets.guarantee());
     // JSON round trip, and a file that contradicts itself is refused.
     let json = serde_json::to_string(&sets).unwrap();
     assert!(json.contains("\"mode\":\"risk-control\""), "{json}");
@@ -159,7 +160,7 @@ fn fitted_sets_on_images_match_the_definition_and_round_trip() {
     let state = serde_json::to_string(&risk).unwrap();
     let back: RiskCalibration = serde_json::from_str(&state).unwrap();
     assert_eq!(back, risk);
-    assert_eq!(calibrator.fit_risk_control(&back, alpha).unwrap(), sets);
+    assert_eq!(calibrator.fit_risk_control(&back, RiskControl::new(alpha)).unwrap(), sets);
     let mut infinite = RiskCalibration::new();
     infinite.push(vec![f64::INFINITY, 1.0, f64::NEG_INFINITY]).unwrap();
     let text = serde_json::to_string(&infinite).unwrap();
@@ -167,9 +168,10 @@ fn fitted_sets_on_images_match_the_definition_and_round_trip() {
     assert_eq!(serde_json::from_str::<RiskCalibration>(&text).unwrap(), infinite);
     let e = serde_json::from_str::<RiskCalibration>(r#"{"objects":[[1.0],[2.0,"nan"]]}"#).unwrap_err();
     assert!(e.to_string().contains("\"nan\""), "{e}");
-    // Conformal statistics cannot be fitted as risk control.
-    let cal = Calibrator::new(Identity, Identity).calibrate_stream(data.pairs(0..5).map(Ok)).unwrap();
-    assert!(cal.thresholds(&confseg::Mode::risk_control(alpha)).is_err());
+    // Conformal statistics cannot be fitted as risk control: a risk-control
+    // request gives no conformal levels (`Calibration::thresholds` takes those only).
+    let request = confseg::Levels::new(confseg::ModeKind::RiskControl).with_alpha(alpha.get());
+    assert!(request.guarantee().unwrap().mode().is_none());
 }
 
 #[test]
@@ -178,7 +180,9 @@ fn too_few_images_give_everything_and_a_warning() {
     for _ in 0..5 {
         risk.push(vec![1.0, 2.0]).unwrap();
     }
-    let sets = Calibrator::new(Identity, Identity).fit_risk_control(&risk, Alpha::new(0.1).unwrap()).unwrap();
+    let sets = Calibrator::new(Identity, Identity)
+        .fit_risk_control(&risk, RiskControl::new(Alpha::new(0.1).unwrap()))
+        .unwrap();
     assert_eq!(sets.thresholds().outer.value(), f64::INFINITY);
     let w = sets.warnings(None);
     assert_eq!(w.len(), 1, "{w:?}");

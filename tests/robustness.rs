@@ -13,11 +13,13 @@ mod common;
 
 use std::fmt::Display;
 
-use confseg::evaluate::{Geometry, Method, ModeSpec, Pool, Splits, StepMetric, Validation};
+use confseg::evaluate::{Geometry, Method, Pool, Splits, StepMetric, Validation};
+use confseg::quantile::Rank;
 use confseg::{
     region_statistics, Alpha, Calibration, Calibrator, Float, Image, Max, Mode, ScoreTransform, Spacing,
     Transform,
 };
+use confseg::{Levels, ModeKind};
 use ndarray::{ArrayD, Axis, IxDyn};
 use proptest::prelude::*;
 
@@ -1042,20 +1044,15 @@ fn run_case<A: Float>(c: &Case, scores: &ArrayD<A>) {
     };
     let Some(splits) = ok(Splits::new(n_cal, repeats, seed)) else { return };
     let spec = match mode.kind() {
-        confseg::ModeKind::Max => ModeSpec::max(),
-        confseg::ModeKind::Marginal => ModeSpec::marginal(),
-        confseg::ModeKind::RiskControl => ModeSpec::risk_control(),
-        confseg::ModeKind::Bonferroni => match ok(ModeSpec::bonferroni(c.mode.1, c.mode.2)) {
-            Some(s) => s,
-            None => ModeSpec::marginal(),
-        },
+        ModeKind::Bonferroni => Levels::bonferroni(c.mode.1, c.mode.2),
+        kind => Levels::new(kind),
     };
     let all = [
         Method::Conformal(spec),
         Method::RiskControl,
         Method::PixelwiseBonferroni(spec),
-        Method::Morphological(StepMetric::Chessboard),
-        Method::Morphological(StepMetric::CityBlock),
+        Method::Morphological(StepMetric::Chessboard, Rank::Marginal),
+        Method::Morphological(StepMetric::CityBlock, Rank::Marginal),
     ];
     let methods: Vec<Method> =
         all.iter().enumerate().filter(|(k, _)| pick >> k & 1 == 1).map(|(_, m)| *m).collect();

@@ -1,12 +1,13 @@
 //! Images with geometry, streamed: per-image spacing, dimensionality as
 //! part of the fit, native precision, and streams equal to whole stacks.
 
-use confseg::evaluate::{Geometry, Method, ModeSpec, Pool, Splits, Validation};
+use confseg::evaluate::{Geometry, Method, Pool, Splits, Validation};
 use confseg::synthetic::Synthetic;
 use confseg::{
     Alpha, AsImage, Calibration, Calibrator, Error, Identity, Image, Metric, Mode, ScoreTransform,
     SignedDistance, Spacing, Transform,
 };
+use confseg::{Levels, ModeKind};
 use ndarray::{Array3, Axis};
 
 fn spacing(i: usize) -> Spacing {
@@ -189,7 +190,7 @@ fn streams_equal_whole_stacks() {
     let b = Pool::from_stream(&calibrator, pairs(), 0.0).unwrap();
     let v = Validation::new(vec![Alpha::new(0.2).unwrap()], Splits::new(n / 2, 30, 1).unwrap())
         .with_geometry(Geometry::FirstSplits(3));
-    let methods = [Method::Conformal(ModeSpec::max()), Method::RiskControl];
+    let methods = [Method::Conformal(Levels::new(ModeKind::Max)), Method::RiskControl];
     assert_eq!(v.run(&a, &methods).unwrap(), v.run(&b, &methods).unwrap());
 }
 
@@ -212,7 +213,7 @@ fn pools_hold_images_of_different_shapes_and_spacings() {
     }
     assert_eq!(pool.statistics().tau(), cal.tau());
     let v = Validation::new(vec![Alpha::new(0.3).unwrap()], Splits::new(12, 10, 2).unwrap());
-    let r = v.run(&pool, &[Method::Conformal(ModeSpec::marginal())]).unwrap();
+    let r = v.run(&pool, &[Method::Conformal(Levels::new(ModeKind::Marginal))]).unwrap();
     assert!(r[0].efficiency.outer_diameter_ratio.is_some());
     let _ = Identity.describe();
 }

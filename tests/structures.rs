@@ -10,7 +10,8 @@
 //! expectation; the Bonferroni split is checked against its lower bound and
 //! each structure's marginal coverage against `k/(n+1)`.
 
-use confseg::calibrate::{JointMode, Structure, StructureCalibration, StructureCalibrator, StructureScores};
+use confseg::calibrate::{Structure, StructureCalibration, StructureCalibrator, StructureScores};
+use confseg::levels::JointMode;
 use confseg::synthetic::Synthetic;
 use confseg::{Alpha, Calibrator, Identity};
 use ndarray::{stack, Array2, Array3, Axis};

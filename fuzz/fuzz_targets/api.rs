@@ -7,10 +7,11 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use confseg::evaluate::{Geometry, Method, ModeSpec, Pool, Splits, StepMetric, Validation};
+use confseg::evaluate::{Geometry, Method, Pool, Splits, StepMetric, Validation};
+use confseg::quantile::Rank;
 use confseg::{
-    region_statistics, Alpha, Calibration, Calibrator, ConfidenceSets, Float, Image, Max, Mode,
-    ScoreTransform, Spacing,
+    region_statistics, Alpha, Calibration, Calibrator, ConfidenceSets, Float, Image, Levels, Max, Mode,
+    ModeKind, ScoreTransform, Spacing,
 };
 use confseg_fuzz::{image, ok, round_trip, spacing, value, SmallShape, TRANSFORMS};
 use libfuzzer_sys::fuzz_target;
@@ -202,25 +203,17 @@ fn validate<A: Float>(
         return;
     };
     let spec = match mode.kind() {
-        confseg::ModeKind::Max => ModeSpec::max(),
-        confseg::ModeKind::Marginal => ModeSpec::marginal(),
-        confseg::ModeKind::RiskControl => ModeSpec::risk_control(),
-        confseg::ModeKind::Bonferroni => {
-            match ok(ModeSpec::bonferroni(
-                weight(input.mode[2], &input.raw),
-                weight(input.mode[3], &input.raw),
-            )) {
-                Some(s) => s,
-                None => return,
-            }
+        ModeKind::Bonferroni => {
+            Levels::bonferroni(weight(input.mode[2], &input.raw), weight(input.mode[3], &input.raw))
         }
+        kind => Levels::new(kind),
     };
     let all = [
         Method::Conformal(spec),
         Method::RiskControl,
         Method::PixelwiseBonferroni(spec),
-        Method::Morphological(StepMetric::Chessboard),
-        Method::Morphological(StepMetric::CityBlock),
+        Method::Morphological(StepMetric::Chessboard, Rank::Marginal),
+        Method::Morphological(StepMetric::CityBlock, Rank::Marginal),
     ];
     let methods: Vec<Method> =
         all.iter().enumerate().filter(|(k, _)| pick >> k & 1 == 1).map(|(_, m)| *m).collect();

@@ -5,7 +5,9 @@ use std::ffi::CString;
 use confseg::io::cohort::Cohort;
 use confseg::io::{Labels, Precision, ReadFloat};
 use confseg::pipeline::Lazy;
-use confseg::{AsImage, Error, Float, Image, MaskValue, Mode, ScoreTransform, Spacing, Transform};
+use confseg::{
+    AsImage, Error, Float, Guarantee, Image, Levels, MaskValue, ScoreTransform, Spacing, Transform,
+};
 use ndarray::{ArrayD, ArrayRef, ArrayViewD, Axis, IxDyn};
 use numpy::{IntoPyArray, PyArray1};
 use pyo3::exceptions::PyUserWarning;
@@ -291,74 +293,17 @@ pub fn precision_arg(p: Option<&str>) -> PyResult<Option<Precision>> {
     }
 }
 
-/// The level arguments of `fit` as a library `Mode`, as the command line
-/// combines them (`--alpha`, `--mode`, `--weights`, `--alpha-inner`/`--alpha-outer`).
-pub fn mode_from_args(
+/// The level arguments of `fit` as the library's request (the library
+/// validates it, as it does the command line's).
+pub fn levels_arg(
     alpha: Option<f64>,
     mode: &str,
     weights: Option<(f64, f64)>,
     alpha_inner: Option<f64>,
     alpha_outer: Option<f64>,
     delta: Option<f64>,
-) -> PyResult<Mode> {
-    let mode = mode_levels(alpha, mode, weights, alpha_inner, alpha_outer)?;
-    match delta {
-        Some(d) => Ok(mode.with_delta(delta_arg(d)?)),
-        None => Ok(mode),
-    }
-}
-
-/// A validated `delta` (the library's [`confseg::quantile::Delta`]).
-pub fn delta_arg(delta: f64) -> PyResult<confseg::quantile::Delta> {
-    confseg::quantile::Delta::new(delta).py()
-}
-
-fn mode_levels(
-    alpha: Option<f64>,
-    mode: &str,
-    weights: Option<(f64, f64)>,
-    alpha_inner: Option<f64>,
-    alpha_outer: Option<f64>,
-) -> PyResult<Mode> {
-    use confseg::Alpha;
-    let a = |name: &'static str, x: Option<f64>| x.map(|x| Alpha::named(name, x)).transpose().py();
-    let alpha = a("alpha", alpha)?;
-    let split = match (a("alpha_inner", alpha_inner)?, a("alpha_outer", alpha_outer)?) {
-        (Some(i), Some(o)) => Some((i, o)),
-        (None, None) => None,
-        _ => return Err(value_error("give both alpha_inner and alpha_outer, or neither")),
-    };
-    if weights.is_some() && mode != "bonferroni" {
-        return Err(value_error("weights apply to mode=\"bonferroni\" only"));
-    }
-    if weights.is_some() && split.is_some() {
-        return Err(value_error("give either weights or alpha_inner/alpha_outer, not both"));
-    }
-    match (mode, alpha, split) {
-        ("marginal", None, Some((i, o))) => Ok(Mode::marginal_split(i, o)),
-        ("marginal", Some(a), None) => Ok(Mode::marginal(a)),
-        ("marginal", Some(_), Some(_)) => {
-            Err(value_error("mode=\"marginal\" takes alpha or alpha_inner/alpha_outer, not both"))
-        }
-        ("bonferroni", Some(a), None) => {
-            let (wi, wo) = weights.unwrap_or((1.0, 1.0));
-            Mode::bonferroni(a, wi, wo).py()
-        }
-        ("bonferroni", Some(a), Some((i, o))) => Mode::bonferroni_split(a, i, o).py(),
-        ("max", Some(a), None) => Ok(Mode::max(a)),
-        ("max", _, Some(_)) => Err(value_error("mode=\"max\" uses one level: give alpha only")),
-        ("marginal" | "bonferroni" | "max", None, _) => {
-            Err(value_error(format!("mode=\"{mode}\" needs the level alpha")))
-        }
-        ("risk-control", _, _) => Err(value_error(
-            "mode=\"risk-control\" is fitted from a RiskCalibration (Calibrator.risk_statistics), \
-             not from a Calibration",
-        )),
-        _ => Err(value_error(format!(
-            "unknown mode {:?}; known: \"marginal\", \"bonferroni\", \"max\", \"risk-control\"",
-            one_line(mode)
-        ))),
-    }
+) -> PyResult<Levels> {
+    Ok(Levels { mode: mode.parse().py()?, alpha, weights, alpha_inner, alpha_outer, delta })
 }
 
 /// Emit one Python `UserWarning`.
@@ -601,38 +546,41 @@ impl PyCalibrator {
         alpha_outer: Option<f64>,
         delta: Option<f64>,
     ) -> PyResult<PyConfidenceSets> {
-        if let Ok(risk) = calibration.cast::<PyRiskCalibration>() {
-            if mode != "risk-control" {
-                return Err(value_error(format!(
-                    "a RiskCalibration is fitted with mode=\"risk-control\", not {:?}",
-                    one_line(mode)
-                )));
-            }
-            if weights.is_some() || alpha_inner.is_some() || alpha_outer.is_some() {
-                return Err(value_error("mode=\"risk-control\" uses one level: give alpha only"));
-            }
-            if delta.is_some() {
-                return Err(value_error("mode=\"risk-control\" has no training-conditional (delta) version"));
-            }
-            let Some(a) = alpha else {
-                return Err(value_error("mode=\"risk-control\" needs the level alpha"));
-            };
-            let a = confseg::Alpha::new(a).py()?;
-            let risk = risk.borrow();
-            let r = &risk.risk;
-            let sets = py.detach(|| self.cal.fit_risk_control(r, a)).py()?;
-            warn_all(py, &sets.warnings(None))?;
-            return Ok(PyConfidenceSets::new(sets));
-        }
-        let calibration = calibration.cast::<PyCalibration>().map_err(|_| {
-            crate::errors::type_error(
+        let risk = calibration.cast::<PyRiskCalibration>().ok();
+        let plain = calibration.cast::<PyCalibration>().ok();
+        if risk.is_none() && plain.is_none() {
+            return Err(crate::errors::type_error(
                 "calibration must be a Calibration (from statistics) or a RiskCalibration (from risk_statistics)",
-            )
-        })?;
-        let calibration = calibration.borrow();
-        let mode = mode_from_args(alpha, mode, weights, alpha_inner, alpha_outer, delta)?;
-        let sets = self.cal.fit(&calibration.cal, mode).py()?;
-        warn_all(py, &sets.warnings(Some(&calibration.cal)))?;
+            ));
+        }
+        let guarantee =
+            levels_arg(alpha, mode, weights, alpha_inner, alpha_outer, delta)?.guarantee().py()?;
+        let sets =
+            match (guarantee, risk, plain) {
+                (Guarantee::RiskControl(level), Some(risk), _) => {
+                    let risk = risk.borrow();
+                    let r = &risk.risk;
+                    let sets = py.detach(|| self.cal.fit_risk_control(r, level)).py()?;
+                    warn_all(py, &sets.warnings(None))?;
+                    sets
+                }
+                (Guarantee::Conformal(m), _, Some(calibration)) => {
+                    let calibration = calibration.borrow();
+                    let sets = self.cal.fit(&calibration.cal, m).py()?;
+                    warn_all(py, &sets.warnings(Some(&calibration.cal)))?;
+                    sets
+                }
+                (Guarantee::RiskControl(_), None, _) => return Err(value_error(
+                    "mode=\"risk-control\" is fitted from a RiskCalibration (Calibrator.risk_statistics), \
+                     not from a Calibration",
+                )),
+                (Guarantee::Conformal(_), _, None) => {
+                    return Err(value_error(format!(
+                        "a RiskCalibration is fitted with mode=\"risk-control\", not {:?}",
+                        one_line(mode)
+                    )))
+                }
+            };
         Ok(PyConfidenceSets::new(sets))
     }
 

@@ -1,6 +1,6 @@
 //! Module-level functions: transforms, synthetic data, validation.
 
-use confseg::evaluate::{Geometry, Method, ModeSpec, Pool, Splits, StepMetric, Validation};
+use confseg::evaluate::{Geometry, Method, MethodKind, Pool, Splits, Validation};
 use confseg::synthetic::Synthetic;
 use confseg::transform::apply_checked;
 use confseg::{Alpha, Float, ScoreTransform, Spacing, TwoClassSoftmax};
@@ -14,7 +14,7 @@ use crate::arrays::{self, Scores};
 use crate::calibrate::{parse_transform, Cal};
 use crate::errors::{type_error, value_error, IntoPy};
 use crate::layout::{layout, one_spacing, spacing_arg, Layout, SpacingArg};
-use crate::{json_loads, one_line, with_masks, with_scores};
+use crate::{json_loads, with_masks, with_scores};
 
 /// A transform's result: the input itself (borrowed by the library), or new values.
 enum Out<A> {
@@ -185,52 +185,6 @@ pub fn synthetic<'py>(
     Ok((PyArray::from_owned_array(py, s), PyArray::from_owned_array(py, m)))
 }
 
-fn mode_spec(mode: &str, weights: Option<(f64, f64)>, delta: Option<f64>) -> PyResult<ModeSpec> {
-    let spec = mode_spec_levels(mode, weights)?;
-    match delta {
-        Some(d) => Ok(spec.with_delta(crate::calibrate::delta_arg(d)?)),
-        None => Ok(spec),
-    }
-}
-
-fn mode_spec_levels(mode: &str, weights: Option<(f64, f64)>) -> PyResult<ModeSpec> {
-    match (mode, weights) {
-        ("marginal", None) => Ok(ModeSpec::marginal()),
-        ("max", None) => Ok(ModeSpec::max()),
-        ("bonferroni", w) => {
-            let (wi, wo) = w.unwrap_or((1.0, 1.0));
-            ModeSpec::bonferroni(wi, wo).py()
-        }
-        ("marginal" | "max", Some(_)) => Err(value_error("weights apply to mode=\"bonferroni\" only")),
-        _ => Err(value_error(format!(
-            "unknown mode {:?}; known: \"marginal\", \"bonferroni\", \"max\"",
-            one_line(mode)
-        ))),
-    }
-}
-
-fn method(name: &str, spec: ModeSpec, weights: Option<(f64, f64)>) -> PyResult<Method> {
-    Ok(match name {
-        "conformal" => Method::Conformal(spec),
-        "risk-control" => Method::RiskControl,
-        "pixelwise" => {
-            let (wi, wo) = weights.unwrap_or((1.0, 1.0));
-            Method::PixelwiseBonferroni(ModeSpec::bonferroni(wi, wo).py()?)
-        }
-        "morphological-chessboard" => Method::Morphological(StepMetric::Chessboard),
-        "morphological-cityblock" | "morphological-city-block" => {
-            Method::Morphological(StepMetric::CityBlock)
-        }
-        other => {
-            return Err(value_error(format!(
-                "unknown method {:?}; known: \"conformal\", \"risk-control\", \"pixelwise\", \
-                 \"morphological-chessboard\", \"morphological-cityblock\"",
-                one_line(other)
-            )))
-        }
-    })
-}
-
 fn pool_raw<A: Float, M: confseg::MaskValue>(
     c: &Cal,
     s: ArrayViewD<'_, A>,
@@ -258,12 +212,15 @@ fn pool_transformed<A: Float, M: confseg::MaskValue>(
 /// ``validate(scores, masks, *, n_cal, alphas=(0.1,), inner="identity", outer="identity",
 /// inner_scores=None, outer_scores=None, n_test=None, repeats=1000, mode="marginal",
 /// weights=None, methods=("conformal",), seed=0, geometry_splits=20, spacing=None,
-/// mask_threshold=None, delta=None) -> list[dict]``
+/// mask_threshold=None, delta=None, record_splits=0) -> list[dict]``
 ///
 /// ``scores``/``masks``: batch-first stacks; or ``scores=None`` with
 /// already transformed ``inner_scores`` and ``outer_scores``. ``delta``:
 /// the conformal method's thresholds take the training-conditional rank
-/// (see ``Calibrator.fit``). ``methods``:
+/// (see ``Calibrator.fit``); ``mode="risk-control"`` runs risk control.
+/// ``record_splits``: each report's ``recorded`` lists the first splits'
+/// calibration images (indices into the stacks) and thresholds
+/// (``lambda_inner``, ``lambda_outer``), to refit a split and compare. ``methods``:
 /// ``"conformal"``, ``"risk-control"``, ``"pixelwise"``,
 /// ``"morphological-chessboard"``, ``"morphological-cityblock"``. Returns
 /// one dict per method and level with the library's report fields
@@ -273,7 +230,7 @@ fn pool_transformed<A: Float, M: confseg::MaskValue>(
 #[pyfunction]
 #[pyo3(signature = (scores, masks, *, n_cal, alphas=vec![0.1], inner="identity", outer="identity",
     inner_scores=None, outer_scores=None, n_test=None, repeats=1000, mode="marginal", weights=None,
-    methods=None, seed=0, geometry_splits=20, spacing=None, mask_threshold=None, delta=None))]
+    methods=None, seed=0, geometry_splits=20, spacing=None, mask_threshold=None, delta=None, record_splits=0))]
 #[allow(clippy::too_many_arguments)]
 pub fn validate<'py>(
     py: Python<'py>,
@@ -295,17 +252,23 @@ pub fn validate<'py>(
     spacing: Option<&Bound<'py, PyAny>>,
     mask_threshold: Option<f64>,
     delta: Option<f64>,
+    record_splits: usize,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let spec = mode_spec(mode, weights, delta)?;
+    let levels = crate::calibrate::levels_arg(None, mode, weights, None, None, delta)?;
     let methods = methods.unwrap_or_else(|| vec!["conformal".into()]);
-    let methods = methods.iter().map(|m| method(m, spec, weights)).collect::<PyResult<Vec<_>>>()?;
+    let methods = methods
+        .iter()
+        .map(|m| Method::new(m.parse::<MethodKind>()?, &levels))
+        .collect::<confseg::Result<Vec<_>>>()
+        .py()?;
     let alphas = alphas.into_iter().map(|a| Alpha::new(a).py()).collect::<PyResult<Vec<_>>>()?;
     let mut splits = Splits::new(n_cal, repeats, seed).py()?;
     if let Some(t) = n_test {
         splits = splits.with_n_test(t).py()?;
     }
     let geometry = if geometry_splits == 0 { Geometry::Off } else { Geometry::FirstSplits(geometry_splits) };
-    let validation = Validation::new(alphas, splits).with_geometry(geometry);
+    let validation =
+        Validation::new(alphas, splits).with_geometry(geometry).with_recorded_splits(record_splits).py()?;
     let spacing = one_spacing(spacing)?;
     let threshold = mask_threshold.unwrap_or(0.0);
     let m = arrays::masks(masks, "masks")?;

@@ -1,6 +1,6 @@
 //! `ConfidenceSets`.
 
-use confseg::{Float, Image, ModeKind, ScoreTransform, Sets, Threshold, Transform};
+use confseg::{Float, Image, ScoreTransform, Sets, Side, Threshold, Transform};
 use ndarray::{Array, ArrayViewD, Axis, IxDyn};
 use numpy::{PyArray, PyArrayDyn};
 use pyo3::prelude::*;
@@ -93,24 +93,20 @@ impl PyConfidenceSets {
         Ok(())
     }
 
-    fn side<'py>(&self, py: Python<'py>, side: &str) -> PyResult<Bound<'py, PyDict>> {
-        let t = self.sets.thresholds();
-        let mode = self.sets.mode();
-        let (threshold, alpha, transform) = if side == "inner" {
-            (t.inner, mode.inner_alpha(), self.sets.inner_transform().describe())
-        } else {
-            (t.outer, mode.outer_alpha(), self.sets.outer_transform().describe())
+    fn side<'py>(&self, py: Python<'py>, side: Side) -> PyResult<Bound<'py, PyDict>> {
+        let g = self.sets.guarantee();
+        let threshold = self.sets.thresholds().side(side);
+        let alpha = g.alpha(side);
+        let transform = match side {
+            Side::Inner => self.sets.inner_transform().describe(),
+            Side::Outer => self.sets.outer_transform().describe(),
         };
         let d = PyDict::new(py);
         d.set_item("value", threshold.value())?;
         d.set_item("rank", threshold.rank())?;
         d.set_item("alpha", alpha.get())?;
         d.set_item("transform", transform)?;
-        let needed = match mode.kind() {
-            ModeKind::RiskControl => mode.min_calibration_size(),
-            _ => alpha.min_calibration_size_with(mode.delta()),
-        };
-        d.set_item("needed", needed)?;
+        d.set_item("needed", g.min_calibration_size_for(side))?;
         if let Threshold::TooFewImages { .. } = threshold {
             d.set_item("too_few_images", true)?;
         } else {
@@ -360,8 +356,9 @@ impl PyConfidenceSets {
     #[getter]
     pub(crate) fn thresholds<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
-        d.set_item("inner", self.side(py, "inner")?)?;
-        d.set_item("outer", self.side(py, "outer")?)?;
+        for side in Side::BOTH {
+            d.set_item(side.name(), self.side(py, side)?)?;
+        }
         Ok(d)
     }
 
@@ -392,44 +389,40 @@ impl PyConfidenceSets {
     /// ``"marginal"``, ``"bonferroni"``, ``"max"`` or ``"risk-control"``.
     #[getter]
     fn mode(&self) -> &'static str {
-        self.sets.mode().kind().name()
+        self.sets.guarantee().kind().name()
     }
 
     /// The joint level ``alpha`` (``None`` for marginal sets); for
     /// risk control, the bound on the expected missed fraction.
     #[getter]
     fn alpha(&self) -> Option<f64> {
-        let m = self.sets.mode();
-        match m.kind() {
-            ModeKind::RiskControl => Some(m.outer_alpha().get()),
-            _ => m.joint_alpha().map(|a| a.get()),
-        }
+        self.sets.guarantee().overall_alpha().map(|a| a.get())
     }
 
     /// The confidence level ``delta`` of a training-conditional guarantee
     /// (``None``: the guarantee holds on average over calibration sets).
     #[getter]
     fn delta(&self) -> Option<f64> {
-        self.sets.mode().delta().map(|d| d.get())
+        self.sets.guarantee().delta().map(|d| d.get())
     }
 
     /// The library's description of the mode and its levels (with
     /// ``delta``, "... with probability 1 - delta over the calibration set").
     #[getter]
     fn description(&self) -> String {
-        self.sets.mode().to_string()
+        self.sets.guarantee().levels()
     }
 
     /// The inner level ``alpha_I``.
     #[getter]
     fn alpha_inner(&self) -> f64 {
-        self.sets.mode().inner_alpha().get()
+        self.sets.guarantee().alpha(Side::Inner).get()
     }
 
     /// The outer level ``alpha_O``.
     #[getter]
     fn alpha_outer(&self) -> f64 {
-        self.sets.mode().outer_alpha().get()
+        self.sets.guarantee().alpha(Side::Outer).get()
     }
 
     /// The guarantee, in words. With ``delta``, it holds with probability
@@ -438,28 +431,7 @@ impl PyConfidenceSets {
     /// a bound on the expected missed share of the object, not coverage.
     #[getter]
     fn guarantee(&self) -> String {
-        let m = self.sets.mode();
-        let levels = match m.kind() {
-            ModeKind::Marginal => format!(
-                "P(inner ⊆ truth) >= {}, P(truth ⊆ outer) >= {}",
-                1.0 - m.inner_alpha().get(),
-                1.0 - m.outer_alpha().get()
-            ),
-            ModeKind::RiskControl => {
-                return format!(
-                "E[|truth \\ outer| / |truth|] <= {} (expected missed fraction of the object; no inner set)",
-                m.outer_alpha().get()
-            )
-            }
-            _ => format!("P(inner ⊆ truth ⊆ outer) >= {}", 1.0 - m.joint_alpha().map_or(0.0, |a| a.get())),
-        };
-        match m.delta() {
-            Some(d) => format!(
-                "{levels}, conditionally on the calibration set, with probability >= {} over it",
-                1.0 - d.get()
-            ),
-            None => levels,
-        }
+        format!("{:#}", self.sets.guarantee())
     }
 
     /// The inner transform ``f_I``, by name.

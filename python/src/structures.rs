@@ -1,11 +1,11 @@
 //! `StructureCalibrator`, `StructureCalibration` and `StructureSets`:
 //! several structures of a label map with one joint guarantee (METHOD.md §4.1).
 
-use confseg::calibrate::{JointMode, Structure, StructureCalibration, StructureCalibrator, StructureScores};
+use confseg::calibrate::{Structure, StructureCalibration, StructureCalibrator, StructureScores};
 use confseg::io::Labels;
 use confseg::pipeline::Lazy;
 use confseg::sets::StructureSets;
-use confseg::{Error, Float, MaskValue, ModeKind, ScoreTransform};
+use confseg::{Error, Float, MaskValue, ScoreTransform};
 use ndarray::{Array, ArrayViewD, Axis, IxDyn};
 use numpy::PyArray;
 use pyo3::prelude::*;
@@ -14,7 +14,7 @@ use rayon::prelude::*;
 use serde_json::{Map, Value};
 
 use crate::arrays::{self, is_sequence_of_images, labelled, PerImage};
-use crate::calibrate::{delta_arg, parse_transform, Cal, PyCalibration};
+use crate::calibrate::{parse_transform, Cal, PyCalibration};
 use crate::errors::{value_error, IntoPy};
 use crate::layout::{layout, one_spacing, spacing_arg, Layout, SpacingArg};
 use crate::sets::PyConfidenceSets;
@@ -208,41 +208,25 @@ impl PyStructureCalibrator {
         weights: Option<&Bound<'_, PyAny>>,
         delta: Option<f64>,
     ) -> PyResult<PyStructureSets> {
-        let a = confseg::Alpha::new(alpha).py()?;
         let k = self.sc.structures().len();
         let weights = weights.filter(|w| !w.is_none());
-        if weights.is_some() && mode != "bonferroni" {
-            return Err(value_error("weights apply to mode=\"bonferroni\" only"));
-        }
-        let jm = match mode {
-            "marginal" => JointMode::marginal(a, k),
-            "max" => JointMode::max(a, k),
-            "bonferroni" => {
-                let w: Vec<(f64, f64)> = match weights {
-                    None => vec![(1.0, 1.0); k],
-                    Some(w) => match w.extract::<(f64, f64)>() {
-                        Ok(p) => vec![p; k],
-                        Err(_) => w.extract::<Vec<(f64, f64)>>().map_err(|_| {
-                            value_error("weights: one (w_I, w_O) pair, or one pair per structure")
-                        })?,
-                    },
+        let request = crate::calibrate::levels_arg(Some(alpha), mode, None, None, None, delta)?;
+        let jm = match weights {
+            None => request.joint(k),
+            Some(w) => {
+                let pairs: Vec<(f64, f64)> = match w.extract::<(f64, f64)>() {
+                    Ok(p) => vec![p; k],
+                    Err(_) => w.extract::<Vec<(f64, f64)>>().map_err(|_| {
+                        value_error("weights: one (w_I, w_O) pair, or one pair per structure")
+                    })?,
                 };
-                if w.len() != k {
-                    return Err(value_error(format!("weights: {} pairs for {k} structures", w.len())));
+                if pairs.len() != k {
+                    return Err(value_error(format!("weights: {} pairs for {k} structures", pairs.len())));
                 }
-                JointMode::bonferroni(a, &w).py()?
+                request.joint_weighted(&pairs)
             }
-            other => {
-                return Err(value_error(format!(
-                    "unknown mode {:?}; known: \"max\", \"bonferroni\", \"marginal\"",
-                    one_line(other)
-                )))
-            }
-        };
-        let jm = match delta {
-            Some(d) => jm.with_delta(delta_arg(d)?),
-            None => jm,
-        };
+        }
+        .py()?;
         let sets = self.sc.fit(&calibration.cal, jm).py()?;
         for (name, w) in sets.warnings(Some(&calibration.cal)) {
             crate::calibrate::warn_text(py, &format!("{name}: {w}"))?;
@@ -666,7 +650,7 @@ impl PyStructureSets {
     /// ``delta`` of a training-conditional guarantee, or ``None``.
     #[getter]
     fn delta(&self) -> Option<f64> {
-        self.sets.mode().modes().first().and_then(|m| m.delta()).map(|d| d.get())
+        self.sets.mode().rank().delta().map(|d| d.get())
     }
 
     /// Number of calibration images.
@@ -678,21 +662,7 @@ impl PyStructureSets {
     /// The guarantee, in words.
     #[getter]
     fn guarantee(&self) -> String {
-        let a = self.alpha();
-        let g = match self.sets.mode().kind() {
-            ModeKind::Marginal => format!(
-                "for each structure k: P(inner_k ⊆ truth_k) >= {}, P(truth_k ⊆ outer_k) >= {}",
-                1.0 - a,
-                1.0 - a
-            ),
-            _ => format!("P(for every structure k: inner_k ⊆ truth_k ⊆ outer_k) >= {}", 1.0 - a),
-        };
-        match self.delta() {
-            Some(d) => {
-                format!("{g}, conditionally on the calibration set, with probability >= {} over it", 1.0 - d)
-            }
-            None => g,
-        }
+        self.sets.mode().guarantee()
     }
 
     /// The calibration file as JSON (the library's ``StructureSets`` form).

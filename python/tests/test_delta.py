@@ -114,11 +114,23 @@ def test_bad_delta_is_a_value_error(data, delta):
 
 def test_validate_takes_delta(data):
     scores, masks = data
-    kw = dict(n_cal=100, alphas=[0.1], repeats=50, seed=3, geometry_splits=0)
+    kw = dict(n_cal=100, alphas=[0.1], repeats=50, seed=3, geometry_splits=0, record_splits=3)
     plain = confseg.validate(scores[:400], masks[:400], **kw)[0]
     cond = confseg.validate(scores[:400], masks[:400], delta=0.1, **kw)[0]
     # same splits, a rank at least as large: coverage at least as large on every split
     assert cond["inner_coverage"] >= plain["inner_coverage"]
     assert cond["outer_coverage"] >= plain["outer_coverage"]
+    # every recorded split is fitted at the conditional rank, as Calibrator.fit fits it
+    cal = confseg.Calibrator()
+    stats = cal.statistics(scores[:400], masks[:400])
+    assert len(cond["recorded"]) == 3
+    for rec, rec_plain in zip(cond["recorded"], plain["recorded"]):
+        assert rec["calibration"] == rec_plain["calibration"]
+        part = stats.select(rec["calibration"])
+        for delta, r in ((0.1, rec), (None, rec_plain)):
+            sets = cal.fit(part, alpha=0.1, delta=delta)
+            assert (r["lambda_inner"], r["lambda_outer"]) == (sets.lambda_inner, sets.lambda_outer)
+        assert conditional_rank(100, 0.1, 0.1) == 95 > math.ceil(0.9 * 101)
+        assert rec["lambda_inner"] > rec_plain["lambda_inner"] or rec["lambda_outer"] > rec_plain["lambda_outer"]
     with pytest.raises(ValueError, match="delta"):
         confseg.validate(scores[:400], masks[:400], delta=2.0, **kw)

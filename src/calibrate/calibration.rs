@@ -5,10 +5,10 @@
 use std::fmt;
 
 use super::kernel::ImageStatistics;
-use super::mode::{Mode, ModeKind, Thresholds};
 use crate::error::{Error, Result};
 use crate::image::Spacing;
-use crate::quantile::conformal_quantile_with;
+use crate::levels::{Mode, ModeKind, Thresholds};
+use crate::quantile::conformal_quantile;
 
 /// What a [`Calibration`]'s statistics were computed with: the transforms
 /// (by their [`Transform::describe`](crate::Transform::describe) text), the
@@ -299,24 +299,16 @@ impl Calibration {
         if self.is_empty() {
             return Err(Error::NoCalibrationData);
         }
-        match mode.kind() {
-            ModeKind::Marginal | ModeKind::Bonferroni => Ok(Thresholds {
-                inner: conformal_quantile_with(&self.tau, mode.inner_alpha(), mode.delta())?,
-                outer: conformal_quantile_with(&self.gamma, mode.outer_alpha(), mode.delta())?,
-            }),
-            ModeKind::RiskControl => Err(Error::InvalidParameter {
-                name: "mode",
-                value: "risk-control".into(),
-                reason: "risk control is fitted on per-voxel losses, not on the per-image statistics: \
-                         use a RiskCalibration and Calibrator::fit_risk_control"
-                    .into(),
-            }),
-            ModeKind::Max => {
-                let joint: Vec<f64> = self.iter().map(|s| s.joint()).collect();
-                let t = conformal_quantile_with(&joint, mode.inner_alpha(), mode.delta())?;
-                Ok(Thresholds { inner: t, outer: t })
-            }
+        let rank = mode.rank();
+        if mode.kind() == ModeKind::Max {
+            let joint: Vec<f64> = self.iter().map(|s| s.joint()).collect();
+            let t = conformal_quantile(&joint, mode.inner_alpha(), rank)?;
+            return Ok(Thresholds { inner: t, outer: t });
         }
+        Ok(Thresholds {
+            inner: conformal_quantile(&self.tau, mode.inner_alpha(), rank)?,
+            outer: conformal_quantile(&self.gamma, mode.outer_alpha(), rank)?,
+        })
     }
 }
 

@@ -10,25 +10,23 @@
 //! with the combination function `C` = max by default ([`Max`]); the max over
 //! an empty region is `-inf`. Only these numbers are kept, so memory is O(n)
 //! and [`Calibration`]s computed by different workers merge by
-//! concatenation. Thresholds for each [`Mode`] are conformal quantiles of
+//! concatenation. Thresholds for each [`Mode`](crate::Mode) are conformal quantiles of
 //! the statistics.
 //!
 //! Several structures (a label map with whole tumour, core, ...) are
-//! calibrated together by a [`StructureCalibrator`], with a [`JointMode`]
+//! calibrated together by a [`StructureCalibrator`], with a [`JointMode`](crate::levels::JointMode)
 //! for one joint guarantee over all of them (METHOD.md §4.1).
 
 mod calibration;
 mod kernel;
-mod mode;
 mod risk;
 mod structures;
 
 pub use calibration::{Calibration, Provenance};
 pub use kernel::{region_statistics, Combination, ImageStatistics, Max, RegionFold};
-pub use mode::{Mode, ModeKind, Thresholds};
 pub use risk::RiskCalibration;
-pub(crate) use risk::{risk_min_calibration_size, risk_threshold, smallest_with, sorted_unique};
-pub use structures::{JointMode, Structure, StructureCalibration, StructureCalibrator, StructureScores};
+pub(crate) use risk::{risk_threshold, smallest_with, sorted_unique};
+pub use structures::{Structure, StructureCalibration, StructureCalibrator, StructureScores};
 
 use ndarray::{Array, ArrayRef, ArrayView, Axis, CowArray, Dimension, RemoveAxis};
 
@@ -555,6 +553,7 @@ impl<TI: Transform, TO: Transform, C: Combination> Calibrator<TI, TO, C> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::levels::Mode;
     use crate::quantile::{Alpha, Threshold};
     use ndarray::Array2;
 
@@ -612,35 +611,6 @@ mod tests {
         let e = cal_.observe(&mut cal, &bad, &Array2::<u8>::zeros((2, 2))).unwrap_err();
         assert_eq!(e, Error::NanScore { what: "scores", image: Some(1), index: vec![1, 0] });
         assert_eq!(cal.len(), 1);
-    }
-
-    #[test]
-    fn modes() {
-        let a = |x| Alpha::new(x).unwrap();
-        assert!(matches!(
-            Mode::bonferroni_split(a(0.1), a(0.05), a(0.06)),
-            Err(Error::SplitExceedsAlpha { .. })
-        ));
-        assert!(Mode::bonferroni_split(a(0.1), a(0.02), a(0.08)).is_ok());
-        assert!(Mode::bonferroni(a(0.1), 0.0, 1.0).is_err());
-        assert!(Mode::bonferroni(a(0.1), f64::INFINITY, 1.0).is_err());
-        // huge weights do not overflow into a zero level
-        let m = Mode::bonferroni(a(0.1), 1e308, 1e308).unwrap();
-        assert_eq!((m.inner_alpha().get(), m.outer_alpha().get()), (0.05, 0.05));
-        // the split never exceeds alpha, down to subnormal levels (or it is refused)
-        for alpha in [5e-324, 1e-320, 2.2e-308, 1e-300, 1e-17, 0.1, 0.3, 1.0 - 1e-16] {
-            for (wi, wo) in [(1.0, 1.0), (1.0, 4.0), (3.0, 7.0), (1e-300, 1.0), (1.0, 1e300), (0.1, 0.2)] {
-                if let Ok(m) = Mode::bonferroni(a(alpha), wi, wo) {
-                    let (i, o) = (m.inner_alpha().get(), m.outer_alpha().get());
-                    assert!(i + o <= alpha && i > 0.0 && o > 0.0, "{alpha} {wi}:{wo} -> {i} + {o}");
-                }
-            }
-        }
-        assert!(Mode::bonferroni(a(5e-324), 1.0, 1.0).is_err());
-        let m = Mode::max(a(0.1));
-        assert_eq!(m.kind(), ModeKind::Max);
-        assert_eq!(Mode::marginal(a(0.05)).min_calibration_size(), 19);
-        assert!(Calibration::new().thresholds(&m).is_err());
     }
 
     #[test]

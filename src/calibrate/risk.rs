@@ -187,19 +187,6 @@ pub(crate) fn risk_threshold(objects: &[&[f64]], candidates: &[f64], alpha: Alph
     smallest_with(candidates, |x| above(x) > bound).unwrap_or(f64::INFINITY)
 }
 
-/// The smallest calibration size for which risk control at `alpha` gives
-/// an informative set: `alpha >= 1/(n+1)`.
-pub(crate) fn risk_min_calibration_size(alpha: Alpha) -> usize {
-    let mut n = ((1.0 / alpha.get()) - 1.0).ceil().max(1.0) as usize;
-    while n > 1 && alpha.get() * (n as f64) >= 1.0 {
-        n -= 1;
-    }
-    while alpha.get() * (n as f64 + 1.0) < 1.0 {
-        n += 1;
-    }
-    n
-}
-
 impl<TI: Transform, TO: Transform, C: Combination> Calibrator<TI, TO, C> {
     /// The outer scores `f_O(v)` of the object voxels of one labelled image
     /// (with the image's own spacing if it carries one, else the default).
@@ -304,16 +291,6 @@ impl<TI: Transform, TO: Transform, C: Combination> Calibrator<TI, TO, C> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn min_calibration_size_is_the_first_informative_n() {
-        for a in [0.5, 0.3, 0.2, 0.1, 0.05, 0.01, 1.0 / 3.0] {
-            let alpha = Alpha::new(a).unwrap();
-            let n = risk_min_calibration_size(alpha);
-            assert!(a * (n as f64 + 1.0) >= 1.0, "a={a} n={n}");
-            assert!(n == 1 || a * (n as f64) < 1.0, "a={a} n={n}");
-        }
-    }
 
     #[test]
     fn threshold_by_brute_force_grid() {

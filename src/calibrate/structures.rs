@@ -24,13 +24,13 @@ use ndarray::{Array, ArrayRef, Axis, RemoveAxis};
 
 use super::calibration::Calibration;
 use super::kernel::{Combination, ImageStatistics, Max};
-use super::mode::{Mode, ModeKind, Thresholds};
 use super::Calibrator;
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::image::{Image, Spacing};
+use crate::levels::{JointMode, ModeKind, Thresholds};
 use crate::mask::{Labels, MaskValue};
-use crate::quantile::{conformal_quantile_with, Alpha, Delta};
+use crate::quantile::conformal_quantile;
 use crate::transform::Transform;
 
 /// A structure to segment: a name and the labels of the label map that
@@ -237,168 +237,6 @@ impl StructureScores {
     }
 }
 
-/// Levels for several structures and the guarantee they give:
-///
-/// * [`JointMode::marginal`]: each structure and side at its own level;
-/// * [`JointMode::max`]: one threshold `lambda`, the conformal quantile of
-///   `Z_i = max_k max(tau_ik, gamma_ik)`; then
-///   `P(for every k: I_k ⊆ Y_k ⊆ O_k) >= 1 - alpha`;
-/// * [`JointMode::bonferroni`]: `alpha` split over the `2K` (structure,
-///   side) pairs by weights; the same joint guarantee by the union bound.
-///
-/// ```
-/// use confseg::calibrate::JointMode;
-/// use confseg::Alpha;
-/// // 90% that all three structures are covered on both sides, split 1:4 per structure
-/// let m = JointMode::bonferroni(Alpha::new(0.1)?, &[(1.0, 4.0); 3])?;
-/// let sum: f64 = m.modes().iter().map(|m| m.inner_alpha().get() + m.outer_alpha().get()).sum();
-/// assert!(sum <= 0.1);
-/// # Ok::<(), confseg::Error>(())
-/// ```
-#[derive(Debug, Clone, PartialEq)]
-pub struct JointMode {
-    kind: ModeKind,
-    alpha: Alpha,
-    modes: Vec<Mode>,
-}
-
-impl JointMode {
-    /// Each structure's sets at `alpha` on each side (no joint statement).
-    #[must_use]
-    pub fn marginal(alpha: Alpha, structures: usize) -> Self {
-        JointMode { kind: ModeKind::Marginal, alpha, modes: vec![Mode::marginal(alpha); structures] }
-    }
-
-    /// Joint coverage `1 - alpha` by one threshold on the per-image maximum
-    /// over structures and sides.
-    #[must_use]
-    pub fn max(alpha: Alpha, structures: usize) -> Self {
-        JointMode { kind: ModeKind::Max, alpha, modes: vec![Mode::max(alpha); structures] }
-    }
-
-    /// Joint coverage `1 - alpha` by a weighted Bonferroni split over the
-    /// structures and sides: `weights[k] = (w_I, w_O)` of structure `k`.
-    ///
-    /// # Errors
-    /// [`Error::InvalidParameter`] unless every weight is positive and
-    /// finite and there is at least one structure; [`Error::InvalidAlpha`]
-    /// if a share underflows to 0.
-    pub fn bonferroni(alpha: Alpha, weights: &[(f64, f64)]) -> Result<Self> {
-        if weights.is_empty() {
-            return Err(Error::InvalidParameter {
-                name: "weights",
-                value: "[]".into(),
-                reason: "one (inner, outer) weight pair per structure is needed".into(),
-            });
-        }
-        for &(wi, wo) in weights {
-            for w in [wi, wo] {
-                if !(w.is_finite() && w > 0.0) {
-                    return Err(Error::InvalidParameter {
-                        name: "weight",
-                        value: w.to_string(),
-                        reason: "weights must be positive and finite".into(),
-                    });
-                }
-            }
-        }
-        // normalized by the largest weight: no overflow in the total
-        let top = weights.iter().flat_map(|&(a, b)| [a, b]).fold(0.0_f64, f64::max);
-        let total: f64 = weights.iter().map(|&(a, b)| a / top + b / top).sum();
-        let a = alpha.get();
-        let mut shares: Vec<f64> =
-            weights.iter().flat_map(|&(wi, wo)| [a * (wi / top) / total, a * (wo / top) / total]).collect();
-        // rounding must never let the split exceed alpha
-        while shares.iter().sum::<f64>() > a {
-            let i = (0..shares.len()).max_by(|&x, &y| shares[x].total_cmp(&shares[y])).unwrap_or(0);
-            shares[i] = shares[i].next_down();
-        }
-        let modes = shares
-            .chunks(2)
-            .map(|p| {
-                Ok(Mode::marginal_split(
-                    Alpha::named("alpha_inner", p[0])?,
-                    Alpha::named("alpha_outer", p[1])?,
-                ))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(JointMode { kind: ModeKind::Bonferroni, alpha, modes })
-    }
-
-    /// From the per-structure modes as stored (checked for consistency).
-    #[cfg(feature = "serde")]
-    pub(crate) fn from_parts(kind: ModeKind, alpha: Alpha, modes: Vec<Mode>) -> Result<Self> {
-        let bad =
-            |reason: String| Error::InvalidParameter { name: "joint mode", value: kind.to_string(), reason };
-        match kind {
-            ModeKind::RiskControl => {
-                return Err(bad("risk control has no joint version over structures".into()));
-            }
-            ModeKind::Max if modes.iter().any(|m| m.kind() != ModeKind::Max || m.inner_alpha() != alpha) => {
-                return Err(bad(format!("every structure must use mode max at alpha = {alpha}")));
-            }
-            ModeKind::Bonferroni => {
-                let sum: f64 = modes.iter().map(|m| m.inner_alpha().get() + m.outer_alpha().get()).sum();
-                if sum > alpha.get() * (1.0 + 1e-12) {
-                    return Err(bad(format!(
-                        "the structures' levels add up to {sum}, more than alpha = {alpha}"
-                    )));
-                }
-            }
-            _ => {}
-        }
-        Ok(JointMode { kind, alpha, modes })
-    }
-
-    /// The same levels with a training-conditional guarantee for every
-    /// structure (see [`Mode::with_delta`]); for the max mode, the joint
-    /// threshold takes the conditional rank.
-    #[must_use]
-    pub fn with_delta(mut self, delta: Delta) -> Self {
-        self.modes = self.modes.into_iter().map(|m| m.with_delta(delta)).collect();
-        self
-    }
-
-    /// The kind: marginal, Bonferroni or max.
-    #[must_use]
-    pub fn kind(&self) -> ModeKind {
-        self.kind
-    }
-
-    /// The level `alpha` (joint for Bonferroni and max; each set's for marginal).
-    #[must_use]
-    pub fn alpha(&self) -> Alpha {
-        self.alpha
-    }
-
-    /// Each structure's levels.
-    #[must_use]
-    pub fn modes(&self) -> &[Mode] {
-        &self.modes
-    }
-}
-
-impl fmt::Display for JointMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.kind {
-            ModeKind::Marginal => write!(f, "marginal per structure (alpha = {} each)", self.alpha),
-            ModeKind::Bonferroni => {
-                write!(
-                    f,
-                    "joint over {} structures by Bonferroni split (alpha = {})",
-                    self.modes.len(),
-                    self.alpha
-                )
-            }
-            ModeKind::Max => {
-                write!(f, "joint over {} structures by max (alpha = {})", self.modes.len(), self.alpha)
-            }
-            // refused by every constructor; named plainly all the same
-            ModeKind::RiskControl => write!(f, "risk control (alpha = {})", self.alpha),
-        }
-    }
-}
-
 /// The calibration state of several structures: one [`Calibration`] per
 /// structure, aligned by image. Merges by concatenation, like one.
 #[derive(Debug, Clone, PartialEq)]
@@ -506,8 +344,7 @@ impl StructureCalibration {
                             .fold(f64::NEG_INFINITY, f64::max)
                     })
                     .collect();
-                let t =
-                    conformal_quantile_with(&z, mode.alpha(), mode.modes().first().and_then(Mode::delta))?;
+                let t = conformal_quantile(&z, mode.alpha(), mode.rank())?;
                 Ok(vec![Thresholds { inner: t, outer: t }; self.calibrations.len()])
             }
             _ => self.calibrations.iter().zip(mode.modes()).map(|(c, m)| c.thresholds(m)).collect(),
@@ -521,7 +358,8 @@ impl StructureCalibration {
 /// come from the network's output.
 ///
 /// ```
-/// use confseg::calibrate::{JointMode, Structure, StructureCalibration, StructureCalibrator, StructureScores};
+/// use confseg::calibrate::{Structure, StructureCalibration, StructureCalibrator, StructureScores};
+/// use confseg::levels::JointMode;
 /// use confseg::{Alpha, Calibrator, Identity};
 /// use ndarray::Array3;
 ///
@@ -717,6 +555,7 @@ impl<TI: Transform, TO: Transform, C: Combination> StructureCalibrator<TI, TO, C
 mod tests {
     use super::*;
     use crate::calibrate::ImageStatistics;
+    use crate::quantile::Alpha;
     use ndarray::{array, Array3};
 
     #[test]
@@ -756,21 +595,6 @@ mod tests {
         assert_eq!(ch[1], two.row(1));
         assert!(StructureScores::Channels { axis: 0 }.reduce(&two, &one).is_err());
         assert!(StructureScores::Softmax { axis: 2, class_labels: vec![0, 1] }.reduce(&two, &one).is_err());
-    }
-
-    #[test]
-    fn bonferroni_over_structures_never_exceeds_alpha() {
-        for alpha in [1e-300, 0.01, 0.1, 0.5] {
-            for w in [vec![(1.0, 4.0); 3], vec![(1.0, 1.0)], vec![(1e300, 1.0), (1.0, 1e-300)]] {
-                if let Ok(m) = JointMode::bonferroni(Alpha::new(alpha).unwrap(), &w) {
-                    let sum: f64 =
-                        m.modes().iter().map(|m| m.inner_alpha().get() + m.outer_alpha().get()).sum();
-                    assert!(sum <= alpha, "{alpha} {w:?}");
-                }
-            }
-        }
-        let m = JointMode::bonferroni(Alpha::new(0.1).unwrap(), &[(1.0, 4.0), (1.0, 4.0)]).unwrap();
-        assert!((m.modes()[1].outer_alpha().get() - 0.04).abs() < 1e-15);
     }
 
     #[test]

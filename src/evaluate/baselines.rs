@@ -33,7 +33,7 @@
 //!   Voxels of one image are not exchangeable with each other, so this is
 //!   the paper's heuristic comparator; the Bonferroni correction makes it
 //!   very conservative in practice. `alpha_I`, `alpha_O` come from a
-//!   [`ModeSpec`] (marginal or Bonferroni).
+//!   [`Levels`] request (marginal or Bonferroni).
 //! * [`Method::Morphological`]: dilation of the predicted mask `M` by a
 //!   calibrated number of steps (Mossina & Friedrich 2025). Per calibration
 //!   image, `k_i = max_{v in Y_i} steps(v, M_i)`, the fewest dilations
@@ -54,37 +54,143 @@
 use std::fmt;
 
 use super::metrics::{step_distance, StepMetric};
-use super::{Field, FieldId, ModeSpec, Nominal, Pool, SplitSets};
-use crate::calibrate::ModeKind;
+use super::{Field, FieldId, Nominal, Pool, SplitSets};
 use crate::calibrate::{risk_threshold, smallest_with, sorted_unique};
 use crate::error::{Error, Result};
-use crate::quantile::{conformal_quantile, Alpha, Threshold};
+use crate::levels::{Guarantee, Levels, ModeKind};
+use crate::quantile::{conformal_quantile, conformal_quantile_sorted, Alpha, Rank, Threshold};
 
 /// A method whose sets a validation measures.
+///
+/// The levels of the conformal methods come from a [`Levels`] request
+/// without its `alpha` (each level of the validation's grid is put in;
+/// its `delta` gives the rank of every split's thresholds).
 #[derive(Debug, Clone, Copy, PartialEq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub enum Method {
-    /// This crate's conformal confidence sets with the given mode.
-    Conformal(ModeSpec),
+    /// This crate's conformal confidence sets at the requested levels
+    /// (risk control when the request's mode is risk control).
+    Conformal(Levels),
     /// Conformal risk control of the false-negative rate (outer set only).
     RiskControl,
     /// Voxel-wise conformal p-values with a Bonferroni correction over
-    /// voxels; levels per side from the (marginal or Bonferroni) spec.
-    PixelwiseBonferroni(ModeSpec),
+    /// voxels; levels per side from the (marginal or Bonferroni) request.
+    PixelwiseBonferroni(Levels),
     /// Dilation of the predicted mask by a calibrated number of steps
-    /// (outer set only).
-    Morphological(StepMetric),
+    /// (outer set only), at the conformal rank given.
+    Morphological(StepMetric, Rank),
+}
+
+/// The methods by name, as the shells spell them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MethodKind {
+    /// `"conformal"`: [`Method::Conformal`].
+    Conformal,
+    /// `"risk-control"`: [`Method::RiskControl`].
+    RiskControl,
+    /// `"pixelwise"`: [`Method::PixelwiseBonferroni`].
+    Pixelwise,
+    /// `"morphological-chessboard"`: [`Method::Morphological`] with chessboard steps.
+    MorphologicalChessboard,
+    /// `"morphological-cityblock"`: [`Method::Morphological`] with city-block steps.
+    MorphologicalCityBlock,
+}
+
+impl MethodKind {
+    /// Every method, in the order of the docs.
+    pub const ALL: [MethodKind; 5] = [
+        MethodKind::Conformal,
+        MethodKind::RiskControl,
+        MethodKind::Pixelwise,
+        MethodKind::MorphologicalChessboard,
+        MethodKind::MorphologicalCityBlock,
+    ];
+
+    /// The name (`"conformal"`, `"risk-control"`, ...).
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            MethodKind::Conformal => "conformal",
+            MethodKind::RiskControl => "risk-control",
+            MethodKind::Pixelwise => "pixelwise",
+            MethodKind::MorphologicalChessboard => "morphological-chessboard",
+            MethodKind::MorphologicalCityBlock => "morphological-cityblock",
+        }
+    }
+}
+
+impl fmt::Display for MethodKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for MethodKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let s = s.trim();
+        let s = if s == "morphological-city-block" { "morphological-cityblock" } else { s };
+        MethodKind::ALL.into_iter().find(|k| k.name() == s).ok_or_else(|| Error::UnknownName {
+            what: "method",
+            name: s.to_owned(),
+            known: "conformal, risk-control, pixelwise, morphological-chessboard, morphological-cityblock",
+        })
+    }
+}
+
+impl Method {
+    /// The method `kind` with the conformal levels of `levels` (mode,
+    /// weights, `delta`; its `alpha` is ignored: a validation brings its
+    /// own levels). The pixel-wise baseline splits `alpha` as the
+    /// Bonferroni mode does (1:1 unless weights are given); the
+    /// morphological baseline takes the conformal rank of `delta`.
+    ///
+    /// ```
+    /// use confseg::evaluate::{Method, MethodKind};
+    /// use confseg::levels::{Levels, ModeKind};
+    /// let levels = Levels { mode: ModeKind::Max, delta: Some(0.05), ..Levels::default() };
+    /// let m = Method::new("conformal".parse()?, &levels)?;
+    /// assert_eq!(m.to_string(), "conformal max delta=0.05");
+    /// # Ok::<(), confseg::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Levels::at`] for requests that do not fit together.
+    pub fn new(kind: MethodKind, levels: &Levels) -> Result<Method> {
+        let template = Levels { alpha: None, ..*levels };
+        template.at(Alpha::new(0.5)?)?;
+        Ok(match kind {
+            MethodKind::Conformal if levels.mode == ModeKind::RiskControl => Method::RiskControl,
+            MethodKind::Conformal => Method::Conformal(template),
+            MethodKind::RiskControl => Method::RiskControl,
+            MethodKind::Pixelwise => {
+                Method::PixelwiseBonferroni(Levels { mode: ModeKind::Bonferroni, delta: None, ..template })
+            }
+            MethodKind::MorphologicalChessboard => {
+                Method::Morphological(StepMetric::Chessboard, template.rank()?)
+            }
+            MethodKind::MorphologicalCityBlock => {
+                Method::Morphological(StepMetric::CityBlock, template.rank()?)
+            }
+        })
+    }
 }
 
 impl fmt::Display for Method {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Method::Conformal(m) => write!(f, "conformal {m}"),
+            Method::Conformal(l) => write!(f, "conformal {l}"),
             Method::RiskControl => f.write_str("risk-control fnr"),
-            Method::PixelwiseBonferroni(m) => write!(f, "pixelwise {m}"),
-            Method::Morphological(s) => write!(f, "morphological {s}"),
+            Method::PixelwiseBonferroni(l) => write!(f, "pixelwise {l}"),
+            Method::Morphological(s, _) => write!(f, "morphological {s}"),
         }
+    }
+}
+
+#[cfg(feature = "serde")]
+impl serde::Serialize for Method {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 
@@ -116,22 +222,24 @@ impl Method {
             steps: Vec::new(),
         };
         match *self {
-            Method::Conformal(_) => {}
+            Method::Conformal(levels) => {
+                levels.at(Alpha::new(0.5)?)?;
+            }
             Method::RiskControl => {
                 p.object_outer = sorted_unique(imgs.iter().map(|i| i.outer.object.as_slice()))
             }
-            Method::PixelwiseBonferroni(spec) => {
-                if spec.kind() == ModeKind::Max {
+            Method::PixelwiseBonferroni(levels) => {
+                if !matches!(levels.mode, ModeKind::Marginal | ModeKind::Bonferroni) {
                     return Err(Error::InvalidParameter {
                         name: "pixel-wise baseline mode",
-                        value: "max".into(),
+                        value: levels.mode.to_string(),
                         reason: "needs a marginal or Bonferroni split of alpha between the sides".into(),
                     });
                 }
                 p.object_outer = sorted_unique(imgs.iter().map(|i| i.outer.object.as_slice()));
                 p.background_inner = sorted_unique(imgs.iter().map(|i| i.inner.background.as_slice()));
             }
-            Method::Morphological(metric) => {
+            Method::Morphological(metric, _) => {
                 p.steps = imgs
                     .iter()
                     .map(|img| {
@@ -156,14 +264,14 @@ impl Prepared {
 
     pub(crate) fn field_ids(&self) -> (FieldId, FieldId) {
         match self.method {
-            Method::Morphological(m) => (FieldId::Inner, FieldId::Steps(m)),
+            Method::Morphological(m, _) => (FieldId::Inner, FieldId::Steps(m)),
             _ => (FieldId::Inner, FieldId::Outer),
         }
     }
 
     pub(crate) fn steps_field(&self, metric: StepMetric, j: usize) -> Option<&Field> {
         match self.method {
-            Method::Morphological(m) if m == metric => self.steps.get(j),
+            Method::Morphological(m, _) if m == metric => self.steps.get(j),
             _ => None,
         }
     }
@@ -172,7 +280,7 @@ impl Prepared {
     pub(crate) fn fields<'a>(&'a self, pool: &'a Pool, j: usize) -> (&'a Field, &'a Field) {
         let img = &pool.images()[j];
         match self.method {
-            Method::Morphological(_) => (&img.inner, &self.steps[j]),
+            Method::Morphological(..) => (&img.inner, &self.steps[j]),
             _ => (&img.inner, &img.outer),
         }
     }
@@ -194,24 +302,27 @@ impl Prepared {
     pub(crate) fn nominal(&self, alpha: Alpha) -> Result<Nominal> {
         let a = alpha.get();
         Ok(match self.method {
-            Method::Conformal(spec) | Method::PixelwiseBonferroni(spec) => {
-                let m = spec.mode(alpha)?;
-                let (ai, ao) = (m.inner_alpha().get(), m.outer_alpha().get());
-                let joint = match m.kind() {
-                    ModeKind::Marginal => (1.0 - ai - ao).max(0.0),
-                    _ => 1.0 - a,
-                };
-                Nominal { inner: Some(1.0 - ai), outer: Some(1.0 - ao), joint: Some(joint) }
-            }
+            Method::Conformal(levels) | Method::PixelwiseBonferroni(levels) => match levels.at(alpha)? {
+                Guarantee::Conformal(m) => {
+                    let (ai, ao) = (m.inner_alpha().get(), m.outer_alpha().get());
+                    let joint = match m.kind() {
+                        ModeKind::Marginal => (1.0 - ai - ao).max(0.0),
+                        _ => 1.0 - a,
+                    };
+                    Nominal { inner: Some(1.0 - ai), outer: Some(1.0 - ao), joint: Some(joint) }
+                }
+                Guarantee::RiskControl(_) => Nominal { inner: None, outer: None, joint: None },
+            },
             Method::RiskControl => Nominal { inner: None, outer: None, joint: None },
-            Method::Morphological(_) => Nominal { inner: None, outer: Some(1.0 - a), joint: Some(1.0 - a) },
+            Method::Morphological(..) => Nominal { inner: None, outer: Some(1.0 - a), joint: Some(1.0 - a) },
         })
     }
 
     /// As [`Prepared::thresholds`], with the conformal order statistics
     /// read from the calibration part's statistics sorted once per split
     /// (`sorted`, shared by every conformal method and level of the split;
-    /// the same values as [`Calibration::thresholds`](crate::Calibration::thresholds)).
+    /// the same values as [`Calibration::thresholds`](crate::Calibration::thresholds),
+    /// through the same rank strategy).
     pub(crate) fn thresholds_with(
         &self,
         pool: &Pool,
@@ -219,27 +330,23 @@ impl Prepared {
         alpha: Alpha,
         sorted: Option<&SortedStatistics>,
     ) -> Result<SplitSets> {
-        match (self.method, sorted) {
-            (Method::Conformal(spec), Some(sorted)) => {
-                let mode = spec.mode(alpha)?;
-                let (inner, outer) = match mode.kind() {
-                    ModeKind::Marginal | ModeKind::Bonferroni => (
-                        sorted.quantile(&sorted.tau, mode.inner_alpha()),
-                        sorted.quantile(&sorted.gamma, mode.outer_alpha()),
-                    ),
-                    ModeKind::Max => {
-                        let t = sorted.quantile(&sorted.joint, mode.inner_alpha());
-                        (t, t)
-                    }
-                    // not an order statistic: the same error as `Calibration::thresholds`
-                    ModeKind::RiskControl => return self.thresholds(pool, cal, alpha),
-                };
-                let too_few = matches!(inner, Threshold::TooFewImages { .. })
-                    || matches!(outer, Threshold::TooFewImages { .. });
-                Ok(SplitSets { inner: inner.value(), outer: -outer.value(), too_few })
+        let (Method::Conformal(levels), Some(sorted)) = (self.method, sorted) else {
+            return self.thresholds(pool, cal, alpha);
+        };
+        // risk control is not an order statistic: the per-voxel path
+        let Guarantee::Conformal(mode) = levels.at(alpha)? else { return self.thresholds(pool, cal, alpha) };
+        let rank = mode.rank();
+        let (inner, outer) = match mode.kind() {
+            ModeKind::Max => {
+                let t = conformal_quantile_sorted(&sorted.joint, mode.inner_alpha(), rank);
+                (t, t)
             }
-            _ => self.thresholds(pool, cal, alpha),
-        }
+            _ => (
+                conformal_quantile_sorted(&sorted.tau, mode.inner_alpha(), rank),
+                conformal_quantile_sorted(&sorted.gamma, mode.outer_alpha(), rank),
+            ),
+        };
+        Ok(SplitSets::conformal(inner, outer))
     }
 
     /// Whether the method's thresholds are conformal order statistics of the pool's statistics.
@@ -250,20 +357,28 @@ impl Prepared {
     /// Thresholds fitted on the calibration images `cal`.
     pub(crate) fn thresholds(&self, pool: &Pool, cal: &[usize], alpha: Alpha) -> Result<SplitSets> {
         let imgs = pool.images();
+        let risk_control = |alpha: Alpha| {
+            let objects: Vec<&[f64]> = cal.iter().map(|&i| imgs[i].outer.object.as_slice()).collect();
+            let outer = risk_threshold(&objects, &self.object_outer, alpha);
+            Ok(SplitSets { inner: f64::INFINITY, outer, too_few: outer == f64::NEG_INFINITY })
+        };
         match self.method {
-            Method::Conformal(spec) => {
-                let t = pool.statistics().select(cal)?.thresholds(&spec.mode(alpha)?)?;
-                let too_few = matches!(t.inner, Threshold::TooFewImages { .. })
-                    || matches!(t.outer, Threshold::TooFewImages { .. });
-                Ok(SplitSets { inner: t.inner.value(), outer: -t.outer.value(), too_few })
-            }
-            Method::RiskControl => {
-                let objects: Vec<&[f64]> = cal.iter().map(|&i| imgs[i].outer.object.as_slice()).collect();
-                let outer = risk_threshold(&objects, &self.object_outer, alpha);
-                Ok(SplitSets { inner: f64::INFINITY, outer, too_few: outer == f64::NEG_INFINITY })
-            }
-            Method::PixelwiseBonferroni(spec) => {
-                let mode = spec.mode(alpha)?;
+            Method::Conformal(levels) => match levels.at(alpha)? {
+                Guarantee::Conformal(mode) => {
+                    let t = pool.statistics().select(cal)?.thresholds(&mode)?;
+                    Ok(SplitSets::conformal(t.inner, t.outer))
+                }
+                Guarantee::RiskControl(r) => risk_control(r.alpha()),
+            },
+            Method::RiskControl => risk_control(alpha),
+            Method::PixelwiseBonferroni(levels) => {
+                let Guarantee::Conformal(mode) = levels.at(alpha)? else {
+                    return Err(Error::InvalidParameter {
+                        name: "pixel-wise baseline mode",
+                        value: levels.mode.to_string(),
+                        reason: "needs a marginal or Bonferroni split of alpha between the sides".into(),
+                    });
+                };
                 // the largest image's voxel count: valid (conservative) for every image
                 let voxels = pool.max_voxels() as f64;
                 // outer: O = {f_O >= x_(m)} over pooled object values
@@ -298,9 +413,9 @@ impl Prepared {
                 };
                 Ok(SplitSets { inner, outer, too_few: q < 0.0 || m > n1 as f64 })
             }
-            Method::Morphological(_) => {
+            Method::Morphological(_, rank) => {
                 let k: Vec<f64> = cal.iter().map(|&i| -self.steps[i].object_min()).collect();
-                let t = conformal_quantile(&k, alpha)?;
+                let t = conformal_quantile(&k, alpha, rank)?;
                 let margin = t.value().max(0.0);
                 Ok(SplitSets {
                     inner: f64::INFINITY,
@@ -343,17 +458,6 @@ impl SortedStatistics {
             v.sort_unstable_by(f64::total_cmp);
         }
         Some(out)
-    }
-
-    /// [`conformal_quantile`] of the (sorted) values.
-    fn quantile(&self, sorted: &[f64], alpha: Alpha) -> Threshold {
-        let n = sorted.len();
-        let k = alpha.rank(n);
-        if k > n || k == 0 {
-            Threshold::TooFewImages { n, needed: alpha.min_calibration_size() }
-        } else {
-            Threshold::OrderStatistic { k, value: sorted[k - 1] }
-        }
     }
 }
 

@@ -5,7 +5,7 @@
 //! times into a calibration and a test part and reporting, per nominal
 //! level, the share of test images whose sets cover the true mask, averaged
 //! over the splits. This module does that for any pair of transforms and
-//! any [`Mode`], and for the comparators of METHOD.md §7 ([`Method`]).
+//! any levels ([`Levels`](crate::Levels)), and for the comparators of METHOD.md §7 ([`Method`]).
 //!
 //! # How it is fast
 //!
@@ -59,13 +59,14 @@
 //! are measured by the same code on the same splits.
 //!
 //! ```
-//! use confseg::evaluate::{Method, ModeSpec, Pool, Splits, Validation};
-//! use confseg::{synthetic::Synthetic, Alpha, Calibrator, Identity};
+//! use confseg::evaluate::{Method, Pool, Splits, Validation};
+//! use confseg::{synthetic::Synthetic, Alpha, Calibrator, Identity, Levels, ModeKind};
 //!
 //! let (scores, masks) = Synthetic::new([24, 24]).seed(3).stack(0..150);
 //! let pool = Pool::new(&Calibrator::new(Identity, Identity), &scores, &masks, 0.0)?;
 //! let validation = Validation::new(vec![Alpha::new(0.1)?, Alpha::new(0.2)?], Splits::new(100, 200, 7)?);
-//! let reports = validation.run(&pool, &[Method::Conformal(ModeSpec::max())])?;
+//! let max = Levels { mode: ModeKind::Max, ..Levels::default() };
+//! let reports = validation.run(&pool, &[Method::Conformal(max)])?;
 //! for r in &reports {
 //!     println!("{}: alpha {} joint coverage {:.3}", r.method, r.alpha, r.joint_coverage);
 //! }
@@ -78,124 +79,32 @@ pub mod select;
 pub mod structures;
 
 use std::collections::HashMap;
-use std::fmt;
 
 use ndarray::{Array, ArrayRef, Axis, Dimension, RemoveAxis};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
 
-use crate::calibrate::{region_statistics, Calibrator, Max, ModeKind, Transformed};
+use crate::calibrate::{region_statistics, Calibrator, Max, Transformed};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::image::{check_shape, AsImage};
 use crate::mask::MaskValue;
 use crate::pipeline::{default_in_flight, for_each_image, map_images, stream, Load};
-use crate::quantile::Alpha;
+use crate::quantile::{Alpha, Threshold};
 use crate::transform::{Spacing, Transform};
-use crate::{Calibration, Mode};
+use crate::Calibration;
 
-pub use baselines::Method;
+pub use baselines::{Method, MethodKind};
 pub use metrics::StepMetric;
-
-/// How a level `alpha` becomes a [`Mode`]: the "mode builder" applied to
-/// every level of a validation.
-///
-/// ```
-/// use confseg::evaluate::ModeSpec;
-/// use confseg::Alpha;
-/// let m = ModeSpec::bonferroni(1.0, 4.0)?.mode(Alpha::new(0.1)?)?;
-/// assert!((m.outer_alpha().get() - 0.08).abs() < 1e-12);
-/// # Ok::<(), confseg::Error>(())
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
-pub struct ModeSpec {
-    kind: ModeKind,
-    inner_weight: f64,
-    outer_weight: f64,
-    delta: Option<crate::quantile::Delta>,
-}
-
-impl ModeSpec {
-    /// Each set at the full level `alpha` ([`Mode::marginal`]).
-    #[must_use]
-    pub fn marginal() -> Self {
-        ModeSpec { kind: ModeKind::Marginal, inner_weight: 1.0, outer_weight: 1.0, delta: None }
-    }
-
-    /// Joint level by a weighted Bonferroni split ([`Mode::bonferroni`]).
-    ///
-    /// # Errors
-    /// [`Error::InvalidParameter`] unless both weights are positive and finite.
-    pub fn bonferroni(inner_weight: f64, outer_weight: f64) -> Result<Self> {
-        // validate once with a dummy level so that `mode` cannot fail on weights
-        Mode::bonferroni(Alpha::new(0.5)?, inner_weight, outer_weight)?;
-        Ok(ModeSpec { kind: ModeKind::Bonferroni, inner_weight, outer_weight, delta: None })
-    }
-
-    /// Joint level by one threshold on `max(tau, gamma)` ([`Mode::max`]).
-    #[must_use]
-    pub fn max() -> Self {
-        ModeSpec { kind: ModeKind::Max, inner_weight: 1.0, outer_weight: 1.0, delta: None }
-    }
-
-    /// Conformal risk control of the missed fraction ([`Mode::risk_control`]).
-    #[must_use]
-    pub fn risk_control() -> Self {
-        ModeSpec { kind: ModeKind::RiskControl, inner_weight: 1.0, outer_weight: 1.0, delta: None }
-    }
-
-    /// The kind of mode.
-    #[must_use]
-    pub fn kind(&self) -> ModeKind {
-        self.kind
-    }
-
-    /// The Bonferroni weights `(w_I, w_O)` (1:1 for the other kinds).
-    #[must_use]
-    pub fn weights(&self) -> (f64, f64) {
-        (self.inner_weight, self.outer_weight)
-    }
-
-    /// The mode at level `alpha`.
-    ///
-    /// # Errors
-    /// [`Error::InvalidAlpha`] if a weighted level underflows to 0.
-    pub fn mode(&self, alpha: Alpha) -> Result<Mode> {
-        let m = match self.kind {
-            ModeKind::Marginal => Mode::marginal(alpha),
-            ModeKind::Bonferroni => Mode::bonferroni(alpha, self.inner_weight, self.outer_weight)?,
-            ModeKind::Max => Mode::max(alpha),
-            ModeKind::RiskControl => Mode::risk_control(alpha),
-        };
-        Ok(match self.delta {
-            Some(d) => m.with_delta(d),
-            None => m,
-        })
-    }
-
-    /// The same modes with a training-conditional guarantee ([`Mode::with_delta`]).
-    #[must_use]
-    pub fn with_delta(mut self, delta: crate::quantile::Delta) -> Self {
-        self.delta = Some(delta);
-        self
-    }
-}
-
-impl fmt::Display for ModeSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.kind {
-            ModeKind::Bonferroni => write!(f, "bonferroni {}:{}", self.inner_weight, self.outer_weight),
-            k => f.write_str(k.name()),
-        }
-    }
-}
 
 /// The most splits a validation runs (each split is a quantile and a count
 /// per method and level; the per-split coverages are kept as histograms, so
 /// memory does not grow with the splits, but time does).
 pub const MAX_SPLITS: usize = 10_000_000;
+
+/// The most splits whose calibration images a validation records.
+pub const MAX_RECORDED_SPLITS: usize = 10_000;
 
 /// The most levels a validation runs at once.
 pub const MAX_LEVELS: usize = 1000;
@@ -900,6 +809,28 @@ pub struct Report {
     pub n_test: usize,
     /// Number of splits.
     pub splits: usize,
+    /// The first splits' calibration images and thresholds, as many as
+    /// [`Validation::with_recorded_splits`] asks for (none by default).
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Vec::is_empty"))]
+    pub recorded: Vec<SplitRecord>,
+}
+
+/// One split's calibration images and the thresholds a method fitted on
+/// them, in the convention of fitted sets: `I = {g_I > lambda_inner}`,
+/// `O = {-g_O <= lambda_outer}` (for the conformal method exactly the
+/// thresholds [`Calibrator::fit`](crate::Calibrator::fit) gives on these
+/// images; `lambda_inner = +inf` for methods without an inner set).
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct SplitRecord {
+    /// The calibration images (positions in the pool), in draw order.
+    pub calibration: Vec<usize>,
+    /// `lambda_I`.
+    #[cfg_attr(feature = "serde", serde(with = "crate::json::inf_as_string"))]
+    pub lambda_inner: f64,
+    /// `lambda_O`.
+    #[cfg_attr(feature = "serde", serde(with = "crate::json::inf_as_string"))]
+    pub lambda_outer: f64,
 }
 
 /// Thresholds of one split for a method: inner set `{g_I > inner}`, outer
@@ -910,6 +841,15 @@ pub(crate) struct SplitSets {
     pub(crate) outer: f64,
     /// A threshold was infinite for lack of calibration images.
     pub(crate) too_few: bool,
+}
+
+impl SplitSets {
+    /// The sets `{f_I > lambda_I}`, `{f_O >= -lambda_O}` of conformal thresholds.
+    pub(crate) fn conformal(inner: Threshold, outer: Threshold) -> SplitSets {
+        let too_few = matches!(inner, Threshold::TooFewImages { .. })
+            || matches!(outer, Threshold::TooFewImages { .. });
+        SplitSets { inner: inner.value(), outer: -outer.value(), too_few }
+    }
 }
 
 /// Nominal coverages a method promises at one level.
@@ -929,12 +869,13 @@ pub(crate) enum FieldId {
     Steps(StepMetric),
 }
 
-/// Validation settings: levels, splits and geometry.
+/// Validation settings: levels, splits, geometry and recorded splits.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Validation {
     alphas: Vec<Alpha>,
     splits: Splits,
     geometry: Geometry,
+    recorded: usize,
 }
 
 /// Progress of a validation run: `done` of `total` units of work.
@@ -985,7 +926,25 @@ impl Validation {
     /// [`Geometry`] (first 20 splits).
     #[must_use]
     pub fn new(alphas: Vec<Alpha>, splits: Splits) -> Self {
-        Validation { alphas, splits, geometry: Geometry::default() }
+        Validation { alphas, splits, geometry: Geometry::default(), recorded: 0 }
+    }
+
+    /// Record the calibration images and thresholds of the first `k`
+    /// splits in every report ([`Report::recorded`]), e.g. to refit a
+    /// split with [`Calibrator::fit`](crate::Calibrator::fit) and compare.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] for more than [`MAX_RECORDED_SPLITS`].
+    pub fn with_recorded_splits(mut self, k: usize) -> Result<Self> {
+        if k > MAX_RECORDED_SPLITS {
+            return Err(Error::InvalidParameter {
+                name: "recorded splits",
+                value: k.to_string(),
+                reason: format!("at most {MAX_RECORDED_SPLITS}"),
+            });
+        }
+        self.recorded = k;
+        Ok(self)
     }
 
     /// Choose on which splits geometry measures are computed.
@@ -1059,6 +1018,8 @@ impl Validation {
             nominal: Nominal,
             /// thresholds of the geometry splits
             geo: Vec<SplitSets>,
+            /// the recorded splits
+            recorded: Vec<SplitRecord>,
         }
         let mut acc: Vec<Cell> = Vec::with_capacity(cells);
         for p in &prepared {
@@ -1071,6 +1032,7 @@ impl Validation {
                     m: [Mean::default(); 7],
                     nominal: p.nominal(alpha)?,
                     geo: Vec::new(),
+                    recorded: Vec::new(),
                 });
             }
         }
@@ -1125,6 +1087,14 @@ impl Validation {
                         }
                         if done + r < geometry_splits {
                             cell.geo.push(t_of(r));
+                        }
+                        if done + r < self.recorded {
+                            let t = t_of(r);
+                            cell.recorded.push(SplitRecord {
+                                calibration: batch[r].0.clone(),
+                                lambda_inner: t.inner,
+                                lambda_outer: -t.outer,
+                            });
                         }
                     }
                 }
@@ -1264,6 +1234,7 @@ impl Validation {
                     n_cal: self.splits.n_cal,
                     n_test,
                     splits: total,
+                    recorded: c.recorded.clone(),
                 });
             }
         }
@@ -1528,6 +1499,9 @@ mod tests {
         assert!((s.sd - (35.0f64).sqrt()).abs() < 1e-12);
     }
 
+    use crate::levels::{Levels, ModeKind};
+    use crate::quantile::Rank;
+
     fn small_pool() -> Pool {
         use crate::synthetic::Synthetic;
         use crate::{Identity, Metric, SignedDistance};
@@ -1538,12 +1512,12 @@ mod tests {
 
     fn all_methods() -> Vec<Method> {
         vec![
-            Method::Conformal(ModeSpec::marginal()),
-            Method::Conformal(ModeSpec::max()),
-            Method::Conformal(ModeSpec::bonferroni(1.0, 4.0).unwrap()),
+            Method::Conformal(Levels::new(ModeKind::Marginal)),
+            Method::Conformal(Levels::new(ModeKind::Max)),
+            Method::Conformal(Levels::bonferroni(1.0, 4.0)),
             Method::RiskControl,
-            Method::PixelwiseBonferroni(ModeSpec::bonferroni(1.0, 4.0).unwrap()),
-            Method::Morphological(StepMetric::Chessboard),
+            Method::PixelwiseBonferroni(Levels::bonferroni(1.0, 4.0)),
+            Method::Morphological(StepMetric::Chessboard, Rank::Marginal),
         ]
     }
 

@@ -21,11 +21,12 @@
 
 use ndarray::{Array, ArrayRef, RemoveAxis};
 
-use super::{Geometry, Method, ModeSpec, Pool, Report, Splits, Validation};
+use super::{Geometry, Method, Pool, Report, Splits, Validation};
 use crate::calibrate::Calibrator;
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::image::AsImage;
+use crate::levels::{Levels, ModeKind};
 use crate::mask::MaskValue;
 use crate::pipeline::Load;
 use crate::quantile::Alpha;
@@ -186,7 +187,7 @@ where
         let mut r = validation.run(&pool(ti, to)?, &[method])?;
         r.pop().ok_or(Error::NoCalibrationData)
     };
-    let marginal = Method::Conformal(ModeSpec::marginal());
+    let marginal = Method::Conformal(Levels::new(ModeKind::Marginal));
 
     let mut inner_ranking = Vec::with_capacity(inner.len());
     for t in inner {
@@ -217,10 +218,8 @@ where
     let (bi, bo) = (&inner[order_in[0]], &outer[order_out[0]]);
 
     let pool = pool(bi, bo)?;
-    let methods: Vec<Method> = WEIGHT_GRID
-        .iter()
-        .map(|&(wi, wo)| ModeSpec::bonferroni(wi, wo).map(Method::Conformal))
-        .collect::<Result<_>>()?;
+    let methods: Vec<Method> =
+        WEIGHT_GRID.iter().map(|&(wi, wo)| Method::Conformal(Levels::bonferroni(wi, wo))).collect();
     let reports = validation.run(&pool, &methods)?;
     let weights: Vec<WeightScore> = WEIGHT_GRID
         .iter()

@@ -5,8 +5,9 @@
 //! `gamma_k <= lambda_Ok`).
 
 use super::{Splits, Spread};
-use crate::calibrate::{JointMode, StructureCalibration};
+use crate::calibrate::StructureCalibration;
 use crate::error::{Error, Result};
+use crate::levels::{JointMode, Levels, ModeKind};
 use crate::quantile::Alpha;
 
 /// Coverage of several structures at one level, over the splits.
@@ -24,13 +25,14 @@ pub struct StructureReport {
     pub too_few_images: f64,
 }
 
-/// Validate the joint mode `mode(alpha)` at each level over `splits` of the
-/// images of `statistics` (every image's statistics, computed once).
+/// Validate the joint levels `levels` (its `alpha` replaced by each level
+/// of `alphas`) over `splits` of the images of `statistics` (every image's
+/// statistics, computed once).
 ///
 /// ```
-/// use confseg::calibrate::{JointMode, Structure, StructureCalibration, StructureCalibrator, StructureScores};
+/// use confseg::calibrate::{Structure, StructureCalibration, StructureCalibrator, StructureScores};
 /// use confseg::evaluate::{structures::validate_structures, Splits};
-/// use confseg::{Alpha, Calibrator, Identity};
+/// use confseg::{Alpha, Calibrator, Identity, Levels, ModeKind};
 /// use ndarray::{stack, Axis};
 /// use confseg::synthetic::Synthetic;
 ///
@@ -44,17 +46,17 @@ pub struct StructureReport {
 ///     let labels = m.mapv(|b| if b { 1u8 } else { 0 });
 ///     sc.observe(&mut cal, &out, None, &labels)?;
 /// }
-/// let r = validate_structures(&cal, |a| Ok(JointMode::max(a, 2)), &[Alpha::new(0.2)?], Splits::new(40, 50, 3)?)?;
+/// let r = validate_structures(&cal, &Levels::new(ModeKind::Max), &[Alpha::new(0.2)?], Splits::new(40, 50, 3)?)?;
 /// assert!(r[0].joint.mean > 0.6);
 /// # Ok::<(), confseg::Error>(())
 /// ```
 ///
 /// # Errors
-/// The pool is too small for the splits; no or too many levels; the mode
-/// builder's errors.
+/// The pool is too small for the splits; no or too many levels; as
+/// [`Levels::joint`].
 pub fn validate_structures(
     statistics: &StructureCalibration,
-    mode: impl Fn(Alpha) -> Result<JointMode>,
+    levels: &Levels,
     alphas: &[Alpha],
     splits: Splits,
 ) -> Result<Vec<StructureReport>> {
@@ -67,7 +69,11 @@ pub fn validate_structures(
     }
     let n_test = splits.n_test_for(statistics.len())?;
     let k = statistics.calibrations().len();
-    let modes: Vec<JointMode> = alphas.iter().map(|&a| mode(a)).collect::<Result<_>>()?;
+    let k_structures = statistics.calibrations().len();
+    let modes: Vec<JointMode> = alphas
+        .iter()
+        .map(|&a| Levels { alpha: Some(a.get()), ..*levels }.joint(k_structures))
+        .collect::<Result<_>>()?;
     // histograms of covered test images per split: joint, and per structure inner/outer
     let mut joint = vec![vec![0u64; n_test + 1]; alphas.len()];
     let mut sides = vec![vec![[vec![0u64; n_test + 1], vec![0u64; n_test + 1]]; k]; alphas.len()];
@@ -101,7 +107,7 @@ pub fn validate_structures(
         .iter()
         .enumerate()
         .map(|(a, m)| {
-            let nominal_joint = (m.kind() != crate::ModeKind::Marginal).then(|| 1.0 - m.alpha().get());
+            let nominal_joint = (m.kind() != ModeKind::Marginal).then(|| 1.0 - m.alpha().get());
             StructureReport {
                 alpha: m.alpha().get(),
                 joint: Spread::of_shares(&joint[a], nominal_joint),
@@ -112,7 +118,7 @@ pub fn validate_structures(
                     .map(|(s, name)| {
                         let mm = &m.modes()[s];
                         let (ni, no) = match m.kind() {
-                            crate::ModeKind::Max => (None, None),
+                            ModeKind::Max => (None, None),
                             _ => (Some(1.0 - mm.inner_alpha().get()), Some(1.0 - mm.outer_alpha().get())),
                         };
                         (

@@ -2,13 +2,14 @@
 
 use ndarray::{Array, ArrayRef, Axis, Dimension, RemoveAxis, Zip};
 
-use crate::calibrate::{Calibration, Calibrator, Combination, Max, Mode, RiskCalibration, Thresholds};
+use crate::calibrate::{Calibration, Calibrator, Combination, Max, RiskCalibration};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::image::{check_mask, check_nan, check_shape, AsImage, Spacing};
+use crate::levels::{Guarantee, Mode, ModeKind, RiskControl, Side, Thresholds};
 use crate::mask::MaskValue;
 use crate::pipeline::{default_in_flight, for_each_image, stream, Load};
-use crate::quantile::{Alpha, Threshold};
+use crate::quantile::Threshold;
 use crate::transform::{ScoreTransform, Transform};
 
 /// Fitted conformal confidence sets: transforms, thresholds and provenance.
@@ -35,7 +36,7 @@ pub struct ConfidenceSets<TI = ScoreTransform, TO = ScoreTransform, C = Max> {
     calibrator: Calibrator<TI, TO, C>,
     per_image_spacing: bool,
     ndim: Option<usize>,
-    mode: Mode,
+    guarantee: Guarantee,
     n: usize,
     thresholds: Thresholds,
     version: String,
@@ -100,8 +101,8 @@ impl<TI: Transform + Clone, TO: Transform + Clone, C: Combination> Calibrator<TI
         self.fit_thresholds(calibration, mode, thresholds)
     }
 
-    /// Fit conformal risk control of the missed fraction at `alpha`
-    /// ([`Mode::risk_control`]): the outer set `{f_O >= t}` of a new
+    /// Fit conformal risk control of the missed fraction at `level`
+    /// ([`RiskControl`]): the outer set `{f_O >= t}` of a new
     /// exchangeable image misses in expectation at most an `alpha` share of
     /// the object, `E[|Y \ O| / |Y|] <= alpha` (over calibration and new
     /// image); the inner set is empty. A weaker promise than the conformal
@@ -109,6 +110,7 @@ impl<TI: Transform + Clone, TO: Transform + Clone, C: Combination> Calibrator<TI
     /// — and so a smaller outer set.
     ///
     /// ```
+    /// use confseg::levels::RiskControl;
     /// use confseg::{Alpha, Calibrator, Identity, RiskCalibration};
     /// use ndarray::array;
     /// let cal = Calibrator::new(Identity, Identity);
@@ -117,7 +119,7 @@ impl<TI: Transform + Clone, TO: Transform + Clone, C: Combination> Calibrator<TI
     ///     let scores = array![0.1 * f64::from(i), 1.0, 2.0, -1.0];
     ///     cal.observe_risk(&mut risk, &scores, &array![1u8, 1, 1, 0])?;
     /// }
-    /// let sets = cal.fit_risk_control(&risk, Alpha::new(0.1)?)?;
+    /// let sets = cal.fit_risk_control(&risk, RiskControl::new(Alpha::new(0.1)?))?;
     /// let p = sets.predict(&array![0.5, 1.5, -2.0])?;
     /// assert!(p.inner.iter().all(|&b| !b));
     /// assert_eq!(p.outer, array![true, true, false]);
@@ -131,17 +133,17 @@ impl<TI: Transform + Clone, TO: Transform + Clone, C: Combination> Calibrator<TI
     pub fn fit_risk_control(
         &self,
         calibration: &RiskCalibration,
-        alpha: Alpha,
+        level: RiskControl,
     ) -> Result<ConfidenceSets<TI, TO, C>> {
         if let Some(p) = calibration.provenance() {
             self.provenance(p.ndim()).check(p)?;
         }
-        let t = calibration.threshold(alpha)?;
+        let t = calibration.threshold(level.alpha())?;
         Ok(ConfidenceSets {
             calibrator: self.clone(),
             per_image_spacing: calibration.per_image_spacing(),
             ndim: calibration.provenance().map(|p| p.ndim()),
-            mode: Mode::risk_control(alpha),
+            guarantee: Guarantee::RiskControl(level),
             n: calibration.len(),
             // {f_O >= t} = {-f_O <= -t}; no inner set
             thresholds: Thresholds {
@@ -171,7 +173,7 @@ impl<TI: Transform + Clone, TO: Transform + Clone, C: Combination> Calibrator<TI
             calibrator: self.clone(),
             per_image_spacing: calibration.per_image_spacing(),
             ndim,
-            mode,
+            guarantee: Guarantee::Conformal(mode),
             n: calibration.len(),
             thresholds,
             version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -181,8 +183,8 @@ impl<TI: Transform + Clone, TO: Transform + Clone, C: Combination> Calibrator<TI
 
 impl<TI, TO, C> ConfidenceSets<TI, TO, C> {
     /// The guarantee these sets were calibrated for.
-    pub fn mode(&self) -> &Mode {
-        &self.mode
+    pub fn guarantee(&self) -> &Guarantee {
+        &self.guarantee
     }
 
     /// Number of calibration images.
@@ -382,21 +384,20 @@ impl<TI: Transform, TO: Transform, C: Combination> ConfidenceSets<TI, TO, C> {
     pub fn warnings(&self, calibration: Option<&Calibration>) -> Vec<crate::Warning> {
         use crate::Warning;
         let t = self.thresholds;
-        let mode = self.mode;
+        let g = self.guarantee;
         let mut out = Vec::new();
-        for (side, alpha, threshold) in
-            [("inner", mode.inner_alpha(), t.inner), ("outer", mode.outer_alpha(), t.outer)]
-        {
-            match threshold {
+        for side in Side::BOTH {
+            let (name, alpha) = (side.name(), g.alpha(side).get());
+            match t.side(side) {
                 Threshold::TooFewImages { n, needed } => {
-                    out.push(Warning::TooFewImages { side, alpha: alpha.get(), n, needed });
+                    out.push(Warning::TooFewImages { side: name, alpha, n, needed });
                 }
                 Threshold::OrderStatistic { k, value } if value == f64::INFINITY => {
-                    out.push(Warning::InfiniteStatistic { side, k });
+                    out.push(Warning::InfiniteStatistic { side: name, k });
                 }
-                Threshold::RiskControl { value } if side == "outer" && value == f64::INFINITY => {
-                    let needed = crate::calibrate::risk_min_calibration_size(alpha);
-                    out.push(Warning::TooFewImages { side, alpha: alpha.get(), n: self.n, needed });
+                Threshold::RiskControl { value } if side == Side::Outer && value == f64::INFINITY => {
+                    let needed = g.min_calibration_size_for(side);
+                    out.push(Warning::TooFewImages { side: name, alpha, n: self.n, needed });
                 }
                 Threshold::OrderStatistic { .. } | Threshold::RiskControl { .. } => {}
             }
@@ -409,7 +410,7 @@ impl<TI: Transform, TO: Transform, C: Combination> ConfidenceSets<TI, TO, C> {
                 out = vec![Warning::TooFewImages { side: "inner and outer", alpha: a, n, needed }];
             }
         }
-        if let (crate::ModeKind::Max, Some(cal)) = (mode.kind(), calibration) {
+        if let (ModeKind::Max, Some(cal)) = (g.kind(), calibration) {
             let lambda = t.inner.value();
             let max_tau = cal.tau().iter().copied().fold(f64::NEG_INFINITY, f64::max);
             if lambda.is_finite() && max_tau.is_finite() && lambda > max_tau {
@@ -452,10 +453,11 @@ mod serde_impl {
 
     use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
-    use super::{Calibrator, ConfidenceSets, Mode, Spacing, Thresholds};
-    use crate::calibrate::ModeKind;
+    use super::{
+        Calibrator, ConfidenceSets, Guarantee, Mode, ModeKind, RiskControl, Side, Spacing, Thresholds,
+    };
     use crate::json::inf_as_string;
-    use crate::quantile::{Alpha, Delta, Threshold};
+    use crate::quantile::{Alpha, Delta, Rank, Threshold};
 
     #[derive(Serialize, Deserialize)]
     struct SideRepr<T> {
@@ -501,13 +503,14 @@ mod serde_impl {
     {
         fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
             let c = &self.calibrator;
+            let g = &self.guarantee;
             Repr {
                 confseg_version: self.version.clone(),
                 n: self.n,
                 ndim: self.ndim,
-                mode: self.mode.kind(),
-                alpha: self.mode.joint_alpha(),
-                delta: self.mode.delta(),
+                mode: g.kind(),
+                alpha: g.overall_alpha(),
+                delta: g.delta(),
                 combination: c.combination().clone(),
                 spacing: if self.per_image_spacing {
                     SpacingRepr::PerImage(PerImage::PerImage)
@@ -515,13 +518,13 @@ mod serde_impl {
                     SpacingRepr::Default(c.spacing().clone())
                 },
                 inner: SideRepr {
-                    alpha: self.mode.inner_alpha(),
+                    alpha: g.alpha(Side::Inner),
                     threshold: self.thresholds.inner.value(),
                     rank: self.thresholds.inner.rank(),
                     transform: c.inner_transform().clone(),
                 },
                 outer: SideRepr {
-                    alpha: self.mode.outer_alpha(),
+                    alpha: g.alpha(Side::Outer),
                     threshold: self.thresholds.outer.value(),
                     rank: self.thresholds.outer.rank(),
                     transform: c.outer_transform().clone(),
@@ -541,11 +544,11 @@ mod serde_impl {
     fn threshold(
         side: &str,
         n: usize,
-        delta: Option<Delta>,
+        strategy: Rank,
         r: (Alpha, f64, Option<usize>),
     ) -> Result<Threshold, String> {
         let (alpha, value, rank) = r;
-        let k = alpha.rank_with(n, delta);
+        let k = strategy.of(alpha, n);
         if value.is_nan() {
             return Err(format!("{side}.threshold is NaN"));
         }
@@ -559,7 +562,7 @@ mod serde_impl {
                  the rank must be null and the threshold \"inf\""
             )),
             None if k > n && value == f64::INFINITY => {
-                Ok(Threshold::TooFewImages { n, needed: alpha.min_calibration_size_with(delta) })
+                Ok(Threshold::TooFewImages { n, needed: strategy.min_calibration_size(alpha) })
             }
             None if k > n => Err(format!("{side}.threshold must be \"inf\" when {side}.rank is null")),
             None => Err(format!(
@@ -597,7 +600,7 @@ mod serde_impl {
             calibrator: Calibrator::from_parts(r.inner.transform, r.outer.transform, r.combination, spacing),
             per_image_spacing,
             ndim: r.ndim,
-            mode: Mode::risk_control(alpha),
+            guarantee: Guarantee::RiskControl(RiskControl::new(alpha)),
             n: r.n,
             thresholds: Thresholds {
                 inner: Threshold::RiskControl { value: f64::INFINITY },
@@ -680,13 +683,11 @@ mod serde_impl {
                     return Err(de::Error::custom(format!("mode {kind} needs a joint \"alpha\"")))
                 }
             };
-            let mode = match r.delta {
-                Some(d) => mode.with_delta(d),
-                None => mode,
-            };
-            let inner = threshold("inner", r.n, r.delta, (r.inner.alpha, r.inner.threshold, r.inner.rank))
+            let rank = r.delta.map_or(Rank::Marginal, Rank::Conditional);
+            let mode = mode.with_rank(rank);
+            let inner = threshold("inner", r.n, rank, (r.inner.alpha, r.inner.threshold, r.inner.rank))
                 .map_err(de::Error::custom)?;
-            let outer = threshold("outer", r.n, r.delta, (r.outer.alpha, r.outer.threshold, r.outer.rank))
+            let outer = threshold("outer", r.n, rank, (r.outer.alpha, r.outer.threshold, r.outer.rank))
                 .map_err(de::Error::custom)?;
             let (spacing, per_image_spacing) = spacing_of(r.spacing, r.ndim).map_err(de::Error::custom)?;
             let calibrator =
@@ -695,7 +696,7 @@ mod serde_impl {
                 calibrator,
                 per_image_spacing,
                 ndim: r.ndim,
-                mode,
+                guarantee: Guarantee::Conformal(mode),
                 n: r.n,
                 thresholds: Thresholds { inner, outer },
                 version: r.confseg_version,

@@ -5,11 +5,12 @@ use ndarray::{Array, ArrayRef, RemoveAxis};
 
 use super::{ConfidenceSets, Sets};
 use crate::calibrate::{
-    Combination, JointMode, Max, Structure, StructureCalibration, StructureCalibrator, StructureScores,
+    Combination, Max, Structure, StructureCalibration, StructureCalibrator, StructureScores,
 };
 use crate::error::Result;
 use crate::float::Float;
 use crate::image::{Image, Spacing};
+use crate::levels::JointMode;
 use crate::transform::{ScoreTransform, Transform};
 
 /// Fitted conformal confidence sets of several structures.
@@ -129,7 +130,7 @@ mod serde_impl {
     use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
     use super::{ConfidenceSets, JointMode, Structure, StructureScores, StructureSets};
-    use crate::calibrate::ModeKind;
+    use crate::levels::ModeKind;
     use crate::mask::Labels;
     use crate::quantile::Alpha;
 
@@ -198,7 +199,15 @@ mod serde_impl {
                 structures.push(Structure::new(e.name, labels).map_err(de::Error::custom)?);
                 sets.push(e.sets);
             }
-            let modes = sets.iter().map(|s| *s.mode()).collect();
+            let modes = sets
+                .iter()
+                .map(|s| {
+                    s.guarantee()
+                        .mode()
+                        .copied()
+                        .ok_or_else(|| de::Error::custom("structures: risk control has no joint version"))
+                })
+                .collect::<Result<Vec<_>, D::Error>>()?;
             let mode =
                 JointMode::from_parts(r.joint.mode, r.joint.alpha, modes).map_err(de::Error::custom)?;
             if mode.kind() == ModeKind::Max {

@@ -617,6 +617,40 @@ impl fmt::Display for ScoreTransform {
     }
 }
 
+impl ScoreTransform {
+    /// Parse a transform for one side: as [`FromStr`], and a bare `box`
+    /// (also as a step of a chain, with its options) is `box-inner` for
+    /// the inner side and `box-outer` for the outer one.
+    ///
+    /// ```
+    /// use confseg::{ScoreTransform, Side};
+    /// let t = ScoreTransform::parse_for(Side::Outer, "gaussian:2|box:connectivity=full")?;
+    /// assert_eq!(t.to_string(), "gaussian:2|box-outer:connectivity=full");
+    /// assert!("box".parse::<ScoreTransform>().is_err()); // which side?
+    /// # Ok::<(), confseg::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`FromStr`]: an unknown name or bad parameters.
+    pub fn parse_for(side: crate::levels::Side, s: &str) -> Result<ScoreTransform> {
+        let kind = match side {
+            crate::levels::Side::Inner => "box-inner",
+            crate::levels::Side::Outer => "box-outer",
+        };
+        let steps: Vec<String> = s
+            .split('|')
+            .map(|step| {
+                let step = step.trim();
+                match step.split(':').next().map(str::trim) {
+                    Some("box") => format!("{kind}{}", &step[3..]),
+                    _ => step.to_owned(),
+                }
+            })
+            .collect();
+        steps.join("|").parse()
+    }
+}
+
 const KNOWN: &str = "known: identity, sigmoid, distance[:METRIC], distance-centre[:METRIC], gaussian:FWHM, \
                      gaussian-sigma:SIGMA, box-outer, box-inner, chains A|B, registered names";
 
@@ -698,6 +732,11 @@ impl FromStr for ScoreTransform {
                 let width = if name == "gaussian" { Width::Fwhm(w) } else { Width::Sigma(w) };
                 Ok(ScoreTransform::Gaussian(smooth::parse_gaussian(width, &options)?))
             }
+            "box" => Err(Error::InvalidParameter {
+                name: "transform",
+                value: s.to_owned(),
+                reason: "say box-inner or box-outer".into(),
+            }),
             "box-outer" | "box-inner" => {
                 if main.is_some() {
                     return Err(unexpected("only key=value options (connectivity, threshold)"));

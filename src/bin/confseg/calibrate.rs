@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use confseg::ModeKind;
+use confseg::Guarantee;
 
 use crate::cli::calibration_file::{CalibrationFile, Source};
 use crate::cli::inputs::{CalibrationInputs, ScoreSource};
@@ -36,7 +36,7 @@ pub fn run(args: Args) -> Result<()> {
     if !args.inputs.structures.structures.is_empty() {
         return crate::cli::structures::calibrate(&args);
     }
-    let mode = args.levels.mode()?;
+    let guarantee = args.levels.levels().guarantee()?;
     let opened = args.inputs.open()?;
     if opened.images.is_empty() {
         if opened.scores.n_images() == 0 {
@@ -47,12 +47,15 @@ pub fn run(args: Args) -> Result<()> {
             opened.scores.n_images()
         );
     }
-    let (sets, calibration) = if mode.kind() == ModeKind::RiskControl {
-        let risk = opened.risk_statistics()?;
-        (opened.calibrator.fit_risk_control(&risk, mode.outer_alpha())?, None)
-    } else {
-        let calibration = opened.statistics()?;
-        (opened.calibrator.fit(&calibration, mode)?, Some(calibration))
+    let (sets, calibration) = match guarantee {
+        Guarantee::RiskControl(level) => {
+            let risk = opened.risk_statistics()?;
+            (opened.calibrator.fit_risk_control(&risk, level)?, None)
+        }
+        Guarantee::Conformal(mode) => {
+            let calibration = opened.statistics()?;
+            (opened.calibrator.fit(&calibration, mode)?, Some(calibration))
+        }
     };
     let files = &args.inputs.files;
     let file = CalibrationFile {

@@ -4,7 +4,7 @@ use anyhow::Result;
 
 use crate::cli::report::outln;
 use confseg::synthetic::Synthetic;
-use confseg::{Alpha, Calibrator, Mode, ModeKind, ScoreTransform, Transform};
+use confseg::{Alpha, Calibrator, Mode, ScoreTransform, Transform};
 use ndarray::{Axis, Zip};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -165,10 +165,8 @@ pub fn run(args: Args) -> Result<()> {
         }
         let frac = |c: usize| c as f64 / args.n_test as f64;
         let size = |a: &ndarray::Array3<bool>| a.iter().filter(|&&b| b).count() as f64 / truth_size;
-        let nominal = match s.mode.kind() {
-            ModeKind::Marginal => format!("{:.2} each", 1.0 - alpha.get()),
-            _ => format!("{:.2} joint", 1.0 - alpha.get()),
-        };
+        let nominal =
+            format!("{:.2} {}", 1.0 - alpha.get(), if s.mode.kind().is_joint() { "joint" } else { "each" });
         outln!(
             "{:<30} {:<15} {:>9} {:>9}  {:>6.3} {:>6.3} {:>6.3}  {:>6.3} {:>6.3} {:>6.3}  {:<10} {:>7.2} {:>7.2}",
             format!("{} / {}", s.inner.describe(), s.outer.describe()),

@@ -25,7 +25,7 @@ use confseg::io::{Labels, NpyStack, Precision, ReadFloat};
 use confseg::pipeline::Lazy;
 use confseg::{
     AsImage, Calibration, Calibrator, Error, Geometry, Image, ImageStatistics, Max, RiskCalibration,
-    ScoreTransform, Spacing, Transformed, TwoClassSoftmax,
+    ScoreTransform, Side, Spacing, Transformed, TwoClassSoftmax,
 };
 use ndarray::{ArrayD, ArrayRef, Axis, IxDyn};
 
@@ -157,35 +157,6 @@ impl TransformOptions {
             None => t,
         })
     }
-}
-
-/// Which side a transform is for (a bare `box` means `box-inner` or `box-outer`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
-    /// `f_I`.
-    Inner,
-    /// `f_O`.
-    Outer,
-}
-
-/// Parse a transform name (`identity`, `sigmoid`, `distance:chessboard`,
-/// `gaussian:2|distance`, ...). For a side, a bare `box[:...]` (also as a
-/// step of a chain) maps to `box-inner[:...]` / `box-outer[:...]`.
-///
-/// # Errors
-/// An unknown name or bad parameters (the library's message).
-pub fn parse_transform(name: &str, side: Option<Side>) -> Result<ScoreTransform> {
-    let mut expanded = Vec::new();
-    for step in name.split('|') {
-        let trimmed = step.trim();
-        expanded.push(match (trimmed.split(':').next().map(str::trim), side) {
-            (Some("box"), Some(Side::Inner)) => format!("box-inner{}", &trimmed[3..]),
-            (Some("box"), Some(Side::Outer)) => format!("box-outer{}", &trimmed[3..]),
-            (Some("box"), None) => usage!("transform {:?}: say box-inner or box-outer", name.trim()),
-            _ => trimmed.to_owned(),
-        });
-    }
-    Ok(expanded.join("|").parse::<ScoreTransform>()?)
 }
 
 /// Which images of the input files are used.
@@ -787,7 +758,7 @@ impl CalibrationInputs {
             (ScoreTransform::Identity, ScoreTransform::Identity)
         } else {
             let parse = |name: &Option<String>, side| match name {
-                Some(n) => self.options.apply(parse_transform(n, Some(side))?),
+                Some(n) => self.options.apply(ScoreTransform::parse_for(side, n)?),
                 None => self.options.apply(ScoreTransform::Identity),
             };
             (parse(&self.inner, Side::Inner)?, parse(&self.outer, Side::Outer)?)
@@ -983,19 +954,6 @@ impl Opened {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bare_box_maps_to_the_side() {
-        let inner = parse_transform("box", Some(Side::Inner)).unwrap();
-        assert_eq!(inner, "box-inner".parse::<ScoreTransform>().unwrap());
-        let outer = parse_transform("box:connectivity=full", Some(Side::Outer)).unwrap();
-        assert_eq!(outer, "box-outer:connectivity=full".parse::<ScoreTransform>().unwrap());
-        let e = parse_transform("box", None).unwrap_err();
-        assert!(e.to_string().contains("box-inner or box-outer"), "{e}");
-        assert_eq!(parse_transform("sigmoid", Some(Side::Inner)).unwrap(), ScoreTransform::Sigmoid);
-        let e = parse_transform("nope", Some(Side::Outer)).unwrap_err();
-        assert!(format!("{e:#}").contains("nope"));
-    }
 
     #[test]
     fn spacing_labels_and_selection() {

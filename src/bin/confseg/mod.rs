@@ -18,8 +18,8 @@
 //! derive) and a `run(args) -> anyhow::Result<()>` function, one variant of
 //! [`Command`] and one arm in [`run`]. Shared pieces live in
 //! [`inputs`] (score/mask files, selection, transform options, loading and
-//! calibrating), [`levels`] (`--alpha`/`--mode`/... into a
-//! [`confseg::Mode`]), [`calibration_file`] (the JSON file) and [`report`]
+//! calibrating), [`levels`] (`--alpha`/`--mode`/... into the library's
+//! [`confseg::Levels`] request), [`calibration_file`] (the JSON file) and [`report`]
 //! (summaries, warnings, progress, usage errors).
 
 mod calibrate;
@@ -94,7 +94,9 @@ pub fn main() -> ExitCode {
         Err(e) if e.is::<report::ReaderGone>() => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            if e.is::<report::UsageError>() {
+            // options that do not fit together, found by the library, are usage errors too
+            let levels = matches!(e.downcast_ref::<confseg::Error>(), Some(confseg::Error::Levels(_)));
+            if e.is::<report::UsageError>() || levels {
                 ExitCode::from(2)
             } else {
                 ExitCode::FAILURE

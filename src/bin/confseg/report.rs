@@ -4,7 +4,7 @@
 use std::fmt;
 use std::io::IsTerminal;
 
-use confseg::{ConfidenceSets, ModeKind, Threshold, Transform};
+use confseg::{ConfidenceSets, Side, Threshold, Transform};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// A command-line usage error detected after parsing (conflicting or
@@ -108,45 +108,21 @@ pub fn summary<TI: Transform, TO: Transform, C>(sets: &ConfidenceSets<TI, TO, C>
 /// [`summary`] with the transforms described by the caller (e.g. the
 /// files of pre-transformed scores).
 pub fn summary_with<TI, TO, C>(sets: &ConfidenceSets<TI, TO, C>, f_inner: &str, f_outer: &str) -> String {
-    let mode = sets.mode();
+    let g = sets.guarantee();
     let n = sets.n();
     let t = sets.thresholds();
     let mut out = String::new();
-    let guarantee = match mode.kind() {
-        ModeKind::Marginal => format!(
-            "P(I ⊆ Y) >= {} and P(Y ⊆ O) >= {}",
-            1.0 - mode.inner_alpha().get(),
-            1.0 - mode.outer_alpha().get()
-        ),
-        ModeKind::Bonferroni | ModeKind::Max => {
-            format!("P(I ⊆ Y ⊆ O) >= {}", 1.0 - mode.joint_alpha().map_or(f64::NAN, |a| a.get()))
-        }
-        ModeKind::RiskControl => format!(
-            "E[|Y \\ O| / |Y|] <= {} (expected missed fraction of the object; no inner set, \
-             and no promise that the whole object is covered)",
-            mode.outer_alpha()
-        ),
-    };
     out += &format!("calibration images: n = {n}\n");
-    out += &format!("mode: {mode}\n");
-    let guarantee = match mode.delta() {
-        Some(d) => format!(
-            "with probability >= {} over the calibration set, the coverage of new images: {guarantee} (training-conditional)",
-            1.0 - d.get()
-        ),
-        None => guarantee,
-    };
-    out += &format!("guarantee: {guarantee}\n");
-    out += &format!(
-        "inner: f_I = {f_inner}, alpha_I = {}, lambda_I = {}\n",
-        mode.inner_alpha(),
-        threshold_line(&t.inner, n)
-    );
-    out += &format!(
-        "outer: f_O = {f_outer}, alpha_O = {}, lambda_O = {}\n",
-        mode.outer_alpha(),
-        threshold_line(&t.outer, n)
-    );
+    out += &format!("mode: {}\n", g.levels());
+    out += &format!("guarantee: {g}\n");
+    for (side, transform) in [(Side::Inner, f_inner), (Side::Outer, f_outer)] {
+        let l = side.letter();
+        out += &format!(
+            "{side}: f_{l} = {transform}, alpha_{l} = {}, lambda_{l} = {}\n",
+            g.alpha(side),
+            threshold_line(&t.side(side), n)
+        );
+    }
     out
 }
 

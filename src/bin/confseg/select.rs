@@ -9,11 +9,10 @@ use confseg::evaluate::Splits;
 use std::sync::Arc;
 
 use confseg::io::{Precision, ReadFloat};
-use confseg::{Alpha, ScoreTransform, Spacing};
+use confseg::{Alpha, ScoreTransform, Side, Spacing};
 
 use crate::cli::inputs::{
-    blame, parse_transform, MaskArgs, MaskSource, Reader, ScoreFiles, ScoreSource, Selection, Side,
-    SubjectArgs, TransformOptions,
+    blame, MaskArgs, MaskSource, Reader, ScoreFiles, ScoreSource, Selection, SubjectArgs, TransformOptions,
 };
 use crate::cli::report::{outln, usage};
 
@@ -94,7 +93,7 @@ pub fn run(args: Args) -> Result<()> {
         usage!("--class-axis is not supported by select; reduce the logits first (confseg transform)");
     }
     let parse = |names: &[String], side| -> Result<Vec<ScoreTransform>> {
-        names.iter().map(|n| args.options.apply(parse_transform(n, Some(side))?)).collect()
+        names.iter().map(|n| args.options.apply(ScoreTransform::parse_for(side, n)?)).collect()
     };
     let inner = parse(&args.inner_candidates, Side::Inner)?;
     let outer = parse(&args.outer_candidates, Side::Outer)?;

@@ -11,17 +11,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use confseg::calibrate::{JointMode, StructureCalibration, StructureCalibrator, StructureScores};
+use confseg::calibrate::{StructureCalibration, StructureCalibrator, StructureScores};
 use confseg::io::{NpyWriter, Precision, ReadFloat};
 use confseg::pipeline::{default_in_flight, stream, Lazy, Load};
 use confseg::sets::StructureSets;
-use confseg::{Alpha, Calibrator, ModeKind, ScoreTransform, Spacing};
+use confseg::{Calibrator, ScoreTransform, Side, Spacing};
 use ndarray::{ArrayD, IxDyn};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::calibration_file::Source;
-use crate::cli::inputs::{blame, parse_transform, CalibrationInputs, MaskSource, Reader, ScoreSource, Side};
-use crate::cli::levels::{LevelArgs, ModeArg};
+use crate::cli::inputs::{blame, CalibrationInputs, MaskSource, Reader, ScoreSource};
 use crate::cli::report::{self, outln, usage};
 
 /// The calibration file of several structures.
@@ -81,7 +80,7 @@ fn calibrator(
         _ => usage!("with --structure, give --class-axis K (a softmax over classes) or --structure-axis K"),
     };
     let parse = |name: &Option<String>, side| match name {
-        Some(n) => args.options.apply(parse_transform(n, Some(side))?),
+        Some(n) => args.options.apply(ScoreTransform::parse_for(side, n)?),
         None => args.options.apply(ScoreTransform::Identity),
     };
     let inner = parse(&args.inner, Side::Inner)?;
@@ -186,42 +185,6 @@ impl Setup {
     }
 }
 
-/// The joint mode from the level options, for `k` structures.
-///
-/// # Errors
-/// Usage errors: split levels (--alpha-inner/--alpha-outer) are per
-/// structure pair, not supported with several structures.
-pub fn joint_mode(levels: &LevelArgs, k: usize) -> Result<JointMode> {
-    if levels.alpha_inner.is_some() {
-        usage!("with --structure, give --alpha (and --weights for bonferroni)");
-    }
-    let Some(alpha) = levels.alpha else { usage!("give --alpha") };
-    let mode = joint_mode_at(levels.mode, levels.weights.map(|w| (w.inner, w.outer)), alpha, k)?;
-    Ok(match levels.delta {
-        Some(d) => mode.with_delta(d),
-        None => mode,
-    })
-}
-
-/// The joint mode of `kind` at `alpha` for `k` structures.
-///
-/// # Errors
-/// Weights with a mode other than bonferroni; the library's errors.
-pub fn joint_mode_at(
-    mode: ModeArg,
-    weights: Option<(f64, f64)>,
-    alpha: Alpha,
-    k: usize,
-) -> Result<JointMode> {
-    Ok(match (mode, weights) {
-        (ModeArg::Marginal, None) => JointMode::marginal(alpha, k),
-        (ModeArg::Max, None) => JointMode::max(alpha, k),
-        (ModeArg::RiskControl, _) => usage!("--mode risk-control has no joint version over --structure"),
-        (ModeArg::Bonferroni, w) => JointMode::bonferroni(alpha, &vec![w.unwrap_or((1.0, 1.0)); k])?,
-        (_, Some(_)) => usage!("--weights applies to --mode bonferroni only"),
-    })
-}
-
 /// `calibrate --structure ...`.
 ///
 /// # Errors
@@ -231,7 +194,7 @@ pub fn calibrate(args: &crate::cli::calibrate::Args) -> Result<()> {
     if setup.images.is_empty() {
         anyhow::bail!("no calibration images selected");
     }
-    let mode = joint_mode(&args.levels, setup.calibrator.structures().len())?;
+    let mode = args.levels.levels().joint(setup.calibrator.structures().len())?;
     let cal = setup.calibration()?;
     let sets = setup.calibrator.fit(&cal, mode)?;
     let inputs = &args.inputs;
@@ -248,20 +211,16 @@ pub fn calibrate(args: &crate::cli::calibrate::Args) -> Result<()> {
             ..Source::default()
         },
     };
-    let mut summary = format!("calibration images: n = {}\nmode: {}\n", cal.len(), file.sets.mode());
-    if file.sets.mode().kind() != ModeKind::Marginal {
-        summary += &format!(
-            "guarantee: P(for every structure: I ⊆ Y ⊆ O) >= {}\n",
-            1.0 - file.sets.mode().alpha().get()
-        );
-    }
+    let mode = file.sets.mode();
+    let mut summary =
+        format!("calibration images: n = {}\nmode: {mode}\nguarantee: {}\n", cal.len(), mode.guarantee());
     for (s, sets) in file.sets.structures().iter().zip(file.sets.sets()) {
         let t = sets.thresholds();
         summary += &format!(
             "{s}: alpha_I = {}, lambda_I = {}; alpha_O = {}, lambda_O = {}\n",
-            sets.mode().inner_alpha(),
+            sets.guarantee().alpha(Side::Inner),
             report::number(t.inner.value()),
-            sets.mode().outer_alpha(),
+            sets.guarantee().alpha(Side::Outer),
             report::number(t.outer.value())
         );
     }
@@ -413,30 +372,13 @@ pub fn predict(args: &crate::cli::predict::Args, file: &StructuresFile) -> Resul
 pub fn validate(args: &crate::cli::validate::Args) -> Result<()> {
     let setup = open(&args.inputs)?;
     let cal = setup.calibration()?;
-    let k = setup.calibrator.structures().len();
-    let weights = args.weights.map(|w| (w.inner, w.outer));
     let mut splits =
         confseg::evaluate::Splits::new(args.n_cal, args.repeats, args.seed).context("--n-cal/--repeats")?;
     if let Some(t) = args.n_test {
         splits = splits.with_n_test(t).context("--n-test")?;
     }
-    let reports = confseg::evaluate::structures::validate_structures(
-        &cal,
-        |a| {
-            joint_mode_at(args.mode, weights, a, k)
-                .map(|m| match args.delta {
-                    Some(d) => m.with_delta(d),
-                    None => m,
-                })
-                .map_err(|e| confseg::Error::InvalidParameter {
-                    name: "mode",
-                    value: format!("{:?}", args.mode),
-                    reason: e.to_string(),
-                })
-        },
-        &args.alpha.0,
-        splits,
-    )?;
+    let reports =
+        confseg::evaluate::structures::validate_structures(&cal, &args.mode.levels(), &args.alpha.0, splits)?;
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&reports).context("cannot serialize the results")?);
         return Ok(());

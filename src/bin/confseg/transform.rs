@@ -10,9 +10,7 @@ use confseg::pipeline::{default_in_flight, stream, Load};
 use confseg::transform::apply_checked;
 use confseg::{AsImage, Float, ScoreTransform, Spacing};
 
-use crate::cli::inputs::{
-    blame, parse_transform, Reader, ScoreFiles, ScoreSource, SubjectArgs, TransformOptions,
-};
+use crate::cli::inputs::{blame, Reader, ScoreFiles, ScoreSource, SubjectArgs, TransformOptions};
 use crate::cli::report::{self, outln, usage};
 
 /// Output element type.
@@ -62,7 +60,7 @@ pub struct Args {
 
 /// Run `transform`.
 pub fn run(args: Args) -> Result<()> {
-    let t = args.options.apply(parse_transform(&args.transform, None)?)?;
+    let t = args.options.apply(args.transform.parse::<ScoreTransform>()?)?;
     let files = ScoreFiles {
         scores: args.scores.clone(),
         subjects: SubjectArgs {

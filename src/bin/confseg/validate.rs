@@ -4,29 +4,14 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use confseg::evaluate::{table, Geometry, Method, ModeSpec, Pool, Splits, StepMetric, Validation};
+use confseg::evaluate::{table, Geometry, Method, MethodKind, Pool, Splits, Validation};
 use confseg::io::{Precision, ReadFloat};
 use confseg::plot::{coverage_plot, coverage_series, CoverageKind};
-use confseg::{Alpha, ModeKind};
+use confseg::Alpha;
 
 use crate::cli::inputs::{blame, CalibrationInputs, Opened, ScoreSource};
-use crate::cli::levels::{parse_weights, ModeArg, Weights};
+use crate::cli::levels::{parse_name, ModeArgs};
 use crate::cli::report::{self, outln, usage};
-
-/// The `--method` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum MethodArg {
-    /// Conformal confidence sets with --mode/--weights (this crate).
-    Conformal,
-    /// Conformal risk control of the false-negative rate (outer set only).
-    RiskControl,
-    /// Voxel-wise conformal p-values with a Bonferroni correction over voxels.
-    Pixelwise,
-    /// Dilation of the predicted mask by a calibrated number of chessboard steps.
-    MorphologicalChessboard,
-    /// Dilation of the predicted mask by a calibrated number of city-block steps.
-    MorphologicalCityBlock,
-}
 
 /// The `--plot-kind` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -93,19 +78,14 @@ pub struct Args {
     /// Levels: a list 0.05,0.1,0.2 or a grid START:STOP:STEP.
     #[arg(allow_hyphen_values = true, long, value_parser = parse_alphas, value_name = "LIST|GRID")]
     pub alpha: Alphas,
-    /// Guarantee of the conformal sets (as in `calibrate`).
-    #[arg(long, value_enum, default_value = "marginal")]
-    pub mode: ModeArg,
-    /// Bonferroni split weights INNER:OUTER (conformal and pixel-wise; default 1:1).
-    #[arg(allow_hyphen_values = true, long, value_parser = parse_weights)]
-    pub weights: Option<Weights>,
-    /// Training-conditional conformal sets: coverage >= 1 - alpha with probability >= 1 - D over the
-    /// calibration set.
-    #[arg(allow_hyphen_values = true, long, value_name = "D", value_parser = crate::cli::levels::parse_delta)]
-    pub delta: Option<confseg::quantile::Delta>,
-    /// Methods to compare, on the same splits.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "conformal")]
-    pub method: Vec<MethodArg>,
+    /// Guarantee of the conformal sets (as in `calibrate`); --weights also split the pixel-wise
+    /// baseline's alpha, --delta also applies to the morphological baselines.
+    #[command(flatten)]
+    pub mode: ModeArgs,
+    /// Methods to compare, on the same splits: conformal, risk-control, pixelwise,
+    /// morphological-chessboard, morphological-cityblock.
+    #[arg(long, value_delimiter = ',', default_value = "conformal", value_parser = parse_name::<MethodKind>)]
+    pub method: Vec<MethodKind>,
     /// Calibration images per split.
     #[arg(allow_hyphen_values = true, long)]
     pub n_cal: usize,
@@ -118,6 +98,10 @@ pub struct Args {
     /// Seed of the splits.
     #[arg(allow_hyphen_values = true, long, default_value_t = 0)]
     pub seed: u64,
+    /// Record the first N splits' calibration images (file positions) and thresholds in the --json
+    /// output ("recorded"), to refit a split with `calibrate --indices` and compare.
+    #[arg(allow_hyphen_values = true, long, default_value_t = 0, value_name = "N")]
+    pub record_splits: usize,
     /// Diameter and Hausdorff measures on the first N splits (0: off).
     #[arg(allow_hyphen_values = true, long, default_value_t = 20, value_name = "N")]
     pub geometry_splits: usize,
@@ -132,52 +116,19 @@ pub struct Args {
     pub plot_kind: KindArg,
 }
 
-fn mode_spec(mode: ModeArg, weights: Option<Weights>) -> Result<ModeSpec> {
-    Ok(match (mode, weights) {
-        (ModeArg::Marginal, None) => ModeSpec::marginal(),
-        (ModeArg::Max, None) => ModeSpec::max(),
-        (ModeArg::RiskControl, None) => ModeSpec::risk_control(),
-        (ModeArg::Bonferroni, w) => {
-            let w = w.unwrap_or(Weights { inner: 1.0, outer: 1.0 });
-            ModeSpec::bonferroni(w.inner, w.outer)?
-        }
-        (_, Some(_)) => usage!("--weights applies to --mode bonferroni only"),
-    })
-}
-
-/// The methods to run; the pixel-wise baseline splits alpha like the
-/// conformal Bonferroni mode (1:1 unless --weights).
-fn methods(args: &Args, spec: ModeSpec) -> Result<Vec<Method>> {
-    let mut out = Vec::new();
-    for m in &args.method {
-        out.push(match m {
-            // risk control is fitted from per-voxel losses, as the baseline is
-            MethodArg::Conformal if spec.kind() == ModeKind::RiskControl => Method::RiskControl,
-            MethodArg::Conformal => Method::Conformal(spec),
-            MethodArg::RiskControl => Method::RiskControl,
-            MethodArg::Pixelwise => {
-                let w = args.weights.unwrap_or(Weights { inner: 1.0, outer: 1.0 });
-                Method::PixelwiseBonferroni(ModeSpec::bonferroni(w.inner, w.outer)?)
-            }
-            MethodArg::MorphologicalChessboard => Method::Morphological(StepMetric::Chessboard),
-            MethodArg::MorphologicalCityBlock => Method::Morphological(StepMetric::CityBlock),
-        });
-    }
-    Ok(out)
-}
-
 /// The pool of the selected images (statistics computed once per image),
 /// streamed from the files in their native precision.
-fn pool(args: &Args) -> Result<Pool> {
+fn pool(args: &Args) -> Result<(Pool, Vec<usize>)> {
     let opened = args.inputs.open()?;
     if opened.images.is_empty() {
         usage!("no images selected");
     }
     let threshold = args.inputs.options.mask_threshold.unwrap_or(0.0);
-    match opened.scores.precision()? {
+    let pool = match opened.scores.precision()? {
         Precision::F32 => pool_in::<f32>(&opened, threshold),
         Precision::F64 => pool_in::<f64>(&opened, threshold),
-    }
+    }?;
+    Ok((pool, opened.images))
 }
 
 fn pool_in<A: ReadFloat>(opened: &Opened, threshold: f64) -> Result<Pool> {
@@ -204,26 +155,23 @@ pub fn run(args: Args) -> Result<()> {
     if !args.inputs.structures.structures.is_empty() {
         return crate::cli::structures::validate(&args);
     }
-    let spec = mode_spec(args.mode, args.weights)?;
-    if args.mode == ModeArg::RiskControl && args.delta.is_some() {
-        usage!("--mode risk-control bounds an expected missed fraction; it has no --delta version");
-    }
-    let spec = match args.delta {
-        Some(d) => spec.with_delta(d),
-        None => spec,
-    };
-    let methods = methods(&args, spec)?;
+    let levels = args.mode.levels();
+    let methods =
+        args.method.iter().map(|&m| Method::new(m, &levels)).collect::<confseg::Result<Vec<_>>>()?;
     let mut splits = Splits::new(args.n_cal, args.repeats, args.seed).context("--n-cal/--repeats")?;
     if let Some(t) = args.n_test {
         splits = splits.with_n_test(t).context("--n-test")?;
     }
-    let pool = pool(&args)?;
+    let (pool, images) = pool(&args)?;
     splits.n_test_for(pool.len()).with_context(|| format!("{} images selected", pool.len()))?;
     let geometry = match args.geometry_splits {
         0 => Geometry::Off,
         k => Geometry::FirstSplits(k),
     };
-    let validation = Validation::new(args.alpha.0.clone(), splits).with_geometry(geometry);
+    let validation = Validation::new(args.alpha.0.clone(), splits)
+        .with_geometry(geometry)
+        .with_recorded_splits(args.record_splits)
+        .context("--record-splits")?;
     let voxels: usize = pool.max_voxels();
     let work_per_split = voxels * methods.len() * args.alpha.0.len() * 64;
     let mut bar = report::progress("splits", args.repeats, work_per_split);
@@ -237,6 +185,15 @@ pub fn run(args: Args) -> Result<()> {
         bar.set_position(p.done as u64);
     })?;
     bar.finish_and_clear();
+    // recorded calibration images as positions in the input files
+    let mut reports = reports;
+    for r in &mut reports {
+        for rec in &mut r.recorded {
+            for i in &mut rec.calibration {
+                *i = images[*i];
+            }
+        }
+    }
 
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&reports).context("cannot serialize the results")?);
