@@ -16,8 +16,8 @@
 //! Run: `cargo bench --bench kernel` (ratios with their spread over
 //! interleaved rounds: `cargo run --release --example bench_kernel`).
 
+use confseg::region_statistics;
 use confseg::synthetic::Synthetic;
-use confseg::{region_statistics, Max};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ndarray::{Array2, Axis};
 use std::hint::black_box;
@@ -57,13 +57,13 @@ fn in_cache(c: &mut Criterion) {
         b.iter(|| lane_max_dispatched(black_box(slice)))
     });
     g.bench_function(BenchmarkId::new("fused", "u8_mask"), |b| {
-        b.iter(|| region_statistics(black_box(&inner), black_box(&outer), black_box(&mask), &Max))
+        b.iter(|| region_statistics(black_box(&inner), black_box(&outer), black_box(&mask)))
     });
     g.bench_function(BenchmarkId::new("fused_same_scores", "u8_mask"), |b| {
-        b.iter(|| region_statistics(black_box(&inner), black_box(&inner), black_box(&mask), &Max))
+        b.iter(|| region_statistics(black_box(&inner), black_box(&inner), black_box(&mask)))
     });
     g.bench_function(BenchmarkId::new("fused", "bool_mask"), |b| {
-        b.iter(|| region_statistics(black_box(&inner), black_box(&outer), black_box(&bmask), &Max))
+        b.iter(|| region_statistics(black_box(&inner), black_box(&outer), black_box(&bmask)))
     });
     g.finish();
 }
@@ -90,7 +90,7 @@ fn out_of_cache(c: &mut Criterion) {
         g.bench_function("fused_same_scores", |b| {
             b.iter(|| {
                 for (x, y) in scores.axis_iter(Axis(0)).zip(masks.axis_iter(Axis(0))) {
-                    black_box(region_statistics(&x, &x, &y, &Max).expect("valid"));
+                    black_box(region_statistics(&x, &x, &y).expect("valid"));
                 }
             })
         });

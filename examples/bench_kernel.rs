@@ -22,7 +22,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use confseg::{region_statistics, Max};
+use confseg::region_statistics;
 use ndarray::{Array2, Axis};
 
 #[path = "../benches/support/kernel_refs.rs"]
@@ -75,13 +75,13 @@ fn main() {
         });
         let fused = [
             time(reps, || {
-                black_box(region_statistics(&inner, &inner, &mask, &Max).expect("valid"));
+                black_box(region_statistics(&inner, &inner, &mask).expect("valid"));
             }),
             time(reps, || {
-                black_box(region_statistics(&inner, &outer, &mask, &Max).expect("valid"));
+                black_box(region_statistics(&inner, &outer, &mask).expect("valid"));
             }),
             time(reps, || {
-                black_box(region_statistics(&inner, &outer, &bmask, &Max).expect("valid"));
+                black_box(region_statistics(&inner, &outer, &bmask).expect("valid"));
             }),
         ];
         for k in 0..3 {
@@ -116,7 +116,7 @@ fn main() {
             });
             let fused = time(3, || {
                 for (x, y) in scores.axis_iter(Axis(0)).zip(masks.axis_iter(Axis(0))) {
-                    black_box(region_statistics(&x, &x, &y, &Max).expect("valid"));
+                    black_box(region_statistics(&x, &x, &y).expect("valid"));
                 }
             });
             share.push(sum / fused);

@@ -9,10 +9,12 @@
 //! cargo run --release --example structures
 //! ```
 
-use confseg::calibrate::{Structure, StructureCalibrator, StructureScores};
+use confseg::calibrate::StructureCalibrator;
 use confseg::levels::JointMode;
+use confseg::mask::Structure;
 use confseg::pipeline::Lazy;
 use confseg::synthetic::Synthetic;
+use confseg::transform::StructureScores;
 use confseg::{Alpha, Calibrator, ScoreTransform};
 use ndarray::{Array2, Array3};
 

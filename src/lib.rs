@@ -87,8 +87,7 @@ pub mod synthetic;
 pub mod transform;
 
 pub use calibrate::{
-    region_statistics, Calibration, Calibrator, Combination, ImageStatistics, Max, Provenance,
-    RiskCalibration, Transformed,
+    region_statistics, Calibration, Calibrator, ImageStatistics, Provenance, RiskCalibration, Transformed,
 };
 pub use error::{Error, FileProblem, Result, Warning};
 pub use float::Float;

@@ -1,5 +1,8 @@
-//! Masks: element types that hold 0/1 (bool, integers, floats), and
-//! [`Labels`], which voxels of a label map are the object.
+//! Masks: element types that hold 0/1 (bool, integers, floats),
+//! [`Labels`] (which voxels of a label map are the object) and the named
+//! [`Structure`]s of a label map.
+
+use std::fmt;
 
 use crate::error::{Error, Result};
 
@@ -110,6 +113,88 @@ impl std::fmt::Display for Labels {
                 f.write_str(&parts.join(","))
             }
         }
+    }
+}
+
+/// A structure to segment: a name and the labels of the label map that
+/// make it up.
+///
+/// ```
+/// use confseg::mask::{Labels, Structure};
+/// let wt = Structure::new("WT", Labels::select([1, 2, 4])?)?;
+/// assert_eq!(wt.to_string(), "WT=1,2,4");
+/// assert_eq!("TC=1,4".parse::<Structure>()?.labels(), &Labels::select([1, 4])?);
+/// assert!(Structure::new("has space", Labels::select([1])?).is_err());
+/// # Ok::<(), confseg::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Structure {
+    name: String,
+    labels: Labels,
+}
+
+impl Structure {
+    /// A structure: `name` (letters, digits, `_`, `-`; at most 64) and a
+    /// label set.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] for an empty or unusual name, or
+    /// [`Labels::Binary`] (a structure needs explicit labels).
+    pub fn new(name: impl Into<String>, labels: Labels) -> Result<Self> {
+        let name = name.into();
+        let ok = !name.is_empty()
+            && name.len() <= 64
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !ok {
+            return Err(Error::InvalidParameter {
+                name: "structure name",
+                value: name,
+                reason: "use 1 to 64 letters, digits, '_' or '-'".into(),
+            });
+        }
+        if labels == Labels::Binary {
+            return Err(Error::InvalidParameter {
+                name: "structure labels",
+                value: name,
+                reason: "a structure is a set of labels, e.g. WT=1,2,4".into(),
+            });
+        }
+        Ok(Structure { name, labels })
+    }
+
+    /// The name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The labels.
+    #[must_use]
+    pub fn labels(&self) -> &Labels {
+        &self.labels
+    }
+}
+
+impl fmt::Display for Structure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}", self.name, self.labels)
+    }
+}
+
+impl std::str::FromStr for Structure {
+    type Err = Error;
+    /// `NAME=L1,L2,...`.
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = |reason: &str| Error::InvalidParameter {
+            name: "structure",
+            value: s.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let (name, labels) = s.split_once('=').ok_or_else(|| bad("expected NAME=LABELS, e.g. WT=1,2,4"))?;
+        let labels: std::result::Result<Vec<i64>, _> =
+            labels.split(',').map(|l| l.trim().parse::<i64>()).collect();
+        let labels = labels.map_err(|_| bad("labels must be integers, e.g. WT=1,2,4"))?;
+        Structure::new(name.trim(), Labels::select(labels)?)
     }
 }
 

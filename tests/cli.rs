@@ -7,8 +7,8 @@ use std::process::{Command, Output};
 use confseg::quantile::Rank;
 use confseg::synthetic::Synthetic;
 use confseg::{
-    conformal_quantile, region_statistics, Alpha, Calibration, Calibrator, Max, Mode, ScoreTransform,
-    Spacing, Transform, TwoClassSoftmax,
+    conformal_quantile, region_statistics, Alpha, Calibration, Calibrator, Mode, ScoreTransform, Spacing,
+    Transform, TwoClassSoftmax,
 };
 use ndarray::{Array, Array3, Array4, Axis, Ix3};
 use ndarray_npy::{read_npy, write_npy};
@@ -236,7 +236,6 @@ fn reference(inner: &Array3<f64>, outer: &Array3<f64>, m: &Array3<bool>, idx: &[
                 &inner.index_axis(Axis(0), i),
                 &outer.index_axis(Axis(0), i),
                 &m.index_axis(Axis(0), i),
-                &Max,
             )
             .unwrap()
         })

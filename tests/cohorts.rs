@@ -264,8 +264,10 @@ fn predicted_sets_carry_each_subjects_header() {
 
 #[test]
 fn several_structures_from_class_logits_through_the_cli() {
-    use confseg::calibrate::{Structure, StructureCalibration, StructureCalibrator, StructureScores};
+    use confseg::calibrate::{StructureCalibration, StructureCalibrator};
     use confseg::levels::JointMode;
+    use confseg::mask::Structure;
+    use confseg::transform::StructureScores;
     use ndarray::{Array4, Axis};
     let d = Dir(tempfile::tempdir().unwrap());
     // BraTS-like: 4 classes with labels 0, 1, 2, 4 along axis 1 of the stack

@@ -6,7 +6,7 @@ mod common;
 use confseg::quantile::Rank;
 use confseg::{
     conformal_quantile, region_statistics, Alpha, Calibration, Calibrator, ConfidenceSets, Identity,
-    ImageStatistics, Max, Mode, Sigmoid, Threshold,
+    ImageStatistics, Mode, Sigmoid, Threshold,
 };
 use ndarray::{ArrayD, Axis, IxDyn, Slice};
 use proptest::prelude::*;
@@ -89,7 +89,7 @@ proptest! {
     fn kernel_matches_definition((f, g, m) in common::nonempty_shape(3, 7)
         .prop_flat_map(|s| (common::scores_of(s.clone()), common::scores_of(s.clone()), common::mask_of(s))))
     {
-        let got = region_statistics(&f, &g, &m, &Max).unwrap();
+        let got = region_statistics(&f, &g, &m).unwrap();
         prop_assert_eq!(got.tau, naive_max(&f, &m, 0, false));
         prop_assert_eq!(got.gamma, naive_max(&g, &m, 1, true));
         // Non-contiguous views (reversed, strided first axis) give the same result.
@@ -97,8 +97,8 @@ proptest! {
         let mut fr = f.view(); fr.invert_axis(Axis(0));
         let mut gr = g.view(); gr.invert_axis(Axis(0));
         let mut mr = m.view(); mr.invert_axis(Axis(0));
-        let got_rev = region_statistics(&fr, &gr, &mr, &Max).unwrap();
-        prop_assert_eq!(got_rev, region_statistics(&rev(&f), &rev(&g), &mr.to_owned(), &Max).unwrap());
+        let got_rev = region_statistics(&fr, &gr, &mr).unwrap();
+        prop_assert_eq!(got_rev, region_statistics(&rev(&f), &rev(&g), &mr.to_owned()).unwrap());
         prop_assert_eq!(got_rev, got);
         let fs = f.slice_axis(Axis(0), Slice::new(0, None, 2));
         let gs = g.slice_axis(Axis(0), Slice::new(0, None, 2));
@@ -107,7 +107,7 @@ proptest! {
             tau: naive_max(&fs.to_owned(), &ms.to_owned(), 0, false),
             gamma: naive_max(&gs.to_owned(), &ms.to_owned(), 1, true),
         };
-        prop_assert_eq!(region_statistics(&fs, &gs, &ms, &Max).unwrap(), want);
+        prop_assert_eq!(region_statistics(&fs, &gs, &ms).unwrap(), want);
     }
 
     #[test]
@@ -131,7 +131,7 @@ proptest! {
             ArrayD::from_shape_vec(shape.clone(), m.clone()).unwrap(),
         );
         let want = ImageStatistics { tau: naive_max(&fa, &ma, 0, false), gamma: naive_max(&ga, &ma, 1, true) };
-        let got = if same { region_statistics(&fa, &fa, &ma, &Max) } else { region_statistics(&fa, &ga, &ma, &Max) };
+        let got = if same { region_statistics(&fa, &fa, &ma) } else { region_statistics(&fa, &ga, &ma) };
         prop_assert_eq!(got.unwrap(), want);
         let (f32a, g32a) = (fa.mapv(|x| x as f32), ga.mapv(|x| x as f32));
         let want32 = ImageStatistics {
@@ -139,17 +139,17 @@ proptest! {
             gamma: naive_max(&g32a.mapv(f64::from), &ma, 1, true),
         };
         let got32 =
-            if same { region_statistics(&f32a, &f32a, &ma, &Max) } else { region_statistics(&f32a, &g32a, &ma, &Max) };
+            if same { region_statistics(&f32a, &f32a, &ma) } else { region_statistics(&f32a, &g32a, &ma) };
         prop_assert_eq!(got32.unwrap(), want32);
         let bools = ma.mapv(|v| v == 1);
-        prop_assert_eq!(region_statistics(&f32a, &g32a, &bools, &Max).unwrap(), region_statistics(&f32a, &g32a, &ma, &Max).unwrap());
+        prop_assert_eq!(region_statistics(&f32a, &g32a, &bools).unwrap(), region_statistics(&f32a, &g32a, &ma).unwrap());
 
         // A NaN anywhere, in either array, is found and named.
         if let Some((in_outer, at)) = nan_at {
             let p = ((at * n as f64) as usize).min(n - 1);
             let (mut f2, mut g2) = (f32a.clone(), g32a.clone());
             let what = if in_outer && !same { g2[[p]] = f32::NAN; "outer scores" } else { f2[[p]] = f32::NAN; "inner scores" };
-            let e = if same { region_statistics(&f2, &f2, &ma, &Max) } else { region_statistics(&f2, &g2, &ma, &Max) };
+            let e = if same { region_statistics(&f2, &f2, &ma) } else { region_statistics(&f2, &g2, &ma) };
             prop_assert_eq!(e.unwrap_err(), confseg::Error::NanScore { what, image: None, index: vec![p] });
         }
         // A value other than 0/1 anywhere is found and named.
@@ -157,7 +157,7 @@ proptest! {
             let p = ((at * n as f64) as usize).min(n - 1);
             m[p] = 2;
             let m2 = ArrayD::from_shape_vec(shape, m).unwrap();
-            let e = region_statistics(&f32a, &g32a, &m2, &Max).unwrap_err();
+            let e = region_statistics(&f32a, &g32a, &m2).unwrap_err();
             prop_assert_eq!(e, confseg::Error::NonBinaryMask { image: None, index: vec![p], value: 2.0 });
         }
     }
@@ -221,8 +221,8 @@ proptest! {
         let len_b: usize = shape_b.iter().product();
         let m = ArrayD::from_shape_vec(IxDyn(&shape_b), mask_values.iter().copied().cycle().take(len_b).collect())
             .unwrap();
-        let _ = region_statistics(&f, &g, &m, &Max);
-        let _ = region_statistics(&g, &g, &m, &Max);
+        let _ = region_statistics(&f, &g, &m);
+        let _ = region_statistics(&g, &g, &m);
         let c = Calibrator::new(Identity, Sigmoid);
         let mut cal = Calibration::new();
         let _ = c.observe(&mut cal, &f, &m);

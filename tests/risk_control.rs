@@ -184,7 +184,7 @@ fn too_few_images_give_everything_and_a_warning() {
         .fit_risk_control(&risk, RiskControl::new(Alpha::new(0.1).unwrap()))
         .unwrap();
     assert_eq!(sets.thresholds().outer.value(), f64::INFINITY);
-    let w = sets.warnings(None);
+    let w = sets.warnings();
     assert_eq!(w.len(), 1, "{w:?}");
     assert!(w[0].to_string().contains('9'), "{}", w[0]); // 9 images needed at alpha = 0.1
 }

@@ -16,8 +16,7 @@ use std::fmt::Display;
 use confseg::evaluate::{Geometry, Method, Pool, Splits, StepMetric, Validation};
 use confseg::quantile::Rank;
 use confseg::{
-    region_statistics, Alpha, Calibration, Calibrator, Float, Image, Max, Mode, ScoreTransform, Spacing,
-    Transform,
+    region_statistics, Alpha, Calibration, Calibrator, Float, Image, Mode, ScoreTransform, Spacing, Transform,
 };
 use confseg::{Levels, ModeKind};
 use ndarray::{ArrayD, Axis, IxDyn};
@@ -204,8 +203,8 @@ mod npy {
             ok(stack.read_scores_range::<f32>(i, start, len, &mut r32, &mut scratch));
         }
         if !stack.is_empty() {
-            ok(io::transformed_statistics::<f64, _>(stack, None, stack, labels, 0, &Max));
-            ok(io::transformed_statistics::<f32, _>(stack, Some(stack), stack, &Labels::Binary, 0, &Max));
+            ok(io::transformed_statistics::<f64>(stack, None, stack, labels, 0));
+            ok(io::transformed_statistics::<f32>(stack, Some(stack), stack, &Labels::Binary, 0));
         }
     }
 
@@ -569,7 +568,7 @@ mod calibration_files {
         #[test]
         fn calibration_files_are_read_or_refused_in_one_line(json in inputs()) {
             if let Some(sets) = ok(serde_json::from_slice::<ConfidenceSets>(&json)) {
-                let _ = sets.warnings(None);
+                let _ = sets.warnings();
                 predict_some(&sets);
                 let text = serde_json::to_string(&sets).unwrap();
                 let back: ConfidenceSets = serde_json::from_str(&text).unwrap();
@@ -1000,7 +999,7 @@ fn run_case<A: Float>(c: &Case, scores: &ArrayD<A>) {
     let mut stats = Vec::new();
     for i in 0..n {
         let (s, m) = (scores.index_axis(Axis(0), i), masks.index_axis(Axis(0), i));
-        ok(region_statistics(&s, &s, &m, &Max));
+        ok(region_statistics(&s, &s, &m));
         let r = match &own {
             Some(sp) => {
                 Image::new(s.view(), sp.clone()).and_then(|img| calibrator.observe(&mut cal, &img, &m))
@@ -1011,7 +1010,7 @@ fn run_case<A: Float>(c: &Case, scores: &ArrayD<A>) {
     }
     let Some(mode) = mode_of(c) else { return };
     if let Some(sets) = ok(calibrator.fit(&cal, mode)) {
-        let _ = sets.warnings(Some(&cal));
+        let _ = cal.warnings(&sets);
         let (li, lo) = (sets.thresholds().inner.value(), sets.thresholds().outer.value());
         for (i, st) in stats.iter().enumerate() {
             let (s, m) = (scores.index_axis(Axis(0), i), masks.index_axis(Axis(0), i));

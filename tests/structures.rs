@@ -10,9 +10,11 @@
 //! expectation; the Bonferroni split is checked against its lower bound and
 //! each structure's marginal coverage against `k/(n+1)`.
 
-use confseg::calibrate::{Structure, StructureCalibration, StructureCalibrator, StructureScores};
+use confseg::calibrate::{StructureCalibration, StructureCalibrator};
 use confseg::levels::JointMode;
+use confseg::mask::Structure;
 use confseg::synthetic::Synthetic;
+use confseg::transform::StructureScores;
 use confseg::{Alpha, Calibrator, Identity};
 use ndarray::{stack, Array2, Array3, Axis};
 

@@ -10,7 +10,7 @@ use arbitrary::Arbitrary;
 use confseg::evaluate::{Geometry, Method, Pool, Splits, StepMetric, Validation};
 use confseg::quantile::Rank;
 use confseg::{
-    region_statistics, Alpha, Calibration, Calibrator, ConfidenceSets, Float, Image, Levels, Max, Mode,
+    region_statistics, Alpha, Calibration, Calibrator, ConfidenceSets, Float, Image, Levels, Mode,
     ModeKind, ScoreTransform, Spacing,
 };
 use confseg_fuzz::{image, ok, round_trip, spacing, value, SmallShape, TRANSFORMS};
@@ -123,7 +123,7 @@ fn run<A: Float>(input: &Input, to_a: impl Fn(f64) -> A) {
     let mut stats = Vec::with_capacity(n);
     for i in 0..n {
         let (s, m) = (scores.index_axis(Axis(0), i), masks.index_axis(Axis(0), i));
-        ok(region_statistics(&s, &s, &m, &Max));
+        ok(region_statistics(&s, &s, &m));
         let observed = match &own {
             Some(sp) => {
                 Image::new(s.view(), sp.clone()).and_then(|img| calibrator.observe(&mut cal, &img, &m))

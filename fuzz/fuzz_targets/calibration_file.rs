@@ -50,7 +50,7 @@ fn predict_all(sets: &ConfidenceSets) {
 
 fuzz_target!(|data: &[u8]| {
     if let Some(sets) = ok(serde_json::from_slice::<ConfidenceSets>(data)) {
-        let _ = sets.warnings(None);
+        let _ = sets.warnings();
         let _ = (sets.mode().to_string(), sets.thresholds(), sets.spacing().to_string());
         predict_all(&sets);
         round_trip(&sets);
@@ -67,7 +67,7 @@ fuzz_target!(|data: &[u8]| {
         for mode in modes {
             ok(cal.thresholds(&mode));
             if let Some(sets) = ok(calibrator.fit(&cal, mode)) {
-                let _ = sets.warnings(Some(&cal));
+                let _ = cal.warnings(&sets);
                 predict_all(&sets);
             }
         }

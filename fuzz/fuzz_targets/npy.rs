@@ -76,8 +76,8 @@ fn check_stack(stack: &NpyStack, input: &Params) {
     // streaming statistics with the stack as scores and as masks
     if !stack.is_empty() {
         for l in [&Labels::Binary, &labels] {
-            ok(io::transformed_statistics::<f64, _>(stack, None, stack, l, 0, &confseg::Max));
-            ok(io::transformed_statistics::<f32, _>(stack, Some(stack), stack, l, 0, &confseg::Max));
+            ok(io::transformed_statistics::<f64>(stack, None, stack, l, 0));
+            ok(io::transformed_statistics::<f32>(stack, Some(stack), stack, l, 0));
         }
     }
 }

@@ -196,11 +196,10 @@ fn stats_transformed<A: Float, M: MaskValue>(
             });
         }
     }
-    let combination = c.combination();
     match layout {
         Layout::Single => {
             let ndim = fi.ndim();
-            let item = Lazy(|| confseg::region_statistics(&fi, &fo, &m, combination));
+            let item = Lazy(|| confseg::region_statistics(&fi, &fo, &m));
             c.calibrate_statistics_stream(std::iter::once(Ok(item)), ndim).map_err(Error::without_image)
         }
         Layout::Stack => {
@@ -212,7 +211,6 @@ fn stats_transformed<A: Float, M: MaskValue>(
                         &fi.index_axis(Axis(0), i),
                         &fo.index_axis(Axis(0), i),
                         &m.index_axis(Axis(0), i),
-                        combination,
                     )
                 }))
             });
@@ -561,13 +559,13 @@ impl PyCalibrator {
                     let risk = risk.borrow();
                     let r = &risk.risk;
                     let sets = py.detach(|| self.cal.fit_risk_control(r, level)).py()?;
-                    warn_all(py, &sets.warnings(None))?;
+                    warn_all(py, &sets.warnings())?;
                     sets
                 }
                 (Guarantee::Conformal(m), _, Some(calibration)) => {
                     let calibration = calibration.borrow();
                     let sets = self.cal.fit(&calibration.cal, m).py()?;
-                    warn_all(py, &sets.warnings(Some(&calibration.cal)))?;
+                    warn_all(py, &calibration.cal.warnings(&sets))?;
                     sets
                 }
                 (Guarantee::RiskControl(_), None, _) => return Err(value_error(

@@ -477,7 +477,11 @@ impl PyConfidenceSets {
     /// mode on transforms of different scales), one line each.
     #[pyo3(signature = (calibration=None))]
     fn warnings(&self, calibration: Option<PyRef<'_, PyCalibration>>) -> Vec<String> {
-        self.sets.warnings(calibration.as_ref().map(|c| &c.cal)).iter().map(ToString::to_string).collect()
+        let w = match &calibration {
+            Some(c) => c.cal.warnings(&self.sets),
+            None => self.sets.warnings(),
+        };
+        w.iter().map(ToString::to_string).collect()
     }
 
     /// The calibration file as JSON text (what ``confseg calibrate`` writes).

@@ -1,10 +1,12 @@
 //! `StructureCalibrator`, `StructureCalibration` and `StructureSets`:
 //! several structures of a label map with one joint guarantee (METHOD.md §4.1).
 
-use confseg::calibrate::{Structure, StructureCalibration, StructureCalibrator, StructureScores};
+use confseg::calibrate::{StructureCalibration, StructureCalibrator};
 use confseg::io::Labels;
+use confseg::mask::Structure;
 use confseg::pipeline::Lazy;
 use confseg::sets::StructureSets;
+use confseg::transform::StructureScores;
 use confseg::{Error, Float, MaskValue, ScoreTransform};
 use ndarray::{Array, ArrayViewD, Axis, IxDyn};
 use numpy::PyArray;
@@ -228,7 +230,7 @@ impl PyStructureCalibrator {
         }
         .py()?;
         let sets = self.sc.fit(&calibration.cal, jm).py()?;
-        for (name, w) in sets.warnings(Some(&calibration.cal)) {
+        for (name, w) in calibration.cal.warnings(&sets) {
             crate::calibrate::warn_text(py, &format!("{name}: {w}"))?;
         }
         Ok(PyStructureSets { sets, extras: Map::new() })

@@ -5,10 +5,11 @@
 use std::fmt;
 
 use super::kernel::ImageStatistics;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Warning};
 use crate::image::Spacing;
 use crate::levels::{Mode, ModeKind, Thresholds};
 use crate::quantile::conformal_quantile;
+use crate::sets::ConfidenceSets;
 
 /// What a [`Calibration`]'s statistics were computed with: the transforms
 /// (by their [`Transform::describe`](crate::Transform::describe) text), the
@@ -27,14 +28,8 @@ pub struct Provenance {
 }
 
 impl Provenance {
-    pub(crate) fn new(
-        inner: String,
-        outer: String,
-        combination: String,
-        spacing: Spacing,
-        ndim: usize,
-    ) -> Self {
-        Provenance { inner, outer, combination, spacing, ndim }
+    pub(crate) fn new(inner: String, outer: String, spacing: Spacing, ndim: usize) -> Self {
+        Provenance { inner, outer, combination: "max".to_owned(), spacing, ndim }
     }
 
     /// The inner transform `f_I`.
@@ -84,6 +79,13 @@ impl Provenance {
     /// one entry per axis: a provenance that fitted sets could record but
     /// a fitted-sets file could not be read back with.
     pub(crate) fn validate(&self) -> Result<()> {
+        if self.combination != "max" {
+            return Err(Error::InvalidParameter {
+                name: "combination",
+                value: self.combination.clone(),
+                reason: "the statistics are maxima over regions: the combination is \"max\"".into(),
+            });
+        }
         if self.ndim == 0 {
             return Err(Error::InvalidParameter {
                 name: "image dimensionality",
@@ -120,6 +122,48 @@ impl fmt::Display for Provenance {
     }
 }
 
+/// What a calibration state's images were computed with ([`Provenance`];
+/// `None` for a state filled by hand) and whether some image carried its
+/// own spacing: what every calibration state — conformal statistics, risk
+/// control's object scores, several structures — has in common, merged by
+/// one rule.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Origin {
+    pub(crate) provenance: Option<Provenance>,
+    pub(crate) per_image_spacing: bool,
+}
+
+impl Origin {
+    /// Join the origin of another state: provenances must agree (a state
+    /// without one takes the other's); `self` is unchanged on error.
+    pub(crate) fn merge(&mut self, other: &Origin) -> Result<()> {
+        match (&self.provenance, &other.provenance) {
+            (Some(ours), Some(theirs)) => ours.check(theirs)?,
+            (None, Some(theirs)) => self.provenance = Some(theirs.clone()),
+            (_, None) => {}
+        }
+        self.per_image_spacing |= other.per_image_spacing;
+        Ok(())
+    }
+
+    /// Admit images of `ndim` axes computed with the provenance `ours`
+    /// gives: the same dimensionality (checked first) and calibrator
+    /// settings as the images already in the state, recorded if it has none.
+    pub(crate) fn admit(&mut self, ndim: usize, ours: impl FnOnce() -> Result<Provenance>) -> Result<()> {
+        if let Some(p) = self.provenance.as_ref().filter(|p| p.ndim() != ndim) {
+            return Err(Error::DimensionMismatch { expected: p.ndim(), found: ndim, image: None });
+        }
+        let ours = ours()?;
+        match &self.provenance {
+            Some(p) => p.check(&ours),
+            None => {
+                self.provenance = Some(ours);
+                Ok(())
+            }
+        }
+    }
+}
+
 /// The streaming calibration state: the `(tau_i, gamma_i)` of every image seen.
 ///
 /// Merging two states ([`Calibration::merge`]) is concatenation, so the
@@ -137,8 +181,7 @@ impl fmt::Display for Provenance {
 pub struct Calibration {
     tau: Vec<f64>,
     gamma: Vec<f64>,
-    provenance: Option<Provenance>,
-    per_image_spacing: bool,
+    origin: Origin,
 }
 
 impl Calibration {
@@ -175,47 +218,28 @@ impl Calibration {
     /// and they differ (another transform, combination, default spacing or
     /// image dimensionality); `self` is then unchanged.
     pub fn merge(&mut self, other: &Calibration) -> Result<()> {
-        self.adopt(other.provenance.as_ref())?;
-        self.per_image_spacing |= other.per_image_spacing;
+        self.origin.merge(&other.origin)?;
         self.tau.extend_from_slice(&other.tau);
         self.gamma.extend_from_slice(&other.gamma);
         Ok(())
     }
 
-    /// Check `provenance` against this state's and record it if this state
-    /// has none.
-    pub(crate) fn adopt(&mut self, provenance: Option<&Provenance>) -> Result<()> {
-        match (&self.provenance, provenance) {
-            (Some(ours), Some(theirs)) => ours.check(theirs),
-            (None, Some(theirs)) => {
-                self.provenance = Some(theirs.clone());
-                Ok(())
-            }
-            (_, None) => Ok(()),
-        }
-    }
-
-    /// The provenance, for [`Calibrator::admit_to`](super::Calibrator::admit_to).
-    pub(crate) fn provenance_mut(&mut self) -> &mut Option<Provenance> {
-        &mut self.provenance
-    }
-
-    /// Record that an image used its own spacing.
-    pub(crate) fn note_own_spacing(&mut self) {
-        self.per_image_spacing = true;
+    /// What the images were computed with, for the calibrator to admit more.
+    pub(crate) fn origin_mut(&mut self) -> &mut Origin {
+        &mut self.origin
     }
 
     /// What the statistics were computed with (`None` for a state filled by hand).
     #[must_use]
     pub fn provenance(&self) -> Option<&Provenance> {
-        self.provenance.as_ref()
+        self.origin.provenance.as_ref()
     }
 
     /// Whether some image was transformed with its own spacing rather than
     /// the calibrator's default.
     #[must_use]
     pub fn per_image_spacing(&self) -> bool {
-        self.per_image_spacing
+        self.origin.per_image_spacing
     }
 
     /// Number of calibration images.
@@ -261,8 +285,7 @@ impl Calibration {
         let mut out = Calibration {
             tau: Vec::with_capacity(indices.len()),
             gamma: Vec::with_capacity(indices.len()),
-            provenance: self.provenance.clone(),
-            per_image_spacing: self.per_image_spacing,
+            origin: self.origin.clone(),
         };
         for &i in indices {
             let s = self.get(i).ok_or_else(|| Error::InvalidParameter {
@@ -312,6 +335,25 @@ impl Calibration {
     }
 }
 
+impl Calibration {
+    /// Warnings about sets fitted on this calibration: those of the sets
+    /// ([`ConfidenceSets::warnings`]) and, for the max mode, a threshold
+    /// above every image's inner statistic (the transforms are on
+    /// different scales, and the inner set is empty unless `f_I` exceeds it).
+    #[must_use]
+    pub fn warnings<TI, TO>(&self, sets: &ConfidenceSets<TI, TO>) -> Vec<Warning> {
+        let mut out = sets.warnings();
+        if sets.guarantee().kind() == ModeKind::Max {
+            let lambda = sets.thresholds().inner.value();
+            let max_tau = self.tau.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            if lambda.is_finite() && max_tau.is_finite() && lambda > max_tau {
+                out.push(Warning::MaxModeScales { lambda, max_tau });
+            }
+        }
+        out
+    }
+}
+
 impl Extend<ImageStatistics> for Calibration {
     fn extend<I: IntoIterator<Item = ImageStatistics>>(&mut self, iter: I) {
         for s in iter {
@@ -335,7 +377,7 @@ mod serde_impl {
 
     use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
-    use super::{Calibration, Provenance};
+    use super::{Calibration, Origin, Provenance};
     use crate::json::Number;
 
     #[derive(Serialize, Deserialize)]
@@ -354,8 +396,8 @@ mod serde_impl {
             Repr {
                 tau: self.tau.iter().map(|&x| Number(x)).collect(),
                 gamma: self.gamma.iter().map(|&x| Number(x)).collect(),
-                provenance: self.provenance.clone(),
-                per_image_spacing: self.per_image_spacing,
+                provenance: self.origin.provenance.clone(),
+                per_image_spacing: self.origin.per_image_spacing,
             }
             .serialize(s)
         }
@@ -382,8 +424,7 @@ mod serde_impl {
             Ok(Calibration {
                 tau: r.tau.into_iter().map(|x| x.0).collect(),
                 gamma: r.gamma.into_iter().map(|x| x.0).collect(),
-                provenance: r.provenance,
-                per_image_spacing: r.per_image_spacing,
+                origin: Origin { provenance: r.provenance, per_image_spacing: r.per_image_spacing },
             })
         }
     }

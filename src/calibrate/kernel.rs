@@ -1,6 +1,6 @@
 //! The fused kernel: `(tau_i, gamma_i)` of one image in one pass over its
-//! transformed scores and mask (METHOD.md §2), and the combination function
-//! `C` it folds with.
+//! transformed scores and mask (METHOD.md §2), folded with the maximum
+//! (the paper's combination function).
 //!
 //! The max over an empty region is `-inf`; a region is never emulated by
 //! multiplying with the mask (negative scores would then report 0).
@@ -15,39 +15,26 @@ use crate::image::{check_mask, check_nan, check_nonempty, check_shape};
 use crate::mask::MaskValue;
 
 /// A combination function `C(A, image)`: reduces the transformed scores of
-/// a region to one statistic (METHOD.md §4, last paragraph).
+/// a region to one statistic (METHOD.md §4, last paragraph). Internal: the
+/// kernel is written for any such fold, and [`Max`] is the one the method
+/// uses.
 ///
 /// It is a fold with a scalar accumulator: `empty` is `C(∅)`, `push` adds a
 /// voxel, `merge` joins two partial folds (the kernel folds in several lanes).
 /// For the guarantees to hold it must satisfy `voxel(x) <= C(A)` whenever
-/// `x` is the score of a voxel in `A`; the sets are then
-/// `I = {v : voxel(f_I(v)) > lambda_I}` and `O = {v : voxel(-f_O(v)) <= lambda_O}`.
-///
-/// ```
-/// use confseg::{Combination, Max};
-/// let c = Max;
-/// let acc = [1.0_f64, -3.0, 2.0].into_iter().fold(c.empty(), |a, x| c.push(a, x));
-/// assert_eq!(acc, 2.0);
-/// assert_eq!(c.empty::<f32>(), f32::NEG_INFINITY);
-/// ```
-pub trait Combination: Clone + fmt::Debug + Send + Sync {
+/// `x` is the score of a voxel in `A`.
+pub(crate) trait Combination: Clone + fmt::Debug + Send + Sync {
     /// `C(∅)`.
     fn empty<A: Float>(&self) -> A;
     /// Fold one voxel's transformed score into the accumulator.
     fn push<A: Float>(&self, acc: A, x: A) -> A;
     /// Join two accumulators.
     fn merge<A: Float>(&self, a: A, b: A) -> A;
-    /// `C({v})` for a voxel with transformed score `x`.
-    fn voxel<A: Float>(&self, x: A) -> A {
-        self.push(self.empty(), x)
-    }
-    /// Name for provenance and reports.
-    fn name(&self) -> String;
 }
 
 /// The maximum: the combination function of the paper. `C(∅) = -inf`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Max;
+pub(crate) struct Max;
 
 impl Combination for Max {
     #[inline]
@@ -67,32 +54,6 @@ impl Combination for Max {
     #[inline]
     fn merge<A: Float>(&self, a: A, b: A) -> A {
         self.push(a, b)
-    }
-    #[inline]
-    fn voxel<A: Float>(&self, x: A) -> A {
-        x
-    }
-    fn name(&self) -> String {
-        "max".into()
-    }
-}
-
-#[cfg(feature = "serde")]
-impl serde::Serialize for Max {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.serialize_str("max")
-    }
-}
-
-#[cfg(feature = "serde")]
-impl<'de> serde::Deserialize<'de> for Max {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        if s == "max" {
-            Ok(Max)
-        } else {
-            Err(serde::de::Error::custom(format!("unknown combination {s:?}, expected \"max\"")))
-        }
     }
 }
 
@@ -368,37 +329,31 @@ fn select_chunk<A: Float, M: MaskValue, C: Combination, N: NanFlag>(
 ///
 /// ```
 /// use confseg::calibrate::RegionFold;
-/// use confseg::{region_statistics, Max};
+/// use confseg::region_statistics;
 /// use ndarray::array;
 /// let f = array![[-3.0_f32, -1.0, 4.0], [-2.0, -5.0, 0.5]];
 /// let y = array![[0u8, 1, 1], [0, 0, 1]];
-/// let mut fold = RegionFold::new(f.shape(), Max);
+/// let mut fold = RegionFold::new(f.shape());
 /// let (fs, ys) = (f.as_slice().unwrap(), y.as_slice().unwrap());
 /// for (a, b) in [(0, 4), (4, 6)] {
 ///     fold.push(&fs[a..b], None, &ys[a..b])?;
 /// }
-/// assert_eq!(fold.finish()?, region_statistics(&f, &f, &y, &Max)?);
+/// assert_eq!(fold.finish()?, region_statistics(&f, &f, &y)?);
 /// # Ok::<(), confseg::Error>(())
 /// ```
 #[derive(Debug, Clone)]
-pub struct RegionFold<A, C> {
-    combination: C,
+pub struct RegionFold<A> {
     shape: Vec<usize>,
     tau: A,
     gamma: A,
     done: usize,
 }
 
-impl<A: Float, C: Combination> RegionFold<A, C> {
+impl<A: Float> RegionFold<A> {
     /// A fold over an image of this shape.
-    pub fn new(shape: &[usize], combination: C) -> Self {
-        RegionFold {
-            tau: combination.empty(),
-            gamma: combination.empty(),
-            combination,
-            shape: shape.to_vec(),
-            done: 0,
-        }
+    #[must_use]
+    pub fn new(shape: &[usize]) -> Self {
+        RegionFold { tau: Max.empty(), gamma: Max.empty(), shape: shape.to_vec(), done: 0 }
     }
 
     /// Number of voxels folded so far.
@@ -428,7 +383,7 @@ impl<A: Float, C: Combination> RegionFold<A, C> {
             });
         }
         let fo = fo.unwrap_or(fi);
-        let c = &self.combination;
+        let c = &Max;
         let out = fused_kernel(fi, fo, mask, c);
         let at = |p: usize| crate::image::unravel(self.done + p, &self.shape);
         if out.nan {
@@ -474,11 +429,11 @@ impl<A: Float, C: Combination> RegionFold<A, C> {
 /// outer scores, in one fused pass.
 ///
 /// ```
-/// use confseg::{region_statistics, Max};
+/// use confseg::region_statistics;
 /// use ndarray::array;
 /// let f = array![[-3.0_f32, -1.0], [-2.0, -5.0]];
 /// let y = array![[0u8, 1], [0, 0]];
-/// let s = region_statistics(&f, &f, &y, &Max)?;
+/// let s = region_statistics(&f, &f, &y)?;
 /// assert_eq!(s.tau, -2.0);   // max over background, not 0
 /// assert_eq!(s.gamma, 1.0);  // max of -f over the object
 /// # Ok::<(), confseg::Error>(())
@@ -487,11 +442,10 @@ impl<A: Float, C: Combination> RegionFold<A, C> {
 /// # Errors
 /// [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) if the three shapes differ, [`Error::NanScore`](crate::Error::NanScore)
 /// for a NaN score, [`Error::NonBinaryMask`](crate::Error::NonBinaryMask) for a mask value other than 0/1.
-pub fn region_statistics<A: Float, D: Dimension, M: MaskValue, C: Combination>(
+pub fn region_statistics<A: Float, D: Dimension, M: MaskValue>(
     inner: &ArrayRef<A, D>,
     outer: &ArrayRef<A, D>,
     mask: &ArrayRef<M, D>,
-    combination: &C,
 ) -> Result<ImageStatistics> {
     check_shape("inner scores vs mask", mask, inner)?;
     check_shape("outer scores vs mask", mask, outer)?;
@@ -503,7 +457,7 @@ pub fn region_statistics<A: Float, D: Dimension, M: MaskValue, C: Combination>(
     let (Some(fis), Some(fos), Some(ms)) = (fi.as_slice(), fo.as_slice(), m.as_slice()) else {
         unreachable!("standard layout arrays are contiguous")
     };
-    let out = fused_kernel(fis, fos, ms, combination);
+    let out = fused_kernel(fis, fos, ms, &Max);
     if out.nan {
         check_nan("inner scores", &fi)?;
         check_nan("outer scores", &fo)?;
@@ -538,7 +492,7 @@ mod tests {
         // The masking-by-multiplication trap: max(s * (1 - Y)) would give 0.
         let f = array![[-3.0_f64, -1.0, -7.0], [-2.0, -5.0, -4.0]];
         let y = array![[0u8, 1, 1], [0, 0, 1]];
-        let s = region_statistics(&f, &f, &y, &Max).unwrap();
+        let s = region_statistics(&f, &f, &y).unwrap();
         assert_eq!(s.tau, -2.0);
         assert_eq!(s.gamma, 7.0);
     }
@@ -546,10 +500,10 @@ mod tests {
     #[test]
     fn empty_regions_are_neg_inf() {
         let f = array![[1.0_f32, 2.0], [3.0, 4.0]];
-        let s = region_statistics(&f, &f, &Array2::<u8>::ones((2, 2)), &Max).unwrap();
+        let s = region_statistics(&f, &f, &Array2::<u8>::ones((2, 2))).unwrap();
         assert_eq!(s.tau, f64::NEG_INFINITY);
         assert_eq!(s.gamma, -1.0);
-        let s = region_statistics(&f, &f, &Array2::<bool>::from_elem((2, 2), false), &Max).unwrap();
+        let s = region_statistics(&f, &f, &Array2::<bool>::from_elem((2, 2), false)).unwrap();
         assert_eq!(s.tau, 4.0);
         assert_eq!(s.gamma, f64::NEG_INFINITY);
     }
@@ -559,7 +513,7 @@ mod tests {
         let fi = array![[f64::INFINITY, 0.0], [f64::NEG_INFINITY, 1.0]];
         let fo = array![[0.0, f64::INFINITY], [f64::NEG_INFINITY, 1.0]];
         let y = array![[0u8, 1], [1, 0]];
-        let s = region_statistics(&fi, &fo, &y, &Max).unwrap();
+        let s = region_statistics(&fi, &fo, &y).unwrap();
         assert_eq!(s.tau, f64::INFINITY);
         assert_eq!(s.gamma, f64::INFINITY); // -(-inf) on the object
     }
@@ -571,13 +525,13 @@ mod tests {
             let fi = Array2::from_shape_fn((r, c), |(i, j)| ((i * 31 + j * 17) % 23) as f64 - 11.5);
             let fo = Array2::from_shape_fn((r, c), |(i, j)| ((i * 7 + j * 13) % 19) as f64 - 9.0);
             let m = Array2::from_shape_fn((r, c), |(i, j)| u8::from((i + 2 * j) % 3 == 0));
-            assert_eq!(region_statistics(&fi, &fo, &m, &Max).unwrap(), naive(&fi, &fo, &m));
+            assert_eq!(region_statistics(&fi, &fo, &m).unwrap(), naive(&fi, &fo, &m));
             let (fit, fot, mt) = (fi.t(), fo.t(), m.t());
             let want = naive(&fit.to_owned(), &fot.to_owned(), &mt.to_owned());
-            assert_eq!(region_statistics(&fit, &fot, &mt, &Max).unwrap(), want);
+            assert_eq!(region_statistics(&fit, &fot, &mt).unwrap(), want);
             let fortran = Array2::from_shape_vec((r, c).f(), fi.t().iter().copied().collect()).unwrap();
             assert_eq!(fortran, fi);
-            assert_eq!(region_statistics(&fortran, &fo, &m, &Max).unwrap(), naive(&fi, &fo, &m));
+            assert_eq!(region_statistics(&fortran, &fo, &m).unwrap(), naive(&fi, &fo, &m));
         }
     }
 
@@ -593,10 +547,10 @@ mod tests {
         });
         let fi = Array2::from_shape_fn((r, c), |(i, j)| ((i * 131 + j * 71) % 997) as f32 * 0.1 - 50.0);
         let fo = Array2::from_shape_fn((r, c), |(i, j)| ((i * 17 + j * 29) % 991) as f32 * 0.1 - 49.0);
-        assert_eq!(region_statistics(&fi, &fo, &m, &Max).unwrap(), naive(&fi, &fo, &m));
-        assert_eq!(region_statistics(&fi, &fi, &m, &Max).unwrap(), naive(&fi, &fi, &m));
+        assert_eq!(region_statistics(&fi, &fo, &m).unwrap(), naive(&fi, &fo, &m));
+        assert_eq!(region_statistics(&fi, &fi, &m).unwrap(), naive(&fi, &fi, &m));
         let bm = m.mapv(|v| v == 1);
-        assert_eq!(region_statistics(&fi, &fo, &bm, &Max).unwrap(), naive(&fi, &fo, &m));
+        assert_eq!(region_statistics(&fi, &fo, &bm).unwrap(), naive(&fi, &fo, &m));
         // NaN where the run path does not take a max: f_I inside the object, f_O outside.
         for (arr, at, what) in [(0, [35, 50], "inner scores"), (1, [2, 3], "outer scores")] {
             let (mut a, mut b) = (fi.clone(), fo.clone());
@@ -605,12 +559,12 @@ mod tests {
             } else {
                 b[at] = f32::NAN;
             }
-            let e = region_statistics(&a, &b, &m, &Max).unwrap_err();
+            let e = region_statistics(&a, &b, &m).unwrap_err();
             assert_eq!(e, Error::NanScore { what, image: None, index: at.to_vec() });
         }
         let mut m2 = m.clone();
         m2[[35, 45]] = 7;
-        let e = region_statistics(&fi, &fo, &m2, &Max).unwrap_err();
+        let e = region_statistics(&fi, &fo, &m2).unwrap_err();
         assert_eq!(e, Error::NonBinaryMask { image: None, index: vec![35, 45], value: 7.0 });
     }
 
@@ -619,20 +573,18 @@ mod tests {
         let mut f = Array2::<f32>::zeros((5, 7));
         let m = Array2::<u8>::zeros((5, 7));
         f[[3, 6]] = f32::NAN;
-        let e = region_statistics(&f, &Array2::zeros((5, 7)), &m, &Max).unwrap_err();
+        let e = region_statistics(&f, &Array2::zeros((5, 7)), &m).unwrap_err();
         assert_eq!(e, Error::NanScore { what: "inner scores", image: None, index: vec![3, 6] });
-        let e = region_statistics(&Array2::zeros((5, 7)), &f, &m, &Max).unwrap_err();
+        let e = region_statistics(&Array2::zeros((5, 7)), &f, &m).unwrap_err();
         assert_eq!(e, Error::NanScore { what: "outer scores", image: None, index: vec![3, 6] });
         let mut m2 = m.clone();
         m2[[4, 2]] = 2;
-        let e =
-            region_statistics(&Array2::<f32>::zeros((5, 7)), &Array2::zeros((5, 7)), &m2, &Max).unwrap_err();
+        let e = region_statistics(&Array2::<f32>::zeros((5, 7)), &Array2::zeros((5, 7)), &m2).unwrap_err();
         assert_eq!(e, Error::NonBinaryMask { image: None, index: vec![4, 2], value: 2.0 });
         let e = region_statistics(
             &Array2::<f32>::zeros((5, 7)),
             &Array2::zeros((5, 7)),
             &Array2::<u8>::zeros((7, 5)),
-            &Max,
         )
         .unwrap_err();
         assert!(

@@ -3,39 +3,46 @@
 //! Each calibration pair `(s(X_i), Y_i)` is reduced to two numbers,
 //!
 //! ```text
-//! tau_i   = C({Y_i = 0}, f_I(s(X_i)))   worst inner false positive
-//! gamma_i = C({Y_i = 1}, -f_O(s(X_i)))  worst outer miss
+//! tau_i   = max { f_I(s(X_i))(v)  : Y_i(v) = 0 }   worst inner false positive
+//! gamma_i = max { -f_O(s(X_i))(v) : Y_i(v) = 1 }   worst outer miss
 //! ```
 //!
-//! with the combination function `C` = max by default ([`Max`]); the max over
-//! an empty region is `-inf`. Only these numbers are kept, so memory is O(n)
+//! (the max over an empty region is `-inf`) by one fused pass
+//! ([`region_statistics`]). Only these numbers are kept, so memory is O(n)
 //! and [`Calibration`]s computed by different workers merge by
-//! concatenation. Thresholds for each [`Mode`](crate::Mode) are conformal quantiles of
-//! the statistics.
+//! concatenation. [`Calibrator::fit`] turns them into
+//! [`ConfidenceSets`](crate::ConfidenceSets): the thresholds for a
+//! [`Mode`](crate::Mode) are conformal quantiles of the statistics.
+//! Conformal risk control keeps every object voxel's score instead
+//! ([`RiskCalibration`]).
 //!
 //! Several structures (a label map with whole tumour, core, ...) are
 //! calibrated together by a [`StructureCalibrator`], with a [`JointMode`](crate::levels::JointMode)
 //! for one joint guarantee over all of them (METHOD.md §4.1).
 
 mod calibration;
+mod fit;
 mod kernel;
 mod risk;
 mod structures;
 
+use calibration::Origin;
 pub use calibration::{Calibration, Provenance};
-pub use kernel::{region_statistics, Combination, ImageStatistics, Max, RegionFold};
+pub use kernel::{region_statistics, ImageStatistics, RegionFold};
 pub use risk::RiskCalibration;
 pub(crate) use risk::{risk_threshold, smallest_with, sorted_unique};
-pub use structures::{Structure, StructureCalibration, StructureCalibrator, StructureScores};
+pub use structures::{StructureCalibration, StructureCalibrator};
 
-use ndarray::{Array, ArrayRef, ArrayView, Axis, CowArray, Dimension, RemoveAxis};
+use ndarray::{Array, ArrayRef, ArrayView, Axis, Dimension, RemoveAxis};
 
-use crate::error::{Error, Result};
+#[cfg(doc)]
+use crate::error::Error;
+use crate::error::Result;
 use crate::float::Float;
-use crate::image::{check_nan, check_shape, AsImage, Spacing};
+use crate::image::{check_shape, AsImage, Spacing};
 use crate::mask::MaskValue;
 use crate::pipeline::{default_in_flight, for_each_image, stream, Load};
-use crate::transform::Transform;
+use crate::transform::{Transform, Transforms};
 
 /// One image's scores already transformed by `f_I` and `f_O` (for example
 /// computed by another tool), used as they are.
@@ -69,11 +76,10 @@ impl<A: Float, D: Dimension, M: MaskValue> Load for (Transformed<A, D>, Array<M,
     }
 }
 
-/// Calibration parameters: the transforms `f_I`, `f_O`, the combination
-/// function and the default voxel spacing (for images that do not carry
-/// their own). Turns `(scores, mask)` pairs into [`ImageStatistics`]; its
-/// `fit` (in [`sets`](crate::sets)) turns a [`Calibration`] into fitted
-/// [`ConfidenceSets`](crate::ConfidenceSets).
+/// Calibration parameters: the transforms `f_I`, `f_O` and the default
+/// voxel spacing (for images that do not carry their own). Turns
+/// `(scores, mask)` pairs into [`ImageStatistics`]; [`Calibrator::fit`]
+/// turns a [`Calibration`] into fitted [`ConfidenceSets`](crate::ConfidenceSets).
 ///
 /// ```
 /// use confseg::{Alpha, Calibration, Calibrator, Identity, Mode};
@@ -113,77 +119,54 @@ impl<A: Float, D: Dimension, M: MaskValue> Load for (Transformed<A, D>, Array<M,
 /// # Ok::<(), confseg::Error>(())
 /// ```
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Calibrator<TI, TO, C = Max> {
-    inner: TI,
-    outer: TO,
-    combination: C,
-    spacing: Spacing,
+pub struct Calibrator<TI, TO> {
+    transforms: Transforms<TI, TO>,
 }
 
-impl<TI, TO, C> Calibrator<TI, TO, C> {
-    #[cfg(feature = "serde")]
-    pub(crate) fn from_parts(inner: TI, outer: TO, combination: C, spacing: Spacing) -> Self {
-        Calibrator { inner, outer, combination, spacing }
+impl<TI, TO> Calibrator<TI, TO> {
+    /// Calibrate with transforms `f_I = inner`, `f_O = outer` and unit
+    /// default spacing.
+    pub fn new(inner: TI, outer: TO) -> Self {
+        Calibrator { transforms: Transforms::new(inner, outer) }
+    }
+
+    /// Use this physical voxel spacing for images that do not carry their
+    /// own (plain arrays).
+    #[must_use]
+    pub fn with_spacing(self, spacing: Spacing) -> Self {
+        Calibrator { transforms: self.transforms.with_spacing(spacing) }
+    }
+
+    /// The transforms and the default spacing.
+    pub fn transforms(&self) -> &Transforms<TI, TO> {
+        &self.transforms
     }
 
     /// The inner transform `f_I`.
     pub fn inner_transform(&self) -> &TI {
-        &self.inner
+        self.transforms.inner()
     }
 
     /// The outer transform `f_O`.
     pub fn outer_transform(&self) -> &TO {
-        &self.outer
-    }
-
-    /// The combination function.
-    pub fn combination(&self) -> &C {
-        &self.combination
+        self.transforms.outer()
     }
 
     /// The default voxel spacing (for images without their own).
     pub fn spacing(&self) -> &Spacing {
-        &self.spacing
+        self.transforms.spacing()
     }
 }
 
-impl<TI: Transform, TO: Transform> Calibrator<TI, TO, Max> {
-    /// Calibrate with transforms `f_I = inner`, `f_O = outer`, combination
-    /// [`Max`] and unit default spacing.
-    pub fn new(inner: TI, outer: TO) -> Self {
-        Calibrator { inner, outer, combination: Max, spacing: Spacing::unit() }
-    }
-}
-
-/// Whether a transformed array is the score array itself, borrowed (the
-/// fused kernel then checks the scores for NaN as it reads them).
-fn borrows<A, D: Dimension>(transformed: &CowArray<'_, A, D>, scores: &ArrayRef<A, D>) -> bool {
-    transformed.is_view() && std::ptr::eq(transformed.as_ptr(), scores.as_ptr())
-}
-
-impl<TI: Transform, TO: Transform, C: Combination> Calibrator<TI, TO, C> {
-    /// Use this physical voxel spacing for images that do not carry their
-    /// own (plain arrays).
-    #[must_use]
-    pub fn with_spacing(mut self, spacing: Spacing) -> Self {
-        self.spacing = spacing;
-        self
-    }
-
-    /// Use another combination function.
-    pub fn with_combination<C2: Combination>(self, combination: C2) -> Calibrator<TI, TO, C2> {
-        Calibrator { inner: self.inner, outer: self.outer, combination, spacing: self.spacing }
-    }
-
+impl<TI: Transform, TO: Transform> Calibrator<TI, TO> {
     /// What statistics of `ndim`-dimensional images computed by this
     /// calibrator are recorded with.
     #[must_use]
     pub fn provenance(&self, ndim: usize) -> Provenance {
         Provenance::new(
-            self.inner.describe(),
-            self.outer.describe(),
-            self.combination.name(),
-            self.spacing.clone(),
+            self.inner_transform().describe(),
+            self.outer_transform().describe(),
+            self.spacing().clone(),
             ndim,
         )
     }
@@ -195,53 +178,6 @@ impl<TI: Transform, TO: Transform, C: Combination> Calibrator<TI, TO, C> {
         let p = self.provenance(ndim);
         p.validate()?;
         Ok(p)
-    }
-
-    /// `f_I(s)` and `f_O(s)` of one image, with the image's own spacing or
-    /// the default. NaN in the input is an [`Error::NanScore`]; NaN made by
-    /// a transform is an [`Error::TransformNan`] naming it.
-    pub(crate) fn transform<'a, A: Float, D: Dimension>(
-        &self,
-        scores: &'a ArrayRef<A, D>,
-        spacing: Option<&Spacing>,
-    ) -> Result<(CowArray<'a, A, D>, CowArray<'a, A, D>)> {
-        crate::image::check_nonempty(scores.shape())?;
-        let spacing = spacing.unwrap_or(&self.spacing);
-        let fi = self.inner.apply(scores, spacing)?;
-        let fo = self.outer.apply(scores, spacing)?;
-        // A transform may hide a NaN of its input (e.g. by thresholding).
-        // When one side borrows the scores, the kernel reads and checks
-        // them anyway; otherwise check them here.
-        if !borrows(&fi, scores) && !borrows(&fo, scores) {
-            check_nan("scores", scores)?;
-        }
-        Ok((fi, fo))
-    }
-
-    /// Map a NaN found by the kernel in transformed scores to its cause:
-    /// the input (when that side borrows it) or the transform.
-    pub(crate) fn blame_nan<A, D: Dimension>(
-        &self,
-        e: Error,
-        scores: &ArrayRef<A, D>,
-        fi: &CowArray<'_, A, D>,
-        fo: &CowArray<'_, A, D>,
-    ) -> Error {
-        match e {
-            Error::NanScore { what, image, index } if what == "inner scores" || what == "outer scores" => {
-                let (side, t, borrowed) = if what == "inner scores" {
-                    ("inner", self.inner.describe(), borrows(fi, scores))
-                } else {
-                    ("outer", self.outer.describe(), borrows(fo, scores))
-                };
-                if borrowed {
-                    Error::NanScore { what: "scores", image, index }
-                } else {
-                    Error::TransformNan { transform: t, side, image, index }
-                }
-            }
-            other => other,
-        }
     }
 
     /// `(tau, gamma)` of one labelled image: transforms (with the image's
@@ -259,8 +195,8 @@ impl<TI: Transform, TO: Transform, C: Combination> Calibrator<TI, TO, C> {
     {
         let s = scores.scores();
         check_shape("scores vs mask", mask, s)?;
-        let (fi, fo) = self.transform(s, scores.spacing())?;
-        region_statistics(&fi, &fo, mask, &self.combination).map_err(|e| self.blame_nan(e, s, &fi, &fo))
+        let (fi, fo) = self.transforms.apply(s, scores.spacing())?;
+        region_statistics(&fi, &fo, mask).map_err(|e| self.transforms.blame_nan(e, s, &fi, &fo))
     }
 
     /// Add one labelled image to `calibration`. Errors name the image by its
@@ -270,7 +206,7 @@ impl<TI: Transform, TO: Transform, C: Combination> Calibrator<TI, TO, C> {
     /// As [`Calibrator::statistics`]; [`Error::DimensionMismatch`] if the
     /// image's dimensionality differs from the calibration's;
     /// [`Error::IncompatibleCalibration`] if `calibration` was filled with
-    /// other transforms, combination or default spacing;
+    /// other transforms or default spacing;
     /// [`Error::InvalidSpacing`] if the calibrator's default spacing does
     /// not have one entry per image axis (even when no transform uses it),
     /// [`Error::InvalidParameter`] for an image of no axes.
@@ -285,37 +221,19 @@ impl<TI: Transform, TO: Transform, C: Combination> Calibrator<TI, TO, C> {
         M: MaskValue,
     {
         let n = calibration.len();
-        self.admit(calibration, scores.scores().ndim()).map_err(|e| e.in_image(n))?;
+        self.admit(calibration.origin_mut(), scores.scores().ndim()).map_err(|e| e.in_image(n))?;
         let s = self.statistics(scores, mask).map_err(|e| e.in_image(n))?;
         if scores.spacing().is_some() {
-            calibration.note_own_spacing();
+            calibration.origin_mut().per_image_spacing = true;
         }
         calibration.push(s);
         Ok(())
     }
 
-    /// Check that images of dimension `ndim` computed by this calibrator
-    /// may join `calibration`, and record the provenance.
-    fn admit(&self, calibration: &mut Calibration, ndim: usize) -> Result<()> {
-        self.admit_to(calibration.provenance_mut(), ndim)
-    }
-
-    /// Admit images of `ndim` axes into a calibration state whose
-    /// provenance is `slot` (conformal or risk control): the same
-    /// dimensionality and calibrator settings as the images already in it,
-    /// and ours recorded if it has none.
-    pub(crate) fn admit_to(&self, slot: &mut Option<Provenance>, ndim: usize) -> Result<()> {
-        if let Some(p) = slot.as_ref().filter(|p| p.ndim() != ndim) {
-            return Err(Error::DimensionMismatch { expected: p.ndim(), found: ndim, image: None });
-        }
-        let ours = self.checked_provenance(ndim)?;
-        match slot {
-            Some(p) => p.check(&ours),
-            None => {
-                *slot = Some(ours);
-                Ok(())
-            }
-        }
+    /// Admit images of `ndim` axes computed by this calibrator into a
+    /// calibration state (conformal or risk control): see [`Origin::admit`].
+    pub(crate) fn admit(&self, origin: &mut Origin, ndim: usize) -> Result<()> {
+        origin.admit(ndim, || self.checked_provenance(ndim))
     }
 
     /// Add statistics computed elsewhere from this calibrator's transforms
@@ -327,7 +245,7 @@ impl<TI: Transform, TO: Transform, C: Combination> Calibrator<TI, TO, C> {
         stats: &Calibration,
         ndim: usize,
     ) -> Result<()> {
-        self.admit(calibration, ndim)?;
+        self.admit(calibration.origin_mut(), ndim)?;
         calibration.extend(stats.iter());
         Ok(())
     }
@@ -352,12 +270,11 @@ impl<TI: Transform, TO: Transform, C: Combination> Calibrator<TI, TO, C> {
         TO: Sync,
     {
         check_shape("scores stack vs masks stack", masks, scores)?;
-        let provenance = self.checked_provenance(scores.ndim().saturating_sub(1))?;
+        let mut cal = Calibration::new();
+        self.admit(cal.origin_mut(), scores.ndim().saturating_sub(1))?;
         let stats = for_each_image(scores.len_of(Axis(0)), |i| {
             self.statistics(&scores.index_axis(Axis(0), i), &masks.index_axis(Axis(0), i))
         })?;
-        let mut cal = Calibration::new();
-        cal.adopt(Some(&provenance))?;
         cal.extend(stats);
         Ok(cal)
     }
@@ -401,9 +318,9 @@ impl<TI: Transform, TO: Transform, C: Combination> Calibrator<TI, TO, C> {
         })?;
         let mut cal = Calibration::new();
         for (i, (s, ndim, own_spacing)) in stats.into_iter().enumerate() {
-            self.admit(&mut cal, ndim).map_err(|e| e.in_image(i))?;
+            self.admit(cal.origin_mut(), ndim).map_err(|e| e.in_image(i))?;
             if own_spacing {
-                cal.note_own_spacing();
+                cal.origin_mut().per_image_spacing = true;
             }
             cal.push(s);
         }
@@ -461,18 +378,17 @@ impl<TI: Transform, TO: Transform, C: Combination> Calibrator<TI, TO, C> {
         M: MaskValue,
     {
         let mut cal = Calibration::new();
-        let combination = &self.combination;
         stream(
             items,
             default_in_flight(),
             |i, item: P| {
                 let (t, mask) = item.load().map_err(|e| e.in_image(i))?;
                 let (fi, fo) = t.sides();
-                let s = region_statistics(fi, fo, &mask, combination).map_err(|e| e.in_image(i))?;
+                let s = region_statistics(fi, fo, &mask).map_err(|e| e.in_image(i))?;
                 Ok((s, fi.ndim()))
             },
             |i, (s, ndim)| {
-                self.admit(&mut cal, ndim).map_err(|e| e.in_image(i))?;
+                self.admit(cal.origin_mut(), ndim).map_err(|e| e.in_image(i))?;
                 cal.push(s);
                 Ok(())
             },
@@ -484,7 +400,7 @@ impl<TI: Transform, TO: Transform, C: Combination> Calibrator<TI, TO, C> {
     /// as they load (on the worker threads), for example by a chunked
     /// reader that folds already transformed scores through a
     /// [`RegionFold`] without holding whole images. The statistics must
-    /// have been computed with this calibrator's transforms and combination
+    /// have been computed with this calibrator's transforms
     /// on `ndim`-dimensional images: the calibration records that
     /// provenance.
     ///
@@ -496,7 +412,7 @@ impl<TI: Transform, TO: Transform, C: Combination> Calibrator<TI, TO, C> {
         P: Load<Output = ImageStatistics>,
     {
         let mut cal = Calibration::new();
-        self.admit(&mut cal, ndim)?;
+        self.admit(cal.origin_mut(), ndim)?;
         stream(
             items,
             default_in_flight(),
@@ -539,9 +455,9 @@ impl<TI: Transform, TO: Transform, C: Combination> Calibrator<TI, TO, C> {
                 Ok((s, image.scores().ndim(), image.spacing().is_some()))
             },
             |i, (s, ndim, own_spacing)| {
-                self.admit(calibration, ndim).map_err(|e| e.in_image(offset + i))?;
+                self.admit(calibration.origin_mut(), ndim).map_err(|e| e.in_image(offset + i))?;
                 if own_spacing {
-                    calibration.note_own_spacing();
+                    calibration.origin_mut().per_image_spacing = true;
                 }
                 calibration.push(s);
                 Ok(())
@@ -553,6 +469,7 @@ impl<TI: Transform, TO: Transform, C: Combination> Calibrator<TI, TO, C> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
     use crate::levels::Mode;
     use crate::quantile::{Alpha, Threshold};
     use ndarray::Array2;

@@ -1,6 +1,6 @@
 //! Conformal risk control of the missed fraction (METHOD.md §4.3): [`RiskCalibration`].
 
-use super::{Calibrator, Combination, Provenance};
+use super::{Calibrator, Origin, Provenance};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::image::{check_shape, AsImage};
@@ -53,8 +53,7 @@ use ndarray::{Array, ArrayRef, Zip};
 pub struct RiskCalibration {
     /// Per image, the outer scores of its object voxels, ascending.
     objects: Vec<Vec<f64>>,
-    provenance: Option<Provenance>,
-    per_image_spacing: bool,
+    origin: Origin,
 }
 
 impl RiskCalibration {
@@ -104,13 +103,13 @@ impl RiskCalibration {
     /// filled by hand).
     #[must_use]
     pub fn provenance(&self) -> Option<&Provenance> {
-        self.provenance.as_ref()
+        self.origin.provenance.as_ref()
     }
 
     /// Whether some image used its own spacing.
     #[must_use]
     pub fn per_image_spacing(&self) -> bool {
-        self.per_image_spacing
+        self.origin.per_image_spacing
     }
 
     /// Append the images of `other` (e.g. computed on another machine).
@@ -119,12 +118,7 @@ impl RiskCalibration {
     /// [`Error::IncompatibleCalibration`] if the two were computed with
     /// different calibrator settings.
     pub fn merge(&mut self, other: &RiskCalibration) -> Result<()> {
-        match (&self.provenance, &other.provenance) {
-            (Some(a), Some(b)) => a.check(b)?,
-            (None, Some(b)) => self.provenance = Some(b.clone()),
-            _ => {}
-        }
-        self.per_image_spacing |= other.per_image_spacing;
+        self.origin.merge(&other.origin)?;
         self.objects.extend(other.objects.iter().cloned());
         Ok(())
     }
@@ -187,7 +181,7 @@ pub(crate) fn risk_threshold(objects: &[&[f64]], candidates: &[f64], alpha: Alph
     smallest_with(candidates, |x| above(x) > bound).unwrap_or(f64::INFINITY)
 }
 
-impl<TI: Transform, TO: Transform, C: Combination> Calibrator<TI, TO, C> {
+impl<TI: Transform, TO: Transform> Calibrator<TI, TO> {
     /// The outer scores `f_O(v)` of the object voxels of one labelled image
     /// (with the image's own spacing if it carries one, else the default).
     ///
@@ -247,9 +241,9 @@ impl<TI: Transform, TO: Transform, C: Combination> Calibrator<TI, TO, C> {
     {
         let n = calibration.len();
         let o = self
-            .admit_to(&mut calibration.provenance, scores.scores().ndim())
+            .admit(&mut calibration.origin, scores.scores().ndim())
             .and_then(|()| self.object_scores(scores, mask));
-        calibration.per_image_spacing |= scores.spacing().is_some();
+        calibration.origin.per_image_spacing |= scores.spacing().is_some();
         calibration.push(o.map_err(|e| e.in_image(n))?)
     }
 
@@ -279,8 +273,8 @@ impl<TI: Transform, TO: Transform, C: Combination> Calibrator<TI, TO, C> {
                 Ok((image.scores().ndim(), image.spacing().is_some(), objects))
             },
             |i, (ndim, own, objects)| {
-                self.admit_to(&mut cal.provenance, ndim).map_err(|e| e.in_image(i))?;
-                cal.per_image_spacing |= own;
+                self.admit(&mut cal.origin, ndim).map_err(|e| e.in_image(i))?;
+                cal.origin.per_image_spacing |= own;
                 cal.push(objects).map_err(|e| e.in_image(i))
             },
         )?;
@@ -324,7 +318,7 @@ mod serde_impl {
 
     use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
-    use super::{Provenance, RiskCalibration};
+    use super::{Origin, Provenance, RiskCalibration};
     use crate::json::Number;
 
     #[derive(Serialize, Deserialize)]
@@ -341,8 +335,8 @@ mod serde_impl {
         fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
             Repr {
                 objects: self.objects.iter().map(|o| o.iter().map(|&x| Number(x)).collect()).collect(),
-                provenance: self.provenance.clone(),
-                per_image_spacing: self.per_image_spacing,
+                provenance: self.origin.provenance.clone(),
+                per_image_spacing: self.origin.per_image_spacing,
             }
             .serialize(s)
         }
@@ -356,8 +350,7 @@ mod serde_impl {
             }
             let mut out = RiskCalibration {
                 objects: Vec::with_capacity(r.objects.len()),
-                provenance: r.provenance,
-                per_image_spacing: r.per_image_spacing,
+                origin: Origin { provenance: r.provenance, per_image_spacing: r.per_image_spacing },
             };
             for (i, o) in r.objects.into_iter().enumerate() {
                 // `push` checks for NaN (other formats than JSON can hold

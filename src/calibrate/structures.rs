@@ -18,224 +18,19 @@
 //! * **joint by Bonferroni**: `alpha` split over the `2K` (structure, side)
 //!   pairs by weights; the same joint guarantee by the union bound.
 
-use std::fmt;
-
-use ndarray::{Array, ArrayRef, Axis, RemoveAxis};
+use ndarray::{Array, ArrayRef, RemoveAxis};
 
 use super::calibration::Calibration;
-use super::kernel::{Combination, ImageStatistics, Max};
+use super::kernel::ImageStatistics;
 use super::Calibrator;
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::image::{Image, Spacing};
 use crate::levels::{JointMode, ModeKind, Thresholds};
-use crate::mask::{Labels, MaskValue};
+use crate::mask::{MaskValue, Structure};
 use crate::quantile::conformal_quantile;
-use crate::transform::Transform;
-
-/// A structure to segment: a name and the labels of the label map that
-/// make it up.
-///
-/// ```
-/// use confseg::calibrate::Structure;
-/// use confseg::mask::Labels;
-/// let wt = Structure::new("WT", Labels::select([1, 2, 4])?)?;
-/// assert_eq!(wt.to_string(), "WT=1,2,4");
-/// assert_eq!("TC=1,4".parse::<Structure>()?.labels(), &Labels::select([1, 4])?);
-/// assert!(Structure::new("has space", Labels::select([1])?).is_err());
-/// # Ok::<(), confseg::Error>(())
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Structure {
-    name: String,
-    labels: Labels,
-}
-
-impl Structure {
-    /// A structure: `name` (letters, digits, `_`, `-`; at most 64) and a
-    /// label set.
-    ///
-    /// # Errors
-    /// [`Error::InvalidParameter`] for an empty or unusual name, or
-    /// [`Labels::Binary`] (a structure needs explicit labels).
-    pub fn new(name: impl Into<String>, labels: Labels) -> Result<Self> {
-        let name = name.into();
-        let ok = !name.is_empty()
-            && name.len() <= 64
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-        if !ok {
-            return Err(Error::InvalidParameter {
-                name: "structure name",
-                value: name,
-                reason: "use 1 to 64 letters, digits, '_' or '-'".into(),
-            });
-        }
-        if labels == Labels::Binary {
-            return Err(Error::InvalidParameter {
-                name: "structure labels",
-                value: name,
-                reason: "a structure is a set of labels, e.g. WT=1,2,4".into(),
-            });
-        }
-        Ok(Structure { name, labels })
-    }
-
-    /// The name.
-    #[must_use]
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The labels.
-    #[must_use]
-    pub fn labels(&self) -> &Labels {
-        &self.labels
-    }
-}
-
-impl fmt::Display for Structure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}={}", self.name, self.labels)
-    }
-}
-
-impl std::str::FromStr for Structure {
-    type Err = Error;
-    /// `NAME=L1,L2,...`.
-    fn from_str(s: &str) -> Result<Self> {
-        let bad = |reason: &str| Error::InvalidParameter {
-            name: "structure",
-            value: s.to_owned(),
-            reason: reason.to_owned(),
-        };
-        let (name, labels) = s.split_once('=').ok_or_else(|| bad("expected NAME=LABELS, e.g. WT=1,2,4"))?;
-        let labels: std::result::Result<Vec<i64>, _> =
-            labels.split(',').map(|l| l.trim().parse::<i64>()).collect();
-        let labels = labels.map_err(|_| bad("labels must be integers, e.g. WT=1,2,4"))?;
-        Structure::new(name.trim(), Labels::select(labels)?)
-    }
-}
-
-/// How each structure's score map comes from a network's output (one
-/// image, with an extra class or channel axis).
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(tag = "kind", rename_all = "kebab-case"))]
-pub enum StructureScores {
-    /// Logits of `C >= 2` classes along `axis`, turned into probabilities
-    /// by a softmax; a structure's score is the sum of the probabilities of
-    /// the classes whose label is in its label set. `class_labels[c]` is
-    /// the label value of class `c` (BraTS: `[0, 1, 2, 4]`).
-    Softmax {
-        /// The class axis of one image.
-        axis: usize,
-        /// The label of each class, in channel order.
-        class_labels: Vec<i64>,
-    },
-    /// One score map per structure along `axis`, in the order of the
-    /// structures (already computed, e.g. per-structure logits).
-    Channels {
-        /// The channel axis of one image.
-        axis: usize,
-    },
-}
-
-/// Numerically stable softmax of one voxel's logits into `p` (shifted by
-/// the maximum; `+inf` classes share the mass; all `-inf` is uniform).
-fn softmax<A: Float>(logits: impl Iterator<Item = A> + Clone, p: &mut Vec<A>) {
-    p.clear();
-    let m = logits.clone().fold(A::neg_infinity(), |a, x| if x > a { x } else { a });
-    if m == A::infinity() || m == A::neg_infinity() {
-        // the top classes (all of them if every logit is -inf) share the mass
-        p.extend(logits.map(|x| if x == m { A::one() } else { A::zero() }));
-    } else {
-        p.extend(logits.map(|x| (x - m).exp()));
-    }
-    let total = p.iter().fold(A::zero(), |a, &x| a + x);
-    for x in p.iter_mut() {
-        *x /= total;
-    }
-}
-
-impl StructureScores {
-    /// The score map of every structure, in order, from one image of the
-    /// network's output (the class or channel axis removed).
-    ///
-    /// ```
-    /// use confseg::calibrate::{Structure, StructureScores};
-    /// use ndarray::array;
-    /// // 3 classes (labels 0, 1, 2) along axis 0, one voxel
-    /// let logits = array![[0.0_f64], [1.0], [2.0]];
-    /// let s = StructureScores::Softmax { axis: 0, class_labels: vec![0, 1, 2] };
-    /// let any = "ANY=1,2".parse::<Structure>()?;
-    /// let maps = s.reduce(&logits, &[any])?;
-    /// let e = [1.0_f64, 1f64.exp(), 2f64.exp()];
-    /// assert!((maps[0][0] - (e[1] + e[2]) / (e[0] + e[1] + e[2])).abs() < 1e-15);
-    /// # Ok::<(), confseg::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// [`Error::InvalidParameter`] if the axis does not exist, or has a
-    /// length other than the number of classes (at least 2) or of structures.
-    pub fn reduce<A: Float, D: RemoveAxis>(
-        &self,
-        output: &ArrayRef<A, D>,
-        structures: &[Structure],
-    ) -> Result<Vec<Array<A, D::Smaller>>> {
-        let axis = match self {
-            StructureScores::Softmax { axis, .. } | StructureScores::Channels { axis } => *axis,
-        };
-        let bad =
-            |reason: String| Error::InvalidParameter { name: "class axis", value: axis.to_string(), reason };
-        if axis >= output.ndim() {
-            return Err(bad(format!("the output has shape {:?}", output.shape())));
-        }
-        let len = output.len_of(Axis(axis));
-        match self {
-            StructureScores::Channels { .. } => {
-                if len != structures.len() {
-                    return Err(bad(format!(
-                        "{len} channels for {} structures (output shape {:?})",
-                        structures.len(),
-                        output.shape()
-                    )));
-                }
-                Ok((0..len).map(|k| output.index_axis(Axis(axis), k).to_owned()).collect())
-            }
-            StructureScores::Softmax { class_labels, .. } => {
-                if len < 2 || len != class_labels.len() {
-                    return Err(bad(format!(
-                        "{len} classes along it (output shape {:?}) but {} class labels; a softmax needs at least 2",
-                        output.shape(),
-                        class_labels.len()
-                    )));
-                }
-                // which classes make up each structure
-                let member: Vec<Vec<bool>> = structures
-                    .iter()
-                    .map(|s| class_labels.iter().map(|&l| s.labels().contains(i128::from(l))).collect())
-                    .collect();
-                let shape = output.raw_dim().remove_axis(Axis(axis));
-                let mut maps: Vec<Array<A, D::Smaller>> =
-                    structures.iter().map(|_| Array::zeros(shape.clone())).collect();
-                let mut p = Vec::with_capacity(len);
-                // lanes and the standard-layout outputs both run in row-major order
-                let mut outs: Vec<_> = maps.iter_mut().map(|m| m.iter_mut()).collect();
-                for lane in output.lanes(Axis(axis)) {
-                    softmax(lane.iter().copied(), &mut p);
-                    for (k, out) in outs.iter_mut().enumerate() {
-                        let v =
-                            p.iter().zip(&member[k]).fold(A::zero(), |a, (&x, &m)| if m { a + x } else { a });
-                        if let Some(o) = out.next() {
-                            *o = v;
-                        }
-                    }
-                }
-                Ok(maps)
-            }
-        }
-    }
-}
+use crate::sets::StructureSets;
+use crate::transform::{StructureScores, Transform};
 
 /// The calibration state of several structures: one [`Calibration`] per
 /// structure, aligned by image. Merges by concatenation, like one.
@@ -311,6 +106,18 @@ impl StructureCalibration {
         })
     }
 
+    /// Warnings about sets fitted on this calibration, per structure (see
+    /// [`Calibration::warnings`]).
+    #[must_use]
+    pub fn warnings<TI, TO>(&self, sets: &StructureSets<TI, TO>) -> Vec<(String, crate::Warning)> {
+        sets.sets()
+            .iter()
+            .zip(&self.calibrations)
+            .zip(sets.structures())
+            .flat_map(|((s, c), st)| c.warnings(s).into_iter().map(move |w| (st.name().to_owned(), w)))
+            .collect()
+    }
+
     /// The names of the structures, in order.
     #[must_use]
     pub fn names(&self) -> &[String] {
@@ -358,8 +165,10 @@ impl StructureCalibration {
 /// come from the network's output.
 ///
 /// ```
-/// use confseg::calibrate::{Structure, StructureCalibration, StructureCalibrator, StructureScores};
+/// use confseg::calibrate::{StructureCalibration, StructureCalibrator};
 /// use confseg::levels::JointMode;
+/// use confseg::mask::Structure;
+/// use confseg::transform::StructureScores;
 /// use confseg::{Alpha, Calibrator, Identity};
 /// use ndarray::Array3;
 ///
@@ -380,15 +189,15 @@ impl StructureCalibration {
 /// # Ok::<(), confseg::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq)]
-pub struct StructureCalibrator<TI, TO, C = Max> {
-    calibrator: Calibrator<TI, TO, C>,
+pub struct StructureCalibrator<TI, TO> {
+    calibrator: Calibrator<TI, TO>,
     structures: Vec<Structure>,
     scores: StructureScores,
 }
 
-impl<TI, TO, C> StructureCalibrator<TI, TO, C> {
+impl<TI, TO> StructureCalibrator<TI, TO> {
     /// The single-structure calibrator applied to each structure.
-    pub fn calibrator(&self) -> &Calibrator<TI, TO, C> {
+    pub fn calibrator(&self) -> &Calibrator<TI, TO> {
         &self.calibrator
     }
 
@@ -403,7 +212,7 @@ impl<TI, TO, C> StructureCalibrator<TI, TO, C> {
     }
 }
 
-impl<TI: Transform, TO: Transform, C: Combination> StructureCalibrator<TI, TO, C> {
+impl<TI: Transform, TO: Transform> StructureCalibrator<TI, TO> {
     /// Calibrate `structures` (at least one, distinct names) with
     /// `calibrator`'s transforms on the score maps `scores` makes.
     ///
@@ -411,7 +220,7 @@ impl<TI: Transform, TO: Transform, C: Combination> StructureCalibrator<TI, TO, C
     /// [`Error::InvalidParameter`] for no structure, a repeated name, or
     /// (for [`StructureScores::Softmax`]) fewer than 2 classes.
     pub fn new(
-        calibrator: Calibrator<TI, TO, C>,
+        calibrator: Calibrator<TI, TO>,
         structures: Vec<Structure>,
         scores: StructureScores,
     ) -> Result<Self> {
@@ -440,7 +249,7 @@ impl<TI: Transform, TO: Transform, C: Combination> StructureCalibrator<TI, TO, C
     /// map (without).
     ///
     /// # Errors
-    /// As [`StructureScores::reduce`] and [`Labels::binarize`]; a label map
+    /// As [`StructureScores::reduce`] and [`Labels::binarize`](crate::mask::Labels::binarize); a label map
     /// of another shape than the score maps.
     #[allow(clippy::type_complexity)]
     pub fn maps<A: Float, D: RemoveAxis, M: MaskValue>(
@@ -514,7 +323,7 @@ impl<TI: Transform, TO: Transform, C: Combination> StructureCalibrator<TI, TO, C
         for (cal, s) in calibration.calibrations.iter_mut().zip(stats) {
             self.calibrator.observe_statistics(cal, &std::iter::once(s).collect(), ndim)?;
             if own_spacing {
-                cal.note_own_spacing();
+                cal.origin_mut().per_image_spacing = true;
             }
         }
         Ok(())
@@ -556,46 +365,6 @@ mod tests {
     use super::*;
     use crate::calibrate::ImageStatistics;
     use crate::quantile::Alpha;
-    use ndarray::{array, Array3};
-
-    #[test]
-    fn softmax_over_classes_equals_a_direct_computation() {
-        let logits =
-            Array3::from_shape_fn((4, 5, 3), |(c, i, j)| ((c * 7 + i * 3 + j) % 11) as f64 * 0.7 - 3.0);
-        let labels = vec![0, 1, 2, 4];
-        let structures: Vec<Structure> =
-            ["WT=1,2,4", "TC=1,4", "ET=4"].iter().map(|s| s.parse().unwrap()).collect();
-        let maps = StructureScores::Softmax { axis: 0, class_labels: labels.clone() }
-            .reduce(&logits, &structures)
-            .unwrap();
-        for i in 0..5 {
-            for j in 0..3 {
-                let e: Vec<f64> = (0..4).map(|c| logits[[c, i, j]].exp()).collect();
-                let z: f64 = e.iter().sum();
-                let want = [(e[1] + e[2] + e[3]) / z, (e[1] + e[3]) / z, e[3] / z];
-                for k in 0..3 {
-                    assert!((maps[k][[i, j]] - want[k]).abs() < 1e-14, "{k} {i} {j}");
-                }
-            }
-        }
-        // f32, another axis, extreme logits without NaN
-        let l = array![[f32::INFINITY, 1.0, f32::NEG_INFINITY], [f32::INFINITY, 1e30, f32::NEG_INFINITY]];
-        let one: Vec<Structure> = vec!["A=1".parse().unwrap()];
-        let m = StructureScores::Softmax { axis: 0, class_labels: vec![0, 1] }.reduce(&l, &one).unwrap();
-        assert_eq!(m[0], array![0.5, 1.0, 0.5]);
-        // two classes: the foreground probability of the two-class softmax
-        let two = array![[0.0_f64, 1.0, -2.0], [0.5, -1.0, 3.0]];
-        let m = StructureScores::Softmax { axis: 0, class_labels: vec![0, 1] }.reduce(&two, &one).unwrap();
-        let p = crate::TwoClassSoftmax::new(Axis(0)).apply(&two).unwrap();
-        assert!(m[0].iter().zip(p.iter()).all(|(a, b)| (a - b).abs() < 1e-15));
-        // channels are taken as they are, in order
-        let ch = StructureScores::Channels { axis: 1 }
-            .reduce(&two.t(), &[one[0].clone(), one[0].clone()])
-            .unwrap();
-        assert_eq!(ch[1], two.row(1));
-        assert!(StructureScores::Channels { axis: 0 }.reduce(&two, &one).is_err());
-        assert!(StructureScores::Softmax { axis: 2, class_labels: vec![0, 1] }.reduce(&two, &one).is_err());
-    }
 
     #[test]
     fn max_mode_takes_the_largest_statistic_over_structures() {

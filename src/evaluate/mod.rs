@@ -85,7 +85,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
 
-use crate::calibrate::{region_statistics, Calibrator, Max, Transformed};
+use crate::calibrate::{region_statistics, Calibrator, Transformed};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::image::{check_shape, AsImage};
@@ -344,7 +344,7 @@ impl Pool {
     /// transform error, tagged with the image index; [`Error::InvalidParameter`]
     /// for a NaN `mask_threshold`.
     pub fn new<TI, TO, A, D, M>(
-        calibrator: &Calibrator<TI, TO, Max>,
+        calibrator: &Calibrator<TI, TO>,
         scores: &ArrayRef<A, D>,
         masks: &ArrayRef<M, D>,
         mask_threshold: f64,
@@ -377,7 +377,7 @@ impl Pool {
     /// position in the stream; [`Error::DimensionMismatch`] if the images
     /// differ in dimensionality.
     pub fn from_stream<TI, TO, P, I, M, S>(
-        calibrator: &Calibrator<TI, TO, Max>,
+        calibrator: &Calibrator<TI, TO>,
         pairs: S,
         mask_threshold: f64,
     ) -> Result<Pool>
@@ -482,7 +482,7 @@ impl Pool {
 
     fn from_images<TI: Transform, TO: Transform>(
         ndim: usize,
-        calibrator: &Calibrator<TI, TO, Max>,
+        calibrator: &Calibrator<TI, TO>,
         images: Vec<(PoolImage, crate::ImageStatistics)>,
     ) -> Result<Pool> {
         let mut statistics = Calibration::new();
@@ -565,7 +565,7 @@ impl Pool {
 /// Transform one raw image (own spacing or the calibrator's default) and
 /// prepare it for the pool.
 fn prepare_raw<TI, TO, I, M>(
-    calibrator: &Calibrator<TI, TO, Max>,
+    calibrator: &Calibrator<TI, TO>,
     image: &I,
     mask: &ArrayRef<M, I::Dim>,
     mask_threshold: f64,
@@ -580,9 +580,9 @@ where
     check_shape("scores vs mask", mask, s)?;
     let spacing = image.spacing().unwrap_or(calibrator.spacing());
     let sp = spacing.for_ndim(s.ndim())?.into_owned();
-    let (fi, fo) = calibrator.transform(s, image.spacing())?;
+    let (fi, fo) = calibrator.transforms().apply(s, image.spacing())?;
     let predicted: Vec<bool> = s.iter().map(|x| x.to_f64_lossless() > mask_threshold).collect();
-    prepare(&fi, &fo, mask, predicted, sp).map_err(|e| calibrator.blame_nan(e, s, &fi, &fo))
+    prepare(&fi, &fo, mask, predicted, sp).map_err(|e| calibrator.transforms().blame_nan(e, s, &fi, &fo))
 }
 
 fn check_threshold(t: f64) -> Result<()> {
@@ -604,7 +604,7 @@ fn prepare<A: Float, D: Dimension, M: MaskValue>(
     spacing: Vec<f64>,
 ) -> Result<(PoolImage, crate::ImageStatistics)> {
     // also validates shapes, NaN and the mask
-    let stats = region_statistics(fi, fo, mask, &Max)?;
+    let stats = region_statistics(fi, fo, mask)?;
     let truth: Vec<bool> = mask.iter().map(|m| m.is_object()).collect();
     let n_object = truth.iter().filter(|&&b| b).count();
     let inner = Field::new(fi.iter().map(|x| x.to_f64_lossless()).collect(), &truth);

@@ -30,7 +30,9 @@ pub struct StructureReport {
 /// statistics, computed once).
 ///
 /// ```
-/// use confseg::calibrate::{Structure, StructureCalibration, StructureCalibrator, StructureScores};
+/// use confseg::calibrate::{StructureCalibration, StructureCalibrator};
+/// use confseg::mask::Structure;
+/// use confseg::transform::StructureScores;
 /// use confseg::evaluate::{structures::validate_structures, Splits};
 /// use confseg::{Alpha, Calibrator, Identity, Levels, ModeKind};
 /// use ndarray::{stack, Axis};

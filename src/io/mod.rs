@@ -249,13 +249,12 @@ const CHUNK: usize = 1 << 14;
 /// # Errors
 /// A read error or a value that does not fit (naming the file); NaN in the
 /// scores or a mask value the labels do not accept (naming the voxel).
-pub fn transformed_statistics<A: ReadFloat, C: crate::Combination>(
+pub fn transformed_statistics<A: ReadFloat>(
     inner: &NpyStack,
     outer: Option<&NpyStack>,
     masks: &NpyStack,
     labels: &Labels,
     i: usize,
-    combination: &C,
 ) -> Result<crate::ImageStatistics> {
     let shape = inner.image_shape();
     for other in outer.into_iter().chain([masks]) {
@@ -269,7 +268,7 @@ pub fn transformed_statistics<A: ReadFloat, C: crate::Combination>(
         }
     }
     let total: usize = shape.iter().product();
-    let mut fold = crate::calibrate::RegionFold::new(shape, combination.clone());
+    let mut fold = crate::calibrate::RegionFold::new(shape);
     let (mut fi, mut fo, mut m, mut scratch) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut start = 0;
     while start < total {
@@ -773,7 +772,7 @@ mod tests {
 
     #[test]
     fn chunked_statistics_equal_whole_images() {
-        use crate::{region_statistics, Max};
+        use crate::region_statistics;
         let dir = tempfile::tempdir().unwrap();
         let p = |n: &str| dir.path().join(n);
         // images larger than a chunk, so that runs and lanes cross chunk borders
@@ -797,29 +796,23 @@ mod tests {
         );
         for i in 0..3 {
             let (a, b, y) = (fi.index_axis(Axis(0), i), fo.index_axis(Axis(0), i), m.index_axis(Axis(0), i));
-            let want = region_statistics(&a, &b, &y, &Max).unwrap();
-            assert_eq!(
-                transformed_statistics::<f32, _>(&si, Some(&so), &sm, &Labels::Binary, i, &Max).unwrap(),
-                want
-            );
-            let shared = region_statistics(&a, &a, &y, &Max).unwrap();
-            assert_eq!(
-                transformed_statistics::<f64, _>(&si, None, &sm, &Labels::Binary, i, &Max).unwrap(),
-                shared
-            );
+            let want = region_statistics(&a, &b, &y).unwrap();
+            assert_eq!(transformed_statistics::<f32>(&si, Some(&so), &sm, &Labels::Binary, i).unwrap(), want);
+            let shared = region_statistics(&a, &a, &y).unwrap();
+            assert_eq!(transformed_statistics::<f64>(&si, None, &sm, &Labels::Binary, i).unwrap(), shared);
         }
         // a NaN and a bad mask value in the second chunk are named by their voxel
         let mut bad = fi.clone();
         bad[[1, 40, 22, 18]] = f32::NAN;
         npy_write(p("bad.npy"), &bad).unwrap();
         let sb = NpyStack::open(p("bad.npy"), "scores").unwrap();
-        let e = transformed_statistics::<f32, _>(&sb, None, &sm, &Labels::Binary, 1, &Max).unwrap_err();
+        let e = transformed_statistics::<f32>(&sb, None, &sm, &Labels::Binary, 1).unwrap_err();
         assert_eq!(e, Error::NanScore { what: "inner scores", image: None, index: vec![40, 22, 18] });
         let mut m2 = m.clone();
         m2[[2, 39, 0, 3]] = 5;
         npy_write(p("m2.npy"), &m2).unwrap();
         let sm2 = NpyStack::open(p("m2.npy"), "masks").unwrap();
-        let e = transformed_statistics::<f32, _>(&si, None, &sm2, &Labels::Binary, 2, &Max).unwrap_err();
+        let e = transformed_statistics::<f32>(&si, None, &sm2, &Labels::Binary, 2).unwrap_err();
         assert_eq!(e, Error::NonBinaryMask { image: None, index: vec![39, 0, 3], value: 5.0 });
     }
 

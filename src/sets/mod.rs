@@ -2,26 +2,25 @@
 
 use ndarray::{Array, ArrayRef, Axis, Dimension, RemoveAxis, Zip};
 
-use crate::calibrate::{Calibration, Calibrator, Combination, Max, RiskCalibration};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::image::{check_mask, check_nan, check_shape, AsImage, Spacing};
-use crate::levels::{Guarantee, Mode, ModeKind, RiskControl, Side, Thresholds};
+use crate::levels::{Guarantee, Side, Thresholds};
 use crate::mask::MaskValue;
 use crate::pipeline::{default_in_flight, for_each_image, stream, Load};
 use crate::quantile::Threshold;
-use crate::transform::{ScoreTransform, Transform};
+use crate::transform::{ScoreTransform, Transform, Transforms};
 
 /// Fitted conformal confidence sets: transforms, thresholds and provenance.
 ///
 /// For a new image exchangeable with the calibration images, the sets
 /// returned by [`ConfidenceSets::predict`] satisfy, depending on the
-/// [`Mode`],
+/// [`Guarantee`],
 ///
 /// * marginal: `P(I ⊆ Y) >= 1 - alpha_I` and `P(Y ⊆ O) >= 1 - alpha_O`;
 /// * joint (Bonferroni or max): `P(I ⊆ Y ⊆ O) >= 1 - alpha`.
 ///
-/// Built by [`Calibrator::fit`]; with the `serde` feature it round-trips
+/// Built by [`Calibrator::fit`](crate::Calibrator::fit); with the `serde` feature it round-trips
 /// through JSON (the file the CLI writes), and a file whose fields do not
 /// agree with each other (a rank that `n` and `alpha` do not give,
 /// thresholds that contradict the mode, a newer format) is refused.
@@ -32,8 +31,8 @@ use crate::transform::{ScoreTransform, Transform};
 /// seen by spatial transforms must carry their spacing
 /// ([`Image`](crate::Image)).
 #[derive(Debug, Clone, PartialEq)]
-pub struct ConfidenceSets<TI = ScoreTransform, TO = ScoreTransform, C = Max> {
-    calibrator: Calibrator<TI, TO, C>,
+pub struct ConfidenceSets<TI = ScoreTransform, TO = ScoreTransform> {
+    transforms: Transforms<TI, TO>,
     per_image_spacing: bool,
     ndim: Option<usize>,
     guarantee: Guarantee,
@@ -86,102 +85,26 @@ impl<D: Dimension> Sets<D> {
     }
 }
 
-impl<TI: Transform + Clone, TO: Transform + Clone, C: Combination> Calibrator<TI, TO, C> {
-    /// Fit thresholds for `mode` and bundle them with the transforms, the
-    /// image dimensionality and the spacing the calibration used.
-    ///
-    /// # Errors
-    /// [`Error::NoCalibrationData`] if `calibration` is empty;
-    /// [`Error::IncompatibleCalibration`] if `calibration` was computed by
-    /// a calibrator with other transforms, combination or default spacing;
-    /// [`Error::InvalidSpacing`] if the default spacing does not have one
-    /// entry per axis of the calibration's images.
-    pub fn fit(&self, calibration: &Calibration, mode: Mode) -> Result<ConfidenceSets<TI, TO, C>> {
-        let thresholds = calibration.thresholds(&mode)?;
-        self.fit_thresholds(calibration, mode, thresholds)
-    }
-
-    /// Fit conformal risk control of the missed fraction at `level`
-    /// ([`RiskControl`]): the outer set `{f_O >= t}` of a new
-    /// exchangeable image misses in expectation at most an `alpha` share of
-    /// the object, `E[|Y \ O| / |Y|] <= alpha` (over calibration and new
-    /// image); the inner set is empty. A weaker promise than the conformal
-    /// modes' — it bounds a proportion, not the chance of missing anything
-    /// — and so a smaller outer set.
-    ///
-    /// ```
-    /// use confseg::levels::RiskControl;
-    /// use confseg::{Alpha, Calibrator, Identity, RiskCalibration};
-    /// use ndarray::array;
-    /// let cal = Calibrator::new(Identity, Identity);
-    /// let mut risk = RiskCalibration::new();
-    /// for i in 0..19 {
-    ///     let scores = array![0.1 * f64::from(i), 1.0, 2.0, -1.0];
-    ///     cal.observe_risk(&mut risk, &scores, &array![1u8, 1, 1, 0])?;
-    /// }
-    /// let sets = cal.fit_risk_control(&risk, RiskControl::new(Alpha::new(0.1)?))?;
-    /// let p = sets.predict(&array![0.5, 1.5, -2.0])?;
-    /// assert!(p.inner.iter().all(|&b| !b));
-    /// assert_eq!(p.outer, array![true, true, false]);
-    /// # Ok::<(), confseg::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// [`Error::NoCalibrationData`] if `calibration` is empty;
-    /// [`Error::IncompatibleCalibration`] if it was computed by a calibrator
-    /// with other settings.
-    pub fn fit_risk_control(
-        &self,
-        calibration: &RiskCalibration,
-        level: RiskControl,
-    ) -> Result<ConfidenceSets<TI, TO, C>> {
-        if let Some(p) = calibration.provenance() {
-            self.provenance(p.ndim()).check(p)?;
-        }
-        let t = calibration.threshold(level.alpha())?;
-        Ok(ConfidenceSets {
-            calibrator: self.clone(),
-            per_image_spacing: calibration.per_image_spacing(),
-            ndim: calibration.provenance().map(|p| p.ndim()),
-            guarantee: Guarantee::RiskControl(level),
-            n: calibration.len(),
-            // {f_O >= t} = {-f_O <= -t}; no inner set
-            thresholds: Thresholds {
-                inner: Threshold::RiskControl { value: f64::INFINITY },
-                outer: Threshold::RiskControl { value: -t },
-            },
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-        })
-    }
-
-    /// Bundle thresholds computed from `calibration` (for several
-    /// structures, jointly) with the transforms and provenance.
-    pub(crate) fn fit_thresholds(
-        &self,
-        calibration: &Calibration,
-        mode: Mode,
+impl<TI, TO> ConfidenceSets<TI, TO> {
+    /// Fitted sets from their parts (the fits of [`crate::calibrate`]).
+    pub(crate) fn from_parts(
+        transforms: Transforms<TI, TO>,
+        guarantee: Guarantee,
         thresholds: Thresholds,
-    ) -> Result<ConfidenceSets<TI, TO, C>> {
-        let ndim = calibration.provenance().map(|p| p.ndim());
-        if let Some(p) = calibration.provenance() {
-            self.checked_provenance(p.ndim())?.check(p)?;
-        }
-        if calibration.is_empty() {
-            return Err(Error::NoCalibrationData);
-        }
-        Ok(ConfidenceSets {
-            calibrator: self.clone(),
-            per_image_spacing: calibration.per_image_spacing(),
+        calibration: (usize, Option<usize>, bool),
+    ) -> Self {
+        let (n, ndim, per_image_spacing) = calibration;
+        ConfidenceSets {
+            transforms,
+            per_image_spacing,
             ndim,
-            guarantee: Guarantee::Conformal(mode),
-            n: calibration.len(),
+            guarantee,
+            n,
             thresholds,
             version: env!("CARGO_PKG_VERSION").to_owned(),
-        })
+        }
     }
-}
 
-impl<TI, TO, C> ConfidenceSets<TI, TO, C> {
     /// The guarantee these sets were calibrated for.
     pub fn guarantee(&self) -> &Guarantee {
         &self.guarantee
@@ -197,9 +120,9 @@ impl<TI, TO, C> ConfidenceSets<TI, TO, C> {
         &self.thresholds
     }
 
-    /// The calibrator (transforms, combination, default spacing).
-    pub fn calibrator(&self) -> &Calibrator<TI, TO, C> {
-        &self.calibrator
+    /// The transforms and the default spacing.
+    pub fn transforms(&self) -> &Transforms<TI, TO> {
+        &self.transforms
     }
 
     /// The dimensionality of the calibration images (`None` if the
@@ -220,27 +143,67 @@ impl<TI, TO, C> ConfidenceSets<TI, TO, C> {
 
     /// The inner transform `f_I`.
     pub fn inner_transform(&self) -> &TI {
-        self.calibrator.inner_transform()
+        self.transforms.inner()
     }
 
     /// The outer transform `f_O`.
     pub fn outer_transform(&self) -> &TO {
-        self.calibrator.outer_transform()
-    }
-
-    /// The combination function.
-    pub fn combination(&self) -> &C {
-        self.calibrator.combination()
+        self.transforms.outer()
     }
 
     /// The default voxel spacing given to the transforms for images without
     /// their own.
     pub fn spacing(&self) -> &Spacing {
-        self.calibrator.spacing()
+        self.transforms.spacing()
+    }
+
+    /// Warnings about the fitted thresholds: infinite for lack of images
+    /// (with the number needed) or from an infinite statistic. With the
+    /// calibration at hand, [`Calibration::warnings`](crate::Calibration::warnings)
+    /// adds what the statistics show.
+    ///
+    /// ```
+    /// use confseg::{Alpha, Calibration, Calibrator, Identity, ImageStatistics, Mode, Warning};
+    /// let cal: Calibration = (0..5).map(|i| ImageStatistics { tau: i as f64, gamma: 0.0 }).collect();
+    /// let sets = Calibrator::new(Identity, Identity).fit(&cal, Mode::marginal(Alpha::new(0.1)?))?;
+    /// assert!(matches!(sets.warnings()[..], [Warning::TooFewImages { side: "inner and outer", .. }]));
+    /// # Ok::<(), confseg::Error>(())
+    /// ```
+    #[must_use]
+    pub fn warnings(&self) -> Vec<crate::Warning> {
+        use crate::Warning;
+        let t = self.thresholds;
+        let g = self.guarantee;
+        let mut out = Vec::new();
+        for side in Side::BOTH {
+            let (name, alpha) = (side.name(), g.alpha(side).get());
+            match t.side(side) {
+                Threshold::TooFewImages { n, needed } => {
+                    out.push(Warning::TooFewImages { side: name, alpha, n, needed });
+                }
+                Threshold::OrderStatistic { k, value } if value == f64::INFINITY => {
+                    out.push(Warning::InfiniteStatistic { side: name, k });
+                }
+                Threshold::RiskControl { value } if side == Side::Outer && value == f64::INFINITY => {
+                    let needed = g.min_calibration_size_for(side);
+                    out.push(Warning::TooFewImages { side: name, alpha, n: self.n, needed });
+                }
+                Threshold::OrderStatistic { .. } | Threshold::RiskControl { .. } => {}
+            }
+        }
+        // one line when both sides lack images at the same level
+        if let [Warning::TooFewImages { alpha: a, n, needed, .. }, Warning::TooFewImages { alpha: b, .. }] =
+            out[..]
+        {
+            if a == b {
+                out = vec![Warning::TooFewImages { side: "inner and outer", alpha: a, n, needed }];
+            }
+        }
+        out
     }
 }
 
-impl<TI: Transform, TO: Transform, C: Combination> ConfidenceSets<TI, TO, C> {
+impl<TI: Transform, TO: Transform> ConfidenceSets<TI, TO> {
     /// [`Error::DimensionMismatch`] unless `ndim` is the calibration's.
     fn check_ndim(&self, ndim: usize) -> Result<()> {
         match self.ndim {
@@ -254,16 +217,10 @@ impl<TI: Transform, TO: Transform, C: Combination> ConfidenceSets<TI, TO, C> {
     /// The spacing for an image: its own, or the default unless the
     /// calibration was per image and a transform depends on the spacing.
     fn spacing_for<'s>(&'s self, own: Option<&'s Spacing>) -> Result<Option<&'s Spacing>> {
-        let spatial = self.inner_transform().uses_spacing() || self.outer_transform().uses_spacing();
         match own {
-            None if self.per_image_spacing && spatial => Err(Error::SpacingRequired {
-                transforms: format!(
-                    "{} / {}",
-                    self.inner_transform().describe(),
-                    self.outer_transform().describe()
-                ),
-                image: None,
-            }),
+            None if self.per_image_spacing && self.transforms.uses_spacing() => {
+                Err(Error::SpacingRequired { transforms: self.transforms.describe(), image: None })
+            }
             _ => Ok(own),
         }
     }
@@ -280,8 +237,8 @@ impl<TI: Transform, TO: Transform, C: Combination> ConfidenceSets<TI, TO, C> {
         let s = scores.scores();
         self.check_ndim(s.ndim())?;
         let spacing = self.spacing_for(scores.spacing())?;
-        let (fi, fo) = self.calibrator.transform(s, spacing)?;
-        self.threshold(&fi, &fo).map_err(|e| self.calibrator.blame_nan(e, s, &fi, &fo))
+        let (fi, fo) = self.transforms.apply(s, spacing)?;
+        self.threshold(&fi, &fo).map_err(|e| self.transforms.blame_nan(e, s, &fi, &fo))
     }
 
     /// Sets for a batch-first stack `(N, spatial...)` of score images, all
@@ -343,7 +300,6 @@ impl<TI: Transform, TO: Transform, C: Combination> ConfidenceSets<TI, TO, C> {
         K: FnMut(usize, Sets<I::Dim>) -> Result<()>,
         TI: Sync,
         TO: Sync,
-        C: Sync,
     {
         stream(
             images,
@@ -368,61 +324,8 @@ impl<TI: Transform, TO: Transform, C: Combination> ConfidenceSets<TI, TO, C> {
         self.threshold(inner_scores, outer_scores)
     }
 
-    /// Warnings about the fitted thresholds: infinite for lack of images
-    /// (with the number needed) or from an infinite statistic; and, given the
-    /// calibration, a max mode whose threshold lies above every image's
-    /// inner statistic (transforms on different scales).
-    ///
-    /// ```
-    /// use confseg::{Alpha, Calibration, Calibrator, Identity, ImageStatistics, Mode, Warning};
-    /// let cal: Calibration = (0..5).map(|i| ImageStatistics { tau: i as f64, gamma: 0.0 }).collect();
-    /// let sets = Calibrator::new(Identity, Identity).fit(&cal, Mode::marginal(Alpha::new(0.1)?))?;
-    /// assert!(matches!(sets.warnings(Some(&cal))[..], [Warning::TooFewImages { side: "inner and outer", .. }]));
-    /// # Ok::<(), confseg::Error>(())
-    /// ```
-    #[must_use]
-    pub fn warnings(&self, calibration: Option<&Calibration>) -> Vec<crate::Warning> {
-        use crate::Warning;
-        let t = self.thresholds;
-        let g = self.guarantee;
-        let mut out = Vec::new();
-        for side in Side::BOTH {
-            let (name, alpha) = (side.name(), g.alpha(side).get());
-            match t.side(side) {
-                Threshold::TooFewImages { n, needed } => {
-                    out.push(Warning::TooFewImages { side: name, alpha, n, needed });
-                }
-                Threshold::OrderStatistic { k, value } if value == f64::INFINITY => {
-                    out.push(Warning::InfiniteStatistic { side: name, k });
-                }
-                Threshold::RiskControl { value } if side == Side::Outer && value == f64::INFINITY => {
-                    let needed = g.min_calibration_size_for(side);
-                    out.push(Warning::TooFewImages { side: name, alpha, n: self.n, needed });
-                }
-                Threshold::OrderStatistic { .. } | Threshold::RiskControl { .. } => {}
-            }
-        }
-        // one line when both sides lack images at the same level
-        if let [Warning::TooFewImages { alpha: a, n, needed, .. }, Warning::TooFewImages { alpha: b, .. }] =
-            out[..]
-        {
-            if a == b {
-                out = vec![Warning::TooFewImages { side: "inner and outer", alpha: a, n, needed }];
-            }
-        }
-        if let (ModeKind::Max, Some(cal)) = (g.kind(), calibration) {
-            let lambda = t.inner.value();
-            let max_tau = cal.tau().iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            if lambda.is_finite() && max_tau.is_finite() && lambda > max_tau {
-                out.push(Warning::MaxModeScales { lambda, max_tau });
-            }
-        }
-        out
-    }
-
-    /// `{f_I > lambda_I}` and `{-f_O <= lambda_O}` (through the combination's
-    /// per-voxel value). Thresholds are compared in `f64`, exactly: every
-    /// `f32` is an `f64`.
+    /// `{f_I > lambda_I}` and `{-f_O <= lambda_O}`. Thresholds are compared
+    /// in `f64`, exactly: every `f32` is an `f64`.
     fn threshold<A: Float, D: Dimension>(&self, fi: &ArrayRef<A, D>, fo: &ArrayRef<A, D>) -> Result<Sets<D>> {
         check_shape("outer scores vs inner scores", fi, fo)?;
         crate::image::check_nonempty(fi.shape())?;
@@ -430,10 +333,9 @@ impl<TI: Transform, TO: Transform, C: Combination> ConfidenceSets<TI, TO, C> {
         check_nan("outer scores", fo)?;
         let li = self.thresholds.inner.value();
         let lo = self.thresholds.outer.value();
-        let c = self.combination();
         Ok(Sets {
-            inner: fi.mapv(|x| c.voxel(x).to_f64_lossless() > li),
-            outer: fo.mapv(|x| c.voxel(-x).to_f64_lossless() <= lo),
+            inner: fi.mapv(|x| x.to_f64_lossless() > li),
+            outer: fo.mapv(|x| (-x).to_f64_lossless() <= lo),
         })
     }
 }
@@ -453,10 +355,9 @@ mod serde_impl {
 
     use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
-    use super::{
-        Calibrator, ConfidenceSets, Guarantee, Mode, ModeKind, RiskControl, Side, Spacing, Thresholds,
-    };
+    use super::{ConfidenceSets, Guarantee, Side, Spacing, Thresholds, Transforms};
     use crate::json::inf_as_string;
+    use crate::levels::{Mode, ModeKind, RiskControl};
     use crate::quantile::{Alpha, Delta, Rank, Threshold};
 
     #[derive(Serialize, Deserialize)]
@@ -482,8 +383,16 @@ mod serde_impl {
         PerImage,
     }
 
+    /// The combination function: always the maximum (the field is kept
+    /// so that files say what the statistics are).
     #[derive(Serialize, Deserialize)]
-    struct Repr<TI, TO, C> {
+    #[serde(rename_all = "lowercase")]
+    enum Combination {
+        Max,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    struct Repr<TI, TO> {
         confseg_version: String,
         n: usize,
         #[serde(default)]
@@ -492,17 +401,15 @@ mod serde_impl {
         alpha: Option<Alpha>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         delta: Option<Delta>,
-        combination: C,
+        combination: Combination,
         spacing: SpacingRepr,
         inner: SideRepr<TI>,
         outer: SideRepr<TO>,
     }
 
-    impl<TI: Serialize + Clone, TO: Serialize + Clone, C: Serialize + Clone> Serialize
-        for ConfidenceSets<TI, TO, C>
-    {
+    impl<TI: Serialize + Clone, TO: Serialize + Clone> Serialize for ConfidenceSets<TI, TO> {
         fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-            let c = &self.calibrator;
+            let c = &self.transforms;
             let g = &self.guarantee;
             Repr {
                 confseg_version: self.version.clone(),
@@ -511,7 +418,7 @@ mod serde_impl {
                 mode: g.kind(),
                 alpha: g.overall_alpha(),
                 delta: g.delta(),
-                combination: c.combination().clone(),
+                combination: Combination::Max,
                 spacing: if self.per_image_spacing {
                     SpacingRepr::PerImage(PerImage::PerImage)
                 } else {
@@ -521,13 +428,13 @@ mod serde_impl {
                     alpha: g.alpha(Side::Inner),
                     threshold: self.thresholds.inner.value(),
                     rank: self.thresholds.inner.rank(),
-                    transform: c.inner_transform().clone(),
+                    transform: c.inner().clone(),
                 },
                 outer: SideRepr {
                     alpha: g.alpha(Side::Outer),
                     threshold: self.thresholds.outer.value(),
                     rank: self.thresholds.outer.rank(),
-                    transform: c.outer_transform().clone(),
+                    transform: c.outer().clone(),
                 },
             }
             .serialize(s)
@@ -572,7 +479,7 @@ mod serde_impl {
     }
 
     /// Sets fitted by risk control: one level, no rank, no inner set.
-    fn risk_control<TI, TO, C>(r: Repr<TI, TO, C>) -> Result<ConfidenceSets<TI, TO, C>, String> {
+    fn risk_control<TI, TO>(r: Repr<TI, TO>) -> Result<ConfidenceSets<TI, TO>, String> {
         let alpha = r.outer.alpha;
         if r.inner.alpha != alpha || r.alpha.is_some_and(|a| a != alpha) {
             return Err(format!(
@@ -597,7 +504,7 @@ mod serde_impl {
         }
         let (spacing, per_image_spacing) = spacing_of(r.spacing, r.ndim)?;
         Ok(ConfidenceSets {
-            calibrator: Calibrator::from_parts(r.inner.transform, r.outer.transform, r.combination, spacing),
+            transforms: Transforms::new(r.inner.transform, r.outer.transform).with_spacing(spacing),
             per_image_spacing,
             ndim: r.ndim,
             guarantee: Guarantee::RiskControl(RiskControl::new(alpha)),
@@ -625,14 +532,13 @@ mod serde_impl {
         Ok((spacing, per_image_spacing))
     }
 
-    impl<'de, TI, TO, C> Deserialize<'de> for ConfidenceSets<TI, TO, C>
+    impl<'de, TI, TO> Deserialize<'de> for ConfidenceSets<TI, TO>
     where
         TI: Deserialize<'de>,
         TO: Deserialize<'de>,
-        C: Deserialize<'de>,
     {
         fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            let r: Repr<TI, TO, C> = crate::json::one_line_errors(d)?;
+            let r: Repr<TI, TO> = crate::json::one_line_errors(d)?;
             let ours = major_minor(env!("CARGO_PKG_VERSION")).unwrap_or((0, 0));
             match major_minor(&r.confseg_version) {
                 None => {
@@ -690,10 +596,9 @@ mod serde_impl {
             let outer = threshold("outer", r.n, rank, (r.outer.alpha, r.outer.threshold, r.outer.rank))
                 .map_err(de::Error::custom)?;
             let (spacing, per_image_spacing) = spacing_of(r.spacing, r.ndim).map_err(de::Error::custom)?;
-            let calibrator =
-                Calibrator::from_parts(r.inner.transform, r.outer.transform, r.combination, spacing);
+            let transforms = Transforms::new(r.inner.transform, r.outer.transform).with_spacing(spacing);
             Ok(ConfidenceSets {
-                calibrator,
+                transforms,
                 per_image_spacing,
                 ndim: r.ndim,
                 guarantee: Guarantee::Conformal(mode),
@@ -702,52 +607,5 @@ mod serde_impl {
                 version: r.confseg_version,
             })
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::{Alpha, Calibration, Calibrator, Identity, ImageStatistics, Threshold};
-    use ndarray::array;
-
-    fn fitted(tau: &[f64], gamma: &[f64], mode: Mode) -> ConfidenceSets<Identity, Identity> {
-        let cal: Calibration =
-            tau.iter().zip(gamma).map(|(&tau, &gamma)| ImageStatistics { tau, gamma }).collect();
-        Calibrator::new(Identity, Identity).fit(&cal, mode).unwrap()
-    }
-
-    #[test]
-    fn sets_use_strict_inner_and_closed_outer_inequalities() {
-        // lambda_I = 1 (k = 2 of [0, 1, 2]... n = 3, alpha = 0.5 -> k = 2)
-        let s = fitted(&[0.0, 1.0, 2.0], &[-1.0, 0.0, -2.0], Mode::marginal(Alpha::new(0.5).unwrap()));
-        assert_eq!(s.thresholds().inner.value(), 1.0);
-        assert_eq!(s.thresholds().outer.value(), -1.0);
-        let x = array![[0.5, 1.0, 1.5, 2.0]];
-        let p = s.predict(&x).unwrap();
-        assert_eq!(p.inner, array![[false, false, true, true]]);
-        // outer: -x <= -1  <=>  x >= 1
-        assert_eq!(p.outer, array![[false, true, true, true]]);
-        let cov = p.coverage(&array![[0u8, 1, 1, 1]]).unwrap();
-        assert!(cov.inner && cov.outer && cov.joint());
-        let cov = p.coverage(&array![[1u8, 1, 0, 1]]).unwrap();
-        assert!(!cov.inner && !cov.outer);
-    }
-
-    #[test]
-    fn too_few_images_give_trivial_sets() {
-        let s = fitted(&[0.0, 1.0], &[0.0, 1.0], Mode::marginal(Alpha::new(0.1).unwrap()));
-        assert_eq!(s.thresholds().inner, Threshold::TooFewImages { n: 2, needed: 9 });
-        let x = array![f64::INFINITY, 0.0, -1e300, f64::NEG_INFINITY];
-        let p = s.predict(&x).unwrap();
-        assert!(p.inner.iter().all(|&b| !b));
-        assert!(p.outer.iter().all(|&b| b));
-    }
-
-    #[test]
-    fn predict_rejects_nan_and_mismatch() {
-        let s = fitted(&[0.0; 20], &[0.0; 20], Mode::max(Alpha::new(0.1).unwrap()));
-        assert!(s.predict(&array![0.0, f64::NAN]).is_err());
-        assert!(s.predict_transformed(&array![0.0, 1.0], &array![0.0]).is_err());
     }
 }

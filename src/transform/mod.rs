@@ -74,21 +74,25 @@
 use std::fmt;
 use std::str::FromStr;
 
-use ndarray::{Array, ArrayRef, Axis, CowArray, Dimension, RemoveAxis};
+use ndarray::{ArrayRef, CowArray, Dimension};
 
 use crate::error::{Error, Result};
 use crate::float::Float;
 pub use crate::image::Spacing;
 
 pub mod boxes;
+pub mod classes;
 pub mod compose;
 pub mod distance;
+mod pair;
 mod par;
 pub mod smooth;
 
 pub use boxes::{component_boxes, BoundingBox, BoxKind, BoxScores, BoxShape, ComponentBoxes, Connectivity};
+pub use classes::{StructureScores, TwoClassSoftmax};
 pub use compose::{register, registered_names, RegisteredTransform, Then, TransformChain, MAX_CHAIN_STEPS};
 pub use distance::{DistanceConvention, Metric, SignedDistance};
+pub use pair::Transforms;
 pub use smooth::{BoundaryMode, GaussianSmoothing, Units, Width};
 
 /// A score transform: a fixed function from a score image to a transformed
@@ -252,69 +256,6 @@ impl Transform for Sigmoid {
     }
     fn uses_spacing(&self) -> bool {
         false
-    }
-}
-
-/// Two-class softmax along a class axis: turns a network's two-channel
-/// logits `(l_0, l_1)` into the foreground probability
-/// `exp(l_1) / (exp(l_0) + exp(l_1)) = sigmoid(l_1 - l_0)`.
-///
-/// This step removes an axis, so it runs before the image -> image
-/// [`Transform`]s: apply it to each logit image, then calibrate on the result.
-///
-/// ```
-/// use confseg::TwoClassSoftmax;
-/// use ndarray::{array, Axis};
-/// // shape (2 classes, 1, 2)
-/// let logits = array![[[0.0_f64, 1.0]], [[0.0, 3.0]]];
-/// let p = TwoClassSoftmax::new(Axis(0)).apply(&logits)?;
-/// assert_eq!(p.shape(), &[1, 2]);
-/// assert!((p[[0, 0]] - 0.5).abs() < 1e-12);
-/// assert!((p[[0, 1]] - 1.0 / (1.0 + (-2.0f64).exp())).abs() < 1e-12);
-/// # Ok::<(), confseg::Error>(())
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TwoClassSoftmax {
-    class_axis: Axis,
-}
-
-impl TwoClassSoftmax {
-    /// Softmax over `class_axis`; class 1 is the foreground.
-    #[must_use]
-    pub fn new(class_axis: Axis) -> Self {
-        TwoClassSoftmax { class_axis }
-    }
-
-    /// The class axis.
-    #[must_use]
-    pub fn class_axis(&self) -> Axis {
-        self.class_axis
-    }
-
-    /// Foreground probability, with the class axis removed.
-    ///
-    /// # Errors
-    /// [`Error::InvalidParameter`] if the class axis does not exist or does
-    /// not have length 2.
-    pub fn apply<A: Float, D: RemoveAxis>(&self, logits: &ArrayRef<A, D>) -> Result<Array<A, D::Smaller>> {
-        let ax = self.class_axis.index();
-        if ax >= logits.ndim() || logits.len_of(self.class_axis) != 2 {
-            return Err(Error::InvalidParameter {
-                name: "class axis",
-                value: ax.to_string(),
-                reason: format!("needs an axis of length 2; logits have shape {:?}", logits.shape()),
-            });
-        }
-        let l0 = logits.index_axis(self.class_axis, 0);
-        let l1 = logits.index_axis(self.class_axis, 1);
-        Ok(ndarray::Zip::from(&l0).and(&l1).map_collect(|&a, &b| {
-            if a == b {
-                // also covers equal infinities, where b - a would be NaN
-                A::from_f64_lossy(0.5)
-            } else {
-                sigmoid(b - a)
-            }
-        }))
     }
 }
 
@@ -781,18 +722,6 @@ mod tests {
         let out = Identity.apply(&s, &Spacing::unit()).unwrap();
         assert!(out.is_view());
         assert_eq!(out, s);
-    }
-
-    #[test]
-    fn softmax_checks_axis() {
-        let l = Array::<f64, _>::zeros((3, 4));
-        assert!(TwoClassSoftmax::new(Axis(0)).apply(&l).is_err());
-        assert!(TwoClassSoftmax::new(Axis(5)).apply(&l).is_err());
-        let l = array![[f64::INFINITY, f64::INFINITY], [2.0, 1.0], [0.0, f64::INFINITY]];
-        let p = TwoClassSoftmax::new(Axis(1)).apply(&l).unwrap();
-        assert_eq!(p[0], 0.5);
-        assert!((p[1] - (-1.0f64).exp() / (1.0 + (-1.0f64).exp())).abs() < 1e-15);
-        assert_eq!(p[2], 1.0);
     }
 
     #[test]

@@ -104,6 +104,6 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
     report::warn(&opened.warnings());
-    report::warn(&file.sets.warnings(calibration.as_ref()));
+    report::warn(&calibration.map_or_else(|| file.sets.warnings(), |c| c.warnings(&file.sets)));
     Ok(())
 }

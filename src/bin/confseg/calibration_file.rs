@@ -1,7 +1,7 @@
 //! The calibration JSON file that `calibrate` writes and `predict` reads.
 //!
 //! It is the library's serde form of
-//! `ConfidenceSets<ScoreTransform, ScoreTransform, Max>` (`confseg_version`,
+//! `ConfidenceSets<ScoreTransform, ScoreTransform>` (`confseg_version`,
 //! `n`, `mode`, `alpha`, `combination`, `spacing`, `inner: {alpha,
 //! threshold, rank, transform}`, `outer: {...}`, infinite thresholds as
 //! `"inf"`/`"-inf"`), flattened, plus what the CLI needs to redo the same
@@ -20,11 +20,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use confseg::io::Labels;
-use confseg::{ConfidenceSets, Max, ScoreTransform};
+use confseg::{ConfidenceSets, ScoreTransform};
 use serde::{Deserialize, Serialize};
 
 /// Fitted sets as the CLI uses them.
-pub type Sets = ConfidenceSets<ScoreTransform, ScoreTransform, Max>;
+pub type Sets = ConfidenceSets<ScoreTransform, ScoreTransform>;
 
 /// What the calibration scores were.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

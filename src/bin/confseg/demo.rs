@@ -183,7 +183,7 @@ pub fn run(args: Args) -> Result<()> {
             size(&pred.inner),
             size(&pred.outer),
         );
-        crate::cli::report::warn(&sets.warnings(Some(&cal)));
+        crate::cli::report::warn(&cal.warnings(&sets));
     }
     let a = alpha.get();
     outln!();

@@ -19,12 +19,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use std::sync::Arc;
 
-use confseg::calibrate::Structure;
 use confseg::io::cohort::{is_per_subject, Cohort, Pairing};
 use confseg::io::{Labels, NpyStack, Precision, ReadFloat};
+use confseg::mask::Structure;
 use confseg::pipeline::Lazy;
 use confseg::{
-    AsImage, Calibration, Calibrator, Error, Geometry, Image, ImageStatistics, Max, RiskCalibration,
+    AsImage, Calibration, Calibrator, Error, Geometry, Image, ImageStatistics, RiskCalibration,
     ScoreTransform, Side, Spacing, Transformed, TwoClassSoftmax,
 };
 use ndarray::{ArrayD, ArrayRef, Axis, IxDyn};
@@ -623,7 +623,7 @@ impl Reader {
             ScoreSource::Subjects { .. } => return Err(no_masks()),
         };
         let Some((MaskSource::Stack(masks), labels)) = &self.masks else { return Err(no_masks()) };
-        confseg::io::transformed_statistics::<A, _>(inner, outer, masks, labels, i, &Max)
+        confseg::io::transformed_statistics::<A>(inner, outer, masks, labels, i)
     }
 
     /// Label map `i` as its values (for several structures).

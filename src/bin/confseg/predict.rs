@@ -195,7 +195,7 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(dir) = &args.overlay.overlay_dir {
         outln!("wrote {} overlays to {}", source.n_images(), dir.display());
     }
-    report::warn(&file.sets.warnings(None));
+    report::warn(&file.sets.warnings());
     let n = source.n_images();
     let (li, lo) = (file.sets.thresholds().inner.value(), file.sets.thresholds().outer.value());
     if counts.2 == n && li.is_finite() {

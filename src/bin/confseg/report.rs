@@ -101,13 +101,13 @@ fn threshold_line(t: &Threshold, n: usize) -> String {
 }
 
 /// The human summary of fitted sets, one fact per line.
-pub fn summary<TI: Transform, TO: Transform, C>(sets: &ConfidenceSets<TI, TO, C>) -> String {
+pub fn summary<TI: Transform, TO: Transform>(sets: &ConfidenceSets<TI, TO>) -> String {
     summary_with(sets, &sets.inner_transform().describe(), &sets.outer_transform().describe())
 }
 
 /// [`summary`] with the transforms described by the caller (e.g. the
 /// files of pre-transformed scores).
-pub fn summary_with<TI, TO, C>(sets: &ConfidenceSets<TI, TO, C>, f_inner: &str, f_outer: &str) -> String {
+pub fn summary_with<TI, TO>(sets: &ConfidenceSets<TI, TO>, f_inner: &str, f_outer: &str) -> String {
     let g = sets.guarantee();
     let n = sets.n();
     let t = sets.thresholds();

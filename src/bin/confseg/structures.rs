@@ -11,10 +11,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use confseg::calibrate::{StructureCalibration, StructureCalibrator, StructureScores};
+use confseg::calibrate::{StructureCalibration, StructureCalibrator};
 use confseg::io::{NpyWriter, Precision, ReadFloat};
 use confseg::pipeline::{default_in_flight, stream, Lazy, Load};
 use confseg::sets::StructureSets;
+use confseg::transform::StructureScores;
 use confseg::{Calibrator, ScoreTransform, Side, Spacing};
 use ndarray::{ArrayD, IxDyn};
 use serde::{Deserialize, Serialize};
@@ -236,7 +237,7 @@ pub fn calibrate(args: &crate::cli::calibrate::Args) -> Result<()> {
             eprint!("{summary}");
         }
     }
-    for (name, w) in file.sets.warnings(Some(&cal)) {
+    for (name, w) in cal.warnings(&file.sets) {
         eprintln!("warning: {name}: {w}");
     }
     Ok(())
@@ -359,7 +360,7 @@ pub fn predict(args: &crate::cli::predict::Args, file: &StructuresFile) -> Resul
         .collect::<confseg::Result<_>>()?;
     confseg::io::commit_all(outputs)?;
     outln!("{n} images: sets of {} structures ({})", names.len(), names.join(", "));
-    for w in sets.warnings(None) {
+    for w in sets.warnings() {
         eprintln!("warning: {}: {}", w.0, w.1);
     }
     Ok(())
