@@ -12,7 +12,7 @@
 use confseg::calibrate::StructureCalibrator;
 use confseg::levels::JointMode;
 use confseg::mask::Structure;
-use confseg::pipeline::Lazy;
+use confseg::stream::Lazy;
 use confseg::synthetic::Synthetic;
 use confseg::transform::StructureScores;
 use confseg::{Alpha, Calibrator, ScoreTransform};

@@ -159,6 +159,14 @@ pub enum Error {
         /// The known names.
         known: &'static str,
     },
+    /// Inputs or options that do not fit together or do not fit the data
+    /// (a class axis outside the image, transform options given for
+    /// already transformed scores, a mask stack for per-subject scores).
+    #[error("{}", escape(reason))]
+    Options {
+        /// What is wrong, naming the option and the fix.
+        reason: String,
+    },
     /// Any other parameter out of its domain.
     #[error("invalid {name} = {}: {}", one_line(value), escape(reason))]
     InvalidParameter {
@@ -342,7 +350,8 @@ pub enum Warning {
     /// transform: the predicted mask is (almost) everything.
     #[error(
         "the scores all lie in [0, 1] (probabilities?) but {transform} predicts the mask as scores > 0, \
-         which is almost every voxel; for probabilities use --mask-threshold 0.5 (threshold=0.5)"
+         which is almost every voxel; for probabilities give it the threshold 0.5 \
+         (the transform option threshold=0.5, the CLI's --mask-threshold 0.5, Python's mask_threshold=0.5)"
     )]
     ProbabilitiesThresholdedAtZero {
         /// The transform.
@@ -500,6 +509,16 @@ pub enum FileProblem {
         /// Bytes the file holds for it.
         found_bytes: u64,
     },
+    /// Not a regular file where a file is meant (a folder, a device such
+    /// as `/dev/zero`, a pipe).
+    NotRegular,
+    /// Larger than any valid file of its kind.
+    TooLarge {
+        /// The largest size read, in bytes.
+        limit: u64,
+    },
+    /// Text that is not UTF-8.
+    NotUtf8,
     /// Values that `f32` cannot hold exactly, read as `f32`.
     NeedsFloat64 {
         /// What the values are, e.g. `"int32"` or `"uint8 scaled by scl_slope 0.5"`.
@@ -549,6 +568,13 @@ impl std::fmt::Display for FileProblem {
                 write!(f, "image index {value} is listed twice (positions {first} and {second})")
             }
             FileProblem::Write { message } => write!(f, "cannot write: {}", escape(message)),
+            FileProblem::NotRegular => {
+                f.write_str("not a regular file (a folder, a device or a pipe); give the path of a file")
+            }
+            FileProblem::TooLarge { limit } => {
+                write!(f, "larger than {limit} bytes, more than any valid file of this kind")
+            }
+            FileProblem::NotUtf8 => f.write_str("not a text file (not UTF-8)"),
             FileProblem::NotNifti { reason } => {
                 write!(f, "not a single-file NIfTI-1 or NIfTI-2 image (.nii, .nii.gz): {reason}")
             }

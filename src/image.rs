@@ -225,9 +225,37 @@ impl Geometry {
     pub fn affine(&self) -> Option<&Affine> {
         self.affine.as_ref()
     }
+
+    /// The geometry of the image with axis `k` removed (a class axis
+    /// reduced by a softmax, a NIfTI axis of length 1 squeezed): its
+    /// spacing entry goes, and so does the affine if `k` is one of the
+    /// three axes it maps.
+    ///
+    /// # Errors
+    /// [`Error::InvalidSpacing`] if an explicit spacing has no axis `k`.
+    pub fn without_axis(&self, k: usize) -> Result<Geometry> {
+        let spacing = match self.spacing.as_slice() {
+            None => Spacing::unit(),
+            Some(s) if k < s.len() => {
+                let mut v = s.to_vec();
+                v.remove(k);
+                Spacing::new(v)?
+            }
+            Some(s) => {
+                return Err(Error::InvalidSpacing {
+                    spacing: s.to_vec(),
+                    ndim: s.len(),
+                    reason: "has no such axis to remove",
+                })
+            }
+        };
+        Ok(Geometry { spacing, affine: if k < 3 { None } else { self.affine } })
+    }
 }
 
-/// A score image that carries its geometry.
+/// A score image that carries its geometry, or says it has none of its
+/// own ([`Image::plain`]: the calibrator's or the fitted sets' spacing
+/// applies).
 ///
 /// The scores are borrowed or owned ([`CowArray`]); the spacing is checked
 /// against the image's dimension when the image is built, so an `Image`
@@ -235,7 +263,7 @@ impl Geometry {
 #[derive(Debug, Clone)]
 pub struct Image<'a, A, D: Dimension> {
     scores: CowArray<'a, A, D>,
-    geometry: Geometry,
+    geometry: Option<Geometry>,
 }
 
 impl<'a, A: Float, D: Dimension> Image<'a, A, D> {
@@ -256,13 +284,34 @@ impl<'a, A: Float, D: Dimension> Image<'a, A, D> {
     pub fn with_geometry(scores: impl Into<CowArray<'a, A, D>>, geometry: Geometry) -> Result<Self> {
         let scores = scores.into();
         geometry.spacing.for_ndim(scores.ndim())?;
-        Ok(Image { scores, geometry })
+        Ok(Image { scores, geometry: Some(geometry) })
     }
 
-    /// The geometry.
+    /// An image with no geometry of its own: the spacing of whatever it is
+    /// given to (a calibrator, fitted sets) applies, as for a plain array.
     #[must_use]
-    pub fn geometry(&self) -> &Geometry {
-        &self.geometry
+    pub fn plain(scores: impl Into<CowArray<'a, A, D>>) -> Self {
+        Image { scores: scores.into(), geometry: None }
+    }
+
+    /// An image with `geometry` if there is one, else [`Image::plain`].
+    ///
+    /// # Errors
+    /// As [`Image::new`].
+    pub fn maybe_with_geometry(
+        scores: impl Into<CowArray<'a, A, D>>,
+        geometry: Option<Geometry>,
+    ) -> Result<Self> {
+        match geometry {
+            Some(g) => Self::with_geometry(scores, g),
+            None => Ok(Self::plain(scores)),
+        }
+    }
+
+    /// The geometry, if the image carries one.
+    #[must_use]
+    pub fn geometry(&self) -> Option<&Geometry> {
+        self.geometry.as_ref()
     }
 
     /// The scores, owned.
@@ -321,7 +370,7 @@ impl<A: Float, D: Dimension> AsImage for Image<'_, A, D> {
         &self.scores
     }
     fn spacing(&self) -> Option<&Spacing> {
-        Some(&self.geometry.spacing)
+        self.geometry.as_ref().map(Geometry::spacing)
     }
 }
 

@@ -78,11 +78,13 @@ pub mod levels;
 pub mod mask;
 #[cfg(any(feature = "npy", feature = "plot"))]
 pub mod output;
+#[cfg(feature = "npy")]
 pub mod pipeline;
 #[cfg(feature = "plot")]
 pub mod plot;
 pub mod quantile;
 pub mod sets;
+pub mod stream;
 pub mod synthetic;
 pub mod transform;
 

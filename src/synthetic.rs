@@ -212,7 +212,7 @@ impl<D: Dimension> Synthetic<D> {
         }
         let mut scores = Array::zeros(shape.clone());
         let mut masks = Array::from_elem(shape, false);
-        let pairs = crate::pipeline::map_images(n, |k| self.pair(indices.start + k));
+        let pairs = crate::stream::map_images(n, |k| self.pair(indices.start + k));
         for (k, (s, m)) in pairs.into_iter().enumerate() {
             scores.index_axis_mut(Axis(0), k).assign(&s);
             masks.index_axis_mut(Axis(0), k).assign(&m);

@@ -368,21 +368,22 @@ fn class_axis_logits_equal_precomputed_probabilities() {
     write_npy(f.path("p.npy"), &probs).unwrap();
     write_npy(f.path("m.npy"), &m).unwrap();
     let common = ["--masks", f.s("m.npy"), "--inner", "sigmoid", "--alpha", "0.2", "--mode", "bonferroni"];
-    let mut a = vec!["calibrate", "--scores", f.s("l.npy"), "--class-axis", "1", "-o", f.s("l.json")];
+    // the class axis counts one image's axes: 0 is the first axis of an image (axis 1 of the stack)
+    let mut a = vec!["calibrate", "--scores", f.s("l.npy"), "--class-axis", "0", "-o", f.s("l.json")];
     a.extend(common);
     ok(&a);
     let mut b = vec!["calibrate", "--scores", f.s("p.npy"), "-o", f.s("p.json")];
     b.extend(common);
     ok(&b);
     let (jl, jp) = (json(&f.path("l.json")), json(&f.path("p.json")));
-    assert_eq!(jl["class_axis"], 1);
+    assert_eq!(jl["class_axis"], 0);
     assert_eq!(jl["inner"]["threshold"], jp["inner"]["threshold"]);
     assert_eq!(jl["outer"]["threshold"], jp["outer"]["threshold"]);
     // -3 counts from the end: the same axis
     let mut c = vec!["calibrate", "--scores", f.s("l.npy"), "--class-axis", "-3", "-o", f.s("n.json")];
     c.extend(common);
     ok(&c);
-    assert_eq!(json(&f.path("n.json"))["class_axis"], 1);
+    assert_eq!(json(&f.path("n.json"))["class_axis"], 0);
     // predict applies the recorded class axis
     ok(&["predict", "--calibration", f.s("l.json"), "--scores", f.s("l.npy"), "--outer-out", f.s("o1.npy")]);
     ok(&["predict", "--calibration", f.s("p.json"), "--scores", f.s("p.npy"), "--outer-out", f.s("o2.npy")]);
@@ -396,9 +397,13 @@ fn class_axis_logits_equal_precomputed_probabilities() {
     let e = sets.predict(&logits.index_axis(Axis(0), 0)).unwrap_err();
     assert!(matches!(e, confseg::Error::DimensionMismatch { .. }), "{e}");
     assert_eq!(sets.predict_stack(&probs).unwrap().outer.mapv(u8::from), o1);
-    let mut d = vec!["calibrate", "--scores", f.s("l.npy"), "--class-axis", "0"];
+    // an axis outside an image, or one that does not hold two classes, is a usage error
+    let mut d = vec!["calibrate", "--scores", f.s("l.npy"), "--class-axis", "3"];
     d.extend(common);
-    assert!(fail(&d, 2).contains("image axis"));
+    assert!(fail(&d, 2).contains("outside the 3 axes of an image"));
+    let mut d = vec!["calibrate", "--scores", f.s("l.npy"), "--class-axis", "1"];
+    d.extend(common);
+    assert!(fail(&d, 2).contains("length 2"));
 }
 
 #[test]

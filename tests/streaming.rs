@@ -164,7 +164,7 @@ fn f32_is_computed_in_f32_and_integer_scores_agree_across_precisions() {
 #[test]
 fn streams_equal_whole_stacks() {
     // more images than the in-flight bound (4 per thread)
-    let n = 5 * confseg::pipeline::default_in_flight() + 3;
+    let n = 5 * confseg::stream::default_in_flight() + 3;
     let (scores, masks) = Synthetic::new([14, 12]).seed(8).stack(0..n);
     let calibrator = Calibrator::new(Identity, distance());
     let whole = calibrator.calibrate_stack(&scores, &masks).unwrap();

@@ -2,13 +2,13 @@
 
 use std::ffi::CString;
 
-use confseg::io::cohort::Cohort;
-use confseg::io::{Labels, Precision, ReadFloat};
-use confseg::pipeline::Lazy;
-use confseg::{
-    AsImage, Error, Float, Guarantee, Image, Levels, MaskValue, ScoreTransform, Spacing, Transform,
-};
-use ndarray::{ArrayD, ArrayRef, ArrayViewD, Axis, IxDyn};
+use std::sync::Arc;
+
+use confseg::io::{Labels, Precision};
+use confseg::pipeline::Inputs;
+use confseg::stream::Lazy;
+use confseg::{Error, Float, Guarantee, Image, Levels, MaskValue, ScoreTransform, Spacing, Transform};
+use ndarray::{ArrayViewD, Axis};
 use numpy::{IntoPyArray, PyArray1};
 use pyo3::exceptions::PyUserWarning;
 use pyo3::prelude::*;
@@ -219,76 +219,14 @@ fn stats_transformed<A: Float, M: MaskValue>(
     }
 }
 
-/// A subject's scores: a plain array (the default spacing applies) or an
-/// image with its file's (or the manifest's) geometry, as the CLI reads them.
-pub enum Scan<A: Float> {
-    Plain(ArrayD<A>),
-    Own(Image<'static, A, IxDyn>),
-}
-
-impl<A: Float> AsImage for Scan<A> {
-    type Elem = A;
-    type Dim = IxDyn;
-    fn scores(&self) -> &ArrayRef<A, IxDyn> {
-        match self {
-            Scan::Plain(a) => AsImage::scores(a),
-            Scan::Own(i) => i.scores(),
-        }
-    }
-    fn spacing(&self) -> Option<&Spacing> {
-        match self {
-            Scan::Plain(_) => None,
-            Scan::Own(i) => AsImage::spacing(i),
-        }
-    }
-}
-
-/// Subject `i` of a cohort, read in the float type `A`.
-pub fn read_scan<A: ReadFloat>(cohort: &Cohort, i: usize) -> confseg::Result<Scan<A>> {
-    let (s, geometry) = cohort.read_scores::<A>(i)?;
-    Ok(match geometry {
-        Some(g) => Scan::Own(Image::with_geometry(s, g)?),
-        None => Scan::Plain(s),
-    })
-}
-
-/// The float type that holds every subject's scores exactly.
-pub fn cohort_precision(cohort: &Cohort) -> confseg::Result<Precision> {
-    let mut p = Precision::F32;
-    for i in 0..cohort.len() {
-        p = p.max(cohort.info(i)?.precision);
-    }
-    Ok(p)
-}
-
-fn stats_cohort<A: ReadFloat>(
-    c: &Cal,
-    cohort: &Cohort,
-    indices: &[usize],
-    labels: &Labels,
-) -> confseg::Result<confseg::Calibration> {
-    let items = indices
-        .iter()
-        .map(|&i| Ok(Lazy(move || Ok((read_scan::<A>(cohort, i)?, cohort.read_mask(i, labels)?)))));
-    c.calibrate_stream(items)
-}
-
 /// Labels of the masks that are the object: `None` for 0/1 masks.
 pub fn labels_arg(labels: Option<Vec<i64>>) -> PyResult<Labels> {
     labels.map_or(Ok(Labels::Binary), |v| Labels::select(v).py())
 }
 
-/// Parse a precision name.
+/// Parse a precision name (the library's: `float32`, `float64`).
 pub fn precision_arg(p: Option<&str>) -> PyResult<Option<Precision>> {
-    match p {
-        None => Ok(None),
-        Some("float32") => Ok(Some(Precision::F32)),
-        Some("float64") => Ok(Some(Precision::F64)),
-        Some(other) => Err(value_error(format!(
-            "precision must be \"float32\" or \"float64\", got {:?}",
-            one_line(other)
-        ))),
-    }
+    p.map(str::parse::<Precision>).transpose().py()
 }
 
 /// The level arguments of `fit` as the library's request (the library
@@ -485,20 +423,13 @@ impl PyCalibrator {
         precision: Option<&str>,
     ) -> PyResult<PyCalibration> {
         let labels = labels_arg(labels)?;
-        let precision = precision_arg(precision)?;
-        let cohort = &cohort.cohort;
-        let indices = indices.unwrap_or_else(|| (0..cohort.len()).collect());
-        let c = &self.cal;
-        let cal = py.detach(|| {
-            let p = match precision {
-                Some(p) => p,
-                None => cohort_precision(cohort)?,
-            };
-            match p {
-                Precision::F32 => stats_cohort::<f32>(c, cohort, &indices, &labels),
-                Precision::F64 => stats_cohort::<f64>(c, cohort, &indices, &labels),
-            }
-        });
+        let mut inputs =
+            Inputs::from_cohort(Arc::clone(&cohort.cohort), labels, self.cal.clone(), indices).py()?;
+        if let Some(p) = precision_arg(precision)? {
+            inputs = inputs.with_precision(p);
+        }
+        let cal = py.detach(|| inputs.statistics());
+        warn_all(py, &inputs.warnings())?;
         Ok(PyCalibration { cal: cal.py()? })
     }
 

@@ -1,6 +1,7 @@
 //! File readers of the library: `.npy` stacks, NIfTI volumes, per-subject cohorts.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use confseg::io::cohort::{Cohort, Pairing};
 use confseg::io::{self as lio, nifti, NpyStack, Precision, ReadFloat};
@@ -278,7 +279,7 @@ enum Origin {
 /// files again: keep them on storage that every worker sees).
 #[pyclass(module = "confseg", name = "Cohort", frozen)]
 pub struct PyCohort {
-    pub cohort: Cohort,
+    pub cohort: Arc<Cohort>,
     origin: Origin,
 }
 
@@ -291,7 +292,7 @@ fn open_cohort(origin: Origin) -> confseg::Result<PyCohort> {
         )?,
         Origin::Manifest(p) => Cohort::from_manifest(p, false)?,
     };
-    Ok(PyCohort { cohort, origin })
+    Ok(PyCohort { cohort: Arc::new(cohort), origin })
 }
 
 /// Find a cohort's subjects (see ``Cohort``).
@@ -353,7 +354,7 @@ impl PyCohort {
     /// The float type that holds every subject's scores exactly (reads every header).
     #[getter]
     fn precision(&self, py: Python<'_>) -> PyResult<&'static str> {
-        Ok(precision_name(py.detach(|| crate::calibrate::cohort_precision(&self.cohort)).py()?))
+        Ok(precision_name(py.detach(|| self.cohort.precision()).py()?))
     }
 
     /// Subject ``i``: ``(scores, mask, spacing, affine)``; ``mask`` is

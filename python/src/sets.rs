@@ -1,18 +1,18 @@
 //! `ConfidenceSets`.
 
+use confseg::pipeline::{Fitted, Record};
 use confseg::{Float, Image, ScoreTransform, Sets, Side, Threshold, Transform};
 use ndarray::{Array, ArrayViewD, Axis, IxDyn};
 use numpy::{PyArray, PyArrayDyn};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyType};
 use rayon::prelude::*;
-use serde_json::{Map, Value};
 
 use crate::arrays::{self, is_sequence_of_images};
 use crate::calibrate::PyCalibration;
 use crate::errors::{value_error, IntoPy};
 use crate::layout::{layout, spacing_arg, spacing_tuple, Layout, SpacingArg};
-use crate::{one_line, with_score_list, with_scores};
+use crate::{with_score_list, with_scores};
 
 /// The library's fitted sets with the built-in transforms (the CLI's).
 pub type LibSets = confseg::ConfidenceSets<ScoreTransform, ScoreTransform>;
@@ -36,61 +36,29 @@ pub type LibSets = confseg::ConfidenceSets<ScoreTransform, ScoreTransform>;
 #[pyclass(module = "confseg", name = "ConfidenceSets", frozen)]
 pub struct PyConfidenceSets {
     pub sets: LibSets,
-    /// Top-level keys of a CLI calibration file that the library's JSON
-    /// does not have (`input`, `class_axis`, `labels`, `source`).
-    pub extras: Map<String, Value>,
+    /// How the calibration scores were read (the CLI's `input`,
+    /// `class_axis`, `labels`, `source`; defaults for sets fitted here).
+    pub record: Record,
 }
 
 impl PyConfidenceSets {
     pub fn new(sets: LibSets) -> Self {
-        PyConfidenceSets { sets, extras: Map::new() }
+        PyConfidenceSets { sets, record: Record::default() }
     }
 
-    fn json_value(&self) -> PyResult<Value> {
-        let mut v = serde_json::to_value(&self.sets).map_err(|e| value_error(e.to_string()))?;
-        if let Value::Object(map) = &mut v {
-            for (k, x) in &self.extras {
-                map.entry(k.clone()).or_insert_with(|| x.clone());
-            }
-        }
-        Ok(v)
+    fn fitted(&self) -> Fitted<LibSets> {
+        Fitted { sets: self.sets.clone(), record: self.record.clone() }
     }
 
     fn parse(text: &str) -> PyResult<Self> {
-        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        let bad = |e: serde_json::Error| {
-            value_error(format!("not a valid confseg calibration file: {}", one_line(&e.to_string())))
-        };
-        let value: Value = serde_json::from_str(text).map_err(bad)?;
-        let Value::Object(map) = &value else {
-            return Err(value_error("not a valid confseg calibration file: expected a JSON object"));
-        };
-        let sets: LibSets = serde_json::from_value(value.clone()).map_err(bad)?;
-        let ours = serde_json::to_value(&sets).map_err(|e| value_error(e.to_string()))?;
-        let extras = map
-            .iter()
-            .filter(|(k, _)| ours.get(k.as_str()).is_none())
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        Ok(PyConfidenceSets { sets, extras })
+        let Fitted { sets, record } = Fitted::<LibSets>::parse(text).py()?;
+        Ok(PyConfidenceSets { sets, record })
     }
 
     /// Refuse raw-score prediction for files whose pipeline differs (CLI
     /// files calibrated on transformed scores or on two-class logits).
     fn check_raw_input(&self) -> PyResult<()> {
-        if self.extras.get("input").and_then(Value::as_str) == Some("transformed") {
-            return Err(value_error(
-                "these sets were calibrated on already transformed scores: use predict_transformed(inner_scores, outer_scores)",
-            ));
-        }
-        if let Some(k) = self.extras.get("class_axis").and_then(Value::as_u64) {
-            return Err(value_error(format!(
-                "these sets were calibrated on two-class logits along axis {k} of the stack: \
-                 apply confseg.two_class_softmax(logits, axis={k}) to the stack first and predict on the result \
-                 (its class_axis is then applied)"
-            )));
-        }
-        Ok(())
+        self.record.check_prepared().py()
     }
 
     fn side<'py>(&self, py: Python<'py>, side: Side) -> PyResult<Bound<'py, PyDict>> {
@@ -464,11 +432,12 @@ impl PyConfidenceSets {
         self.sets.crate_version()
     }
 
-    /// Keys of a CLI calibration file beyond the library's (``input``,
-    /// ``class_axis``, ``labels``, ``source``), as a dict.
+    /// How the calibration scores were read, as the calibration file
+    /// records it: ``{"input": "scores" | "transformed", "class_axis": int
+    /// | None (an axis of one image), "labels": list | None, "source": {...}}``.
     #[getter]
-    fn extras<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let text = serde_json::to_string(&self.extras).map_err(|e| value_error(e.to_string()))?;
+    fn record<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let text = serde_json::to_string(&self.record).map_err(|e| value_error(e.to_string()))?;
         crate::json_loads(py, &text)
     }
 
@@ -486,10 +455,7 @@ impl PyConfidenceSets {
 
     /// The calibration file as JSON text (what ``confseg calibrate`` writes).
     fn to_json(&self) -> PyResult<String> {
-        let mut s =
-            serde_json::to_string_pretty(&self.json_value()?).map_err(|e| value_error(e.to_string()))?;
-        s.push('\n');
-        Ok(s)
+        self.fitted().to_json().py()
     }
 
     /// Sets from the JSON of a calibration file (the CLI's or ``to_json``'s).
@@ -502,30 +468,22 @@ impl PyConfidenceSets {
 
     /// Write the calibration file atomically (``OSError`` if it cannot be written).
     fn save(&self, py: Python<'_>, path: std::path::PathBuf) -> PyResult<()> {
-        let json = self.to_json()?;
-        py.detach(|| confseg::io::write_atomic(&path, |w| w.write_all(json.as_bytes()))).py()
+        let fitted = self.fitted();
+        py.detach(|| fitted.write(&path)).py()
     }
 
-    /// Read a calibration file (the CLI's or ``save``'s).
+    /// Read a calibration file (the CLI's or ``save``'s): a regular file of
+    /// at most 16 MiB.
     #[classmethod]
-    fn load(_cls: &Bound<'_, PyType>, path: std::path::PathBuf) -> PyResult<Self> {
-        let bytes = std::fs::read(&path).map_err(|e| {
-            crate::errors::to_py(confseg::Error::File {
-                path: path.clone(),
-                problem: confseg::FileProblem::Io { kind: e.kind(), message: e.to_string() },
-            })
-        })?;
-        let text = std::str::from_utf8(&bytes).map_err(|e| {
-            value_error(format!("{}: not a confseg calibration file (not UTF-8: {e})", path.display()))
-        })?;
-        Self::parse(text)
-            .map_err(|e| Python::attach(|py| value_error(format!("{}: {}", path.display(), e.value(py)))))
+    fn load(_cls: &Bound<'_, PyType>, py: Python<'_>, path: std::path::PathBuf) -> PyResult<Self> {
+        let Fitted { sets, record } = py.detach(|| Fitted::<LibSets>::read(&path)).py()?;
+        Ok(PyConfidenceSets { sets, record })
     }
 
     fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
         other.cast::<PyConfidenceSets>().is_ok_and(|o| {
             let o = o.get();
-            o.sets == self.sets && o.extras == self.extras
+            o.sets == self.sets && o.record == self.record
         })
     }
 

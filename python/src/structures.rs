@@ -4,8 +4,9 @@
 use confseg::calibrate::{StructureCalibration, StructureCalibrator};
 use confseg::io::Labels;
 use confseg::mask::Structure;
-use confseg::pipeline::Lazy;
+use confseg::pipeline::{Fitted, Record};
 use confseg::sets::StructureSets;
+use confseg::stream::Lazy;
 use confseg::transform::StructureScores;
 use confseg::{Error, Float, MaskValue, ScoreTransform};
 use ndarray::{Array, ArrayViewD, Axis, IxDyn};
@@ -13,7 +14,6 @@ use numpy::PyArray;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyType};
 use rayon::prelude::*;
-use serde_json::{Map, Value};
 
 use crate::arrays::{self, is_sequence_of_images, labelled, PerImage};
 use crate::calibrate::{parse_transform, Cal, PyCalibration};
@@ -233,7 +233,7 @@ impl PyStructureCalibrator {
         for (name, w) in calibration.cal.warnings(&sets) {
             crate::calibrate::warn_text(py, &format!("{name}: {w}"))?;
         }
-        Ok(PyStructureSets { sets, extras: Map::new() })
+        Ok(PyStructureSets { sets, record: Record::default() })
     }
 
     fn __repr__(&self) -> String {
@@ -415,7 +415,7 @@ impl PyStructureCalibration {
 #[pyclass(module = "confseg", name = "StructureSets", frozen)]
 pub struct PyStructureSets {
     sets: StructureSets,
-    extras: Map<String, Value>,
+    record: Record,
 }
 
 type Per = Vec<confseg::Sets<IxDyn>>;
@@ -477,27 +477,12 @@ fn coverage<M: MaskValue>(
 
 impl PyStructureSets {
     fn parse(text: &str) -> PyResult<Self> {
-        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        let bad = |e: serde_json::Error| {
-            value_error(format!(
-                "not a valid confseg structures calibration file: {}",
-                one_line(&e.to_string())
-            ))
-        };
-        let value: Value = serde_json::from_str(text).map_err(bad)?;
-        let Value::Object(map) = &value else {
-            return Err(value_error(
-                "not a valid confseg structures calibration file: expected a JSON object",
-            ));
-        };
-        let sets: StructureSets = serde_json::from_value(value.clone()).map_err(bad)?;
-        let ours = serde_json::to_value(&sets).map_err(|e| value_error(e.to_string()))?;
-        let extras = map
-            .iter()
-            .filter(|(k, _)| ours.get(k.as_str()).is_none())
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        Ok(PyStructureSets { sets, extras })
+        let Fitted { sets, record } = Fitted::<StructureSets>::parse(text).py()?;
+        Ok(PyStructureSets { sets, record })
+    }
+
+    fn fitted(&self) -> Fitted<StructureSets> {
+        Fitted { sets: self.sets.clone(), record: self.record.clone() }
     }
 
     fn ndim(&self) -> Option<usize> {
@@ -669,13 +654,7 @@ impl PyStructureSets {
 
     /// The calibration file as JSON (the library's ``StructureSets`` form).
     fn to_json(&self) -> PyResult<String> {
-        let mut v = serde_json::to_value(&self.sets).map_err(|e| value_error(e.to_string()))?;
-        if let Value::Object(map) = &mut v {
-            for (k, x) in &self.extras {
-                map.entry(k.clone()).or_insert_with(|| x.clone());
-            }
-        }
-        Ok(serde_json::to_string_pretty(&v).map_err(|e| value_error(e.to_string()))? + "\n")
+        self.fitted().to_json().py()
     }
 
     #[classmethod]
@@ -684,22 +663,21 @@ impl PyStructureSets {
     }
 
     fn save(&self, py: Python<'_>, path: std::path::PathBuf) -> PyResult<()> {
-        let json = self.to_json()?;
-        py.detach(|| confseg::io::write_atomic(&path, |w| std::io::Write::write_all(w, json.as_bytes()))).py()
+        let fitted = self.fitted();
+        py.detach(|| fitted.write(&path)).py()
     }
 
+    /// Read a structures calibration file: a regular file of at most 16 MiB.
     #[classmethod]
-    fn load(_cls: &Bound<'_, PyType>, path: std::path::PathBuf) -> PyResult<Self> {
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| pyo3::exceptions::PyOSError::new_err(format!("{}: {e}", path.display())))?;
-        Self::parse(&text)
-            .map_err(|e| Python::attach(|py| value_error(format!("{}: {}", path.display(), e.value(py)))))
+    fn load(_cls: &Bound<'_, PyType>, py: Python<'_>, path: std::path::PathBuf) -> PyResult<Self> {
+        let Fitted { sets, record } = py.detach(|| Fitted::<StructureSets>::read(&path)).py()?;
+        Ok(PyStructureSets { sets, record })
     }
 
     fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
         other
             .cast::<PyStructureSets>()
-            .is_ok_and(|o| o.get().sets == self.sets && o.get().extras == self.extras)
+            .is_ok_and(|o| o.get().sets == self.sets && o.get().record == self.record)
     }
 
     fn __repr__(&self) -> String {

@@ -114,9 +114,9 @@ def test_transformed_scores_equal_the_cli(cli, tmp_path, polyps):
     sets = cal.fit(stats, alpha=0.1, mode="max")
     loaded = confseg.ConfidenceSets.load(tmp_path / "cal.json")
     assert loaded.thresholds == sets.thresholds
-    assert loaded.extras["input"] == "transformed"
+    assert loaded.record["input"] == "transformed"
     # the file's pipeline is kept: raw-score prediction is refused ...
-    with pytest.raises(ValueError, match="predict_transformed"):
+    with pytest.raises(ValueError, match="already transformed scores"):
         loaded.predict(fi[:3])
     # ... and transformed prediction equals the CLI's
     cli("predict", "--calibration", tmp_path / "cal.json", "--inner-scores", a, "--outer-scores", b,
@@ -158,7 +158,7 @@ def test_cli_structures_file_loads_and_predicts_like_the_cli(cli, tmp_path):
     np.save(tmp_path / "out.npy", out)
     np.save(tmp_path / "lab.npy", labels)
     cli("calibrate", "--scores", tmp_path / "out.npy", "--masks", tmp_path / "lab.npy",
-        "--structure", "WT=1,2", "--structure", "CORE=2", "--structure-axis", "1",
+        "--structure", "WT=1,2", "--structure", "CORE=2", "--structure-axis", "0",
         "--alpha", "0.2", "--mode", "max", "-o", tmp_path / "cal.json")
     loaded = confseg.StructureSets.load(tmp_path / "cal.json")
     sc = confseg.StructureCalibrator("identity", "identity", {"WT": [1, 2], "CORE": [2]}, structure_axis=0)

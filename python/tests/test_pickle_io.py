@@ -104,3 +104,41 @@ def test_nifti_and_cohorts(tmp_path):
     from_files = cal.statistics_cohort(cohort)
     in_memory = cal.statistics(s.astype(np.float32), m, spacing=sp)
     assert from_files == in_memory and from_files.per_image_spacing
+
+
+def test_cohort_calibration_warns_as_the_cli_does(tmp_path):
+    """Probability maps given to a distance transform that predicts the mask
+    as scores > 0: the library's input warning reaches Python (it was silent)."""
+    s, m = confseg.synthetic((8, 9, 5), 4, seed=4)
+    probs = 1.0 / (1.0 + np.exp(-s))
+    (tmp_path / "p").mkdir()
+    (tmp_path / "m").mkdir()
+    for i in range(4):
+        write_nifti(tmp_path / "p" / f"s{i}.nii", probs[i].astype(np.float32), (1.0, 1.0, 2.0))
+        write_nifti(tmp_path / "m" / f"s{i}.nii", m[i].astype(np.uint8), (1.0, 1.0, 2.0))
+    cohort = confseg.read_cohort(str(tmp_path / "p"), str(tmp_path / "m"))
+    with pytest.warns(UserWarning, match=r"lie in \[0, 1\].*threshold 0.5"):
+        confseg.Calibrator(outer="distance", ndim=3).statistics_cohort(cohort)
+    # with the threshold, no warning
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        confseg.Calibrator(outer="distance:threshold=0.5", ndim=3).statistics_cohort(cohort)
+
+
+def test_fitted_files_carry_a_typed_record(tmp_path, fitted):
+    _, _, sets, _ = fitted
+    assert sets.record == {"input": "scores", "class_axis": None, "labels": None, "source": {}}
+    text = json.loads(sets.to_json())
+    text["class_axis"] = 0
+    loaded = confseg.ConfidenceSets.from_json(json.dumps(text))
+    assert loaded.record["class_axis"] == 0 and loaded != sets
+    # logits recorded along axis 0 of an image: raw prediction says which softmax to apply
+    with pytest.raises(ValueError, match="axis 0 of an image, axis 1 of a batch-first stack"):
+        loaded.predict(np.zeros((2, 12, 14)))
+    text["class_axis"] = "x"
+    with pytest.raises(ValueError, match="not a valid confseg calibration file"):
+        confseg.ConfidenceSets.from_json(json.dumps(text))
+    # load reads regular files only, bounded
+    with pytest.raises(OSError, match="not a regular file"):
+        confseg.ConfidenceSets.load(tmp_path)

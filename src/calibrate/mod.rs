@@ -41,7 +41,7 @@ use crate::error::Result;
 use crate::float::Float;
 use crate::image::{check_shape, AsImage, Spacing};
 use crate::mask::MaskValue;
-use crate::pipeline::{default_in_flight, for_each_image, stream, Load};
+use crate::stream::{default_in_flight, for_each_image, stream, Load};
 use crate::transform::{Transform, Transforms};
 
 /// One image's scores already transformed by `f_I` and `f_O` (for example

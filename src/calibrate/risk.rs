@@ -5,8 +5,8 @@ use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::image::{check_shape, AsImage};
 use crate::mask::MaskValue;
-use crate::pipeline::{default_in_flight, stream, Load};
 use crate::quantile::Alpha;
+use crate::stream::{default_in_flight, stream, Load};
 use crate::transform::Transform;
 use ndarray::{Array, ArrayRef, Zip};
 

@@ -330,7 +330,7 @@ impl<TI: Transform, TO: Transform> StructureCalibrator<TI, TO> {
     }
 
     /// Calibration statistics of a stream of `(output, own spacing, label
-    /// map)` items (see [`pipeline::Load`](crate::pipeline::Load)), in
+    /// map)` items (see [`stream::Load`](crate::stream::Load)), in
     /// parallel with a bounded number in flight, in stream order.
     ///
     /// # Errors
@@ -338,7 +338,7 @@ impl<TI: Transform, TO: Transform> StructureCalibrator<TI, TO> {
     pub fn calibrate_stream<P, A, D, M, S>(&self, items: S) -> Result<StructureCalibration>
     where
         S: Iterator<Item = Result<P>> + Send,
-        P: crate::pipeline::Load<Output = (Array<A, D>, Option<Spacing>, Array<M, D::Smaller>)>,
+        P: crate::stream::Load<Output = (Array<A, D>, Option<Spacing>, Array<M, D::Smaller>)>,
         A: Float,
         D: RemoveAxis,
         M: MaskValue,
@@ -346,9 +346,9 @@ impl<TI: Transform, TO: Transform> StructureCalibrator<TI, TO> {
         TO: Sync,
     {
         let mut cal = StructureCalibration::new(&self.structures);
-        crate::pipeline::stream(
+        crate::stream::stream(
             items,
-            crate::pipeline::default_in_flight(),
+            crate::stream::default_in_flight(),
             |i, item: P| {
                 let (output, spacing, labels) = item.load().map_err(|e| e.in_image(i))?;
                 let s = self.statistics(&output, spacing.as_ref(), &labels).map_err(|e| e.in_image(i))?;

@@ -90,8 +90,8 @@ use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::image::{check_shape, AsImage};
 use crate::mask::MaskValue;
-use crate::pipeline::{default_in_flight, for_each_image, map_images, stream, Load};
 use crate::quantile::{Alpha, Threshold};
+use crate::stream::{default_in_flight, for_each_image, map_images, stream, Load};
 use crate::transform::{Spacing, Transform};
 use crate::Calibration;
 

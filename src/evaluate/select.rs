@@ -28,8 +28,8 @@ use crate::float::Float;
 use crate::image::AsImage;
 use crate::levels::{Levels, ModeKind};
 use crate::mask::MaskValue;
-use crate::pipeline::Load;
 use crate::quantile::Alpha;
+use crate::stream::Load;
 use crate::transform::{Spacing, Transform};
 
 /// The Bonferroni weight grid tried by [`select`]: `w_I : w_O`.

@@ -258,9 +258,10 @@ impl Cohort {
             let s: Vec<&String> = score_files.keys().collect();
             let m: Vec<&String> = mask_files.keys().collect();
             let hint = match (common_suffix(&s), common_suffix(&m)) {
-                (Some(a), Some(b)) if a != b => {
-                    Some(format!("to pair by ID, try --scores-suffix {a} --masks-suffix {b}"))
-                }
+                (Some(a), Some(b)) if a != b => Some(format!(
+                    "to pair by ID, remove the scores suffix {a} and the masks suffix {b} \
+                     (CLI --scores-suffix {a} --masks-suffix {b}; Python scores_suffix=, masks_suffix=)"
+                )),
                 _ => None,
             };
             return Err(Error::UnpairedSubjects { scores_only, masks_only, hint });
@@ -403,6 +404,19 @@ impl Cohort {
         };
         let geometry = s.spacing.clone().map(Geometry::new).or(geometry);
         Ok(SubjectInfo { format, shape, precision, geometry })
+    }
+
+    /// The float type that holds every subject's scores exactly (from the
+    /// headers).
+    ///
+    /// # Errors
+    /// A header cannot be read.
+    pub fn precision(&self) -> Result<Precision> {
+        let mut p = Precision::F32;
+        for i in 0..self.len() {
+            p = p.max(self.info(i)?.precision);
+        }
+        Ok(p)
     }
 
     /// Subject `i`'s scores in the float type `A` and their geometry: the

@@ -5,7 +5,7 @@
 //! Inputs are batch-first stacks `(N, spatial...)`: `N` score images or
 //! masks of any dimension. [`NpyStack`] opens a stack by its header and
 //! reads images on demand, so a cohort streams through calibration with a
-//! bounded number of images in memory ([`pipeline`](crate::pipeline)).
+//! bounded number of images in memory ([`stream`](crate::stream)).
 //! Any common element type is read:
 //!
 //! | dtype | as scores | as masks ([`Labels`]) | as indices ([`read_indices`]) |
@@ -203,6 +203,29 @@ impl Precision {
             Precision::F32 => "float32",
             Precision::F64 => "float64",
         }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// `float32` or `float64` (the NumPy names).
+///
+/// ```
+/// use confseg::io::Precision;
+/// assert_eq!("float32".parse::<Precision>()?, Precision::F32);
+/// assert!("f16".parse::<Precision>().is_err());
+/// # Ok::<(), confseg::Error>(())
+/// ```
+impl std::str::FromStr for Precision {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        [Precision::F32, Precision::F64].into_iter().find(|p| p.name() == s.trim()).ok_or_else(|| {
+            Error::UnknownName { what: "precision", name: s.to_owned(), known: "float32, float64" }
+        })
     }
 }
 

@@ -7,8 +7,8 @@ use crate::float::Float;
 use crate::image::{check_mask, check_nan, check_shape, AsImage, Spacing};
 use crate::levels::{Guarantee, Side, Thresholds};
 use crate::mask::MaskValue;
-use crate::pipeline::{default_in_flight, for_each_image, stream, Load};
 use crate::quantile::Threshold;
+use crate::stream::{default_in_flight, for_each_image, stream, Load};
 use crate::transform::{ScoreTransform, Transform, Transforms};
 
 /// Fitted conformal confidence sets: transforms, thresholds and provenance.

@@ -121,3 +121,16 @@ impl<TI: Transform, TO: Transform> Transforms<TI, TO> {
         }
     }
 }
+
+impl Transforms<super::ScoreTransform, super::ScoreTransform> {
+    /// Warnings about scores given to these transforms (see
+    /// [`ScoreTransform::warning_for`](super::ScoreTransform::warning_for)):
+    /// probability maps thresholded at 0 by a mask-based transform. Cheap;
+    /// meant for the first image of a cohort.
+    pub fn warnings_for<A: Float, D: Dimension>(&self, scores: &ArrayRef<A, D>) -> Vec<crate::Warning> {
+        let mut out: Vec<crate::Warning> =
+            [&self.inner, &self.outer].iter().filter_map(|t| t.warning_for(scores)).collect();
+        out.dedup();
+        out
+    }
+}

@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use anyhow::Result;
 use confseg::Guarantee;
 
-use crate::cli::calibration_file::{CalibrationFile, Source};
-use crate::cli::inputs::{CalibrationInputs, ScoreSource};
+use confseg::pipeline::Fitted;
+
+use crate::cli::inputs::CalibrationInputs;
 use crate::cli::levels::LevelArgs;
 use crate::cli::report;
 
@@ -37,59 +38,44 @@ pub fn run(args: Args) -> Result<()> {
         return crate::cli::structures::calibrate(&args);
     }
     let guarantee = args.levels.levels().guarantee()?;
-    let opened = args.inputs.open()?;
-    if opened.images.is_empty() {
-        if opened.scores.n_images() == 0 {
-            anyhow::bail!("{}: the stack holds no images", opened.scores.describe());
+    let request = args.inputs.request()?;
+    let (inputs, bar) = args.inputs.open("calibrating")?;
+    let scores = inputs.scores();
+    if inputs.images.is_empty() {
+        if scores.n_images() == 0 {
+            anyhow::bail!("{}: the stack holds no images", scores.describe());
         }
         anyhow::bail!(
             "no calibration images: --indices/--exclude leave none of the {} images",
-            opened.scores.n_images()
+            scores.n_images()
         );
     }
     let (sets, calibration) = match guarantee {
         Guarantee::RiskControl(level) => {
-            let risk = opened.risk_statistics()?;
-            (opened.calibrator.fit_risk_control(&risk, level)?, None)
+            let risk = inputs.risk_statistics()?;
+            (inputs.calibrator.fit_risk_control(&risk, level)?, None)
         }
         Guarantee::Conformal(mode) => {
-            let calibration = opened.statistics()?;
-            (opened.calibrator.fit(&calibration, mode)?, Some(calibration))
+            let calibration = inputs.statistics()?;
+            (inputs.calibrator.fit(&calibration, mode)?, Some(calibration))
         }
     };
-    let files = &args.inputs.files;
-    let file = CalibrationFile {
-        sets,
-        input: opened.scores.kind(),
-        class_axis: opened.scores.class_axis(),
-        labels: opened.labels.clone(),
-        source: Source {
-            masks: args.inputs.masks.masks.clone(),
-            manifest: files.subjects.manifest.clone(),
-            scores: files.scores.clone(),
-            inner_scores: files.inner_scores.clone(),
-            outer_scores: files.outer_scores.clone(),
-            spacing_file: args.inputs.options.spacing.spacing_file.clone(),
-            exclude: args.inputs.selection.exclude.clone(),
-            indices: args.inputs.selection.indices.clone(),
-            images_in_files: Some(opened.scores.n_images()),
-        },
-    };
+    bar.finish_and_clear();
+    let file = Fitted { sets, record: inputs.record(&request) };
     let mut summary = String::new();
-    if opened.images.len() != opened.scores.n_images() {
-        summary += &format!("images: {} of {} selected\n", opened.images.len(), opened.scores.n_images());
+    if inputs.images.len() != scores.n_images() {
+        summary += &format!("images: {} of {} selected\n", inputs.images.len(), scores.n_images());
     }
-    summary += &match &opened.scores {
-        ScoreSource::Transformed { .. } => {
-            let given = |p: &Option<PathBuf>| {
-                format!("given in {}", p.as_deref().unwrap_or(opened.scores.path()).display())
-            };
-            report::summary_with(&file.sets, &given(&files.inner_scores), &given(&files.outer_scores))
-        }
-        ScoreSource::Raw { .. } | ScoreSource::Subjects { .. } => report::summary(&file.sets),
+    summary += &if scores.is_transformed() {
+        let files = &args.inputs.files;
+        let given =
+            |p: &Option<PathBuf>| format!("given in {}", p.as_deref().unwrap_or(scores.path()).display());
+        report::summary_with(&file.sets, &given(&files.inner_scores), &given(&files.outer_scores))
+    } else {
+        report::summary(&file.sets)
     };
-    summary += &report::provenance_lines(&file, opened.scores.precision()?);
-    if opened.cohort_spacing && matches!(opened.scores, ScoreSource::Subjects { .. }) {
+    summary += &report::provenance_lines(&file, scores.precision()?);
+    if inputs.reader.cohort_spacing && scores.cohort().is_some() {
         summary += "spacing: --spacing overrides the spacing in the files' headers\n";
     }
     match &args.output {
@@ -103,7 +89,7 @@ pub fn run(args: Args) -> Result<()> {
             eprint!("{summary}");
         }
     }
-    report::warn(&opened.warnings());
+    report::warn(&inputs.warnings());
     report::warn(&calibration.map_or_else(|| file.sets.warnings(), |c| c.warnings(&file.sets)));
     Ok(())
 }

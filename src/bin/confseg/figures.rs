@@ -13,7 +13,7 @@ use confseg::plot::overlay_sets_spaced;
 use confseg::{Float, Spacing};
 use ndarray::{ArrayD, Axis, Ix2, IxDyn};
 
-use crate::cli::inputs::ScoreSource;
+use confseg::pipeline::ScoreSource;
 
 /// Overlay options of `predict`.
 #[derive(Debug, Clone, Default, clap::Args)]

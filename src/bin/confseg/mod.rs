@@ -95,7 +95,10 @@ pub fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {e:#}");
             // options that do not fit together, found by the library, are usage errors too
-            let levels = matches!(e.downcast_ref::<confseg::Error>(), Some(confseg::Error::Levels(_)));
+            let levels = matches!(
+                e.downcast_ref::<confseg::Error>(),
+                Some(confseg::Error::Levels(_) | confseg::Error::Options { .. })
+            );
             if e.is::<report::UsageError>() || levels {
                 ExitCode::from(2)
             } else {

@@ -4,14 +4,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use confseg::io::{NpyWriter, Precision, ReadFloat};
-use confseg::pipeline::{default_in_flight, stream, Load};
+use confseg::io::NpyWriter;
+use confseg::pipeline::{InputKind, Reader};
 use confseg::Spacing;
-use ndarray::{ArrayD, IxDyn};
+use ndarray::IxDyn;
 
-use crate::cli::calibration_file::{CalibrationFile, InputKind};
-use crate::cli::inputs::{blame, Reader, ScoreFiles, ScoreSource, SpacingArgs};
+use crate::cli::calibration_file::CalibrationFile;
+use crate::cli::inputs::{ScoreFiles, SpacingArgs};
 use crate::cli::report::{self, outln, usage};
+use crate::cli::structures::StructuresFile;
 
 /// Inner and outer masks for a score stack or per-subject files, from a
 /// calibration file.
@@ -101,27 +102,27 @@ pub fn run(args: Args) -> Result<()> {
             usage!("--inner-out and --outer-out name the same file {}", a.display());
         }
     }
-    let text = crate::cli::calibration_file::read_text(&args.calibration)?;
-    if crate::cli::structures::is_structures_file(&text) {
-        let file: crate::cli::structures::StructuresFile = serde_json::from_str(&text).map_err(|e| {
-            anyhow::anyhow!(
-                "{}: not a valid confseg calibration file: {}",
-                args.calibration.display(),
-                e.to_string().replace(['\n', '\r'], " ")
-            )
-        })?;
+    let text = confseg::pipeline::record::read_text(
+        &args.calibration,
+        confseg::pipeline::record::MAX_FITTED_FILE_BYTES,
+    )?;
+    if confseg::pipeline::record::is_structures_file(&text) {
+        let file = StructuresFile::parse(&text)
+            .map_err(|e| confseg::Error::InFile { path: args.calibration.clone(), error: Box::new(e) })?;
         return crate::cli::structures::predict(&args, &file);
     }
-    let file = CalibrationFile::parse(&args.calibration, &text)?;
-    if file.input == InputKind::Transformed && args.files.inner_scores.is_none() {
+    let file = CalibrationFile::parse(&text)
+        .map_err(|e| confseg::Error::InFile { path: args.calibration.clone(), error: Box::new(e) })?;
+    if file.record.input == InputKind::Transformed && args.files.inner_scores.is_none() {
         usage!(
             "{} was calibrated on transformed scores: give --inner-scores and --outer-scores",
             args.calibration.display()
         );
     }
-    let class_axis = if args.files.inner_scores.is_none() { file.class_axis.map(|k| k as i64) } else { None };
-    let (source, _) = ScoreSource::open(&args.files, None, class_axis)?;
-    let subjects = matches!(source, ScoreSource::Subjects { .. });
+    let class_axis =
+        if args.files.inner_scores.is_none() { file.record.class_axis.map(|k| k as i64) } else { None };
+    let (source, _) = args.files.open(None, class_axis)?;
+    let subjects = source.cohort().is_some();
     if subjects && (args.inner_out.is_some() || args.outer_out.is_some()) {
         usage!("per-subject scores are written per subject: give --out-dir DIR instead of --inner-out/--outer-out");
     }
@@ -151,17 +152,17 @@ pub fn run(args: Args) -> Result<()> {
             );
         }
     }
-    let spacings = args.spacing.spacings(source.n_images(), ndim)?;
+    let spacings = args.spacing.source().per_image(source.n_images(), ndim)?;
     if let Some(s) = &args.spacing.spacing {
         s.for_ndim(ndim).context("--spacing")?;
     }
-    let own: Option<Vec<Spacing>> = match (&spacings, &args.spacing.spacing) {
-        (Some(v), _) => Some(v.clone()),
+    let own: Option<Vec<Spacing>> = match (spacings, &args.spacing.spacing) {
+        (Some(v), _) => Some(v),
         (None, Some(s)) => Some(vec![s.clone(); source.n_images()]),
         (None, None) => None,
     };
-    let outputs = match (&source, &args.out_dir) {
-        (ScoreSource::Subjects { cohort, .. }, Some(dir)) => {
+    let mut outputs = match (source.cohort(), &args.out_dir) {
+        (Some(cohort), Some(dir)) => {
             std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
             Outputs::Subjects { dir: dir.clone(), cohort: Arc::clone(cohort) }
         }
@@ -173,16 +174,31 @@ pub fn run(args: Args) -> Result<()> {
             Outputs::Stacks { inner: create(&args.inner_out)?, outer: create(&args.outer_out)? }
         }
     };
-    let counts = match source.precision()? {
-        Precision::F32 => predict_in::<f32>(&args, &file, &source, own, outputs)?,
-        Precision::F64 => predict_in::<f64>(&args, &file, &source, own, outputs)?,
-    };
-    let voxels = counts.4.max(1) as f64;
+    let n = source.n_images();
+    let overlays = crate::cli::figures::Overlays::new(&args.overlay, &source)?;
+    let bar = report::progress("predicting", n, source.voxels_per_image());
+    let reader = Arc::new(Reader {
+        spacings: own.map(Arc::from),
+        cohort_spacing: args.spacing.spacing.is_some(),
+        tick: Some(report::tick(&bar)),
+        ..Reader::new(source.clone())
+    });
+    let all: Vec<usize> = (0..n).collect();
+    let summary = reader.predict(&file.sets, &all, overlays.is_some(), |i, p| {
+        outputs.push(i, &p.sets)?;
+        if let (Some(o), Some((scores, spacing))) = (&overlays, &p.scores) {
+            o.draw(i, scores, spacing.as_ref(), &p.sets)?;
+        }
+        Ok(())
+    })?;
+    bar.finish_and_clear();
+    outputs.finish()?;
+    let voxels = summary.voxels.max(1) as f64;
     outln!(
         "{} images: inner sets cover {:.2}% and outer sets {:.2}% of the voxels",
-        source.n_images(),
-        100.0 * counts.0 as f64 / voxels,
-        100.0 * counts.1 as f64 / voxels
+        n,
+        100.0 * summary.inner_voxels as f64 / voxels,
+        100.0 * summary.outer_voxels as f64 / voxels
     );
     for (path, name) in [(&args.inner_out, "inner"), (&args.outer_out, "outer")] {
         if let Some(path) = path {
@@ -196,86 +212,6 @@ pub fn run(args: Args) -> Result<()> {
         outln!("wrote {} overlays to {}", source.n_images(), dir.display());
     }
     report::warn(&file.sets.warnings());
-    let n = source.n_images();
-    let (li, lo) = (file.sets.thresholds().inner.value(), file.sets.thresholds().outer.value());
-    if counts.2 == n && li.is_finite() {
-        report::warn(&[confseg::Warning::InnerAlwaysEmpty { images: n, lambda: li }]);
-    }
-    if counts.3 == n && lo.is_finite() {
-        report::warn(&[confseg::Warning::OuterAlwaysEverything { images: n, lambda: lo }]);
-    }
+    report::warn(&summary.warnings(&file.sets));
     Ok(())
-}
-
-/// Predict every image in the float type `A` (read by the worker
-/// threads), writing as images arrive; returns the numbers of inner and
-/// outer voxels, of images with an empty inner set and with an outer set
-/// that is the whole image, and of voxels in all.
-fn predict_in<A: ReadFloat>(
-    args: &Args,
-    file: &CalibrationFile,
-    source: &ScoreSource,
-    own: Option<Vec<Spacing>>,
-    mut outputs: Outputs,
-) -> Result<(usize, usize, usize, usize, usize)> {
-    let n = source.n_images();
-    let overlays = crate::cli::figures::Overlays::new(&args.overlay, source)?;
-    let keep = overlays.is_some();
-    let sets = &file.sets;
-    let all: Vec<usize> = (0..n).collect();
-    let mut counts = (0usize, 0usize, 0usize, 0usize, 0usize);
-    let reader = Arc::new(Reader {
-        scores: source.clone(),
-        spacings: own,
-        cohort_spacing: args.spacing.spacing.is_some(),
-        masks: None,
-        bar: report::progress("predicting", n, source.voxels_per_image()),
-    });
-    type Item<A> = (Option<(ArrayD<A>, Option<Spacing>)>, confseg::Sets<IxDyn>);
-    let mut sink = |i: usize, (background, s): Item<A>| -> confseg::Result<()> {
-        let (ni, no) = (s.inner.iter().filter(|&&b| b).count(), s.outer.iter().filter(|&&b| b).count());
-        counts.0 += ni;
-        counts.1 += no;
-        counts.2 += usize::from(ni == 0);
-        counts.3 += usize::from(no == s.outer.len());
-        counts.4 += s.outer.len();
-        outputs.push(i, &s)?;
-        if let (Some(o), Some((bg, spacing))) = (&overlays, &background) {
-            o.draw(i, bg, spacing.as_ref(), &s)?;
-        }
-        Ok(())
-    };
-    let result = match source {
-        ScoreSource::Transformed { .. } => stream(
-            reader.items(&all, |r, i| r.scores.read_transformed::<A>(i)),
-            default_in_flight(),
-            |i, item| {
-                let t = item.load()?;
-                let (fi, fo) = t.sides();
-                let s = sets.predict_transformed(fi, fo).map_err(|e| e.in_image(i))?;
-                let background = keep.then_some(match t {
-                    confseg::Transformed::Shared(a) | confseg::Transformed::Separate { inner: a, .. } => {
-                        (a, None)
-                    }
-                });
-                Ok((background, s))
-            },
-            &mut sink,
-        ),
-        _ => stream(
-            reader.items(&all, |r, i| r.scan::<A>(i)),
-            default_in_flight(),
-            |i, item| {
-                let scan = item.load()?;
-                let s = sets.predict(&scan).map_err(|e| e.in_image(i))?;
-                let spacing = confseg::AsImage::spacing(&scan).cloned();
-                Ok((keep.then(|| (scan.into_scores(), spacing)), s))
-            },
-            &mut sink,
-        ),
-    };
-    reader.bar.finish_and_clear();
-    result.map_err(|e| blame(e, &all, source, None))?;
-    outputs.finish()?;
-    Ok(counts)
 }

@@ -140,15 +140,15 @@ pub fn provenance_lines(
     let spacing_matters = sets.inner_transform().uses_spacing() || sets.outer_transform().uses_spacing();
     if sets.per_image_spacing() {
         out += "spacing: each image's own";
-        if let Some(p) = &file.source.spacing_file {
+        if let Some(p) = &file.record.source.spacing_file {
             out += &format!(" (from {})", p.display());
         }
         out += "\n";
     } else if spacing_matters || !sets.spacing().is_unit() {
         out += &format!("spacing: {} for every image\n", sets.spacing());
     }
-    if let confseg::io::Labels::Select(_) = &file.labels {
-        out += &format!("structure: labels {} of the masks\n", file.labels);
+    if let confseg::io::Labels::Select(_) = &file.record.labels {
+        out += &format!("structure: labels {} of the masks\n", file.record.labels);
     }
     out
 }
@@ -158,4 +158,13 @@ pub fn warn(warnings: &[confseg::Warning]) {
     for w in warnings {
         eprintln!("warning: {w}");
     }
+}
+
+/// A library tick that advances `bar` by one image.
+pub fn tick(bar: &ProgressBar) -> confseg::pipeline::Tick {
+    let bar = bar.clone();
+    std::sync::Arc::new(move || {
+        bar.inc(1);
+        Ok(())
+    })
 }

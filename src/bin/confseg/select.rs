@@ -4,16 +4,11 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use confseg::evaluate::select::{select_stream, Selection as Selected};
 use confseg::evaluate::Splits;
-use std::sync::Arc;
+use confseg::pipeline::Request;
+use confseg::{Alpha, ScoreTransform, Side};
 
-use confseg::io::{Precision, ReadFloat};
-use confseg::{Alpha, ScoreTransform, Side, Spacing};
-
-use crate::cli::inputs::{
-    blame, MaskArgs, MaskSource, Reader, ScoreFiles, ScoreSource, Selection, SubjectArgs, TransformOptions,
-};
+use crate::cli::inputs::{MaskArgs, ScoreFiles, Selection, SubjectArgs, TransformOptions};
 use crate::cli::report::{outln, usage};
 
 fn parse_alpha(s: &str) -> Result<Alpha, String> {
@@ -71,22 +66,6 @@ pub struct Args {
     pub json: Option<PathBuf>,
 }
 
-/// Select on the learning images, streamed in the float type `A` (the
-/// files are read once per candidate, by the worker threads).
-fn run_in<A: ReadFloat>(
-    inner: &[ScoreTransform],
-    outer: &[ScoreTransform],
-    reader: &Arc<Reader>,
-    images: &[usize],
-    spacing: &Spacing,
-    alpha: Alpha,
-    splits: Splits,
-) -> Result<Selected> {
-    let pairs = || reader.items(images, |r, i| Ok((r.scan::<A>(i)?, r.mask(i)?)));
-    select_stream(inner, outer, pairs, spacing, alpha, splits)
-        .map_err(|e| blame(e, images, &reader.scores, reader.masks.as_ref().map(|(m, _)| m)))
-}
-
 /// Run `select`.
 pub fn run(args: Args) -> Result<()> {
     if args.options.class_axis.is_some() {
@@ -99,44 +78,22 @@ pub fn run(args: Args) -> Result<()> {
     let outer = parse(&args.outer_candidates, Side::Outer)?;
     let files =
         ScoreFiles { scores: args.scores.clone(), subjects: args.subjects.clone(), ..ScoreFiles::default() };
-    let mask_arg = args.masks.masks.clone().unwrap_or_default();
-    let (source, masks) = ScoreSource::open(&files, Some(&mask_arg), None)?;
-    let Some(masks) = masks else { usage!("give --masks (or a --manifest with a mask column)") };
-    if let (MaskSource::Stack(m), Some(image)) = (&masks, source.stack_shape()) {
-        let shape: Vec<usize> = std::iter::once(source.n_images()).chain(image).collect();
-        if m.info().shape != shape {
-            anyhow::bail!(
-                "shape mismatch: masks {} have shape {:?}, scores {} have shape {:?}",
-                m.path().display(),
-                m.info().shape,
-                source.describe(),
-                shape
-            );
-        }
+    if args.masks.masks.is_none() && args.subjects.manifest.is_none() {
+        usage!("give --masks (or a --manifest with a mask column)");
     }
-    let ndim = source.ndim()?;
-    let images = args.selection.resolve(source.n_images())?;
+    let mut request =
+        Request::new(files.request()?, args.masks.masks.as_ref().map(|m| m.to_string_lossy().into_owned()));
+    request.labels = args.masks.selection();
+    request.spacing = args.options.spacing.source();
+    request.selection = args.selection.clone().into();
+    let inputs = request.open()?;
+    let images = &inputs.images;
     if images.len() < 2 {
         usage!("select needs at least 2 learning images, {} selected", images.len());
     }
     let n_cal = args.n_cal.unwrap_or((images.len() * 2 / 3).max(1));
     let splits = Splits::new(n_cal, args.repeats, args.seed).context("--n-cal/--repeats")?;
-    let spacing = args.options.spacing.spacing();
-    spacing.for_ndim(ndim).context("--spacing")?;
-    let spacings = args.options.spacing.spacings(source.n_images(), ndim)?;
-    let precision = source.precision()?;
-    let reader = Arc::new(Reader {
-        scores: source,
-        spacings,
-        cohort_spacing: args.options.spacing.spacing.is_some(),
-        masks: Some((masks, args.masks.selection())),
-        bar: indicatif::ProgressBar::hidden(),
-    });
-    let s = match precision {
-        Precision::F32 => run_in::<f32>(&inner, &outer, &reader, &images, &spacing, args.alpha, splits),
-        Precision::F64 => run_in::<f64>(&inner, &outer, &reader, &images, &spacing, args.alpha, splits),
-    }?;
-
+    let s = inputs.select(&inner, &outer, args.alpha, splits)?;
     outln!(
         "{} learning images, {} internal splits of {n_cal} calibration images, alpha = {}",
         images.len(),

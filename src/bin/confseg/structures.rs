@@ -5,7 +5,7 @@
 //! over the classes, each structure's score the sum of its classes'
 //! probabilities, `--class-labels` naming each class's label) or has one
 //! channel per structure (`--structure-axis K`). The calibration file is
-//! the library's `StructureSets` JSON plus the CLI's provenance.
+//! the library's `Fitted<StructureSets>` (sets and pipeline record).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,27 +13,19 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use confseg::calibrate::{StructureCalibration, StructureCalibrator};
 use confseg::io::{NpyWriter, Precision, ReadFloat};
-use confseg::pipeline::{default_in_flight, stream, Lazy, Load};
+use confseg::pipeline::{resolve_axis, Fitted, MaskSource, Reader, Record};
 use confseg::sets::StructureSets;
+use confseg::stream::{default_in_flight, stream, Lazy, Load};
 use confseg::transform::StructureScores;
 use confseg::{Calibrator, ScoreTransform, Side, Spacing};
+use indicatif::ProgressBar;
 use ndarray::{ArrayD, IxDyn};
-use serde::{Deserialize, Serialize};
 
-use crate::cli::calibration_file::Source;
-use crate::cli::inputs::{blame, CalibrationInputs, MaskSource, Reader, ScoreSource};
+use crate::cli::inputs::CalibrationInputs;
 use crate::cli::report::{self, outln, usage};
 
 /// The calibration file of several structures.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StructuresFile {
-    /// The library's fitted sets.
-    #[serde(flatten)]
-    pub sets: StructureSets,
-    /// Provenance.
-    #[serde(default)]
-    pub source: Source,
-}
+pub type StructuresFile = Fitted<StructureSets>;
 
 /// Opened inputs of a structures command.
 pub struct Setup {
@@ -43,17 +35,18 @@ pub struct Setup {
     /// The class axis of one image (the output's), to drop from a header spacing.
     axis: usize,
     precision: Precision,
+    bar: ProgressBar,
 }
 
-/// The axis of one image from `--class-axis`/`--structure-axis` (counted as
-/// in a stack: 0 is the images; negative from the end), for outputs with
-/// `ndim` axes per image.
+/// The axis of one image from `--class-axis`/`--structure-axis` (0 is the
+/// first axis of an image; negative from the end), for outputs with `ndim`
+/// axes per image.
 fn image_axis(k: i64, ndim: usize, what: &str) -> Result<usize> {
-    let stack = i64::try_from(ndim + 1).unwrap_or(i64::MAX);
-    let resolved = if k < 0 { stack + k } else { k };
-    match usize::try_from(resolved) {
-        Ok(a) if a >= 1 && a <= ndim => Ok(a - 1),
-        _ => usage!("{what} {k} is outside the axes of the images (1..={ndim}, or negative from the end)"),
+    match resolve_axis(k, ndim, "axis") {
+        Ok(a) => Ok(a),
+        Err(_) => {
+            usage!("{what} {k} is outside the {ndim} axes of an image (0..{ndim}, or negative from the end)")
+        }
     }
 }
 
@@ -80,13 +73,13 @@ fn calibrator(
         }
         _ => usage!("with --structure, give --class-axis K (a softmax over classes) or --structure-axis K"),
     };
-    let parse = |name: &Option<String>, side| match name {
-        Some(n) => args.options.apply(ScoreTransform::parse_for(side, n)?),
-        None => args.options.apply(ScoreTransform::Identity),
+    let (inner, outer) = args.request()?.transforms;
+    let with_threshold = |t: ScoreTransform| match args.options.mask_threshold {
+        Some(x) => t.with_mask_threshold(x),
+        None => Ok(t),
     };
-    let inner = parse(&args.inner, Side::Inner)?;
-    let outer = parse(&args.outer, Side::Outer)?;
-    let single = Calibrator::new(inner, outer).with_spacing(args.options.spacing.spacing());
+    let single = Calibrator::new(with_threshold(inner)?, with_threshold(outer)?)
+        .with_spacing(args.options.spacing.spacing.clone().unwrap_or_default());
     Ok((StructureCalibrator::new(single, s.structures.clone(), scores)?, axis))
 }
 
@@ -102,11 +95,11 @@ pub fn open(args: &CalibrationInputs) -> Result<Setup> {
         usage!("give --masks (label maps) or a --manifest with a mask column");
     }
     let mask_arg = args.masks.masks.clone().unwrap_or_default();
-    let (scores, masks) = ScoreSource::open(&args.files, Some(&mask_arg), None)?;
+    let (scores, masks) = args.files.open(Some(&mask_arg), None)?;
     let Some(masks) = masks else { usage!("give --masks (label maps)") };
-    let first: Vec<usize> = match (&scores, scores.stack_shape()) {
+    let first: Vec<usize> = match (scores.cohort(), scores.stack_shape()) {
         (_, Some(s)) => s,
-        (ScoreSource::Subjects { cohort, .. }, None) => cohort.info(0)?.shape,
+        (Some(cohort), None) => cohort.info(0)?.shape,
         _ => Vec::new(),
     };
     let (calibrator, axis) = calibrator(args, &first)?;
@@ -124,19 +117,21 @@ pub fn open(args: &CalibrationInputs) -> Result<Setup> {
         }
     }
     let ndim = first.len() - 1;
-    args.options.spacing.spacing().for_ndim(ndim).context("--spacing")?;
-    let spacings = args.options.spacing.spacings(scores.n_images(), ndim)?;
+    if let Some(s) = &args.options.spacing.spacing {
+        s.for_ndim(ndim).context("--spacing")?;
+    }
+    let spacings = args.options.spacing.source().per_image(scores.n_images(), ndim)?;
     let images = args.selection.resolve(scores.n_images())?;
     let precision = scores.precision()?;
     let bar = report::progress("calibrating", images.len(), scores.voxels_per_image());
     let reader = Arc::new(Reader {
-        scores,
-        spacings,
+        spacings: spacings.map(Arc::from),
         cohort_spacing: args.options.spacing.spacing.is_some(),
         masks: Some((masks, confseg::io::Labels::Binary)),
-        bar,
+        tick: Some(report::tick(&bar)),
+        ..Reader::new(scores)
     });
-    Ok(Setup { reader, calibrator, images, axis, precision })
+    Ok(Setup { reader, calibrator, images, axis, precision, bar })
 }
 
 /// One image's output and its own spacing (of the spatial axes).
@@ -146,13 +141,9 @@ fn output<A: ReadFloat>(r: &Reader, axis: usize, i: usize) -> confseg::Result<(A
         (Some(sp), _) => Some(sp[i].clone()),
         (None, Some(g)) if !r.cohort_spacing => {
             // a header spacing counts the class axis too (e.g. a 4-D NIfTI): drop it
-            let sp = g.spacing().as_slice().map(<[f64]>::to_vec);
-            match sp {
-                Some(mut v) if v.len() == a.ndim() => {
-                    v.remove(axis);
-                    Some(Spacing::new(v)?)
-                }
-                Some(v) if v.len() + 1 == a.ndim() => Some(Spacing::new(v)?),
+            match g.spacing().as_slice().map(<[f64]>::len) {
+                Some(len) if len == a.ndim() => Some(g.without_axis(axis)?.spacing().clone()),
+                Some(len) if len + 1 == a.ndim() => Some(g.spacing().clone()),
                 _ => None,
             }
         }
@@ -169,9 +160,8 @@ impl Setup {
             Ok((a, sp, r.label_map(i)?))
         });
         let cal = self.calibrator.calibrate_stream(items);
-        self.reader.bar.finish_and_clear();
-        let masks = self.reader.masks.as_ref().map(|(m, _)| m);
-        cal.map_err(|e| blame(e, &self.images, &self.reader.scores, masks))
+        self.bar.finish_and_clear();
+        Ok(cal.map_err(|e| self.reader.blame(e, &self.images))?)
     }
 
     /// Every selected image's statistics, in the files' precision.
@@ -198,20 +188,8 @@ pub fn calibrate(args: &crate::cli::calibrate::Args) -> Result<()> {
     let mode = args.levels.levels().joint(setup.calibrator.structures().len())?;
     let cal = setup.calibration()?;
     let sets = setup.calibrator.fit(&cal, mode)?;
-    let inputs = &args.inputs;
-    let file = StructuresFile {
-        sets,
-        source: Source {
-            masks: inputs.masks.masks.clone(),
-            manifest: inputs.files.subjects.manifest.clone(),
-            scores: inputs.files.scores.clone(),
-            spacing_file: inputs.options.spacing.spacing_file.clone(),
-            exclude: inputs.selection.exclude.clone(),
-            indices: inputs.selection.indices.clone(),
-            images_in_files: Some(setup.reader.scores.n_images()),
-            ..Source::default()
-        },
-    };
+    let source = args.inputs.request()?.provenance(setup.reader.scores.n_images());
+    let file = StructuresFile { sets, record: Record { source, ..Record::default() } };
     let mode = file.sets.mode();
     let mut summary =
         format!("calibration images: n = {}\nmode: {mode}\nguarantee: {}\n", cal.len(), mode.guarantee());
@@ -225,15 +203,14 @@ pub fn calibrate(args: &crate::cli::calibrate::Args) -> Result<()> {
             report::number(t.outer.value())
         );
     }
-    let json = serde_json::to_string_pretty(&file).context("cannot serialize the calibration")? + "\n";
     match &args.output {
         Some(path) => {
-            confseg::io::write_atomic(path, |w| w.write_all(json.as_bytes()))?;
+            file.write(path)?;
             report::out(&summary)?;
             outln!("wrote {}", path.display());
         }
         None => {
-            report::out(&json)?;
+            report::out(&file.to_json()?)?;
             eprint!("{summary}");
         }
     }
@@ -259,8 +236,8 @@ pub fn predict(args: &crate::cli::predict::Args, file: &StructuresFile) -> Resul
     if args.files.inner_scores.is_some() {
         usage!("a structures calibration takes the network's output (--scores)");
     }
-    let (source, _) = ScoreSource::open(&args.files, None, None)?;
-    let subjects = matches!(source, ScoreSource::Subjects { .. });
+    let (source, _) = args.files.open(None, None)?;
+    let subjects = source.cohort().is_some();
     if subjects != args.out_dir.is_some() {
         usage!("per-subject scores are written with --out-dir DIR; a stack with --inner-out/--outer-out");
     }
@@ -285,13 +262,13 @@ pub fn predict(args: &crate::cli::predict::Args, file: &StructuresFile) -> Resul
         std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
     }
     let ndim = source.ndim()?.saturating_sub(1);
-    let spacings = args.spacing.spacings(n, ndim)?;
+    let spacings = args.spacing.source().per_image(n, ndim)?;
+    let bar = report::progress("predicting", n, source.voxels_per_image());
     let reader = Arc::new(Reader {
-        scores: source.clone(),
-        spacings,
+        spacings: spacings.map(Arc::from),
         cohort_spacing: args.spacing.spacing.is_some(),
-        masks: None,
-        bar: report::progress("predicting", n, source.voxels_per_image()),
+        tick: Some(report::tick(&bar)),
+        ..Reader::new(source.clone())
     });
     let cohort_spacing = args.spacing.spacing.clone();
     let all: Vec<usize> = (0..n).collect();
@@ -316,8 +293,8 @@ pub fn predict(args: &crate::cli::predict::Args, file: &StructuresFile) -> Resul
             )
         }
         let sink = |i: usize, per: Vec<confseg::Sets<IxDyn>>| -> confseg::Result<()> {
-            match (&source, &args.out_dir) {
-                (ScoreSource::Subjects { cohort, .. }, Some(dir)) => {
+            match (source.cohort(), &args.out_dir) {
+                (Some(cohort), Some(dir)) => {
                     let mut outs = Vec::new();
                     for (name, s) in names.iter().zip(&per) {
                         for (side, set) in [("inner", &s.inner), ("outer", &s.outer)] {
@@ -350,8 +327,8 @@ pub fn predict(args: &crate::cli::predict::Args, file: &StructuresFile) -> Resul
             Precision::F64 => go::<f64>(&reader, &all, axis, sets, cohort_spacing.as_ref(), &mut written),
         }
     };
-    run(source.precision()?).map_err(|e| blame(e, &all, &source, None))?;
-    reader.bar.finish_and_clear();
+    run(source.precision()?).map_err(|e| reader.blame(e, &all))?;
+    bar.finish_and_clear();
     let outputs: Vec<confseg::io::Output> = writers
         .into_iter()
         .flat_map(|(a, b)| [a, b])
@@ -398,9 +375,4 @@ pub fn validate(args: &crate::cli::validate::Args) -> Result<()> {
         outln!("{:>6}  {:>8.4} {:>6.4}  {}", r.alpha, r.joint.mean, r.joint.sd, per.join("  "));
     }
     Ok(())
-}
-
-/// Whether a calibration file holds several structures.
-pub fn is_structures_file(text: &str) -> bool {
-    serde_json::from_str::<serde_json::Value>(text).is_ok_and(|v| v.get("structures").is_some())
 }

@@ -6,11 +6,13 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::ValueEnum;
 use confseg::io::{NpyWriter, Precision, ReadFloat, WriteElement};
-use confseg::pipeline::{default_in_flight, stream, Load};
+use confseg::stream::{default_in_flight, stream, Load};
 use confseg::transform::apply_checked;
 use confseg::{AsImage, Float, ScoreTransform, Spacing};
 
-use crate::cli::inputs::{blame, Reader, ScoreFiles, ScoreSource, SubjectArgs, TransformOptions};
+use confseg::pipeline::{Reader, ScoreSource};
+
+use crate::cli::inputs::{ScoreFiles, SubjectArgs, TransformOptions};
 use crate::cli::report::{self, outln, usage};
 
 /// Output element type.
@@ -70,15 +72,15 @@ pub fn run(args: Args) -> Result<()> {
         },
         ..ScoreFiles::default()
     };
-    let (source, _) = ScoreSource::open(&files, None, args.options.class_axis)?;
-    let subjects = matches!(source, ScoreSource::Subjects { .. });
+    let (source, _) = files.open(None, args.options.class_axis)?;
+    let subjects = source.cohort().is_some();
     if subjects != args.out_dir.is_some() {
         usage!("per-subject scores are written with --out-dir DIR, a stack with -o OUT.npy");
     }
     let ndim = source.ndim()?;
-    let spacing = args.options.spacing.spacing();
+    let spacing = args.options.spacing.spacing.clone().unwrap_or_default();
     spacing.for_ndim(ndim).context("--spacing")?;
-    let spacings = args.options.spacing.spacings(source.n_images(), ndim)?;
+    let spacings = args.options.spacing.source().per_image(source.n_images(), ndim)?;
     let precision = source.precision()?;
     let dtype = args.dtype.unwrap_or(if precision == Precision::F32 { OutDtype::F32 } else { OutDtype::F64 });
     let out = Out { args: &args, t: &t, source: &source, spacing: &spacing, spacings };
@@ -125,17 +127,17 @@ impl Out<'_> {
             std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
         }
         let all: Vec<usize> = (0..n).collect();
+        let bar = report::progress("transforming", n, source.voxels_per_image());
         let reader = Arc::new(Reader {
-            scores: source.clone(),
-            spacings: self.spacings.clone(),
+            spacings: self.spacings.clone().map(Arc::from),
             cohort_spacing: self.args.options.spacing.spacing.is_some(),
-            masks: None,
-            bar: report::progress("transforming", n, source.voxels_per_image()),
+            tick: Some(report::tick(&bar)),
+            ..Reader::new(source.clone())
         });
         let t = self.t;
         let spacing = self.spacing;
         stream(
-            reader.items(&all, |r, i| r.scan::<A>(i)),
+            reader.items(&all, |r, i| r.image::<A>(i)),
             default_in_flight(),
             |i, item| {
                 let scan = item.load()?;
@@ -143,16 +145,16 @@ impl Out<'_> {
                 let out = apply_checked(t, scan.scores(), sp).map_err(|e| e.in_image(i))?;
                 Ok(out.mapv(|x| B::from_f64_lossy(x.to_f64_lossless())))
             },
-            |i, img| match (&mut stack, source, &self.args.out_dir) {
+            |i, img| match (&mut stack, source.cohort(), &self.args.out_dir) {
                 (Some(w), _, _) => w.push(&img),
-                (None, ScoreSource::Subjects { cohort, .. }, Some(dir)) => {
+                (None, Some(cohort), Some(dir)) => {
                     cohort.scores_output(i, &cohort.output_path(i, dir, "")?, &img)?.commit()
                 }
                 _ => Ok(()),
             },
         )
-        .map_err(|e| blame(e, &all, source, None))?;
-        reader.bar.finish_and_clear();
+        .map_err(|e| reader.blame(e, &all))?;
+        bar.finish_and_clear();
         if let Some(w) = stack {
             w.finish()?;
         }

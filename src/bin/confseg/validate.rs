@@ -5,11 +5,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use confseg::evaluate::{table, Geometry, Method, MethodKind, Pool, Splits, Validation};
-use confseg::io::{Precision, ReadFloat};
 use confseg::plot::{coverage_plot, coverage_series, CoverageKind};
 use confseg::Alpha;
 
-use crate::cli::inputs::{blame, CalibrationInputs, Opened, ScoreSource};
+use crate::cli::inputs::CalibrationInputs;
 use crate::cli::levels::{parse_name, ModeArgs};
 use crate::cli::report::{self, outln, usage};
 
@@ -119,35 +118,14 @@ pub struct Args {
 /// The pool of the selected images (statistics computed once per image),
 /// streamed from the files in their native precision.
 fn pool(args: &Args) -> Result<(Pool, Vec<usize>)> {
-    let opened = args.inputs.open()?;
-    if opened.images.is_empty() {
+    let (inputs, bar) = args.inputs.open("transforming")?;
+    if inputs.images.is_empty() {
         usage!("no images selected");
     }
-    let threshold = args.inputs.options.mask_threshold.unwrap_or(0.0);
-    let pool = match opened.scores.precision()? {
-        Precision::F32 => pool_in::<f32>(&opened, threshold),
-        Precision::F64 => pool_in::<f64>(&opened, threshold),
-    }?;
-    Ok((pool, opened.images))
-}
-
-fn pool_in<A: ReadFloat>(opened: &Opened, threshold: f64) -> Result<Pool> {
-    let reader = opened.reader("transforming");
-    let images = &opened.images;
-    let pool = match &opened.scores {
-        ScoreSource::Transformed { .. } => Pool::from_transformed_stream(
-            reader.items(images, |r, i| Ok((r.scores.read_transformed::<A>(i)?, r.mask(i)?))),
-            opened.calibrator.spacing(),
-            threshold,
-        ),
-        ScoreSource::Raw { .. } | ScoreSource::Subjects { .. } => Pool::from_stream(
-            &opened.calibrator,
-            reader.items(images, |r, i| Ok((r.scan::<A>(i)?, r.mask(i)?))),
-            threshold,
-        ),
-    };
-    reader.bar.finish_and_clear();
-    pool.map_err(|e| blame(e, images, &opened.scores, Some(&opened.masks)))
+    let pool = inputs.pool()?;
+    bar.finish_and_clear();
+    report::warn(&inputs.warnings());
+    Ok((pool, inputs.images))
 }
 
 /// Run `validate`.

@@ -35,7 +35,7 @@ pub trait Load: Send {
 /// A closure that loads a stream item on the worker thread that processes it.
 ///
 /// ```
-/// use confseg::pipeline::{Lazy, Load};
+/// use confseg::stream::{Lazy, Load};
 /// let item = Lazy(|| Ok(21 * 2));
 /// assert_eq!(item.load()?, 42);
 /// # Ok::<(), confseg::Error>(())
@@ -102,7 +102,7 @@ pub fn default_in_flight() -> usize {
 /// read; without it, one item at a time.
 ///
 /// ```
-/// use confseg::pipeline::stream;
+/// use confseg::stream::stream;
 /// let mut out = Vec::new();
 /// stream((0..10).map(Ok), 4, |i, x: i32| Ok(x * 10 + i as i32), |_, y| {
 ///     out.push(y);

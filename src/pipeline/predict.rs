@@ -1,0 +1,154 @@
+//! Prediction over opened score files: every image's sets, streamed in
+//! the files' native precision and handed to a sink in order, with the
+//! counts a run reports and the warnings they imply.
+
+use std::sync::Arc;
+
+use ndarray::{ArrayD, ArrayRef, IxDyn};
+
+use crate::calibrate::Transformed;
+use crate::error::{Result, Warning};
+use crate::image::{AsImage, Spacing};
+use crate::io::{Precision, ReadFloat};
+use crate::sets::{ConfidenceSets, Sets};
+use crate::stream::{default_in_flight, stream, Load};
+use crate::transform::Transform;
+
+use super::source::Reader;
+
+/// One image's prediction, as the sink receives it.
+#[derive(Debug)]
+pub struct Prediction {
+    /// The inner and outer sets.
+    pub sets: Sets<IxDyn>,
+    /// The scores the sets were computed from (raw scores after the class
+    /// axis, or the inner transformed scores) and the image's own spacing,
+    /// when asked for (to draw overlays), in `f32`.
+    pub scores: Option<(ArrayD<f32>, Option<Spacing>)>,
+}
+
+/// Voxel and image counts over a prediction run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Summary {
+    /// Images predicted.
+    pub images: usize,
+    /// Voxels in all images.
+    pub voxels: usize,
+    /// Voxels in inner sets.
+    pub inner_voxels: usize,
+    /// Voxels in outer sets.
+    pub outer_voxels: usize,
+    /// Images whose inner set is empty.
+    pub empty_inner: usize,
+    /// Images whose outer set is the whole image.
+    pub whole_outer: usize,
+}
+
+impl Summary {
+    fn add(&mut self, s: &Sets<IxDyn>) {
+        let (ni, no) = (s.inner.iter().filter(|&&b| b).count(), s.outer.iter().filter(|&&b| b).count());
+        self.images += 1;
+        self.voxels += s.outer.len();
+        self.inner_voxels += ni;
+        self.outer_voxels += no;
+        self.empty_inner += usize::from(ni == 0);
+        self.whole_outer += usize::from(no == s.outer.len());
+    }
+
+    /// Warnings the counts imply for sets fitted with `sets`' thresholds: a
+    /// finite inner threshold that left every inner set empty, a finite
+    /// outer threshold that made every outer set the whole image.
+    #[must_use]
+    pub fn warnings<TI, TO>(&self, sets: &ConfidenceSets<TI, TO>) -> Vec<Warning> {
+        let (li, lo) = (sets.thresholds().inner.value(), sets.thresholds().outer.value());
+        let n = self.images;
+        let mut out = Vec::new();
+        if n > 0 && self.empty_inner == n && li.is_finite() {
+            out.push(Warning::InnerAlwaysEmpty { images: n, lambda: li });
+        }
+        if n > 0 && self.whole_outer == n && lo.is_finite() {
+            out.push(Warning::OuterAlwaysEverything { images: n, lambda: lo });
+        }
+        out
+    }
+}
+
+impl Reader {
+    /// The sets of every image at `images`, given to `sink(i, prediction)`
+    /// in order (`i` a position in `images`); `keep_scores` also hands over
+    /// the scores. Raw scores go through the sets' transforms with each
+    /// image's spacing (see [`Reader::image`]); already transformed scores
+    /// are used as they are.
+    ///
+    /// # Errors
+    /// A read, transform or shape error, naming the file and the image;
+    /// whatever `sink` returns.
+    pub fn predict<TI, TO, K>(
+        self: &Arc<Self>,
+        sets: &ConfidenceSets<TI, TO>,
+        images: &[usize],
+        keep_scores: bool,
+        sink: K,
+    ) -> Result<Summary>
+    where
+        TI: Transform + Sync,
+        TO: Transform + Sync,
+        K: FnMut(usize, Prediction) -> Result<()>,
+    {
+        match self.scores.precision()? {
+            Precision::F32 => self.predict_in::<f32, _, _, _>(sets, images, keep_scores, sink),
+            Precision::F64 => self.predict_in::<f64, _, _, _>(sets, images, keep_scores, sink),
+        }
+    }
+
+    fn predict_in<A, TI, TO, K>(
+        self: &Arc<Self>,
+        sets: &ConfidenceSets<TI, TO>,
+        images: &[usize],
+        keep: bool,
+        mut sink: K,
+    ) -> Result<Summary>
+    where
+        A: ReadFloat,
+        TI: Transform + Sync,
+        TO: Transform + Sync,
+        K: FnMut(usize, Prediction) -> Result<()>,
+    {
+        let mut summary = Summary::default();
+        let mut counted = |i: usize, p: Prediction| {
+            summary.add(&p.sets);
+            sink(i, p)
+        };
+        let to_f32 = |a: &ArrayRef<A, IxDyn>| a.mapv(|x| x.to_f32().unwrap_or(f32::NAN));
+        let result = if self.scores.is_transformed() {
+            stream(
+                self.items(images, |r, i| r.scores.read_transformed::<A>(i)),
+                default_in_flight(),
+                |i, item| {
+                    let t = item.load()?;
+                    let (fi, fo) = t.sides();
+                    let s = sets.predict_transformed(fi, fo).map_err(|e| e.in_image(i))?;
+                    let scores = keep.then(|| match &t {
+                        Transformed::Shared(a) | Transformed::Separate { inner: a, .. } => (to_f32(a), None),
+                    });
+                    Ok(Prediction { sets: s, scores })
+                },
+                &mut counted,
+            )
+        } else {
+            stream(
+                self.items(images, |r, i| r.image::<A>(i)),
+                default_in_flight(),
+                |i, item| {
+                    let image = item.load()?;
+                    let s = sets.predict(&image).map_err(|e| e.in_image(i))?;
+                    let scores = keep.then(|| (to_f32(image.scores()), image.spacing().cloned()));
+                    Ok(Prediction { sets: s, scores })
+                },
+                &mut counted,
+            )
+        };
+        result.map_err(|e| self.blame(e, images))?;
+        Ok(summary)
+    }
+}

@@ -1,0 +1,302 @@
+//! The pipeline record of a fitted file: how the calibration scores were
+//! read, so that `predict` (CLI, Python or Rust) redoes the same steps on
+//! new images.
+//!
+//! A fitted file is the library's serde form of the fitted sets with the
+//! record's keys next to them:
+//!
+//! * `input`: `"scores"` (the recorded transforms are applied to raw
+//!   scores) or `"transformed"` (calibrated on already transformed inner
+//!   and outer scores, used as they are; the transforms are `identity`);
+//! * `class_axis`: the axis **of one image** holding two-class logits,
+//!   reduced by a two-class softmax before the transforms (`null` if none);
+//! * `labels`: the labels of the masks that were the object (`null` for
+//!   0/1 masks);
+//! * `source`: provenance (files, images in the files, images used).
+
+use std::path::{Path, PathBuf};
+
+use ndarray::{ArrayD, Axis};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, FileProblem, Result};
+use crate::float::Float;
+use crate::io::Labels;
+use crate::transform::TwoClassSoftmax;
+
+/// What the calibration scores were.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputKind {
+    /// Raw scores; the recorded transforms are applied.
+    #[default]
+    Scores,
+    /// Already transformed inner and outer scores, used as they are.
+    Transformed,
+}
+
+/// Where the calibration data came from.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Source {
+    /// The masks file or folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub masks: Option<PathBuf>,
+    /// The raw scores file or folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scores: Option<PathBuf>,
+    /// The transformed inner scores file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inner_scores: Option<PathBuf>,
+    /// The transformed outer scores file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outer_scores: Option<PathBuf>,
+    /// The manifest of per-subject files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<PathBuf>,
+    /// The per-image spacing file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spacing_file: Option<PathBuf>,
+    /// Images excluded by this index file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclude: Option<PathBuf>,
+    /// Only the images listed in this index file were used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub indices: Option<PathBuf>,
+    /// Number of images in the input files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images_in_files: Option<usize>,
+}
+
+/// How the calibration scores were read (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Record {
+    /// Raw or transformed calibration scores (default `"scores"`, so that
+    /// fitted sets serialized by the library are fitted files too).
+    #[serde(default)]
+    pub input: InputKind,
+    /// Axis of one image holding two-class logits.
+    #[serde(default)]
+    pub class_axis: Option<usize>,
+    /// Labels of the masks that are the object.
+    #[serde(default, with = "labels_repr")]
+    pub labels: Labels,
+    /// Provenance.
+    #[serde(default)]
+    pub source: Source,
+}
+
+impl Record {
+    /// Check that raw scores may be given to sets with this record.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] if the sets were calibrated on already
+    /// transformed scores (predict on transformed scores instead).
+    pub fn check_raw(&self) -> Result<()> {
+        if self.input == InputKind::Transformed {
+            return Err(Error::InvalidParameter {
+                name: "input",
+                value: "transformed".into(),
+                reason: "these sets were calibrated on already transformed scores: \
+                         predict on transformed inner and outer scores"
+                    .into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// A raw score image made ready for the recorded transforms: the
+    /// recorded class axis reduced by the two-class softmax.
+    ///
+    /// # Errors
+    /// As [`Record::check_raw`]; a class axis the image does not have.
+    pub fn prepare<A: Float>(&self, scores: ArrayD<A>) -> Result<ArrayD<A>> {
+        self.check_raw()?;
+        match self.class_axis {
+            Some(k) => TwoClassSoftmax::new(Axis(k)).apply(&scores),
+            None => Ok(scores),
+        }
+    }
+}
+
+/// `Labels` as JSON: `null` for binary masks, else the list of labels.
+mod labels_repr {
+    use crate::io::Labels;
+    use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(l: &Labels, s: S) -> Result<S::Ok, S::Error> {
+        match l {
+            Labels::Select(v) => v.serialize(s),
+            Labels::Binary => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Labels, D::Error> {
+        match Option::<Vec<i64>>::deserialize(d)? {
+            None => Ok(Labels::Binary),
+            Some(v) => Labels::select(v).map_err(de::Error::custom),
+        }
+    }
+}
+
+/// Fitted sets and their pipeline record: the file `calibrate` writes and
+/// `predict` reads (for one structure `S` = `ConfidenceSets`, for several
+/// `StructureSets`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Fitted<S> {
+    /// The fitted sets.
+    #[serde(flatten)]
+    pub sets: S,
+    /// How the scores were read.
+    #[serde(flatten)]
+    pub record: Record,
+}
+
+/// The largest fitted file read (a fitted file is a few kilobytes; the
+/// bound keeps a wrong path, e.g. a device, from being read whole).
+pub const MAX_FITTED_FILE_BYTES: u64 = 16 << 20;
+
+impl<S: Serialize + for<'de> Deserialize<'de>> Fitted<S> {
+    /// Parse the text of a fitted file (a UTF-8 byte-order mark is allowed).
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] with the JSON error on one line.
+    pub fn parse(text: &str) -> Result<Self> {
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        serde_json::from_str(text).map_err(|e| Error::InvalidParameter {
+            name: "fitted file",
+            value: "JSON".into(),
+            reason: format!("not a valid confseg calibration file: {e}"),
+        })
+    }
+
+    /// Read a fitted file: a regular file of at most
+    /// [`MAX_FITTED_FILE_BYTES`].
+    ///
+    /// # Errors
+    /// As [`read_text`] and [`Fitted::parse`], naming the file.
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = read_text(path, MAX_FITTED_FILE_BYTES)?;
+        Self::parse(&text).map_err(|e| Error::InFile { path: path.to_path_buf(), error: Box::new(e) })
+    }
+
+    /// The JSON text (pretty-printed, with a final newline).
+    ///
+    /// # Errors
+    /// Serialization failure (not expected for valid sets).
+    pub fn to_json(&self) -> Result<String> {
+        let mut s = serde_json::to_string_pretty(self).map_err(|e| Error::InvalidParameter {
+            name: "fitted sets",
+            value: "JSON".into(),
+            reason: e.to_string(),
+        })?;
+        s.push('\n');
+        Ok(s)
+    }
+
+    /// Write the file atomically (all or nothing).
+    ///
+    /// # Errors
+    /// As [`crate::io::write_atomic`].
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let json = self.to_json()?;
+        crate::io::write_atomic(path, |w| w.write_all(json.as_bytes()))
+    }
+}
+
+/// Whether the JSON text is a fitted file of several structures.
+#[must_use]
+pub fn is_structures_file(text: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(text.strip_prefix('\u{feff}').unwrap_or(text))
+        .is_ok_and(|v| v.get("structures").is_some())
+}
+
+/// The UTF-8 text of a regular file of at most `max_bytes` (a leading
+/// byte-order mark removed).
+///
+/// # Errors
+/// [`Error::File`] if the path is not a regular file (a folder, a device
+/// such as `/dev/zero`, a pipe), is larger than `max_bytes`, cannot be
+/// read, or is not UTF-8.
+pub fn read_text(path: &Path, max_bytes: u64) -> Result<String> {
+    use std::io::Read;
+    let file_error = |problem| Error::File { path: path.to_path_buf(), problem };
+    let meta = std::fs::metadata(path)
+        .map_err(|e| file_error(FileProblem::Io { kind: e.kind(), message: e.to_string() }))?;
+    if !meta.is_file() {
+        return Err(file_error(FileProblem::NotRegular));
+    }
+    let file = std::fs::File::open(path)
+        .map_err(|e| file_error(FileProblem::Io { kind: e.kind(), message: e.to_string() }))?;
+    let mut bytes = Vec::new();
+    file.take(max_bytes + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| file_error(FileProblem::Io { kind: e.kind(), message: e.to_string() }))?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(file_error(FileProblem::TooLarge { limit: max_bytes }));
+    }
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
+    String::from_utf8(bytes.to_vec()).map_err(|_| file_error(FileProblem::NotUtf8))
+}
+
+impl super::Request {
+    /// Where the data of this request comes from, for the record.
+    #[must_use]
+    pub fn provenance(&self, images_in_files: usize) -> Source {
+        use super::ScoreFiles;
+        let mut source = Source {
+            masks: self.masks.as_ref().map(PathBuf::from),
+            spacing_file: self.spacing.per_image.clone(),
+            exclude: self.selection.exclude.clone(),
+            indices: self.selection.indices.clone(),
+            images_in_files: Some(images_in_files),
+            ..Source::default()
+        };
+        match &self.scores {
+            ScoreFiles::Stack(p) => source.scores = Some(p.clone()),
+            ScoreFiles::Subjects { scores, .. } => source.scores = Some(PathBuf::from(scores)),
+            ScoreFiles::Manifest(p) => source.manifest = Some(p.clone()),
+            ScoreFiles::Transformed { inner, outer } => {
+                source.inner_scores = Some(inner.clone());
+                source.outer_scores = Some(outer.clone());
+            }
+        }
+        source
+    }
+}
+
+impl super::Inputs {
+    /// The pipeline record of these inputs, opened from `request`.
+    #[must_use]
+    pub fn record(&self, request: &super::Request) -> Record {
+        Record {
+            input: if self.scores().is_transformed() { InputKind::Transformed } else { InputKind::Scores },
+            class_axis: self.scores().class_axis(),
+            labels: self.labels(),
+            source: request.provenance(self.scores().n_images()),
+        }
+    }
+}
+
+impl Record {
+    /// Check that scores given to sets with this record are ready for the
+    /// recorded transforms as they are: raw scores, with no class axis
+    /// left to reduce (callers that read files apply it, see
+    /// [`Record::prepare`]).
+    ///
+    /// # Errors
+    /// As [`Record::check_raw`]; [`Error::Options`] naming the class axis
+    /// and the softmax to apply.
+    pub fn check_prepared(&self) -> Result<()> {
+        self.check_raw()?;
+        match self.class_axis {
+            None => Ok(()),
+            Some(k) => Err(Error::Options {
+                reason: format!(
+                    "these sets were calibrated on two-class logits along axis {k} of an image: reduce them \
+                     with the two-class softmax first (axis {k} of an image, axis {} of a batch-first stack)",
+                    k + 1
+                ),
+            }),
+        }
+    }
+}

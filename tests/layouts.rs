@@ -1,0 +1,130 @@
+//! The two-class layouts MONAI and ITK write (issue: "MONAI's two-class
+//! channel-last volumes fail"): `(X, Y, Z, 2)` NIfTI (MONAI's
+//! `SaveImage`), `(X, Y, Z, 1, 2)` NIfTI (ITK vector images) and
+//! channel-first `(2, X, Y, Z)` arrays calibrate exactly as the foreground
+//! probabilities `(X, Y, Z)` with the same header do: the class axis loses
+//! its spacing entry, NIfTI's empty 4th axis is dropped, and the spacing of
+//! the spatial axes is used (an outer signed distance in millimetres).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use confseg::io::cohort::Pairing;
+use confseg::io::nifti::{write_labels, write_scores, NiftiHeader};
+use confseg::pipeline::{Request, ScoreFiles};
+use confseg::synthetic::Synthetic;
+use confseg::{Geometry, Spacing, TwoClassSoftmax};
+use ndarray::{Array3, Array4, Array5, Axis, Ix3};
+use ndarray_npy::write_npy;
+
+const SHAPE: [usize; 3] = [14, 12, 6];
+const SPACING: [f64; 3] = [0.87, 0.87, 2.5];
+const N: usize = 16;
+
+fn ok(args: &[&str]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_confseg")).args(args).output().expect("the binary runs");
+    assert!(out.status.success(), "confseg {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn header(shape: &[usize], spacing: &[f64]) -> NiftiHeader {
+    NiftiHeader::new(shape, &Geometry::new(Spacing::new(spacing.to_vec()).unwrap())).unwrap()
+}
+
+/// Subject `i`: two-class logits `(l0, l1)` with `l1 - l0 = s`, their
+/// foreground probability (the library's softmax, in f32) and the mask.
+fn subject(i: usize) -> (Array4<f32>, Array3<f32>, Array3<u8>) {
+    let (s, m) = Synthetic::new(SHAPE).seed(9).pair(i);
+    let last = Array4::from_shape_fn((SHAPE[0], SHAPE[1], SHAPE[2], 2), |(x, y, z, c)| {
+        if c == 1 {
+            s[[x, y, z]] as f32 + 0.25
+        } else {
+            0.25
+        }
+    });
+    let p = TwoClassSoftmax::new(Axis(3)).apply(&last.clone().into_dyn()).unwrap();
+    (last, p.into_dimensionality::<Ix3>().unwrap(), m.mapv(u8::from))
+}
+
+fn thresholds(cal: &Path) -> (serde_json::Value, serde_json::Value) {
+    let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(cal).unwrap()).unwrap();
+    (j["inner"]["threshold"].clone(), j["outer"]["threshold"].clone())
+}
+
+#[test]
+fn monai_itk_and_channel_first_logits_calibrate_as_their_probabilities() {
+    let d = tempfile::tempdir().unwrap();
+    let p = |name: &str| -> PathBuf { d.path().join(name) };
+    for dir in ["prob", "last", "itk", "first", "seg"] {
+        std::fs::create_dir_all(p(dir)).unwrap();
+    }
+    let mut with_spacing = [SPACING.to_vec(), vec![1.0]].concat();
+    for i in 0..N {
+        let (last, prob, mask) = subject(i);
+        let id = format!("s{i:02}");
+        write_scores(p(&format!("prob/{id}.nii.gz")), &prob, &header(&SHAPE, &SPACING)).unwrap();
+        write_labels(p(&format!("seg/{id}.nii.gz")), &mask, &header(&SHAPE, &SPACING)).unwrap();
+        let shape4 = last.shape().to_vec();
+        write_scores(p(&format!("last/{id}.nii.gz")), &last, &header(&shape4, &with_spacing)).unwrap();
+        let itk: Array5<f32> = last.clone().insert_axis(Axis(3));
+        let shape5 = itk.shape().to_vec();
+        with_spacing.truncate(3);
+        with_spacing.extend([1.0, 1.0]);
+        write_scores(p(&format!("itk/{id}.nii.gz")), &itk, &header(&shape5, &with_spacing)).unwrap();
+        with_spacing.truncate(3);
+        with_spacing.push(1.0);
+        let first = last.permuted_axes([3, 0, 1, 2]).as_standard_layout().to_owned();
+        write_npy(p(&format!("first/{id}.npy")), &first).unwrap();
+        write_npy(p(&format!("seg/{id}.npy")), &mask).unwrap();
+    }
+    let s = |x: &Path| x.to_string_lossy().into_owned();
+    let run = |scores: &str, masks: &str, extra: &[&str], out: &str| {
+        let mut args = vec![
+            "calibrate".to_owned(),
+            "--scores".into(),
+            s(&p(scores)),
+            "--masks".into(),
+            s(&p(masks)),
+            "--outer".into(),
+            "distance:threshold=0.5".into(),
+            "--alpha".into(),
+            "0.2".into(),
+            "--mode".into(),
+            "max".into(),
+            "-o".into(),
+            s(&p(out)),
+        ];
+        args.extend(extra.iter().map(|x| (*x).to_owned()));
+        ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        thresholds(&p(out))
+    };
+    let want = run("prob/*.nii.gz", "seg/*.nii.gz", &[], "prob.json");
+    assert!(want.1.as_f64().is_some_and(f64::is_finite), "{want:?}");
+    assert_eq!(run("last/*.nii.gz", "seg/*.nii.gz", &["--class-axis", "-1"], "last.json"), want);
+    assert_eq!(run("itk/*.nii.gz", "seg/*.nii.gz", &["--class-axis", "-1"], "itk.json"), want);
+    let spacing = "0.87,0.87,2.5";
+    assert_eq!(
+        run("first/*.npy", "seg/*.npy", &["--class-axis", "0", "--spacing", spacing], "first.json"),
+        want
+    );
+    // the spacing matters here: in voxel units the outer threshold differs
+    let unit = run("first/*.npy", "seg/*.npy", &["--class-axis", "0"], "unit.json");
+    assert_ne!(unit.1, want.1);
+
+    // the library's data path gives the same thresholds to a Rust embedder
+    let mut request = Request::new(
+        ScoreFiles::Subjects { scores: s(&p("last/*.nii.gz")), pairing: Pairing::new("", "") },
+        Some(s(&p("seg/*.nii.gz"))),
+    );
+    request.class_axis = Some(-1);
+    request.transforms.1 = "distance:threshold=0.5".parse().unwrap();
+    let inputs = request.open().unwrap();
+    let cal = inputs.statistics().unwrap();
+    let sets = inputs.calibrator.fit(&cal, confseg::Mode::max(confseg::Alpha::new(0.2).unwrap())).unwrap();
+    assert_eq!(Some(sets.thresholds().outer.value()), want.1.as_f64());
+    // and a channel-last image read by the library has the spatial spacing
+    let image = inputs.reader.image::<f32>(0).unwrap();
+    assert_eq!(confseg::AsImage::scores(&image).shape(), SHAPE);
+    // (as the header stores it, in float32)
+    let stored: Vec<f64> = SPACING.iter().map(|&x| f64::from(x as f32)).collect();
+    assert_eq!(confseg::AsImage::spacing(&image).and_then(Spacing::as_slice), Some(&stored[..]));
+}
