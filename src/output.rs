@@ -319,6 +319,46 @@ where
     out.commit()
 }
 
+/// Where a path resolves to, whether or not the file exists yet: its
+/// folder resolved (symbolic links, `.`, `..`) and its file name.
+fn resolved(path: &Path) -> PathBuf {
+    if let Ok(p) = path.canonicalize() {
+        return p;
+    }
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    match (parent.canonicalize(), path.file_name()) {
+        (Ok(dir), Some(name)) => dir.join(name),
+        _ => path.to_path_buf(),
+    }
+}
+
+/// Whether two output paths name the same file, before either exists
+/// (`I.npy` and `./I.npy`, or a link to the same folder).
+///
+/// ```
+/// use confseg::output::same_destination;
+/// use std::path::Path;
+/// assert!(same_destination(Path::new("I.npy"), Path::new("./I.npy")));
+/// assert!(!same_destination(Path::new("I.npy"), Path::new("O.npy")));
+/// ```
+#[must_use]
+pub fn same_destination(a: &Path, b: &Path) -> bool {
+    resolved(a) == resolved(b)
+}
+
+/// Whether the folder `dir` (an output folder) is the folder holding
+/// `input`: outputs written there would be found as inputs by the next run
+/// over that folder, or replace an input.
+#[must_use]
+pub fn is_input_folder(dir: &Path, input: &Path) -> bool {
+    let Some(folder) = resolved(input).parent().map(Path::to_path_buf) else { return false };
+    let dir = resolved(dir);
+    dir == folder
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

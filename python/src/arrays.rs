@@ -95,6 +95,16 @@ fn typed<'py, T: numpy::Element>(
     Ok(a.try_readonly()?)
 }
 
+/// A `bool` or `uint8` array as its bytes (a `bool` array viewed as
+/// `uint8`, without copying or converting: the mask rule then sees every byte).
+fn bytes<'py>(arr: &Bound<'py, PyAny>) -> PyResult<PyReadonlyArrayDyn<'py, u8>> {
+    let a = match dtype_of(arr)? {
+        ('b', _) => arr.call_method1("view", ("uint8",))?,
+        _ => arr.clone(),
+    };
+    typed::<u8>(&a, "uint8")
+}
+
 /// `arr` (already an ndarray) as scores of type `t`.
 pub fn cast_scores<'py>(arr: &Bound<'py, PyAny>, t: ScoreType) -> PyResult<Scores<'py>> {
     Ok(match t {
@@ -110,18 +120,19 @@ pub fn scores<'py>(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<(Scores<'py>
     Ok((cast_scores(&arr, t)?, arr))
 }
 
-/// The element type masks are read as.
+/// The element type masks are read as. NumPy `bool` arrays are read as
+/// their bytes (`uint8`): a byte other than 0 or 1 (a `uint8` array viewed
+/// as `bool`) would be undefined behaviour as a Rust `bool`, and is refused
+/// by the mask rule instead, as the CLI refuses it in a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MaskType {
-    Bool,
     U8,
     F64,
 }
 
 pub fn mask_type(arr: &Bound<'_, PyAny>, what: &str) -> PyResult<MaskType> {
     Ok(match dtype_of(arr)? {
-        ('b', _) => MaskType::Bool,
-        ('u', 1) => MaskType::U8,
+        ('b', _) | ('u', 1) => MaskType::U8,
         ('i' | 'u' | 'f', _) => MaskType::F64,
         _ => {
             return Err(type_error(format!(
@@ -134,15 +145,13 @@ pub fn mask_type(arr: &Bound<'_, PyAny>, what: &str) -> PyResult<MaskType> {
 
 /// A mask array in its element type.
 pub enum Masks<'py> {
-    Bool(PyReadonlyArrayDyn<'py, bool>),
     U8(PyReadonlyArrayDyn<'py, u8>),
     F64(PyReadonlyArrayDyn<'py, f64>),
 }
 
 pub fn cast_masks<'py>(arr: &Bound<'py, PyAny>, t: MaskType) -> PyResult<Masks<'py>> {
     Ok(match t {
-        MaskType::Bool => Masks::Bool(typed::<bool>(arr, "bool")?),
-        MaskType::U8 => Masks::U8(typed::<u8>(arr, "uint8")?),
+        MaskType::U8 => Masks::U8(bytes(arr)?),
         MaskType::F64 => Masks::F64(typed::<f64>(arr, "float64")?),
     })
 }
@@ -179,9 +188,8 @@ pub fn score_list<'py>(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<ScoreLis
 }
 
 /// A list of masks, all of one element type (`float64` unless all are
-/// `bool` or all `uint8`).
+/// `bool` or `uint8`, read as bytes).
 pub enum MaskList<'py> {
-    Bool(Vec<PyReadonlyArrayDyn<'py, bool>>),
     U8(Vec<PyReadonlyArrayDyn<'py, u8>>),
     F64(Vec<PyReadonlyArrayDyn<'py, f64>>),
 }
@@ -189,16 +197,9 @@ pub enum MaskList<'py> {
 pub fn mask_list<'py>(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<MaskList<'py>> {
     let arrays: Vec<Bound<'py, PyAny>> = obj.try_iter()?.map(|x| asarray(&x?)).collect::<PyResult<_>>()?;
     let types: Vec<MaskType> = arrays.iter().map(|a| mask_type(a, what)).collect::<PyResult<_>>()?;
-    let t = if types.iter().all(|&t| t == MaskType::Bool) {
-        MaskType::Bool
-    } else if types.iter().all(|&t| t == MaskType::U8) {
-        MaskType::U8
-    } else {
-        MaskType::F64
-    };
+    let t = if types.iter().all(|&t| t == MaskType::U8) { MaskType::U8 } else { MaskType::F64 };
     Ok(match t {
-        MaskType::Bool => MaskList::Bool(arrays.iter().map(|a| typed(a, "bool")).collect::<PyResult<_>>()?),
-        MaskType::U8 => MaskList::U8(arrays.iter().map(|a| typed(a, "uint8")).collect::<PyResult<_>>()?),
+        MaskType::U8 => MaskList::U8(arrays.iter().map(bytes).collect::<PyResult<_>>()?),
         MaskType::F64 => MaskList::F64(arrays.iter().map(|a| typed(a, "float64")).collect::<PyResult<_>>()?),
     })
 }
@@ -225,10 +226,6 @@ macro_rules! with_scores {
 macro_rules! with_masks {
     ($m:expr, $v:ident => $body:expr) => {
         match $m {
-            $crate::arrays::Masks::Bool(a) => {
-                let $v = a.as_array();
-                $body
-            }
             $crate::arrays::Masks::U8(a) => {
                 let $v = a.as_array();
                 $body
@@ -263,10 +260,6 @@ macro_rules! with_score_list {
 macro_rules! with_mask_list {
     ($m:expr, $v:ident => $body:expr) => {
         match $m {
-            $crate::arrays::MaskList::Bool(l) => {
-                let $v: Vec<_> = l.iter().map(|a| a.as_array()).collect();
-                $body
-            }
             $crate::arrays::MaskList::U8(l) => {
                 let $v: Vec<_> = l.iter().map(|a| a.as_array()).collect();
                 $body

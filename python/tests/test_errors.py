@@ -128,3 +128,19 @@ def test_argument_errors():
     bad = sets.to_json().replace('"rank": ', '"rank": 1 + ', 1)
     with pytest.raises(ValueError):
         confseg.ConfidenceSets.from_json(bad)
+
+
+def test_bool_masks_are_read_as_their_bytes():
+    """A uint8 mask viewed as bool holds bytes other than 0/1: reading them
+    as Rust bool was undefined behaviour and gave wrong statistics. They are
+    refused by the one mask rule; genuine bool masks give the uint8 result."""
+    s, m = confseg.synthetic((10, 12), 30, seed=5)
+    cal = confseg.Calibrator()
+    want = cal.statistics(s, m.astype(np.uint8))
+    assert cal.statistics(s, m) == want
+    assert cal.statistics(list(s[:3]), list(m[:3])) == cal.statistics(s[:3], m[:3].astype(np.uint8))
+    hostile = (m.astype(np.uint8) * 255).view(bool)
+    with pytest.raises(ValueError, match="255"):
+        cal.statistics(s, hostile)
+    with pytest.raises(ValueError, match="255"):
+        cal.risk_statistics(s, hostile)

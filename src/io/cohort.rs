@@ -122,6 +122,26 @@ fn stem(path: &Path) -> Option<String> {
     Some(name[..name.len() - ext.len()].to_owned())
 }
 
+/// Check that a subject ID (or an output name made from it) is one
+/// file-name component: outputs are named after IDs, so an ID must never
+/// reach outside the output folder.
+fn check_id(id: &str) -> std::result::Result<(), String> {
+    let bad = id.is_empty()
+        || id == "."
+        || id == ".."
+        || id.contains(['/', '\\', '\0'])
+        || id.chars().any(char::is_control)
+        || Path::new(id).is_absolute();
+    if bad {
+        Err(format!(
+            "subject ID {id:?} is not a plain file name (no '/', '\\', '..', control characters); \
+             outputs are named after IDs"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 /// Whether a command-line path argument names per-subject files: a folder,
 /// a glob pattern, or a single NIfTI file (a `.npy` file is a stack).
 #[must_use]
@@ -145,7 +165,27 @@ fn list(arg: &str) -> Result<Vec<PathBuf>> {
             value: arg.to_owned(),
             reason: e.to_string(),
         })?;
-        paths.filter_map(std::result::Result::ok).filter(|f| f.is_file() && Format::of(f).is_some()).collect()
+        // `**` follows symbolic links to folders: a link loop repeats the
+        // same files forever, so the walk stops at the first file reached twice
+        let mut seen = std::collections::HashSet::new();
+        let mut files = Vec::new();
+        for f in paths.filter_map(std::result::Result::ok) {
+            if !(f.is_file() && Format::of(&f).is_some()) {
+                continue;
+            }
+            let real = f.canonicalize().unwrap_or_else(|_| f.clone());
+            if !seen.insert(real) || files.len() >= MAX_SUBJECTS {
+                return Err(Error::Options {
+                    reason: format!(
+                        "the pattern {arg:?} reaches {} twice, through a symbolic link (a loop?) \
+                         or more than {MAX_SUBJECTS} files; name the files without it",
+                        f.display()
+                    ),
+                });
+            }
+            files.push(f);
+        }
+        files
     } else {
         if !p.is_file() {
             let e = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
@@ -286,7 +326,12 @@ impl Cohort {
     /// cell, a bad spacing, or too many lines; [`Error::DuplicateSubject`].
     pub fn from_manifest(path: impl AsRef<Path>, masks: bool) -> Result<Cohort> {
         let path = path.as_ref();
-        let len = std::fs::metadata(path).map_err(|e| os_error(path, &e))?.len();
+        let meta = std::fs::metadata(path).map_err(|e| os_error(path, &e))?;
+        if !meta.is_file() {
+            // a device such as /dev/zero reports 0 bytes and never ends
+            return Err(file_error(path, FileProblem::NotRegular));
+        }
+        let len = meta.len();
         let bad = |line: usize, problem: String| Error::Manifest { path: path.to_path_buf(), line, problem };
         if len > MAX_MANIFEST_BYTES {
             return Err(bad(0, format!("{len} bytes; at most {MAX_MANIFEST_BYTES}")));
@@ -320,6 +365,7 @@ impl Cohort {
                 record.get(c).filter(|v| !v.is_empty()).ok_or_else(|| bad(line, format!("no {name}")))
             };
             let id = cell(id_col, "id")?.to_owned();
+            check_id(&id).map_err(|problem| bad(line, problem))?;
             let file = |v: &str| {
                 let p = PathBuf::from(v);
                 if p.is_absolute() {
@@ -481,7 +527,35 @@ impl Cohort {
     pub fn output_path(&self, i: usize, dir: &Path, suffix: &str) -> Result<PathBuf> {
         let s = self.subject(i)?;
         let format = Format::of(&s.scores).ok_or_else(|| not_an_image(&s.scores))?;
-        Ok(dir.join(format!("{}{suffix}{}", s.id, format.extension())))
+        let name = format!("{}{suffix}{}", s.id, format.extension());
+        check_id(&name).map_err(|reason| Error::InvalidParameter {
+            name: "subject ID",
+            value: s.id.clone(),
+            reason,
+        })?;
+        Ok(dir.join(name))
+    }
+
+    /// Check that `dir` can take per-subject outputs: it must not be a
+    /// folder holding the cohort's score or mask files (outputs would be
+    /// read as subjects by the next run, or replace an input).
+    ///
+    /// # Errors
+    /// [`Error::Options`] naming the folder and the input file in it.
+    pub fn check_output_folder(&self, dir: &Path) -> Result<()> {
+        let inputs = self.subjects.iter().flat_map(|s| std::iter::once(&s.scores).chain(s.mask.as_ref()));
+        for input in inputs {
+            if crate::output::is_input_folder(dir, input) {
+                return Err(Error::Options {
+                    reason: format!(
+                        "the output folder {} holds input files ({}); write the sets to another folder",
+                        dir.display(),
+                        input.display()
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// A 0/1 `uint8` image written for subject `i` in its own format: NIfTI

@@ -98,7 +98,7 @@ impl Outputs {
 /// Run `predict`.
 pub fn run(args: Args) -> Result<()> {
     if let (Some(a), Some(b)) = (&args.inner_out, &args.outer_out) {
-        if a == b || a.canonicalize().ok().is_some_and(|x| b.canonicalize().ok() == Some(x)) {
+        if confseg::output::same_destination(a, b) {
             usage!("--inner-out and --outer-out name the same file {}", a.display());
         }
     }
@@ -163,6 +163,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     let mut outputs = match (source.cohort(), &args.out_dir) {
         (Some(cohort), Some(dir)) => {
+            cohort.check_output_folder(dir)?;
             std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
             Outputs::Subjects { dir: dir.clone(), cohort: Arc::clone(cohort) }
         }

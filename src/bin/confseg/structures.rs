@@ -258,7 +258,8 @@ pub fn predict(args: &crate::cli::predict::Args, file: &StructuresFile) -> Resul
             writers.push((create(&args.inner_out)?, create(&args.outer_out)?));
         }
     }
-    if let Some(dir) = &args.out_dir {
+    if let (Some(dir), Some(cohort)) = (&args.out_dir, source.cohort()) {
+        cohort.check_output_folder(dir)?;
         std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
     }
     let ndim = source.ndim()?.saturating_sub(1);

@@ -123,7 +123,8 @@ impl Out<'_> {
             (Some(p), Some(shape)) => Some(NpyWriter::create::<B>(p, n, &shape)?),
             _ => None,
         };
-        if let Some(dir) = &self.args.out_dir {
+        if let (Some(dir), Some(cohort)) = (&self.args.out_dir, source.cohort()) {
+            cohort.check_output_folder(dir)?;
             std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
         }
         let all: Vec<usize> = (0..n).collect();
