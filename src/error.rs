@@ -306,9 +306,13 @@ pub enum Warning {
     /// Too few calibration images for a finite threshold at this level.
     #[error(
         "only n = {n} calibration images; alpha_{side} = {alpha} needs at least {needed} for a finite \
-         threshold, so lambda_{side_letter} = inf and {consequence} (valid but uninformative)",
+         threshold, so lambda_{side_letter} = inf and {consequence} (valid but uninformative){fix}",
         side_letter = if *side == "inner" { "I" } else { "O" },
-        consequence = consequence(side)
+        consequence = consequence(side),
+        fix = smallest_alpha.map_or_else(String::new, |a| format!(
+            "; with {n} images, alpha_{side} >= {a} is finite: raise alpha, give this side more of it \
+             (weights), or use mode max (one threshold at the whole alpha)"
+        ))
     )]
     TooFewImages {
         /// `"inner"`, `"outer"` or `"inner and outer"`.
@@ -319,6 +323,21 @@ pub enum Warning {
         n: usize,
         /// Images needed.
         needed: usize,
+        /// The smallest level that is finite with `n` images, if any
+        /// ([`Rank::smallest_alpha`](crate::quantile::Rank::smallest_alpha)).
+        smallest_alpha: Option<f64>,
+    },
+    /// A level above 1/2: coverage of `1 - alpha` is probably not what was
+    /// meant (90% coverage is `alpha = 0.1`).
+    #[error(
+        "alpha = {alpha} promises coverage of only {coverage}% (1 - alpha); for {meant}% coverage, alpha is {flipped}",
+        coverage = fmt_percent(1.0 - alpha),
+        meant = fmt_percent(*alpha),
+        flipped = fmt_level(1.0 - alpha)
+    )]
+    LargeAlpha {
+        /// The level given.
+        alpha: f64,
     },
     /// A threshold that is an infinite calibration statistic.
     #[error(
@@ -377,6 +396,22 @@ pub enum Warning {
         /// `lambda_O`.
         lambda: f64,
     },
+}
+
+/// `100 x` with at most 4 decimals, trailing zeros dropped.
+fn fmt_percent(x: f64) -> String {
+    fmt_level(100.0 * x)
+}
+
+/// A level with at most 6 decimals, trailing zeros dropped (`0.1`, not `0.09999999999999998`).
+fn fmt_level(x: f64) -> String {
+    let s = format!("{x:.6}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" {
+        "0".to_owned()
+    } else {
+        s.to_owned()
+    }
 }
 
 fn consequence(side: &str) -> &'static str {

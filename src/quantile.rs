@@ -294,6 +294,41 @@ impl Rank {
         n
     }
 
+    /// The smallest level, rounded up to 4 significant digits, whose
+    /// threshold among `n` statistics is finite (`1 / (n + 1)` for the
+    /// marginal rank, `1 - delta^(1/n)` for the conditional one), or `None`
+    /// if no level below 1 is (`n = 0`). What a user with `n` images can ask for.
+    ///
+    /// ```
+    /// use confseg::quantile::Rank;
+    /// assert_eq!(Rank::Marginal.smallest_alpha(39), Some(0.025));
+    /// assert_eq!(Rank::Marginal.smallest_alpha(0), None);
+    /// ```
+    #[must_use]
+    pub fn smallest_alpha(self, n: usize) -> Option<f64> {
+        if n == 0 {
+            return None;
+        }
+        let closed = match self {
+            Rank::Marginal => 1.0 / (n as f64 + 1.0),
+            Rank::Conditional(d) => 1.0 - d.get().powf(1.0 / n as f64),
+        };
+        if !(closed > 0.0 && closed < 1.0) {
+            return None;
+        }
+        // 4 significant digits, rounded up, then checked against the rank itself
+        let unit = 10f64.powi(closed.log10().floor() as i32 - 3);
+        let mut a = (closed / unit - 1e-9).ceil() * unit;
+        for _ in 0..10 {
+            let alpha = Alpha::new(a).ok()?;
+            if self.of(alpha, n) <= n {
+                return Some((a / unit).round() * unit);
+            }
+            a += unit;
+        }
+        None
+    }
+
     /// The confidence level `delta` of the conditional rank.
     #[must_use]
     pub fn delta(self) -> Option<Delta> {
@@ -510,5 +545,26 @@ mod tests {
             conformal_quantile(&[1.0, f64::NAN], a(0.5), Rank::Marginal),
             Err(Error::InvalidParameter { .. })
         ));
+    }
+
+    #[test]
+    fn smallest_alpha_is_the_boundary_of_a_finite_rank() {
+        // rounded up to 4 significant digits: finite there, infinite one digit below
+        for rank in [
+            Rank::Marginal,
+            Rank::Conditional(Delta::new(0.05).unwrap()),
+            Rank::Conditional(Delta::new(0.2).unwrap()),
+        ] {
+            for n in 1..400 {
+                let s = rank.smallest_alpha(n).unwrap();
+                assert!(rank.of(a(s), n) <= n, "{rank:?} n={n} alpha={s}");
+                let unit = 10f64.powi(s.log10().floor() as i32 - 3);
+                if let Ok(below) = Alpha::new(s - unit) {
+                    assert!(rank.of(below, n) > n, "{rank:?} n={n}: {} is finite too", s - unit);
+                }
+            }
+        }
+        assert_eq!(Rank::Marginal.smallest_alpha(49), Some(0.02));
+        assert_eq!(Rank::Marginal.smallest_alpha(9), Some(0.1));
     }
 }

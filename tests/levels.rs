@@ -95,3 +95,33 @@ fn joint_requests_agree_with_single_ones() {
     let l = Levels::new(ModeKind::Max).with_alpha(0.1).with_delta(0.05);
     assert!(matches!(l.joint(2).unwrap().rank(), Rank::Conditional(_)));
 }
+
+/// Warnings that know the fix say it: the smallest finite level for this
+/// many images, and `alpha = 0.9` read as 10% coverage.
+#[test]
+fn level_warnings_name_the_fix() {
+    use confseg::{Calibration, Calibrator, Identity, ImageStatistics, Mode, Warning};
+    let cal: Calibration = (0..20).map(|i| ImageStatistics { tau: f64::from(i), gamma: 0.0 }).collect();
+    let c = Calibrator::new(Identity, Identity);
+    // Bonferroni 1:4 at 0.1 with 20 images: the inner side (0.02) needs 49
+    let sets = c.fit(&cal, Mode::bonferroni(Alpha::new(0.1).unwrap(), 1.0, 4.0).unwrap()).unwrap();
+    let w = sets.warnings();
+    assert!(
+        matches!(w[..], [Warning::TooFewImages { side: "inner", needed: 49, smallest_alpha: Some(a), .. }]
+            if (a - 0.04762).abs() < 1e-12),
+        "{w:?}"
+    );
+    let text = w[0].to_string();
+    assert!(
+        text.contains("with 20 images, alpha_inner >= 0.04762 is finite") && text.contains("mode max"),
+        "{text}"
+    );
+    // 1 - alpha read the wrong way round
+    let sets = c.fit(&cal, Mode::max(Alpha::new(0.9).unwrap())).unwrap();
+    let text: Vec<String> = sets.warnings().iter().map(ToString::to_string).collect();
+    assert_eq!(
+        text,
+        ["alpha = 0.9 promises coverage of only 10% (1 - alpha); for 90% coverage, alpha is 0.1"]
+    );
+    assert!(c.fit(&cal, Mode::max(Alpha::new(0.5).unwrap())).unwrap().warnings().is_empty());
+}

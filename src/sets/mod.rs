@@ -7,7 +7,7 @@ use crate::float::Float;
 use crate::image::{check_mask, check_nan, check_shape, AsImage, Spacing};
 use crate::levels::{Guarantee, Side, Thresholds};
 use crate::mask::MaskValue;
-use crate::quantile::Threshold;
+use crate::quantile::{Alpha, Threshold};
 use crate::stream::{default_in_flight, for_each_image, stream, Load};
 use crate::transform::{ScoreTransform, Transform, Transforms};
 
@@ -175,29 +175,50 @@ impl<TI, TO> ConfidenceSets<TI, TO> {
         let t = self.thresholds;
         let g = self.guarantee;
         let mut out = Vec::new();
+        let smallest_alpha = g.mode().and_then(|m| m.rank().smallest_alpha(self.n));
+
         for side in Side::BOTH {
             let (name, alpha) = (side.name(), g.alpha(side).get());
             match t.side(side) {
                 Threshold::TooFewImages { n, needed } => {
-                    out.push(Warning::TooFewImages { side: name, alpha, n, needed });
+                    out.push(Warning::TooFewImages { side: name, alpha, n, needed, smallest_alpha });
                 }
                 Threshold::OrderStatistic { k, value } if value == f64::INFINITY => {
                     out.push(Warning::InfiniteStatistic { side: name, k });
                 }
                 Threshold::RiskControl { value } if side == Side::Outer && value == f64::INFINITY => {
                     let needed = g.min_calibration_size_for(side);
-                    out.push(Warning::TooFewImages { side: name, alpha, n: self.n, needed });
+                    out.push(Warning::TooFewImages {
+                        side: name,
+                        alpha,
+                        n: self.n,
+                        needed,
+                        smallest_alpha: None,
+                    });
                 }
                 Threshold::OrderStatistic { .. } | Threshold::RiskControl { .. } => {}
             }
         }
         // one line when both sides lack images at the same level
-        if let [Warning::TooFewImages { alpha: a, n, needed, .. }, Warning::TooFewImages { alpha: b, .. }] =
+        if let [Warning::TooFewImages { alpha: a, n, needed, smallest_alpha, .. }, Warning::TooFewImages { alpha: b, .. }] =
             out[..]
         {
             if a == b {
-                out = vec![Warning::TooFewImages { side: "inner and outer", alpha: a, n, needed }];
+                out = vec![Warning::TooFewImages {
+                    side: "inner and outer",
+                    alpha: a,
+                    n,
+                    needed,
+                    smallest_alpha,
+                }];
             }
+        }
+        // (risk control bounds an expected share, not a coverage: any level may be meant)
+        let largest = g
+            .overall_alpha()
+            .map_or_else(|| g.alpha(Side::Inner).get().max(g.alpha(Side::Outer).get()), Alpha::get);
+        if g.mode().is_some() && largest > 0.5 {
+            out.push(Warning::LargeAlpha { alpha: largest });
         }
         out
     }

@@ -81,12 +81,15 @@ pub fn progress(what: &str, images: usize, voxels_per_image: usize) -> ProgressB
     ProgressBar::new(images as u64).with_style(style).with_message(what.to_owned())
 }
 
-/// A threshold as the JSON writes it: a number, `inf` or `-inf`.
+/// A threshold as the JSON writes it: a number, `inf` or `-inf` (and `0`
+/// for a negative zero, which thresholds like `-0` as `0`).
 pub fn number(x: f64) -> String {
     if x == f64::INFINITY {
         "inf".into()
     } else if x == f64::NEG_INFINITY {
         "-inf".into()
+    } else if x == 0.0 {
+        "0".into()
     } else {
         format!("{x}")
     }
