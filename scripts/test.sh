@@ -21,14 +21,10 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
-"$VENV/bin/python" -m pip install --quiet "maturin>=1.5,<2"
 
-echo "== maturin build --release -m python/Cargo.toml"
-rm -rf target/wheels
-"$VENV/bin/maturin" build --release -m python/Cargo.toml -o target/wheels
-WHEEL=$(ls target/wheels/confseg-*.whl)
-"$VENV/bin/python" -m pip install --quiet "${WHEEL}[test,dask]"
-"$VENV/bin/python" -m pip install --quiet --force-reinstall --no-deps "$WHEEL"
+echo "== pip install \".[test,dask]\" (the README's command, from the repository root)"
+"$VENV/bin/python" -m pip install --quiet --force-reinstall --no-deps .
+"$VENV/bin/python" -m pip install --quiet ".[test,dask]"
 
 echo "== cargo build --release --features cli (for the interchange tests)"
 cargo build --release --features cli
