@@ -43,7 +43,11 @@ pub enum Error {
         index: Vec<usize>,
     },
     /// A mask value other than 0 or 1.
-    #[error("mask{} holds {value} at voxel {index:?}; masks must be 0/1", image_suffix(*.image))]
+    #[error(
+        "mask{} holds {value} at voxel {index:?}; masks must be 0/1{}",
+        image_suffix(*.image),
+        label_hint(*value)
+    )]
     NonBinaryMask {
         /// Index of the image, when known.
         image: Option<usize>,
@@ -414,6 +418,18 @@ fn fmt_level(x: f64) -> String {
     }
 }
 
+/// For a whole-number mask value other than 0/1 (a label map, a 0/255
+/// mask): how to name the object's labels.
+fn label_hint(value: f64) -> String {
+    if value.fract() != 0.0 || !(2.0..=1e15).contains(&value) {
+        return String::new();
+    }
+    format!(
+        " (a label map or a 0/{value} mask? name the object's labels: CLI --label {value} or --labels 1,{value}, \
+         Python labels=[{value}])"
+    )
+}
+
 fn consequence(side: &str) -> &'static str {
     match side {
         "inner" => "the inner set is empty for every image",
@@ -714,6 +730,15 @@ impl Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_label_valued_mask_suggests_naming_the_labels() {
+        let e = |value| Error::NonBinaryMask { image: Some(3), index: vec![0, 1], value }.to_string();
+        assert!(e(255.0).contains("CLI --label 255") && e(255.0).contains("labels=[255]"), "{}", e(255.0));
+        assert!(e(2.0).contains("--labels 1,2"), "{}", e(2.0));
+        assert!(e(0.5).ends_with("masks must be 0/1"), "{}", e(0.5));
+        assert!(e(-1.0).ends_with("masks must be 0/1"), "{}", e(-1.0));
+    }
 
     #[test]
     fn messages_name_image_and_voxel() {

@@ -41,7 +41,7 @@ CASES = {
     "NanScore": (ValueError, r"^NaN in scores of image 1 at voxel \[2, 3\]$",
                  lambda f: confseg.Calibrator().statistics(
                      np.where(np.arange(3 * 4 * 5).reshape(3, 4, 5) == 33, np.nan, 0.0), np.zeros((3, 4, 5), bool))),
-    "NonBinaryMask": (ValueError, r"^mask holds 2 at voxel \[0, 1\]; masks must be 0/1$",
+    "NonBinaryMask": (ValueError, r"^mask holds 2 at voxel \[0, 1\]; masks must be 0/1 \(a label map",
                       lambda f: confseg.Calibrator().statistics(np.zeros((2, 2)), np.array([[0, 2], [1, 0]]))),
     "EmptyImage": (ValueError, r"^image of shape \[0, 4\] has no voxels$",
                    lambda f: confseg.Calibrator().statistics(np.zeros((0, 4)), np.zeros((0, 4), bool))),
@@ -73,7 +73,7 @@ CASES = {
                  lambda f: confseg.read_cohort(manifest=f / "nocol.csv")),
     "File": (OSError, r"text\.npy: not a NumPy \.npy file",
              lambda f: confseg.read_npy(f / "text.npy")),
-    "InFile": (ValueError, r"mask2\.npy: mask holds 2 at voxel \[0, 1\]; masks must be 0/1$",
+    "InFile": (ValueError, r"mask2\.npy: mask holds 2 at voxel \[0, 1\]; masks must be 0/1 \(a label map",
                lambda f: confseg.read_npy_mask(f / "mask2.npy")),
 }
 
