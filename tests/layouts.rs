@@ -128,3 +128,44 @@ fn monai_itk_and_channel_first_logits_calibrate_as_their_probabilities() {
     let stored: Vec<f64> = SPACING.iter().map(|&x| f64::from(x as f32)).collect();
     assert_eq!(confseg::AsImage::spacing(&image).and_then(Spacing::as_slice), Some(&stored[..]));
 }
+
+/// Scores saved with a unit-spacing header next to masks with the scanner's:
+/// refused with one line naming both files, instead of calibrating in voxels.
+#[test]
+fn score_and_mask_headers_must_agree() {
+    let d = tempfile::tempdir().unwrap();
+    let p = |name: &str| -> PathBuf { d.path().join(name) };
+    std::fs::create_dir_all(p("s")).unwrap();
+    for i in 0..6 {
+        let (_, prob, mask) = subject(i);
+        let scores_spacing = if i == 4 { [1.0, 1.0, 1.0] } else { SPACING };
+        write_scores(p(&format!("s/x{i}_prob.nii.gz")), &prob, &header(&SHAPE, &scores_spacing)).unwrap();
+        write_labels(p(&format!("s/x{i}_seg.nii.gz")), &mask, &header(&SHAPE, &SPACING)).unwrap();
+    }
+    let dir = p("s").to_string_lossy().into_owned();
+    let out = Command::new(env!("CARGO_BIN_EXE_confseg"))
+        .args([
+            "calibrate",
+            "--scores",
+            &dir,
+            "--masks",
+            &dir,
+            "--scores-suffix",
+            "_prob",
+            "--masks-suffix",
+            "_seg",
+        ])
+        .args(["--alpha", "0.2", "--mode", "max"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("subject x4")
+            && stderr.contains("x4_prob.nii.gz")
+            && stderr.contains("x4_seg.nii.gz"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("different geometry"), "{stderr}");
+}

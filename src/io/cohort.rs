@@ -506,6 +506,64 @@ impl Cohort {
         }
     }
 
+    /// Compare subject `i`'s score and mask headers (both NIfTI): the
+    /// spacing of the spatial axes within a relative 1e-4 and the affine
+    /// within 1e-3 mm. Scores saved with an identity affine next to masks
+    /// with the scanner's header would otherwise calibrate silently in the
+    /// wrong units.
+    ///
+    /// # Errors
+    /// [`Error::Options`] naming both files and what differs; a header that
+    /// cannot be read.
+    pub fn check_geometry(&self, i: usize) -> Result<()> {
+        let s = self.subject(i)?;
+        let Some(mask) = &s.mask else { return Ok(()) };
+        let nifti = |p: &Path| matches!(Format::of(p), Some(Format::Nii | Format::NiiGz));
+        if !nifti(&s.scores) || !nifti(mask) {
+            return Ok(());
+        }
+        let (_, _, gs) = nifti_info(&s.scores)?;
+        let (_, _, gm) = nifti_info(mask)?;
+        let spacing =
+            |g: &Geometry| g.spacing().as_slice().map(|v| v.iter().take(3).copied().collect::<Vec<_>>());
+        let (ss, sm) = (spacing(&gs), spacing(&gm));
+        let close = |a: f64, b: f64, tol: f64| (a - b).abs() <= tol;
+        let spacing_differs = match (&ss, &sm) {
+            (Some(a), Some(b)) => {
+                a.len() != b.len()
+                    || a.iter().zip(b).any(|(&x, &y)| !close(x, y, 1e-4 * x.abs().max(y.abs())))
+            }
+            _ => false,
+        };
+        let affine_differs = match (gs.affine(), gm.affine()) {
+            (Some(a), Some(b)) => {
+                a.iter().flatten().zip(b.iter().flatten()).any(|(&x, &y)| !close(x, y, 1e-3))
+            }
+            _ => false,
+        };
+        if !(spacing_differs || affine_differs) {
+            return Ok(());
+        }
+        let what = if spacing_differs {
+            format!("voxel spacing {:?} vs {:?}", ss.unwrap_or_default(), sm.unwrap_or_default())
+        } else {
+            format!(
+                "affine {:?} vs {:?}",
+                gs.affine().copied().unwrap_or_default(),
+                gm.affine().copied().unwrap_or_default()
+            )
+        };
+        Err(Error::Options {
+            reason: format!(
+                "subject {}: the scores {} and the mask {} have different geometry ({what}); \
+                 save the scores with the image's header (or resample one onto the other)",
+                s.id,
+                s.scores.display(),
+                mask.display()
+            ),
+        })
+    }
+
     /// Subject `i`'s mask or label map as its values (`f64`, unscaled for
     /// NIfTI), e.g. to select several structures from it.
     ///

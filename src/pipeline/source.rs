@@ -509,7 +509,10 @@ impl Reader {
     pub fn label_map(&self, i: usize) -> Result<ArrayD<f64>> {
         match &self.masks {
             Some((MaskSource::Stack(m), _)) => m.read_scores::<f64>(i),
-            Some((MaskSource::Subjects(c), _)) => c.read_label_map(i),
+            Some((MaskSource::Subjects(c), _)) => {
+                c.check_geometry(i)?;
+                c.read_label_map(i)
+            }
             None => Err(no_masks()),
         }
     }
@@ -521,7 +524,10 @@ impl Reader {
     pub fn mask(&self, i: usize) -> Result<ArrayD<u8>> {
         match &self.masks {
             Some((MaskSource::Stack(m), labels)) => m.read_mask(i, labels),
-            Some((MaskSource::Subjects(c), labels)) => c.read_mask(i, labels),
+            Some((MaskSource::Subjects(c), labels)) => {
+                c.check_geometry(i)?;
+                c.read_mask(i, labels)
+            }
             None => Err(no_masks()),
         }
     }
