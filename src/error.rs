@@ -716,6 +716,13 @@ impl Error {
         }
     }
 
+    /// The image index of an error that describes one image, if known.
+    #[must_use]
+    pub fn image(&self) -> Option<usize> {
+        // one list of image errors: image_slot's, read through a copy
+        self.clone().image_slot().and_then(|i| *i)
+    }
+
     /// Attach an image index to errors that describe one image (NaN, mask,
     /// shape); other variants are returned unchanged.
     #[must_use]

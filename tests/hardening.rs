@@ -45,25 +45,10 @@ fn subjects(dir: &Path, n: usize) -> PathBuf {
     data
 }
 
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() && !p.is_symlink() {
-            out.extend(files_under(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out.sort();
-    out
-}
-
-#[test]
-fn manifest_ids_are_file_names_never_paths() {
-    let d = tempfile::tempdir().unwrap();
-    let data = subjects(d.path(), 12);
-    let cal = d.path().join("cal.json");
+/// Twelve subjects in `dir/data` and their calibration file `dir/cal.json`.
+fn calibrated(dir: &Path) -> (PathBuf, PathBuf) {
+    let data = subjects(dir, 12);
+    let cal = dir.join("cal.json");
     ok(&[
         "calibrate",
         "--scores",
@@ -81,6 +66,27 @@ fn manifest_ids_are_file_names_never_paths() {
         "-o",
         s(&cal),
     ]);
+    (data, cal)
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() && !p.is_symlink() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn manifest_ids_are_file_names_never_paths() {
+    let d = tempfile::tempdir().unwrap();
+    let (_, cal) = calibrated(d.path());
     for id in ["../escaped", "/tmp/absolute", "..", "a\\b"] {
         let manifest = d.path().join("m.csv");
         std::fs::write(&manifest, format!("id,scores\n\"{id}\",data/s00_prob.npy\n")).unwrap();
@@ -101,25 +107,7 @@ fn manifest_ids_are_file_names_never_paths() {
 #[test]
 fn two_outputs_or_an_input_folder_are_refused_before_anything_is_written() {
     let d = tempfile::tempdir().unwrap();
-    let data = subjects(d.path(), 12);
-    let cal = d.path().join("cal.json");
-    ok(&[
-        "calibrate",
-        "--scores",
-        s(&data),
-        "--masks",
-        s(&data),
-        "--scores-suffix",
-        "_prob",
-        "--masks-suffix",
-        "_seg",
-        "--alpha",
-        "0.2",
-        "--mode",
-        "max",
-        "-o",
-        s(&cal),
-    ]);
+    let (data, cal) = calibrated(d.path());
     // the same file spelled twice, before it exists
     let stack = d.path().join("stack.npy");
     let (sc, _) = Synthetic::new([12, 10]).seed(3).stack(0..4);

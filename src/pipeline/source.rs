@@ -561,17 +561,7 @@ impl Reader {
     /// for subjects, the subject's own file.
     #[must_use]
     pub fn blame(&self, e: Error, images: &[usize]) -> Error {
-        let local = match &e {
-            Error::NanScore { image, .. }
-            | Error::NonBinaryMask { image, .. }
-            | Error::InvalidLabel { image, .. }
-            | Error::EmptyImage { image, .. }
-            | Error::ShapeMismatch { image, .. }
-            | Error::DimensionMismatch { image, .. }
-            | Error::TransformNan { image, .. }
-            | Error::SpacingRequired { image, .. } => *image,
-            _ => None,
-        };
+        let local = e.image();
         let position = local.and_then(|i| images.get(i)).copied();
         let mask_error = matches!(e, Error::NonBinaryMask { .. } | Error::InvalidLabel { .. });
         let masks = self.masks.as_ref().map(|(m, _)| m);
