@@ -1099,3 +1099,37 @@ fn level_flags_validate_as_the_shared_table_says() {
         }
     }
 }
+
+/// The dilation baselines dilate the predicted mask at the transforms'
+/// threshold: `distance:threshold=1` moves them exactly as
+/// `--mask-threshold 1` does (they ignored `:threshold=` before).
+#[test]
+fn validate_baselines_take_the_transforms_threshold() {
+    let f = Files::new();
+    let (s, m) = data(0..60);
+    write_npy(f.path("s.npy"), &s).unwrap();
+    write_npy(f.path("m.npy"), &m).unwrap();
+    let run = |outer: &str, extra: &[&str]| -> Value {
+        let mut a = vec!["validate", "--scores", f.s("s.npy"), "--masks", f.s("m.npy"), "--outer", outer];
+        a.extend([
+            "--method",
+            "morphological-chessboard",
+            "--n-cal",
+            "30",
+            "--repeats",
+            "10",
+            "--alpha",
+            "0.2",
+        ]);
+        a.extend(["--json", "--geometry-splits", "0"]);
+        a.extend(extra);
+        serde_json::from_str(&ok(&a)).unwrap()
+    };
+    let by_option = run("distance", &["--mask-threshold", "1"]);
+    let by_transform = run("distance:threshold=1", &[]);
+    let at_zero = run("distance", &[]);
+    let key =
+        |v: &Value| (v[0]["outer_coverage"].clone(), v[0]["outer_share"].clone(), v[0]["outer_size"].clone());
+    assert_eq!(key(&by_transform), key(&by_option));
+    assert_ne!(key(&by_transform), key(&at_zero), "{at_zero}");
+}
