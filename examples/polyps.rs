@@ -24,7 +24,7 @@ use std::time::Instant;
 use confseg::evaluate::{table, Geometry, Method, Pool, Report, Splits, StepMetric, Validation};
 use confseg::quantile::Rank;
 use confseg::synthetic::Synthetic;
-use confseg::{io, Alpha, Calibrator, Identity, Spacing};
+use confseg::{io, Alpha, Calibrator, Identity};
 use confseg::{Levels, ModeKind};
 #[cfg(feature = "plot")]
 use ndarray::Axis;
@@ -109,7 +109,8 @@ fn polyp_data(args: &Args) -> confseg::Result<Option<Data>> {
         keep.len()
     );
     // The predicted box mask of the morphological baseline: {b_O > 0}.
-    let pool = Pool::from_transformed(&inner, &outer, &masks, &Spacing::unit(), 0.0)?.subset(&keep)?;
+    let pool = Pool::from_transformed(&Calibrator::new(Identity, Identity), &inner, &outer, &masks, 0.0)?
+        .subset(&keep)?;
     Ok(Some(Data { inner, outer, masks, keep, pool }))
 }
 

@@ -35,6 +35,7 @@ use std::str::FromStr;
 
 use crate::error::{Error, LevelsError, Result};
 use crate::quantile::{Alpha, Delta, Rank, Threshold};
+use crate::tolerance::Tolerances;
 
 /// A side of the sets: the inner set `I` (where the object surely is) or
 /// the outer set `O` (outside which it surely is not).
@@ -201,6 +202,7 @@ pub struct Mode {
     outer: Alpha,
     joint: Option<Alpha>,
     rank: Rank,
+    tolerances: Tolerances,
 }
 
 impl Mode {
@@ -214,7 +216,14 @@ impl Mode {
     /// `1 - alpha_inner - alpha_outer` by the union bound.
     #[must_use]
     pub fn marginal_split(inner: Alpha, outer: Alpha) -> Self {
-        Mode { kind: ModeKind::Marginal, inner, outer, joint: None, rank: Rank::Marginal }
+        Mode {
+            kind: ModeKind::Marginal,
+            inner,
+            outer,
+            joint: None,
+            rank: Rank::Marginal,
+            tolerances: Tolerances::NONE,
+        }
     }
 
     /// Joint coverage `1 - alpha` by a weighted Bonferroni split:
@@ -227,7 +236,14 @@ impl Mode {
         let shares = split(alpha, &[inner_weight, outer_weight])?;
         let inner = Alpha::named("alpha_inner", shares[0])?;
         let outer = Alpha::named("alpha_outer", shares[1])?;
-        Ok(Mode { kind: ModeKind::Bonferroni, inner, outer, joint: Some(alpha), rank: Rank::Marginal })
+        Ok(Mode {
+            kind: ModeKind::Bonferroni,
+            inner,
+            outer,
+            joint: Some(alpha),
+            rank: Rank::Marginal,
+            tolerances: Tolerances::NONE,
+        })
     }
 
     /// Joint coverage `1 - alpha` from explicit inner and outer levels.
@@ -242,13 +258,27 @@ impl Mode {
                 outer: outer.get(),
             });
         }
-        Ok(Mode { kind: ModeKind::Bonferroni, inner, outer, joint: Some(alpha), rank: Rank::Marginal })
+        Ok(Mode {
+            kind: ModeKind::Bonferroni,
+            inner,
+            outer,
+            joint: Some(alpha),
+            rank: Rank::Marginal,
+            tolerances: Tolerances::NONE,
+        })
     }
 
     /// Joint coverage `1 - alpha` from one threshold on `max(tau, gamma)`.
     #[must_use]
     pub fn max(alpha: Alpha) -> Self {
-        Mode { kind: ModeKind::Max, inner: alpha, outer: alpha, joint: Some(alpha), rank: Rank::Marginal }
+        Mode {
+            kind: ModeKind::Max,
+            inner: alpha,
+            outer: alpha,
+            joint: Some(alpha),
+            rank: Rank::Marginal,
+            tolerances: Tolerances::NONE,
+        }
     }
 
     /// The same levels with another rank strategy: with
@@ -267,6 +297,21 @@ impl Mode {
     pub fn with_rank(mut self, rank: Rank) -> Self {
         self.rank = rank;
         self
+    }
+
+    /// The same levels for the events of these tolerances: what fitted
+    /// sets record from the calibrator that computed their statistics.
+    #[must_use]
+    pub(crate) fn with_tolerances(mut self, tolerances: Tolerances) -> Self {
+        self.tolerances = tolerances;
+        self
+    }
+
+    /// The tolerance of each side's event (containment unless the sets were
+    /// calibrated for a tolerance, [`crate::tolerance`]).
+    #[must_use]
+    pub fn tolerances(&self) -> &Tolerances {
+        &self.tolerances
     }
 
     /// Which kind of guarantee (marginal, Bonferroni or max; never risk control).
@@ -498,7 +543,7 @@ impl Guarantee {
 impl fmt::Display for Guarantee {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let words = f.alternate();
-        let (i, y, o) = if words { ("inner", "truth", "outer") } else { ("I", "Y", "O") };
+        let (y, o) = if words { ("truth", "outer") } else { ("Y", "O") };
         match self {
             Guarantee::RiskControl(r) => {
                 return write!(
@@ -508,15 +553,20 @@ impl fmt::Display for Guarantee {
                     r.alpha()
                 )
             }
-            Guarantee::Conformal(m) => match m.joint_alpha() {
-                Some(a) => write!(f, "P({i} ⊆ {y} ⊆ {o}) >= {}", 1.0 - a.get())?,
-                None => write!(
-                    f,
-                    "P({i} ⊆ {y}) >= {} and P({y} ⊆ {o}) >= {}",
-                    1.0 - m.inner_alpha().get(),
-                    1.0 - m.outer_alpha().get()
-                )?,
-            },
+            Guarantee::Conformal(m) => {
+                let t = m.tolerances();
+                match m.joint_alpha() {
+                    Some(a) => write!(f, "P({}) >= {}", t.joint_event(words), 1.0 - a.get())?,
+                    None => write!(
+                        f,
+                        "P({}) >= {} and P({}) >= {}",
+                        t.inner_event(words),
+                        1.0 - m.inner_alpha().get(),
+                        t.outer_event(words),
+                        1.0 - m.outer_alpha().get()
+                    )?,
+                }
+            }
         }
         match self.delta() {
             Some(d) if words => write!(

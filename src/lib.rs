@@ -86,6 +86,7 @@ pub mod quantile;
 pub mod sets;
 pub mod stream;
 pub mod synthetic;
+pub mod tolerance;
 pub mod transform;
 
 pub use calibrate::{

@@ -1133,3 +1133,59 @@ fn validate_baselines_take_the_transforms_threshold() {
     assert_eq!(key(&by_transform), key(&by_option));
     assert_ne!(key(&by_transform), key(&at_zero), "{at_zero}");
 }
+
+/// `--inner-tolerance`/`--outer-tolerance` on calibrate and validate: the
+/// file's thresholds are the library's for the same tolerances (and not
+/// the containment ones), the file states the event, predict reads it, and
+/// validate's recorded splits refit with calibrate to the same thresholds.
+#[test]
+fn tolerances_calibrate_validate_and_predict_as_the_library_does() {
+    use confseg::tolerance::Tolerances;
+    let f = Files::new();
+    let (s, m) = data(0..80);
+    write_npy(f.path("s.npy"), &s).unwrap();
+    write_npy(f.path("m.npy"), &m.mapv(u8::from)).unwrap();
+    let (sp, mp, out) = (f.s("s.npy"), f.s("m.npy"), f.s("cal.json"));
+    let tol = ["--inner-tolerance", "5vox", "--outer-tolerance", "0.05"];
+    let base = ["calibrate", "--masks", mp, "--scores", sp, "--outer", "distance", "--alpha", "0.2", "--mode", "max"];
+    let printed = ok(&[&base[..], &tol[..], &["-o", out]].concat());
+    assert!(printed.contains("guarantee: P(|I \\ Y| <= 5 voxels and |Y \\ O| <= ⌊0.05 |Y|⌋) >= 0.8"), "{printed}");
+    let t = Tolerances::new("5vox".parse().unwrap(), "0.05".parse().unwrap());
+    let lib = Calibrator::new(ScoreTransform::Identity, distance()).with_tolerances(t);
+    let cal = lib.calibrate_stack(&s, &m).unwrap();
+    let sets = lib.fit(&cal, Mode::max(Alpha::new(0.2).unwrap())).unwrap();
+    let (ti, to) = file_thresholds(&f.path("cal.json"));
+    assert_eq!((ti, to), (sets.thresholds().inner.value(), sets.thresholds().outer.value()));
+    let plain = Calibrator::new(ScoreTransform::Identity, distance()).calibrate_stack(&s, &m).unwrap();
+    let plain = Calibrator::new(ScoreTransform::Identity, distance()).fit(&plain, Mode::max(Alpha::new(0.2).unwrap()));
+    assert_ne!(ti, plain.unwrap().thresholds().inner.value(), "the tolerance changed nothing");
+    let j = json(&f.path("cal.json"));
+    assert_eq!((j["inner"]["tolerance"].as_str(), j["outer"]["tolerance"].as_str()), (Some("5vox"), Some("0.05")));
+    ok(&["predict", "--calibration", out, "--scores", sp, "--inner-out", f.s("i.npy"), "--outer-out", f.s("o.npy")]);
+    let o: Array3<u8> = read_npy(f.path("o.npy")).unwrap();
+    assert_eq!(o, sets.predict_stack(&s).unwrap().outer.mapv(u8::from));
+    // validate: a recorded split refits with calibrate --indices to the same thresholds
+    let v: Value = serde_json::from_str(&ok(&[
+        &["validate", "--masks", mp, "--scores", sp, "--outer", "distance", "--alpha", "0.2", "--mode", "max"][..],
+        &tol[..],
+        &["--n-cal", "50", "--repeats", "3", "--record-splits", "1", "--geometry-splits", "0", "--json"][..],
+    ]
+    .concat()))
+    .unwrap();
+    let rec = &v[0]["recorded"][0];
+    let idx: Vec<i64> = rec["calibration"].as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect();
+    write_npy(f.path("idx.npy"), &Array::from(idx)).unwrap();
+    let split = f.s("split.json");
+    ok(&[&base[..], &tol[..], &["--indices", f.s("idx.npy"), "-o", split]].concat());
+    let number = |v: &Value| match v {
+        Value::String(s) => s.parse::<f64>().unwrap(),
+        v => v.as_f64().unwrap(),
+    };
+    assert_eq!((number(&rec["lambda_inner"]), number(&rec["lambda_outer"])), file_thresholds(&f.path("split.json")));
+    // a count without its unit, and a tolerance with risk control, are refused with the fix
+    let e = fail(&[&base[..], &["--outer-tolerance", "5"]].concat(), 2);
+    assert!(e.contains("5vox"), "{e}");
+    let out = run(&["calibrate", "--masks", mp, "--scores", sp, "--alpha", "0.2", "--mode", "risk-control", "--outer-tolerance", "0.05"]);
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && e.contains("no tolerance"), "{e}");
+}

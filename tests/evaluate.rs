@@ -510,10 +510,10 @@ fn pool_from_transformed_equals_pool_from_transforms() {
     let cal = Calibrator::new(Identity, confseg::Sigmoid);
     let p1 = Pool::new(&cal, &scores, &masks, 0.0).unwrap();
     let p2 = Pool::from_transformed(
+        &Calibrator::new(Identity, Identity),
         &scores,
         &scores.mapv(|x| 1.0 / (1.0 + (-x).exp())),
         &masks,
-        &Spacing::unit(),
         0.5,
     )
     .unwrap();

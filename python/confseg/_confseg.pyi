@@ -13,6 +13,8 @@ PathLike = Union[str, "os.PathLike[str]"]
 Spacing = Sequence[float]
 #: One spacing for every image, or one per image of a stack or list.
 SpacingArg = Union[None, Sequence[float], Sequence[Sequence[float]]]
+#: A side's tolerance: a share below 1 (0.05), "5vox", "12.5mm3", "5%"; None or 0: containment.
+Tolerance = Union[None, float, str]
 BoolArray = npt.NDArray[np.bool_]
 FloatArray = Union[npt.NDArray[np.float32], npt.NDArray[np.float64]]
 
@@ -38,9 +40,15 @@ class Calibrator:
         spacing: Optional[Spacing] = None,
         ndim: Optional[int] = None,
         mask_threshold: Optional[float] = None,
+        inner_tolerance: Tolerance = None,
+        outer_tolerance: Tolerance = None,
     ) -> None: ...
     @property
     def inner(self) -> str: ...
+    @property
+    def inner_tolerance(self) -> str: ...
+    @property
+    def outer_tolerance(self) -> str: ...
     @property
     def outer(self) -> str: ...
     @property
@@ -248,6 +256,8 @@ def validate(
     mask_threshold: Optional[float] = None,
     delta: Optional[float] = None,
     record_splits: int = 0,
+    inner_tolerance: Tolerance = None,
+    outer_tolerance: Tolerance = None,
 ) -> List[Dict[str, Any]]: ...
 def read_npy(path: PathLike) -> FloatArray: ...
 def read_npy_mask(path: PathLike, labels: Optional[Sequence[int]] = None) -> npt.NDArray[np.uint8]: ...
@@ -283,6 +293,8 @@ class StructureCalibrator:
         spacing: Optional[Spacing] = None,
         mask_threshold: Optional[float] = None,
         ndim: Optional[int] = None,
+        inner_tolerance: Tolerance = None,
+        outer_tolerance: Tolerance = None,
     ) -> None: ...
     @property
     def names(self) -> List[str]: ...

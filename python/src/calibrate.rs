@@ -7,6 +7,7 @@ use std::sync::Arc;
 use confseg::io::{Labels, Precision};
 use confseg::pipeline::Inputs;
 use confseg::stream::Lazy;
+use confseg::tolerance::{Tolerance, Tolerances};
 use confseg::{Error, Float, Guarantee, Image, Levels, MaskValue, ScoreTransform, Spacing, Transform};
 use ndarray::{ArrayViewD, Axis};
 use numpy::{IntoPyArray, PyArray1};
@@ -199,7 +200,7 @@ fn stats_transformed<A: Float, M: MaskValue>(
     match layout {
         Layout::Single => {
             let ndim = fi.ndim();
-            let item = Lazy(|| confseg::region_statistics(&fi, &fo, &m));
+            let item = Lazy(|| c.transformed_statistics(&fi, &fo, &m, None));
             c.calibrate_statistics_stream(std::iter::once(Ok(item)), ndim).map_err(Error::without_image)
         }
         Layout::Stack => {
@@ -207,16 +208,46 @@ fn stats_transformed<A: Float, M: MaskValue>(
             let (fi, fo, m) = (&fi, &fo, &m);
             let items = (0..n).map(move |i| {
                 Ok(Lazy(move || {
-                    confseg::region_statistics(
+                    c.transformed_statistics(
                         &fi.index_axis(Axis(0), i),
                         &fo.index_axis(Axis(0), i),
                         &m.index_axis(Axis(0), i),
+                        None,
                     )
                 }))
             });
             c.calibrate_statistics_stream(items, fi.ndim().saturating_sub(1))
         }
     }
+}
+
+/// A side's tolerance (the library's `Tolerance`): `None` or 0 for
+/// containment, a float share below 1 (`0.05`), or a string (`"5vox"`,
+/// `"12.5mm3"`, `"5%"`, `"0.05"`).
+pub fn tolerance_arg(t: Option<&Bound<'_, PyAny>>, name: &str) -> PyResult<Tolerance> {
+    let Some(t) = t.filter(|t| !t.is_none()) else { return Ok(Tolerance::NONE) };
+    let text = if let Ok(s) = t.extract::<String>() {
+        s
+    } else if t.is_instance_of::<pyo3::types::PyBool>() {
+        return Err(value_error(format!(
+            "{name} is a share (0.05), a count (\"5vox\") or a volume (\"12.5mm3\"), not a bool"
+        )));
+    } else if let Ok(x) = t.extract::<f64>() {
+        x.to_string()
+    } else {
+        return Err(value_error(format!(
+            "{name} is a share (0.05), a count (\"5vox\") or a volume (\"12.5mm3\")"
+        )));
+    };
+    text.parse::<Tolerance>().map_err(|e| value_error(format!("{name}: {e}")))
+}
+
+/// Both sides' tolerances.
+pub fn tolerances_arg(
+    inner: Option<&Bound<'_, PyAny>>,
+    outer: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Tolerances> {
+    Ok(Tolerances::new(tolerance_arg(inner, "inner_tolerance")?, tolerance_arg(outer, "outer_tolerance")?))
 }
 
 /// Labels of the masks that are the object: `None` for 0/1 masks.
@@ -260,14 +291,18 @@ pub fn warn_all(py: Python<'_>, warnings: &[confseg::Warning]) -> PyResult<()> {
 #[pymethods]
 impl PyCalibrator {
     #[new]
-    #[pyo3(signature = (inner="identity", outer="identity", spacing=None, ndim=None, mask_threshold=None))]
+    #[pyo3(signature = (inner="identity", outer="identity", spacing=None, ndim=None, mask_threshold=None,
+        inner_tolerance=None, outer_tolerance=None))]
     fn new(
         inner: &str,
         outer: &str,
         spacing: Option<&Bound<'_, PyAny>>,
         ndim: Option<usize>,
         mask_threshold: Option<f64>,
+        inner_tolerance: Option<&Bound<'_, PyAny>>,
+        outer_tolerance: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
+        let tolerances = tolerances_arg(inner_tolerance, outer_tolerance)?;
         let fi = parse_transform(inner, mask_threshold)?;
         let fo = parse_transform(outer, mask_threshold)?;
         let spacing = one_spacing(spacing)?;
@@ -280,7 +315,19 @@ impl PyCalibrator {
             (None, Some(s)) => Some(s.len()),
             (None, None) => None,
         };
-        Ok(PyCalibrator { cal: Cal::new(fi, fo).with_spacing(spacing), ndim })
+        Ok(PyCalibrator { cal: Cal::new(fi, fo).with_spacing(spacing).with_tolerances(tolerances), ndim })
+    }
+
+    /// The inner set's tolerance (``"0"``: containment, ``inner ⊆ truth``).
+    #[getter]
+    fn inner_tolerance(&self) -> String {
+        self.cal.tolerances().inner.to_string()
+    }
+
+    /// The outer set's tolerance (``"0"``: containment, ``truth ⊆ outer``).
+    #[getter]
+    fn outer_tolerance(&self) -> String {
+        self.cal.tolerances().outer.to_string()
     }
 
     /// The inner transform ``f_I``, by name.

@@ -3,7 +3,7 @@
 use confseg::evaluate::{Geometry, Method, MethodKind, Pool, Splits, Validation};
 use confseg::synthetic::Synthetic;
 use confseg::transform::apply_checked;
-use confseg::{Alpha, Float, ScoreTransform, Spacing, TwoClassSoftmax};
+use confseg::{Alpha, Calibrator, Float, Identity, ScoreTransform, Spacing, TwoClassSoftmax};
 use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn};
 use numpy::{PyArray, PyArrayDyn};
 use pyo3::prelude::*;
@@ -198,10 +198,10 @@ fn pool_transformed<A: Float, M: confseg::MaskValue>(
     fi: ArrayViewD<'_, A>,
     fo: ArrayViewD<'_, A>,
     m: ArrayViewD<'_, M>,
-    spacing: &Spacing,
+    calibrator: &Calibrator<Identity, Identity>,
     threshold: f64,
 ) -> confseg::Result<Pool> {
-    Pool::from_transformed(&fi, &fo, &m, spacing, threshold)
+    Pool::from_transformed(calibrator, &fi, &fo, &m, threshold)
 }
 
 /// Coverage and set sizes over repeated random calibration/test splits of
@@ -212,10 +212,14 @@ fn pool_transformed<A: Float, M: confseg::MaskValue>(
 /// ``validate(scores, masks, *, n_cal, alphas=(0.1,), inner="identity", outer="identity",
 /// inner_scores=None, outer_scores=None, n_test=None, repeats=1000, mode="marginal",
 /// weights=None, methods=("conformal",), seed=0, geometry_splits=20, spacing=None,
-/// mask_threshold=None, delta=None, record_splits=0) -> list[dict]``
+/// mask_threshold=None, delta=None, record_splits=0, inner_tolerance=None,
+/// outer_tolerance=None) -> list[dict]``
 ///
 /// ``scores``/``masks``: batch-first stacks; or ``scores=None`` with
-/// already transformed ``inner_scores`` and ``outer_scores``. ``delta``:
+/// already transformed ``inner_scores`` and ``outer_scores``.
+/// ``inner_tolerance``/``outer_tolerance``: the conformal method is
+/// calibrated, and its coverage counted, for the tolerance events (see
+/// ``Calibrator``). ``delta``:
 /// the conformal method's thresholds take the training-conditional rank
 /// (see ``Calibrator.fit``); ``mode="risk-control"`` runs risk control.
 /// ``record_splits``: each report's ``recorded`` lists the first splits'
@@ -230,7 +234,8 @@ fn pool_transformed<A: Float, M: confseg::MaskValue>(
 #[pyfunction]
 #[pyo3(signature = (scores, masks, *, n_cal, alphas=vec![0.1], inner="identity", outer="identity",
     inner_scores=None, outer_scores=None, n_test=None, repeats=1000, mode="marginal", weights=None,
-    methods=None, seed=0, geometry_splits=20, spacing=None, mask_threshold=None, delta=None, record_splits=0))]
+    methods=None, seed=0, geometry_splits=20, spacing=None, mask_threshold=None, delta=None, record_splits=0,
+    inner_tolerance=None, outer_tolerance=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn validate<'py>(
     py: Python<'py>,
@@ -253,7 +258,10 @@ pub fn validate<'py>(
     mask_threshold: Option<f64>,
     delta: Option<f64>,
     record_splits: usize,
+    inner_tolerance: Option<&Bound<'py, PyAny>>,
+    outer_tolerance: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
+    let tolerances = crate::calibrate::tolerances_arg(inner_tolerance, outer_tolerance)?;
     let levels = crate::calibrate::levels_arg(None, mode, weights, None, None, delta)?;
     let methods = methods.unwrap_or_else(|| vec!["conformal".into()]);
     let methods = methods
@@ -276,7 +284,8 @@ pub fn validate<'py>(
         (Some(s), None, None) => {
             let c =
                 Cal::new(parse_transform(inner, mask_threshold)?, parse_transform(outer, mask_threshold)?)
-                    .with_spacing(spacing);
+                    .with_spacing(spacing)
+                    .with_tolerances(tolerances);
             let (s, _) = arrays::scores(s, "scores")?;
             with_scores!(&s, sv => with_masks!(&m, mv => py.detach(|| pool_raw(&c, sv, mv, threshold))))
         }
@@ -284,6 +293,7 @@ pub fn validate<'py>(
             if inner != "identity" || outer != "identity" {
                 return Err(value_error("inner/outer transforms do not apply to already transformed scores"));
             }
+            let c = Calibrator::new(Identity, Identity).with_spacing(spacing).with_tolerances(tolerances);
             let a = arrays::asarray(a)?;
             let b = arrays::asarray(b)?;
             let t = match (arrays::score_type(&a, "inner scores")?, arrays::score_type(&b, "outer scores")?) {
@@ -293,11 +303,11 @@ pub fn validate<'py>(
             match (arrays::cast_scores(&a, t)?, arrays::cast_scores(&b, t)?) {
                 (Scores::F32(x), Scores::F32(y)) => {
                     let (x, y) = (x.as_array(), y.as_array());
-                    with_masks!(&m, mv => py.detach(|| pool_transformed(x, y, mv, &spacing, threshold)))
+                    with_masks!(&m, mv => py.detach(|| pool_transformed(x, y, mv, &c, threshold)))
                 }
                 (Scores::F64(x), Scores::F64(y)) => {
                     let (x, y) = (x.as_array(), y.as_array());
-                    with_masks!(&m, mv => py.detach(|| pool_transformed(x, y, mv, &spacing, threshold)))
+                    with_masks!(&m, mv => py.detach(|| pool_transformed(x, y, mv, &c, threshold)))
                 }
                 _ => unreachable!("both sides are cast to one float type"),
             }

@@ -103,7 +103,7 @@ fn resolve_axis(k: i64, ndim: Option<usize>, what: &str) -> PyResult<usize> {
 impl PyStructureCalibrator {
     #[new]
     #[pyo3(signature = (inner, outer, structures, class_axis=None, class_labels=None, structure_axis=None,
-        spacing=None, mask_threshold=None, ndim=None))]
+        spacing=None, mask_threshold=None, ndim=None, inner_tolerance=None, outer_tolerance=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         inner: &str,
@@ -115,7 +115,10 @@ impl PyStructureCalibrator {
         spacing: Option<&Bound<'_, PyAny>>,
         mask_threshold: Option<f64>,
         ndim: Option<usize>,
+        inner_tolerance: Option<&Bound<'_, PyAny>>,
+        outer_tolerance: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
+        let tolerances = crate::calibrate::tolerances_arg(inner_tolerance, outer_tolerance)?;
         let structures = parse_structures(structures)?;
         let spacing = one_spacing(spacing)?;
         let ndim = match (ndim, spacing.as_slice()) {
@@ -152,7 +155,9 @@ impl PyStructureCalibrator {
         };
         let fi = parse_transform(inner, mask_threshold)?;
         let fo = parse_transform(outer, mask_threshold)?;
-        let sc = SC::new(Cal::new(fi, fo).with_spacing(spacing), structures, scores).py()?;
+        let sc =
+            SC::new(Cal::new(fi, fo).with_spacing(spacing).with_tolerances(tolerances), structures, scores)
+                .py()?;
         Ok(PyStructureCalibrator { sc, ndim })
     }
 

@@ -10,12 +10,14 @@ use crate::image::Spacing;
 use crate::levels::{Mode, ModeKind, Thresholds};
 use crate::quantile::conformal_quantile;
 use crate::sets::ConfidenceSets;
+use crate::tolerance::Tolerances;
 
 /// What a [`Calibration`]'s statistics were computed with: the transforms
 /// (by their [`Transform::describe`](crate::Transform::describe) text), the
-/// combination function, the calibrator's default spacing and the image
-/// dimensionality. Statistics are comparable, and calibrations merge, only
-/// when all of these agree.
+/// combination function, the tolerances of the events (containment unless
+/// set), the calibrator's default spacing and the image dimensionality.
+/// Statistics are comparable, and calibrations merge, only when all of
+/// these agree.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
@@ -23,13 +25,21 @@ pub struct Provenance {
     inner: String,
     outer: String,
     combination: String,
+    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Tolerances::is_none"))]
+    tolerances: Tolerances,
     spacing: Spacing,
     ndim: usize,
 }
 
 impl Provenance {
-    pub(crate) fn new(inner: String, outer: String, spacing: Spacing, ndim: usize) -> Self {
-        Provenance { inner, outer, combination: "max".to_owned(), spacing, ndim }
+    pub(crate) fn new(
+        inner: String,
+        outer: String,
+        tolerances: Tolerances,
+        spacing: Spacing,
+        ndim: usize,
+    ) -> Self {
+        Provenance { inner, outer, combination: "max".to_owned(), tolerances, spacing, ndim }
     }
 
     /// The inner transform `f_I`.
@@ -50,6 +60,12 @@ impl Provenance {
         &self.combination
     }
 
+    /// The tolerance of each side's event.
+    #[must_use]
+    pub fn tolerances(&self) -> &Tolerances {
+        &self.tolerances
+    }
+
     /// The default spacing, used for images without their own.
     #[must_use]
     pub fn spacing(&self) -> &Spacing {
@@ -68,6 +84,8 @@ impl Provenance {
             ("inner transform", self.inner.clone(), other.inner.clone()),
             ("outer transform", self.outer.clone(), other.outer.clone()),
             ("combination", self.combination.clone(), other.combination.clone()),
+            ("inner tolerance", self.tolerances.inner.to_string(), other.tolerances.inner.to_string()),
+            ("outer tolerance", self.tolerances.outer.to_string(), other.tolerances.outer.to_string()),
             ("default spacing", self.spacing.to_string(), other.spacing.to_string()),
             ("image dimensionality", self.ndim.to_string(), other.ndim.to_string()),
         ];
@@ -114,11 +132,11 @@ impl Provenance {
 
 impl fmt::Display for Provenance {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "f_I = {}, f_O = {}, combination {}, {}-D images, default spacing {}",
-            self.inner, self.outer, self.combination, self.ndim, self.spacing
-        )
+        write!(f, "f_I = {}, f_O = {}, combination {}", self.inner, self.outer, self.combination)?;
+        if !self.tolerances.is_none() {
+            write!(f, ", event {}", self.tolerances)?;
+        }
+        write!(f, ", {}-D images, default spacing {}", self.ndim, self.spacing)
     }
 }
 

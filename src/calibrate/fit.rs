@@ -52,12 +52,22 @@ impl<TI: Transform + Clone, TO: Transform + Clone> Calibrator<TI, TO> {
     /// # Errors
     /// [`Error::NoCalibrationData`] if `calibration` is empty;
     /// [`Error::IncompatibleCalibration`] if it was computed by a calibrator
-    /// with other settings.
+    /// with other settings; [`Error::InvalidParameter`] if this calibrator
+    /// has a tolerance.
     pub fn fit_risk_control(
         &self,
         calibration: &RiskCalibration,
         level: RiskControl,
     ) -> Result<ConfidenceSets<TI, TO>> {
+        if !self.tolerances().is_none() {
+            return Err(Error::InvalidParameter {
+                name: "tolerance",
+                value: self.tolerances().to_string(),
+                reason: "risk control bounds the expected missed fraction of the object and takes no \
+                         tolerance: use a conformal mode for a tolerance event"
+                    .into(),
+            });
+        }
         if let Some(p) = calibration.provenance() {
             self.provenance(p.ndim()).check(p)?;
         }
@@ -93,7 +103,7 @@ impl<TI: Transform + Clone, TO: Transform + Clone> Calibrator<TI, TO> {
         }
         Ok(ConfidenceSets::from_parts(
             self.transforms().clone(),
-            Guarantee::Conformal(mode),
+            Guarantee::Conformal(mode.with_tolerances(*self.tolerances())),
             thresholds,
             (calibration.len(), ndim, calibration.per_image_spacing()),
         ))

@@ -25,6 +25,7 @@ mod fit;
 mod kernel;
 mod risk;
 mod structures;
+mod tolerance;
 
 use calibration::Origin;
 pub use calibration::{Calibration, Provenance};
@@ -42,6 +43,7 @@ use crate::float::Float;
 use crate::image::{check_shape, AsImage, Spacing};
 use crate::mask::MaskValue;
 use crate::stream::{default_in_flight, for_each_image, stream, Load};
+use crate::tolerance::{Tolerance, Tolerances};
 use crate::transform::{Transform, Transforms};
 
 /// One image's scores already transformed by `f_I` and `f_O` (for example
@@ -121,20 +123,58 @@ impl<A: Float, D: Dimension, M: MaskValue> Load for (Transformed<A, D>, Array<M,
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Calibrator<TI, TO> {
     transforms: Transforms<TI, TO>,
+    tolerances: Tolerances,
 }
 
 impl<TI, TO> Calibrator<TI, TO> {
     /// Calibrate with transforms `f_I = inner`, `f_O = outer` and unit
     /// default spacing.
     pub fn new(inner: TI, outer: TO) -> Self {
-        Calibrator { transforms: Transforms::new(inner, outer) }
+        Calibrator { transforms: Transforms::new(inner, outer), tolerances: Tolerances::NONE }
     }
 
     /// Use this physical voxel spacing for images that do not carry their
     /// own (plain arrays).
     #[must_use]
     pub fn with_spacing(self, spacing: Spacing) -> Self {
-        Calibrator { transforms: self.transforms.with_spacing(spacing) }
+        Calibrator { transforms: self.transforms.with_spacing(spacing), ..self }
+    }
+
+    /// Calibrate for tolerance events instead of containment
+    /// ([`crate::tolerance`]): each image's statistic is the smallest
+    /// threshold at which at most the tolerated part of each side is wrong,
+    /// and the fitted sets promise `P(event) >= 1 - alpha` for that event.
+    ///
+    /// ```
+    /// use confseg::tolerance::Tolerances;
+    /// use confseg::{Alpha, Calibrator, Identity, Mode};
+    /// use confseg::synthetic::Synthetic;
+    ///
+    /// let data = Synthetic::new([32, 32]).seed(7);
+    /// let strict = Calibrator::new(Identity, Identity);
+    /// // at most 1% of each object outside the outer set
+    /// let tolerant = strict.clone().with_tolerances(Tolerances::new(Default::default(), "0.01".parse()?));
+    /// let pairs: Vec<_> = data.pairs(0..100).collect();
+    /// let mode = Mode::marginal(Alpha::new(0.1)?);
+    /// let fit = |c: &Calibrator<Identity, Identity>| c.fit(&c.calibrate_stream(pairs.clone().into_iter().map(Ok))?, mode);
+    /// let (a, b) = (fit(&strict)?, fit(&tolerant)?);
+    /// assert!(b.thresholds().outer.value() <= a.thresholds().outer.value()); // a smaller outer set
+    /// assert_eq!(a.thresholds().inner, b.thresholds().inner);
+    /// assert!(b.guarantee().to_string().contains("|Y \\ O| <= ⌊0.01 |Y|⌋"));
+    /// # Ok::<(), confseg::Error>(())
+    /// ```
+    #[must_use]
+    pub fn with_tolerances(self, tolerances: Tolerances) -> Self {
+        // one spelling of containment (`0.0` and `0vox` are `0`), so that
+        // provenances and files compare equal
+        let canonical = |t: Tolerance| if t.is_none() { Tolerance::NONE } else { t };
+        let tolerances = Tolerances::new(canonical(tolerances.inner), canonical(tolerances.outer));
+        Calibrator { tolerances, ..self }
+    }
+
+    /// The tolerance of each side's event (containment unless set).
+    pub fn tolerances(&self) -> &Tolerances {
+        &self.tolerances
     }
 
     /// The transforms and the default spacing.
@@ -166,6 +206,7 @@ impl<TI: Transform, TO: Transform> Calibrator<TI, TO> {
         Provenance::new(
             self.inner_transform().describe(),
             self.outer_transform().describe(),
+            self.tolerances,
             self.spacing().clone(),
             ndim,
         )
@@ -196,7 +237,35 @@ impl<TI: Transform, TO: Transform> Calibrator<TI, TO> {
         let s = scores.scores();
         check_shape("scores vs mask", mask, s)?;
         let (fi, fo) = self.transforms.apply(s, scores.spacing())?;
-        region_statistics(&fi, &fo, mask).map_err(|e| self.transforms.blame_nan(e, s, &fi, &fo))
+        self.transformed_statistics(&fi, &fo, mask, scores.spacing())
+            .map_err(|e| self.transforms.blame_nan(e, s, &fi, &fo))
+    }
+
+    /// `(tau, gamma)` of one labelled image from scores already
+    /// transformed (by this calibrator's transforms, or by another tool
+    /// when they are identities): the fused kernel, then each side's
+    /// tolerance statistic ([`Calibrator::with_tolerances`]). `spacing` is
+    /// the image's own (else the default): it turns volume tolerances into
+    /// voxel counts.
+    ///
+    /// # Errors
+    /// As [`region_statistics`]; [`Error::InvalidSpacing`] for a spacing
+    /// of another dimensionality when a volume tolerance needs it.
+    pub fn transformed_statistics<A: Float, D: Dimension, M: MaskValue>(
+        &self,
+        inner: &ArrayRef<A, D>,
+        outer: &ArrayRef<A, D>,
+        mask: &ArrayRef<M, D>,
+        spacing: Option<&Spacing>,
+    ) -> Result<ImageStatistics> {
+        let needs_volume =
+            [self.tolerances.inner, self.tolerances.outer].iter().any(|t| matches!(t, Tolerance::Volume(_)));
+        let voxel_volume = if needs_volume {
+            spacing.unwrap_or(self.spacing()).for_ndim(mask.ndim())?.iter().product()
+        } else {
+            1.0
+        };
+        tolerance::tolerant_statistics(&self.tolerances, voxel_volume, inner, outer, mask)
     }
 
     /// Add one labelled image to `calibration`. Errors name the image by its
@@ -376,6 +445,8 @@ impl<TI: Transform, TO: Transform> Calibrator<TI, TO> {
         A: Float,
         D: Dimension,
         M: MaskValue,
+        TI: Sync,
+        TO: Sync,
     {
         let mut cal = Calibration::new();
         stream(
@@ -384,7 +455,7 @@ impl<TI: Transform, TO: Transform> Calibrator<TI, TO> {
             |i, item: P| {
                 let (t, mask) = item.load().map_err(|e| e.in_image(i))?;
                 let (fi, fo) = t.sides();
-                let s = region_statistics(fi, fo, &mask).map_err(|e| e.in_image(i))?;
+                let s = self.transformed_statistics(fi, fo, &mask, None).map_err(|e| e.in_image(i))?;
                 Ok((s, fi.ndim()))
             },
             |i, (s, ndim)| {

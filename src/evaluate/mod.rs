@@ -85,7 +85,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
 
-use crate::calibrate::{region_statistics, Calibrator, Transformed};
+use crate::calibrate::{Calibrator, Transformed};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::image::{check_shape, AsImage};
@@ -408,20 +408,25 @@ impl Pool {
     }
 
     /// A pool from scores that are already transformed (`f_I(s)` and
-    /// `f_O(s)` stacks, e.g. the bounding-box scores of the polyp data). The
-    /// predicted mask of the morphological baseline is `{f_O > mask_threshold}`.
+    /// `f_O(s)` stacks, e.g. the bounding-box scores of the polyp data):
+    /// the calibrator's transforms are not applied (they should be
+    /// identities, which the provenance then records); its default spacing
+    /// and tolerances are used. The predicted mask of the morphological
+    /// baseline is `{f_O > mask_threshold}`.
     ///
     /// # Errors
-    /// As [`Pool::new`], and [`Error::InvalidSpacing`] if `spacing` does not
-    /// fit the image dimension.
-    pub fn from_transformed<A, D, M>(
+    /// As [`Pool::new`], and [`Error::InvalidSpacing`] if the default
+    /// spacing does not fit the image dimension.
+    pub fn from_transformed<TI, TO, A, D, M>(
+        calibrator: &Calibrator<TI, TO>,
         inner: &ArrayRef<A, D>,
         outer: &ArrayRef<A, D>,
         masks: &ArrayRef<M, D>,
-        spacing: &Spacing,
         mask_threshold: f64,
     ) -> Result<Pool>
     where
+        TI: Transform + Sync,
+        TO: Transform + Sync,
         A: Float,
         D: RemoveAxis,
         M: MaskValue,
@@ -430,28 +435,34 @@ impl Pool {
         check_shape("inner scores stack vs masks stack", masks, inner)?;
         check_shape("outer scores stack vs masks stack", masks, outer)?;
         let ndim = inner.ndim().saturating_sub(1);
-        let sp = spacing.for_ndim(ndim)?.into_owned();
+        calibrator.spacing().for_ndim(ndim)?;
         let images = for_each_image(inner.len_of(Axis(0)), |i| {
             let fo = outer.index_axis(Axis(0), i);
-            let predicted: Vec<bool> = fo.iter().map(|x| x.to_f64_lossless() > mask_threshold).collect();
-            prepare(&inner.index_axis(Axis(0), i), &fo, &masks.index_axis(Axis(0), i), predicted, sp.clone())
+            prepare_transformed(
+                calibrator,
+                &inner.index_axis(Axis(0), i),
+                &fo,
+                &masks.index_axis(Axis(0), i),
+                mask_threshold,
+            )
         })?;
-        let identity = Calibrator::new(crate::Identity, crate::Identity).with_spacing(spacing.clone());
-        Self::from_images(ndim, &identity, images)
+        Self::from_images(ndim, calibrator, images)
     }
 
     /// [`Pool::from_transformed`] for a stream of already transformed
-    /// scores ([`Transformed`]) and masks, all with `spacing`.
+    /// scores ([`Transformed`]) and masks.
     ///
     /// # Errors
     /// As [`Pool::from_transformed`], for the first failing image, tagged
     /// with its position in the stream.
-    pub fn from_transformed_stream<P, A, D, M, S>(
+    pub fn from_transformed_stream<TI, TO, P, A, D, M, S>(
+        calibrator: &Calibrator<TI, TO>,
         items: S,
-        spacing: &Spacing,
         mask_threshold: f64,
     ) -> Result<Pool>
     where
+        TI: Transform + Sync,
+        TO: Transform + Sync,
         A: Float,
         D: Dimension,
         M: MaskValue,
@@ -466,9 +477,7 @@ impl Pool {
             |i, item: P| {
                 let (t, m) = item.load().map_err(|e| e.in_image(i))?;
                 let (fi, fo) = t.sides();
-                let sp = spacing.for_ndim(fi.ndim())?.into_owned();
-                let predicted: Vec<bool> = fo.iter().map(|x| x.to_f64_lossless() > mask_threshold).collect();
-                prepare(fi, fo, &m, predicted, sp).map_err(|e| e.in_image(i))
+                prepare_transformed(calibrator, fi, fo, &m, mask_threshold).map_err(|e| e.in_image(i))
             },
             |_, img| {
                 images.push(img);
@@ -476,8 +485,7 @@ impl Pool {
             },
         )?;
         let ndim = images.first().map_or(0, |(img, _): &(PoolImage, _)| img.shape.len());
-        let identity = Calibrator::new(crate::Identity, crate::Identity).with_spacing(spacing.clone());
-        Self::from_images(ndim, &identity, images)
+        Self::from_images(ndim, calibrator, images)
     }
 
     fn from_images<TI: Transform, TO: Transform>(
@@ -578,11 +586,23 @@ where
 {
     let s = image.scores();
     check_shape("scores vs mask", mask, s)?;
-    let spacing = image.spacing().unwrap_or(calibrator.spacing());
-    let sp = spacing.for_ndim(s.ndim())?.into_owned();
     let (fi, fo) = calibrator.transforms().apply(s, image.spacing())?;
     let predicted: Vec<bool> = s.iter().map(|x| x.to_f64_lossless() > mask_threshold).collect();
-    prepare(&fi, &fo, mask, predicted, sp).map_err(|e| calibrator.transforms().blame_nan(e, s, &fi, &fo))
+    prepare(calibrator, &fi, &fo, mask, predicted, image.spacing())
+        .map_err(|e| calibrator.transforms().blame_nan(e, s, &fi, &fo))
+}
+
+/// Prepare already transformed scores for the pool (the predicted mask
+/// from `f_O`), with the calibrator's default spacing.
+fn prepare_transformed<TI: Transform, TO: Transform, A: Float, D: Dimension, M: MaskValue>(
+    calibrator: &Calibrator<TI, TO>,
+    fi: &ArrayRef<A, D>,
+    fo: &ArrayRef<A, D>,
+    mask: &ArrayRef<M, D>,
+    mask_threshold: f64,
+) -> Result<(PoolImage, crate::ImageStatistics)> {
+    let predicted: Vec<bool> = fo.iter().map(|x| x.to_f64_lossless() > mask_threshold).collect();
+    prepare(calibrator, fi, fo, mask, predicted, None)
 }
 
 fn check_threshold(t: f64) -> Result<()> {
@@ -596,15 +616,19 @@ fn check_threshold(t: f64) -> Result<()> {
     Ok(())
 }
 
-fn prepare<A: Float, D: Dimension, M: MaskValue>(
+/// One image of the pool and its statistics (with the calibrator's
+/// tolerances), with its own spacing or the calibrator's default.
+fn prepare<TI: Transform, TO: Transform, A: Float, D: Dimension, M: MaskValue>(
+    calibrator: &Calibrator<TI, TO>,
     fi: &ArrayRef<A, D>,
     fo: &ArrayRef<A, D>,
     mask: &ArrayRef<M, D>,
     predicted: Vec<bool>,
-    spacing: Vec<f64>,
+    spacing: Option<&Spacing>,
 ) -> Result<(PoolImage, crate::ImageStatistics)> {
     // also validates shapes, NaN and the mask
-    let stats = region_statistics(fi, fo, mask)?;
+    let stats = calibrator.transformed_statistics(fi, fo, mask, spacing)?;
+    let spacing = spacing.unwrap_or(calibrator.spacing()).for_ndim(fi.ndim())?.into_owned();
     let truth: Vec<bool> = mask.iter().map(|m| m.is_object()).collect();
     let n_object = truth.iter().filter(|&&b| b).count();
     let inner = Field::new(fi.iter().map(|x| x.to_f64_lossless()).collect(), &truth);

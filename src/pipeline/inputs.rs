@@ -12,6 +12,7 @@ use crate::image::Spacing;
 use crate::io::cohort::Cohort;
 use crate::io::{Labels, Precision, ReadFloat};
 use crate::quantile::Alpha;
+use crate::tolerance::Tolerances;
 use crate::transform::ScoreTransform;
 
 use super::source::{MaskSource, Reader, ScoreFiles, ScoreSource, Tick};
@@ -105,6 +106,8 @@ pub struct Request {
     pub spacing: SpacingSource,
     /// The images used.
     pub selection: Selection,
+    /// The tolerance of each side's event (containment by default).
+    pub tolerances: Tolerances,
 }
 
 impl Request {
@@ -122,6 +125,7 @@ impl Request {
             class_axis: None,
             spacing: SpacingSource::default(),
             selection: Selection::default(),
+            tolerances: Tolerances::NONE,
         }
     }
 
@@ -179,7 +183,8 @@ impl Request {
         let cohort_spacing = self.spacing.cohort.clone().unwrap_or_default();
         cohort_spacing.for_ndim(ndim)?;
         let spacings = self.spacing.per_image(scores.n_images(), ndim)?;
-        let calibrator = Calibrator::new(inner, outer).with_spacing(cohort_spacing);
+        let calibrator =
+            Calibrator::new(inner, outer).with_spacing(cohort_spacing).with_tolerances(self.tolerances);
         let images = self.selection.resolve(scores.n_images())?;
         let reader = Reader {
             scores,
@@ -336,10 +341,15 @@ impl Inputs {
 
     fn statistics_in<A: ReadFloat>(&self) -> Result<Calibration> {
         let reader = &self.reader;
-        let cal = if self.is_voxelwise() {
+        let cal = if self.is_voxelwise() && self.calibrator.tolerances().is_none() {
+            // the chunked fold: containment needs only running maxima
             self.calibrator.calibrate_statistics_stream(
                 reader.items(&self.images, |r, i| r.transformed_statistics::<A>(i)),
                 self.scores().ndim()?,
+            )
+        } else if self.scores().is_transformed() {
+            self.calibrator.calibrate_transformed_stream(
+                reader.items(&self.images, |r, i| Ok((r.scores.read_transformed::<A>(i)?, r.mask(i)?))),
             )
         } else {
             self.calibrator
@@ -395,8 +405,8 @@ impl Inputs {
         let threshold = self.mask_threshold();
         let pool = if self.scores().is_transformed() {
             Pool::from_transformed_stream(
+                &self.calibrator,
                 reader.items(&self.images, |r, i| Ok((r.scores.read_transformed::<A>(i)?, r.mask(i)?))),
-                self.calibrator.spacing(),
                 threshold,
             )
         } else {

@@ -368,7 +368,7 @@ pub use structures::StructureSets;
 mod serde_impl {
     //! The JSON shape of fitted sets:
     //! `{confseg_version, n, ndim, mode, alpha, combination, spacing,
-    //!   inner: {alpha, threshold, rank, transform}, outer: {...}}`,
+    //!   inner: {alpha, threshold, rank, transform[, tolerance]}, outer: {...}}`,
     //! with infinite thresholds written as the strings `"inf"` / `"-inf"`
     //! and `spacing` the default spacing (`null` for unit) or `"per-image"`.
     //! Reading checks that the fields agree with each other and names the
@@ -380,6 +380,7 @@ mod serde_impl {
     use crate::json::inf_as_string;
     use crate::levels::{Mode, ModeKind, RiskControl};
     use crate::quantile::{Alpha, Delta, Rank, Threshold};
+    use crate::tolerance::{Tolerance, Tolerances};
 
     #[derive(Serialize, Deserialize)]
     struct SideRepr<T> {
@@ -388,6 +389,9 @@ mod serde_impl {
         threshold: f64,
         rank: Option<usize>,
         transform: T,
+        /// The side's tolerance (absent: containment).
+        #[serde(default, skip_serializing_if = "Tolerance::is_none")]
+        tolerance: Tolerance,
     }
 
     /// `null`, `[s1, s2, ...]` or `"per-image"`.
@@ -432,6 +436,7 @@ mod serde_impl {
         fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
             let c = &self.transforms;
             let g = &self.guarantee;
+            let tolerances = g.mode().map_or(Tolerances::NONE, |m| *m.tolerances());
             Repr {
                 confseg_version: self.version.clone(),
                 n: self.n,
@@ -450,12 +455,14 @@ mod serde_impl {
                     threshold: self.thresholds.inner.value(),
                     rank: self.thresholds.inner.rank(),
                     transform: c.inner().clone(),
+                    tolerance: tolerances.inner,
                 },
                 outer: SideRepr {
                     alpha: g.alpha(Side::Outer),
                     threshold: self.thresholds.outer.value(),
                     rank: self.thresholds.outer.rank(),
                     transform: c.outer().clone(),
+                    tolerance: tolerances.outer,
                 },
             }
             .serialize(s)
@@ -510,6 +517,9 @@ mod serde_impl {
         }
         if r.delta.is_some() {
             return Err("mode risk-control has no training-conditional (delta) version".into());
+        }
+        if !(r.inner.tolerance.is_none() && r.outer.tolerance.is_none()) {
+            return Err("mode risk-control bounds the expected missed fraction: it has no tolerance".into());
         }
         if r.inner.threshold != f64::INFINITY || r.inner.rank.is_some() {
             return Err(
@@ -611,7 +621,8 @@ mod serde_impl {
                 }
             };
             let rank = r.delta.map_or(Rank::Marginal, Rank::Conditional);
-            let mode = mode.with_rank(rank);
+            let mode =
+                mode.with_rank(rank).with_tolerances(Tolerances::new(r.inner.tolerance, r.outer.tolerance));
             let inner = threshold("inner", r.n, rank, (r.inner.alpha, r.inner.threshold, r.inner.rank))
                 .map_err(de::Error::custom)?;
             let outer = threshold("outer", r.n, rank, (r.outer.alpha, r.outer.threshold, r.outer.rank))

@@ -19,6 +19,7 @@ use confseg::io::cohort::Pairing;
 use confseg::io::Labels;
 use confseg::mask::Structure;
 use confseg::pipeline::{self, Inputs, MaskSource, Request, ScoreSource, SpacingSource};
+use confseg::tolerance::{Tolerance, Tolerances};
 use confseg::{ScoreTransform, Side, Spacing};
 
 use crate::cli::report::{self, usage};
@@ -168,6 +169,14 @@ pub struct CalibrationInputs {
     pub outer: Option<String>,
     #[command(flatten)]
     pub options: TransformOptions,
+    /// Tolerance of the inner set: at most this share of the inner set (0.05), count (5vox) or volume
+    /// (12.5mm3) may lie outside the truth. Default 0: inner ⊆ truth.
+    #[arg(long, value_name = "T", default_value = "0")]
+    pub inner_tolerance: Tolerance,
+    /// Tolerance of the outer set: at most this share of the object (0.01: recall >= 0.99), count (5vox)
+    /// or volume (12.5mm3) may lie outside the outer set. Default 0: truth ⊆ outer.
+    #[arg(long, value_name = "T", default_value = "0")]
+    pub outer_tolerance: Tolerance,
     #[command(flatten)]
     pub selection: Selection,
     #[command(flatten)]
@@ -274,7 +283,13 @@ impl CalibrationInputs {
         request.class_axis = self.options.class_axis;
         request.spacing = self.options.spacing.source();
         request.selection = self.selection.clone().into();
+        request.tolerances = self.tolerances();
         Ok(request)
+    }
+
+    /// Both sides' tolerances.
+    pub fn tolerances(&self) -> Tolerances {
+        Tolerances::new(self.inner_tolerance, self.outer_tolerance)
     }
 
     /// Open and cross-check everything (headers only), with a progress bar

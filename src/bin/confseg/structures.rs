@@ -79,7 +79,8 @@ fn calibrator(
         None => Ok(t),
     };
     let single = Calibrator::new(with_threshold(inner)?, with_threshold(outer)?)
-        .with_spacing(args.options.spacing.spacing.clone().unwrap_or_default());
+        .with_spacing(args.options.spacing.spacing.clone().unwrap_or_default())
+        .with_tolerances(args.tolerances());
     Ok((StructureCalibrator::new(single, s.structures.clone(), scores)?, axis))
 }
 

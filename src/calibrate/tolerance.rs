@@ -1,0 +1,269 @@
+//! The statistics of tolerance events (METHOD.md §4.4): per image, the
+//! smallest threshold at which "at most `m` voxels wrong" (or a share, or a
+//! volume) holds, in place of the maximum of containment.
+//!
+//! With the inner set `I(λ) = {f_I > λ}` and the outer set
+//! `O(λ) = {-f_O <= λ}`:
+//!
+//! * a count `m` on the outer side holds at `λ` iff fewer than `m + 1` object
+//!   voxels have `-f_O > λ`, i.e. iff `λ >=` the `(m+1)`-th largest `-f_O`
+//!   over `Y` (`-inf` when `|Y| <= m`); a share `ε` is the count
+//!   `⌊ε |Y|⌋` of the image; a volume the count of whole voxels within it;
+//! * the same on the inner side with `f_I` over the background;
+//! * a share on the inner side bounds the false discovery proportion
+//!   `|I(λ) \ Y| / |I(λ)|`, which is not monotone in `λ`. The statistic is
+//!   the smallest `λ` from which every larger threshold keeps the
+//!   proportion within `ε` (the monotone envelope): the event "every
+//!   `λ' >= λ` is within `ε`" is monotone in `λ`, so its conformal quantile
+//!   is valid, and it implies the proportion at `λ` itself is within `ε`.
+//!
+//! Tolerance 0 reduces to the maximum: the same numbers as the fused kernel,
+//! which is what is used then.
+
+use std::cmp::Ordering;
+
+use ndarray::{ArrayRef, Dimension};
+
+use super::kernel::{region_statistics, ImageStatistics};
+use crate::error::Result;
+use crate::float::Float;
+use crate::levels::Side;
+use crate::mask::MaskValue;
+use crate::tolerance::{Tolerance, Tolerances};
+
+/// `(tau, gamma)` of one image for these tolerances: the fused kernel
+/// (which also checks shapes, NaN and the mask), then, for each side with a
+/// tolerance, its statistic. `voxel_volume` (mm³) turns volumes into counts.
+pub(crate) fn tolerant_statistics<A: Float, D: Dimension, M: MaskValue>(
+    tolerances: &Tolerances,
+    voxel_volume: f64,
+    inner: &ArrayRef<A, D>,
+    outer: &ArrayRef<A, D>,
+    mask: &ArrayRef<M, D>,
+) -> Result<ImageStatistics> {
+    let base = region_statistics(inner, outer, mask)?;
+    if tolerances.is_none() {
+        return Ok(base);
+    }
+    let object: Vec<bool> = mask.iter().map(|m| m.is_object()).collect();
+    let tau = if tolerances.inner.is_none() {
+        base.tau
+    } else {
+        side_statistic(Side::Inner, tolerances.inner, voxel_volume, inner.iter().copied(), &object)
+    };
+    let gamma = if tolerances.outer.is_none() {
+        base.gamma
+    } else {
+        side_statistic(Side::Outer, tolerances.outer, voxel_volume, outer.iter().copied(), &object)
+    };
+    Ok(ImageStatistics { tau, gamma })
+}
+
+/// The statistic of one side: `scores` are `f_I` (inner) or `f_O` (outer)
+/// in the same order as `object`.
+fn side_statistic<A: Float>(
+    side: Side,
+    tolerance: Tolerance,
+    voxel_volume: f64,
+    scores: impl Iterator<Item = A>,
+    object: &[bool],
+) -> f64 {
+    match (side, tolerance) {
+        (Side::Inner, Tolerance::Share(share)) => {
+            let mut all: Vec<(A, bool)> = scores.zip(object.iter().map(|&y| !y)).collect();
+            false_discovery_envelope(&mut all, |wrong, n| share.allows(wrong, n))
+        }
+        (Side::Inner, _) => {
+            let mut wrong: Vec<A> = scores.zip(object).filter(|(_, &y)| !y).map(|(x, _)| x).collect();
+            let m = tolerance.allowed(wrong.len() as u64, voxel_volume);
+            largest_after(&mut wrong, m)
+        }
+        (Side::Outer, _) => {
+            let mut wrong: Vec<A> = scores.zip(object).filter(|(_, &y)| y).map(|(x, _)| -x).collect();
+            let m = tolerance.allowed(wrong.len() as u64, voxel_volume);
+            largest_after(&mut wrong, m)
+        }
+    }
+}
+
+fn descending<A: Float>(a: &A, b: &A) -> Ordering {
+    // no NaN here (the kernel refused them)
+    b.partial_cmp(a).unwrap_or(Ordering::Equal)
+}
+
+/// The `(m+1)`-th largest value (`-inf` if there are at most `m`), by
+/// linear-time selection.
+fn largest_after<A: Float>(values: &mut [A], m: u64) -> f64 {
+    match usize::try_from(m) {
+        Ok(m) if m < values.len() => values.select_nth_unstable_by(m, descending).1.to_f64_lossless(),
+        _ => f64::NEG_INFINITY,
+    }
+}
+
+/// The monotone envelope of the false discovery proportion of
+/// `{x > λ}`: the largest distinct value `u` such that the set `{x >= u}`
+/// (the inner set for `λ` just below `u`) is not within the tolerance
+/// (`within(background voxels, voxels)`), or `-inf` if every such set is.
+/// For every `λ >=` the result, `{x > λ}` is within; for `λ` just below it,
+/// not. `voxels` holds `(score, is background)`.
+fn false_discovery_envelope<A: Float>(voxels: &mut [(A, bool)], within: impl Fn(u64, u64) -> bool) -> f64 {
+    voxels.sort_unstable_by(|a, b| descending(&a.0, &b.0));
+    let (mut wrong, mut n) = (0u64, 0u64);
+    let mut i = 0;
+    while i < voxels.len() {
+        let u = voxels[i].0;
+        // the tie group of u: every voxel with the same value enters together
+        while i < voxels.len() && voxels[i].0 == u {
+            wrong += u64::from(voxels[i].1);
+            n += 1;
+            i += 1;
+        }
+        if !within(wrong, n) {
+            return u.to_f64_lossless();
+        }
+    }
+    f64::NEG_INFINITY
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tolerance::{Share, Volume};
+    use ndarray::{Array1, Array3};
+    use proptest::prelude::*;
+
+    /// The event, checked directly on the sets at threshold `lambda`.
+    fn holds(side: Side, t: Tolerance, vv: f64, f: &[f64], y: &[bool], lambda: f64) -> bool {
+        match side {
+            Side::Inner => {
+                let in_set: Vec<bool> = f.iter().map(|&x| x > lambda).collect();
+                let wrong = in_set.iter().zip(y).filter(|(&i, &y)| i && !y).count() as u64;
+                let size = in_set.iter().filter(|&&i| i).count() as u64;
+                match t {
+                    Tolerance::Share(s) => s.allows(wrong, size),
+                    _ => wrong <= t.allowed(0, vv),
+                }
+            }
+            Side::Outer => {
+                let missed = f.iter().zip(y).filter(|(&x, &y)| y && -x > lambda).count() as u64;
+                let n_obj = y.iter().filter(|&&y| y).count() as u64;
+                missed <= t.allowed(n_obj, vv)
+            }
+        }
+    }
+
+    /// The brute-force statistic: scan λ over every candidate (each
+    /// distinct relevant value and `-inf`), and return the smallest λ from
+    /// which the event holds at every larger candidate. For the monotone
+    /// events that is the smallest λ at which it holds.
+    fn brute(side: Side, t: Tolerance, vv: f64, f: &[f64], y: &[bool]) -> f64 {
+        let mut cands: Vec<f64> = match side {
+            Side::Inner => f.to_vec(),
+            Side::Outer => f.iter().map(|x| -x).collect(),
+        };
+        cands.push(f64::NEG_INFINITY);
+        cands.push(f64::INFINITY);
+        cands.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        cands.dedup();
+        let mut best = f64::INFINITY;
+        for &l in cands.iter().rev() {
+            if holds(side, t, vv, f, y, l) {
+                best = l;
+            } else {
+                break;
+            }
+        }
+        best
+    }
+
+    fn tolerances() -> impl Strategy<Value = Tolerance> {
+        prop_oneof![
+            (0u64..6).prop_map(Tolerance::Voxels),
+            (0u32..8).prop_map(|k| Tolerance::Share(Share::new(f64::from(k) / 8.0).unwrap())),
+            (1u32..5).prop_map(|k| Tolerance::Volume(Volume::new(f64::from(k) * 0.75).unwrap())),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+        #[test]
+        fn statistics_match_the_brute_force_scan(
+            values in prop::collection::vec((-4i32..4, any::<bool>()), 1..40),
+            ti in tolerances(),
+            to in tolerances(),
+            shape3 in any::<bool>(),
+        ) {
+            // integers: many ties; a 1-D image or a 3-D one of the same voxels
+            let f: Vec<f64> = values.iter().map(|&(x, _)| f64::from(x) * 0.5).collect();
+            let y: Vec<bool> = values.iter().map(|&(_, y)| y).collect();
+            let vv = 0.25;
+            let t = Tolerances::new(ti, to);
+            let m: Vec<u8> = y.iter().map(|&b| u8::from(b)).collect();
+            let got = if shape3 {
+                let sh = (1, 1, f.len());
+                let fa = Array3::from_shape_vec(sh, f.clone()).unwrap();
+                let ma = Array3::from_shape_vec(sh, m).unwrap();
+                tolerant_statistics(&t, vv, &fa, &fa, &ma).unwrap()
+            } else {
+                let fa = Array1::from(f.clone());
+                tolerant_statistics(&t, vv, &fa, &fa, &Array1::from(m)).unwrap()
+            };
+            prop_assert_eq!(got.tau, brute(Side::Inner, ti, vv, &f, &y));
+            prop_assert_eq!(got.gamma, brute(Side::Outer, to, vv, &f, &y));
+            // the event holds at the statistic, and (unless -inf) fails just below it
+            for (side, stat, t) in [(Side::Inner, got.tau, ti), (Side::Outer, got.gamma, to)] {
+                prop_assert!(holds(side, t, vv, &f, &y, stat));
+                if stat.is_finite() {
+                    let below = stat - 1e-9;
+                    let fails_below = !holds(side, t, vv, &f, &y, below);
+                    // for the inner share the envelope fails at some λ' >= below
+                    prop_assert!(fails_below || matches!((side, t), (Side::Inner, Tolerance::Share(_))));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tolerance_zero_is_the_maximum_bit_for_bit() {
+        let f = Array1::from(vec![-0.0_f32, 0.0, 3.5, -2.0, f32::INFINITY, -1.0]);
+        let y = Array1::from(vec![1u8, 0, 1, 0, 0, 1]);
+        let base = region_statistics(&f, &f, &y).unwrap();
+        for t in ["0", "0vox", "0.0", "0%"] {
+            let t: Tolerance = t.parse().unwrap();
+            let s = tolerant_statistics(&Tolerances::new(t, t), 1.0, &f, &f, &y).unwrap();
+            assert_eq!((s.tau.to_bits(), s.gamma.to_bits()), (base.tau.to_bits(), base.gamma.to_bits()));
+        }
+        // computed through the envelope and the selection (not the kernel), the same values
+        let all: Vec<(f32, bool)> = f.iter().zip(&y).map(|(&x, &m)| (x, m == 0)).collect();
+        assert_eq!(false_discovery_envelope(&mut all.clone(), |w, _| w == 0), base.tau);
+        let mut obj: Vec<f32> = f.iter().zip(&y).filter(|(_, &m)| m == 1).map(|(&x, _)| -x).collect();
+        assert_eq!(largest_after(&mut obj, 0), base.gamma);
+    }
+
+    #[test]
+    fn the_false_discovery_envelope_stays_above_where_the_proportion_recovers() {
+        // scores from the top: object, background, object x3, background x2;
+        // the proportion of {f >= u}: 0, 1/2, 1/3, 1/4, 1/5, 2/6, 3/7
+        let f = Array1::from(vec![9.0, 8.0, 7.0, 6.0, 5.0, 4.0, 3.0]);
+        let y = Array1::from(vec![1u8, 0, 1, 1, 1, 0, 0]);
+        let s = |e: f64| {
+            let t = Tolerances::new(Tolerance::Share(Share::new(e).unwrap()), Tolerance::NONE);
+            tolerant_statistics(&t, 1.0, &f, &f, &y).unwrap().tau
+        };
+        // ε = 0.4: {f > 6.5} has proportion 1/3, within, but {f > 7.5} has
+        // 1/2: thresholds in [7, 8) are not all safe, so the statistic is 8
+        assert_eq!(s(0.4), 8.0);
+        assert!(holds(
+            Side::Inner,
+            Tolerance::Share(Share::new(0.4).unwrap()),
+            1.0,
+            &f.to_vec(),
+            &[true, false, true, true, true, false, false],
+            6.5
+        ));
+        // ε = 0.5: every set is within (3/7 <= 0.5)
+        assert_eq!(s(0.5), f64::NEG_INFINITY);
+        // ε = 0.25: 2/6 > 0.25 at u = 4 as well, but 1/2 at u = 8 comes first
+        assert_eq!(s(0.25), 8.0);
+    }
+}
