@@ -1147,9 +1147,24 @@ fn tolerances_calibrate_validate_and_predict_as_the_library_does() {
     write_npy(f.path("m.npy"), &m.mapv(u8::from)).unwrap();
     let (sp, mp, out) = (f.s("s.npy"), f.s("m.npy"), f.s("cal.json"));
     let tol = ["--inner-tolerance", "5vox", "--outer-tolerance", "0.05"];
-    let base = ["calibrate", "--masks", mp, "--scores", sp, "--outer", "distance", "--alpha", "0.2", "--mode", "max"];
+    let base = [
+        "calibrate",
+        "--masks",
+        mp,
+        "--scores",
+        sp,
+        "--outer",
+        "distance",
+        "--alpha",
+        "0.2",
+        "--mode",
+        "max",
+    ];
     let printed = ok(&[&base[..], &tol[..], &["-o", out]].concat());
-    assert!(printed.contains("guarantee: P(|I \\ Y| <= 5 voxels and |Y \\ O| <= ⌊0.05 |Y|⌋) >= 0.8"), "{printed}");
+    assert!(
+        printed.contains("guarantee: P(|I \\ Y| <= 5 voxels and |Y \\ O| <= ⌊0.05 |Y|⌋) >= 0.8"),
+        "{printed}"
+    );
     let t = Tolerances::new("5vox".parse().unwrap(), "0.05".parse().unwrap());
     let lib = Calibrator::new(ScoreTransform::Identity, distance()).with_tolerances(t);
     let cal = lib.calibrate_stack(&s, &m).unwrap();
@@ -1157,16 +1172,33 @@ fn tolerances_calibrate_validate_and_predict_as_the_library_does() {
     let (ti, to) = file_thresholds(&f.path("cal.json"));
     assert_eq!((ti, to), (sets.thresholds().inner.value(), sets.thresholds().outer.value()));
     let plain = Calibrator::new(ScoreTransform::Identity, distance()).calibrate_stack(&s, &m).unwrap();
-    let plain = Calibrator::new(ScoreTransform::Identity, distance()).fit(&plain, Mode::max(Alpha::new(0.2).unwrap()));
+    let plain = Calibrator::new(ScoreTransform::Identity, distance())
+        .fit(&plain, Mode::max(Alpha::new(0.2).unwrap()));
     assert_ne!(ti, plain.unwrap().thresholds().inner.value(), "the tolerance changed nothing");
     let j = json(&f.path("cal.json"));
-    assert_eq!((j["inner"]["tolerance"].as_str(), j["outer"]["tolerance"].as_str()), (Some("5vox"), Some("0.05")));
-    ok(&["predict", "--calibration", out, "--scores", sp, "--inner-out", f.s("i.npy"), "--outer-out", f.s("o.npy")]);
+    assert_eq!(
+        (j["inner"]["tolerance"].as_str(), j["outer"]["tolerance"].as_str()),
+        (Some("5vox"), Some("0.05"))
+    );
+    ok(&[
+        "predict",
+        "--calibration",
+        out,
+        "--scores",
+        sp,
+        "--inner-out",
+        f.s("i.npy"),
+        "--outer-out",
+        f.s("o.npy"),
+    ]);
     let o: Array3<u8> = read_npy(f.path("o.npy")).unwrap();
     assert_eq!(o, sets.predict_stack(&s).unwrap().outer.mapv(u8::from));
     // validate: a recorded split refits with calibrate --indices to the same thresholds
     let v: Value = serde_json::from_str(&ok(&[
-        &["validate", "--masks", mp, "--scores", sp, "--outer", "distance", "--alpha", "0.2", "--mode", "max"][..],
+        &[
+            "validate", "--masks", mp, "--scores", sp, "--outer", "distance", "--alpha", "0.2", "--mode",
+            "max",
+        ][..],
         &tol[..],
         &["--n-cal", "50", "--repeats", "3", "--record-splits", "1", "--geometry-splits", "0", "--json"][..],
     ]
@@ -1181,11 +1213,26 @@ fn tolerances_calibrate_validate_and_predict_as_the_library_does() {
         Value::String(s) => s.parse::<f64>().unwrap(),
         v => v.as_f64().unwrap(),
     };
-    assert_eq!((number(&rec["lambda_inner"]), number(&rec["lambda_outer"])), file_thresholds(&f.path("split.json")));
+    assert_eq!(
+        (number(&rec["lambda_inner"]), number(&rec["lambda_outer"])),
+        file_thresholds(&f.path("split.json"))
+    );
     // a count without its unit, and a tolerance with risk control, are refused with the fix
     let e = fail(&[&base[..], &["--outer-tolerance", "5"]].concat(), 2);
     assert!(e.contains("5vox"), "{e}");
-    let out = run(&["calibrate", "--masks", mp, "--scores", sp, "--alpha", "0.2", "--mode", "risk-control", "--outer-tolerance", "0.05"]);
+    let out = run(&[
+        "calibrate",
+        "--masks",
+        mp,
+        "--scores",
+        sp,
+        "--alpha",
+        "0.2",
+        "--mode",
+        "risk-control",
+        "--outer-tolerance",
+        "0.05",
+    ]);
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && e.contains("no tolerance"), "{e}");
 }

@@ -446,7 +446,7 @@ fn selection_ranks_and_suggests_weights() {
     let (scores, masks) = Synthetic::new([16, 16]).seed(8).stack(0..120);
     let cands = [Candidate::Flat, Candidate::Id];
     let splits = Splits::new(80, 30, 2).unwrap();
-    let s = select(&cands, &cands, &scores, &masks, &Spacing::unit(), a(0.1), splits).unwrap();
+    let s = select(&cands, &cands, &scores, &masks, &Calibrator::new((), ()), a(0.1), splits).unwrap();
     assert_eq!(s.inner_transform, "identity");
     assert_eq!(s.outer_transform, "identity");
     assert_eq!(s.inner_ranking[1].transform, "flat");
@@ -466,12 +466,12 @@ fn selection_ranks_and_suggests_weights() {
         .run(&pool, &[Method::Conformal(Levels::bonferroni(s.inner_weight, s.outer_weight))])
         .unwrap();
     assert!((r[0].efficiency.outer_share - r[0].efficiency.inner_share - best).abs() < 1e-12);
-    assert!(select::<Candidate, f64, _, bool>(
+    assert!(select::<Candidate, f64, _, bool, (), ()>(
         &[],
         &cands,
         &scores,
         &masks,
-        &Spacing::unit(),
+        &Calibrator::new((), ()),
         a(0.1),
         splits
     )
@@ -763,4 +763,22 @@ fn public_types_are_send_and_sync() {
     check::<Method>();
     check::<Splits>();
     check::<confseg::evaluate::select::Selection>();
+}
+
+/// `select` compares candidates under the settings' tolerances: a 10%
+/// outer tolerance gives every candidate a smaller outer set than
+/// containment does.
+#[test]
+fn selection_ranks_for_the_settings_tolerance() {
+    use confseg::tolerance::Tolerances;
+    let (scores, masks) = Synthetic::new([16, 16]).seed(8).stack(0..90);
+    let cands = [confseg::ScoreTransform::Identity, confseg::ScoreTransform::Sigmoid];
+    let splits = Splits::new(60, 10, 2).unwrap();
+    let strict = select(&cands, &cands, &scores, &masks, &Calibrator::new((), ()), a(0.1), splits).unwrap();
+    let tolerant =
+        Calibrator::new((), ()).with_tolerances(Tolerances::new(Default::default(), "0.1".parse().unwrap()));
+    let loose = select(&cands, &cands, &scores, &masks, &tolerant, a(0.1), splits).unwrap();
+    for (s, l) in strict.outer_ranking.iter().zip(&loose.outer_ranking) {
+        assert!(l.share < s.share, "{}: {} vs {}", s.transform, l.share, s.share);
+    }
 }

@@ -172,6 +172,16 @@ impl<TI, TO> Calibrator<TI, TO> {
         Calibrator { tolerances, ..self }
     }
 
+    /// A calibrator with other transforms and these settings (default
+    /// spacing, tolerances): how candidate transforms are compared under
+    /// one setting.
+    pub fn with_transforms<UI, UO>(&self, inner: UI, outer: UO) -> Calibrator<UI, UO> {
+        Calibrator {
+            transforms: Transforms::new(inner, outer).with_spacing(self.spacing().clone()),
+            tolerances: self.tolerances,
+        }
+    }
+
     /// The tolerance of each side's event (containment unless set).
     pub fn tolerances(&self) -> &Tolerances {
         &self.tolerances

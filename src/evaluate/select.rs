@@ -30,7 +30,7 @@ use crate::levels::{Levels, ModeKind};
 use crate::mask::MaskValue;
 use crate::quantile::Alpha;
 use crate::stream::Load;
-use crate::transform::{Spacing, Transform};
+use crate::transform::Transform;
 
 /// The Bonferroni weight grid tried by [`select`]: `w_I : w_O`.
 pub const WEIGHT_GRID: [(f64, f64); 9] = [
@@ -100,15 +100,18 @@ pub struct Selection {
 }
 
 /// Rank candidate transforms and suggest the Bonferroni weights on a
-/// learning stack `(N, spatial...)`; see the [module docs](self).
+/// learning stack `(N, spatial...)`; see the [module docs](self). Each
+/// candidate pair is calibrated with the default spacing and tolerances of
+/// `settings` ([`Calibrator::with_transforms`]).
 ///
 /// ```
 /// use confseg::evaluate::{select::select, Splits};
-/// use confseg::{synthetic::Synthetic, Alpha, ScoreTransform, Spacing};
+/// use confseg::{synthetic::Synthetic, Alpha, Calibrator, ScoreTransform};
 ///
 /// let (scores, masks) = Synthetic::new([16, 16]).seed(5).stack(0..60);
 /// let candidates = [ScoreTransform::Identity, ScoreTransform::Sigmoid];
-/// let s = select(&candidates, &candidates, &scores, &masks, &Spacing::unit(),
+/// let settings = Calibrator::new((), ()); // unit spacing, containment
+/// let s = select(&candidates, &candidates, &scores, &masks, &settings,
 ///                Alpha::new(0.1)?, Splits::new(40, 20, 1)?)?;
 /// println!("inner {} outer {} weights {}:{}", s.inner_transform, s.outer_transform,
 ///          s.inner_weight, s.outer_weight);
@@ -118,12 +121,12 @@ pub struct Selection {
 /// # Errors
 /// [`Error::InvalidParameter`] if a candidate list is empty or the learning
 /// set is too small for `splits`; any error of [`Pool::new`].
-pub fn select<T, A, D, M>(
+pub fn select<T, A, D, M, SI, SO>(
     inner: &[T],
     outer: &[T],
     scores: &ArrayRef<A, D>,
     masks: &ArrayRef<M, D>,
-    spacing: &Spacing,
+    settings: &Calibrator<SI, SO>,
     alpha: Alpha,
     splits: Splits,
 ) -> Result<Selection>
@@ -134,24 +137,23 @@ where
     M: MaskValue,
 {
     select_with(inner, outer, alpha, splits, |ti, to| {
-        let cal = Calibrator::new(ti.clone(), to.clone()).with_spacing(spacing.clone());
-        Pool::new(&cal, scores, masks, 0.0)
+        Pool::new(&settings.with_transforms(ti.clone(), to.clone()), scores, masks, 0.0)
     })
 }
 
 /// [`select`] on a learning set given as a stream of labelled images
-/// (plain arrays with the default `spacing`, or [`Image`](crate::Image)s
+/// (plain arrays with the default spacing of `settings`, or [`Image`](crate::Image)s
 /// with their own; any shapes), which `source` opens afresh for every
 /// candidate, so that no more than a few images are in memory beyond the
 /// pools of one candidate at a time.
 ///
 /// # Errors
 /// As [`select`], and the source's errors.
-pub fn select_stream<T, P, I, M, S, F>(
+pub fn select_stream<T, P, I, M, S, F, SI, SO>(
     inner: &[T],
     outer: &[T],
     source: F,
-    spacing: &Spacing,
+    settings: &Calibrator<SI, SO>,
     alpha: Alpha,
     splits: Splits,
 ) -> Result<Selection>
@@ -164,8 +166,7 @@ where
     F: Fn() -> S,
 {
     select_with(inner, outer, alpha, splits, |ti, to| {
-        let cal = Calibrator::new(ti.clone(), to.clone()).with_spacing(spacing.clone());
-        Pool::from_stream(&cal, source(), 0.0)
+        Pool::from_stream(&settings.with_transforms(ti.clone(), to.clone()), source(), 0.0)
     })
 }
 

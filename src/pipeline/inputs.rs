@@ -446,7 +446,7 @@ impl Inputs {
     ) -> Result<crate::evaluate::select::Selection> {
         let reader = &self.reader;
         let pairs = || reader.items(&self.images, |r, i| Ok((r.image::<A>(i)?, r.mask(i)?)));
-        crate::evaluate::select::select_stream(inner, outer, pairs, self.calibrator.spacing(), alpha, splits)
+        crate::evaluate::select::select_stream(inner, outer, pairs, &self.calibrator, alpha, splits)
             .map_err(|e| reader.blame(e, &self.images))
     }
 

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use confseg::evaluate::Splits;
 use confseg::pipeline::Request;
+use confseg::tolerance::{Tolerance, Tolerances};
 use confseg::{Alpha, ScoreTransform, Side};
 
 use crate::cli::inputs::{MaskArgs, ScoreFiles, Selection, SubjectArgs, TransformOptions};
@@ -46,6 +47,12 @@ pub struct Args {
     pub outer_candidates: Vec<String>,
     #[command(flatten)]
     pub options: TransformOptions,
+    /// Rank the candidates for this inner tolerance (as `calibrate --inner-tolerance`).
+    #[arg(long, value_name = "T", default_value = "0")]
+    pub inner_tolerance: Tolerance,
+    /// Rank the candidates for this outer tolerance (as `calibrate --outer-tolerance`).
+    #[arg(long, value_name = "T", default_value = "0")]
+    pub outer_tolerance: Tolerance,
     /// The learning images (e.g. --indices learning_idx.npy).
     #[command(flatten)]
     pub selection: Selection,
@@ -86,6 +93,7 @@ pub fn run(args: Args) -> Result<()> {
     request.labels = args.masks.selection();
     request.spacing = args.options.spacing.source();
     request.selection = args.selection.clone().into();
+    request.tolerances = Tolerances::new(args.inner_tolerance, args.outer_tolerance);
     let inputs = request.open()?;
     let images = &inputs.images;
     if images.len() < 2 {
