@@ -758,7 +758,9 @@ impl Spread {
 ///   not in the inner set; `over_covered = |O \ Y| / |V|`: share that is
 ///   background but in the outer set;
 /// * `outer_missed_fraction = |Y \ O| / |Y|` (the false-negative rate risk
-///   control bounds in expectation; 0 for an empty truth);
+///   control bounds in expectation; 0 for an empty truth), and
+///   `inner_false_fraction = |I \ Y| / |I|` (the false discovery proportion
+///   an inner tolerance bounds; 0 for an empty inner set);
 /// * diameter of a set: the largest Euclidean distance between the centres
 ///   of two of its voxels, in physical units (voxel spacing); 0 for one
 ///   voxel, undefined for an empty set. `inner_diameter_ratio = diam(I) /
@@ -786,6 +788,8 @@ pub struct Efficiency {
     pub over_covered: f64,
     /// Mean `|Y \ O| / |Y|`.
     pub outer_missed_fraction: f64,
+    /// Mean `|I \ Y| / |I|` (0 for an empty inner set).
+    pub inner_false_fraction: f64,
     /// Mean `diam(I) / diam(Y)`.
     pub inner_diameter_ratio: Option<f64>,
     /// Mean `diam(O) / diam(Y)`.
@@ -1038,7 +1042,7 @@ impl Validation {
             outer: Vec<u64>,
             joint: Vec<u64>,
             too_few: usize,
-            m: [Mean; 7],
+            m: [Mean; 8],
             nominal: Nominal,
             /// thresholds of the geometry splits
             geo: Vec<SplitSets>,
@@ -1053,7 +1057,7 @@ impl Validation {
                     outer: vec![0; n_test + 1],
                     joint: vec![0; n_test + 1],
                     too_few: 0,
-                    m: [Mean::default(); 7],
+                    m: [Mean::default(); 8],
                     nominal: p.nominal(alpha)?,
                     geo: Vec::new(),
                     recorded: Vec::new(),
@@ -1247,6 +1251,7 @@ impl Validation {
                         under_covered: c.m[4].get().unwrap_or(f64::NAN),
                         over_covered: c.m[5].get().unwrap_or(f64::NAN),
                         outer_missed_fraction: c.m[6].get().unwrap_or(f64::NAN),
+                        inner_false_fraction: c.m[7].get().unwrap_or(f64::NAN),
                         inner_diameter_ratio: g[0].get(),
                         outer_diameter_ratio: g[1].get(),
                         inner_hausdorff: g[2].get(),
@@ -1275,7 +1280,7 @@ struct SplitCell {
     /// test images with `I ⊆ Y`, `Y ⊆ O`, both
     covered: [usize; 3],
     /// the efficiency sums over the split's test images, in their order
-    m: [Mean; 7],
+    m: [Mean; 8],
 }
 
 /// Set sizes `|I ∩ Y|`, `|I \ Y|`, `|O ∩ Y|`, `|O \ Y|` of the pool's images at
@@ -1375,7 +1380,7 @@ fn split_cell(
     sizes: &SetSizes,
 ) -> SplitCell {
     let at = sizes.position(t);
-    let mut out = SplitCell { covered: [0; 3], m: [Mean::default(); 7] };
+    let mut out = SplitCell { covered: [0; 3], m: [Mean::default(); 8] };
     for &j in test {
         let img = &pool.images[j];
         let voxels = img.voxels() as f64;
@@ -1398,6 +1403,9 @@ fn split_cell(
         m[3].add((o_obj + o_bg) as f64 / voxels);
         m[4].add((img.n_object - i_obj) as f64 / voxels);
         m[5].add(o_bg as f64 / voxels);
+        // the false discovery proportion of the inner set (0 when empty)
+        let inner = i_obj + i_bg;
+        m[7].add(if inner > 0 { i_bg as f64 / inner as f64 } else { 0.0 });
     }
     out
 }
