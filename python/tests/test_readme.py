@@ -32,3 +32,7 @@ def test_readme_python_examples_run(tmp_path):
     joint = float(re.search(r"joint coverage: ([0-9.]+)", out).group(1))
     assert joint >= 0.85
     assert "dask thresholds equal one process's: True" in out
+    # the tolerance example: a 10% outer tolerance gives a smaller outer threshold than containment
+    lambdas = [float(x) for x in re.findall(r"lambda_O = ([0-9.]+)", out)]
+    assert len(lambdas) == 4 and lambdas[3] < lambdas[0], lambdas
+    assert "P(|truth \\ outer| <= ⌊0.1 |truth|⌋) >= 0.9" in out
