@@ -13,6 +13,9 @@ use crate::error::Result;
 use crate::float::Float;
 use crate::image::{check_mask, check_nan, check_nonempty, check_shape};
 use crate::mask::MaskValue;
+use crate::tolerance::Tolerances;
+
+use super::tolerance::TolerantFold;
 
 /// A combination function `C(A, image)`: reduces the transformed scores of
 /// a region to one statistic (METHOD.md §4, last paragraph). Internal: the
@@ -347,13 +350,31 @@ pub struct RegionFold<A> {
     tau: A,
     gamma: A,
     done: usize,
+    tolerant: TolerantFold<A>,
 }
 
 impl<A: Float> RegionFold<A> {
     /// A fold over an image of this shape.
     #[must_use]
     pub fn new(shape: &[usize]) -> Self {
-        RegionFold { tau: Max.empty(), gamma: Max.empty(), shape: shape.to_vec(), done: 0 }
+        RegionFold {
+            tau: Max.empty(),
+            gamma: Max.empty(),
+            shape: shape.to_vec(),
+            done: 0,
+            tolerant: TolerantFold::new(&Tolerances::NONE, 1.0),
+        }
+    }
+
+    /// The same fold for tolerance events ([`crate::tolerance`]): each
+    /// side with a tolerance keeps what its statistic needs next to the
+    /// maxima; `voxel_volume` (mm³) turns volumes into counts.
+    /// [`Calibrator::fold`](crate::Calibrator::fold) makes the fold of a
+    /// calibrator's tolerances and an image's spacing.
+    #[must_use]
+    pub fn with_tolerances(mut self, tolerances: &Tolerances, voxel_volume: f64) -> Self {
+        self.tolerant = TolerantFold::new(tolerances, voxel_volume);
+        self
     }
 
     /// Number of voxels folded so far.
@@ -401,6 +422,9 @@ impl<A: Float> RegionFold<A> {
         }
         self.tau = c.merge(self.tau, out.tau);
         self.gamma = c.merge(self.gamma, out.gamma);
+        if self.tolerant.is_active() {
+            self.tolerant.push(fi, fo, mask);
+        }
         self.done += n;
         Ok(())
     }
@@ -421,7 +445,8 @@ impl<A: Float> RegionFold<A> {
                 found: vec![self.done],
             });
         }
-        Ok(ImageStatistics { tau: self.tau.to_f64_lossless(), gamma: self.gamma.to_f64_lossless() })
+        let max = ImageStatistics { tau: self.tau.to_f64_lossless(), gamma: self.gamma.to_f64_lossless() };
+        Ok(self.tolerant.finish(max))
     }
 }
 

@@ -268,14 +268,38 @@ impl<TI: Transform, TO: Transform> Calibrator<TI, TO> {
         mask: &ArrayRef<M, D>,
         spacing: Option<&Spacing>,
     ) -> Result<ImageStatistics> {
+        if self.tolerances.is_none() {
+            return region_statistics(inner, outer, mask);
+        }
+        check_shape("inner scores vs mask", mask, inner)?;
+        check_shape("outer scores vs mask", mask, outer)?;
+        let mut fold = self.fold(mask.shape(), spacing)?;
+        let (fi, fo, m) = (inner.as_standard_layout(), outer.as_standard_layout(), mask.as_standard_layout());
+        // `as_standard_layout` returns contiguous row-major arrays, so these are `Some`
+        if let (Some(fi), Some(fo), Some(m)) = (fi.as_slice(), fo.as_slice(), m.as_slice()) {
+            fold.push(fi, Some(fo), m)?;
+        }
+        fold.finish()
+    }
+
+    /// The fold of one image of this `shape` for this calibrator's
+    /// tolerances ([`RegionFold::with_tolerances`]), with the image's own
+    /// `spacing` (else the default) for volume tolerances: for readers that
+    /// fold an image chunk by chunk (equal to
+    /// [`Calibrator::transformed_statistics`] on the whole image).
+    ///
+    /// # Errors
+    /// [`Error::InvalidSpacing`] for a spacing of another dimensionality
+    /// when a volume tolerance needs it.
+    pub fn fold<A: Float>(&self, shape: &[usize], spacing: Option<&Spacing>) -> Result<RegionFold<A>> {
         let needs_volume =
             [self.tolerances.inner, self.tolerances.outer].iter().any(|t| matches!(t, Tolerance::Volume(_)));
         let voxel_volume = if needs_volume {
-            spacing.unwrap_or(self.spacing()).for_ndim(mask.ndim())?.iter().product()
+            spacing.unwrap_or(self.spacing()).for_ndim(shape.len())?.iter().product()
         } else {
             1.0
         };
-        tolerance::tolerant_statistics(&self.tolerances, voxel_volume, inner, outer, mask)
+        Ok(RegionFold::new(shape).with_tolerances(&self.tolerances, voxel_volume))
     }
 
     /// Add one labelled image to `calibration`. Errors name the image by its

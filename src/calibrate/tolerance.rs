@@ -20,68 +20,167 @@
 //! Tolerance 0 reduces to the maximum: the same numbers as the fused kernel,
 //! which is what is used then.
 
-use std::cmp::Ordering;
+use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
 
-use ndarray::{ArrayRef, Dimension};
-
-use super::kernel::{region_statistics, ImageStatistics};
-use crate::error::Result;
+use super::kernel::ImageStatistics;
 use crate::float::Float;
-use crate::levels::Side;
 use crate::mask::MaskValue;
-use crate::tolerance::{Tolerance, Tolerances};
+use crate::tolerance::{Share, Tolerance, Tolerances};
 
-/// `(tau, gamma)` of one image for these tolerances: the fused kernel
-/// (which also checks shapes, NaN and the mask), then, for each side with a
-/// tolerance, its statistic. `voxel_volume` (mm³) turns volumes into counts.
-pub(crate) fn tolerant_statistics<A: Float, D: Dimension, M: MaskValue>(
-    tolerances: &Tolerances,
-    voxel_volume: f64,
-    inner: &ArrayRef<A, D>,
-    outer: &ArrayRef<A, D>,
-    mask: &ArrayRef<M, D>,
-) -> Result<ImageStatistics> {
-    let base = region_statistics(inner, outer, mask)?;
-    if tolerances.is_none() {
-        return Ok(base);
-    }
-    let object: Vec<bool> = mask.iter().map(|m| m.is_object()).collect();
-    let tau = if tolerances.inner.is_none() {
-        base.tau
-    } else {
-        side_statistic(Side::Inner, tolerances.inner, voxel_volume, inner.iter().copied(), &object)
-    };
-    let gamma = if tolerances.outer.is_none() {
-        base.gamma
-    } else {
-        side_statistic(Side::Outer, tolerances.outer, voxel_volume, outer.iter().copied(), &object)
-    };
-    Ok(ImageStatistics { tau, gamma })
+/// The tolerance statistics of one image, folded chunk by chunk next to the
+/// fused kernel (which validates each chunk first and keeps the maxima that
+/// containment sides use). Memory: the `m + 1` largest values of a counted
+/// side; the object's values for an outer share; every voxel for an inner
+/// share.
+#[derive(Debug, Clone)]
+pub(crate) struct TolerantFold<A> {
+    inner: SideFold<A>,
+    outer: SideFold<A>,
 }
 
-/// The statistic of one side: `scores` are `f_I` (inner) or `f_O` (outer)
-/// in the same order as `object`.
-fn side_statistic<A: Float>(
-    side: Side,
-    tolerance: Tolerance,
-    voxel_volume: f64,
-    scores: impl Iterator<Item = A>,
-    object: &[bool],
-) -> f64 {
-    match (side, tolerance) {
-        (Side::Inner, Tolerance::Share(share)) => {
-            let mut all: Vec<(A, bool)> = scores.zip(object.iter().map(|&y| !y)).collect();
-            false_discovery_envelope(&mut all, |wrong, n| share.allows(wrong, n))
+#[derive(Debug, Clone)]
+enum SideFold<A> {
+    /// Containment: the kernel's maximum is the statistic.
+    Max,
+    /// A count: the `keep = m + 1` largest values so far.
+    Top(TopK<A>),
+    /// An outer share: every `-f_O` of the object (`m` is known at the end).
+    All { share: Share, values: Vec<A> },
+    /// An inner share: every voxel's `(f_I, is background)`.
+    Envelope { share: Share, voxels: Vec<(A, bool)> },
+}
+
+impl<A: Float> SideFold<A> {
+    fn new(t: Tolerance, voxel_volume: f64, outer: bool) -> Self {
+        match t {
+            t if t.is_none() => SideFold::Max,
+            Tolerance::Share(share) if outer => SideFold::All { share, values: Vec::new() },
+            Tolerance::Share(share) => SideFold::Envelope { share, voxels: Vec::new() },
+            t => SideFold::Top(TopK::new(t.allowed(0, voxel_volume).saturating_add(1))),
         }
-        (Side::Inner, _) => {
-            let mut wrong: Vec<A> = scores.zip(object).filter(|(_, &y)| !y).map(|(x, _)| x).collect();
-            let m = tolerance.allowed(wrong.len() as u64, voxel_volume);
-            largest_after(&mut wrong, m)
+    }
+
+    fn finish(self, max: f64) -> f64 {
+        match self {
+            SideFold::Max => max,
+            SideFold::Top(top) => top.value(),
+            SideFold::All { share, mut values } => {
+                let m = share.of(values.len() as u64);
+                largest_after(&mut values, m)
+            }
+            SideFold::Envelope { share, mut voxels } => {
+                false_discovery_envelope(&mut voxels, |wrong, n| share.allows(wrong, n))
+            }
         }
-        (Side::Outer, _) => {
-            let mut wrong: Vec<A> = scores.zip(object).filter(|(_, &y)| y).map(|(x, _)| -x).collect();
-            let m = tolerance.allowed(wrong.len() as u64, voxel_volume);
-            largest_after(&mut wrong, m)
+    }
+}
+
+impl<A: Float> TolerantFold<A> {
+    /// The fold for these tolerances; `voxel_volume` (mm³) turns volumes
+    /// into counts.
+    pub(crate) fn new(tolerances: &Tolerances, voxel_volume: f64) -> Self {
+        TolerantFold {
+            inner: SideFold::new(tolerances.inner, voxel_volume, false),
+            outer: SideFold::new(tolerances.outer, voxel_volume, true),
+        }
+    }
+
+    /// Whether some side needs more than the kernel's maximum.
+    pub(crate) fn is_active(&self) -> bool {
+        !matches!((&self.inner, &self.outer), (SideFold::Max, SideFold::Max))
+    }
+
+    /// Fold a chunk the kernel has validated (no NaN, a binary mask).
+    pub(crate) fn push<M: MaskValue>(&mut self, fi: &[A], fo: &[A], mask: &[M]) {
+        match &mut self.inner {
+            SideFold::Max | SideFold::All { .. } => {}
+            SideFold::Top(top) => {
+                for (&x, m) in fi.iter().zip(mask) {
+                    if !m.is_object() {
+                        top.offer(x);
+                    }
+                }
+            }
+            SideFold::Envelope { voxels, .. } => {
+                voxels.extend(fi.iter().zip(mask).map(|(&x, m)| (x, !m.is_object())));
+            }
+        }
+        match &mut self.outer {
+            SideFold::Max | SideFold::Envelope { .. } => {}
+            SideFold::Top(top) => {
+                for (&y, m) in fo.iter().zip(mask) {
+                    if m.is_object() {
+                        top.offer(-y);
+                    }
+                }
+            }
+            SideFold::All { values, .. } => {
+                values.extend(fo.iter().zip(mask).filter(|(_, m)| m.is_object()).map(|(&y, _)| -y));
+            }
+        }
+    }
+
+    /// The statistics, given the kernel's maxima.
+    pub(crate) fn finish(self, max: ImageStatistics) -> ImageStatistics {
+        ImageStatistics { tau: self.inner.finish(max.tau), gamma: self.outer.finish(max.gamma) }
+    }
+}
+
+/// A float ordered by value (no NaN reaches a fold: the kernel refuses them).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Key<A>(A);
+
+impl<A: Float> Eq for Key<A> {}
+
+impl<A: Float> PartialOrd for Key<A> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<A: Float> Ord for Key<A> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0.partial_cmp(&other.0).unwrap_or(Ordering::Equal)
+    }
+}
+
+/// The `keep` largest values seen, in a min-heap, with its minimum cached
+/// once full so that most values are turned away by one comparison: one
+/// pass, `O(keep)` memory, whatever the region's size.
+#[derive(Debug, Clone)]
+struct TopK<A> {
+    keep: u64,
+    heap: BinaryHeap<Reverse<Key<A>>>,
+    floor: A,
+}
+
+impl<A: Float> TopK<A> {
+    fn new(keep: u64) -> Self {
+        TopK { keep, heap: BinaryHeap::new(), floor: A::neg_infinity() }
+    }
+
+    #[inline]
+    fn offer(&mut self, x: A) {
+        if (self.heap.len() as u64) < self.keep {
+            self.heap.push(Reverse(Key(x)));
+            if self.heap.len() as u64 == self.keep {
+                self.floor = self.heap.peek().map_or(self.floor, |r| r.0 .0);
+            }
+        } else if x > self.floor {
+            if let Some(mut top) = self.heap.peek_mut() {
+                *top = Reverse(Key(x));
+            }
+            self.floor = self.heap.peek().map_or(self.floor, |r| r.0 .0);
+        }
+    }
+
+    /// The `keep`-th largest value, `-inf` if fewer were seen.
+    fn value(&self) -> f64 {
+        if (self.heap.len() as u64) < self.keep {
+            f64::NEG_INFINITY
+        } else {
+            self.floor.to_f64_lossless()
         }
     }
 }
@@ -106,31 +205,74 @@ fn largest_after<A: Float>(values: &mut [A], m: u64) -> f64 {
 /// (`within(background voxels, voxels)`), or `-inf` if every such set is.
 /// For every `λ >=` the result, `{x > λ}` is within; for `λ` just below it,
 /// not. `voxels` holds `(score, is background)`.
+///
+/// The walk only needs the top of the order: the `k` largest are selected
+/// (linear time) and sorted, and `k` doubles until a violation is found
+/// among the tie groups the top `k` holds entirely, or everything is sorted.
+/// A violation typically comes where the inner set first takes in the
+/// background, near the object's size, so most voxels are never sorted.
 fn false_discovery_envelope<A: Float>(voxels: &mut [(A, bool)], within: impl Fn(u64, u64) -> bool) -> f64 {
-    voxels.sort_unstable_by(|a, b| descending(&a.0, &b.0));
-    let (mut wrong, mut n) = (0u64, 0u64);
-    let mut i = 0;
-    while i < voxels.len() {
-        let u = voxels[i].0;
-        // the tie group of u: every voxel with the same value enters together
-        while i < voxels.len() && voxels[i].0 == u {
-            wrong += u64::from(voxels[i].1);
-            n += 1;
-            i += 1;
+    let n = voxels.len();
+    let objects = voxels.iter().filter(|v| !v.1).count();
+    let mut k = n.min(2 * objects + 1024);
+    loop {
+        // the top k (unordered) before position k; a pivot equal to values
+        // after it means its tie group may be incomplete
+        let pivot = if k < n {
+            Some(voxels.select_nth_unstable_by(k - 1, |a, b| descending(&a.0, &b.0)).1 .0)
+        } else {
+            None
+        };
+        let top = &mut voxels[..k];
+        top.sort_unstable_by(|a, b| descending(&a.0, &b.0));
+        let (mut wrong, mut n_in) = (0u64, 0u64);
+        let mut i = 0;
+        while i < top.len() {
+            let u = top[i].0;
+            if pivot.is_some_and(|p| u == p) {
+                break; // possibly incomplete: look further with a larger k
+            }
+            // the tie group of u: every voxel with the same value enters together
+            while i < top.len() && top[i].0 == u {
+                wrong += u64::from(top[i].1);
+                n_in += 1;
+                i += 1;
+            }
+            if !within(wrong, n_in) {
+                return u.to_f64_lossless();
+            }
         }
-        if !within(wrong, n) {
-            return u.to_f64_lossless();
+        if pivot.is_none() {
+            return f64::NEG_INFINITY;
         }
+        k = n.min(k.saturating_mul(2));
     }
-    f64::NEG_INFINITY
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tolerance::{Share, Volume};
-    use ndarray::{Array1, Array3};
+    use crate::calibrate::{region_statistics, Calibrator};
+    use crate::levels::Side;
+    use crate::tolerance::Volume;
+    use crate::{Identity, Spacing};
+    use ndarray::{Array1, Array3, ArrayRef, Dimension};
     use proptest::prelude::*;
+
+    /// The statistics through the calibrator (the fold the library uses),
+    /// with a default spacing whose voxel volume is `vv`.
+    fn tolerant_statistics<D: Dimension>(
+        t: &Tolerances,
+        vv: f64,
+        fi: &ArrayRef<f64, D>,
+        fo: &ArrayRef<f64, D>,
+        m: &ArrayRef<u8, D>,
+    ) -> crate::Result<ImageStatistics> {
+        let mut spacing = vec![1.0; m.ndim()];
+        spacing[0] = vv;
+        let c = Calibrator::new(Identity, Identity).with_tolerances(*t).with_spacing(Spacing::new(spacing)?);
+        c.transformed_statistics(fi, fo, m, None)
+    }
 
     /// The event, checked directly on the sets at threshold `lambda`.
     fn holds(side: Side, t: Tolerance, vv: f64, f: &[f64], y: &[bool], lambda: f64) -> bool {
@@ -225,7 +367,7 @@ mod tests {
 
     #[test]
     fn tolerance_zero_is_the_maximum_bit_for_bit() {
-        let f = Array1::from(vec![-0.0_f32, 0.0, 3.5, -2.0, f32::INFINITY, -1.0]);
+        let f = Array1::from(vec![-0.0_f64, 0.0, 3.5, -2.0, f64::INFINITY, -1.0]);
         let y = Array1::from(vec![1u8, 0, 1, 0, 0, 1]);
         let base = region_statistics(&f, &f, &y).unwrap();
         for t in ["0", "0vox", "0.0", "0%"] {
@@ -234,10 +376,13 @@ mod tests {
             assert_eq!((s.tau.to_bits(), s.gamma.to_bits()), (base.tau.to_bits(), base.gamma.to_bits()));
         }
         // computed through the envelope and the selection (not the kernel), the same values
-        let all: Vec<(f32, bool)> = f.iter().zip(&y).map(|(&x, &m)| (x, m == 0)).collect();
+        let all: Vec<(f64, bool)> = f.iter().zip(&y).map(|(&x, &m)| (x, m == 0)).collect();
         assert_eq!(false_discovery_envelope(&mut all.clone(), |w, _| w == 0), base.tau);
-        let mut obj: Vec<f32> = f.iter().zip(&y).filter(|(_, &m)| m == 1).map(|(&x, _)| -x).collect();
+        let mut obj: Vec<f64> = f.iter().zip(&y).filter(|(_, &m)| m == 1).map(|(&x, _)| -x).collect();
         assert_eq!(largest_after(&mut obj, 0), base.gamma);
+        let mut top = TopK::new(1);
+        obj.iter().for_each(|&x| top.offer(x));
+        assert_eq!(top.value(), base.gamma);
     }
 
     #[test]

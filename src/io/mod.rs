@@ -266,8 +266,12 @@ const CHUNK: usize = 1 << 14;
 /// read in chunks of voxels through three small buffers and folded by the
 /// fused kernel ([`RegionFold`](crate::calibrate::RegionFold)): no whole
 /// image is ever in memory, and the buffers the file is read into stay in
-/// the cache the kernel reads them from. Equal to
-/// [`region_statistics`](crate::region_statistics) on the whole image.
+/// the cache the kernel reads them from. `fold` makes the fold of an image
+/// of the given shape (`|s| Ok(RegionFold::new(s))` for containment,
+/// [`Calibrator::fold`](crate::Calibrator::fold) for a calibrator's
+/// tolerances). Equal to [`region_statistics`](crate::region_statistics)
+/// (or [`Calibrator::transformed_statistics`](crate::Calibrator::transformed_statistics))
+/// on the whole image.
 ///
 /// # Errors
 /// A read error or a value that does not fit (naming the file); NaN in the
@@ -278,6 +282,7 @@ pub fn transformed_statistics<A: ReadFloat>(
     masks: &NpyStack,
     labels: &Labels,
     i: usize,
+    fold: impl FnOnce(&[usize]) -> Result<crate::calibrate::RegionFold<A>>,
 ) -> Result<crate::ImageStatistics> {
     let shape = inner.image_shape();
     for other in outer.into_iter().chain([masks]) {
@@ -291,7 +296,7 @@ pub fn transformed_statistics<A: ReadFloat>(
         }
     }
     let total: usize = shape.iter().product();
-    let mut fold = crate::calibrate::RegionFold::new(shape);
+    let mut fold = fold(shape)?;
     let (mut fi, mut fo, mut m, mut scratch) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut start = 0;
     while start < total {
@@ -793,6 +798,10 @@ mod tests {
         assert!(matches!(problem(e), FileProblem::Write { .. }));
     }
 
+    fn plain<A: Float>(shape: &[usize]) -> Result<crate::calibrate::RegionFold<A>> {
+        Ok(crate::calibrate::RegionFold::new(shape))
+    }
+
     #[test]
     fn chunked_statistics_equal_whole_images() {
         use crate::region_statistics;
@@ -820,22 +829,43 @@ mod tests {
         for i in 0..3 {
             let (a, b, y) = (fi.index_axis(Axis(0), i), fo.index_axis(Axis(0), i), m.index_axis(Axis(0), i));
             let want = region_statistics(&a, &b, &y).unwrap();
-            assert_eq!(transformed_statistics::<f32>(&si, Some(&so), &sm, &Labels::Binary, i).unwrap(), want);
+            assert_eq!(
+                transformed_statistics::<f32>(&si, Some(&so), &sm, &Labels::Binary, i, plain).unwrap(),
+                want
+            );
             let shared = region_statistics(&a, &a, &y).unwrap();
-            assert_eq!(transformed_statistics::<f64>(&si, None, &sm, &Labels::Binary, i).unwrap(), shared);
+            assert_eq!(
+                transformed_statistics::<f64>(&si, None, &sm, &Labels::Binary, i, plain).unwrap(),
+                shared
+            );
+            // tolerances folded chunk by chunk: the whole image's statistics
+            for (ti, to) in [("300vox", "0.2"), ("0.9", "700vox"), ("100mm3", "50mm3")] {
+                let t = crate::tolerance::Tolerances::new(ti.parse().unwrap(), to.parse().unwrap());
+                let spacing = crate::Spacing::new(vec![0.5, 1.0, 0.5]).unwrap();
+                let c = crate::Calibrator::new(crate::Identity, crate::Identity)
+                    .with_tolerances(t)
+                    .with_spacing(spacing);
+                let want = c.transformed_statistics(&a, &b, &y, None).unwrap();
+                let max = region_statistics(&a, &b, &y).unwrap();
+                assert!(want.tau < max.tau && want.gamma < max.gamma, "{ti} {to}: {want:?} {max:?}");
+                let got = transformed_statistics::<f32>(&si, Some(&so), &sm, &Labels::Binary, i, |s| {
+                    c.fold(s, None)
+                });
+                assert_eq!(got.unwrap(), want, "{ti} {to}");
+            }
         }
         // a NaN and a bad mask value in the second chunk are named by their voxel
         let mut bad = fi.clone();
         bad[[1, 40, 22, 18]] = f32::NAN;
         npy_write(p("bad.npy"), &bad).unwrap();
         let sb = NpyStack::open(p("bad.npy"), "scores").unwrap();
-        let e = transformed_statistics::<f32>(&sb, None, &sm, &Labels::Binary, 1).unwrap_err();
+        let e = transformed_statistics::<f32>(&sb, None, &sm, &Labels::Binary, 1, plain).unwrap_err();
         assert_eq!(e, Error::NanScore { what: "inner scores", image: None, index: vec![40, 22, 18] });
         let mut m2 = m.clone();
         m2[[2, 39, 0, 3]] = 5;
         npy_write(p("m2.npy"), &m2).unwrap();
         let sm2 = NpyStack::open(p("m2.npy"), "masks").unwrap();
-        let e = transformed_statistics::<f32>(&si, None, &sm2, &Labels::Binary, 2).unwrap_err();
+        let e = transformed_statistics::<f32>(&si, None, &sm2, &Labels::Binary, 2, plain).unwrap_err();
         assert_eq!(e, Error::NonBinaryMask { image: None, index: vec![39, 0, 3], value: 5.0 });
     }
 

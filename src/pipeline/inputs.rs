@@ -341,15 +341,11 @@ impl Inputs {
 
     fn statistics_in<A: ReadFloat>(&self) -> Result<Calibration> {
         let reader = &self.reader;
-        let cal = if self.is_voxelwise() && self.calibrator.tolerances().is_none() {
-            // the chunked fold: containment needs only running maxima
-            self.calibrator.calibrate_statistics_stream(
-                reader.items(&self.images, |r, i| r.transformed_statistics::<A>(i)),
+        let cal = if self.is_voxelwise() {
+            let calibrator = &self.calibrator;
+            calibrator.calibrate_statistics_stream(
+                reader.items(&self.images, |r, i| r.transformed_statistics::<A, _, _>(i, calibrator)),
                 self.scores().ndim()?,
-            )
-        } else if self.scores().is_transformed() {
-            self.calibrator.calibrate_transformed_stream(
-                reader.items(&self.images, |r, i| Ok((r.scores.read_transformed::<A>(i)?, r.mask(i)?))),
             )
         } else {
             self.calibrator

@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use ndarray::{ArrayD, Axis, IxDyn};
 
-use crate::calibrate::{ImageStatistics, Transformed};
+use crate::calibrate::{Calibrator, ImageStatistics, Transformed};
 use crate::error::{Error, Result};
 use crate::image::{Geometry, Image, Spacing};
 use crate::io::cohort::{is_per_subject, Cohort, Pairing};
 use crate::io::{Labels, NpyStack, Precision, ReadFloat};
 use crate::stream::Lazy;
-use crate::transform::TwoClassSoftmax;
+use crate::transform::{Transform, TwoClassSoftmax};
 
 /// Which score files a run reads: the request, before anything is opened.
 #[derive(Debug, Clone, PartialEq)]
@@ -488,18 +488,26 @@ impl Reader {
     }
 
     /// `(tau, gamma)` of image `i` of scores used as they are (transformed
-    /// inputs, or raw scores with identity transforms), read chunk by chunk.
+    /// inputs, or raw scores with identity transforms), read chunk by chunk,
+    /// with the calibrator's tolerances and the image's spacing.
     ///
     /// # Errors
     /// As [`crate::io::transformed_statistics`].
-    pub fn transformed_statistics<A: ReadFloat>(&self, i: usize) -> Result<ImageStatistics> {
+    pub fn transformed_statistics<A: ReadFloat, TI: Transform, TO: Transform>(
+        &self,
+        i: usize,
+        calibrator: &Calibrator<TI, TO>,
+    ) -> Result<ImageStatistics> {
         let (inner, outer) = match &self.scores {
             ScoreSource::Transformed { inner, outer } => (inner, outer.as_ref()),
             ScoreSource::Stack { stack, .. } => (stack, None),
             ScoreSource::Subjects { .. } => return Err(no_masks()),
         };
         let Some((MaskSource::Stack(masks), labels)) = &self.masks else { return Err(no_masks()) };
-        crate::io::transformed_statistics::<A>(inner, outer, masks, labels, i)
+        let spacing = self.spacings.as_ref().map(|sp| &sp[i]);
+        crate::io::transformed_statistics::<A>(inner, outer, masks, labels, i, |shape| {
+            calibrator.fold(shape, spacing)
+        })
     }
 
     /// Label map `i` as its values (for several structures).
