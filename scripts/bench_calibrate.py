@@ -23,6 +23,12 @@ Cases (the targets of the streamed-images issue):
    convention; confseg's `distance-centre` is run too and its thresholds
    are compared with edt's up to float32 rounding);
 4. peak RSS for 100 and 200 volumes of 128^3 (the same files, `--indices`);
+6. (--tolerance) 100 x 128^3, separate inner/outer files: containment
+   against `--inner-tolerance 5vox --outer-tolerance 0.01` (the
+   statistics become the 6th largest f_I over the background and the
+   (floor(0.01 |Y|) + 1)-th largest -f_O over the object), interleaved; the
+   tolerance thresholds are checked against NumPy (`np.partition`), and the
+   ratio tolerance / containment is printed (target: at most 1.5);
 5. (--nifti) 100 per-subject `.nii.gz` volumes of 128^3 (float32 scores,
    uint8 labels, each subject with its own spacing in its header), `--inner
    identity --outer distance-centre` on the folder against a Python loop with
@@ -69,6 +75,25 @@ for i in idx:
     bg, ob = ~m, m
     tau.append(float(fi[bg].max()) if bg.any() else -math.inf)
     gamma.append(float((-fo[ob]).max()) if ob.any() else -math.inf)
+def q(z, a):
+    n = len(z); k = math.ceil((1 - a) * (n + 1) - 1e-9)
+    return math.inf if k > n else float(np.partition(np.array(z), k - 1)[k - 1])
+print(json.dumps({"inner": q(tau, float(alpha_i)), "outer": q(gamma, float(alpha_o))}))
+'''
+
+
+TOLERANCE_SCRIPT = r'''
+import math, sys, json
+import numpy as np
+inner, outer, masks, alpha_i, alpha_o, count = sys.argv[1:7]
+I, O, M = (np.load(f, mmap_mode="r") for f in (inner, outer, masks))
+def after(v, m):  # the (m+1)-th largest, -inf if there are at most m
+    return float(-np.partition(-v, m)[m]) if len(v) > m else -math.inf
+tau, gamma = [], []
+for i in range(int(count)):
+    m = np.asarray(M[i]).astype(bool)
+    tau.append(after(np.asarray(I[i])[~m], 5))
+    gamma.append(after(-np.asarray(O[i])[m], int(m.sum()) // 100))
 def q(z, a):
     n = len(z); k = math.ceil((1 - a) * (n + 1) - 1e-9)
     return math.inf if k > n else float(np.partition(np.array(z), k - 1)[k - 1])
@@ -186,6 +211,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="small sizes, to check the script")
     ap.add_argument("--skip-distance", action="store_true")
     ap.add_argument("--nifti", action="store_true", help="case 5 only: a per-subject .nii.gz cohort (needs nibabel)")
+    ap.add_argument("--tolerance", action="store_true", help="case 6 only: the cost of tolerance events")
     args = ap.parse_args()
     if not os.path.exists(CLI):
         sys.exit(f"{CLI} not found: cargo build --release --features cli")
@@ -212,6 +238,9 @@ def main():
     print(f"confseg {CLI}; numpy {np.__version__}; {os.cpu_count()} CPUs; {args.repeats} repeats, interleaved")
     if args.nifti:
         nifti_case(p("cohort"), s3, m3, half, ai, ao, levels, out, args.repeats)
+        return
+    if args.tolerance:
+        tolerance_case(s3, o3, m3, idx, half, ai, ao, levels, out, args.repeats)
         return
     run_case(
         f"1. {n2} x {side2}^2 float32, inner = outer file (one file named twice)",
@@ -255,6 +284,24 @@ def main():
             b, _, _ = timed(py + [s3, s3, m3, ai, ao, str(half), "edt"])
             t_mid.append(b / a)
         print(f"3b. --outer distance (the paper's midpoint convention) vs numpy + edt.sdf: speed-up {spread(t_mid)}")
+
+
+def tolerance_case(s3, o3, m3, idx, n, ai, ao, levels, out, repeats):
+    base = [CLI, "calibrate", "--masks", m3, "--inner-scores", s3, "--outer-scores", o3, "--indices", idx, *levels]
+    tolerant = base + ["--inner-tolerance", "5vox", "--outer-tolerance", "0.01", "-o", out]
+    t_cont, _ = run_case(
+        f"6. {n} x 128^3: --inner-tolerance 5vox --outer-tolerance 0.01 vs numpy (np.partition per image)",
+        tolerant,
+        [sys.executable, "-c", TOLERANCE_SCRIPT, s3, o3, m3, ai, ao, str(n)],
+        out,
+        repeats,
+    )
+    ratios = []
+    for _ in range(repeats):
+        a, _, _ = timed(base + ["-o", out])
+        b, _, _ = timed(tolerant)
+        ratios.append(b / a)
+    print(f"   tolerance / containment time (same files, interleaved): {spread(ratios)} (target <= 1.5)")
 
 
 def nifti_case(folder, s3, m3, n, ai, ao, levels, out, repeats):

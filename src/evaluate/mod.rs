@@ -92,6 +92,7 @@ use crate::image::{check_shape, AsImage};
 use crate::mask::MaskValue;
 use crate::quantile::{Alpha, Threshold};
 use crate::stream::{default_in_flight, for_each_image, map_images, stream, Load};
+use crate::tolerance::{Tolerance, Tolerances};
 use crate::transform::{Spacing, Transform};
 use crate::Calibration;
 
@@ -513,6 +514,13 @@ impl Pool {
         Ok(Pool { ndim, images: out, statistics: with_provenance })
     }
 
+    /// The tolerances the pool's statistics were computed for (the
+    /// calibrator's): coverage is then counted as the tolerance events.
+    #[must_use]
+    pub fn tolerances(&self) -> Tolerances {
+        self.statistics.provenance().map_or(Tolerances::NONE, |p| *p.tolerances())
+    }
+
     /// Number of images.
     #[must_use]
     pub fn len(&self) -> usize {
@@ -814,11 +822,12 @@ pub struct Report {
     pub method: String,
     /// The nominal level `alpha`.
     pub alpha: f64,
-    /// Mean share of test images with `I ⊆ Y`.
+    /// Mean share of test images with `I ⊆ Y` (or the inner tolerance
+    /// event, for a pool calibrated with tolerances: [`Pool::tolerances`]).
     pub inner_coverage: f64,
-    /// Mean share of test images with `Y ⊆ O`.
+    /// Mean share of test images with `Y ⊆ O` (or the outer tolerance event).
     pub outer_coverage: f64,
-    /// Mean share of test images with `I ⊆ Y ⊆ O`.
+    /// Mean share of test images with `I ⊆ Y ⊆ O` (or both tolerance events).
     pub joint_coverage: f64,
     /// Spread of the inner coverage over splits.
     pub inner: Spread,
@@ -1371,6 +1380,15 @@ impl SetSizes {
     }
 }
 
+/// Whether `wrong` voxels of a region of `n` (the inner set, or the
+/// object) meet a side's tolerance, with voxels of volume `vv`.
+fn within(t: Tolerance, wrong: u64, n: u64, vv: f64) -> bool {
+    match t {
+        Tolerance::Share(share) => share.allows(wrong, n),
+        t => wrong <= t.allowed(n, vv),
+    }
+}
+
 /// Coverage and efficiency sums of one split (test images in order).
 fn split_cell(
     pool: &Pool,
@@ -1380,16 +1398,27 @@ fn split_cell(
     sizes: &SetSizes,
 ) -> SplitCell {
     let at = sizes.position(t);
+    let tolerances = pool.tolerances();
     let mut out = SplitCell { covered: [0; 3], m: [Mean::default(); 8] };
     for &j in test {
         let img = &pool.images[j];
         let voxels = img.voxels() as f64;
         let (fi, fo) = p.fields(pool, j);
-        let (inner_ok, outer_ok) = p.covers(pool, j, t);
+        let [i_obj, i_bg, o_obj, o_bg] = sizes.counts(fi, fo, j, t, at);
+        let (inner_ok, outer_ok) = if tolerances.is_none() {
+            p.covers(pool, j, t)
+        } else {
+            // the tolerance events, counted on the sets of every method alike
+            let vv: f64 = img.spacing.iter().product();
+            let missed = (img.n_object - o_obj) as u64;
+            (
+                within(tolerances.inner, i_bg as u64, (i_obj + i_bg) as u64, vv),
+                within(tolerances.outer, missed, img.n_object as u64, vv),
+            )
+        };
         out.covered[0] += usize::from(inner_ok);
         out.covered[1] += usize::from(outer_ok);
         out.covered[2] += usize::from(inner_ok && outer_ok);
-        let [i_obj, i_bg, o_obj, o_bg] = sizes.counts(fi, fo, j, t, at);
         let y = img.n_object as f64;
         let m = &mut out.m;
         if img.n_object > 0 {
