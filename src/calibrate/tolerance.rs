@@ -104,7 +104,13 @@ impl<A: Float> TolerantFold<A> {
             SideFold::Max | SideFold::Envelope { .. } => {}
             SideFold::Top(top) => top.offer_region::<M, true>(fo, mask, true),
             SideFold::All { values, .. } => {
-                values.extend(fo.iter().zip(mask).filter(|(_, m)| m.is_object()).map(|(&y, _)| -y));
+                // objects are small: blocks without an object voxel (a
+                // vectorized or-reduction) are skipped
+                for (yb, mb) in fo.chunks(1024).zip(mask.chunks(1024)) {
+                    if mb.iter().fold(false, |any, m| any | m.is_object()) {
+                        values.extend(yb.iter().zip(mb).filter(|(_, m)| m.is_object()).map(|(&y, _)| -y));
+                    }
+                }
             }
         }
     }
