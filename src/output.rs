@@ -189,16 +189,42 @@ impl Output {
     /// # Errors
     /// [`FileProblem::Write`] if flushing or renaming fails; the
     /// destination is then unchanged.
-    pub fn commit(mut self) -> Result<()> {
-        self.finish()?;
-        self.publish().map(|_| ())
+    pub fn commit(self) -> Result<()> {
+        self.stage()?.publish_with_backup(false).map(|_| ())
     }
 
-    /// Rename into place; returns a backup of the previous destination
-    /// when asked for one (a hard link to it), for [`commit_all`].
-    fn publish_with_backup(self, backup: bool) -> Result<Published> {
+    /// Finish the output and close it: a [`Staged`] file, published later
+    /// with others ([`Publication`]).
+    ///
+    /// # Errors
+    /// [`FileProblem::Write`] if flushing or syncing fails.
+    pub fn stage(mut self) -> Result<Staged> {
+        self.finish()?;
         let Output { path, target, writer } = self;
         drop(writer);
+        Ok(Staged { path, target })
+    }
+}
+
+/// An output written, synced and closed, not yet at its destination: no
+/// file stays open, so a run can stage thousands. Dropping it removes the
+/// temporary file.
+pub struct Staged {
+    path: PathBuf,
+    target: Target,
+}
+
+impl std::fmt::Debug for Staged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Staged").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+impl Staged {
+    /// Rename into place; returns a backup of the previous destination
+    /// when asked for one (a hard link to it), for [`Publication::publish`].
+    fn publish_with_backup(self, backup: bool) -> Result<Published> {
+        let Staged { path, target } = self;
         match target {
             Target::Temp { mut tmp, dest, .. } => {
                 let saved = if backup && dest.exists() { link_backup(&dest) } else { None };
@@ -219,9 +245,115 @@ impl Output {
             Target::Direct | Target::Stdout => Ok(Published { dest: None, backup: None }),
         }
     }
+}
 
-    fn publish(self) -> Result<Published> {
-        self.publish_with_backup(false)
+/// The outputs of one run, published together at its end: all of them or
+/// none. Each output is staged as soon as it is written (finished, synced,
+/// closed); nothing appears at a destination until [`Publication::publish`];
+/// dropping the publication — an error in a later image, an interrupt
+/// ([`remove_temporaries`] on a signal) — removes every staged file.
+///
+/// ```
+/// use confseg::io::{Output, Publication};
+/// use std::io::Write;
+/// let dir = tempfile::tempdir().unwrap();
+/// let mut run = Publication::new();
+/// for name in ["a.txt", "b.txt"] {
+///     let mut out = Output::create(dir.path().join(name))?;
+///     out.write_all(b"sets").unwrap();
+///     run.stage(out)?;
+/// }
+/// assert!(!dir.path().join("a.txt").exists()); // nothing published yet
+/// run.publish()?;
+/// assert!(dir.path().join("a.txt").exists() && dir.path().join("b.txt").exists());
+/// # Ok::<(), confseg::Error>(())
+/// ```
+#[derive(Debug, Default)]
+pub struct Publication {
+    staged: Vec<Staged>,
+}
+
+impl Publication {
+    /// An empty publication.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Finish `output` and keep it for publication.
+    ///
+    /// # Errors
+    /// As [`Output::stage`].
+    pub fn stage(&mut self, output: Output) -> Result<()> {
+        self.staged.push(output.stage()?);
+        Ok(())
+    }
+
+    /// Stage several outputs.
+    ///
+    /// # Errors
+    /// As [`Output::stage`], for the first that fails (none of these is kept).
+    pub fn stage_all(&mut self, outputs: Vec<Output>) -> Result<()> {
+        let staged = outputs.into_iter().map(Output::stage).collect::<Result<Vec<_>>>()?;
+        self.staged.extend(staged);
+        Ok(())
+    }
+
+    /// Number of staged outputs.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.staged.len()
+    }
+
+    /// Whether nothing is staged.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.staged.is_empty()
+    }
+
+    /// Publish every staged output: either every destination is replaced,
+    /// or (when a rename fails midway) those already replaced are restored
+    /// from hard-link backups and every temporary file is removed.
+    ///
+    /// # Errors
+    /// The first failure; no output is then published (up to a failing
+    /// restore, which is reported in the message).
+    pub fn publish(self) -> Result<()> {
+        let mut done: Vec<Published> = Vec::new();
+        let mut pending = self.staged.into_iter();
+        for o in pending.by_ref() {
+            match o.publish_with_backup(true) {
+                Ok(p) => done.push(p),
+                Err(e) => {
+                    let mut restore_failed = Vec::new();
+                    for p in done.into_iter().rev() {
+                        let Some(dest) = p.dest else { continue };
+                        let ok = match p.backup {
+                            Some(b) => std::fs::rename(&b, &dest).is_ok(),
+                            None => std::fs::remove_file(&dest).is_ok(),
+                        };
+                        if !ok {
+                            restore_failed.push(dest.display().to_string());
+                        }
+                    }
+                    return Err(if restore_failed.is_empty() {
+                        e
+                    } else {
+                        let msg = format!("{e}; could not restore {}", restore_failed.join(", "));
+                        Error::File {
+                            path: PathBuf::from(restore_failed.join(", ")),
+                            problem: FileProblem::Write { message: msg },
+                        }
+                    });
+                }
+            }
+        }
+        for p in done {
+            if let Some(b) = p.backup {
+                let _ = std::fs::remove_file(b);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -260,45 +392,9 @@ fn link_backup(dest: &Path) -> Option<PathBuf> {
 /// The first failure; no output is then published (up to a failing
 /// restore, which is reported in the message).
 pub fn commit_all(outputs: Vec<Output>) -> Result<()> {
-    let mut outputs = outputs;
-    for o in &mut outputs {
-        o.finish()?;
-    }
-    let mut done: Vec<Published> = Vec::new();
-    let mut pending = outputs.into_iter();
-    for o in pending.by_ref() {
-        match o.publish_with_backup(true) {
-            Ok(p) => done.push(p),
-            Err(e) => {
-                let mut restore_failed = Vec::new();
-                for p in done.into_iter().rev() {
-                    let Some(dest) = p.dest else { continue };
-                    let ok = match p.backup {
-                        Some(b) => std::fs::rename(&b, &dest).is_ok(),
-                        None => std::fs::remove_file(&dest).is_ok(),
-                    };
-                    if !ok {
-                        restore_failed.push(dest.display().to_string());
-                    }
-                }
-                return Err(if restore_failed.is_empty() {
-                    e
-                } else {
-                    let msg = format!("{e}; could not restore {}", restore_failed.join(", "));
-                    Error::File {
-                        path: PathBuf::from(restore_failed.join(", ")),
-                        problem: FileProblem::Write { message: msg },
-                    }
-                });
-            }
-        }
-    }
-    for p in done {
-        if let Some(b) = p.backup {
-            let _ = std::fs::remove_file(b);
-        }
-    }
-    Ok(())
+    let mut run = Publication::new();
+    run.stage_all(outputs)?;
+    run.publish()
 }
 
 /// Write a file atomically: `write` fills a temporary file in the same

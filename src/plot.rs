@@ -118,6 +118,11 @@ trait Figure {
 }
 
 fn save<F: Figure>(path: &Path, figure: &F) -> Result<()> {
+    render(path, figure)?.commit()
+}
+
+/// The figure drawn into an unpublished [`Output`](crate::io::Output) for `path`.
+fn render<F: Figure>(path: &Path, figure: &F) -> Result<crate::output::Output> {
     register_font();
     let format = format_of(path)?;
     // Drawn in memory, then written through an atomic `Output` (a random,
@@ -148,7 +153,9 @@ fn save<F: Figure>(path: &Path, figure: &F) -> Result<()> {
             svg.into_bytes()
         }
     };
-    crate::output::write_atomic(path, |out| out.write_all(&bytes))
+    let mut out = crate::output::Output::create(path)?;
+    std::io::Write::write_all(&mut out, &bytes).map_err(|e| write_error(path, one_line(&e.to_string())))?;
+    Ok(out)
 }
 
 /// A drawing error's text on one line.
@@ -396,7 +403,8 @@ pub fn overlay<A: Float, M: MaskValue>(
         sets,
         title,
         [1.0, 1.0],
-    )
+    )?
+    .commit()
 }
 
 /// [`overlay`] without a true mask (e.g. for new images): the outer set
@@ -411,7 +419,7 @@ pub fn overlay_sets<A: Float>(
     sets: &Sets<Ix2>,
     title: &str,
 ) -> Result<()> {
-    draw_overlay(path.as_ref(), background, None, sets, title, [1.0, 1.0])
+    draw_overlay(path.as_ref(), background, None, sets, title, [1.0, 1.0])?.commit()
 }
 
 /// [`overlay_sets`] for pixels of physical size `spacing` (rows, columns):
@@ -428,6 +436,21 @@ pub fn overlay_sets_spaced<A: Float>(
     title: &str,
     spacing: [f64; 2],
 ) -> Result<()> {
+    overlay_sets_output(path, background, sets, title, spacing)?.commit()
+}
+
+/// [`overlay_sets_spaced`] drawn into an unpublished output, to be
+/// published with a run's other outputs ([`Publication`](crate::io::Publication)).
+///
+/// # Errors
+/// As [`overlay_sets_spaced`].
+pub fn overlay_sets_output<A: Float>(
+    path: impl AsRef<Path>,
+    background: &ArrayRef<A, Ix2>,
+    sets: &Sets<Ix2>,
+    title: &str,
+    spacing: [f64; 2],
+) -> Result<crate::output::Output> {
     crate::image::Spacing::new(spacing.to_vec())?;
     draw_overlay(path.as_ref(), background, None, sets, title, spacing)
 }
@@ -439,7 +462,7 @@ fn draw_overlay<A: Float>(
     sets: &Sets<Ix2>,
     title: &str,
     spacing: [f64; 2],
-) -> Result<()> {
+) -> Result<crate::output::Output> {
     crate::image::check_shape("inner set vs background", background, &sets.inner)?;
     crate::image::check_shape("outer set vs background", background, &sets.outer)?;
     let (rows, cols) = background.dim();
@@ -480,7 +503,7 @@ fn draw_overlay<A: Float>(
         cell,
         title,
     };
-    save(path, &fig)
+    render(path, &fig)
 }
 
 /// [`overlay`] for slice `index` along `axis` of a 3-D volume.

@@ -167,3 +167,56 @@ fn devices_and_link_loops_end_with_one_line() {
         fail(&["calibrate", "--scores", s(Path::new(&pattern)), "--masks", s(&data), "--alpha", "0.2"], 2);
     assert!(e.contains("twice"), "{e}");
 }
+
+/// A run publishes all its outputs or none: a NaN in the last subject
+/// leaves no subject's sets, no overlay and no temporary file behind
+/// (per-subject `--out-dir`, `--overlay-dir`, stacks with overlays, and
+/// `transform --out-dir`); the same run without the NaN writes every file.
+#[test]
+fn a_failing_subject_publishes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, cal) = calibrated(dir.path());
+    let new = dir.path().join("new");
+    std::fs::create_dir_all(&new).unwrap();
+    let syn = Synthetic::new([12, 10]).seed(5);
+    for i in 0..6 {
+        let mut scores = syn.pair(i).0.mapv(|x| x as f32);
+        if i == 5 {
+            scores[[3, 4]] = f32::NAN;
+        }
+        write_npy(new.join(format!("t{i:02}_prob.npy")), &scores).unwrap();
+    }
+    let (out, figs, tr) = (dir.path().join("sets"), dir.path().join("figs"), dir.path().join("tr"));
+    let predict = |extra: &[&str]| {
+        let mut args =
+            vec!["predict", "--calibration", s(&cal), "--scores", s(&new), "--scores-suffix", "_prob"];
+        args.extend(extra);
+        run(&args)
+    };
+    let e = predict(&["--out-dir", s(&out), "--overlay-dir", s(&figs)]);
+    assert!(!e.status.success() && String::from_utf8_lossy(&e.stderr).contains("NaN"));
+    for d in [&out, &figs] {
+        assert!(!d.exists() || files_under(d).is_empty(), "{:?}", files_under(d));
+    }
+    let e = run(&[
+        "transform",
+        "--scores",
+        s(&new),
+        "--scores-suffix",
+        "_prob",
+        "--transform",
+        "sigmoid",
+        "--out-dir",
+        s(&tr),
+    ]);
+    assert!(!e.status.success());
+    assert!(!tr.exists() || files_under(&tr).is_empty(), "{:?}", files_under(&tr));
+    // without the NaN: every subject's two sets and one overlay
+    std::fs::remove_file(new.join("t05_prob.npy")).unwrap();
+    let done = predict(&["--out-dir", s(&out), "--overlay-dir", s(&figs)]);
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    assert_eq!(files_under(&out).len(), 10);
+    assert_eq!(files_under(&figs).len(), 5);
+    assert!(files_under(dir.path()).iter().all(|p| !p.to_string_lossy().contains(".confseg-")));
+    let _ = data;
+}

@@ -69,7 +69,7 @@ use std::path::Path;
 
 use ndarray::{Array, ArrayD, ArrayRef, Axis, Dimension, IxDyn};
 
-pub use crate::output::{commit_all, remove_temporaries, write_atomic, Output};
+pub use crate::output::{commit_all, remove_temporaries, write_atomic, Output, Publication, Staged};
 pub use npy::{
     image_info, read_image, read_mask_image, write_npy, Images, Masks, NpyStack, NpyWriter, ReadFloat,
     WriteElement,

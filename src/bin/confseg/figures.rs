@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use confseg::io::cohort::Cohort;
-use confseg::plot::overlay_sets_spaced;
+use confseg::io::Publication;
+use confseg::plot::overlay_sets_output;
 use confseg::{Float, Spacing};
 use ndarray::{ArrayD, Axis, Ix2, IxDyn};
 
@@ -63,7 +64,8 @@ impl Overlays {
     /// Draw image `i` (spacing `spacing`, unit if `None`): the image itself
     /// (2-D) or one slice (3-D: across the chosen axis, the slice with the
     /// largest outer set, the middle one if all are equal); other
-    /// dimensions are skipped.
+    /// dimensions are skipped. The figure is staged in `run`, published
+    /// with the run's other outputs.
     ///
     /// # Errors
     /// The figure cannot be written.
@@ -73,6 +75,7 @@ impl Overlays {
         background: &ArrayD<A>,
         spacing: Option<&Spacing>,
         sets: &confseg::Sets<IxDyn>,
+        run: &mut Publication,
     ) -> confseg::Result<()> {
         let nd = background.ndim();
         let sp = spacing
@@ -93,7 +96,13 @@ impl Overlays {
                     return Ok(());
                 };
                 let two = confseg::Sets { inner: inner.to_owned(), outer: outer.to_owned() };
-                overlay_sets_spaced(self.dir.join(format!("{name}.png")), &bg, &two, &name, [sp[0], sp[1]])
+                run.stage(overlay_sets_output(
+                    self.dir.join(format!("{name}.png")),
+                    &bg,
+                    &two,
+                    &name,
+                    [sp[0], sp[1]],
+                )?)
             }
             3 => {
                 // across the coarsest axis by default (ties: the last axis)
@@ -114,13 +123,13 @@ impl Overlays {
                     return Ok(());
                 };
                 let rest: Vec<f64> = (0..3).filter(|&a| a != axis).map(|a| sp[a]).collect();
-                overlay_sets_spaced(
+                run.stage(overlay_sets_output(
                     self.dir.join(format!("{name}_axis{axis}_slice{k}.png")),
                     &bg,
                     &confseg::Sets { inner, outer },
                     &format!("{name}, slice {k} across axis {axis}"),
                     [rest[0], rest[1]],
-                )
+                )?)
             }
             _ => Ok(()),
         }

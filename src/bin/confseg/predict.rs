@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use confseg::io::NpyWriter;
+use confseg::io::{NpyWriter, Publication};
 use confseg::pipeline::{InputKind, Reader};
 use confseg::Spacing;
 use ndarray::IxDyn;
@@ -58,8 +58,9 @@ enum Outputs {
 }
 
 impl Outputs {
-    /// Write image `i`'s sets (for subjects: both files, or neither).
-    fn push(&mut self, i: usize, s: &confseg::Sets<IxDyn>) -> confseg::Result<()> {
+    /// Write image `i`'s sets: stack rows, or the subject's two files
+    /// staged in `run`.
+    fn push(&mut self, i: usize, s: &confseg::Sets<IxDyn>, run: &mut Publication) -> confseg::Result<()> {
         match self {
             Outputs::Stacks { inner, outer } => {
                 if let Some(w) = inner {
@@ -74,13 +75,13 @@ impl Outputs {
                 let out = |suffix: &str, set: &ndarray::ArrayD<bool>| {
                     cohort.mask_output(i, &cohort.output_path(i, dir, suffix)?, &set.mapv(u8::from))
                 };
-                confseg::io::commit_all(vec![out("_inner", &s.inner)?, out("_outer", &s.outer)?])
+                run.stage_all(vec![out("_inner", &s.inner)?, out("_outer", &s.outer)?])
             }
         }
     }
 
-    /// Publish the stacks, both or neither.
-    fn finish(self) -> confseg::Result<()> {
+    /// Stage the stacks in `run`.
+    fn finish(self, run: &mut Publication) -> confseg::Result<()> {
         match self {
             Outputs::Stacks { inner, outer } => {
                 let outputs: Vec<confseg::io::Output> = [inner, outer]
@@ -88,7 +89,7 @@ impl Outputs {
                     .flatten()
                     .map(NpyWriter::into_output)
                     .collect::<confseg::Result<_>>()?;
-                confseg::io::commit_all(outputs)
+                run.stage_all(outputs)
             }
             Outputs::Subjects { .. } => Ok(()),
         }
@@ -185,15 +186,19 @@ pub fn run(args: Args) -> Result<()> {
         ..Reader::new(source.clone())
     });
     let all: Vec<usize> = (0..n).collect();
+    // every output of the run (sets, stacks, overlays) is published at the
+    // end, all of them or none
+    let mut run = Publication::new();
     let summary = reader.predict(&file.sets, &all, overlays.is_some(), |i, p| {
-        outputs.push(i, &p.sets)?;
+        outputs.push(i, &p.sets, &mut run)?;
         if let (Some(o), Some((scores, spacing))) = (&overlays, &p.scores) {
-            o.draw(i, scores, spacing.as_ref(), &p.sets)?;
+            o.draw(i, scores, spacing.as_ref(), &p.sets, &mut run)?;
         }
         Ok(())
     })?;
     bar.finish_and_clear();
-    outputs.finish()?;
+    outputs.finish(&mut run)?;
+    run.publish()?;
     let voxels = summary.voxels.max(1) as f64;
     outln!(
         "{} images: inner sets cover {:.2}% and outer sets {:.2}% of the voxels",

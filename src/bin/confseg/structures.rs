@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use confseg::calibrate::{StructureCalibration, StructureCalibrator};
-use confseg::io::{NpyWriter, Precision, ReadFloat};
+use confseg::io::{NpyWriter, Precision, Publication, ReadFloat};
 use confseg::pipeline::{resolve_axis, Fitted, MaskSource, Reader, Record};
 use confseg::sets::StructureSets;
 use confseg::stream::{default_in_flight, stream, Lazy, Load};
@@ -275,6 +275,8 @@ pub fn predict(args: &crate::cli::predict::Args, file: &StructuresFile) -> Resul
     let cohort_spacing = args.spacing.spacing.clone();
     let all: Vec<usize> = (0..n).collect();
     let sets = &file.sets;
+    // every output of the run is published at the end, all of them or none
+    let mut publication = Publication::new();
     let mut run = |precision| -> confseg::Result<()> {
         fn go<A: ReadFloat>(
             reader: &Arc<Reader>,
@@ -294,7 +296,7 @@ pub fn predict(args: &crate::cli::predict::Args, file: &StructuresFile) -> Resul
                 sink,
             )
         }
-        let sink = |i: usize, per: Vec<confseg::Sets<IxDyn>>| -> confseg::Result<()> {
+        let mut sink = |i: usize, per: Vec<confseg::Sets<IxDyn>>| -> confseg::Result<()> {
             match (source.cohort(), &args.out_dir) {
                 (Some(cohort), Some(dir)) => {
                     let mut outs = Vec::new();
@@ -304,7 +306,7 @@ pub fn predict(args: &crate::cli::predict::Args, file: &StructuresFile) -> Resul
                             outs.push(cohort.mask_output(i, &path, &set.mapv(u8::from))?);
                         }
                     }
-                    confseg::io::commit_all(outs)
+                    publication.stage_all(outs)
                 }
                 _ => Ok(()),
             }
@@ -337,7 +339,8 @@ pub fn predict(args: &crate::cli::predict::Args, file: &StructuresFile) -> Resul
         .flatten()
         .map(NpyWriter::into_output)
         .collect::<confseg::Result<_>>()?;
-    confseg::io::commit_all(outputs)?;
+    publication.stage_all(outputs)?;
+    publication.publish()?;
     outln!("{n} images: sets of {} structures ({})", names.len(), names.join(", "));
     for w in sets.warnings() {
         eprintln!("warning: {}: {}", w.0, w.1);

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::ValueEnum;
-use confseg::io::{NpyWriter, Precision, ReadFloat, WriteElement};
+use confseg::io::{NpyWriter, Precision, Publication, ReadFloat, WriteElement};
 use confseg::stream::{default_in_flight, stream, Load};
 use confseg::transform::apply_checked;
 use confseg::{AsImage, Float, ScoreTransform, Spacing};
@@ -137,6 +137,8 @@ impl Out<'_> {
         });
         let t = self.t;
         let spacing = self.spacing;
+        // per-subject outputs are published at the end, all of them or none
+        let mut run = Publication::new();
         stream(
             reader.items(&all, |r, i| r.image::<A>(i)),
             default_in_flight(),
@@ -149,7 +151,7 @@ impl Out<'_> {
             |i, img| match (&mut stack, source.cohort(), &self.args.out_dir) {
                 (Some(w), _, _) => w.push(&img),
                 (None, Some(cohort), Some(dir)) => {
-                    cohort.scores_output(i, &cohort.output_path(i, dir, "")?, &img)?.commit()
+                    run.stage(cohort.scores_output(i, &cohort.output_path(i, dir, "")?, &img)?)
                 }
                 _ => Ok(()),
             },
@@ -159,6 +161,7 @@ impl Out<'_> {
         if let Some(w) = stack {
             w.finish()?;
         }
+        run.publish()?;
         Ok(())
     }
 }
