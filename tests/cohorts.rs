@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use confseg::io::nifti::{read_header, write_labels, write_scores, NiftiHeader};
+use confseg::io::nifti::{read_header, read_scores, write_labels, write_scores, NiftiHeader};
 use confseg::synthetic::Synthetic;
 use confseg::{Geometry, Spacing};
 use ndarray::{Array2, Array3};
@@ -241,7 +241,24 @@ fn predicted_sets_carry_each_subjects_header() {
         d.s("sets"),
         "--overlay-dir",
         d.s("fig"),
+        "--label-map-out",
+        d.s("labels"),
     ]);
+    for i in [0usize, 1, 2, 23] {
+        // the label map: 2 where the inner set is, 1 in the rest of the outer set, with the header
+        let id = format!("sub-{i:03}");
+        let (labels, h) = read_scores::<f64>(d.p(&format!("labels/{id}_sets.nii.gz"))).unwrap();
+        let (inner, _) = read_scores::<f64>(d.p(&format!("sets/{id}_inner.nii.gz"))).unwrap();
+        let (outer, _) = read_scores::<f64>(d.p(&format!("sets/{id}_outer.nii.gz"))).unwrap();
+        assert_eq!(labels, &inner * 2.0 + &outer * (1.0 - &inner));
+        assert!(labels.iter().any(|&v| v == 1.0) && labels.iter().any(|&v| v == 2.0), "{id}");
+        let src = read_header(d.p(&format!("nii/{id}_prob.nii.gz"))).unwrap();
+        assert_eq!((h.spacing(), h.affine()), (src.spacing(), src.affine()));
+    }
+    let itk = std::fs::read_to_string(d.p("labels/confseg_sets.itksnap.txt")).unwrap();
+    assert!(itk.contains("\"inner set\"") && itk.contains("ITK-SnAP Label Description File"), "{itk}");
+    let slicer = std::fs::read_to_string(d.p("labels/confseg_sets.ctbl")).unwrap();
+    assert!(slicer.lines().any(|l| l.starts_with("2 inner ")), "{slicer}");
     for i in [0usize, 1, 2, 23] {
         let id = format!("sub-{i:03}");
         for side in ["inner", "outer"] {

@@ -635,6 +635,24 @@ impl Cohort {
         }
     }
 
+    /// A `uint8` label map written for subject `i` in its own format (see
+    /// [`Cohort::mask_output`]; any values, for [`crate::Sets::label_map`]).
+    ///
+    /// # Errors
+    /// As [`Cohort::mask_output`].
+    pub fn label_map_output<D: ndarray::Dimension>(
+        &self,
+        i: usize,
+        path: &Path,
+        labels: &ArrayRef<u8, D>,
+    ) -> Result<Output> {
+        let s = self.subject(i)?;
+        match Format::of(&s.scores).ok_or_else(|| not_an_image(&s.scores))? {
+            Format::Npy => super::npy::npy_output(path, labels),
+            Format::Nii | Format::NiiGz => nifti_label_map_output(&s.scores, path, labels),
+        }
+    }
+
     /// A float image written for subject `i` in its own format (see
     /// [`Cohort::mask_output`]).
     ///
@@ -699,6 +717,16 @@ fn nifti_mask_output<D: ndarray::Dimension>(
 }
 
 #[cfg(feature = "nifti")]
+fn nifti_label_map_output<D: ndarray::Dimension>(
+    like: &Path,
+    path: &Path,
+    labels: &ArrayRef<u8, D>,
+) -> Result<Output> {
+    let h = super::nifti::read_header(like)?;
+    super::nifti::label_map_output(path, labels, &h)
+}
+
+#[cfg(feature = "nifti")]
 fn nifti_scores_output<A: Float, D: ndarray::Dimension>(
     like: &Path,
     path: &Path,
@@ -730,6 +758,15 @@ fn nifti_mask(path: &Path, _: &Labels) -> Result<ArrayD<u8>> {
 
 #[cfg(not(feature = "nifti"))]
 fn nifti_mask_output<D: ndarray::Dimension>(like: &Path, _: &Path, _: &ArrayRef<u8, D>) -> Result<Output> {
+    Err(no_nifti(like))
+}
+
+#[cfg(not(feature = "nifti"))]
+fn nifti_label_map_output<D: ndarray::Dimension>(
+    like: &Path,
+    _: &Path,
+    _: &ArrayRef<u8, D>,
+) -> Result<Output> {
     Err(no_nifti(like))
 }
 

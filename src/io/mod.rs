@@ -63,6 +63,7 @@ pub mod cohort;
 #[cfg(feature = "nifti")]
 pub mod nifti;
 mod npy;
+pub mod viewer;
 
 use std::fmt;
 use std::path::Path;

@@ -1205,6 +1205,30 @@ pub fn mask_output<M: MaskValue, D: Dimension>(
     output(path, &header, |w| w.write_all(&bytes))
 }
 
+/// A `uint8` label map (the values as they are; `cal_min`/`cal_max` 0 and
+/// the largest label) with the geometry of `like`, unpublished: the sets
+/// as one image a viewer colours by label ([`crate::Sets::label_map`]).
+///
+/// # Errors
+/// As [`mask_output`], without the 0/1 check.
+pub fn label_map_output<D: Dimension>(
+    path: impl AsRef<Path>,
+    labels: &ArrayRef<u8, D>,
+    like: &NiftiHeader,
+) -> Result<Output> {
+    let path = path.as_ref();
+    check_output_shape(path, labels.shape(), like)?;
+    let max = labels.iter().copied().max().unwrap_or(0);
+    let header = like.for_output(labels.shape(), 2, 8, (0.0, f64::from(max)));
+    let c = labels.as_standard_layout();
+    let bytes = match c.as_slice() {
+        Some(s) => to_file_order(s, labels.shape(), |v| v),
+        None => c.t().iter().copied().collect(),
+    };
+    drop(c);
+    output(path, &header, |w| w.write_all(&bytes))
+}
+
 /// Write a mask (bool, or integers or floats holding 0/1) as a `uint8` 0/1
 /// NIfTI image with the geometry of `like` (see the [module docs](self)),
 /// atomically; `cal_min`/`cal_max` are 0/1. The array is indexed

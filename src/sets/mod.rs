@@ -68,6 +68,22 @@ impl Coverage {
 }
 
 impl<D: Dimension> Sets<D> {
+    /// The sets as one label map for a viewer: 0 outside the outer set, 1
+    /// in the band `O \ I` (where the object may or may not be), 2 in the
+    /// inner set (where it surely is). [`crate::io::viewer`] writes the
+    /// colour tables that name these labels.
+    ///
+    /// ```
+    /// use confseg::Sets;
+    /// use ndarray::array;
+    /// let s = Sets { inner: array![false, true, false], outer: array![false, true, true] };
+    /// assert_eq!(s.label_map(), array![0u8, 2, 1]);
+    /// ```
+    #[must_use]
+    pub fn label_map(&self) -> Array<u8, D> {
+        Zip::from(&self.inner).and(&self.outer).map_collect(|&i, &o| if i { 2 } else { u8::from(o) })
+    }
+
     /// Check `I ⊆ Y` and `Y ⊆ O` against a true mask.
     ///
     /// # Errors

@@ -34,7 +34,7 @@ pub struct Args {
     #[command(flatten)]
     pub spacing: SpacingArgs,
     /// Write the inner sets here (uint8 0/1, same shape as the score stack).
-    #[arg(long, value_name = "I.npy", required_unless_present_any = ["outer_out", "overlay_dir", "out_dir"])]
+    #[arg(long, value_name = "I.npy", required_unless_present_any = ["outer_out", "overlay_dir", "out_dir", "label_map_out"])]
     pub inner_out: Option<PathBuf>,
     /// Write the outer sets here (uint8 0/1, same shape as the scores).
     #[arg(long, value_name = "O.npy")]
@@ -43,6 +43,12 @@ pub struct Args {
     /// (.nii.gz with its header and affine, so they overlay on the scan; or .npy).
     #[arg(long, value_name = "DIR")]
     pub out_dir: Option<PathBuf>,
+    /// For per-subject scores: write one label map ID_sets per subject here (0 outside the outer set,
+    /// 1 the band outer minus inner, 2 the inner set; with the subject's header), and the colour tables
+    /// confseg_sets.itksnap.txt (ITK-SNAP: Segmentation > Import Label Descriptions) and
+    /// confseg_sets.ctbl (3D Slicer), so the sets open over the scan named and coloured.
+    #[arg(long, value_name = "DIR")]
+    pub label_map_out: Option<PathBuf>,
     #[command(flatten)]
     pub overlay: crate::cli::figures::OverlayArgs,
 }
@@ -53,8 +59,9 @@ pub struct Args {
 enum Outputs {
     /// `--inner-out`/`--outer-out` stacks, written image by image.
     Stacks { inner: Option<NpyWriter>, outer: Option<NpyWriter> },
-    /// `--out-dir`: `ID_inner`, `ID_outer` per subject, in the subject's format.
-    Subjects { dir: PathBuf, cohort: Arc<confseg::io::cohort::Cohort> },
+    /// `--out-dir`: `ID_inner`, `ID_outer` per subject, in the subject's
+    /// format; `--label-map-out`: `ID_sets` per subject.
+    Subjects { dir: Option<PathBuf>, labels: Option<PathBuf>, cohort: Arc<confseg::io::cohort::Cohort> },
 }
 
 impl Outputs {
@@ -71,11 +78,21 @@ impl Outputs {
                 }
                 Ok(())
             }
-            Outputs::Subjects { dir, cohort } => {
-                let out = |suffix: &str, set: &ndarray::ArrayD<bool>| {
-                    cohort.mask_output(i, &cohort.output_path(i, dir, suffix)?, &set.mapv(u8::from))
-                };
-                run.stage_all(vec![out("_inner", &s.inner)?, out("_outer", &s.outer)?])
+            Outputs::Subjects { dir, labels, cohort } => {
+                if let Some(dir) = dir {
+                    let out = |suffix: &str, set: &ndarray::ArrayD<bool>| {
+                        cohort.mask_output(i, &cohort.output_path(i, dir, suffix)?, &set.mapv(u8::from))
+                    };
+                    run.stage_all(vec![out("_inner", &s.inner)?, out("_outer", &s.outer)?])?;
+                }
+                if let Some(dir) = labels {
+                    run.stage(cohort.label_map_output(
+                        i,
+                        &cohort.output_path(i, dir, "_sets")?,
+                        &s.label_map(),
+                    )?)?;
+                }
+                Ok(())
             }
         }
     }
@@ -90,6 +107,23 @@ impl Outputs {
                     .map(NpyWriter::into_output)
                     .collect::<confseg::Result<_>>()?;
                 run.stage_all(outputs)
+            }
+            Outputs::Subjects { labels: Some(dir), .. } => {
+                for (name, text) in [
+                    ("confseg_sets.itksnap.txt", confseg::io::viewer::itk_snap_labels()),
+                    ("confseg_sets.ctbl", confseg::io::viewer::slicer_color_table()),
+                ] {
+                    let path = dir.join(name);
+                    let mut out = confseg::io::Output::create(&path)?;
+                    std::io::Write::write_all(&mut out, text.as_bytes()).map_err(|e| {
+                        confseg::Error::File {
+                            path,
+                            problem: confseg::FileProblem::Write { message: e.to_string() },
+                        }
+                    })?;
+                    run.stage(out)?;
+                }
+                Ok(())
             }
             Outputs::Subjects { .. } => Ok(()),
         }
@@ -127,8 +161,10 @@ pub fn run(args: Args) -> Result<()> {
     if subjects && (args.inner_out.is_some() || args.outer_out.is_some()) {
         usage!("per-subject scores are written per subject: give --out-dir DIR instead of --inner-out/--outer-out");
     }
-    if !subjects && args.out_dir.is_some() {
-        usage!("--out-dir is for per-subject scores; a stack's sets go to --inner-out/--outer-out");
+    if !subjects && (args.out_dir.is_some() || args.label_map_out.is_some()) {
+        usage!(
+            "--out-dir and --label-map-out are for per-subject scores; a stack's sets go to --inner-out/--outer-out"
+        );
     }
     let ndim = source.ndim()?;
     if let Some(nd) = file.sets.ndim() {
@@ -162,11 +198,13 @@ pub fn run(args: Args) -> Result<()> {
         (None, Some(s)) => Some(vec![s.clone(); source.n_images()]),
         (None, None) => None,
     };
-    let mut outputs = match (source.cohort(), &args.out_dir) {
-        (Some(cohort), Some(dir)) => {
-            cohort.check_output_folder(dir)?;
-            std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
-            Outputs::Subjects { dir: dir.clone(), cohort: Arc::clone(cohort) }
+    let mut outputs = match (source.cohort(), &args.out_dir, &args.label_map_out) {
+        (Some(cohort), dir, labels) if dir.is_some() || labels.is_some() => {
+            for d in [dir, labels].into_iter().flatten() {
+                cohort.check_output_folder(d)?;
+                std::fs::create_dir_all(d).with_context(|| format!("{}", d.display()))?;
+            }
+            Outputs::Subjects { dir: dir.clone(), labels: labels.clone(), cohort: Arc::clone(cohort) }
         }
         _ => {
             let shape = source.stack_shape().unwrap_or_default();
@@ -213,6 +251,13 @@ pub fn run(args: Args) -> Result<()> {
     }
     if let Some(dir) = &args.out_dir {
         outln!("wrote ID_inner and ID_outer for {} subjects to {}", source.n_images(), dir.display());
+    }
+    if let Some(dir) = &args.label_map_out {
+        outln!(
+            "wrote ID_sets label maps (1 band, 2 inner) for {} subjects and the ITK-SNAP and Slicer colour tables to {}",
+            source.n_images(),
+            dir.display()
+        );
     }
     if let Some(dir) = &args.overlay.overlay_dir {
         outln!("wrote {} overlays to {}", source.n_images(), dir.display());
