@@ -17,11 +17,13 @@ k_i: the ceil((1 - alpha)(n + 1))-th smallest (+inf if beyond n).
 * confseg: one call, confseg.transform(stack, "morphological:footprint=face:
   threshold=T"), which gives each voxel of Y its dilation count
   max(0, -f); k_i is the ceil(tau |Y_i|)-th smallest of them (np.partition).
-  With --tau 1 (whole masks, the crate's own guarantee) k_i = max(0, gamma_i)
+  With tau = 1 (whole masks, the crate's own guarantee) k_i = max(0, gamma_i)
   from Calibrator.statistics, without the transformed stack in Python.
 
-Both must give identical k_i and lambda (checked); the script prints both
-times and the ratio (best of --repeats for each).
+Both must give identical k_i and lambda (checked, every round); the two are
+run interleaved, one after the other in each round, and the script prints
+their median times and the ratio (min / median / max over the rounds), for
+each tau asked (default 0.99 and 1).
 
 Data: the real polyp masks of ../shared/data/polyps (next to the repository,
 or --data DIR) when present: the first n images outside the learning set,
@@ -30,7 +32,7 @@ predictions stored with the data), upsampled by nearest neighbour from
 50x50 to size x size. Otherwise (or with --synthetic) confseg.synthetic
 logits and masks at that size, predicted mask {logit > 0}.
 
-    python3 scripts/bench_morphology.py [--n 250] [--size 352] [--tau 0.99] [--alpha 0.1]
+    python3 scripts/bench_morphology.py [--n 250] [--size 352] [--tau 0.99 1] [--alpha 0.1] [--rounds 5]
 
 Needs the confseg package (scripts/test.sh leaves one in
 target/python-venv) and scipy.
@@ -39,6 +41,7 @@ target/python-venv) and scipy.
 import argparse
 import math
 import pathlib
+import statistics
 import time
 
 import numpy as np
@@ -91,8 +94,11 @@ def k_confseg(f, truth, tau):
     need = needed(truth, tau)
     if need == 0:
         return 0.0
-    steps = np.maximum(-f[truth], 0.0)  # 0 inside M, k outside
-    return float(np.partition(steps, need - 1)[need - 1])
+    # the dilations voxel v needs are max(0, -f(v)) (0 inside M): k_i is the
+    # need-th smallest over Y, i.e. minus the need-th largest f, at least 0
+    vals = f[truth]
+    m = vals.size - need
+    return max(0.0, -float(np.partition(vals, m)[m]))
 
 
 def conformal(ks, alpha):
@@ -119,22 +125,13 @@ def run_confseg(scores, truths, threshold, tau, alpha):
     return ks, conformal(ks, alpha)
 
 
-def best_of(repeats, fn, *args):
-    best, out = math.inf, None
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn(*args)
-        best = min(best, time.perf_counter() - t)
-    return best, out
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=250)
     ap.add_argument("--size", type=int, default=352)
-    ap.add_argument("--tau", type=float, default=0.99)
+    ap.add_argument("--tau", type=float, nargs="+", default=[0.99, 1.0])
     ap.add_argument("--alpha", type=float, default=0.1)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--data", type=pathlib.Path, default=REPO.parent / "shared" / "data" / "polyps")
     ap.add_argument("--synthetic", action="store_true", help="synthetic data even if the polyps are present")
     args = ap.parse_args()
@@ -146,18 +143,28 @@ def main():
         scores, truths, threshold = synthetic(args.n, args.size)
         source = "confseg.synthetic"
     print(f"data: {scores.shape[0]} images of {scores.shape[1]}x{scores.shape[2]} ({source})")
-    print(f"ConSeMa outer set: cross footprint, tau = {args.tau}, alpha = {args.alpha}")
+    print(f"ConSeMa outer set: cross footprint, alpha = {args.alpha}; {args.rounds} interleaved rounds")
+    print("times: median over rounds; ratio scipy / confseg: min / median / max over rounds")
 
-    t_conf, (k_c, lam_c) = best_of(args.repeats, run_confseg, scores, truths, threshold, args.tau, args.alpha)
-    t_scipy, (k_s, lam_s) = best_of(args.repeats, run_scipy, scores, truths, threshold, args.tau, args.alpha)
-    assert np.array_equal(k_c, k_s), np.flatnonzero(k_c != k_s)[:10]
-    assert lam_c == lam_s, (lam_c, lam_s)
-    finite = k_s[np.isfinite(k_s)]
-    print(f"identical per-image dilation counts (median {np.median(finite):g}, max {finite.max():g}, "
-          f"{np.count_nonzero(~np.isfinite(k_s))} infinite) and threshold lambda = {lam_s:g}")
-    print(f"scipy iterated binary_dilation: {t_scipy:8.3f} s")
-    print(f"confseg morphological:         {t_conf:8.3f} s")
-    print(f"ratio: {t_scipy / t_conf:.1f}x (best of {args.repeats} each)")
+    for tau in args.tau:
+        times = {"scipy": [], "confseg": []}
+        ratios = []
+        for _ in range(args.rounds):
+            t = time.perf_counter()
+            k_c, lam_c = run_confseg(scores, truths, threshold, tau, args.alpha)
+            times["confseg"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            k_s, lam_s = run_scipy(scores, truths, threshold, tau, args.alpha)
+            times["scipy"].append(time.perf_counter() - t)
+            ratios.append(times["scipy"][-1] / times["confseg"][-1])
+            assert np.array_equal(k_c, k_s), np.flatnonzero(k_c != k_s)[:10]
+            assert lam_c == lam_s, (lam_c, lam_s)
+        finite = k_s[np.isfinite(k_s)]
+        print(f"tau = {tau}: identical per-image dilation counts (median {np.median(finite):g}, "
+              f"max {finite.max():g}, {np.count_nonzero(~np.isfinite(k_s))} infinite), lambda = {lam_s:g}")
+        print(f"  scipy iterated binary_dilation: {statistics.median(times['scipy']):7.3f} s")
+        print(f"  confseg morphological:         {statistics.median(times['confseg']):7.3f} s")
+        print(f"  ratio: {min(ratios):.1f} / {statistics.median(ratios):.1f} / {max(ratios):.1f}")
 
 
 if __name__ == "__main__":

@@ -1113,6 +1113,22 @@ impl Plan {
 
     fn run<A: Float>(&self, bits: &[bool], shape: &[usize]) -> Result<Vec<A>> {
         match self {
+            Plan::Distance(Metric::CityBlock) => {
+                // With unit spacing the city-block distances to the boundary
+                // midpoints are those to the voxel centres less 1/2 (one
+                // transform instead of two): k - 1/2 is exact, and so is k.
+                let unit = vec![1.0; shape.len()];
+                let mut d = signed_distance_flat::<A>(
+                    bits,
+                    shape,
+                    &unit,
+                    Metric::CityBlock,
+                    DistanceConvention::Midpoint,
+                );
+                let half = A::from_f64_lossy(0.5);
+                d.iter_mut().zip(bits).for_each(|(x, &b)| *x = if b { *x + half } else { *x - half });
+                Ok(d)
+            }
             Plan::Distance(metric) => {
                 let unit = vec![1.0; shape.len()];
                 Ok(signed_distance_flat::<A>(bits, shape, &unit, *metric, DistanceConvention::VoxelCentre))
