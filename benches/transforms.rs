@@ -8,12 +8,21 @@
 //! `gaussian_stack` smooths a stack of 128^3 images end to end
 //! (`apply_checked` per image, into an output stack).
 //!
+//! `morphological` counts erosion / dilation steps on one 128^3 volume by
+//! the `face`, `edge` and `full` footprints and balls of radius 2 and 3,
+//! next to the voxel-centre city-block distance (the same values as
+//! `face`); `morphological_threads` runs `face` and `edge` in pools of 1
+//! and 2 threads.
+//!
 //! Run: `cargo bench --bench transforms` (add `--features rayon` for the
 //! threaded groups). For ratios against scipy, edt and SimpleITK measured
 //! in one run, use `scripts/compare_peers.py`.
 
 use confseg::synthetic::Synthetic;
-use confseg::{BoxScores, DistanceConvention, GaussianSmoothing, Metric, SignedDistance, Spacing, Transform};
+use confseg::{
+    BoxScores, DistanceConvention, Footprint, GaussianSmoothing, Metric, Morphological, SignedDistance,
+    Spacing, Transform, Units,
+};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ndarray::{ArrayD, IxDyn};
 use std::hint::black_box;
@@ -95,6 +104,38 @@ fn boxes(c: &mut Criterion) {
     g.finish();
 }
 
+/// The footprints compared on one 128^3 volume (f32 scores).
+fn morphology_footprints() -> Vec<(&'static str, Morphological)> {
+    let ball = |r| Morphological::new(Footprint::ball(r, Units::Voxels).unwrap());
+    vec![
+        ("face", Morphological::new(Footprint::Face)),
+        ("edge", Morphological::new(Footprint::Edge)),
+        ("full", Morphological::new(Footprint::Full)),
+        ("ball_r2", ball(2.0)),
+        ("ball_r3", ball(3.0)),
+    ]
+}
+
+fn morphology(c: &mut Criterion) {
+    let mut g = c.benchmark_group("morphological");
+    g.sample_size(10);
+    let unit = Spacing::unit();
+    let shape = [128, 128, 128];
+    let s = scores(&shape).mapv(|x| x as f32);
+    g.throughput(Throughput::Elements(s.len() as u64));
+    let name = label(&shape);
+    for (f, t) in morphology_footprints() {
+        g.bench_with_input(BenchmarkId::new(f, &name), &s, |b, s| {
+            b.iter(|| black_box(t.apply(s, &unit).unwrap()))
+        });
+    }
+    let centre = SignedDistance::new(Metric::CityBlock).with_convention(DistanceConvention::VoxelCentre);
+    g.bench_with_input(BenchmarkId::new("distance_centre_cityblock", &name), &s, |b, s| {
+        b.iter(|| black_box(centre.apply(s, &unit).unwrap()))
+    });
+    g.finish();
+}
+
 /// The same transforms in pools of 1 and 2 threads: threads inside one image.
 #[cfg(feature = "rayon")]
 fn threads(c: &mut Criterion) {
@@ -159,10 +200,23 @@ fn threads(c: &mut Criterion) {
         );
     }
     g.finish();
+    let mut g = c.benchmark_group("morphological_threads");
+    g.sample_size(10);
+    let s = scores(&[128, 128, 128]).mapv(|x| x as f32);
+    g.throughput(Throughput::Elements(s.len() as u64));
+    for (f, t) in morphology_footprints().into_iter().take(2) {
+        for p in &pools {
+            let name = format!("128x128x128/{}t", p.current_num_threads());
+            g.bench_with_input(BenchmarkId::new(f, &name), &s, |b, s| {
+                b.iter(|| p.install(|| black_box(t.apply(s, &unit).unwrap())))
+            });
+        }
+    }
+    g.finish();
 }
 
 #[cfg(not(feature = "rayon"))]
 fn threads(_: &mut Criterion) {}
 
-criterion_group!(benches, distance, smoothing, boxes, threads);
+criterion_group!(benches, distance, smoothing, boxes, morphology, threads);
 criterion_main!(benches);

@@ -18,7 +18,7 @@
 
 use std::time::Instant;
 
-use confseg::evaluate::{Geometry, Method, Pool, Splits, StepMetric, Validation};
+use confseg::evaluate::{Geometry, Method, Pool, Splits, Validation};
 use confseg::quantile::Rank;
 use confseg::synthetic::Synthetic;
 use confseg::{Alpha, Calibrator, Identity, Metric, SignedDistance};
@@ -50,7 +50,7 @@ fn main() -> Result<(), confseg::Error> {
         methods.extend([
             Method::RiskControl,
             Method::PixelwiseBonferroni(Levels::bonferroni(1.0, 4.0)),
-            Method::Morphological(StepMetric::Chessboard, Rank::Marginal),
+            Method::Morphological(confseg::Footprint::Full, Rank::Marginal),
         ]);
     }
     let alphas: Vec<Alpha> = (1..=6).map(|k| Alpha::new(0.05 * f64::from(k))).collect::<Result<_, _>>()?;

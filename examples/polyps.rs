@@ -21,7 +21,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use confseg::evaluate::{table, Geometry, Method, Pool, Report, Splits, StepMetric, Validation};
+use confseg::evaluate::{table, Geometry, Method, Pool, Report, Splits, Validation};
 use confseg::quantile::Rank;
 use confseg::synthetic::Synthetic;
 use confseg::{io, Alpha, Calibrator, Identity};
@@ -168,7 +168,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         Method::Conformal(Levels::bonferroni(1.0, 4.0)),
         Method::RiskControl,
         Method::PixelwiseBonferroni(Levels::bonferroni(1.0, 4.0)),
-        Method::Morphological(StepMetric::Chessboard, Rank::Marginal),
+        Method::Morphological(confseg::Footprint::Full, Rank::Marginal),
     ];
     let t1 = Instant::now();
     let reports = Validation::new(alphas, splits)

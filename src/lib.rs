@@ -101,8 +101,8 @@ pub use quantile::{conformal_quantile, Alpha, Threshold};
 pub use sets::{ConfidenceSets, Coverage, Sets};
 pub use transform::{
     component_boxes, BoundaryMode, BoundingBox, BoxKind, BoxScores, BoxShape, ComponentBoxes, Connectivity,
-    DistanceConvention, EmptyPrediction, GaussianSmoothing, Identity, Metric, ScoreTransform, Sigmoid,
-    SignedDistance, Transform, TwoClassSoftmax, Units, Width,
+    DistanceConvention, EmptyPrediction, Footprint, GaussianSmoothing, Identity, Metric, Morphological,
+    ScoreTransform, Sigmoid, SignedDistance, Transform, TwoClassSoftmax, Units, Width,
 };
 
 /// The README's Rust examples, compiled and run as doctests.

@@ -1236,3 +1236,122 @@ fn tolerances_calibrate_validate_and_predict_as_the_library_does() {
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && e.contains("no tolerance"), "{e}");
 }
+
+/// Morphological transforms through the CLI: named footprints and a
+/// physical ball with `--spacing` calibrate as the library does, the file
+/// stores a custom footprint's cells (the `.npy` may then go), `predict`
+/// and `transform` read them, and bad footprints are one-line errors.
+#[test]
+fn morphological_transforms_calibrate_save_and_predict() {
+    let f = Files::new();
+    let data = Synthetic::new([10, 11, 12]).seed(5);
+    let (s, m) = data.stack(0..40);
+    let (test, _) = data.stack(100..104);
+    write_npy(f.path("s.npy"), &s).unwrap();
+    write_npy(f.path("m.npy"), &m).unwrap();
+    write_npy(f.path("t.npy"), &test).unwrap();
+    let cross = ndarray::Array3::from_shape_fn((3, 3, 3), |(i, j, k)| {
+        u8::from([i, j, k].iter().filter(|&&x| x != 1).count() <= 1)
+    });
+    write_npy(f.path("fp.npy"), &cross).unwrap();
+    let fp = format!("morphological:footprint={}", f.s("fp.npy"));
+    let spacing = Spacing::new(vec![1.0, 1.0, 2.5]).unwrap();
+    for (inner, outer, with_spacing) in [
+        ("morphological", "morphological:footprint=edge", false),
+        (
+            "morphological:footprint=full:threshold=0.5",
+            "morphological:footprint=ball:radius=2.5:units=physical",
+            true,
+        ),
+        ("identity", fp.as_str(), false),
+    ] {
+        let mut args = vec![
+            "calibrate",
+            "--masks",
+            f.s("m.npy"),
+            "--scores",
+            f.s("s.npy"),
+            "--inner",
+            inner,
+            "--outer",
+            outer,
+        ];
+        if with_spacing {
+            args.extend(["--spacing", "1,1,2.5"]);
+        }
+        args.extend(["--alpha", "0.1", "-o", f.s("cal.json")]);
+        ok(&args);
+        let (ti, to): (ScoreTransform, ScoreTransform) = (inner.parse().unwrap(), outer.parse().unwrap());
+        let mut calibrator = Calibrator::new(ti.clone(), to.clone());
+        if with_spacing {
+            calibrator = calibrator.with_spacing(spacing.clone());
+        }
+        let sets = calibrator
+            .fit(&calibrator.calibrate_stack(&s, &m).unwrap(), Mode::marginal(Alpha::new(0.1).unwrap()))
+            .unwrap();
+        assert_eq!(
+            file_thresholds(&f.path("cal.json")),
+            (sets.thresholds().inner.value(), sets.thresholds().outer.value()),
+            "{inner} {outer}"
+        );
+        let j = json(&f.path("cal.json"));
+        assert_eq!(j["outer"]["transform"]["name"], "morphological", "{}", j["outer"]["transform"]);
+        assert!(!j["outer"]["transform"].to_string().contains("fp.npy"), "{}", j["outer"]["transform"]);
+        if outer == fp {
+            assert_eq!(j["outer"]["transform"]["footprint"]["custom"]["shape"], serde_json::json!([3, 3, 3]));
+            std::fs::remove_file(f.path("fp.npy")).unwrap();
+        }
+        ok(&[
+            "predict",
+            "--calibration",
+            f.s("cal.json"),
+            "--scores",
+            f.s("t.npy"),
+            "--outer-out",
+            f.s("o.npy"),
+        ]);
+        let got: Array<u8, ndarray::Ix4> = read_npy(f.path("o.npy")).unwrap();
+        let want = sets.predict_stack(&test).unwrap();
+        assert_eq!(got, want.outer.mapv(u8::from), "{outer}");
+        assert!(want.outer.iter().any(|&b| b) && want.outer.iter().any(|&b| !b), "non-trivial sets");
+    }
+    // the transform subcommand, with the spacing the physical ball uses
+    let ball = "morphological:footprint=ball:radius=2.5:units=physical";
+    ok(&[
+        "transform",
+        "--scores",
+        f.s("t.npy"),
+        "--transform",
+        ball,
+        "--spacing",
+        "1,1,2.5",
+        "-o",
+        f.s("d.npy"),
+    ]);
+    let got: Array<f64, ndarray::Ix4> = read_npy(f.path("d.npy")).unwrap();
+    let t: ScoreTransform = ball.parse().unwrap();
+    for (i, image) in test.outer_iter().enumerate() {
+        assert_eq!(got.index_axis(Axis(0), i), t.apply(&image, &spacing).unwrap(), "image {i}");
+    }
+    for (bad, says) in [
+        ("morphological:footprint=ball", "radius"),
+        ("morphological:footprint=[010,111,010]", "2-D"),
+        ("morphological:footprint=hex", "footprint is face, edge"),
+    ] {
+        let e = fail(
+            &[
+                "calibrate",
+                "--masks",
+                f.s("m.npy"),
+                "--scores",
+                f.s("s.npy"),
+                "--outer",
+                bad,
+                "--alpha",
+                "0.1",
+            ],
+            1,
+        );
+        assert!(e.contains(says), "{bad}: {e}");
+    }
+}

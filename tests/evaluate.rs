@@ -1,9 +1,10 @@
 //! Validation, baselines and selection against independent brute-force
 //! computations, and the statistical behaviour of the methods on synthetic data.
 
-use confseg::evaluate::{select::select, Geometry, Method, Pool, Report, Splits, StepMetric, Validation};
+use confseg::evaluate::{select::select, Geometry, Method, Pool, Report, Splits, Validation};
 use confseg::quantile::Rank;
 use confseg::synthetic::Synthetic;
+use confseg::Footprint;
 use confseg::{
     conformal_quantile, Alpha, Calibration, Calibrator, Error, Float, Identity, Spacing, Transform,
 };
@@ -263,13 +264,13 @@ fn tolerance_validation_matches_sets_built_by_predict() {
     }
 }
 
-fn dilate(m: &Array2<bool>, metric: StepMetric) -> Array2<bool> {
+fn dilate(m: &Array2<bool>, footprint: &Footprint) -> Array2<bool> {
     let (r, c) = m.dim();
     Array2::from_shape_fn((r, c), |(i, j)| {
         (i.saturating_sub(1)..(i + 2).min(r)).any(|u| {
             (j.saturating_sub(1)..(j + 2).min(c)).any(|v| {
                 let diag = u != i && v != j;
-                m[[u, v]] && (metric == StepMetric::Chessboard || !diag)
+                m[[u, v]] && (*footprint == Footprint::Full || !diag)
             })
         })
     })
@@ -285,8 +286,8 @@ fn baselines_match_their_definitions() {
     let methods = [
         Method::RiskControl,
         Method::PixelwiseBonferroni(Levels::bonferroni(1.0, 4.0)),
-        Method::Morphological(StepMetric::Chessboard, Rank::Marginal),
-        Method::Morphological(StepMetric::CityBlock, Rank::Marginal),
+        Method::Morphological(Footprint::Full, Rank::Marginal),
+        Method::Morphological(Footprint::Face, Rank::Marginal),
     ];
     let reports = Validation::new(vec![a(alpha)], splits)
         .with_geometry(Geometry::AllSplits)
@@ -381,7 +382,7 @@ fn baselines_match_their_definitions() {
                             if y.iter().zip(&d).all(|(&t, &o)| !t || o) {
                                 return f64::from(k);
                             }
-                            d = dilate(&d, *metric);
+                            d = dilate(&d, metric);
                         }
                         f64::INFINITY
                     };
@@ -395,7 +396,7 @@ fn baselines_match_their_definitions() {
                                 d.fill(true);
                             } else {
                                 for _ in 0..k as usize {
-                                    d = dilate(&d, *metric);
+                                    d = dilate(&d, metric);
                                 }
                             }
                             (Array2::from_elem((12, 14), false), d)
@@ -797,7 +798,7 @@ fn morphological_city_block_equals_signed_distance_outer_sets() {
             &pool,
             &[
                 Method::Conformal(Levels::new(ModeKind::Marginal)),
-                Method::Morphological(StepMetric::CityBlock, Rank::Marginal),
+                Method::Morphological(Footprint::Face, Rank::Marginal),
             ],
         )
         .unwrap();

@@ -13,7 +13,7 @@ mod common;
 
 use std::fmt::Display;
 
-use confseg::evaluate::{Geometry, Method, Pool, Splits, StepMetric, Validation};
+use confseg::evaluate::{Geometry, Method, Pool, Splits, Validation};
 use confseg::quantile::Rank;
 use confseg::{
     region_statistics, Alpha, Calibration, Calibrator, Float, Image, Mode, ScoreTransform, Spacing, Transform,
@@ -1054,11 +1054,11 @@ fn run_case<A: Float>(c: &Case, scores: &ArrayD<A>) {
         Method::Conformal(spec),
         Method::RiskControl,
         Method::PixelwiseBonferroni(spec),
-        Method::Morphological(StepMetric::Chessboard, Rank::Marginal),
-        Method::Morphological(StepMetric::CityBlock, Rank::Marginal),
+        Method::Morphological(confseg::Footprint::Full, Rank::Marginal),
+        Method::Morphological(confseg::Footprint::Face, Rank::Marginal),
     ];
     let methods: Vec<Method> =
-        all.iter().enumerate().filter(|(k, _)| pick >> k & 1 == 1).map(|(_, m)| *m).collect();
+        all.iter().enumerate().filter(|(k, _)| pick >> k & 1 == 1).map(|(_, m)| m.clone()).collect();
     let geometry = [Geometry::Off, Geometry::FirstSplits(1), Geometry::AllSplits][usize::from(pick >> 5) % 3];
     let alphas = vec![mode.joint_alpha().unwrap_or(mode.inner_alpha())];
     if let Some(reports) = ok(Validation::new(alphas, splits).with_geometry(geometry).run(&pool, &methods)) {

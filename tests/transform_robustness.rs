@@ -33,6 +33,13 @@ const TRANSFORMS: &[&str] = &[
     "gaussian-sigma:1e-170:units=physical",
     "box-outer",
     "box-inner:connectivity=full",
+    "morphological",
+    "morphological:footprint=edge:threshold=1e30",
+    "morphological:footprint=full:empty=argmax",
+    "morphological:footprint=ball:radius=2.5",
+    "morphological:footprint=ball:radius=1.5:units=physical",
+    "morphological:footprint=ball:radius=1e300",
+    "morphological:footprint=[01010,10101,01010]",
 ];
 
 /// A shape of 1 to 3 axes of length 0..=7, or 4 axes of length 0..=3.

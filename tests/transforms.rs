@@ -1,14 +1,15 @@
 //! The spatial transforms against slow, obviously correct references:
 //! brute force over all boundary midpoints / all voxel pairs, direct n-D
-//! convolution with an independently written boundary extension, and
-//! exhaustive box search over flood-filled components. Random small masks
+//! convolution with an independently written boundary extension,
+//! exhaustive box search over flood-filled components, and scipy-style
+//! dilation and erosion iterated until nothing changes. Random small masks
 //! in 1-D to 4-D (zero-size axes included) with random anisotropic spacing.
 
 mod common;
 
 use confseg::{
-    component_boxes, BoundaryMode, BoxKind, BoxScores, BoxShape, Connectivity, DistanceConvention,
-    GaussianSmoothing, Metric, ScoreTransform, SignedDistance, Spacing, Transform, Units,
+    component_boxes, BoundaryMode, BoxKind, BoxScores, BoxShape, Connectivity, DistanceConvention, Footprint,
+    GaussianSmoothing, Metric, Morphological, ScoreTransform, SignedDistance, Spacing, Transform, Units,
 };
 use ndarray::{Array2, ArrayD, Dimension, IxDyn};
 use proptest::prelude::*;
@@ -609,6 +610,8 @@ fn public_types_are_send_and_sync() {
     check::<SignedDistance>();
     check::<GaussianSmoothing>();
     check::<BoxScores>();
+    check::<Morphological>();
+    check::<Footprint>();
     check::<ScoreTransform>();
     check::<confseg::BoundingBox>();
     check::<confseg::ComponentBoxes>();
@@ -641,6 +644,8 @@ fn threads_inside_one_image_give_bit_identical_results() {
         "gaussian-sigma:1.3:mode=constant:cval=0.5:units=physical",
         "gaussian-sigma:3:mode=wrap",
         "box-outer",
+        "morphological:footprint=edge",
+        "morphological:footprint=ball:radius=2:units=physical",
     ]
     .iter()
     .map(|s| s.parse().unwrap())
@@ -737,4 +742,444 @@ fn paper_box_convention_gives_exact_boxes() {
             assert_eq!(g, in_a || in_b, "k={k} at ({i}, {j})");
         }
     }
+}
+
+// ---------------------------------------------------------------- morphological steps
+
+/// A footprint as the test builds it, independently of the library.
+#[derive(Debug, Clone)]
+enum Fp {
+    Face,
+    Edge,
+    Full,
+    /// radius, physical units
+    Ball(f64, bool),
+    /// shape and row-major cells (odd extents, symmetric, centre set)
+    Custom(Vec<usize>, Vec<bool>),
+}
+
+impl Fp {
+    fn transform(&self) -> Morphological {
+        let fp = match self {
+            Fp::Face => Footprint::Face,
+            Fp::Edge => Footprint::Edge,
+            Fp::Full => Footprint::Full,
+            Fp::Ball(r, physical) => {
+                Footprint::ball(*r, if *physical { Units::Physical } else { Units::Voxels }).unwrap()
+            }
+            Fp::Custom(shape, cells) => {
+                Footprint::custom(&ArrayD::from_shape_vec(IxDyn(shape), cells.clone()).unwrap()).unwrap()
+            }
+        };
+        Morphological::new(fp)
+    }
+
+    /// Every offset of the footprint (the centre included), for `ndim`-D images.
+    fn offsets(&self, ndim: usize, spacing: &[f64]) -> Vec<Vec<isize>> {
+        let cube = |h: &[isize]| -> Vec<Vec<isize>> {
+            let mut out = vec![vec![]];
+            for &hj in h {
+                out = out
+                    .into_iter()
+                    .flat_map(|o| (-hj..=hj).map(move |x| [o.clone(), vec![x]].concat()))
+                    .collect();
+            }
+            out
+        };
+        let nonzero = |o: &Vec<isize>| o.iter().filter(|&&x| x != 0).count();
+        match self {
+            Fp::Face => cube(&vec![1; ndim]).into_iter().filter(|o| nonzero(o) <= 1).collect(),
+            Fp::Edge => cube(&vec![1; ndim]).into_iter().filter(|o| nonzero(o) <= 2).collect(),
+            Fp::Full => cube(&vec![1; ndim]),
+            Fp::Ball(r, physical) => {
+                let u: Vec<f64> = if *physical { spacing.to_vec() } else { vec![1.0; ndim] };
+                let h: Vec<isize> = u.iter().map(|&uj| (r / uj) as isize + 1).collect();
+                cube(&h)
+                    .into_iter()
+                    .filter(|o| {
+                        o.iter().zip(&u).map(|(&x, &uj)| (x as f64 * uj).powi(2)).sum::<f64>() <= r * r
+                    })
+                    .collect()
+            }
+            Fp::Custom(shape, cells) => {
+                let h: Vec<isize> = shape.iter().map(|&n| (n / 2) as isize).collect();
+                cube(&h).into_iter().zip(cells).filter(|(_, &c)| c).map(|(o, _)| o).collect()
+            }
+        }
+    }
+}
+
+fn neighbour(v: &[usize], o: &[isize], shape: &[usize]) -> Option<Vec<usize>> {
+    v.iter()
+        .zip(o)
+        .zip(shape)
+        .map(|((&x, &d), &n)| {
+            let y = x as isize + d;
+            (y >= 0 && (y as usize) < n).then_some(y as usize)
+        })
+        .collect()
+}
+
+/// scipy's `binary_dilation(b, structure, border_value=0)`.
+fn dilate(b: &ArrayD<bool>, offsets: &[Vec<isize>]) -> ArrayD<bool> {
+    let mut out = b.clone();
+    for (v, o) in out.indexed_iter_mut() {
+        let v = v.slice().to_vec();
+        *o = offsets.iter().any(|d| neighbour(&v, d, b.shape()).is_some_and(|w| b[IxDyn(&w)]));
+    }
+    out
+}
+
+/// scipy's `binary_erosion(b, structure, border_value=1)`.
+fn erode(b: &ArrayD<bool>, offsets: &[Vec<isize>]) -> ArrayD<bool> {
+    let mut out = b.clone();
+    for (v, o) in out.indexed_iter_mut() {
+        let v = v.slice().to_vec();
+        *o = offsets.iter().all(|d| neighbour(&v, d, b.shape()).is_none_or(|w| b[IxDyn(&w)]));
+    }
+    out
+}
+
+/// The steps by iterating dilation and erosion until nothing changes.
+fn iterated(mask: &ArrayD<bool>, offsets: &[Vec<isize>]) -> ArrayD<f64> {
+    let mut out = mask.mapv(|b| if b { f64::INFINITY } else { f64::NEG_INFINITY });
+    let mut cur = mask.clone();
+    for k in 1.. {
+        let next = dilate(&cur, offsets);
+        if next == cur {
+            break;
+        }
+        ndarray::Zip::from(&mut out).and(&next).and(&cur).for_each(|o, &n, &c| {
+            if n && !c {
+                *o = -(k as f64);
+            }
+        });
+        cur = next;
+    }
+    let mut cur = mask.clone();
+    for k in 1.. {
+        let next = erode(&cur, offsets);
+        if next == cur {
+            break;
+        }
+        ndarray::Zip::from(&mut out).and(&next).and(&cur).for_each(|o, &n, &c| {
+            if c && !n {
+                *o = k as f64;
+            }
+        });
+        cur = next;
+    }
+    out
+}
+
+/// A random symmetric footprint of `ndim` axes with extents 1, 3 or 5.
+fn custom_footprint(ndim: usize) -> impl Strategy<Value = Fp> {
+    prop::collection::vec(prop_oneof![Just(1usize), Just(3), Just(5)], ndim).prop_flat_map(|mut shape| {
+        if shape.iter().all(|&n| n == 1) {
+            shape[0] = 3; // room for a neighbour
+        }
+        let size: usize = shape.iter().product();
+        prop::collection::vec(prop::bool::weighted(0.4), size / 2).prop_map(move |half| {
+            let mut cells = vec![false; size];
+            for (i, &b) in half.iter().enumerate() {
+                cells[i] = b;
+                cells[size - 1 - i] = b;
+            }
+            cells[size / 2] = true;
+            if !half.iter().any(|&b| b) && size > 1 {
+                cells[0] = true;
+                cells[size - 1] = true;
+            }
+            Fp::Custom(shape.clone(), cells)
+        })
+    })
+}
+
+fn footprint_for(ndim: usize) -> impl Strategy<Value = Fp> {
+    prop_oneof![
+        Just(Fp::Face),
+        Just(Fp::Edge),
+        Just(Fp::Full),
+        prop_oneof![Just(1.0), Just(1.5), Just(2.0), Just(2.5), 1.0..3.0f64].prop_map(|r| Fp::Ball(r, false)),
+        (0.5..4.0f64).prop_map(|r| Fp::Ball(r, true)),
+        custom_footprint(ndim),
+    ]
+}
+
+fn mask_spacing_footprint() -> impl Strategy<Value = (ArrayD<bool>, Vec<f64>, Fp)> {
+    small_shape().prop_flat_map(|s| {
+        let n = s.len();
+        (mask_of(s), spacing_of(n), footprint_for(n))
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Every footprint counts the steps of scipy's iterated dilation and
+    /// erosion with the image's outside never contributing.
+    #[test]
+    fn morphological_steps_are_iterated_dilation_and_erosion((mask, sp, fp) in mask_spacing_footprint()) {
+        let offsets = fp.offsets(mask.ndim(), &sp);
+        let spacing = Spacing::new(sp.clone()).unwrap();
+        let got = fp.transform().of_mask::<f64, _, _>(&mask, &spacing);
+        if offsets.len() == 1 {
+            // a physical ball smaller than every spacing: refused, not a transform that never grows
+            prop_assert!(got.is_err(), "{fp:?} {sp:?}");
+            return Ok(());
+        }
+        let got = got.unwrap();
+        prop_assert_eq!(&got, &iterated(&mask, &offsets), "{:?} {:?}", fp, sp);
+        let got32 = fp.transform().of_mask::<f32, _, _>(&mask, &spacing).unwrap();
+        prop_assert_eq!(got32.mapv(f64::from), got);
+    }
+
+    /// `face` and `full` are the voxel-centre city-block and chessboard
+    /// distances with unit spacing, bit for bit (±inf for an empty / full mask).
+    #[test]
+    fn face_and_full_are_the_centre_distances((mask, _) in mask_and_spacing()) {
+        let unit = Spacing::unit();
+        for (fp, metric) in [(Footprint::Face, Metric::CityBlock), (Footprint::Full, Metric::Chessboard)] {
+            let m: ArrayD<f64> = Morphological::new(fp.clone()).of_mask(&mask, &unit).unwrap();
+            let d: ArrayD<f64> = SignedDistance::new(metric)
+                .with_convention(DistanceConvention::VoxelCentre)
+                .of_mask(&mask, &unit)
+                .unwrap();
+            let bits = |a: &ArrayD<f64>| a.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            prop_assert_eq!(bits(&m), bits(&d), "{}", fp);
+        }
+    }
+}
+
+/// Random masks of a few densities, with blobs.
+fn random_mask(shape: &[usize], seed: u64) -> ArrayD<bool> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed);
+    let len: usize = shape.iter().product();
+    let p = [0.02, 0.2, 0.6][seed as usize % 3];
+    ArrayD::from_shape_vec(IxDyn(shape), (0..len).map(|_| rng.random_bool(p)).collect()).unwrap()
+}
+
+/// 2-D and 3-D images with rows of several words, every footprint,
+/// anisotropic balls in physical units and a custom footprint.
+#[test]
+fn morphological_footprints_match_iterated_dilation_in_2d_and_3d() {
+    let cross3 = {
+        let mut c = vec![false; 27];
+        for i in [4, 10, 12, 13, 14, 16, 22] {
+            c[i] = true;
+        }
+        c
+    };
+    let cases: Vec<(Vec<usize>, Vec<f64>, Vec<Fp>)> = vec![
+        (
+            vec![23, 150],
+            vec![1.0, 0.45],
+            vec![
+                Fp::Face,
+                Fp::Edge,
+                Fp::Full,
+                Fp::Ball(2.5, false),
+                Fp::Ball(1.2, true),
+                Fp::Custom(
+                    vec![3, 5],
+                    vec![
+                        true, false, false, false, false, //
+                        false, false, true, false, true, //
+                        false, false, false, false, true,
+                    ],
+                ),
+            ],
+        ),
+        (
+            vec![9, 11, 70],
+            vec![2.0, 1.0, 0.7],
+            vec![
+                Fp::Face,
+                Fp::Edge,
+                Fp::Full,
+                Fp::Ball(2.0, false),
+                Fp::Ball(2.1, true),
+                Fp::Custom(vec![3, 3, 3], cross3),
+            ],
+        ),
+    ];
+    for (shape, sp, fps) in cases {
+        let spacing = Spacing::new(sp.clone()).unwrap();
+        for seed in 0..3 {
+            let mask = random_mask(&shape, seed);
+            for fp in &fps {
+                if let Fp::Custom(s, c) = fp {
+                    // the asymmetric variant is refused
+                    if s.len() == 2 {
+                        let mut c = c.clone();
+                        c[7] = !c[7];
+                        let a = ArrayD::from_shape_vec(IxDyn(s), c).unwrap();
+                        assert!(Footprint::custom(&a).unwrap_err().to_string().contains("symmetric"));
+                        continue;
+                    }
+                }
+                let want = iterated(&mask, &fp.offsets(shape.len(), &sp));
+                let got: ArrayD<f64> = fp.transform().of_mask(&mask, &spacing).unwrap();
+                assert_eq!(got, want, "{fp:?} {shape:?} seed {seed}");
+            }
+        }
+    }
+}
+
+/// Many rows on short leading axes, where padding the rows would more
+/// than double them: offsets are then checked against the bounds.
+#[test]
+fn morphological_steps_without_padded_rows() {
+    let shape = [2, 2, 1100, 3];
+    for seed in [1, 2] {
+        let mask = random_mask(&shape, seed);
+        for fp in [Fp::Edge, Fp::Ball(2.0, false)] {
+            let want = iterated(&mask, &fp.offsets(4, &[1.0; 4]));
+            let got: ArrayD<f64> = fp.transform().of_mask(&mask, &Spacing::unit()).unwrap();
+            assert_eq!(got, want, "{fp:?} seed {seed}");
+        }
+    }
+}
+
+/// The options change the result as documented: each test fails if its
+/// option is ignored.
+#[test]
+fn morphological_options_act() {
+    let sp = Spacing::new(vec![1.0, 3.0]).unwrap();
+    let mut s = ArrayD::from_elem(IxDyn(&[9, 9]), -1.0_f64);
+    s[[4, 4]] = 2.0;
+    s[[4, 5]] = 0.7;
+    let t = |name: &str| name.parse::<ScoreTransform>().unwrap().apply(&s, &sp).unwrap().into_owned();
+    let mask = |t: f64| s.mapv(|x| x > t);
+    let of = |fp: Fp, m: &ArrayD<bool>| iterated(m, &fp.offsets(2, &[1.0, 3.0]));
+    // threshold: the predicted mask is scores > T
+    assert_eq!(t("morphological:threshold=1"), of(Fp::Face, &mask(1.0)));
+    assert_ne!(t("morphological:threshold=1"), t("morphological"));
+    assert_eq!(t("morphological"), of(Fp::Face, &mask(0.0)));
+    // footprint
+    assert_eq!(t("morphological:footprint=full"), of(Fp::Full, &mask(0.0)));
+    assert_ne!(t("morphological:footprint=full"), t("morphological:footprint=face"));
+    // radius and units: radius 3 in voxels is a disk; in physical units with
+    // 1 x 3 spacing, an ellipse one pixel wide along the second axis
+    assert_eq!(t("morphological:footprint=ball:radius=3"), of(Fp::Ball(3.0, false), &mask(0.0)));
+    let physical = t("morphological:footprint=ball:radius=3:units=physical");
+    assert_eq!(physical, of(Fp::Ball(3.0, true), &mask(0.0)));
+    assert_ne!(physical, t("morphological:footprint=ball:radius=3"));
+    assert_ne!(t("morphological:footprint=ball:radius=2"), t("morphological:footprint=ball:radius=3"));
+    // a physical ball depends on the spacing, the others do not
+    let ball: ScoreTransform = "morphological:footprint=ball:radius=3:units=physical".parse().unwrap();
+    assert!(ball.uses_spacing());
+    assert!(!"morphological:footprint=ball:radius=3".parse::<ScoreTransform>().unwrap().uses_spacing());
+    assert_ne!(ball.apply(&s, &Spacing::unit()).unwrap(), ball.apply(&s, &sp).unwrap());
+    let full: ScoreTransform = "morphological:footprint=full".parse().unwrap();
+    assert_eq!(full.apply(&s, &Spacing::unit()).unwrap(), full.apply(&s, &sp).unwrap());
+    // empty: the policy applies when nothing is predicted
+    let nothing = s.mapv(|x| x - 10.0);
+    let e = |name: &str| name.parse::<ScoreTransform>().unwrap().apply(&nothing, &sp).unwrap().into_owned();
+    assert!(e("morphological").iter().all(|&x| x == f64::NEG_INFINITY));
+    assert!(e("morphological:empty=-40").iter().all(|&x| x == -40.0));
+    let mut top = ArrayD::from_elem(IxDyn(&[9, 9]), false);
+    top[[4, 4]] = true;
+    assert_eq!(e("morphological:empty=argmax"), of(Fp::Face, &top));
+    // a full prediction is +inf everywhere
+    assert!(t("morphological:threshold=-2").iter().all(|&x| x == f64::INFINITY));
+}
+
+/// Views in any memory order give the steps of their logical content.
+#[test]
+fn morphological_steps_of_strided_and_transposed_views() {
+    let mask = random_mask(&[12, 90, 7], 1);
+    let s = mask.mapv(|b| if b { 1.0_f32 } else { -1.0 });
+    for name in ["morphological:footprint=edge", "morphological:footprint=ball:radius=2", "morphological"] {
+        let t: ScoreTransform = name.parse().unwrap();
+        let v = s.view().permuted_axes(IxDyn(&[2, 0, 1]));
+        let c = v.as_standard_layout().into_owned();
+        assert_eq!(t.apply(&v, &Spacing::unit()).unwrap(), t.apply(&c, &Spacing::unit()).unwrap(), "{name}");
+        let strided =
+            s.slice_each_axis(|a| ndarray::Slice::new(0, None, if a.axis.index() == 1 { 3 } else { 1 }));
+        let c = strided.as_standard_layout().into_owned();
+        assert_eq!(
+            t.apply(&strided, &Spacing::unit()).unwrap(),
+            t.apply(&c, &Spacing::unit()).unwrap(),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn morphological_names_and_errors() {
+    for s in [
+        "morphological:footprint=face",
+        "morphological:footprint=edge:threshold=0.5",
+        "morphological:footprint=full:empty=argmax",
+        "morphological:footprint=ball:radius=2.5",
+        "morphological:footprint=ball:radius=1.5:units=physical:threshold=-1:empty=-3",
+        "morphological:footprint=[010,111,010]",
+        "morphological:footprint=[[000,010,000],[010,111,010],[000,010,000]]",
+        "morphological:footprint=10101",
+    ] {
+        let t: ScoreTransform = s.parse().unwrap();
+        assert_eq!(t.to_string(), s);
+        assert_eq!(t.to_string().parse::<ScoreTransform>().unwrap(), t);
+    }
+    assert_eq!(
+        "morphological:units=voxels:footprint=ball:radius=2".parse::<ScoreTransform>().unwrap().to_string(),
+        "morphological:footprint=ball:radius=2"
+    );
+    for (bad, says) in [
+        ("morphological:edge", "footprint=edge"),
+        ("morphological:footprint=hex", "footprint is face, edge"),
+        ("morphological:footprint=ball", "radius=R"),
+        ("morphological:footprint=ball:radius=0.5", "radius"),
+        ("morphological:footprint=ball:radius=inf", "finite"),
+        ("morphological:radius=2", "radius applies to footprint=ball"),
+        ("morphological:footprint=edge:units=physical", "units applies to footprint=ball"),
+        ("morphological:footprint=ball:radius=2:units=mm", "voxels or physical"),
+        ("morphological:connectivity=full", "morphological options"),
+        ("morphological:threshold=nan", "threshold"),
+        ("morphological:footprint=[110,111,010]", "symmetric"),
+        ("morphological:footprint=[011,110]", "odd"),
+        ("morphological:footprint=[01,111]", "0/1 digits"),
+        ("morphological:footprint=/nonexistent/f.npy", "f.npy"),
+    ] {
+        let e = bad.parse::<ScoreTransform>().unwrap_err().to_string();
+        assert!(e.contains(says), "{bad}: {e}");
+    }
+    // a 2-D footprint on a 3-D image, and a ball too large for the bound
+    let t: ScoreTransform = "morphological:footprint=[010,111,010]".parse().unwrap();
+    let e = t.apply(&ArrayD::<f64>::zeros(IxDyn(&[3, 3, 3])), &Spacing::unit()).unwrap_err().to_string();
+    assert!(e.contains("2-D") && e.contains("3-D"), "{e}");
+    let t: ScoreTransform = "morphological:footprint=ball:radius=40".parse().unwrap();
+    let e = t.apply(&ArrayD::<f64>::zeros(IxDyn(&[90, 90, 90])), &Spacing::unit()).unwrap_err().to_string();
+    assert!(e.contains("at most"), "{e}");
+}
+
+/// A footprint file is read once, stored by value: the name and the fitted
+/// file hold the cells, not the path.
+#[cfg(all(feature = "npy", feature = "serde"))]
+#[test]
+fn footprint_files_are_stored_by_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fp.npy");
+    let cells = ndarray::array![[false, true, false], [true, true, true], [false, true, false]];
+    confseg::io::write_npy(&path, &cells.mapv(u8::from)).unwrap();
+    let t: ScoreTransform = format!("morphological:footprint={}", path.display()).parse().unwrap();
+    assert_eq!(t.to_string(), "morphological:footprint=[010,111,010]");
+    let j = serde_json::to_string(&t).unwrap();
+    assert!(!j.contains("fp.npy") && j.contains("010111010"), "{j}");
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(serde_json::from_str::<ScoreTransform>(&j).unwrap(), t);
+    let s = random_mask(&[20, 30], 2).mapv(|b| if b { 1.0 } else { -1.0 });
+    assert_eq!(
+        t.apply(&s, &Spacing::unit()).unwrap(),
+        "morphological".parse::<ScoreTransform>().unwrap().apply(&s, &Spacing::unit()).unwrap()
+    );
+    // asymmetric and oversized files are refused with the reason
+    confseg::io::write_npy(&path, &ndarray::array![[0u8, 1, 1]]).unwrap();
+    let e = format!("morphological:footprint={}", path.display()).parse::<ScoreTransform>().unwrap_err();
+    assert!(e.to_string().contains("symmetric"), "{e}");
+    confseg::io::write_npy(&path, &ArrayD::<u8>::ones(IxDyn(&[1, 1 << 19]))).unwrap();
+    let e = format!("morphological:footprint={}", path.display()).parse::<ScoreTransform>().unwrap_err();
+    assert!(e.to_string().contains("at most"), "{e}");
 }

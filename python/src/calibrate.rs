@@ -45,7 +45,10 @@ pub fn parse_transform(name: &str, mask_threshold: Option<f64>) -> PyResult<Scor
 /// * ``inner``, ``outer``: transform names as on the command line:
 ///   ``"identity"``, ``"sigmoid"``, ``"distance[:euclidean|chessboard|cityblock]"``,
 ///   ``"distance-centre[:METRIC]"``, ``"gaussian:FWHM"``, ``"gaussian-sigma:S"``,
-///   ``"box-outer"``, ``"box-inner"``, with options such as ``":threshold=0.5"``.
+///   ``"box-outer"``, ``"box-inner"``,
+///   ``"morphological[:footprint=face|edge|full|ball|FILE.npy]"`` (signed
+///   erosion / dilation steps; ``:radius=R`` and ``:units=physical`` with
+///   ``ball``), with options such as ``":threshold=0.5"``.
 /// * ``spacing``: the physical voxel size per axis, for images that do not
 ///   carry their own (default: 1 on every axis).
 /// * ``ndim``: the image dimensionality, if ``spacing`` does not give it.

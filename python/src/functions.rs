@@ -70,7 +70,8 @@ fn transform_views<A: Float>(
 /// ``transform(scores, transform, spacing=None, ndim=None, mask_threshold=None) -> numpy.ndarray``
 ///
 /// ``transform``: a name such as ``"identity"``, ``"sigmoid"``,
-/// ``"distance:chessboard"``, ``"gaussian:2"``, ``"box-outer"``.
+/// ``"distance:chessboard"``, ``"gaussian:2"``, ``"box-outer"``,
+/// ``"morphological:footprint=edge"``.
 /// ``scores``: one image or a batch-first stack (``ndim`` or the length of
 /// ``spacing`` tells which; otherwise 1-2 axes are one image, 3+ a stack),
 /// in its own float type (``float32`` stays ``float32``). A transform that

@@ -35,37 +35,41 @@
 //!   very conservative in practice. `alpha_I`, `alpha_O` come from a
 //!   [`Levels`] request (marginal or Bonferroni).
 //! * [`Method::Morphological`]: dilation of the predicted mask `M` by a
-//!   calibrated number of steps (Mossina & Friedrich 2025). Per calibration
-//!   image, `k_i = max_{v in Y_i} steps(v, M_i)`, the fewest dilations
-//!   after which `M_i` contains `Y_i` (`+inf` if `M_i` is empty and `Y_i`
-//!   is not); `k = max(0, conformal quantile of k_i at alpha)`;
-//!   `O = dilate(M, k) = {steps(v, M) <= k}` (so `g_O = -steps`, `b = -k`).
-//!   Outer set only. This coincides with the outer set of the signed
-//!   **city-block** distance transform of `M` (METHOD.md §5) calibrated at the
-//!   same level whenever the calibrated margin is positive: outside `M`
-//!   the city-block distance to the boundary midpoints is exactly
-//!   `steps(v, M) - 1/2`, so `gamma_i = k_i - 1/2` and
-//!   `{-f_O <= k - 1/2} = {steps <= k}`. (The signed distance can also give
-//!   a negative margin, shrinking `M`, which dilation cannot.) For the
-//!   chessboard metric the two agree except at voxels whose nearest voxel
-//!   of `M` is exactly diagonal (distance `k` to the midpoints, not
-//!   `k - 1/2`).
+//!   calibrated number of steps of a [`Footprint`] (Mossina & Friedrich
+//!   2025). `g_O` is the [`Morphological`] transform of `M` by the
+//!   footprint: `-steps(v, M)` outside `M`, the fewest dilations that
+//!   reach `v`, and the (positive) number of erosions removing `v` inside.
+//!   Per calibration image, `k_i = max_{v in Y_i} -g_O(v)`, so that
+//!   `max(0, k_i)` is the fewest dilations after which `M_i` contains `Y_i`
+//!   (`+inf` if `M_i` is empty and `Y_i` is not); `k = max(0, conformal
+//!   quantile of k_i at alpha)`; `O = dilate(M, k) = {g_O >= -k}` (`b =
+//!   -k`). Outer set only: the method is the morphological transform used
+//!   as `f_O` with its margin kept at least 0. With the cross footprint
+//!   (`Face`) this coincides with the outer set of the signed **city-block**
+//!   distance transform of `M` (METHOD.md §5) calibrated at the same level
+//!   whenever the calibrated margin is positive: outside `M` the city-block
+//!   distance to the boundary midpoints is exactly `steps(v, M) - 1/2`, so
+//!   `gamma_i = k_i - 1/2` and `{-f_O <= k - 1/2} = {steps <= k}`. (The
+//!   signed distance can also give a negative margin, shrinking `M`, which
+//!   dilation cannot.) For the square (`Full`) and the chessboard metric the
+//!   two agree except at voxels whose nearest voxel of `M` is exactly
+//!   diagonal (distance `k` to the midpoints, not `k - 1/2`).
 
 use std::fmt;
 
-use super::metrics::{step_distance, StepMetric};
 use super::{Field, FieldId, Nominal, Pool, SplitSets};
 use crate::calibrate::{risk_threshold, smallest_with, sorted_unique};
 use crate::error::{Error, Result};
 use crate::levels::{Guarantee, Levels, ModeKind};
 use crate::quantile::{conformal_quantile, conformal_quantile_sorted, Alpha, Rank, Threshold};
+use crate::transform::{Footprint, Morphological};
 
 /// A method whose sets a validation measures.
 ///
 /// The levels of the conformal methods come from a [`Levels`] request
 /// without its `alpha` (each level of the validation's grid is put in;
 /// its `delta` gives the rank of every split's thresholds).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Method {
     /// This crate's conformal confidence sets at the requested levels
@@ -76,9 +80,9 @@ pub enum Method {
     /// Voxel-wise conformal p-values with a Bonferroni correction over
     /// voxels; levels per side from the (marginal or Bonferroni) request.
     PixelwiseBonferroni(Levels),
-    /// Dilation of the predicted mask by a calibrated number of steps
-    /// (outer set only), at the conformal rank given.
-    Morphological(StepMetric, Rank),
+    /// Dilation of the predicted mask by a calibrated number of steps of
+    /// the footprint (outer set only), at the conformal rank given.
+    Morphological(Footprint, Rank),
 }
 
 /// The methods by name, as the shells spell them.
@@ -90,9 +94,11 @@ pub enum MethodKind {
     RiskControl,
     /// `"pixelwise"`: [`Method::PixelwiseBonferroni`].
     Pixelwise,
-    /// `"morphological-chessboard"`: [`Method::Morphological`] with chessboard steps.
+    /// `"morphological-chessboard"`: [`Method::Morphological`] by the square
+    /// ([`Footprint::Full`]: chessboard steps).
     MorphologicalChessboard,
-    /// `"morphological-cityblock"`: [`Method::Morphological`] with city-block steps.
+    /// `"morphological-cityblock"`: [`Method::Morphological`] by the cross
+    /// ([`Footprint::Face`]: city-block steps).
     MorphologicalCityBlock,
 }
 
@@ -166,12 +172,8 @@ impl Method {
             MethodKind::Pixelwise => {
                 Method::PixelwiseBonferroni(Levels { mode: ModeKind::Bonferroni, delta: None, ..template })
             }
-            MethodKind::MorphologicalChessboard => {
-                Method::Morphological(StepMetric::Chessboard, template.rank()?)
-            }
-            MethodKind::MorphologicalCityBlock => {
-                Method::Morphological(StepMetric::CityBlock, template.rank()?)
-            }
+            MethodKind::MorphologicalChessboard => Method::Morphological(Footprint::Full, template.rank()?),
+            MethodKind::MorphologicalCityBlock => Method::Morphological(Footprint::Face, template.rank()?),
         })
     }
 }
@@ -182,7 +184,7 @@ impl fmt::Display for Method {
             Method::Conformal(l) => write!(f, "conformal {l}"),
             Method::RiskControl => f.write_str("risk-control fnr"),
             Method::PixelwiseBonferroni(l) => write!(f, "pixelwise {l}"),
-            Method::Morphological(s, _) => write!(f, "morphological {s}"),
+            Method::Morphological(fp, _) => write!(f, "morphological {fp}"),
         }
     }
 }
@@ -201,7 +203,7 @@ pub(crate) struct Prepared {
     object_outer: Vec<f64>,
     /// sorted distinct background `f_I` values of the whole pool
     background_inner: Vec<f64>,
-    /// `-steps(v, M)` per image for the morphological baseline
+    /// the morphological transform of `M` per image for the morphological baseline
     steps: Vec<Field>,
 }
 
@@ -216,12 +218,12 @@ impl Method {
     pub(crate) fn prepare(&self, pool: &Pool) -> Result<Prepared> {
         let imgs = pool.images();
         let mut p = Prepared {
-            method: *self,
+            method: self.clone(),
             object_outer: Vec::new(),
             background_inner: Vec::new(),
             steps: Vec::new(),
         };
-        match *self {
+        match self {
             Method::Conformal(levels) => {
                 levels.at(Alpha::new(0.5)?)?;
             }
@@ -239,18 +241,22 @@ impl Method {
                 p.object_outer = sorted_unique(imgs.iter().map(|i| i.outer.object.as_slice()));
                 p.background_inner = sorted_unique(imgs.iter().map(|i| i.inner.background.as_slice()));
             }
-            Method::Morphological(metric, _) => {
+            Method::Morphological(footprint, _) => {
+                let transform = Morphological::new(footprint.clone());
                 p.steps = imgs
                     .iter()
-                    .map(|img| {
-                        let d = step_distance(&img.predicted, &img.shape, metric);
-                        let g = d
-                            .iter()
-                            .map(|&s| if s == u32::MAX { f64::NEG_INFINITY } else { -f64::from(s) })
-                            .collect();
-                        Field::new(g, &img.truth)
+                    .enumerate()
+                    .map(|(j, img)| {
+                        let predicted =
+                            ndarray::ArrayViewD::from_shape(ndarray::IxDyn(&img.shape), &img.predicted)
+                                .unwrap_or_else(|_| unreachable!("a pool image's mask has its shape"));
+                        let spacing = crate::Spacing::new(img.spacing.clone())
+                            .unwrap_or_else(|_| crate::Spacing::unit());
+                        let g: ndarray::ArrayD<f64> =
+                            transform.of_mask(&predicted, &spacing).map_err(|e| e.in_image(j))?;
+                        Ok(Field::new(g.into_raw_vec_and_offset().0, &img.truth))
                     })
-                    .collect();
+                    .collect::<Result<_>>()?;
             }
         }
         Ok(p)
@@ -262,24 +268,23 @@ impl Prepared {
         self.method.to_string()
     }
 
-    pub(crate) fn field_ids(&self) -> (FieldId, FieldId) {
-        match self.method {
-            Method::Morphological(m, _) => (FieldId::Inner, FieldId::Steps(m)),
+    /// The fields of the method's sets, the method being the `index`-th.
+    pub(crate) fn field_ids(&self, index: usize) -> (FieldId, FieldId) {
+        match &self.method {
+            Method::Morphological(..) => (FieldId::Inner, FieldId::Steps(index)),
             _ => (FieldId::Inner, FieldId::Outer),
         }
     }
 
-    pub(crate) fn steps_field(&self, metric: StepMetric, j: usize) -> Option<&Field> {
-        match self.method {
-            Method::Morphological(m, _) if m == metric => self.steps.get(j),
-            _ => None,
-        }
+    /// The morphological field of image `j`, for the morphological baseline.
+    pub(crate) fn steps_field(&self, j: usize) -> Option<&Field> {
+        self.steps.get(j)
     }
 
     /// The fields `(g_I, g_O)` of image `j`.
     pub(crate) fn fields<'a>(&'a self, pool: &'a Pool, j: usize) -> (&'a Field, &'a Field) {
         let img = &pool.images()[j];
-        match self.method {
+        match &self.method {
             Method::Morphological(..) => (&img.inner, &self.steps[j]),
             _ => (&img.inner, &img.outer),
         }
@@ -287,7 +292,7 @@ impl Prepared {
 
     /// `(I ⊆ Y, Y ⊆ O)` for test image `j`.
     pub(crate) fn covers(&self, pool: &Pool, j: usize, t: SplitSets) -> (bool, bool) {
-        match self.method {
+        match &self.method {
             // Coverage from the calibration statistics (proof in the module docs).
             Method::Conformal(_) => {
                 pool.statistics().get(j).map_or((false, false), |s| (s.tau <= t.inner, s.gamma <= -t.outer))
@@ -301,7 +306,7 @@ impl Prepared {
 
     pub(crate) fn nominal(&self, alpha: Alpha) -> Result<Nominal> {
         let a = alpha.get();
-        Ok(match self.method {
+        Ok(match &self.method {
             Method::Conformal(levels) | Method::PixelwiseBonferroni(levels) => match levels.at(alpha)? {
                 Guarantee::Conformal(m) => {
                     let (ai, ao) = (m.inner_alpha().get(), m.outer_alpha().get());
@@ -330,7 +335,7 @@ impl Prepared {
         alpha: Alpha,
         sorted: Option<&SortedStatistics>,
     ) -> Result<SplitSets> {
-        let (Method::Conformal(levels), Some(sorted)) = (self.method, sorted) else {
+        let (&Method::Conformal(levels), Some(sorted)) = (&self.method, sorted) else {
             return self.thresholds(pool, cal, alpha);
         };
         // risk control is not an order statistic: the per-voxel path
@@ -362,7 +367,7 @@ impl Prepared {
             let outer = risk_threshold(&objects, &self.object_outer, alpha);
             Ok(SplitSets { inner: f64::INFINITY, outer, too_few: outer == f64::NEG_INFINITY })
         };
-        match self.method {
+        match &self.method {
             Method::Conformal(levels) => match levels.at(alpha)? {
                 Guarantee::Conformal(mode) => {
                     let t = pool.statistics().select(cal)?.thresholds(&mode)?;
@@ -414,6 +419,7 @@ impl Prepared {
                 Ok(SplitSets { inner, outer, too_few: q < 0.0 || m > n1 as f64 })
             }
             Method::Morphological(_, rank) => {
+                let rank = *rank;
                 let k: Vec<f64> = cal.iter().map(|&i| -self.steps[i].object_min()).collect();
                 let t = conformal_quantile(&k, alpha, rank)?;
                 let margin = t.value().max(0.0);

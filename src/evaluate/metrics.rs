@@ -1,76 +1,10 @@
 //! Geometry of sets on a voxel grid: diameters, Euclidean distance
-//! transforms, Hausdorff distances and step (chessboard / city-block)
-//! distances, used for the efficiency measures of [`super`] and for the
-//! morphological baseline.
+//! transforms and Hausdorff distances, used for the efficiency measures of
+//! [`super`]. (The morphological baseline's steps are the
+//! [`Morphological`](crate::Morphological) transform.)
 //!
 //! Sets are flat row-major `bool` slices over a grid of the given `shape`;
-//! distances are between voxel centres, in physical units (`spacing`) for the
-//! Euclidean measures and in grid steps for [`StepMetric`].
-
-use std::collections::VecDeque;
-
-/// Number of grid steps between voxels, for dilation margins.
-///
-/// `Chessboard` steps move to any of the `3^n - 1` neighbours (a dilation by
-/// the full `3 x 3 (x 3)` square/cube), `CityBlock` steps to the `2n`
-/// face neighbours (dilation by the cross). Steps ignore voxel spacing, as a
-/// dilation by a structuring element does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
-pub enum StepMetric {
-    /// `max_k |dx_k|`: the square (cube) structuring element.
-    Chessboard,
-    /// `sum_k |dx_k|`: the cross structuring element.
-    CityBlock,
-}
-
-impl StepMetric {
-    /// Lower-case name (`"chessboard"`, `"city-block"`).
-    #[must_use]
-    pub fn name(self) -> &'static str {
-        match self {
-            StepMetric::Chessboard => "chessboard",
-            StepMetric::CityBlock => "city-block",
-        }
-    }
-
-    /// Grid offsets of one step.
-    fn offsets(self, ndim: usize) -> Vec<Vec<isize>> {
-        match self {
-            StepMetric::CityBlock => (0..ndim)
-                .flat_map(|a| {
-                    [-1, 1].into_iter().map(move |s| {
-                        let mut o = vec![0; ndim];
-                        o[a] = s;
-                        o
-                    })
-                })
-                .collect(),
-            StepMetric::Chessboard => {
-                let total = 3usize.pow(ndim as u32);
-                (0..total)
-                    .map(|mut c| {
-                        (0..ndim)
-                            .map(|_| {
-                                let d = (c % 3) as isize - 1;
-                                c /= 3;
-                                d
-                            })
-                            .collect::<Vec<isize>>()
-                    })
-                    .filter(|o| o.iter().any(|&d| d != 0))
-                    .collect()
-            }
-        }
-    }
-}
-
-impl std::fmt::Display for StepMetric {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
+//! distances are between voxel centres, in physical units (`spacing`).
 
 /// Row-major strides of `shape`.
 fn strides(shape: &[usize]) -> Vec<usize> {
@@ -79,47 +13,6 @@ fn strides(shape: &[usize]) -> Vec<usize> {
         s[a] = s[a + 1] * shape[a + 1];
     }
     s
-}
-
-/// Number of steps from every voxel to the nearest voxel of `set`
-/// (0 on the set, `u32::MAX` everywhere if the set is empty), by a
-/// multi-source breadth-first search. `dilate(set, k) = {v : steps(v) <= k}`.
-pub(crate) fn step_distance(set: &[bool], shape: &[usize], metric: StepMetric) -> Vec<u32> {
-    let n: usize = shape.iter().product();
-    let st = strides(shape);
-    let offsets = metric.offsets(shape.len());
-    let mut dist = vec![u32::MAX; n];
-    let mut queue = VecDeque::new();
-    for (i, &b) in set.iter().enumerate().take(n) {
-        if b {
-            dist[i] = 0;
-            queue.push_back(i);
-        }
-    }
-    let mut idx = vec![0usize; shape.len()];
-    while let Some(i) = queue.pop_front() {
-        let mut rem = i;
-        for (a, &s) in st.iter().enumerate() {
-            idx[a] = rem / s;
-            rem %= s;
-        }
-        let next = dist[i] + 1;
-        'off: for o in &offsets {
-            let mut j = 0usize;
-            for a in 0..shape.len() {
-                let c = idx[a] as isize + o[a];
-                if c < 0 || c >= shape[a] as isize {
-                    continue 'off;
-                }
-                j += c as usize * st[a];
-            }
-            if dist[j] == u32::MAX {
-                dist[j] = next;
-                queue.push_back(j);
-            }
-        }
-    }
-    dist
 }
 
 /// Squared Euclidean distance (with `spacing`) from every voxel centre to
@@ -372,38 +265,5 @@ mod tests {
         assert_eq!(hausdorff(&empty, &e, &empty, &e), Some(0.0));
         assert_eq!(hausdorff(&empty, &e, &one, &squared_edt(&one, &shape, &spacing)), None);
         assert_eq!(diameter(&one, &shape, &spacing), Some(0.0));
-    }
-
-    #[test]
-    #[allow(clippy::needless_range_loop)]
-    fn step_distance_is_iterated_dilation() {
-        let shape = [7usize, 6];
-        for metric in [StepMetric::Chessboard, StepMetric::CityBlock] {
-            for seed in 1..8 {
-                let set = pseudo_set(42, seed, 8);
-                let d = step_distance(&set, &shape, metric);
-                // dilate step by step and compare
-                let mut cur = set.clone();
-                for k in 0..12u32 {
-                    for v in 0..42 {
-                        assert_eq!(cur[v], d[v] <= k, "{metric} k={k} v={v}");
-                    }
-                    let prev = cur.clone();
-                    for v in 0..42 {
-                        let cv = coords(v, &shape);
-                        cur[v] = (0..42).any(|u| {
-                            let cu = coords(u, &shape);
-                            let dx = (cv[0] as isize - cu[0] as isize).abs();
-                            let dy = (cv[1] as isize - cu[1] as isize).abs();
-                            let adj = match metric {
-                                StepMetric::Chessboard => dx.max(dy) <= 1,
-                                StepMetric::CityBlock => dx + dy <= 1,
-                            };
-                            prev[u] && adj
-                        });
-                    }
-                }
-            }
-        }
     }
 }

@@ -97,7 +97,6 @@ use crate::transform::{Spacing, Transform};
 use crate::Calibration;
 
 pub use baselines::{Method, MethodKind};
-pub use metrics::StepMetric;
 
 /// The most splits a validation runs (each split is a quantile and a count
 /// per method and level; the per-split coverages are kept as histograms, so
@@ -902,8 +901,9 @@ pub(crate) struct Nominal {
 pub(crate) enum FieldId {
     Inner,
     Outer,
-    /// `-steps(v, predicted mask)` for the morphological baseline.
-    Steps(StepMetric),
+    /// The morphological transform of the predicted mask, for the
+    /// morphological baseline that is the `usize`-th method.
+    Steps(usize),
 }
 
 /// Validation settings: levels, splits, geometry and recorded splits.
@@ -1160,7 +1160,7 @@ impl Validation {
             // per cell, per geometry split, per test image: (inner key, outer key)
             let mut lookups: Vec<Vec<(usize, usize, usize)>> = vec![Vec::new(); cells];
             for (mi, p) in prepared.iter().enumerate() {
-                let (fid_i, fid_o) = p.field_ids();
+                let (fid_i, fid_o) = p.field_ids(mi);
                 for ai in 0..n_alpha {
                     let c = mi * n_alpha + ai;
                     for (r, t) in acc[c].geo.iter().enumerate() {
@@ -1448,9 +1448,9 @@ fn prepared_field<'a>(
     match f {
         FieldId::Inner => &pool.images[j].inner.values,
         FieldId::Outer => &pool.images[j].outer.values,
-        FieldId::Steps(metric) => prepared
-            .iter()
-            .find_map(|p| p.steps_field(metric, j))
+        FieldId::Steps(mi) => prepared
+            .get(mi)
+            .and_then(|p| p.steps_field(j))
             .map_or(&pool.images[j].outer.values, |f| &f.values),
     }
 }
@@ -1578,7 +1578,7 @@ mod tests {
             Method::Conformal(Levels::bonferroni(1.0, 4.0)),
             Method::RiskControl,
             Method::PixelwiseBonferroni(Levels::bonferroni(1.0, 4.0)),
-            Method::Morphological(StepMetric::Chessboard, Rank::Marginal),
+            Method::Morphological(crate::Footprint::Full, Rank::Marginal),
         ]
     }
 

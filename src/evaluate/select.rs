@@ -184,15 +184,15 @@ where
         });
     };
     let validation = Validation::new(vec![alpha], splits).with_geometry(Geometry::Off);
-    let run = |ti: &T, to: &T, method: Method| -> Result<Report> {
-        let mut r = validation.run(&pool(ti, to)?, &[method])?;
+    let run = |ti: &T, to: &T, method: &Method| -> Result<Report> {
+        let mut r = validation.run(&pool(ti, to)?, std::slice::from_ref(method))?;
         r.pop().ok_or(Error::NoCalibrationData)
     };
     let marginal = Method::Conformal(Levels::new(ModeKind::Marginal));
 
     let mut inner_ranking = Vec::with_capacity(inner.len());
     for t in inner {
-        let r = run(t, first_outer, marginal)?;
+        let r = run(t, first_outer, &marginal)?;
         if r.too_few_images > 0.0 {
             return Err(too_small(splits.n_cal(), "the marginal level"));
         }
@@ -205,7 +205,7 @@ where
     }
     let mut outer_ranking = Vec::with_capacity(outer.len());
     for t in outer {
-        let r = run(first_inner, t, marginal)?;
+        let r = run(first_inner, t, &marginal)?;
         outer_ranking.push(Ranked {
             transform: t.describe(),
             share: r.efficiency.outer_share,

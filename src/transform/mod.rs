@@ -21,6 +21,7 @@
 //! | [`SignedDistance`] | `±` distance from each voxel to the 0.5-level boundary of the predicted mask `s > t` (`+` inside), Euclidean / chessboard / city-block with voxel spacing; `-inf` / `+inf` for an empty / full mask | [`distance`] |
 //! | [`GaussianSmoothing`] | separable Gaussian filter, width as FWHM or sigma, in voxels or physical units, scipy's boundary modes and truncation | [`smooth`] |
 //! | [`BoxScores`] | chessboard signed distance to the union of the bounding boxes (outer) or largest inner boxes (inner) of the predicted mask's connected components | [`boxes`] |
+//! | [`Morphological`] | `+k` inside the predicted mask where `k` erosions by a [`Footprint`] remove the voxel, `-k` outside where `k` dilations first reach it (scipy's iterated `binary_erosion` / `binary_dilation`) | [`morphology`] |
 //!
 //! Transforms compose: [`Transform::then`] in the library, `A|B` among the
 //! named transforms (`gaussian:2|distance`: the distance to the smoothed
@@ -49,8 +50,9 @@
 //!   The outer set is the predicted mask grown by a calibrated margin, which
 //!   is far tighter than thresholding raw logits, whose low-confidence tail
 //!   spreads over the image. Chessboard and city-block distances give
-//!   square / diamond margins (morphological dilation, Mossina & Friedrich
-//!   2025); [`BoxScores::outer`] gives conformal bounding boxes.
+//!   square / diamond margins; [`Morphological`] counts dilations by any
+//!   footprint (morphological margins, Mossina & Friedrich 2025);
+//!   [`BoxScores::outer`] gives conformal bounding boxes.
 //! * With the max-joint mode, the two transforms should have comparable
 //!   scales (e.g. distance for both); otherwise use a Bonferroni split, such
 //!   as the paper's 1:4 (inner:outer) for 90% joint coverage.
@@ -84,6 +86,7 @@ pub mod boxes;
 pub mod classes;
 pub mod compose;
 pub mod distance;
+pub mod morphology;
 mod pair;
 mod par;
 pub mod smooth;
@@ -92,6 +95,7 @@ pub use boxes::{component_boxes, BoundingBox, BoxKind, BoxScores, BoxShape, Comp
 pub use classes::{StructureScores, TwoClassSoftmax};
 pub use compose::{register, registered_names, RegisteredTransform, Then, TransformChain, MAX_CHAIN_STEPS};
 pub use distance::{DistanceConvention, Metric, SignedDistance};
+pub use morphology::{Footprint, Morphological};
 pub use pair::Transforms;
 pub use smooth::{BoundaryMode, GaussianSmoothing, Units, Width};
 
@@ -274,9 +278,12 @@ impl Transform for Sigmoid {
 /// | `gaussian:FWHM` | [`GaussianSmoothing`] with this FWHM |
 /// | `gaussian-sigma:SIGMA` | [`GaussianSmoothing`] with this sigma |
 /// | `box-outer`, `box-inner` | [`BoxScores`] |
+/// | `morphological[:footprint=F]` | [`Morphological`] steps by the footprint `F`: `face` (default), `edge`, `full`, `ball` (with `radius=R`), a 0/1 `FILE.npy` or inline cells `[010,111,010]` |
 ///
-/// Options: `threshold=T` (predicted mask `scores > T`, default 0) for
-/// `distance*` and `box-*`; `connectivity=face|full` for `box-*`;
+/// Options: `threshold=T` (predicted mask `scores > T`, default 0) and
+/// `empty=-inf|argmax|C` for `distance*`, `box-*` and `morphological`;
+/// `radius=R` and `units=voxels|physical` with `footprint=ball`;
+/// `connectivity=face|full` for `box-*`;
 /// `units=voxels|physical`, `mode=reflect|mirror|nearest|wrap|constant`,
 /// `cval=C` (with `mode=constant`) and `truncate=T` (default 4) for
 /// `gaussian*`.
@@ -295,6 +302,10 @@ impl Transform for Sigmoid {
 ///
 /// let g: ScoreTransform = "gaussian:2:units=physical:mode=nearest".parse()?;
 /// assert_eq!(g.to_string(), "gaussian:2:units=physical:mode=nearest");
+///
+/// let m: ScoreTransform = "morphological:footprint=ball:radius=2:units=physical".parse()?;
+/// assert_eq!(m.to_string(), "morphological:footprint=ball:radius=2:units=physical");
+/// assert_eq!("morphological".parse::<ScoreTransform>()?.to_string(), "morphological:footprint=face");
 /// # Ok::<(), confseg::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -313,6 +324,8 @@ pub enum ScoreTransform {
     Gaussian(GaussianSmoothing),
     /// [`BoxScores`] of the predicted mask.
     Box(BoxScores),
+    /// [`Morphological`] steps of the predicted mask.
+    Morphological(Morphological),
     /// Several transforms applied in turn (`gaussian:2|distance`).
     Chain(TransformChain),
     /// A transform of the user's, [`register`]ed under a name.
@@ -322,7 +335,7 @@ pub enum ScoreTransform {
 impl ScoreTransform {
     /// Set the predicted-mask threshold `t` (predicted mask = `scores > t`)
     /// of the transforms that threshold the scores (signed distance,
-    /// bounding boxes; in a chain, every such step). Transforms without a
+    /// bounding boxes, morphological steps; in a chain, every such step). Transforms without a
     /// threshold (identity, sigmoid, smoothing, registered ones) are
     /// returned unchanged.
     ///
@@ -348,6 +361,7 @@ impl ScoreTransform {
             | ScoreTransform::Registered(_) => self,
             ScoreTransform::Distance(d) => ScoreTransform::Distance(d.with_mask_threshold(t)?),
             ScoreTransform::Box(b) => ScoreTransform::Box(b.with_mask_threshold(t)?),
+            ScoreTransform::Morphological(m) => ScoreTransform::Morphological(m.with_mask_threshold(t)?),
             ScoreTransform::Chain(c) => c.map_steps(|s| s.with_mask_threshold(t))?,
         })
     }
@@ -359,6 +373,7 @@ impl ScoreTransform {
         match self {
             ScoreTransform::Distance(d) => Some(d.mask_threshold()),
             ScoreTransform::Box(b) => Some(b.mask_threshold()),
+            ScoreTransform::Morphological(m) => Some(m.mask_threshold()),
             ScoreTransform::Chain(c) => c.steps().iter().find_map(ScoreTransform::mask_threshold),
             _ => None,
         }
@@ -526,6 +541,7 @@ impl Transform for ScoreTransform {
             ScoreTransform::Distance(d) => d.apply(scores, spacing),
             ScoreTransform::Gaussian(g) => g.apply(scores, spacing),
             ScoreTransform::Box(b) => b.apply(scores, spacing),
+            ScoreTransform::Morphological(m) => m.apply(scores, spacing),
             ScoreTransform::Chain(c) => c.apply(scores, spacing),
             ScoreTransform::Registered(r) => r.apply(scores, spacing),
         }
@@ -538,6 +554,7 @@ impl Transform for ScoreTransform {
             ScoreTransform::Identity | ScoreTransform::Sigmoid => false,
             ScoreTransform::Gaussian(g) => g.uses_spacing(),
             ScoreTransform::Distance(_) | ScoreTransform::Box(_) => true,
+            ScoreTransform::Morphological(m) => m.uses_spacing(),
             ScoreTransform::Chain(c) => c.uses_spacing(),
             ScoreTransform::Registered(r) => r.uses_spacing(),
         }
@@ -552,6 +569,7 @@ impl fmt::Display for ScoreTransform {
             ScoreTransform::Distance(d) => d.fmt(f),
             ScoreTransform::Gaussian(g) => g.fmt(f),
             ScoreTransform::Box(b) => b.fmt(f),
+            ScoreTransform::Morphological(m) => m.fmt(f),
             ScoreTransform::Chain(c) => c.fmt(f),
             ScoreTransform::Registered(r) => r.fmt(f),
         }
@@ -593,7 +611,8 @@ impl ScoreTransform {
 }
 
 const KNOWN: &str = "known: identity, sigmoid, distance[:METRIC], distance-centre[:METRIC], gaussian:FWHM, \
-                     gaussian-sigma:SIGMA, box-outer, box-inner, chains A|B, registered names";
+                     gaussian-sigma:SIGMA, box-outer, box-inner, morphological[:footprint=F], chains A|B, \
+                     registered names";
 
 impl FromStr for ScoreTransform {
     type Err = Error;
@@ -685,6 +704,18 @@ impl FromStr for ScoreTransform {
                 let kind = if name == "box-outer" { BoxKind::Outer } else { BoxKind::Inner };
                 Ok(ScoreTransform::Box(boxes::parse_box(kind, &options)?))
             }
+            "morphological" => {
+                if let Some(m) = main {
+                    return Err(Error::InvalidParameter {
+                        name: "transform",
+                        value: s.to_owned(),
+                        reason: format!(
+                            "morphological takes key=value options; write morphological:footprint={m}"
+                        ),
+                    });
+                }
+                Ok(ScoreTransform::Morphological(morphology::parse_morphological(&options)?))
+            }
             _ if compose::registered_names().iter().any(|n| n == name) => {
                 if main.is_some() || !options.is_empty() {
                     return Err(unexpected("no parameters (it is a registered transform)"));
@@ -738,6 +769,9 @@ mod tests {
             "gaussian:1.5:mode=wrap",
             "box-outer",
             "box-inner:connectivity=full:threshold=0.5",
+            "morphological:footprint=edge:threshold=0.5",
+            "morphological:footprint=ball:radius=2:units=physical:empty=argmax",
+            "morphological:footprint=[010,111,010]",
         ];
         for s in all {
             let t: ScoreTransform = s.parse().unwrap();
@@ -757,6 +791,8 @@ mod tests {
             "gaussian:2:mode=odd",
             "box-outer:connectivity=corner",
             "box",
+            "morphological:face",
+            "morphological:footprint=ball",
         ] {
             assert!(bad.parse::<ScoreTransform>().is_err(), "{bad}");
         }
@@ -782,6 +818,8 @@ mod tests {
             "distance-centre:chessboard:threshold=0.5",
             "gaussian-sigma:2:mode=constant:cval=1",
             "box-inner:connectivity=full",
+            "morphological:footprint=ball:radius=1.5:units=physical:threshold=0.5:empty=-3",
+            "morphological:footprint=[[000,010,000],[010,111,010],[000,010,000]]",
         ] {
             let t: ScoreTransform = s.parse().unwrap();
             let j = serde_json::to_string(&t).unwrap();
@@ -795,5 +833,17 @@ mod tests {
         let bad =
             r#"{"name":"gaussian","width":{"fwhm":-1.0},"units":"voxels","mode":"reflect","truncate":4.0}"#;
         assert!(serde_json::from_str::<ScoreTransform>(bad).is_err());
+        let m = r#"{"name":"morphological","footprint":{"custom":{"shape":[1,3],"cells":"111"}},"mask_threshold":0.0}"#;
+        assert_eq!(
+            serde_json::from_str::<ScoreTransform>(m).unwrap().to_string(),
+            "morphological:footprint=[111]"
+        );
+        for bad in [
+            r#"{"name":"morphological","footprint":{"custom":{"shape":[1,3],"cells":"110"}},"mask_threshold":0.0}"#,
+            r#"{"name":"morphological","footprint":{"custom":{"shape":[3],"cells":"1x1"}},"mask_threshold":0.0}"#,
+            r#"{"name":"morphological","footprint":{"ball":{"radius":0.2}},"mask_threshold":0.0}"#,
+        ] {
+            assert!(serde_json::from_str::<ScoreTransform>(bad).is_err(), "{bad}");
+        }
     }
 }

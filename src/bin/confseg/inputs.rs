@@ -78,7 +78,7 @@ pub struct SpacingArgs {
 /// Options of the score transforms.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct TransformOptions {
-    /// Predicted mask = scores > T, for mask-based transforms (distance, box); default 0.
+    /// Predicted mask = scores > T, for mask-based transforms (distance, box, morphological); default 0.
     #[arg(long, value_name = "T", allow_hyphen_values = true)]
     pub mask_threshold: Option<f64>,
     #[command(flatten)]
@@ -161,7 +161,8 @@ pub struct CalibrationInputs {
     pub masks: MaskArgs,
     #[command(flatten)]
     pub files: ScoreFiles,
-    /// Inner transform f_I for --scores: identity, sigmoid, distance[:metric], gaussian:FWHM, box, ...
+    /// Inner transform f_I for --scores: identity, sigmoid, distance[:metric], gaussian:FWHM, box,
+    /// morphological[:footprint=face|edge|full|ball:radius=R|FILE.npy], ...
     #[arg(long, value_name = "NAME")]
     pub inner: Option<String>,
     /// Outer transform f_O for --scores (same names as --inner).

@@ -42,7 +42,8 @@ pub struct Args {
     /// Suffix of score file names removed to get the subject ID (names the outputs).
     #[arg(long, value_name = "SUFFIX", default_value = "", allow_hyphen_values = true)]
     pub scores_suffix: String,
-    /// The transform: identity, sigmoid, distance[:metric], gaussian:FWHM, box-inner, box-outer, ...
+    /// The transform: identity, sigmoid, distance[:metric], gaussian:FWHM, box-inner, box-outer,
+    /// morphological[:footprint=F], ...
     #[arg(long, value_name = "NAME")]
     pub transform: String,
     #[command(flatten)]
