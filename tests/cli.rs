@@ -1066,6 +1066,9 @@ fn level_flags_validate_as_the_shared_table_says() {
             ("alpha_inner", "--alpha-inner"),
             ("alpha_outer", "--alpha-outer"),
             ("delta", "--delta"),
+            ("risk", "--risk"),
+            ("bound", "--bound"),
+            ("grid", "--grid"),
         ] {
             match &r[key] {
                 Value::Null => {}
@@ -1090,6 +1093,13 @@ fn level_flags_validate_as_the_shared_table_says() {
                 assert_eq!(j["mode"], w["mode"], "{case}");
                 assert_eq!(j["alpha"].as_f64(), w["alpha"].as_f64(), "{case}");
                 assert_eq!(j.get("delta").and_then(Value::as_f64), w["delta"].as_f64(), "{case}");
+                if w["mode"] == "risk-control" {
+                    // the file names the risk only when it is not the default recall
+                    let risk = j.get("risk").and_then(Value::as_str).unwrap_or("recall");
+                    assert_eq!(Some(risk), w["risk"].as_str(), "{case}");
+                    assert_eq!(j.get("bound").and_then(Value::as_str), w["bound"].as_str(), "{case}");
+                    assert_eq!(j.get("grid").and_then(Value::as_str), w["grid"].as_str(), "{case}");
+                }
                 for side in ["inner", "outer"] {
                     let a = j[side]["alpha"].as_f64().unwrap();
                     assert!((a - w[format!("alpha_{side}")].as_f64().unwrap()).abs() < 1e-12, "{case}");
