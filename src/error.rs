@@ -411,7 +411,7 @@ pub enum Warning {
     /// first value) has a bound at or above `alpha`.
     #[error(
         "risk control certified no threshold at alpha = {alpha} with n = {n} calibration images, so {} \
-         (valid but uninformative): the calibration losses are too high at the first threshold tested",
+         (valid but uninformative): the calibration losses are too high for the bound at this level",
         consequence(side)
     )]
     RiskNotCertified {

@@ -206,3 +206,206 @@ fn risk_and_conformal_states_admit_images_by_the_same_rules() {
     let e = Calibrator::new(Identity, Identity).observe_risk(&mut risk, &s3, &m3).unwrap_err();
     assert!(matches!(e, confseg::Error::DimensionMismatch { .. }), "{e}");
 }
+
+/// Risk control with confidence: over repeated calibrations the share of
+/// calibration sets whose threshold has a true risk above `alpha` is at
+/// most `delta` (the guarantee), within 3 binomial standard errors of the
+/// share; and the same check fails for the thresholds that ignore `delta`
+/// (conformal risk control, or the plug-in threshold), so it is tight
+/// enough to catch a missing confidence correction.
+///
+/// Recall: image `i` has an offset `u_i ~ U(0, 1)` and `m` object voxels
+/// scoring `(u_i + v_ij) / 2`, `v_ij ~ U(0, 1)`; the missed share of
+/// `{f >= t}` has expectation `P(u + v < 2t)`, the triangular CDF.
+///
+/// Precision: image `i` has an offset `u_i` uniform on `{0, 1/4, 1/2, 3/4}`,
+/// `m` object voxels scoring `(u_i + V) / 2` and `m` background voxels scoring
+/// `W / 2`, `V, W ~ U(0, 1)`; given `u`, the counts in `{f > l}` are
+/// independent binomials, so the expected false share (0 for an empty
+/// set) is a finite sum.
+mod with_confidence {
+    use super::*;
+    use confseg::levels::RiskControl;
+    use confseg::quantile::Delta;
+    use confseg::risk::{Bound, Risk, Search};
+
+    const M: usize = 8;
+
+    /// `P(Binomial(m, p) = k)` for `k = 0..=m`.
+    fn binomial(m: usize, p: f64) -> Vec<f64> {
+        let mut c = 1.0;
+        (0..=m)
+            .map(|k| {
+                let v = c * p.powi(k as i32) * (1.0 - p).powi((m - k) as i32);
+                c = c * (m - k) as f64 / (k + 1) as f64;
+                v
+            })
+            .collect()
+    }
+
+    /// The expected false share of `{f > l}` in the precision model (an
+    /// empty set counting 0, or with `mapie` 1: every image has an object).
+    fn precision_risk(l: f64, mapie: bool) -> f64 {
+        let p0 = (1.0 - 2.0 * l).clamp(0.0, 1.0);
+        let fp = binomial(M, p0);
+        let mut r = 0.0;
+        for u in [0.0, 0.25, 0.5, 0.75] {
+            let tp = binomial(M, (1.0 - (2.0 * l - u)).clamp(0.0, 1.0));
+            for (a, pa) in tp.iter().enumerate() {
+                for (b, pb) in fp.iter().enumerate() {
+                    if a + b > 0 {
+                        r += 0.25 * pa * pb * b as f64 / (a + b) as f64;
+                    } else if mapie {
+                        r += 0.25 * pa * pb;
+                    }
+                }
+            }
+        }
+        r
+    }
+
+    fn recall_state(n: usize, rng: &mut Pcg64Mcg) -> RiskCalibration {
+        let mut cal = RiskCalibration::new();
+        for _ in 0..n {
+            let u: f64 = rng.random();
+            cal.push((0..M).map(|_| (u + rng.random::<f64>()) / 2.0).collect()).unwrap();
+        }
+        cal
+    }
+
+    fn precision_state(n: usize, rng: &mut Pcg64Mcg) -> RiskCalibration {
+        let mut cal = RiskCalibration::for_risk(Risk::Precision);
+        for _ in 0..n {
+            let u = f64::from(rng.random_range(0..4u8)) / 4.0;
+            let object = (0..M).map(|_| (u + rng.random::<f64>()) / 2.0).collect();
+            let background = (0..M).map(|_| rng.random::<f64>() / 2.0).collect();
+            cal.push_with_background(object, background).unwrap();
+        }
+        cal
+    }
+
+    /// The share of `reps` calibration sets whose fitted set has a true
+    /// risk above alpha, for each way of fitting.
+    fn failures(
+        risk: Risk,
+        n: usize,
+        reps: usize,
+        seed: u64,
+        fits: &[(&dyn Fn(&RiskCalibration) -> f64, bool)],
+    ) -> Vec<f64> {
+        let mut rng = Pcg64Mcg::seed_from_u64(seed);
+        let alpha = 0.1;
+        let mut out = vec![0usize; fits.len()];
+        for _ in 0..reps {
+            let cal = match risk {
+                Risk::Recall => recall_state(n, &mut rng),
+                Risk::Precision => precision_state(n, &mut rng),
+            };
+            for (k, (fit, mapie)) in fits.iter().enumerate() {
+                let t = fit(&cal);
+                let true_risk = match risk {
+                    Risk::Recall => triangular_cdf(2.0 * t),
+                    Risk::Precision => precision_risk(t, *mapie),
+                };
+                out[k] += usize::from(true_risk > alpha);
+            }
+        }
+        out.into_iter().map(|f| f as f64 / reps as f64).collect()
+    }
+
+    /// The threshold of `level` on its side: `t` of `{f_O >= t}`, `l` of `{f_I > l}`.
+    fn fitted(cal: &RiskCalibration, level: RiskControl) -> f64 {
+        let t = cal.thresholds(&level).unwrap();
+        match level.risk() {
+            Risk::Recall => -t.outer.value(),
+            Risk::Precision => t.inner.value(),
+        }
+    }
+
+    /// The tolerance of a failure share over `reps` sets whose true
+    /// failure probability is (at most) `p`.
+    fn tolerance(p: f64, reps: usize) -> f64 {
+        3.0 * (p * (1.0 - p) / reps as f64).sqrt()
+    }
+
+    #[test]
+    fn recall_rcps_holds_with_probability_1_minus_delta() {
+        let (alpha, delta) = (Alpha::new(0.1).unwrap(), Delta::new(0.1).unwrap());
+        let (n, reps) = (150, 1500);
+        let grid = Search::Grid("0:0.99:0.01".parse().unwrap());
+        let levels: Vec<RiskControl> = [Bound::Hoeffding, Bound::Bernstein, Bound::Wsr]
+            .into_iter()
+            .flat_map(|b| {
+                let r = RiskControl::with_confidence(Risk::Recall, alpha, delta, b).unwrap();
+                [r, r.with_search(grid).unwrap()]
+            })
+            .collect();
+        let crc = |c: &RiskCalibration| fitted(c, RiskControl::new(alpha));
+        let fits: Vec<Box<dyn Fn(&RiskCalibration) -> f64>> = levels
+            .iter()
+            .map(|&l| {
+                Box::new(move |c: &RiskCalibration| fitted(c, l)) as Box<dyn Fn(&RiskCalibration) -> f64>
+            })
+            .chain([Box::new(crc) as Box<dyn Fn(&RiskCalibration) -> f64>])
+            .collect();
+        let refs: Vec<(&dyn Fn(&RiskCalibration) -> f64, bool)> =
+            fits.iter().map(|f| (f.as_ref(), false)).collect();
+        let share = failures(Risk::Recall, n, reps, 21, &refs);
+        let tol = tolerance(delta.get(), reps);
+        for (level, &s) in levels.iter().zip(&share) {
+            // MAPIE's WSR on a grid promises 1 - delta (1 + ln(1/delta)) only; it is held to delta here
+            assert!(s <= delta.get() + tol, "{level}: {s} of the calibration sets fail (delta {delta})");
+        }
+        // conformal risk control bounds the risk on average only: it fails the check
+        let crc_share = share[levels.len()];
+        assert!(crc_share > delta.get() + tol, "conformal risk control fails only {crc_share}");
+    }
+
+    #[test]
+    fn precision_ltt_holds_with_probability_1_minus_delta() {
+        let (alpha, delta) = (Alpha::new(0.1).unwrap(), Delta::new(0.1).unwrap());
+        let (n, reps) = (150, 1500);
+        let exact = RiskControl::precision(alpha, delta);
+        let grid = exact.with_search(Search::Grid("0:0.99:0.01".parse().unwrap())).unwrap();
+        // the plug-in threshold: fixed sequence on the empirical risk itself
+        let plug_in = |c: &RiskCalibration| {
+            let mut all: Vec<f64> =
+                c.object_scores().iter().chain(c.background_scores()).flatten().copied().collect();
+            all.sort_by(|a, b| b.total_cmp(a));
+            all.dedup();
+            let risk = |l: f64| {
+                let losses = c.object_scores().iter().zip(c.background_scores()).map(|(o, b)| {
+                    let tp = o.iter().filter(|&&x| x > l).count();
+                    let fp = b.iter().filter(|&&x| x > l).count();
+                    if tp + fp == 0 {
+                        0.0
+                    } else {
+                        fp as f64 / (tp + fp) as f64
+                    }
+                });
+                losses.sum::<f64>() / c.len() as f64
+            };
+            let mut best = f64::INFINITY;
+            for l in all {
+                if risk(l) > alpha.get() {
+                    break;
+                }
+                best = l;
+            }
+            best
+        };
+        let share = failures(
+            Risk::Precision,
+            n,
+            reps,
+            22,
+            &[(&|c| fitted(c, exact), false), (&|c| fitted(c, grid), true), (&plug_in, false)],
+        );
+        let tol = tolerance(delta.get(), reps);
+        assert!(share[0] <= delta.get() + tol, "exact LTT: {} fail", share[0]);
+        assert!(share[1] <= delta.get() + tol, "grid LTT: {} fail", share[1]);
+        assert!(share[2] > delta.get() + tol, "the plug-in threshold fails only {}", share[2]);
+        // and the model is not trivial: the true risk crosses alpha inside the scores' range
+        assert!(precision_risk(0.0, false) > 0.3 && precision_risk(0.45, false) < 0.1);
+    }
+}

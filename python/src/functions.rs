@@ -212,12 +212,15 @@ fn pool_transformed<A: Float, M: confseg::MaskValue>(
 /// ``validate(scores, masks, *, n_cal, alphas=(0.1,), inner="identity", outer="identity",
 /// inner_scores=None, outer_scores=None, n_test=None, repeats=1000, mode="marginal",
 /// weights=None, methods=("conformal",), seed=0, geometry_splits=20, spacing=None,
-/// mask_threshold=None, delta=None, record_splits=0) -> list[dict]``
+/// mask_threshold=None, delta=None, record_splits=0, risk=None, bound=None, grid=None) -> list[dict]``
 ///
 /// ``scores``/``masks``: batch-first stacks; or ``scores=None`` with
 /// already transformed ``inner_scores`` and ``outer_scores``. ``delta``:
 /// the conformal method's thresholds take the training-conditional rank
-/// (see ``Calibrator.fit``); ``mode="risk-control"`` runs risk control.
+/// (see ``Calibrator.fit``); ``mode="risk-control"`` runs risk control
+/// with ``risk``, ``delta``, ``bound`` and ``grid`` as ``Calibrator.fit``
+/// takes them (``methods=("risk-control",)`` without that mode: conformal
+/// risk control of the missed fraction).
 /// ``record_splits``: each report's ``recorded`` lists the first splits'
 /// calibration images (indices into the stacks) and thresholds
 /// (``lambda_inner``, ``lambda_outer``), to refit a split and compare. ``methods``:
@@ -230,7 +233,8 @@ fn pool_transformed<A: Float, M: confseg::MaskValue>(
 #[pyfunction]
 #[pyo3(signature = (scores, masks, *, n_cal, alphas=vec![0.1], inner="identity", outer="identity",
     inner_scores=None, outer_scores=None, n_test=None, repeats=1000, mode="marginal", weights=None,
-    methods=None, seed=0, geometry_splits=20, spacing=None, mask_threshold=None, delta=None, record_splits=0))]
+    methods=None, seed=0, geometry_splits=20, spacing=None, mask_threshold=None, delta=None, record_splits=0,
+    risk=None, bound=None, grid=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn validate<'py>(
     py: Python<'py>,
@@ -253,8 +257,11 @@ pub fn validate<'py>(
     mask_threshold: Option<f64>,
     delta: Option<f64>,
     record_splits: usize,
+    risk: Option<&str>,
+    bound: Option<&str>,
+    grid: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let levels = crate::calibrate::levels_arg(None, mode, weights, None, None, delta)?;
+    let levels = crate::calibrate::levels_arg(None, mode, weights, None, None, delta, risk, bound, grid)?;
     let methods = methods.unwrap_or_else(|| vec!["conformal".into()]);
     let methods = methods
         .iter()
