@@ -420,3 +420,87 @@ mod with_confidence {
         assert!(precision_risk(0.0, false) > 0.3 && precision_risk(0.45, false) < 0.1);
     }
 }
+
+/// The grid search reproduces MAPIE 1.6's `SemanticSegmentationController`
+/// on data both can generate bit for bit (an integer LCG; probabilities
+/// `k / 10^6`). The thresholds below were printed by MAPIE 1.6.0 (NumPy
+/// 2.4, SciPy 1.17) running
+///
+/// ```python
+/// import numpy as np
+/// from mapie.risk_control import SemanticSegmentationController as C
+/// def data(n=80, h=6, w=7):
+///     x = 12345
+///     probs = np.empty((n, h, w)); masks = np.empty((n, h, w), bool)
+///     for i in range(n):
+///         for j in range(h * w):
+///             x = (1664525 * x + 1013904223) % 2**32
+///             y = (x >> 16) % 5 < 2 or j == 0
+///             x = (1664525 * x + 1013904223) % 2**32
+///             k = (x >> 8) % 1000
+///             probs[i].flat[j] = (300000 + 700 * k) / 1e6 if y else (700 * k) / 1e6
+///             masks[i].flat[j] = y
+///     return probs, masks
+/// probs, masks = data()
+/// def ctl(**kw):
+///     c = C(predict_function=lambda x: x, **kw); c.calibrate(probs[:, None], masks)
+///     return float(c.best_predict_param[0])
+/// print(ctl(risk="recall", method="crc", target_level=0.9))
+/// for b in ("hoeffding", "bernstein", "wsr"):
+///     print(b, ctl(risk="recall", method="rcps", target_level=0.9, confidence_level=0.9, rcps_bound=b))
+/// for t in (0.8, 0.75, 0.7):
+///     print(t, ctl(risk="precision", target_level=t, confidence_level=0.9))
+/// ```
+///
+/// MAPIE's Hoeffding answer, 0.0, is the grid's first value returned
+/// uncertified (`sqrt(ln 10 / 160) > 0.1`): confseg certifies nothing and
+/// returns the whole image instead (METHOD.md §4.4).
+#[test]
+fn grid_search_reproduces_mapie_1_6() {
+    use confseg::quantile::Delta;
+    use confseg::risk::{Bound, Risk, Search};
+    let (n, voxels) = (80, 42);
+    let mut x: u64 = 12345;
+    let mut next = || {
+        x = (1664525 * x + 1013904223) % (1 << 32);
+        x
+    };
+    let mut recall = RiskCalibration::new();
+    let mut precision = RiskCalibration::for_risk(Risk::Precision);
+    for _ in 0..n {
+        let (mut object, mut background) = (Vec::new(), Vec::new());
+        for j in 0..voxels {
+            let y = (next() >> 16) % 5 < 2 || j == 0;
+            let k = ((next() >> 8) % 1000) as f64;
+            if y {
+                object.push((300000.0 + 700.0 * k) / 1e6);
+            } else {
+                background.push((700.0 * k) / 1e6);
+            }
+        }
+        recall.push(object.clone()).unwrap();
+        precision.push_with_background(object, background).unwrap();
+    }
+    let grid = Search::Grid("0:0.99:0.01".parse().unwrap());
+    // MAPIE's levels: 1 - target_level, 1 - confidence_level
+    let (alpha, delta) = (Alpha::new(1.0 - 0.9).unwrap(), Delta::new(1.0 - 0.9).unwrap());
+    // recall: the outer set {p > l} = {p >= next_up(l)}
+    let recall_l = |level: RiskControl| {
+        let t = -recall.thresholds(&level.with_search(grid).unwrap()).unwrap().outer.value();
+        if t.is_finite() {
+            t.next_down()
+        } else {
+            t
+        }
+    };
+    assert_eq!(recall_l(RiskControl::new(alpha)), 0.35000000000000003);
+    let rcps = |b| recall_l(RiskControl::with_confidence(Risk::Recall, alpha, delta, b).unwrap());
+    assert_eq!(rcps(Bound::Hoeffding), f64::NEG_INFINITY); // MAPIE: 0.0, uncertified
+    assert_eq!(rcps(Bound::Bernstein), 0.3);
+    assert_eq!(rcps(Bound::Wsr), 0.33);
+    for (target, want) in [(0.8, 0.6900000000000001), (0.75, 0.68), (0.7, 0.67)] {
+        let level =
+            RiskControl::precision(Alpha::new(1.0 - target).unwrap(), delta).with_search(grid).unwrap();
+        assert_eq!(precision.thresholds(&level).unwrap().inner.value(), want, "target {target}");
+    }
+}

@@ -166,7 +166,10 @@ impl Method {
         let template = Levels { alpha: None, ..*levels };
         template.at(Alpha::new(0.5)?)?;
         let risk = template.mode == ModeKind::RiskControl;
+        // without options, risk control is the baseline of the false-negative rate
+        let plain = Levels { weights: None, ..template } == Levels::new(ModeKind::RiskControl);
         Ok(match kind {
+            MethodKind::Conformal | MethodKind::RiskControl if risk && plain => Method::RiskControl,
             MethodKind::Conformal | MethodKind::RiskControl if risk => Method::Risk(template),
             MethodKind::Conformal => Method::Conformal(template),
             MethodKind::RiskControl => Method::RiskControl,

@@ -539,10 +539,14 @@ impl RiskControl {
                 "an empty inner set counting 1 when the image has an object, as MAPIE",
             ),
         };
-        let rest = match self.risk {
-            Risk::Recall => "no inner set, and no promise that the whole object is covered",
-            Risk::Precision => {
+        let rest = match (self.risk, self.search) {
+            (Risk::Recall, _) => "no inner set, and no promise that the whole object is covered",
+            (Risk::Precision, Search::Exact) => {
                 "the outer set is the whole image, and no promise that the inner set is inside the object"
+            }
+            (Risk::Precision, Search::Grid(_)) => {
+                "the outer set is the whole image, and no promise that the inner set is inside the object; \
+                 if no grid value is certified the inner set is empty, which this does not cover"
             }
         };
         match self.confidence() {
