@@ -57,7 +57,7 @@ struct Brute {
     inner_cov: Vec<f64>,
     outer_cov: Vec<f64>,
     joint_cov: Vec<f64>,
-    sums: [(f64, usize); 13],
+    sums: [(f64, usize); 14],
 }
 
 impl Brute {
@@ -97,6 +97,8 @@ impl Brute {
             self.add(3, no / v);
             self.add(4, y_not_i / v);
             self.add(5, o_not_y / v);
+            let i_not_y = inner.iter().zip(y).filter(|(&i, &t)| i && !t).count() as f64;
+            self.add(13, if ni > 0.0 { i_not_y / ni } else { 0.0 });
             if let Some(dy) = diameter(y, spacing).filter(|&d| d > 0.0) {
                 self.add(7, diameter(inner, spacing).unwrap_or(0.0) / dy);
                 if let Some(d) = diameter(outer, spacing) {
@@ -144,6 +146,7 @@ impl Brute {
         opt(Some(e.under_covered), self.mean(4), "under");
         opt(Some(e.over_covered), self.mean(5), "over");
         opt(Some(e.outer_missed_fraction), self.mean(6), "missed");
+        opt(Some(e.inner_false_share), self.mean(13), "false share");
         opt(e.inner_diameter_ratio, self.mean(7), "inner diameter");
         opt(e.outer_diameter_ratio, self.mean(8), "outer diameter");
         opt(e.inner_hausdorff, self.mean(9), "inner hausdorff");

@@ -735,6 +735,8 @@ impl Spread {
 ///   background but in the outer set;
 /// * `outer_missed_fraction = |Y \ O| / |Y|` (the false-negative rate risk
 ///   control bounds in expectation; 0 for an empty truth);
+/// * `inner_false_share = |I \ Y| / |I|` (the precision risk of risk
+///   control; 0 for an empty inner set);
 /// * diameter of a set: the largest Euclidean distance between the centres
 ///   of two of its voxels, in physical units (voxel spacing); 0 for one
 ///   voxel, undefined for an empty set. `inner_diameter_ratio = diam(I) /
@@ -762,6 +764,8 @@ pub struct Efficiency {
     pub over_covered: f64,
     /// Mean `|Y \ O| / |Y|`.
     pub outer_missed_fraction: f64,
+    /// Mean `|I \ Y| / |I|`.
+    pub inner_false_share: f64,
     /// Mean `diam(I) / diam(Y)`.
     pub inner_diameter_ratio: Option<f64>,
     /// Mean `diam(O) / diam(Y)`.
@@ -1014,7 +1018,7 @@ impl Validation {
             outer: Vec<u64>,
             joint: Vec<u64>,
             too_few: usize,
-            m: [Mean; 7],
+            m: [Mean; 8],
             nominal: Nominal,
             /// thresholds of the geometry splits
             geo: Vec<SplitSets>,
@@ -1029,7 +1033,7 @@ impl Validation {
                     outer: vec![0; n_test + 1],
                     joint: vec![0; n_test + 1],
                     too_few: 0,
-                    m: [Mean::default(); 7],
+                    m: [Mean::default(); 8],
                     nominal: p.nominal(alpha)?,
                     geo: Vec::new(),
                     recorded: Vec::new(),
@@ -1223,6 +1227,7 @@ impl Validation {
                         under_covered: c.m[4].get().unwrap_or(f64::NAN),
                         over_covered: c.m[5].get().unwrap_or(f64::NAN),
                         outer_missed_fraction: c.m[6].get().unwrap_or(f64::NAN),
+                        inner_false_share: c.m[7].get().unwrap_or(f64::NAN),
                         inner_diameter_ratio: g[0].get(),
                         outer_diameter_ratio: g[1].get(),
                         inner_hausdorff: g[2].get(),
@@ -1251,7 +1256,7 @@ struct SplitCell {
     /// test images with `I ⊆ Y`, `Y ⊆ O`, both
     covered: [usize; 3],
     /// the efficiency sums over the split's test images, in their order
-    m: [Mean; 7],
+    m: [Mean; 8],
 }
 
 /// Set sizes `|I ∩ Y|`, `|I \ Y|`, `|O ∩ Y|`, `|O \ Y|` of the pool's images at
@@ -1351,7 +1356,7 @@ fn split_cell(
     sizes: &SetSizes,
 ) -> SplitCell {
     let at = sizes.position(t);
-    let mut out = SplitCell { covered: [0; 3], m: [Mean::default(); 7] };
+    let mut out = SplitCell { covered: [0; 3], m: [Mean::default(); 8] };
     for &j in test {
         let img = &pool.images[j];
         let voxels = img.voxels() as f64;
@@ -1374,6 +1379,7 @@ fn split_cell(
         m[3].add((o_obj + o_bg) as f64 / voxels);
         m[4].add((img.n_object - i_obj) as f64 / voxels);
         m[5].add(o_bg as f64 / voxels);
+        m[7].add(if i_obj + i_bg > 0 { i_bg as f64 / (i_obj + i_bg) as f64 } else { 0.0 });
     }
     out
 }
