@@ -232,6 +232,10 @@ mod with_confidence {
     use confseg::risk::{Bound, Risk, Search};
 
     const M: usize = 8;
+
+    /// A way of fitting a threshold, and whether its risk counts an empty
+    /// inner set as 1 (MAPIE's convention).
+    type Fit<'a> = (&'a dyn Fn(&RiskCalibration) -> f64, bool);
     /// The scale of the precision model's scores.
     const C: f64 = 2.25;
     const OFFSETS: [f64; 4] = [0.25, 0.5, 0.75, 1.0];
@@ -292,13 +296,7 @@ mod with_confidence {
     /// The share of `reps` calibration sets whose fitted set has a true
     /// risk above alpha, and the share that certified a threshold, for
     /// each way of fitting.
-    fn failures(
-        risk: Risk,
-        n: usize,
-        reps: usize,
-        seed: u64,
-        fits: &[(&dyn Fn(&RiskCalibration) -> f64, bool)],
-    ) -> Vec<(f64, f64)> {
+    fn failures(risk: Risk, n: usize, reps: usize, seed: u64, fits: &[Fit<'_>]) -> Vec<(f64, f64)> {
         let mut rng = Pcg64Mcg::seed_from_u64(seed);
         let alpha = 0.1;
         let mut out = vec![(0usize, 0usize); fits.len()];
@@ -347,16 +345,11 @@ mod with_confidence {
                 [r, r.with_search(grid).unwrap()]
             })
             .collect();
-        let crc = |c: &RiskCalibration| fitted(c, RiskControl::new(alpha));
-        let fits: Vec<Box<dyn Fn(&RiskCalibration) -> f64>> = levels
-            .iter()
-            .map(|&l| {
-                Box::new(move |c: &RiskCalibration| fitted(c, l)) as Box<dyn Fn(&RiskCalibration) -> f64>
-            })
-            .chain([Box::new(crc) as Box<dyn Fn(&RiskCalibration) -> f64>])
-            .collect();
-        let refs: Vec<(&dyn Fn(&RiskCalibration) -> f64, bool)> =
-            fits.iter().map(|f| (f.as_ref(), false)).collect();
+        // the last one, conformal risk control, ignores delta
+        let all: Vec<RiskControl> = levels.iter().copied().chain([RiskControl::new(alpha)]).collect();
+        let fits: Vec<_> = all.iter().map(|&l| move |c: &RiskCalibration| fitted(c, l)).collect();
+        let refs: Vec<Fit<'_>> =
+            fits.iter().map(|f| (f as &dyn Fn(&RiskCalibration) -> f64, false)).collect();
         let share = failures(Risk::Recall, n, reps, 21, &refs);
         let tol = tolerance(delta.get(), reps);
         for (level, &(s, certified)) in levels.iter().zip(&share) {

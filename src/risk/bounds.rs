@@ -21,6 +21,12 @@ pub(crate) fn var(losses: &[f64]) -> f64 {
     ss / (losses.len() as f64 - 1.0)
 }
 
+/// Whether an upper bound certifies level `alpha`: `ucb < alpha`, false
+/// for NaN.
+pub(crate) fn below(ucb: f64, alpha: f64) -> bool {
+    ucb < alpha
+}
+
 /// The conformal risk control bound `n/(n+1) R + 1/(n+1)` (loss bound 1).
 pub(crate) fn crc(mean: f64, n: f64) -> f64 {
     (n / (n + 1.0)) * mean + 1.0 / (n + 1.0)
@@ -176,7 +182,7 @@ impl Wsr {
         if n == 0 {
             return false;
         }
-        for i in from..n {
+        for (i, &l) in losses.iter().enumerate().skip(from) {
             let (sum0, sq0, k0, best0) = match i {
                 0 => (0.0, 0.0, 0.0, f64::NEG_INFINITY),
                 _ => (self.sum[i - 1], self.sq[i - 1], self.log_k[i - 1], self.best[i - 1]),
@@ -185,7 +191,6 @@ impl Wsr {
                 0 => 0.25,
                 _ => (0.25 + sq0) / (i as f64 + 1.0),
             };
-            let l = losses[i];
             let nu = (self.c / (self.n * s2_prev)).sqrt().min(1.0);
             let k = k0 + (1.0 - nu * (l - self.r)).ln();
             let sum = sum0 + l;
@@ -236,7 +241,7 @@ pub(crate) fn wsr_mapie(losses: &[f64], delta: f64, rs: &[f64]) -> f64 {
         total
     };
     // the statistic grows with r: the first r that crosses, by bisection
-    let k = rs.partition_point(|&r| !(statistic(r) > target));
+    let k = rs.partition_point(|&r| statistic(r).partial_cmp(&target) != Some(std::cmp::Ordering::Greater));
     rs.get(k).copied().unwrap_or(1.0)
 }
 

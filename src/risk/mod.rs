@@ -1,7 +1,7 @@
 //! Risk control (METHOD.md §4.3–4.4): which per-image loss is bounded,
 //! how, and where its threshold is searched.
 //!
-//! A [`RiskControl`](crate::levels::RiskControl) promises a bound `alpha`
+//! A [`RiskControl`] promises a bound `alpha`
 //! on the expected loss of a new image, `E[loss] <= alpha`:
 //!
 //! * in expectation over the calibration set too (conformal risk control,
@@ -208,7 +208,8 @@ impl Grid {
         }
         // (the same tolerance as the validation grid of levels)
         let steps = ((stop - start) / step + 1e-9).floor();
-        if !(steps < Self::MAX_LEN as f64) {
+        // (a NaN count fails too)
+        if steps.partial_cmp(&(Self::MAX_LEN as f64)) != Some(std::cmp::Ordering::Less) {
             return Err(bad(format!("{} values; at most {}", steps + 1.0, Self::MAX_LEN)));
         }
         Ok(Grid { start, stop, step, len: steps as usize + 1 })

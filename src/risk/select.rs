@@ -91,7 +91,7 @@ pub(crate) fn fit(images: &[Scored<'_>], level: &RiskControl, candidates: Option
             let fails = |m: f64| match level.confidence {
                 // conformal risk control: n/(n+1) R + 1/(n+1) <= alpha
                 None => m > bound,
-                Some((d, _)) => !(bounds::hoeffding(m, n, d.get()) < alpha),
+                Some((d, _)) => !bounds::below(bounds::hoeffding(m, n, d.get()), alpha),
             };
             let objects: Vec<&[f64]> = images.iter().map(|s| s.object).collect();
             if fails(0.0) {
@@ -108,9 +108,9 @@ pub(crate) fn fit(images: &[Scored<'_>], level: &RiskControl, candidates: Option
             // the missed share of {f_O >= t} just above x counts the scores <= x
             smallest_with(candidates, |x| fails(mean_missed(&objects, x, true))).unwrap_or(f64::INFINITY)
         }
-        (Risk::Recall, Some((d, Bound::Bernstein))) => {
-            sweep(images, Risk::Recall, |s| !(bounds::bernstein(s.mean(), s.var(), n, d.get()) < alpha))
-        }
+        (Risk::Recall, Some((d, Bound::Bernstein))) => sweep(images, Risk::Recall, |s| {
+            !bounds::below(bounds::bernstein(s.mean(), s.var(), n, d.get()), alpha)
+        }),
         (Risk::Recall, Some((d, _))) => {
             let mut wsr = Wsr::new(images.len(), d.get(), alpha);
             sweep(images, Risk::Recall, |s| !wsr.certifies(&s.losses, s.changed_from))
