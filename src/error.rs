@@ -279,13 +279,39 @@ pub enum LevelsError {
         /// The mode.
         mode: &'static str,
     },
-    /// `delta` for a mode without a training-conditional version.
-    #[error(
-        "mode {mode} bounds an expected missed fraction; it has no delta (training-conditional) version"
-    )]
-    NoDelta {
+    /// Risk, bound or grid with a mode other than risk control.
+    #[error("risk, bound and grid apply to mode risk-control, not to mode {mode}")]
+    RiskOptionsNeedRiskControl {
         /// The mode.
         mode: &'static str,
+    },
+    /// The precision risk without `delta`.
+    #[error(
+        "the precision risk is not monotone in the threshold, so conformal risk control (in expectation) \
+         does not apply: give delta (Learn-then-Test with Hoeffding-Bentkus p-values)"
+    )]
+    PrecisionNeedsDelta,
+    /// A bound without `delta`.
+    #[error("bound {bound} holds with probability 1 - delta: give delta too")]
+    BoundNeedsDelta {
+        /// The bound.
+        bound: &'static str,
+    },
+    /// The WSR bound on a grid that is not in `[0, 1]`.
+    #[error(
+        "the WSR bound on a grid takes its candidate risk levels from the grid (as MAPIE): \
+         the grid must lie in [0, 1] (thresholds on probabilities)"
+    )]
+    WsrGrid,
+    /// A bound that does not apply to the risk.
+    #[error("bound {bound} does not apply to the {risk} risk; it takes {allowed}")]
+    BoundForRisk {
+        /// The bound.
+        bound: &'static str,
+        /// The risk.
+        risk: &'static str,
+        /// The bounds that apply.
+        allowed: &'static str,
     },
     /// A mode without a joint version over several structures.
     #[error("mode {mode} has no joint version over several structures")]
@@ -379,6 +405,22 @@ pub enum Warning {
     ProbabilitiesThresholdedAtZero {
         /// The transform.
         transform: String,
+    },
+    /// Risk control certified no threshold although there were enough
+    /// images for one: even the trivial end of the search (or the grid's
+    /// first value) has a bound at or above `alpha`.
+    #[error(
+        "risk control certified no threshold at alpha = {alpha} with n = {n} calibration images, so {} \
+         (valid but uninformative): the calibration losses are too high for the bound at this level",
+        consequence(side)
+    )]
+    RiskNotCertified {
+        /// `"inner"` or `"outer"`.
+        side: &'static str,
+        /// The level.
+        alpha: f64,
+        /// Calibration images.
+        n: usize,
     },
     /// Every predicted image has an empty inner set.
     #[error(

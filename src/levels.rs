@@ -35,6 +35,7 @@ use std::str::FromStr;
 
 use crate::error::{Error, LevelsError, Result};
 use crate::quantile::{Alpha, Delta, Rank, Threshold};
+use crate::risk::{Bound, Grid, Risk, Search};
 use crate::tolerance::Tolerances;
 
 /// A side of the sets: the inner set `I` (where the object surely is) or
@@ -129,9 +130,11 @@ pub enum ModeKind {
     /// One threshold from `max(tau, gamma)` at level `alpha`, used for both sets:
     /// `P(I ⊆ Y ⊆ O) >= 1 - alpha`.
     Max,
-    /// Conformal risk control of the missed fraction, outer set only:
-    /// `E[|Y \ O| / |Y|] <= alpha` (no inner set); fitted from per-voxel
-    /// losses ([`RiskCalibration`](crate::RiskCalibration)).
+    /// Risk control of a per-image loss (the missed fraction of the object
+    /// by the outer set, or the false share of the inner set; one set only):
+    /// `E[loss] <= alpha`, in expectation or with probability `1 - delta`
+    /// over the calibration set ([`RiskControl`]); fitted from per-voxel
+    /// scores ([`RiskCalibration`](crate::RiskCalibration)).
     #[cfg_attr(feature = "serde", serde(rename = "risk-control"))]
     RiskControl,
 }
@@ -400,8 +403,13 @@ impl fmt::Display for Mode {
     }
 }
 
-/// Validated conformal risk control of the missed fraction (METHOD.md
-/// §4.3): an outer set with `E[|Y \ O| / |Y|] <= alpha` and no inner set.
+/// Validated risk control (METHOD.md §4.3, §4.5): a bound `alpha` on the
+/// expected loss of a new image, for the [`Risk`] (the missed share of the
+/// object by the outer set, or the false share of the inner set), in
+/// expectation (conformal risk control) or with probability `1 - delta`
+/// over the calibration set (a [`Bound`]), the threshold searched exactly
+/// or on a [`Grid`] ([`Search`]). Constructors and the rest of its
+/// methods are in [`crate::risk`].
 ///
 /// ```
 /// use confseg::levels::RiskControl;
@@ -412,41 +420,31 @@ impl fmt::Display for Mode {
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RiskControl {
-    alpha: Alpha,
+    pub(crate) alpha: Alpha,
+    pub(crate) risk: Risk,
+    /// `None`: in expectation (conformal risk control).
+    pub(crate) confidence: Option<(Delta, Bound)>,
+    pub(crate) search: Search,
 }
 
 impl RiskControl {
-    /// Risk control at level `alpha`.
+    /// Conformal risk control of the missed fraction at level `alpha`:
+    /// `E[|Y \ O| / |Y|] <= alpha`, threshold searched exactly.
     #[must_use]
     pub fn new(alpha: Alpha) -> Self {
-        RiskControl { alpha }
+        RiskControl { alpha, risk: Risk::Recall, confidence: None, search: Search::Exact }
     }
 
-    /// The bound on the expected missed fraction.
+    /// The bound on the expected loss.
     #[must_use]
     pub fn alpha(&self) -> Alpha {
         self.alpha
-    }
-
-    /// The smallest calibration size for which risk control at `alpha`
-    /// gives an informative set: `alpha >= 1/(n+1)`.
-    #[must_use]
-    pub fn min_calibration_size(&self) -> usize {
-        let a = self.alpha.get();
-        let mut n = ((1.0 / a) - 1.0).ceil().max(1.0) as usize;
-        while n > 1 && a * (n as f64) >= 1.0 {
-            n -= 1;
-        }
-        while a * (n as f64 + 1.0) < 1.0 {
-            n += 1;
-        }
-        n
     }
 }
 
 impl fmt::Display for RiskControl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "risk control (expected missed fraction of the object <= {}; outer set only)", self.alpha)
+        self.describe(f)
     }
 }
 
@@ -471,7 +469,7 @@ impl fmt::Display for RiskControl {
 pub enum Guarantee {
     /// Conformal sets (METHOD.md §4).
     Conformal(Mode),
-    /// Conformal risk control of the missed fraction (METHOD.md §4.3).
+    /// Risk control of a per-image loss (METHOD.md §4.3, §4.5).
     RiskControl(RiskControl),
 }
 
@@ -517,7 +515,10 @@ impl Guarantee {
     /// The confidence level `delta` of a training-conditional guarantee.
     #[must_use]
     pub fn delta(&self) -> Option<Delta> {
-        self.mode().and_then(Mode::delta)
+        match self {
+            Guarantee::Conformal(m) => m.delta(),
+            Guarantee::RiskControl(r) => r.delta(),
+        }
     }
 
     /// The levels in words (`"joint by max (alpha = 0.1)"`, ...).
@@ -543,16 +544,8 @@ impl Guarantee {
 impl fmt::Display for Guarantee {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let words = f.alternate();
-        let (y, o) = if words { ("truth", "outer") } else { ("Y", "O") };
         match self {
-            Guarantee::RiskControl(r) => {
-                return write!(
-                    f,
-                    "risk control: E[|{y} \\ {o}| / |{y}|] <= {} (expected missed fraction of the object; \
-                     no inner set, and no promise that the whole object is covered)",
-                    r.alpha()
-                )
-            }
+            Guarantee::RiskControl(r) => return r.promise(f),
             Guarantee::Conformal(m) => {
                 let t = m.tolerances();
                 match m.joint_alpha() {
@@ -794,7 +787,10 @@ impl fmt::Display for Levels {
 /// * mode bonferroni: `alpha` split by `weights` (default 1:1) or by
 ///   `alpha_inner + alpha_outer <= alpha`;
 /// * mode max: one threshold on `max(tau, gamma)` at `alpha`;
-/// * mode risk-control: the expected missed fraction at most `alpha`;
+/// * mode risk-control: the expected loss of the `risk` (default recall,
+///   the missed fraction) at most `alpha`, with `delta` and a `bound` with
+///   probability `1 - delta` over the calibration set, the threshold on a
+///   `grid` if one is given;
 /// * `delta`: the training-conditional rank ([`Rank::Conditional`]) for
 ///   every conformal mode.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -809,8 +805,15 @@ pub struct Levels {
     pub alpha_inner: Option<f64>,
     /// An explicit outer level.
     pub alpha_outer: Option<f64>,
-    /// The confidence level of a training-conditional guarantee.
+    /// The confidence level of a training-conditional guarantee (for risk
+    /// control: with probability `1 - delta` over the calibration set).
     pub delta: Option<f64>,
+    /// Risk control: the risk (default recall).
+    pub risk: Option<Risk>,
+    /// Risk control: the bound used with `delta`.
+    pub bound: Option<Bound>,
+    /// Risk control: a grid of thresholds (default: exact search).
+    pub grid: Option<Grid>,
 }
 
 impl Levels {
@@ -861,22 +864,37 @@ impl Levels {
                 s += &format!(" {name}={v}");
             }
         }
+        for (name, v) in [
+            ("risk", self.risk.map(|r| r.to_string())),
+            ("bound", self.bound.map(|b| b.to_string())),
+            ("grid", self.grid.map(|g| g.to_string())),
+        ] {
+            if let Some(v) = v {
+                s += &format!(" {name}={v}");
+            }
+        }
         s
     }
 
     /// The rank strategy `delta` asks for.
     ///
     /// # Errors
-    /// [`Error::InvalidAlpha`] (named `"delta"`) unless `0 < delta < 1`;
-    /// [`LevelsError::NoDelta`] for risk control.
+    /// [`Error::InvalidAlpha`] (named `"delta"`) unless `0 < delta < 1`.
     pub fn rank(&self) -> Result<Rank> {
         match self.delta {
             None => Ok(Rank::Marginal),
-            Some(_) if self.mode == ModeKind::RiskControl => {
-                Err(LevelsError::NoDelta { mode: self.mode.name() }.into())
-            }
             Some(d) => Ok(Rank::Conditional(Delta::new(d)?)),
         }
+    }
+
+    /// Risk, bound and grid only with mode risk-control.
+    fn check_risk_options(&self) -> Result<()> {
+        if self.mode != ModeKind::RiskControl
+            && (self.risk.is_some() || self.bound.is_some() || self.grid.is_some())
+        {
+            return Err(LevelsError::RiskOptionsNeedRiskControl { mode: self.mode.name() }.into());
+        }
+        Ok(())
     }
 
     /// The request checked for one structure.
@@ -890,6 +908,7 @@ impl Levels {
         let split = self.split()?;
         let alpha = self.alpha.map(|a| Alpha::named("alpha", a)).transpose()?;
         self.check_weights(split.is_some())?;
+        self.check_risk_options()?;
         let rank = self.rank()?;
         let mode = match (self.mode, alpha, split) {
             (ModeKind::Marginal, None, Some((i, o))) => Mode::marginal_split(i, o),
@@ -904,7 +923,10 @@ impl Levels {
                 return Err(LevelsError::OneLevel { mode: self.mode.name() }.into())
             }
             (ModeKind::Max, Some(a), None) => Mode::max(a),
-            (ModeKind::RiskControl, Some(a), None) => return Ok(Guarantee::RiskControl(RiskControl::new(a))),
+            (ModeKind::RiskControl, Some(a), None) => {
+                let r = RiskControl::request(a, self.delta, self.risk, self.bound, self.grid)?;
+                return Ok(Guarantee::RiskControl(r));
+            }
             (_, None, _) => return Err(LevelsError::MissingAlpha { mode: self.mode.name() }.into()),
         };
         Ok(Guarantee::Conformal(mode.with_rank(rank)))
@@ -936,6 +958,7 @@ impl Levels {
             return Err(LevelsError::SplitPerStructure.into());
         }
         self.check_weights(false)?;
+        self.check_risk_options()?;
         let rank = self.rank()?;
         let Some(a) = self.alpha else {
             return Err(LevelsError::MissingAlpha { mode: self.mode.name() }.into());

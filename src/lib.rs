@@ -47,6 +47,9 @@
 //! * [`transform`]: score transforms `f_I`, `f_O` (the [`Transform`] trait).
 //! * [`calibrate`]: per-image statistics `tau_i`, `gamma_i` in one fused pass,
 //!   a mergeable streaming [`Calibration`], and the [`Mode`]s of METHOD.md §4.
+//! * [`risk`]: risk control of the missed share of the object or the
+//!   false share of the inner set, in expectation or with probability
+//!   `1 - delta` (RCPS and Learn-then-Test bounds), exact or on a grid.
 //! * [`sets`]: fitted [`ConfidenceSets`] and the inner/outer masks.
 //! * [`evaluate`]: validation over repeated random splits, efficiency
 //!   measures, baselines (risk control, pixel-wise Bonferroni, dilation
@@ -83,6 +86,7 @@ pub mod pipeline;
 #[cfg(feature = "plot")]
 pub mod plot;
 pub mod quantile;
+pub mod risk;
 pub mod sets;
 pub mod stream;
 pub mod synthetic;

@@ -839,14 +839,104 @@ fn risk_control_is_fitted_saved_and_predicted() {
     ]
     .concat());
     assert_eq!(rc, baseline);
-    // No delta, no inner level, no structures.
-    for extra in [&["--delta", "0.1"][..], &["--alpha-inner", "0.05", "--alpha-outer", "0.05"]] {
+    // No inner level, no precision without delta.
+    for (extra, msg) in [
+        (&["--alpha-inner", "0.05", "--alpha-outer", "0.05"][..], "risk-control"),
+        (&["--risk", "precision"], "give delta"),
+    ] {
         let args =
             [&base[..], &["--alpha", "0.1", "--mode", "risk-control", "-o", f.s("x.json")], extra].concat();
         let err = fail(&args, 2);
-        assert!(err.contains("risk-control"), "{err}");
+        assert!(err.contains(msg), "{err}");
     }
     assert!(!f.path("x.json").exists());
+}
+
+/// Risk control with confidence through the command line: the file holds
+/// the library's thresholds and guarantee, predict applies them, the
+/// summary names the set, and validate honours the options.
+#[test]
+fn risk_control_with_confidence_through_the_cli() {
+    use confseg::quantile::Delta;
+    use confseg::risk::{Bound, Risk, Search};
+    let f = Files::new();
+    let (s, m) = data(0..120);
+    let (test, _) = data(200..204);
+    write_npy(f.path("s.npy"), &s).unwrap();
+    write_npy(f.path("m.npy"), &m).unwrap();
+    write_npy(f.path("t.npy"), &test).unwrap();
+    let base = [
+        "calibrate",
+        "--masks",
+        f.s("m.npy"),
+        "--scores",
+        f.s("s.npy"),
+        "--inner",
+        "sigmoid",
+        "--outer",
+        "sigmoid",
+    ];
+    let calibrator = Calibrator::new(ScoreTransform::Sigmoid, ScoreTransform::Sigmoid);
+    let (alpha, delta) = (Alpha::new(0.2).unwrap(), Delta::new(0.1).unwrap());
+    let grid = Search::Grid("0:0.99:0.01".parse().unwrap());
+    let cases = [
+        (
+            vec!["--risk", "precision", "--delta", "0.1", "--grid", "0:0.99:0.01"],
+            confseg::levels::RiskControl::precision(alpha, delta).with_search(grid).unwrap(),
+            "I = {f_I > ",
+        ),
+        (
+            vec!["--risk", "recall", "--delta", "0.1", "--bound", "bernstein"],
+            confseg::levels::RiskControl::with_confidence(Risk::Recall, alpha, delta, Bound::Bernstein)
+                .unwrap(),
+            "O = {f_O >= ",
+        ),
+    ];
+    for (i, (flags, level, rule)) in cases.into_iter().enumerate() {
+        let out = f.s(&format!("rc{i}.json"));
+        let stdout =
+            ok(&[&base[..], &["--alpha", "0.2", "--mode", "risk-control", "-o", out], &flags[..]].concat());
+        assert!(stdout.contains(rule) && stdout.contains("with probability >= 0.9"), "{stdout}");
+        let mut state = confseg::RiskCalibration::for_risk(level.risk());
+        for k in 0..120 {
+            calibrator
+                .observe_risk(&mut state, &s.index_axis(Axis(0), k), &m.index_axis(Axis(0), k))
+                .unwrap();
+        }
+        let sets = calibrator.fit_risk_control(&state, level).unwrap();
+        assert!(sets.thresholds().side(level.risk().side()).is_finite(), "{flags:?}: nothing certified");
+        let j = json(Path::new(out));
+        assert_eq!((j["risk"].as_str(), j["delta"].as_f64()), (Some(level.risk().name()), Some(0.1)));
+        let (ti, to) = file_thresholds(Path::new(out));
+        assert_eq!((ti, to), (sets.thresholds().inner.value(), sets.thresholds().outer.value()));
+        ok(&[
+            "predict",
+            "--calibration",
+            out,
+            "--scores",
+            f.s("t.npy"),
+            "--inner-out",
+            f.s("i.npy"),
+            "--outer-out",
+            f.s("o.npy"),
+        ]);
+        let want = sets.predict_stack(&test).unwrap();
+        let inner: Array3<u8> = read_npy(f.path("i.npy")).unwrap();
+        let outer: Array3<u8> = read_npy(f.path("o.npy")).unwrap();
+        assert_eq!((inner, outer), (want.inner.mapv(u8::from), want.outer.mapv(u8::from)));
+    }
+    // validate honours the options: precision is measured on the inner set
+    let v = ["validate", "--masks", f.s("m.npy"), "--scores", f.s("s.npy"), "--inner", "sigmoid"];
+    let out = ok(&[
+        &v[..],
+        &["--n-cal", "80", "--repeats", "10", "--alpha", "0.2", "--mode", "risk-control"],
+        &["--risk", "precision", "--delta", "0.1", "--json", "--geometry-splits", "0"],
+    ]
+    .concat());
+    let r: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r[0]["method"], "risk-control delta=0.1 risk=precision");
+    assert_eq!(r[0]["outer_coverage"], 1.0);
+    assert!(r[0]["efficiency"]["inner_share"].as_f64().unwrap() > 0.0, "{out}");
 }
 
 #[test]
@@ -1066,6 +1156,9 @@ fn level_flags_validate_as_the_shared_table_says() {
             ("alpha_inner", "--alpha-inner"),
             ("alpha_outer", "--alpha-outer"),
             ("delta", "--delta"),
+            ("risk", "--risk"),
+            ("bound", "--bound"),
+            ("grid", "--grid"),
         ] {
             match &r[key] {
                 Value::Null => {}
@@ -1090,6 +1183,13 @@ fn level_flags_validate_as_the_shared_table_says() {
                 assert_eq!(j["mode"], w["mode"], "{case}");
                 assert_eq!(j["alpha"].as_f64(), w["alpha"].as_f64(), "{case}");
                 assert_eq!(j.get("delta").and_then(Value::as_f64), w["delta"].as_f64(), "{case}");
+                if w["mode"] == "risk-control" {
+                    // the file names the risk only when it is not the default recall
+                    let risk = j.get("risk").and_then(Value::as_str).unwrap_or("recall");
+                    assert_eq!(Some(risk), w["risk"].as_str(), "{case}");
+                    assert_eq!(j.get("bound").and_then(Value::as_str), w["bound"].as_str(), "{case}");
+                    assert_eq!(j.get("grid").and_then(Value::as_str), w["grid"].as_str(), "{case}");
+                }
                 for side in ["inner", "outer"] {
                     let a = j[side]["alpha"].as_f64().unwrap();
                     assert!((a - w[format!("alpha_{side}")].as_f64().unwrap()).abs() < 1e-12, "{case}");

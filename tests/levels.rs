@@ -26,6 +26,9 @@ fn request(r: &Value) -> confseg::Result<Levels> {
         alpha_inner: num("alpha_inner"),
         alpha_outer: num("alpha_outer"),
         delta: num("delta"),
+        risk: r.get("risk").and_then(Value::as_str).map(str::parse).transpose()?,
+        bound: r.get("bound").and_then(Value::as_str).map(str::parse).transpose()?,
+        grid: r.get("grid").and_then(Value::as_str).map(str::parse).transpose()?,
     })
 }
 
@@ -43,6 +46,23 @@ fn every_request_validates_as_the_table_says() {
                 assert_eq!(g.kind().to_string(), w["mode"].as_str().unwrap(), "{case}");
                 assert_eq!(g.overall_alpha().map(Alpha::get), w["alpha"].as_f64(), "{case}");
                 assert_eq!(g.delta().map(|d| d.get()), w["delta"].as_f64(), "{case}");
+                if let Guarantee::RiskControl(r) = &g {
+                    assert_eq!(
+                        Some(r.risk().to_string().as_str()),
+                        w.get("risk").and_then(Value::as_str),
+                        "{case}"
+                    );
+                    assert_eq!(
+                        r.bound().map(|b| b.to_string()).as_deref(),
+                        w.get("bound").and_then(Value::as_str),
+                        "{case}"
+                    );
+                    let grid = match r.search() {
+                        confseg::risk::Search::Grid(g) => Some(g.to_string()),
+                        confseg::risk::Search::Exact => None,
+                    };
+                    assert_eq!(grid.as_deref(), w.get("grid").and_then(Value::as_str), "{case}");
+                }
                 for (side, key, rank) in
                     [(Side::Inner, "alpha_inner", "rank_inner"), (Side::Outer, "alpha_outer", "rank_outer")]
                 {

@@ -206,3 +206,294 @@ fn risk_and_conformal_states_admit_images_by_the_same_rules() {
     let e = Calibrator::new(Identity, Identity).observe_risk(&mut risk, &s3, &m3).unwrap_err();
     assert!(matches!(e, confseg::Error::DimensionMismatch { .. }), "{e}");
 }
+
+/// Risk control with confidence: over repeated calibrations the share of
+/// calibration sets whose threshold has a true risk above `alpha` is at
+/// most `delta` (the guarantee), within 3 binomial standard errors of the
+/// share; and the same check fails for the thresholds that ignore `delta`
+/// (conformal risk control, or the plug-in threshold), so it is tight
+/// enough to catch a missing confidence correction.
+///
+/// Recall: image `i` has an offset `u_i ~ U(0, 1)` and `m` object voxels
+/// scoring `(u_i + v_ij) / 2`, `v_ij ~ U(0, 1)`; the missed share of
+/// `{f >= t}` has expectation `P(u + v < 2t)`, the triangular CDF.
+///
+/// Precision: image `i` has an offset `u_i` uniform on `{1/4, 1/2, 3/4, 1}`,
+/// `m` object voxels scoring `(u_i + V) / c` and `m` background voxels
+/// scoring `W / c`, `V, W ~ U(0, 1)`, `c = 9/4`; given `u`, the counts in
+/// `{f > l}` are independent binomials, so the expected false share (an
+/// empty set counting 0, or 1 as MAPIE counts it) is a finite sum. A
+/// calibration set fails when a threshold is certified (`l < +inf`) and its
+/// risk is above `alpha`: certifying none (abstaining) is no error.
+mod with_confidence {
+    use super::*;
+    use confseg::levels::RiskControl;
+    use confseg::quantile::Delta;
+    use confseg::risk::{Bound, Risk, Search};
+
+    const M: usize = 8;
+
+    /// A way of fitting a threshold, and whether its risk counts an empty
+    /// inner set as 1 (MAPIE's convention).
+    type Fit<'a> = (&'a dyn Fn(&RiskCalibration) -> f64, bool);
+    /// The scale of the precision model's scores.
+    const C: f64 = 2.25;
+    const OFFSETS: [f64; 4] = [0.25, 0.5, 0.75, 1.0];
+
+    /// `P(Binomial(m, p) = k)` for `k = 0..=m`.
+    fn binomial(m: usize, p: f64) -> Vec<f64> {
+        let mut c = 1.0;
+        (0..=m)
+            .map(|k| {
+                let v = c * p.powi(k as i32) * (1.0 - p).powi((m - k) as i32);
+                c = c * (m - k) as f64 / (k + 1) as f64;
+                v
+            })
+            .collect()
+    }
+
+    /// The expected false share of `{f > l}` in the precision model (an
+    /// empty set counting 0, or with `mapie` 1: every image has an object).
+    fn precision_risk(l: f64, mapie: bool) -> f64 {
+        let p0 = (1.0 - C * l).clamp(0.0, 1.0);
+        let fp = binomial(M, p0);
+        let mut r = 0.0;
+        for u in OFFSETS {
+            let tp = binomial(M, (1.0 - (C * l - u)).clamp(0.0, 1.0));
+            for (a, pa) in tp.iter().enumerate() {
+                for (b, pb) in fp.iter().enumerate() {
+                    if a + b > 0 {
+                        r += 0.25 * pa * pb * b as f64 / (a + b) as f64;
+                    } else if mapie {
+                        r += 0.25 * pa * pb;
+                    }
+                }
+            }
+        }
+        r
+    }
+
+    fn recall_state(n: usize, rng: &mut Pcg64Mcg) -> RiskCalibration {
+        let mut cal = RiskCalibration::new();
+        for _ in 0..n {
+            let u: f64 = rng.random();
+            cal.push((0..M).map(|_| (u + rng.random::<f64>()) / 2.0).collect()).unwrap();
+        }
+        cal
+    }
+
+    fn precision_state(n: usize, rng: &mut Pcg64Mcg) -> RiskCalibration {
+        let mut cal = RiskCalibration::for_risk(Risk::Precision);
+        for _ in 0..n {
+            let u = OFFSETS[rng.random_range(0..4usize)];
+            let object = (0..M).map(|_| (u + rng.random::<f64>()) / C).collect();
+            let background = (0..M).map(|_| rng.random::<f64>() / C).collect();
+            cal.push_with_background(object, background).unwrap();
+        }
+        cal
+    }
+
+    /// The share of `reps` calibration sets whose fitted set has a true
+    /// risk above alpha, and the share that certified a threshold, for
+    /// each way of fitting.
+    fn failures(risk: Risk, n: usize, reps: usize, seed: u64, fits: &[Fit<'_>]) -> Vec<(f64, f64)> {
+        let mut rng = Pcg64Mcg::seed_from_u64(seed);
+        let alpha = 0.1;
+        let mut out = vec![(0usize, 0usize); fits.len()];
+        for _ in 0..reps {
+            let cal = match risk {
+                Risk::Recall => recall_state(n, &mut rng),
+                Risk::Precision => precision_state(n, &mut rng),
+            };
+            for (k, (fit, mapie)) in fits.iter().enumerate() {
+                let t = fit(&cal);
+                let (true_risk, certified) = match risk {
+                    Risk::Recall => (triangular_cdf(2.0 * t), t > f64::NEG_INFINITY),
+                    Risk::Precision => (precision_risk(t, *mapie), t < f64::INFINITY),
+                };
+                out[k].0 += usize::from(certified && true_risk > alpha);
+                out[k].1 += usize::from(certified);
+            }
+        }
+        out.into_iter().map(|(f, c)| (f as f64 / reps as f64, c as f64 / reps as f64)).collect()
+    }
+
+    /// The threshold of `level` on its side: `t` of `{f_O >= t}`, `l` of `{f_I > l}`.
+    fn fitted(cal: &RiskCalibration, level: RiskControl) -> f64 {
+        let t = cal.thresholds(&level).unwrap();
+        match level.risk() {
+            Risk::Recall => -t.outer.value(),
+            Risk::Precision => t.inner.value(),
+        }
+    }
+
+    /// The tolerance of a failure share over `reps` sets whose true
+    /// failure probability is (at most) `p`.
+    fn tolerance(p: f64, reps: usize) -> f64 {
+        3.0 * (p * (1.0 - p) / reps as f64).sqrt()
+    }
+
+    #[test]
+    fn recall_rcps_holds_with_probability_1_minus_delta() {
+        let (alpha, delta) = (Alpha::new(0.1).unwrap(), Delta::new(0.1).unwrap());
+        let (n, reps) = (150, 1500);
+        let grid = Search::Grid("0:0.99:0.01".parse().unwrap());
+        let levels: Vec<RiskControl> = [Bound::Hoeffding, Bound::Bernstein, Bound::Wsr]
+            .into_iter()
+            .flat_map(|b| {
+                let r = RiskControl::with_confidence(Risk::Recall, alpha, delta, b).unwrap();
+                [r, r.with_search(grid).unwrap()]
+            })
+            .collect();
+        // the last one, conformal risk control, ignores delta
+        let all: Vec<RiskControl> = levels.iter().copied().chain([RiskControl::new(alpha)]).collect();
+        let fits: Vec<_> = all.iter().map(|&l| move |c: &RiskCalibration| fitted(c, l)).collect();
+        let refs: Vec<Fit<'_>> =
+            fits.iter().map(|f| (f as &dyn Fn(&RiskCalibration) -> f64, false)).collect();
+        let share = failures(Risk::Recall, n, reps, 21, &refs);
+        let tol = tolerance(delta.get(), reps);
+        for (level, &(s, certified)) in levels.iter().zip(&share) {
+            // MAPIE's WSR on a grid promises 1 - delta (1 + ln(1/delta)) only; it is held to delta here
+            assert!(s <= delta.get() + tol, "{level}: {s} of the calibration sets fail (delta {delta})");
+            assert!(certified > 0.9, "{level}: certified {certified}");
+        }
+        // conformal risk control bounds the risk on average only: it fails the check
+        let crc_share = share[levels.len()].0;
+        assert!(crc_share > delta.get() + tol, "conformal risk control fails only {crc_share}");
+    }
+
+    #[test]
+    fn precision_ltt_holds_with_probability_1_minus_delta() {
+        let (alpha, delta) = (Alpha::new(0.1).unwrap(), Delta::new(0.1).unwrap());
+        // Holm over the 100 grid values needs more images than the exact search
+        let (n, reps) = (300, 1500);
+        let exact = RiskControl::precision(alpha, delta);
+        let grid = exact.with_search(Search::Grid("0:0.99:0.01".parse().unwrap())).unwrap();
+        // the plug-in threshold: fixed sequence on the empirical risk itself
+        let plug_in = |c: &RiskCalibration| {
+            let mut all: Vec<f64> =
+                c.object_scores().iter().chain(c.background_scores()).flatten().copied().collect();
+            all.sort_by(|a, b| b.total_cmp(a));
+            all.dedup();
+            let risk = |l: f64| {
+                let losses = c.object_scores().iter().zip(c.background_scores()).map(|(o, b)| {
+                    let tp = o.iter().filter(|&&x| x > l).count();
+                    let fp = b.iter().filter(|&&x| x > l).count();
+                    if tp + fp == 0 {
+                        0.0
+                    } else {
+                        fp as f64 / (tp + fp) as f64
+                    }
+                });
+                losses.sum::<f64>() / c.len() as f64
+            };
+            let mut best = f64::INFINITY;
+            for l in all {
+                if risk(l) > alpha.get() {
+                    break;
+                }
+                best = l;
+            }
+            best
+        };
+        let share = failures(
+            Risk::Precision,
+            n,
+            reps,
+            22,
+            &[(&|c| fitted(c, exact), false), (&|c| fitted(c, grid), true), (&plug_in, false)],
+        );
+        let tol = tolerance(delta.get(), reps);
+        for (name, (s, certified)) in [("exact", share[0]), ("grid", share[1])] {
+            assert!(s <= delta.get() + tol, "{name} LTT: {s} fail");
+            assert!(certified > 0.9, "{name} LTT: certified {certified}");
+        }
+        assert!(share[2].0 > delta.get() + tol, "the plug-in threshold fails only {}", share[2].0);
+        // and the model is not trivial: the true risk crosses alpha inside the scores' range
+        assert!(precision_risk(0.0, false) > 0.3 && precision_risk(0.45, false) < 0.1);
+    }
+}
+
+/// The grid search reproduces MAPIE 1.6's `SemanticSegmentationController`
+/// on data both can generate bit for bit (an integer LCG; probabilities
+/// `k / 10^6`). The thresholds below were printed by MAPIE 1.6.0 (NumPy
+/// 2.4, SciPy 1.17) running
+///
+/// ```python
+/// import numpy as np
+/// from mapie.risk_control import SemanticSegmentationController as C
+/// def data(n=80, h=6, w=7):
+///     x = 12345
+///     probs = np.empty((n, h, w)); masks = np.empty((n, h, w), bool)
+///     for i in range(n):
+///         for j in range(h * w):
+///             x = (1664525 * x + 1013904223) % 2**32
+///             y = (x >> 16) % 5 < 2 or j == 0
+///             x = (1664525 * x + 1013904223) % 2**32
+///             k = (x >> 8) % 1000
+///             probs[i].flat[j] = (300000 + 700 * k) / 1e6 if y else (700 * k) / 1e6
+///             masks[i].flat[j] = y
+///     return probs, masks
+/// probs, masks = data()
+/// def ctl(**kw):
+///     c = C(predict_function=lambda x: x, **kw); c.calibrate(probs[:, None], masks)
+///     return float(c.best_predict_param[0])
+/// print(ctl(risk="recall", method="crc", target_level=0.9))
+/// for b in ("hoeffding", "bernstein", "wsr"):
+///     print(b, ctl(risk="recall", method="rcps", target_level=0.9, confidence_level=0.9, rcps_bound=b))
+/// for t in (0.8, 0.75, 0.7):
+///     print(t, ctl(risk="precision", target_level=t, confidence_level=0.9))
+/// ```
+///
+/// MAPIE's Hoeffding answer, 0.0, is the grid's first value returned
+/// uncertified (`sqrt(ln 10 / 160) > 0.1`): confseg certifies nothing and
+/// returns the whole image instead (METHOD.md §4.4).
+#[test]
+fn grid_search_reproduces_mapie_1_6() {
+    use confseg::quantile::Delta;
+    use confseg::risk::{Bound, Risk, Search};
+    let (n, voxels) = (80, 42);
+    let mut x: u64 = 12345;
+    let mut next = || {
+        x = (1664525 * x + 1013904223) % (1 << 32);
+        x
+    };
+    let mut recall = RiskCalibration::new();
+    let mut precision = RiskCalibration::for_risk(Risk::Precision);
+    for _ in 0..n {
+        let (mut object, mut background) = (Vec::new(), Vec::new());
+        for j in 0..voxels {
+            let y = (next() >> 16) % 5 < 2 || j == 0;
+            let k = ((next() >> 8) % 1000) as f64;
+            if y {
+                object.push((300000.0 + 700.0 * k) / 1e6);
+            } else {
+                background.push((700.0 * k) / 1e6);
+            }
+        }
+        recall.push(object.clone()).unwrap();
+        precision.push_with_background(object, background).unwrap();
+    }
+    let grid = Search::Grid("0:0.99:0.01".parse().unwrap());
+    // MAPIE's levels: 1 - target_level, 1 - confidence_level
+    let (alpha, delta) = (Alpha::new(1.0 - 0.9).unwrap(), Delta::new(1.0 - 0.9).unwrap());
+    // recall: the outer set {p > l} = {p >= next_up(l)}
+    let recall_l = |level: RiskControl| {
+        let t = -recall.thresholds(&level.with_search(grid).unwrap()).unwrap().outer.value();
+        if t.is_finite() {
+            t.next_down()
+        } else {
+            t
+        }
+    };
+    assert_eq!(recall_l(RiskControl::new(alpha)), 0.35000000000000003);
+    let rcps = |b| recall_l(RiskControl::with_confidence(Risk::Recall, alpha, delta, b).unwrap());
+    assert_eq!(rcps(Bound::Hoeffding), f64::NEG_INFINITY); // MAPIE: 0.0, uncertified
+    assert_eq!(rcps(Bound::Bernstein), 0.3);
+    assert_eq!(rcps(Bound::Wsr), 0.33);
+    for (target, want) in [(0.8, 0.6900000000000001), (0.75, 0.68), (0.7, 0.67)] {
+        let level =
+            RiskControl::precision(Alpha::new(1.0 - target).unwrap(), delta).with_search(grid).unwrap();
+        assert_eq!(precision.thresholds(&level).unwrap().inner.value(), want, "target {target}");
+    }
+}

@@ -76,6 +76,7 @@ class Calibrator:
         scores: Union[ArrayLike, Sequence[ArrayLike]],
         masks: Union[ArrayLike, Sequence[ArrayLike]],
         spacing: SpacingArg = None,
+        risk: str = "recall",
     ) -> RiskCalibration: ...
     def fit(
         self,
@@ -86,18 +87,26 @@ class Calibrator:
         alpha_inner: Optional[float] = None,
         alpha_outer: Optional[float] = None,
         delta: Optional[float] = None,
+        risk: Optional[str] = None,
+        bound: Optional[str] = None,
+        grid: Union[str, Tuple[float, float, float], None] = None,
     ) -> ConfidenceSets:
         """mode: "marginal", "bonferroni", "max" (a Calibration) or "risk-control"
-        (a RiskCalibration: E[|truth \\ outer| / |truth|] <= alpha, no inner set).
+        (a RiskCalibration: risk="recall", E[|truth \\ outer| / |truth|] <= alpha, no
+        inner set; risk="precision" with delta, E[|inner \\ truth| / |inner|] <= alpha).
         delta: training-conditional guarantee, with probability >= 1 - delta over
-        the calibration set."""
+        the calibration set (risk control: bound "hoeffding", "bernstein", "wsr" or
+        "hoeffding-bentkus"). grid: "START:STOP:STEP" (risk control on a grid,
+        MAPIE's choice; default exact search)."""
         ...
 
 class RiskCalibration:
-    """Per-voxel state of conformal risk control: each image's object outer scores."""
+    """Per-voxel state of risk control: each image's scores on the risk's side."""
 
-    def __init__(self) -> None: ...
+    def __init__(self, risk: str = "recall") -> None: ...
     def __len__(self) -> int: ...
+    @property
+    def risk(self) -> str: ...
     @property
     def provenance(self) -> Optional[Dict[str, Any]]: ...
     @property
@@ -158,6 +167,14 @@ class ConfidenceSets:
     def alpha(self) -> Optional[float]: ...
     @property
     def delta(self) -> Optional[float]: ...
+    @property
+    def risk(self) -> Optional[str]: ...
+    @property
+    def bound(self) -> Optional[str]: ...
+    @property
+    def grid(self) -> Optional[str]: ...
+    @property
+    def set_rule(self) -> Optional[str]: ...
     @property
     def description(self) -> str: ...
     @property
@@ -256,6 +273,9 @@ def validate(
     mask_threshold: Optional[float] = None,
     delta: Optional[float] = None,
     record_splits: int = 0,
+    risk: Optional[str] = None,
+    bound: Optional[str] = None,
+    grid: Union[str, Tuple[float, float, float], None] = None,
     inner_tolerance: Tolerance = None,
     outer_tolerance: Tolerance = None,
 ) -> List[Dict[str, Any]]: ...

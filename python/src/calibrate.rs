@@ -94,7 +94,7 @@ impl PerImage for Stats<'_> {
 }
 
 /// `Calibrator.risk_statistics` over any input form.
-struct Risk<'a>(&'a Cal);
+struct Risk<'a>(&'a Cal, confseg::risk::Risk);
 
 impl PerImage for Risk<'_> {
     type Out = Vec<Objects>;
@@ -105,7 +105,7 @@ impl PerImage for Risk<'_> {
         lay: Layout,
         sp: &SpacingArg,
     ) -> confseg::Result<Self::Out> {
-        risk_views(self.0, s, m, lay, sp)
+        risk_views(self.0, self.1, s, m, lay, sp)
     }
     fn lists<A: Float, M: MaskValue>(
         &self,
@@ -113,7 +113,7 @@ impl PerImage for Risk<'_> {
         m: &[ArrayViewD<'_, M>],
         sp: &SpacingArg,
     ) -> confseg::Result<Self::Out> {
-        risk_lists(self.0, s, m, sp)
+        risk_lists(self.0, self.1, s, m, sp)
     }
 }
 
@@ -265,6 +265,7 @@ pub fn precision_arg(p: Option<&str>) -> PyResult<Option<Precision>> {
 
 /// The level arguments of `fit` as the library's request (the library
 /// validates it, as it does the command line's).
+#[allow(clippy::too_many_arguments)]
 pub fn levels_arg(
     alpha: Option<f64>,
     mode: &str,
@@ -272,8 +273,33 @@ pub fn levels_arg(
     alpha_inner: Option<f64>,
     alpha_outer: Option<f64>,
     delta: Option<f64>,
+    risk: Option<&str>,
+    bound: Option<&str>,
+    grid: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Levels> {
-    Ok(Levels { mode: mode.parse().py()?, alpha, weights, alpha_inner, alpha_outer, delta })
+    Ok(Levels {
+        mode: mode.parse().py()?,
+        alpha,
+        weights,
+        alpha_inner,
+        alpha_outer,
+        delta,
+        risk: risk.map(str::parse).transpose().py()?,
+        bound: bound.map(str::parse).transpose().py()?,
+        grid: grid_arg(grid)?,
+    })
+}
+
+/// A risk-control grid: ``"START:STOP:STEP"`` or ``(start, stop, step)``.
+fn grid_arg(grid: Option<&Bound<'_, PyAny>>) -> PyResult<Option<confseg::risk::Grid>> {
+    let Some(g) = grid.filter(|g| !g.is_none()) else { return Ok(None) };
+    if let Ok(text) = g.extract::<String>() {
+        return text.parse().map(Some).py();
+    }
+    let (start, stop, step) = g.extract::<(f64, f64, f64)>().map_err(|_| {
+        crate::errors::type_error("grid must be a string \"START:STOP:STEP\" or a tuple (start, stop, step)")
+    })?;
+    confseg::risk::Grid::new(start, stop, step).map(Some).py()
 }
 
 /// Emit one Python `UserWarning`.
@@ -382,30 +408,34 @@ impl PyCalibrator {
         Ok(PyCalibration { cal })
     }
 
-    /// The per-voxel state of conformal risk control of the missed fraction
-    /// (METHOD.md §4.3): the outer scores ``f_O(v)`` of every object voxel
-    /// of each labelled image (8 bytes per object voxel).
+    /// The per-voxel state of risk control (METHOD.md §4.3–4.4): for
+    /// ``risk="recall"`` the outer scores ``f_O(v)`` of every object voxel
+    /// of each labelled image (8 bytes per object voxel), for
+    /// ``risk="precision"`` the inner scores ``f_I(v)`` of every voxel.
     ///
-    /// ``risk_statistics(scores, masks, spacing=None) -> RiskCalibration``
+    /// ``risk_statistics(scores, masks, spacing=None, risk="recall") -> RiskCalibration``
     ///
     /// Inputs as for ``statistics`` (one image, a batch-first stack or a
     /// list; ``spacing`` one for all or one per image). ``fit(risk_cal,
     /// alpha, mode="risk-control")`` gives an outer set with
     /// ``E[|truth \ outer| / |truth|] <= alpha`` (expected missed share,
-    /// not whole-mask coverage) and no inner set. Runs in parallel,
-    /// without the GIL.
-    #[pyo3(signature = (scores, masks, spacing=None))]
+    /// not whole-mask coverage) and no inner set; see ``fit`` for
+    /// ``delta`` and precision. Runs in parallel, without the GIL.
+    #[pyo3(signature = (scores, masks, spacing=None, risk="recall"))]
     fn risk_statistics(
         &self,
         py: Python<'_>,
         scores: &Bound<'_, PyAny>,
         masks: &Bound<'_, PyAny>,
         spacing: Option<&Bound<'_, PyAny>>,
+        risk: &str,
     ) -> PyResult<PyRiskCalibration> {
+        let risk: confseg::risk::Risk = risk.parse().py()?;
         let sp = spacing_arg(spacing)?;
         let c = &self.cal;
-        let objects = labelled(py, &Risk(c), (scores, masks), ("scores", "masks"), &sp, layout, self.ndim)?;
-        py.detach(|| PyRiskCalibration::from_objects(c, objects)).py()
+        let objects =
+            labelled(py, &Risk(c, risk), (scores, masks), ("scores", "masks"), &sp, layout, self.ndim)?;
+        py.detach(|| PyRiskCalibration::from_objects(c, risk, objects)).py()
     }
 
     /// Calibration statistics of scores already transformed by ``f_I`` and
@@ -497,10 +527,20 @@ impl PyCalibrator {
     /// * ``mode="max"``: ``P(inner ⊆ truth ⊆ outer) >= 1 - alpha`` from one
     ///   threshold on ``max(tau, gamma)``;
     /// * ``mode="risk-control"`` (``calibration`` a ``RiskCalibration``, from
-    ///   ``risk_statistics``): conformal risk control of the missed
-    ///   fraction, ``E[|truth \ outer| / |truth|] <= alpha`` — the *expected
-    ///   share of the object missed*, not the probability of missing any of
-    ///   it — with the outer set ``{f_O >= t}`` and an empty inner set.
+    ///   ``risk_statistics``): risk control, a bound on an expected loss,
+    ///   not coverage (METHOD.md §4.3–4.4). ``risk="recall"`` (default):
+    ///   the missed share of the object, ``E[|truth \ outer| / |truth|] <=
+    ///   alpha``, with an outer set and an empty inner set; without
+    ///   ``delta`` in expectation (conformal risk control, outer set
+    ///   ``{f_O >= t}``), with ``delta`` given the calibration set with
+    ///   probability ``1 - delta`` (RCPS, ``bound="wsr"`` (default),
+    ///   ``"hoeffding"`` or ``"bernstein"``). ``risk="precision"`` (needs
+    ///   ``delta``): the false share of the inner set,
+    ///   ``E[|inner \ truth| / |inner|] <= alpha`` with probability
+    ///   ``1 - delta`` (Learn-then-Test, ``bound="hoeffding-bentkus"``), the
+    ///   outer set the whole image. The threshold is searched exactly over
+    ///   the calibration scores, or on ``grid="START:STOP:STEP"`` (ends
+    ///   included; ``"0:0.99:0.01"`` reproduces MAPIE 1.6's choice).
     ///
     /// The threshold is the ``k``-th smallest statistic,
     /// ``k = ceil((1 - alpha)(n + 1))``, or ``inf`` when ``k > n`` (then the
@@ -510,9 +550,9 @@ impl PyCalibrator {
     /// the calibration set, the coverage of future images is at least the
     /// nominal level; ``k`` is then the smallest rank with
     /// ``P(Binomial(n, 1 - alpha) <= k - 1) >= 1 - delta`` (exact binomial;
-    /// each side at its own level). Risk control has no ``delta`` version.
-    /// Warnings of the library are emitted as ``UserWarning``.
-    #[pyo3(signature = (calibration, alpha=None, mode="marginal", weights=None, alpha_inner=None, alpha_outer=None, delta=None))]
+    /// each side at its own level). Warnings of the library are emitted
+    /// as ``UserWarning``.
+    #[pyo3(signature = (calibration, alpha=None, mode="marginal", weights=None, alpha_inner=None, alpha_outer=None, delta=None, risk=None, bound=None, grid=None))]
     #[allow(clippy::too_many_arguments)]
     fn fit(
         &self,
@@ -524,21 +564,25 @@ impl PyCalibrator {
         alpha_inner: Option<f64>,
         alpha_outer: Option<f64>,
         delta: Option<f64>,
+        risk: Option<&str>,
+        bound: Option<&str>,
+        grid: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyConfidenceSets> {
-        let risk = calibration.cast::<PyRiskCalibration>().ok();
+        let state = calibration.cast::<PyRiskCalibration>().ok();
         let plain = calibration.cast::<PyCalibration>().ok();
-        if risk.is_none() && plain.is_none() {
+        if state.is_none() && plain.is_none() {
             return Err(crate::errors::type_error(
                 "calibration must be a Calibration (from statistics) or a RiskCalibration (from risk_statistics)",
             ));
         }
-        let guarantee =
-            levels_arg(alpha, mode, weights, alpha_inner, alpha_outer, delta)?.guarantee().py()?;
+        let guarantee = levels_arg(alpha, mode, weights, alpha_inner, alpha_outer, delta, risk, bound, grid)?
+            .guarantee()
+            .py()?;
         let sets =
-            match (guarantee, risk, plain) {
-                (Guarantee::RiskControl(level), Some(risk), _) => {
-                    let risk = risk.borrow();
-                    let r = &risk.risk;
+            match (guarantee, state, plain) {
+                (Guarantee::RiskControl(level), Some(state), _) => {
+                    let state = state.borrow();
+                    let r = &state.risk;
                     let sets = py.detach(|| self.cal.fit_risk_control(r, level)).py()?;
                     warn_all(py, &sets.warnings())?;
                     sets

@@ -213,8 +213,8 @@ fn pool_transformed<A: Float, M: confseg::MaskValue>(
 /// ``validate(scores, masks, *, n_cal, alphas=(0.1,), inner="identity", outer="identity",
 /// inner_scores=None, outer_scores=None, n_test=None, repeats=1000, mode="marginal",
 /// weights=None, methods=("conformal",), seed=0, geometry_splits=20, spacing=None,
-/// mask_threshold=None, delta=None, record_splits=0, inner_tolerance=None,
-/// outer_tolerance=None) -> list[dict]``
+/// mask_threshold=None, delta=None, record_splits=0, risk=None, bound=None, grid=None,
+/// inner_tolerance=None, outer_tolerance=None) -> list[dict]``
 ///
 /// ``scores``/``masks``: batch-first stacks; or ``scores=None`` with
 /// already transformed ``inner_scores`` and ``outer_scores``.
@@ -222,7 +222,10 @@ fn pool_transformed<A: Float, M: confseg::MaskValue>(
 /// calibrated, and its coverage counted, for the tolerance events (see
 /// ``Calibrator``). ``delta``:
 /// the conformal method's thresholds take the training-conditional rank
-/// (see ``Calibrator.fit``); ``mode="risk-control"`` runs risk control.
+/// (see ``Calibrator.fit``); ``mode="risk-control"`` runs risk control
+/// with ``risk``, ``delta``, ``bound`` and ``grid`` as ``Calibrator.fit``
+/// takes them (``methods=("risk-control",)`` without that mode: conformal
+/// risk control of the missed fraction).
 /// ``record_splits``: each report's ``recorded`` lists the first splits'
 /// calibration images (indices into the stacks) and thresholds
 /// (``lambda_inner``, ``lambda_outer``), to refit a split and compare. ``methods``:
@@ -236,7 +239,7 @@ fn pool_transformed<A: Float, M: confseg::MaskValue>(
 #[pyo3(signature = (scores, masks, *, n_cal, alphas=vec![0.1], inner="identity", outer="identity",
     inner_scores=None, outer_scores=None, n_test=None, repeats=1000, mode="marginal", weights=None,
     methods=None, seed=0, geometry_splits=20, spacing=None, mask_threshold=None, delta=None, record_splits=0,
-    inner_tolerance=None, outer_tolerance=None))]
+    risk=None, bound=None, grid=None, inner_tolerance=None, outer_tolerance=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn validate<'py>(
     py: Python<'py>,
@@ -259,11 +262,14 @@ pub fn validate<'py>(
     mask_threshold: Option<f64>,
     delta: Option<f64>,
     record_splits: usize,
+    risk: Option<&str>,
+    bound: Option<&str>,
+    grid: Option<&Bound<'py, PyAny>>,
     inner_tolerance: Option<&Bound<'py, PyAny>>,
     outer_tolerance: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let tolerances = crate::calibrate::tolerances_arg(inner_tolerance, outer_tolerance)?;
-    let levels = crate::calibrate::levels_arg(None, mode, weights, None, None, delta)?;
+    let levels = crate::calibrate::levels_arg(None, mode, weights, None, None, delta, risk, bound, grid)?;
     let methods = methods.unwrap_or_else(|| vec!["conformal".into()]);
     let methods = methods
         .iter()

@@ -1,15 +1,17 @@
-//! `RiskCalibration` and `Calibrator.risk_statistics` (conformal risk
-//! control of the missed fraction, METHOD.md §4.3).
+//! `RiskCalibration` and `Calibrator.risk_statistics` (risk control of
+//! the missed fraction or of the inner set's false share, METHOD.md
+//! §4.3–4.4).
 //!
-//! The library's `RiskCalibration` computes everything (object scores by
-//! `Calibrator::object_scores`, the threshold, the missed fraction, the
-//! provenance checks of `merge` and `fit_risk_control`, its JSON form).
-//! The object scores of borrowed images are computed here in parallel
+//! The library's `RiskCalibration` computes everything (the scores a risk
+//! keeps by `Calibrator::risk_scores`, the threshold, the missed fraction,
+//! the provenance checks of `merge` and `fit_risk_control`, its JSON
+//! form). The scores of borrowed images are computed here in parallel
 //! (as `Calibrator.statistics` does), then entered into the library's
 //! state through `Calibrator::observe_risk` with transforms that pass them
 //! through under the calibrator's names, so that the provenance is the
 //! library's own.
 
+use confseg::risk::Risk;
 use confseg::{AsImage, Error, Float, Image, MaskValue, RiskCalibration, Spacing, Transform};
 use ndarray::{ArrayD, ArrayRef, ArrayViewD, Axis, CowArray, Dimension, IxDyn};
 use pyo3::prelude::*;
@@ -21,48 +23,50 @@ use crate::errors::{value_error, IntoPy};
 use crate::layout::{Layout, SpacingArg};
 use crate::{json_loads, one_line};
 
-/// One image's object scores `f_O(v)`, `v` in the mask, and whether the
-/// image carried its own spacing.
+/// What a state for one risk keeps of one image (the scores of its object
+/// and background voxels on the risk's side), and whether the image
+/// carried its own spacing.
 pub struct Objects {
     scores: Vec<f64>,
+    background: Vec<f64>,
     ndim: usize,
     own: bool,
 }
 
 fn objects_of<I: AsImage + ?Sized, M: MaskValue>(
     c: &Cal,
+    risk: Risk,
     image: &I,
     mask: &ArrayRef<M, I::Dim>,
 ) -> confseg::Result<Objects> {
-    Ok(Objects {
-        scores: c.object_scores(image, mask)?,
-        ndim: image.scores().ndim(),
-        own: image.spacing().is_some(),
-    })
+    let (scores, background) = c.risk_scores(risk, image, mask)?;
+    Ok(Objects { scores, background, ndim: image.scores().ndim(), own: image.spacing().is_some() })
 }
 
 fn objects_one<A: Float, M: MaskValue>(
     c: &Cal,
+    risk: Risk,
     s: ArrayViewD<'_, A>,
     m: ArrayViewD<'_, M>,
     sp: Option<Spacing>,
 ) -> confseg::Result<Objects> {
     match sp {
-        None => objects_of(c, &s, &m),
-        Some(x) => objects_of(c, &Image::new(s, x)?, &m),
+        None => objects_of(c, risk, &s, &m),
+        Some(x) => objects_of(c, risk, &Image::new(s, x)?, &m),
     }
 }
 
-/// Object scores of one image or a stack, borrowed, in parallel.
+/// What a state for `risk` keeps of one image or a stack, borrowed, in parallel.
 pub fn risk_views<A: Float, M: MaskValue>(
     c: &Cal,
+    risk: Risk,
     s: ArrayViewD<'_, A>,
     m: ArrayViewD<'_, M>,
     layout: Layout,
     sp: &SpacingArg,
 ) -> confseg::Result<Vec<Objects>> {
     match layout {
-        Layout::Single => Ok(vec![objects_one(c, s, m, sp.for_image(0, 1)?)?]),
+        Layout::Single => Ok(vec![objects_one(c, risk, s, m, sp.for_image(0, 1)?)?]),
         Layout::Stack => {
             if s.shape() != m.shape() {
                 return Err(Error::ShapeMismatch {
@@ -77,7 +81,7 @@ pub fn risk_views<A: Float, M: MaskValue>(
                 .into_par_iter()
                 .map(|i| {
                     let x = sp.for_image(i, n)?;
-                    objects_one(c, s.index_axis(Axis(0), i), m.index_axis(Axis(0), i), x)
+                    objects_one(c, risk, s.index_axis(Axis(0), i), m.index_axis(Axis(0), i), x)
                 })
                 .collect();
             out.into_iter().enumerate().map(|(i, r)| r.map_err(|e| e.in_image(i))).collect()
@@ -85,9 +89,10 @@ pub fn risk_views<A: Float, M: MaskValue>(
     }
 }
 
-/// Object scores of a list of images (any shapes), borrowed, in parallel.
+/// What a state for `risk` keeps of a list of images (any shapes), borrowed, in parallel.
 pub fn risk_lists<A: Float, M: MaskValue>(
     c: &Cal,
+    risk: Risk,
     s: &[ArrayViewD<'_, A>],
     m: &[ArrayViewD<'_, M>],
     sp: &SpacingArg,
@@ -102,13 +107,13 @@ pub fn risk_lists<A: Float, M: MaskValue>(
     let n = s.len();
     let out: Vec<_> = (0..n)
         .into_par_iter()
-        .map(|i| objects_one(c, s[i].view(), m[i].view(), sp.for_image(i, n)?))
+        .map(|i| objects_one(c, risk, s[i].view(), m[i].view(), sp.for_image(i, n)?))
         .collect();
     out.into_iter().enumerate().map(|(i, r)| r.map_err(|e| e.in_image(i))).collect()
 }
 
 /// A transform that passes scores through under a recorded name: replays
-/// stored object scores into the library's state with its provenance.
+/// stored scores into the library's state with its provenance.
 #[derive(Debug, Clone, PartialEq)]
 struct Replay(String);
 
@@ -126,10 +131,12 @@ impl Transform for Replay {
     }
 }
 
-/// The library's state holding `images`, recorded as computed by a
-/// calibrator with transforms named `inner`, `outer` and default `spacing`
-/// (each image replayed through `Calibrator::observe_risk`).
+/// The library's state for `risk` holding `images`, recorded as computed
+/// by a calibrator with transforms named `inner`, `outer` and default
+/// `spacing` (each image replayed through `Calibrator::observe_risk` as
+/// its object voxels, then its background voxels).
 fn replay(
+    risk: Risk,
     inner: &str,
     outer: &str,
     spacing: &Spacing,
@@ -137,41 +144,45 @@ fn replay(
 ) -> confseg::Result<RiskCalibration> {
     let c =
         confseg::Calibrator::new(Replay(inner.into()), Replay(outer.into())).with_spacing(spacing.clone());
-    let mut risk = RiskCalibration::new();
+    let mut state = RiskCalibration::for_risk(risk);
     for o in images {
-        let k = o.scores.len();
+        let (k, b) = (o.scores.len(), o.background.len());
         let mut shape = vec![1usize; o.ndim.max(1)];
-        shape[0] = k.max(1);
-        let values = if k == 0 { vec![0.0] } else { o.scores.clone() };
+        shape[0] = (k + b).max(1);
+        let values = if k + b == 0 { vec![0.0] } else { [&o.scores[..], &o.background[..]].concat() };
         let s = ArrayD::from_shape_vec(IxDyn(&shape), values).map_err(|e| Error::InvalidParameter {
             name: "object scores",
             value: k.to_string(),
             reason: e.to_string(),
         })?;
-        let m = ArrayD::from_elem(IxDyn(&shape), u8::from(k > 0));
+        // the object voxels first; a voxel of an image without any stands for its (empty) object
+        let m = ArrayD::from_shape_fn(IxDyn(&shape), |i| u8::from(i[0] < k));
         if o.own {
             let image = Image::new(s.view(), Spacing::new(vec![1.0; shape.len()])?)?;
-            c.observe_risk(&mut risk, &image, &m)?;
+            c.observe_risk(&mut state, &image, &m)?;
         } else {
-            c.observe_risk(&mut risk, &s, &m)?;
+            c.observe_risk(&mut state, &s, &m)?;
         }
     }
-    Ok(risk)
+    Ok(state)
 }
 
-/// The per-voxel state of conformal risk control of the missed fraction
-/// (METHOD.md §4.3): for every calibration image, the outer scores
-/// ``f_O(v)`` of its object voxels (8 bytes per object voxel, not two
-/// numbers per image), and what they were computed with (``provenance``).
+/// The per-voxel state of risk control (METHOD.md §4.3–4.4): for every
+/// calibration image, the scores its ``risk`` needs — for ``"recall"`` the
+/// outer scores ``f_O(v)`` of its object voxels (8 bytes per object voxel),
+/// for ``"precision"`` the inner scores ``f_I(v)`` of all its voxels — and
+/// what they were computed with (``provenance``).
 ///
-/// Built by ``Calibrator.risk_statistics``; ``Calibrator.fit(risk_cal,
-/// alpha, mode="risk-control")`` turns it into ``ConfidenceSets`` whose
-/// outer set ``{f_O >= t}`` misses, *in expectation*, at most an ``alpha``
-/// share of the object: ``E[|truth \ outer| / |truth|] <= alpha``. That is
-/// a weaker promise than the conformal modes' (it bounds a proportion, not
-/// the probability of missing any of the object), and there is no inner set.
+/// Built by ``Calibrator.risk_statistics(scores, masks, risk=...)``;
+/// ``Calibrator.fit(risk_cal, alpha, mode="risk-control", ...)`` turns it
+/// into ``ConfidenceSets``. For recall without ``delta``, the outer set
+/// ``{f_O >= t}`` misses, *in expectation*, at most an ``alpha`` share of
+/// the object: ``E[|truth \ outer| / |truth|] <= alpha``; with ``delta``,
+/// that holds given the calibration set, with probability ``1 - delta``.
+/// That is a weaker promise than the conformal modes' (it bounds a
+/// proportion, not the probability of missing any of the object).
 ///
-/// ``RiskCalibration()`` is empty; ``merge`` concatenates states computed
+/// ``RiskCalibration(risk="recall")`` is empty; ``merge`` concatenates states computed
 /// elsewhere (same transforms, default spacing and dimensionality, else
 /// ``ValueError``). Pickles and round-trips through JSON.
 #[pyclass(module = "confseg", name = "RiskCalibration")]
@@ -181,10 +192,10 @@ pub struct PyRiskCalibration {
 }
 
 impl PyRiskCalibration {
-    /// The state of images computed by the calibrator `c`.
-    pub fn from_objects(c: &Cal, images: Vec<Objects>) -> confseg::Result<Self> {
+    /// The state for `risk` of images computed by the calibrator `c`.
+    pub fn from_objects(c: &Cal, risk: Risk, images: Vec<Objects>) -> confseg::Result<Self> {
         let (inner, outer) = (c.inner_transform().describe(), c.outer_transform().describe());
-        let risk = replay(&inner, &outer, c.spacing(), &images)?;
+        let risk = replay(risk, &inner, &outer, c.spacing(), &images)?;
         Ok(PyRiskCalibration { risk })
     }
 }
@@ -192,8 +203,15 @@ impl PyRiskCalibration {
 #[pymethods]
 impl PyRiskCalibration {
     #[new]
-    fn new() -> Self {
-        PyRiskCalibration { risk: RiskCalibration::new() }
+    #[pyo3(signature = (risk="recall"))]
+    fn new(risk: &str) -> PyResult<Self> {
+        Ok(PyRiskCalibration { risk: RiskCalibration::for_risk(risk.parse().py()?) })
+    }
+
+    /// ``"recall"`` or ``"precision"``: the risk these scores are for.
+    #[getter(risk)]
+    fn risk_name(&self) -> &'static str {
+        self.risk.risk().name()
     }
 
     fn __len__(&self) -> usize {
@@ -214,11 +232,13 @@ impl PyRiskCalibration {
         self.risk.per_image_spacing()
     }
 
-    /// The risk-controlling threshold ``t`` at level ``alpha``: the largest
-    /// ``t`` with ``n/(n+1) * mean_i FNR_i(t) + 1/(n+1) <= alpha``, where
+    /// The conformal risk control threshold ``t`` at level ``alpha``
+    /// (recall, in expectation): the largest ``t`` with
+    /// ``n/(n+1) * mean_i FNR_i(t) + 1/(n+1) <= alpha``, where
     /// ``FNR_i(t)`` is the share of image ``i``'s object with ``f_O < t``
     /// (0 for an empty mask); ``-inf`` if none (too few images),
     /// ``+inf`` if every ``t`` qualifies. The outer set is ``{f_O >= t}``.
+    /// (The other methods: ``Calibrator.fit``.)
     fn threshold(&self, alpha: f64) -> PyResult<f64> {
         self.risk.threshold(confseg::Alpha::new(alpha).py()?).py()
     }
@@ -247,7 +267,7 @@ impl PyRiskCalibration {
     /// One state from many (e.g. the results of parallel tasks).
     #[staticmethod]
     fn concat(parts: &Bound<'_, PyAny>) -> PyResult<PyRiskCalibration> {
-        let mut out = PyRiskCalibration::new();
+        let mut out = PyRiskCalibration { risk: RiskCalibration::new() };
         for p in parts.try_iter()? {
             let p = p?;
             let p = p.cast::<PyRiskCalibration>()?.borrow();
@@ -256,9 +276,10 @@ impl PyRiskCalibration {
         Ok(out)
     }
 
-    /// The state as JSON (the library's form): ``{"objects": [[f_O of each
-    /// object voxel, ascending], ...], "provenance", "per_image_spacing"}``
-    /// (infinite scores as ``"inf"`` / ``"-inf"``).
+    /// The state as JSON (the library's form): ``{"risk", "objects": [[the
+    /// score of each object voxel, ascending], ...], "backgrounds"
+    /// (precision), "provenance", "per_image_spacing"}`` (infinite scores as
+    /// ``"inf"`` / ``"-inf"``).
     fn to_json(&self) -> PyResult<String> {
         serde_json::to_string(&self.risk).map_err(|e| value_error(e.to_string()))
     }
@@ -278,8 +299,10 @@ impl PyRiskCalibration {
 
     fn __repr__(&self) -> String {
         match self.risk.provenance() {
-            Some(p) => format!("RiskCalibration(n={}, {p})", self.risk.len()),
-            None => format!("RiskCalibration(n={})", self.risk.len()),
+            Some(p) => {
+                format!("RiskCalibration(risk={:?}, n={}, {p})", self.risk.risk().name(), self.risk.len())
+            }
+            None => format!("RiskCalibration(risk={:?}, n={})", self.risk.risk().name(), self.risk.len()),
         }
     }
 

@@ -1,7 +1,7 @@
 //! `ConfidenceSets`.
 
 use confseg::pipeline::{Fitted, Record};
-use confseg::{Float, Image, ScoreTransform, Sets, Side, Threshold, Transform};
+use confseg::{Float, Guarantee, Image, ScoreTransform, Sets, Side, Threshold, Transform};
 use ndarray::{Array, ArrayViewD, Axis, IxDyn};
 use numpy::{PyArray, PyArrayDyn};
 use pyo3::prelude::*;
@@ -361,7 +361,7 @@ impl PyConfidenceSets {
     }
 
     /// The joint level ``alpha`` (``None`` for marginal sets); for
-    /// risk control, the bound on the expected missed fraction.
+    /// risk control, the bound on the expected loss.
     #[getter]
     fn alpha(&self) -> Option<f64> {
         self.sets.guarantee().overall_alpha().map(|a| a.get())
@@ -372,6 +372,47 @@ impl PyConfidenceSets {
     #[getter]
     fn delta(&self) -> Option<f64> {
         self.sets.guarantee().delta().map(|d| d.get())
+    }
+
+    /// Risk control: ``"recall"`` or ``"precision"`` (``None`` for conformal sets).
+    #[getter]
+    fn risk(&self) -> Option<&'static str> {
+        match self.sets.guarantee() {
+            Guarantee::RiskControl(r) => Some(r.risk().name()),
+            Guarantee::Conformal(_) => None,
+        }
+    }
+
+    /// Risk control with ``delta``: the bound (``"hoeffding"``,
+    /// ``"bernstein"``, ``"wsr"`` or ``"hoeffding-bentkus"``), else ``None``.
+    #[getter]
+    fn bound(&self) -> Option<&'static str> {
+        match self.sets.guarantee() {
+            Guarantee::RiskControl(r) => r.bound().map(|b| b.name()),
+            Guarantee::Conformal(_) => None,
+        }
+    }
+
+    /// Risk control on a grid: ``"START:STOP:STEP"``, else ``None`` (exact search).
+    #[getter]
+    fn grid(&self) -> Option<String> {
+        match self.sets.guarantee() {
+            Guarantee::RiskControl(r) => match r.search() {
+                confseg::risk::Search::Grid(g) => Some(g.to_string()),
+                confseg::risk::Search::Exact => None,
+            },
+            Guarantee::Conformal(_) => None,
+        }
+    }
+
+    /// Risk control: the fitted set in words (``"O = {f_O > 0.35}"``,
+    /// ``"I = {f_I > 0.7}"``), else ``None``.
+    #[getter]
+    fn set_rule(&self) -> Option<String> {
+        match self.sets.guarantee() {
+            Guarantee::RiskControl(r) => Some(r.set_rule(self.sets.thresholds())),
+            Guarantee::Conformal(_) => None,
+        }
     }
 
     /// The library's description of the mode and its levels (with

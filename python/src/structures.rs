@@ -217,7 +217,8 @@ impl PyStructureCalibrator {
     ) -> PyResult<PyStructureSets> {
         let k = self.sc.structures().len();
         let weights = weights.filter(|w| !w.is_none());
-        let request = crate::calibrate::levels_arg(Some(alpha), mode, None, None, None, delta)?;
+        let request =
+            crate::calibrate::levels_arg(Some(alpha), mode, None, None, None, delta, None, None, None)?;
         let jm = match weights {
             None => request.joint(k),
             Some(w) => {

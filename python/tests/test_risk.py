@@ -130,8 +130,10 @@ def test_errors():
         cal.fit(risk, 0.1, mode="max")
     with pytest.raises(ValueError, match="RiskCalibration"):
         cal.fit(stats, 0.1, mode="risk-control")
-    with pytest.raises(ValueError, match="delta"):
-        cal.fit(risk, 0.1, mode="risk-control", delta=0.1)
+    with pytest.raises(ValueError, match="give delta"):
+        cal.fit(risk, 0.1, mode="risk-control", risk="precision")
+    with pytest.raises(ValueError, match="unknown bound"):
+        cal.fit(risk, 0.1, mode="risk-control", delta=0.1, bound="chernoff")
     with pytest.raises(ValueError, match="alpha"):
         cal.fit(risk, mode="risk-control")
     with pytest.raises(ValueError, match="alpha"):

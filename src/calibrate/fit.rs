@@ -5,7 +5,6 @@
 use super::{Calibration, Calibrator, RiskCalibration, StructureCalibration, StructureCalibrator};
 use crate::error::{Error, Result};
 use crate::levels::{Guarantee, JointMode, Mode, RiskControl, Thresholds};
-use crate::quantile::Threshold;
 use crate::sets::{ConfidenceSets, StructureSets};
 use crate::transform::Transform;
 
@@ -24,13 +23,16 @@ impl<TI: Transform + Clone, TO: Transform + Clone> Calibrator<TI, TO> {
         self.fit_thresholds(calibration, mode, thresholds)
     }
 
-    /// Fit conformal risk control of the missed fraction at `level`
-    /// ([`RiskControl`]): the outer set `{f_O >= t}` of a new
-    /// exchangeable image misses in expectation at most an `alpha` share of
-    /// the object, `E[|Y \ O| / |Y|] <= alpha` (over calibration and new
-    /// image); the inner set is empty. A weaker promise than the conformal
-    /// modes' — it bounds a proportion, not the chance of missing anything
-    /// — and so a smaller outer set.
+    /// Fit risk control at `level` ([`RiskControl`], METHOD.md §4.3–4.4)
+    /// from a state of the same risk. Recall: the outer set of a new
+    /// exchangeable image misses at most an `alpha` share of the object in
+    /// expectation, `E[|Y \ O| / |Y|] <= alpha` (over calibration and new
+    /// image, or with `delta` conditionally on the calibration set with
+    /// probability `1 - delta`); the inner set is empty. Precision: the
+    /// inner set's expected false share is at most `alpha` with
+    /// probability `1 - delta`; the outer set is the whole image. A weaker
+    /// promise than the conformal modes' — it bounds a proportion, not the
+    /// chance of missing anything — and so smaller sets.
     ///
     /// ```
     /// use confseg::levels::RiskControl;
@@ -52,8 +54,8 @@ impl<TI: Transform + Clone, TO: Transform + Clone> Calibrator<TI, TO> {
     /// # Errors
     /// [`Error::NoCalibrationData`] if `calibration` is empty;
     /// [`Error::IncompatibleCalibration`] if it was computed by a calibrator
-    /// with other settings; [`Error::InvalidParameter`] if this calibrator
-    /// has a tolerance.
+    /// with other settings; [`Error::Options`] if it is for another risk;
+    /// [`Error::InvalidParameter`] if this calibrator has a tolerance.
     pub fn fit_risk_control(
         &self,
         calibration: &RiskCalibration,
@@ -63,7 +65,7 @@ impl<TI: Transform + Clone, TO: Transform + Clone> Calibrator<TI, TO> {
             return Err(Error::InvalidParameter {
                 name: "tolerance",
                 value: self.tolerances().to_string(),
-                reason: "risk control bounds the expected missed fraction of the object and takes no \
+                reason: "risk control bounds an expected loss (a missed or false share) and takes no \
                          tolerance: use a conformal mode for a tolerance event"
                     .into(),
             });
@@ -71,12 +73,7 @@ impl<TI: Transform + Clone, TO: Transform + Clone> Calibrator<TI, TO> {
         if let Some(p) = calibration.provenance() {
             self.provenance(p.ndim()).check(p)?;
         }
-        let t = calibration.threshold(level.alpha())?;
-        // {f_O >= t} = {-f_O <= -t}; no inner set
-        let thresholds = Thresholds {
-            inner: Threshold::RiskControl { value: f64::INFINITY },
-            outer: Threshold::RiskControl { value: -t },
-        };
+        let thresholds = calibration.thresholds(&level)?;
         let ndim = calibration.provenance().map(|p| p.ndim());
         Ok(ConfidenceSets::from_parts(
             self.transforms().clone(),
@@ -134,6 +131,7 @@ impl<TI: Transform + Clone, TO: Transform + Clone> StructureCalibrator<TI, TO> {
 mod tests {
     use super::*;
     use crate::mask::Structure;
+    use crate::quantile::Threshold;
     use crate::synthetic::Synthetic;
     use crate::transform::{ScoreTransform, StructureScores};
     use crate::{Alpha, Identity, ImageStatistics};

@@ -13,8 +13,8 @@
 //! concatenation. [`Calibrator::fit`] turns them into
 //! [`ConfidenceSets`](crate::ConfidenceSets): the thresholds for a
 //! [`Mode`](crate::Mode) are conformal quantiles of the statistics.
-//! Conformal risk control keeps every object voxel's score instead
-//! ([`RiskCalibration`]).
+//! Risk control keeps every object voxel's score instead, and for the
+//! precision risk every voxel's ([`RiskCalibration`]).
 //!
 //! Several structures (a label map with whole tumour, core, ...) are
 //! calibrated together by a [`StructureCalibrator`], with a [`JointMode`](crate::levels::JointMode)
@@ -31,7 +31,6 @@ use calibration::Origin;
 pub use calibration::{Calibration, Provenance};
 pub use kernel::{region_statistics, ImageStatistics, RegionFold};
 pub use risk::RiskCalibration;
-pub(crate) use risk::{risk_threshold, smallest_with, sorted_unique};
 pub use structures::{StructureCalibration, StructureCalibrator};
 
 use ndarray::{Array, ArrayRef, ArrayView, Axis, Dimension, RemoveAxis};

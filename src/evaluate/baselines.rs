@@ -9,6 +9,8 @@
 //! * [`Method::Conformal`]: `g_I = f_I`, `g_O = f_O`, `a = lambda_I`,
 //!   `b = -lambda_O` from [`Calibration::thresholds`](crate::Calibration::thresholds)
 //!   of the calibration part: `{-f_O <= lambda_O} = {f_O >= -lambda_O}`.
+//! * [`Method::Risk`]: risk control (METHOD.md §4.3, §4.5) at the options
+//!   of a request of mode risk-control (risk, `delta`, bound, grid).
 //! * [`Method::RiskControl`]: conformal risk control of the false-negative
 //!   rate (Angelopoulos et al. 2022). Outer set only, `O_t = {f_O >= t}`.
 //!   With `FNR_i(t) = |{v in Y_i : f_O(v) < t}| / |Y_i|` (0 for an empty
@@ -58,10 +60,11 @@
 use std::fmt;
 
 use super::{Field, FieldId, Nominal, Pool, SplitSets};
-use crate::calibrate::{risk_threshold, smallest_with, sorted_unique};
 use crate::error::{Error, Result};
-use crate::levels::{Guarantee, Levels, ModeKind};
+use crate::levels::{Guarantee, Levels, ModeKind, RiskControl};
 use crate::quantile::{conformal_quantile, conformal_quantile_sorted, Alpha, Rank, Threshold};
+use crate::risk::select::{self, smallest_with, sorted_unique, Scored};
+use crate::risk::Risk;
 use crate::transform::{Footprint, Morphological};
 
 /// A method whose sets a validation measures.
@@ -72,11 +75,13 @@ use crate::transform::{Footprint, Morphological};
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Method {
-    /// This crate's conformal confidence sets at the requested levels
-    /// (risk control when the request's mode is risk control).
+    /// This crate's conformal confidence sets at the requested levels.
     Conformal(Levels),
     /// Conformal risk control of the false-negative rate (outer set only).
     RiskControl,
+    /// Risk control at the levels of a request of mode risk-control
+    /// (risk, `delta`, bound, grid; its `alpha` is the validation's).
+    Risk(Levels),
     /// Voxel-wise conformal p-values with a Bonferroni correction over
     /// voxels; levels per side from the (marginal or Bonferroni) request.
     PixelwiseBonferroni(Levels),
@@ -90,7 +95,8 @@ pub enum Method {
 pub enum MethodKind {
     /// `"conformal"`: [`Method::Conformal`].
     Conformal,
-    /// `"risk-control"`: [`Method::RiskControl`].
+    /// `"risk-control"`: [`Method::Risk`] with the request's options when
+    /// its mode is risk-control, else [`Method::RiskControl`].
     RiskControl,
     /// `"pixelwise"`: [`Method::PixelwiseBonferroni`].
     Pixelwise,
@@ -165,8 +171,12 @@ impl Method {
     pub fn new(kind: MethodKind, levels: &Levels) -> Result<Method> {
         let template = Levels { alpha: None, ..*levels };
         template.at(Alpha::new(0.5)?)?;
+        let risk = template.mode == ModeKind::RiskControl;
+        // without options, risk control is the baseline of the false-negative rate
+        let plain = Levels { weights: None, ..template } == Levels::new(ModeKind::RiskControl);
         Ok(match kind {
-            MethodKind::Conformal if levels.mode == ModeKind::RiskControl => Method::RiskControl,
+            MethodKind::Conformal | MethodKind::RiskControl if risk && plain => Method::RiskControl,
+            MethodKind::Conformal | MethodKind::RiskControl if risk => Method::Risk(template),
             MethodKind::Conformal => Method::Conformal(template),
             MethodKind::RiskControl => Method::RiskControl,
             MethodKind::Pixelwise => {
@@ -183,6 +193,7 @@ impl fmt::Display for Method {
         match self {
             Method::Conformal(l) => write!(f, "conformal {l}"),
             Method::RiskControl => f.write_str("risk-control fnr"),
+            Method::Risk(l) => write!(f, "{l}"),
             Method::PixelwiseBonferroni(l) => write!(f, "pixelwise {l}"),
             Method::Morphological(fp, _) => write!(f, "morphological {fp}"),
         }
@@ -227,8 +238,11 @@ impl Method {
             Method::Conformal(levels) => {
                 levels.at(Alpha::new(0.5)?)?;
             }
-            Method::RiskControl => {
-                p.object_outer = sorted_unique(imgs.iter().map(|i| i.outer.object.as_slice()))
+            Method::RiskControl | Method::Risk(_) => {
+                if let Method::Risk(levels) = self {
+                    levels.at(Alpha::new(0.5)?)?;
+                }
+                p.object_outer = sorted_unique(imgs.iter().map(|i| i.outer.object.as_slice()));
             }
             Method::PixelwiseBonferroni(levels) => {
                 if !matches!(levels.mode, ModeKind::Marginal | ModeKind::Bonferroni) {
@@ -318,7 +332,7 @@ impl Prepared {
                 }
                 Guarantee::RiskControl(_) => Nominal { inner: None, outer: None, joint: None },
             },
-            Method::RiskControl => Nominal { inner: None, outer: None, joint: None },
+            Method::RiskControl | Method::Risk(_) => Nominal { inner: None, outer: None, joint: None },
             Method::Morphological(..) => Nominal { inner: None, outer: Some(1.0 - a), joint: Some(1.0 - a) },
         })
     }
@@ -362,20 +376,34 @@ impl Prepared {
     /// Thresholds fitted on the calibration images `cal`.
     pub(crate) fn thresholds(&self, pool: &Pool, cal: &[usize], alpha: Alpha) -> Result<SplitSets> {
         let imgs = pool.images();
-        let risk_control = |alpha: Alpha| {
-            let objects: Vec<&[f64]> = cal.iter().map(|&i| imgs[i].outer.object.as_slice()).collect();
-            let outer = risk_threshold(&objects, &self.object_outer, alpha);
-            Ok(SplitSets { inner: f64::INFINITY, outer, too_few: outer == f64::NEG_INFINITY })
+        let risk_control = |r: RiskControl| {
+            let scored: Vec<Scored<'_>> = cal
+                .iter()
+                .map(|&i| match r.risk() {
+                    Risk::Recall => Scored { object: &imgs[i].outer.object, background: &[] },
+                    Risk::Precision => {
+                        Scored { object: &imgs[i].inner.object, background: &imgs[i].inner.background }
+                    }
+                })
+                .collect();
+            let candidates = (r.risk() == Risk::Recall).then_some(self.object_outer.as_slice());
+            let v = select::fit(&scored, &r, candidates);
+            Ok(match r.risk() {
+                Risk::Recall => SplitSets { inner: f64::INFINITY, outer: v, too_few: v == f64::NEG_INFINITY },
+                Risk::Precision => {
+                    SplitSets { inner: v, outer: f64::NEG_INFINITY, too_few: v == f64::INFINITY }
+                }
+            })
         };
         match &self.method {
-            Method::Conformal(levels) => match levels.at(alpha)? {
+            Method::Conformal(levels) | Method::Risk(levels) => match levels.at(alpha)? {
                 Guarantee::Conformal(mode) => {
                     let t = pool.statistics().select(cal)?.thresholds(&mode)?;
                     Ok(SplitSets::conformal(t.inner, t.outer))
                 }
-                Guarantee::RiskControl(r) => risk_control(r.alpha()),
+                Guarantee::RiskControl(r) => risk_control(r),
             },
-            Method::RiskControl => risk_control(alpha),
+            Method::RiskControl => risk_control(RiskControl::new(alpha)),
             Method::PixelwiseBonferroni(levels) => {
                 let Guarantee::Conformal(mode) = levels.at(alpha)? else {
                     return Err(Error::InvalidParameter {

@@ -1577,6 +1577,12 @@ mod tests {
             Method::Conformal(Levels::new(ModeKind::Max)),
             Method::Conformal(Levels::bonferroni(1.0, 4.0)),
             Method::RiskControl,
+            Method::Risk(Levels { delta: Some(0.1), ..Levels::new(ModeKind::RiskControl) }),
+            Method::Risk(Levels {
+                delta: Some(0.1),
+                risk: Some(crate::risk::Risk::Precision),
+                ..Levels::new(ModeKind::RiskControl)
+            }),
             Method::PixelwiseBonferroni(Levels::bonferroni(1.0, 4.0)),
             Method::Morphological(crate::Footprint::Full, Rank::Marginal),
         ]

@@ -12,6 +12,7 @@ use crate::image::Spacing;
 use crate::io::cohort::Cohort;
 use crate::io::{Labels, Precision, ReadFloat};
 use crate::quantile::Alpha;
+use crate::risk::Risk;
 use crate::tolerance::Tolerances;
 use crate::transform::ScoreTransform;
 
@@ -354,31 +355,39 @@ impl Inputs {
         cal.map_err(|e| reader.blame(e, &self.images))
     }
 
-    /// The outer scores of the object voxels of the selected images, for
-    /// risk control, streamed in the files' native precision.
+    /// What risk control of `risk` keeps of the selected images (the outer
+    /// scores of the object voxels for recall, the inner scores of every
+    /// voxel for precision), streamed in the files' native precision.
     ///
     /// # Errors
     /// As [`Inputs::statistics`].
-    pub fn risk_statistics(&self) -> Result<RiskCalibration> {
+    pub fn risk_statistics(&self, risk: Risk) -> Result<RiskCalibration> {
         match self.precision()? {
-            Precision::F32 => self.risk_statistics_in::<f32>(),
-            Precision::F64 => self.risk_statistics_in::<f64>(),
+            Precision::F32 => self.risk_statistics_in::<f32>(risk),
+            Precision::F64 => self.risk_statistics_in::<f64>(risk),
         }
     }
 
-    fn risk_statistics_in<A: ReadFloat>(&self) -> Result<RiskCalibration> {
+    fn risk_statistics_in<A: ReadFloat>(&self, risk: Risk) -> Result<RiskCalibration> {
         let reader = &self.reader;
         let cal = if self.scores().is_transformed() {
             // used as they are (the calibrator's transforms are identities)
-            self.calibrator.risk_calibrate_stream(reader.items(&self.images, |r, i| {
-                let outer = match r.scores.read_transformed::<A>(i)? {
-                    Transformed::Shared(a) | Transformed::Separate { outer: a, .. } => a,
-                };
-                Ok((outer, r.mask(i)?))
-            }))
+            self.calibrator.risk_calibrate_stream(
+                risk,
+                reader.items(&self.images, |r, i| {
+                    let side = match (r.scores.read_transformed::<A>(i)?, risk) {
+                        (Transformed::Shared(a), _)
+                        | (Transformed::Separate { outer: a, .. }, Risk::Recall)
+                        | (Transformed::Separate { inner: a, .. }, Risk::Precision) => a,
+                    };
+                    Ok((side, r.mask(i)?))
+                }),
+            )
         } else {
-            self.calibrator
-                .risk_calibrate_stream(reader.items(&self.images, |r, i| Ok((r.image::<A>(i)?, r.mask(i)?))))
+            self.calibrator.risk_calibrate_stream(
+                risk,
+                reader.items(&self.images, |r, i| Ok((r.image::<A>(i)?, r.mask(i)?))),
+            )
         };
         cal.map_err(|e| reader.blame(e, &self.images))
     }

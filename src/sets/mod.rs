@@ -202,14 +202,16 @@ impl<TI, TO> ConfidenceSets<TI, TO> {
                 Threshold::OrderStatistic { k, value } if value == f64::INFINITY => {
                     out.push(Warning::InfiniteStatistic { side: name, k });
                 }
-                Threshold::RiskControl { value } if side == Side::Outer && value == f64::INFINITY => {
+                // the set risk control fitted is trivial: nothing certified
+                Threshold::RiskControl { value }
+                    if value == f64::INFINITY
+                        && matches!(g, Guarantee::RiskControl(r) if r.risk().side() == side) =>
+                {
                     let needed = g.min_calibration_size_for(side);
-                    out.push(Warning::TooFewImages {
-                        side: name,
-                        alpha,
-                        n: self.n,
-                        needed,
-                        smallest_alpha: None,
+                    out.push(if self.n < needed {
+                        Warning::TooFewImages { side: name, alpha, n: self.n, needed, smallest_alpha: None }
+                    } else {
+                        Warning::RiskNotCertified { side: name, alpha, n: self.n }
                     });
                 }
                 Threshold::OrderStatistic { .. } | Threshold::RiskControl { .. } => {}
@@ -386,7 +388,9 @@ mod serde_impl {
     //! `{confseg_version, n, ndim, mode, alpha, combination, spacing,
     //!   inner: {alpha, threshold, rank, transform[, tolerance]}, outer: {...}}`,
     //! with infinite thresholds written as the strings `"inf"` / `"-inf"`
-    //! and `spacing` the default spacing (`null` for unit) or `"per-image"`.
+    //! and `spacing` the default spacing (`null` for unit) or `"per-image"`;
+    //! `delta` when given, and for mode risk-control `risk` (absent:
+    //! recall), `bound` and `grid` (absent: exact search) when given.
     //! Reading checks that the fields agree with each other and names the
     //! first field that does not.
 
@@ -396,6 +400,7 @@ mod serde_impl {
     use crate::json::inf_as_string;
     use crate::levels::{Mode, ModeKind, RiskControl};
     use crate::quantile::{Alpha, Delta, Rank, Threshold};
+    use crate::risk::{Bound, Grid, Risk, Search};
     use crate::tolerance::{Tolerance, Tolerances};
 
     #[derive(Serialize, Deserialize)]
@@ -442,6 +447,15 @@ mod serde_impl {
         alpha: Option<Alpha>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         delta: Option<Delta>,
+        /// Risk control: the risk (absent: recall).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        risk: Option<Risk>,
+        /// Risk control: the bound of a high-probability guarantee.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bound: Option<Bound>,
+        /// Risk control: the grid searched (absent: exact search).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        grid: Option<Grid>,
         combination: Combination,
         spacing: SpacingRepr,
         inner: SideRepr<TI>,
@@ -460,6 +474,21 @@ mod serde_impl {
                 mode: g.kind(),
                 alpha: g.overall_alpha(),
                 delta: g.delta(),
+                risk: match g {
+                    Guarantee::RiskControl(r) => Some(r.risk()),
+                    Guarantee::Conformal(_) => None,
+                },
+                bound: match g {
+                    Guarantee::RiskControl(r) => r.bound(),
+                    Guarantee::Conformal(_) => None,
+                },
+                grid: match g {
+                    Guarantee::RiskControl(r) => match r.search() {
+                        Search::Grid(grid) => Some(grid),
+                        Search::Exact => None,
+                    },
+                    Guarantee::Conformal(_) => None,
+                },
                 combination: Combination::Max,
                 spacing: if self.per_image_spacing {
                     SpacingRepr::PerImage(PerImage::PerImage)
@@ -522,7 +551,8 @@ mod serde_impl {
         }
     }
 
-    /// Sets fitted by risk control: one level, no rank, no inner set.
+    /// Sets fitted by risk control: one level, no rank, one set (the
+    /// other trivial), the levels validated as a request is.
     fn risk_control<TI, TO>(r: Repr<TI, TO>) -> Result<ConfidenceSets<TI, TO>, String> {
         let alpha = r.outer.alpha;
         if r.inner.alpha != alpha || r.alpha.is_some_and(|a| a != alpha) {
@@ -531,33 +561,45 @@ mod serde_impl {
                 r.inner.alpha
             ));
         }
-        if r.delta.is_some() {
-            return Err("mode risk-control has no training-conditional (delta) version".into());
+        let level = RiskControl::request(alpha, r.delta.map(Delta::get), r.risk, r.bound, r.grid)
+            .map_err(|e| e.to_string())?;
+        let outer = (r.outer.threshold, r.outer.rank);
+        let inner = (r.inner.threshold, r.inner.rank);
+        let (set, other) = match level.risk() {
+            Risk::Recall => (outer, inner),
+            Risk::Precision => (inner, outer),
+        };
+        let (side, trivial) = match level.risk() {
+            Risk::Recall => ("inner", "no inner set"),
+            Risk::Precision => ("outer", "the whole image as the outer set"),
+        };
+        if other.0 != f64::INFINITY || other.1.is_some() {
+            return Err(format!(
+                "mode risk-control of the {} risk has {trivial}: {side}.threshold must be \"inf\" and {side}.rank null",
+                level.risk()
+            ));
         }
         if !(r.inner.tolerance.is_none() && r.outer.tolerance.is_none()) {
-            return Err("mode risk-control bounds the expected missed fraction: it has no tolerance".into());
+            return Err("mode risk-control bounds a risk, an expectation: it has no tolerance".into());
         }
-        if r.inner.threshold != f64::INFINITY || r.inner.rank.is_some() {
-            return Err(
-                "mode risk-control has no inner set: inner.threshold must be \"inf\" and inner.rank null"
-                    .into(),
-            );
+        if set.1.is_some() {
+            return Err(format!(
+                "mode risk-control thresholds have no rank: {}.rank must be null",
+                level.risk().side()
+            ));
         }
-        if r.outer.rank.is_some() {
-            return Err("mode risk-control thresholds have no rank: outer.rank must be null".into());
-        }
-        if r.outer.threshold.is_nan() {
-            return Err("outer.threshold is NaN".into());
+        if set.0.is_nan() {
+            return Err(format!("{}.threshold is NaN", level.risk().side()));
         }
         let (spacing, per_image_spacing) = spacing_of(r.spacing, r.ndim)?;
         Ok(ConfidenceSets {
             transforms: Transforms::new(r.inner.transform, r.outer.transform).with_spacing(spacing),
             per_image_spacing,
             ndim: r.ndim,
-            guarantee: Guarantee::RiskControl(RiskControl::new(alpha)),
+            guarantee: Guarantee::RiskControl(level),
             n: r.n,
             thresholds: Thresholds {
-                inner: Threshold::RiskControl { value: f64::INFINITY },
+                inner: Threshold::RiskControl { value: r.inner.threshold },
                 outer: Threshold::RiskControl { value: r.outer.threshold },
             },
             version: r.confseg_version,
@@ -636,6 +678,12 @@ mod serde_impl {
                     return Err(de::Error::custom(format!("mode {kind} needs a joint \"alpha\"")))
                 }
             };
+            if r.risk.is_some() || r.bound.is_some() || r.grid.is_some() {
+                return Err(de::Error::custom(format!(
+                    "risk, bound and grid belong to mode risk-control, not {}",
+                    r.mode
+                )));
+            }
             let rank = r.delta.map_or(Rank::Marginal, Rank::Conditional);
             let mode =
                 mode.with_rank(rank).with_tolerances(Tolerances::new(r.inner.tolerance, r.outer.tolerance));

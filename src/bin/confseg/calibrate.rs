@@ -20,7 +20,9 @@ use crate::cli::report;
     confseg calibrate --masks M.npy --scores S.npy --inner identity --outer distance \\\n    \
     --alpha 0.1 --mode bonferroni --weights 1:4 -o cal.json\n  \
     confseg calibrate --masks M.npy --inner-scores A.npy --outer-scores B.npy \\\n    \
-    --exclude learning_idx.npy --alpha 0.1 --mode max -o cal.json")]
+    --exclude learning_idx.npy --alpha 0.1 --mode max -o cal.json\n  \
+    confseg calibrate --masks M.npy --scores P.npy --alpha 0.1 --mode risk-control --risk recall \\\n    \
+    --delta 0.1 --bound wsr --grid 0:0.99:0.01 -o rcps.json")]
 pub struct Args {
     #[command(flatten)]
     pub inputs: CalibrationInputs,
@@ -52,7 +54,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     let (sets, calibration) = match guarantee {
         Guarantee::RiskControl(level) => {
-            let risk = inputs.risk_statistics()?;
+            let risk = inputs.risk_statistics(level.risk())?;
             (inputs.calibrator.fit_risk_control(&risk, level)?, None)
         }
         Guarantee::Conformal(mode) => {

@@ -1,7 +1,9 @@
 //! Coverage levels: `--alpha A --mode marginal|bonferroni|max|risk-control [--weights 1:4]`
-//! or `--alpha-inner A1 --alpha-outer A2`, `--delta D`, turned into the
+//! or `--alpha-inner A1 --alpha-outer A2`, `--delta D`, and for risk control
+//! `--risk recall|precision --bound B --grid START:STOP:STEP`, turned into the
 //! library's [`Levels`] request (the library validates it).
 
+use confseg::risk::{Bound, Grid, Risk};
 use confseg::{Levels, ModeKind};
 
 /// Split weights `I:O` (e.g. `1:4`).
@@ -35,17 +37,31 @@ pub fn parse_name<T: std::str::FromStr<Err = confseg::Error>>(s: &str) -> Result
 /// The options every subcommand that fits thresholds shares.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ModeArgs {
-    /// Which guarantee: marginal (per set), bonferroni or max (joint), or risk-control (the expected
-    /// missed fraction of the object; outer set only).
+    /// Which guarantee: marginal (per set), bonferroni or max (joint), or risk-control (a bound on
+    /// an expected loss: --risk recall, the missed fraction of the object, outer set only; --risk
+    /// precision, the false share of the inner set, inner set only).
     #[arg(long, value_name = "MODE", default_value = "marginal", value_parser = parse_name::<ModeKind>)]
     pub mode: ModeKind,
     /// Bonferroni split weights INNER:OUTER (default 1:1; the paper uses 1:4).
     #[arg(allow_hyphen_values = true, long, value_name = "I:O", value_parser = parse_weights)]
     pub weights: Option<(f64, f64)>,
     /// Training-conditional guarantee: with probability >= 1 - D over the calibration set, the coverage
-    /// of new images is at least the nominal level (exact binomial rank).
+    /// of new images is at least the nominal level (exact binomial rank); for risk-control, the
+    /// expected loss given the calibration set is at most alpha (RCPS or Learn-then-Test).
     #[arg(allow_hyphen_values = true, long, value_name = "D", value_parser = parse_level)]
     pub delta: Option<f64>,
+    /// Risk-control: the loss bounded, recall (missed fraction of the object; default) or precision
+    /// (false share of the inner set; needs --delta).
+    #[arg(long, value_name = "RISK", value_parser = parse_name::<Risk>)]
+    pub risk: Option<Risk>,
+    /// Risk-control with --delta: the bound, hoeffding, bernstein or wsr (recall; default wsr) or
+    /// hoeffding-bentkus (precision, Learn-then-Test).
+    #[arg(long, value_name = "BOUND", value_parser = parse_name::<Bound>)]
+    pub bound: Option<Bound>,
+    /// Risk-control: search the threshold on the grid START:STOP:STEP (ends included; 0:0.99:0.01
+    /// is MAPIE's default, whose choice it reproduces) instead of exactly over the data's scores.
+    #[arg(allow_hyphen_values = true, long, value_name = "START:STOP:STEP", value_parser = parse_name::<Grid>)]
+    pub grid: Option<Grid>,
 }
 
 /// Level options, flattened into subcommands that fit thresholds.
@@ -67,7 +83,15 @@ pub struct LevelArgs {
 impl ModeArgs {
     /// The request without a level (validation brings its grid of levels).
     pub fn levels(&self) -> Levels {
-        Levels { mode: self.mode, weights: self.weights, delta: self.delta, ..Levels::default() }
+        Levels {
+            mode: self.mode,
+            weights: self.weights,
+            delta: self.delta,
+            risk: self.risk,
+            bound: self.bound,
+            grid: self.grid,
+            ..Levels::default()
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::io::IsTerminal;
 
-use confseg::{ConfidenceSets, Side, Threshold, Transform};
+use confseg::{ConfidenceSets, Guarantee, Side, Threshold, Transform};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// A command-line usage error detected after parsing (conflicting or
@@ -125,6 +125,9 @@ pub fn summary_with<TI, TO>(sets: &ConfidenceSets<TI, TO>, f_inner: &str, f_oute
             g.alpha(side),
             threshold_line(&t.side(side), n)
         );
+    }
+    if let Guarantee::RiskControl(r) = g {
+        out += &format!("set: {}\n", r.set_rule(t));
     }
     out
 }
