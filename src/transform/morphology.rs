@@ -54,10 +54,12 @@
 //! # Algorithm
 //!
 //! When the footprint is the cross or the square in the image (`Face`,
-//! `Full`, `Edge` in 2-D, a ball of radius below `sqrt 2`, a custom array
-//! holding those cells), the steps are the voxel-centre city-block or
+//! `Full`, `Edge` in 2-D, a ball of radius below `sqrt 2` voxels, a custom
+//! array holding those cells), the steps are the voxel-centre city-block or
 //! chessboard distances, computed by the exact linear-time distance
-//! transform of [`distance`](super::distance) with its threads and SIMD.
+//! transform of [`distance`](super::distance) with its threads and SIMD
+//! (the cross as the midpoint city-block distance, `1/2` less in magnitude
+//! with unit spacing: one transform instead of two).
 //!
 //! Any other footprint runs a breadth-first wavefront over its offsets,
 //! from the background into the object (erosions) and from the object into
@@ -81,7 +83,9 @@
 //! are left out; the rest of a footprint, in its bounding box, may hold at
 //! most [`MAX_FOOTPRINT_VOXELS`] voxels, so that no radius or array can
 //! ask for an unbounded allocation. Steps are whole numbers; in `f32`
-//! they are exact up to `2^24` (an [`Error::InvalidParameter`] beyond).
+//! they are exact up to `2^24` (an [`Error::InvalidParameter`] beyond; for
+//! the cross and the square, an axis of more than `2^23 - 1` voxels, as
+//! [`distance_spacing`] says).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -142,7 +146,9 @@ pub enum Footprint {
 }
 
 /// A ball footprint: offsets `o` with `sum_j (o_j u_j)^2 <= radius^2`,
-/// `u_j = 1` in voxels, the spacing in physical units.
+/// `u_j = 1` in voxels, the spacing in physical units (compared within a
+/// relative `1e-9` of `radius^2`, so that offsets on the sphere count
+/// whatever the rounding of the spacing).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Ball {
     radius: f64,
@@ -443,7 +449,7 @@ impl Footprint {
                 let units = self.units(ndim, spacing)?;
                 // finite: the radius and the spacing are
                 let h: Vec<f64> = units.iter().map(|&u| b.half_extent(u)).collect();
-                if h.iter().all(|&x| x < 1.0) {
+                if !h.is_empty() && h.iter().all(|&x| x < 1.0) {
                     return Err(Error::InvalidParameter {
                         name: "ball radius",
                         value: format!("{} (physical) with spacing {units:?}", b.radius),
@@ -1349,6 +1355,16 @@ mod tests {
         let b = Footprint::ball(1.0, Units::Physical).unwrap();
         let a = b.array(1, &Spacing::new(vec![0.1]).unwrap()).unwrap();
         assert_eq!(a.len(), 21);
+    }
+
+    #[test]
+    fn zero_dimensional_images_are_full_or_empty() {
+        let unit = Spacing::unit();
+        for fp in [Footprint::Face, Footprint::Full, Footprint::ball(2.0, Units::Physical).unwrap()] {
+            let t = Morphological::new(fp);
+            assert_eq!(t.apply(&ndarray::arr0(1.0_f64), &unit).unwrap()[()], f64::INFINITY);
+            assert_eq!(t.apply(&ndarray::arr0(-1.0_f32), &unit).unwrap()[()], f32::NEG_INFINITY);
+        }
     }
 
     #[test]
