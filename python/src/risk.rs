@@ -39,7 +39,10 @@ fn objects_of<I: AsImage + ?Sized, M: MaskValue>(
     image: &I,
     mask: &ArrayRef<M, I::Dim>,
 ) -> confseg::Result<Objects> {
-    let (scores, background) = c.risk_scores(risk, image, mask)?;
+    let (mut scores, mut background) = c.risk_scores(risk, image, mask)?;
+    // sorted here, in parallel (the library's state then finds them in order)
+    scores.sort_unstable_by(f64::total_cmp);
+    background.sort_unstable_by(f64::total_cmp);
     Ok(Objects { scores, background, ndim: image.scores().ndim(), own: image.spacing().is_some() })
 }
 

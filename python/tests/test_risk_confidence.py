@@ -306,3 +306,19 @@ def test_requests_and_states():
     # the fitted file round-trips the guarantee
     again = confseg.ConfidenceSets.from_json(sets.to_json())
     assert again == sets and again.grid == "0:0.99:0.01"
+
+
+def test_validate_honours_the_risk_options():
+    probs, masks = probabilities(160, seed=10)
+    logits = np.log(probs / (1 - probs))
+    common = dict(n_cal=120, alphas=[0.3], repeats=20, geometry_splits=0, inner="sigmoid", outer="sigmoid")
+    precision = confseg.validate(logits, masks, mode="risk-control", risk="precision", delta=0.1, **common)
+    recall = confseg.validate(logits, masks, mode="risk-control", delta=0.1, bound="bernstein", grid="0:0.99:0.01", **common)
+    (p,), (r,) = precision, recall
+    assert p["method"] == "risk-control delta=0.1 risk=precision"
+    assert r["method"] == "risk-control delta=0.1 bound=bernstein grid=0:0.99:0.01"
+    assert p["outer_coverage"] == 1.0 and p["efficiency"]["inner_share"] > 0
+    assert r["inner_coverage"] == 1.0 and r["efficiency"]["outer_missed_fraction"] < 0.3
+    assert p["efficiency"]["inner_false_share"] < 0.3
+    with pytest.raises(ValueError, match="give delta"):
+        confseg.validate(logits, masks, mode="risk-control", risk="precision", **common)

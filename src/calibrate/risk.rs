@@ -400,8 +400,12 @@ impl<TI: Transform, TO: Transform> Calibrator<TI, TO> {
             default_in_flight(),
             |i, item: P| {
                 let (image, mask) = item.load().map_err(|e| e.in_image(i))?;
-                let scores = self.risk_scores(risk, &image, &mask).map_err(|e| e.in_image(i))?;
-                Ok((image.scores().ndim(), image.spacing().is_some(), scores))
+                let (mut object, mut background) =
+                    self.risk_scores(risk, &image, &mask).map_err(|e| e.in_image(i))?;
+                // sorted here, in parallel (the state's sort then finds them in order)
+                object.sort_unstable_by(f64::total_cmp);
+                background.sort_unstable_by(f64::total_cmp);
+                Ok((image.scores().ndim(), image.spacing().is_some(), (object, background)))
             },
             |i, (ndim, own, (object, background))| {
                 self.admit(&mut cal.origin, ndim).map_err(|e| e.in_image(i))?;

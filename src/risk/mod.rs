@@ -589,6 +589,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn public_types_are_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Risk>();
+        check::<Bound>();
+        check::<Grid>();
+        check::<Search>();
+        check::<RiskControl>();
+        check::<crate::RiskCalibration>();
+    }
+
+    #[test]
     fn names_round_trip() {
         for r in Risk::ALL {
             assert_eq!(r.to_string().parse::<Risk>().unwrap(), r);
