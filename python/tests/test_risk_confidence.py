@@ -319,6 +319,6 @@ def test_validate_honours_the_risk_options():
     assert r["method"] == "risk-control delta=0.1 bound=bernstein grid=0:0.99:0.01"
     assert p["outer_coverage"] == 1.0 and p["efficiency"]["inner_share"] > 0
     assert r["inner_coverage"] == 1.0 and r["efficiency"]["outer_missed_fraction"] < 0.3
-    assert p["efficiency"]["inner_false_share"] < 0.3
+    assert p["efficiency"]["inner_false_fraction"] < 0.3
     with pytest.raises(ValueError, match="give delta"):
         confseg.validate(logits, masks, mode="risk-control", risk="precision", **common)
