@@ -7,7 +7,7 @@
 //! library validates it once, into
 //!
 //! * a [`Guarantee`] for one structure: conformal levels ([`Mode`]) or
-//!   conformal risk control ([`RiskControl`]);
+//!   risk control ([`RiskControl`], in expectation or with `delta`);
 //! * a [`JointMode`] for several structures;
 //! * for validation over a grid of levels, a [`Guarantee`] at each `alpha`
 //!   ([`Levels::at`]);

@@ -447,7 +447,7 @@ mod with_confidence {
 ///
 /// MAPIE's Hoeffding answer, 0.0, is the grid's first value returned
 /// uncertified (`sqrt(ln 10 / 160) > 0.1`): confseg certifies nothing and
-/// returns the whole image instead (METHOD.md §4.4).
+/// returns the whole image instead (METHOD.md §4.5).
 #[test]
 fn grid_search_reproduces_mapie_1_6() {
     use confseg::quantile::Delta;

@@ -408,7 +408,7 @@ impl PyCalibrator {
         Ok(PyCalibration { cal })
     }
 
-    /// The per-voxel state of risk control (METHOD.md §4.3–4.4): for
+    /// The per-voxel state of risk control (METHOD.md §4.3, §4.5): for
     /// ``risk="recall"`` the outer scores ``f_O(v)`` of every object voxel
     /// of each labelled image (8 bytes per object voxel), for
     /// ``risk="precision"`` the inner scores ``f_I(v)`` of every voxel.
@@ -528,7 +528,7 @@ impl PyCalibrator {
     ///   threshold on ``max(tau, gamma)``;
     /// * ``mode="risk-control"`` (``calibration`` a ``RiskCalibration``, from
     ///   ``risk_statistics``): risk control, a bound on an expected loss,
-    ///   not coverage (METHOD.md §4.3–4.4). ``risk="recall"`` (default):
+    ///   not coverage (METHOD.md §4.3, §4.5). ``risk="recall"`` (default):
     ///   the missed share of the object, ``E[|truth \ outer| / |truth|] <=
     ///   alpha``, with an outer set and an empty inner set; without
     ///   ``delta`` in expectation (conformal risk control, outer set

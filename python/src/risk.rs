@@ -1,6 +1,6 @@
 //! `RiskCalibration` and `Calibrator.risk_statistics` (risk control of
 //! the missed fraction or of the inner set's false share, METHOD.md
-//! §4.3–4.4).
+//! §4.3, §4.5).
 //!
 //! The library's `RiskCalibration` computes everything (the scores a risk
 //! keeps by `Calibrator::risk_scores`, the threshold, the missed fraction,
@@ -170,7 +170,7 @@ fn replay(
     Ok(state)
 }
 
-/// The per-voxel state of risk control (METHOD.md §4.3–4.4): for every
+/// The per-voxel state of risk control (METHOD.md §4.3, §4.5): for every
 /// calibration image, the scores its ``risk`` needs — for ``"recall"`` the
 /// outer scores ``f_O(v)`` of its object voxels (8 bytes per object voxel),
 /// for ``"precision"`` the inner scores ``f_I(v)`` of all its voxels — and

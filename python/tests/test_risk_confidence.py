@@ -1,4 +1,4 @@
-"""Risk control with confidence (METHOD.md §4.4) from Python, against plain
+"""Risk control with confidence (METHOD.md §4.5) from Python, against plain
 NumPy/SciPy implementations written from the papers and from MAPIE 1.6's
 source, and against MAPIE itself when ``mapie==1.6.*`` is installed:
 

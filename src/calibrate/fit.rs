@@ -23,7 +23,7 @@ impl<TI: Transform + Clone, TO: Transform + Clone> Calibrator<TI, TO> {
         self.fit_thresholds(calibration, mode, thresholds)
     }
 
-    /// Fit risk control at `level` ([`RiskControl`], METHOD.md §4.3–4.4)
+    /// Fit risk control at `level` ([`RiskControl`], METHOD.md §4.3, §4.5)
     /// from a state of the same risk. Recall: the outer set of a new
     /// exchangeable image misses at most an `alpha` share of the object in
     /// expectation, `E[|Y \ O| / |Y|] <= alpha` (over calibration and new

@@ -1,4 +1,4 @@
-//! Risk control (METHOD.md §4.3–4.4): the per-voxel state [`RiskCalibration`].
+//! Risk control (METHOD.md §4.3, §4.5): the per-voxel state [`RiskCalibration`].
 
 use super::{Calibrator, Origin, Provenance};
 use crate::error::{Error, Result};
@@ -14,7 +14,7 @@ use crate::transform::Transform;
 use ndarray::{Array, ArrayRef, Zip};
 
 /// The calibration state of risk control (Angelopoulos et al. 2022,
-/// Bates et al. 2021; METHOD.md §4.3–4.4): per image, the scores of its
+/// Bates et al. 2021; METHOD.md §4.3, §4.5): per image, the scores of its
 /// voxels on the side the [`Risk`] is about, from which the threshold of
 /// any [`RiskControl`] of that risk is fitted exactly.
 ///
@@ -39,7 +39,7 @@ use ndarray::{Array, ArrayRef, Zip};
 /// for a new exchangeable image `E[FNR(t)] <= alpha`. If no `t` qualifies
 /// (`alpha < 1/(n+1)`), `t = -inf` and the outer set is the whole image.
 /// There is no inner set (it is empty). The other methods
-/// ([`RiskCalibration::thresholds`]) are in METHOD.md §4.4.
+/// ([`RiskCalibration::thresholds`]) are in METHOD.md §4.5.
 ///
 /// Built by [`Calibrator::risk_calibrate_stream`] or
 /// [`Calibrator::observe_risk`], or by hand with [`RiskCalibration::push`].
@@ -230,7 +230,7 @@ impl RiskCalibration {
         Ok(-t.outer.value())
     }
 
-    /// The thresholds of risk control `level` (METHOD.md §4.3–4.4), in
+    /// The thresholds of risk control `level` (METHOD.md §4.3, §4.5), in
     /// the convention of fitted sets: for recall the outer set
     /// `{-f_O <= lambda_O}` (`lambda_O = +inf`, the whole image, if
     /// nothing is certified) and no inner set (`lambda_I = +inf`); for

@@ -1,4 +1,4 @@
-//! Risk control (METHOD.md §4.3–4.4): which per-image loss is bounded,
+//! Risk control (METHOD.md §4.3, §4.5): which per-image loss is bounded,
 //! how, and where its threshold is searched.
 //!
 //! A [`RiskControl`] promises a bound `alpha`
