@@ -228,6 +228,46 @@ fn common_suffix(names: &[&String]) -> Option<String> {
     names.iter().all(|n| n.ends_with(suffix) && n.len() > suffix.len()).then(|| suffix.to_owned())
 }
 
+/// Whether two listings name the same files (scores and masks in one
+/// folder, told apart by nothing).
+fn same_files(a: &[PathBuf], b: &[PathBuf]) -> bool {
+    let (mut a, mut b) = (a.to_vec(), b.to_vec());
+    a.sort();
+    b.sort();
+    a == b
+}
+
+/// Scores and masks read from the same files: each image would be paired
+/// with itself. The error names the suffixes that tell them apart, when the
+/// names have two (`sub-01_prob`, `sub-01_seg`).
+fn one_folder(files: &[PathBuf], pairing: &Pairing) -> Error {
+    let mut suffixes: Vec<String> = files
+        .iter()
+        .filter_map(|p| stem(p))
+        .filter_map(|s| s.rfind(['_', '-']).map(|cut| s[cut..].to_owned()))
+        .collect();
+    suffixes.sort();
+    suffixes.dedup();
+    let given = if pairing.scores_suffix.is_empty() {
+        String::new()
+    } else {
+        format!(" (both with the suffix {})", pairing.scores_suffix)
+    };
+    let fix = match &suffixes[..] {
+        [a, b] => format!(
+            "; their names end in {a} and {b}: give each its suffix, e.g. --scores-suffix {a} --masks-suffix {b} \
+             (Python scores_suffix=, masks_suffix=)"
+        ),
+        _ => "; give each its suffix (--scores-suffix, --masks-suffix), or a manifest".to_owned(),
+    };
+    Error::Options {
+        reason: format!(
+            "the scores and the masks are the same {} files{given}, so each image would be its own mask{fix}",
+            files.len()
+        ),
+    }
+}
+
 /// The header facts of one subject's score file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SubjectInfo {
@@ -268,6 +308,9 @@ impl Cohort {
             return Ok(Cohort { subjects });
         };
         let mask_list = list(masks)?;
+        if pairing.scores_suffix == pairing.masks_suffix && same_files(&score_list, &mask_list) {
+            return Err(one_folder(&score_list, pairing));
+        }
         let tried = Self::pair(&score_list, &mask_list, pairing);
         // Without suffixes, names like sub-01_prob / sub-01_seg pair by
         // their common suffixes when these pair every file.
@@ -816,6 +859,15 @@ mod tests {
         }
         let same = Cohort::discover(s.to_str().unwrap(), Some(s.to_str().unwrap()), &p).unwrap();
         assert_eq!(same.len(), 3);
+        // the same folder without suffixes: each file would be its own mask
+        let e = Cohort::discover(s.to_str().unwrap(), Some(s.to_str().unwrap()), &Pairing::default())
+            .unwrap_err();
+        let msg = e.to_string();
+        assert!(matches!(e, Error::Options { .. }), "{msg}");
+        assert!(
+            msg.contains("its own mask") && msg.contains("--scores-suffix _prob --masks-suffix _seg"),
+            "{msg}"
+        );
         // names that do not pair: the error says which, and how they might
         let only = d.path().join("only");
         std::fs::create_dir_all(&only).unwrap();
