@@ -1272,17 +1272,7 @@ pub fn write_labels<D: Dimension>(
     labels: &ArrayRef<u8, D>,
     like: &NiftiHeader,
 ) -> Result<()> {
-    let path = path.as_ref();
-    check_output_shape(path, labels.shape(), like)?;
-    let max = labels.iter().copied().max().unwrap_or(0);
-    let header = like.for_output(labels.shape(), 2, 8, (0.0, f64::from(max)));
-    let c = labels.as_standard_layout();
-    let bytes = match c.as_slice() {
-        Some(s) => to_file_order(s, labels.shape(), |v| v),
-        None => c.t().iter().copied().collect(),
-    };
-    drop(c);
-    output(path, &header, |w| w.write_all(&bytes))?.commit()
+    label_map_output(path, labels, like)?.commit()
 }
 
 /// Scores as a `float32` (for `f32`) or `float64` (for `f64`) NIfTI image
