@@ -29,7 +29,6 @@ use ndarray::{ArrayBase, ArrayRef, CowArray, Data, Dimension};
 
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::mask::MaskValue;
 
 /// Physical size of a voxel along each axis.
 ///
@@ -424,18 +423,6 @@ pub(crate) fn check_nan<A: Float, D: Dimension>(what: &'static str, a: &ArrayRef
     match a.iter().position(|x| x.is_nan()) {
         None => Ok(()),
         Some(p) => Err(Error::NanScore { what, image: None, index: unravel(p, a.shape()) }),
-    }
-}
-
-/// Error for the first non-binary value of `m`, if any (row-major order).
-pub(crate) fn check_mask<M: MaskValue, D: Dimension>(m: &ArrayRef<M, D>) -> Result<()> {
-    match m.iter().position(|v| !v.is_binary()) {
-        None => Ok(()),
-        Some(p) => Err(Error::NonBinaryMask {
-            image: None,
-            index: unravel(p, m.shape()),
-            value: m.iter().nth(p).map_or(f64::NAN, |v| v.to_f64()),
-        }),
     }
 }
 

@@ -34,87 +34,9 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::error::{Error, LevelsError, Result};
-use crate::quantile::{Alpha, Delta, Rank, Threshold};
-use crate::risk::{Bound, Grid, Risk, Search};
+use crate::quantile::{Alpha, Delta, Rank, Side};
+use crate::risk::{Bound, Grid, Risk, RiskControl};
 use crate::tolerance::Tolerances;
-
-/// A side of the sets: the inner set `I` (where the object surely is) or
-/// the outer set `O` (outside which it surely is not).
-///
-/// ```
-/// use confseg::levels::Side;
-/// assert_eq!("outer".parse::<Side>()?, Side::Outer);
-/// assert_eq!(Side::Inner.to_string(), "inner");
-/// assert_eq!(Side::Outer.letter(), 'O');
-/// # Ok::<(), confseg::Error>(())
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Side {
-    /// The inner set `I = {f_I > lambda_I}`.
-    Inner,
-    /// The outer set `O = {-f_O <= lambda_O}`.
-    Outer,
-}
-
-impl Side {
-    /// Both sides, inner first.
-    pub const BOTH: [Side; 2] = [Side::Inner, Side::Outer];
-
-    /// `"inner"` or `"outer"`.
-    #[must_use]
-    pub fn name(self) -> &'static str {
-        match self {
-            Side::Inner => "inner",
-            Side::Outer => "outer",
-        }
-    }
-
-    /// `'I'` or `'O'`, as in `lambda_I`, `lambda_O`.
-    #[must_use]
-    pub fn letter(self) -> char {
-        match self {
-            Side::Inner => 'I',
-            Side::Outer => 'O',
-        }
-    }
-}
-
-impl fmt::Display for Side {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Side {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s.trim() {
-            "inner" => Ok(Side::Inner),
-            "outer" => Ok(Side::Outer),
-            other => Err(Error::UnknownName { what: "side", name: other.to_owned(), known: "inner, outer" }),
-        }
-    }
-}
-
-/// The calibrated thresholds `lambda_I`, `lambda_O`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Thresholds {
-    /// `lambda_I`: the inner set is `{v : f_I(v) > lambda_I}`.
-    pub inner: Threshold,
-    /// `lambda_O`: the outer set is `{v : -f_O(v) <= lambda_O}`.
-    pub outer: Threshold,
-}
-
-impl Thresholds {
-    /// The threshold of one side.
-    #[must_use]
-    pub fn side(&self, side: Side) -> Threshold {
-        match side {
-            Side::Inner => self.inner,
-            Side::Outer => self.outer,
-        }
-    }
-}
 
 /// The kind of guarantee a user asks for, by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -400,51 +322,6 @@ impl fmt::Display for Mode {
             write!(f, " with probability {} over the calibration set", 1.0 - d.get())?;
         }
         Ok(())
-    }
-}
-
-/// Validated risk control (METHOD.md §4.3, §4.5): a bound `alpha` on the
-/// expected loss of a new image, for the [`Risk`] (the missed share of the
-/// object by the outer set, or the false share of the inner set), in
-/// expectation (conformal risk control) or with probability `1 - delta`
-/// over the calibration set (a [`Bound`]), the threshold searched exactly
-/// or on a [`Grid`] ([`Search`]). Constructors and the rest of its
-/// methods are in [`crate::risk`].
-///
-/// ```
-/// use confseg::levels::RiskControl;
-/// use confseg::Alpha;
-/// let r = RiskControl::new(Alpha::new(0.1)?);
-/// assert_eq!(r.min_calibration_size(), 9); // alpha >= 1 / (n + 1)
-/// # Ok::<(), confseg::Error>(())
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RiskControl {
-    pub(crate) alpha: Alpha,
-    pub(crate) risk: Risk,
-    /// `None`: in expectation (conformal risk control).
-    pub(crate) confidence: Option<(Delta, Bound)>,
-    pub(crate) search: Search,
-}
-
-impl RiskControl {
-    /// Conformal risk control of the missed fraction at level `alpha`:
-    /// `E[|Y \ O| / |Y|] <= alpha`, threshold searched exactly.
-    #[must_use]
-    pub fn new(alpha: Alpha) -> Self {
-        RiskControl { alpha, risk: Risk::Recall, confidence: None, search: Search::Exact }
-    }
-
-    /// The bound on the expected loss.
-    #[must_use]
-    pub fn alpha(&self) -> Alpha {
-        self.alpha
-    }
-}
-
-impl fmt::Display for RiskControl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.describe(f)
     }
 }
 

@@ -99,9 +99,9 @@ pub use calibrate::{
 pub use error::{Error, FileProblem, Result, Warning};
 pub use float::Float;
 pub use image::{Affine, AsImage, Geometry, Image, Spacing};
-pub use levels::{Guarantee, Levels, Mode, ModeKind, Side, Thresholds};
+pub use levels::{Guarantee, Levels, Mode, ModeKind};
 pub use mask::MaskValue;
-pub use quantile::{conformal_quantile, Alpha, Threshold};
+pub use quantile::{conformal_quantile, Alpha, Side, Threshold, Thresholds};
 pub use sets::{ConfidenceSets, Coverage, Sets};
 pub use transform::{
     component_boxes, BoundaryMode, BoundingBox, BoxKind, BoxScores, BoxShape, ComponentBoxes, Connectivity,

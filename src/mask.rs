@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use ndarray::{ArrayRef, Dimension};
+
 use crate::error::{Error, Result};
 
 /// Which voxels of a mask are the object.
@@ -71,9 +73,9 @@ impl Labels {
     /// # Errors
     /// [`Error::NonBinaryMask`] (for [`Labels::Binary`]) or
     /// [`Error::InvalidLabel`] for a value that is not an integer label.
-    pub fn binarize<M: MaskValue, D: ndarray::Dimension>(
+    pub fn binarize<M: MaskValue, D: Dimension>(
         &self,
-        map: &ndarray::ArrayRef<M, D>,
+        map: &ArrayRef<M, D>,
     ) -> Result<ndarray::Array<u8, D>> {
         let mut bad = None;
         let out = map.mapv(|v| {
@@ -264,3 +266,14 @@ macro_rules! float_mask {
     )*};
 }
 float_mask!(f32, f64);
+/// Error for the first non-binary value of `m`, if any (row-major order).
+pub(crate) fn check_mask<M: MaskValue, D: Dimension>(m: &ArrayRef<M, D>) -> Result<()> {
+    match m.iter().position(|v| !v.is_binary()) {
+        None => Ok(()),
+        Some(p) => Err(Error::NonBinaryMask {
+            image: None,
+            index: crate::image::unravel(p, m.shape()),
+            value: m.iter().nth(p).map_or(f64::NAN, |v| v.to_f64()),
+        }),
+    }
+}

@@ -395,7 +395,7 @@ pub fn overlay<A: Float, M: MaskValue>(
     title: &str,
 ) -> Result<()> {
     crate::image::check_shape("true mask vs background", background, truth)?;
-    crate::image::check_mask(truth)?;
+    crate::mask::check_mask(truth)?;
     draw_overlay(
         path.as_ref(),
         background,

@@ -13,6 +13,9 @@
 //! `P(z_{n+1} <= lambda) >= 1 - alpha`, and, when the `z` are almost surely
 //! distinct, `P(z_{n+1} <= lambda) <= 1 - alpha + 1/(n+1)`.
 
+use std::fmt;
+use std::str::FromStr;
+
 use crate::error::{Error, Result};
 
 /// A validated miscoverage level: a number strictly between 0 and 1.
@@ -451,6 +454,84 @@ pub fn conformal_quantile(values: &[f64], alpha: Alpha, rank: Rank) -> Result<Th
 #[must_use]
 pub(crate) fn conformal_quantile_sorted(sorted: &[f64], alpha: Alpha, rank: Rank) -> Threshold {
     rank.threshold(alpha, sorted.len(), |k| sorted[k - 1])
+}
+
+/// A side of the sets: the inner set `I` (where the object surely is) or
+/// the outer set `O` (outside which it surely is not).
+///
+/// ```
+/// use confseg::Side;
+/// assert_eq!("outer".parse::<Side>()?, Side::Outer);
+/// assert_eq!(Side::Inner.to_string(), "inner");
+/// assert_eq!(Side::Outer.letter(), 'O');
+/// # Ok::<(), confseg::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Side {
+    /// The inner set `I = {f_I > lambda_I}`.
+    Inner,
+    /// The outer set `O = {-f_O <= lambda_O}`.
+    Outer,
+}
+
+impl Side {
+    /// Both sides, inner first.
+    pub const BOTH: [Side; 2] = [Side::Inner, Side::Outer];
+
+    /// `"inner"` or `"outer"`.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Side::Inner => "inner",
+            Side::Outer => "outer",
+        }
+    }
+
+    /// `'I'` or `'O'`, as in `lambda_I`, `lambda_O`.
+    #[must_use]
+    pub fn letter(self) -> char {
+        match self {
+            Side::Inner => 'I',
+            Side::Outer => 'O',
+        }
+    }
+}
+
+impl fmt::Display for Side {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Side {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim() {
+            "inner" => Ok(Side::Inner),
+            "outer" => Ok(Side::Outer),
+            other => Err(Error::UnknownName { what: "side", name: other.to_owned(), known: "inner, outer" }),
+        }
+    }
+}
+
+/// The calibrated thresholds `lambda_I`, `lambda_O`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thresholds {
+    /// `lambda_I`: the inner set is `{v : f_I(v) > lambda_I}`.
+    pub inner: Threshold,
+    /// `lambda_O`: the outer set is `{v : -f_O(v) <= lambda_O}`.
+    pub outer: Threshold,
+}
+
+impl Thresholds {
+    /// The threshold of one side.
+    #[must_use]
+    pub fn side(&self, side: Side) -> Threshold {
+        match side {
+            Side::Inner => self.inner,
+            Side::Outer => self.outer,
+        }
+    }
 }
 
 #[cfg(test)]

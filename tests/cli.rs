@@ -805,7 +805,7 @@ fn risk_control_is_fitted_saved_and_predicted() {
         calibrator.observe_risk(&mut risk, &s.index_axis(Axis(0), i), &m.index_axis(Axis(0), i)).unwrap();
     }
     let sets = calibrator
-        .fit_risk_control(&risk, confseg::levels::RiskControl::new(Alpha::new(0.1).unwrap()))
+        .fit_risk_control(&risk, confseg::risk::RiskControl::new(Alpha::new(0.1).unwrap()))
         .unwrap();
     let j = json(&f.path("rc.json"));
     assert_eq!(j["mode"], "risk-control");
@@ -882,12 +882,12 @@ fn risk_control_with_confidence_through_the_cli() {
     let cases = [
         (
             vec!["--risk", "precision", "--delta", "0.1", "--grid", "0:0.99:0.01"],
-            confseg::levels::RiskControl::precision(alpha, delta).with_search(grid).unwrap(),
+            confseg::risk::RiskControl::precision(alpha, delta).with_search(grid).unwrap(),
             "I = {f_I > ",
         ),
         (
             vec!["--risk", "recall", "--delta", "0.1", "--bound", "bernstein"],
-            confseg::levels::RiskControl::with_confidence(Risk::Recall, alpha, delta, Bound::Bernstein)
+            confseg::risk::RiskControl::with_confidence(Risk::Recall, alpha, delta, Bound::Bernstein)
                 .unwrap(),
             "O = {f_O >= ",
         ),

@@ -12,7 +12,7 @@
 //! conformal risk control bounds for continuous losses bounded by 1) up to
 //! 4 standard errors of the mean.
 
-use confseg::levels::RiskControl;
+use confseg::risk::RiskControl;
 use confseg::synthetic::Synthetic;
 use confseg::{
     Alpha, Calibrator, ConfidenceSets, Identity, RiskCalibration, ScoreTransform, Sigmoid, Spacing, Transform,
@@ -227,8 +227,8 @@ fn risk_and_conformal_states_admit_images_by_the_same_rules() {
 /// risk is above `alpha`: certifying none (abstaining) is no error.
 mod with_confidence {
     use super::*;
-    use confseg::levels::RiskControl;
     use confseg::quantile::Delta;
+    use confseg::risk::RiskControl;
     use confseg::risk::{Bound, Risk, Search};
 
     const M: usize = 8;

@@ -203,12 +203,22 @@ mod npy {
             ok(stack.read_scores_range::<f32>(i, start, len, &mut r32, &mut scratch));
         }
         if !stack.is_empty() {
-            ok(io::transformed_statistics::<f64>(stack, None, stack, labels, 0, |s| {
-                Ok(confseg::calibrate::RegionFold::new(s))
-            }));
-            ok(io::transformed_statistics::<f32>(stack, Some(stack), stack, &Labels::Binary, 0, |s| {
-                Ok(confseg::calibrate::RegionFold::new(s))
-            }));
+            ok(confseg::pipeline::chunked::transformed_statistics::<f64>(
+                stack,
+                None,
+                stack,
+                labels,
+                0,
+                |s| Ok(confseg::calibrate::RegionFold::new(s)),
+            ));
+            ok(confseg::pipeline::chunked::transformed_statistics::<f32>(
+                stack,
+                Some(stack),
+                stack,
+                &Labels::Binary,
+                0,
+                |s| Ok(confseg::calibrate::RegionFold::new(s)),
+            ));
         }
     }
 

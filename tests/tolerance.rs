@@ -264,6 +264,6 @@ fn risk_control_refuses_a_tolerance() {
     for (s, y) in data.pairs(0..20) {
         c.observe_risk(&mut risk, &s, &y).unwrap();
     }
-    let e = c.fit_risk_control(&risk, confseg::levels::RiskControl::new(alpha())).unwrap_err();
+    let e = c.fit_risk_control(&risk, confseg::risk::RiskControl::new(alpha())).unwrap_err();
     assert!(e.to_string().contains("no tolerance"), "{e}");
 }

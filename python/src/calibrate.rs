@@ -1,40 +1,23 @@
 //! `Calibrator` and `Calibration`.
 
-use std::ffi::CString;
-
 use std::sync::Arc;
 
-use confseg::io::{Labels, Precision};
 use confseg::pipeline::Inputs;
 use confseg::stream::Lazy;
-use confseg::tolerance::{Tolerance, Tolerances};
-use confseg::{Error, Float, Guarantee, Image, Levels, MaskValue, ScoreTransform, Spacing, Transform};
+use confseg::{Error, Float, Guarantee, Image, MaskValue, ScoreTransform, Spacing, Transform};
 use ndarray::{ArrayViewD, Axis};
-use numpy::{IntoPyArray, PyArray1};
-use pyo3::exceptions::PyUserWarning;
 use pyo3::prelude::*;
 use pyo3::types::PyType;
 
+use crate::args::{labels_arg, levels_arg, parse_transform, precision_arg, tolerances_arg, warn_all, Cal};
 use crate::arrays::{self, labelled, PerImage};
+use crate::calibration::PyCalibration;
 use crate::errors::{value_error, IntoPy};
 use crate::io::PyCohort;
 use crate::layout::{layout, one_spacing, spacing_arg, spacing_tuple, Layout, SpacingArg};
 use crate::risk::{risk_lists, risk_views, Objects, PyRiskCalibration};
 use crate::sets::PyConfidenceSets;
-use crate::{json_loads, one_line, with_masks};
-
-/// The library's calibrator with the built-in transforms.
-pub type Cal = confseg::Calibrator<ScoreTransform, ScoreTransform>;
-
-/// Parse a transform name (`"identity"`, `"distance:chessboard"`, ...),
-/// with an optional predicted-mask threshold.
-pub fn parse_transform(name: &str, mask_threshold: Option<f64>) -> PyResult<ScoreTransform> {
-    let t: ScoreTransform = name.parse().py()?;
-    match mask_threshold {
-        Some(x) => t.with_mask_threshold(x).py(),
-        None => Ok(t),
-    }
-}
+use crate::{one_line, with_masks};
 
 /// Calibration parameters: the score transforms ``f_I`` (inner) and ``f_O``
 /// (outer), fixed before seeing calibration labels, and the default voxel
@@ -222,99 +205,6 @@ fn stats_transformed<A: Float, M: MaskValue>(
             c.calibrate_statistics_stream(items, fi.ndim().saturating_sub(1))
         }
     }
-}
-
-/// A side's tolerance (the library's `Tolerance`): `None` or 0 for
-/// containment, a float share below 1 (`0.05`), or a string (`"5vox"`,
-/// `"12.5mm3"`, `"5%"`, `"0.05"`).
-pub fn tolerance_arg(t: Option<&Bound<'_, PyAny>>, name: &str) -> PyResult<Tolerance> {
-    let Some(t) = t.filter(|t| !t.is_none()) else { return Ok(Tolerance::NONE) };
-    let text = if let Ok(s) = t.extract::<String>() {
-        s
-    } else if t.is_instance_of::<pyo3::types::PyBool>() {
-        return Err(value_error(format!(
-            "{name} is a share (0.05), a count (\"5vox\") or a volume (\"12.5mm3\"), not a bool"
-        )));
-    } else if let Ok(x) = t.extract::<f64>() {
-        x.to_string()
-    } else {
-        return Err(value_error(format!(
-            "{name} is a share (0.05), a count (\"5vox\") or a volume (\"12.5mm3\")"
-        )));
-    };
-    text.parse::<Tolerance>().map_err(|e| value_error(format!("{name}: {e}")))
-}
-
-/// Both sides' tolerances.
-pub fn tolerances_arg(
-    inner: Option<&Bound<'_, PyAny>>,
-    outer: Option<&Bound<'_, PyAny>>,
-) -> PyResult<Tolerances> {
-    Ok(Tolerances::new(tolerance_arg(inner, "inner_tolerance")?, tolerance_arg(outer, "outer_tolerance")?))
-}
-
-/// Labels of the masks that are the object: `None` for 0/1 masks.
-pub fn labels_arg(labels: Option<Vec<i64>>) -> PyResult<Labels> {
-    labels.map_or(Ok(Labels::Binary), |v| Labels::select(v).py())
-}
-
-/// Parse a precision name (the library's: `float32`, `float64`).
-pub fn precision_arg(p: Option<&str>) -> PyResult<Option<Precision>> {
-    p.map(str::parse::<Precision>).transpose().py()
-}
-
-/// The level arguments of `fit` as the library's request (the library
-/// validates it, as it does the command line's).
-#[allow(clippy::too_many_arguments)]
-pub fn levels_arg(
-    alpha: Option<f64>,
-    mode: &str,
-    weights: Option<(f64, f64)>,
-    alpha_inner: Option<f64>,
-    alpha_outer: Option<f64>,
-    delta: Option<f64>,
-    risk: Option<&str>,
-    bound: Option<&str>,
-    grid: Option<&Bound<'_, PyAny>>,
-) -> PyResult<Levels> {
-    Ok(Levels {
-        mode: mode.parse().py()?,
-        alpha,
-        weights,
-        alpha_inner,
-        alpha_outer,
-        delta,
-        risk: risk.map(str::parse).transpose().py()?,
-        bound: bound.map(str::parse).transpose().py()?,
-        grid: grid_arg(grid)?,
-    })
-}
-
-/// A risk-control grid: ``"START:STOP:STEP"`` or ``(start, stop, step)``.
-fn grid_arg(grid: Option<&Bound<'_, PyAny>>) -> PyResult<Option<confseg::risk::Grid>> {
-    let Some(g) = grid.filter(|g| !g.is_none()) else { return Ok(None) };
-    if let Ok(text) = g.extract::<String>() {
-        return text.parse().map(Some).py();
-    }
-    let (start, stop, step) = g.extract::<(f64, f64, f64)>().map_err(|_| {
-        crate::errors::type_error("grid must be a string \"START:STOP:STEP\" or a tuple (start, stop, step)")
-    })?;
-    confseg::risk::Grid::new(start, stop, step).map(Some).py()
-}
-
-/// Emit one Python `UserWarning`.
-pub fn warn_text(py: Python<'_>, text: &str) -> PyResult<()> {
-    let msg = CString::new(text.replace('\0', " ")).unwrap_or_default();
-    PyErr::warn(py, &py.get_type::<PyUserWarning>(), &msg, 1)
-}
-
-/// Emit Python `UserWarning`s.
-pub fn warn_all(py: Python<'_>, warnings: &[confseg::Warning]) -> PyResult<()> {
-    for w in warnings {
-        let msg = CString::new(w.to_string().replace('\0', " ")).unwrap_or_default();
-        PyErr::warn(py, &py.get_type::<PyUserWarning>(), &msg, 1)?;
-    }
-    Ok(())
 }
 
 #[pymethods]
@@ -628,122 +518,5 @@ impl PyCalibrator {
         let me = slf.get();
         let args = (me.inner(), me.outer(), me.spacing(), me.ndim).into_pyobject(slf.py())?.into_any();
         Ok((slf.get_type(), args))
-    }
-}
-
-/// The streaming calibration state: every calibration image's statistics
-/// ``tau_i`` (worst inner false positive, ``max f_I`` over the background)
-/// and ``gamma_i`` (worst outer miss, ``max -f_O`` over the object), and
-/// what they were computed with (``provenance``).
-///
-/// ``Calibration()`` is empty. ``merge`` concatenates states computed
-/// elsewhere (other processes, machines, Dask tasks): thresholds depend
-/// only on the multiset of statistics, not on the order or the split.
-/// States computed with other transforms, default spacing or
-/// dimensionality do not merge (``ValueError``). Pickles and round-trips
-/// through JSON (``to_json`` / ``Calibration.from_json``).
-#[pyclass(module = "confseg", name = "Calibration")]
-#[derive(Clone)]
-pub struct PyCalibration {
-    pub cal: confseg::Calibration,
-}
-
-#[pymethods]
-impl PyCalibration {
-    #[new]
-    fn new() -> Self {
-        PyCalibration { cal: confseg::Calibration::new() }
-    }
-
-    fn __len__(&self) -> usize {
-        self.cal.len()
-    }
-
-    /// The ``tau_i`` in observation order (a new ``float64`` array).
-    #[getter]
-    fn tau<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
-        self.cal.tau().to_vec().into_pyarray(py)
-    }
-
-    /// The ``gamma_i`` in observation order (a new ``float64`` array).
-    #[getter]
-    fn gamma<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
-        self.cal.gamma().to_vec().into_pyarray(py)
-    }
-
-    /// What the statistics were computed with: a dict with ``inner``,
-    /// ``outer``, ``combination``, ``spacing`` and ``ndim``, or ``None``.
-    #[getter]
-    fn provenance<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let v = serde_json::to_string(&self.cal.provenance()).map_err(|e| value_error(e.to_string()))?;
-        json_loads(py, &v)
-    }
-
-    /// Whether some image carried its own spacing.
-    #[getter]
-    fn per_image_spacing(&self) -> bool {
-        self.cal.per_image_spacing()
-    }
-
-    /// Append another state's statistics (in place; returns ``self``).
-    fn merge<'py>(slf: Bound<'py, Self>, other: PyRef<'_, PyCalibration>) -> PyResult<Bound<'py, Self>> {
-        let theirs = other.cal.clone();
-        drop(other);
-        slf.borrow_mut().cal.merge(&theirs).py()?;
-        Ok(slf)
-    }
-
-    /// A new state with both states' statistics.
-    fn __add__(&self, other: PyRef<'_, PyCalibration>) -> PyResult<PyCalibration> {
-        let mut cal = self.cal.clone();
-        cal.merge(&other.cal).py()?;
-        Ok(PyCalibration { cal })
-    }
-
-    /// One state from many (e.g. the results of parallel tasks).
-    #[staticmethod]
-    fn concat(parts: &Bound<'_, PyAny>) -> PyResult<PyCalibration> {
-        let mut cal = confseg::Calibration::new();
-        for p in parts.try_iter()? {
-            let p = p?;
-            let p = p.cast::<PyCalibration>()?;
-            cal.merge(&p.borrow().cal).py()?;
-        }
-        Ok(PyCalibration { cal })
-    }
-
-    /// A state holding only the images at ``indices`` (e.g. one split).
-    fn select(&self, indices: Vec<usize>) -> PyResult<PyCalibration> {
-        Ok(PyCalibration { cal: self.cal.select(&indices).py()? })
-    }
-
-    /// The state as JSON (infinite statistics as ``"inf"`` / ``"-inf"``).
-    fn to_json(&self) -> PyResult<String> {
-        serde_json::to_string(&self.cal).map_err(|e| value_error(e.to_string()))
-    }
-
-    /// A state from its JSON.
-    #[classmethod]
-    fn from_json(_cls: &Bound<'_, PyType>, text: &str) -> PyResult<PyCalibration> {
-        let cal = serde_json::from_str(text).map_err(|e| {
-            value_error(format!("not a valid confseg calibration state: {}", one_line(&e.to_string())))
-        })?;
-        Ok(PyCalibration { cal })
-    }
-
-    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
-        other.cast::<PyCalibration>().is_ok_and(|o| o.borrow().cal == self.cal)
-    }
-
-    fn __repr__(&self) -> String {
-        match self.cal.provenance() {
-            Some(p) => format!("Calibration(n={}, {p})", self.cal.len()),
-            None => format!("Calibration(n={})", self.cal.len()),
-        }
-    }
-
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, (String,))> {
-        let from_json = slf.get_type().getattr("from_json")?;
-        Ok((from_json, (slf.borrow().to_json()?,)))
     }
 }

@@ -10,8 +10,8 @@ use pyo3::prelude::*;
 use pyo3::types::PyRange;
 use rayon::prelude::*;
 
+use crate::args::{parse_transform, Cal};
 use crate::arrays::{self, Scores};
-use crate::calibrate::{parse_transform, Cal};
 use crate::errors::{type_error, value_error, IntoPy};
 use crate::layout::{layout, one_spacing, spacing_arg, Layout, SpacingArg};
 use crate::{json_loads, with_masks, with_scores};
@@ -268,8 +268,8 @@ pub fn validate<'py>(
     inner_tolerance: Option<&Bound<'py, PyAny>>,
     outer_tolerance: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let tolerances = crate::calibrate::tolerances_arg(inner_tolerance, outer_tolerance)?;
-    let levels = crate::calibrate::levels_arg(None, mode, weights, None, None, delta, risk, bound, grid)?;
+    let tolerances = crate::args::tolerances_arg(inner_tolerance, outer_tolerance)?;
+    let levels = crate::args::levels_arg(None, mode, weights, None, None, delta, risk, bound, grid)?;
     let methods = methods.unwrap_or_else(|| vec!["conformal".into()]);
     let methods = methods
         .iter()

@@ -11,7 +11,7 @@ use numpy::{PyArray, PyArray2};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyType};
 
-use crate::calibrate::{labels_arg, precision_arg};
+use crate::args::{labels_arg, precision_arg};
 use crate::errors::{value_error, IntoPy};
 use crate::layout::spacing_tuple;
 

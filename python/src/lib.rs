@@ -4,8 +4,10 @@
 //! arrays that own the library's buffers; the GIL is released while the
 //! library computes.
 
+mod args;
 mod arrays;
 mod calibrate;
+mod calibration;
 mod errors;
 mod functions;
 mod io;
@@ -46,7 +48,7 @@ pub(crate) fn tuple_repr(v: &[f64]) -> String {
 fn _confseg(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<calibrate::PyCalibrator>()?;
-    m.add_class::<calibrate::PyCalibration>()?;
+    m.add_class::<calibration::PyCalibration>()?;
     m.add_class::<risk::PyRiskCalibration>()?;
     m.add_class::<sets::PyConfidenceSets>()?;
     m.add_class::<structures::PyStructureCalibrator>()?;

@@ -18,7 +18,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyType;
 use rayon::prelude::*;
 
-use crate::calibrate::Cal;
+use crate::args::Cal;
 use crate::errors::{value_error, IntoPy};
 use crate::layout::{Layout, SpacingArg};
 use crate::{json_loads, one_line};

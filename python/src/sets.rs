@@ -9,7 +9,7 @@ use pyo3::types::{PyDict, PyList, PyType};
 use rayon::prelude::*;
 
 use crate::arrays::{self, is_sequence_of_images};
-use crate::calibrate::PyCalibration;
+use crate::calibration::PyCalibration;
 use crate::errors::{value_error, IntoPy};
 use crate::layout::{layout, spacing_arg, spacing_tuple, Layout, SpacingArg};
 use crate::{with_score_list, with_scores};

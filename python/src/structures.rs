@@ -15,8 +15,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyType};
 use rayon::prelude::*;
 
+use crate::args::{parse_transform, Cal};
 use crate::arrays::{self, is_sequence_of_images, labelled, PerImage};
-use crate::calibrate::{parse_transform, Cal, PyCalibration};
+use crate::calibration::PyCalibration;
 use crate::errors::{value_error, IntoPy};
 use crate::layout::{layout, one_spacing, spacing_arg, Layout, SpacingArg};
 use crate::sets::PyConfidenceSets;
@@ -118,7 +119,7 @@ impl PyStructureCalibrator {
         inner_tolerance: Option<&Bound<'_, PyAny>>,
         outer_tolerance: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        let tolerances = crate::calibrate::tolerances_arg(inner_tolerance, outer_tolerance)?;
+        let tolerances = crate::args::tolerances_arg(inner_tolerance, outer_tolerance)?;
         let structures = parse_structures(structures)?;
         let spacing = one_spacing(spacing)?;
         let ndim = match (ndim, spacing.as_slice()) {
@@ -217,8 +218,7 @@ impl PyStructureCalibrator {
     ) -> PyResult<PyStructureSets> {
         let k = self.sc.structures().len();
         let weights = weights.filter(|w| !w.is_none());
-        let request =
-            crate::calibrate::levels_arg(Some(alpha), mode, None, None, None, delta, None, None, None)?;
+        let request = crate::args::levels_arg(Some(alpha), mode, None, None, None, delta, None, None, None)?;
         let jm = match weights {
             None => request.joint(k),
             Some(w) => {
@@ -237,7 +237,7 @@ impl PyStructureCalibrator {
         .py()?;
         let sets = self.sc.fit(&calibration.cal, jm).py()?;
         for (name, w) in calibration.cal.warnings(&sets) {
-            crate::calibrate::warn_text(py, &format!("{name}: {w}"))?;
+            crate::args::warn_text(py, &format!("{name}: {w}"))?;
         }
         Ok(PyStructureSets { sets, record: Record::default() })
     }

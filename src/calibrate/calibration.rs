@@ -7,8 +7,9 @@ use std::fmt;
 use super::kernel::ImageStatistics;
 use crate::error::{Error, Result, Warning};
 use crate::image::Spacing;
-use crate::levels::{Mode, ModeKind, Thresholds};
+use crate::levels::{Mode, ModeKind};
 use crate::quantile::conformal_quantile;
+use crate::quantile::Thresholds;
 use crate::sets::ConfidenceSets;
 use crate::tolerance::Tolerances;
 

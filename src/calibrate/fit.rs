@@ -4,7 +4,9 @@
 
 use super::{Calibration, Calibrator, RiskCalibration, StructureCalibration, StructureCalibrator};
 use crate::error::{Error, Result};
-use crate::levels::{Guarantee, JointMode, Mode, RiskControl, Thresholds};
+use crate::levels::{Guarantee, JointMode, Mode};
+use crate::quantile::Thresholds;
+use crate::risk::RiskControl;
 use crate::sets::{ConfidenceSets, StructureSets};
 use crate::transform::Transform;
 
@@ -35,7 +37,7 @@ impl<TI: Transform + Clone, TO: Transform + Clone> Calibrator<TI, TO> {
     /// chance of missing anything — and so smaller sets.
     ///
     /// ```
-    /// use confseg::levels::RiskControl;
+    /// use confseg::risk::RiskControl;
     /// use confseg::{Alpha, Calibrator, Identity, RiskCalibration};
     /// use ndarray::array;
     /// let cal = Calibrator::new(Identity, Identity);

@@ -11,7 +11,8 @@ use ndarray::{ArrayRef, Dimension};
 
 use crate::error::Result;
 use crate::float::Float;
-use crate::image::{check_mask, check_nan, check_nonempty, check_shape};
+use crate::image::{check_nan, check_nonempty, check_shape};
+use crate::mask::check_mask;
 use crate::mask::MaskValue;
 use crate::tolerance::Tolerances;
 

@@ -4,11 +4,12 @@ use super::{Calibrator, Origin, Provenance};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::image::{check_shape, AsImage};
-use crate::levels::{RiskControl, Thresholds};
 use crate::mask::MaskValue;
+use crate::quantile::Thresholds;
 use crate::quantile::{Alpha, Threshold};
 use crate::risk::select::{self, Scored};
 use crate::risk::Risk;
+use crate::risk::RiskControl;
 use crate::stream::{default_in_flight, stream, Load};
 use crate::transform::Transform;
 use ndarray::{Array, ArrayRef, Zip};
@@ -238,7 +239,7 @@ impl RiskCalibration {
     /// nothing is certified) and the whole image as the outer set.
     ///
     /// ```
-    /// use confseg::levels::RiskControl;
+    /// use confseg::risk::RiskControl;
     /// use confseg::quantile::Delta;
     /// use confseg::risk::Risk;
     /// use confseg::{Alpha, RiskCalibration};
@@ -316,7 +317,7 @@ impl<TI: Transform, TO: Transform> Calibrator<TI, TO> {
     {
         let s = scores.scores();
         check_shape("scores vs mask", mask, s)?;
-        crate::image::check_mask(mask)?;
+        crate::mask::check_mask(mask)?;
         crate::image::check_nonempty(s.shape())?;
         crate::image::check_nan("scores", s)?;
         let spacing = scores.spacing().unwrap_or(self.spacing());

@@ -26,9 +26,10 @@ use super::Calibrator;
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::image::{Image, Spacing};
-use crate::levels::{JointMode, ModeKind, Thresholds};
+use crate::levels::{JointMode, ModeKind};
 use crate::mask::{MaskValue, Structure};
 use crate::quantile::conformal_quantile;
+use crate::quantile::Thresholds;
 use crate::sets::StructureSets;
 use crate::transform::{StructureScores, Transform};
 

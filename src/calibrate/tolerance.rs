@@ -281,7 +281,7 @@ fn false_discovery_envelope<A: Float>(voxels: &mut [(A, bool)], within: impl Fn(
 mod tests {
     use super::*;
     use crate::calibrate::{region_statistics, Calibrator};
-    use crate::levels::Side;
+    use crate::quantile::Side;
     use crate::tolerance::Volume;
     use crate::{Identity, Spacing};
     use ndarray::{Array1, Array3, ArrayRef, Dimension};

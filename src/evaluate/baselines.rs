@@ -61,10 +61,11 @@ use std::fmt;
 
 use super::{Field, FieldId, Nominal, Pool, SplitSets};
 use crate::error::{Error, Result};
-use crate::levels::{Guarantee, Levels, ModeKind, RiskControl};
+use crate::levels::{Guarantee, Levels, ModeKind};
 use crate::quantile::{conformal_quantile, conformal_quantile_sorted, Alpha, Rank, Threshold};
 use crate::risk::select::{self, smallest_with, sorted_unique, Scored};
 use crate::risk::Risk;
+use crate::risk::RiskControl;
 use crate::transform::{Footprint, Morphological};
 
 /// A method whose sets a validation measures.

@@ -1194,7 +1194,7 @@ pub fn mask_output<M: MaskValue, D: Dimension>(
 ) -> Result<Output> {
     let path = path.as_ref();
     check_output_shape(path, mask.shape(), like)?;
-    crate::image::check_mask(mask).map_err(|e| in_file(path, e))?;
+    crate::mask::check_mask(mask).map_err(|e| in_file(path, e))?;
     let header = like.for_output(mask.shape(), 2, 8, (0.0, 1.0));
     let c = mask.as_standard_layout();
     let bytes = match c.as_slice() {

@@ -33,6 +33,7 @@
 //! # Ok::<(), confseg::Error>(())
 //! ```
 
+pub mod chunked;
 pub mod inputs;
 pub mod predict;
 #[cfg(feature = "serde")]

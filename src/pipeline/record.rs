@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, FileProblem, Result};
 use crate::float::Float;
 use crate::io::Labels;
+use crate::sets::{ConfidenceSets, StructureSets};
 use crate::transform::TwoClassSoftmax;
 
 /// What the calibration scores were.
@@ -200,6 +201,33 @@ impl<S: Serialize + for<'de> Deserialize<'de>> Fitted<S> {
     pub fn write(&self, path: &Path) -> Result<()> {
         let json = self.to_json()?;
         crate::io::write_atomic(path, |w| w.write_all(json.as_bytes()))
+    }
+}
+
+/// A fitted file of either kind: one structure's sets or several
+/// structures' (the JSON of the latter has a `structures` key).
+#[derive(Debug, Clone, PartialEq)]
+pub enum FittedFile {
+    /// Sets of one structure (`calibrate` without structures).
+    Sets(Box<Fitted<ConfidenceSets>>),
+    /// Sets of several structures of a label map.
+    Structures(Box<Fitted<StructureSets>>),
+}
+
+impl FittedFile {
+    /// Read a fitted file of either kind: a regular file of at most
+    /// [`MAX_FITTED_FILE_BYTES`].
+    ///
+    /// # Errors
+    /// As [`read_text`] and [`Fitted::parse`], naming the file.
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = read_text(path, MAX_FITTED_FILE_BYTES)?;
+        let in_file = |e| Error::InFile { path: path.to_path_buf(), error: Box::new(e) };
+        if is_structures_file(&text) {
+            Fitted::parse(&text).map(|f| FittedFile::Structures(Box::new(f))).map_err(in_file)
+        } else {
+            Fitted::parse(&text).map(|f| FittedFile::Sets(Box::new(f))).map_err(in_file)
+        }
     }
 }
 

@@ -492,7 +492,8 @@ impl Reader {
     /// with the calibrator's tolerances and the image's spacing.
     ///
     /// # Errors
-    /// As [`crate::io::transformed_statistics`].
+    /// A read error or a value that does not fit (naming the file); NaN in the
+    /// scores or a mask value the labels do not accept (naming the voxel).
     pub fn transformed_statistics<A: ReadFloat, TI: Transform, TO: Transform>(
         &self,
         i: usize,
@@ -505,7 +506,7 @@ impl Reader {
         };
         let Some((MaskSource::Stack(masks), labels)) = &self.masks else { return Err(no_masks()) };
         let spacing = self.spacings.as_ref().map(|sp| &sp[i]);
-        crate::io::transformed_statistics::<A>(inner, outer, masks, labels, i, |shape| {
+        super::chunked::transformed_statistics::<A>(inner, outer, masks, labels, i, |shape| {
             calibrator.fold(shape, spacing)
         })
     }

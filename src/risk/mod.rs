@@ -35,8 +35,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::error::{Error, LevelsError, Result};
-use crate::levels::{RiskControl, Side, Thresholds};
-use crate::quantile::{Alpha, Delta};
+use crate::quantile::{Alpha, Delta, Side, Thresholds};
 
 pub(crate) mod bounds;
 pub(crate) mod select;
@@ -325,6 +324,50 @@ impl fmt::Display for Search {
     }
 }
 
+/// Validated risk control (METHOD.md §4.3, §4.5): a bound `alpha` on the
+/// expected loss of a new image, for the [`Risk`] (the missed share of the
+/// object by the outer set, or the false share of the inner set), in
+/// expectation (conformal risk control) or with probability `1 - delta`
+/// over the calibration set (a [`Bound`]), the threshold searched exactly
+/// or on a [`Grid`] ([`Search`]).
+///
+/// ```
+/// use confseg::risk::RiskControl;
+/// use confseg::Alpha;
+/// let r = RiskControl::new(Alpha::new(0.1)?);
+/// assert_eq!(r.min_calibration_size(), 9); // alpha >= 1 / (n + 1)
+/// # Ok::<(), confseg::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RiskControl {
+    pub(crate) alpha: Alpha,
+    pub(crate) risk: Risk,
+    /// `None`: in expectation (conformal risk control).
+    pub(crate) confidence: Option<(Delta, Bound)>,
+    pub(crate) search: Search,
+}
+
+impl RiskControl {
+    /// Conformal risk control of the missed fraction at level `alpha`:
+    /// `E[|Y \ O| / |Y|] <= alpha`, threshold searched exactly.
+    #[must_use]
+    pub fn new(alpha: Alpha) -> Self {
+        RiskControl { alpha, risk: Risk::Recall, confidence: None, search: Search::Exact }
+    }
+
+    /// The bound on the expected loss.
+    #[must_use]
+    pub fn alpha(&self) -> Alpha {
+        self.alpha
+    }
+}
+
+impl fmt::Display for RiskControl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.describe(f)
+    }
+}
+
 impl RiskControl {
     /// High-probability risk control of `risk` at level `alpha`: with
     /// probability at least `1 - delta` over the calibration set,
@@ -333,7 +376,7 @@ impl RiskControl {
     /// precision). The search is exact ([`RiskControl::with_search`]).
     ///
     /// ```
-    /// use confseg::levels::RiskControl;
+    /// use confseg::risk::RiskControl;
     /// use confseg::quantile::Delta;
     /// use confseg::risk::{Bound, Risk};
     /// use confseg::Alpha;

@@ -23,7 +23,7 @@ use std::collections::BinaryHeap;
 
 use super::bounds::{self, HoeffdingBentkus, Wsr};
 use super::{Bound, Risk, Search};
-use crate::levels::RiskControl;
+use crate::risk::RiskControl;
 
 /// One image's scores on the risk's side, each slice sorted ascending:
 /// the object voxels' and (precision) the background voxels'.

@@ -4,10 +4,12 @@ use ndarray::{Array, ArrayRef, Axis, Dimension, RemoveAxis, Zip};
 
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::image::{check_mask, check_nan, check_shape, AsImage, Spacing};
-use crate::levels::{Guarantee, Side, Thresholds};
+use crate::image::{check_nan, check_shape, AsImage, Spacing};
+use crate::levels::Guarantee;
+use crate::mask::check_mask;
 use crate::mask::MaskValue;
 use crate::quantile::{Alpha, Threshold};
+use crate::quantile::{Side, Thresholds};
 use crate::stream::{default_in_flight, for_each_image, stream, Load};
 use crate::transform::{ScoreTransform, Transform, Transforms};
 
@@ -398,8 +400,9 @@ mod serde_impl {
 
     use super::{ConfidenceSets, Guarantee, Side, Spacing, Thresholds, Transforms};
     use crate::json::inf_as_string;
-    use crate::levels::{Mode, ModeKind, RiskControl};
+    use crate::levels::{Mode, ModeKind};
     use crate::quantile::{Alpha, Delta, Rank, Threshold};
+    use crate::risk::RiskControl;
     use crate::risk::{Bound, Grid, Risk, Search};
     use crate::tolerance::{Tolerance, Tolerances};
 

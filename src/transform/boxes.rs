@@ -150,7 +150,7 @@ pub fn component_boxes<M: MaskValue, D: Dimension>(
     connectivity: Connectivity,
     shape: BoxShape,
 ) -> Result<Vec<ComponentBoxes>> {
-    crate::image::check_mask(mask)?;
+    crate::mask::check_mask(mask)?;
     let bits: Vec<bool> = mask.iter().map(|m| m.is_object()).collect();
     Ok(components(&bits, mask.shape(), connectivity, Some(shape))
         .into_iter()

@@ -324,7 +324,7 @@ impl SignedDistance {
         mask: &ArrayRef<M, D>,
         spacing: &Spacing,
     ) -> Result<Array<A, D>> {
-        crate::image::check_mask(mask)?;
+        crate::mask::check_mask(mask)?;
         let spacing = distance_spacing::<A>(spacing, mask.shape())?;
         let bits: Vec<bool> = mask.iter().map(|m| m.is_object()).collect();
         let out = signed_distance_flat::<A>(&bits, mask.shape(), &spacing, self.metric, self.convention);

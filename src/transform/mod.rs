@@ -591,10 +591,10 @@ impl ScoreTransform {
     ///
     /// # Errors
     /// As [`FromStr`]: an unknown name or bad parameters.
-    pub fn parse_for(side: crate::levels::Side, s: &str) -> Result<ScoreTransform> {
+    pub fn parse_for(side: crate::quantile::Side, s: &str) -> Result<ScoreTransform> {
         let kind = match side {
-            crate::levels::Side::Inner => "box-inner",
-            crate::levels::Side::Outer => "box-outer",
+            crate::quantile::Side::Inner => "box-inner",
+            crate::quantile::Side::Outer => "box-outer",
         };
         let steps: Vec<String> = s
             .split('|')

@@ -221,7 +221,7 @@ impl CustomFootprint {
     /// [`Error::InvalidParameter`] (named `"footprint"`) when a condition
     /// above fails.
     pub fn new<M: MaskValue, D: Dimension>(cells: &ArrayRef<M, D>) -> Result<CustomFootprint> {
-        crate::image::check_mask(cells)?;
+        crate::mask::check_mask(cells)?;
         CustomFootprint::from_parts(cells.shape().to_vec(), cells.iter().map(|m| m.is_object()).collect())
     }
 
@@ -799,7 +799,7 @@ impl Morphological {
         mask: &ArrayRef<M, D>,
         spacing: &Spacing,
     ) -> Result<Array<A, D>> {
-        crate::image::check_mask(mask)?;
+        crate::mask::check_mask(mask)?;
         let plan = Plan::new::<A>(&self.footprint, mask.shape(), spacing)?;
         let bits: Vec<bool> = mask.iter().map(|m| m.is_object()).collect();
         Ok(from_flat(mask.raw_dim(), plan.run::<A>(&bits, mask.shape())?))

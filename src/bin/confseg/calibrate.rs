@@ -36,9 +36,6 @@ pub struct Args {
 
 /// Run `calibrate`.
 pub fn run(args: Args) -> Result<()> {
-    if !args.inputs.structures.structures.is_empty() {
-        return crate::cli::structures::calibrate(&args);
-    }
     let guarantee = args.levels.levels().guarantee()?;
     let request = args.inputs.request()?;
     let (inputs, bar) = args.inputs.open("calibrating")?;

@@ -204,6 +204,13 @@ pub struct StructureArgs {
     pub structure_axis: Option<i64>,
 }
 
+impl StructureArgs {
+    /// Whether several structures of a label map were asked for.
+    pub fn any(&self) -> bool {
+        !self.structures.is_empty()
+    }
+}
+
 impl ScoreFiles {
     /// The library's name for these files: raw scores (a stack or
     /// per-subject files), transformed stacks, or a manifest.

@@ -38,6 +38,7 @@ mod validate;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use confseg::pipeline::record::FittedFile;
 
 /// Conformal confidence sets for image segmentation: inner and outer sets
 /// with P(inner ⊆ truth ⊆ outer) >= 1 - alpha.
@@ -70,10 +71,18 @@ enum Command {
 /// Dispatch one subcommand.
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
+        Command::Calibrate(args) if args.inputs.structures.any() => structures::calibrate(&args),
         Command::Calibrate(args) => calibrate::run(args),
-        Command::Predict(args) => predict::run(args),
+        Command::Predict(args) => {
+            predict::check_outputs(&args)?;
+            match FittedFile::read(&args.calibration)? {
+                FittedFile::Sets(file) => predict::run(args, *file),
+                FittedFile::Structures(file) => structures::predict(&args, &file),
+            }
+        }
         Command::Transform(args) => transform::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Validate(args) if args.inputs.structures.any() => structures::validate(&args),
         Command::Validate(args) => validate::run(args),
         Command::Select(args) => select::run(args),
     }

@@ -12,7 +12,6 @@ use ndarray::IxDyn;
 use crate::cli::calibration_file::CalibrationFile;
 use crate::cli::inputs::{ScoreFiles, SpacingArgs};
 use crate::cli::report::{self, outln, usage};
-use crate::cli::structures::StructuresFile;
 
 /// Inner and outer masks for a score stack or per-subject files, from a
 /// calibration file.
@@ -130,24 +129,18 @@ impl Outputs {
     }
 }
 
-/// Run `predict`.
-pub fn run(args: Args) -> Result<()> {
+/// Refuse outputs that name one file twice (before anything is read).
+pub fn check_outputs(args: &Args) -> Result<()> {
     if let (Some(a), Some(b)) = (&args.inner_out, &args.outer_out) {
         if confseg::output::same_destination(a, b) {
             usage!("--inner-out and --outer-out name the same file {}", a.display());
         }
     }
-    let text = confseg::pipeline::record::read_text(
-        &args.calibration,
-        confseg::pipeline::record::MAX_FITTED_FILE_BYTES,
-    )?;
-    if confseg::pipeline::record::is_structures_file(&text) {
-        let file = StructuresFile::parse(&text)
-            .map_err(|e| confseg::Error::InFile { path: args.calibration.clone(), error: Box::new(e) })?;
-        return crate::cli::structures::predict(&args, &file);
-    }
-    let file = CalibrationFile::parse(&text)
-        .map_err(|e| confseg::Error::InFile { path: args.calibration.clone(), error: Box::new(e) })?;
+    Ok(())
+}
+
+/// Run `predict` with fitted sets of one structure.
+pub fn run(args: Args, file: CalibrationFile) -> Result<()> {
     if file.record.input == InputKind::Transformed && args.files.inner_scores.is_none() {
         usage!(
             "{} was calibrated on transformed scores: give --inner-scores and --outer-scores",

@@ -130,9 +130,6 @@ fn pool(args: &Args) -> Result<(Pool, Vec<usize>)> {
 
 /// Run `validate`.
 pub fn run(args: Args) -> Result<()> {
-    if !args.inputs.structures.structures.is_empty() {
-        return crate::cli::structures::validate(&args);
-    }
     let levels = args.mode.levels();
     let methods =
         args.method.iter().map(|&m| Method::new(m, &levels)).collect::<confseg::Result<Vec<_>>>()?;

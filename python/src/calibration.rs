@@ -1,0 +1,125 @@
+//! `Calibration`: the streaming calibration state.
+
+use numpy::{IntoPyArray, PyArray1};
+use pyo3::prelude::*;
+use pyo3::types::PyType;
+
+use crate::errors::{value_error, IntoPy};
+use crate::{json_loads, one_line};
+
+/// The streaming calibration state: every calibration image's statistics
+/// ``tau_i`` (worst inner false positive, ``max f_I`` over the background)
+/// and ``gamma_i`` (worst outer miss, ``max -f_O`` over the object), and
+/// what they were computed with (``provenance``).
+///
+/// ``Calibration()`` is empty. ``merge`` concatenates states computed
+/// elsewhere (other processes, machines, Dask tasks): thresholds depend
+/// only on the multiset of statistics, not on the order or the split.
+/// States computed with other transforms, default spacing or
+/// dimensionality do not merge (``ValueError``). Pickles and round-trips
+/// through JSON (``to_json`` / ``Calibration.from_json``).
+#[pyclass(module = "confseg", name = "Calibration")]
+#[derive(Clone)]
+pub struct PyCalibration {
+    pub cal: confseg::Calibration,
+}
+
+#[pymethods]
+impl PyCalibration {
+    #[new]
+    fn new() -> Self {
+        PyCalibration { cal: confseg::Calibration::new() }
+    }
+
+    fn __len__(&self) -> usize {
+        self.cal.len()
+    }
+
+    /// The ``tau_i`` in observation order (a new ``float64`` array).
+    #[getter]
+    fn tau<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
+        self.cal.tau().to_vec().into_pyarray(py)
+    }
+
+    /// The ``gamma_i`` in observation order (a new ``float64`` array).
+    #[getter]
+    fn gamma<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
+        self.cal.gamma().to_vec().into_pyarray(py)
+    }
+
+    /// What the statistics were computed with: a dict with ``inner``,
+    /// ``outer``, ``combination``, ``spacing`` and ``ndim``, or ``None``.
+    #[getter]
+    fn provenance<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let v = serde_json::to_string(&self.cal.provenance()).map_err(|e| value_error(e.to_string()))?;
+        json_loads(py, &v)
+    }
+
+    /// Whether some image carried its own spacing.
+    #[getter]
+    fn per_image_spacing(&self) -> bool {
+        self.cal.per_image_spacing()
+    }
+
+    /// Append another state's statistics (in place; returns ``self``).
+    fn merge<'py>(slf: Bound<'py, Self>, other: PyRef<'_, PyCalibration>) -> PyResult<Bound<'py, Self>> {
+        let theirs = other.cal.clone();
+        drop(other);
+        slf.borrow_mut().cal.merge(&theirs).py()?;
+        Ok(slf)
+    }
+
+    /// A new state with both states' statistics.
+    fn __add__(&self, other: PyRef<'_, PyCalibration>) -> PyResult<PyCalibration> {
+        let mut cal = self.cal.clone();
+        cal.merge(&other.cal).py()?;
+        Ok(PyCalibration { cal })
+    }
+
+    /// One state from many (e.g. the results of parallel tasks).
+    #[staticmethod]
+    fn concat(parts: &Bound<'_, PyAny>) -> PyResult<PyCalibration> {
+        let mut cal = confseg::Calibration::new();
+        for p in parts.try_iter()? {
+            let p = p?;
+            let p = p.cast::<PyCalibration>()?;
+            cal.merge(&p.borrow().cal).py()?;
+        }
+        Ok(PyCalibration { cal })
+    }
+
+    /// A state holding only the images at ``indices`` (e.g. one split).
+    fn select(&self, indices: Vec<usize>) -> PyResult<PyCalibration> {
+        Ok(PyCalibration { cal: self.cal.select(&indices).py()? })
+    }
+
+    /// The state as JSON (infinite statistics as ``"inf"`` / ``"-inf"``).
+    fn to_json(&self) -> PyResult<String> {
+        serde_json::to_string(&self.cal).map_err(|e| value_error(e.to_string()))
+    }
+
+    /// A state from its JSON.
+    #[classmethod]
+    fn from_json(_cls: &Bound<'_, PyType>, text: &str) -> PyResult<PyCalibration> {
+        let cal = serde_json::from_str(text).map_err(|e| {
+            value_error(format!("not a valid confseg calibration state: {}", one_line(&e.to_string())))
+        })?;
+        Ok(PyCalibration { cal })
+    }
+
+    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+        other.cast::<PyCalibration>().is_ok_and(|o| o.borrow().cal == self.cal)
+    }
+
+    fn __repr__(&self) -> String {
+        match self.cal.provenance() {
+            Some(p) => format!("Calibration(n={}, {p})", self.cal.len()),
+            None => format!("Calibration(n={})", self.cal.len()),
+        }
+    }
+
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, (String,))> {
+        let from_json = slf.get_type().getattr("from_json")?;
+        Ok((from_json, (slf.borrow().to_json()?,)))
+    }
+}
