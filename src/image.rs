@@ -373,18 +373,6 @@ impl<A: Float, D: Dimension> AsImage for Image<'_, A, D> {
     }
 }
 
-/// Row-major multi-index of a flat position.
-pub(crate) fn unravel(mut flat: usize, shape: &[usize]) -> Vec<usize> {
-    let mut idx = vec![0; shape.len()];
-    for (i, &s) in shape.iter().enumerate().rev() {
-        if s > 0 {
-            idx[i] = flat % s;
-            flat /= s;
-        }
-    }
-    idx
-}
-
 /// [`Error::EmptyImage`] for an image with no voxels.
 pub(crate) fn check_nonempty(shape: &[usize]) -> Result<()> {
     if shape.contains(&0) {
@@ -422,7 +410,7 @@ pub(crate) fn check_nan<A: Float, D: Dimension>(what: &'static str, a: &ArrayRef
     }
     match a.iter().position(|x| x.is_nan()) {
         None => Ok(()),
-        Some(p) => Err(Error::NanScore { what, image: None, index: unravel(p, a.shape()) }),
+        Some(p) => Err(Error::NanScore { what, image: None, index: crate::grid::unravel(p, a.shape()) }),
     }
 }
 

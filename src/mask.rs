@@ -96,7 +96,7 @@ impl Labels {
             None => Ok(out),
             Some(value) => {
                 let p = map.iter().position(|v| v.to_f64().to_bits() == value.to_bits()).unwrap_or(0);
-                let index = crate::image::unravel(p, map.shape());
+                let index = crate::grid::unravel(p, map.shape());
                 Err(match self {
                     Labels::Binary => Error::NonBinaryMask { image: None, index, value },
                     Labels::Select(_) => Error::InvalidLabel { image: None, index, value },
@@ -272,7 +272,7 @@ pub(crate) fn check_mask<M: MaskValue, D: Dimension>(m: &ArrayRef<M, D>) -> Resu
         None => Ok(()),
         Some(p) => Err(Error::NonBinaryMask {
             image: None,
-            index: crate::image::unravel(p, m.shape()),
+            index: crate::grid::unravel(p, m.shape()),
             value: m.iter().nth(p).map_or(f64::NAN, |v| v.to_f64()),
         }),
     }

@@ -289,6 +289,20 @@ impl Publication {
         Ok(())
     }
 
+    /// Stage a text file (a table, a colour table) to publish at `path`.
+    ///
+    /// # Errors
+    /// As [`Output::create`]; [`FileProblem::Write`] naming the file.
+    pub fn stage_text(&mut self, path: impl AsRef<Path>, text: &str) -> Result<()> {
+        let path = path.as_ref();
+        let mut out = Output::create(path)?;
+        out.write_all(text.as_bytes()).map_err(|e| Error::File {
+            path: path.to_path_buf(),
+            problem: FileProblem::Write { message: e.to_string() },
+        })?;
+        self.stage(out)
+    }
+
     /// Stage several outputs.
     ///
     /// # Errors

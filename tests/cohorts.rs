@@ -210,6 +210,88 @@ fn unpaired_duplicate_and_mixed_inputs_are_named() {
     assert!(e.contains("b_prob.npy") && e.contains("3-D"), "{e}");
 }
 
+/// `predict --summary`: each subject's row against its written sets, with
+/// volumes from its header spacing and band widths by definition (from
+/// each outer-contour voxel to the nearest inner voxel, all pairs).
+fn check_subject_table(d: &Dir, n: usize) {
+    let csv = std::fs::read_to_string(d.p("subjects.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some(
+            "id,inner_voxels,band_voxels,outer_voxels,inner_ml,band_ml,outer_ml,\
+             band_mean_width_mm,band_max_width_mm,empty_inner,whole_outer"
+        )
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), n);
+    let mut defined = 0;
+    for (i, row) in rows.iter().enumerate() {
+        let id = format!("sub-{i:03}");
+        assert_eq!(row[0], id);
+        let (inner, h) = read_scores::<f64>(d.p(&format!("sets/{id}_inner.nii.gz"))).unwrap();
+        let (outer, _) = read_scores::<f64>(d.p(&format!("sets/{id}_outer.nii.gz"))).unwrap();
+        // the header's spacing (float32 in the file), which the run used
+        let sp = h.spacing().as_slice().unwrap().to_vec();
+        assert!((sp[2] - SPACINGS[i % 3][2]).abs() < 1e-6);
+        let count = |a: &ndarray::ArrayD<f64>| a.iter().filter(|&&v| v == 1.0).count();
+        let (ni, no) = (count(&inner), count(&outer));
+        let nb = inner.iter().zip(&outer).filter(|(&a, &b)| b == 1.0 && a == 0.0).count();
+        assert_eq!(row[1..4], [ni.to_string(), nb.to_string(), no.to_string()], "{id}");
+        let ml = |k: usize| k as f64 * sp[0] * sp[1] * sp[2] / 1000.0;
+        for (cell, want) in row[4..7].iter().zip([ml(ni), ml(nb), ml(no)]) {
+            let got: f64 = cell.parse().unwrap();
+            assert!((got - want).abs() <= 5.000_001e-7, "{id}: {got} vs {want}");
+            // 6 decimals
+        }
+        let at = |a: &ndarray::ArrayD<f64>, p: [i64; 3]| {
+            let s = a.shape();
+            (0..3)
+                .all(|k| p[k] >= 0 && (p[k] as usize) < s[k])
+                .then(|| a[[p[0] as usize, p[1] as usize, p[2] as usize]])
+        };
+        let inner_pts: Vec<[f64; 3]> = inner
+            .indexed_iter()
+            .filter(|(_, &v)| v == 1.0)
+            .map(|(ix, _)| [ix[0] as f64 * sp[0], ix[1] as f64 * sp[1], ix[2] as f64 * sp[2]])
+            .collect();
+        let mut widths = Vec::new();
+        for (ix, &v) in outer.indexed_iter() {
+            let p = [ix[0] as i64, ix[1] as i64, ix[2] as i64];
+            let contour = (0..3).any(|k| {
+                [-1, 1].iter().any(|&step| {
+                    let mut q = p;
+                    q[k] += step;
+                    at(&outer, q) == Some(0.0)
+                })
+            });
+            if v == 1.0 && contour {
+                let x = [p[0] as f64 * sp[0], p[1] as f64 * sp[1], p[2] as f64 * sp[2]];
+                let d2 = inner_pts
+                    .iter()
+                    .map(|q| (0..3).map(|k| (x[k] - q[k]).powi(2)).sum::<f64>())
+                    .fold(f64::INFINITY, f64::min);
+                widths.push(d2.sqrt());
+            }
+        }
+        if inner_pts.is_empty() || widths.is_empty() {
+            assert_eq!(row[7..9], ["", ""], "{id}");
+        } else {
+            defined += 1;
+            let mean = widths.iter().sum::<f64>() / widths.len() as f64;
+            let max = widths.iter().copied().fold(0.0, f64::max);
+            let (gm, gx): (f64, f64) = (row[7].parse().unwrap(), row[8].parse().unwrap());
+            // 4 decimals
+            assert!(
+                (gm - mean).abs() <= 5.000_001e-5 && (gx - max).abs() <= 5.000_001e-5,
+                "{id}: {gm} {gx} vs {mean} {max}"
+            );
+        }
+        assert_eq!(row[9..11], [u8::from(ni == 0).to_string(), u8::from(no == outer.len()).to_string()]);
+    }
+    assert!(defined > n / 2, "band widths defined for {defined} of {n} subjects");
+}
+
 #[test]
 fn predicted_sets_carry_each_subjects_header() {
     let d = Dir(tempfile::tempdir().unwrap());
@@ -243,7 +325,10 @@ fn predicted_sets_carry_each_subjects_header() {
         d.s("fig"),
         "--label-map-out",
         d.s("labels"),
+        "--summary",
+        d.s("subjects.csv"),
     ]);
+    check_subject_table(&d, 24);
     for i in [0usize, 1, 2, 23] {
         // the label map: 2 where the inner set is, 1 in the rest of the outer set, with the header
         let id = format!("sub-{i:03}");
@@ -277,6 +362,21 @@ fn predicted_sets_carry_each_subjects_header() {
     let e =
         fail(&["predict", "--calibration", d.s("cal.json"), "--scores", d.s("plain"), "--out-dir", d.s("o")]);
     assert!(e.contains("spacing"), "{e}");
+    // the table may not overwrite a set
+    let out = run(&[
+        "predict",
+        "--calibration",
+        d.s("cal.json"),
+        "--scores",
+        d.s("plain"),
+        "--inner-out",
+        d.s("t.csv"),
+        "--summary",
+        d.s("./t.csv"),
+    ]);
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{e}");
+    assert!(e.contains("--inner-out and --summary name the same file"), "{e}");
 }
 
 #[test]

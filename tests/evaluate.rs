@@ -52,13 +52,38 @@ fn hausdorff(x: &Array2<bool>, y: &Array2<bool>, spacing: &[f64]) -> Option<f64>
     Some(dir(&px, &py).max(dir(&py, &px)))
 }
 
+/// Band width by definition: from each voxel of the outer contour (in `O`,
+/// with a face neighbour in the image outside `O`) to the nearest inner
+/// voxel; `(mean, max)`, `None` for an empty inner set or no contour.
+fn band_width(inner: &Array2<bool>, outer: &Array2<bool>, spacing: &[f64]) -> Option<(f64, f64)> {
+    let pi = points(inner, spacing);
+    let (h, w) = outer.dim();
+    let contour: Vec<[f64; 2]> = outer
+        .indexed_iter()
+        .filter(|&((i, j), &o)| {
+            let out = |a: i64, b: i64| {
+                a >= 0 && b >= 0 && a < h as i64 && b < w as i64 && !outer[[a as usize, b as usize]]
+            };
+            let (i, j) = (i as i64, j as i64);
+            o && (out(i - 1, j) || out(i + 1, j) || out(i, j - 1) || out(i, j + 1))
+        })
+        .map(|((i, j), _)| [i as f64 * spacing[0], j as f64 * spacing[1]])
+        .collect();
+    if pi.is_empty() || contour.is_empty() {
+        return None;
+    }
+    let d: Vec<f64> =
+        contour.iter().map(|p| pi.iter().map(|q| dist(p, q)).fold(f64::INFINITY, f64::min)).collect();
+    Some((d.iter().sum::<f64>() / d.len() as f64, d.iter().copied().fold(0.0, f64::max)))
+}
+
 /// Running means of every reported quantity, computed from explicit sets.
 #[derive(Default)]
 struct Brute {
     inner_cov: Vec<f64>,
     outer_cov: Vec<f64>,
     joint_cov: Vec<f64>,
-    sums: [(f64, usize); 14],
+    sums: [(f64, usize); 19],
     /// Count coverage as these tolerance events (inner count, outer share
     /// in hundredths) instead of containment.
     events: Option<(usize, usize)>,
@@ -127,6 +152,16 @@ impl Brute {
                 }
                 None => self.add(12, 1.0),
             }
+            match (band_width(inner, outer, spacing), band_width(inner, outer, &[1.0, 1.0])) {
+                (Some((mean, max)), Some((mean_v, max_v))) => {
+                    self.add(14, mean);
+                    self.add(15, max);
+                    self.add(16, mean_v);
+                    self.add(17, max_v);
+                    self.add(18, 0.0);
+                }
+                _ => self.add(18, 1.0),
+            }
         }
         let n = truths.len() as f64;
         self.inner_cov.push(ci as f64 / n);
@@ -161,6 +196,11 @@ impl Brute {
         opt(e.outer_hausdorff, self.mean(10), "outer hausdorff");
         opt(e.inner_hausdorff_infinite, self.mean(11), "inner hausdorff inf");
         opt(e.outer_hausdorff_infinite, self.mean(12), "outer hausdorff inf");
+        opt(e.band_width_mean, self.mean(14), "band width mean");
+        opt(e.band_width_max, self.mean(15), "band width max");
+        opt(e.band_width_mean_voxels, self.mean(16), "band width mean, voxels");
+        opt(e.band_width_max_voxels, self.mean(17), "band width max, voxels");
+        opt(e.band_width_undefined, self.mean(18), "band width undefined");
     }
 }
 
@@ -179,6 +219,11 @@ fn conformal_validation_matches_sets_built_by_predict() {
         .run(&pool, &methods)
         .unwrap();
     assert_eq!(reports.len(), 6);
+    // band widths are defined on some images, and differ in mm and in voxels
+    assert!(reports.iter().any(|r| {
+        let e = &r.efficiency;
+        e.band_width_mean.is_some() && e.band_width_mean != e.band_width_mean_voxels
+    }));
     let img = |i: usize| (scores.index_axis(Axis(0), i).to_owned(), masks.index_axis(Axis(0), i).to_owned());
     for (mi, spec) in specs.iter().enumerate() {
         for (ai, &alpha) in alphas.iter().enumerate() {

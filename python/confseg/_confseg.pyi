@@ -252,6 +252,9 @@ def synthetic(
     noise: Optional[float] = None,
     boundary_error: Optional[float] = None,
 ) -> Tuple[npt.NDArray[np.float64], BoolArray]: ...
+def set_measures(
+    inner: ArrayLike, outer: ArrayLike, spacing: Optional[Sequence[float]] = None
+) -> Dict[str, Any]: ...
 def validate(
     scores: Optional[ArrayLike],
     masks: ArrayLike,

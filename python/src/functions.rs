@@ -112,6 +112,54 @@ pub fn transform<'py>(
     }
 }
 
+/// One 0/1 mask array as `bool`, by the library's mask rule.
+fn set_arg(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<ArrayD<bool>> {
+    let binary = match arrays::masks(obj, what)? {
+        arrays::Masks::U8(a) => confseg::mask::Labels::Binary.binarize(&a.as_array()),
+        arrays::Masks::F64(a) => confseg::mask::Labels::Binary.binarize(&a.as_array()),
+    };
+    Ok(binary.map_err(|e| value_error(format!("{what}: {e}")))?.mapv(|v| v == 1))
+}
+
+/// The volumes and the band width of one image's sets, as
+/// ``confseg predict --summary`` writes them per subject.
+///
+/// ``set_measures(inner, outer, spacing=None) -> dict``
+///
+/// ``inner``, ``outer``: one image's sets (0/1 arrays of one shape);
+/// ``spacing``: the voxel size per axis (default 1). Returns voxel counts
+/// ``inner_voxels``, ``band_voxels`` (``outer`` minus ``inner``),
+/// ``outer_voxels``, ``voxels``; volumes ``inner_volume``, ``band_volume``,
+/// ``outer_volume`` (counts times the voxel volume: mm³ for spacing in mm);
+/// ``band_mean_width`` and ``band_max_width``: the distance from each voxel
+/// of the outer contour (voxels of ``outer`` with a face neighbour in the
+/// image outside it) to the nearest inner voxel, in the units of the
+/// spacing, ``None`` when undefined (an empty inner set, an outer set that
+/// is empty or the whole image).
+#[pyfunction]
+#[pyo3(signature = (inner, outer, spacing=None))]
+pub fn set_measures<'py>(
+    py: Python<'py>,
+    inner: &Bound<'py, PyAny>,
+    outer: &Bound<'py, PyAny>,
+    spacing: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+    let spacing = one_spacing(spacing)?;
+    let sets = confseg::Sets { inner: set_arg(inner, "inner")?, outer: set_arg(outer, "outer")? };
+    let m = py.detach(|| sets.measures(&spacing)).py()?;
+    let d = pyo3::types::PyDict::new(py);
+    d.set_item("voxels", m.voxels)?;
+    d.set_item("inner_voxels", m.inner_voxels)?;
+    d.set_item("band_voxels", m.band_voxels)?;
+    d.set_item("outer_voxels", m.outer_voxels)?;
+    d.set_item("inner_volume", m.inner_volume())?;
+    d.set_item("band_volume", m.band_volume())?;
+    d.set_item("outer_volume", m.outer_volume())?;
+    d.set_item("band_mean_width", m.band_width.map(|w| w.mean))?;
+    d.set_item("band_max_width", m.band_width.map(|w| w.max))?;
+    Ok(d)
+}
+
 /// Two-class logits to the foreground probability
 /// ``exp(l_1) / (exp(l_0) + exp(l_1))``, removing the class ``axis``
 /// (length 2), as ``confseg calibrate --class-axis`` does before the transforms.

@@ -60,6 +60,7 @@ fn _confseg(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(functions::two_class_softmax, m)?)?;
     m.add_function(wrap_pyfunction!(functions::synthetic, m)?)?;
     m.add_function(wrap_pyfunction!(functions::validate, m)?)?;
+    m.add_function(wrap_pyfunction!(functions::set_measures, m)?)?;
     m.add_function(wrap_pyfunction!(io::read_npy, m)?)?;
     m.add_function(wrap_pyfunction!(io::read_npy_mask, m)?)?;
     m.add_function(wrap_pyfunction!(io::read_npy_stack, m)?)?;

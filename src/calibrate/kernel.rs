@@ -407,7 +407,7 @@ impl<A: Float> RegionFold<A> {
         let fo = fo.unwrap_or(fi);
         let c = &Max;
         let out = fused_kernel(fi, fo, mask, c);
-        let at = |p: usize| crate::image::unravel(self.done + p, &self.shape);
+        let at = |p: usize| crate::grid::unravel(self.done + p, &self.shape);
         if out.nan {
             for (what, xs) in [("inner scores", fi), ("outer scores", fo)] {
                 if let Some(p) = xs.iter().position(|x| x.is_nan()) {

@@ -74,7 +74,6 @@
 //! ```
 
 pub mod baselines;
-pub mod metrics;
 pub mod select;
 pub mod structures;
 
@@ -88,6 +87,7 @@ use rand_pcg::Pcg64Mcg;
 use crate::calibrate::{Calibrator, Transformed};
 use crate::error::{Error, Result};
 use crate::float::Float;
+use crate::grid;
 use crate::image::{check_shape, AsImage};
 use crate::mask::MaskValue;
 use crate::quantile::{Alpha, Threshold};
@@ -232,7 +232,7 @@ impl Splits {
 }
 
 /// On which splits the geometry measures (diameter ratios, Hausdorff
-/// distances) are computed. Coverage and set sizes always use every split.
+/// distances, band widths) are computed. Coverage and set sizes always use every split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub enum Geometry {
@@ -777,7 +777,13 @@ impl Spread {
 /// * Hausdorff distance `d_H(A, Y) = max(sup_{a in A} d(a, Y), sup_{y in Y} d(y, A))`
 ///   between voxel centres (physical units): `0` when both sets are empty,
 ///   infinite when exactly one is. The means are over the finite cases;
-///   `*_hausdorff_infinite` is the share of infinite cases.
+///   `*_hausdorff_infinite` is the share of infinite cases;
+/// * band width: the distance from each voxel of the outer contour (voxels
+///   of `O` with a face neighbour in the image outside `O`) to the nearest
+///   voxel of `I`, its mean and maximum per image — how far the outer
+///   contour lies from the inner set, the number a reader of the sets sees.
+///   Undefined for an empty inner set or an outer set without a contour;
+///   the means are over the defined cases.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Efficiency {
@@ -809,6 +815,21 @@ pub struct Efficiency {
     pub inner_hausdorff_infinite: Option<f64>,
     /// Share of infinite `d_H(O, Y)`.
     pub outer_hausdorff_infinite: Option<f64>,
+    /// Mean over test images of the band's mean width: the distance from
+    /// the outer contour to the inner set, averaged over the contour, in
+    /// the units of the spacing (e.g. mm). Only images where it is defined
+    /// (a non-empty inner set, an outer set with a contour in the image).
+    pub band_width_mean: Option<f64>,
+    /// Mean over test images of the band's largest width (the directed
+    /// Hausdorff distance from the outer contour to the inner set).
+    pub band_width_max: Option<f64>,
+    /// [`Efficiency::band_width_mean`] in voxels (unit spacing).
+    pub band_width_mean_voxels: Option<f64>,
+    /// [`Efficiency::band_width_max`] in voxels (unit spacing).
+    pub band_width_max_voxels: Option<f64>,
+    /// Share of test images whose band width is undefined (empty inner set,
+    /// or an outer set that is empty or the whole image).
+    pub band_width_undefined: Option<f64>,
     /// Number of splits the geometry measures were averaged over.
     pub geometry_splits: usize,
 }
@@ -1146,7 +1167,7 @@ impl Validation {
         }
 
         // Geometry: distinct (image, field, op, threshold) over the geometry splits.
-        let mut results: Vec<[Mean; 6]> = vec![[Mean::default(); 6]; cells];
+        let mut results: Vec<[Mean; GEOMETRY_MEANS]> = vec![[Mean::default(); GEOMETRY_MEANS]; cells];
         if geometry_splits > 0 {
             let mut keys: HashMap<(usize, FieldId, bool, u64), usize> = HashMap::new();
             let mut key_list: Vec<(usize, FieldId, bool, f64)> = Vec::new();
@@ -1186,8 +1207,8 @@ impl Validation {
                     (
                         j,
                         TruthGeometry {
-                            diameter: metrics::diameter(&img.truth, &img.shape, &img.spacing),
-                            edt2: metrics::squared_edt(&img.truth, &img.shape, &img.spacing),
+                            diameter: grid::diameter(&img.truth, &img.shape, &img.spacing),
+                            edt2: grid::squared_edt(&img.truth, &img.shape, &img.spacing),
                         },
                     )
                 })
@@ -1198,16 +1219,53 @@ impl Validation {
                 let set: Vec<bool> = field.iter().map(|&x| if strict { x > t } else { x >= t }).collect();
                 let tg = &truth_geo[&j];
                 let img = &pool.images[j];
-                let edt = metrics::squared_edt(&set, &img.shape, &img.spacing);
+                let edt = grid::squared_edt(&set, &img.shape, &img.spacing);
                 Ok(Geom {
-                    diameter: metrics::diameter(&set, &img.shape, &img.spacing),
-                    hausdorff: metrics::hausdorff(&set, &edt, &pool.images[j].truth, &tg.edt2),
+                    diameter: grid::diameter(&set, &img.shape, &img.spacing),
+                    hausdorff: grid::hausdorff(&set, &edt, &pool.images[j].truth, &tg.edt2),
                 })
+            })?;
+            // band widths: distinct (inner key, outer key) pairs
+            let mut pairs: HashMap<(usize, usize), usize> = HashMap::new();
+            let mut pair_list: Vec<(usize, usize, usize)> = Vec::new();
+            for look in &lookups {
+                for &(j, ki, ko) in look {
+                    let n = pair_list.len();
+                    pairs.entry((ki, ko)).or_insert_with(|| {
+                        pair_list.push((j, ki, ko));
+                        n
+                    });
+                }
+            }
+            let set_of = |k: usize| -> Vec<bool> {
+                let (j, f, strict, t) = key_list[k];
+                let field = prepared_field(&prepared, pool, j, f);
+                field.iter().map(|&x| if strict { x > t } else { x >= t }).collect()
+            };
+            let bands: Vec<[Option<grid::BandWidth>; 2]> = for_each_image(pair_list.len(), |k| {
+                let (j, ki, ko) = pair_list[k];
+                let (inner, outer) = (set_of(ki), set_of(ko));
+                let img = &pool.images[j];
+                let physical = grid::band_width(&inner, &outer, &img.shape, &img.spacing);
+                let voxels = if img.spacing.iter().all(|&s| s == 1.0) {
+                    physical
+                } else {
+                    grid::band_width(&inner, &outer, &img.shape, &vec![1.0; img.shape.len()])
+                };
+                Ok([physical, voxels])
             })?;
             progress(Progress { stage: "geometry", done: key_list.len(), total: key_list.len() });
             for (c, look) in lookups.iter().enumerate() {
                 let m = &mut results[c];
                 for &(j, ki, ko) in look {
+                    let [physical, voxels] = bands[pairs[&(ki, ko)]];
+                    m[10].add(f64::from(u8::from(physical.is_none())));
+                    if let (Some(p), Some(v)) = (physical, voxels) {
+                        m[6].add(p.mean);
+                        m[7].add(p.max);
+                        m[8].add(v.mean);
+                        m[9].add(v.max);
+                    }
                     let tg = &truth_geo[&j];
                     let (gi, go) = (geoms[ki], geoms[ko]);
                     if let Some(dy) = tg.diameter.filter(|&d| d > 0.0) {
@@ -1267,6 +1325,11 @@ impl Validation {
                         outer_hausdorff: g[3].get(),
                         inner_hausdorff_infinite: g[4].get(),
                         outer_hausdorff_infinite: g[5].get(),
+                        band_width_mean: g[6].get(),
+                        band_width_max: g[7].get(),
+                        band_width_mean_voxels: g[8].get(),
+                        band_width_max_voxels: g[9].get(),
+                        band_width_undefined: g[10].get(),
                         geometry_splits,
                     },
                     n_cal: self.splits.n_cal,
@@ -1279,6 +1342,11 @@ impl Validation {
         Ok(out)
     }
 }
+
+/// Geometry means per cell: diameter ratios (2), Hausdorff distances and
+/// their infinite shares (4), band widths in physical units and voxels (4)
+/// and their undefined share (1).
+const GEOMETRY_MEANS: usize = 11;
 
 /// Splits per batch of [`Validation::run`]: drawn in order, computed in
 /// parallel, folded in order.
@@ -1455,14 +1523,15 @@ fn prepared_field<'a>(
     }
 }
 
-/// A human-readable table of reports (one line per method and level).
+/// A human-readable table of reports (one line per method and level;
+/// `band` is the mean band width [`Efficiency::band_width_mean`]).
 #[must_use]
 pub fn table(reports: &[Report]) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<28} {:>6} {:>7} {:>7} {:>7} {:>6} {:>7} {:>8} {:>8} {:>7} {:>7} {:>7} {:>7}",
+        "{:<28} {:>6} {:>7} {:>7} {:>7} {:>6} {:>7} {:>8} {:>8} {:>7} {:>7} {:>7} {:>7} {:>7}",
         "method",
         "alpha",
         "inner",
@@ -1475,13 +1544,14 @@ pub fn table(reports: &[Report]) -> String {
         "dI/dY",
         "dO/dY",
         "H(I,Y)",
-        "H(O,Y)"
+        "H(O,Y)",
+        "band"
     );
     let f = |x: Option<f64>| x.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}"));
     for r in reports {
         let _ = writeln!(
             s,
-            "{:<28} {:>6} {:>7.4} {:>7.4} {:>7.4} {:>6.4} {:>7} {:>8} {:>8} {:>7} {:>7} {:>7} {:>7}",
+            "{:<28} {:>6} {:>7.4} {:>7.4} {:>7.4} {:>6.4} {:>7} {:>8} {:>8} {:>7} {:>7} {:>7} {:>7} {:>7}",
             r.method,
             r.alpha,
             r.inner_coverage,
@@ -1495,6 +1565,7 @@ pub fn table(reports: &[Report]) -> String {
             f(r.efficiency.outer_diameter_ratio),
             f(r.efficiency.inner_hausdorff),
             f(r.efficiency.outer_hausdorff),
+            f(r.efficiency.band_width_mean),
         );
     }
     s

@@ -293,7 +293,7 @@ pub fn read_masks(path: impl AsRef<Path>) -> Result<ArrayD<bool>> {
     let stack = NpyStack::open(path, "masks")?;
     let m = collect_stack(&stack, stack.masks((0..stack.len()).collect(), Labels::Binary))?;
     if let Some(p) = m.iter().position(|&v| v > 1) {
-        let idx = crate::image::unravel(p, m.shape());
+        let idx = crate::grid::unravel(p, m.shape());
         let value = f64::from(m.iter().nth(p).copied().unwrap_or(0));
         return Err(in_file(
             stack.path(),
@@ -329,10 +329,7 @@ pub fn read_array(path: impl AsRef<Path>, max_len: usize) -> Result<ArrayD<f64>>
     let mut values = Vec::new();
     <f64 as ReadFloat>::decode_scores(&bytes, h.info.dtype, h.big_endian, &mut values).map_err(
         |(p, value)| {
-            file_error(
-                path,
-                FileProblem::InexactValue { value, index: crate::image::unravel(p, &info.shape) },
-            )
+            file_error(path, FileProblem::InexactValue { value, index: crate::grid::unravel(p, &info.shape) })
         },
     )?;
     let shape = IxDyn(&info.shape);

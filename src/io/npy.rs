@@ -16,7 +16,7 @@ use ndarray::{Array, ArrayD, ArrayRef, Dimension, IxDyn};
 use super::{file_error, os_error, Dtype, NpyInfo, Precision};
 use crate::error::{Error, FileProblem, Result};
 use crate::float::Float;
-use crate::image::unravel;
+use crate::grid::unravel;
 use crate::mask::Labels;
 
 /// Longest header accepted (numpy itself refuses headers over 10000 bytes

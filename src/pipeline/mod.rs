@@ -41,7 +41,7 @@ pub mod record;
 pub mod source;
 
 pub use inputs::{Inputs, Request, Selection, SpacingSource};
-pub use predict::{Prediction, Summary};
+pub use predict::{Extras, Prediction, SubjectTable, Summary};
 #[cfg(feature = "serde")]
 pub use record::{Fitted, InputKind, Record};
 pub use source::{resolve_axis, MaskSource, Reader, ScoreFiles, ScoreSource, Tick};

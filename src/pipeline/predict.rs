@@ -10,17 +10,32 @@ use crate::calibrate::Transformed;
 use crate::error::{Result, Warning};
 use crate::image::{AsImage, Spacing};
 use crate::io::{Precision, ReadFloat};
-use crate::sets::{ConfidenceSets, Sets};
+use crate::sets::{ConfidenceSets, SetMeasures, Sets};
 use crate::stream::{default_in_flight, stream, Load};
 use crate::transform::Transform;
 
 use super::source::Reader;
+
+/// What a prediction hands to the sink beyond the sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Extras {
+    /// The scores the sets were computed from, in `f32`, with the image's
+    /// own spacing (to draw overlays).
+    pub scores: bool,
+    /// The sets' volumes and band width ([`Sets::measures`]), computed on
+    /// the worker threads with the image's spacing.
+    pub measures: bool,
+}
 
 /// One image's prediction, as the sink receives it.
 #[derive(Debug)]
 pub struct Prediction {
     /// The inner and outer sets.
     pub sets: Sets<IxDyn>,
+    /// The sets' volumes and band width, when asked for: with the image's
+    /// own spacing, else the run's spacing, else the spacing the sets were
+    /// fitted with.
+    pub measures: Option<SetMeasures>,
     /// The scores the sets were computed from (raw scores after the class
     /// axis, or the inner transformed scores) and the image's own spacing,
     /// when asked for (to draw overlays), in `f32`.
@@ -75,8 +90,7 @@ impl Summary {
 
 impl Reader {
     /// The sets of every image at `images`, given to `sink(i, prediction)`
-    /// in order (`i` a position in `images`); `keep_scores` also hands over
-    /// the scores. Raw scores go through the sets' transforms with each
+    /// in order (`i` a position in `images`), with the [`Extras`] asked for. Raw scores go through the sets' transforms with each
     /// image's spacing (see [`Reader::image`]); already transformed scores
     /// are used as they are.
     ///
@@ -87,7 +101,7 @@ impl Reader {
         self: &Arc<Self>,
         sets: &ConfidenceSets<TI, TO>,
         images: &[usize],
-        keep_scores: bool,
+        extras: Extras,
         sink: K,
     ) -> Result<Summary>
     where
@@ -96,8 +110,8 @@ impl Reader {
         K: FnMut(usize, Prediction) -> Result<()>,
     {
         match self.scores.precision()? {
-            Precision::F32 => self.predict_in::<f32, _, _, _>(sets, images, keep_scores, sink),
-            Precision::F64 => self.predict_in::<f64, _, _, _>(sets, images, keep_scores, sink),
+            Precision::F32 => self.predict_in::<f32, _, _, _>(sets, images, extras, sink),
+            Precision::F64 => self.predict_in::<f64, _, _, _>(sets, images, extras, sink),
         }
     }
 
@@ -105,7 +119,7 @@ impl Reader {
         self: &Arc<Self>,
         sets: &ConfidenceSets<TI, TO>,
         images: &[usize],
-        keep: bool,
+        extras: Extras,
         mut sink: K,
     ) -> Result<Summary>
     where
@@ -120,6 +134,15 @@ impl Reader {
             sink(i, p)
         };
         let to_f32 = |a: &ArrayRef<A, IxDyn>| a.mapv(|x| x.to_f32().unwrap_or(f32::NAN));
+        let keep = extras.scores;
+        // the image's own spacing, else the run's, else the sets'
+        let measure = |i: usize, s: &Sets<IxDyn>, own: Option<&Spacing>| -> Result<Option<SetMeasures>> {
+            if !extras.measures {
+                return Ok(None);
+            }
+            let run = self.spacings.as_ref().map(|sp| &sp[images[i]]);
+            s.measures(own.or(run).unwrap_or(sets.spacing())).map(Some).map_err(|e| e.in_image(i))
+        };
         let result = if self.scores.is_transformed() {
             stream(
                 self.items(images, |r, i| r.scores.read_transformed::<A>(i)),
@@ -131,7 +154,8 @@ impl Reader {
                     let scores = keep.then(|| match &t {
                         Transformed::Shared(a) | Transformed::Separate { inner: a, .. } => (to_f32(a), None),
                     });
-                    Ok(Prediction { sets: s, scores })
+                    let measures = measure(i, &s, None)?;
+                    Ok(Prediction { sets: s, measures, scores })
                 },
                 &mut counted,
             )
@@ -143,12 +167,91 @@ impl Reader {
                     let image = item.load()?;
                     let s = sets.predict(&image).map_err(|e| e.in_image(i))?;
                     let scores = keep.then(|| (to_f32(image.scores()), image.spacing().cloned()));
-                    Ok(Prediction { sets: s, scores })
+                    let measures = measure(i, &s, image.spacing())?;
+                    Ok(Prediction { sets: s, measures, scores })
                 },
                 &mut counted,
             )
         };
         result.map_err(|e| self.blame(e, images))?;
         Ok(summary)
+    }
+}
+
+/// One row per image of a prediction run: the sets' volumes and band width
+/// (`predict --summary subjects.csv`), as CSV.
+///
+/// Columns: `id` (the subject ID, or the image's position in a stack);
+/// voxel counts `inner_voxels`, `band_voxels`, `outer_voxels`; volumes
+/// `inner_ml`, `band_ml`, `outer_ml` (taking the spacing in mm, as NIfTI
+/// headers give it: 1 mL = 1000 mm³; 6 decimals, a thousandth of a mm³);
+/// the band's width from the outer contour to the inner set,
+/// `band_mean_width_mm` and `band_max_width_mm` (4 decimals)
+/// (empty when undefined: an empty inner set, or an outer set that is empty
+/// or the whole image); `empty_inner` and `whole_outer` (0/1).
+///
+/// ```
+/// use confseg::pipeline::predict::SubjectTable;
+/// use confseg::{Sets, Spacing};
+/// use ndarray::array;
+/// let sets = Sets { inner: array![false, false, true, false, false], outer: array![false, true, true, true, false] };
+/// let mut table = SubjectTable::default();
+/// table.push("case_01", sets.measures(&Spacing::new(vec![10.0])?)?);
+/// let csv = table.to_csv();
+/// assert!(csv.starts_with("id,inner_voxels,band_voxels,outer_voxels,inner_ml"));
+/// assert_eq!(csv.lines().nth(1), Some("case_01,1,2,3,0.010000,0.020000,0.030000,10.0000,10.0000,0,0"));
+/// # Ok::<(), confseg::Error>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SubjectTable {
+    rows: Vec<(String, SetMeasures)>,
+}
+
+impl SubjectTable {
+    /// The CSV header line (without the line end).
+    pub const HEADER: &'static str = "id,inner_voxels,band_voxels,outer_voxels,inner_ml,band_ml,outer_ml,\
+                                      band_mean_width_mm,band_max_width_mm,empty_inner,whole_outer";
+
+    /// Add an image's row.
+    pub fn push(&mut self, id: impl Into<String>, measures: SetMeasures) {
+        self.rows.push((id.into(), measures));
+    }
+
+    /// The rows, in order.
+    #[must_use]
+    pub fn rows(&self) -> &[(String, SetMeasures)] {
+        &self.rows
+    }
+
+    /// The table as CSV text (IDs quoted when they hold a comma, a quote or
+    /// a line end).
+    #[must_use]
+    pub fn to_csv(&self) -> String {
+        use std::fmt::Write as _;
+        let mut s = String::from(Self::HEADER);
+        s.push('\n');
+        let width = |w: Option<f64>| w.map_or_else(String::new, |x| format!("{x:.4}"));
+        for (id, m) in &self.rows {
+            let id = if id.contains([',', '"', '\n', '\r']) {
+                format!("\"{}\"", id.replace('"', "\"\""))
+            } else {
+                id.clone()
+            };
+            let _ = writeln!(
+                s,
+                "{id},{},{},{},{:.6},{:.6},{:.6},{},{},{},{}",
+                m.inner_voxels,
+                m.band_voxels,
+                m.outer_voxels,
+                m.inner_volume() / 1000.0,
+                m.band_volume() / 1000.0,
+                m.outer_volume() / 1000.0,
+                width(m.band_width.map(|w| w.mean)),
+                width(m.band_width.map(|w| w.max)),
+                u8::from(m.empty_inner()),
+                u8::from(m.whole_outer()),
+            );
+        }
+        s
     }
 }

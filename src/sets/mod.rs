@@ -381,7 +381,9 @@ impl<TI: Transform, TO: Transform> ConfidenceSets<TI, TO> {
     }
 }
 
+mod measures;
 mod structures;
+pub use measures::{BandWidth, SetMeasures};
 pub use structures::StructureSets;
 
 #[cfg(feature = "serde")]

@@ -35,6 +35,7 @@ use super::smooth::{bad_option, parse_f64};
 use super::{check_mask_threshold, DistanceConvention, EmptyPrediction, Metric, Spacing, Transform};
 use crate::error::Result;
 use crate::float::Float;
+use crate::grid::strides;
 use crate::mask::MaskValue;
 
 /// Which voxels count as neighbours in a connected component.
@@ -165,15 +166,6 @@ pub fn component_boxes<M: MaskValue, D: Dimension>(
 /// A component: its size, bounding box, and largest inner box of the shape
 /// asked for (if asked).
 type Component = (usize, BoundingBox, Option<BoundingBox>);
-
-/// Row-major strides of `shape`.
-fn strides(shape: &[usize]) -> Vec<usize> {
-    let mut s = vec![1; shape.len()];
-    for j in (0..shape.len().saturating_sub(1)).rev() {
-        s[j] = s[j + 1] * shape[j + 1];
-    }
-    s
-}
 
 fn find(parent: &mut [usize], mut i: usize) -> usize {
     while parent[i] != i {

@@ -464,7 +464,7 @@ fn finite_max_abs<A: Float, D: Dimension>(scores: &ArrayRef<A, D>) -> Result<f64
     if bad {
         crate::image::check_nan("scores", scores)?;
         if let Some(p) = scores.iter().position(|x| x.is_infinite()) {
-            let index = crate::image::unravel(p, scores.shape());
+            let index = crate::grid::unravel(p, scores.shape());
             return Err(Error::InvalidParameter {
                 name: "scores",
                 value: format!("infinite at voxel {index:?}"),

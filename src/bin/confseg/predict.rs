@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use confseg::io::{NpyWriter, Publication};
-use confseg::pipeline::{InputKind, Reader};
+use confseg::pipeline::{Extras, InputKind, Reader, SubjectTable};
 use confseg::Spacing;
 use ndarray::IxDyn;
 
@@ -48,6 +48,11 @@ pub struct Args {
     /// confseg_sets.ctbl (3D Slicer), so the sets open over the scan named and coloured.
     #[arg(long, value_name = "DIR")]
     pub label_map_out: Option<PathBuf>,
+    /// Write one CSV row per subject (or stack image): inner, band and outer voxels and volumes in mL
+    /// (spacing in mm), the band's mean and maximal width in mm (outer contour to inner set), and
+    /// empty-inner / whole-outer flags. Published with the run's other outputs.
+    #[arg(long, value_name = "FILE.csv")]
+    pub summary: Option<PathBuf>,
     #[command(flatten)]
     pub overlay: crate::cli::figures::OverlayArgs,
 }
@@ -112,15 +117,7 @@ impl Outputs {
                     ("confseg_sets.itksnap.txt", confseg::io::viewer::itk_snap_labels()),
                     ("confseg_sets.ctbl", confseg::io::viewer::slicer_color_table()),
                 ] {
-                    let path = dir.join(name);
-                    let mut out = confseg::io::Output::create(&path)?;
-                    std::io::Write::write_all(&mut out, text.as_bytes()).map_err(|e| {
-                        confseg::Error::File {
-                            path,
-                            problem: confseg::FileProblem::Write { message: e.to_string() },
-                        }
-                    })?;
-                    run.stage(out)?;
+                    run.stage_text(dir.join(name), &text)?;
                 }
                 Ok(())
             }
@@ -131,9 +128,15 @@ impl Outputs {
 
 /// Refuse outputs that name one file twice (before anything is read).
 pub fn check_outputs(args: &Args) -> Result<()> {
-    if let (Some(a), Some(b)) = (&args.inner_out, &args.outer_out) {
-        if confseg::output::same_destination(a, b) {
-            usage!("--inner-out and --outer-out name the same file {}", a.display());
+    let named =
+        [("--inner-out", &args.inner_out), ("--outer-out", &args.outer_out), ("--summary", &args.summary)];
+    for (k, (flag_a, a)) in named.iter().enumerate() {
+        for (flag_b, b) in &named[k + 1..] {
+            if let (Some(a), Some(b)) = (a, b) {
+                if confseg::output::same_destination(a, b) {
+                    usage!("{flag_a} and {flag_b} name the same file {}", a.display());
+                }
+            }
         }
     }
     Ok(())
@@ -220,7 +223,12 @@ pub fn run(args: Args, file: CalibrationFile) -> Result<()> {
     // every output of the run (sets, stacks, overlays) is published at the
     // end, all of them or none
     let mut run = Publication::new();
-    let summary = reader.predict(&file.sets, &all, overlays.is_some(), |i, p| {
+    let extras = Extras { scores: overlays.is_some(), measures: args.summary.is_some() };
+    let mut table = SubjectTable::default();
+    let summary = reader.predict(&file.sets, &all, extras, |i, p| {
+        if let Some(m) = p.measures {
+            table.push(source.cohort().map_or_else(|| i.to_string(), |c| c.subjects()[i].id.clone()), m);
+        }
         outputs.push(i, &p.sets, &mut run)?;
         if let (Some(o), Some((scores, spacing))) = (&overlays, &p.scores) {
             o.draw(i, scores, spacing.as_ref(), &p.sets, &mut run)?;
@@ -229,6 +237,9 @@ pub fn run(args: Args, file: CalibrationFile) -> Result<()> {
     })?;
     bar.finish_and_clear();
     outputs.finish(&mut run)?;
+    if let Some(path) = &args.summary {
+        run.stage_text(path, &table.to_csv())?;
+    }
     run.publish()?;
     let voxels = summary.voxels.max(1) as f64;
     outln!(
@@ -254,6 +265,9 @@ pub fn run(args: Args, file: CalibrationFile) -> Result<()> {
     }
     if let Some(dir) = &args.overlay.overlay_dir {
         outln!("wrote {} overlays to {}", source.n_images(), dir.display());
+    }
+    if let Some(path) = &args.summary {
+        outln!("wrote volumes and band widths of {} images to {}", n, path.display());
     }
     report::warn(&file.sets.warnings());
     report::warn(&summary.warnings(&file.sets));

@@ -1,18 +1,33 @@
-//! Geometry of sets on a voxel grid: diameters, Euclidean distance
-//! transforms and Hausdorff distances, used for the efficiency measures of
-//! [`super`]. (The morphological baseline's steps are the
-//! [`Morphological`](crate::Morphological) transform.)
+//! Geometry of sets on a voxel grid: row-major index helpers, the exact
+//! Euclidean distance transform of a set, diameters, Hausdorff distances
+//! and the width of the band between an inner and an outer set. Used by
+//! the efficiency measures of [`evaluate`](crate::evaluate) and the
+//! per-image measures of [`sets`](crate::sets). (The score transforms'
+//! signed distances, with their midpoint convention, are in
+//! [`transform`](crate::transform).)
 //!
 //! Sets are flat row-major `bool` slices over a grid of the given `shape`;
 //! distances are between voxel centres, in physical units (`spacing`).
 
 /// Row-major strides of `shape`.
-fn strides(shape: &[usize]) -> Vec<usize> {
+pub(crate) fn strides(shape: &[usize]) -> Vec<usize> {
     let mut s = vec![1; shape.len()];
     for a in (0..shape.len().saturating_sub(1)).rev() {
         s[a] = s[a + 1] * shape[a + 1];
     }
     s
+}
+
+/// Row-major multi-index of a flat position.
+pub(crate) fn unravel(mut flat: usize, shape: &[usize]) -> Vec<usize> {
+    let mut idx = vec![0; shape.len()];
+    for (i, &s) in shape.iter().enumerate().rev() {
+        if s > 0 {
+            idx[i] = flat % s;
+            flat /= s;
+        }
+    }
+    idx
 }
 
 /// Squared Euclidean distance (with `spacing`) from every voxel centre to
@@ -159,6 +174,56 @@ pub(crate) fn hausdorff(a: &[bool], edt2_a: &[f64], b: &[bool], edt2_b: &[f64]) 
     Some(from_a.max(from_b).sqrt())
 }
 
+/// Width of the band `O \ I` between an inner set `I` and an outer set `O`:
+/// the distance from each voxel on the outer contour to the nearest voxel
+/// of `I` (between centres, with `spacing`), its mean and its maximum.
+///
+/// The outer contour is the voxels of `O` with a face neighbour in the
+/// image that is not in `O` (the image border is not a contour: the set
+/// goes on beyond it). A contour voxel in `I` has width 0, so equal sets
+/// have width 0 and a band one voxel thick has width one voxel. `None`
+/// when the width is not defined: `I` empty (the band reaches infinitely
+/// far) or `O` without a contour (empty, or the whole image).
+pub(crate) fn band_width(
+    inner: &[bool],
+    outer: &[bool],
+    shape: &[usize],
+    spacing: &[f64],
+) -> Option<BandWidth> {
+    if !inner.iter().any(|&x| x) {
+        return None;
+    }
+    let edt2 = squared_edt(inner, shape, spacing);
+    let st = strides(shape);
+    let (mut sum, mut max, mut n) = (0.0_f64, 0.0_f64, 0_usize);
+    for (p, _) in outer.iter().enumerate().filter(|(_, &o)| o) {
+        let on_contour = st.iter().zip(shape).any(|(&s, &len)| {
+            let c = (p / s) % len;
+            (c > 0 && !outer[p - s]) || (c + 1 < len && !outer[p + s])
+        });
+        if on_contour {
+            let d = edt2[p].sqrt();
+            sum += d;
+            max = max.max(d);
+            n += 1;
+        }
+    }
+    (n > 0).then(|| BandWidth { mean: sum / n as f64, max })
+}
+
+/// The width of the band `O \ I` between an inner and an outer set: the
+/// distance from each voxel of the outer contour (voxels of `O` with a
+/// face neighbour in the image outside `O`) to the nearest voxel of `I`,
+/// between centres, its mean and its maximum, in the units of the spacing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct BandWidth {
+    /// Mean distance from the outer contour to the inner set.
+    pub mean: f64,
+    /// Largest distance from the outer contour to the inner set.
+    pub max: f64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,5 +330,80 @@ mod tests {
         assert_eq!(hausdorff(&empty, &e, &empty, &e), Some(0.0));
         assert_eq!(hausdorff(&empty, &e, &one, &squared_edt(&one, &shape, &spacing)), None);
         assert_eq!(diameter(&one, &shape, &spacing), Some(0.0));
+    }
+    #[test]
+    fn band_widths_equal_brute_force() {
+        for (shape, spacing) in
+            [(vec![9usize], vec![1.0]), (vec![7, 8], vec![1.0, 2.5]), (vec![4, 5, 6], vec![3.0, 1.0, 0.5])]
+        {
+            let n: usize = shape.iter().product();
+            for seed in 0..40u64 {
+                let inner = pseudo_set(n, seed, 8 + seed % 30);
+                let extra = pseudo_set(n, seed + 1000, 20 + seed % 60);
+                let outer: Vec<bool> = inner.iter().zip(&extra).map(|(&a, &b)| a || b).collect();
+                let want = {
+                    let ci: Vec<Vec<usize>> =
+                        (0..n).filter(|&p| inner[p]).map(|p| coords(p, &shape)).collect();
+                    let contour: Vec<usize> = (0..n)
+                        .filter(|&p| outer[p])
+                        .filter(|&p| {
+                            let c = coords(p, &shape);
+                            (0..shape.len()).any(|a| {
+                                [-1i64, 1].iter().any(|&step| {
+                                    let mut q = c.clone();
+                                    let x = q[a] as i64 + step;
+                                    if x < 0 || x >= shape[a] as i64 {
+                                        return false;
+                                    }
+                                    q[a] = x as usize;
+                                    let flat =
+                                        q.iter().zip(strides(&shape)).map(|(i, s)| i * s).sum::<usize>();
+                                    !outer[flat]
+                                })
+                            })
+                        })
+                        .collect();
+                    let d = |p: usize| {
+                        let c = coords(p, &shape);
+                        ci.iter()
+                            .map(|q| {
+                                c.iter()
+                                    .zip(q)
+                                    .zip(&spacing)
+                                    .map(|((&a, &b), s)| ((a as f64 - b as f64) * s).powi(2))
+                                    .sum::<f64>()
+                            })
+                            .fold(f64::INFINITY, f64::min)
+                            .sqrt()
+                    };
+                    if ci.is_empty() || contour.is_empty() {
+                        None
+                    } else {
+                        let ds: Vec<f64> = contour.iter().map(|&p| d(p)).collect();
+                        Some((
+                            ds.iter().sum::<f64>() / ds.len() as f64,
+                            ds.iter().copied().fold(0.0, f64::max),
+                        ))
+                    }
+                };
+                let got = band_width(&inner, &outer, &shape, &spacing).map(|b| (b.mean, b.max));
+                match (got, want) {
+                    (Some(g), Some(w)) => {
+                        assert!(
+                            (g.0 - w.0).abs() < 1e-9 && (g.1 - w.1).abs() < 1e-9,
+                            "{shape:?} {seed}: {g:?} {w:?}"
+                        )
+                    }
+                    (g, w) => assert_eq!(g, w, "{shape:?} {seed}"),
+                }
+            }
+        }
+        // equal sets: width 0; a one-voxel ring: width 1 voxel; no contour: undefined
+        let inner = [false, false, true, true, false, false];
+        assert_eq!(band_width(&inner, &inner, &[6], &[2.0]), Some(BandWidth { mean: 0.0, max: 0.0 }));
+        let ring = [false, true, true, true, true, false];
+        assert_eq!(band_width(&inner, &ring, &[6], &[2.0]), Some(BandWidth { mean: 2.0, max: 2.0 }));
+        assert_eq!(band_width(&inner, &[true; 6], &[6], &[2.0]), None);
+        assert_eq!(band_width(&[false; 6], &ring, &[6], &[2.0]), None);
     }
 }

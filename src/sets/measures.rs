@@ -1,0 +1,114 @@
+//! What one image's sets measure, as their reader sees them: the volumes
+//! of the inner set, the band `O \ I` and the outer set, and how wide the
+//! band is.
+
+use ndarray::Dimension;
+
+use crate::error::{Error, Result};
+use crate::grid;
+pub use crate::grid::BandWidth;
+use crate::image::Spacing;
+
+use super::Sets;
+
+/// Volumes and band width of one image's sets ([`Sets::measures`]).
+///
+/// Volumes are voxel counts times the voxel volume (the product of the
+/// spacing: mm³ for spacing in mm, as in NIfTI files); the band width is
+/// measured from each voxel of the outer contour to the nearest voxel of
+/// the inner set, in the units of the spacing ([`BandWidth`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SetMeasures {
+    /// Voxels in the image.
+    pub voxels: usize,
+    /// Voxels in the inner set.
+    pub inner_voxels: usize,
+    /// Voxels in the outer set.
+    pub outer_voxels: usize,
+    /// Voxels of the band `O \ I`.
+    pub band_voxels: usize,
+    /// The volume of one voxel (the product of the spacing).
+    pub voxel_volume: f64,
+    /// The band's width; `None` when it is undefined (an empty inner set,
+    /// or an outer set that is empty or the whole image).
+    pub band_width: Option<BandWidth>,
+}
+
+impl SetMeasures {
+    /// Volume of the inner set (units of the spacing, cubed).
+    #[must_use]
+    pub fn inner_volume(&self) -> f64 {
+        self.inner_voxels as f64 * self.voxel_volume
+    }
+
+    /// Volume of the band `O \ I`.
+    #[must_use]
+    pub fn band_volume(&self) -> f64 {
+        self.band_voxels as f64 * self.voxel_volume
+    }
+
+    /// Volume of the outer set.
+    #[must_use]
+    pub fn outer_volume(&self) -> f64 {
+        self.outer_voxels as f64 * self.voxel_volume
+    }
+
+    /// Whether the inner set is empty.
+    #[must_use]
+    pub fn empty_inner(&self) -> bool {
+        self.inner_voxels == 0
+    }
+
+    /// Whether the outer set is the whole image.
+    #[must_use]
+    pub fn whole_outer(&self) -> bool {
+        self.outer_voxels == self.voxels
+    }
+}
+
+impl<D: Dimension> Sets<D> {
+    /// The volumes and the band width of these sets, for voxels of the
+    /// given spacing (one entry per axis).
+    ///
+    /// ```
+    /// use confseg::{Sets, Spacing};
+    /// use ndarray::array;
+    /// // a band one voxel wide on either side of a 2-voxel inner set
+    /// let s = Sets {
+    ///     inner: array![false, false, true, true, false, false],
+    ///     outer: array![false, true, true, true, true, false],
+    /// };
+    /// let m = s.measures(&Spacing::new(vec![0.5])?)?;
+    /// assert_eq!((m.inner_voxels, m.band_voxels, m.outer_voxels), (2, 2, 4));
+    /// assert_eq!(m.outer_volume(), 2.0);
+    /// assert_eq!(m.band_width.map(|w| w.max), Some(0.5));
+    /// # Ok::<(), confseg::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] if the inner and outer sets differ in
+    /// shape; a spacing that does not fit the image's dimensionality.
+    pub fn measures(&self, spacing: &Spacing) -> Result<SetMeasures> {
+        if self.inner.shape() != self.outer.shape() {
+            return Err(Error::ShapeMismatch {
+                what: "inner vs outer set",
+                image: None,
+                expected: self.inner.shape().to_vec(),
+                found: self.outer.shape().to_vec(),
+            });
+        }
+        let shape = self.inner.shape();
+        let spacing = spacing.for_ndim(shape.len())?;
+        let inner: Vec<bool> = self.inner.iter().copied().collect();
+        let outer: Vec<bool> = self.outer.iter().copied().collect();
+        let count = |v: &[bool]| v.iter().filter(|&&b| b).count();
+        Ok(SetMeasures {
+            voxels: inner.len(),
+            inner_voxels: count(&inner),
+            outer_voxels: count(&outer),
+            band_voxels: inner.iter().zip(&outer).filter(|(&i, &o)| o && !i).count(),
+            voxel_volume: spacing.iter().product(),
+            band_width: grid::band_width(&inner, &outer, shape, &spacing),
+        })
+    }
+}
