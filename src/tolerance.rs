@@ -97,6 +97,21 @@ impl Tolerance {
     /// product).
     #[must_use]
     pub fn allowed(&self, n: u64, voxel_volume: f64) -> u64 {
+        self.allowed_in(n, voxel_volume)
+    }
+
+    /// Whether `wrong` voxels of a region of `n` are within the tolerance
+    /// (the event the calibration guarantees; a share is compared exactly,
+    /// `wrong <= ε n`).
+    #[must_use]
+    pub fn holds(&self, wrong: u64, n: u64, voxel_volume: f64) -> bool {
+        match *self {
+            Tolerance::Share(share) => share.allows(wrong, n),
+            t => wrong <= t.allowed_in(n, voxel_volume),
+        }
+    }
+
+    fn allowed_in(&self, n: u64, voxel_volume: f64) -> u64 {
         match *self {
             Tolerance::Voxels(m) => m,
             Tolerance::Share(s) => s.of(n),

@@ -329,6 +329,45 @@ fn predicted_sets_carry_each_subjects_header() {
         d.s("subjects.csv"),
     ]);
     check_subject_table(&d, 24);
+    // with the true masks: each subject's events (here containment) and the overall counts
+    let out = ok(&[
+        "predict",
+        "--calibration",
+        d.s("cal.json"),
+        "--scores",
+        d.s("nii/*_prob.nii.gz"),
+        "--scores-suffix",
+        "_prob",
+        "--masks",
+        d.s("nii/*_seg.nii.gz"),
+        "--masks-suffix",
+        "_seg",
+        "--labels",
+        "1,2",
+        "--summary",
+        d.s("checked.csv"),
+    ]);
+    let csv = std::fs::read_to_string(d.p("checked.csv")).unwrap();
+    assert!(csv.lines().next().unwrap().ends_with(",whole_outer,inner_covered,outer_covered,joint_covered"));
+    let mut covered = [0; 3];
+    for (i, line) in csv.lines().skip(1).enumerate() {
+        let row: Vec<&str> = line.split(',').collect();
+        let id = format!("sub-{i:03}");
+        let (inner, _) = read_scores::<f64>(d.p(&format!("sets/{id}_inner.nii.gz"))).unwrap();
+        let (outer, _) = read_scores::<f64>(d.p(&format!("sets/{id}_outer.nii.gz"))).unwrap();
+        let truth = subject(i).1.mapv(|l| l > 0).into_dyn();
+        let ci = inner.iter().zip(&truth).all(|(&s, &y)| s == 0.0 || y);
+        let co = outer.iter().zip(&truth).all(|(&s, &y)| s == 1.0 || !y);
+        let want = [ci, co, ci && co].map(|b| u8::from(b).to_string());
+        assert_eq!(row[11..14], want, "{id}");
+        for (k, b) in covered.iter_mut().zip([ci, co, ci && co]) {
+            *k += usize::from(b);
+        }
+    }
+    assert!(covered[2] < 24, "the check should see a miss: {covered:?}");
+    for (name, k) in ["inner", "outer", "joint"].iter().zip(covered) {
+        assert!(out.contains(&format!("{name:<5} {k:>6} of 24 = ")), "{out}");
+    }
     for i in [0usize, 1, 2, 23] {
         // the label map: 2 where the inner set is, 1 in the rest of the outer set, with the header
         let id = format!("sub-{i:03}");

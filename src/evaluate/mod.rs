@@ -74,6 +74,7 @@
 //! ```
 
 pub mod baselines;
+mod interval;
 pub mod select;
 pub mod structures;
 
@@ -92,11 +93,12 @@ use crate::image::{check_shape, AsImage};
 use crate::mask::MaskValue;
 use crate::quantile::{Alpha, Threshold};
 use crate::stream::{default_in_flight, for_each_image, map_images, stream, Load};
-use crate::tolerance::{Tolerance, Tolerances};
+use crate::tolerance::Tolerances;
 use crate::transform::{Spacing, Transform};
 use crate::Calibration;
 
 pub use baselines::{Method, MethodKind};
+pub use interval::clopper_pearson;
 
 /// The most splits a validation runs (each split is a quantile and a count
 /// per method and level; the per-split coverages are kept as histograms, so
@@ -1450,13 +1452,6 @@ impl SetSizes {
 
 /// Whether `wrong` voxels of a region of `n` (the inner set, or the
 /// object) meet a side's tolerance, with voxels of volume `vv`.
-fn within(t: Tolerance, wrong: u64, n: u64, vv: f64) -> bool {
-    match t {
-        Tolerance::Share(share) => share.allows(wrong, n),
-        t => wrong <= t.allowed(n, vv),
-    }
-}
-
 /// Coverage and efficiency sums of one split (test images in order).
 fn split_cell(
     pool: &Pool,
@@ -1480,8 +1475,8 @@ fn split_cell(
             let vv: f64 = img.spacing.iter().product();
             let missed = (img.n_object - o_obj) as u64;
             (
-                within(tolerances.inner, i_bg as u64, (i_obj + i_bg) as u64, vv),
-                within(tolerances.outer, missed, img.n_object as u64, vv),
+                tolerances.inner.holds(i_bg as u64, (i_obj + i_bg) as u64, vv),
+                tolerances.outer.holds(missed, img.n_object as u64, vv),
             )
         };
         out.covered[0] += usize::from(inner_ok);

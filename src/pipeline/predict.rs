@@ -10,7 +10,7 @@ use crate::calibrate::Transformed;
 use crate::error::{Result, Warning};
 use crate::image::{AsImage, Spacing};
 use crate::io::{Precision, ReadFloat};
-use crate::sets::{ConfidenceSets, SetMeasures, Sets};
+use crate::sets::{ConfidenceSets, Coverage, SetMeasures, Sets};
 use crate::stream::{default_in_flight, stream, Load};
 use crate::transform::Transform;
 
@@ -36,6 +36,9 @@ pub struct Prediction {
     /// own spacing, else the run's spacing, else the spacing the sets were
     /// fitted with.
     pub measures: Option<SetMeasures>,
+    /// With true masks (the reader's masks): whether the sets meet the
+    /// guaranteed events on this image ([`Sets::events`]).
+    pub coverage: Option<Coverage>,
     /// The scores the sets were computed from (raw scores after the class
     /// axis, or the inner transformed scores) and the image's own spacing,
     /// when asked for (to draw overlays), in `f32`.
@@ -57,6 +60,10 @@ pub struct Summary {
     pub empty_inner: usize,
     /// Images whose outer set is the whole image.
     pub whole_outer: usize,
+    /// Images checked against true masks.
+    pub labelled: usize,
+    /// Of those, images whose sets meet the inner, the outer and both events.
+    pub covered: [usize; 3],
 }
 
 impl Summary {
@@ -68,6 +75,34 @@ impl Summary {
         self.outer_voxels += no;
         self.empty_inner += usize::from(ni == 0);
         self.whole_outer += usize::from(no == s.outer.len());
+    }
+
+    fn add_coverage(&mut self, c: Coverage) {
+        self.labelled += 1;
+        for (k, met) in self.covered.iter_mut().zip([c.inner, c.outer, c.joint()]) {
+            *k += usize::from(met);
+        }
+    }
+
+    /// Coverage on the labelled images, one line per event (inner, outer,
+    /// joint): the share met and its exact 95% binomial (Clopper–Pearson)
+    /// interval; `None` without labelled images.
+    #[must_use]
+    pub fn coverage_lines(&self) -> Option<Vec<String>> {
+        let n = self.labelled;
+        (n > 0).then(|| {
+            ["inner", "outer", "joint"]
+                .iter()
+                .zip(self.covered)
+                .map(|(name, k)| {
+                    let (lo, hi) = crate::evaluate::clopper_pearson(k, n, 0.95).unwrap_or((0.0, 1.0));
+                    format!(
+                        "{name:<5} {k:>6} of {n} = {:.3}  95% interval [{lo:.3}, {hi:.3}]",
+                        k as f64 / n as f64
+                    )
+                })
+                .collect()
+        })
     }
 
     /// Warnings the counts imply for sets fitted with `sets`' thresholds: a
@@ -131,17 +166,32 @@ impl Reader {
         let mut summary = Summary::default();
         let mut counted = |i: usize, p: Prediction| {
             summary.add(&p.sets);
+            if let Some(c) = p.coverage {
+                summary.add_coverage(c);
+            }
             sink(i, p)
         };
         let to_f32 = |a: &ArrayRef<A, IxDyn>| a.mapv(|x| x.to_f32().unwrap_or(f32::NAN));
         let keep = extras.scores;
         // the image's own spacing, else the run's, else the sets'
-        let measure = |i: usize, s: &Sets<IxDyn>, own: Option<&Spacing>| -> Result<Option<SetMeasures>> {
-            if !extras.measures {
-                return Ok(None);
-            }
+        let tolerances = sets.tolerances();
+        let measure = |i: usize,
+                       s: &Sets<IxDyn>,
+                       own: Option<&Spacing>|
+         -> Result<(Option<SetMeasures>, Option<Coverage>)> {
             let run = self.spacings.as_ref().map(|sp| &sp[images[i]]);
-            s.measures(own.or(run).unwrap_or(sets.spacing())).map(Some).map_err(|e| e.in_image(i))
+            let spacing = own.or(run).unwrap_or(sets.spacing());
+            let measures =
+                extras.measures.then(|| s.measures(spacing)).transpose().map_err(|e| e.in_image(i))?;
+            let coverage = match &self.masks {
+                Some(_) => {
+                    let truth = self.mask(images[i])?;
+                    let voxel_volume: f64 = spacing.for_ndim(truth.ndim())?.iter().product();
+                    Some(s.events(&truth, &tolerances, voxel_volume).map_err(|e| e.in_image(i))?)
+                }
+                None => None,
+            };
+            Ok((measures, coverage))
         };
         let result = if self.scores.is_transformed() {
             stream(
@@ -154,8 +204,8 @@ impl Reader {
                     let scores = keep.then(|| match &t {
                         Transformed::Shared(a) | Transformed::Separate { inner: a, .. } => (to_f32(a), None),
                     });
-                    let measures = measure(i, &s, None)?;
-                    Ok(Prediction { sets: s, measures, scores })
+                    let (measures, coverage) = measure(i, &s, None)?;
+                    Ok(Prediction { sets: s, measures, coverage, scores })
                 },
                 &mut counted,
             )
@@ -167,8 +217,8 @@ impl Reader {
                     let image = item.load()?;
                     let s = sets.predict(&image).map_err(|e| e.in_image(i))?;
                     let scores = keep.then(|| (to_f32(image.scores()), image.spacing().cloned()));
-                    let measures = measure(i, &s, image.spacing())?;
-                    Ok(Prediction { sets: s, measures, scores })
+                    let (measures, coverage) = measure(i, &s, image.spacing())?;
+                    Ok(Prediction { sets: s, measures, coverage, scores })
                 },
                 &mut counted,
             )
@@ -188,7 +238,9 @@ impl Reader {
 /// the band's width from the outer contour to the inner set,
 /// `band_mean_width_mm` and `band_max_width_mm` (4 decimals)
 /// (empty when undefined: an empty inner set, or an outer set that is empty
-/// or the whole image); `empty_inner` and `whole_outer` (0/1).
+/// or the whole image); `empty_inner` and `whole_outer` (0/1); with true
+/// masks, `inner_covered`, `outer_covered`, `joint_covered` (0/1: the
+/// guaranteed events on this image).
 ///
 /// ```
 /// use confseg::pipeline::predict::SubjectTable;
@@ -196,7 +248,7 @@ impl Reader {
 /// use ndarray::array;
 /// let sets = Sets { inner: array![false, false, true, false, false], outer: array![false, true, true, true, false] };
 /// let mut table = SubjectTable::default();
-/// table.push("case_01", sets.measures(&Spacing::new(vec![10.0])?)?);
+/// table.push("case_01", sets.measures(&Spacing::new(vec![10.0])?)?, None);
 /// let csv = table.to_csv();
 /// assert!(csv.starts_with("id,inner_voxels,band_voxels,outer_voxels,inner_ml"));
 /// assert_eq!(csv.lines().nth(1), Some("case_01,1,2,3,0.010000,0.020000,0.030000,10.0000,10.0000,0,0"));
@@ -204,7 +256,7 @@ impl Reader {
 /// ```
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SubjectTable {
-    rows: Vec<(String, SetMeasures)>,
+    rows: Vec<(String, SetMeasures, Option<Coverage>)>,
 }
 
 impl SubjectTable {
@@ -212,14 +264,14 @@ impl SubjectTable {
     pub const HEADER: &'static str = "id,inner_voxels,band_voxels,outer_voxels,inner_ml,band_ml,outer_ml,\
                                       band_mean_width_mm,band_max_width_mm,empty_inner,whole_outer";
 
-    /// Add an image's row.
-    pub fn push(&mut self, id: impl Into<String>, measures: SetMeasures) {
-        self.rows.push((id.into(), measures));
+    /// Add an image's row (with its coverage when it has a true mask).
+    pub fn push(&mut self, id: impl Into<String>, measures: SetMeasures, coverage: Option<Coverage>) {
+        self.rows.push((id.into(), measures, coverage));
     }
 
     /// The rows, in order.
     #[must_use]
-    pub fn rows(&self) -> &[(String, SetMeasures)] {
+    pub fn rows(&self) -> &[(String, SetMeasures, Option<Coverage>)] {
         &self.rows
     }
 
@@ -228,16 +280,20 @@ impl SubjectTable {
     #[must_use]
     pub fn to_csv(&self) -> String {
         use std::fmt::Write as _;
+        let checked = self.rows.iter().any(|r| r.2.is_some());
         let mut s = String::from(Self::HEADER);
+        if checked {
+            s.push_str(",inner_covered,outer_covered,joint_covered");
+        }
         s.push('\n');
         let width = |w: Option<f64>| w.map_or_else(String::new, |x| format!("{x:.4}"));
-        for (id, m) in &self.rows {
+        for (id, m, coverage) in &self.rows {
             let id = if id.contains([',', '"', '\n', '\r']) {
                 format!("\"{}\"", id.replace('"', "\"\""))
             } else {
                 id.clone()
             };
-            let _ = writeln!(
+            let _ = write!(
                 s,
                 "{id},{},{},{},{:.6},{:.6},{:.6},{},{},{},{}",
                 m.inner_voxels,
@@ -251,6 +307,14 @@ impl SubjectTable {
                 u8::from(m.empty_inner()),
                 u8::from(m.whole_outer()),
             );
+            match coverage {
+                Some(c) => {
+                    let _ =
+                        writeln!(s, ",{},{},{}", u8::from(c.inner), u8::from(c.outer), u8::from(c.joint()));
+                }
+                None if checked => s.push_str(",,,\n"),
+                None => s.push('\n'),
+            }
         }
         s
     }

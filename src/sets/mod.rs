@@ -11,6 +11,7 @@ use crate::mask::MaskValue;
 use crate::quantile::{Alpha, Threshold};
 use crate::quantile::{Side, Thresholds};
 use crate::stream::{default_in_flight, for_each_image, stream, Load};
+use crate::tolerance::Tolerances;
 use crate::transform::{ScoreTransform, Transform, Transforms};
 
 /// Fitted conformal confidence sets: transforms, thresholds and provenance.
@@ -101,6 +102,47 @@ impl<D: Dimension> Sets<D> {
             });
         Ok(Coverage { inner, outer })
     }
+
+    /// Whether the sets meet the events `tolerances` bound against a true
+    /// mask: `|I \ Y|` within the inner tolerance (of `|I|` for a share)
+    /// and `|Y \ O|` within the outer one (of `|Y|`), for voxels of volume
+    /// `voxel_volume`. With no tolerance this is [`Sets::coverage`].
+    ///
+    /// ```
+    /// use confseg::tolerance::{Tolerance, Tolerances};
+    /// use confseg::Sets;
+    /// use ndarray::array;
+    /// let s = Sets { inner: array![true, true, false], outer: array![true, true, false] };
+    /// let truth = array![true, false, true];
+    /// assert!(!s.coverage(&truth)?.inner);
+    /// let one = Tolerances::new(Tolerance::Voxels(1), Tolerance::Voxels(1));
+    /// assert!(s.events(&truth, &one, 1.0)?.joint());
+    /// # Ok::<(), confseg::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Sets::coverage`].
+    pub fn events<M: MaskValue>(
+        &self,
+        truth: &ArrayRef<M, D>,
+        tolerances: &Tolerances,
+        voxel_volume: f64,
+    ) -> Result<Coverage> {
+        check_shape("mask vs sets", &self.inner, truth)?;
+        check_mask(truth)?;
+        let (mut inner, mut false_inner, mut object, mut missed) = (0u64, 0u64, 0u64, 0u64);
+        Zip::from(&self.inner).and(&self.outer).and(truth).for_each(|&i, &o, &y| {
+            let y = y.is_object();
+            inner += u64::from(i);
+            false_inner += u64::from(i && !y);
+            object += u64::from(y);
+            missed += u64::from(y && !o);
+        });
+        Ok(Coverage {
+            inner: tolerances.inner.holds(false_inner, inner, voxel_volume),
+            outer: tolerances.outer.holds(missed, object, voxel_volume),
+        })
+    }
 }
 
 impl<TI, TO> ConfidenceSets<TI, TO> {
@@ -126,6 +168,13 @@ impl<TI, TO> ConfidenceSets<TI, TO> {
     /// The guarantee these sets were calibrated for.
     pub fn guarantee(&self) -> &Guarantee {
         &self.guarantee
+    }
+
+    /// The tolerances of the guaranteed events (none for containment and
+    /// for risk control).
+    #[must_use]
+    pub fn tolerances(&self) -> Tolerances {
+        self.guarantee.mode().map_or(Tolerances::NONE, |m| *m.tolerances())
     }
 
     /// Number of calibration images.

@@ -10,7 +10,7 @@ use confseg::Spacing;
 use ndarray::IxDyn;
 
 use crate::cli::calibration_file::CalibrationFile;
-use crate::cli::inputs::{ScoreFiles, SpacingArgs};
+use crate::cli::inputs::{MaskArgs, ScoreFiles, SpacingArgs};
 use crate::cli::report::{self, outln, usage};
 
 /// Inner and outer masks for a score stack or per-subject files, from a
@@ -32,8 +32,13 @@ pub struct Args {
     pub files: ScoreFiles,
     #[command(flatten)]
     pub spacing: SpacingArgs,
+    /// With --masks (true masks of these images; --label/--labels for label maps): check the sets
+    /// against them and print the coverage of each guaranteed event with its exact 95% binomial
+    /// interval (per subject in --summary).
+    #[command(flatten)]
+    pub truth: MaskArgs,
     /// Write the inner sets here (uint8 0/1, same shape as the score stack).
-    #[arg(long, value_name = "I.npy", required_unless_present_any = ["outer_out", "overlay_dir", "out_dir", "label_map_out"])]
+    #[arg(long, value_name = "I.npy", required_unless_present_any = ["outer_out", "overlay_dir", "out_dir", "label_map_out", "summary", "masks"])]
     pub inner_out: Option<PathBuf>,
     /// Write the outer sets here (uint8 0/1, same shape as the scores).
     #[arg(long, value_name = "O.npy")]
@@ -152,7 +157,7 @@ pub fn run(args: Args, file: CalibrationFile) -> Result<()> {
     }
     let class_axis =
         if args.files.inner_scores.is_none() { file.record.class_axis.map(|k| k as i64) } else { None };
-    let (source, _) = args.files.open(None, class_axis)?;
+    let (source, masks) = args.files.open(args.truth.masks.as_deref(), class_axis)?;
     let subjects = source.cohort().is_some();
     if subjects && (args.inner_out.is_some() || args.outer_out.is_some()) {
         usage!("per-subject scores are written per subject: give --out-dir DIR instead of --inner-out/--outer-out");
@@ -217,6 +222,7 @@ pub fn run(args: Args, file: CalibrationFile) -> Result<()> {
         spacings: own.map(Arc::from),
         cohort_spacing: args.spacing.spacing.is_some(),
         tick: Some(report::tick(&bar)),
+        masks: masks.map(|m| (m, args.truth.selection())),
         ..Reader::new(source.clone())
     });
     let all: Vec<usize> = (0..n).collect();
@@ -227,7 +233,11 @@ pub fn run(args: Args, file: CalibrationFile) -> Result<()> {
     let mut table = SubjectTable::default();
     let summary = reader.predict(&file.sets, &all, extras, |i, p| {
         if let Some(m) = p.measures {
-            table.push(source.cohort().map_or_else(|| i.to_string(), |c| c.subjects()[i].id.clone()), m);
+            table.push(
+                source.cohort().map_or_else(|| i.to_string(), |c| c.subjects()[i].id.clone()),
+                m,
+                p.coverage,
+            );
         }
         outputs.push(i, &p.sets, &mut run)?;
         if let (Some(o), Some((scores, spacing))) = (&overlays, &p.scores) {
@@ -268,6 +278,12 @@ pub fn run(args: Args, file: CalibrationFile) -> Result<()> {
     }
     if let Some(path) = &args.summary {
         outln!("wrote volumes and band widths of {} images to {}", n, path.display());
+    }
+    if let Some(lines) = summary.coverage_lines() {
+        outln!("against the true masks ({}):", file.sets.guarantee());
+        for line in lines {
+            outln!("  {line}");
+        }
     }
     report::warn(&file.sets.warnings());
     report::warn(&summary.warnings(&file.sets));
