@@ -72,6 +72,7 @@ pub mod calibrate;
 pub mod error;
 pub mod evaluate;
 pub mod float;
+pub mod groups;
 pub mod image;
 #[cfg(feature = "npy")]
 pub mod io;
