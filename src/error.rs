@@ -140,8 +140,15 @@ pub enum Error {
     #[error("no calibration data: observe at least one (scores, mask) pair before fitting")]
     NoCalibrationData,
     /// An image of a group the sets were not calibrated for.
-    #[error("group {} was not calibrated (known groups: {})", one_line(group), one_line(known))]
+    #[error(
+        "{}group {} was not calibrated (known groups: {})",
+        image.map_or_else(String::new, |i| format!("image {i}: ")),
+        one_line(group),
+        one_line(known)
+    )]
     UnknownGroup {
+        /// The image (its position in the files), when known.
+        image: Option<usize>,
         /// The image's group.
         group: String,
         /// The groups of the calibration.
@@ -431,17 +438,17 @@ pub enum Warning {
         n: usize,
     },
     /// A warning about the fit of one group (or of the pooled groups).
-    #[error("group {group}: {warning}")]
+    #[error("{group}: {warning}")]
     InGroup {
-        /// The group (`"pooled 3, 5"` for the pooled fit).
+        /// The group (`"group 3"`, or `"pooled groups 3, 5"` for the pooled fit).
         group: String,
         /// The warning.
         warning: Box<Warning>,
     },
     /// Groups with too few images each, fitted together.
     #[error(
-        "groups {groups} have too few images each and were pooled (n = {n}): for them the guarantee \
-         holds only marginally over the pooled groups, not for each group"
+        "too few images in each of the groups {groups}: pooled into one fit (n = {n}); for them the \
+         guarantee holds only marginally over the pooled groups, not for each group"
     )]
     PooledGroups {
         /// The pooled groups.

@@ -322,6 +322,7 @@ impl<TI, TO> GroupedSets<TI, TO> {
         match &self.pooled {
             Some(p) if p.groups.iter().any(|(g, _)| g == group) => Ok(&p.sets),
             _ => Err(Error::UnknownGroup {
+                image: None,
                 group: group.to_string(),
                 known: list(self.sizes().iter().map(|(g, _)| g)),
             }),
@@ -359,18 +360,16 @@ impl<TI, TO> GroupedSets<TI, TO> {
             out.extend(
                 s.warnings()
                     .into_iter()
-                    .map(|w| Warning::InGroup { group: g.to_string(), warning: Box::new(w) }),
+                    .map(|w| Warning::InGroup { group: format!("group {g}"), warning: Box::new(w) }),
             );
         }
         if let Some(p) = &self.pooled {
             let groups = list(p.groups.iter().map(|(g, _)| g));
             out.push(Warning::PooledGroups { groups: groups.clone(), n: p.sets.n() });
-            out.extend(
-                p.sets
-                    .warnings()
-                    .into_iter()
-                    .map(|w| Warning::InGroup { group: format!("pooled {groups}"), warning: Box::new(w) }),
-            );
+            out.extend(p.sets.warnings().into_iter().map(|w| Warning::InGroup {
+                group: format!("pooled groups {groups}"),
+                warning: Box::new(w),
+            }));
         }
         out
     }

@@ -117,7 +117,9 @@ fn pooling_small_groups_fits_their_union_and_says_so() {
     assert!(pooled.guarantee_text().contains("pooled groups 2, site-x only marginally"));
     let w: Vec<String> = pooled.warnings().iter().map(ToString::to_string).collect();
     assert!(
-        w.iter().any(|w| w.starts_with("groups 2, site-x have too few images each and were pooled (n = 7)")),
+        w.iter()
+            .any(|w| w
+                .starts_with("too few images in each of the groups 2, site-x: pooled into one fit (n = 7)")),
         "{w:?}"
     );
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crate::calibrate::{Calibration, Calibrator, RiskCalibration, Transformed};
 use crate::error::{Error, Result, Warning};
 use crate::evaluate::{Pool, Splits};
+use crate::groups::Group;
 use crate::image::Spacing;
 use crate::io::cohort::Cohort;
 use crate::io::{Labels, Precision, ReadFloat};
@@ -45,6 +46,33 @@ impl Selection {
         }
         Ok(base.into_iter().filter(|&i| !excluded[i]).collect())
     }
+}
+
+/// The group of each image at `images` (positions in the files), for
+/// group-conditional calibration and prediction: from a file of one
+/// integer label per image of the files, or from the `group` column of a
+/// manifest; `None` when neither gives groups.
+///
+/// # Errors
+/// Both a file and a manifest column; as [`crate::io::read_groups`].
+pub fn image_groups(
+    scores: &ScoreSource,
+    file: Option<&std::path::Path>,
+    images: &[usize],
+) -> Result<Option<Vec<Group>>> {
+    let column = scores.cohort().filter(|c| c.subjects().iter().any(|s| s.group.is_some()));
+    let all: Vec<Group> = match (file, column) {
+        (Some(_), Some(_)) => {
+            return Err(Error::Options {
+                reason: "the manifest has a group column: give the groups there or in a file, not both"
+                    .into(),
+            })
+        }
+        (Some(path), None) => crate::io::read_groups(path, scores.n_images())?,
+        (None, Some(cohort)) => cohort.subjects().iter().filter_map(|s| s.group.clone()).collect(),
+        (None, None) => return Ok(None),
+    };
+    Ok(Some(images.iter().filter_map(|&i| all.get(i).cloned()).collect()))
 }
 
 /// Where the voxel spacing of each image comes from.

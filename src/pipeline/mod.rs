@@ -39,7 +39,7 @@ pub mod predict;
 pub mod record;
 pub mod source;
 
-pub use inputs::{Inputs, Request, Selection, SpacingSource};
+pub use inputs::{image_groups, Inputs, Request, Selection, SpacingSource};
 pub use predict::{Prediction, Summary};
 #[cfg(feature = "serde")]
 pub use record::{Fitted, InputKind, Record};

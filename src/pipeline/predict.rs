@@ -7,7 +7,8 @@ use std::sync::Arc;
 use ndarray::{ArrayD, ArrayRef, IxDyn};
 
 use crate::calibrate::Transformed;
-use crate::error::{Result, Warning};
+use crate::error::{Error, Result, Warning};
+use crate::groups::{Group, GroupedSets};
 use crate::image::{AsImage, Spacing};
 use crate::io::{Precision, ReadFloat};
 use crate::sets::{ConfidenceSets, Sets};
@@ -95,15 +96,62 @@ impl Reader {
         TO: Transform + Sync,
         K: FnMut(usize, Prediction) -> Result<()>,
     {
+        let pick = |_: usize| Ok(sets);
         match self.scores.precision()? {
-            Precision::F32 => self.predict_in::<f32, _, _, _>(sets, images, keep_scores, sink),
-            Precision::F64 => self.predict_in::<f64, _, _, _>(sets, images, keep_scores, sink),
+            Precision::F32 => self.predict_in::<f32, _, _, _>(&pick, images, keep_scores, sink),
+            Precision::F64 => self.predict_in::<f64, _, _, _>(&pick, images, keep_scores, sink),
         }
     }
 
-    fn predict_in<A, TI, TO, K>(
+    /// [`Reader::predict`] with each image's sets those of its group:
+    /// `groups` holds one label per image of `images`. Every group is
+    /// checked before any image is read.
+    ///
+    /// # Errors
+    /// [`Error::UnknownGroup`] naming the
+    /// first image (its position in the files, and for per-subject files
+    /// the file) whose group was not calibrated; a label count other than
+    /// the images'; as [`Reader::predict`].
+    pub fn predict_grouped<TI, TO, K>(
         self: &Arc<Self>,
-        sets: &ConfidenceSets<TI, TO>,
+        sets: &GroupedSets<TI, TO>,
+        groups: &[Group],
+        images: &[usize],
+        keep_scores: bool,
+        sink: K,
+    ) -> Result<Summary>
+    where
+        TI: Transform + Sync,
+        TO: Transform + Sync,
+        K: FnMut(usize, Prediction) -> Result<()>,
+    {
+        crate::groups::check_labels(groups, images.len(), "the prediction")?;
+        let picked = images
+            .iter()
+            .zip(groups)
+            .map(|(&i, g)| {
+                sets.sets(g).map_err(|e| match e {
+                    Error::UnknownGroup { group, known, .. } => {
+                        let e = Error::UnknownGroup { image: Some(i), group, known };
+                        match self.scores.cohort() {
+                            Some(_) => Error::InFile { path: self.scores.path_of(i), error: Box::new(e) },
+                            None => e,
+                        }
+                    }
+                    other => other,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let pick = |pos: usize| Ok(picked[pos]);
+        match self.scores.precision()? {
+            Precision::F32 => self.predict_in::<f32, _, _, _>(&pick, images, keep_scores, sink),
+            Precision::F64 => self.predict_in::<f64, _, _, _>(&pick, images, keep_scores, sink),
+        }
+    }
+
+    fn predict_in<'s, A, TI, TO, K>(
+        self: &Arc<Self>,
+        pick: &(dyn Fn(usize) -> Result<&'s ConfidenceSets<TI, TO>> + Sync),
         images: &[usize],
         keep: bool,
         mut sink: K,
@@ -127,7 +175,7 @@ impl Reader {
                 |i, item| {
                     let t = item.load()?;
                     let (fi, fo) = t.sides();
-                    let s = sets.predict_transformed(fi, fo).map_err(|e| e.in_image(i))?;
+                    let s = pick(i)?.predict_transformed(fi, fo).map_err(|e| e.in_image(i))?;
                     let scores = keep.then(|| match &t {
                         Transformed::Shared(a) | Transformed::Separate { inner: a, .. } => (to_f32(a), None),
                     });
@@ -141,7 +189,7 @@ impl Reader {
                 default_in_flight(),
                 |i, item| {
                     let image = item.load()?;
-                    let s = sets.predict(&image).map_err(|e| e.in_image(i))?;
+                    let s = pick(i)?.predict(&image).map_err(|e| e.in_image(i))?;
                     let scores = keep.then(|| (to_f32(image.scores()), image.spacing().cloned()));
                     Ok(Prediction { sets: s, scores })
                 },

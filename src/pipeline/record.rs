@@ -62,6 +62,10 @@ pub struct Source {
     /// Only the images listed in this index file were used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub indices: Option<PathBuf>,
+    /// The group labels of a group-conditional calibration (a file of one
+    /// label per image; absent for a manifest's group column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<PathBuf>,
     /// Number of images in the input files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub images_in_files: Option<usize>,
@@ -201,6 +205,14 @@ impl<S: Serialize + for<'de> Deserialize<'de>> Fitted<S> {
         let json = self.to_json()?;
         crate::io::write_atomic(path, |w| w.write_all(json.as_bytes()))
     }
+}
+
+/// Whether the JSON text is a fitted file of sets per group
+/// ([`crate::groups::GroupedSets`]).
+#[must_use]
+pub fn is_groups_file(text: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(text.strip_prefix('\u{feff}').unwrap_or(text))
+        .is_ok_and(|v| v.get("groups").is_some() && v.get("small_groups").is_some())
 }
 
 /// Whether the JSON text is a fitted file of several structures.

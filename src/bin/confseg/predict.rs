@@ -4,9 +4,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use confseg::groups::GroupedSets;
 use confseg::io::{NpyWriter, Publication};
-use confseg::pipeline::{InputKind, Reader};
-use confseg::Spacing;
+use confseg::pipeline::{Fitted, InputKind, Reader};
+use confseg::{ConfidenceSets, Spacing};
 use ndarray::IxDyn;
 
 use crate::cli::calibration_file::CalibrationFile;
@@ -51,6 +52,32 @@ pub struct Args {
     pub label_map_out: Option<PathBuf>,
     #[command(flatten)]
     pub overlay: crate::cli::figures::OverlayArgs,
+    /// For a calibration per group: one integer group label per image of the score files (a 1-D .npy),
+    /// unless a manifest's group column gives them. Each image gets its group's thresholds.
+    #[arg(long, value_name = "G.npy")]
+    pub groups: Option<PathBuf>,
+}
+
+/// A calibration file: of one fit, or of one fit per group.
+enum Loaded {
+    One(CalibrationFile),
+    Grouped(Fitted<GroupedSets>),
+}
+
+impl Loaded {
+    fn record(&self) -> &confseg::pipeline::Record {
+        match self {
+            Loaded::One(f) => &f.record,
+            Loaded::Grouped(f) => &f.record,
+        }
+    }
+
+    fn ndim(&self) -> Option<usize> {
+        match self {
+            Loaded::One(f) => f.sets.ndim(),
+            Loaded::Grouped(f) => f.sets.fits().next().and_then(ConfidenceSets::ndim),
+        }
+    }
 }
 
 /// Where the sets go: two stacks, or two files per subject.
@@ -146,16 +173,23 @@ pub fn run(args: Args) -> Result<()> {
             .map_err(|e| confseg::Error::InFile { path: args.calibration.clone(), error: Box::new(e) })?;
         return crate::cli::structures::predict(&args, &file);
     }
-    let file = CalibrationFile::parse(&text)
-        .map_err(|e| confseg::Error::InFile { path: args.calibration.clone(), error: Box::new(e) })?;
-    if file.record.input == InputKind::Transformed && args.files.inner_scores.is_none() {
+    let in_file = |e| confseg::Error::InFile { path: args.calibration.clone(), error: Box::new(e) };
+    let file = if confseg::pipeline::record::is_groups_file(&text) {
+        Loaded::Grouped(Fitted::parse(&text).map_err(in_file)?)
+    } else {
+        if args.groups.is_some() {
+            usage!("--groups: {} was not calibrated per group", args.calibration.display());
+        }
+        Loaded::One(CalibrationFile::parse(&text).map_err(in_file)?)
+    };
+    if file.record().input == InputKind::Transformed && args.files.inner_scores.is_none() {
         usage!(
             "{} was calibrated on transformed scores: give --inner-scores and --outer-scores",
             args.calibration.display()
         );
     }
     let class_axis =
-        if args.files.inner_scores.is_none() { file.record.class_axis.map(|k| k as i64) } else { None };
+        if args.files.inner_scores.is_none() { file.record().class_axis.map(|k| k as i64) } else { None };
     let (source, _) = args.files.open(None, class_axis)?;
     let subjects = source.cohort().is_some();
     if subjects && (args.inner_out.is_some() || args.outer_out.is_some()) {
@@ -167,7 +201,7 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     let ndim = source.ndim()?;
-    if let Some(nd) = file.sets.ndim() {
+    if let Some(nd) = file.ndim() {
         if nd != ndim {
             let shape: Vec<usize> = match source.stack_shape() {
                 Some(s) => std::iter::once(source.n_images()).chain(s).collect(),
@@ -227,13 +261,28 @@ pub fn run(args: Args) -> Result<()> {
     // every output of the run (sets, stacks, overlays) is published at the
     // end, all of them or none
     let mut run = Publication::new();
-    let summary = reader.predict(&file.sets, &all, overlays.is_some(), |i, p| {
+    let mut sink = |i: usize, p: confseg::pipeline::Prediction| {
         outputs.push(i, &p.sets, &mut run)?;
         if let (Some(o), Some((scores, spacing))) = (&overlays, &p.scores) {
             o.draw(i, scores, spacing.as_ref(), &p.sets, &mut run)?;
         }
         Ok(())
-    })?;
+    };
+    let summary = match &file {
+        Loaded::One(f) => reader.predict(&f.sets, &all, overlays.is_some(), &mut sink)?,
+        Loaded::Grouped(f) => {
+            let Some(groups) = confseg::pipeline::image_groups(&source, args.groups.as_deref(), &all)? else {
+                let known: Vec<String> = f.sets.sizes().iter().map(|(g, _)| g.to_string()).collect();
+                usage!(
+                    "{} was calibrated per group (groups {}): give each image's group with --groups G.npy \
+                     or a group column in the manifest",
+                    args.calibration.display(),
+                    known.join(", ")
+                );
+            };
+            reader.predict_grouped(&f.sets, &groups, &all, overlays.is_some(), &mut sink)?
+        }
+    };
     bar.finish_and_clear();
     outputs.finish(&mut run)?;
     run.publish()?;
@@ -262,7 +311,12 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(dir) = &args.overlay.overlay_dir {
         outln!("wrote {} overlays to {}", source.n_images(), dir.display());
     }
-    report::warn(&file.sets.warnings());
-    report::warn(&summary.warnings(&file.sets));
+    match &file {
+        Loaded::One(f) => {
+            report::warn(&f.sets.warnings());
+            report::warn(&summary.warnings(&f.sets));
+        }
+        Loaded::Grouped(f) => report::warn(&f.sets.warnings()),
+    }
     Ok(())
 }
