@@ -8,6 +8,7 @@ mod arrays;
 mod calibrate;
 mod errors;
 mod functions;
+mod groups;
 mod io;
 mod layout;
 mod risk;
@@ -49,6 +50,7 @@ fn _confseg(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<calibrate::PyCalibration>()?;
     m.add_class::<risk::PyRiskCalibration>()?;
     m.add_class::<sets::PyConfidenceSets>()?;
+    m.add_class::<groups::PyGroupedSets>()?;
     m.add_class::<structures::PyStructureCalibrator>()?;
     m.add_class::<structures::PyStructureCalibration>()?;
     m.add_class::<structures::PyStructureSets>()?;
