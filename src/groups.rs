@@ -158,6 +158,197 @@ impl fmt::Display for SmallGroups {
     }
 }
 
+/// The unit of predicted-volume edges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum VolumeUnit {
+    /// Voxels (`vox`, the default).
+    #[default]
+    Voxels,
+    /// Cubic millimetres (`mm3`): voxels times the image's voxel volume
+    /// (the product of its spacing).
+    Mm3,
+}
+
+/// Strictly increasing finite edges, at least one: `k` edges make `k + 1`
+/// strata `(-inf, e_1), [e_1, e_2), ..., [e_k, inf)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Edges(Vec<f64>);
+
+impl Edges {
+    /// Validate edges.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] unless they are finite, strictly
+    /// increasing and at least one (at most [`MAX_GROUPS`]` - 1`).
+    pub fn new(edges: Vec<f64>) -> Result<Self> {
+        let bad = |reason: &str| Error::InvalidParameter {
+            name: "strata edges",
+            value: format!("{edges:?}"),
+            reason: reason.to_owned(),
+        };
+        if edges.is_empty() || edges.len() >= MAX_GROUPS {
+            return Err(bad(&format!("give 1 to {} edges", MAX_GROUPS - 1)));
+        }
+        if edges.iter().any(|e| !e.is_finite()) {
+            return Err(bad("edges are finite numbers"));
+        }
+        if edges.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(bad("edges are strictly increasing"));
+        }
+        Ok(Edges(edges))
+    }
+
+    /// The edges.
+    #[must_use]
+    pub fn get(&self) -> &[f64] {
+        &self.0
+    }
+
+    /// The stratum of `value`: its index `j` (the number of edges `<= value`).
+    #[must_use]
+    pub fn index(&self, value: f64) -> usize {
+        self.0.partition_point(|&x| x <= value)
+    }
+
+    /// The stratum of `value` as a label that sorts in the strata's order:
+    /// `j: NAME < e_1`, `j: NAME in [e_j, e_j+1)`, `j: NAME >= e_k`.
+    fn label(&self, name: &str, value: f64, unit: &str) -> Group {
+        let e = &self.0;
+        let j = self.index(value);
+        let width = (e.len() + 1).to_string().len();
+        let text = if j == 0 {
+            format!("{j:0width$}: {name} < {}{unit}", e[0])
+        } else if j == e.len() {
+            format!("{j:0width$}: {name} >= {}{unit}", e[j - 1])
+        } else {
+            format!("{j:0width$}: {name} in [{}, {}){unit}", e[j - 1], e[j])
+        };
+        Group::Name(text)
+    }
+}
+
+/// Groups computed from each image's own prediction, by edges fixed
+/// before calibration: the predicted volume `|{s > t}|` (voxels or mm3),
+/// or the largest score. `calibrate` computes each calibration image's
+/// stratum in the pass that computes its statistics, and `predict`
+/// recomputes it for each new image, so no labels are needed.
+///
+/// ```
+/// use confseg::groups::Strata;
+/// let s: Strata = "predicted-volume=0,500,5000".parse()?;
+/// assert_eq!(s.to_string(), "predicted-volume=0,500,5000");
+/// assert_eq!("predicted-volume=10.5,20mm3".parse::<Strata>()?.to_string(), "predicted-volume=10.5,20mm3");
+/// assert_eq!("max-score=0.99".parse::<Strata>()?.to_string(), "max-score=0.99");
+/// assert!("max-score=0.9,0.5".parse::<Strata>().is_err()); // not increasing
+/// assert!("predicted-volume=".parse::<Strata>().is_err());
+/// # Ok::<(), confseg::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub enum Strata {
+    /// Strata of the predicted volume `|{s > t}|`.
+    PredictedVolume {
+        /// The edges.
+        edges: Edges,
+        /// Voxels or mm3.
+        unit: VolumeUnit,
+    },
+    /// Strata of the largest score of the image.
+    MaxScore {
+        /// The edges.
+        edges: Edges,
+    },
+}
+
+impl FromStr for Strata {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = |reason: String| Error::InvalidParameter {
+            name: "strata",
+            value: crate::error::one_line(s),
+            reason,
+        };
+        let usage = "expected predicted-volume=E1,E2,...[vox|mm3] or max-score=E1,E2,...";
+        let (kind, list) = s.split_once('=').ok_or_else(|| bad(usage.into()))?;
+        let (list, unit) = match list.strip_suffix("mm3") {
+            Some(l) => (l, VolumeUnit::Mm3),
+            None => (list.strip_suffix("vox").unwrap_or(list), VolumeUnit::Voxels),
+        };
+        let values = list
+            .split(',')
+            .map(|x| x.trim().parse::<f64>().map_err(|_| bad(format!("{x:?} is not a number; {usage}"))))
+            .collect::<Result<Vec<f64>>>()?;
+        let edges = Edges::new(values).map_err(|e| bad(e.to_string()))?;
+        match (kind.trim(), unit) {
+            ("predicted-volume", unit) => Ok(Strata::PredictedVolume { edges, unit }),
+            ("max-score", VolumeUnit::Voxels) if !s.ends_with("vox") => Ok(Strata::MaxScore { edges }),
+            ("max-score", _) => Err(bad("max-score edges are scores, without a unit".into())),
+            _ => Err(bad(usage.into())),
+        }
+    }
+}
+
+impl fmt::Display for Strata {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list = |e: &Edges| e.0.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+        match self {
+            Strata::PredictedVolume { edges, unit } => write!(
+                f,
+                "predicted-volume={}{}",
+                list(edges),
+                if *unit == VolumeUnit::Mm3 { "mm3" } else { "" }
+            ),
+            Strata::MaxScore { edges } => write!(f, "max-score={}", list(edges)),
+        }
+    }
+}
+
+impl Strata {
+    /// The stratum of one image from its scores (after the class axis,
+    /// before the transforms): the predicted mask is `scores > mask_threshold`;
+    /// `spacing` (the image's own, else the default) turns voxels into mm3.
+    ///
+    /// # Errors
+    /// [`Error::NanScore`] for a NaN score; [`Error::EmptyImage`];
+    /// [`Error::InvalidSpacing`] for mm3 with a spacing of another
+    /// dimensionality.
+    pub fn stratum<A: crate::Float, D: ndarray::Dimension>(
+        &self,
+        scores: &ndarray::ArrayRef<A, D>,
+        mask_threshold: f64,
+        spacing: &crate::image::Spacing,
+    ) -> Result<Group> {
+        crate::image::check_nonempty(scores.shape())?;
+        crate::image::check_nan("scores", scores)?;
+        Ok(match self {
+            Strata::PredictedVolume { edges, unit } => {
+                let count = scores.iter().filter(|&&x| x.to_f64_lossless() > mask_threshold).count() as f64;
+                let (value, u) = match unit {
+                    VolumeUnit::Voxels => (count, "vox"),
+                    VolumeUnit::Mm3 => {
+                        (count * spacing.for_ndim(scores.ndim())?.iter().product::<f64>(), "mm3")
+                    }
+                };
+                edges.label("predicted volume", value, &format!(" {u}"))
+            }
+            Strata::MaxScore { edges } => {
+                let max = scores.iter().map(|x| x.to_f64_lossless()).fold(f64::NEG_INFINITY, f64::max);
+                edges.label("max score", max, "")
+            }
+        })
+    }
+}
+
+/// How groups were computed from the predictions: the strata and the
+/// predicted-mask threshold, saved with the fitted sets so that prediction
+/// recomputes each new image's group the same way.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stratification {
+    /// The strata.
+    pub strata: Strata,
+    /// The predicted mask is `scores > mask_threshold`.
+    pub mask_threshold: f64,
+}
+
 /// Check a list of labels against the number of images it labels.
 ///
 /// # Errors
@@ -222,6 +413,8 @@ pub struct GroupedSets<TI = ScoreTransform, TO = ScoreTransform> {
     /// Groups pooled together and their fit.
     pooled: Option<Pooled<TI, TO>>,
     small_groups: SmallGroups,
+    /// How the groups were computed from the predictions, if they were.
+    strata: Option<Stratification>,
 }
 
 /// Small groups fitted together ([`SmallGroups::Pool`]): their guarantee is
@@ -272,7 +465,7 @@ impl<TI: Transform + Clone, TO: Transform + Clone> Calibrator<TI, TO> {
         } else {
             Some(Pooled { groups: small, sets: self.fit(&pool, mode)? })
         };
-        Ok(GroupedSets { own, pooled, small_groups })
+        Ok(GroupedSets { own, pooled, small_groups, strata: None })
     }
 }
 
@@ -304,6 +497,19 @@ impl<TI, TO> GroupedSets<TI, TO> {
     #[must_use]
     pub fn small_groups(&self) -> SmallGroups {
         self.small_groups
+    }
+
+    /// Record that the groups are strata of the predictions (so that
+    /// prediction recomputes them).
+    #[must_use]
+    pub fn with_strata(self, strata: Stratification) -> Self {
+        GroupedSets { strata: Some(strata), ..self }
+    }
+
+    /// How the groups were computed from the predictions, if they were.
+    #[must_use]
+    pub fn strata(&self) -> Option<&Stratification> {
+        self.strata.as_ref()
     }
 
     /// Every fit: the groups' own, then the pooled one.
@@ -449,6 +655,12 @@ mod serde_impl {
         #[serde(default = "Option::default", skip_serializing_if = "Option::is_none")]
         pooled: Option<S>,
         small_groups: SmallGroups,
+        /// Strata of the predictions the groups are (absent: given labels).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        strata: Option<String>,
+        /// The predicted-mask threshold of the strata.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mask_threshold: Option<f64>,
         /// What the sets promise (written for the reader; not read back).
         #[serde(default, skip_serializing_if = "String::is_empty")]
         guarantee: String,
@@ -474,6 +686,8 @@ mod serde_impl {
                 groups,
                 pooled: self.pooled.as_ref().map(|p| &p.sets),
                 small_groups: self.small_groups,
+                strata: self.strata.as_ref().map(|s| s.strata.to_string()),
+                mask_threshold: self.strata.as_ref().map(|s| s.mask_threshold),
                 guarantee: self.guarantee_text(),
             }
             .serialize(s)
@@ -544,7 +758,19 @@ mod serde_impl {
                     Some(Pooled { groups: small, sets })
                 }
             };
-            let out = GroupedSets { own, pooled, small_groups: r.small_groups };
+            let strata = match (r.strata, r.mask_threshold) {
+                (None, None) => None,
+                (Some(s), t) => {
+                    let strata = s.parse().map_err(|e: crate::Error| err(format!("\"strata\": {e}")))?;
+                    let mask_threshold = t.unwrap_or(0.0);
+                    if !mask_threshold.is_finite() {
+                        return Err(err("\"mask_threshold\" is not finite".into()));
+                    }
+                    Some(super::Stratification { strata, mask_threshold })
+                }
+                (None, Some(_)) => return Err(err("\"mask_threshold\" without \"strata\"".into())),
+            };
+            let out = GroupedSets { own, pooled, small_groups: r.small_groups, strata };
             let mut fits = out.fits();
             if let Some(first) = fits.next() {
                 for other in fits.by_ref() {

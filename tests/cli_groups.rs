@@ -320,3 +320,86 @@ fn a_manifest_group_column_equals_a_groups_file() {
     let e = fail(&["calibrate", "--manifest", &d.s("bad.csv"), "--alpha", "0.2", "-o", &d.s("x.json")], 1);
     assert!(e.contains("line 11") && e.contains("no group"), "{e}");
 }
+
+#[test]
+fn strata_of_the_predictions_equal_groups_computed_by_hand() {
+    let (d, s, _, _) = setup();
+    // predicted volume |{s > 0}| binned by hand at 30 and 60 voxels
+    let strata: Vec<i64> = s
+        .outer_iter()
+        .map(|im| {
+            let v = im.iter().filter(|&&x| x > 0.0).count();
+            i64::from(v >= 8) + i64::from(v >= 14)
+        })
+        .collect();
+    assert!((0..3).all(|j| strata.iter().filter(|&&g| g == j).count() >= 4), "{strata:?}");
+    write_npy(d.p("H.npy"), &Array1::from(strata.clone())).unwrap();
+    let base =
+        ["calibrate", "--masks", &d.s("M.npy"), "--scores", &d.s("S.npy"), "--alpha", "0.2", "--mode", "max"];
+    let mut a = base.to_vec();
+    a.extend(["--strata", "predicted-volume=8,14", "-o", Box::leak(d.s("st.json").into_boxed_str())]);
+    let out = ok(&a);
+    assert!(out.contains("groups: strata predicted-volume=8,14 of the predictions (scores > 0)"), "{out}");
+    let mut b = base.to_vec();
+    b.extend([
+        "--groups",
+        Box::leak(d.s("H.npy").into_boxed_str()),
+        "-o",
+        Box::leak(d.s("h.json").into_boxed_str()),
+    ]);
+    ok(&b);
+    let st: Fitted<GroupedSets> = Fitted::read(&d.p("st.json")).unwrap();
+    let by_hand: Fitted<GroupedSets> = Fitted::read(&d.p("h.json")).unwrap();
+    let names: Vec<Group> = st.sets.sizes().into_iter().map(|(g, _)| g).collect();
+    assert_eq!(
+        names.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        [
+            "0: predicted volume < 8 vox",
+            "1: predicted volume in [8, 14) vox",
+            "2: predicted volume >= 14 vox"
+        ]
+    );
+    for (j, g) in names.iter().enumerate() {
+        let (x, y) = (st.sets.sets(g).unwrap(), by_hand.sets.sets(&Group::from(j as i64)).unwrap());
+        assert_eq!((x.n(), x.thresholds()), (y.n(), y.thresholds()), "stratum {g}");
+    }
+    // predict recomputes each image's stratum
+    ok(&[
+        "predict",
+        "--calibration",
+        &d.s("st.json"),
+        "--scores",
+        &d.s("S.npy"),
+        "--inner-out",
+        &d.s("I.npy"),
+        "--outer-out",
+        &d.s("O.npy"),
+    ]);
+    let (inner, outer): (Array3<u8>, Array3<u8>) =
+        (read_npy(d.p("I.npy")).unwrap(), read_npy(d.p("O.npy")).unwrap());
+    for (i, &j) in strata.iter().enumerate() {
+        let p = by_hand.sets.predict(&Group::from(j), &s.index_axis(Axis(0), i)).unwrap();
+        assert_eq!(inner.index_axis(Axis(0), i), p.inner.mapv(u8::from), "image {i}");
+        assert_eq!(outer.index_axis(Axis(0), i), p.outer.mapv(u8::from), "image {i}");
+    }
+    let e = fail(
+        &[
+            "predict",
+            "--calibration",
+            &d.s("st.json"),
+            "--scores",
+            &d.s("S.npy"),
+            "--groups",
+            &d.s("H.npy"),
+            "--inner-out",
+            &d.s("I.npy"),
+        ],
+        2,
+    );
+    assert!(e.contains("stratum is recomputed, give no --groups"), "{e}");
+    let mut c = base.to_vec();
+    c.extend(["--strata", "max-score=2,1"]);
+    let e = run(&c);
+    assert_eq!(e.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&e.stderr).contains("edges are strictly increasing"));
+}

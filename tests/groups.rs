@@ -249,3 +249,54 @@ fn group_conditional_coverage_holds_per_group_where_pooling_fails() {
     assert!(hard < p - 0.1, "pooled coverage of the hard group {hard:.4} is not visibly below {p}");
     assert!(pooled[0] as f64 / total > p, "pooled coverage of the easy group");
 }
+
+#[test]
+fn strata_parse_display_and_bin_as_computed_independently() {
+    use confseg::groups::{Strata, VolumeUnit};
+    use confseg::Spacing;
+    for text in
+        ["predicted-volume=0,500,5000", "predicted-volume=0.5,2mm3", "max-score=0.99", "max-score=-1,2.5"]
+    {
+        assert_eq!(text.parse::<Strata>().unwrap().to_string(), text);
+    }
+    assert_eq!("predicted-volume=3vox".parse::<Strata>().unwrap().to_string(), "predicted-volume=3");
+    let Strata::PredictedVolume { unit, edges } = "predicted-volume=1,2mm3".parse().unwrap() else {
+        panic!()
+    };
+    assert_eq!((unit, edges.get()), (VolumeUnit::Mm3, &[1.0, 2.0][..]));
+    for bad in [
+        "",
+        "max-score",
+        "max-score=",
+        "max-score=1,1",
+        "max-score=2,1",
+        "max-score=inf",
+        "max-score=1vox",
+        "max-score=1mm3",
+        "volume=1",
+        "predicted-volume=a",
+    ] {
+        let e = bad.parse::<Strata>().unwrap_err().to_string();
+        assert!(e.starts_with("invalid strata = "), "{bad:?}: {e}");
+    }
+    let data = Synthetic::new([9, 7]).seed(8);
+    let vol: Strata = "predicted-volume=10,25".parse().unwrap();
+    let mm3: Strata = "predicted-volume=10,25mm3".parse().unwrap();
+    let max: Strata = "max-score=4,8".parse().unwrap();
+    let spacing = Spacing::new(vec![0.5, 2.5]).unwrap();
+    for (s, _) in data.pairs(0..40) {
+        // independently: count and bin by hand
+        let count = s.iter().filter(|&&x| x > 0.5).count() as f64;
+        let bin = |v: f64, e: [f64; 2]| usize::from(v >= e[0]) + usize::from(v >= e[1]);
+        let label = |g: Group| g.to_string()[..1].parse::<usize>().unwrap();
+        assert_eq!(label(vol.stratum(&s, 0.5, &Spacing::unit()).unwrap()), bin(count, [10.0, 25.0]));
+        assert_eq!(label(mm3.stratum(&s, 0.5, &spacing).unwrap()), bin(count * 1.25, [10.0, 25.0]));
+        let m = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        assert_eq!(label(max.stratum(&s, 0.0, &Spacing::unit()).unwrap()), bin(m, [4.0, 8.0]));
+    }
+    let g = vol.stratum(&ndarray::Array2::<f64>::from_elem((4, 5), 1.0), 0.0, &Spacing::unit()).unwrap();
+    assert_eq!(g.to_string(), "1: predicted volume in [10, 25) vox");
+    let g = max.stratum(&ndarray::array![9.0, -1.0], 0.0, &Spacing::unit()).unwrap();
+    assert_eq!(g.to_string(), "2: max score >= 8");
+    assert!(max.stratum(&ndarray::array![f64::NAN, 1.0], 0.0, &Spacing::unit()).is_err());
+}

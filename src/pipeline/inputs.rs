@@ -8,8 +8,8 @@ use std::sync::Arc;
 use crate::calibrate::{Calibration, Calibrator, RiskCalibration, Transformed};
 use crate::error::{Error, Result, Warning};
 use crate::evaluate::{Pool, Splits};
-use crate::groups::Group;
-use crate::image::Spacing;
+use crate::groups::{Group, Strata};
+use crate::image::{AsImage, Spacing};
 use crate::io::cohort::Cohort;
 use crate::io::{Labels, Precision, ReadFloat};
 use crate::quantile::Alpha;
@@ -381,6 +381,52 @@ impl Inputs {
                 .calibrate_stream(reader.items(&self.images, |r, i| Ok((r.image::<A>(i)?, r.mask(i)?))))
         };
         cal.map_err(|e| reader.blame(e, &self.images))
+    }
+
+    /// [`Inputs::statistics`] and each selected image's stratum under
+    /// `strata`, in one pass: every image is read once, whole, its stratum
+    /// computed from its scores (predicted mask `scores >`
+    /// [`Inputs::mask_threshold`], its own spacing else the default) and
+    /// its statistics from the same image.
+    ///
+    /// # Errors
+    /// As [`Inputs::statistics`]; [`Error::Options`] for already
+    /// transformed scores (strata are computed from raw scores).
+    pub fn statistics_with_strata(&self, strata: &Strata) -> Result<(Calibration, Vec<Group>)> {
+        if self.scores().is_transformed() {
+            return Err(Error::Options {
+                reason: "strata are computed from raw scores, not from already transformed ones: give \
+                         the groups as labels instead"
+                    .into(),
+            });
+        }
+        match self.precision()? {
+            Precision::F32 => self.strata_in::<f32>(strata),
+            Precision::F64 => self.strata_in::<f64>(strata),
+        }
+    }
+
+    fn strata_in<A: ReadFloat>(&self, strata: &Strata) -> Result<(Calibration, Vec<Group>)> {
+        let reader = &self.reader;
+        let n = self.scores().n_images();
+        let slots: std::sync::Mutex<Vec<Option<Group>>> = std::sync::Mutex::new(vec![None; n]);
+        let (t, default) = (self.mask_threshold(), self.calibrator.spacing());
+        let slots_ref = &slots;
+        let cal = self
+            .calibrator
+            .calibrate_stream(reader.items(&self.images, move |r, i| {
+                let image = r.image::<A>(i)?;
+                let g = strata.stratum(image.scores(), t, image.spacing().unwrap_or(default))?;
+                if let Ok(mut v) = slots_ref.lock() {
+                    v[i] = Some(g);
+                }
+                Ok((image, r.mask(i)?))
+            }))
+            .map_err(|e| reader.blame(e, &self.images))?;
+        let slots = slots.into_inner().unwrap_or_default();
+        let groups = self.images.iter().map(|&i| slots.get(i).cloned().flatten()).collect::<Option<Vec<_>>>();
+        let groups = groups.ok_or_else(|| Error::Options { reason: "a stratum was not computed".into() })?;
+        Ok((cal, groups))
     }
 
     /// What risk control of `risk` keeps of the selected images (the outer

@@ -9,13 +9,18 @@ use ndarray::{ArrayD, ArrayRef, IxDyn};
 use crate::calibrate::Transformed;
 use crate::error::{Error, Result, Warning};
 use crate::groups::{Group, GroupedSets};
-use crate::image::{AsImage, Spacing};
+use crate::image::{AsImage, Image, Spacing};
 use crate::io::{Precision, ReadFloat};
 use crate::sets::{ConfidenceSets, Sets};
 use crate::stream::{default_in_flight, stream, Load};
 use crate::transform::Transform;
 
 use super::source::Reader;
+
+/// Which sets an image gets: from its position among the images predicted
+/// and, for raw scores, the image.
+type Pick<'s, A, TI, TO> =
+    dyn Fn(usize, Option<&Image<'static, A, IxDyn>>) -> Result<&'s ConfidenceSets<TI, TO>> + Sync + 's;
 
 /// One image's prediction, as the sink receives it.
 #[derive(Debug)]
@@ -96,10 +101,9 @@ impl Reader {
         TO: Transform + Sync,
         K: FnMut(usize, Prediction) -> Result<()>,
     {
-        let pick = |_: usize| Ok(sets);
         match self.scores.precision()? {
-            Precision::F32 => self.predict_in::<f32, _, _, _>(&pick, images, keep_scores, sink),
-            Precision::F64 => self.predict_in::<f64, _, _, _>(&pick, images, keep_scores, sink),
+            Precision::F32 => self.predict_in::<f32, _, _, _>(&|_, _| Ok(sets), images, keep_scores, sink),
+            Precision::F64 => self.predict_in::<f64, _, _, _>(&|_, _| Ok(sets), images, keep_scores, sink),
         }
     }
 
@@ -142,16 +146,67 @@ impl Reader {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let pick = |pos: usize| Ok(picked[pos]);
         match self.scores.precision()? {
-            Precision::F32 => self.predict_in::<f32, _, _, _>(&pick, images, keep_scores, sink),
-            Precision::F64 => self.predict_in::<f64, _, _, _>(&pick, images, keep_scores, sink),
+            Precision::F32 => {
+                self.predict_in::<f32, _, _, _>(&|pos, _| Ok(picked[pos]), images, keep_scores, sink)
+            }
+            Precision::F64 => {
+                self.predict_in::<f64, _, _, _>(&|pos, _| Ok(picked[pos]), images, keep_scores, sink)
+            }
+        }
+    }
+
+    /// [`Reader::predict`] with sets fitted per stratum of the predictions
+    /// ([`GroupedSets::strata`]): each image's stratum is recomputed from
+    /// its scores as the calibration computed it, and its sets are that
+    /// stratum's.
+    ///
+    /// # Errors
+    /// [`Error::Options`] if the sets were not fitted per stratum, or for
+    /// already transformed scores; [`Error::UnknownGroup`] for an image in a
+    /// stratum the calibration had no image of; as [`Reader::predict`].
+    pub fn predict_strata<TI, TO, K>(
+        self: &Arc<Self>,
+        sets: &GroupedSets<TI, TO>,
+        images: &[usize],
+        keep_scores: bool,
+        sink: K,
+    ) -> Result<Summary>
+    where
+        TI: Transform + Sync,
+        TO: Transform + Sync,
+        K: FnMut(usize, Prediction) -> Result<()>,
+    {
+        let Some(st) = sets.strata() else {
+            return Err(Error::Options {
+                reason: "these sets were fitted per group label, not per stratum".into(),
+            });
+        };
+        if self.scores.is_transformed() {
+            return Err(Error::Options {
+                reason: "strata are recomputed from raw scores: predict on raw scores".into(),
+            });
+        }
+        let default = sets.fits().next().map(|f| f.spacing().clone()).unwrap_or_else(Spacing::unit);
+        match self.scores.precision()? {
+            Precision::F32 => self.predict_in::<f32, _, _, _>(
+                &|pos, image| stratum_sets(sets, st, image, &default, images[pos]),
+                images,
+                keep_scores,
+                sink,
+            ),
+            Precision::F64 => self.predict_in::<f64, _, _, _>(
+                &|pos, image| stratum_sets(sets, st, image, &default, images[pos]),
+                images,
+                keep_scores,
+                sink,
+            ),
         }
     }
 
     fn predict_in<'s, A, TI, TO, K>(
         self: &Arc<Self>,
-        pick: &(dyn Fn(usize) -> Result<&'s ConfidenceSets<TI, TO>> + Sync),
+        pick: &Pick<'s, A, TI, TO>,
         images: &[usize],
         keep: bool,
         mut sink: K,
@@ -175,7 +230,7 @@ impl Reader {
                 |i, item| {
                     let t = item.load()?;
                     let (fi, fo) = t.sides();
-                    let s = pick(i)?.predict_transformed(fi, fo).map_err(|e| e.in_image(i))?;
+                    let s = pick(i, None)?.predict_transformed(fi, fo).map_err(|e| e.in_image(i))?;
                     let scores = keep.then(|| match &t {
                         Transformed::Shared(a) | Transformed::Separate { inner: a, .. } => (to_f32(a), None),
                     });
@@ -189,7 +244,7 @@ impl Reader {
                 default_in_flight(),
                 |i, item| {
                     let image = item.load()?;
-                    let s = pick(i)?.predict(&image).map_err(|e| e.in_image(i))?;
+                    let s = pick(i, Some(&image))?.predict(&image).map_err(|e| e.in_image(i))?;
                     let scores = keep.then(|| (to_f32(image.scores()), image.spacing().cloned()));
                     Ok(Prediction { sets: s, scores })
                 },
@@ -199,4 +254,24 @@ impl Reader {
         result.map_err(|e| self.blame(e, images))?;
         Ok(summary)
     }
+}
+
+/// The sets of an image's stratum; `file` is its position in the files.
+fn stratum_sets<'s, A: ReadFloat, TI, TO>(
+    sets: &'s GroupedSets<TI, TO>,
+    st: &crate::groups::Stratification,
+    image: Option<&Image<'static, A, IxDyn>>,
+    default: &Spacing,
+    file: usize,
+) -> Result<&'s ConfidenceSets<TI, TO>> {
+    let Some(image) = image else {
+        return Err(Error::Options {
+            reason: "strata are recomputed from raw scores: predict on raw scores".into(),
+        });
+    };
+    let g = st.strata.stratum(image.scores(), st.mask_threshold, image.spacing().unwrap_or(default))?;
+    sets.sets(&g).map_err(|e| match e {
+        Error::UnknownGroup { group, known, .. } => Error::UnknownGroup { image: Some(file), group, known },
+        other => other,
+    })
 }

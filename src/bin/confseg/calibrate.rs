@@ -10,7 +10,7 @@ use confseg::pipeline::Fitted;
 use crate::cli::inputs::CalibrationInputs;
 use crate::cli::levels::LevelArgs;
 use crate::cli::report::{self, usage};
-use confseg::groups::SmallGroups;
+use confseg::groups::{SmallGroups, Stratification};
 
 /// Calibrate on masks and scores (raw with --inner/--outer transforms, or
 /// already transformed) at the given levels. Images stream through the
@@ -45,6 +45,11 @@ pub struct GroupArgs {
     /// manifest's group column does the same. `predict` then needs each new image's group.
     #[arg(long, value_name = "G.npy")]
     pub groups: Option<PathBuf>,
+    /// Calibrate per stratum of the predictions, by edges fixed before calibration:
+    /// predicted-volume=E1,E2,...[mm3] (voxels of scores > --mask-threshold, or mm3 with the
+    /// spacing) or max-score=E1,E2,...; `predict` recomputes each new image's stratum.
+    #[arg(long, value_name = "SPEC", conflicts_with = "groups")]
+    pub strata: Option<confseg::groups::Strata>,
     /// With groups: pool the groups too small for finite thresholds into one fit (their guarantee is
     /// then marginal over the pooled groups) instead of giving them infinite thresholds.
     #[arg(long)]
@@ -54,8 +59,8 @@ pub struct GroupArgs {
 /// Run `calibrate`.
 pub fn run(args: Args) -> Result<()> {
     if !args.inputs.structures.structures.is_empty() {
-        if args.groups.groups.is_some() || args.groups.pool_small_groups {
-            usage!("--groups and --pool-small-groups are for one structure, not --structure");
+        if args.groups.groups.is_some() || args.groups.strata.is_some() || args.groups.pool_small_groups {
+            usage!("--groups, --strata and --pool-small-groups are for one structure, not --structure");
         }
         return crate::cli::structures::calibrate(&args);
     }
@@ -72,9 +77,21 @@ pub fn run(args: Args) -> Result<()> {
             scores.n_images()
         );
     }
+    if let Some(strata) = &args.groups.strata {
+        if confseg::pipeline::image_groups(scores, None, &inputs.images)?.is_some() {
+            usage!("--strata: the manifest has a group column; give the groups one way");
+        }
+        let (calibration, groups) = inputs.statistics_with_strata(strata)?;
+        let st = Stratification { strata: strata.clone(), mask_threshold: inputs.mask_threshold() };
+        return grouped(&args, guarantee, &inputs, &request, (calibration, groups, Some(st)), &bar);
+    }
     let groups = confseg::pipeline::image_groups(scores, args.groups.groups.as_deref(), &inputs.images)?;
     if let Some(groups) = groups {
-        return grouped(&args, guarantee, &inputs, &request, &groups, &bar);
+        if !matches!(guarantee, Guarantee::Conformal(_)) {
+            usage!("groups calibrate the conformal modes (marginal, bonferroni, max), not risk control");
+        }
+        let calibration = inputs.statistics()?;
+        return grouped(&args, guarantee, &inputs, &request, (calibration, groups, None), &bar);
     }
     if args.groups.pool_small_groups {
         usage!("--pool-small-groups needs groups: --groups G.npy or a group column in the manifest");
@@ -129,16 +146,22 @@ fn grouped(
     guarantee: Guarantee,
     inputs: &confseg::pipeline::Inputs,
     request: &confseg::pipeline::Request,
-    groups: &[confseg::groups::Group],
+    // the statistics once (with the strata in the same pass); grouping partitions them
+    (calibration, groups, strata): (
+        confseg::Calibration,
+        Vec<confseg::groups::Group>,
+        Option<Stratification>,
+    ),
     bar: &indicatif::ProgressBar,
 ) -> Result<()> {
     let Guarantee::Conformal(mode) = guarantee else {
         usage!("groups calibrate the conformal modes (marginal, bonferroni, max), not risk control");
     };
     let policy = if args.groups.pool_small_groups { SmallGroups::Pool } else { SmallGroups::Infinite };
-    // the statistics once; grouping partitions them
-    let calibration = inputs.statistics()?;
-    let sets = inputs.calibrator.fit_groups(&calibration, groups, mode, policy)?;
+    let mut sets = inputs.calibrator.fit_groups(&calibration, &groups, mode, policy)?;
+    if let Some(st) = strata {
+        sets = sets.with_strata(st);
+    }
     bar.finish_and_clear();
     let mut record = inputs.record(request);
     record.source.groups.clone_from(&args.groups.groups);

@@ -270,6 +270,17 @@ pub fn run(args: Args) -> Result<()> {
     };
     let summary = match &file {
         Loaded::One(f) => reader.predict(&f.sets, &all, overlays.is_some(), &mut sink)?,
+        Loaded::Grouped(f) if f.sets.strata().is_some() => {
+            if args.groups.is_some() {
+                usage!(
+                    "{} was calibrated per stratum of the predictions ({}): each image's stratum is \
+                     recomputed, give no --groups",
+                    args.calibration.display(),
+                    f.sets.strata().map(|s| s.strata.to_string()).unwrap_or_default()
+                );
+            }
+            reader.predict_strata(&f.sets, &all, overlays.is_some(), &mut sink)?
+        }
         Loaded::Grouped(f) => {
             let Some(groups) = confseg::pipeline::image_groups(&source, args.groups.as_deref(), &all)? else {
                 let known: Vec<String> = f.sets.sizes().iter().map(|(g, _)| g.to_string()).collect();

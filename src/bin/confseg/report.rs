@@ -147,6 +147,13 @@ pub fn grouped_summary<TI: Transform, TO: Transform>(sets: &confseg::groups::Gro
         );
     }
     out += &format!("guarantee: {}\n", sets.guarantee_text());
+    if let Some(st) = sets.strata() {
+        out += &format!(
+            "groups: strata {} of the predictions (scores > {}), recomputed by predict\n",
+            st.strata,
+            number(st.mask_threshold)
+        );
+    }
     let line = |s: &ConfidenceSets<TI, TO>| {
         let t = s.thresholds();
         format!(
