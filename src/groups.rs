@@ -581,6 +581,41 @@ impl<TI, TO> GroupedSets<TI, TO> {
     }
 }
 
+impl<TI, TO> GroupedSets<TI, TO> {
+    /// [`GroupedSets::warnings`] with what each group's statistics show
+    /// ([`Calibration::warnings`]), for the `calibration` and `groups`
+    /// these sets were fitted from.
+    ///
+    /// # Errors
+    /// As [`Calibration::partition`].
+    pub fn calibration_warnings(&self, calibration: &Calibration, groups: &[Group]) -> Result<Vec<Warning>> {
+        let mut out = Vec::new();
+        let mut pooled = Calibration::new();
+        for (g, cal) in calibration.partition(groups)? {
+            if self.is_pooled(&g) {
+                pooled.merge(&cal)?;
+                continue;
+            }
+            if let Ok(sets) = self.sets(&g) {
+                out.extend(
+                    cal.warnings(sets)
+                        .into_iter()
+                        .map(|w| Warning::InGroup { group: format!("group {g}"), warning: Box::new(w) }),
+                );
+            }
+        }
+        if let Some(p) = &self.pooled {
+            let groups = list(p.groups.iter().map(|(g, _)| g));
+            out.push(Warning::PooledGroups { groups: groups.clone(), n: p.sets.n() });
+            out.extend(pooled.warnings(&p.sets).into_iter().map(|w| Warning::InGroup {
+                group: format!("pooled groups {groups}"),
+                warning: Box::new(w),
+            }));
+        }
+        Ok(out)
+    }
+}
+
 impl<TI: Transform, TO: Transform> GroupedSets<TI, TO> {
     /// The sets of a new image of `group`, with its group's thresholds.
     ///

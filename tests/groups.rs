@@ -300,3 +300,27 @@ fn strata_parse_display_and_bin_as_computed_independently() {
     assert_eq!(g.to_string(), "2: max score >= 8");
     assert!(max.stratum(&ndarray::array![f64::NAN, 1.0], 0.0, &Spacing::unit()).is_err());
 }
+
+#[test]
+fn calibration_warnings_are_named_by_group() {
+    use confseg::ImageStatistics;
+    // group 1: gamma far above tau, so the max-mode threshold (rank 19 of 20: 37) is above every tau
+    let cal: Calibration = (0..40)
+        .map(|i| {
+            let x = f64::from(i);
+            if i % 2 == 0 {
+                ImageStatistics { tau: x, gamma: x }
+            } else {
+                ImageStatistics { tau: -100.0 + x * 0.01, gamma: x }
+            }
+        })
+        .collect();
+    let groups: Vec<Group> = (0..40).map(|i| Group::from(i64::from(i % 2 == 1))).collect();
+    let c = Calibrator::new(Identity, Identity);
+    let sets = c.fit_groups(&cal, &groups, Mode::max(alpha(0.1)), SmallGroups::Infinite).unwrap();
+    let w: Vec<String> =
+        sets.calibration_warnings(&cal, &groups).unwrap().iter().map(ToString::to_string).collect();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].starts_with("group 1: mode max: lambda = 37 is above the inner statistic"), "{w:?}");
+    assert!(sets.warnings().is_empty());
+}

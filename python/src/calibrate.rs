@@ -604,7 +604,7 @@ impl PyCalibrator {
             let calibration = calibration.borrow();
             let policy = crate::groups::small_groups(pool_small_groups);
             let sets = self.cal.fit_groups(&calibration.cal, &labels, m, policy).py()?;
-            warn_all(py, &sets.warnings())?;
+            warn_all(py, &sets.calibration_warnings(&calibration.cal, &labels).py()?)?;
             return Ok(Bound::new(py, crate::groups::PyGroupedSets::new(sets))?.into_any());
         }
         let sets =

@@ -131,6 +131,40 @@ impl PyGroupedSets {
         self.sets.guarantee_text()
     }
 
+    /// The strata of the predictions the groups are (``"predicted-volume=500,5000"``,
+    /// ``"max-score=0.99"``), or ``None`` for groups given as labels.
+    #[getter]
+    fn strata(&self) -> Option<String> {
+        self.sets.strata().map(|s| s.strata.to_string())
+    }
+
+    /// The stratum of one image (its scores, after any class axis), as
+    /// the calibration computed it: for sets fitted per stratum.
+    /// ``spacing``: the image's own (for mm3 strata; default: the
+    /// calibration's default spacing).
+    #[pyo3(signature = (scores, spacing=None))]
+    fn stratum<'py>(
+        &self,
+        py: Python<'py>,
+        scores: &Bound<'py, PyAny>,
+        spacing: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let Some(st) = self.sets.strata() else {
+            return Err(crate::errors::value_error(
+                "these sets were fitted per group label, not per stratum: give the group",
+            ));
+        };
+        let spacing = match spacing {
+            Some(_) => crate::layout::one_spacing(spacing)?,
+            None => {
+                self.sets.fits().next().map(|f| f.spacing().clone()).unwrap_or_else(confseg::Spacing::unit)
+            }
+        };
+        let (s, _) = crate::arrays::scores(scores, "scores")?;
+        let g = crate::with_scores!(&s, sv => st.strata.stratum(&sv, st.mask_threshold, &spacing)).py()?;
+        group_py(py, &g)
+    }
+
     /// The ``ConfidenceSets`` of one group (the pooled fit for a pooled group).
     fn sets(&self, group: &Bound<'_, PyAny>) -> PyResult<PyConfidenceSets> {
         let g = group_arg(group, "group")?;
@@ -138,16 +172,27 @@ impl PyGroupedSets {
     }
 
     /// ``(inner, outer)`` of one image or a stack of images of one group,
-    /// with that group's thresholds (as ``ConfidenceSets.predict``).
-    #[pyo3(signature = (scores, group, spacing=None))]
+    /// with that group's thresholds (as ``ConfidenceSets.predict``). For
+    /// sets fitted per stratum, ``group=None`` recomputes one image's
+    /// stratum (``stratum``).
+    #[pyo3(signature = (scores, group=None, spacing=None))]
     fn predict<'py>(
         &self,
         py: Python<'py>,
         scores: &Bound<'py, PyAny>,
-        group: &Bound<'py, PyAny>,
+        group: Option<&Bound<'py, PyAny>>,
         spacing: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let sets = Bound::new(py, self.sets(group)?)?;
+        let group = match group {
+            Some(g) => g.clone(),
+            None if self.sets.strata().is_some() => self.stratum(py, scores, spacing)?,
+            None => {
+                return Err(crate::errors::value_error(
+                    "these sets were fitted per group: give the image's group",
+                ))
+            }
+        };
+        let sets = Bound::new(py, self.sets(&group)?)?;
         let kwargs = PyDict::new(py);
         kwargs.set_item("spacing", spacing)?;
         sets.call_method("predict", (scores,), Some(&kwargs))

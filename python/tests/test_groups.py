@@ -149,3 +149,28 @@ def test_readme_per_site_example_prints_what_the_readme_shows(tmp_path):
     # the noisy site: the pooled fit under-covers it, the per-site fit does not
     rows = {line.split()[0]: line.split() for line in done.stdout.splitlines()[2:]}
     assert float(rows["noisy"][3]) < 0.85 <= 0.88 <= float(rows["noisy"][4])
+
+
+def test_strata_files_of_the_cli_recompute_each_images_stratum(tmp_path, cli):
+    scores, masks = confseg.synthetic((10, 12), 80, seed=4, noise=2.0)
+    np.save(tmp_path / "S.npy", scores)
+    np.save(tmp_path / "M.npy", masks)
+    cli("calibrate", "--masks", tmp_path / "M.npy", "--scores", tmp_path / "S.npy", "--alpha", "0.2", "--mode", "max",
+        "--strata", "predicted-volume=10,20", "-o", tmp_path / "st.json")
+    sets = confseg.GroupedSets.from_json((tmp_path / "st.json").read_text())
+    assert sets.strata == "predicted-volume=10,20"
+    cli("predict", "--calibration", tmp_path / "st.json", "--scores", tmp_path / "S.npy",
+        "--inner-out", tmp_path / "I.npy", "--outer-out", tmp_path / "O.npy")
+    inner, outer = np.load(tmp_path / "I.npy"), np.load(tmp_path / "O.npy")
+    names = ["0: predicted volume < 10 vox", "1: predicted volume in [10, 20) vox", "2: predicted volume >= 20 vox"]
+    for i in range(80):
+        v = int((scores[i] > 0).sum())  # independently
+        expected = names[(v >= 10) + (v >= 20)]
+        assert sets.stratum(scores[i]) == expected
+        a, b = sets.predict(scores[i])
+        c, d = sets.predict(scores[i], expected)
+        assert (a == c).all() and (b == d).all()
+        assert (inner[i] == a).all() and (outer[i] == b).all(), i
+    labelled = confseg.Calibrator().fit(confseg.Calibrator().statistics(scores, masks), alpha=0.2, groups=[0] * 80)
+    with pytest.raises(ValueError, match="give the image's group"):
+        labelled.predict(scores[0])

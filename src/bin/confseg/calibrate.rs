@@ -187,6 +187,6 @@ fn grouped(
         }
     }
     report::warn(&inputs.warnings());
-    report::warn(&file.sets.warnings());
+    report::warn(&file.sets.calibration_warnings(&calibration, &groups)?);
     Ok(())
 }
