@@ -211,6 +211,13 @@ impl PyGroupedSets {
         Ok(PyGroupedSets { sets, record })
     }
 
+    /// Read a calibration file per group (the CLI's or ``save``'s).
+    #[classmethod]
+    fn load(_cls: &Bound<'_, PyType>, py: Python<'_>, path: std::path::PathBuf) -> PyResult<Self> {
+        let Fitted { sets, record } = py.detach(|| Fitted::<LibGrouped>::read(&path)).py()?;
+        Ok(PyGroupedSets { sets, record })
+    }
+
     /// Write the calibration file atomically.
     fn save(&self, py: Python<'_>, path: std::path::PathBuf) -> PyResult<()> {
         let fitted = self.fitted();

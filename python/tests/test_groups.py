@@ -158,7 +158,10 @@ def test_strata_files_of_the_cli_recompute_each_images_stratum(tmp_path, cli):
     cli("calibrate", "--masks", tmp_path / "M.npy", "--scores", tmp_path / "S.npy", "--alpha", "0.2", "--mode", "max",
         "--strata", "predicted-volume=10,20", "-o", tmp_path / "st.json")
     sets = confseg.GroupedSets.from_json((tmp_path / "st.json").read_text())
+    assert sets == confseg.GroupedSets.load(tmp_path / "st.json")
     assert sets.strata == "predicted-volume=10,20"
+    with pytest.raises(ValueError, match="it holds sets per group: read it with GroupedSets"):
+        confseg.ConfidenceSets.load(tmp_path / "st.json")
     cli("predict", "--calibration", tmp_path / "st.json", "--scores", tmp_path / "S.npy",
         "--inner-out", tmp_path / "I.npy", "--outer-out", tmp_path / "O.npy")
     inner, outer = np.load(tmp_path / "I.npy"), np.load(tmp_path / "O.npy")
