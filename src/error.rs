@@ -139,6 +139,21 @@ pub enum Error {
     /// No calibration images were observed.
     #[error("no calibration data: observe at least one (scores, mask) pair before fitting")]
     NoCalibrationData,
+    /// An image of a group the sets were not calibrated for.
+    #[error(
+        "{}group {} was not calibrated (known groups: {})",
+        image.map_or_else(String::new, |i| format!("image {i}: ")),
+        one_line(group),
+        one_line(known)
+    )]
+    UnknownGroup {
+        /// The image (its position in the files), when known.
+        image: Option<usize>,
+        /// The image's group.
+        group: String,
+        /// The groups of the calibration.
+        known: String,
+    },
     /// Voxel spacing that is not positive and finite, or has the wrong length.
     #[error("invalid voxel spacing {spacing:?} for a {ndim}-D image: {reason}")]
     InvalidSpacing {
@@ -420,6 +435,25 @@ pub enum Warning {
         /// The level.
         alpha: f64,
         /// Calibration images.
+        n: usize,
+    },
+    /// A warning about the fit of one group (or of the pooled groups).
+    #[error("{group}: {warning}")]
+    InGroup {
+        /// The group (`"group 3"`, or `"pooled groups 3, 5"` for the pooled fit).
+        group: String,
+        /// The warning.
+        warning: Box<Warning>,
+    },
+    /// Groups with too few images each, fitted together.
+    #[error(
+        "too few images in each of the groups {groups}: pooled into one fit (n = {n}); for them the \
+         guarantee holds only marginally over the pooled groups, not for each group"
+    )]
+    PooledGroups {
+        /// The pooled groups.
+        groups: String,
+        /// Their images.
         n: usize,
     },
     /// Every predicted image has an empty inner set.

@@ -73,6 +73,7 @@ pub mod error;
 pub mod evaluate;
 pub mod float;
 mod grid;
+pub mod groups;
 pub mod image;
 #[cfg(feature = "npy")]
 pub mod io;

@@ -90,8 +90,11 @@ class Calibrator:
         risk: Optional[str] = None,
         bound: Optional[str] = None,
         grid: Union[str, Tuple[float, float, float], None] = None,
-    ) -> ConfidenceSets:
-        """mode: "marginal", "bonferroni", "max" (a Calibration) or "risk-control"
+        groups: Optional[Sequence[GroupLabel]] = None,
+        pool_small_groups: bool = False,
+    ) -> Union[ConfidenceSets, GroupedSets]:
+        """With groups (one label per calibration image): thresholds per group, a GroupedSets.
+        mode: "marginal", "bonferroni", "max" (a Calibration) or "risk-control"
         (a RiskCalibration: risk="recall", E[|truth \\ outer| / |truth|] <= alpha, no
         inner set; risk="precision" with delta, E[|inner \\ truth| / |inner|] <= alpha).
         delta: training-conditional guarantee, with probability >= 1 - delta over
@@ -99,6 +102,41 @@ class Calibrator:
         "hoeffding-bentkus"). grid: "START:STOP:STEP" (risk control on a grid,
         MAPIE's choice; default exact search)."""
         ...
+
+#: A group label: an int or a name.
+GroupLabel = Union[int, str]
+
+class GroupedSets:
+    """Sets fitted per group: P(inner ⊆ truth ⊆ outer | group g) >= 1 - alpha for every group g."""
+
+    @property
+    def groups(self) -> List[GroupLabel]: ...
+    @property
+    def sizes(self) -> Dict[GroupLabel, int]: ...
+    @property
+    def thresholds(self) -> Dict[GroupLabel, Dict[str, float]]: ...
+    @property
+    def pooled(self) -> List[GroupLabel]: ...
+    @property
+    def small_groups(self) -> str: ...
+    @property
+    def guarantee(self) -> str: ...
+    @property
+    def strata(self) -> Optional[str]: ...
+    def stratum(self, scores: ArrayLike, spacing: Optional[Spacing] = None) -> GroupLabel: ...
+    def sets(self, group: GroupLabel) -> ConfidenceSets: ...
+    def predict(
+        self,
+        scores: Union[ArrayLike, Sequence[ArrayLike]],
+        group: Optional[GroupLabel] = None,
+        spacing: SpacingArg = None,
+    ) -> Tuple[Any, Any]: ...
+    def to_json(self) -> str: ...
+    @classmethod
+    def from_json(cls, text: str) -> "GroupedSets": ...
+    @classmethod
+    def load(cls, path: PathLike) -> "GroupedSets": ...
+    def save(self, path: PathLike) -> None: ...
 
 class RiskCalibration:
     """Per-voxel state of risk control: each image's scores on the risk's side."""

@@ -442,12 +442,20 @@ impl PyCalibrator {
     /// ``P(Binomial(n, 1 - alpha) <= k - 1) >= 1 - delta`` (exact binomial;
     /// each side at its own level). Warnings of the library are emitted
     /// as ``UserWarning``.
-    #[pyo3(signature = (calibration, alpha=None, mode="marginal", weights=None, alpha_inner=None, alpha_outer=None, delta=None, risk=None, bound=None, grid=None))]
+    ///
+    /// With ``groups`` (one label per calibration image, ``int`` or ``str``)
+    /// the thresholds are fitted per group and a ``GroupedSets`` is
+    /// returned: ``P(inner ⊆ truth ⊆ outer | group g) >= 1 - alpha`` for
+    /// every group with enough images; a smaller group gets infinite
+    /// thresholds, or with ``pool_small_groups=True`` one fit shared by
+    /// all small groups (for them the guarantee is marginal over the pooled
+    /// groups). The statistics are not recomputed: grouping partitions them.
+    #[pyo3(signature = (calibration, alpha=None, mode="marginal", weights=None, alpha_inner=None, alpha_outer=None, delta=None, risk=None, bound=None, grid=None, groups=None, pool_small_groups=false))]
     #[allow(clippy::too_many_arguments)]
-    fn fit(
+    fn fit<'py>(
         &self,
-        py: Python<'_>,
-        calibration: &Bound<'_, PyAny>,
+        py: Python<'py>,
+        calibration: &Bound<'py, PyAny>,
         alpha: Option<f64>,
         mode: &str,
         weights: Option<(f64, f64)>,
@@ -457,7 +465,14 @@ impl PyCalibrator {
         risk: Option<&str>,
         bound: Option<&str>,
         grid: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<PyConfidenceSets> {
+        groups: Option<&Bound<'_, PyAny>>,
+        pool_small_groups: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        if groups.is_none() && pool_small_groups {
+            return Err(value_error(
+                "pool_small_groups=True needs groups= (one label per calibration image)",
+            ));
+        }
         let state = calibration.cast::<PyRiskCalibration>().ok();
         let plain = calibration.cast::<PyCalibration>().ok();
         if state.is_none() && plain.is_none() {
@@ -468,6 +483,20 @@ impl PyCalibrator {
         let guarantee = levels_arg(alpha, mode, weights, alpha_inner, alpha_outer, delta, risk, bound, grid)?
             .guarantee()
             .py()?;
+        if let Some(groups) = groups {
+            let (Guarantee::Conformal(m), Some(calibration)) = (guarantee, &plain) else {
+                return Err(value_error(
+                    "groups= calibrates the conformal modes (marginal, bonferroni, max) from a Calibration, \
+                     not risk control",
+                ));
+            };
+            let labels = crate::groups::groups_arg(groups)?;
+            let calibration = calibration.borrow();
+            let policy = crate::groups::small_groups(pool_small_groups);
+            let sets = self.cal.fit_groups(&calibration.cal, &labels, m, policy).py()?;
+            warn_all(py, &sets.calibration_warnings(&calibration.cal, &labels).py()?)?;
+            return Ok(Bound::new(py, crate::groups::PyGroupedSets::new(sets))?.into_any());
+        }
         let sets =
             match (guarantee, state, plain) {
                 (Guarantee::RiskControl(level), Some(state), _) => {
@@ -494,7 +523,7 @@ impl PyCalibrator {
                     )))
                 }
             };
-        Ok(PyConfidenceSets::new(sets))
+        Ok(Bound::new(py, PyConfidenceSets::new(sets))?.into_any())
     }
 
     fn __repr__(&self) -> String {

@@ -10,6 +10,7 @@ mod calibrate;
 mod calibration;
 mod errors;
 mod functions;
+mod groups;
 mod io;
 mod layout;
 mod risk;
@@ -51,6 +52,7 @@ fn _confseg(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<calibration::PyCalibration>()?;
     m.add_class::<risk::PyRiskCalibration>()?;
     m.add_class::<sets::PyConfidenceSets>()?;
+    m.add_class::<groups::PyGroupedSets>()?;
     m.add_class::<structures::PyStructureCalibrator>()?;
     m.add_class::<structures::PyStructureCalibration>()?;
     m.add_class::<structures::PyStructureSets>()?;

@@ -51,7 +51,21 @@ impl PyConfidenceSets {
     }
 
     fn parse(text: &str) -> PyResult<Self> {
-        let Fitted { sets, record } = Fitted::<LibSets>::parse(text).py()?;
+        Self::parse_lib(text).py()
+    }
+
+    /// A calibration file of one fit; a file per group is refused, naming
+    /// the class that reads it.
+    fn parse_lib(text: &str) -> confseg::Result<Self> {
+        if confseg::pipeline::record::is_groups_file(text) {
+            return Err(confseg::Error::InvalidParameter {
+                name: "fitted file",
+                value: "JSON".into(),
+                reason: "it holds sets per group: read it with GroupedSets.from_json or GroupedSets.load"
+                    .into(),
+            });
+        }
+        let Fitted { sets, record } = Fitted::<LibSets>::parse(text)?;
         Ok(PyConfidenceSets { sets, record })
     }
 
@@ -517,8 +531,12 @@ impl PyConfidenceSets {
     /// at most 16 MiB.
     #[classmethod]
     fn load(_cls: &Bound<'_, PyType>, py: Python<'_>, path: std::path::PathBuf) -> PyResult<Self> {
-        let Fitted { sets, record } = py.detach(|| Fitted::<LibSets>::read(&path)).py()?;
-        Ok(PyConfidenceSets { sets, record })
+        let text = py
+            .detach(|| {
+                confseg::pipeline::record::read_text(&path, confseg::pipeline::record::MAX_FITTED_FILE_BYTES)
+            })
+            .py()?;
+        Self::parse(&text).map_err(|e| crate::errors::value_error(format!("{}: {e}", path.display())))
     }
 
     fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {

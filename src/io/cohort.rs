@@ -59,6 +59,9 @@ pub struct Subject {
     pub mask: Option<PathBuf>,
     /// The spacing given for this subject (manifest), overriding the file's.
     pub spacing: Option<Spacing>,
+    /// The subject's group label as the manifest's `group` column writes
+    /// it, for group-conditional calibration (`crate::groups` parses it).
+    pub group: Option<String>,
 }
 
 /// How file names become subject IDs: the suffix removed from score and
@@ -303,7 +306,7 @@ impl Cohort {
         let Some(masks) = masks else {
             let subjects = by_id(&score_list, &pairing.scores_suffix)?
                 .into_iter()
-                .map(|(id, scores)| Subject { id, scores, mask: None, spacing: None })
+                .map(|(id, scores)| Subject { id, scores, mask: None, spacing: None, group: None })
                 .collect();
             return Ok(Cohort { subjects });
         };
@@ -353,7 +356,7 @@ impl Cohort {
             .into_iter()
             .map(|(id, scores)| {
                 let mask = mask_files.remove(&id);
-                Subject { id, scores, mask, spacing: None }
+                Subject { id, scores, mask, spacing: None, group: None }
             })
             .collect();
         Ok(Cohort { subjects })
@@ -361,7 +364,9 @@ impl Cohort {
 
     /// Subjects listed in a CSV manifest with a header line naming the
     /// columns `id`, `scores`, `mask` (optional when `masks` is false) and
-    /// optionally `spacing` (e.g. `0.8 0.8 2.5`, or quoted `"0.8,0.8,2.5"`).
+    /// optionally `spacing` (e.g. `0.8 0.8 2.5`, or quoted `"0.8,0.8,2.5"`)
+    /// and `group` (an integer or a name per subject, for group-conditional
+    /// calibration).
     /// Relative paths are relative to the manifest's folder.
     ///
     /// # Errors
@@ -396,6 +401,7 @@ impl Cohort {
             return Err(bad(1, "no mask column (id,scores,mask[,spacing])".into()));
         }
         let spacing_col = column("spacing");
+        let group_col = column("group");
         let mut subjects: Vec<Subject> = Vec::new();
         let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
         for (k, record) in reader.records().enumerate() {
@@ -436,10 +442,14 @@ impl Cohort {
                     Some(Spacing::new(values).map_err(|e| bad(line, e.to_string()))?)
                 }
             };
+            let group = match group_col {
+                None => None,
+                Some(c) => Some(cell(c, "group (the group column needs a label on every line)")?.to_owned()),
+            };
             if let Some(first) = seen.insert(id.clone(), scores.clone()) {
                 return Err(Error::DuplicateSubject { id, first, second: scores });
             }
-            subjects.push(Subject { id, scores, mask, spacing });
+            subjects.push(Subject { id, scores, mask, spacing, group });
         }
         if subjects.is_empty() {
             return Err(bad(1, "no subjects listed".into()));

@@ -397,6 +397,51 @@ pub fn read_indices(path: impl AsRef<Path>, n_images: usize) -> Result<Vec<usize
     Ok(out)
 }
 
+/// Read one integer group label per image (a 1-D integer array of length
+/// `n_images`), for group-conditional calibration (`crate::groups`).
+///
+/// # Errors
+/// [`Error::File`] if the file is not a 1-D integer array; [`Error::InFile`]
+/// wrapping [`Error::InvalidParameter`] if its length is not `n_images`.
+pub fn read_groups(path: impl AsRef<Path>, n_images: usize) -> Result<Vec<i64>> {
+    let path = path.as_ref();
+    let info = inspect(path)?;
+    if info.shape.len() != 1 {
+        return Err(file_error(
+            path,
+            FileProblem::WrongShape {
+                shape: info.shape,
+                expected: "a 1-D array of one group label per image",
+            },
+        ));
+    }
+    if info.dtype.is_float() || info.dtype == Dtype::Bool {
+        return Err(file_error(
+            path,
+            FileProblem::UnsupportedDtype {
+                dtype: info.dtype.name().to_owned(),
+                expected: "group labels",
+                supported: INTEGERS,
+            },
+        ));
+    }
+    if info.shape[0] != n_images {
+        return Err(in_file(
+            path,
+            Error::InvalidParameter {
+                name: "groups",
+                value: format!("{} labels", info.shape[0]),
+                reason: format!(
+                    "the score files hold {n_images} images: one group label per image is needed"
+                ),
+            },
+        ));
+    }
+    // integers read exactly (a 64-bit value beyond 2^53 is refused by `read_array`)
+    #[allow(clippy::cast_possible_truncation)]
+    Ok(read_array(path, n_images)?.iter().map(|&x| x as i64).collect())
+}
+
 /// Write masks as a `uint8` `.npy` array of 0/1 (same shape), atomically.
 ///
 /// # Errors

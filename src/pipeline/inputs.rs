@@ -8,7 +8,8 @@ use std::sync::Arc;
 use crate::calibrate::{Calibration, Calibrator, RiskCalibration, Transformed};
 use crate::error::{Error, Result, Warning};
 use crate::evaluate::{Pool, Splits};
-use crate::image::Spacing;
+use crate::groups::{Group, Strata};
+use crate::image::{AsImage, Spacing};
 use crate::io::cohort::Cohort;
 use crate::io::{Labels, Precision, ReadFloat};
 use crate::quantile::Alpha;
@@ -45,6 +46,44 @@ impl Selection {
         }
         Ok(base.into_iter().filter(|&i| !excluded[i]).collect())
     }
+}
+
+/// The group of each image at `images` (positions in the files), for
+/// group-conditional calibration and prediction: from a file of one
+/// integer label per image of the files, or from the `group` column of a
+/// manifest; `None` when neither gives groups.
+///
+/// # Errors
+/// Both a file and a manifest column; as [`crate::io::read_groups`].
+pub fn image_groups(
+    scores: &ScoreSource,
+    file: Option<&std::path::Path>,
+    images: &[usize],
+) -> Result<Option<Vec<Group>>> {
+    let column = scores.cohort().filter(|c| c.subjects().iter().any(|s| s.group.is_some()));
+    let all: Vec<Group> = match (file, column) {
+        (Some(_), Some(_)) => {
+            return Err(Error::Options {
+                reason: "the manifest has a group column: give the groups there or in a file, not both"
+                    .into(),
+            })
+        }
+        (Some(path), None) => {
+            crate::io::read_groups(path, scores.n_images())?.into_iter().map(Group::Id).collect()
+        }
+        (None, Some(cohort)) => cohort
+            .subjects()
+            .iter()
+            .map(|s| {
+                let label = s.group.as_deref().unwrap_or_default();
+                label.parse::<Group>().map_err(|e| Error::Options {
+                    reason: format!("subject {}: group {label:?} in the manifest: {e}", s.id),
+                })
+            })
+            .collect::<Result<_>>()?,
+        (None, None) => return Ok(None),
+    };
+    Ok(Some(images.iter().filter_map(|&i| all.get(i).cloned()).collect()))
 }
 
 /// Where the voxel spacing of each image comes from.
@@ -353,6 +392,52 @@ impl Inputs {
                 .calibrate_stream(reader.items(&self.images, |r, i| Ok((r.image::<A>(i)?, r.mask(i)?))))
         };
         cal.map_err(|e| reader.blame(e, &self.images))
+    }
+
+    /// [`Inputs::statistics`] and each selected image's stratum under
+    /// `strata`, in one pass: every image is read once, whole, its stratum
+    /// computed from its scores (predicted mask `scores >`
+    /// [`Inputs::mask_threshold`], its own spacing else the default) and
+    /// its statistics from the same image.
+    ///
+    /// # Errors
+    /// As [`Inputs::statistics`]; [`Error::Options`] for already
+    /// transformed scores (strata are computed from raw scores).
+    pub fn statistics_with_strata(&self, strata: &Strata) -> Result<(Calibration, Vec<Group>)> {
+        if self.scores().is_transformed() {
+            return Err(Error::Options {
+                reason: "strata are computed from raw scores, not from already transformed ones: give \
+                         the groups as labels instead"
+                    .into(),
+            });
+        }
+        match self.precision()? {
+            Precision::F32 => self.strata_in::<f32>(strata),
+            Precision::F64 => self.strata_in::<f64>(strata),
+        }
+    }
+
+    fn strata_in<A: ReadFloat>(&self, strata: &Strata) -> Result<(Calibration, Vec<Group>)> {
+        let reader = &self.reader;
+        let n = self.scores().n_images();
+        let slots: std::sync::Mutex<Vec<Option<Group>>> = std::sync::Mutex::new(vec![None; n]);
+        let (t, default) = (self.mask_threshold(), self.calibrator.spacing());
+        let slots_ref = &slots;
+        let cal = self
+            .calibrator
+            .calibrate_stream(reader.items(&self.images, move |r, i| {
+                let image = r.image::<A>(i)?;
+                let g = strata.stratum(image.scores(), t, image.spacing().unwrap_or(default))?;
+                if let Ok(mut v) = slots_ref.lock() {
+                    v[i] = Some(g);
+                }
+                Ok((image, r.mask(i)?))
+            }))
+            .map_err(|e| reader.blame(e, &self.images))?;
+        let slots = slots.into_inner().unwrap_or_default();
+        let groups = self.images.iter().map(|&i| slots.get(i).cloned().flatten()).collect::<Option<Vec<_>>>();
+        let groups = groups.ok_or_else(|| Error::Options { reason: "a stratum was not computed".into() })?;
+        Ok((cal, groups))
     }
 
     /// What risk control of `risk` keeps of the selected images (the outer

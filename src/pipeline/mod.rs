@@ -40,7 +40,7 @@ pub mod predict;
 pub mod record;
 pub mod source;
 
-pub use inputs::{Inputs, Request, Selection, SpacingSource};
+pub use inputs::{image_groups, Inputs, Request, Selection, SpacingSource};
 pub use predict::{Extras, Prediction, SubjectTable, Summary};
 #[cfg(feature = "serde")]
 pub use record::{Fitted, InputKind, Record};

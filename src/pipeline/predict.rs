@@ -7,14 +7,20 @@ use std::sync::Arc;
 use ndarray::{ArrayD, ArrayRef, IxDyn};
 
 use crate::calibrate::Transformed;
-use crate::error::{Result, Warning};
-use crate::image::{AsImage, Spacing};
+use crate::error::{Error, Result, Warning};
+use crate::groups::{Group, GroupedSets};
+use crate::image::{AsImage, Image, Spacing};
 use crate::io::{Precision, ReadFloat};
 use crate::sets::{ConfidenceSets, Coverage, SetMeasures, Sets};
 use crate::stream::{default_in_flight, stream, Load};
 use crate::transform::Transform;
 
 use super::source::Reader;
+
+/// Which sets an image gets: from its position among the images predicted
+/// and, for raw scores, the image.
+type Pick<'s, A, TI, TO> =
+    dyn Fn(usize, Option<&Image<'static, A, IxDyn>>) -> Result<&'s ConfidenceSets<TI, TO>> + Sync + 's;
 
 /// What a prediction hands to the sink beyond the sets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -145,14 +151,111 @@ impl Reader {
         K: FnMut(usize, Prediction) -> Result<()>,
     {
         match self.scores.precision()? {
-            Precision::F32 => self.predict_in::<f32, _, _, _>(sets, images, extras, sink),
-            Precision::F64 => self.predict_in::<f64, _, _, _>(sets, images, extras, sink),
+            Precision::F32 => self.predict_in::<f32, _, _, _>(&|_, _| Ok(sets), images, extras, sink),
+            Precision::F64 => self.predict_in::<f64, _, _, _>(&|_, _| Ok(sets), images, extras, sink),
         }
     }
 
-    fn predict_in<A, TI, TO, K>(
+    /// [`Reader::predict`] with each image's sets those of its group:
+    /// `groups` holds one label per image of `images`. Every group is
+    /// checked before any image is read.
+    ///
+    /// # Errors
+    /// [`Error::UnknownGroup`] naming the
+    /// first image (its position in the files, and for per-subject files
+    /// the file) whose group was not calibrated; a label count other than
+    /// the images'; as [`Reader::predict`].
+    pub fn predict_grouped<TI, TO, K>(
         self: &Arc<Self>,
-        sets: &ConfidenceSets<TI, TO>,
+        sets: &GroupedSets<TI, TO>,
+        groups: &[Group],
+        images: &[usize],
+        extras: Extras,
+        sink: K,
+    ) -> Result<Summary>
+    where
+        TI: Transform + Sync,
+        TO: Transform + Sync,
+        K: FnMut(usize, Prediction) -> Result<()>,
+    {
+        crate::groups::check_labels(groups, images.len(), "the prediction")?;
+        let picked = images
+            .iter()
+            .zip(groups)
+            .map(|(&i, g)| {
+                sets.sets(g).map_err(|e| match e {
+                    Error::UnknownGroup { group, known, .. } => {
+                        let e = Error::UnknownGroup { image: Some(i), group, known };
+                        match self.scores.cohort() {
+                            Some(_) => Error::InFile { path: self.scores.path_of(i), error: Box::new(e) },
+                            None => e,
+                        }
+                    }
+                    other => other,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        match self.scores.precision()? {
+            Precision::F32 => {
+                self.predict_in::<f32, _, _, _>(&|pos, _| Ok(picked[pos]), images, extras, sink)
+            }
+            Precision::F64 => {
+                self.predict_in::<f64, _, _, _>(&|pos, _| Ok(picked[pos]), images, extras, sink)
+            }
+        }
+    }
+
+    /// [`Reader::predict`] with sets fitted per stratum of the predictions
+    /// ([`GroupedSets::strata`]): each image's stratum is recomputed from
+    /// its scores as the calibration computed it, and its sets are that
+    /// stratum's.
+    ///
+    /// # Errors
+    /// [`Error::Options`] if the sets were not fitted per stratum, or for
+    /// already transformed scores; [`Error::UnknownGroup`] for an image in a
+    /// stratum the calibration had no image of; as [`Reader::predict`].
+    pub fn predict_strata<TI, TO, K>(
+        self: &Arc<Self>,
+        sets: &GroupedSets<TI, TO>,
+        images: &[usize],
+        extras: Extras,
+        sink: K,
+    ) -> Result<Summary>
+    where
+        TI: Transform + Sync,
+        TO: Transform + Sync,
+        K: FnMut(usize, Prediction) -> Result<()>,
+    {
+        let Some(st) = sets.strata() else {
+            return Err(Error::Options {
+                reason: "these sets were fitted per group label, not per stratum".into(),
+            });
+        };
+        if self.scores.is_transformed() {
+            return Err(Error::Options {
+                reason: "strata are recomputed from raw scores: predict on raw scores".into(),
+            });
+        }
+        let default = sets.fits().next().map(|f| f.spacing().clone()).unwrap_or_else(Spacing::unit);
+        match self.scores.precision()? {
+            Precision::F32 => self.predict_in::<f32, _, _, _>(
+                &|pos, image| stratum_sets(sets, st, image, &default, images[pos]),
+                images,
+                extras,
+                sink,
+            ),
+            Precision::F64 => self.predict_in::<f64, _, _, _>(
+                &|pos, image| stratum_sets(sets, st, image, &default, images[pos]),
+                images,
+                extras,
+                sink,
+            ),
+        }
+    }
+
+    fn predict_in<'s, A, TI, TO, K>(
+        self: &Arc<Self>,
+        pick: &Pick<'s, A, TI, TO>,
         images: &[usize],
         extras: Extras,
         mut sink: K,
@@ -174,20 +277,20 @@ impl Reader {
         let to_f32 = |a: &ArrayRef<A, IxDyn>| a.mapv(|x| x.to_f32().unwrap_or(f32::NAN));
         let keep = extras.scores;
         // the image's own spacing, else the run's, else the sets'
-        let tolerances = sets.tolerances();
         let measure = |i: usize,
+                       fitted: &ConfidenceSets<TI, TO>,
                        s: &Sets<IxDyn>,
                        own: Option<&Spacing>|
          -> Result<(Option<SetMeasures>, Option<Coverage>)> {
             let run = self.spacings.as_ref().map(|sp| &sp[images[i]]);
-            let spacing = own.or(run).unwrap_or(sets.spacing());
+            let spacing = own.or(run).unwrap_or(fitted.spacing());
             let measures =
                 extras.measures.then(|| s.measures(spacing)).transpose().map_err(|e| e.in_image(i))?;
             let coverage = match &self.masks {
                 Some(_) => {
                     let truth = self.mask(images[i])?;
                     let voxel_volume: f64 = spacing.for_ndim(truth.ndim())?.iter().product();
-                    Some(s.events(&truth, &tolerances, voxel_volume).map_err(|e| e.in_image(i))?)
+                    Some(s.events(&truth, &fitted.tolerances(), voxel_volume).map_err(|e| e.in_image(i))?)
                 }
                 None => None,
             };
@@ -200,11 +303,12 @@ impl Reader {
                 |i, item| {
                     let t = item.load()?;
                     let (fi, fo) = t.sides();
-                    let s = sets.predict_transformed(fi, fo).map_err(|e| e.in_image(i))?;
+                    let fitted = pick(i, None)?;
+                    let s = fitted.predict_transformed(fi, fo).map_err(|e| e.in_image(i))?;
                     let scores = keep.then(|| match &t {
                         Transformed::Shared(a) | Transformed::Separate { inner: a, .. } => (to_f32(a), None),
                     });
-                    let (measures, coverage) = measure(i, &s, None)?;
+                    let (measures, coverage) = measure(i, fitted, &s, None)?;
                     Ok(Prediction { sets: s, measures, coverage, scores })
                 },
                 &mut counted,
@@ -215,9 +319,10 @@ impl Reader {
                 default_in_flight(),
                 |i, item| {
                     let image = item.load()?;
-                    let s = sets.predict(&image).map_err(|e| e.in_image(i))?;
+                    let fitted = pick(i, Some(&image))?;
+                    let s = fitted.predict(&image).map_err(|e| e.in_image(i))?;
                     let scores = keep.then(|| (to_f32(image.scores()), image.spacing().cloned()));
-                    let (measures, coverage) = measure(i, &s, image.spacing())?;
+                    let (measures, coverage) = measure(i, fitted, &s, image.spacing())?;
                     Ok(Prediction { sets: s, measures, coverage, scores })
                 },
                 &mut counted,
@@ -226,6 +331,26 @@ impl Reader {
         result.map_err(|e| self.blame(e, images))?;
         Ok(summary)
     }
+}
+
+/// The sets of an image's stratum; `file` is its position in the files.
+fn stratum_sets<'s, A: ReadFloat, TI, TO>(
+    sets: &'s GroupedSets<TI, TO>,
+    st: &crate::groups::Stratification,
+    image: Option<&Image<'static, A, IxDyn>>,
+    default: &Spacing,
+    file: usize,
+) -> Result<&'s ConfidenceSets<TI, TO>> {
+    let Some(image) = image else {
+        return Err(Error::Options {
+            reason: "strata are recomputed from raw scores: predict on raw scores".into(),
+        });
+    };
+    let g = st.strata.stratum(image.scores(), st.mask_threshold, image.spacing().unwrap_or(default))?;
+    sets.sets(&g).map_err(|e| match e {
+        Error::UnknownGroup { group, known, .. } => Error::UnknownGroup { image: Some(file), group, known },
+        other => other,
+    })
 }
 
 /// One row per image of a prediction run: the sets' volumes and band width

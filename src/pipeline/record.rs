@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, FileProblem, Result};
 use crate::float::Float;
+use crate::groups::GroupedSets;
 use crate::io::Labels;
 use crate::sets::{ConfidenceSets, StructureSets};
 use crate::transform::TwoClassSoftmax;
@@ -63,6 +64,10 @@ pub struct Source {
     /// Only the images listed in this index file were used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub indices: Option<PathBuf>,
+    /// The group labels of a group-conditional calibration (a file of one
+    /// label per image; absent for a manifest's group column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<PathBuf>,
     /// Number of images in the input files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub images_in_files: Option<usize>,
@@ -204,18 +209,20 @@ impl<S: Serialize + for<'de> Deserialize<'de>> Fitted<S> {
     }
 }
 
-/// A fitted file of either kind: one structure's sets or several
-/// structures' (the JSON of the latter has a `structures` key).
+/// A fitted file of any kind: one structure's sets, several structures'
+/// (the JSON has a `structures` key) or sets per group (a `groups` key).
 #[derive(Debug, Clone, PartialEq)]
 pub enum FittedFile {
     /// Sets of one structure (`calibrate` without structures).
     Sets(Box<Fitted<ConfidenceSets>>),
     /// Sets of several structures of a label map.
     Structures(Box<Fitted<StructureSets>>),
+    /// Sets per group or stratum ([`GroupedSets`]).
+    Groups(Box<Fitted<GroupedSets>>),
 }
 
 impl FittedFile {
-    /// Read a fitted file of either kind: a regular file of at most
+    /// Read a fitted file of any kind: a regular file of at most
     /// [`MAX_FITTED_FILE_BYTES`].
     ///
     /// # Errors
@@ -225,10 +232,20 @@ impl FittedFile {
         let in_file = |e| Error::InFile { path: path.to_path_buf(), error: Box::new(e) };
         if is_structures_file(&text) {
             Fitted::parse(&text).map(|f| FittedFile::Structures(Box::new(f))).map_err(in_file)
+        } else if is_groups_file(&text) {
+            Fitted::parse(&text).map(|f| FittedFile::Groups(Box::new(f))).map_err(in_file)
         } else {
             Fitted::parse(&text).map(|f| FittedFile::Sets(Box::new(f))).map_err(in_file)
         }
     }
+}
+
+/// Whether the JSON text is a fitted file of sets per group
+/// ([`crate::groups::GroupedSets`]).
+#[must_use]
+pub fn is_groups_file(text: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(text.strip_prefix('\u{feff}').unwrap_or(text))
+        .is_ok_and(|v| v.get("groups").is_some() && v.get("small_groups").is_some())
 }
 
 /// Whether the JSON text is a fitted file of several structures.

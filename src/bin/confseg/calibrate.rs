@@ -9,7 +9,8 @@ use confseg::pipeline::Fitted;
 
 use crate::cli::inputs::CalibrationInputs;
 use crate::cli::levels::LevelArgs;
-use crate::cli::report;
+use crate::cli::report::{self, usage};
+use confseg::groups::{SmallGroups, Stratification};
 
 /// Calibrate on masks and scores (raw with --inner/--outer transforms, or
 /// already transformed) at the given levels. Images stream through the
@@ -32,6 +33,27 @@ pub struct Args {
     /// to stdout and the summary to stderr.
     #[arg(short, long, value_name = "FILE.json")]
     pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub groups: GroupArgs,
+}
+
+/// Group-conditional calibration.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct GroupArgs {
+    /// Calibrate per group (site, scanner, ...): a 1-D integer .npy of one group label per image of the
+    /// score files. Thresholds are fitted per group, so the guarantee holds within each group. A
+    /// manifest's group column does the same. `predict` then needs each new image's group.
+    #[arg(long, value_name = "G.npy")]
+    pub groups: Option<PathBuf>,
+    /// Calibrate per stratum of the predictions, by edges fixed before calibration:
+    /// predicted-volume=E1,E2,...[mm3] (voxels of scores > --mask-threshold, or mm3 with the
+    /// spacing) or max-score=E1,E2,...; `predict` recomputes each new image's stratum.
+    #[arg(long, value_name = "SPEC", conflicts_with = "groups")]
+    pub strata: Option<confseg::groups::Strata>,
+    /// With groups: pool the groups too small for finite thresholds into one fit (their guarantee is
+    /// then marginal over the pooled groups) instead of giving them infinite thresholds.
+    #[arg(long)]
+    pub pool_small_groups: bool,
 }
 
 /// Run `calibrate`.
@@ -48,6 +70,25 @@ pub fn run(args: Args) -> Result<()> {
             "no calibration images: --indices/--exclude leave none of the {} images",
             scores.n_images()
         );
+    }
+    if let Some(strata) = &args.groups.strata {
+        if confseg::pipeline::image_groups(scores, None, &inputs.images)?.is_some() {
+            usage!("--strata: the manifest has a group column; give the groups one way");
+        }
+        let (calibration, groups) = inputs.statistics_with_strata(strata)?;
+        let st = Stratification { strata: strata.clone(), mask_threshold: inputs.mask_threshold() };
+        return grouped(&args, guarantee, &inputs, &request, (calibration, groups, Some(st)), &bar);
+    }
+    let groups = confseg::pipeline::image_groups(scores, args.groups.groups.as_deref(), &inputs.images)?;
+    if let Some(groups) = groups {
+        if !matches!(guarantee, Guarantee::Conformal(_)) {
+            usage!("groups calibrate the conformal modes (marginal, bonferroni, max), not risk control");
+        }
+        let calibration = inputs.statistics()?;
+        return grouped(&args, guarantee, &inputs, &request, (calibration, groups, None), &bar);
+    }
+    if args.groups.pool_small_groups {
+        usage!("--pool-small-groups needs groups: --groups G.npy or a group column in the manifest");
     }
     let (sets, calibration) = match guarantee {
         Guarantee::RiskControl(level) => {
@@ -73,7 +114,7 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         report::summary(&file.sets)
     };
-    summary += &report::provenance_lines(&file, scores.precision()?);
+    summary += &report::provenance_lines(&file.sets, &file.record, scores.precision()?);
     if inputs.reader.cohort_spacing && scores.cohort().is_some() {
         summary += "spacing: --spacing overrides the spacing in the files' headers\n";
     }
@@ -90,5 +131,56 @@ pub fn run(args: Args) -> Result<()> {
     }
     report::warn(&inputs.warnings());
     report::warn(&calibration.map_or_else(|| file.sets.warnings(), |c| c.warnings(&file.sets)));
+    Ok(())
+}
+
+/// Calibrate per group and write the file of sets per group.
+fn grouped(
+    args: &Args,
+    guarantee: Guarantee,
+    inputs: &confseg::pipeline::Inputs,
+    request: &confseg::pipeline::Request,
+    // the statistics once (with the strata in the same pass); grouping partitions them
+    (calibration, groups, strata): (
+        confseg::Calibration,
+        Vec<confseg::groups::Group>,
+        Option<Stratification>,
+    ),
+    bar: &indicatif::ProgressBar,
+) -> Result<()> {
+    let Guarantee::Conformal(mode) = guarantee else {
+        usage!("groups calibrate the conformal modes (marginal, bonferroni, max), not risk control");
+    };
+    let policy = if args.groups.pool_small_groups { SmallGroups::Pool } else { SmallGroups::Infinite };
+    let mut sets = inputs.calibrator.fit_groups(&calibration, &groups, mode, policy)?;
+    if let Some(st) = strata {
+        sets = sets.with_strata(st);
+    }
+    bar.finish_and_clear();
+    let mut record = inputs.record(request);
+    record.source.groups.clone_from(&args.groups.groups);
+    let file = Fitted { sets, record };
+    let scores = inputs.scores();
+    let mut summary = String::new();
+    if inputs.images.len() != scores.n_images() {
+        summary += &format!("images: {} of {} selected\n", inputs.images.len(), scores.n_images());
+    }
+    summary += &report::grouped_summary(&file.sets);
+    if let Some(first) = file.sets.fits().next() {
+        summary += &report::provenance_lines(first, &file.record, scores.precision()?);
+    }
+    match &args.output {
+        Some(path) => {
+            file.write(path)?;
+            report::out(&summary)?;
+            report::out(&format!("wrote {}\n", path.display()))?;
+        }
+        None => {
+            report::out(&file.to_json()?)?;
+            eprint!("{summary}");
+        }
+    }
+    report::warn(&inputs.warnings());
+    report::warn(&file.sets.calibration_warnings(&calibration, &groups)?);
     Ok(())
 }

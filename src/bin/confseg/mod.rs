@@ -76,7 +76,8 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Predict(args) => {
             predict::check_outputs(&args)?;
             match FittedFile::read(&args.calibration)? {
-                FittedFile::Sets(file) => predict::run(args, *file),
+                FittedFile::Sets(file) => predict::run(args, predict::Loaded::One(*file)),
+                FittedFile::Groups(file) => predict::run(args, predict::Loaded::Grouped(*file)),
                 FittedFile::Structures(file) => structures::predict(&args, &file),
             }
         }

@@ -4,9 +4,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use confseg::groups::GroupedSets;
 use confseg::io::{NpyWriter, Publication};
-use confseg::pipeline::{Extras, InputKind, Reader, SubjectTable};
-use confseg::Spacing;
+use confseg::pipeline::{Extras, Fitted, InputKind, Reader, SubjectTable};
+use confseg::{ConfidenceSets, Spacing};
 use ndarray::IxDyn;
 
 use crate::cli::calibration_file::CalibrationFile;
@@ -60,6 +61,34 @@ pub struct Args {
     pub summary: Option<PathBuf>,
     #[command(flatten)]
     pub overlay: crate::cli::figures::OverlayArgs,
+    /// For a calibration per group: one integer group label per image of the score files (a 1-D .npy),
+    /// unless a manifest's group column gives them. Each image gets its group's thresholds.
+    #[arg(long, value_name = "G.npy")]
+    pub groups: Option<PathBuf>,
+}
+
+/// A calibration file: of one fit, or of one fit per group.
+pub enum Loaded {
+    /// One fit for every image.
+    One(CalibrationFile),
+    /// A fit per group or stratum.
+    Grouped(Fitted<GroupedSets>),
+}
+
+impl Loaded {
+    fn record(&self) -> &confseg::pipeline::Record {
+        match self {
+            Loaded::One(f) => &f.record,
+            Loaded::Grouped(f) => &f.record,
+        }
+    }
+
+    fn ndim(&self) -> Option<usize> {
+        match self {
+            Loaded::One(f) => f.sets.ndim(),
+            Loaded::Grouped(f) => f.sets.fits().next().and_then(ConfidenceSets::ndim),
+        }
+    }
 }
 
 /// Where the sets go: two stacks, or two files per subject.
@@ -147,16 +176,19 @@ pub fn check_outputs(args: &Args) -> Result<()> {
     Ok(())
 }
 
-/// Run `predict` with fitted sets of one structure.
-pub fn run(args: Args, file: CalibrationFile) -> Result<()> {
-    if file.record.input == InputKind::Transformed && args.files.inner_scores.is_none() {
+/// Run `predict` with fitted sets of one structure (one fit, or one per group).
+pub fn run(args: Args, file: Loaded) -> Result<()> {
+    if matches!(file, Loaded::One(_)) && args.groups.is_some() {
+        usage!("--groups: {} was not calibrated per group", args.calibration.display());
+    }
+    if file.record().input == InputKind::Transformed && args.files.inner_scores.is_none() {
         usage!(
             "{} was calibrated on transformed scores: give --inner-scores and --outer-scores",
             args.calibration.display()
         );
     }
     let class_axis =
-        if args.files.inner_scores.is_none() { file.record.class_axis.map(|k| k as i64) } else { None };
+        if args.files.inner_scores.is_none() { file.record().class_axis.map(|k| k as i64) } else { None };
     let (source, masks) = args.files.open(args.truth.masks.as_deref(), class_axis)?;
     let subjects = source.cohort().is_some();
     if subjects && (args.inner_out.is_some() || args.outer_out.is_some()) {
@@ -168,7 +200,7 @@ pub fn run(args: Args, file: CalibrationFile) -> Result<()> {
         );
     }
     let ndim = source.ndim()?;
-    if let Some(nd) = file.sets.ndim() {
+    if let Some(nd) = file.ndim() {
         if nd != ndim {
             let shape: Vec<usize> = match source.stack_shape() {
                 Some(s) => std::iter::once(source.n_images()).chain(s).collect(),
@@ -231,7 +263,7 @@ pub fn run(args: Args, file: CalibrationFile) -> Result<()> {
     let mut run = Publication::new();
     let extras = Extras { scores: overlays.is_some(), measures: args.summary.is_some() };
     let mut table = SubjectTable::default();
-    let summary = reader.predict(&file.sets, &all, extras, |i, p| {
+    let mut sink = |i: usize, p: confseg::pipeline::Prediction| {
         if let Some(m) = p.measures {
             table.push(
                 source.cohort().map_or_else(|| i.to_string(), |c| c.subjects()[i].id.clone()),
@@ -244,7 +276,33 @@ pub fn run(args: Args, file: CalibrationFile) -> Result<()> {
             o.draw(i, scores, spacing.as_ref(), &p.sets, &mut run)?;
         }
         Ok(())
-    })?;
+    };
+    let summary = match &file {
+        Loaded::One(f) => reader.predict(&f.sets, &all, extras, &mut sink)?,
+        Loaded::Grouped(f) if f.sets.strata().is_some() => {
+            if args.groups.is_some() {
+                usage!(
+                    "{} was calibrated per stratum of the predictions ({}): each image's stratum is \
+                     recomputed, give no --groups",
+                    args.calibration.display(),
+                    f.sets.strata().map(|s| s.strata.to_string()).unwrap_or_default()
+                );
+            }
+            reader.predict_strata(&f.sets, &all, extras, &mut sink)?
+        }
+        Loaded::Grouped(f) => {
+            let Some(groups) = confseg::pipeline::image_groups(&source, args.groups.as_deref(), &all)? else {
+                let known: Vec<String> = f.sets.sizes().iter().map(|(g, _)| g.to_string()).collect();
+                usage!(
+                    "{} was calibrated per group (groups {}): give each image's group with --groups G.npy \
+                     or a group column in the manifest",
+                    args.calibration.display(),
+                    known.join(", ")
+                );
+            };
+            reader.predict_grouped(&f.sets, &groups, &all, extras, &mut sink)?
+        }
+    };
     bar.finish_and_clear();
     outputs.finish(&mut run)?;
     if let Some(path) = &args.summary {
@@ -280,12 +338,21 @@ pub fn run(args: Args, file: CalibrationFile) -> Result<()> {
         outln!("wrote volumes and band widths of {} images to {}", n, path.display());
     }
     if let Some(lines) = summary.coverage_lines() {
-        outln!("against the true masks ({}):", file.sets.guarantee());
+        let guarantee = match &file {
+            Loaded::One(f) => f.sets.guarantee().to_string(),
+            Loaded::Grouped(f) => f.sets.guarantee_text(),
+        };
+        outln!("against the true masks ({guarantee}):");
         for line in lines {
             outln!("  {line}");
         }
     }
-    report::warn(&file.sets.warnings());
-    report::warn(&summary.warnings(&file.sets));
+    match &file {
+        Loaded::One(f) => {
+            report::warn(&f.sets.warnings());
+            report::warn(&summary.warnings(&f.sets));
+        }
+        Loaded::Grouped(f) => report::warn(&f.sets.warnings()),
+    }
     Ok(())
 }

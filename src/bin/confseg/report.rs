@@ -132,13 +132,57 @@ pub fn summary_with<TI, TO>(sets: &ConfidenceSets<TI, TO>, f_inner: &str, f_oute
     out
 }
 
+/// The human summary of sets fitted per group: the guarantee, then one
+/// line per group with its size and thresholds.
+pub fn grouped_summary<TI: Transform, TO: Transform>(sets: &confseg::groups::GroupedSets<TI, TO>) -> String {
+    let sizes = sets.sizes();
+    let n: usize = sizes.iter().map(|(_, n)| n).sum();
+    let mut out = format!("calibration images: n = {n} in {} groups\n", sizes.len());
+    if let Some(first) = sets.fits().next() {
+        out += &format!("mode: {}\n", first.guarantee().levels());
+        out += &format!(
+            "f_I = {}, f_O = {}\n",
+            first.inner_transform().describe(),
+            first.outer_transform().describe()
+        );
+    }
+    out += &format!("guarantee: {}\n", sets.guarantee_text());
+    if let Some(st) = sets.strata() {
+        out += &format!(
+            "groups: strata {} of the predictions (scores > {}), recomputed by predict\n",
+            st.strata,
+            number(st.mask_threshold)
+        );
+    }
+    let line = |s: &ConfidenceSets<TI, TO>| {
+        let t = s.thresholds();
+        format!(
+            "lambda_I = {}, lambda_O = {}",
+            threshold_line(&t.inner, s.n()),
+            threshold_line(&t.outer, s.n())
+        )
+    };
+    for (g, n) in &sizes {
+        if sets.is_pooled(g) {
+            out += &format!("group {g}: n = {n}, pooled\n");
+        } else if let Ok(s) = sets.sets(g) {
+            out += &format!("group {g}: n = {n}, {}\n", line(s));
+        }
+    }
+    if let Some(p) = sets.pooled() {
+        let names: Vec<String> = p.groups.iter().map(|(g, _)| g.to_string()).collect();
+        out += &format!("pooled groups {}: n = {}, {}\n", names.join(", "), p.sets.n(), line(&p.sets));
+    }
+    out
+}
+
 /// Lines saying what the calibration computed with: image dimensionality,
 /// precision, spacing, labels.
-pub fn provenance_lines(
-    file: &crate::cli::calibration_file::CalibrationFile,
+pub fn provenance_lines<TI: Transform, TO: Transform>(
+    sets: &ConfidenceSets<TI, TO>,
+    record: &confseg::pipeline::Record,
     precision: confseg::io::Precision,
 ) -> String {
-    let sets = &file.sets;
     let mut out = String::new();
     if let Some(nd) = sets.ndim() {
         out += &format!("images: {nd}-D, computed in {}\n", precision.name());
@@ -146,15 +190,15 @@ pub fn provenance_lines(
     let spacing_matters = sets.inner_transform().uses_spacing() || sets.outer_transform().uses_spacing();
     if sets.per_image_spacing() {
         out += "spacing: each image's own";
-        if let Some(p) = &file.record.source.spacing_file {
+        if let Some(p) = &record.source.spacing_file {
             out += &format!(" (from {})", p.display());
         }
         out += "\n";
     } else if spacing_matters || !sets.spacing().is_unit() {
         out += &format!("spacing: {} for every image\n", sets.spacing());
     }
-    if let confseg::io::Labels::Select(_) = &file.record.labels {
-        out += &format!("structure: labels {} of the masks\n", file.record.labels);
+    if let confseg::io::Labels::Select(_) = &record.labels {
+        out += &format!("structure: labels {} of the masks\n", record.labels);
     }
     out
 }

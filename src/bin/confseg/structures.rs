@@ -182,6 +182,9 @@ impl Setup {
 /// # Errors
 /// As [`open`]; writing the file.
 pub fn calibrate(args: &crate::cli::calibrate::Args) -> Result<()> {
+    if args.groups.groups.is_some() || args.groups.strata.is_some() || args.groups.pool_small_groups {
+        usage!("--groups, --strata and --pool-small-groups are for one structure, not --structure");
+    }
     let setup = open(&args.inputs)?;
     if setup.images.is_empty() {
         anyhow::bail!("no calibration images selected");
