@@ -943,6 +943,8 @@ pub struct Validation {
 pub struct Progress {
     /// What is being done (`"splits"` or `"geometry"`).
     pub stage: &'static str,
+    /// What `done` and `total` count (`"splits"`, or `"sets"` measured).
+    pub unit: &'static str,
     /// Units done.
     pub done: usize,
     /// Units in total.
@@ -1165,7 +1167,7 @@ impl Validation {
                 }
             }
             done = (done + BATCH).min(total);
-            progress(Progress { stage: "splits", done, total });
+            progress(Progress { stage: "splits", unit: "splits", done, total });
         }
 
         // Geometry: distinct (image, field, op, threshold) over the geometry splits.
@@ -1201,7 +1203,7 @@ impl Validation {
                 v.dedup();
                 v
             };
-            progress(Progress { stage: "geometry", done: 0, total: key_list.len() });
+            progress(Progress { stage: "geometry", unit: "sets", done: 0, total: key_list.len() });
             let truth_geo: HashMap<usize, TruthGeometry> = images_needed
                 .iter()
                 .map(|&j| {
@@ -1256,7 +1258,12 @@ impl Validation {
                 };
                 Ok([physical, voxels])
             })?;
-            progress(Progress { stage: "geometry", done: key_list.len(), total: key_list.len() });
+            progress(Progress {
+                stage: "geometry",
+                unit: "sets",
+                done: key_list.len(),
+                total: key_list.len(),
+            });
             for (c, look) in lookups.iter().enumerate() {
                 let m = &mut results[c];
                 for &(j, ki, ko) in look {

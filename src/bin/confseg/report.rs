@@ -73,12 +73,23 @@ const PROGRESS_MIN_VOXELS: usize = 1 << 26;
 /// A progress bar over `images` images on stderr, shown only when stderr
 /// is a terminal and the work (`images * voxels_per_image`) is large.
 pub fn progress(what: &str, images: usize, voxels_per_image: usize) -> ProgressBar {
-    if !std::io::stderr().is_terminal() || images.saturating_mul(voxels_per_image) < PROGRESS_MIN_VOXELS {
+    progress_in(what, "images", images, voxels_per_image)
+}
+
+/// A progress bar over `n` units (`"images"`, `"splits"`, ...) of
+/// `work_per_unit` voxels each, as [`progress`].
+pub fn progress_in(what: &str, unit: &str, n: usize, work_per_unit: usize) -> ProgressBar {
+    if !std::io::stderr().is_terminal() || n.saturating_mul(work_per_unit) < PROGRESS_MIN_VOXELS {
         return ProgressBar::hidden();
     }
-    let style = ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} images ({eta} left)")
+    let style = ProgressStyle::with_template(&template(unit))
         .map_or_else(|_| ProgressStyle::default_bar(), |s| s.progress_chars("=> "));
-    ProgressBar::new(images as u64).with_style(style).with_message(what.to_owned())
+    ProgressBar::new(n as u64).with_style(style).with_message(what.to_owned())
+}
+
+/// The progress bar's template, counting `unit`.
+fn template(unit: &str) -> String {
+    format!("{{msg}} [{{bar:40}}] {{pos}}/{{len}} {unit} ({{eta}} left)")
 }
 
 /// A threshold as the JSON writes it: a number, `inf` or `-inf` (and `0`
@@ -217,4 +228,13 @@ pub fn tick(bar: &ProgressBar) -> confseg::pipeline::Tick {
         bar.inc(1);
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn progress_counts_its_unit() {
+        assert_eq!(super::template("splits"), "{msg} [{bar:40}] {pos}/{len} splits ({eta} left)");
+        assert!(indicatif::ProgressStyle::with_template(&super::template("sets")).is_ok());
+    }
 }

@@ -149,12 +149,12 @@ pub fn run(args: Args) -> Result<()> {
         .context("--record-splits")?;
     let voxels: usize = pool.max_voxels();
     let work_per_split = voxels * methods.len() * args.alpha.0.len() * 64;
-    let mut bar = report::progress("splits", args.repeats, work_per_split);
+    let mut bar = report::progress_in("splits", "splits", args.repeats, work_per_split);
     let mut stage = "splits";
     let reports = validation.run_with_progress(&pool, &methods, |p| {
         if p.stage != stage {
             bar.finish_and_clear();
-            bar = report::progress(p.stage, p.total, work_per_split);
+            bar = report::progress_in(p.stage, p.unit, p.total, work_per_split);
             stage = p.stage;
         }
         bar.set_position(p.done as u64);
