@@ -15,7 +15,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// A miscoverage level outside the open interval (0, 1).
-    #[error("{name} = {value} is outside (0, 1)")]
+    #[error("{name} = {} is outside (0, 1)", num(*value))]
     InvalidAlpha {
         /// Which level (`"alpha"`, `"alpha_inner"`, ...).
         name: &'static str,
@@ -23,7 +23,7 @@ pub enum Error {
         value: f64,
     },
     /// Bonferroni levels whose sum exceeds the joint level.
-    #[error("alpha_inner + alpha_outer = {inner} + {outer} exceeds the joint alpha {alpha}")]
+    #[error("alpha_inner + alpha_outer = {} + {} exceeds the joint alpha {}", num(*inner), num(*outer), num(*alpha))]
     SplitExceedsAlpha {
         /// The joint level.
         alpha: f64,
@@ -44,8 +44,9 @@ pub enum Error {
     },
     /// A mask value other than 0 or 1.
     #[error(
-        "mask{} holds {value} at voxel {index:?}; masks must be 0/1{}",
+        "mask{} holds {} at voxel {index:?}; masks must be 0/1{}",
         image_suffix(*.image),
+        num(*value),
         label_hint(*value)
     )]
     NonBinaryMask {
@@ -57,7 +58,7 @@ pub enum Error {
         value: f64,
     },
     /// A label map value that is not an integer label.
-    #[error("label map{} holds {value} at voxel {index:?}; labels must be integers", image_suffix(*.image))]
+    #[error("label map{} holds {} at voxel {index:?}; labels must be integers", image_suffix(*.image), num(*value))]
     InvalidLabel {
         /// Index of the image, when known.
         image: Option<usize>,
@@ -243,6 +244,40 @@ pub enum Error {
         /// The problem, with image and voxel indices as stored in the file.
         error: Box<Error>,
     },
+    /// The computation was cancelled (see [`crate::cancel::Cancel`]), e.g.
+    /// by Ctrl-C; nothing was published.
+    #[error("interrupted")]
+    Interrupted,
+    /// A buffer proportional to the input could not be allocated: the
+    /// memory (or the process's limit) is too small for this input.
+    #[error("out of memory: cannot allocate {} for {what}; process smaller images or batches", fmt_bytes(*bytes))]
+    OutOfMemory {
+        /// The bytes asked for.
+        bytes: u64,
+        /// What the buffer was for (`"the transformed scores"`, ...).
+        what: &'static str,
+    },
+}
+
+/// A byte count for messages: `2.4 GB`, `512 bytes`.
+fn fmt_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KB", "MB", "GB", "TB", "PB"];
+    if bytes < 1000 {
+        return format!("{bytes} bytes");
+    }
+    let mut x = bytes as f64;
+    let mut unit = "EB";
+    for u in UNITS {
+        x /= 1000.0;
+        if x < 1000.0 {
+            unit = u;
+            break;
+        }
+    }
+    if unit == "EB" {
+        x /= 1000.0;
+    }
+    format!("{x:.1} {unit}")
 }
 
 /// Level options that do not fit together: the facts of an
@@ -442,6 +477,17 @@ pub enum Warning {
         /// `lambda_O`.
         lambda: f64,
     },
+}
+
+/// A number for a message: as Rust prints it, unless that is long (`1e300`
+/// is not written with 300 digits).
+pub(crate) fn num(x: f64) -> String {
+    let s = x.to_string();
+    if s.len() > 20 {
+        format!("{x:e}")
+    } else {
+        s
+    }
 }
 
 /// `100 x` with at most 4 decimals, trailing zeros dropped.
@@ -691,6 +737,11 @@ impl std::fmt::Display for FileProblem {
 /// A user-given string made safe to quote in a one-line message: control
 /// characters escaped, at most 80 characters.
 pub(crate) fn one_line(s: &str) -> String {
+    if s.len() > 20 {
+        if let Ok(x) = s.trim().parse::<f64>() {
+            return num(x);
+        }
+    }
     let escaped = escape(s);
     if escaped.chars().count() > 80 {
         let mut t: String = escaped.chars().take(77).collect();
@@ -787,6 +838,20 @@ mod tests {
         assert!(e(2.0).contains("--labels 1,2"), "{}", e(2.0));
         assert!(e(0.5).ends_with("masks must be 0/1"), "{}", e(0.5));
         assert!(e(-1.0).ends_with("masks must be 0/1"), "{}", e(-1.0));
+    }
+
+    #[test]
+    fn huge_numbers_are_short_in_messages() {
+        let e = Error::InvalidAlpha { name: "alpha", value: 1e300 };
+        assert_eq!(e.to_string(), "alpha = 1e300 is outside (0, 1)");
+        let e = Error::NonBinaryMask { image: None, index: vec![0], value: -1e-300 };
+        assert!(e.to_string().starts_with("mask holds -1e-300 at voxel [0]"), "{e}");
+        let e = Error::InvalidParameter { name: "delta", value: 1e300.to_string(), reason: "r".into() };
+        assert_eq!(e.to_string(), "invalid delta = 1e300: r");
+        assert_eq!(
+            Error::InvalidAlpha { name: "alpha", value: 1.5 }.to_string(),
+            "alpha = 1.5 is outside (0, 1)"
+        );
     }
 
     #[test]

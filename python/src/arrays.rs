@@ -45,6 +45,14 @@ fn dtype_name(arr: &Bound<'_, PyAny>) -> String {
     arr.getattr("dtype").and_then(|d| d.str()).map(|s| s.to_string()).unwrap_or_else(|_| "?".into())
 }
 
+/// Refuse an array whose shape claims more values than any input may hold
+/// (a broadcast view of `10^10` voxels), before it is copied or read.
+fn check_size(arr: &Bound<'_, PyAny>, what: &str) -> PyResult<()> {
+    use crate::errors::IntoPy;
+    let shape: Vec<usize> = arr.getattr("shape")?.extract()?;
+    confseg::alloc::check_elements(what, &shape).map(drop).py()
+}
+
 /// The float type scores are computed in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScoreType {
@@ -54,6 +62,7 @@ pub enum ScoreType {
 
 /// The float type that holds an array's values exactly (see the module docs).
 pub fn score_type(arr: &Bound<'_, PyAny>, what: &str) -> PyResult<ScoreType> {
+    check_size(arr, what)?;
     Ok(match dtype_of(arr)? {
         ('f', 8) => ScoreType::F64,
         ('f', 4 | 2) | ('b', _) | ('i' | 'u', 1 | 2) => ScoreType::F32,
@@ -131,6 +140,7 @@ pub enum MaskType {
 }
 
 pub fn mask_type(arr: &Bound<'_, PyAny>, what: &str) -> PyResult<MaskType> {
+    check_size(arr, what)?;
     Ok(match dtype_of(arr)? {
         ('b', _) | ('u', 1) => MaskType::U8,
         ('i' | 'u' | 'f', _) => MaskType::F64,
@@ -312,7 +322,7 @@ pub fn labelled<J: PerImage>(
     if is_sequence_of_images(scores) {
         let s = score_list(scores, names.0)?;
         let m = mask_list(masks, names.1)?;
-        crate::with_score_list!(&s, sv => crate::with_mask_list!(&m, mv => py.detach(|| job.lists(&sv, &mv, sp))))
+        crate::with_score_list!(&s, sv => crate::with_mask_list!(&m, mv => crate::interrupt::detach(py, || job.lists(&sv, &mv, sp))))
             .py()
     } else {
         let (s, _) = self::scores(scores, names.0)?;
@@ -321,7 +331,7 @@ pub fn labelled<J: PerImage>(
             SpacingArg::PerImage(_) => Layout::Stack,
             _ => layout_of(s.ndim(), sp.ndim().or(image_ndim))?,
         };
-        crate::with_scores!(&s, sv => crate::with_masks!(&m, mv => py.detach(|| job.views(sv, mv, lay, sp))))
+        crate::with_scores!(&s, sv => crate::with_masks!(&m, mv => crate::interrupt::detach(py, || job.views(sv, mv, lay, sp))))
             .py()
     }
 }

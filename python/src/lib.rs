@@ -8,6 +8,7 @@ mod arrays;
 mod calibrate;
 mod errors;
 mod functions;
+mod interrupt;
 mod io;
 mod layout;
 mod risk;

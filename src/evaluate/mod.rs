@@ -1081,13 +1081,16 @@ impl Validation {
         // so the reports do not depend on the number of threads.
         let mut draws = self.splits.iter(pool.len())?;
         let mut done = 0;
+        let cancel = crate::cancel::Current::get();
         while done < total {
+            cancel.check()?;
             let batch: Vec<(Vec<usize>, Vec<usize>)> = draws.by_ref().take(BATCH).collect();
             if batch.is_empty() {
                 break;
             }
             let any_conformal = prepared.iter().any(baselines::Prepared::is_conformal);
             let thresholds = map_images(batch.len(), |r| {
+                cancel.check()?;
                 let cal = &batch[r].0;
                 let sorted = if any_conformal { baselines::SortedStatistics::new(pool, cal) } else { None };
                 (0..cells)
