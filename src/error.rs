@@ -69,7 +69,7 @@ pub enum Error {
     },
     /// An image with no voxels (a zero-length axis): it has no statistics
     /// and no sets.
-    #[error("image{} of shape {shape:?} has no voxels", image_suffix(*.image))]
+    #[error("image{} of shape {shape:?} has no voxels", image.map_or_else(String::new, |i| format!(" {i}")))]
     EmptyImage {
         /// Index of the image, when known.
         image: Option<usize>,
@@ -111,6 +111,17 @@ pub enum Error {
         /// Index of the image, when known.
         image: Option<usize>,
         /// Multi-index of the first NaN voxel.
+        index: Vec<usize>,
+    },
+    /// An infinite score where a transform needs finite ones (Gaussian
+    /// smoothing).
+    #[error("infinite score{} at voxel {index:?}: {transform} needs finite scores", image_suffix(*.image))]
+    InfiniteScore {
+        /// The transform.
+        transform: &'static str,
+        /// Index of the image, when known.
+        image: Option<usize>,
+        /// Multi-index of the first infinite voxel.
         index: Vec<usize>,
     },
     /// Sets calibrated with each image's own spacing were given an image
@@ -370,13 +381,15 @@ pub enum LevelsError {
 pub enum Warning {
     /// Too few calibration images for a finite threshold at this level.
     #[error(
-        "only n = {n} calibration images; alpha_{side} = {alpha} needs at least {needed} for a finite \
+        "only n = {n} calibration images; alpha_{side} = {alpha_text} needs at least {needed} for a finite \
          threshold, so lambda_{side_letter} = inf and {consequence} (valid but uninformative){fix}",
+        alpha_text = num(*alpha),
         side_letter = if *side == "inner" { "I" } else { "O" },
         consequence = consequence(side),
         fix = smallest_alpha.map_or_else(String::new, |a| format!(
-            "; with {n} images, alpha_{side} >= {a} is finite: raise alpha, give this side more of it \
-             (weights), or use mode max (one threshold at the whole alpha)"
+            "; with {n} images, alpha_{side} >= {} is finite: raise alpha, give this side more of it \
+             (weights), or use mode max (one threshold at the whole alpha)",
+            num(a)
         ))
     )]
     TooFewImages {
@@ -422,7 +435,9 @@ pub enum Warning {
     #[error(
         "mode max: lambda = {lambda} is above the inner statistic of every calibration image (largest {max_tau}): \
          f_I and f_O are on different scales, so the inner set is empty unless f_I exceeds {lambda}; \
-         consider a Bonferroni split"
+         consider a Bonferroni split",
+        lambda = num(*lambda),
+        max_tau = num(*max_tau)
     )]
     MaxModeScales {
         /// The joint threshold.
@@ -445,8 +460,9 @@ pub enum Warning {
     /// images for one: even the trivial end of the search (or the grid's
     /// first value) has a bound at or above `alpha`.
     #[error(
-        "risk control certified no threshold at alpha = {alpha} with n = {n} calibration images, so {} \
+        "risk control certified no threshold at alpha = {} with n = {n} calibration images, so {} \
          (valid but uninformative): the calibration losses are too high for the bound at this level",
+        num(*alpha),
         consequence(side)
     )]
     RiskNotCertified {
@@ -459,7 +475,8 @@ pub enum Warning {
     },
     /// Every predicted image has an empty inner set.
     #[error(
-        "the inner set is empty for all {images} images: lambda_I = {lambda} is above every inner score"
+        "the inner set is empty for all {images} images: lambda_I = {} is above every inner score",
+        num(*lambda)
     )]
     InnerAlwaysEmpty {
         /// The images predicted.
@@ -469,7 +486,8 @@ pub enum Warning {
     },
     /// Every predicted image's outer set is the whole image.
     #[error(
-        "the outer set is the whole image for all {images} images: lambda_O = {lambda} covers every voxel"
+        "the outer set is the whole image for all {images} images: lambda_O = {} covers every voxel",
+        num(*lambda)
     )]
     OuterAlwaysEverything {
         /// The images predicted.
@@ -804,6 +822,7 @@ impl Error {
             | Error::ShapeMismatch { image, .. }
             | Error::DimensionMismatch { image, .. }
             | Error::TransformNan { image, .. }
+            | Error::InfiniteScore { image, .. }
             | Error::SpacingRequired { image, .. } => Some(image),
             _ => None,
         }
@@ -852,6 +871,16 @@ mod tests {
             Error::InvalidAlpha { name: "alpha", value: 1.5 }.to_string(),
             "alpha = 1.5 is outside (0, 1)"
         );
+        let w = Warning::TooFewImages {
+            side: "inner",
+            alpha: 1e-300,
+            n: 1,
+            needed: 7,
+            smallest_alpha: Some(0.5),
+        };
+        assert!(w.to_string().contains("alpha_inner = 1e-300 needs at least 7"), "{w}");
+        let w = Warning::InnerAlwaysEmpty { images: 2, lambda: 1e300 };
+        assert!(w.to_string().contains("lambda_I = 1e300 is above"), "{w}");
     }
 
     #[test]

@@ -726,7 +726,7 @@ impl PyCalibration {
     #[classmethod]
     fn from_json(_cls: &Bound<'_, PyType>, text: &str) -> PyResult<PyCalibration> {
         let cal = serde_json::from_str(text).map_err(|e| {
-            value_error(format!("not a valid confseg calibration state: {}", one_line(&e.to_string())))
+            value_error(format!("not a valid confseg calibration state: {}", crate::escaped(&e.to_string())))
         })?;
         Ok(PyCalibration { cal })
     }

@@ -32,6 +32,12 @@ pub(crate) fn one_line(s: &str) -> String {
     }
 }
 
+/// A library or JSON message with its control characters escaped (one
+/// line), not shortened.
+pub(crate) fn escaped(s: &str) -> String {
+    s.chars().flat_map(|c| if c.is_control() { c.escape_debug().collect() } else { vec![c] }).collect()
+}
+
 /// `(a, b, c)` as Python prints a tuple of floats.
 pub(crate) fn tuple_repr(v: &[f64]) -> String {
     let parts: Vec<String> = v.iter().map(|x| format!("{x:?}")).collect();

@@ -391,7 +391,7 @@ impl PyStructureCalibration {
         let cal = serde_json::from_str(text).map_err(|e| {
             value_error(format!(
                 "not a valid confseg structure calibration state: {}",
-                one_line(&e.to_string())
+                crate::escaped(&e.to_string())
             ))
         })?;
         Ok(PyStructureCalibration { cal })

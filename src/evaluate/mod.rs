@@ -358,6 +358,7 @@ impl Pool {
     {
         check_threshold(mask_threshold)?;
         check_shape("scores stack vs masks stack", masks, scores)?;
+        crate::image::check_stack("scores stack", scores.ndim())?;
         let ndim = scores.ndim().saturating_sub(1);
         let images = for_each_image(scores.len_of(Axis(0)), |i| {
             let s = scores.index_axis(Axis(0), i);
@@ -434,6 +435,7 @@ impl Pool {
         check_threshold(mask_threshold)?;
         check_shape("inner scores stack vs masks stack", masks, inner)?;
         check_shape("outer scores stack vs masks stack", masks, outer)?;
+        crate::image::check_stack("inner scores stack", inner.ndim())?;
         let ndim = inner.ndim().saturating_sub(1);
         calibrator.spacing().for_ndim(ndim)?;
         let images = for_each_image(inner.len_of(Axis(0)), |i| {
