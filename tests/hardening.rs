@@ -286,5 +286,16 @@ fn errors_name_the_file_and_print_short_numbers() {
     assert!(e.contains("none.npy") && e.contains("lists no image index"), "{e}");
     let e = fail(&[&base[..], &["--exclude", s(&all)]].concat(), 1);
     assert!(e.contains("all.npy") && e.contains("excludes all 6 selected images"), "{e}");
+    // a calibration file whose class_axis does not fit the scores names the file and the field
+    let good = dir.path().join("good.json");
+    ok(&["calibrate", "--scores", s(&mp), "--masks", s(&mp), "--alpha", "0.1", "-o", s(&good)]);
+    let text = std::fs::read_to_string(&good).unwrap().replace("\"class_axis\": null", "\"class_axis\": 5");
+    let tampered = dir.path().join("tampered.json");
+    std::fs::write(&tampered, text).unwrap();
+    let inner = dir.path().join("inner.npy");
+    let e =
+        fail(&["predict", "--calibration", s(&tampered), "--scores", s(&mp), "--inner-out", s(&inner)], 1);
+    assert!(e.contains("tampered.json: field class_axis: class_axis 5 is outside"), "{e}");
+    assert!(!inner.exists());
     assert!(!out.exists());
 }
