@@ -297,5 +297,10 @@ fn errors_name_the_file_and_print_short_numbers() {
         fail(&["predict", "--calibration", s(&tampered), "--scores", s(&mp), "--inner-out", s(&inner)], 1);
     assert!(e.contains("tampered.json: field class_axis: class_axis 5 is outside"), "{e}");
     assert!(!inner.exists());
+    // a file name with a newline stays on one line, escaped
+    let odd = dir.path().join("two\nlines.json");
+    std::fs::copy(&tampered, &odd).unwrap();
+    let e = fail(&["predict", "--calibration", s(&odd), "--scores", s(&mp), "--inner-out", s(&inner)], 1);
+    assert!(e.contains("two\\nlines.json: field class_axis"), "{e}");
     assert!(!out.exists());
 }

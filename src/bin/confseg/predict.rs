@@ -160,7 +160,7 @@ pub fn run(args: Args) -> Result<()> {
         // the axis is the calibration file's: name the file and its field
         Err(e) if class_axis.is_some() && e.to_string().starts_with("class_axis") => anyhow::bail!(
             "{}: field class_axis: {e}; these scores do not have the layout it was calibrated on",
-            args.calibration.display().to_string().escape_debug()
+            args.calibration.display()
         ),
         r => r?,
     };
