@@ -15,7 +15,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// A miscoverage level outside the open interval (0, 1).
-    #[error("{name} = {value} is outside (0, 1)")]
+    #[error("{name} = {} is outside (0, 1)", num(*value))]
     InvalidAlpha {
         /// Which level (`"alpha"`, `"alpha_inner"`, ...).
         name: &'static str,
@@ -23,7 +23,7 @@ pub enum Error {
         value: f64,
     },
     /// Bonferroni levels whose sum exceeds the joint level.
-    #[error("alpha_inner + alpha_outer = {inner} + {outer} exceeds the joint alpha {alpha}")]
+    #[error("alpha_inner + alpha_outer = {} + {} exceeds the joint alpha {}", num(*inner), num(*outer), num(*alpha))]
     SplitExceedsAlpha {
         /// The joint level.
         alpha: f64,
@@ -44,8 +44,9 @@ pub enum Error {
     },
     /// A mask value other than 0 or 1.
     #[error(
-        "mask{} holds {value} at voxel {index:?}; masks must be 0/1{}",
+        "mask{} holds {} at voxel {index:?}; masks must be 0/1{}",
         image_suffix(*.image),
+        num(*value),
         label_hint(*value)
     )]
     NonBinaryMask {
@@ -57,7 +58,7 @@ pub enum Error {
         value: f64,
     },
     /// A label map value that is not an integer label.
-    #[error("label map{} holds {value} at voxel {index:?}; labels must be integers", image_suffix(*.image))]
+    #[error("label map{} holds {} at voxel {index:?}; labels must be integers", image_suffix(*.image), num(*value))]
     InvalidLabel {
         /// Index of the image, when known.
         image: Option<usize>,
@@ -68,7 +69,7 @@ pub enum Error {
     },
     /// An image with no voxels (a zero-length axis): it has no statistics
     /// and no sets.
-    #[error("image{} of shape {shape:?} has no voxels", image_suffix(*.image))]
+    #[error("image{} of shape {shape:?} has no voxels", image.map_or_else(String::new, |i| format!(" {i}")))]
     EmptyImage {
         /// Index of the image, when known.
         image: Option<usize>,
@@ -110,6 +111,17 @@ pub enum Error {
         /// Index of the image, when known.
         image: Option<usize>,
         /// Multi-index of the first NaN voxel.
+        index: Vec<usize>,
+    },
+    /// An infinite score where a transform needs finite ones (Gaussian
+    /// smoothing).
+    #[error("infinite score{} at voxel {index:?}: {transform} needs finite scores", image_suffix(*.image))]
+    InfiniteScore {
+        /// The transform.
+        transform: &'static str,
+        /// Index of the image, when known.
+        image: Option<usize>,
+        /// Multi-index of the first infinite voxel.
         index: Vec<usize>,
     },
     /// Sets calibrated with each image's own spacing were given an image
@@ -258,6 +270,40 @@ pub enum Error {
         /// The problem, with image and voxel indices as stored in the file.
         error: Box<Error>,
     },
+    /// The computation was cancelled (see [`crate::cancel::Cancel`]), e.g.
+    /// by Ctrl-C; nothing was published.
+    #[error("interrupted")]
+    Interrupted,
+    /// A buffer proportional to the input could not be allocated: the
+    /// memory (or the process's limit) is too small for this input.
+    #[error("out of memory: cannot allocate {} for {what}; process smaller images or batches", fmt_bytes(*bytes))]
+    OutOfMemory {
+        /// The bytes asked for.
+        bytes: u64,
+        /// What the buffer was for (`"the transformed scores"`, ...).
+        what: &'static str,
+    },
+}
+
+/// A byte count for messages: `2.4 GB`, `512 bytes`.
+fn fmt_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KB", "MB", "GB", "TB", "PB"];
+    if bytes < 1000 {
+        return format!("{bytes} bytes");
+    }
+    let mut x = bytes as f64;
+    let mut unit = "EB";
+    for u in UNITS {
+        x /= 1000.0;
+        if x < 1000.0 {
+            unit = u;
+            break;
+        }
+    }
+    if unit == "EB" {
+        x /= 1000.0;
+    }
+    format!("{x:.1} {unit}")
 }
 
 /// Level options that do not fit together: the facts of an
@@ -350,13 +396,15 @@ pub enum LevelsError {
 pub enum Warning {
     /// Too few calibration images for a finite threshold at this level.
     #[error(
-        "only n = {n} calibration images; alpha_{side} = {alpha} needs at least {needed} for a finite \
+        "only n = {n} calibration images; alpha_{side} = {alpha_text} needs at least {needed} for a finite \
          threshold, so lambda_{side_letter} = inf and {consequence} (valid but uninformative){fix}",
+        alpha_text = num(*alpha),
         side_letter = if *side == "inner" { "I" } else { "O" },
         consequence = consequence(side),
         fix = smallest_alpha.map_or_else(String::new, |a| format!(
-            "; with {n} images, alpha_{side} >= {a} is finite: raise alpha, give this side more of it \
-             (weights), or use mode max (one threshold at the whole alpha)"
+            "; with {n} images, alpha_{side} >= {} is finite: raise alpha, give this side more of it \
+             (weights), or use mode max (one threshold at the whole alpha)",
+            num(a)
         ))
     )]
     TooFewImages {
@@ -402,7 +450,9 @@ pub enum Warning {
     #[error(
         "mode max: lambda = {lambda} is above the inner statistic of every calibration image (largest {max_tau}): \
          f_I and f_O are on different scales, so the inner set is empty unless f_I exceeds {lambda}; \
-         consider a Bonferroni split"
+         consider a Bonferroni split",
+        lambda = num(*lambda),
+        max_tau = num(*max_tau)
     )]
     MaxModeScales {
         /// The joint threshold.
@@ -425,8 +475,9 @@ pub enum Warning {
     /// images for one: even the trivial end of the search (or the grid's
     /// first value) has a bound at or above `alpha`.
     #[error(
-        "risk control certified no threshold at alpha = {alpha} with n = {n} calibration images, so {} \
+        "risk control certified no threshold at alpha = {} with n = {n} calibration images, so {} \
          (valid but uninformative): the calibration losses are too high for the bound at this level",
+        num(*alpha),
         consequence(side)
     )]
     RiskNotCertified {
@@ -458,7 +509,8 @@ pub enum Warning {
     },
     /// Every predicted image has an empty inner set.
     #[error(
-        "the inner set is empty for all {images} images: lambda_I = {lambda} is above every inner score"
+        "the inner set is empty for all {images} images: lambda_I = {} is above every inner score",
+        num(*lambda)
     )]
     InnerAlwaysEmpty {
         /// The images predicted.
@@ -468,7 +520,8 @@ pub enum Warning {
     },
     /// Every predicted image's outer set is the whole image.
     #[error(
-        "the outer set is the whole image for all {images} images: lambda_O = {lambda} covers every voxel"
+        "the outer set is the whole image for all {images} images: lambda_O = {} covers every voxel",
+        num(*lambda)
     )]
     OuterAlwaysEverything {
         /// The images predicted.
@@ -476,6 +529,17 @@ pub enum Warning {
         /// `lambda_O`.
         lambda: f64,
     },
+}
+
+/// A number for a message: as Rust prints it, unless that is long (`1e300`
+/// is not written with 300 digits).
+pub(crate) fn num(x: f64) -> String {
+    let s = x.to_string();
+    if s.len() > 20 {
+        format!("{x:e}")
+    } else {
+        s
+    }
 }
 
 /// `100 x` with at most 4 decimals, trailing zeros dropped.
@@ -725,6 +789,11 @@ impl std::fmt::Display for FileProblem {
 /// A user-given string made safe to quote in a one-line message: control
 /// characters escaped, at most 80 characters.
 pub(crate) fn one_line(s: &str) -> String {
+    if s.len() > 20 {
+        if let Ok(x) = s.trim().parse::<f64>() {
+            return num(x);
+        }
+    }
     let escaped = escape(s);
     if escaped.chars().count() > 80 {
         let mut t: String = escaped.chars().take(77).collect();
@@ -787,6 +856,7 @@ impl Error {
             | Error::ShapeMismatch { image, .. }
             | Error::DimensionMismatch { image, .. }
             | Error::TransformNan { image, .. }
+            | Error::InfiniteScore { image, .. }
             | Error::SpacingRequired { image, .. } => Some(image),
             _ => None,
         }
@@ -821,6 +891,30 @@ mod tests {
         assert!(e(2.0).contains("--labels 1,2"), "{}", e(2.0));
         assert!(e(0.5).ends_with("masks must be 0/1"), "{}", e(0.5));
         assert!(e(-1.0).ends_with("masks must be 0/1"), "{}", e(-1.0));
+    }
+
+    #[test]
+    fn huge_numbers_are_short_in_messages() {
+        let e = Error::InvalidAlpha { name: "alpha", value: 1e300 };
+        assert_eq!(e.to_string(), "alpha = 1e300 is outside (0, 1)");
+        let e = Error::NonBinaryMask { image: None, index: vec![0], value: -1e-300 };
+        assert!(e.to_string().starts_with("mask holds -1e-300 at voxel [0]"), "{e}");
+        let e = Error::InvalidParameter { name: "delta", value: 1e300.to_string(), reason: "r".into() };
+        assert_eq!(e.to_string(), "invalid delta = 1e300: r");
+        assert_eq!(
+            Error::InvalidAlpha { name: "alpha", value: 1.5 }.to_string(),
+            "alpha = 1.5 is outside (0, 1)"
+        );
+        let w = Warning::TooFewImages {
+            side: "inner",
+            alpha: 1e-300,
+            n: 1,
+            needed: 7,
+            smallest_alpha: Some(0.5),
+        };
+        assert!(w.to_string().contains("alpha_inner = 1e-300 needs at least 7"), "{w}");
+        let w = Warning::InnerAlwaysEmpty { images: 2, lambda: 1e300 };
+        assert!(w.to_string().contains("lambda_I = 1e300 is above"), "{w}");
     }
 
     #[test]

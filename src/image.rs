@@ -414,6 +414,21 @@ pub(crate) fn check_nan<A: Float, D: Dimension>(what: &'static str, a: &ArrayRef
     }
 }
 
+/// `Ok` for a batch-first stack `(N, spatial...)`: at least one axis.
+///
+/// # Errors
+/// [`Error::InvalidParameter`] for a 0-D array.
+pub(crate) fn check_stack(what: &'static str, ndim: usize) -> crate::error::Result<()> {
+    if ndim == 0 {
+        return Err(crate::error::Error::InvalidParameter {
+            name: what,
+            value: "a 0-D array".into(),
+            reason: "a stack is batch-first (N, spatial...); give at least one axis".into(),
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -68,7 +68,9 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod alloc;
 pub mod calibrate;
+pub mod cancel;
 pub mod error;
 pub mod evaluate;
 pub mod float;

@@ -123,6 +123,12 @@ where
     F: Fn(usize, I) -> Result<T> + Sync,
     K: FnMut(usize, T) -> Result<()>,
 {
+    // checked between items, also on the worker threads
+    let cancel = crate::cancel::Current::get();
+    let map = |i: usize, x: I| {
+        cancel.check()?;
+        map(i, x)
+    };
     #[cfg(feature = "rayon")]
     {
         use rayon::prelude::*;
@@ -150,6 +156,7 @@ where
             for (i, r) in results {
                 sink(i, r?)?;
             }
+            cancel.check()?;
             if let Some(e) = failed {
                 return Err(e);
             }
@@ -194,7 +201,15 @@ pub(crate) fn for_each_image<T: Send, F>(n: usize, f: F) -> Result<Vec<T>>
 where
     F: Fn(usize) -> Result<T> + Sync + Send,
 {
-    map_images(n, f).into_iter().enumerate().map(|(i, r)| r.map_err(|e| e.in_image(i))).collect()
+    let cancel = crate::cancel::Current::get();
+    map_images(n, |i| {
+        cancel.check()?;
+        f(i)
+    })
+    .into_iter()
+    .enumerate()
+    .map(|(i, r)| r.map_err(|e| e.in_image(i)))
+    .collect()
 }
 
 #[cfg(test)]

@@ -220,3 +220,87 @@ fn a_failing_subject_publishes_nothing() {
     assert!(files_under(dir.path()).iter().all(|p| !p.to_string_lossy().contains(".confseg-")));
     let _ = data;
 }
+
+/// Issue 21's minor cases on the command line: each error is one line and
+/// names the file (and image) it is about; numbers are short.
+#[test]
+fn errors_name_the_file_and_print_short_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let syn = Synthetic::new([10, 12]).seed(4);
+    let (scores, masks) = syn.stack(0..6);
+    let mut scores = scores.mapv(|x| x as f32);
+    scores[[3, 2, 2]] = f32::INFINITY;
+    let (sp, mp) = (dir.path().join("inf.npy"), dir.path().join("masks.npy"));
+    write_npy(&sp, &scores).unwrap();
+    write_npy(&mp, &masks.mapv(u8::from)).unwrap();
+    let out = dir.path().join("cal.json");
+    let e = fail(
+        &[
+            "calibrate",
+            "--scores",
+            s(&sp),
+            "--masks",
+            s(&mp),
+            "--inner",
+            "gaussian:2",
+            "--alpha",
+            "0.1",
+            "-o",
+            s(&out),
+        ],
+        1,
+    );
+    assert!(e.contains("inf.npy") && e.contains("image 3") && e.contains("needs finite scores"), "{e}");
+    for (option, value) in [("--alpha", "1e300"), ("--delta", "-1e300")] {
+        let alpha: &[&str] = if option == "--alpha" { &[] } else { &["--alpha", "0.1"] };
+        let r =
+            run(&[&["calibrate", "--scores", s(&sp), "--masks", s(&mp), option, value][..], alpha].concat());
+        let e = String::from_utf8_lossy(&r.stderr);
+        assert_eq!(r.status.code(), Some(2), "{e}");
+        let first = e.lines().next().unwrap_or("");
+        assert!(first.contains(&format!("{value} is outside (0, 1)")) && !first.contains("000000"), "{e}");
+    }
+    let e = fail(
+        &[
+            "calibrate",
+            "--scores",
+            s(&sp),
+            "--masks",
+            s(&mp),
+            "--inner",
+            "distance:threshold=1:threshold=2",
+            "--alpha",
+            "0.1",
+            "-o",
+            s(&out),
+        ],
+        1,
+    );
+    assert!(e.contains("option threshold is given twice"), "{e}");
+    // a selection that leaves nothing names the index file that emptied it
+    let (none, all) = (dir.path().join("none.npy"), dir.path().join("all.npy"));
+    write_npy(&none, &ndarray::Array1::<i64>::zeros(0)).unwrap();
+    write_npy(&all, &ndarray::Array1::from_iter(0..6_i64)).unwrap();
+    let base = ["calibrate", "--scores", s(&mp), "--masks", s(&mp), "--alpha", "0.1", "-o", s(&out)];
+    let e = fail(&[&base[..], &["--indices", s(&none)]].concat(), 1);
+    assert!(e.contains("none.npy") && e.contains("lists no image index"), "{e}");
+    let e = fail(&[&base[..], &["--exclude", s(&all)]].concat(), 1);
+    assert!(e.contains("all.npy") && e.contains("excludes all 6 selected images"), "{e}");
+    // a calibration file whose class_axis does not fit the scores names the file and the field
+    let good = dir.path().join("good.json");
+    ok(&["calibrate", "--scores", s(&mp), "--masks", s(&mp), "--alpha", "0.1", "-o", s(&good)]);
+    let text = std::fs::read_to_string(&good).unwrap().replace("\"class_axis\": null", "\"class_axis\": 5");
+    let tampered = dir.path().join("tampered.json");
+    std::fs::write(&tampered, text).unwrap();
+    let inner = dir.path().join("inner.npy");
+    let e =
+        fail(&["predict", "--calibration", s(&tampered), "--scores", s(&mp), "--inner-out", s(&inner)], 1);
+    assert!(e.contains("tampered.json: field class_axis: class_axis 5 is outside"), "{e}");
+    assert!(!inner.exists());
+    // a file name with a newline stays on one line, escaped
+    let odd = dir.path().join("two\nlines.json");
+    std::fs::copy(&tampered, &odd).unwrap();
+    let e = fail(&["predict", "--calibration", s(&odd), "--scores", s(&mp), "--inner-out", s(&inner)], 1);
+    assert!(e.contains("two\\nlines.json: field class_axis"), "{e}");
+    assert!(!out.exists());
+}

@@ -71,17 +71,38 @@ def _pairs_statistics(
     pairs: Sequence[Tuple[Any, Any]],
     spacing: Any,
     labels: Optional[Sequence[int]],
+    start: int = 0,
 ) -> Calibration:
-    """The statistics of a few subjects, in order (one Dask task)."""
+    """The statistics of a few subjects, in order (one Dask task); an error
+    names the subject's score file, or its position among all subjects."""
     out = Calibration()
     for k, (scores, mask) in enumerate(pairs):
         own = spacing[k] if spacing is not None else None
-        if _is_path(scores):
-            s, m, file_spacing = read_subject(scores, mask, labels)
-            own = own if own is not None else file_spacing
-        else:
-            s, m = scores, mask
-        out.merge(calibrator.statistics(s, m, spacing=own))
+        try:
+            if _is_path(scores):
+                s, m, file_spacing = read_subject(scores, mask, labels)
+                own = own if own is not None else file_spacing
+            else:
+                s, m = scores, mask
+            out.merge(calibrator.statistics(s, m, spacing=own))
+        except (ValueError, OSError) as e:
+            raise _named(e, scores, start + k) from None
+    return out
+
+
+def _one_line(text: str) -> str:
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _named(e: Exception, scores: Any, position: int) -> Exception:
+    """`e` with the subject named: its score file, else its position."""
+    where = _one_line(os.fspath(scores)) if _is_path(scores) else f"subject {position}"
+    message = str(e)
+    if _is_path(scores) and message.startswith(where):
+        return e  # the library named the file already
+    out = type(e)(f"{where}: {message}")
+    if hasattr(e, "kind"):
+        out.kind = e.kind
     return out
 
 
@@ -144,6 +165,7 @@ def statistics(
                 [pairs[i] for i in b],
                 None if spacing is None else [spacing[i] for i in b],
                 labels,
+                b.start,
             )
             for b in _batches(len(pairs), batch_size)
         ]
@@ -163,10 +185,18 @@ def fit(
     weights: Optional[Tuple[float, float]] = None,
     alpha_inner: Optional[float] = None,
     alpha_outer: Optional[float] = None,
+    delta: Optional[float] = None,
     **kwargs: Any,
 ) -> ConfidenceSets:
-    """``statistics`` on Dask, then ``calibrator.fit`` with the levels given."""
+    """``statistics`` on Dask, then ``calibrator.fit`` with the levels given
+    (``delta``: the training-conditional guarantee, as ``Calibrator.fit``)."""
     stats = statistics(calibrator, subjects, **kwargs)
     return calibrator.fit(
-        stats, alpha=alpha, mode=mode, weights=weights, alpha_inner=alpha_inner, alpha_outer=alpha_outer
+        stats,
+        alpha=alpha,
+        mode=mode,
+        weights=weights,
+        alpha_inner=alpha_inner,
+        alpha_outer=alpha_outer,
+        delta=delta,
     )

@@ -9,6 +9,7 @@
 //! `uint8` as they are; other integer and float dtypes as `float64`, whose
 //! values the library checks for 0/1. A non-native byte order is converted.
 
+use ndarray::Dimension;
 use numpy::{PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -45,6 +46,40 @@ fn dtype_name(arr: &Bound<'_, PyAny>) -> String {
     arr.getattr("dtype").and_then(|d| d.str()).map(|s| s.to_string()).unwrap_or_else(|_| "?".into())
 }
 
+/// Refuse an array whose shape claims more values than any input may hold
+/// (a broadcast view of `10^10` voxels), before it is copied or read.
+fn check_size(arr: &Bound<'_, PyAny>, what: &str) -> PyResult<()> {
+    use crate::errors::IntoPy;
+    let shape: Vec<usize> = arr.getattr("shape")?.extract()?;
+    confseg::alloc::check_elements(what, &shape).map(drop).py()
+}
+
+/// Refuse 64-bit integers that `float64` does not hold exactly (beyond
+/// 2^53), as the CLI refuses them in a file, instead of rounding them.
+fn check_exact(arr: &Bound<'_, PyAny>, kind: char, what: &str) -> PyResult<()> {
+    fn first<T: Copy + std::fmt::Display>(
+        a: ndarray::ArrayViewD<'_, T>,
+        exact: impl Fn(T) -> bool,
+    ) -> Option<(String, Vec<usize>)> {
+        a.indexed_iter().find(|(_, &v)| !exact(v)).map(|(i, v)| (v.to_string(), i.slice().to_vec()))
+    }
+    let bad = if kind == 'i' {
+        let a = typed::<i64>(arr, "int64")?;
+        first(a.as_array(), |v| (v as f64) as i128 == i128::from(v))
+    } else {
+        let a = typed::<u64>(arr, "uint64")?;
+        first(a.as_array(), |v| (v as f64) as u128 == u128::from(v))
+    };
+    match bad {
+        Some((v, index)) => Err(crate::errors::value_error(format!(
+            "{}: value {v} at index {index:?} cannot be represented exactly as float64; \
+             give float64 scores (or integers of at most 2^53)",
+            crate::one_line(what)
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// The float type scores are computed in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScoreType {
@@ -54,6 +89,10 @@ pub enum ScoreType {
 
 /// The float type that holds an array's values exactly (see the module docs).
 pub fn score_type(arr: &Bound<'_, PyAny>, what: &str) -> PyResult<ScoreType> {
+    check_size(arr, what)?;
+    if let (kind @ ('i' | 'u'), 8) = dtype_of(arr)? {
+        check_exact(arr, kind, what)?;
+    }
     Ok(match dtype_of(arr)? {
         ('f', 8) => ScoreType::F64,
         ('f', 4 | 2) | ('b', _) | ('i' | 'u', 1 | 2) => ScoreType::F32,
@@ -131,6 +170,7 @@ pub enum MaskType {
 }
 
 pub fn mask_type(arr: &Bound<'_, PyAny>, what: &str) -> PyResult<MaskType> {
+    check_size(arr, what)?;
     Ok(match dtype_of(arr)? {
         ('b', _) | ('u', 1) => MaskType::U8,
         ('i' | 'u' | 'f', _) => MaskType::F64,
@@ -312,7 +352,7 @@ pub fn labelled<J: PerImage>(
     if is_sequence_of_images(scores) {
         let s = score_list(scores, names.0)?;
         let m = mask_list(masks, names.1)?;
-        crate::with_score_list!(&s, sv => crate::with_mask_list!(&m, mv => py.detach(|| job.lists(&sv, &mv, sp))))
+        crate::with_score_list!(&s, sv => crate::with_mask_list!(&m, mv => crate::interrupt::detach(py, || job.lists(&sv, &mv, sp))))
             .py()
     } else {
         let (s, _) = self::scores(scores, names.0)?;
@@ -321,7 +361,7 @@ pub fn labelled<J: PerImage>(
             SpacingArg::PerImage(_) => Layout::Stack,
             _ => layout_of(s.ndim(), sp.ndim().or(image_ndim))?,
         };
-        crate::with_scores!(&s, sv => crate::with_masks!(&m, mv => py.detach(|| job.views(sv, mv, lay, sp))))
+        crate::with_scores!(&s, sv => crate::with_masks!(&m, mv => crate::interrupt::detach(py, || job.views(sv, mv, lay, sp))))
             .py()
     }
 }

@@ -325,7 +325,7 @@ impl PyCalibrator {
         let c = &self.cal;
         let objects =
             labelled(py, &Risk(c, risk), (scores, masks), ("scores", "masks"), &sp, layout, self.ndim)?;
-        py.detach(|| PyRiskCalibration::from_objects(c, risk, objects)).py()
+        crate::interrupt::detach(py, || PyRiskCalibration::from_objects(c, risk, objects)).py()
     }
 
     /// Calibration statistics of scores already transformed by ``f_I`` and
@@ -362,11 +362,11 @@ impl PyCalibrator {
         let cal = match (&fi, &fo) {
             (arrays::Scores::F32(x), arrays::Scores::F32(y)) => {
                 let (x, y) = (x.as_array(), y.as_array());
-                with_masks!(&m, mv => py.detach(|| stats_transformed(c, x, y, mv, lay)))
+                with_masks!(&m, mv => crate::interrupt::detach(py, || stats_transformed(c, x, y, mv, lay)))
             }
             (arrays::Scores::F64(x), arrays::Scores::F64(y)) => {
                 let (x, y) = (x.as_array(), y.as_array());
-                with_masks!(&m, mv => py.detach(|| stats_transformed(c, x, y, mv, lay)))
+                with_masks!(&m, mv => crate::interrupt::detach(py, || stats_transformed(c, x, y, mv, lay)))
             }
             _ => unreachable!("both sides are cast to one float type"),
         };
@@ -398,7 +398,7 @@ impl PyCalibrator {
         if let Some(p) = precision_arg(precision)? {
             inputs = inputs.with_precision(p);
         }
-        let cal = py.detach(|| inputs.statistics());
+        let cal = crate::interrupt::detach(py, || inputs.statistics());
         warn_all(py, &inputs.warnings())?;
         Ok(PyCalibration { cal: cal.py()? })
     }
@@ -502,7 +502,7 @@ impl PyCalibrator {
                 (Guarantee::RiskControl(level), Some(state), _) => {
                     let state = state.borrow();
                     let r = &state.risk;
-                    let sets = py.detach(|| self.cal.fit_risk_control(r, level)).py()?;
+                    let sets = crate::interrupt::detach(py, || self.cal.fit_risk_control(r, level)).py()?;
                     warn_all(py, &sets.warnings())?;
                     sets
                 }

@@ -5,7 +5,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyType;
 
 use crate::errors::{value_error, IntoPy};
-use crate::{json_loads, one_line};
+use crate::json_loads;
 
 /// The streaming calibration state: every calibration image's statistics
 /// ``tau_i`` (worst inner false positive, ``max f_I`` over the background)
@@ -102,7 +102,7 @@ impl PyCalibration {
     #[classmethod]
     fn from_json(_cls: &Bound<'_, PyType>, text: &str) -> PyResult<PyCalibration> {
         let cal = serde_json::from_str(text).map_err(|e| {
-            value_error(format!("not a valid confseg calibration state: {}", one_line(&e.to_string())))
+            value_error(format!("not a valid confseg calibration state: {}", crate::escaped(&e.to_string())))
         })?;
         Ok(PyCalibration { cal })
     }

@@ -9,7 +9,8 @@ use std::io::ErrorKind;
 
 use confseg::{Error, FileProblem};
 use pyo3::exceptions::{
-    PyFileNotFoundError, PyIsADirectoryError, PyOSError, PyPermissionError, PyTypeError, PyValueError,
+    PyFileNotFoundError, PyIsADirectoryError, PyKeyboardInterrupt, PyMemoryError, PyOSError,
+    PyPermissionError, PyTypeError, PyValueError,
 };
 use pyo3::prelude::*;
 
@@ -22,6 +23,11 @@ fn variant(e: &Error) -> String {
 
 /// A library error as a Python exception with the library's message.
 pub fn to_py(e: Error) -> PyErr {
+    if e == Error::Interrupted {
+        // the exception of the signal handler that interrupted the call
+        return crate::interrupt::take_pending()
+            .unwrap_or_else(|| PyKeyboardInterrupt::new_err("interrupted"));
+    }
     let message = e.to_string();
     let kind = variant(&e);
     let err = match &e {
@@ -32,6 +38,7 @@ pub fn to_py(e: Error) -> PyErr {
             _ => PyOSError::new_err(message),
         },
         Error::NoSubjects { .. } => PyFileNotFoundError::new_err(message),
+        Error::OutOfMemory { .. } => PyMemoryError::new_err(message),
         Error::File { .. } | Error::Manifest { .. } => PyOSError::new_err(message),
         _ => PyValueError::new_err(message),
     };

@@ -53,7 +53,7 @@ fn transform_views<A: Float>(
             if per.iter().all(Option::is_none) {
                 return Ok(Out::Input);
             }
-            let mut all = ArrayD::<A>::zeros(s.raw_dim());
+            let mut all: ArrayD<A> = confseg::alloc::try_array(s.raw_dim(), "the transformed stack")?;
             for (i, p) in per.into_iter().enumerate() {
                 match p {
                     Some(a) => all.index_axis_mut(Axis(0), i).assign(&a),
@@ -97,14 +97,14 @@ pub fn transform<'py>(
     match &s {
         Scores::F32(a) => {
             let v = a.as_array();
-            match py.detach(|| transform_views(&t, v, lay, &sp)).py()? {
+            match crate::interrupt::detach(py, || transform_views(&t, v, lay, &sp)).py()? {
                 Out::Input => Ok((**a).clone().into_any()),
                 Out::Owned(x) => Ok(PyArray::from_owned_array(py, x).into_any()),
             }
         }
         Scores::F64(a) => {
             let v = a.as_array();
-            match py.detach(|| transform_views(&t, v, lay, &sp)).py()? {
+            match crate::interrupt::detach(py, || transform_views(&t, v, lay, &sp)).py()? {
                 Out::Input => Ok((**a).clone().into_any()),
                 Out::Owned(x) => Ok(PyArray::from_owned_array(py, x).into_any()),
             }
@@ -174,7 +174,7 @@ pub fn two_class_softmax<'py>(
     let (s, _) = arrays::scores(logits, "logits")?;
     let softmax = TwoClassSoftmax::new(Axis(axis));
     with_scores!(&s, v => {
-        let p = py.detach(|| softmax.apply(&v)).py()?;
+        let p = crate::interrupt::detach(py, || softmax.apply(&v)).py()?;
         Ok(PyArray::from_owned_array(py, p).into_any())
     })
 }
@@ -223,6 +223,10 @@ pub fn synthetic<'py>(
     if shape.is_empty() || shape.contains(&0) {
         return Err(confseg::Error::EmptyImage { image: None, shape }).py();
     }
+    let full: Vec<usize> = std::iter::once(range.len()).chain(shape.iter().copied()).collect();
+    let values = confseg::alloc::check_elements("synthetic images", &full).py()?;
+    // a float64 and a bool per value
+    confseg::alloc::ensure_room(values as u128 * 9, "the synthetic images").py()?;
     let mut data = Synthetic::new(IxDyn(&shape)).seed(seed);
     if let Some(x) = noise {
         data = data.noise(x).py()?;
@@ -230,7 +234,7 @@ pub fn synthetic<'py>(
     if let Some(p) = boundary_error {
         data = data.boundary_error(p).py()?;
     }
-    let (s, m) = py.detach(|| data.stack(range));
+    let (s, m) = crate::interrupt::detach(py, || Ok(data.stack(range))).py()?;
     Ok((PyArray::from_owned_array(py, s), PyArray::from_owned_array(py, m)))
 }
 
@@ -342,7 +346,7 @@ pub fn validate<'py>(
                     .with_spacing(spacing)
                     .with_tolerances(tolerances);
             let (s, _) = arrays::scores(s, "scores")?;
-            with_scores!(&s, sv => with_masks!(&m, mv => py.detach(|| pool_raw(&c, sv, mv, threshold))))
+            with_scores!(&s, sv => with_masks!(&m, mv => crate::interrupt::detach(py, || pool_raw(&c, sv, mv, threshold))))
         }
         (None, Some(a), Some(b)) => {
             if inner != "identity" || outer != "identity" {
@@ -358,11 +362,11 @@ pub fn validate<'py>(
             match (arrays::cast_scores(&a, t)?, arrays::cast_scores(&b, t)?) {
                 (Scores::F32(x), Scores::F32(y)) => {
                     let (x, y) = (x.as_array(), y.as_array());
-                    with_masks!(&m, mv => py.detach(|| pool_transformed(x, y, mv, &c, threshold)))
+                    with_masks!(&m, mv => crate::interrupt::detach(py, || pool_transformed(x, y, mv, &c, threshold)))
                 }
                 (Scores::F64(x), Scores::F64(y)) => {
                     let (x, y) = (x.as_array(), y.as_array());
-                    with_masks!(&m, mv => py.detach(|| pool_transformed(x, y, mv, &c, threshold)))
+                    with_masks!(&m, mv => crate::interrupt::detach(py, || pool_transformed(x, y, mv, &c, threshold)))
                 }
                 _ => unreachable!("both sides are cast to one float type"),
             }
@@ -372,7 +376,7 @@ pub fn validate<'py>(
         )),
     }
     .py()?;
-    let reports = py.detach(|| validation.run(&pool, &methods)).py()?;
+    let reports = crate::interrupt::detach(py, || validation.run(&pool, &methods)).py()?;
     let text = serde_json::to_string(&reports).map_err(|e| value_error(e.to_string()))?;
     json_loads(py, &text)
 }

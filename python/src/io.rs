@@ -41,10 +41,10 @@ fn affine_array<'py>(py: Python<'py>, a: &Affine) -> Bound<'py, PyArray2<f64>> {
 /// ``read_npy(path) -> numpy.ndarray``
 #[pyfunction]
 pub fn read_npy<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyAny>> {
-    let info = py.detach(|| lio::image_info(&path)).py()?;
+    let info = crate::interrupt::detach(py, || lio::image_info(&path)).py()?;
     match Precision::of(info.dtype) {
-        Precision::F32 => Ok(np(py, py.detach(|| lio::read_image::<f32>(&path)).py()?)),
-        Precision::F64 => Ok(np(py, py.detach(|| lio::read_image::<f64>(&path)).py()?)),
+        Precision::F32 => Ok(np(py, crate::interrupt::detach(py, || lio::read_image::<f32>(&path)).py()?)),
+        Precision::F64 => Ok(np(py, crate::interrupt::detach(py, || lio::read_image::<f64>(&path)).py()?)),
     }
 }
 
@@ -61,7 +61,7 @@ pub fn read_npy_mask<'py>(
     labels: Option<Vec<i64>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let labels = labels_arg(labels)?;
-    Ok(np(py, py.detach(|| lio::read_mask_image(&path, &labels)).py()?))
+    Ok(np(py, crate::interrupt::detach(py, || lio::read_mask_image(&path, &labels)).py()?))
 }
 
 /// A batch-first ``.npy`` stack ``(N, spatial...)`` opened by its header;
@@ -78,8 +78,8 @@ impl PyNpyStack {
     fn image<'py>(&self, py: Python<'py>, i: usize) -> PyResult<Bound<'py, PyAny>> {
         let s = &self.stack;
         Ok(match s.precision() {
-            Precision::F32 => np(py, py.detach(|| s.read_scores::<f32>(i)).py()?),
-            Precision::F64 => np(py, py.detach(|| s.read_scores::<f64>(i)).py()?),
+            Precision::F32 => np(py, crate::interrupt::detach(py, || s.read_scores::<f32>(i)).py()?),
+            Precision::F64 => np(py, crate::interrupt::detach(py, || s.read_scores::<f64>(i)).py()?),
         })
     }
 
@@ -123,7 +123,7 @@ impl PyNpyStack {
     fn mask<'py>(&self, py: Python<'py>, i: isize, labels: Option<Vec<i64>>) -> PyResult<Bound<'py, PyAny>> {
         let i = self.index(i)?;
         let labels = labels_arg(labels)?;
-        Ok(np(py, py.detach(|| self.stack.read_mask(i, &labels)).py()?))
+        Ok(np(py, crate::interrupt::detach(py, || self.stack.read_mask(i, &labels)).py()?))
     }
 
     /// The whole stack in the file's precision.
@@ -225,15 +225,15 @@ fn header_parts<'py>(
 pub fn read_nifti<'py>(py: Python<'py>, path: PathBuf, precision: Option<&str>) -> PyResult<Volume<'py>> {
     let p = match precision_arg(precision)? {
         Some(p) => p,
-        None => py.detach(|| nifti::read_header(&path)).py()?.precision(),
+        None => crate::interrupt::detach(py, || nifti::read_header(&path)).py()?.precision(),
     };
     let (a, h) = match p {
         Precision::F32 => {
-            let (a, h) = py.detach(|| nifti::read_scores::<f32>(&path)).py()?;
+            let (a, h) = crate::interrupt::detach(py, || nifti::read_scores::<f32>(&path)).py()?;
             (np(py, a), h)
         }
         Precision::F64 => {
-            let (a, h) = py.detach(|| nifti::read_scores::<f64>(&path)).py()?;
+            let (a, h) = crate::interrupt::detach(py, || nifti::read_scores::<f64>(&path)).py()?;
             (np(py, a), h)
         }
     };
@@ -253,7 +253,7 @@ pub fn read_nifti_mask<'py>(
     labels: Option<Vec<i64>>,
 ) -> PyResult<Volume<'py>> {
     let labels = labels_arg(labels)?;
-    let (m, h) = py.detach(|| nifti::read_mask(&path, &labels)).py()?;
+    let (m, h) = crate::interrupt::detach(py, || nifti::read_mask(&path, &labels)).py()?;
     let (spacing, affine) = header_parts(py, &h);
     Ok((np(py, m), spacing, affine))
 }
@@ -320,7 +320,7 @@ pub fn read_cohort(
             ))
         }
     };
-    py.detach(|| open_cohort(origin)).py()
+    crate::interrupt::detach(py, || open_cohort(origin)).py()
 }
 
 #[pymethods]
@@ -354,7 +354,7 @@ impl PyCohort {
     /// The float type that holds every subject's scores exactly (reads every header).
     #[getter]
     fn precision(&self, py: Python<'_>) -> PyResult<&'static str> {
-        Ok(precision_name(py.detach(|| self.cohort.precision()).py()?))
+        Ok(precision_name(crate::interrupt::detach(py, || self.cohort.precision()).py()?))
     }
 
     /// Subject ``i``: ``(scores, mask, spacing, affine)``; ``mask`` is
@@ -378,7 +378,7 @@ impl PyCohort {
         let c = &self.cohort;
         let p = match precision_arg(precision)? {
             Some(p) => p,
-            None => py.detach(|| c.info(i)).py()?.precision,
+            None => crate::interrupt::detach(py, || c.info(i)).py()?.precision,
         };
         fn scores<A: ReadFloat>(
             c: &Cohort,
@@ -388,16 +388,16 @@ impl PyCohort {
         }
         let (s, g) = match p {
             Precision::F32 => {
-                let (a, g) = py.detach(|| scores::<f32>(c, i)).py()?;
+                let (a, g) = crate::interrupt::detach(py, || scores::<f32>(c, i)).py()?;
                 (np(py, a), g)
             }
             Precision::F64 => {
-                let (a, g) = py.detach(|| scores::<f64>(c, i)).py()?;
+                let (a, g) = crate::interrupt::detach(py, || scores::<f64>(c, i)).py()?;
                 (np(py, a), g)
             }
         };
         let mask = match c.subjects().get(i).and_then(|s| s.mask.as_ref()) {
-            Some(_) => Some(np(py, py.detach(|| c.read_mask(i, &labels)).py()?)),
+            Some(_) => Some(np(py, crate::interrupt::detach(py, || c.read_mask(i, &labels)).py()?)),
             None => None,
         };
         let spacing = g.as_ref().and_then(|g| spacing_tuple(g.spacing()));
@@ -429,7 +429,7 @@ impl PyCohort {
                 masks_suffix,
             },
         };
-        py.detach(|| open_cohort(origin)).py()
+        crate::interrupt::detach(py, || open_cohort(origin)).py()
     }
 
     #[allow(clippy::type_complexity)]

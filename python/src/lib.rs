@@ -11,6 +11,7 @@ mod calibration;
 mod errors;
 mod functions;
 mod groups;
+mod interrupt;
 mod io;
 mod layout;
 mod risk;
@@ -32,6 +33,12 @@ pub(crate) fn one_line(s: &str) -> String {
     } else {
         t
     }
+}
+
+/// A library or JSON message with its control characters escaped (one
+/// line), not shortened.
+pub(crate) fn escaped(s: &str) -> String {
+    s.chars().flat_map(|c| if c.is_control() { c.escape_debug().collect() } else { vec![c] }).collect()
 }
 
 /// `(a, b, c)` as Python prints a tuple of floats.

@@ -20,8 +20,8 @@ use rayon::prelude::*;
 
 use crate::args::Cal;
 use crate::errors::{value_error, IntoPy};
+use crate::json_loads;
 use crate::layout::{Layout, SpacingArg};
-use crate::{json_loads, one_line};
 
 /// What a state for one risk keeps of one image (the scores of its object
 /// and background voxels on the risk's side), and whether the image
@@ -291,7 +291,10 @@ impl PyRiskCalibration {
     #[classmethod]
     fn from_json(_cls: &Bound<'_, PyType>, text: &str) -> PyResult<PyRiskCalibration> {
         let risk = serde_json::from_str(text).map_err(|e| {
-            value_error(format!("not a valid confseg risk calibration state: {}", one_line(&e.to_string())))
+            value_error(format!(
+                "not a valid confseg risk calibration state: {}",
+                crate::escaped(&e.to_string())
+            ))
         })?;
         Ok(PyRiskCalibration { risk })
     }

@@ -252,7 +252,9 @@ impl PyConfidenceSets {
         let sets = &self.sets;
         if is_sequence_of_images(scores) {
             let s = arrays::score_list(scores, "scores")?;
-            let out = with_score_list!(&s, sv => py.detach(|| predict_list(sets, &sv, &sp))).py()?;
+            let out =
+                with_score_list!(&s, sv => crate::interrupt::detach(py, || predict_list(sets, &sv, &sp)))
+                    .py()?;
             let (inner, outer): (Vec<_>, Vec<_>) = out.into_iter().map(|p| to_numpy(py, p)).unzip();
             return Ok((PyList::new(py, inner)?, PyList::new(py, outer)?).into_pyobject(py)?.into_any());
         }
@@ -261,7 +263,8 @@ impl PyConfidenceSets {
             SpacingArg::PerImage(_) => Layout::Stack,
             _ => layout(s.ndim(), sp.ndim().or(self.sets.ndim()))?,
         };
-        let p = with_scores!(&s, sv => py.detach(|| predict_views(sets, sv, lay, &sp))).py()?;
+        let p = with_scores!(&s, sv => crate::interrupt::detach(py, || predict_views(sets, sv, lay, &sp)))
+            .py()?;
         Ok(to_numpy(py, p).into_pyobject(py)?.into_any())
     }
 
@@ -287,11 +290,11 @@ impl PyConfidenceSets {
         let p = match (&fi, &fo) {
             (arrays::Scores::F32(x), arrays::Scores::F32(y)) => {
                 let (x, y) = (x.as_array(), y.as_array());
-                py.detach(|| predict_transformed_views(sets, x, y, lay))
+                crate::interrupt::detach(py, || predict_transformed_views(sets, x, y, lay))
             }
             (arrays::Scores::F64(x), arrays::Scores::F64(y)) => {
                 let (x, y) = (x.as_array(), y.as_array());
-                py.detach(|| predict_transformed_views(sets, x, y, lay))
+                crate::interrupt::detach(py, || predict_transformed_views(sets, x, y, lay))
             }
             _ => unreachable!("both sides are cast to one float type"),
         };
@@ -321,7 +324,7 @@ impl PyConfidenceSets {
             _ => layout(s.ndim(), sp.ndim().or(self.sets.ndim()))?,
         };
         let sets = &self.sets;
-        let cov = with_scores!(&s, sv => crate::with_masks!(&m, mv => py.detach(|| coverage_views(sets, sv, mv, lay, &sp))))
+        let cov = with_scores!(&s, sv => crate::with_masks!(&m, mv => crate::interrupt::detach(py, || coverage_views(sets, sv, mv, lay, &sp))))
             .py()?;
         if lay == Layout::Single {
             return Ok((cov[0].inner, cov[0].outer).into_pyobject(py)?.into_any());
@@ -524,18 +527,17 @@ impl PyConfidenceSets {
     /// Write the calibration file atomically (``OSError`` if it cannot be written).
     fn save(&self, py: Python<'_>, path: std::path::PathBuf) -> PyResult<()> {
         let fitted = self.fitted();
-        py.detach(|| fitted.write(&path)).py()
+        crate::interrupt::detach(py, || fitted.write(&path)).py()
     }
 
     /// Read a calibration file (the CLI's or ``save``'s): a regular file of
     /// at most 16 MiB.
     #[classmethod]
     fn load(_cls: &Bound<'_, PyType>, py: Python<'_>, path: std::path::PathBuf) -> PyResult<Self> {
-        let text = py
-            .detach(|| {
-                confseg::pipeline::record::read_text(&path, confseg::pipeline::record::MAX_FITTED_FILE_BYTES)
-            })
-            .py()?;
+        let text = crate::interrupt::detach(py, || {
+            confseg::pipeline::record::read_text(&path, confseg::pipeline::record::MAX_FITTED_FILE_BYTES)
+        })
+        .py()?;
         Self::parse(&text).map_err(|e| crate::errors::value_error(format!("{}: {e}", path.display())))
     }
 

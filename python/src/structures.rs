@@ -391,7 +391,7 @@ impl PyStructureCalibration {
         let cal = serde_json::from_str(text).map_err(|e| {
             value_error(format!(
                 "not a valid confseg structure calibration state: {}",
-                one_line(&e.to_string())
+                crate::escaped(&e.to_string())
             ))
         })?;
         Ok(PyStructureCalibration { cal })
@@ -514,7 +514,9 @@ impl PyStructureSets {
         let d = PyDict::new(py);
         if is_sequence_of_images(outputs) {
             let s = arrays::score_list(outputs, "outputs")?;
-            let per = with_score_list!(&s, sv => py.detach(|| predict_list(sets, &sv, &sp))).py()?;
+            let per =
+                with_score_list!(&s, sv => crate::interrupt::detach(py, || predict_list(sets, &sv, &sp)))
+                    .py()?;
             for (k, name) in names.iter().enumerate() {
                 let inner: Vec<_> =
                     per.iter().map(|p| PyArray::from_owned_array(py, p[k].inner.clone())).collect();
@@ -529,7 +531,9 @@ impl PyStructureSets {
             SpacingArg::PerImage(_) => Layout::Stack,
             _ => out_layout(s.ndim(), sp.ndim().or(self.ndim()))?,
         };
-        let mut per = with_scores!(&s, sv => py.detach(|| predict_views(sets, sv, lay, &sp))).py()?;
+        let mut per =
+            with_scores!(&s, sv => crate::interrupt::detach(py, || predict_views(sets, sv, lay, &sp)))
+                .py()?;
         for (k, name) in names.iter().enumerate() {
             let (inner, outer) = if lay == Layout::Single {
                 let p = std::mem::replace(
@@ -574,8 +578,10 @@ impl PyStructureSets {
             SpacingArg::PerImage(_) => Layout::Stack,
             _ => out_layout(s.ndim(), sp.ndim().or(self.ndim()))?,
         };
-        let per = with_scores!(&s, sv => py.detach(|| predict_views(sets, sv, lay, &sp))).py()?;
-        let cov = with_masks!(&m, mv => py.detach(|| coverage(sets, &per, mv, lay))).py()?;
+        let per = with_scores!(&s, sv => crate::interrupt::detach(py, || predict_views(sets, sv, lay, &sp)))
+            .py()?;
+        let cov =
+            with_masks!(&m, mv => crate::interrupt::detach(py, || coverage(sets, &per, mv, lay))).py()?;
         let d = PyDict::new(py);
         for (k, st) in sets.structures().iter().enumerate() {
             let inner: Vec<bool> = cov.iter().map(|c| c[k].inner).collect();
@@ -670,13 +676,14 @@ impl PyStructureSets {
 
     fn save(&self, py: Python<'_>, path: std::path::PathBuf) -> PyResult<()> {
         let fitted = self.fitted();
-        py.detach(|| fitted.write(&path)).py()
+        crate::interrupt::detach(py, || fitted.write(&path)).py()
     }
 
     /// Read a structures calibration file: a regular file of at most 16 MiB.
     #[classmethod]
     fn load(_cls: &Bound<'_, PyType>, py: Python<'_>, path: std::path::PathBuf) -> PyResult<Self> {
-        let Fitted { sets, record } = py.detach(|| Fitted::<StructureSets>::read(&path)).py()?;
+        let Fitted { sets, record } =
+            crate::interrupt::detach(py, || Fitted::<StructureSets>::read(&path)).py()?;
         Ok(PyStructureSets { sets, record })
     }
 

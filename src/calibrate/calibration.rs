@@ -299,19 +299,27 @@ impl Calibration {
     /// A state holding only the images at `indices` (e.g. one calibration split).
     ///
     /// # Errors
-    /// [`Error::InvalidParameter`] if an index is out of range.
+    /// [`Error::InvalidParameter`] if an index is out of range or repeated.
     pub fn select(&self, indices: &[usize]) -> Result<Calibration> {
         let mut out = Calibration {
             tau: Vec::with_capacity(indices.len()),
             gamma: Vec::with_capacity(indices.len()),
             origin: self.origin.clone(),
         };
+        let mut seen = vec![false; self.len()];
         for &i in indices {
             let s = self.get(i).ok_or_else(|| Error::InvalidParameter {
                 name: "image index",
                 value: i.to_string(),
                 reason: format!("only {} calibration images", self.len()),
             })?;
+            if std::mem::replace(&mut seen[i], true) {
+                return Err(Error::InvalidParameter {
+                    name: "image index",
+                    value: i.to_string(),
+                    reason: "given twice; a calibration counts each image once".into(),
+                });
+            }
             out.push(s);
         }
         Ok(out)

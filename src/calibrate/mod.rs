@@ -372,6 +372,7 @@ impl<TI: Transform, TO: Transform> Calibrator<TI, TO> {
         TO: Sync,
     {
         check_shape("scores stack vs masks stack", masks, scores)?;
+        crate::image::check_stack("scores stack", scores.ndim())?;
         let mut cal = Calibration::new();
         self.admit(cal.origin_mut(), scores.ndim().saturating_sub(1))?;
         let stats = for_each_image(scores.len_of(Axis(0)), |i| {

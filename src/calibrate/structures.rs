@@ -42,6 +42,31 @@ pub struct StructureCalibration {
     calibrations: Vec<Calibration>,
 }
 
+/// Class labels given once each, and every structure's labels among them.
+fn check_class_labels(class_labels: &[i64], structures: &[Structure]) -> Result<()> {
+    let bad = |reason: String| Error::InvalidParameter {
+        name: "class labels",
+        value: format!("{class_labels:?}"),
+        reason,
+    };
+    for (i, l) in class_labels.iter().enumerate() {
+        if class_labels[..i].contains(l) {
+            return Err(bad(format!("label {l} is given twice; give each class channel's label once")));
+        }
+    }
+    for st in structures {
+        if let crate::mask::Labels::Select(ls) = st.labels() {
+            if let Some(l) = ls.iter().find(|l| !class_labels.contains(l)) {
+                return Err(bad(format!(
+                    "structure {} names label {l}, which no class has; give the labels of the class channels",
+                    st.name()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 impl StructureCalibration {
     /// An empty state for these structures.
     #[must_use]
@@ -241,6 +266,7 @@ impl<TI: Transform, TO: Transform> StructureCalibrator<TI, TO> {
                     reason: "a softmax needs at least 2 classes".into(),
                 });
             }
+            check_class_labels(class_labels, &structures)?;
         }
         Ok(StructureCalibrator { calibrator, structures, scores })
     }

@@ -360,6 +360,7 @@ impl Pool {
     {
         check_threshold(mask_threshold)?;
         check_shape("scores stack vs masks stack", masks, scores)?;
+        crate::image::check_stack("scores stack", scores.ndim())?;
         let ndim = scores.ndim().saturating_sub(1);
         let images = for_each_image(scores.len_of(Axis(0)), |i| {
             let s = scores.index_axis(Axis(0), i);
@@ -436,6 +437,7 @@ impl Pool {
         check_threshold(mask_threshold)?;
         check_shape("inner scores stack vs masks stack", masks, inner)?;
         check_shape("outer scores stack vs masks stack", masks, outer)?;
+        crate::image::check_stack("inner scores stack", inner.ndim())?;
         let ndim = inner.ndim().saturating_sub(1);
         calibrator.spacing().for_ndim(ndim)?;
         let images = for_each_image(inner.len_of(Axis(0)), |i| {
@@ -1106,13 +1108,16 @@ impl Validation {
         // so the reports do not depend on the number of threads.
         let mut draws = self.splits.iter(pool.len())?;
         let mut done = 0;
+        let cancel = crate::cancel::Current::get();
         while done < total {
+            cancel.check()?;
             let batch: Vec<(Vec<usize>, Vec<usize>)> = draws.by_ref().take(BATCH).collect();
             if batch.is_empty() {
                 break;
             }
             let any_conformal = prepared.iter().any(baselines::Prepared::is_conformal);
             let thresholds = map_images(batch.len(), |r| {
+                cancel.check()?;
                 let cal = &batch[r].0;
                 let sorted = if any_conformal { baselines::SortedStatistics::new(pool, cal) } else { None };
                 (0..cells)

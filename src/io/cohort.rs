@@ -153,15 +153,35 @@ pub fn is_per_subject(arg: &str) -> bool {
     p.is_dir() || arg.contains(['*', '?', '[']) || matches!(Format::of(p), Some(Format::Nii | Format::NiiGz))
 }
 
+/// An image file whose name is not UTF-8: its ID cannot be text, so it
+/// is an error rather than a subject dropped without a word.
+fn non_utf8_image(f: &Path) -> Option<Error> {
+    let name = f.file_name()?;
+    if name.to_str().is_some() || !f.is_file() {
+        return None;
+    }
+    let lossy = name.to_string_lossy().to_ascii_lowercase();
+    [".npy", ".nii", ".nii.gz"].iter().any(|e| lossy.ends_with(e)).then(|| Error::Options {
+        reason: format!(
+            "{}: the file name is not UTF-8, so it has no subject ID; rename the file",
+            crate::error::escape(&f.to_string_lossy())
+        ),
+    })
+}
+
 /// The image files a folder, glob pattern or single file names, sorted.
 fn list(arg: &str) -> Result<Vec<PathBuf>> {
     let p = Path::new(arg);
     let mut files: Vec<PathBuf> = if p.is_dir() {
-        std::fs::read_dir(p)
-            .map_err(|e| os_error(p, &e))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|f| f.is_file() && Format::of(f).is_some())
-            .collect()
+        let mut files = Vec::new();
+        for f in std::fs::read_dir(p).map_err(|e| os_error(p, &e))?.filter_map(|e| e.ok().map(|e| e.path())) {
+            if f.is_file() && Format::of(&f).is_some() {
+                files.push(f);
+            } else if let Some(e) = non_utf8_image(&f) {
+                return Err(e);
+            }
+        }
+        files
     } else if arg.contains(['*', '?', '[']) {
         let paths = glob::glob(arg).map_err(|e| Error::InvalidParameter {
             name: "pattern",
@@ -174,6 +194,9 @@ fn list(arg: &str) -> Result<Vec<PathBuf>> {
         let mut files = Vec::new();
         for f in paths.filter_map(std::result::Result::ok) {
             if !(f.is_file() && Format::of(&f).is_some()) {
+                if let Some(e) = non_utf8_image(&f) {
+                    return Err(e);
+                }
                 continue;
             }
             let real = f.canonicalize().unwrap_or_else(|_| f.clone());

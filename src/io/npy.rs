@@ -45,7 +45,9 @@ pub(crate) fn read_header(
     expected: &'static str,
 ) -> Result<Header> {
     if file_len == 0 {
-        return Err(file_error(path, FileProblem::Empty));
+        // a device (`/dev/zero`) or a pipe has no length either
+        let regular = file.metadata().map_or(true, |m| m.is_file());
+        return Err(file_error(path, if regular { FileProblem::Empty } else { FileProblem::NotRegular }));
     }
     let mut pre = [0u8; 8];
     let got = read_up_to(file, &mut pre).map_err(|e| os_error(path, &e))?;

@@ -33,10 +33,22 @@ impl Selection {
     /// The selected file positions among `n` images, in order.
     ///
     /// # Errors
-    /// Invalid index files (out of range, duplicates, ...).
+    /// Invalid index files (out of range, duplicates, ...); a selection
+    /// that leaves no image of a non-empty input, naming the file that
+    /// emptied it.
     pub fn resolve(&self, n: usize) -> Result<Vec<usize>> {
+        let none_left = |path: &PathBuf, reason: String| Error::File {
+            path: path.clone(),
+            problem: crate::error::FileProblem::BadData { reason },
+        };
         let base = match &self.indices {
-            Some(p) => crate::io::read_indices(p, n)?,
+            Some(p) => {
+                let base = crate::io::read_indices(p, n)?;
+                if base.is_empty() && n > 0 {
+                    return Err(none_left(p, format!("lists no image index; give at least one of 0..{n}")));
+                }
+                base
+            }
             None => (0..n).collect(),
         };
         let Some(p) = &self.exclude else { return Ok(base) };
@@ -44,7 +56,12 @@ impl Selection {
         for i in crate::io::read_indices(p, n)? {
             excluded[i] = true;
         }
-        Ok(base.into_iter().filter(|&i| !excluded[i]).collect())
+        let k = base.len();
+        let left: Vec<usize> = base.into_iter().filter(|&i| !excluded[i]).collect();
+        if left.is_empty() && k > 0 {
+            return Err(none_left(p, format!("excludes all {k} selected images; none is left")));
+        }
+        Ok(left)
     }
 }
 

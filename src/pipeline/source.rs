@@ -583,6 +583,7 @@ impl Reader {
                 | Error::DimensionMismatch { .. }
                 | Error::EmptyImage { .. }
                 | Error::TransformNan { .. }
+                | Error::InfiniteScore { .. }
                 | Error::SpacingRequired { .. },
                 _,
                 Some(i),

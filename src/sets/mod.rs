@@ -344,6 +344,7 @@ impl<TI: Transform, TO: Transform> ConfidenceSets<TI, TO> {
         TI: Sync,
         TO: Sync,
     {
+        crate::image::check_stack("scores stack", scores.ndim())?;
         self.check_ndim(scores.ndim().saturating_sub(1))?;
         let n = scores.len_of(Axis(0));
         let per_image = for_each_image(n, |i| self.predict(&scores.index_axis(Axis(0), i)))?;

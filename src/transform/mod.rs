@@ -535,6 +535,13 @@ impl Transform for ScoreTransform {
         scores: &'a ArrayRef<A, D>,
         spacing: &Spacing,
     ) -> Result<CowArray<'a, A, D>> {
+        // the output and a workspace: refused, not aborted, if they do not fit
+        let per_value = match self {
+            ScoreTransform::Identity => 0,
+            ScoreTransform::Sigmoid => std::mem::size_of::<A>(),
+            _ => std::mem::size_of::<A>() + 2 * std::mem::size_of::<f64>(),
+        };
+        crate::alloc::ensure_room(scores.len() as u128 * per_value as u128, "the transformed scores")?;
         match self {
             ScoreTransform::Identity => Identity.apply(scores, spacing),
             ScoreTransform::Sigmoid => Sigmoid.apply(scores, spacing),
@@ -653,6 +660,16 @@ impl FromStr for ScoreTransform {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        // each option once: a repeated key is a typo, not "the last one wins"
+        for (i, (k, _)) in options.iter().enumerate() {
+            if options[..i].iter().any(|(j, _)| j == k) {
+                return Err(Error::InvalidParameter {
+                    name: "transform",
+                    value: s.to_owned(),
+                    reason: format!("option {} is given twice; give it once", crate::error::one_line(k)),
+                });
+            }
+        }
         let unexpected = |what: &str| Error::InvalidParameter {
             name: "transform",
             value: s.to_owned(),
@@ -745,6 +762,29 @@ mod tests {
         assert_eq!(sigmoid(f64::NEG_INFINITY), 0.0);
         assert_eq!(sigmoid(f64::INFINITY), 1.0);
         assert_eq!(sigmoid(-100.0_f32), (-100.0_f32).exp() / (1.0 + (-100.0_f32).exp()));
+    }
+
+    #[test]
+    fn a_repeated_option_is_refused() {
+        for t in [
+            "morphological:footprint=ball:radius=2:radius=3",
+            "distance:threshold=1:threshold=2",
+            "gaussian:2:mode=nearest:mode=reflect",
+        ] {
+            let e = t.parse::<ScoreTransform>().unwrap_err().to_string();
+            assert!(e.contains("is given twice; give it once"), "{t}: {e}");
+        }
+        assert!("morphological:footprint=ball:radius=2".parse::<ScoreTransform>().is_ok());
+    }
+
+    #[test]
+    fn a_transform_out_of_memory_is_an_error() {
+        // a broadcast view of 2^60 values: the output cannot be allocated
+        let one = ndarray::Array1::<f64>::zeros(1);
+        let huge = one.broadcast(1usize << 60).unwrap();
+        let e = Sigmoid.describe();
+        let err = ScoreTransform::Sigmoid.apply(&huge, &Spacing::unit()).unwrap_err();
+        assert!(matches!(err, Error::OutOfMemory { .. }), "{e}: {err}");
     }
 
     #[test]

@@ -465,11 +465,7 @@ fn finite_max_abs<A: Float, D: Dimension>(scores: &ArrayRef<A, D>) -> Result<f64
         crate::image::check_nan("scores", scores)?;
         if let Some(p) = scores.iter().position(|x| x.is_infinite()) {
             let index = crate::grid::unravel(p, scores.shape());
-            return Err(Error::InvalidParameter {
-                name: "scores",
-                value: format!("infinite at voxel {index:?}"),
-                reason: "Gaussian smoothing needs finite scores".into(),
-            });
+            return Err(Error::InfiniteScore { transform: "Gaussian smoothing", image: None, index });
         }
     }
     Ok(max.to_f64_lossless())

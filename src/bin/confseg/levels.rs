@@ -25,7 +25,7 @@ pub fn parse_level(s: &str) -> Result<f64, String> {
     if x > 0.0 && x < 1.0 {
         Ok(x)
     } else {
-        Err(format!("{x} is outside (0, 1)"))
+        Err(format!("{} is outside (0, 1)", s.trim()))
     }
 }
 

@@ -103,7 +103,12 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.is::<report::ReaderGone>() => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // one line whatever a path or a value holds (a file name with a newline)
+            let message: String = format!("{e:#}")
+                .chars()
+                .flat_map(|c| if c.is_control() { c.escape_debug().collect() } else { vec![c] })
+                .collect();
+            eprintln!("error: {message}");
             // options that do not fit together, found by the library, are usage errors too
             let levels = matches!(
                 e.downcast_ref::<confseg::Error>(),

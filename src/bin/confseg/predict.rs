@@ -189,7 +189,14 @@ pub fn run(args: Args, file: Loaded) -> Result<()> {
     }
     let class_axis =
         if args.files.inner_scores.is_none() { file.record().class_axis.map(|k| k as i64) } else { None };
-    let (source, masks) = args.files.open(args.truth.masks.as_deref(), class_axis)?;
+    let (source, masks) = match args.files.open(args.truth.masks.as_deref(), class_axis) {
+        // the axis is the calibration file's: name the file and its field
+        Err(e) if class_axis.is_some() && e.to_string().starts_with("class_axis") => anyhow::bail!(
+            "{}: field class_axis: {e}; these scores do not have the layout it was calibrated on",
+            args.calibration.display()
+        ),
+        r => r?,
+    };
     let subjects = source.cohort().is_some();
     if subjects && (args.inner_out.is_some() || args.outer_out.is_some()) {
         usage!("per-subject scores are written per subject: give --out-dir DIR instead of --inner-out/--outer-out");

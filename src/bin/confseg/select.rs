@@ -14,7 +14,7 @@ use crate::cli::report::{outln, usage};
 
 fn parse_alpha(s: &str) -> Result<Alpha, String> {
     let x: f64 = s.trim().parse().map_err(|_| format!("{s:?} is not a number"))?;
-    Alpha::new(x).map_err(|_| format!("{x} is outside (0, 1)"))
+    Alpha::new(x).map_err(|_| format!("{} is outside (0, 1)", s.trim()))
 }
 
 /// Rank candidate transforms on a learning set and suggest the Bonferroni

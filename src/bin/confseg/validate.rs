@@ -29,7 +29,7 @@ pub struct Alphas(pub Vec<Alpha>);
 
 /// Parse `0.05,0.1,0.2` or a grid `START:STOP:STEP` (inclusive).
 fn parse_alphas(s: &str) -> Result<Alphas, String> {
-    let alpha = |x: f64| Alpha::new(x).map_err(|_| format!("{x} is outside (0, 1)"));
+    let alpha = |x: f64| Alpha::new(x).map_err(|_| format!("{x:?} is outside (0, 1)"));
     let num = |x: &str| x.trim().parse::<f64>().map_err(|_| format!("{x:?} is not a number in {s:?}"));
     let parts: Vec<&str> = s.split(':').collect();
     match parts.as_slice() {
