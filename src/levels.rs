@@ -12,7 +12,7 @@
 //! * for validation over a grid of levels, a [`Guarantee`] at each `alpha`
 //!   ([`Levels::at`]);
 //!
-//! and the [`Thresholds`] calibration fits for them.
+//! and the [`Thresholds`](crate::Thresholds) calibration fits for them.
 //!
 //! Every name a user types (`"bonferroni"`, `"inner"`) parses with
 //! [`FromStr`] and prints with [`Display`](fmt::Display) here, so no shell

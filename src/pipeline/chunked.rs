@@ -14,7 +14,7 @@ const CHUNK: usize = 1 << 14;
 /// `(tau_i, gamma_i)` of image `i` from already transformed scores and a
 /// mask stored in `.npy` stacks (`outer = None`: `f_O = f_I`, read once),
 /// read in chunks of voxels through three small buffers and folded by the
-/// fused kernel ([`RegionFold`](crate::calibrate::RegionFold)): no whole
+/// fused kernel ([`RegionFold`]): no whole
 /// image is ever in memory, and the buffers the file is read into stay in
 /// the cache the kernel reads them from. `fold` makes the fold of an image
 /// of the given shape (`|s| Ok(RegionFold::new(s))` for containment,

@@ -118,17 +118,7 @@ pub fn run(args: Args) -> Result<()> {
     if inputs.reader.cohort_spacing && scores.cohort().is_some() {
         summary += "spacing: --spacing overrides the spacing in the files' headers\n";
     }
-    match &args.output {
-        Some(path) => {
-            file.write(path)?;
-            report::out(&summary)?;
-            report::out(&format!("wrote {}\n", path.display()))?;
-        }
-        None => {
-            report::out(&file.to_json()?)?;
-            eprint!("{summary}");
-        }
-    }
+    write(&file, &summary, args.output.as_deref())?;
     report::warn(&inputs.warnings());
     report::warn(&calibration.map_or_else(|| file.sets.warnings(), |c| c.warnings(&file.sets)));
     Ok(())
@@ -169,10 +159,22 @@ fn grouped(
     if let Some(first) = file.sets.fits().next() {
         summary += &report::provenance_lines(first, &file.record, scores.precision()?);
     }
-    match &args.output {
+    write(&file, &summary, args.output.as_deref())?;
+    report::warn(&inputs.warnings());
+    report::warn(&file.sets.calibration_warnings(&calibration, &groups)?);
+    Ok(())
+}
+
+/// Write the fitted file to `output` and the summary to stdout; without
+/// `output`, the JSON to stdout and the summary to stderr.
+fn write<S>(file: &Fitted<S>, summary: &str, output: Option<&std::path::Path>) -> Result<()>
+where
+    S: serde::Serialize + for<'de> serde::Deserialize<'de>,
+{
+    match output {
         Some(path) => {
             file.write(path)?;
-            report::out(&summary)?;
+            report::out(summary)?;
             report::out(&format!("wrote {}\n", path.display()))?;
         }
         None => {
@@ -180,7 +182,5 @@ fn grouped(
             eprint!("{summary}");
         }
     }
-    report::warn(&inputs.warnings());
-    report::warn(&file.sets.calibration_warnings(&calibration, &groups)?);
     Ok(())
 }
