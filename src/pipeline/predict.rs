@@ -131,9 +131,10 @@ impl Summary {
 
 impl Reader {
     /// The sets of every image at `images`, given to `sink(i, prediction)`
-    /// in order (`i` a position in `images`), with the [`Extras`] asked for. Raw scores go through the sets' transforms with each
-    /// image's spacing (see [`Reader::image`]); already transformed scores
-    /// are used as they are.
+    /// in order (`i` a position in `images`), with the [`Extras`] asked
+    /// for. Raw scores go through the sets' transforms with each image's
+    /// spacing (see [`Reader::image`]); already transformed scores are used
+    /// as they are.
     ///
     /// # Errors
     /// A read, transform or shape error, naming the file and the image;
