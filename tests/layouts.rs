@@ -129,6 +129,143 @@ fn monai_itk_and_channel_first_logits_calibrate_as_their_probabilities() {
     assert_eq!(confseg::AsImage::spacing(&image).and_then(Spacing::as_slice), Some(&stored[..]));
 }
 
+/// An nnU-Net `case.npz`: `probabilities` of shape `(C, z, y, x)`, deflated.
+fn write_npz(path: &Path, probabilities: &ndarray::ArrayD<f32>) {
+    use ndarray_npy::WriteNpyExt;
+    use std::io::Write;
+    let mut npy = Vec::new();
+    probabilities.as_standard_layout().write_npy(&mut npy).unwrap();
+    let mut z = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+    let options =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    z.start_file("probabilities.npy", options).unwrap();
+    z.write_all(&npy).unwrap();
+    z.finish().unwrap();
+}
+
+/// nnU-Net's `--save_probabilities` folder (`case.npz` with `(C, z, y, x)`
+/// probabilities beside `case.nii.gz`, plus `.pkl` and `.json` files) and
+/// its `labelsTr`: the two-class probabilities calibrate exactly as their
+/// foreground channel saved as NIfTI with the case's header; `predict`
+/// writes NIfTI sets with that header; several classes calibrate as
+/// structures; a probabilities file refuses logits at predict time.
+#[test]
+fn nnunet_probability_folders_calibrate_as_their_foreground_channel() {
+    let d = tempfile::tempdir().unwrap();
+    let p = |name: &str| -> PathBuf { d.path().join(name) };
+    for dir in ["prob", "nnunet", "multi", "labelsTr", "sets"] {
+        std::fs::create_dir_all(p(dir)).unwrap();
+    }
+    for i in 0..N {
+        let (_, prob, mask) = subject(i);
+        let id = format!("case_{i:03}");
+        write_scores(p(&format!("prob/{id}.nii.gz")), &prob, &header(&SHAPE, &SPACING)).unwrap();
+        write_labels(p(&format!("labelsTr/{id}.nii.gz")), &mask, &header(&SHAPE, &SPACING)).unwrap();
+        // nnU-Net: (C, z, y, x), the segmentation beside it carries the header
+        let two = ndarray::stack(Axis(3), &[prob.mapv(|v| 1.0 - v).view(), prob.view()]).unwrap();
+        let stored = two.into_dyn().reversed_axes(); // (x, y, z, C) -> (C, z, y, x)
+        write_npz(&p(&format!("nnunet/{id}.npz")), &stored.to_owned());
+        let seg = prob.mapv(|v| u8::from(v > 0.5));
+        write_labels(p(&format!("nnunet/{id}.nii.gz")), &seg, &header(&SHAPE, &SPACING)).unwrap();
+        std::fs::write(p(&format!("nnunet/{id}.pkl")), b"\x80\x04N.").unwrap();
+        // three classes: background, the object, and an empty class
+        let zero = prob.mapv(|_| 0.0);
+        let three =
+            ndarray::stack(Axis(3), &[prob.mapv(|v| 1.0 - v).view(), prob.view(), zero.view()]).unwrap();
+        write_npz(&p(&format!("multi/{id}.npz")), &three.into_dyn().reversed_axes().to_owned());
+        write_labels(p(&format!("multi/{id}.nii.gz")), &seg, &header(&SHAPE, &SPACING)).unwrap();
+    }
+    std::fs::write(p("nnunet/plans.json"), b"{}").unwrap();
+    let s = |x: &Path| x.to_string_lossy().into_owned();
+    let run = |scores: &str, out: &str, extra: &[&str]| {
+        let mut args: Vec<String> = ["calibrate", "--scores", &s(&p(scores)), "--masks", &s(&p("labelsTr"))]
+            .map(str::to_owned)
+            .to_vec();
+        args.extend(
+            ["--outer", "distance:threshold=0.5", "--alpha", "0.2", "--mode", "max", "-o"].map(str::to_owned),
+        );
+        args.push(s(&p(out)));
+        args.extend(extra.iter().map(|x| (*x).to_owned()));
+        ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        thresholds(&p(out))
+    };
+    let want = run("prob", "prob.json", &[]);
+    assert!(want.1.as_f64().is_some_and(f64::is_finite), "{want:?}");
+    assert_eq!(run("nnunet", "nnunet.json", &[]), want);
+    let file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p("nnunet.json")).unwrap()).unwrap();
+    assert_eq!(file["input"], "probabilities", "{file}");
+
+    // predict writes NIfTI sets with the case's header
+    ok(&[
+        "predict",
+        "--calibration",
+        &s(&p("nnunet.json")),
+        "--scores",
+        &s(&p("nnunet")),
+        "--out-dir",
+        &s(&p("sets")),
+    ]);
+    let outer = p("sets/case_000_outer.nii.gz");
+    let h = confseg::io::nifti::read_header(&outer).unwrap();
+    assert_eq!(h.shape(), SHAPE);
+    let stored: Vec<f64> = SPACING.iter().map(|&x| f64::from(x as f32)).collect();
+    assert_eq!(h.spacing().as_slice(), Some(&stored[..]));
+    let n_written = std::fs::read_dir(p("sets")).unwrap().count();
+    assert_eq!(n_written, 2 * N, "inner and outer per case, nothing for the .nii.gz beside each .npz");
+
+    // sets calibrated on probabilities refuse logits, and the other way round
+    let out = Command::new(env!("CARGO_BIN_EXE_confseg"))
+        .args(["predict", "--calibration", &s(&p("prob.json")), "--scores", &s(&p("nnunet")), "--out-dir"])
+        .arg(p("sets2"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("predict on the same kind of files"));
+
+    // several classes: one structure per class, the class axis last
+    let out = Command::new(env!("CARGO_BIN_EXE_confseg"))
+        .args([
+            "calibrate",
+            "--scores",
+            &s(&p("multi")),
+            "--masks",
+            &s(&p("labelsTr")),
+            "--alpha",
+            "0.2",
+            "-o",
+        ])
+        .arg(p("multi.json"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("more than two classes") && e.contains("class axis"), "{e}");
+    ok(&[
+        "calibrate",
+        "--scores",
+        &s(&p("multi")),
+        "--masks",
+        &s(&p("labelsTr")),
+        "--structure",
+        "object=1",
+        "--class-axis",
+        "-1",
+        "--outer",
+        "distance:threshold=0.5",
+        "--alpha",
+        "0.2",
+        "--mode",
+        "max",
+        "-o",
+        &s(&p("multi.json")),
+    ]);
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p("multi.json")).unwrap()).unwrap();
+    let outer = j.to_string();
+    assert!(outer.contains(&want.1.to_string()), "the object's outer threshold {} in {outer}", want.1);
+}
+
 /// Scores saved with a unit-spacing header next to masks with the scanner's:
 /// refused with one line naming both files, instead of calibrating in voxels.
 #[test]

@@ -258,7 +258,7 @@ impl<TI: Transform, TO: Transform> StructureCalibrator<TI, TO> {
                 reason: "give at least one structure, each name once".into(),
             });
         }
-        if let StructureScores::Softmax { class_labels, .. } = &scores {
+        if let Some(class_labels) = scores.class_labels() {
             if class_labels.len() < 2 {
                 return Err(Error::InvalidParameter {
                     name: "class labels",

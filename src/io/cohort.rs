@@ -89,6 +89,10 @@ pub enum Format {
     Nii,
     /// NIfTI-1 or -2, gzipped, `.nii.gz`.
     NiiGz,
+    /// nnU-Net's class probabilities, `.npz` (scores only; the geometry
+    /// comes from the NIfTI file of the same case beside it, see
+    /// [`super::npz`]).
+    Npz,
 }
 
 impl Format {
@@ -102,6 +106,8 @@ impl Format {
             Some(Format::Nii)
         } else if name.ends_with(".npy") {
             Some(Format::Npy)
+        } else if name.ends_with(".npz") {
+            Some(Format::Npz)
         } else {
             None
         }
@@ -114,6 +120,7 @@ impl Format {
             Format::Npy => ".npy",
             Format::Nii => ".nii",
             Format::NiiGz => ".nii.gz",
+            Format::Npz => ".npz",
         }
     }
 }
@@ -150,7 +157,9 @@ fn check_id(id: &str) -> std::result::Result<(), String> {
 #[must_use]
 pub fn is_per_subject(arg: &str) -> bool {
     let p = Path::new(arg);
-    p.is_dir() || arg.contains(['*', '?', '[']) || matches!(Format::of(p), Some(Format::Nii | Format::NiiGz))
+    p.is_dir()
+        || arg.contains(['*', '?', '['])
+        || matches!(Format::of(p), Some(Format::Nii | Format::NiiGz | Format::Npz))
 }
 
 /// An image file whose name is not UTF-8: its ID cannot be text, so it
@@ -161,7 +170,7 @@ fn non_utf8_image(f: &Path) -> Option<Error> {
         return None;
     }
     let lossy = name.to_string_lossy().to_ascii_lowercase();
-    [".npy", ".nii", ".nii.gz"].iter().any(|e| lossy.ends_with(e)).then(|| Error::Options {
+    [".npy", ".nii", ".nii.gz", ".npz"].iter().any(|e| lossy.ends_with(e)).then(|| Error::Options {
         reason: format!(
             "{}: the file name is not UTF-8, so it has no subject ID; rename the file",
             crate::error::escape(&f.to_string_lossy())
@@ -223,7 +232,29 @@ fn list(arg: &str) -> Result<Vec<PathBuf>> {
     if files.is_empty() {
         return Err(Error::NoSubjects { pattern: arg.to_owned() });
     }
-    Ok(files)
+    Ok(without_npz_geometry(files))
+}
+
+/// nnU-Net writes `case.npz` (probabilities) next to `case.nii.gz` (the
+/// predicted segmentation, whose header is the case's geometry): where a
+/// case has both, the `.npz` is the subject and the NIfTI file only its
+/// geometry.
+fn without_npz_geometry(files: Vec<PathBuf>) -> Vec<PathBuf> {
+    let npz: std::collections::HashSet<PathBuf> = files
+        .iter()
+        .filter(|f| Format::of(f) == Some(Format::Npz))
+        .filter_map(|f| Some(f.with_file_name(stem(f)?)))
+        .collect();
+    if npz.is_empty() {
+        return files;
+    }
+    files
+        .into_iter()
+        .filter(|f| {
+            !matches!(Format::of(f), Some(Format::Nii | Format::NiiGz))
+                || stem(f).is_none_or(|s| !npz.contains(&f.with_file_name(s)))
+        })
+        .collect()
 }
 
 /// Files by ID (`suffix` removed; with a suffix, only files whose name
@@ -523,6 +554,10 @@ impl Cohort {
                 let (shape, precision, g) = nifti_info(&s.scores)?;
                 (shape, precision, Some(g))
             }
+            Format::Npz => {
+                let (shape, precision, g) = npz_info(&s.scores)?;
+                (shape, precision, Some(g))
+            }
         };
         let geometry = s.spacing.clone().map(Geometry::new).or(geometry);
         Ok(SubjectInfo { format, shape, precision, geometry })
@@ -555,6 +590,10 @@ impl Cohort {
                 let (a, g) = nifti_scores::<A>(&s.scores)?;
                 (a, Some(g))
             }
+            Format::Npz => {
+                let (a, g) = npz_scores::<A>(&s.scores)?;
+                (a, Some(g))
+            }
         };
         Ok((scores, s.spacing.clone().map(Geometry::new).or(geometry)))
     }
@@ -579,6 +618,7 @@ impl Cohort {
         match Format::of(path).ok_or_else(|| not_an_image(path))? {
             Format::Npy => super::read_mask_image(path, labels),
             Format::Nii | Format::NiiGz => nifti_mask(path, labels),
+            Format::Npz => Err(npz_mask(path)),
         }
     }
 
@@ -595,10 +635,11 @@ impl Cohort {
         let s = self.subject(i)?;
         let Some(mask) = &s.mask else { return Ok(()) };
         let nifti = |p: &Path| matches!(Format::of(p), Some(Format::Nii | Format::NiiGz));
-        if !nifti(&s.scores) || !nifti(mask) {
+        let (scores, _) = like(s)?;
+        if !nifti(&scores) || !nifti(mask) {
             return Ok(());
         }
-        let (_, _, gs) = nifti_info(&s.scores)?;
+        let (_, _, gs) = nifti_info(&scores)?;
         let (_, _, gm) = nifti_info(mask)?;
         let spacing =
             |g: &Geometry| g.spacing().as_slice().map(|v| v.iter().take(3).copied().collect::<Vec<_>>());
@@ -650,6 +691,7 @@ impl Cohort {
         match Format::of(path).ok_or_else(|| not_an_image(path))? {
             Format::Npy => super::read_image::<f64>(path),
             Format::Nii | Format::NiiGz => nifti_values(path),
+            Format::Npz => Err(npz_mask(path)),
         }
     }
 
@@ -660,7 +702,7 @@ impl Cohort {
     /// A score file of an unknown format.
     pub fn output_path(&self, i: usize, dir: &Path, suffix: &str) -> Result<PathBuf> {
         let s = self.subject(i)?;
-        let format = Format::of(&s.scores).ok_or_else(|| not_an_image(&s.scores))?;
+        let (_, format) = like(s)?;
         let name = format!("{}{suffix}{}", s.id, format.extension());
         check_id(&name).map_err(|reason| Error::InvalidParameter {
             name: "subject ID",
@@ -704,10 +746,9 @@ impl Cohort {
         path: &Path,
         mask: &ArrayRef<u8, D>,
     ) -> Result<Output> {
-        let s = self.subject(i)?;
-        match Format::of(&s.scores).ok_or_else(|| not_an_image(&s.scores))? {
-            Format::Npy => super::npy::npy_output(path, mask),
-            Format::Nii | Format::NiiGz => nifti_mask_output(&s.scores, path, mask),
+        match like(self.subject(i)?)? {
+            (_, Format::Npy) => super::npy::npy_output(path, mask),
+            (like, _) => nifti_mask_output(&like, path, mask),
         }
     }
 
@@ -722,10 +763,9 @@ impl Cohort {
         path: &Path,
         labels: &ArrayRef<u8, D>,
     ) -> Result<Output> {
-        let s = self.subject(i)?;
-        match Format::of(&s.scores).ok_or_else(|| not_an_image(&s.scores))? {
-            Format::Npy => super::npy::npy_output(path, labels),
-            Format::Nii | Format::NiiGz => nifti_label_map_output(&s.scores, path, labels),
+        match like(self.subject(i)?)? {
+            (_, Format::Npy) => super::npy::npy_output(path, labels),
+            (like, _) => nifti_label_map_output(&like, path, labels),
         }
     }
 
@@ -740,10 +780,9 @@ impl Cohort {
         path: &Path,
         scores: &ArrayRef<A, D>,
     ) -> Result<Output> {
-        let s = self.subject(i)?;
-        match Format::of(&s.scores).ok_or_else(|| not_an_image(&s.scores))? {
-            Format::Npy => super::npy::npy_output(path, scores),
-            Format::Nii | Format::NiiGz => nifti_scores_output(&s.scores, path, scores),
+        match like(self.subject(i)?)? {
+            (_, Format::Npy) => super::npy::npy_output(path, scores),
+            (like, _) => nifti_scores_output(&like, path, scores),
         }
     }
 }
@@ -751,8 +790,85 @@ impl Cohort {
 fn not_an_image(path: &Path) -> Error {
     file_error(
         path,
-        FileProblem::BadHeader { reason: "not an image file: expected .npy, .nii or .nii.gz".into() },
+        FileProblem::BadHeader {
+            reason: "not an image file: expected .npy, .nii, .nii.gz (or nnU-Net's .npz)".into(),
+        },
     )
+}
+
+fn npz_mask(path: &Path) -> Error {
+    file_error(
+        path,
+        FileProblem::BadHeader {
+            reason:
+                "an .npz file holds nnU-Net's probabilities, not a mask; give the label maps (e.g. labelsTr)"
+                    .into(),
+        },
+    )
+}
+
+/// The file whose header subject `s`'s geometry and outputs follow, and its
+/// format: the score file, or for nnU-Net's `.npz` the NIfTI file of the
+/// same case beside it.
+fn like(s: &Subject) -> Result<(PathBuf, Format)> {
+    match Format::of(&s.scores).ok_or_else(|| not_an_image(&s.scores))? {
+        Format::Npz => {
+            let g = npz_geometry_file(&s.scores)?;
+            let format = Format::of(&g).ok_or_else(|| not_an_image(&g))?;
+            Ok((g, format))
+        }
+        format => Ok((s.scores.clone(), format)),
+    }
+}
+
+/// Shape `(x, y, z, C)`, precision and the geometry of the NIfTI file
+/// beside an nnU-Net `.npz`, whose spatial shape must be the NIfTI file's.
+#[cfg(feature = "nifti")]
+fn npz_info(path: &Path) -> Result<(Vec<usize>, Precision, Geometry)> {
+    let info = super::npz::info(path)?;
+    let like = super::npz::geometry_file(path)?;
+    let h = super::nifti::read_header(&like)?;
+    let spatial = &info.shape[..info.shape.len() - 1];
+    let nifti_shape: Vec<usize> = h.shape().iter().copied().take(spatial.len()).collect();
+    if h.shape().iter().skip(spatial.len()).any(|&d| d != 1) || nifti_shape != spatial {
+        return Err(file_error(
+            path,
+            FileProblem::BadData {
+                reason: format!(
+                    "the probabilities' spatial shape {spatial:?} (x, y, z) is not that of {} ({:?})",
+                    like.display(),
+                    h.shape()
+                ),
+            },
+        ));
+    }
+    Ok((info.shape, Precision::of(info.dtype), h.geometry()))
+}
+
+#[cfg(feature = "nifti")]
+fn npz_scores<A: ReadFloat>(path: &Path) -> Result<(ArrayD<A>, Geometry)> {
+    let (_, _, g) = npz_info(path)?;
+    Ok((super::npz::read_probabilities::<A>(path)?, g))
+}
+
+#[cfg(feature = "nifti")]
+fn npz_geometry_file(path: &Path) -> Result<PathBuf> {
+    super::npz::geometry_file(path)
+}
+
+#[cfg(not(feature = "nifti"))]
+fn npz_info(path: &Path) -> Result<(Vec<usize>, Precision, Geometry)> {
+    Err(no_nifti(path))
+}
+
+#[cfg(not(feature = "nifti"))]
+fn npz_scores<A: ReadFloat>(path: &Path) -> Result<(ArrayD<A>, Geometry)> {
+    Err(no_nifti(path))
+}
+
+#[cfg(not(feature = "nifti"))]
+fn npz_geometry_file(path: &Path) -> Result<PathBuf> {
+    Err(no_nifti(path))
 }
 
 #[cfg(feature = "nifti")]

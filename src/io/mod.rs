@@ -63,6 +63,8 @@ pub mod cohort;
 #[cfg(feature = "nifti")]
 pub mod nifti;
 mod npy;
+#[cfg(feature = "nifti")]
+pub mod npz;
 pub mod viewer;
 
 use std::fmt;

@@ -49,6 +49,20 @@ pub(crate) fn read_header(
         let regular = file.metadata().map_or(true, |m| m.is_file());
         return Err(file_error(path, if regular { FileProblem::Empty } else { FileProblem::NotRegular }));
     }
+    read_header_from(path, file, file_len, expected)
+}
+
+/// Read and check the header of an array of `file_len` bytes read from
+/// `file` (a file, or a member of an `.npz` archive).
+pub(crate) fn read_header_from(
+    path: &Path,
+    file: &mut impl Read,
+    file_len: u64,
+    expected: &'static str,
+) -> Result<Header> {
+    if file_len == 0 {
+        return Err(file_error(path, FileProblem::Empty));
+    }
     let mut pre = [0u8; 8];
     let got = read_up_to(file, &mut pre).map_err(|e| os_error(path, &e))?;
     if got < 6 || &pre[..6] != b"\x93NUMPY" {
@@ -878,10 +892,10 @@ fn open_image(path: &Path, what: &'static str) -> Result<(File, Header)> {
 }
 
 /// The bytes of a whole array in row-major order.
-fn image_bytes(path: &Path, file: &mut File, header: &Header) -> Result<Vec<u8>> {
+pub(crate) fn image_bytes(path: &Path, file: &mut impl Read, header: &Header) -> Result<Vec<u8>> {
     let info = &header.info;
-    let len: usize = info.shape.iter().product();
-    let mut bytes = vec![0u8; len * info.dtype.size()];
+    let len = crate::alloc::check_elements("an image", &info.shape)?;
+    let mut bytes = crate::alloc::try_zeroed::<u8>(len * info.dtype.size(), "an image")?;
     file.read_exact(&mut bytes).map_err(|e| os_error(path, &e))?;
     if info.fortran_order && info.shape.len() > 1 {
         // gather the row-major order from the column-major file
@@ -912,7 +926,16 @@ fn image_bytes(path: &Path, file: &mut File, header: &Header) -> Result<Vec<u8>>
 pub fn read_image<A: ReadFloat>(path: impl AsRef<Path>) -> Result<ArrayD<A>> {
     let path = path.as_ref();
     let (mut file, header) = open_image(path, "scores")?;
-    let bytes = image_bytes(path, &mut file, &header)?;
+    decode_image(path, &mut file, &header)
+}
+
+/// The scores of one whole array whose header was read from `file`.
+pub(crate) fn decode_image<A: ReadFloat>(
+    path: &Path,
+    file: &mut impl Read,
+    header: &Header,
+) -> Result<ArrayD<A>> {
+    let bytes = image_bytes(path, file, header)?;
     let mut out = Vec::new();
     A::decode_scores(&bytes, header.info.dtype, header.big_endian, &mut out).map_err(|(p, value)| {
         file_error(path, FileProblem::InexactValue { value, index: unravel(p, &header.info.shape) })

@@ -218,6 +218,15 @@ impl Request {
         let (scores, masks) =
             ScoreSource::open(&self.scores, Some(self.masks.as_deref().unwrap_or("")), self.class_axis)?;
         let Some(masks) = masks else { return Err(no_masks()) };
+        if scores.holds_probabilities() && scores.class_axis().is_none() {
+            return Err(Error::Options {
+                reason: format!(
+                    "{} holds nnU-Net's probabilities of more than two classes: calibrate them as \
+                     structures, with the last axis (-1) as the class axis",
+                    scores.describe()
+                ),
+            });
+        }
         if let (MaskSource::Stack(m), Some(image)) = (&masks, scores.stack_shape()) {
             let mut shape = vec![scores.n_images()];
             shape.extend(image);

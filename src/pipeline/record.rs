@@ -6,10 +6,14 @@
 //! record's keys next to them:
 //!
 //! * `input`: `"scores"` (the recorded transforms are applied to raw
-//!   scores) or `"transformed"` (calibrated on already transformed inner
-//!   and outer scores, used as they are; the transforms are `identity`);
-//! * `class_axis`: the axis **of one image** holding two-class logits,
-//!   reduced by a two-class softmax before the transforms (`null` if none);
+//!   scores), `"probabilities"` (per-class probabilities, nnU-Net's
+//!   `.npz`: the foreground channel of the class axis is the image) or
+//!   `"transformed"` (calibrated on already transformed inner and outer
+//!   scores, used as they are; the transforms are `identity`);
+//! * `class_axis`: the axis **of one image** holding two classes: logits
+//!   reduced by a two-class softmax before the transforms, or for
+//!   `"probabilities"` the axis whose second channel is taken (`null` if
+//!   none);
 //! * `labels`: the labels of the masks that were the object (`null` for
 //!   0/1 masks);
 //! * `source`: provenance (files, images in the files, images used).
@@ -35,6 +39,9 @@ pub enum InputKind {
     Scores,
     /// Already transformed inner and outer scores, used as they are.
     Transformed,
+    /// Per-class probabilities (nnU-Net's `.npz`): the foreground channel
+    /// (index 1) of the class axis is the image; no softmax.
+    Probabilities,
 }
 
 /// Where the calibration data came from.
@@ -80,7 +87,8 @@ pub struct Record {
     /// fitted sets serialized by the library are fitted files too).
     #[serde(default)]
     pub input: InputKind,
-    /// Axis of one image holding two-class logits.
+    /// Axis of one image holding two classes (logits, or probabilities
+    /// for [`InputKind::Probabilities`]).
     #[serde(default)]
     pub class_axis: Option<usize>,
     /// Labels of the masks that are the object.
@@ -111,16 +119,52 @@ impl Record {
     }
 
     /// A raw score image made ready for the recorded transforms: the
-    /// recorded class axis reduced by the two-class softmax.
+    /// recorded class axis reduced by the two-class softmax (for
+    /// probabilities: its foreground channel taken).
     ///
     /// # Errors
     /// As [`Record::check_raw`]; a class axis the image does not have.
     pub fn prepare<A: Float>(&self, scores: ArrayD<A>) -> Result<ArrayD<A>> {
         self.check_raw()?;
-        match self.class_axis {
-            Some(k) => TwoClassSoftmax::new(Axis(k)).apply(&scores),
-            None => Ok(scores),
+        match (self.class_axis, self.input) {
+            (Some(k), InputKind::Probabilities) => match scores.shape().get(k) {
+                Some(2) => Ok(scores.index_axis_move(Axis(k), 1)),
+                _ => Err(Error::Options {
+                    reason: format!(
+                        "these sets were calibrated on two-class probabilities along axis {k} of an image; \
+                         an image of shape {:?} has no such axis of length 2",
+                        scores.shape()
+                    ),
+                }),
+            },
+            (Some(k), _) => TwoClassSoftmax::new(Axis(k)).apply(&scores),
+            (None, _) => Ok(scores),
         }
+    }
+
+    /// Check that opened score files are of the kind these sets were
+    /// calibrated on: probabilities (nnU-Net's `.npz`) for sets calibrated
+    /// on probabilities, logits or scores otherwise — the two are on
+    /// different scales, so the thresholds of one do not fit the other.
+    ///
+    /// # Errors
+    /// [`Error::Options`] naming both kinds.
+    pub fn check_source(&self, source: &super::ScoreSource) -> Result<()> {
+        if source.is_transformed() || (self.input == InputKind::Probabilities) == source.holds_probabilities()
+        {
+            return Ok(());
+        }
+        let (was, is) = if source.holds_probabilities() {
+            ("logits or scores", "nnU-Net's probabilities (.npz)")
+        } else {
+            ("nnU-Net's probabilities (.npz)", "logits or scores")
+        };
+        Err(Error::Options {
+            reason: format!(
+                "these sets were calibrated on {was}, the new scores are {is}: \
+                 predict on the same kind of files as the calibration"
+            ),
+        })
     }
 }
 
@@ -314,7 +358,13 @@ impl super::Inputs {
     #[must_use]
     pub fn record(&self, request: &super::Request) -> Record {
         Record {
-            input: if self.scores().is_transformed() { InputKind::Transformed } else { InputKind::Scores },
+            input: if self.scores().is_transformed() {
+                InputKind::Transformed
+            } else if self.scores().holds_probabilities() {
+                InputKind::Probabilities
+            } else {
+                InputKind::Scores
+            },
             class_axis: self.scores().class_axis(),
             labels: self.labels(),
             source: request.provenance(self.scores().n_images()),
@@ -335,6 +385,12 @@ impl Record {
         self.check_raw()?;
         match self.class_axis {
             None => Ok(()),
+            Some(k) if self.input == InputKind::Probabilities => Err(Error::Options {
+                reason: format!(
+                    "these sets were calibrated on two-class probabilities along axis {k} of an image: \
+                     take the foreground channel (index 1 of axis {k} of an image) first"
+                ),
+            }),
             Some(k) => Err(Error::Options {
                 reason: format!(
                     "these sets were calibrated on two-class logits along axis {k} of an image: reduce them \

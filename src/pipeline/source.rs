@@ -9,7 +9,7 @@ use ndarray::{ArrayD, Axis, IxDyn};
 use crate::calibrate::{Calibrator, ImageStatistics, Transformed};
 use crate::error::{Error, Result};
 use crate::image::{Geometry, Image, Spacing};
-use crate::io::cohort::{is_per_subject, Cohort, Pairing};
+use crate::io::cohort::{is_per_subject, Cohort, Format, Pairing};
 use crate::io::{Labels, NpyStack, Precision, ReadFloat};
 use crate::stream::Lazy;
 use crate::transform::{Transform, TwoClassSoftmax};
@@ -147,8 +147,30 @@ impl ScoreSource {
         let subjects = |cohort: Cohort, manifest: bool| -> Result<(ScoreSource, Option<MaskSource>)> {
             let cohort = Arc::new(cohort);
             let first = cohort.info(0)?;
-            let class_axis =
+            let mut class_axis =
                 class_axis.map(|k| resolve_axis(k, first.shape.len(), "class_axis")).transpose()?;
+            let npz = |s: &crate::io::cohort::Subject| Format::of(&s.scores) == Some(Format::Npz);
+            if let Some(odd) = cohort.subjects().iter().find(|s| npz(s) != (first.format == Format::Npz)) {
+                return Err(Error::Options {
+                    reason: format!(
+                        "{}: a cohort mixes nnU-Net's probabilities (.npz) with other score files; give one kind",
+                        odd.scores.display()
+                    ),
+                });
+            }
+            // nnU-Net's two-class probabilities: the foreground channel is the image
+            let last = first.shape.len() - 1;
+            if first.format == Format::Npz && first.shape[last] == 2 {
+                if class_axis.is_some_and(|k| k != last) {
+                    return Err(Error::Options {
+                        reason: format!(
+                            "{}: nnU-Net's probabilities have their classes on the last axis; leave out class_axis",
+                            cohort.subjects()[0].scores.display()
+                        ),
+                    });
+                }
+                class_axis = Some(last);
+            }
             if let Some(k) = class_axis {
                 check_two_classes(&first.shape, k, &cohort.subjects()[0].scores)?;
             }
@@ -313,6 +335,16 @@ impl ScoreSource {
         matches!(self, ScoreSource::Transformed { .. })
     }
 
+    /// Whether the raw scores are per-class probabilities (nnU-Net's
+    /// `.npz`), whose foreground channel is the image, rather than logits
+    /// or scores.
+    #[must_use]
+    pub fn holds_probabilities(&self) -> bool {
+        self.cohort()
+            .and_then(|c| c.subjects().first())
+            .is_some_and(|s| Format::of(&s.scores) == Some(Format::Npz))
+    }
+
     /// The class axis of raw scores (an axis of one image).
     #[must_use]
     pub fn class_axis(&self) -> Option<usize> {
@@ -357,6 +389,16 @@ impl ScoreSource {
         };
         let in_file = |error| Error::InFile { path: path.clone(), error: Box::new(error) };
         let Some(k) = self.class_axis() else { return Ok((a, geometry)) };
+        if Format::of(&path) == Some(Format::Npz) {
+            // already probabilities (nnU-Net): the foreground channel; the
+            // geometry (from the NIfTI file beside it) has no class axis
+            if a.shape().get(k) != Some(&2) {
+                return Err(in_file(Error::Options {
+                    reason: format!("shape {:?}: expected two classes on axis {k}", a.shape()),
+                }));
+            }
+            return Ok((a.index_axis_move(Axis(k), 1), geometry));
+        }
         let raw_ndim = a.ndim();
         let mut a = TwoClassSoftmax::new(Axis(k)).apply(&a).map_err(in_file)?;
         // a header's spacing has an entry for the class axis too (a manifest's has not)

@@ -128,9 +128,39 @@ pub enum StructureScores {
         /// The channel axis of one image.
         axis: usize,
     },
+    /// Probabilities of `C >= 2` classes along `axis`, already normalised
+    /// (nnU-Net's `.npz`): a structure's score is the sum of the
+    /// probabilities of its classes, as for [`StructureScores::Softmax`]
+    /// without the softmax.
+    Probabilities {
+        /// The class axis of one image.
+        axis: usize,
+        /// The label of each class, in channel order.
+        class_labels: Vec<i64>,
+    },
 }
 
 impl StructureScores {
+    /// The class or channel axis of one image.
+    #[must_use]
+    pub fn axis(&self) -> usize {
+        match self {
+            StructureScores::Softmax { axis, .. }
+            | StructureScores::Channels { axis }
+            | StructureScores::Probabilities { axis, .. } => *axis,
+        }
+    }
+
+    /// The label of each class, for scores over classes (not channels).
+    #[must_use]
+    pub fn class_labels(&self) -> Option<&[i64]> {
+        match self {
+            StructureScores::Softmax { class_labels, .. }
+            | StructureScores::Probabilities { class_labels, .. } => Some(class_labels),
+            StructureScores::Channels { .. } => None,
+        }
+    }
+
     /// The score map of every structure, in order, from one image of the
     /// network's output (the class or channel axis removed).
     ///
@@ -156,9 +186,7 @@ impl StructureScores {
         output: &ArrayRef<A, D>,
         structures: &[Structure],
     ) -> Result<Vec<Array<A, D::Smaller>>> {
-        let axis = match self {
-            StructureScores::Softmax { axis, .. } | StructureScores::Channels { axis } => *axis,
-        };
+        let axis = self.axis();
         let bad =
             |reason: String| Error::InvalidParameter { name: "class axis", value: axis.to_string(), reason };
         if axis >= output.ndim() {
@@ -176,7 +204,9 @@ impl StructureScores {
                 }
                 Ok((0..len).map(|k| output.index_axis(Axis(axis), k).to_owned()).collect())
             }
-            StructureScores::Softmax { class_labels, .. } => {
+            StructureScores::Softmax { class_labels, .. }
+            | StructureScores::Probabilities { class_labels, .. } => {
+                let normalise = matches!(self, StructureScores::Softmax { .. });
                 if len < 2 || len != class_labels.len() {
                     return Err(bad(format!(
                         "{len} classes along it (output shape {:?}) but {} class labels; a softmax needs at least 2",
@@ -196,7 +226,12 @@ impl StructureScores {
                 // lanes and the standard-layout outputs both run in row-major order
                 let mut outs: Vec<_> = maps.iter_mut().map(|m| m.iter_mut()).collect();
                 for lane in output.lanes(Axis(axis)) {
-                    softmax(lane.iter().copied(), &mut p);
+                    if normalise {
+                        softmax(lane.iter().copied(), &mut p);
+                    } else {
+                        p.clear();
+                        p.extend(lane.iter().copied());
+                    }
                     for (k, out) in outs.iter_mut().enumerate() {
                         let v =
                             p.iter().zip(&member[k]).fold(A::zero(), |a, (&x, &m)| if m { a + x } else { a });

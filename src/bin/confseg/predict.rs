@@ -197,6 +197,7 @@ pub fn run(args: Args, file: Loaded) -> Result<()> {
         ),
         r => r?,
     };
+    file.record().check_source(&source).with_context(|| args.calibration.display().to_string())?;
     let subjects = source.cohort().is_some();
     if subjects && (args.inner_out.is_some() || args.outer_out.is_some()) {
         usage!("per-subject scores are written per subject: give --out-dir DIR instead of --inner-out/--outer-out");

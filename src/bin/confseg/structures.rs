@@ -55,6 +55,7 @@ fn image_axis(k: i64, ndim: usize, what: &str) -> Result<usize> {
 fn calibrator(
     args: &CalibrationInputs,
     shape: &[usize],
+    probabilities: bool,
 ) -> Result<(StructureCalibrator<ScoreTransform, ScoreTransform>, usize)> {
     let s = &args.structures;
     let (scores, axis) = match (args.options.class_axis, s.structure_axis) {
@@ -65,7 +66,11 @@ fn calibrator(
             if class_labels.len() != c {
                 usage!("--class-labels names {} classes, the class axis has {c}", class_labels.len());
             }
-            (StructureScores::Softmax { axis, class_labels }, axis)
+            if probabilities {
+                (StructureScores::Probabilities { axis, class_labels }, axis)
+            } else {
+                (StructureScores::Softmax { axis, class_labels }, axis)
+            }
         }
         (None, Some(k)) => {
             let axis = image_axis(k, shape.len(), "--structure-axis")?;
@@ -103,7 +108,7 @@ pub fn open(args: &CalibrationInputs) -> Result<Setup> {
         (Some(cohort), None) => cohort.info(0)?.shape,
         _ => Vec::new(),
     };
-    let (calibrator, axis) = calibrator(args, &first)?;
+    let (calibrator, axis) = calibrator(args, &first, scores.holds_probabilities())?;
     if let (MaskSource::Stack(m), Some(image)) = (&masks, scores.stack_shape()) {
         let mut want = vec![scores.n_images()];
         want.extend(image.iter().enumerate().filter(|&(a, _)| a != axis).map(|(_, &n)| n));
@@ -245,9 +250,7 @@ pub fn predict(args: &crate::cli::predict::Args, file: &StructuresFile) -> Resul
     if subjects != args.out_dir.is_some() {
         usage!("per-subject scores are written with --out-dir DIR; a stack with --inner-out/--outer-out");
     }
-    let axis = match file.sets.scores() {
-        StructureScores::Softmax { axis, .. } | StructureScores::Channels { axis } => *axis,
-    };
+    let axis = file.sets.scores().axis();
     let n = source.n_images();
     let names: Vec<String> = file.sets.structures().iter().map(|s| s.name().to_owned()).collect();
     let shape: Option<Vec<usize>> = source
