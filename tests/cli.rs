@@ -646,17 +646,22 @@ fn json_to_stdout_without_output_file() {
 #[test]
 fn demo_runs_and_reports_every_mode() {
     let stdout = ok(&["demo", "--n-cal", "100", "--n-test", "100", "--size", "20", "--splits", "20"]);
-    for mode in ["marginal", "bonferroni 1:4", "max", "distance"] {
-        assert!(stdout.contains(mode), "{mode}: {stdout}");
+    // one row per guaranteed event: two for marginal, one for each joint mode
+    let rows: Vec<&str> = stdout.lines().filter(|l| l.contains("0.90 ") && l.contains('⊆')).collect();
+    assert_eq!(rows.len(), 5, "{stdout}");
+    for (row, mode) in rows.iter().zip(["marginal", "", "bonferroni 1:4", "max", "bonf. 1:4 +dist"]) {
+        assert!(row.starts_with(mode), "{mode}: {row}");
+        // goal, held-out and mean coverage are shares in [0, 1]
+        let nums: Vec<f64> = row.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+        let shares = if mode.is_empty() { &nums[..] } else { &nums[2..5] };
+        assert!(shares.iter().all(|c| (0.0..=1.0).contains(c)), "{row}");
     }
-    // every coverage column is a share in [0, 1]
-    let rows: Vec<&str> = stdout.lines().filter(|l| l.starts_with("identity /")).collect();
-    assert_eq!(rows.len(), 4, "{stdout}");
-    for r in rows {
-        let nums: Vec<f64> = r.split_whitespace().filter_map(|x| x.parse().ok()).collect();
-        assert!(nums.len() >= 10, "{r}");
-        assert!(nums[2..8].iter().all(|c| (0.0..=1.0).contains(c)), "{r}");
+    // it fits an 80-column terminal, explains its columns and ends with the next step
+    assert!(stdout.lines().all(|l| l.chars().count() <= 80), "{stdout}");
+    for column in ["lambda_I/_O", "held-out", "mean", "|I|/|Y|"] {
+        assert!(stdout.lines().any(|l| l.starts_with(column)), "{column}: {stdout}");
     }
+    assert!(stdout.trim_end().ends_with("--inner-out I.npy --outer-out O.npy"), "{stdout}");
 }
 
 #[test]
