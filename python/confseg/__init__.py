@@ -22,7 +22,8 @@ inference on the per-image maximum of transformed scores).
 
 Everything computes in the Rust library (the same code as the ``confseg``
 command line), in parallel and without the GIL. Optional: ``confseg.dask``
-(``pip install confseg[dask]``) calibrates per-subject files as Dask tasks.
+(``pip install confseg[dask]``) calibrates per-subject files as Dask tasks;
+``confseg.monai.ConfidenceSetsd`` is a MONAI-style post-processing transform.
 """
 
 from ._confseg import (
@@ -48,6 +49,9 @@ from ._confseg import (
     transform,
     two_class_softmax,
     validate,
+    write_nifti,
+    write_nifti_label_map,
+    write_nifti_mask,
 )
 
 __all__ = [
@@ -73,4 +77,7 @@ __all__ = [
     "transform",
     "two_class_softmax",
     "validate",
+    "write_nifti",
+    "write_nifti_label_map",
+    "write_nifti_mask",
 ]

@@ -1,7 +1,7 @@
 """Type stubs of the native part of confseg (the Rust library's bindings)."""
 
 import os
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, TypedDict, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, TypedDict, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -16,6 +16,7 @@ SpacingArg = Union[None, Sequence[float], Sequence[Sequence[float]]]
 #: A side's tolerance: a share below 1 (0.05), "5vox", "12.5mm3", "5%"; None or 0: containment.
 Tolerance = Union[None, float, str]
 BoolArray = npt.NDArray[np.bool_]
+Progress = Union[bool, None, Callable[[int, int], None]]
 FloatArray = Union[npt.NDArray[np.float32], npt.NDArray[np.float64]]
 
 class Side(TypedDict):
@@ -70,6 +71,7 @@ class Calibrator:
         indices: Optional[Sequence[int]] = None,
         labels: Optional[Sequence[int]] = None,
         precision: Optional[str] = None,
+        progress: Progress = None,
     ) -> Calibration: ...
     def risk_statistics(
         self,
@@ -185,10 +187,14 @@ class ConfidenceSets:
     """Fitted sets: P(inner ⊆ truth ⊆ outer) >= 1 - alpha (joint modes)."""
 
     def predict(
-        self, scores: Union[ArrayLike, Sequence[ArrayLike]], spacing: SpacingArg = None
+        self, scores: Union[ArrayLike, Sequence[ArrayLike]], spacing: SpacingArg = None, prepared: bool = False
     ) -> Tuple[Any, Any]: ...
     def predict_transformed(self, inner_scores: ArrayLike, outer_scores: ArrayLike) -> Tuple[BoolArray, BoolArray]: ...
     def covers(self, scores: ArrayLike, masks: ArrayLike, spacing: SpacingArg = None) -> Tuple[Any, Any]: ...
+    def prepare(self, scores: ArrayLike) -> FloatArray: ...
+    def predict_cohort(
+        self, cohort: Cohort, out_dir: Optional[PathLike] = None, label_map_dir: Optional[PathLike] = None
+    ) -> Dict[str, int]: ...
     @property
     def thresholds(self) -> Thresholds: ...
     @property
@@ -319,6 +325,7 @@ def validate(
     grid: Union[str, Tuple[float, float, float], None] = None,
     inner_tolerance: Tolerance = None,
     outer_tolerance: Tolerance = None,
+    progress: Progress = None,
 ) -> List[Dict[str, Any]]: ...
 def read_npy(path: PathLike) -> FloatArray: ...
 def read_npy_mask(path: PathLike, labels: Optional[Sequence[int]] = None) -> npt.NDArray[np.uint8]: ...
@@ -329,6 +336,17 @@ def read_nifti(
 def read_nifti_mask(
     path: PathLike, labels: Optional[Sequence[int]] = None
 ) -> Tuple[npt.NDArray[np.uint8], Optional[List[float]], npt.NDArray[np.float64]]: ...
+def write_nifti(
+    path: PathLike,
+    scores: ArrayLike,
+    like: Optional[PathLike] = None,
+    spacing: Optional[Sequence[float]] = None,
+    affine: Optional[ArrayLike] = None,
+) -> None: ...
+def write_nifti_mask(path: PathLike, mask: ArrayLike, like: PathLike) -> None: ...
+def write_nifti_label_map(
+    path: PathLike, inner: ArrayLike, outer: ArrayLike, like: PathLike, colour_tables: bool = True
+) -> None: ...
 def read_cohort(
     scores: Optional[str] = None,
     masks: Optional[str] = None,

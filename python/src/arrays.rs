@@ -2,7 +2,7 @@
 //! byte order allow.
 //!
 //! Anything `numpy.asarray` accepts is accepted (lists, memory maps, CPU
-//! tensors, ...). Scores: `float32` and `float64` are used as they are (any
+//! tensors, ...), and objects with only `__dlpack__`. Scores: `float32` and `float64` are used as they are (any
 //! strides: the library reads ndarray views); `float16`, `bool` and 8/16-bit
 //! integers are converted to `float32` and wider integers to `float64`
 //! (exact below 2^53, as the library's `.npy` reader). Masks: `bool` and
@@ -24,9 +24,20 @@ pub fn numpy(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
     NUMPY.get_or_try_init(py, || py.import("numpy").map(Bound::unbind)).map(|m| m.bind(py))
 }
 
-/// `numpy.asarray(obj)`.
+/// `numpy.asarray(obj)`; an object that only speaks DLPack (`__dlpack__`
+/// without `__array__`, e.g. a CPU tensor of a framework NumPy does not
+/// know) through `numpy.from_dlpack`. Tensors on a GPU are refused by
+/// NumPy with its own message.
 pub fn asarray<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-    numpy(obj.py())?.call_method1("asarray", (obj,))
+    let np = numpy(obj.py())?;
+    let dlpack_only = obj.hasattr("__dlpack__")?
+        && !obj.hasattr("__array__")?
+        && !obj.hasattr("__array_interface__")?
+        && !obj.is_instance(&np.getattr("ndarray")?)?;
+    if dlpack_only {
+        return np.call_method1("from_dlpack", (obj,));
+    }
+    np.call_method1("asarray", (obj,))
 }
 
 /// Whether `obj` is a list or tuple (of images), not an array.

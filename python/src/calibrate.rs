@@ -295,7 +295,7 @@ impl PyCalibrator {
         let sp = spacing_arg(spacing)?;
         let cal =
             labelled(py, &Stats(&self.cal), (scores, masks), ("scores", "masks"), &sp, layout, self.ndim)?;
-        Ok(PyCalibration { cal })
+        Ok(PyCalibration::of(cal))
     }
 
     /// The per-voxel state of risk control (METHOD.md §4.3, §4.5): for
@@ -370,7 +370,7 @@ impl PyCalibrator {
             }
             _ => unreachable!("both sides are cast to one float type"),
         };
-        Ok(PyCalibration { cal: cal.py()? })
+        Ok(PyCalibration::of(cal.py()?))
     }
 
     /// Calibration statistics of per-subject files (a ``Cohort``: NIfTI
@@ -382,8 +382,10 @@ impl PyCalibrator {
     /// ``indices``: the subjects to use (default all), ``labels``: the
     /// label values that are the object in label maps (default: 0/1
     /// masks), ``precision``: ``"float32"`` or ``"float64"`` (default: the
-    /// narrowest that holds every subject's scores exactly, as the CLI).
-    #[pyo3(signature = (cohort, indices=None, labels=None, precision=None))]
+    /// narrowest that holds every subject's scores exactly, as the CLI),
+    /// ``progress``: ``True`` for a tqdm bar of the subjects read, or a
+    /// callable ``progress(done, total)``.
+    #[pyo3(signature = (cohort, indices=None, labels=None, precision=None, progress=None))]
     fn statistics_cohort(
         &self,
         py: Python<'_>,
@@ -391,16 +393,29 @@ impl PyCalibrator {
         indices: Option<Vec<usize>>,
         labels: Option<Vec<i64>>,
         precision: Option<&str>,
+        progress: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyCalibration> {
+        let progress = crate::interrupt::progress_arg(py, progress)?;
         let labels = labels_arg(labels)?;
         let mut inputs =
             Inputs::from_cohort(Arc::clone(&cohort.cohort), labels, self.cal.clone(), indices).py()?;
         if let Some(p) = precision_arg(precision)? {
             inputs = inputs.with_precision(p);
         }
-        let cal = crate::interrupt::detach(py, || inputs.statistics());
+        let record = inputs.reading();
+        let counter = crate::interrupt::Counter::with_total(inputs.images.len());
+        let cal = crate::interrupt::detach_reporting(py, progress, counter, |counter| {
+            let counter = Arc::clone(counter);
+            inputs
+                .clone()
+                .with_tick(Arc::new(move || {
+                    counter.tick();
+                    Ok(())
+                }))
+                .statistics()
+        });
         warn_all(py, &inputs.warnings())?;
-        Ok(PyCalibration { cal: cal.py()? })
+        Ok(PyCalibration { cal: cal.py()?, record: Some(record) })
     }
 
     /// Fit the conformal thresholds.
@@ -510,6 +525,10 @@ impl PyCalibrator {
                     let calibration = calibration.borrow();
                     let sets = self.cal.fit(&calibration.cal, m).py()?;
                     warn_all(py, &calibration.cal.warnings(&sets))?;
+                    if let Some(record) = &calibration.record {
+                        let fitted = PyConfidenceSets { sets, record: record.clone() };
+                        return Ok(Bound::new(py, fitted)?.into_any());
+                    }
                     sets
                 }
                 (Guarantee::RiskControl(_), None, _) => return Err(value_error(

@@ -22,13 +22,39 @@ use crate::json_loads;
 #[derive(Clone)]
 pub struct PyCalibration {
     pub cal: confseg::Calibration,
+    /// How the scores were read, for statistics of files (`statistics_cohort`):
+    /// the fitted sets record it, so that they predict on the same kind of files.
+    pub record: Option<confseg::pipeline::Record>,
+}
+
+impl PyCalibration {
+    /// Statistics of arrays (no file record).
+    pub fn of(cal: confseg::Calibration) -> Self {
+        PyCalibration { cal, record: None }
+    }
+
+    /// The record of two states joined: states of files read differently
+    /// (probabilities and logits, say) do not mix.
+    fn joined(
+        a: &Option<confseg::pipeline::Record>,
+        b: &Option<confseg::pipeline::Record>,
+    ) -> PyResult<Option<confseg::pipeline::Record>> {
+        match (a, b) {
+            (Some(x), Some(y)) if (x.input, x.class_axis) != (y.input, y.class_axis) => Err(value_error(
+                "these statistics come from files read differently (probabilities and logits, or another \
+                 class axis); calibrate them separately",
+            )),
+            (Some(x), _) => Ok(Some(x.clone())),
+            (None, y) => Ok(y.clone()),
+        }
+    }
 }
 
 #[pymethods]
 impl PyCalibration {
     #[new]
     fn new() -> Self {
-        PyCalibration { cal: confseg::Calibration::new() }
+        PyCalibration::of(confseg::Calibration::new())
     }
 
     fn __len__(&self) -> usize {
@@ -63,34 +89,41 @@ impl PyCalibration {
 
     /// Append another state's statistics (in place; returns ``self``).
     fn merge<'py>(slf: Bound<'py, Self>, other: PyRef<'_, PyCalibration>) -> PyResult<Bound<'py, Self>> {
-        let theirs = other.cal.clone();
+        let (theirs, their_record) = (other.cal.clone(), other.record.clone());
         drop(other);
-        slf.borrow_mut().cal.merge(&theirs).py()?;
+        let record = Self::joined(&slf.borrow().record, &their_record)?;
+        let mut me = slf.borrow_mut();
+        me.cal.merge(&theirs).py()?;
+        me.record = record;
+        drop(me);
         Ok(slf)
     }
 
     /// A new state with both states' statistics.
     fn __add__(&self, other: PyRef<'_, PyCalibration>) -> PyResult<PyCalibration> {
+        let record = Self::joined(&self.record, &other.record)?;
         let mut cal = self.cal.clone();
         cal.merge(&other.cal).py()?;
-        Ok(PyCalibration { cal })
+        Ok(PyCalibration { cal, record })
     }
 
     /// One state from many (e.g. the results of parallel tasks).
     #[staticmethod]
     fn concat(parts: &Bound<'_, PyAny>) -> PyResult<PyCalibration> {
         let mut cal = confseg::Calibration::new();
+        let mut record = None;
         for p in parts.try_iter()? {
             let p = p?;
-            let p = p.cast::<PyCalibration>()?;
-            cal.merge(&p.borrow().cal).py()?;
+            let p = p.cast::<PyCalibration>()?.borrow();
+            record = Self::joined(&record, &p.record)?;
+            cal.merge(&p.cal).py()?;
         }
-        Ok(PyCalibration { cal })
+        Ok(PyCalibration { cal, record })
     }
 
     /// A state holding only the images at ``indices`` (e.g. one split).
     fn select(&self, indices: Vec<usize>) -> PyResult<PyCalibration> {
-        Ok(PyCalibration { cal: self.cal.select(&indices).py()? })
+        Ok(PyCalibration { cal: self.cal.select(&indices).py()?, record: self.record.clone() })
     }
 
     /// The state as JSON (infinite statistics as ``"inf"`` / ``"-inf"``).
@@ -104,7 +137,7 @@ impl PyCalibration {
         let cal = serde_json::from_str(text).map_err(|e| {
             value_error(format!("not a valid confseg calibration state: {}", crate::escaped(&e.to_string())))
         })?;
-        Ok(PyCalibration { cal })
+        Ok(PyCalibration::of(cal))
     }
 
     fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {

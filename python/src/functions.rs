@@ -1,5 +1,7 @@
 //! Module-level functions: transforms, synthetic data, validation.
 
+use std::sync::Arc;
+
 use confseg::evaluate::{Geometry, Method, MethodKind, Pool, Splits, Validation};
 use confseg::synthetic::Synthetic;
 use confseg::transform::apply_checked;
@@ -291,7 +293,7 @@ fn pool_transformed<A: Float, M: confseg::MaskValue>(
 #[pyo3(signature = (scores, masks, *, n_cal, alphas=vec![0.1], inner="identity", outer="identity",
     inner_scores=None, outer_scores=None, n_test=None, repeats=1000, mode="marginal", weights=None,
     methods=None, seed=0, geometry_splits=20, spacing=None, mask_threshold=None, delta=None, record_splits=0,
-    risk=None, bound=None, grid=None, inner_tolerance=None, outer_tolerance=None))]
+    risk=None, bound=None, grid=None, inner_tolerance=None, outer_tolerance=None, progress=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn validate<'py>(
     py: Python<'py>,
@@ -319,7 +321,9 @@ pub fn validate<'py>(
     grid: Option<&Bound<'py, PyAny>>,
     inner_tolerance: Option<&Bound<'py, PyAny>>,
     outer_tolerance: Option<&Bound<'py, PyAny>>,
+    progress: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
+    let progress = crate::interrupt::progress_arg(py, progress)?;
     let tolerances = crate::args::tolerances_arg(inner_tolerance, outer_tolerance)?;
     let levels = crate::args::levels_arg(None, mode, weights, None, None, delta, risk, bound, grid)?;
     let methods = methods.unwrap_or_else(|| vec!["conformal".into()]);
@@ -376,7 +380,10 @@ pub fn validate<'py>(
         )),
     }
     .py()?;
-    let reports = crate::interrupt::detach(py, || validation.run(&pool, &methods)).py()?;
+    let reports = crate::interrupt::detach_reporting(py, progress, Arc::default(), |counter| {
+        validation.run_with_progress(&pool, &methods, |p| counter.set(p.done, p.total))
+    })
+    .py()?;
     let text = serde_json::to_string(&reports).map_err(|e| value_error(e.to_string()))?;
     json_loads(py, &text)
 }

@@ -447,3 +447,116 @@ impl PyCohort {
         Ok((f, args))
     }
 }
+
+/// A 0/1 mask from any array-like, copied (another thread may change the
+/// caller's array while the GIL is released) and checked by the library's
+/// mask rule.
+fn owned_mask(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<ArrayD<u8>> {
+    Ok(match crate::arrays::masks(obj, what)? {
+        crate::arrays::Masks::U8(a) => a.as_array().to_owned(),
+        crate::arrays::Masks::F64(a) => {
+            let a = a.as_array().to_owned();
+            let ones = a.mapv(|v| u8::from(v == 1.0));
+            if let Some((index, &v)) = a.indexed_iter().find(|(_, &v)| v != 0.0 && v != 1.0) {
+                use ndarray::Dimension;
+                return Err(value_error(format!(
+                    "{what}: value {v} at index {:?}; a mask holds 0 and 1",
+                    index.as_array_view().to_vec()
+                )));
+            }
+            ones
+        }
+    })
+}
+
+/// Write a set (or any 0/1 mask) as a ``uint8`` NIfTI file with the header
+/// of ``like`` (a NIfTI file of the same subject: spacing, affine, axis
+/// codes), so that it opens over the scan in a viewer. Written atomically.
+///
+/// ``write_nifti_mask(path, mask, like) -> None``
+#[pyfunction]
+pub fn write_nifti_mask(
+    py: Python<'_>,
+    path: PathBuf,
+    mask: &Bound<'_, PyAny>,
+    like: PathBuf,
+) -> PyResult<()> {
+    let m = owned_mask(mask, "mask")?;
+    crate::interrupt::detach(py, || nifti::write_mask(&path, &m, &nifti::read_header(&like)?)).py()
+}
+
+/// Write the viewer label map of a subject's sets (0 outside, 1 the band
+/// ``outer`` minus ``inner``, 2 the inner set) as ``uint8`` NIfTI with the
+/// header of ``like``; with ``colour_tables=True`` also the ITK-SNAP
+/// (``confseg_sets.itksnap.txt``) and 3D Slicer (``confseg_sets.ctbl``)
+/// colour tables in the same folder, as ``confseg predict --label-map-out``
+/// writes them. All files are published together or not at all.
+///
+/// ``write_nifti_label_map(path, inner, outer, like, colour_tables=True) -> None``
+#[pyfunction]
+#[pyo3(signature = (path, inner, outer, like, colour_tables=true))]
+pub fn write_nifti_label_map(
+    py: Python<'_>,
+    path: PathBuf,
+    inner: &Bound<'_, PyAny>,
+    outer: &Bound<'_, PyAny>,
+    like: PathBuf,
+    colour_tables: bool,
+) -> PyResult<()> {
+    let (i, o) = (owned_mask(inner, "inner")?, owned_mask(outer, "outer")?);
+    crate::interrupt::detach(py, || {
+        let sets = confseg::Sets::from_masks(&i, &o)?;
+        let mut run = lio::Publication::new();
+        run.stage(nifti::label_map_output(&path, &sets.label_map(), &nifti::read_header(&like)?)?)?;
+        if colour_tables {
+            lio::viewer::stage_tables(path.parent().unwrap_or(std::path::Path::new("")), &mut run)?;
+        }
+        run.publish()
+    })
+    .py()
+}
+
+/// Write scores (``float32`` or ``float64``, indexed ``(x, y, z, ...)`` like
+/// ``read_nifti`` returns them) as NIfTI-1: with the header of ``like`` (a
+/// NIfTI file of the same subject: spacing, affine), or with ``spacing``
+/// (and ``affine``, 4x4) given, or with unit spacing. Written atomically.
+///
+/// ``write_nifti(path, scores, like=None, spacing=None, affine=None) -> None``
+#[pyfunction]
+#[pyo3(signature = (path, scores, like=None, spacing=None, affine=None))]
+pub fn write_nifti(
+    py: Python<'_>,
+    path: PathBuf,
+    scores: &Bound<'_, PyAny>,
+    like: Option<PathBuf>,
+    spacing: Option<Vec<f64>>,
+    affine: Option<[[f64; 4]; 4]>,
+) -> PyResult<()> {
+    if like.is_some() && (spacing.is_some() || affine.is_some()) {
+        return Err(value_error("give like (a NIfTI file whose header to copy) or spacing/affine, not both"));
+    }
+    let header = move |shape: &[usize]| -> confseg::Result<nifti::NiftiHeader> {
+        if let Some(like) = &like {
+            return nifti::read_header(like);
+        }
+        let spacing = match &spacing {
+            Some(s) => confseg::Spacing::new(s.clone())?,
+            None => confseg::Spacing::new(vec![1.0; shape.len().min(3)])?,
+        };
+        let mut g = confseg::Geometry::new(spacing);
+        if let Some(a) = affine {
+            g = g.with_affine(a)?;
+        }
+        nifti::NiftiHeader::new(shape, &g)
+    };
+    match crate::arrays::scores(scores, "scores")?.0 {
+        crate::arrays::Scores::F32(a) => {
+            let a = a.as_array().to_owned();
+            crate::interrupt::detach(py, || nifti::write_scores(&path, &a, &header(a.shape())?)).py()
+        }
+        crate::arrays::Scores::F64(a) => {
+            let a = a.as_array().to_owned();
+            crate::interrupt::detach(py, || nifti::write_scores(&path, &a, &header(a.shape())?)).py()
+        }
+    }
+}

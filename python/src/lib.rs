@@ -76,5 +76,8 @@ fn _confseg(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(io::read_nifti, m)?)?;
     m.add_function(wrap_pyfunction!(io::read_nifti_mask, m)?)?;
     m.add_function(wrap_pyfunction!(io::read_cohort, m)?)?;
+    m.add_function(wrap_pyfunction!(io::write_nifti, m)?)?;
+    m.add_function(wrap_pyfunction!(io::write_nifti_mask, m)?)?;
+    m.add_function(wrap_pyfunction!(io::write_nifti_label_map, m)?)?;
     Ok(())
 }

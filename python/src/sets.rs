@@ -239,15 +239,23 @@ impl PyConfidenceSets {
     /// ``bool`` arrays of the same shape (lists for a list). ``spacing``:
     /// the images' own spacing (one for all, or one per image); required
     /// when the calibration used each image's own spacing and a transform
-    /// depends on it. Runs in parallel, without the GIL.
-    #[pyo3(signature = (scores, spacing=None))]
+    /// depends on it. ``prepared=True``: for a file that records a class
+    /// axis (``record["class_axis"]``), the scores are already reduced as it
+    /// says (``prepare``); without it such files refuse raw scores. Runs in
+    /// parallel, without the GIL.
+    #[pyo3(signature = (scores, spacing=None, prepared=false))]
     fn predict<'py>(
         &self,
         py: Python<'py>,
         scores: &Bound<'py, PyAny>,
         spacing: Option<&Bound<'py, PyAny>>,
+        prepared: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        self.check_raw_input()?;
+        if prepared {
+            self.record.check_raw().py()?;
+        } else {
+            self.check_raw_input()?;
+        }
         let sp = spacing_arg(spacing)?;
         let sets = &self.sets;
         if is_sequence_of_images(scores) {
@@ -497,6 +505,79 @@ impl PyConfidenceSets {
     fn record<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let text = serde_json::to_string(&self.record).map_err(|e| value_error(e.to_string()))?;
         crate::json_loads(py, &text)
+    }
+
+    /// One raw network output made ready for ``predict`` as the calibration
+    /// file records it (``record["class_axis"]``): two-class logits reduced
+    /// by the two-class softmax, nnU-Net's probabilities by taking the
+    /// foreground channel; returned unchanged when nothing is recorded.
+    ///
+    /// ``prepare(scores) -> numpy.ndarray``
+    fn prepare<'py>(&self, py: Python<'py>, scores: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let record = &self.record;
+        Ok(match arrays::scores(scores, "scores")?.0 {
+            arrays::Scores::F32(a) => {
+                let a = a.as_array().to_owned();
+                let out = crate::interrupt::detach(py, || record.prepare(a)).py()?;
+                PyArray::from_owned_array(py, out).into_any()
+            }
+            arrays::Scores::F64(a) => {
+                let a = a.as_array().to_owned();
+                let out = crate::interrupt::detach(py, || record.prepare(a)).py()?;
+                PyArray::from_owned_array(py, out).into_any()
+            }
+        })
+    }
+
+    /// Predict every subject of ``cohort`` (``read_cohort``: NIfTI, ``.npy``
+    /// or nnU-Net ``.npz`` files) and write the sets as ``confseg predict``
+    /// does: ``ID_inner`` and ``ID_outer`` in ``out_dir``, each in the
+    /// subject's format (NIfTI with its header and affine), and the viewer
+    /// label maps ``ID_sets`` (1 the band, 2 the inner set) with the
+    /// ITK-SNAP and 3D Slicer colour tables in ``label_map_dir``. The
+    /// recorded class axis and input kind apply; every file of the run is
+    /// published at the end, all of them or none.
+    ///
+    /// ``predict_cohort(cohort, out_dir=None, label_map_dir=None) -> dict``:
+    /// ``{"images", "voxels", "inner_voxels", "outer_voxels",
+    /// "empty_inner", "whole_outer"}``.
+    #[pyo3(signature = (cohort, out_dir=None, label_map_dir=None))]
+    fn predict_cohort<'py>(
+        &self,
+        py: Python<'py>,
+        cohort: PyRef<'_, crate::io::PyCohort>,
+        out_dir: Option<std::path::PathBuf>,
+        label_map_dir: Option<std::path::PathBuf>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        use confseg::pipeline::{subjects::SubjectOutputs, Extras, Reader};
+        if out_dir.is_none() && label_map_dir.is_none() {
+            return Err(value_error(
+                "give out_dir (ID_inner and ID_outer per subject) and/or label_map_dir (ID_sets label maps)",
+            ));
+        }
+        let cohort = std::sync::Arc::clone(&cohort.cohort);
+        let (sets, record) = (&self.sets, &self.record);
+        let summary = crate::interrupt::detach(py, || {
+            let source = record.open_subjects(std::sync::Arc::clone(&cohort))?;
+            let outputs = SubjectOutputs::new(cohort, out_dir, label_map_dir)?;
+            let reader = std::sync::Arc::new(Reader::new(source));
+            let all: Vec<usize> = (0..reader.scores.n_images()).collect();
+            let mut run = confseg::io::Publication::new();
+            let summary =
+                reader.predict(sets, &all, Extras::default(), |i, p| outputs.stage(i, &p.sets, &mut run))?;
+            outputs.finish(&mut run)?;
+            run.publish()?;
+            Ok(summary)
+        })
+        .py()?;
+        let d = PyDict::new(py);
+        d.set_item("images", summary.images)?;
+        d.set_item("voxels", summary.voxels)?;
+        d.set_item("inner_voxels", summary.inner_voxels)?;
+        d.set_item("outer_voxels", summary.outer_voxels)?;
+        d.set_item("empty_inner", summary.empty_inner)?;
+        d.set_item("whole_outer", summary.whole_outer)?;
+        Ok(d)
     }
 
     /// The library's warnings about these thresholds (too few images for

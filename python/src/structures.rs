@@ -353,7 +353,7 @@ impl PyStructureCalibration {
     fn calibrations<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
         for (n, c) in self.cal.names().iter().zip(self.cal.calibrations()) {
-            d.set_item(n, PyCalibration { cal: c.clone() })?;
+            d.set_item(n, PyCalibration::of(c.clone()))?;
         }
         Ok(d)
     }

@@ -36,3 +36,6 @@ def test_readme_python_examples_run(tmp_path):
     lambdas = [float(x) for x in re.findall(r"lambda_O = ([0-9.]+)", out)]
     assert len(lambdas) == 4 and lambdas[3] < lambdas[0], lambdas
     assert "P(|truth \\ outer| <= ⌊0.1 |truth|⌋) >= 0.9" in out
+    # the volumes example: ten subjects written, and the MONAI transform's channel-first sets
+    assert "10 subjects written: ['confseg_sets.ctbl', 'confseg_sets.itksnap.txt', 's30_prob_sets.nii.gz']" in out
+    assert "(1, 32, 32, 8) bool" in out

@@ -52,3 +52,18 @@ pub fn slicer_color_table() -> String {
     }
     out
 }
+
+/// The colour tables' file names: ITK-SNAP's label description file and
+/// 3D Slicer's colour table.
+pub const TABLES: [&str; 2] = ["confseg_sets.itksnap.txt", "confseg_sets.ctbl"];
+
+/// Stage both colour tables ([`TABLES`]) in `dir`, next to label maps.
+///
+/// # Errors
+/// A table that cannot be staged.
+pub fn stage_tables(dir: &std::path::Path, run: &mut crate::output::Publication) -> crate::Result<()> {
+    for (name, text) in TABLES.iter().zip([itk_snap_labels(), slicer_color_table()]) {
+        run.stage_text(dir.join(name), &text)?;
+    }
+    Ok(())
+}

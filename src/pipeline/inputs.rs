@@ -318,7 +318,7 @@ impl Inputs {
         }
         let reader = Reader {
             masks: Some((MaskSource::Subjects(Arc::clone(&cohort)), labels)),
-            ..Reader::new(ScoreSource::Subjects { cohort, class_axis: None })
+            ..Reader::new(ScoreSource::subjects(cohort, None)?)
         };
         Ok(Inputs { reader: Arc::new(reader), calibrator, images, given_threshold: None, precision: None })
     }

@@ -39,6 +39,7 @@ pub mod predict;
 #[cfg(feature = "serde")]
 pub mod record;
 pub mod source;
+pub mod subjects;
 
 pub use inputs::{image_groups, Inputs, Request, Selection, SpacingSource};
 pub use predict::{Extras, Prediction, SubjectTable, Summary};

@@ -142,6 +142,27 @@ impl Record {
         }
     }
 
+    /// Per-subject score files opened as these sets' calibration files were
+    /// read: with the recorded class axis, and of the same kind
+    /// (probabilities or not, see [`Record::check_source`]).
+    ///
+    /// # Errors
+    /// As [`super::ScoreSource::subjects`] and [`Record::check_source`].
+    pub fn open_subjects(
+        &self,
+        cohort: std::sync::Arc<crate::io::cohort::Cohort>,
+    ) -> Result<super::ScoreSource> {
+        self.check_raw()?;
+        let plain = super::ScoreSource::subjects(std::sync::Arc::clone(&cohort), None)?;
+        self.check_source(&plain)?;
+        match self.class_axis {
+            Some(k) if plain.class_axis() != Some(k) => {
+                super::ScoreSource::subjects(cohort, Some(i64::try_from(k).unwrap_or(i64::MAX)))
+            }
+            _ => Ok(plain),
+        }
+    }
+
     /// Check that opened score files are of the kind these sets were
     /// calibrated on: probabilities (nnU-Net's `.npz`) for sets calibrated
     /// on probabilities, logits or scores otherwise — the two are on
@@ -357,6 +378,13 @@ impl super::Inputs {
     /// The pipeline record of these inputs, opened from `request`.
     #[must_use]
     pub fn record(&self, request: &super::Request) -> Record {
+        Record { source: request.provenance(self.scores().n_images()), ..self.reading() }
+    }
+
+    /// How these inputs read their scores and masks (the record without
+    /// provenance, e.g. for inputs opened from a cohort).
+    #[must_use]
+    pub fn reading(&self) -> Record {
         Record {
             input: if self.scores().is_transformed() {
                 InputKind::Transformed
@@ -367,7 +395,7 @@ impl super::Inputs {
             },
             class_axis: self.scores().class_axis(),
             labels: self.labels(),
-            source: request.provenance(self.scores().n_images()),
+            source: Source::default(),
         }
     }
 }

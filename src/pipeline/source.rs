@@ -131,6 +131,47 @@ fn shape_mismatch(what: String) -> Error {
 }
 
 impl ScoreSource {
+    /// Per-subject score files, with the class axis (of one image,
+    /// negative from the end) holding two classes, if any. For nnU-Net's
+    /// two-class probabilities (`.npz`) the class axis is the last one,
+    /// given or not, and its foreground channel is the image.
+    ///
+    /// # Errors
+    /// An empty cohort; a header that cannot be read; a class axis
+    /// outside the image or not of length 2; a cohort mixing `.npz`
+    /// probabilities with other files.
+    pub fn subjects(cohort: Arc<Cohort>, class_axis: Option<i64>) -> Result<ScoreSource> {
+        let first = cohort.info(0)?;
+        let mut class_axis =
+            class_axis.map(|k| resolve_axis(k, first.shape.len(), "class_axis")).transpose()?;
+        let npz = |s: &crate::io::cohort::Subject| Format::of(&s.scores) == Some(Format::Npz);
+        if let Some(odd) = cohort.subjects().iter().find(|s| npz(s) != (first.format == Format::Npz)) {
+            return Err(Error::Options {
+                reason: format!(
+                    "{}: a cohort mixes nnU-Net's probabilities (.npz) with other score files; give one kind",
+                    odd.scores.display()
+                ),
+            });
+        }
+        // nnU-Net's two-class probabilities: the foreground channel is the image
+        let last = first.shape.len() - 1;
+        if first.format == Format::Npz && first.shape[last] == 2 {
+            if class_axis.is_some_and(|k| k != last) {
+                return Err(Error::Options {
+                    reason: format!(
+                        "{}: nnU-Net's probabilities have their classes on the last axis; leave out class_axis",
+                        cohort.subjects()[0].scores.display()
+                    ),
+                });
+            }
+            class_axis = Some(last);
+        }
+        if let Some(k) = class_axis {
+            check_two_classes(&first.shape, k, &cohort.subjects()[0].scores)?;
+        }
+        Ok(ScoreSource::Subjects { cohort, class_axis })
+    }
+
     /// Open the score files (and, with `masks`, the masks: a stack for
     /// stacks, per-subject files for subjects), reading headers only.
     /// `class_axis` counts the axes of one image (negative from the end),
@@ -145,39 +186,14 @@ impl ScoreSource {
         class_axis: Option<i64>,
     ) -> Result<(ScoreSource, Option<MaskSource>)> {
         let subjects = |cohort: Cohort, manifest: bool| -> Result<(ScoreSource, Option<MaskSource>)> {
-            let cohort = Arc::new(cohort);
-            let first = cohort.info(0)?;
-            let mut class_axis =
-                class_axis.map(|k| resolve_axis(k, first.shape.len(), "class_axis")).transpose()?;
-            let npz = |s: &crate::io::cohort::Subject| Format::of(&s.scores) == Some(Format::Npz);
-            if let Some(odd) = cohort.subjects().iter().find(|s| npz(s) != (first.format == Format::Npz)) {
-                return Err(Error::Options {
-                    reason: format!(
-                        "{}: a cohort mixes nnU-Net's probabilities (.npz) with other score files; give one kind",
-                        odd.scores.display()
-                    ),
-                });
-            }
-            // nnU-Net's two-class probabilities: the foreground channel is the image
-            let last = first.shape.len() - 1;
-            if first.format == Format::Npz && first.shape[last] == 2 {
-                if class_axis.is_some_and(|k| k != last) {
-                    return Err(Error::Options {
-                        reason: format!(
-                            "{}: nnU-Net's probabilities have their classes on the last axis; leave out class_axis",
-                            cohort.subjects()[0].scores.display()
-                        ),
-                    });
+            let source = ScoreSource::subjects(Arc::new(cohort), class_axis)?;
+            let masks = match source.cohort() {
+                Some(c) if masks.is_some() || (manifest && c.subjects().iter().all(|s| s.mask.is_some())) => {
+                    Some(MaskSource::Subjects(Arc::clone(c)))
                 }
-                class_axis = Some(last);
-            }
-            if let Some(k) = class_axis {
-                check_two_classes(&first.shape, k, &cohort.subjects()[0].scores)?;
-            }
-            let with_masks = cohort.subjects().iter().all(|s| s.mask.is_some());
-            let masks = (masks.is_some() || (manifest && with_masks))
-                .then(|| MaskSource::Subjects(Arc::clone(&cohort)));
-            Ok((ScoreSource::Subjects { cohort, class_axis }, masks))
+                _ => None,
+            };
+            Ok((source, masks))
         };
         match files {
             ScoreFiles::Manifest(m) => subjects(Cohort::from_manifest(m, masks.is_some())?, true),

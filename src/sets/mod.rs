@@ -87,6 +87,27 @@ impl<D: Dimension> Sets<D> {
         Zip::from(&self.inner).and(&self.outer).map_collect(|&i, &o| if i { 2 } else { u8::from(o) })
     }
 
+    /// Sets from two 0/1 masks of one shape (e.g. read back from files or
+    /// handed over from Python), with the library's mask rule.
+    ///
+    /// ```
+    /// use confseg::Sets;
+    /// use ndarray::array;
+    /// let s = Sets::from_masks(&array![0u8, 1, 0], &array![0u8, 1, 1])?;
+    /// assert_eq!(s.label_map(), array![0u8, 2, 1]);
+    /// assert!(Sets::from_masks(&array![0u8, 255, 0], &array![0u8, 1, 1]).is_err());
+    /// # Ok::<(), confseg::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`]; [`Error::NonBinaryMask`].
+    pub fn from_masks<M: MaskValue>(inner: &ArrayRef<M, D>, outer: &ArrayRef<M, D>) -> Result<Sets<D>> {
+        check_shape("outer set vs inner set", inner, outer)?;
+        check_mask(inner)?;
+        check_mask(outer)?;
+        Ok(Sets { inner: inner.mapv(|v| v.is_object()), outer: outer.mapv(|v| v.is_object()) })
+    }
+
     /// Check `I ⊆ Y` and `Y ⊆ O` against a true mask.
     ///
     /// # Errors

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use confseg::groups::GroupedSets;
 use confseg::io::{NpyWriter, Publication};
+use confseg::pipeline::subjects::SubjectOutputs;
 use confseg::pipeline::{Extras, Fitted, InputKind, Reader, SubjectTable};
 use confseg::{ConfidenceSets, Spacing};
 use ndarray::IxDyn;
@@ -91,20 +92,18 @@ impl Loaded {
     }
 }
 
-/// Where the sets go: two stacks, or two files per subject.
+/// Where the sets go: two stacks, or files per subject.
 // One per run: the size difference between the variants does not matter.
 #[allow(clippy::large_enum_variant)]
 enum Outputs {
     /// `--inner-out`/`--outer-out` stacks, written image by image.
     Stacks { inner: Option<NpyWriter>, outer: Option<NpyWriter> },
-    /// `--out-dir`: `ID_inner`, `ID_outer` per subject, in the subject's
-    /// format; `--label-map-out`: `ID_sets` per subject.
-    Subjects { dir: Option<PathBuf>, labels: Option<PathBuf>, cohort: Arc<confseg::io::cohort::Cohort> },
+    /// `--out-dir` and `--label-map-out`.
+    Subjects(SubjectOutputs),
 }
 
 impl Outputs {
-    /// Write image `i`'s sets: stack rows, or the subject's two files
-    /// staged in `run`.
+    /// Write image `i`'s sets: stack rows, or the subject's files staged in `run`.
     fn push(&mut self, i: usize, s: &confseg::Sets<IxDyn>, run: &mut Publication) -> confseg::Result<()> {
         match self {
             Outputs::Stacks { inner, outer } => {
@@ -116,26 +115,11 @@ impl Outputs {
                 }
                 Ok(())
             }
-            Outputs::Subjects { dir, labels, cohort } => {
-                if let Some(dir) = dir {
-                    let out = |suffix: &str, set: &ndarray::ArrayD<bool>| {
-                        cohort.mask_output(i, &cohort.output_path(i, dir, suffix)?, &set.mapv(u8::from))
-                    };
-                    run.stage_all(vec![out("_inner", &s.inner)?, out("_outer", &s.outer)?])?;
-                }
-                if let Some(dir) = labels {
-                    run.stage(cohort.label_map_output(
-                        i,
-                        &cohort.output_path(i, dir, "_sets")?,
-                        &s.label_map(),
-                    )?)?;
-                }
-                Ok(())
-            }
+            Outputs::Subjects(o) => o.stage(i, s, run),
         }
     }
 
-    /// Stage the stacks in `run`.
+    /// Stage the stacks (or the label maps' colour tables) in `run`.
     fn finish(self, run: &mut Publication) -> confseg::Result<()> {
         match self {
             Outputs::Stacks { inner, outer } => {
@@ -146,16 +130,7 @@ impl Outputs {
                     .collect::<confseg::Result<_>>()?;
                 run.stage_all(outputs)
             }
-            Outputs::Subjects { labels: Some(dir), .. } => {
-                for (name, text) in [
-                    ("confseg_sets.itksnap.txt", confseg::io::viewer::itk_snap_labels()),
-                    ("confseg_sets.ctbl", confseg::io::viewer::slicer_color_table()),
-                ] {
-                    run.stage_text(dir.join(name), &text)?;
-                }
-                Ok(())
-            }
-            Outputs::Subjects { .. } => Ok(()),
+            Outputs::Subjects(o) => o.finish(run),
         }
     }
 }
@@ -241,11 +216,7 @@ pub fn run(args: Args, file: Loaded) -> Result<()> {
     };
     let mut outputs = match (source.cohort(), &args.out_dir, &args.label_map_out) {
         (Some(cohort), dir, labels) if dir.is_some() || labels.is_some() => {
-            for d in [dir, labels].into_iter().flatten() {
-                cohort.check_output_folder(d)?;
-                std::fs::create_dir_all(d).with_context(|| format!("{}", d.display()))?;
-            }
-            Outputs::Subjects { dir: dir.clone(), labels: labels.clone(), cohort: Arc::clone(cohort) }
+            Outputs::Subjects(SubjectOutputs::new(Arc::clone(cohort), dir.clone(), labels.clone())?)
         }
         _ => {
             let shape = source.stack_shape().unwrap_or_default();
