@@ -61,6 +61,7 @@ class Calibrator:
         scores: Union[ArrayLike, Sequence[ArrayLike]],
         masks: Union[ArrayLike, Sequence[ArrayLike]],
         spacing: SpacingArg = None,
+        strata: Optional[str] = None,
     ) -> Calibration: ...
     def statistics_transformed(
         self, inner_scores: ArrayLike, outer_scores: ArrayLike, masks: ArrayLike

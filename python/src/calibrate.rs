@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use confseg::groups::Group;
 use confseg::pipeline::Inputs;
 use confseg::stream::Lazy;
 use confseg::{Error, Float, Guarantee, Image, MaskValue, ScoreTransform, Spacing, Transform};
@@ -73,6 +74,53 @@ impl PerImage for Stats<'_> {
         sp: &SpacingArg,
     ) -> confseg::Result<Self::Out> {
         stats_lists(self.0, s, m, sp)
+    }
+}
+
+/// The stratum of every image (`Calibrator.statistics(..., strata=)`), in
+/// image order, from the scores alone.
+struct StrataJob<'a> {
+    cal: &'a Cal,
+    strata: &'a confseg::groups::Strata,
+    threshold: f64,
+}
+
+impl StrataJob<'_> {
+    fn one<A: Float>(&self, s: ArrayViewD<'_, A>, spacing: Option<Spacing>) -> confseg::Result<Group> {
+        let spacing = spacing.unwrap_or_else(|| self.cal.spacing().clone());
+        self.strata.stratum(&s, self.threshold, &spacing)
+    }
+}
+
+impl PerImage for StrataJob<'_> {
+    type Out = Vec<Group>;
+    fn views<A: Float, M: MaskValue>(
+        &self,
+        s: ArrayViewD<'_, A>,
+        _: ArrayViewD<'_, M>,
+        lay: Layout,
+        sp: &SpacingArg,
+    ) -> confseg::Result<Self::Out> {
+        match lay {
+            Layout::Single => Ok(vec![self.one(s, sp.for_image(0, 1)?).map_err(Error::without_image)?]),
+            Layout::Stack => {
+                let n = s.len_of(Axis(0));
+                (0..n)
+                    .map(|i| {
+                        self.one(s.index_axis(Axis(0), i), sp.for_image(i, n)?).map_err(|e| e.in_image(i))
+                    })
+                    .collect()
+            }
+        }
+    }
+    fn lists<A: Float, M: MaskValue>(
+        &self,
+        s: &[ArrayViewD<'_, A>],
+        _: &[ArrayViewD<'_, M>],
+        sp: &SpacingArg,
+    ) -> confseg::Result<Self::Out> {
+        let n = s.len();
+        (0..n).map(|i| self.one(s[i].view(), sp.for_image(i, n)?).map_err(|e| e.in_image(i))).collect()
     }
 }
 
@@ -283,19 +331,34 @@ impl PyCalibrator {
     /// voxel spacing, one sequence for every image or one per image (the
     /// images then carry their own spacing, and the fitted sets will ask
     /// for the spacing of new images when a transform depends on it).
-    /// Runs in parallel, without the GIL.
-    #[pyo3(signature = (scores, masks, spacing=None))]
+    /// ``strata``: groups from the prediction, by fixed edges chosen before
+    /// calibration (``"predicted-volume=0,500,5000"`` in voxels or ``...mm3``,
+    /// ``"max-score=0.99"``; the predicted mask is ``scores >`` the
+    /// transforms' ``:threshold=``, default 0): the calibration remembers
+    /// each image's stratum, ``fit`` then fits per stratum and the sets
+    /// recompute each new image's stratum. Runs in parallel, without the GIL.
+    #[pyo3(signature = (scores, masks, spacing=None, strata=None))]
     fn statistics(
         &self,
         py: Python<'_>,
         scores: &Bound<'_, PyAny>,
         masks: &Bound<'_, PyAny>,
         spacing: Option<&Bound<'_, PyAny>>,
+        strata: Option<&str>,
     ) -> PyResult<PyCalibration> {
         let sp = spacing_arg(spacing)?;
+        let strata = strata.map(str::parse::<confseg::groups::Strata>).transpose().py()?;
         let cal =
             labelled(py, &Stats(&self.cal), (scores, masks), ("scores", "masks"), &sp, layout, self.ndim)?;
-        Ok(PyCalibration::of(cal))
+        let mut out = PyCalibration::of(cal);
+        if let Some(strata) = strata {
+            let threshold = self.cal.mask_threshold().unwrap_or(0.0);
+            let job = StrataJob { cal: &self.cal, strata: &strata, threshold };
+            let labels = labelled(py, &job, (scores, masks), ("scores", "masks"), &sp, layout, self.ndim)?;
+            let by = confseg::groups::Stratification { strata, mask_threshold: threshold };
+            out.strata = Some(crate::calibration::Stratified { by, labels });
+        }
+        Ok(out)
     }
 
     /// The per-voxel state of risk control (METHOD.md §4.3, §4.5): for
@@ -415,7 +478,7 @@ impl PyCalibrator {
                 .statistics()
         });
         warn_all(py, &inputs.warnings())?;
-        Ok(PyCalibration { cal: cal.py()?, record: Some(record) })
+        Ok(PyCalibration { cal: cal.py()?, record: Some(record), strata: None })
     }
 
     /// Fit the conformal thresholds.
@@ -483,7 +546,8 @@ impl PyCalibrator {
         groups: Option<&Bound<'_, PyAny>>,
         pool_small_groups: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        if groups.is_none() && pool_small_groups {
+        let by_strata = calibration.cast::<PyCalibration>().is_ok_and(|c| c.borrow().strata.is_some());
+        if groups.is_none() && pool_small_groups && !by_strata {
             return Err(value_error(
                 "pool_small_groups=True needs groups= (one label per calibration image)",
             ));
@@ -498,6 +562,25 @@ impl PyCalibrator {
         let guarantee = levels_arg(alpha, mode, weights, alpha_inner, alpha_outer, delta, risk, bound, grid)?
             .guarantee()
             .py()?;
+        let stratified = plain.as_ref().and_then(|c| c.borrow().strata.clone());
+        if let (Some(st), None) = (&stratified, groups) {
+            let Guarantee::Conformal(m) = guarantee else {
+                return Err(value_error(
+                    "a calibration by strata fits the conformal modes, not risk control",
+                ));
+            };
+            let calibration = plain.as_ref().map(|c| c.borrow().cal.clone()).unwrap_or_default();
+            let policy = crate::groups::small_groups(pool_small_groups);
+            let sets = self.cal.fit_groups(&calibration, &st.labels, m, policy).py()?;
+            warn_all(py, &sets.calibration_warnings(&calibration, &st.labels).py()?)?;
+            let sets = sets.with_strata(st.by.clone());
+            return Ok(Bound::new(py, crate::groups::PyGroupedSets::new(sets))?.into_any());
+        }
+        if stratified.is_some() && groups.is_some() {
+            return Err(value_error(
+                "this calibration is by strata: give no groups= (or calibrate without strata)",
+            ));
+        }
         if let Some(groups) = groups {
             let (Guarantee::Conformal(m), Some(calibration)) = (guarantee, &plain) else {
                 return Err(value_error(

@@ -25,12 +25,42 @@ pub struct PyCalibration {
     /// How the scores were read, for statistics of files (`statistics_cohort`):
     /// the fitted sets record it, so that they predict on the same kind of files.
     pub record: Option<confseg::pipeline::Record>,
+    /// Each image's stratum (`statistics(..., strata=)`): `fit` fits per stratum.
+    pub strata: Option<Stratified>,
+}
+
+/// The strata of a calibration's images, and how they were computed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stratified {
+    pub by: confseg::groups::Stratification,
+    pub labels: Vec<confseg::groups::Group>,
+}
+
+/// The strata of two calibrations joined (`None` for none): both or
+/// neither must be by strata, the same ones.
+fn join_strata(
+    a: &Option<Stratified>,
+    b: &Option<Stratified>,
+    b_len: usize,
+    a_len: usize,
+) -> PyResult<Option<Stratified>> {
+    match (a, b) {
+        (None, None) => Ok(None),
+        (Some(x), Some(y)) if x.by == y.by => {
+            Ok(Some(Stratified { by: x.by.clone(), labels: [x.labels.clone(), y.labels.clone()].concat() }))
+        }
+        (None, Some(_)) if a_len == 0 => Ok(b.clone()),
+        (Some(_), None) if b_len == 0 => Ok(a.clone()),
+        _ => Err(value_error(
+            "these calibrations are by different strata (or only one by strata); join like with like",
+        )),
+    }
 }
 
 impl PyCalibration {
     /// Statistics of arrays (no file record).
     pub fn of(cal: confseg::Calibration) -> Self {
-        PyCalibration { cal, record: None }
+        PyCalibration { cal, record: None, strata: None }
     }
 
     /// The record of two states joined: states of files read differently
@@ -89,12 +119,18 @@ impl PyCalibration {
 
     /// Append another state's statistics (in place; returns ``self``).
     fn merge<'py>(slf: Bound<'py, Self>, other: PyRef<'_, PyCalibration>) -> PyResult<Bound<'py, Self>> {
-        let (theirs, their_record) = (other.cal.clone(), other.record.clone());
+        let (theirs, their_record, their_strata) =
+            (other.cal.clone(), other.record.clone(), other.strata.clone());
         drop(other);
         let record = Self::joined(&slf.borrow().record, &their_record)?;
+        let strata = {
+            let me = slf.borrow();
+            join_strata(&me.strata, &their_strata, theirs.len(), me.cal.len())?
+        };
         let mut me = slf.borrow_mut();
         me.cal.merge(&theirs).py()?;
         me.record = record;
+        me.strata = strata;
         drop(me);
         Ok(slf)
     }
@@ -102,28 +138,35 @@ impl PyCalibration {
     /// A new state with both states' statistics.
     fn __add__(&self, other: PyRef<'_, PyCalibration>) -> PyResult<PyCalibration> {
         let record = Self::joined(&self.record, &other.record)?;
+        let strata = join_strata(&self.strata, &other.strata, other.cal.len(), self.cal.len())?;
         let mut cal = self.cal.clone();
         cal.merge(&other.cal).py()?;
-        Ok(PyCalibration { cal, record })
+        Ok(PyCalibration { cal, record, strata })
     }
 
     /// One state from many (e.g. the results of parallel tasks).
     #[staticmethod]
     fn concat(parts: &Bound<'_, PyAny>) -> PyResult<PyCalibration> {
         let mut cal = confseg::Calibration::new();
-        let mut record = None;
+        let (mut record, mut strata) = (None, None);
         for p in parts.try_iter()? {
             let p = p?;
             let p = p.cast::<PyCalibration>()?.borrow();
             record = Self::joined(&record, &p.record)?;
+            strata = join_strata(&strata, &p.strata, p.cal.len(), cal.len())?;
             cal.merge(&p.cal).py()?;
         }
-        Ok(PyCalibration { cal, record })
+        Ok(PyCalibration { cal, record, strata })
     }
 
     /// A state holding only the images at ``indices`` (e.g. one split).
     fn select(&self, indices: Vec<usize>) -> PyResult<PyCalibration> {
-        Ok(PyCalibration { cal: self.cal.select(&indices).py()?, record: self.record.clone() })
+        let cal = self.cal.select(&indices).py()?;
+        let strata = self.strata.as_ref().map(|st| Stratified {
+            by: st.by.clone(),
+            labels: indices.iter().filter_map(|&i| st.labels.get(i).cloned()).collect(),
+        });
+        Ok(PyCalibration { cal, record: self.record.clone(), strata })
     }
 
     /// The state as JSON (infinite statistics as ``"inf"`` / ``"-inf"``).

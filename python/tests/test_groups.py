@@ -177,3 +177,38 @@ def test_strata_files_of_the_cli_recompute_each_images_stratum(tmp_path, cli):
     labelled = confseg.Calibrator().fit(confseg.Calibrator().statistics(scores, masks), alpha=0.2, groups=[0] * 80)
     with pytest.raises(ValueError, match="give the image's group"):
         labelled.predict(scores[0])
+
+
+def test_strata_at_calibration_in_python_equal_the_clis_and_each_stratum_alone(tmp_path, cli):
+    """Issue 19: `statistics(..., strata=)` remembers each image's stratum;
+    `fit` then fits per stratum, exactly as calibrating each stratum alone,
+    and the file is the CLI's `--strata` file."""
+    scores, masks = confseg.synthetic((10, 12), 90, seed=4, noise=2.0)
+    cal = confseg.Calibrator()
+    stats = cal.statistics(scores, masks, strata="predicted-volume=10,20")
+    sets = cal.fit(stats, alpha=0.2, mode="max")
+    assert isinstance(sets, confseg.GroupedSets) and sets.strata == "predicted-volume=10,20"
+    names = ["0: predicted volume < 10 vox", "1: predicted volume in [10, 20) vox", "2: predicted volume >= 20 vox"]
+    strata = np.array([(int((s > 0).sum()) >= 10) + (int((s > 0).sum()) >= 20) for s in scores])
+    for k, name in enumerate(names):
+        alone = cal.fit(cal.statistics(scores[strata == k], masks[strata == k]), alpha=0.2, mode="max")
+        assert sets.thresholds[name]["inner"] == alone.lambda_inner, name
+        assert sets.thresholds[name]["outer"] == alone.lambda_outer, name
+        assert sets.sizes[name] == int((strata == k).sum())
+    # the CLI's file for the same data holds the same fit
+    np.save(tmp_path / "S.npy", scores)
+    np.save(tmp_path / "M.npy", masks)
+    cli("calibrate", "--masks", tmp_path / "M.npy", "--scores", tmp_path / "S.npy", "--alpha", "0.2", "--mode", "max",
+        "--strata", "predicted-volume=10,20", "-o", tmp_path / "st.json")
+    assert confseg.GroupedSets.load(tmp_path / "st.json").thresholds == sets.thresholds
+    # strata survive merging and selecting; mixing with a calibration without strata is refused
+    half = cal.statistics(scores[:45], masks[:45], strata="predicted-volume=10,20")
+    rest = cal.statistics(scores[45:], masks[45:], strata="predicted-volume=10,20")
+    assert cal.fit(half + rest, alpha=0.2, mode="max").thresholds == sets.thresholds
+    assert cal.fit(stats.select(list(range(90))), alpha=0.2, mode="max").thresholds == sets.thresholds
+    with pytest.raises(ValueError, match="strata"):
+        half + cal.statistics(scores[45:], masks[45:])
+    with pytest.raises(ValueError, match="by strata"):
+        cal.fit(stats, alpha=0.2, mode="max", groups=[0] * 90)
+    with pytest.raises(ValueError, match="strata"):
+        cal.statistics(scores, masks, strata="predicted-volume=20,10")

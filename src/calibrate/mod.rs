@@ -207,6 +207,16 @@ impl<TI, TO> Calibrator<TI, TO> {
     }
 }
 
+impl Calibrator<crate::transform::ScoreTransform, crate::transform::ScoreTransform> {
+    /// The threshold of the predicted mask `{scores > t}` that the
+    /// transforms use (the outer transform's, else the inner one's), for
+    /// what else is computed from the predicted mask (strata, baselines).
+    #[must_use]
+    pub fn mask_threshold(&self) -> Option<f64> {
+        self.outer_transform().mask_threshold().or_else(|| self.inner_transform().mask_threshold())
+    }
+}
+
 impl<TI: Transform, TO: Transform> Calibrator<TI, TO> {
     /// What statistics of `ndim`-dimensional images computed by this
     /// calibrator are recorded with.

@@ -638,7 +638,10 @@ fn parse(path: &Path, raw: Vec<u8>, big: bool, version: u8) -> Result<NiftiHeade
     let vox_offset = match l.vox_offset.ty {
         Ty::F32 => {
             let v = get_float(&raw, big, l.vox_offset, 0);
-            if !(v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v < 9e15) {
+            if v.is_finite() && v < 0.0 {
+                return Err(bad(path, format!("vox_offset = {v} is negative")));
+            }
+            if !(v.is_finite() && v.fract() == 0.0 && v < 9e15) {
                 return Err(bad(path, format!("vox_offset = {v} is not a whole number of bytes")));
             }
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
@@ -1932,6 +1935,8 @@ mod tests {
         check(&p, &s.file(&[0.0; 4]), "vox_offset = 100 points inside the 348-byte header");
         s.vox_offset = Some(352.5);
         check(&p, &s.file(&[0.0; 4]), "vox_offset = 352.5 is not a whole number");
+        s.vox_offset = Some(-352.0); // NIfTI-1 stores it as a float
+        check(&p, &s.file(&[0.0; 4]), "vox_offset = -352 is negative");
         let mut s = Spec::new(2, 2, &[2, 2]);
         s.vox_offset = Some(-8.0);
         check(&p, &s.file(&[0.0; 4]), "vox_offset = -8 is negative");

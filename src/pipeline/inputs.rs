@@ -384,12 +384,7 @@ impl Inputs {
     /// inner one's, else the request's, else 0.
     #[must_use]
     pub fn mask_threshold(&self) -> f64 {
-        self.calibrator
-            .outer_transform()
-            .mask_threshold()
-            .or_else(|| self.calibrator.inner_transform().mask_threshold())
-            .or(self.given_threshold)
-            .unwrap_or(0.0)
+        self.calibrator.mask_threshold().or(self.given_threshold).unwrap_or(0.0)
     }
 
     /// `(tau_i, gamma_i)` of the selected images, streamed in the files'
