@@ -9,7 +9,7 @@ use ndarray::{ArrayViewD, Axis};
 use pyo3::prelude::*;
 use pyo3::types::PyType;
 
-use crate::args::{labels_arg, levels_arg, parse_transform, precision_arg, tolerances_arg, warn_all, Cal};
+use crate::args::{coding_arg, levels_arg, parse_transform, precision_arg, tolerances_arg, warn_all, Cal};
 use crate::arrays::{self, labelled, PerImage};
 use crate::calibration::PyCalibration;
 use crate::errors::{value_error, IntoPy};
@@ -284,17 +284,21 @@ impl PyCalibrator {
     /// images then carry their own spacing, and the fitted sets will ask
     /// for the spacing of new images when a transform depends on it).
     /// Runs in parallel, without the GIL.
-    #[pyo3(signature = (scores, masks, spacing=None))]
+    /// ``ignore_label``: the mask value of voxels to ignore (e.g. 255):
+    /// they count neither as object nor as background.
+    #[pyo3(signature = (scores, masks, spacing=None, ignore_label=None))]
     fn statistics(
         &self,
         py: Python<'_>,
         scores: &Bound<'_, PyAny>,
         masks: &Bound<'_, PyAny>,
         spacing: Option<&Bound<'_, PyAny>>,
+        ignore_label: Option<i64>,
     ) -> PyResult<PyCalibration> {
         let sp = spacing_arg(spacing)?;
-        let cal =
-            labelled(py, &Stats(&self.cal), (scores, masks), ("scores", "masks"), &sp, layout, self.ndim)?;
+        let coding = coding_arg(None, ignore_label)?;
+        let job = Stats(&self.cal);
+        let cal = labelled(py, &job, (scores, masks), &coding, ("scores", "masks"), &sp, layout, self.ndim)?;
         Ok(PyCalibration { cal })
     }
 
@@ -311,7 +315,9 @@ impl PyCalibrator {
     /// ``E[|truth \ outer| / |truth|] <= alpha`` (expected missed share,
     /// not whole-mask coverage) and no inner set; see ``fit`` for
     /// ``delta`` and precision. Runs in parallel, without the GIL.
-    #[pyo3(signature = (scores, masks, spacing=None, risk="recall"))]
+    /// ``ignore_label``: the mask value of voxels to ignore (e.g. 255):
+    /// they count neither as object nor as background.
+    #[pyo3(signature = (scores, masks, spacing=None, risk="recall", ignore_label=None))]
     fn risk_statistics(
         &self,
         py: Python<'_>,
@@ -319,12 +325,15 @@ impl PyCalibrator {
         masks: &Bound<'_, PyAny>,
         spacing: Option<&Bound<'_, PyAny>>,
         risk: &str,
+        ignore_label: Option<i64>,
     ) -> PyResult<PyRiskCalibration> {
         let risk: confseg::risk::Risk = risk.parse().py()?;
         let sp = spacing_arg(spacing)?;
+        let coding = coding_arg(None, ignore_label)?;
         let c = &self.cal;
+        let job = Risk(c, risk);
         let objects =
-            labelled(py, &Risk(c, risk), (scores, masks), ("scores", "masks"), &sp, layout, self.ndim)?;
+            labelled(py, &job, (scores, masks), &coding, ("scores", "masks"), &sp, layout, self.ndim)?;
         crate::interrupt::detach(py, || PyRiskCalibration::from_objects(c, risk, objects)).py()
     }
 
@@ -336,12 +345,16 @@ impl PyCalibrator {
     /// ``statistics_transformed(inner_scores, outer_scores, masks) -> Calibration``
     ///
     /// One image or a batch-first stack, as for ``statistics``.
+    /// ``ignore_label``: the mask value of voxels to ignore (e.g. 255):
+    /// they count neither as object nor as background.
+    #[pyo3(signature = (inner_scores, outer_scores, masks, ignore_label=None))]
     fn statistics_transformed(
         &self,
         py: Python<'_>,
         inner_scores: &Bound<'_, PyAny>,
         outer_scores: &Bound<'_, PyAny>,
         masks: &Bound<'_, PyAny>,
+        ignore_label: Option<i64>,
     ) -> PyResult<PyCalibration> {
         let identity = |t: &ScoreTransform| *t == ScoreTransform::Identity;
         if !identity(self.cal.inner_transform()) || !identity(self.cal.outer_transform()) {
@@ -356,7 +369,7 @@ impl PyCalibrator {
             _ => arrays::ScoreType::F64,
         };
         let (fi, fo) = (arrays::cast_scores(&a, t)?, arrays::cast_scores(&b, t)?);
-        let m = arrays::masks(masks, "masks")?;
+        let m = arrays::masks_coded(masks, "masks", &coding_arg(None, ignore_label)?)?;
         let lay = layout(fi.ndim(), self.ndim)?;
         let c = &self.cal;
         let cal = match (&fi, &fo) {
@@ -383,7 +396,9 @@ impl PyCalibrator {
     /// label values that are the object in label maps (default: 0/1
     /// masks), ``precision``: ``"float32"`` or ``"float64"`` (default: the
     /// narrowest that holds every subject's scores exactly, as the CLI).
-    #[pyo3(signature = (cohort, indices=None, labels=None, precision=None))]
+    /// ``ignore_label``: the mask value of voxels to ignore (e.g. 255):
+    /// they count neither as object nor as background.
+    #[pyo3(signature = (cohort, indices=None, labels=None, precision=None, ignore_label=None))]
     fn statistics_cohort(
         &self,
         py: Python<'_>,
@@ -391,8 +406,9 @@ impl PyCalibrator {
         indices: Option<Vec<usize>>,
         labels: Option<Vec<i64>>,
         precision: Option<&str>,
+        ignore_label: Option<i64>,
     ) -> PyResult<PyCalibration> {
-        let labels = labels_arg(labels)?;
+        let labels = coding_arg(labels, ignore_label)?;
         let mut inputs =
             Inputs::from_cohort(Arc::clone(&cohort.cohort), labels, self.cal.clone(), indices).py()?;
         if let Some(p) = precision_arg(precision)? {

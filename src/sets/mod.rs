@@ -87,7 +87,8 @@ impl<D: Dimension> Sets<D> {
         Zip::from(&self.inner).and(&self.outer).map_collect(|&i, &o| if i { 2 } else { u8::from(o) })
     }
 
-    /// Check `I ⊆ Y` and `Y ⊆ O` against a true mask.
+    /// Check `I ⊆ Y` and `Y ⊆ O` against a true mask, over its voxels
+    /// that are not ignored ([`Voxel::Ignored`](crate::mask::Voxel)).
     ///
     /// # Errors
     /// [`Error::ShapeMismatch`] or
@@ -97,6 +98,9 @@ impl<D: Dimension> Sets<D> {
         check_mask(truth)?;
         let (inner, outer) =
             Zip::from(&self.inner).and(&self.outer).and(truth).fold((true, true), |(ci, co), &i, &o, &y| {
+                if y.is_ignored() {
+                    return (ci, co);
+                }
                 let y = y.is_object();
                 (ci && (!i || y), co && (!y || o))
             });
@@ -107,6 +111,7 @@ impl<D: Dimension> Sets<D> {
     /// mask: `|I \ Y|` within the inner tolerance (of `|I|` for a share)
     /// and `|Y \ O|` within the outer one (of `|Y|`), for voxels of volume
     /// `voxel_volume`. With no tolerance this is [`Sets::coverage`].
+    /// Ignored voxels of the truth count nowhere (not in `|I|` either).
     ///
     /// ```
     /// use confseg::tolerance::{Tolerance, Tolerances};
@@ -132,6 +137,9 @@ impl<D: Dimension> Sets<D> {
         check_mask(truth)?;
         let (mut inner, mut false_inner, mut object, mut missed) = (0u64, 0u64, 0u64, 0u64);
         Zip::from(&self.inner).and(&self.outer).and(truth).for_each(|&i, &o, &y| {
+            if y.is_ignored() {
+                return;
+            }
             let y = y.is_object();
             inner += u64::from(i);
             false_inner += u64::from(i && !y);
