@@ -74,6 +74,7 @@
 //! ```
 
 pub mod baselines;
+pub mod diagnostics;
 mod interval;
 pub mod select;
 pub mod structures;
