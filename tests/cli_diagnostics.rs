@@ -86,3 +86,34 @@ fn validate_by_stratum_equals_the_library() {
         assert!(table.contains(needle), "{needle}: {table}");
     }
 }
+
+#[test]
+fn by_stratum_refuses_risk_control() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| -> String { dir.path().join(n).to_string_lossy().into_owned() };
+    let (s, m) = Synthetic::new([8, 8]).seed(2).stack(0..30);
+    write_npy(p("s.npy"), &s).unwrap();
+    write_npy(p("m.npy"), &m).unwrap();
+    let (sp, mp) = (p("s.npy"), p("m.npy"));
+    let base = [
+        "validate",
+        "--masks",
+        &mp,
+        "--scores",
+        &sp,
+        "--n-cal",
+        "20",
+        "--repeats",
+        "5",
+        "--alpha",
+        "0.1",
+        "--by-stratum",
+    ];
+    let out = Command::new(env!("CARGO_BIN_EXE_confseg"))
+        .args(base)
+        .args(["--mode", "risk-control"])
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && e.starts_with("error:") && e.contains("--by-stratum"), "{e}");
+}

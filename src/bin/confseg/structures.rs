@@ -361,6 +361,9 @@ pub fn predict(args: &crate::cli::predict::Args, file: &StructuresFile) -> Resul
 /// # Errors
 /// As [`open`] and the library's validation.
 pub fn validate(args: &crate::cli::validate::Args) -> Result<()> {
+    if args.by_stratum {
+        usage!("--by-stratum is for one structure, not --structure");
+    }
     let setup = open(&args.inputs)?;
     let cal = setup.calibration()?;
     let mut splits =

@@ -182,6 +182,13 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(t) = args.n_test {
         splits = splits.with_n_test(t).context("--n-test")?;
     }
+    if args.by_stratum {
+        if let Some(&a) = args.alpha.0.first() {
+            if levels.at(a)?.mode().is_none() {
+                usage!("--by-stratum reports the conformal sets; give a conformal --mode, not risk-control");
+            }
+        }
+    }
     let (pool, images, groups) = pool(&args)?;
     splits.n_test_for(pool.len()).with_context(|| format!("{} images selected", pool.len()))?;
     let geometry = match args.geometry_splits {
