@@ -266,6 +266,28 @@ pub struct BandWidth {
 mod tests {
     use super::*;
 
+    #[test]
+    fn components_are_face_connected_in_any_dimension() {
+        // 3-D: voxels touching by an edge or a corner are separate components
+        let shape = [2, 3, 3];
+        let mut set = vec![false; 18];
+        for p in [0, 1, 4, 13, 17] {
+            set[p] = true;
+        }
+        let (label, count) = components(&set, &shape);
+        // (0,0,0),(0,0,1),(0,1,1) and below it (1,1,1) = one component; (1,2,2) alone
+        assert_eq!(count, 2);
+        assert_eq!(label[0], label[1]);
+        assert_eq!(label[1], label[4]);
+        assert_eq!(label[4], label[13]);
+        assert_ne!(label[13], label[17]);
+        assert!(label.iter().zip(&set).all(|(&l, &b)| (l == u32::MAX) != b));
+        // a diagonal pair in 2-D is two components
+        let (_, count) = components(&[true, false, false, true], &[2, 2]);
+        assert_eq!(count, 2);
+        assert_eq!(components(&[], &[0, 3]).1, 0);
+    }
+
     fn coords(i: usize, shape: &[usize]) -> Vec<usize> {
         let st = strides(shape);
         let mut rem = i;
