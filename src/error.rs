@@ -566,7 +566,8 @@ fn label_hint(value: f64) -> String {
     }
     format!(
         " (a label map or a 0/{value} mask? name the object's labels: CLI --label {value} or --labels 1,{value}, \
-         Python labels=[{value}])"
+         Python labels=[{value}]; or, if {value} marks voxels to ignore: CLI --ignore-label {value}, \
+         Python ignore_label={value})"
     )
 }
 
@@ -889,6 +890,11 @@ mod tests {
         let e = |value| Error::NonBinaryMask { image: Some(3), index: vec![0, 1], value }.to_string();
         assert!(e(255.0).contains("CLI --label 255") && e(255.0).contains("labels=[255]"), "{}", e(255.0));
         assert!(e(2.0).contains("--labels 1,2"), "{}", e(2.0));
+        assert!(
+            e(255.0).contains("--ignore-label 255") && e(255.0).contains("ignore_label=255"),
+            "{}",
+            e(255.0)
+        );
         assert!(e(0.5).ends_with("masks must be 0/1"), "{}", e(0.5));
         assert!(e(-1.0).ends_with("masks must be 0/1"), "{}", e(-1.0));
     }

@@ -1,6 +1,7 @@
 //! Geometry of sets on a voxel grid: row-major index helpers, the exact
-//! Euclidean distance transform of a set, diameters, Hausdorff distances
-//! and the width of the band between an inner and an outer set. Used by
+//! Euclidean distance transform of a set, connected components, diameters,
+//! Hausdorff distances and the width of the band between an inner and an
+//! outer set. Used by
 //! the efficiency measures of [`evaluate`](crate::evaluate) and the
 //! per-image measures of [`sets`](crate::sets). (The score transforms'
 //! signed distances, with their midpoint convention, are in
@@ -28,6 +29,43 @@ pub(crate) fn unravel(mut flat: usize, shape: &[usize]) -> Vec<usize> {
         }
     }
     idx
+}
+
+/// The face-connected components of `set` (neighbours differ by one along
+/// one axis): a component number per voxel (`u32::MAX` outside the set)
+/// and the number of components. Iterative (no recursion), linear time.
+pub(crate) fn components(set: &[bool], shape: &[usize]) -> (Vec<u32>, usize) {
+    let st = strides(shape);
+    let mut label = vec![u32::MAX; set.len()];
+    let mut count = 0usize;
+    let mut stack = Vec::new();
+    for start in 0..set.len() {
+        if !set[start] || label[start] != u32::MAX {
+            continue;
+        }
+        let c = u32::try_from(count).unwrap_or(u32::MAX - 1);
+        label[start] = c;
+        stack.push(start);
+        while let Some(p) = stack.pop() {
+            for (&n, &s) in shape.iter().zip(&st) {
+                let coord = (p / s) % n;
+                let mut visit = |q: usize| {
+                    if set[q] && label[q] == u32::MAX {
+                        label[q] = c;
+                        stack.push(q);
+                    }
+                };
+                if coord > 0 {
+                    visit(p - s);
+                }
+                if coord + 1 < n {
+                    visit(p + s);
+                }
+            }
+        }
+        count += 1;
+    }
+    (label, count)
 }
 
 /// Squared Euclidean distance (with `spacing`) from every voxel centre to
@@ -227,6 +265,28 @@ pub struct BandWidth {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn components_are_face_connected_in_any_dimension() {
+        // 3-D: voxels touching by an edge or a corner are separate components
+        let shape = [2, 3, 3];
+        let mut set = vec![false; 18];
+        for p in [0, 1, 4, 13, 17] {
+            set[p] = true;
+        }
+        let (label, count) = components(&set, &shape);
+        // (0,0,0),(0,0,1),(0,1,1) and below it (1,1,1) = one component; (1,2,2) alone
+        assert_eq!(count, 2);
+        assert_eq!(label[0], label[1]);
+        assert_eq!(label[1], label[4]);
+        assert_eq!(label[4], label[13]);
+        assert_ne!(label[13], label[17]);
+        assert!(label.iter().zip(&set).all(|(&l, &b)| (l == u32::MAX) != b));
+        // a diagonal pair in 2-D is two components
+        let (_, count) = components(&[true, false, false, true], &[2, 2]);
+        assert_eq!(count, 2);
+        assert_eq!(components(&[], &[0, 3]).1, 0);
+    }
 
     fn coords(i: usize, shape: &[usize]) -> Vec<usize> {
         let st = strides(shape);

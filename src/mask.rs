@@ -1,6 +1,7 @@
 //! Masks: element types that hold 0/1 (bool, integers, floats),
-//! [`Labels`] (which voxels of a label map are the object) and the named
-//! [`Structure`]s of a label map.
+//! [`Labels`] (which voxels of a label map are the object), a [`Coding`]
+//! (labels and a value marking voxels to ignore) read into [`Voxel`]s, and
+//! the named [`Structure`]s of a label map.
 
 use std::fmt;
 
@@ -203,14 +204,243 @@ impl std::str::FromStr for Structure {
 /// An element type that can hold a binary mask value.
 ///
 /// Values other than 0 and 1 are rejected with
-/// [`Error::NonBinaryMask`] wherever a mask is read.
+/// [`Error::NonBinaryMask`] wherever a mask is read. A [`Voxel`] mask may
+/// also mark voxels as ignored: they are neither object nor background.
 pub trait MaskValue: Copy + PartialEq + Send + Sync + 'static {
-    /// Whether the value is exactly 0 or 1.
+    /// Whether the type can mark a voxel as ignored ([`Voxel`] only): the
+    /// consumers skip the per-voxel test otherwise.
+    const MAY_IGNORE: bool = false;
+    /// Whether the value is exactly 0 or 1 (or ignored, for [`Voxel`]).
     fn is_binary(self) -> bool;
     /// Whether the value is 1 (object). Meaningful only for binary values.
     fn is_object(self) -> bool;
+    /// Whether the voxel is ignored: it counts neither as object nor as
+    /// background ([`Voxel::Ignored`]).
+    #[inline]
+    fn is_ignored(self) -> bool {
+        false
+    }
     /// The value as `f64`, for error messages.
     fn to_f64(self) -> f64;
+}
+
+/// One voxel of a true mask read with a [`Coding`]: object, background, or
+/// ignored (counted neither in the calibration statistics nor in coverage,
+/// set sizes or losses; METHOD.md §4.7).
+///
+/// As a byte ([`Voxel::code`]) it is 0, 1 or 2, which is how the readers of
+/// [`io`](crate::io) return masks read with an ignore value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[repr(u8)]
+pub enum Voxel {
+    /// Not the object.
+    #[default]
+    Background = 0,
+    /// The object.
+    Object = 1,
+    /// Ignored: neither object nor background.
+    Ignored = 2,
+}
+
+impl Voxel {
+    /// The byte: 0 background, 1 object, 2 ignored.
+    #[must_use]
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// The voxel of a byte: 0, 1, and 2 only if `ignored_allowed`
+    /// (`None` for anything else).
+    #[must_use]
+    pub fn from_code(code: u8, ignored_allowed: bool) -> Option<Voxel> {
+        match code {
+            0 => Some(Voxel::Background),
+            1 => Some(Voxel::Object),
+            2 if ignored_allowed => Some(Voxel::Ignored),
+            _ => None,
+        }
+    }
+
+    /// A mask of bytes (0, 1, and 2 = ignored if `ignored_allowed`, as the
+    /// readers return them) as voxels.
+    ///
+    /// # Errors
+    /// [`Error::NonBinaryMask`] naming the first other value.
+    pub fn from_codes<D: Dimension>(
+        codes: &ArrayRef<u8, D>,
+        ignored_allowed: bool,
+    ) -> Result<ndarray::Array<Voxel, D>> {
+        if let Some(p) = codes.iter().position(|&c| Voxel::from_code(c, ignored_allowed).is_none()) {
+            return Err(Error::NonBinaryMask {
+                image: None,
+                index: crate::grid::unravel(p, codes.shape()),
+                value: codes.iter().nth(p).map_or(f64::NAN, |&c| f64::from(c)),
+            });
+        }
+        Ok(codes.mapv(|c| Voxel::from_code(c, ignored_allowed).unwrap_or_default()))
+    }
+}
+
+impl MaskValue for Voxel {
+    const MAY_IGNORE: bool = true;
+    #[inline]
+    fn is_binary(self) -> bool {
+        true
+    }
+    #[inline]
+    fn is_object(self) -> bool {
+        self == Voxel::Object
+    }
+    #[inline]
+    fn is_ignored(self) -> bool {
+        self == Voxel::Ignored
+    }
+    fn to_f64(self) -> f64 {
+        f64::from(self.code())
+    }
+}
+
+/// How the values of a mask or label map are read: which are the object
+/// ([`Labels`]) and which one, if any, marks voxels to ignore (a value such
+/// as 255 for "not annotated"). Every other valid value is background.
+///
+/// ```
+/// use confseg::mask::{Coding, Labels, Voxel};
+/// use ndarray::array;
+/// let c = Coding::new(Labels::Binary, Some(255))?;
+/// let v = c.read(&array![[0u8, 1], [255, 1]])?;
+/// assert_eq!(v, array![[Voxel::Background, Voxel::Object], [Voxel::Ignored, Voxel::Object]]);
+/// assert!(c.read(&array![[0u8, 2]]).is_err()); // neither 0, 1 nor ignored
+/// assert!(Coding::new(Labels::select([1, 255])?, Some(255)).is_err()); // collides
+/// # Ok::<(), confseg::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct Coding {
+    labels: Labels,
+    ignore: Option<i64>,
+}
+
+impl From<Labels> for Coding {
+    fn from(labels: Labels) -> Self {
+        Coding { labels, ignore: None }
+    }
+}
+
+impl From<&Labels> for Coding {
+    fn from(labels: &Labels) -> Self {
+        Coding { labels: labels.clone(), ignore: None }
+    }
+}
+
+impl From<&Coding> for Coding {
+    fn from(c: &Coding) -> Self {
+        c.clone()
+    }
+}
+
+impl Coding {
+    /// The object's `labels` and the value that marks voxels to ignore.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] if the ignore value is one of the
+    /// object's labels, or 0 or 1 for a binary mask.
+    pub fn new(labels: Labels, ignore: Option<i64>) -> Result<Coding> {
+        if let Some(k) = ignore {
+            let collides = match &labels {
+                Labels::Binary => k == 0 || k == 1,
+                Labels::Select(_) => labels.contains(i128::from(k)),
+            };
+            if collides {
+                let reason = match &labels {
+                    Labels::Binary => {
+                        "0 and 1 are a binary mask's background and object; give the value that marks \
+                                       voxels to ignore (e.g. 255)"
+                            .to_owned()
+                    }
+                    Labels::Select(_) => {
+                        format!("it is one of the object's labels ({labels}); drop it from the labels or ignore another value")
+                    }
+                };
+                return Err(Error::InvalidParameter { name: "ignore label", value: k.to_string(), reason });
+            }
+        }
+        Ok(Coding { labels, ignore })
+    }
+
+    /// The object's labels.
+    #[must_use]
+    pub fn labels(&self) -> &Labels {
+        &self.labels
+    }
+
+    /// The value that marks voxels to ignore, if any.
+    #[must_use]
+    pub fn ignore(&self) -> Option<i64> {
+        self.ignore
+    }
+
+    /// The voxel of one value (`label`: the value if it is a whole number),
+    /// or `None` for a value that is neither object, background nor ignored.
+    #[must_use]
+    pub fn voxel(&self, label: Option<i128>) -> Option<Voxel> {
+        let label = label?;
+        if self.ignore.is_some_and(|k| i128::from(k) == label) {
+            return Some(Voxel::Ignored);
+        }
+        match &self.labels {
+            Labels::Binary => match label {
+                0 => Some(Voxel::Background),
+                1 => Some(Voxel::Object),
+                _ => None,
+            },
+            Labels::Select(_) => {
+                Some(if self.labels.contains(label) { Voxel::Object } else { Voxel::Background })
+            }
+        }
+    }
+
+    /// A mask or label map as voxels.
+    ///
+    /// # Errors
+    /// [`Error::NonBinaryMask`] (for [`Labels::Binary`]) or
+    /// [`Error::InvalidLabel`] for a value that is neither the object,
+    /// background nor the ignore value, naming the voxel.
+    pub fn read<M: MaskValue, D: Dimension>(&self, map: &ArrayRef<M, D>) -> Result<ndarray::Array<Voxel, D>> {
+        let mut bad = None;
+        let out = map.mapv(|v| {
+            let x = v.to_f64();
+            #[allow(clippy::cast_possible_truncation)]
+            let label = (x.fract() == 0.0 && x.abs() < 9e15).then_some(x as i128);
+            match self.voxel(label) {
+                Some(v) => v,
+                None => {
+                    bad.get_or_insert(x);
+                    Voxel::Background
+                }
+            }
+        });
+        match bad {
+            None => Ok(out),
+            Some(value) => {
+                let p = map.iter().position(|v| v.to_f64().to_bits() == value.to_bits()).unwrap_or(0);
+                let index = crate::grid::unravel(p, map.shape());
+                Err(match self.labels {
+                    Labels::Binary => Error::NonBinaryMask { image: None, index, value },
+                    Labels::Select(_) => Error::InvalidLabel { image: None, index, value },
+                })
+            }
+        }
+    }
+}
+
+impl fmt::Display for Coding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.labels)?;
+        if let Some(k) = self.ignore {
+            write!(f, ", {k} ignored")?;
+        }
+        Ok(())
+    }
 }
 
 impl MaskValue for bool {

@@ -6,6 +6,7 @@
 use std::ffi::CString;
 
 use confseg::io::{Labels, Precision};
+use confseg::mask::Coding;
 use confseg::tolerance::{Tolerance, Tolerances};
 use confseg::{Levels, ScoreTransform};
 use pyo3::exceptions::PyUserWarning;
@@ -58,6 +59,12 @@ pub fn tolerances_arg(
 /// Labels of the masks that are the object: `None` for 0/1 masks.
 pub fn labels_arg(labels: Option<Vec<i64>>) -> PyResult<Labels> {
     labels.map_or(Ok(Labels::Binary), |v| Labels::select(v).py())
+}
+
+/// How masks are read: the object's labels (`None`: 0/1 masks) and the
+/// value of voxels to ignore (`ignore_label`), checked by the library.
+pub fn coding_arg(labels: Option<Vec<i64>>, ignore_label: Option<i64>) -> PyResult<Coding> {
+    Coding::new(labels_arg(labels)?, ignore_label).py()
 }
 
 /// Parse a precision name (the library's: `float32`, `float64`).

@@ -194,10 +194,13 @@ pub fn mask_type(arr: &Bound<'_, PyAny>, what: &str) -> PyResult<MaskType> {
     })
 }
 
-/// A mask array in its element type.
+/// A mask array in its element type; with an ignore label, read by the
+/// library's [`confseg::mask::Coding`] into voxels (object, background,
+/// ignored).
 pub enum Masks<'py> {
     U8(PyReadonlyArrayDyn<'py, u8>),
     F64(PyReadonlyArrayDyn<'py, f64>),
+    Voxels(ndarray::ArrayD<confseg::mask::Voxel>),
 }
 
 pub fn cast_masks<'py>(arr: &Bound<'py, PyAny>, t: MaskType) -> PyResult<Masks<'py>> {
@@ -212,6 +215,25 @@ pub fn masks<'py>(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<Masks<'py>> {
     let arr = asarray(obj)?;
     let t = mask_type(&arr, what)?;
     cast_masks(&arr, t)
+}
+
+/// Any array-like as masks read with `coding` (as they are without an
+/// ignore value; the consumers check them).
+pub fn masks_coded<'py>(
+    obj: &Bound<'py, PyAny>,
+    what: &str,
+    coding: &confseg::mask::Coding,
+) -> PyResult<Masks<'py>> {
+    use crate::errors::IntoPy;
+    let m = masks(obj, what)?;
+    if coding.ignore().is_none() {
+        return Ok(m);
+    }
+    Ok(Masks::Voxels(match &m {
+        Masks::U8(a) => coding.read(&a.as_array()).py()?,
+        Masks::F64(a) => coding.read(&a.as_array()).py()?,
+        Masks::Voxels(v) => v.clone(),
+    }))
 }
 
 /// A list of score images, all in one float type (`float64` if any needs it).
@@ -243,6 +265,7 @@ pub fn score_list<'py>(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<ScoreLis
 pub enum MaskList<'py> {
     U8(Vec<PyReadonlyArrayDyn<'py, u8>>),
     F64(Vec<PyReadonlyArrayDyn<'py, f64>>),
+    Voxels(Vec<ndarray::ArrayD<confseg::mask::Voxel>>),
 }
 
 pub fn mask_list<'py>(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<MaskList<'py>> {
@@ -253,6 +276,28 @@ pub fn mask_list<'py>(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<MaskList<
         MaskType::U8 => MaskList::U8(arrays.iter().map(bytes).collect::<PyResult<_>>()?),
         MaskType::F64 => MaskList::F64(arrays.iter().map(|a| typed(a, "float64")).collect::<PyResult<_>>()?),
     })
+}
+
+/// [`mask_list`] read with `coding` (as it is without an ignore value).
+pub fn mask_list_coded<'py>(
+    obj: &Bound<'py, PyAny>,
+    what: &str,
+    coding: &confseg::mask::Coding,
+) -> PyResult<MaskList<'py>> {
+    use crate::errors::IntoPy;
+    let l = mask_list(obj, what)?;
+    if coding.ignore().is_none() {
+        return Ok(l);
+    }
+    Ok(MaskList::Voxels(match &l {
+        MaskList::U8(v) => {
+            v.iter().map(|a| coding.read(&a.as_array())).collect::<confseg::Result<_>>().py()?
+        }
+        MaskList::F64(v) => {
+            v.iter().map(|a| coding.read(&a.as_array())).collect::<confseg::Result<_>>().py()?
+        }
+        MaskList::Voxels(v) => v.clone(),
+    }))
 }
 
 /// Run `$body` with `$v` bound to the array view of a [`Scores`].
@@ -283,6 +328,10 @@ macro_rules! with_masks {
             }
             $crate::arrays::Masks::F64(a) => {
                 let $v = a.as_array();
+                $body
+            }
+            $crate::arrays::Masks::Voxels(a) => {
+                let $v = a.view();
                 $body
             }
         }
@@ -319,6 +368,10 @@ macro_rules! with_mask_list {
                 let $v: Vec<_> = l.iter().map(|a| a.as_array()).collect();
                 $body
             }
+            $crate::arrays::MaskList::Voxels(l) => {
+                let $v: Vec<_> = l.iter().map(|a| a.view()).collect();
+                $body
+            }
         }
     };
 }
@@ -349,10 +402,12 @@ pub trait PerImage: Sync {
 /// lists of images; `names` for messages), read without copies where the
 /// dtype allows and without the GIL. `layout_of(ndim, image_ndim)` tells
 /// one image from a stack; a per-image spacing means a stack.
+#[allow(clippy::too_many_arguments)]
 pub fn labelled<J: PerImage>(
     py: Python<'_>,
     job: &J,
     (scores, masks): (&Bound<'_, PyAny>, &Bound<'_, PyAny>),
+    coding: &confseg::mask::Coding,
     names: (&str, &str),
     sp: &crate::layout::SpacingArg,
     layout_of: impl Fn(usize, Option<usize>) -> PyResult<crate::layout::Layout>,
@@ -362,12 +417,12 @@ pub fn labelled<J: PerImage>(
     use crate::layout::{Layout, SpacingArg};
     if is_sequence_of_images(scores) {
         let s = score_list(scores, names.0)?;
-        let m = mask_list(masks, names.1)?;
+        let m = mask_list_coded(masks, names.1, coding)?;
         crate::with_score_list!(&s, sv => crate::with_mask_list!(&m, mv => crate::interrupt::detach(py, || job.lists(&sv, &mv, sp))))
             .py()
     } else {
         let (s, _) = self::scores(scores, names.0)?;
-        let m = self::masks(masks, names.1)?;
+        let m = masks_coded(masks, names.1, coding)?;
         let lay = match sp {
             SpacingArg::PerImage(_) => Layout::Stack,
             _ => layout_of(s.ndim(), sp.ndim().or(image_ndim))?,

@@ -10,7 +10,7 @@ use ndarray::{ArrayViewD, Axis};
 use pyo3::prelude::*;
 use pyo3::types::PyType;
 
-use crate::args::{labels_arg, levels_arg, parse_transform, precision_arg, tolerances_arg, warn_all, Cal};
+use crate::args::{coding_arg, levels_arg, parse_transform, precision_arg, tolerances_arg, warn_all, Cal};
 use crate::arrays::{self, labelled, PerImage};
 use crate::calibration::PyCalibration;
 use crate::errors::{value_error, IntoPy};
@@ -336,8 +336,10 @@ impl PyCalibrator {
     /// ``"max-score=0.99"``; the predicted mask is ``scores >`` the
     /// transforms' ``:threshold=``, default 0): the calibration remembers
     /// each image's stratum, ``fit`` then fits per stratum and the sets
-    /// recompute each new image's stratum. Runs in parallel, without the GIL.
-    #[pyo3(signature = (scores, masks, spacing=None, strata=None))]
+    /// recompute each new image's stratum. ``ignore_label``: the mask value of
+    /// voxels to ignore (e.g. 255): they count neither as object nor as
+    /// background. Runs in parallel, without the GIL.
+    #[pyo3(signature = (scores, masks, spacing=None, strata=None, ignore_label=None))]
     fn statistics(
         &self,
         py: Python<'_>,
@@ -345,16 +347,19 @@ impl PyCalibrator {
         masks: &Bound<'_, PyAny>,
         spacing: Option<&Bound<'_, PyAny>>,
         strata: Option<&str>,
+        ignore_label: Option<i64>,
     ) -> PyResult<PyCalibration> {
         let sp = spacing_arg(spacing)?;
+        let coding = coding_arg(None, ignore_label)?;
         let strata = strata.map(str::parse::<confseg::groups::Strata>).transpose().py()?;
-        let cal =
-            labelled(py, &Stats(&self.cal), (scores, masks), ("scores", "masks"), &sp, layout, self.ndim)?;
+        let job = Stats(&self.cal);
+        let cal = labelled(py, &job, (scores, masks), &coding, ("scores", "masks"), &sp, layout, self.ndim)?;
         let mut out = PyCalibration::of(cal);
         if let Some(strata) = strata {
             let threshold = self.cal.mask_threshold().unwrap_or(0.0);
             let job = StrataJob { cal: &self.cal, strata: &strata, threshold };
-            let labels = labelled(py, &job, (scores, masks), ("scores", "masks"), &sp, layout, self.ndim)?;
+            let labels =
+                labelled(py, &job, (scores, masks), &coding, ("scores", "masks"), &sp, layout, self.ndim)?;
             let by = confseg::groups::Stratification { strata, mask_threshold: threshold };
             out.strata = Some(crate::calibration::Stratified { by, labels });
         }
@@ -374,7 +379,9 @@ impl PyCalibrator {
     /// ``E[|truth \ outer| / |truth|] <= alpha`` (expected missed share,
     /// not whole-mask coverage) and no inner set; see ``fit`` for
     /// ``delta`` and precision. Runs in parallel, without the GIL.
-    #[pyo3(signature = (scores, masks, spacing=None, risk="recall"))]
+    /// ``ignore_label``: the mask value of voxels to ignore (e.g. 255):
+    /// they count neither as object nor as background.
+    #[pyo3(signature = (scores, masks, spacing=None, risk="recall", ignore_label=None))]
     fn risk_statistics(
         &self,
         py: Python<'_>,
@@ -382,12 +389,15 @@ impl PyCalibrator {
         masks: &Bound<'_, PyAny>,
         spacing: Option<&Bound<'_, PyAny>>,
         risk: &str,
+        ignore_label: Option<i64>,
     ) -> PyResult<PyRiskCalibration> {
         let risk: confseg::risk::Risk = risk.parse().py()?;
         let sp = spacing_arg(spacing)?;
+        let coding = coding_arg(None, ignore_label)?;
         let c = &self.cal;
+        let job = Risk(c, risk);
         let objects =
-            labelled(py, &Risk(c, risk), (scores, masks), ("scores", "masks"), &sp, layout, self.ndim)?;
+            labelled(py, &job, (scores, masks), &coding, ("scores", "masks"), &sp, layout, self.ndim)?;
         crate::interrupt::detach(py, || PyRiskCalibration::from_objects(c, risk, objects)).py()
     }
 
@@ -399,12 +409,16 @@ impl PyCalibrator {
     /// ``statistics_transformed(inner_scores, outer_scores, masks) -> Calibration``
     ///
     /// One image or a batch-first stack, as for ``statistics``.
+    /// ``ignore_label``: the mask value of voxels to ignore (e.g. 255):
+    /// they count neither as object nor as background.
+    #[pyo3(signature = (inner_scores, outer_scores, masks, ignore_label=None))]
     fn statistics_transformed(
         &self,
         py: Python<'_>,
         inner_scores: &Bound<'_, PyAny>,
         outer_scores: &Bound<'_, PyAny>,
         masks: &Bound<'_, PyAny>,
+        ignore_label: Option<i64>,
     ) -> PyResult<PyCalibration> {
         let identity = |t: &ScoreTransform| *t == ScoreTransform::Identity;
         if !identity(self.cal.inner_transform()) || !identity(self.cal.outer_transform()) {
@@ -419,7 +433,7 @@ impl PyCalibrator {
             _ => arrays::ScoreType::F64,
         };
         let (fi, fo) = (arrays::cast_scores(&a, t)?, arrays::cast_scores(&b, t)?);
-        let m = arrays::masks(masks, "masks")?;
+        let m = arrays::masks_coded(masks, "masks", &coding_arg(None, ignore_label)?)?;
         let lay = layout(fi.ndim(), self.ndim)?;
         let c = &self.cal;
         let cal = match (&fi, &fo) {
@@ -447,8 +461,11 @@ impl PyCalibrator {
     /// masks), ``precision``: ``"float32"`` or ``"float64"`` (default: the
     /// narrowest that holds every subject's scores exactly, as the CLI),
     /// ``progress``: ``True`` for a tqdm bar of the subjects read, or a
-    /// callable ``progress(done, total)``.
-    #[pyo3(signature = (cohort, indices=None, labels=None, precision=None, progress=None))]
+    /// callable ``progress(done, total)``. ``ignore_label``: the mask value
+    /// of voxels to ignore (e.g. 255): they count neither as object nor as
+    /// background.
+    #[pyo3(signature = (cohort, indices=None, labels=None, precision=None, ignore_label=None, progress=None))]
+    #[allow(clippy::too_many_arguments)]
     fn statistics_cohort(
         &self,
         py: Python<'_>,
@@ -456,10 +473,11 @@ impl PyCalibrator {
         indices: Option<Vec<usize>>,
         labels: Option<Vec<i64>>,
         precision: Option<&str>,
+        ignore_label: Option<i64>,
         progress: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyCalibration> {
         let progress = crate::interrupt::progress_arg(py, progress)?;
-        let labels = labels_arg(labels)?;
+        let labels = coding_arg(labels, ignore_label)?;
         let mut inputs =
             Inputs::from_cohort(Arc::clone(&cohort.cohort), labels, self.cal.clone(), indices).py()?;
         if let Some(p) = precision_arg(precision)? {

@@ -119,6 +119,7 @@ fn set_arg(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<ArrayD<bool>> {
     let binary = match arrays::masks(obj, what)? {
         arrays::Masks::U8(a) => confseg::mask::Labels::Binary.binarize(&a.as_array()),
         arrays::Masks::F64(a) => confseg::mask::Labels::Binary.binarize(&a.as_array()),
+        arrays::Masks::Voxels(a) => confseg::mask::Labels::Binary.binarize(&a.view()),
     };
     Ok(binary.map_err(|e| value_error(format!("{what}: {e}")))?.mapv(|v| v == 1))
 }
@@ -268,10 +269,12 @@ fn pool_transformed<A: Float, M: confseg::MaskValue>(
 /// inner_scores=None, outer_scores=None, n_test=None, repeats=1000, mode="marginal",
 /// weights=None, methods=("conformal",), seed=0, geometry_splits=20, spacing=None,
 /// mask_threshold=None, delta=None, record_splits=0, risk=None, bound=None, grid=None,
-/// inner_tolerance=None, outer_tolerance=None) -> list[dict]``
+/// inner_tolerance=None, outer_tolerance=None, ignore_label=None) -> list[dict]``
 ///
 /// ``scores``/``masks``: batch-first stacks; or ``scores=None`` with
 /// already transformed ``inner_scores`` and ``outer_scores``.
+/// ``ignore_label``: the mask value of voxels that count nowhere (not in
+/// the statistics, coverage or set sizes).
 /// ``inner_tolerance``/``outer_tolerance``: the conformal method is
 /// calibrated, and its coverage counted, for the tolerance events (see
 /// ``Calibrator``). ``delta``:
@@ -293,7 +296,8 @@ fn pool_transformed<A: Float, M: confseg::MaskValue>(
 #[pyo3(signature = (scores, masks, *, n_cal, alphas=vec![0.1], inner="identity", outer="identity",
     inner_scores=None, outer_scores=None, n_test=None, repeats=1000, mode="marginal", weights=None,
     methods=None, seed=0, geometry_splits=20, spacing=None, mask_threshold=None, delta=None, record_splits=0,
-    risk=None, bound=None, grid=None, inner_tolerance=None, outer_tolerance=None, progress=None))]
+    risk=None, bound=None, grid=None, inner_tolerance=None, outer_tolerance=None, ignore_label=None,
+    progress=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn validate<'py>(
     py: Python<'py>,
@@ -321,10 +325,12 @@ pub fn validate<'py>(
     grid: Option<&Bound<'py, PyAny>>,
     inner_tolerance: Option<&Bound<'py, PyAny>>,
     outer_tolerance: Option<&Bound<'py, PyAny>>,
+    ignore_label: Option<i64>,
     progress: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let progress = crate::interrupt::progress_arg(py, progress)?;
     let tolerances = crate::args::tolerances_arg(inner_tolerance, outer_tolerance)?;
+    let coding = crate::args::coding_arg(None, ignore_label)?;
     let levels = crate::args::levels_arg(None, mode, weights, None, None, delta, risk, bound, grid)?;
     let methods = methods.unwrap_or_else(|| vec!["conformal".into()]);
     let methods = methods
@@ -342,7 +348,7 @@ pub fn validate<'py>(
         Validation::new(alphas, splits).with_geometry(geometry).with_recorded_splits(record_splits).py()?;
     let spacing = one_spacing(spacing)?;
     let threshold = mask_threshold.unwrap_or(0.0);
-    let m = arrays::masks(masks, "masks")?;
+    let m = arrays::masks_coded(masks, "masks", &coding)?;
     let pool = match (scores.filter(|s| !s.is_none()), inner_scores, outer_scores) {
         (Some(s), None, None) => {
             let c =

@@ -11,7 +11,7 @@ use numpy::{PyArray, PyArray2};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyType};
 
-use crate::args::{labels_arg, precision_arg};
+use crate::args::{coding_arg, precision_arg};
 use crate::errors::{value_error, IntoPy};
 use crate::layout::spacing_tuple;
 
@@ -52,15 +52,17 @@ pub fn read_npy<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyAn
 /// ``bool``, integers or floats) as ``uint8`` 0/1; ``labels``: the label
 /// values that are the object (default: a 0/1 mask, other values are an error).
 ///
-/// ``read_npy_mask(path, labels=None) -> numpy.ndarray``
+/// ``read_npy_mask(path, labels=None, ignore_label=None) -> numpy.ndarray``
+/// (with ``ignore_label``, ignored voxels are 2)
 #[pyfunction]
-#[pyo3(signature = (path, labels=None))]
+#[pyo3(signature = (path, labels=None, ignore_label=None))]
 pub fn read_npy_mask<'py>(
     py: Python<'py>,
     path: PathBuf,
     labels: Option<Vec<i64>>,
+    ignore_label: Option<i64>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let labels = labels_arg(labels)?;
+    let labels = coding_arg(labels, ignore_label)?;
     Ok(np(py, crate::interrupt::detach(py, || lio::read_mask_image(&path, &labels)).py()?))
 }
 
@@ -118,11 +120,18 @@ impl PyNpyStack {
         self.image(py, i)
     }
 
-    /// Mask ``i`` as ``uint8`` 0/1 (``labels``: label values that are the object).
-    #[pyo3(signature = (i, labels=None))]
-    fn mask<'py>(&self, py: Python<'py>, i: isize, labels: Option<Vec<i64>>) -> PyResult<Bound<'py, PyAny>> {
+    /// Mask ``i`` as ``uint8`` 0/1 (``labels``: label values that are the
+    /// object; with ``ignore_label``, ignored voxels are 2).
+    #[pyo3(signature = (i, labels=None, ignore_label=None))]
+    fn mask<'py>(
+        &self,
+        py: Python<'py>,
+        i: isize,
+        labels: Option<Vec<i64>>,
+        ignore_label: Option<i64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let i = self.index(i)?;
-        let labels = labels_arg(labels)?;
+        let labels = coding_arg(labels, ignore_label)?;
         Ok(np(py, crate::interrupt::detach(py, || self.stack.read_mask(i, &labels)).py()?))
     }
 
@@ -244,15 +253,17 @@ pub fn read_nifti<'py>(py: Python<'py>, path: PathBuf, precision: Option<&str>) 
 /// Read a NIfTI mask or label map as ``uint8`` 0/1: ``(mask, spacing, affine)``;
 /// ``labels``: the label values that are the object (default: a 0/1 mask).
 ///
-/// ``read_nifti_mask(path, labels=None) -> (numpy.ndarray, tuple, numpy.ndarray)``
+/// ``read_nifti_mask(path, labels=None, ignore_label=None) -> (numpy.ndarray, tuple, numpy.ndarray)``
+/// (with ``ignore_label``, ignored voxels are 2)
 #[pyfunction]
-#[pyo3(signature = (path, labels=None))]
+#[pyo3(signature = (path, labels=None, ignore_label=None))]
 pub fn read_nifti_mask<'py>(
     py: Python<'py>,
     path: PathBuf,
     labels: Option<Vec<i64>>,
+    ignore_label: Option<i64>,
 ) -> PyResult<Volume<'py>> {
-    let labels = labels_arg(labels)?;
+    let labels = coding_arg(labels, ignore_label)?;
     let (m, h) = crate::interrupt::detach(py, || nifti::read_mask(&path, &labels)).py()?;
     let (spacing, affine) = header_parts(py, &h);
     Ok((np(py, m), spacing, affine))
@@ -360,7 +371,7 @@ impl PyCohort {
     /// Subject ``i``: ``(scores, mask, spacing, affine)``; ``mask`` is
     /// ``uint8`` 0/1 or ``None`` without a mask file, ``spacing`` and
     /// ``affine`` ``None`` for a ``.npy`` file (the default spacing applies).
-    #[pyo3(signature = (i, labels=None, precision=None))]
+    #[pyo3(signature = (i, labels=None, precision=None, ignore_label=None))]
     #[allow(clippy::type_complexity)]
     fn read<'py>(
         &self,
@@ -368,13 +379,14 @@ impl PyCohort {
         i: usize,
         labels: Option<Vec<i64>>,
         precision: Option<&str>,
+        ignore_label: Option<i64>,
     ) -> PyResult<(
         Bound<'py, PyAny>,
         Option<Bound<'py, PyAny>>,
         Option<Vec<f64>>,
         Option<Bound<'py, PyArray2<f64>>>,
     )> {
-        let labels = labels_arg(labels)?;
+        let labels = coding_arg(labels, ignore_label)?;
         let c = &self.cohort;
         let p = match precision_arg(precision)? {
             Some(p) => p,
@@ -465,6 +477,9 @@ fn owned_mask(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<ArrayD<u8>> {
                 )));
             }
             ones
+        }
+        crate::arrays::Masks::Voxels(_) => {
+            return Err(value_error(format!("{what}: a set has no ignored voxels")))
         }
     })
 }

@@ -314,19 +314,24 @@ impl PyConfidenceSets {
     /// entry per image of a stack (or two ``bool`` for one image);
     /// ``inner_ok & outer_ok`` is joint coverage.
     ///
-    /// ``covers(scores, masks, spacing=None) -> (inner_ok, outer_ok)``
-    #[pyo3(signature = (scores, masks, spacing=None))]
+    /// ``covers(scores, masks, spacing=None, ignore_label=None) -> (inner_ok, outer_ok)``
+    ///
+    /// ``ignore_label``: the mask value of voxels that count nowhere
+    /// (default: the one recorded in the fitted file, if any).
+    #[pyo3(signature = (scores, masks, spacing=None, ignore_label=None))]
     fn covers<'py>(
         &self,
         py: Python<'py>,
         scores: &Bound<'py, PyAny>,
         masks: &Bound<'py, PyAny>,
         spacing: Option<&Bound<'py, PyAny>>,
+        ignore_label: Option<i64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         self.check_raw_input()?;
         let sp = spacing_arg(spacing)?;
         let (s, _) = arrays::scores(scores, "scores")?;
-        let m = arrays::masks(masks, "masks")?;
+        let coding = crate::args::coding_arg(None, ignore_label.or(self.record.ignore_label))?;
+        let m = arrays::masks_coded(masks, "masks", &coding)?;
         let lay = match sp {
             SpacingArg::PerImage(_) => Layout::Stack,
             _ => layout(s.ndim(), sp.ndim().or(self.sets.ndim()))?,

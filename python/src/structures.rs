@@ -104,7 +104,7 @@ fn resolve_axis(k: i64, ndim: Option<usize>, what: &str) -> PyResult<usize> {
 impl PyStructureCalibrator {
     #[new]
     #[pyo3(signature = (inner, outer, structures, class_axis=None, class_labels=None, structure_axis=None,
-        spacing=None, mask_threshold=None, ndim=None, inner_tolerance=None, outer_tolerance=None))]
+        spacing=None, mask_threshold=None, ndim=None, inner_tolerance=None, outer_tolerance=None, ignore_label=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         inner: &str,
@@ -118,6 +118,7 @@ impl PyStructureCalibrator {
         ndim: Option<usize>,
         inner_tolerance: Option<&Bound<'_, PyAny>>,
         outer_tolerance: Option<&Bound<'_, PyAny>>,
+        ignore_label: Option<i64>,
     ) -> PyResult<Self> {
         let tolerances = crate::args::tolerances_arg(inner_tolerance, outer_tolerance)?;
         let structures = parse_structures(structures)?;
@@ -158,6 +159,7 @@ impl PyStructureCalibrator {
         let fo = parse_transform(outer, mask_threshold)?;
         let sc =
             SC::new(Cal::new(fi, fo).with_spacing(spacing).with_tolerances(tolerances), structures, scores)
+                .and_then(|sc| sc.with_ignore_label(ignore_label))
                 .py()?;
         Ok(PyStructureCalibrator { sc, ndim })
     }
@@ -186,8 +188,10 @@ impl PyStructureCalibrator {
     ) -> PyResult<PyStructureCalibration> {
         let sp = spacing_arg(spacing)?;
         let job = Stats(&self.sc);
-        let cal =
-            labelled(py, &job, (outputs, label_maps), ("outputs", "label maps"), &sp, out_layout, self.ndim)?;
+        // label maps as they are: the calibrator reads each structure's mask (and the ignore label)
+        let raw = confseg::mask::Coding::default();
+        let names = ("outputs", "label maps");
+        let cal = labelled(py, &job, (outputs, label_maps), &raw, names, &sp, out_layout, self.ndim)?;
         Ok(PyStructureCalibration { cal })
     }
 
@@ -239,7 +243,10 @@ impl PyStructureCalibrator {
         for (name, w) in calibration.cal.warnings(&sets) {
             crate::args::warn_text(py, &format!("{name}: {w}"))?;
         }
-        Ok(PyStructureSets { sets, record: Record::default() })
+        Ok(PyStructureSets {
+            sets,
+            record: Record { ignore_label: self.sc.ignore_label(), ..Record::default() },
+        })
     }
 
     fn __repr__(&self) -> String {
@@ -464,6 +471,7 @@ fn coverage<M: MaskValue>(
     per: &[Per],
     m: ArrayViewD<'_, M>,
     lay: Layout,
+    ignore: Option<i64>,
 ) -> confseg::Result<Vec<Vec<confseg::Coverage>>> {
     per.iter()
         .enumerate()
@@ -474,7 +482,9 @@ fn coverage<M: MaskValue>(
             };
             p.iter()
                 .zip(sets.structures())
-                .map(|(s, st)| s.coverage(&st.labels().binarize(&labels)?))
+                .map(|(s, st)| {
+                    s.coverage(&confseg::mask::Coding::new(st.labels().clone(), ignore)?.read(&labels)?)
+                })
                 .collect::<confseg::Result<Vec<_>>>()
                 .map_err(|e| if lay == Layout::Stack { e.in_image(i) } else { e })
         })
@@ -561,15 +571,18 @@ impl PyStructureSets {
     /// ``(per_structure, joint)`` with ``per_structure`` a dict name ->
     /// ``(inner_ok, outer_ok)`` and ``joint`` whether every structure is
     /// covered on both sides (``bool`` arrays with one entry per image of
-    /// a stack, or ``bool`` for one image).
-    #[pyo3(signature = (outputs, label_maps, spacing=None))]
+    /// a stack, or ``bool`` for one image). ``ignore_label``: the label of
+    /// voxels to ignore (default: the one the sets were calibrated with).
+    #[pyo3(signature = (outputs, label_maps, spacing=None, ignore_label=None))]
     fn covers<'py>(
         &self,
         py: Python<'py>,
         outputs: &Bound<'py, PyAny>,
         label_maps: &Bound<'py, PyAny>,
         spacing: Option<&Bound<'py, PyAny>>,
+        ignore_label: Option<i64>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let ignore = ignore_label.or(self.record.ignore_label);
         let sp = spacing_arg(spacing)?;
         let sets = &self.sets;
         let (s, _) = arrays::scores(outputs, "outputs")?;
@@ -581,7 +594,8 @@ impl PyStructureSets {
         let per = with_scores!(&s, sv => crate::interrupt::detach(py, || predict_views(sets, sv, lay, &sp)))
             .py()?;
         let cov =
-            with_masks!(&m, mv => crate::interrupt::detach(py, || coverage(sets, &per, mv, lay))).py()?;
+            with_masks!(&m, mv => crate::interrupt::detach(py, || coverage(sets, &per, mv, lay, ignore)))
+                .py()?;
         let d = PyDict::new(py);
         for (k, st) in sets.structures().iter().enumerate() {
             let inner: Vec<bool> = cov.iter().map(|c| c[k].inner).collect();

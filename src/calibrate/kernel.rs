@@ -404,6 +404,10 @@ impl<A: Float> RegionFold<A> {
                 found: vec![n, fo.map_or(n, <[A]>::len), mask.len()],
             });
         }
+        if let Some((fi, fo, mask)) = neutralize(fi, fo, mask) {
+            // the same voxels, at the same positions (errors name them)
+            return self.push(&fi, fo.as_deref(), &mask);
+        }
         let fo = fo.unwrap_or(fi);
         let c = &Max;
         let out = fused_kernel(fi, fo, mask, c);
@@ -451,8 +455,33 @@ impl<A: Float> RegionFold<A> {
     }
 }
 
+/// For a mask with ignored voxels ([`Voxel::Ignored`](crate::mask::Voxel)):
+/// copies in which each ignored voxel is background with `f_I = f_O = -inf`
+/// (`None` if there is none). No statistic counts such a voxel: it never
+/// raises `tau` (a max over the background), is no object voxel for
+/// `gamma` or the outer tolerances, and is in no inner set `{f_I > λ}`
+/// for any `λ` the tolerance folds can return (`-inf` is theirs when
+/// nothing else qualifies, with or without it). Its scores, NaN or not,
+/// are not looked at.
+#[allow(clippy::type_complexity)]
+fn neutralize<A: Float, M: MaskValue>(
+    fi: &[A],
+    fo: Option<&[A]>,
+    mask: &[M],
+) -> Option<(Vec<A>, Option<Vec<A>>, Vec<u8>)> {
+    if !M::MAY_IGNORE || !mask.iter().any(|m| m.is_ignored()) {
+        return None;
+    }
+    let neutral = |xs: &[A]| -> Vec<A> {
+        xs.iter().zip(mask).map(|(&x, m)| if m.is_ignored() { A::neg_infinity() } else { x }).collect()
+    };
+    let codes = mask.iter().map(|m| if m.is_ignored() { 0 } else { u8::from(m.is_object()) }).collect();
+    Some((neutral(fi), fo.map(neutral), codes))
+}
+
 /// Compute `(tau, gamma)` of one image from already transformed inner and
-/// outer scores, in one fused pass.
+/// outer scores, in one fused pass. Ignored voxels of a
+/// [`Voxel`](crate::mask::Voxel) mask count in neither region.
 ///
 /// ```
 /// use confseg::region_statistics;
@@ -483,6 +512,19 @@ pub fn region_statistics<A: Float, D: Dimension, M: MaskValue>(
     let (Some(fis), Some(fos), Some(ms)) = (fi.as_slice(), fo.as_slice(), m.as_slice()) else {
         unreachable!("standard layout arrays are contiguous")
     };
+    if let Some((ni, no, nm)) = neutralize(fis, Some(fos), ms) {
+        let no = no.as_deref().unwrap_or(&ni);
+        let out = fused_kernel(&ni, no, &nm, &Max);
+        if out.nan {
+            for (what, xs) in [("inner scores", &ni[..]), ("outer scores", no)] {
+                if let Some(p) = xs.iter().position(|x| x.is_nan()) {
+                    let index = crate::grid::unravel(p, mask.shape());
+                    return Err(crate::error::Error::NanScore { what, image: None, index });
+                }
+            }
+        }
+        return Ok(ImageStatistics { tau: out.tau.to_f64_lossless(), gamma: out.gamma.to_f64_lossless() });
+    }
     let out = fused_kernel(fis, fos, ms, &Max);
     if out.nan {
         check_nan("inner scores", &fi)?;

@@ -301,7 +301,8 @@ impl<TI: Transform, TO: Transform> Calibrator<TI, TO> {
     /// What a state for `risk` keeps of one labelled image: the scores of
     /// its object voxels and of its background voxels on the risk's side
     /// (recall: `f_O` of the object voxels, no background; precision:
-    /// `f_I` of every voxel), in image order.
+    /// `f_I` of every voxel), in image order. Ignored voxels of a
+    /// [`Voxel`](crate::mask::Voxel) mask are in neither.
     ///
     /// # Errors
     /// As [`Calibrator::object_scores`].
@@ -334,7 +335,9 @@ impl<TI: Transform, TO: Transform> Calibrator<TI, TO> {
         let keep_background = risk == Risk::Precision;
         Zip::from(&f).and(mask).for_each(|&x, m| {
             let x = x.to_f64_lossless();
-            if m.is_object() {
+            if m.is_ignored() {
+                // neither object nor background: in no loss
+            } else if m.is_object() {
                 nan |= x.is_nan();
                 object.push(x);
             } else if keep_background {

@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::image::{Image, Spacing};
 use crate::levels::{JointMode, ModeKind};
-use crate::mask::{MaskValue, Structure};
+use crate::mask::{Coding, MaskValue, Structure, Voxel};
 use crate::quantile::conformal_quantile;
 use crate::quantile::Thresholds;
 use crate::sets::StructureSets;
@@ -219,6 +219,7 @@ pub struct StructureCalibrator<TI, TO> {
     calibrator: Calibrator<TI, TO>,
     structures: Vec<Structure>,
     scores: StructureScores,
+    ignore: Option<i64>,
 }
 
 impl<TI, TO> StructureCalibrator<TI, TO> {
@@ -235,6 +236,24 @@ impl<TI, TO> StructureCalibrator<TI, TO> {
     /// How the structures' score maps come from the network's output.
     pub fn scores(&self) -> &StructureScores {
         &self.scores
+    }
+
+    /// The label of ignored voxels, if any.
+    pub fn ignore_label(&self) -> Option<i64> {
+        self.ignore
+    }
+
+    /// These structures with voxels labelled `ignore` ignored in every
+    /// structure's mask ([`Coding`]).
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] if `ignore` is a label of a structure.
+    pub fn with_ignore_label(mut self, ignore: Option<i64>) -> Result<Self> {
+        for s in &self.structures {
+            Coding::new(s.labels().clone(), ignore)?;
+        }
+        self.ignore = ignore;
+        Ok(self)
     }
 }
 
@@ -268,28 +287,29 @@ impl<TI: Transform, TO: Transform> StructureCalibrator<TI, TO> {
             }
             check_class_labels(class_labels, &structures)?;
         }
-        Ok(StructureCalibrator { calibrator, structures, scores })
+        Ok(StructureCalibrator { calibrator, structures, scores, ignore: None })
     }
 
-    /// The score map and 0/1 mask of every structure for one image: the
+    /// The score map and mask of every structure for one image: the
     /// network's `output` (with its class or channel axis) and its label
-    /// map (without).
+    /// map (without); voxels with the ignore label are
+    /// [`Voxel::Ignored`](crate::mask::Voxel) in every mask.
     ///
     /// # Errors
-    /// As [`StructureScores::reduce`] and [`Labels::binarize`](crate::mask::Labels::binarize); a label map
+    /// As [`StructureScores::reduce`] and [`Coding::read`]; a label map
     /// of another shape than the score maps.
     #[allow(clippy::type_complexity)]
     pub fn maps<A: Float, D: RemoveAxis, M: MaskValue>(
         &self,
         output: &ArrayRef<A, D>,
         labels: &ArrayRef<M, D::Smaller>,
-    ) -> Result<Vec<(Array<A, D::Smaller>, Array<u8, D::Smaller>)>> {
+    ) -> Result<Vec<(Array<A, D::Smaller>, Array<Voxel, D::Smaller>)>> {
         let maps = self.scores.reduce(output, &self.structures)?;
         maps.into_iter()
             .zip(&self.structures)
             .map(|(m, s)| {
                 crate::image::check_shape("label map vs score maps", &m, labels)?;
-                Ok((m, s.labels().binarize(labels)?))
+                Ok((m, Coding::new(s.labels().clone(), self.ignore)?.read(labels)?))
             })
             .collect()
     }

@@ -269,7 +269,7 @@ impl Method {
                             .unwrap_or_else(|_| crate::Spacing::unit());
                         let g: ndarray::ArrayD<f64> =
                             transform.of_mask(&predicted, &spacing).map_err(|e| e.in_image(j))?;
-                        Ok(Field::new(g.into_raw_vec_and_offset().0, &img.truth))
+                        Ok(Field::new(g.into_raw_vec_and_offset().0, &img.truth, &img.ignored))
                     })
                     .collect::<Result<_>>()?;
             }

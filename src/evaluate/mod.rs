@@ -74,6 +74,7 @@
 //! ```
 
 pub mod baselines;
+pub mod diagnostics;
 mod interval;
 pub mod select;
 pub mod structures;
@@ -263,10 +264,15 @@ pub(crate) struct Field {
 }
 
 impl Field {
-    pub(crate) fn new(values: Vec<f64>, truth: &[bool]) -> Self {
+    /// The field over `truth`; voxels marked in `ignored` (empty: none)
+    /// are in neither sorted list, so that no count sees them.
+    pub(crate) fn new(values: Vec<f64>, truth: &[bool], ignored: &[bool]) -> Self {
         let mut object = Vec::new();
         let mut background = Vec::new();
-        for (&v, &y) in values.iter().zip(truth) {
+        for (p, (&v, &y)) in values.iter().zip(truth).enumerate() {
+            if ignored.get(p).copied().unwrap_or(false) {
+                continue;
+            }
             if y {
                 object.push(v);
             } else {
@@ -307,6 +313,10 @@ pub(crate) struct PoolImage {
     pub(crate) shape: Vec<usize>,
     pub(crate) spacing: Vec<f64>,
     pub(crate) truth: Vec<bool>,
+    /// Ignored voxels of the truth (empty if none): in no count.
+    pub(crate) ignored: Vec<bool>,
+    /// Voxels that are not ignored.
+    pub(crate) n_voxels: usize,
     pub(crate) n_object: usize,
     pub(crate) inner: Field,
     pub(crate) outer: Field,
@@ -314,8 +324,9 @@ pub(crate) struct PoolImage {
 }
 
 impl PoolImage {
+    /// The voxels that count (not ignored).
     pub(crate) fn voxels(&self) -> usize {
-        self.truth.len()
+        self.n_voxels
     }
 }
 
@@ -641,10 +652,17 @@ fn prepare<TI: Transform, TO: Transform, A: Float, D: Dimension, M: MaskValue>(
     let stats = calibrator.transformed_statistics(fi, fo, mask, spacing)?;
     let spacing = spacing.unwrap_or(calibrator.spacing()).for_ndim(fi.ndim())?.into_owned();
     let truth: Vec<bool> = mask.iter().map(|m| m.is_object()).collect();
+    let ignored: Vec<bool> = if M::MAY_IGNORE && mask.iter().any(|m| m.is_ignored()) {
+        mask.iter().map(|m| m.is_ignored()).collect()
+    } else {
+        Vec::new()
+    };
+    let n_voxels = truth.len() - ignored.iter().filter(|&&b| b).count();
     let n_object = truth.iter().filter(|&&b| b).count();
-    let inner = Field::new(fi.iter().map(|x| x.to_f64_lossless()).collect(), &truth);
-    let outer = Field::new(fo.iter().map(|x| x.to_f64_lossless()).collect(), &truth);
-    Ok((PoolImage { shape: fi.shape().to_vec(), spacing, truth, n_object, inner, outer, predicted }, stats))
+    let inner = Field::new(fi.iter().map(|x| x.to_f64_lossless()).collect(), &truth, &ignored);
+    let outer = Field::new(fo.iter().map(|x| x.to_f64_lossless()).collect(), &truth, &ignored);
+    let shape = fi.shape().to_vec();
+    Ok((PoolImage { shape, spacing, truth, ignored, n_voxels, n_object, inner, outer, predicted }, stats))
 }
 
 /// Mean, spread and quantiles of one coverage over the splits.

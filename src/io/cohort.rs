@@ -37,10 +37,11 @@ use std::path::{Path, PathBuf};
 
 use ndarray::{ArrayD, ArrayRef};
 
-use super::{file_error, os_error, Labels, Output, Precision, ReadFloat};
+use super::{file_error, os_error, Output, Precision, ReadFloat};
 use crate::error::{Error, FileProblem, Result};
 use crate::float::Float;
 use crate::image::{Geometry, Spacing};
+use crate::mask::Coding;
 
 /// Most subjects a manifest may list (and most lines it may have).
 pub const MAX_SUBJECTS: usize = 10_000_000;
@@ -613,7 +614,8 @@ impl Cohort {
     /// # Errors
     /// No mask for this subject; as [`super::read_mask_image`] /
     /// [`super::nifti::read_mask`].
-    pub fn read_mask(&self, i: usize, labels: &Labels) -> Result<ArrayD<u8>> {
+    pub fn read_mask(&self, i: usize, labels: impl Into<Coding>) -> Result<ArrayD<u8>> {
+        let labels = &labels.into();
         let path = self.mask_path(i)?;
         match Format::of(path).ok_or_else(|| not_an_image(path))? {
             Format::Npy => super::read_mask_image(path, labels),
@@ -894,7 +896,7 @@ fn nifti_values(path: &Path) -> Result<ArrayD<f64>> {
 }
 
 #[cfg(feature = "nifti")]
-fn nifti_mask(path: &Path, labels: &Labels) -> Result<ArrayD<u8>> {
+fn nifti_mask(path: &Path, labels: &Coding) -> Result<ArrayD<u8>> {
     super::nifti::read_mask(path, labels).map(|(m, _)| m)
 }
 
@@ -944,7 +946,7 @@ fn nifti_scores<A: ReadFloat>(path: &Path) -> Result<(ArrayD<A>, Geometry)> {
 }
 
 #[cfg(not(feature = "nifti"))]
-fn nifti_mask(path: &Path, _: &Labels) -> Result<ArrayD<u8>> {
+fn nifti_mask(path: &Path, _: &Coding) -> Result<ArrayD<u8>> {
     Err(no_nifti(path))
 }
 

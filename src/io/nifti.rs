@@ -99,7 +99,7 @@ use super::{file_error, in_file, os_error, Dtype, Output, Precision, ReadFloat};
 use crate::error::{Error, FileProblem, Result};
 use crate::float::Float;
 use crate::image::{Affine, Geometry, Spacing};
-use crate::mask::{Labels, MaskValue};
+use crate::mask::{Coding, MaskValue};
 
 /// Largest expansion of a `.nii.gz` file accepted: deflate cannot expand
 /// more than 1032:1, plus room for the gzip framing of tiny files.
@@ -1110,11 +1110,12 @@ pub fn read_scores<A: ReadFloat>(path: impl AsRef<Path>) -> Result<(ArrayD<A>, N
 ///
 /// # Errors
 /// As [`read_header`]; [`Error::InFile`] wrapping [`Error::NonBinaryMask`]
-/// (for [`Labels::Binary`]: a value other than 0 or 1) or
+/// (for [`Labels::Binary`](crate::mask::Labels::Binary): a value other than 0 or 1) or
 /// [`Error::InvalidLabel`] (a value that is not an integer), with the voxel
 /// `(x, y, z, ...)` and the value.
-pub fn read_mask(path: impl AsRef<Path>, labels: &Labels) -> Result<(ArrayD<u8>, NiftiHeader)> {
+pub fn read_mask(path: impl AsRef<Path>, labels: impl Into<Coding>) -> Result<(ArrayD<u8>, NiftiHeader)> {
     let path = path.as_ref();
+    let labels = &labels.into();
     let (bytes, header) = read_data(path, |_| Ok(()))?;
     let flat = binarize(&bytes, header.dtype, header.big_endian, labels).map_err(|(p, e)| {
         let index = unravel_file_order(p, &header.shape);
@@ -1345,6 +1346,7 @@ pub fn write_scores<A: Float, D: Dimension>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mask::Labels;
     use ndarray::{array, Array3, Array4, ShapeBuilder};
 
     /// A NIfTI file built by hand from literal offsets (independent of the
@@ -1687,7 +1689,7 @@ mod tests {
             let msg = one_line_naming(&e, &p);
             assert!(msg.contains("int16 scaled by scl_slope 0.5, scl_inter -3"), "{msg}");
             // masks are read unscaled
-            let (m, _) = read_mask(&p, &Labels::select([-4, 0]).unwrap()).unwrap();
+            let (m, _) = read_mask(&p, Labels::select([-4, 0]).unwrap()).unwrap();
             assert_eq!(m, raw.mapv(|v| u8::from(v == -4.0 || v == 0.0)));
             // slope 0 or NaN: no scaling; 1 and 0: none either
             for (slope, inter, scaled) in [
@@ -1861,7 +1863,7 @@ mod tests {
         bad[[1, 1, 0]] = 1.5;
         let spec = Spec::new(2, 16, &[3, 2, 2]);
         std::fs::write(&p, gzip(&spec.file(&file_order(&bad)))).unwrap();
-        let e = read_mask(&p, &Labels::select([1]).unwrap()).unwrap_err();
+        let e = read_mask(&p, Labels::select([1]).unwrap()).unwrap_err();
         assert_eq!(e, in_file(&p, Error::InvalidLabel { image: None, index: vec![1, 1, 0], value: 1.5 }));
         assert!(one_line_naming(&e, &p).contains("holds 1.5 at voxel [1, 1, 0]"));
         // a 0/1 float mask

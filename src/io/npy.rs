@@ -17,7 +17,7 @@ use super::{file_error, os_error, Dtype, NpyInfo, Precision};
 use crate::error::{Error, FileProblem, Result};
 use crate::float::Float;
 use crate::grid::unravel;
-use crate::mask::Labels;
+use crate::mask::{Coding, Labels};
 
 /// Longest header accepted (numpy itself refuses headers over 10000 bytes
 /// unless told otherwise).
@@ -664,7 +664,9 @@ impl NpyStack {
         self.array(out)
     }
 
-    /// Mask image `i` as `0`/`1` bytes, with object voxels chosen by `labels`.
+    /// Mask image `i` as `0`/`1` bytes, with object voxels chosen by `labels`
+    /// (a [`Labels`], or a [`Coding`] whose ignored voxels are 2:
+    /// [`Voxel::code`](crate::mask::Voxel::code)).
     /// A `uint8`/`bool` file read as a binary mask is passed on as it is
     /// (the consumers check every value as they read it).
     ///
@@ -672,11 +674,12 @@ impl NpyStack {
     /// As [`NpyStack::read_scores`]; [`Error::InFile`] with
     /// [`Error::NonBinaryMask`] or [`Error::InvalidLabel`] for a value that
     /// `labels` does not accept.
-    pub fn read_mask(&self, i: usize, labels: &Labels) -> Result<ArrayD<u8>> {
+    pub fn read_mask(&self, i: usize, labels: impl Into<Coding>) -> Result<ArrayD<u8>> {
+        let labels = &labels.into();
         let mut buf = Vec::new();
         self.read_raw(i, &mut buf)?;
         let dtype = self.header.info.dtype;
-        if matches!(dtype, Dtype::U8 | Dtype::Bool) && *labels == Labels::Binary {
+        if matches!(dtype, Dtype::U8 | Dtype::Bool) && passes_bytes(labels) {
             return self.array(buf);
         }
         let out = binarize(&buf, dtype, self.header.big_endian, labels)
@@ -732,9 +735,10 @@ impl NpyStack {
         i: usize,
         start: usize,
         len: usize,
-        labels: &Labels,
+        labels: impl Into<Coding>,
         out: &mut Vec<u8>,
     ) -> Result<()> {
+        let labels = &labels.into();
         self.check_range(i, start, len)?;
         let info = &self.header.info;
         let dtype = info.dtype;
@@ -746,7 +750,7 @@ impl NpyStack {
         }
         let size = dtype.size() as u64;
         let at = (i as u64) * (self.image_bytes() as u64) + (start as u64) * size;
-        if matches!(dtype, Dtype::U8 | Dtype::Bool) && *labels == Labels::Binary {
+        if matches!(dtype, Dtype::U8 | Dtype::Bool) && passes_bytes(labels) {
             out.resize(len, 0);
             return self.read_at(out, at);
         }
@@ -789,8 +793,8 @@ impl NpyStack {
     }
 
     /// The masks at `indices`, in that order, as `0`/`1` bytes chosen by `labels`.
-    pub fn masks(&self, indices: Vec<usize>, labels: Labels) -> Masks {
-        Masks { stack: self.clone(), indices: indices.into_iter(), labels }
+    pub fn masks(&self, indices: Vec<usize>, labels: impl Into<Coding>) -> Masks {
+        Masks { stack: self.clone(), indices: indices.into_iter(), labels: labels.into() }
     }
 }
 
@@ -817,7 +821,7 @@ impl<A: ReadFloat> Iterator for Images<A> {
 pub struct Masks {
     stack: NpyStack,
     indices: std::vec::IntoIter<usize>,
-    labels: Labels,
+    labels: Coding,
 }
 
 impl Iterator for Masks {
@@ -830,13 +834,20 @@ impl Iterator for Masks {
     }
 }
 
-/// `0`/`1` bytes of a mask or label map of any dtype; on failure the flat
-/// position and the error (image and index filled in by the caller).
+/// Whether a `uint8`/`bool` file read with `coding` is its own bytes (a
+/// binary mask with no ignore value).
+fn passes_bytes(coding: &Coding) -> bool {
+    *coding.labels() == Labels::Binary && coding.ignore().is_none()
+}
+
+/// `0`/`1` bytes (2 for ignored voxels) of a mask or label map of any
+/// dtype; on failure the flat position and the error (image and index
+/// filled in by the caller).
 pub(crate) fn binarize(
     bytes: &[u8],
     dtype: Dtype,
     big: bool,
-    labels: &Labels,
+    labels: &Coding,
 ) -> std::result::Result<Vec<u8>, (usize, Error)> {
     let mut out = Vec::with_capacity(bytes.len() / dtype.size());
     let mut bad: Option<(usize, Error)> = None;
@@ -846,14 +857,8 @@ pub(crate) fn binarize(
             #[allow(clippy::cast_possible_truncation)]
             Value::Float(x) => (x.fract() == 0.0 && x.abs() < 1e18).then_some(x as i128),
         };
-        let object = match (labels, value) {
-            (Labels::Binary, Some(0)) => Some(false),
-            (Labels::Binary, Some(1)) => Some(true),
-            (Labels::Select(_), Some(v)) => Some(labels.contains(v)),
-            _ => None,
-        };
-        match object {
-            Some(o) => out.push(u8::from(o)),
+        match labels.voxel(value) {
+            Some(o) => out.push(o.code()),
             None => {
                 out.push(0);
                 if bad.is_none() {
@@ -862,7 +867,7 @@ pub(crate) fn binarize(
                         Value::Int(i) => i as f64,
                         Value::Float(x) => x,
                     };
-                    let e = if *labels == Labels::Binary {
+                    let e = if *labels.labels() == Labels::Binary {
                         Error::NonBinaryMask { image: None, index: Vec::new(), value: as_f64 }
                     } else {
                         Error::InvalidLabel { image: None, index: Vec::new(), value: as_f64 }
@@ -951,8 +956,9 @@ pub(crate) fn decode_image<A: ReadFloat>(
 /// # Errors
 /// As [`read_image`]; [`Error::InFile`] with [`Error::NonBinaryMask`] or
 /// [`Error::InvalidLabel`] naming the voxel.
-pub fn read_mask_image(path: impl AsRef<Path>, labels: &Labels) -> Result<ArrayD<u8>> {
+pub fn read_mask_image(path: impl AsRef<Path>, labels: impl Into<Coding>) -> Result<ArrayD<u8>> {
     let path = path.as_ref();
+    let labels = &labels.into();
     let (mut file, header) = open_image(path, "masks")?;
     let bytes = image_bytes(path, &mut file, &header)?;
     let shape = &header.info.shape;

@@ -5,7 +5,7 @@
 use crate::calibrate::{ImageStatistics, RegionFold};
 use crate::error::{Error, Result};
 use crate::io::{NpyStack, ReadFloat};
-use crate::mask::Labels;
+use crate::mask::{Coding, Voxel};
 
 /// Voxels per chunk of [`transformed_statistics`]: 16 Ki voxels, so that
 /// the three buffers (64 KiB each for `f32`) stay in the L2 cache.
@@ -30,10 +30,11 @@ pub fn transformed_statistics<A: ReadFloat>(
     inner: &NpyStack,
     outer: Option<&NpyStack>,
     masks: &NpyStack,
-    labels: &Labels,
+    labels: impl Into<Coding>,
     i: usize,
     fold: impl FnOnce(&[usize]) -> Result<RegionFold<A>>,
 ) -> Result<ImageStatistics> {
+    let labels = &labels.into();
     let shape = inner.image_shape();
     for other in outer.into_iter().chain([masks]) {
         if other.image_shape() != shape {
@@ -48,6 +49,7 @@ pub fn transformed_statistics<A: ReadFloat>(
     let total: usize = shape.iter().product();
     let mut fold = fold(shape)?;
     let (mut fi, mut fo, mut m, mut scratch) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut v: Vec<Voxel> = Vec::new();
     let mut start = 0;
     while start < total {
         let len = CHUNK.min(total - start);
@@ -56,7 +58,14 @@ pub fn transformed_statistics<A: ReadFloat>(
             o.read_scores_range::<A>(i, start, len, &mut fo, &mut scratch)?;
         }
         masks.read_mask_range(i, start, len, labels, &mut m)?;
-        fold.push(&fi, outer.map(|_| fo.as_slice()), &m)?;
+        if labels.ignore().is_some() {
+            // every code is 0, 1 or 2 (ignored) here: the reader checked them
+            v.clear();
+            v.extend(m.iter().map(|&c| Voxel::from_code(c, true).unwrap_or_default()));
+            fold.push(&fi, outer.map(|_| fo.as_slice()), &v)?;
+        } else {
+            fold.push(&fi, outer.map(|_| fo.as_slice()), &m)?;
+        }
         start += len;
     }
     fold.finish()
@@ -102,12 +111,12 @@ mod tests {
             let (a, b, y) = (fi.index_axis(Axis(0), i), fo.index_axis(Axis(0), i), m.index_axis(Axis(0), i));
             let want = region_statistics(&a, &b, &y).unwrap();
             assert_eq!(
-                transformed_statistics::<f32>(&si, Some(&so), &sm, &Labels::Binary, i, plain).unwrap(),
+                transformed_statistics::<f32>(&si, Some(&so), &sm, &Coding::default(), i, plain).unwrap(),
                 want
             );
             let shared = region_statistics(&a, &a, &y).unwrap();
             assert_eq!(
-                transformed_statistics::<f64>(&si, None, &sm, &Labels::Binary, i, plain).unwrap(),
+                transformed_statistics::<f64>(&si, None, &sm, &Coding::default(), i, plain).unwrap(),
                 shared
             );
             // tolerances folded chunk by chunk: the whole image's statistics
@@ -120,7 +129,7 @@ mod tests {
                 let want = c.transformed_statistics(&a, &b, &y, None).unwrap();
                 let max = region_statistics(&a, &b, &y).unwrap();
                 assert!(want.tau < max.tau && want.gamma < max.gamma, "{ti} {to}: {want:?} {max:?}");
-                let got = transformed_statistics::<f32>(&si, Some(&so), &sm, &Labels::Binary, i, |s| {
+                let got = transformed_statistics::<f32>(&si, Some(&so), &sm, &Coding::default(), i, |s| {
                     c.fold(s, None)
                 });
                 assert_eq!(got.unwrap(), want, "{ti} {to}");
@@ -131,13 +140,13 @@ mod tests {
         bad[[1, 40, 22, 18]] = f32::NAN;
         npy_write(p("bad.npy"), &bad).unwrap();
         let sb = NpyStack::open(p("bad.npy"), "scores").unwrap();
-        let e = transformed_statistics::<f32>(&sb, None, &sm, &Labels::Binary, 1, plain).unwrap_err();
+        let e = transformed_statistics::<f32>(&sb, None, &sm, &Coding::default(), 1, plain).unwrap_err();
         assert_eq!(e, Error::NanScore { what: "inner scores", image: None, index: vec![40, 22, 18] });
         let mut m2 = m.clone();
         m2[[2, 39, 0, 3]] = 5;
         npy_write(p("m2.npy"), &m2).unwrap();
         let sm2 = NpyStack::open(p("m2.npy"), "masks").unwrap();
-        let e = transformed_statistics::<f32>(&si, None, &sm2, &Labels::Binary, 2, plain).unwrap_err();
+        let e = transformed_statistics::<f32>(&si, None, &sm2, &Coding::default(), 2, plain).unwrap_err();
         assert_eq!(e, Error::NonBinaryMask { image: None, index: vec![39, 0, 3], value: 5.0 });
     }
 }

@@ -12,6 +12,7 @@ use crate::groups::{Group, Strata};
 use crate::image::{AsImage, Spacing};
 use crate::io::cohort::Cohort;
 use crate::io::{Labels, Precision, ReadFloat};
+use crate::mask::Coding;
 use crate::quantile::Alpha;
 use crate::risk::Risk;
 use crate::tolerance::Tolerances;
@@ -153,6 +154,9 @@ pub struct Request {
     pub masks: Option<String>,
     /// Which labels of the masks are the object.
     pub labels: Labels,
+    /// The mask value of voxels to ignore (neither object nor background),
+    /// if any.
+    pub ignore_label: Option<i64>,
     /// `f_I` and `f_O` for raw scores (must be identities for transformed scores).
     pub transforms: (ScoreTransform, ScoreTransform),
     /// The predicted-mask threshold of mask-based transforms, if given.
@@ -177,6 +181,7 @@ impl Request {
             scores,
             masks,
             labels: Labels::Binary,
+            ignore_label: None,
             transforms: (ScoreTransform::Identity, ScoreTransform::Identity),
             mask_threshold: None,
             class_axis: None,
@@ -256,7 +261,7 @@ impl Request {
             scores,
             spacings: spacings.map(Arc::from),
             cohort_spacing: self.spacing.cohort.is_some(),
-            masks: Some((masks, self.labels.clone())),
+            masks: Some((masks, Coding::new(self.labels.clone(), self.ignore_label)?)),
             tick: None,
         };
         Ok(Inputs {
@@ -298,7 +303,7 @@ impl Inputs {
     /// the cohort.
     pub fn from_cohort(
         cohort: Arc<Cohort>,
-        labels: Labels,
+        labels: impl Into<Coding>,
         calibrator: Calibrator<ScoreTransform, ScoreTransform>,
         images: Option<Vec<usize>>,
     ) -> Result<Inputs> {
@@ -317,7 +322,7 @@ impl Inputs {
             });
         }
         let reader = Reader {
-            masks: Some((MaskSource::Subjects(Arc::clone(&cohort)), labels)),
+            masks: Some((MaskSource::Subjects(Arc::clone(&cohort)), labels.into())),
             ..Reader::new(ScoreSource::subjects(cohort, None)?)
         };
         Ok(Inputs { reader: Arc::new(reader), calibrator, images, given_threshold: None, precision: None })
@@ -362,7 +367,13 @@ impl Inputs {
     /// The labels that are the object.
     #[must_use]
     pub fn labels(&self) -> Labels {
-        self.reader.masks.as_ref().map(|(_, l)| l.clone()).unwrap_or_default()
+        self.reader.masks.as_ref().map(|(_, l)| l.labels().clone()).unwrap_or_default()
+    }
+
+    /// The mask value of ignored voxels, if any.
+    #[must_use]
+    pub fn ignore_label(&self) -> Option<i64> {
+        self.reader.masks.as_ref().and_then(|(_, l)| l.ignore())
     }
 
     /// Whether the scores are used as they are, voxel by voxel (already

@@ -73,14 +73,23 @@ pub struct Summary {
 }
 
 impl Summary {
-    fn add(&mut self, s: &Sets<IxDyn>) {
-        let (ni, no) = (s.inner.iter().filter(|&&b| b).count(), s.outer.iter().filter(|&&b| b).count());
+    /// Add an image's sets, counted as `measures` count them when given
+    /// (which leave out the voxels a true mask ignores).
+    fn add(&mut self, s: &Sets<IxDyn>, measures: Option<&SetMeasures>) {
+        let (n, ni, no) = match measures {
+            Some(m) => (m.voxels, m.inner_voxels, m.outer_voxels),
+            None => (
+                s.outer.len(),
+                s.inner.iter().filter(|&&b| b).count(),
+                s.outer.iter().filter(|&&b| b).count(),
+            ),
+        };
         self.images += 1;
-        self.voxels += s.outer.len();
+        self.voxels += n;
         self.inner_voxels += ni;
         self.outer_voxels += no;
         self.empty_inner += usize::from(ni == 0);
-        self.whole_outer += usize::from(no == s.outer.len());
+        self.whole_outer += usize::from(no == n);
     }
 
     fn add_coverage(&mut self, c: Coverage) {
@@ -269,7 +278,7 @@ impl Reader {
     {
         let mut summary = Summary::default();
         let mut counted = |i: usize, p: Prediction| {
-            summary.add(&p.sets);
+            summary.add(&p.sets, p.measures.as_ref());
             if let Some(c) = p.coverage {
                 summary.add_coverage(c);
             }
@@ -285,13 +294,17 @@ impl Reader {
          -> Result<(Option<SetMeasures>, Option<Coverage>)> {
             let run = self.spacings.as_ref().map(|sp| &sp[images[i]]);
             let spacing = own.or(run).unwrap_or(fitted.spacing());
-            let measures =
-                extras.measures.then(|| s.measures(spacing)).transpose().map_err(|e| e.in_image(i))?;
-            let coverage = match &self.masks {
-                Some(_) => {
-                    let truth = self.mask(images[i])?;
+            let truth = self.masks.as_ref().map(|_| self.mask(images[i])).transpose()?;
+            // with a true mask, its ignored voxels are in no volume
+            let measures = match &truth {
+                Some(y) => extras.measures.then(|| s.measures_within(spacing, y)),
+                None => extras.measures.then(|| s.measures(spacing)),
+            };
+            let measures = measures.transpose().map_err(|e| e.in_image(i))?;
+            let coverage = match &truth {
+                Some(truth) => {
                     let voxel_volume: f64 = spacing.for_ndim(truth.ndim())?.iter().product();
-                    Some(s.events(&truth, &fitted.tolerances(), voxel_volume).map_err(|e| e.in_image(i))?)
+                    Some(s.events(truth, &fitted.tolerances(), voxel_volume).map_err(|e| e.in_image(i))?)
                 }
                 None => None,
             };

@@ -16,6 +16,8 @@
 //!   none);
 //! * `labels`: the labels of the masks that were the object (`null` for
 //!   0/1 masks);
+//! * `ignore_label`: the mask value of voxels that were ignored (absent if
+//!   none), which `predict --masks` and validation reuse;
 //! * `source`: provenance (files, images in the files, images used).
 
 use std::path::{Path, PathBuf};
@@ -94,6 +96,10 @@ pub struct Record {
     /// Labels of the masks that are the object.
     #[serde(default, with = "labels_repr")]
     pub labels: Labels,
+    /// The mask value of ignored voxels (neither object nor background),
+    /// if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignore_label: Option<i64>,
     /// Provenance.
     #[serde(default)]
     pub source: Source,
@@ -395,6 +401,7 @@ impl super::Inputs {
             },
             class_axis: self.scores().class_axis(),
             labels: self.labels(),
+            ignore_label: self.ignore_label(),
             source: Source::default(),
         }
     }

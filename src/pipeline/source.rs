@@ -10,7 +10,8 @@ use crate::calibrate::{Calibrator, ImageStatistics, Transformed};
 use crate::error::{Error, Result};
 use crate::image::{Geometry, Image, Spacing};
 use crate::io::cohort::{is_per_subject, Cohort, Format, Pairing};
-use crate::io::{Labels, NpyStack, Precision, ReadFloat};
+use crate::io::{NpyStack, Precision, ReadFloat};
+use crate::mask::{Coding, Voxel};
 use crate::stream::Lazy;
 use crate::transform::{Transform, TwoClassSoftmax};
 
@@ -507,8 +508,9 @@ pub struct Reader {
     pub spacings: Option<Arc<[Spacing]>>,
     /// Whether one spacing for every image overrides the files' own.
     pub cohort_spacing: bool,
-    /// The masks and the labels that are the object, if the run reads masks.
-    pub masks: Option<(MaskSource, Labels)>,
+    /// The masks and how they are read (the labels that are the object,
+    /// the value of ignored voxels), if the run reads masks.
+    pub masks: Option<(MaskSource, Coding)>,
     /// Called after each image is read.
     pub tick: Option<Tick>,
 }
@@ -584,19 +586,32 @@ impl Reader {
         }
     }
 
-    /// Mask `i`.
+    /// Mask `i`: each voxel object, background or (with an ignore value)
+    /// ignored.
     ///
     /// # Errors
     /// A read error or a value the labels do not accept, naming the file.
-    pub fn mask(&self, i: usize) -> Result<ArrayD<u8>> {
-        match &self.masks {
-            Some((MaskSource::Stack(m), labels)) => m.read_mask(i, labels),
-            Some((MaskSource::Subjects(c), labels)) => {
+    pub fn mask(&self, i: usize) -> Result<ArrayD<Voxel>> {
+        let (codes, coding, path) = match &self.masks {
+            Some((MaskSource::Stack(m), coding)) => (m.read_mask(i, coding)?, coding, m.path().to_path_buf()),
+            Some((MaskSource::Subjects(c), coding)) => {
                 c.check_geometry(i)?;
-                c.read_mask(i, labels)
+                let path = c.subjects().get(i).and_then(|s| s.mask.clone()).unwrap_or_default();
+                (c.read_mask(i, coding)?, coding, path)
             }
-            None => Err(no_masks()),
-        }
+            None => return Err(no_masks()),
+        };
+        // a uint8 file read as a binary mask arrives as it is: its values
+        // are checked here
+        Voxel::from_codes(&codes, coding.ignore().is_some()).map_err(|e| {
+            let e = match (&self.masks, e) {
+                (Some((MaskSource::Stack(_), _)), Error::NonBinaryMask { index, value, .. }) => {
+                    Error::NonBinaryMask { image: Some(i), index, value }
+                }
+                (_, e) => e,
+            };
+            crate::io::in_file(&path, e)
+        })
     }
 
     /// Lazy items `f(reader, i)` for the images at `images`, each loaded on

@@ -2,12 +2,13 @@
 //! of the inner set, the band `O \ I` and the outer set, and how wide the
 //! band is.
 
-use ndarray::Dimension;
+use ndarray::{ArrayRef, Dimension, Zip};
 
 use crate::error::{Error, Result};
 use crate::grid;
 pub use crate::grid::BandWidth;
 use crate::image::Spacing;
+use crate::mask::MaskValue;
 
 use super::Sets;
 
@@ -110,5 +111,46 @@ impl<D: Dimension> Sets<D> {
             voxel_volume: spacing.iter().product(),
             band_width: grid::band_width(&inner, &outer, shape, &spacing),
         })
+    }
+
+    /// [`Sets::measures`] counting only the voxels that `truth` does not
+    /// ignore ([`Voxel::Ignored`](crate::mask::Voxel)): the image's voxels
+    /// and the volumes leave them out (the band width is measured on the
+    /// sets as they are).
+    ///
+    /// ```
+    /// use confseg::mask::Voxel::{self, Background as B, Ignored as X, Object as Y};
+    /// use confseg::{Sets, Spacing};
+    /// use ndarray::array;
+    /// let s = Sets { inner: array![false, true, true, false], outer: array![true, true, true, true] };
+    /// let m = s.measures_within(&Spacing::unit(), &array![X, Y, Y, B])?;
+    /// assert_eq!((m.voxels, m.inner_voxels, m.outer_voxels, m.band_voxels), (3, 2, 3, 1));
+    /// assert!(m.whole_outer());
+    /// # Ok::<(), confseg::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Sets::measures`]; [`Error::ShapeMismatch`] for a truth of
+    /// another shape.
+    pub fn measures_within<M: MaskValue>(
+        &self,
+        spacing: &Spacing,
+        truth: &ArrayRef<M, D>,
+    ) -> Result<SetMeasures> {
+        crate::image::check_shape("mask vs sets", &self.inner, truth)?;
+        let mut m = self.measures(spacing)?;
+        if M::MAY_IGNORE && truth.iter().any(|y| y.is_ignored()) {
+            let (mut voxels, mut inner, mut outer, mut band) = (0, 0, 0, 0);
+            Zip::from(&self.inner).and(&self.outer).and(truth).for_each(|&i, &o, y| {
+                if !y.is_ignored() {
+                    voxels += 1;
+                    inner += usize::from(i);
+                    outer += usize::from(o);
+                    band += usize::from(o && !i);
+                }
+            });
+            (m.voxels, m.inner_voxels, m.outer_voxels, m.band_voxels) = (voxels, inner, outer, band);
+        }
+        Ok(m)
     }
 }

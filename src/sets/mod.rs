@@ -108,7 +108,8 @@ impl<D: Dimension> Sets<D> {
         Ok(Sets { inner: inner.mapv(|v| v.is_object()), outer: outer.mapv(|v| v.is_object()) })
     }
 
-    /// Check `I ⊆ Y` and `Y ⊆ O` against a true mask.
+    /// Check `I ⊆ Y` and `Y ⊆ O` against a true mask, over its voxels
+    /// that are not ignored ([`Voxel::Ignored`](crate::mask::Voxel)).
     ///
     /// # Errors
     /// [`Error::ShapeMismatch`] or
@@ -118,6 +119,9 @@ impl<D: Dimension> Sets<D> {
         check_mask(truth)?;
         let (inner, outer) =
             Zip::from(&self.inner).and(&self.outer).and(truth).fold((true, true), |(ci, co), &i, &o, &y| {
+                if y.is_ignored() {
+                    return (ci, co);
+                }
                 let y = y.is_object();
                 (ci && (!i || y), co && (!y || o))
             });
@@ -128,6 +132,7 @@ impl<D: Dimension> Sets<D> {
     /// mask: `|I \ Y|` within the inner tolerance (of `|I|` for a share)
     /// and `|Y \ O|` within the outer one (of `|Y|`), for voxels of volume
     /// `voxel_volume`. With no tolerance this is [`Sets::coverage`].
+    /// Ignored voxels of the truth count nowhere (not in `|I|` either).
     ///
     /// ```
     /// use confseg::tolerance::{Tolerance, Tolerances};
@@ -153,6 +158,9 @@ impl<D: Dimension> Sets<D> {
         check_mask(truth)?;
         let (mut inner, mut false_inner, mut object, mut missed) = (0u64, 0u64, 0u64, 0u64);
         Zip::from(&self.inner).and(&self.outer).and(truth).for_each(|&i, &o, &y| {
+            if y.is_ignored() {
+                return;
+            }
             let y = y.is_object();
             inner += u64::from(i);
             false_inner += u64::from(i && !y);

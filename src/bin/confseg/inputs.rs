@@ -144,6 +144,10 @@ pub struct MaskArgs {
     /// The structure is the union of these labels, e.g. 1,2,4 (BraTS whole tumour).
     #[arg(long, value_name = "K1,K2,...", value_parser = parse_labels)]
     pub labels: Option<Labels>,
+    /// Voxels whose mask value is K (e.g. 255: not annotated) are ignored: they count neither in the
+    /// statistics nor in coverage, losses or set sizes. Must not be one of the object's labels.
+    #[arg(long, value_name = "K", allow_hyphen_values = true)]
+    pub ignore_label: Option<i64>,
 }
 
 impl MaskArgs {
@@ -286,6 +290,7 @@ impl CalibrationInputs {
             self.masks.masks.as_ref().map(|m| m.to_string_lossy().into_owned()),
         );
         request.labels = self.masks.selection();
+        request.ignore_label = self.masks.ignore_label;
         request.transforms = (parse(&self.inner, Side::Inner)?, parse(&self.outer, Side::Outer)?);
         request.mask_threshold = self.options.mask_threshold;
         request.class_axis = self.options.class_axis;

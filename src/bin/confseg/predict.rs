@@ -233,7 +233,12 @@ pub fn run(args: Args, file: Loaded) -> Result<()> {
         spacings: own.map(Arc::from),
         cohort_spacing: args.spacing.spacing.is_some(),
         tick: Some(report::tick(&bar)),
-        masks: masks.map(|m| (m, args.truth.selection())),
+        masks: masks
+            .map(|m| {
+                let ignore = args.truth.ignore_label.or(file.record().ignore_label);
+                Ok::<_, confseg::Error>((m, confseg::mask::Coding::new(args.truth.selection(), ignore)?))
+            })
+            .transpose()?,
         ..Reader::new(source.clone())
     });
     let all: Vec<usize> = (0..n).collect();

@@ -91,6 +91,7 @@ pub fn run(args: Args) -> Result<()> {
     let mut request =
         Request::new(files.request()?, args.masks.masks.as_ref().map(|m| m.to_string_lossy().into_owned()));
     request.labels = args.masks.selection();
+    request.ignore_label = args.masks.ignore_label;
     request.spacing = args.options.spacing.source();
     request.selection = args.selection.clone().into();
     request.tolerances = Tolerances::new(args.inner_tolerance, args.outer_tolerance);

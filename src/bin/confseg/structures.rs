@@ -86,7 +86,9 @@ fn calibrator(
     let single = Calibrator::new(with_threshold(inner)?, with_threshold(outer)?)
         .with_spacing(args.options.spacing.spacing.clone().unwrap_or_default())
         .with_tolerances(args.tolerances());
-    Ok((StructureCalibrator::new(single, s.structures.clone(), scores)?, axis))
+    let calibrator = StructureCalibrator::new(single, s.structures.clone(), scores)?
+        .with_ignore_label(args.masks.ignore_label)?;
+    Ok((calibrator, axis))
 }
 
 /// Open a structures calibration or validation.
@@ -133,7 +135,7 @@ pub fn open(args: &CalibrationInputs) -> Result<Setup> {
     let reader = Arc::new(Reader {
         spacings: spacings.map(Arc::from),
         cohort_spacing: args.options.spacing.spacing.is_some(),
-        masks: Some((masks, confseg::io::Labels::Binary)),
+        masks: Some((masks, confseg::io::Labels::Binary.into())),
         tick: Some(report::tick(&bar)),
         ..Reader::new(scores)
     });
@@ -198,7 +200,10 @@ pub fn calibrate(args: &crate::cli::calibrate::Args) -> Result<()> {
     let cal = setup.calibration()?;
     let sets = setup.calibrator.fit(&cal, mode)?;
     let source = args.inputs.request()?.provenance(setup.reader.scores.n_images());
-    let file = StructuresFile { sets, record: Record { source, ..Record::default() } };
+    let file = StructuresFile {
+        sets,
+        record: Record { source, ignore_label: args.inputs.masks.ignore_label, ..Record::default() },
+    };
     let mode = file.sets.mode();
     let mut summary =
         format!("calibration images: n = {}\nmode: {mode}\nguarantee: {}\n", cal.len(), mode.guarantee());
@@ -359,6 +364,9 @@ pub fn predict(args: &crate::cli::predict::Args, file: &StructuresFile) -> Resul
 /// # Errors
 /// As [`open`] and the library's validation.
 pub fn validate(args: &crate::cli::validate::Args) -> Result<()> {
+    if args.by_stratum {
+        usage!("--by-stratum is for one structure, not --structure");
+    }
     let setup = open(&args.inputs)?;
     let cal = setup.calibration()?;
     let mut splits =

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use confseg::evaluate::diagnostics::{diagnose, diagnostics_table, Diagnostics, StrataSpec};
 use confseg::evaluate::{table, Geometry, Method, MethodKind, Pool, Splits, Validation};
 use confseg::plot::{coverage_plot, coverage_series, CoverageKind};
 use confseg::Alpha;
@@ -113,19 +114,63 @@ pub struct Args {
     /// Which coverage --plot shows.
     #[arg(long, value_enum, default_value = "joint")]
     pub plot_kind: KindArg,
+    /// Also report the conformal sets' coverage and set sizes by stratum: per group (--groups or the
+    /// manifest's group column), per quintile of the true object size, per predicted-volume stratum
+    /// (--strata, else quintiles), and the lesion-level shares (inner-set components on the first
+    /// --geometry-splits splits). With --json: {"reports": [...], "by_stratum": [...]}.
+    #[arg(long)]
+    pub by_stratum: bool,
+    /// With --by-stratum: a 1-D integer .npy of one group label per image of the score files.
+    #[arg(long, value_name = "G.npy", requires = "by_stratum")]
+    pub groups: Option<PathBuf>,
+    /// With --by-stratum: predicted-volume strata by fixed edges in voxels, predicted-volume=E1,E2,...
+    #[arg(long, value_name = "SPEC", requires = "by_stratum")]
+    pub strata: Option<confseg::groups::Strata>,
 }
 
 /// The pool of the selected images (statistics computed once per image),
 /// streamed from the files in their native precision.
-fn pool(args: &Args) -> Result<(Pool, Vec<usize>)> {
+fn pool(args: &Args) -> Result<(Pool, Vec<usize>, Option<Vec<confseg::groups::Group>>)> {
     let (inputs, bar) = args.inputs.open("transforming")?;
     if inputs.images.is_empty() {
         usage!("no images selected");
     }
+    let groups = if args.by_stratum {
+        confseg::pipeline::image_groups(inputs.scores(), args.groups.as_deref(), &inputs.images)?
+    } else {
+        None
+    };
     let pool = inputs.pool()?;
     bar.finish_and_clear();
     report::warn(&inputs.warnings());
-    Ok((pool, inputs.images))
+    Ok((pool, inputs.images, groups))
+}
+
+/// The diagnostics by stratum of the conformal sets at every level.
+fn by_stratum(
+    args: &Args,
+    pool: &Pool,
+    splits: Splits,
+    groups: Option<Vec<confseg::groups::Group>>,
+) -> Result<Vec<Diagnostics>> {
+    let volume_edges = match &args.strata {
+        None => None,
+        Some(confseg::groups::Strata::PredictedVolume {
+            edges,
+            unit: confseg::groups::VolumeUnit::Voxels,
+        }) => Some(edges.clone()),
+        Some(other) => usage!(
+            "--strata {other}: validate cuts the predicted volume in voxels, predicted-volume=E1,E2,..."
+        ),
+    };
+    let spec = StrataSpec { groups, volume_edges, lesion_splits: args.geometry_splits };
+    let levels = args.mode.levels();
+    Ok(args
+        .alpha
+        .0
+        .iter()
+        .map(|&a| diagnose(pool, &levels, a, splits, &spec))
+        .collect::<confseg::Result<_>>()?)
 }
 
 /// Run `validate`.
@@ -137,7 +182,14 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(t) = args.n_test {
         splits = splits.with_n_test(t).context("--n-test")?;
     }
-    let (pool, images) = pool(&args)?;
+    if args.by_stratum {
+        if let Some(&a) = args.alpha.0.first() {
+            if levels.at(a)?.mode().is_none() {
+                usage!("--by-stratum reports the conformal sets; give a conformal --mode, not risk-control");
+            }
+        }
+    }
+    let (pool, images, groups) = pool(&args)?;
     splits.n_test_for(pool.len()).with_context(|| format!("{} images selected", pool.len()))?;
     let geometry = match args.geometry_splits {
         0 => Geometry::Off,
@@ -170,8 +222,15 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
 
+    let diagnostics = if args.by_stratum { Some(by_stratum(&args, &pool, splits, groups)?) } else { None };
     if args.json {
-        outln!("{}", serde_json::to_string_pretty(&reports).context("cannot serialize the results")?);
+        let text = match &diagnostics {
+            Some(d) => {
+                serde_json::to_string_pretty(&serde_json::json!({ "reports": &reports, "by_stratum": d }))
+            }
+            None => serde_json::to_string_pretty(&reports),
+        };
+        outln!("{}", text.context("cannot serialize the results")?);
     } else {
         outln!(
             "{} images; {} splits into {} calibration / {} test images (seed {})",
@@ -183,6 +242,9 @@ pub fn run(args: Args) -> Result<()> {
         );
         report::out(&table(&reports))?;
         outln!("(coverage: mean over splits; sd and <nom: spread of the joint coverage and share of splits below nominal)");
+        for d in diagnostics.iter().flatten() {
+            report::out(&diagnostics_table(d))?;
+        }
     }
     for r in &reports {
         if r.too_few_images > 0.0 {
