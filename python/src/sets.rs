@@ -47,7 +47,7 @@ impl PyConfidenceSets {
     }
 
     fn fitted(&self) -> Fitted<LibSets> {
-        Fitted { sets: self.sets.clone(), record: self.record.clone() }
+        Fitted::new(self.sets.clone(), self.record.clone())
     }
 
     fn parse(text: &str) -> PyResult<Self> {
@@ -65,7 +65,7 @@ impl PyConfidenceSets {
                     .into(),
             });
         }
-        let Fitted { sets, record } = Fitted::<LibSets>::parse(text)?;
+        let Fitted { sets, record, .. } = Fitted::<LibSets>::parse(text)?;
         Ok(PyConfidenceSets { sets, record })
     }
 

@@ -193,7 +193,7 @@ pub fn calibrate(args: &crate::cli::calibrate::Args) -> Result<()> {
     let cal = setup.calibration()?;
     let sets = setup.calibrator.fit(&cal, mode)?;
     let source = args.inputs.request()?.provenance(setup.reader.scores.n_images());
-    let file = StructuresFile { sets, record: Record { source, ..Record::default() } };
+    let file = StructuresFile::new(sets, Record { source, ..Record::default() });
     let mode = file.sets.mode();
     let mut summary =
         format!("calibration images: n = {}\nmode: {mode}\nguarantee: {}\n", cal.len(), mode.guarantee());
