@@ -1117,7 +1117,7 @@ impl Montage {
     /// spacing (the last on ties): the slice where the object (the true
     /// mask, else the outer set unless it is everything, else the inner
     /// set) is largest and slices spread over its extent. Other
-    /// dimensionalities are only counted.
+    /// dimensionalities and images of no voxels are only counted.
     ///
     /// # Errors
     /// [`Error::ShapeMismatch`] if the sets or the mask do not have the
@@ -1152,6 +1152,11 @@ impl Montage {
         let caption_cov = coverage
             .map_or_else(String::new, |c| format!("<br>I ⊆ Y: {} · Y ⊆ O: {}", tick(c.inner), tick(c.outer)));
         match nd {
+            // an image of no voxels has nothing to draw
+            _ if background.is_empty() => {
+                self.shown -= 1;
+                self.skipped += 1;
+            }
             2 => {
                 let layout = Layout { rows: (0, false), cols: 1 };
                 let html = panel(
@@ -1664,6 +1669,14 @@ mod tests {
         page.montage(&m);
         assert!(page.html().contains("true mask Y") && page.html().contains("3 more images are not shown"));
         assert!(Montage::new(0, 3).is_err() && Montage::new(3, 0).is_err());
+        // an image of no voxels is counted, not drawn
+        let mut e = Montage::new(2, 3).unwrap();
+        let none = Sets {
+            inner: ArrayD::from_elem(IxDyn(&[0, 4]), false),
+            outer: ArrayD::from_elem(IxDyn(&[0, 4]), false),
+        };
+        e.add("empty", &ArrayD::zeros(IxDyn(&[0, 4])), &none, None, None, None, None).unwrap();
+        assert_eq!((e.shown(), e.skipped, e.panels.len()), (0, 1, 0));
         let bad = ArrayD::from_elem(IxDyn(&[3, 3]), 0u8);
         assert!(matches!(
             m.add("y", &bg, &sets, Some(&bad), None, None, None),
