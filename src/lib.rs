@@ -60,7 +60,8 @@
 //!
 //! * `serde`: serialize fitted sets and calibration states.
 //! * `rayon`: parallel calibration.
-//! * `plot`: figures (coverage curves, overlays).
+//! * `plot`: figures (coverage curves, overlays); with `npy`, the
+//!   self-contained HTML report ([`html`]).
 //! * `npy`: read and write NumPy `.npy` stacks of any common dtype (module `io`).
 //! * `nifti`: read and write NIfTI-1 and NIfTI-2 images, `.nii` and `.nii.gz`,
 //!   with their spacing and affine (module `io::nifti`; implies `npy`).
@@ -76,6 +77,8 @@ pub mod evaluate;
 pub mod float;
 mod grid;
 pub mod groups;
+#[cfg(all(feature = "plot", feature = "npy"))]
+pub mod html;
 pub mod image;
 #[cfg(feature = "npy")]
 pub mod io;

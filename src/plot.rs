@@ -34,7 +34,7 @@ use crate::sets::Sets;
 const FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
 static REGISTER: Once = Once::new();
 
-fn register_font() {
+pub(crate) fn register_font() {
     REGISTER.call_once(|| {
         // The bundled font is valid; if registration failed anyway, text
         // drawing reports the missing font as a write error.
@@ -112,7 +112,7 @@ fn format_of(path: &Path) -> Result<Format> {
 }
 
 /// Figure drawing that works on any plotters backend.
-trait Figure {
+pub(crate) trait Figure {
     fn size(&self) -> (u32, u32);
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> std::result::Result<(), String>;
 }
@@ -128,22 +128,10 @@ fn render<F: Figure>(path: &Path, figure: &F) -> Result<crate::output::Output> {
     // Drawn in memory, then written through an atomic `Output` (a random,
     // exclusively created temporary file renamed over the destination): the
     // drawing backends never open a file themselves.
-    let (w, h) = figure.size();
     let bytes = match format {
-        Format::Png => {
-            let mut rgb = vec![0u8; (w as usize) * (h as usize) * 3];
-            {
-                let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
-                figure.draw(&root).and_then(|()| root.present().map_err(|e| e.to_string()))
-            }
-            .map_err(|e| write_error(path, one_line(&e)))?;
-            let mut png = Vec::new();
-            image::codecs::png::PngEncoder::new(&mut png)
-                .write_image(&rgb, w, h, image::ColorType::Rgb8)
-                .map_err(|e| write_error(path, one_line(&e.to_string())))?;
-            png
-        }
+        Format::Png => png(figure).map_err(|e| write_error(path, e))?,
         Format::Svg => {
+            let (w, h) = figure.size();
             let mut svg = String::new();
             {
                 let root = SVGBackend::with_string(&mut svg, (w, h)).into_drawing_area();
@@ -156,6 +144,29 @@ fn render<F: Figure>(path: &Path, figure: &F) -> Result<crate::output::Output> {
     let mut out = crate::output::Output::create(path)?;
     std::io::Write::write_all(&mut out, &bytes).map_err(|e| write_error(path, one_line(&e.to_string())))?;
     Ok(out)
+}
+
+/// The figure drawn in memory as PNG bytes (the font registered); a
+/// drawing or encoding error as one line of text.
+pub(crate) fn png<F: Figure>(figure: &F) -> std::result::Result<Vec<u8>, String> {
+    register_font();
+    let (w, h) = figure.size();
+    let mut rgb = vec![0u8; (w as usize) * (h as usize) * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
+        figure.draw(&root).and_then(|()| root.present().map_err(|e| e.to_string()))
+    }
+    .map_err(|e| one_line(&e))?;
+    encode_png(&rgb, w, h)
+}
+
+/// RGB pixels (`w * h * 3` bytes, row-major) encoded as PNG.
+pub(crate) fn encode_png(rgb: &[u8], w: u32, h: u32) -> std::result::Result<Vec<u8>, String> {
+    let mut png = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut png)
+        .write_image(rgb, w, h, image::ColorType::Rgb8)
+        .map_err(|e| one_line(&e.to_string()))?;
+    Ok(png)
 }
 
 /// A drawing error's text on one line.
@@ -260,9 +271,9 @@ pub fn coverage_plot(path: impl AsRef<Path>, series: &[CurveSeries], title: &str
 }
 
 /// Colours of the overlay (the paper's Figure 1 uses a similar scheme).
-const OUTER: RGBColor = RGBColor(30, 100, 255);
-const TRUTH: RGBColor = RGBColor(255, 215, 0);
-const INNER: RGBColor = RGBColor(230, 20, 20);
+pub(crate) const OUTER: RGBColor = RGBColor(30, 100, 255);
+pub(crate) const TRUTH: RGBColor = RGBColor(255, 215, 0);
+pub(crate) const INNER: RGBColor = RGBColor(230, 20, 20);
 
 struct OverlayFigure<'a> {
     /// background intensities in [0, 1], row-major, `rows x cols`

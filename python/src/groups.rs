@@ -69,7 +69,7 @@ impl PyGroupedSets {
     }
 
     fn fitted(&self) -> Fitted<LibGrouped> {
-        Fitted { sets: self.sets.clone(), record: self.record.clone() }
+        Fitted::new(self.sets.clone(), self.record.clone())
     }
 }
 
@@ -207,14 +207,14 @@ impl PyGroupedSets {
     /// parts disagree is a ``ValueError``.
     #[classmethod]
     fn from_json(_cls: &Bound<'_, PyType>, text: &str) -> PyResult<Self> {
-        let Fitted { sets, record } = Fitted::<LibGrouped>::parse(text).py()?;
+        let Fitted { sets, record, .. } = Fitted::<LibGrouped>::parse(text).py()?;
         Ok(PyGroupedSets { sets, record })
     }
 
     /// Read a calibration file per group (the CLI's or ``save``'s).
     #[classmethod]
     fn load(_cls: &Bound<'_, PyType>, py: Python<'_>, path: std::path::PathBuf) -> PyResult<Self> {
-        let Fitted { sets, record } = py.detach(|| Fitted::<LibGrouped>::read(&path)).py()?;
+        let Fitted { sets, record, .. } = py.detach(|| Fitted::<LibGrouped>::read(&path)).py()?;
         Ok(PyGroupedSets { sets, record })
     }
 

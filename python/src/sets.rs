@@ -47,7 +47,7 @@ impl PyConfidenceSets {
     }
 
     fn fitted(&self) -> Fitted<LibSets> {
-        Fitted { sets: self.sets.clone(), record: self.record.clone() }
+        Fitted::new(self.sets.clone(), self.record.clone())
     }
 
     fn parse(text: &str) -> PyResult<Self> {
@@ -65,7 +65,7 @@ impl PyConfidenceSets {
                     .into(),
             });
         }
-        let Fitted { sets, record } = Fitted::<LibSets>::parse(text)?;
+        let Fitted { sets, record, .. } = Fitted::<LibSets>::parse(text)?;
         Ok(PyConfidenceSets { sets, record })
     }
 
@@ -330,7 +330,7 @@ impl PyConfidenceSets {
         self.check_raw_input()?;
         let sp = spacing_arg(spacing)?;
         let (s, _) = arrays::scores(scores, "scores")?;
-        let coding = crate::args::coding_arg(None, ignore_label.or(self.record.ignore_label))?;
+        let coding = self.record.coding(confseg::io::Labels::Binary, ignore_label).py()?;
         let m = arrays::masks_coded(masks, "masks", &coding)?;
         let lay = match sp {
             SpacingArg::PerImage(_) => Layout::Stack,

@@ -493,12 +493,12 @@ fn coverage<M: MaskValue>(
 
 impl PyStructureSets {
     fn parse(text: &str) -> PyResult<Self> {
-        let Fitted { sets, record } = Fitted::<StructureSets>::parse(text).py()?;
+        let Fitted { sets, record, .. } = Fitted::<StructureSets>::parse(text).py()?;
         Ok(PyStructureSets { sets, record })
     }
 
     fn fitted(&self) -> Fitted<StructureSets> {
-        Fitted { sets: self.sets.clone(), record: self.record.clone() }
+        Fitted::new(self.sets.clone(), self.record.clone())
     }
 
     fn ndim(&self) -> Option<usize> {
@@ -696,7 +696,7 @@ impl PyStructureSets {
     /// Read a structures calibration file: a regular file of at most 16 MiB.
     #[classmethod]
     fn load(_cls: &Bound<'_, PyType>, py: Python<'_>, path: std::path::PathBuf) -> PyResult<Self> {
-        let Fitted { sets, record } =
+        let Fitted { sets, record, .. } =
             crate::interrupt::detach(py, || Fitted::<StructureSets>::read(&path)).py()?;
         Ok(PyStructureSets { sets, record })
     }

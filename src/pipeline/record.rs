@@ -169,6 +169,16 @@ impl Record {
         }
     }
 
+    /// How to read the true masks of new images checked against these
+    /// sets: `labels` as the object, and `ignore` (else the recorded ignore
+    /// label) as ignored voxels.
+    ///
+    /// # Errors
+    /// As [`Coding::new`](crate::mask::Coding::new).
+    pub fn coding(&self, labels: Labels, ignore: Option<i64>) -> Result<crate::mask::Coding> {
+        crate::mask::Coding::new(labels, ignore.or(self.ignore_label))
+    }
+
     /// Check that opened score files are of the kind these sets were
     /// calibrated on: probabilities (nnU-Net's `.npz`) for sets calibrated
     /// on probabilities, logits or scores otherwise — the two are on
@@ -226,6 +236,33 @@ pub struct Fitted<S> {
     /// How the scores were read.
     #[serde(flatten)]
     pub record: Record,
+    /// The calibration statistics the conformal thresholds were fitted on
+    /// (`tau_i`, `gamma_i` per image; key `statistics`), kept so that a
+    /// report can draw their histograms ([`crate::html`]). Optional: files
+    /// written before it, fits by risk control or of several structures,
+    /// and calibrations of more than [`MAX_STORED_STATISTICS`] images have
+    /// none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statistics: Option<crate::calibrate::Calibration>,
+}
+
+/// The most images whose statistics a fitted file keeps (about 60 bytes
+/// each: 6 MB, well under [`MAX_FITTED_FILE_BYTES`]).
+pub const MAX_STORED_STATISTICS: usize = 100_000;
+
+impl<S> Fitted<S> {
+    /// Fitted sets and their record, without statistics.
+    pub fn new(sets: S, record: Record) -> Self {
+        Fitted { sets, record, statistics: None }
+    }
+
+    /// Keep `calibration`'s statistics in the file (dropped, with the
+    /// provenance they carry, beyond [`MAX_STORED_STATISTICS`] images).
+    #[must_use]
+    pub fn with_statistics(mut self, calibration: &crate::calibrate::Calibration) -> Self {
+        self.statistics = (calibration.len() <= MAX_STORED_STATISTICS).then(|| calibration.clone());
+        self
+    }
 }
 
 /// The largest fitted file read (a fitted file is a few kilobytes; the

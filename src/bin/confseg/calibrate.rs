@@ -101,7 +101,10 @@ pub fn run(args: Args) -> Result<()> {
         }
     };
     bar.finish_and_clear();
-    let file = Fitted { sets, record: inputs.record(&request) };
+    let mut file = Fitted::new(sets, inputs.record(&request));
+    if let Some(c) = &calibration {
+        file = file.with_statistics(c);
+    }
     let mut summary = String::new();
     if inputs.images.len() != scores.n_images() {
         summary += &format!("images: {} of {} selected\n", inputs.images.len(), scores.n_images());
@@ -149,7 +152,7 @@ fn grouped(
     bar.finish_and_clear();
     let mut record = inputs.record(request);
     record.source.groups.clone_from(&args.groups.groups);
-    let file = Fitted { sets, record };
+    let file = Fitted::new(sets, record);
     let scores = inputs.scores();
     let mut summary = String::new();
     if inputs.images.len() != scores.n_images() {

@@ -7,7 +7,8 @@
 //! * `calibrate`: masks + scores -> thresholds, written as JSON;
 //! * `predict`: JSON + new scores -> inner and outer masks (`uint8` `.npy`);
 //! * `transform`: write transformed scores, to inspect or compare;
-//! * `demo`: the whole pipeline on built-in synthetic data.
+//! * `demo`: the whole pipeline on built-in synthetic data;
+//! * `report`: one self-contained HTML file about fitted sets on new images.
 //!
 //! Errors print one line, `error: <file>: <problem>`, and exit with code 1
 //! (code 2 for command-line usage errors); outputs are written atomically.
@@ -26,6 +27,7 @@ mod calibrate;
 mod calibration_file;
 mod demo;
 mod figures;
+mod html;
 mod inputs;
 mod levels;
 mod predict;
@@ -66,6 +68,8 @@ enum Command {
     Validate(validate::Args),
     /// Rank candidate transforms on a learning set and suggest the alpha split.
     Select(select::Args),
+    /// Write one self-contained HTML report: guarantee, histograms, coverage, slices with contours.
+    Report(html::Args),
 }
 
 /// Dispatch one subcommand.
@@ -86,6 +90,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Validate(args) if args.inputs.structures.any() => structures::validate(&args),
         Command::Validate(args) => validate::run(args),
         Command::Select(args) => select::run(args),
+        Command::Report(args) => html::run(args),
     }
 }
 

@@ -235,8 +235,10 @@ pub fn run(args: Args, file: Loaded) -> Result<()> {
         tick: Some(report::tick(&bar)),
         masks: masks
             .map(|m| {
-                let ignore = args.truth.ignore_label.or(file.record().ignore_label);
-                Ok::<_, confseg::Error>((m, confseg::mask::Coding::new(args.truth.selection(), ignore)?))
+                Ok::<_, confseg::Error>((
+                    m,
+                    file.record().coding(args.truth.selection(), args.truth.ignore_label)?,
+                ))
             })
             .transpose()?,
         ..Reader::new(source.clone())

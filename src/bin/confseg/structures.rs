@@ -200,10 +200,10 @@ pub fn calibrate(args: &crate::cli::calibrate::Args) -> Result<()> {
     let cal = setup.calibration()?;
     let sets = setup.calibrator.fit(&cal, mode)?;
     let source = args.inputs.request()?.provenance(setup.reader.scores.n_images());
-    let file = StructuresFile {
+    let file = StructuresFile::new(
         sets,
-        record: Record { source, ignore_label: args.inputs.masks.ignore_label, ..Record::default() },
-    };
+        Record { source, ignore_label: args.inputs.masks.ignore_label, ..Record::default() },
+    );
     let mode = file.sets.mode();
     let mut summary =
         format!("calibration images: n = {}\nmode: {mode}\nguarantee: {}\n", cal.len(), mode.guarantee());

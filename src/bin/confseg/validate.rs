@@ -126,6 +126,11 @@ pub struct Args {
     /// With --by-stratum: predicted-volume strata by fixed edges in voxels, predicted-volume=E1,E2,...
     #[arg(long, value_name = "SPEC", requires = "by_stratum")]
     pub strata: Option<confseg::groups::Strata>,
+    /// Write one self-contained HTML report here: coverage against 1 - alpha and set sizes per method
+    /// (fixed colours; levels with infinite thresholds marked), the histograms of the images'
+    /// calibration statistics, and the table.
+    #[arg(long, value_name = "FILE.html")]
+    pub report: Option<PathBuf>,
 }
 
 /// The pool of the selected images (statistics computed once per image),
@@ -254,6 +259,19 @@ pub fn run(args: Args) -> Result<()> {
             );
         }
     }
+    if let Some(path) = &args.report {
+        let page = confseg::html::validation_page(
+            &reports,
+            pool.statistics(),
+            &summary_line(&args, &pool, &splits)?,
+        );
+        page.write(path)?;
+        if args.json {
+            eprintln!("wrote {}", path.display());
+        } else {
+            outln!("wrote {}", path.display());
+        }
+    }
     if let Some(path) = &args.plot {
         let kind = match args.plot_kind {
             KindArg::Inner => CoverageKind::Inner,
@@ -269,6 +287,19 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// What the validation did, in one line.
+fn summary_line(args: &Args, pool: &Pool, splits: &Splits) -> Result<String> {
+    Ok(format!(
+        "{} images; {} random splits into {} calibration and {} test images (seed {}); levels: {}.",
+        pool.len(),
+        args.repeats,
+        args.n_cal,
+        splits.n_test_for(pool.len())?,
+        args.seed,
+        args.mode.levels()
+    ))
 }
 
 #[cfg(test)]
