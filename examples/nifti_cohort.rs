@@ -3,6 +3,11 @@
 //! logits) and `sub-NN_seg.nii.gz` (a uint8 label map with two structures:
 //! 1 = core, 2 = rim), each with its own shape, anisotropic spacing and
 //! affine. 60 calibration subjects go to `DIR/cal`, 6 new ones to `DIR/new`.
+//! The same subjects' network outputs are also written as the tools write
+//! them: MONAI's `SaveImage` layout, `(X, Y, Z, 2)` two-class logits, in
+//! `DIR/monai/{cal,new}/sub-NN.nii.gz`; and nnU-Net's `--save_probabilities`
+//! folder, `sub-NN.npz` (`probabilities`, `(2, Z, Y, X)`) beside the
+//! predicted segmentation `sub-NN.nii.gz`, in `DIR/nnunet/{cal,new}`.
 //!
 //! ```sh
 //! cargo run --release --features nifti --example nifti_cohort -- cohort
@@ -11,10 +16,13 @@
 //! then follow the README's "Medical volumes" section (calibrate on the
 //! folder, predict per subject, draw a slice).
 
+use std::io::Write;
+use std::path::Path;
+
 use confseg::io::nifti::{write_labels, write_scores, NiftiHeader};
 use confseg::synthetic::Synthetic;
-use confseg::{Geometry, Spacing};
-use ndarray::Array3;
+use confseg::{Geometry, Spacing, TwoClassSoftmax};
+use ndarray::{Array3, Axis, Ix3};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::path::PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "cohort".into()));
@@ -43,11 +51,49 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let geometry = Geometry::new(Spacing::new(spacing.to_vec())?).with_affine(affine)?;
             let header = NiftiHeader::new(&shape, &geometry)?;
             let id = format!("sub-{i:04}");
-            write_scores(out.join(format!("{id}_prob.nii.gz")), &scores.mapv(|x| x as f32), &header)?;
+            let logits = scores.mapv(|x| x as f32);
+            write_scores(out.join(format!("{id}_prob.nii.gz")), &logits, &header)?;
             write_labels(out.join(format!("{id}_seg.nii.gz")), &labels, &header)?;
+
+            // MONAI: (X, Y, Z, 2) logits (background 0, object the logit); the
+            // header's 4th spacing entry belongs to the class axis
+            let two = ndarray::stack(Axis(3), &[logits.mapv(|_| 0.0).view(), logits.view()])?;
+            let mut g4 = spacing.to_vec();
+            g4.push(1.0);
+            let h4 = NiftiHeader::new(two.shape(), &Geometry::new(Spacing::new(g4)?).with_affine(affine)?)?;
+            let monai = dir.join("monai").join(part);
+            std::fs::create_dir_all(&monai)?;
+            write_scores(monai.join(format!("{id}.nii.gz")), &two, &h4)?;
+
+            // nnU-Net: the softmax probabilities, (C, z, y, x), beside the
+            // predicted segmentation that carries the header
+            let p =
+                TwoClassSoftmax::new(Axis(3)).apply(&two.clone().into_dyn())?.into_dimensionality::<Ix3>()?;
+            let probabilities = ndarray::stack(Axis(3), &[p.mapv(|v| 1.0 - v).view(), p.view()])?;
+            let nnunet = dir.join("nnunet").join(part);
+            std::fs::create_dir_all(&nnunet)?;
+            write_npz(&nnunet.join(format!("{id}.npz")), &probabilities.into_dyn().reversed_axes())?;
+            write_labels(nnunet.join(format!("{id}.nii.gz")), &p.mapv(|v| u8::from(v > 0.5)), &header)?;
         }
     }
-    println!("wrote 60 calibration and 6 new subjects to {}/cal and {}/new", dir.display(), dir.display());
+    println!(
+        "wrote 60 calibration and 6 new subjects to {0}/cal and {0}/new, as MONAI writes them to {0}/monai \
+         and as nnU-Net writes them to {0}/nnunet",
+        dir.display()
+    );
+    Ok(())
+}
+
+/// `np.savez_compressed(path, probabilities=a)`: one deflated `.npy` member.
+fn write_npz(path: &Path, a: &ndarray::ArrayD<f32>) -> Result<(), Box<dyn std::error::Error>> {
+    let tmp = tempfile::NamedTempFile::new()?;
+    confseg::io::write_npy(tmp.path(), &a.as_standard_layout())?;
+    let mut z = zip::ZipWriter::new(std::fs::File::create(path)?);
+    let options =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    z.start_file("probabilities.npy", options)?;
+    z.write_all(&std::fs::read(tmp.path())?)?;
+    z.finish()?;
     Ok(())
 }
 

@@ -76,4 +76,30 @@ fn medical_volumes_walkthrough_runs_and_prints_what_the_readme_shows() {
     let out = bash(&check, dir.path());
     let coverage = &b[2].1;
     assert!(out.contains(coverage.as_str()), "printed:\n{out}\nREADME:\n{coverage}");
+
+    // the report, and the same cohort from MONAI's and nnU-Net's layouts
+    let c = format!("C='{}'\n", env!("CARGO_BIN_EXE_confseg"));
+    let block = |needle: &str| {
+        b.iter().find(|(lang, body)| lang == "sh" && body.contains(needle)).map(|(_, body)| body.clone())
+    };
+    let report = block("report --calibration").expect("the report block");
+    bash(&format!("{c}{report}"), dir.path());
+    let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    assert!(
+        html.contains("<img") && (html.contains("lambda") || html.contains("λ")),
+        "a report with pictures"
+    );
+    let tools = block("cohort/monai/cal").expect("the MONAI and nnU-Net block");
+    bash(&format!("{c}{tools}"), dir.path());
+    let fitted = |f: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join(f)).unwrap()).unwrap()
+    };
+    let (monai, nnunet) = (fitted("monai.json"), fitted("nnunet.json"));
+    assert_eq!(monai["outer"]["threshold"], nnunet["outer"]["threshold"]);
+    assert_eq!(monai["inner"]["threshold"], nnunet["inner"]["threshold"]);
+    assert!(monai["outer"]["threshold"].as_f64().is_some_and(f64::is_finite));
+    assert_eq!(nnunet["input"], "probabilities");
+    let rows = std::fs::read_to_string(dir.path().join("nnunet.csv")).unwrap();
+    assert_eq!(rows.lines().count(), 7, "{rows}");
+    assert!(dir.path().join("viewer_nnunet/sub-1000_sets.nii.gz").is_file());
 }

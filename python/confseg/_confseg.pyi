@@ -62,6 +62,7 @@ class Calibrator:
         masks: Union[ArrayLike, Sequence[ArrayLike]],
         spacing: SpacingArg = None,
         strata: Optional[str] = None,
+        ignore_label: Optional[int] = None,
     ) -> Calibration: ...
     def statistics_transformed(
         self, inner_scores: ArrayLike, outer_scores: ArrayLike, masks: ArrayLike
@@ -72,6 +73,7 @@ class Calibrator:
         indices: Optional[Sequence[int]] = None,
         labels: Optional[Sequence[int]] = None,
         precision: Optional[str] = None,
+        ignore_label: Optional[int] = None,
         progress: Progress = None,
     ) -> Calibration: ...
     def risk_statistics(
@@ -191,7 +193,9 @@ class ConfidenceSets:
         self, scores: Union[ArrayLike, Sequence[ArrayLike]], spacing: SpacingArg = None, prepared: bool = False
     ) -> Tuple[Any, Any]: ...
     def predict_transformed(self, inner_scores: ArrayLike, outer_scores: ArrayLike) -> Tuple[BoolArray, BoolArray]: ...
-    def covers(self, scores: ArrayLike, masks: ArrayLike, spacing: SpacingArg = None) -> Tuple[Any, Any]: ...
+    def covers(
+        self, scores: ArrayLike, masks: ArrayLike, spacing: SpacingArg = None, ignore_label: Optional[int] = None
+    ) -> Tuple[Any, Any]: ...
     def prepare(self, scores: ArrayLike) -> FloatArray: ...
     def predict_cohort(
         self, cohort: Cohort, out_dir: Optional[PathLike] = None, label_map_dir: Optional[PathLike] = None
@@ -326,8 +330,12 @@ def validate(
     grid: Union[str, Tuple[float, float, float], None] = None,
     inner_tolerance: Tolerance = None,
     outer_tolerance: Tolerance = None,
+    ignore_label: Optional[int] = None,
     progress: Progress = None,
-) -> List[Dict[str, Any]]: ...
+    by_stratum: bool = False,
+    groups: Optional[Sequence[GroupLabel]] = None,
+    strata: Optional[str] = None,
+) -> Any: ...
 def read_npy(path: PathLike) -> FloatArray: ...
 def read_npy_mask(path: PathLike, labels: Optional[Sequence[int]] = None) -> npt.NDArray[np.uint8]: ...
 def read_npy_stack(path: PathLike) -> NpyStack: ...

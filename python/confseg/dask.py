@@ -32,6 +32,7 @@ import dask
 
 from . import Calibration, Calibrator, Cohort, ConfidenceSets
 from ._confseg import read_nifti, read_nifti_mask, read_npy, read_npy_mask
+from ._progress import resolve as resolve_progress
 
 __all__ = ["statistics", "fit", "read_subject"]
 
@@ -130,6 +131,7 @@ def statistics(
     labels: Optional[Sequence[int]] = None,
     batch_size: int = 1,
     client: Any = None,
+    progress: Any = None,
 ) -> Calibration:
     """Calibration statistics of many subjects, computed as Dask tasks and merged.
 
@@ -138,7 +140,10 @@ def statistics(
     ``spacing``: one spacing per subject (``None`` entries: the file's or the
     calibrator's); ``labels``: label values that are the object in label maps;
     ``batch_size``: subjects per task; ``client``: a ``distributed.Client``
-    (default: the active scheduler, e.g. the last ``Client`` created).
+    (default: the active scheduler, e.g. the last ``Client`` created);
+    ``progress``: ``True`` for a tqdm bar of the subjects done, or a callable
+    ``progress(done, total)`` (called as tasks finish, on the calling thread
+    with a ``Client``, on the scheduler's threads without one).
 
     Returns the merged ``Calibration``, in subject order. Its thresholds
     (``calibrator.fit``) equal those of one process on the same subjects, and
@@ -169,11 +174,51 @@ def statistics(
             )
             for b in _batches(len(pairs), batch_size)
         ]
-    if client is not None:
-        parts = client.gather(client.compute(tasks))
-    else:
-        parts = dask.compute(*tasks)
-    return Calibration.concat(parts)
+    n = len(subjects) if isinstance(subjects, Cohort) else len(pairs)
+    sizes = [len(b) for b in _batches(n, batch_size)]
+    return Calibration.concat(_compute(tasks, sizes, client, progress))
+
+
+def _compute(tasks: List[Any], sizes: List[int], client: Any, progress: Any) -> Sequence[Calibration]:
+    """The tasks' results in order, showing the subjects done (``sizes``: per task)."""
+    show = resolve_progress(progress)
+    total = sum(sizes)
+    if client is None and show is not None and dask.config.get("scheduler", None) is None:
+        try:  # the active distributed scheduler, which dask.compute would use
+            from distributed import default_client
+
+            client = default_client()
+        except (ImportError, ValueError):
+            client = None
+    try:
+        if client is not None:
+            futures = client.compute(tasks)
+            if show is not None:
+                from distributed import as_completed
+
+                size = {f.key: k for f, k in zip(futures, sizes)}
+                done = 0
+                for f in as_completed(futures):
+                    done += size[f.key]
+                    show(done, total)
+            return client.gather(futures)
+        if show is None:
+            return dask.compute(*tasks)
+        from dask.callbacks import Callback
+
+        size = {t.key: k for t, k in zip(tasks, sizes)}
+        done = [0]
+
+        def posttask(key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
+            if key in size:
+                done[0] += size[key]
+                show(done[0], total)
+
+        with Callback(posttask=posttask):
+            return dask.compute(*tasks)
+    finally:
+        if show is not None and hasattr(show, "close"):
+            show.close()
 
 
 def fit(

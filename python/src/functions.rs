@@ -292,12 +292,19 @@ fn pool_transformed<A: Float, M: confseg::MaskValue>(
 /// (``method``, ``alpha``, ``inner_coverage``, ``outer_coverage``,
 /// ``joint_coverage``, spreads ``inner``/``outer``/``joint``,
 /// ``too_few_images``, ``efficiency``, ``n_cal``, ``n_test``, ``splits``).
+/// ``by_stratum=True``: returns ``{"reports": [...], "by_stratum": [...]}``
+/// (``confseg validate --by-stratum --json``): per level, the conformal
+/// sets' coverage and set sizes per group (``groups``: one label per
+/// image), per quintile of the true object size and per predicted-volume
+/// stratum (``strata="predicted-volume=E1,E2,..."`` in voxels, else
+/// quintiles), and the lesion-level shares. ``progress``: ``True`` for a
+/// tqdm bar of the splits, or a callable ``progress(done, total)``.
 #[pyfunction]
 #[pyo3(signature = (scores, masks, *, n_cal, alphas=vec![0.1], inner="identity", outer="identity",
     inner_scores=None, outer_scores=None, n_test=None, repeats=1000, mode="marginal", weights=None,
     methods=None, seed=0, geometry_splits=20, spacing=None, mask_threshold=None, delta=None, record_splits=0,
     risk=None, bound=None, grid=None, inner_tolerance=None, outer_tolerance=None, ignore_label=None,
-    progress=None))]
+    progress=None, by_stratum=false, groups=None, strata=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn validate<'py>(
     py: Python<'py>,
@@ -327,7 +334,24 @@ pub fn validate<'py>(
     outer_tolerance: Option<&Bound<'py, PyAny>>,
     ignore_label: Option<i64>,
     progress: Option<&Bound<'py, PyAny>>,
+    by_stratum: bool,
+    groups: Option<&Bound<'py, PyAny>>,
+    strata: Option<&str>,
 ) -> PyResult<Bound<'py, PyAny>> {
+    if !by_stratum && (groups.is_some() || strata.is_some()) {
+        return Err(value_error("groups= and strata= stratify the diagnostics: give by_stratum=True"));
+    }
+    let spec = match by_stratum {
+        false => None,
+        true => {
+            let groups = groups.map(crate::groups::groups_arg).transpose()?;
+            let strata = strata.map(str::parse::<confseg::groups::Strata>).transpose().py()?;
+            Some(
+                confseg::evaluate::diagnostics::StrataSpec::new(groups, strata.as_ref(), geometry_splits)
+                    .py()?,
+            )
+        }
+    };
     let progress = crate::interrupt::progress_arg(py, progress)?;
     let tolerances = crate::args::tolerances_arg(inner_tolerance, outer_tolerance)?;
     let coding = crate::args::coding_arg(None, ignore_label)?;
@@ -344,8 +368,10 @@ pub fn validate<'py>(
         splits = splits.with_n_test(t).py()?;
     }
     let geometry = if geometry_splits == 0 { Geometry::Off } else { Geometry::FirstSplits(geometry_splits) };
-    let validation =
-        Validation::new(alphas, splits).with_geometry(geometry).with_recorded_splits(record_splits).py()?;
+    let validation = Validation::new(alphas.clone(), splits)
+        .with_geometry(geometry)
+        .with_recorded_splits(record_splits)
+        .py()?;
     let spacing = one_spacing(spacing)?;
     let threshold = mask_threshold.unwrap_or(0.0);
     let m = arrays::masks_coded(masks, "masks", &coding)?;
@@ -390,6 +416,19 @@ pub fn validate<'py>(
         validation.run_with_progress(&pool, &methods, |p| counter.set(p.done, p.total))
     })
     .py()?;
-    let text = serde_json::to_string(&reports).map_err(|e| value_error(e.to_string()))?;
+    let text = match spec {
+        None => serde_json::to_string(&reports),
+        Some(spec) => {
+            let d = crate::interrupt::detach(py, || {
+                alphas
+                    .iter()
+                    .map(|&a| confseg::evaluate::diagnostics::diagnose(&pool, &levels, a, splits, &spec))
+                    .collect::<confseg::Result<Vec<_>>>()
+            })
+            .py()?;
+            serde_json::to_string(&serde_json::json!({ "reports": &reports, "by_stratum": d }))
+        }
+    }
+    .map_err(|e| value_error(e.to_string()))?;
     json_loads(py, &text)
 }

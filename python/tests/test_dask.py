@@ -6,7 +6,7 @@ import pytest
 
 import confseg
 
-pytest.importorskip("dask")
+dask = pytest.importorskip("dask")
 distributed = pytest.importorskip("distributed")
 import confseg.dask  # noqa: E402
 
@@ -51,3 +51,19 @@ def test_two_workers_give_the_single_process_thresholds(client, subjects):
     parts = [confseg.dask.statistics(cal, list(zip(s[i::4], m[i::4])), batch_size=10) for i in range(4)]
     merged = confseg.Calibration.concat(parts[::-1])
     assert cal.fit(merged, alpha=0.1).thresholds == cal.fit(single, alpha=0.1).thresholds
+
+
+def test_progress_counts_subjects_on_a_client_and_without_one(client, subjects):
+    """Issue 20 item 13: Dask calibrations report the subjects done."""
+    d, pairs, s, m = subjects
+    cal = confseg.Calibrator(inner="identity", outer="distance")
+    seen = []
+    stats = confseg.dask.statistics(cal, pairs[:40], batch_size=7, client=client, progress=lambda k, n: seen.append((k, n)))
+    assert len(stats) == 40 and seen[-1] == (40, 40) and len(seen) == 6  # one call per task of 7, 7, ..., 5
+    assert [k for k, _ in seen] == sorted(k for k, _ in seen)
+    local = []
+    with dask.config.set(scheduler="threads"):
+        stats2 = confseg.dask.statistics(cal, list(zip(s[:30], m[:30])), batch_size=4,
+                                         progress=lambda k, n: local.append((k, n)))
+    assert np.array_equal(stats2.tau, cal.statistics(s[:30], m[:30]).tau)
+    assert sorted(local)[-1] == (30, 30) and len(local) == 8

@@ -212,3 +212,27 @@ def test_strata_at_calibration_in_python_equal_the_clis_and_each_stratum_alone(t
         cal.fit(stats, alpha=0.2, mode="max", groups=[0] * 90)
     with pytest.raises(ValueError, match="strata"):
         cal.statistics(scores, masks, strata="predicted-volume=20,10")
+
+
+def test_validate_by_stratum_in_python_is_the_clis(tmp_path, cli):
+    """Issue 19 item 4 in Python: validate(by_stratum=True, groups=, strata=)
+    gives the CLI's `validate --by-stratum --json` diagnostics."""
+    import json
+
+    scores, masks = confseg.synthetic((12, 12), 120, seed=9, noise=1.5)
+    groups = np.arange(120) % 3
+    np.save(tmp_path / "S.npy", scores)
+    np.save(tmp_path / "M.npy", masks)
+    np.save(tmp_path / "G.npy", groups.astype(np.int64))
+    out = cli("validate", "--masks", tmp_path / "M.npy", "--scores", tmp_path / "S.npy", "--n-cal", "60",
+              "--repeats", "50", "--alpha", "0.1", "--mode", "max", "--by-stratum", "--groups", tmp_path / "G.npy",
+              "--strata", "predicted-volume=20,40", "--json")
+    want = json.loads(out.stdout)["by_stratum"]
+    got = confseg.validate(scores, masks, n_cal=60, repeats=50, alphas=[0.1], mode="max", by_stratum=True,
+                           groups=groups.tolist(), strata="predicted-volume=20,40")
+    assert got["by_stratum"] == want
+    assert len(got["reports"]) == 1
+    with pytest.raises(ValueError, match="by_stratum=True"):
+        confseg.validate(scores, masks, n_cal=60, repeats=50, groups=groups.tolist())
+    with pytest.raises(ValueError, match="in voxels"):
+        confseg.validate(scores, masks, n_cal=60, repeats=50, by_stratum=True, strata="max-score=0.5")

@@ -51,6 +51,36 @@ pub struct StrataSpec {
     pub lesion_splits: usize,
 }
 
+impl StrataSpec {
+    /// Strata from a request: `groups` (one per image of the pool), the
+    /// prediction's `strata` (only predicted-volume edges in voxels: the
+    /// pool keeps voxel counts), and the splits that count inner-set
+    /// components.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] for other strata, naming the form to give.
+    pub fn new(
+        groups: Option<Vec<Group>>,
+        strata: Option<&crate::groups::Strata>,
+        lesion_splits: usize,
+    ) -> Result<StrataSpec> {
+        use crate::groups::{Strata, VolumeUnit};
+        let volume_edges = match strata {
+            None => None,
+            Some(Strata::PredictedVolume { edges, unit: VolumeUnit::Voxels }) => Some(edges.clone()),
+            Some(other) => {
+                return Err(Error::InvalidParameter {
+                    name: "strata",
+                    value: other.to_string(),
+                    reason: "diagnostics cut the predicted volume in voxels: predicted-volume=E1,E2,..."
+                        .into(),
+                })
+            }
+        };
+        Ok(StrataSpec { groups, volume_edges, lesion_splits })
+    }
+}
+
 /// Coverage and set sizes of one stratum over the (split, test image) pairs.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]

@@ -158,17 +158,7 @@ fn by_stratum(
     splits: Splits,
     groups: Option<Vec<confseg::groups::Group>>,
 ) -> Result<Vec<Diagnostics>> {
-    let volume_edges = match &args.strata {
-        None => None,
-        Some(confseg::groups::Strata::PredictedVolume {
-            edges,
-            unit: confseg::groups::VolumeUnit::Voxels,
-        }) => Some(edges.clone()),
-        Some(other) => usage!(
-            "--strata {other}: validate cuts the predicted volume in voxels, predicted-volume=E1,E2,..."
-        ),
-    };
-    let spec = StrataSpec { groups, volume_edges, lesion_splits: args.geometry_splits };
+    let spec = StrataSpec::new(groups, args.strata.as_ref(), args.geometry_splits).context("--strata")?;
     let levels = args.mode.levels();
     Ok(args
         .alpha
