@@ -304,3 +304,49 @@ fn errors_name_the_file_and_print_short_numbers() {
     assert!(e.contains("two\\nlines.json: field class_axis"), "{e}");
     assert!(!out.exists());
 }
+
+/// A calibration file with a field removed by hand (`ndim`, `labels`,
+/// `class_axis`, `input`) would be read with that field's default, silently:
+/// it is refused with one line naming the field.
+#[test]
+fn a_calibration_file_with_a_field_removed_names_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, cal) = calibrated(dir.path());
+    let text = std::fs::read_to_string(&cal).unwrap();
+    let full: serde_json::Value = serde_json::from_str(&text).unwrap();
+    for key in ["ndim", "labels", "class_axis", "input"] {
+        let mut edited = full.clone();
+        assert!(edited.as_object_mut().unwrap().remove(key).is_some(), "calibrate writes {key}");
+        let path = dir.path().join(format!("no_{key}.json"));
+        std::fs::write(&path, serde_json::to_string_pretty(&edited).unwrap()).unwrap();
+        let out = dir.path().join(format!("sets_{key}"));
+        let e = fail(
+            &[
+                "predict",
+                "--calibration",
+                s(&path),
+                "--scores",
+                s(&data),
+                "--scores-suffix",
+                "_prob",
+                "--out-dir",
+                s(&out),
+            ],
+            1,
+        );
+        assert!(e.contains(&format!("field {key} is missing")), "{key}: {e}");
+        assert!(!out.exists() || files_under(&out).is_empty(), "{key}: nothing written");
+    }
+    // the file as written still works
+    ok(&[
+        "predict",
+        "--calibration",
+        s(&cal),
+        "--scores",
+        s(&data),
+        "--scores-suffix",
+        "_prob",
+        "--out-dir",
+        s(&dir.path().join("sets")),
+    ]);
+}

@@ -81,3 +81,27 @@ def test_a_zero_stride_view_of_1e10_voxels_is_refused_at_once():
 def test_synthetic_refuses_impossible_shapes():
     with pytest.raises(ValueError, match="2\\^33"):
         confseg.synthetic((10**6, 10**6), 1)
+
+
+@linux_only
+@pytest.mark.parametrize(
+    "call",
+    [
+        "confseg.read_npy(path)",  # the whole stack at once
+        "confseg.read_npy_stack(path)[0]",  # one image of 1.5 GB
+        "confseg.read_npy_mask(path)",
+    ],
+)
+def test_reading_a_file_beyond_the_limit_is_memory_error(tmp_path, call):
+    """The readers allocate fallibly too: a sparse 1.5 GB .npy file (no disk
+    used) read under a 700 MB headroom is MemoryError, not an abort."""
+    p = tmp_path / "big.npy"
+    shape = (1, 20000, 75000) if "stack" in call else (20000, 75000)
+    header = np.lib.format.header_data_from_array_1_0(np.zeros((1, 1), np.uint8))
+    header["shape"] = shape
+    with open(p, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, header)
+        f.truncate(f.tell() + int(np.prod(shape)))
+    r = run_limited((f"path = {str(p)!r}", call), headroom_mb=700)
+    assert r.returncode == 0, f"exit {r.returncode} (a signal is negative):\n{r.stderr[-2000:]}"
+    assert r.stdout.startswith("MemoryError: out of memory: cannot allocate "), r.stdout + r.stderr[-2000:]

@@ -265,7 +265,7 @@ fn collect_stack<T: Clone + Default>(
     stack: &NpyStack,
     images: impl Iterator<Item = Result<ArrayD<T>>>,
 ) -> Result<ArrayD<T>> {
-    let mut out = Array::from_elem(IxDyn(&stack.info().shape), T::default());
+    let mut out = crate::alloc::try_array(IxDyn(&stack.info().shape), "a stack")?;
     for (i, img) in images.enumerate() {
         out.index_axis_mut(Axis(0), i).assign(&img?);
     }

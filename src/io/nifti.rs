@@ -968,7 +968,9 @@ fn read_data(path: &Path, check: impl FnOnce(&NiftiHeader) -> Result<()>) -> Res
     } else {
         header.data_bytes
     };
-    let mut data = Vec::with_capacity(cap);
+    let mut data = Vec::new();
+    data.try_reserve_exact(cap)
+        .map_err(|_| Error::OutOfMemory { bytes: cap as u64, what: "a NIfTI volume" })?;
     match (&mut reader).take(expected_bytes).read_to_end(&mut data) {
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {}

@@ -599,12 +599,15 @@ impl NpyStack {
         self.check_index(i)?;
         let size = self.header.info.dtype.size();
         let bytes = self.image_bytes();
+        buf.try_reserve(bytes.saturating_sub(buf.len()))
+            .map_err(|_| Error::OutOfMemory { bytes: bytes as u64, what: "an image" })?;
         buf.resize(bytes, 0);
         if self.header.info.fortran_order {
             let all = self
                 .fortran
                 .get_or_init(|| {
-                    let mut all = vec![0u8; self.len() * bytes];
+                    let mut all =
+                        crate::alloc::try_zeroed::<u8>(self.len() * bytes, "a Fortran-ordered stack")?;
                     self.read_at(&mut all, 0).map(|()| all)
                 })
                 .as_ref()
@@ -754,7 +757,7 @@ impl NpyStack {
             out.resize(len, 0);
             return self.read_at(out, at);
         }
-        let mut raw = vec![0u8; len * dtype.size()];
+        let mut raw = crate::alloc::try_zeroed::<u8>(len * dtype.size(), "a mask")?;
         self.read_at(&mut raw, at)?;
         *out = binarize(&raw, dtype, self.header.big_endian, labels)
             .map_err(|(p, e)| self.mask_error(i, start + p, e))?;
@@ -905,7 +908,7 @@ pub(crate) fn image_bytes(path: &Path, file: &mut impl Read, header: &Header) ->
     if info.fortran_order && info.shape.len() > 1 {
         // gather the row-major order from the column-major file
         let size = info.dtype.size();
-        let mut out = vec![0u8; bytes.len()];
+        let mut out = crate::alloc::try_zeroed::<u8>(bytes.len(), "an image")?;
         let shape = &info.shape;
         let mut strides = vec![1usize; shape.len()];
         for k in 1..shape.len() {

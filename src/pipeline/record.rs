@@ -276,11 +276,34 @@ impl<S: Serialize + for<'de> Deserialize<'de>> Fitted<S> {
     /// [`Error::InvalidParameter`] with the JSON error on one line.
     pub fn parse(text: &str) -> Result<Self> {
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        serde_json::from_str(text).map_err(|e| Error::InvalidParameter {
+        let invalid = |e: serde_json::Error| Error::InvalidParameter {
             name: "fitted file",
             value: "JSON".into(),
             reason: format!("not a valid confseg calibration file: {e}"),
-        })
+        };
+        let fitted: Self = serde_json::from_str(text).map_err(invalid)?;
+        // A file `calibrate` wrote (it records the images in its files) has
+        // every key the library writes; one that is missing was removed by
+        // hand, and its default (`ndim` unchecked, 0/1 masks, no class axis)
+        // would be taken silently.
+        if fitted.record.source.images_in_files.is_some() {
+            let (Ok(serde_json::Value::Object(written)), Ok(serde_json::Value::Object(read))) =
+                (serde_json::to_value(&fitted), serde_json::from_str::<serde_json::Value>(text))
+            else {
+                return Ok(fitted);
+            };
+            if let Some(key) = written.keys().find(|k| !read.contains_key(*k)) {
+                return Err(Error::InvalidParameter {
+                    name: "fitted file",
+                    value: key.clone(),
+                    reason: format!(
+                        "field {key} is missing from a file confseg calibrate wrote (it was edited); \
+                         calibrate again"
+                    ),
+                });
+            }
+        }
+        Ok(fitted)
     }
 
     /// Read a fitted file: a regular file of at most

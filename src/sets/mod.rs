@@ -377,8 +377,8 @@ impl<TI: Transform, TO: Transform> ConfidenceSets<TI, TO> {
         self.check_ndim(scores.ndim().saturating_sub(1))?;
         let n = scores.len_of(Axis(0));
         let per_image = for_each_image(n, |i| self.predict(&scores.index_axis(Axis(0), i)))?;
-        let mut inner = Array::from_elem(scores.raw_dim(), false);
-        let mut outer = Array::from_elem(scores.raw_dim(), false);
+        let mut inner = crate::alloc::try_array(scores.raw_dim(), "inner sets")?;
+        let mut outer = crate::alloc::try_array(scores.raw_dim(), "outer sets")?;
         for (i, s) in per_image.into_iter().enumerate() {
             inner.index_axis_mut(Axis(0), i).assign(&s.inner);
             outer.index_axis_mut(Axis(0), i).assign(&s.outer);
