@@ -354,7 +354,7 @@ impl PyCalibrator {
         let strata = strata.map(str::parse::<confseg::groups::Strata>).transpose().py()?;
         let job = Stats(&self.cal);
         let cal = labelled(py, &job, (scores, masks), &coding, ("scores", "masks"), &sp, layout, self.ndim)?;
-        let mut out = PyCalibration::of(cal);
+        let mut out = PyCalibration::of(cal).ignoring(ignore_label);
         if let Some(strata) = strata {
             let threshold = self.cal.mask_threshold().unwrap_or(0.0);
             let job = StrataJob { cal: &self.cal, strata: &strata, threshold };
@@ -447,7 +447,7 @@ impl PyCalibrator {
             }
             _ => unreachable!("both sides are cast to one float type"),
         };
-        Ok(PyCalibration::of(cal.py()?))
+        Ok(PyCalibration::of(cal.py()?).ignoring(ignore_label))
     }
 
     /// Calibration statistics of per-subject files (a ``Cohort``: NIfTI

@@ -63,6 +63,17 @@ impl PyCalibration {
         PyCalibration { cal, record: None, strata: None }
     }
 
+    /// Statistics of arrays whose masks marked voxels to ignore: the fitted
+    /// sets record the ignore label, as the CLI's files do, so that
+    /// checking new masks against them ignores the same voxels.
+    pub fn ignoring(mut self, ignore_label: Option<i64>) -> Self {
+        if ignore_label.is_some() {
+            let record = self.record.take().unwrap_or_default();
+            self.record = Some(confseg::pipeline::Record { ignore_label, ..record });
+        }
+        self
+    }
+
     /// The record of two states joined: states of files read differently
     /// (probabilities and logits, say) do not mix.
     fn joined(
@@ -70,10 +81,14 @@ impl PyCalibration {
         b: &Option<confseg::pipeline::Record>,
     ) -> PyResult<Option<confseg::pipeline::Record>> {
         match (a, b) {
-            (Some(x), Some(y)) if (x.input, x.class_axis) != (y.input, y.class_axis) => Err(value_error(
-                "these statistics come from files read differently (probabilities and logits, or another \
-                 class axis); calibrate them separately",
-            )),
+            (Some(x), Some(y))
+                if (x.input, x.class_axis, x.ignore_label) != (y.input, y.class_axis, y.ignore_label) =>
+            {
+                Err(value_error(
+                    "these statistics come from inputs read differently (probabilities and logits, another \
+                     class axis or ignore label); calibrate them separately",
+                ))
+            }
             (Some(x), _) => Ok(Some(x.clone())),
             (None, y) => Ok(y.clone()),
         }

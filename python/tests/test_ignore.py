@@ -87,3 +87,19 @@ def test_the_cli_fits_the_same_thresholds(cli, tmp_path):
     # covers() falls back to the recorded ignore label
     t, tm, _, _ = strip_and_cropped(seed=9, n=10)
     np.testing.assert_array_equal(loaded.covers(t, tm)[0], sets.covers(t, tm, ignore_label=255)[0])
+
+
+def test_sets_fitted_in_python_record_the_ignore_label(tmp_path):
+    """Sets fitted from arrays with ignore_label= record it, as the CLI's
+    files do: covers() and the saved file ignore the same voxels."""
+    s, m, _, _ = strip_and_cropped()
+    c = confseg.Calibrator()
+    sets = c.fit(c.statistics(s, m, ignore_label=255), alpha=0.1, mode="max")
+    assert sets.record["ignore_label"] == 255
+    t, tm, _, _ = strip_and_cropped(seed=9, n=10)
+    np.testing.assert_array_equal(sets.covers(t, tm)[0], sets.covers(t, tm, ignore_label=255)[0])
+    sets.save(tmp_path / "py.json")
+    assert json.loads((tmp_path / "py.json").read_text())["ignore_label"] == 255
+    # statistics of masks with different ignore labels do not mix
+    with pytest.raises(ValueError, match="ignore label"):
+        c.statistics(s, m, ignore_label=255) + c.statistics(s, np.where(m == 255, 7, m), ignore_label=7)
