@@ -270,6 +270,16 @@ pub enum Error {
         /// The problem, with image and voxel indices as stored in the file.
         error: Box<Error>,
     },
+    /// A field of the pipeline record saved with fitted sets (module
+    /// `pipeline::record`) does not fit the new images: the field is named,
+    /// so that the caller can name the file.
+    #[error("field {field}: {}", escape(reason))]
+    RecordField {
+        /// The record's field (`class_axis`, `input`, ...).
+        field: &'static str,
+        /// Why it does not fit.
+        reason: String,
+    },
     /// The computation was cancelled (see [`crate::cancel::Cancel`]), e.g.
     /// by Ctrl-C; nothing was published.
     #[error("interrupted")]

@@ -1000,7 +1000,7 @@ struct Geom {
 /// Per-image truth geometry, computed once per run.
 struct TruthGeometry {
     diameter: Option<f64>,
-    edt2: Vec<f64>,
+    to_truth: Vec<f64>,
 }
 
 impl Validation {
@@ -1235,7 +1235,7 @@ impl Validation {
                         j,
                         TruthGeometry {
                             diameter: grid::diameter(&img.truth, &img.shape, &img.spacing),
-                            edt2: grid::squared_edt(&img.truth, &img.shape, &img.spacing),
+                            to_truth: grid::edt::distance_to_set(&img.truth, &img.shape, &img.spacing),
                         },
                     )
                 })
@@ -1246,10 +1246,10 @@ impl Validation {
                 let set: Vec<bool> = field.iter().map(|&x| if strict { x > t } else { x >= t }).collect();
                 let tg = &truth_geo[&j];
                 let img = &pool.images[j];
-                let edt = grid::squared_edt(&set, &img.shape, &img.spacing);
+                let to_set = grid::edt::distance_to_set(&set, &img.shape, &img.spacing);
                 Ok(Geom {
                     diameter: grid::diameter(&set, &img.shape, &img.spacing),
-                    hausdorff: grid::hausdorff(&set, &edt, &pool.images[j].truth, &tg.edt2),
+                    hausdorff: grid::hausdorff(&set, &to_set, &pool.images[j].truth, &tg.to_truth),
                 })
             })?;
             // band widths: distinct (inner key, outer key) pairs

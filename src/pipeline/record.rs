@@ -148,6 +148,30 @@ impl Record {
         }
     }
 
+    /// The score files of new images (and their masks) opened as these
+    /// sets' calibration files were read: raw scores with the recorded
+    /// class axis and of the same kind (probabilities or not, see
+    /// [`Record::check_source`]); transformed inner and outer scores as
+    /// they are. The CLI's `predict` and `report` and Python's cohort
+    /// prediction open new images through here.
+    ///
+    /// # Errors
+    /// As [`super::ScoreSource::open`]; raw scores for sets calibrated on
+    /// transformed scores; scores whose layout has no recorded class axis
+    /// (the message names the record's field).
+    pub fn open(
+        &self,
+        files: &super::ScoreFiles,
+        masks: Option<&str>,
+    ) -> Result<(super::ScoreSource, Option<super::MaskSource>)> {
+        let transformed = matches!(files, super::ScoreFiles::Transformed { .. });
+        if !transformed {
+            self.check_raw()?;
+        }
+        let (source, masks) = super::ScoreSource::open(files, masks, None)?;
+        Ok((self.with_recorded_axis(source)?, masks))
+    }
+
     /// Per-subject score files opened as these sets' calibration files were
     /// read: with the recorded class axis, and of the same kind
     /// (probabilities or not, see [`Record::check_source`]).
@@ -159,13 +183,20 @@ impl Record {
         cohort: std::sync::Arc<crate::io::cohort::Cohort>,
     ) -> Result<super::ScoreSource> {
         self.check_raw()?;
-        let plain = super::ScoreSource::subjects(std::sync::Arc::clone(&cohort), None)?;
-        self.check_source(&plain)?;
+        self.with_recorded_axis(super::ScoreSource::subjects(cohort, None)?)
+    }
+
+    /// `source` checked against this record and given its class axis.
+    fn with_recorded_axis(&self, source: super::ScoreSource) -> Result<super::ScoreSource> {
+        self.check_source(&source)?;
         match self.class_axis {
-            Some(k) if plain.class_axis() != Some(k) => {
-                super::ScoreSource::subjects(cohort, Some(i64::try_from(k).unwrap_or(i64::MAX)))
+            Some(k) if !source.is_transformed() && source.class_axis() != Some(k) => {
+                source.with_class_axis(k).map_err(|e| Error::RecordField {
+                    field: "class_axis",
+                    reason: format!("{e}; these scores do not have the layout the sets were calibrated on"),
+                })
             }
-            _ => Ok(plain),
+            _ => Ok(source),
         }
     }
 

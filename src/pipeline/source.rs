@@ -239,6 +239,26 @@ impl ScoreSource {
         }
     }
 
+    /// The same opened files read with the class axis `k` of one image
+    /// (for a stack or subjects; transformed scores have none).
+    ///
+    /// # Errors
+    /// An axis outside the image or not of length 2; transformed scores.
+    pub fn with_class_axis(self, k: usize) -> Result<ScoreSource> {
+        let k_signed = i64::try_from(k).unwrap_or(i64::MAX);
+        match self {
+            ScoreSource::Subjects { cohort, .. } => ScoreSource::subjects(cohort, Some(k_signed)),
+            ScoreSource::Stack { stack, .. } => {
+                let k = resolve_axis(k_signed, stack.image_shape().len(), "class_axis")?;
+                check_two_classes(stack.image_shape(), k, stack.path())?;
+                Ok(ScoreSource::Stack { stack, class_axis: Some(k) })
+            }
+            ScoreSource::Transformed { .. } => Err(Error::Options {
+                reason: "transformed scores are used as they are: they have no class axis".into(),
+            }),
+        }
+    }
+
     /// The first score file (the first subject's for subjects).
     #[must_use]
     pub fn path(&self) -> &Path {

@@ -30,11 +30,12 @@ use std::fmt;
 
 use ndarray::{Array, ArrayRef, CowArray, Dimension};
 
-use super::distance::{distance_spacing, from_flat, predicted_mask, signed_distance_flat};
+use super::distance::{distance_spacing, from_flat, predicted_mask};
 use super::smooth::{bad_option, parse_f64};
 use super::{check_mask_threshold, DistanceConvention, EmptyPrediction, Metric, Spacing, Transform};
 use crate::error::Result;
 use crate::float::Float;
+use crate::grid::edt::signed_distance_flat;
 use crate::grid::strides;
 use crate::mask::MaskValue;
 

@@ -88,7 +88,6 @@ pub mod compose;
 pub mod distance;
 pub mod morphology;
 mod pair;
-mod par;
 pub mod smooth;
 
 pub use boxes::{component_boxes, BoundingBox, BoxKind, BoxScores, BoxShape, ComponentBoxes, Connectivity};

@@ -92,11 +92,12 @@ use std::fmt;
 
 use ndarray::{Array, ArrayD, ArrayRef, CowArray, Dimension, IxDyn};
 
-use super::distance::{distance_spacing, from_flat, predicted_mask, signed_distance_flat};
+use super::distance::{distance_spacing, from_flat, predicted_mask};
 use super::smooth::{bad_option, parse_f64};
 use super::{check_mask_threshold, DistanceConvention, EmptyPrediction, Metric, Spacing, Transform, Units};
 use crate::error::{Error, Result};
 use crate::float::Float;
+use crate::grid::edt::signed_distance_flat;
 use crate::mask::MaskValue;
 
 /// Most voxels a footprint's bounding box may hold, after leaving out the

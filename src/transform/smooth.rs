@@ -402,7 +402,7 @@ impl Transform for GaussianSmoothing {
             }
             None => (input, cval),
         };
-        let parallel = super::par::worth_splitting(input.len());
+        let parallel = crate::grid::par::worth_splitting(input.len());
         let mut out = vec![A::zero(); input.len()];
         let nd = shape.len();
         // The last two axes together, block by block, when both are smoothed
@@ -767,12 +767,8 @@ fn correlate_axis<A: Float>(
     if inner == 1 {
         // Contiguous lines: pad each line, then one axpy per tap over the line.
         let lines_per_chunk = (COLUMN_BLOCK / n.max(1)).max(1);
-        super::par::for_each_chunk(
-            buf,
-            lines_per_chunk * n,
-            parallel,
-            Vec::new,
-            |pad, ci, chunk| match src {
+        crate::grid::par::for_each_chunk(buf, lines_per_chunk * n, parallel, Vec::new, |pad, ci, chunk| {
+            match src {
                 Some(s) => {
                     pad.resize(n + 2 * k.r, A::zero());
                     for (li, d) in chunk.chunks_exact_mut(n).enumerate() {
@@ -781,17 +777,24 @@ fn correlate_axis<A: Float>(
                     }
                 }
                 None => k.lines_in_place(chunk, pad),
-            },
-        );
+            }
+        });
         return;
     }
     // Strided axis: each output row is a weighted sum of whole input rows,
     // a range of columns at a time (copied out first, so `buf` can be
     // written in place).
     let width = (COLUMN_BLOCK / n).max(16).min(inner);
-    super::par::for_each_column_range(buf, (n, inner), width, parallel, Vec::new, |tile, b, c0, view| {
-        k.columns(src, (b, c0, inner), view, tile);
-    });
+    crate::grid::par::for_each_column_range(
+        buf,
+        (n, inner),
+        width,
+        parallel,
+        Vec::new,
+        |tile, b, c0, view| {
+            k.columns(src, (b, c0, inner), view, tile);
+        },
+    );
 }
 
 /// The last two axes of an image of at least three, both with direct
@@ -801,7 +804,7 @@ fn correlate_axis<A: Float>(
 fn last_two_axes<A: Float>(buf: &mut [A], shape: &[usize], k1: &Direct<A>, k2: &Direct<A>, parallel: bool) {
     let nd = shape.len();
     let (n1, n2) = (shape[nd - 2], shape[nd - 1]);
-    super::par::for_each_chunk(
+    crate::grid::par::for_each_chunk(
         buf,
         n1 * n2,
         parallel,
@@ -836,7 +839,7 @@ fn folded_axis<A: Float>(
             .collect()
     });
     let width = (COLUMN_BLOCK / n).max(16).min(inner.max(1));
-    super::par::for_each_column_range(
+    crate::grid::par::for_each_column_range(
         buf,
         (n, inner),
         width,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Result;
 use confseg::html::{prediction_page, ReportOptions, DEFAULT_SLICES, DEFAULT_SUBJECTS};
 use confseg::pipeline::record::FittedFile;
-use confseg::pipeline::{InputKind, Reader};
+use confseg::pipeline::Reader;
 use confseg::Spacing;
 
 use crate::cli::inputs::{MaskArgs, ScoreFiles, SpacingArgs};
@@ -58,15 +58,8 @@ pub fn run(args: Args) -> Result<()> {
             args.calibration.display()
         ),
     };
-    if file.record.input == InputKind::Transformed && args.files.inner_scores.is_none() {
-        usage!(
-            "{} was calibrated on transformed scores: give --inner-scores and --outer-scores",
-            args.calibration.display()
-        );
-    }
-    let class_axis =
-        if args.files.inner_scores.is_none() { file.record.class_axis.map(|k| k as i64) } else { None };
-    let (source, masks) = args.files.open(args.truth.masks.as_deref(), class_axis)?;
+    let (source, masks) =
+        args.files.open_like(&file.record, &args.calibration, args.truth.masks.as_deref())?;
     let n = source.n_images();
     let ndim = source.ndim()?;
     let spacings = args.spacing.source().per_image(n, ndim)?;

@@ -12,7 +12,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use indicatif::ProgressBar;
 
 use confseg::io::cohort::Pairing;
@@ -248,6 +248,29 @@ impl ScoreFiles {
     ) -> Result<(ScoreSource, Option<MaskSource>)> {
         let masks = masks.map(|m| m.to_string_lossy().into_owned());
         Ok(ScoreSource::open(&self.request()?, masks.as_deref(), class_axis)?)
+    }
+
+    /// Open the score files of new images (and masks) as the fitted file
+    /// `calibration` with pipeline record `record` read its own
+    /// ([`pipeline::record::Record::open`]); errors name the file.
+    ///
+    /// # Errors
+    /// Raw scores for sets fitted on transformed scores (a usage error);
+    /// as [`pipeline::record::Record::open`].
+    pub fn open_like(
+        &self,
+        record: &pipeline::record::Record,
+        calibration: &Path,
+        masks: Option<&Path>,
+    ) -> Result<(ScoreSource, Option<MaskSource>)> {
+        if record.input == pipeline::record::InputKind::Transformed && self.inner_scores.is_none() {
+            usage!(
+                "{} was calibrated on transformed scores: give --inner-scores and --outer-scores",
+                calibration.display()
+            );
+        }
+        let masks = masks.map(|m| m.to_string_lossy().into_owned());
+        record.open(&self.request()?, masks.as_deref()).with_context(|| calibration.display().to_string())
     }
 }
 

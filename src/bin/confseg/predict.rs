@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use confseg::groups::GroupedSets;
 use confseg::io::{NpyWriter, Publication};
 use confseg::pipeline::subjects::SubjectOutputs;
-use confseg::pipeline::{Extras, Fitted, InputKind, Reader, SubjectTable};
+use confseg::pipeline::{Extras, Fitted, Reader, SubjectTable};
 use confseg::{ConfidenceSets, Spacing};
 use ndarray::IxDyn;
 
@@ -156,23 +156,8 @@ pub fn run(args: Args, file: Loaded) -> Result<()> {
     if matches!(file, Loaded::One(_)) && args.groups.is_some() {
         usage!("--groups: {} was not calibrated per group", args.calibration.display());
     }
-    if file.record().input == InputKind::Transformed && args.files.inner_scores.is_none() {
-        usage!(
-            "{} was calibrated on transformed scores: give --inner-scores and --outer-scores",
-            args.calibration.display()
-        );
-    }
-    let class_axis =
-        if args.files.inner_scores.is_none() { file.record().class_axis.map(|k| k as i64) } else { None };
-    let (source, masks) = match args.files.open(args.truth.masks.as_deref(), class_axis) {
-        // the axis is the calibration file's: name the file and its field
-        Err(e) if class_axis.is_some() && e.to_string().starts_with("class_axis") => anyhow::bail!(
-            "{}: field class_axis: {e}; these scores do not have the layout it was calibrated on",
-            args.calibration.display()
-        ),
-        r => r?,
-    };
-    file.record().check_source(&source).with_context(|| args.calibration.display().to_string())?;
+    let (source, masks) =
+        args.files.open_like(file.record(), &args.calibration, args.truth.masks.as_deref())?;
     let subjects = source.cohort().is_some();
     if subjects && (args.inner_out.is_some() || args.outer_out.is_some()) {
         usage!("per-subject scores are written per subject: give --out-dir DIR instead of --inner-out/--outer-out");

@@ -1,14 +1,21 @@
-//! Geometry of sets on a voxel grid: row-major index helpers, the exact
-//! Euclidean distance transform of a set, connected components, diameters,
-//! Hausdorff distances and the width of the band between an inner and an
-//! outer set. Used by
-//! the efficiency measures of [`evaluate`](crate::evaluate) and the
-//! per-image measures of [`sets`](crate::sets). (The score transforms'
-//! signed distances, with their midpoint convention, are in
-//! [`transform`](crate::transform).)
+//! The grid layer: sets on a voxel grid, below the method's modules.
+//!
+//! * [`edt`]: the one exact distance engine (signed distances of a mask in
+//!   either convention and metric, distances to a set), used by the score
+//!   transforms and by the measures here;
+//! * [`par`]: how the spatial loops are split across threads and SIMD;
+//! * here: row-major index helpers, connected components, and the measures
+//!   of [`evaluate`](crate::evaluate) and [`sets`](crate::sets): diameters,
+//!   Hausdorff distances and the width of the band between an inner and an
+//!   outer set.
 //!
 //! Sets are flat row-major `bool` slices over a grid of the given `shape`;
 //! distances are between voxel centres, in physical units (`spacing`).
+
+pub(crate) mod edt;
+pub(crate) mod par;
+
+use edt::distance_to_set;
 
 /// Row-major strides of `shape`.
 pub(crate) fn strides(shape: &[usize]) -> Vec<usize> {
@@ -68,92 +75,6 @@ pub(crate) fn components(set: &[bool], shape: &[usize]) -> (Vec<u32>, usize) {
     (label, count)
 }
 
-/// Squared Euclidean distance (with `spacing`) from every voxel centre to
-/// the nearest voxel of `set`; `+inf` everywhere if `set` is empty.
-///
-/// Exact, in linear time: the separable lower-envelope algorithm of
-/// Felzenszwalb & Huttenlocher (2012), one pass per axis. Written here
-/// because the crates that offer a distance transform do not take
-/// anisotropic spacing on n-D `ndarray` data.
-pub(crate) fn squared_edt(set: &[bool], shape: &[usize], spacing: &[f64]) -> Vec<f64> {
-    let mut f: Vec<f64> = set.iter().map(|&b| if b { 0.0 } else { f64::INFINITY }).collect();
-    let st = strides(shape);
-    let n = f.len();
-    let mut buf = Envelope::default();
-    for (a, &len) in shape.iter().enumerate() {
-        if len <= 1 {
-            continue;
-        }
-        let stride = st[a];
-        let w2 = spacing[a] * spacing[a];
-        // the lines along axis a start at `block * len * stride + offset`
-        for start in (0..n).step_by(len * stride).flat_map(|b| b..b + stride) {
-            buf.line.clear();
-            buf.line.extend((0..len).map(|k| f[start + k * stride]));
-            buf.run(w2);
-            for (k, &v) in buf.out.iter().enumerate() {
-                f[start + k * stride] = v;
-            }
-        }
-    }
-    f
-}
-
-/// Buffers of the 1-D lower envelope, reused across the lines of a transform.
-#[derive(Default)]
-struct Envelope {
-    line: Vec<f64>,
-    out: Vec<f64>,
-    v: Vec<usize>,
-    z: Vec<f64>,
-}
-
-impl Envelope {
-    /// `out[q] = min_p (w2 (q - p)^2 + line[p])`, exact, O(len).
-    fn run(&mut self, w2: f64) {
-        let Envelope { line: f, out, v, z } = self;
-        let len = f.len();
-        out.clear();
-        out.resize(len, f64::INFINITY);
-        // parabola vertices `v` and the boundaries `z` between them
-        v.clear();
-        z.clear();
-        for q in 0..len {
-            if f[q].is_infinite() {
-                continue;
-            }
-            let qf = q as f64;
-            while let Some(&p) = v.last() {
-                let pf = p as f64;
-                let s = ((f[q] + w2 * qf * qf) - (f[p] + w2 * pf * pf)) / (2.0 * w2 * (qf - pf));
-                if v.len() > 1 && z.last().is_some_and(|&zl| s <= zl) {
-                    v.pop();
-                    z.pop();
-                    continue;
-                }
-                z.push(s);
-                break;
-            }
-            if v.is_empty() {
-                z.push(f64::NEG_INFINITY);
-            }
-            v.push(q);
-        }
-        if v.is_empty() {
-            return;
-        }
-        let mut k = 0;
-        for (q, o) in out.iter_mut().enumerate() {
-            let qf = q as f64;
-            while k + 1 < v.len() && z[k + 1] < qf {
-                k += 1;
-            }
-            let p = v[k] as f64;
-            *o = w2 * (qf - p) * (qf - p) + f[v[k]];
-        }
-    }
-}
-
 /// Diameter of a set: the largest Euclidean distance (with `spacing`)
 /// between the centres of two of its voxels; `None` for an empty set, 0 for
 /// a single voxel.
@@ -196,10 +117,10 @@ pub(crate) fn diameter(set: &[bool], shape: &[usize], spacing: &[f64]) -> Option
     Some(best.sqrt())
 }
 
-/// Hausdorff distance between two sets given each set and the squared
-/// distance transform of the other: `max(sup_{a in A} d(a, B), sup_{b in B} d(b, A))`.
+/// Hausdorff distance between two sets given each set and the distance to
+/// it ([`edt::distance_to_set`]): `max(sup_{a in A} d(a, B), sup_{b in B} d(b, A))`.
 /// `Some(0)` when both are empty, `None` (infinite) when exactly one is.
-pub(crate) fn hausdorff(a: &[bool], edt2_a: &[f64], b: &[bool], edt2_b: &[f64]) -> Option<f64> {
+pub(crate) fn hausdorff(a: &[bool], to_a: &[f64], b: &[bool], to_b: &[f64]) -> Option<f64> {
     let a_empty = !a.iter().any(|&x| x);
     let b_empty = !b.iter().any(|&x| x);
     match (a_empty, b_empty) {
@@ -207,9 +128,9 @@ pub(crate) fn hausdorff(a: &[bool], edt2_a: &[f64], b: &[bool], edt2_b: &[f64]) 
         (true, false) | (false, true) => return None,
         _ => {}
     }
-    let from_a = a.iter().zip(edt2_b).filter(|(&x, _)| x).map(|(_, &d)| d).fold(0.0_f64, f64::max);
-    let from_b = b.iter().zip(edt2_a).filter(|(&x, _)| x).map(|(_, &d)| d).fold(0.0_f64, f64::max);
-    Some(from_a.max(from_b).sqrt())
+    let from_a = a.iter().zip(to_b).filter(|(&x, _)| x).map(|(_, &d)| d).fold(0.0_f64, f64::max);
+    let from_b = b.iter().zip(to_a).filter(|(&x, _)| x).map(|(_, &d)| d).fold(0.0_f64, f64::max);
+    Some(from_a.max(from_b))
 }
 
 /// Width of the band `O \ I` between an inner set `I` and an outer set `O`:
@@ -231,7 +152,7 @@ pub(crate) fn band_width(
     if !inner.iter().any(|&x| x) {
         return None;
     }
-    let edt2 = squared_edt(inner, shape, spacing);
+    let to_inner = distance_to_set(inner, shape, spacing);
     let st = strides(shape);
     let (mut sum, mut max, mut n) = (0.0_f64, 0.0_f64, 0_usize);
     for (p, _) in outer.iter().enumerate().filter(|(_, &o)| o) {
@@ -240,7 +161,7 @@ pub(crate) fn band_width(
             (c > 0 && !outer[p - s]) || (c + 1 < len && !outer[p + s])
         });
         if on_contour {
-            let d = edt2[p].sqrt();
+            let d = to_inner[p];
             sum += d;
             max = max.max(d);
             n += 1;
@@ -314,14 +235,14 @@ mod tests {
 
     #[test]
     #[allow(clippy::needless_range_loop)]
-    fn edt_matches_brute_force_with_spacing() {
+    fn distance_to_set_matches_brute_force_with_spacing() {
         for (shape, spacing) in
             [(vec![7usize, 9], vec![1.0, 1.0]), (vec![5, 6, 4], vec![2.0, 1.0, 0.5]), (vec![11], vec![3.0])]
         {
             let n: usize = shape.iter().product();
             for seed in 0..6 {
                 let set = pseudo_set(n, seed + 1, [3, 20, 60][seed as usize % 3]);
-                let got = squared_edt(&set, &shape, &spacing);
+                let got = distance_to_set(&set, &shape, &spacing);
                 for v in 0..n {
                     let cv = coords(v, &shape);
                     let want = (0..n)
@@ -334,7 +255,8 @@ mod tests {
                                 .map(|((&a, &b), &s)| ((a as f64 - b as f64) * s).powi(2))
                                 .sum::<f64>()
                         })
-                        .fold(f64::INFINITY, f64::min);
+                        .fold(f64::INFINITY, f64::min)
+                        .sqrt();
                     assert!(
                         (got[v] - want).abs() < 1e-9 || got[v] == want,
                         "{shape:?} {v}: {} vs {want}",
@@ -373,8 +295,12 @@ mod tests {
             let dir = |x: &[Vec<f64>], y: &[Vec<f64>]| {
                 x.iter().map(|p| y.iter().map(|q| d(p, q)).fold(f64::INFINITY, f64::min)).fold(0.0, f64::max)
             };
-            let got =
-                hausdorff(&a, &squared_edt(&a, &shape, &spacing), &b, &squared_edt(&b, &shape, &spacing));
+            let got = hausdorff(
+                &a,
+                &distance_to_set(&a, &shape, &spacing),
+                &b,
+                &distance_to_set(&b, &shape, &spacing),
+            );
             if !pa.is_empty() && !pb.is_empty() {
                 let want = dir(&pa, &pb).max(dir(&pb, &pa));
                 assert!((got.unwrap() - want).abs() < 1e-9);
@@ -386,9 +312,9 @@ mod tests {
             v[5] = true;
             v
         };
-        let e = squared_edt(&empty, &shape, &spacing);
+        let e = distance_to_set(&empty, &shape, &spacing);
         assert_eq!(hausdorff(&empty, &e, &empty, &e), Some(0.0));
-        assert_eq!(hausdorff(&empty, &e, &one, &squared_edt(&one, &shape, &spacing)), None);
+        assert_eq!(hausdorff(&empty, &e, &one, &distance_to_set(&one, &shape, &spacing)), None);
         assert_eq!(diameter(&one, &shape, &spacing), Some(0.0));
     }
     #[test]
