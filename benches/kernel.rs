@@ -16,7 +16,7 @@
 //! Run: `cargo bench --bench kernel` (ratios with their spread over
 //! interleaved rounds: `cargo run --release --example bench_kernel`).
 
-use confseg::region_statistics;
+use confseg::calibrate::region_statistics;
 use confseg::synthetic::Synthetic;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ndarray::{Array2, Axis};

@@ -19,10 +19,8 @@
 //! in one run, use `scripts/compare_peers.py`.
 
 use confseg::synthetic::Synthetic;
-use confseg::{
-    BoxScores, DistanceConvention, Footprint, GaussianSmoothing, Metric, Morphological, SignedDistance,
-    Spacing, Transform, Units,
-};
+use confseg::transform::{BoxScores, DistanceConvention, Footprint, Morphological, Units};
+use confseg::{GaussianSmoothing, Metric, SignedDistance, Spacing, Transform};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ndarray::{ArrayD, IxDyn};
 use std::hint::black_box;

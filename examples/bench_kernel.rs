@@ -22,7 +22,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use confseg::region_statistics;
+use confseg::calibrate::region_statistics;
 use ndarray::{Array2, Axis};
 
 #[path = "../benches/support/kernel_refs.rs"]

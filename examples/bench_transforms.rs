@@ -27,9 +27,8 @@ use std::io::Write;
 use std::time::Instant;
 
 use confseg::transform::apply_checked;
-use confseg::{
-    BoundaryMode, DistanceConvention, GaussianSmoothing, Metric, SignedDistance, Spacing, Transform,
-};
+use confseg::transform::{BoundaryMode, DistanceConvention};
+use confseg::{GaussianSmoothing, Metric, SignedDistance, Spacing, Transform};
 use ndarray::{ArrayD, Axis, IxDyn};
 
 /// Union of spheres with integer centres and radii from a fixed LCG; the

@@ -19,10 +19,11 @@
 use std::time::Instant;
 
 use confseg::evaluate::{Geometry, Method, Pool, Splits, Validation};
+use confseg::levels::ModeKind;
 use confseg::quantile::Rank;
 use confseg::synthetic::Synthetic;
+use confseg::Levels;
 use confseg::{Alpha, Calibrator, Identity, Metric, SignedDistance};
-use confseg::{Levels, ModeKind};
 
 fn spread(mut v: Vec<f64>) -> String {
     v.sort_by(f64::total_cmp);
@@ -50,7 +51,7 @@ fn main() -> Result<(), confseg::Error> {
         methods.extend([
             Method::RiskControl,
             Method::PixelwiseBonferroni(Levels::bonferroni(1.0, 4.0)),
-            Method::Morphological(confseg::Footprint::Full, Rank::Marginal),
+            Method::Morphological(confseg::transform::Footprint::Full, Rank::Marginal),
         ]);
     }
     let alphas: Vec<Alpha> = (1..=6).map(|k| Alpha::new(0.05 * f64::from(k))).collect::<Result<_, _>>()?;

@@ -19,9 +19,10 @@
 use std::io::Write;
 use std::path::Path;
 
+use confseg::image::Geometry;
 use confseg::io::nifti::{write_labels, write_scores, NiftiHeader};
 use confseg::synthetic::Synthetic;
-use confseg::{Geometry, Spacing, TwoClassSoftmax};
+use confseg::{Spacing, TwoClassSoftmax};
 use ndarray::{Array3, Axis, Ix3};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

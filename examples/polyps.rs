@@ -22,10 +22,11 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use confseg::evaluate::{table, Geometry, Method, Pool, Report, Splits, Validation};
+use confseg::levels::ModeKind;
 use confseg::quantile::Rank;
 use confseg::synthetic::Synthetic;
+use confseg::Levels;
 use confseg::{io, Alpha, Calibrator, Identity};
-use confseg::{Levels, ModeKind};
 #[cfg(feature = "plot")]
 use ndarray::Axis;
 use ndarray::{Array3, Ix3};
@@ -168,7 +169,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         Method::Conformal(Levels::bonferroni(1.0, 4.0)),
         Method::RiskControl,
         Method::PixelwiseBonferroni(Levels::bonferroni(1.0, 4.0)),
-        Method::Morphological(confseg::Footprint::Full, Rank::Marginal),
+        Method::Morphological(confseg::transform::Footprint::Full, Rank::Marginal),
     ];
     let t1 = Instant::now();
     let reports = Validation::new(alphas, splits)

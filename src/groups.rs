@@ -311,7 +311,7 @@ impl Strata {
     /// [`Error::NanScore`] for a NaN score; [`Error::EmptyImage`];
     /// [`Error::InvalidSpacing`] for mm3 with a spacing of another
     /// dimensionality.
-    pub fn stratum<A: crate::Float, D: ndarray::Dimension>(
+    pub fn stratum<A: crate::float::Float, D: ndarray::Dimension>(
         &self,
         scores: &ndarray::ArrayRef<A, D>,
         mask_threshold: f64,
@@ -372,7 +372,8 @@ impl Calibration {
     ///
     /// ```
     /// use confseg::groups::Group;
-    /// use confseg::{Calibration, ImageStatistics};
+    /// use confseg::Calibration;
+    /// use confseg::calibrate::ImageStatistics;
     /// let cal: Calibration = (0..5).map(|i| ImageStatistics { tau: f64::from(i), gamma: 0.0 }).collect();
     /// let groups: Vec<Group> = [1, 0, 1, 0, 1].map(Group::from).to_vec();
     /// let parts = cal.partition(&groups)?;

@@ -11,7 +11,8 @@
 //! accepted wherever a score image is: through [`AsImage`].
 //!
 //! ```
-//! use confseg::{AsImage, Image, Spacing};
+//! use confseg::{Image, Spacing};
+//! use confseg::image::AsImage;
 //! use ndarray::Array3;
 //!
 //! let scores = Array3::<f32>::zeros((4, 5, 6));

@@ -81,7 +81,8 @@ pub(crate) mod inf_as_string {
 
 #[cfg(test)]
 mod tests {
-    use crate::{Alpha, Calibration, Calibrator, ConfidenceSets, ImageStatistics, Mode, ScoreTransform};
+    use crate::calibrate::ImageStatistics;
+    use crate::{Alpha, Calibration, Calibrator, ConfidenceSets, Mode, ScoreTransform};
 
     /// Field and variant names with escaped line breaks in a calibration
     /// file give one-line errors (they used to be quoted raw by serde).

@@ -12,7 +12,7 @@
 //! * for validation over a grid of levels, a [`Guarantee`] at each `alpha`
 //!   ([`Levels::at`]);
 //!
-//! and the [`Thresholds`](crate::Thresholds) calibration fits for them.
+//! and the [`Thresholds`](crate::quantile::Thresholds) calibration fits for them.
 //!
 //! Every name a user types (`"bonferroni"`, `"inner"`) parses with
 //! [`FromStr`] and prints with [`Display`](fmt::Display) here, so no shell
@@ -56,7 +56,7 @@ pub enum ModeKind {
     /// by the outer set, or the false share of the inner set; one set only):
     /// `E[loss] <= alpha`, in expectation or with probability `1 - delta`
     /// over the calibration set ([`RiskControl`]); fitted from per-voxel
-    /// scores ([`RiskCalibration`](crate::RiskCalibration)).
+    /// scores ([`RiskCalibration`](crate::calibrate::RiskCalibration)).
     #[cfg_attr(feature = "serde", serde(rename = "risk-control"))]
     RiskControl,
 }

@@ -100,20 +100,17 @@ pub mod synthetic;
 pub mod tolerance;
 pub mod transform;
 
-pub use calibrate::{
-    region_statistics, Calibration, Calibrator, ImageStatistics, Provenance, RiskCalibration, Transformed,
-};
-pub use error::{Error, FileProblem, Result, Warning};
-pub use float::Float;
-pub use image::{Affine, AsImage, Geometry, Image, Spacing};
-pub use levels::{Guarantee, Levels, Mode, ModeKind};
-pub use mask::MaskValue;
-pub use quantile::{conformal_quantile, Alpha, Side, Threshold, Thresholds};
-pub use sets::{ConfidenceSets, Coverage, Sets};
+// The method's vocabulary at the root; everything else has one path, in
+// its module.
+pub use calibrate::{Calibration, Calibrator};
+pub use error::{Error, Result, Warning};
+pub use image::{Image, Spacing};
+pub use levels::{Levels, Mode};
+pub use quantile::{Alpha, Delta, Rank, Side, Threshold};
+pub use sets::{ConfidenceSets, Sets};
+pub use tolerance::{Tolerance, Tolerances};
 pub use transform::{
-    component_boxes, BoundaryMode, BoundingBox, BoxKind, BoxScores, BoxShape, ComponentBoxes, Connectivity,
-    DistanceConvention, EmptyPrediction, Footprint, GaussianSmoothing, Identity, Metric, Morphological,
-    ScoreTransform, Sigmoid, SignedDistance, Transform, TwoClassSoftmax, Units, Width,
+    GaussianSmoothing, Identity, Metric, ScoreTransform, Sigmoid, SignedDistance, Transform, TwoClassSoftmax,
 };
 
 /// The README's Rust examples, compiled and run as doctests.

@@ -376,7 +376,7 @@ pub enum Threshold {
         needed: usize,
     },
     /// A threshold fitted by conformal risk control (not an order
-    /// statistic; see [`RiskCalibration`](crate::RiskCalibration)); `+inf`
+    /// statistic; see [`RiskCalibration`](crate::calibrate::RiskCalibration)); `+inf`
     /// for the absent inner set.
     RiskControl {
         /// The threshold.

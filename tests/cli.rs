@@ -4,12 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use confseg::calibrate::region_statistics;
+use confseg::quantile::conformal_quantile;
 use confseg::quantile::Rank;
 use confseg::synthetic::Synthetic;
-use confseg::{
-    conformal_quantile, region_statistics, Alpha, Calibration, Calibrator, Mode, ScoreTransform, Spacing,
-    Transform, TwoClassSoftmax,
-};
+use confseg::{Alpha, Calibration, Calibrator, Mode, ScoreTransform, Spacing, Transform, TwoClassSoftmax};
 use ndarray::{Array, Array3, Array4, Axis, Ix3};
 use ndarray_npy::{read_npy, write_npy};
 use serde_json::Value;
@@ -242,7 +241,7 @@ fn reference(inner: &Array3<f64>, outer: &Array3<f64>, m: &Array3<bool>, idx: &[
         .collect()
 }
 
-fn transform_stack<A: confseg::Float>(t: &ScoreTransform, s: &Array3<A>) -> Array3<A> {
+fn transform_stack<A: confseg::float::Float>(t: &ScoreTransform, s: &Array3<A>) -> Array3<A> {
     let mut out = s.clone();
     for (i, mut o) in out.outer_iter_mut().enumerate() {
         o.assign(&t.apply(&s.index_axis(Axis(0), i), &Spacing::unit()).unwrap());
@@ -805,7 +804,7 @@ fn risk_control_is_fitted_saved_and_predicted() {
     assert!(stdout.contains("expected missed fraction"), "{stdout}");
     // The library on the same images gives the same threshold.
     let calibrator = Calibrator::new(ScoreTransform::Identity, distance());
-    let mut risk = confseg::RiskCalibration::new();
+    let mut risk = confseg::calibrate::RiskCalibration::new();
     for i in 0..60 {
         calibrator.observe_risk(&mut risk, &s.index_axis(Axis(0), i), &m.index_axis(Axis(0), i)).unwrap();
     }
@@ -902,7 +901,7 @@ fn risk_control_with_confidence_through_the_cli() {
         let stdout =
             ok(&[&base[..], &["--alpha", "0.2", "--mode", "risk-control", "-o", out], &flags[..]].concat());
         assert!(stdout.contains(rule) && stdout.contains("with probability >= 0.9"), "{stdout}");
-        let mut state = confseg::RiskCalibration::for_risk(level.risk());
+        let mut state = confseg::calibrate::RiskCalibration::for_risk(level.risk());
         for k in 0..120 {
             calibrator
                 .observe_risk(&mut state, &s.index_axis(Axis(0), k), &m.index_axis(Axis(0), k))

@@ -5,9 +5,10 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
+use confseg::image::Geometry;
 use confseg::io::nifti::{read_header, read_scores, write_labels, write_scores, NiftiHeader};
 use confseg::synthetic::Synthetic;
-use confseg::{Geometry, Spacing};
+use confseg::Spacing;
 use ndarray::{Array2, Array3};
 use ndarray_npy::write_npy;
 

@@ -3,11 +3,13 @@
 //! JSON, and fitted sets using a registered transform load back and
 //! predict the same sets.
 
+use confseg::float::Float;
 use confseg::synthetic::Synthetic;
+use confseg::transform::Width;
 use confseg::transform::{register, registered_names, MAX_CHAIN_STEPS};
 use confseg::{
-    Alpha, Calibrator, ConfidenceSets, Float, GaussianSmoothing, Metric, Mode, ScoreTransform,
-    SignedDistance, Spacing, Transform, Width,
+    Alpha, Calibrator, ConfidenceSets, GaussianSmoothing, Metric, Mode, ScoreTransform, SignedDistance,
+    Spacing, Transform,
 };
 use ndarray::{Array2, ArrayRef, CowArray, Dimension};
 

@@ -12,9 +12,10 @@
 //! marginal rank misses the mark, which shows the test can fail. A last test
 //! runs the same check through images, predicted sets and many test images.
 
+use confseg::calibrate::ImageStatistics;
 use confseg::quantile::{Alpha, Delta, Rank};
 use confseg::synthetic::Synthetic;
-use confseg::{Calibration, Calibrator, Identity, ImageStatistics, Mode};
+use confseg::{Calibration, Calibrator, Identity, Mode};
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 

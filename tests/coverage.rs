@@ -18,8 +18,9 @@
 //! wrong order statistic — is more than twice the tolerance: an off-by-one
 //! quantile fails these tests.
 
+use confseg::levels::ModeKind;
 use confseg::synthetic::Synthetic;
-use confseg::{Alpha, Calibration, Calibrator, Identity, Mode, ModeKind, Sigmoid, Transform};
+use confseg::{Alpha, Calibration, Calibrator, Identity, Mode, Sigmoid, Transform};
 
 /// Variance of Beta(k, n + 1 - k): the conditional coverage of a rank-k threshold.
 fn beta_var(k: usize, n: usize) -> f64 {

@@ -7,8 +7,9 @@
 use confseg::evaluate::diagnostics::{diagnose, StrataSpec};
 use confseg::evaluate::{Pool, Splits};
 use confseg::groups::{Edges, Group};
+use confseg::levels::ModeKind;
 use confseg::synthetic::Synthetic;
-use confseg::{Alpha, Calibrator, Identity, Levels, Mode, ModeKind};
+use confseg::{Alpha, Calibrator, Identity, Levels, Mode};
 use ndarray::{concatenate, Array2, Array3, Axis};
 
 const N: usize = 80;

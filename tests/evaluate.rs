@@ -2,13 +2,14 @@
 //! computations, and the statistical behaviour of the methods on synthetic data.
 
 use confseg::evaluate::{select::select, Geometry, Method, Pool, Report, Splits, Validation};
+use confseg::float::Float;
+use confseg::levels::ModeKind;
+use confseg::quantile::conformal_quantile;
 use confseg::quantile::Rank;
 use confseg::synthetic::Synthetic;
-use confseg::Footprint;
-use confseg::{
-    conformal_quantile, Alpha, Calibration, Calibrator, Error, Float, Identity, Spacing, Transform,
-};
-use confseg::{Levels, ModeKind};
+use confseg::transform::Footprint;
+use confseg::Levels;
+use confseg::{Alpha, Calibration, Calibrator, Error, Identity, Spacing, Transform};
 use ndarray::{Array2, Array3, ArrayRef, Axis, CowArray, Dimension};
 
 fn a(x: f64) -> Alpha {
@@ -375,7 +376,7 @@ fn baselines_match_their_definitions() {
                     } else {
                         objs.iter().flatten().copied().filter(|&t| ok(t)).fold(f64::NEG_INFINITY, f64::max)
                     };
-                    let mut rc = confseg::RiskCalibration::new();
+                    let mut rc = confseg::calibrate::RiskCalibration::new();
                     for o in &objs {
                         rc.push(o.clone()).unwrap();
                     }

@@ -303,7 +303,7 @@ fn strata_parse_display_and_bin_as_computed_independently() {
 
 #[test]
 fn calibration_warnings_are_named_by_group() {
-    use confseg::ImageStatistics;
+    use confseg::calibrate::ImageStatistics;
     // group 1: gamma far above tau, so the max-mode threshold (rank 19 of 20: 37) is above every tau
     let cal: Calibration = (0..40)
         .map(|i| {

@@ -5,14 +5,14 @@
 //! extreme score changes nothing, checked against a direct computation
 //! over the voxels that are not ignored.
 
+use confseg::calibrate::ImageStatistics;
 use confseg::evaluate::{Geometry, Method, Pool, Splits, Validation};
+use confseg::levels::ModeKind;
 use confseg::mask::{Coding, Labels, Voxel};
 use confseg::risk::Risk;
 use confseg::synthetic::Synthetic;
 use confseg::tolerance::{Tolerance, Tolerances};
-use confseg::{
-    Alpha, Calibrator, Identity, ImageStatistics, Levels, Mode, ModeKind, ScoreTransform, Spacing, Transform,
-};
+use confseg::{Alpha, Calibrator, Identity, Levels, Mode, ScoreTransform, Spacing, Transform};
 use ndarray::{s, Array2, Array3, Axis, Zip};
 
 const N: usize = 60;

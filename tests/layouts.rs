@@ -9,11 +9,12 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use confseg::image::Geometry;
 use confseg::io::cohort::Pairing;
 use confseg::io::nifti::{write_labels, write_scores, NiftiHeader};
 use confseg::pipeline::{Request, ScoreFiles};
 use confseg::synthetic::Synthetic;
-use confseg::{Geometry, Spacing, TwoClassSoftmax};
+use confseg::{Spacing, TwoClassSoftmax};
 use ndarray::{Array3, Array4, Array5, Axis, Ix3};
 use ndarray_npy::write_npy;
 
@@ -123,10 +124,10 @@ fn monai_itk_and_channel_first_logits_calibrate_as_their_probabilities() {
     assert_eq!(Some(sets.thresholds().outer.value()), want.1.as_f64());
     // and a channel-last image read by the library has the spatial spacing
     let image = inputs.reader.image::<f32>(0).unwrap();
-    assert_eq!(confseg::AsImage::scores(&image).shape(), SHAPE);
+    assert_eq!(confseg::image::AsImage::scores(&image).shape(), SHAPE);
     // (as the header stores it, in float32)
     let stored: Vec<f64> = SPACING.iter().map(|&x| f64::from(x as f32)).collect();
-    assert_eq!(confseg::AsImage::spacing(&image).and_then(Spacing::as_slice), Some(&stored[..]));
+    assert_eq!(confseg::image::AsImage::spacing(&image).and_then(Spacing::as_slice), Some(&stored[..]));
 }
 
 /// An nnU-Net `case.npz`: `probabilities` of shape `(C, z, y, x)`, deflated.

@@ -5,8 +5,9 @@
 //! table's message. The command line (`tests/cli.rs`) and Python
 //! (`python/tests/test_levels.py`) are checked against the same table.
 
+use confseg::levels::{Guarantee, ModeKind};
 use confseg::quantile::Rank;
-use confseg::{Alpha, Guarantee, Levels, ModeKind, Side};
+use confseg::{Alpha, Levels, Side};
 use serde_json::Value;
 
 /// The table.
@@ -120,7 +121,8 @@ fn joint_requests_agree_with_single_ones() {
 /// many images, and `alpha = 0.9` read as 10% coverage.
 #[test]
 fn level_warnings_name_the_fix() {
-    use confseg::{Calibration, Calibrator, Identity, ImageStatistics, Mode, Warning};
+    use confseg::calibrate::ImageStatistics;
+    use confseg::{Calibration, Calibrator, Identity, Mode, Warning};
     let cal: Calibration = (0..20).map(|i| ImageStatistics { tau: f64::from(i), gamma: 0.0 }).collect();
     let c = Calibrator::new(Identity, Identity);
     // Bonferroni 1:4 at 0.1 with 20 images: the inner side (0.02) needs 49

@@ -3,11 +3,10 @@
 
 mod common;
 
+use confseg::calibrate::{region_statistics, ImageStatistics};
+use confseg::quantile::conformal_quantile;
 use confseg::quantile::Rank;
-use confseg::{
-    conformal_quantile, region_statistics, Alpha, Calibration, Calibrator, ConfidenceSets, Identity,
-    ImageStatistics, Mode, Sigmoid, Threshold,
-};
+use confseg::{Alpha, Calibration, Calibrator, ConfidenceSets, Identity, Mode, Sigmoid, Threshold};
 use ndarray::{ArrayD, Axis, IxDyn, Slice};
 use proptest::prelude::*;
 

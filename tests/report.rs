@@ -11,9 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use confseg::image::Geometry;
 use confseg::io::nifti::{write_labels, write_scores, NiftiHeader};
 use confseg::synthetic::Synthetic;
-use confseg::{Geometry, Spacing};
+use confseg::Spacing;
 use ndarray::Array3;
 
 fn run(args: &[&str]) -> Output {

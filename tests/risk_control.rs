@@ -12,11 +12,10 @@
 //! conformal risk control bounds for continuous losses bounded by 1) up to
 //! 4 standard errors of the mean.
 
+use confseg::calibrate::RiskCalibration;
 use confseg::risk::RiskControl;
 use confseg::synthetic::Synthetic;
-use confseg::{
-    Alpha, Calibrator, ConfidenceSets, Identity, RiskCalibration, ScoreTransform, Sigmoid, Spacing, Transform,
-};
+use confseg::{Alpha, Calibrator, ConfidenceSets, Identity, ScoreTransform, Sigmoid, Spacing, Transform};
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 
@@ -170,7 +169,7 @@ fn fitted_sets_on_images_match_the_definition_and_round_trip() {
     assert!(e.to_string().contains("\"nan\""), "{e}");
     // Conformal statistics cannot be fitted as risk control: a risk-control
     // request gives no conformal levels (`Calibration::thresholds` takes those only).
-    let request = confseg::Levels::new(confseg::ModeKind::RiskControl).with_alpha(alpha.get());
+    let request = confseg::Levels::new(confseg::levels::ModeKind::RiskControl).with_alpha(alpha.get());
     assert!(request.guarantee().unwrap().mode().is_none());
 }
 

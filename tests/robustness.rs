@@ -13,12 +13,13 @@ mod common;
 
 use std::fmt::Display;
 
+use confseg::calibrate::region_statistics;
 use confseg::evaluate::{Geometry, Method, Pool, Splits, Validation};
+use confseg::float::Float;
+use confseg::levels::ModeKind;
 use confseg::quantile::Rank;
-use confseg::{
-    region_statistics, Alpha, Calibration, Calibrator, Float, Image, Mode, ScoreTransform, Spacing, Transform,
-};
-use confseg::{Levels, ModeKind};
+use confseg::Levels;
+use confseg::{Alpha, Calibration, Calibrator, Image, Mode, ScoreTransform, Spacing, Transform};
 use ndarray::{ArrayD, Axis, IxDyn};
 use proptest::prelude::*;
 
@@ -279,9 +280,11 @@ mod nifti {
     fn valid_files() -> Vec<Vec<u8>> {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.nii");
-        let like =
-            NiftiHeader::new(&[3, 2, 2], &confseg::Geometry::new(Spacing::new(vec![0.5, 1.0, 2.0]).unwrap()))
-                .unwrap();
+        let like = NiftiHeader::new(
+            &[3, 2, 2],
+            &confseg::image::Geometry::new(Spacing::new(vec![0.5, 1.0, 2.0]).unwrap()),
+        )
+        .unwrap();
         let s = ArrayD::from_shape_fn(IxDyn(&[3, 2, 2]), |i| {
             i[0] as f32 - 1.5 * i[1] as f32 + 0.25 * i[2] as f32
         });
@@ -292,7 +295,7 @@ mod nifti {
         out.push(std::fs::read(&p).unwrap());
         nifti::write_mask(&p, &s.mapv(|v| v > 0.0), &like).unwrap();
         out.push(std::fs::read(&p).unwrap());
-        let one = NiftiHeader::new(&[4], &confseg::Geometry::default()).unwrap();
+        let one = NiftiHeader::new(&[4], &confseg::image::Geometry::default()).unwrap();
         nifti::write_scores(&p, &ndarray::arr1(&[0.0f32, 1.0, f32::INFINITY, -2.0]), &one).unwrap();
         out.push(std::fs::read(&p).unwrap());
         out
@@ -1064,8 +1067,8 @@ fn run_case<A: Float>(c: &Case, scores: &ArrayD<A>) {
         Method::Conformal(spec),
         Method::RiskControl,
         Method::PixelwiseBonferroni(spec),
-        Method::Morphological(confseg::Footprint::Full, Rank::Marginal),
-        Method::Morphological(confseg::Footprint::Face, Rank::Marginal),
+        Method::Morphological(confseg::transform::Footprint::Full, Rank::Marginal),
+        Method::Morphological(confseg::transform::Footprint::Face, Rank::Marginal),
     ];
     let methods: Vec<Method> =
         all.iter().enumerate().filter(|(k, _)| pick >> k & 1 == 1).map(|(_, m)| m.clone()).collect();

@@ -18,9 +18,9 @@
 //! `gamma <= lambda_O`) is checked against predicted sets on the first split.
 
 use confseg::synthetic::Synthetic;
+use confseg::transform::DistanceConvention;
 use confseg::{
-    Alpha, Calibration, Calibrator, DistanceConvention, Metric, Mode, ScoreTransform, SignedDistance,
-    Spacing, Transform,
+    Alpha, Calibration, Calibrator, Metric, Mode, ScoreTransform, SignedDistance, Spacing, Transform,
 };
 use ndarray::{Array2, Ix2};
 use rand::seq::SliceRandom;

@@ -2,12 +2,14 @@
 //! part of the fit, native precision, and streams equal to whole stacks.
 
 use confseg::evaluate::{Geometry, Method, Pool, Splits, Validation};
+use confseg::image::AsImage;
+use confseg::levels::ModeKind;
 use confseg::synthetic::Synthetic;
+use confseg::Levels;
 use confseg::{
-    Alpha, AsImage, Calibration, Calibrator, Error, Identity, Image, Metric, Mode, ScoreTransform,
-    SignedDistance, Spacing, Transform,
+    Alpha, Calibration, Calibrator, Error, Identity, Image, Metric, Mode, ScoreTransform, SignedDistance,
+    Spacing, Transform,
 };
-use confseg::{Levels, ModeKind};
 use ndarray::{Array3, Axis};
 
 fn spacing(i: usize) -> Spacing {

@@ -260,7 +260,7 @@ fn risk_control_refuses_a_tolerance() {
     let data = Synthetic::new([8, 8]).seed(1);
     let c = Calibrator::new(Identity, Identity)
         .with_tolerances(Tolerances::new(Tolerance::NONE, "0.05".parse().unwrap()));
-    let mut risk = confseg::RiskCalibration::new();
+    let mut risk = confseg::calibrate::RiskCalibration::new();
     for (s, y) in data.pairs(0..20) {
         c.observe_risk(&mut risk, &s, &y).unwrap();
     }

@@ -7,7 +7,8 @@
 
 use std::time::{Duration, Instant};
 
-use confseg::{Error, Float, GaussianSmoothing, Metric, ScoreTransform, SignedDistance, Spacing, Transform};
+use confseg::float::Float;
+use confseg::{Error, GaussianSmoothing, Metric, ScoreTransform, SignedDistance, Spacing, Transform};
 use ndarray::{Array2, ArrayD, IxDyn};
 use proptest::prelude::*;
 

@@ -7,10 +7,11 @@
 
 mod common;
 
-use confseg::{
+use confseg::transform::{
     component_boxes, BoundaryMode, BoxKind, BoxScores, BoxShape, Connectivity, DistanceConvention, Footprint,
-    GaussianSmoothing, Metric, Morphological, ScoreTransform, SignedDistance, Spacing, Transform, Units,
+    Morphological, Units,
 };
+use confseg::{GaussianSmoothing, Metric, ScoreTransform, SignedDistance, Spacing, Transform};
 use ndarray::{Array2, ArrayD, Dimension, IxDyn};
 use proptest::prelude::*;
 
@@ -613,8 +614,8 @@ fn public_types_are_send_and_sync() {
     check::<Morphological>();
     check::<Footprint>();
     check::<ScoreTransform>();
-    check::<confseg::BoundingBox>();
-    check::<confseg::ComponentBoxes>();
+    check::<confseg::transform::BoundingBox>();
+    check::<confseg::transform::ComponentBoxes>();
     check::<Metric>();
     check::<BoundaryMode>();
 }

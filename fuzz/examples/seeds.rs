@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 use confseg::io::nifti::{self, NiftiHeader};
 use confseg::io::{write_array, write_masks, write_npy};
 use confseg::synthetic::Synthetic;
-use confseg::{
-    Alpha, Calibration, Calibrator, Geometry, Image, ImageStatistics, Mode, ScoreTransform, Spacing,
-};
+use confseg::{Alpha, Calibration, Calibrator, Image, Mode, ScoreTransform, Spacing};
+use confseg::image::Geometry;
+use confseg::calibrate::ImageStatistics;
 use ndarray::{array, Array1, Array3, ArrayD, IxDyn};
 
 type Res = Result<(), Box<dyn std::error::Error>>;

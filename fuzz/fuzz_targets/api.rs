@@ -7,12 +7,13 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use confseg::evaluate::{Geometry, Method, Pool, Splits, StepMetric, Validation};
+use confseg::evaluate::{Geometry, Method, Pool, Splits, Validation};
+use confseg::transform::Footprint;
 use confseg::quantile::Rank;
-use confseg::{
-    region_statistics, Alpha, Calibration, Calibrator, ConfidenceSets, Float, Image, Levels, Mode,
-    ModeKind, ScoreTransform, Spacing,
-};
+use confseg::{Alpha, Calibration, Calibrator, ConfidenceSets, Image, Levels, Mode, ScoreTransform, Spacing};
+use confseg::calibrate::region_statistics;
+use confseg::float::Float;
+use confseg::levels::ModeKind;
 use confseg_fuzz::{image, ok, round_trip, spacing, value, SmallShape, TRANSFORMS};
 use libfuzzer_sys::fuzz_target;
 use ndarray::{ArrayD, Axis, IxDyn};
@@ -153,7 +154,7 @@ fn check_sets<A: Float>(
     cal: &Calibration,
     scores: &ArrayD<A>,
     masks: &ArrayD<u8>,
-    stats: &[Option<confseg::ImageStatistics>],
+    stats: &[Option<confseg::calibrate::ImageStatistics>],
     own: Option<&Spacing>,
     input: &Input,
 ) {
@@ -212,8 +213,8 @@ fn validate<A: Float>(
         Method::Conformal(spec),
         Method::RiskControl,
         Method::PixelwiseBonferroni(spec),
-        Method::Morphological(StepMetric::Chessboard, Rank::Marginal),
-        Method::Morphological(StepMetric::CityBlock, Rank::Marginal),
+        Method::Morphological(Footprint::Full, Rank::Marginal),
+        Method::Morphological(Footprint::Face, Rank::Marginal),
     ];
     let methods: Vec<Method> =
         all.iter().enumerate().filter(|(k, _)| pick >> k & 1 == 1).map(|(_, m)| *m).collect();

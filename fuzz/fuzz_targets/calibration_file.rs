@@ -4,9 +4,8 @@
 //! fits, and writes back to JSON that reads again as the same value.
 #![no_main]
 
-use confseg::{
-    Alpha, AsImage, Calibration, Calibrator, ConfidenceSets, Image, Mode, ScoreTransform, Spacing,
-};
+use confseg::{Alpha, Calibration, Calibrator, ConfidenceSets, Image, Mode, ScoreTransform, Spacing};
+use confseg::image::AsImage;
 use confseg_fuzz::{image, ok, round_trip};
 use libfuzzer_sys::fuzz_target;
 use ndarray::ArrayD;

@@ -26,7 +26,7 @@ struct Input {
 }
 
 /// Apply `t` to `scores` in the float type `A`: same shape, and no NaN for NaN-free input.
-fn check_apply<A: confseg::Float>(t: &ScoreTransform, scores: &ArrayD<A>, spacing: &Spacing) {
+fn check_apply<A: confseg::float::Float>(t: &ScoreTransform, scores: &ArrayD<A>, spacing: &Spacing) {
     // Gaussian kernels up to 2^24 voxels are folded onto the axis in
     // O(radius) time: too slow for a fuzzer's per-input budget, not applied
     // (tests/robustness.rs, huge_kernels_fold_exactly_onto_small_images).

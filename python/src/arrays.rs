@@ -382,7 +382,7 @@ pub trait PerImage: Sync {
     /// The result.
     type Out: Send;
     /// One image or a stack (`lay`), borrowed.
-    fn views<A: confseg::Float, M: confseg::MaskValue>(
+    fn views<A: confseg::float::Float, M: confseg::mask::MaskValue>(
         &self,
         s: ndarray::ArrayViewD<'_, A>,
         m: ndarray::ArrayViewD<'_, M>,
@@ -390,7 +390,7 @@ pub trait PerImage: Sync {
         sp: &crate::layout::SpacingArg,
     ) -> confseg::Result<Self::Out>;
     /// A list of images of any shapes, borrowed.
-    fn lists<A: confseg::Float, M: confseg::MaskValue>(
+    fn lists<A: confseg::float::Float, M: confseg::mask::MaskValue>(
         &self,
         s: &[ndarray::ArrayViewD<'_, A>],
         m: &[ndarray::ArrayViewD<'_, M>],

@@ -2,10 +2,13 @@
 
 use std::sync::Arc;
 
+use confseg::float::Float;
 use confseg::groups::Group;
+use confseg::levels::Guarantee;
+use confseg::mask::MaskValue;
 use confseg::pipeline::Inputs;
 use confseg::stream::Lazy;
-use confseg::{Error, Float, Guarantee, Image, MaskValue, ScoreTransform, Spacing, Transform};
+use confseg::{Error, Image, ScoreTransform, Spacing, Transform};
 use ndarray::{ArrayViewD, Axis};
 use pyo3::prelude::*;
 use pyo3::types::PyType;

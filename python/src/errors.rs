@@ -7,7 +7,8 @@
 
 use std::io::ErrorKind;
 
-use confseg::{Error, FileProblem};
+use confseg::error::FileProblem;
+use confseg::Error;
 use pyo3::exceptions::{
     PyFileNotFoundError, PyIsADirectoryError, PyKeyboardInterrupt, PyMemoryError, PyOSError,
     PyPermissionError, PyTypeError, PyValueError,

@@ -3,9 +3,10 @@
 use std::sync::Arc;
 
 use confseg::evaluate::{Geometry, Method, MethodKind, Pool, Splits, Validation};
+use confseg::float::Float;
 use confseg::synthetic::Synthetic;
 use confseg::transform::apply_checked;
-use confseg::{Alpha, Calibrator, Float, Identity, ScoreTransform, Spacing, TwoClassSoftmax};
+use confseg::{Alpha, Calibrator, Identity, ScoreTransform, Spacing, TwoClassSoftmax};
 use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn};
 use numpy::{PyArray, PyArrayDyn};
 use pyo3::prelude::*;
@@ -241,7 +242,7 @@ pub fn synthetic<'py>(
     Ok((PyArray::from_owned_array(py, s), PyArray::from_owned_array(py, m)))
 }
 
-fn pool_raw<A: Float, M: confseg::MaskValue>(
+fn pool_raw<A: Float, M: confseg::mask::MaskValue>(
     c: &Cal,
     s: ArrayViewD<'_, A>,
     m: ArrayViewD<'_, M>,
@@ -250,7 +251,7 @@ fn pool_raw<A: Float, M: confseg::MaskValue>(
     Pool::new(c, &s, &m, threshold)
 }
 
-fn pool_transformed<A: Float, M: confseg::MaskValue>(
+fn pool_transformed<A: Float, M: confseg::mask::MaskValue>(
     fi: ArrayViewD<'_, A>,
     fo: ArrayViewD<'_, A>,
     m: ArrayViewD<'_, M>,

@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use confseg::image::Affine;
 use confseg::io::cohort::{Cohort, Pairing};
 use confseg::io::{self as lio, nifti, NpyStack, Precision, ReadFloat};
-use confseg::Affine;
 use ndarray::ArrayD;
 use numpy::{PyArray, PyArray2};
 use pyo3::prelude::*;
@@ -395,7 +395,7 @@ impl PyCohort {
         fn scores<A: ReadFloat>(
             c: &Cohort,
             i: usize,
-        ) -> confseg::Result<(ArrayD<A>, Option<confseg::Geometry>)> {
+        ) -> confseg::Result<(ArrayD<A>, Option<confseg::image::Geometry>)> {
             c.read_scores::<A>(i)
         }
         let (s, g) = match p {
@@ -558,7 +558,7 @@ pub fn write_nifti(
             Some(s) => confseg::Spacing::new(s.clone())?,
             None => confseg::Spacing::new(vec![1.0; shape.len().min(3)])?,
         };
-        let mut g = confseg::Geometry::new(spacing);
+        let mut g = confseg::image::Geometry::new(spacing);
         if let Some(a) = affine {
             g = g.with_affine(a)?;
         }

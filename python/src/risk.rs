@@ -11,8 +11,12 @@
 //! through under the calibrator's names, so that the provenance is the
 //! library's own.
 
+use confseg::calibrate::RiskCalibration;
+use confseg::float::Float;
+use confseg::image::AsImage;
+use confseg::mask::MaskValue;
 use confseg::risk::Risk;
-use confseg::{AsImage, Error, Float, Image, MaskValue, RiskCalibration, Spacing, Transform};
+use confseg::{Error, Image, Spacing, Transform};
 use ndarray::{ArrayD, ArrayRef, ArrayViewD, Axis, CowArray, Dimension, IxDyn};
 use pyo3::prelude::*;
 use pyo3::types::PyType;

@@ -1,7 +1,9 @@
 //! `ConfidenceSets`.
 
+use confseg::float::Float;
+use confseg::levels::Guarantee;
 use confseg::pipeline::{Fitted, Record};
-use confseg::{Float, Guarantee, Image, ScoreTransform, Sets, Side, Threshold, Transform};
+use confseg::{Image, ScoreTransform, Sets, Side, Threshold, Transform};
 use ndarray::{Array, ArrayViewD, Axis, IxDyn};
 use numpy::{PyArray, PyArrayDyn};
 use pyo3::prelude::*;
@@ -190,13 +192,13 @@ fn predict_transformed_views<A: Float>(
 }
 
 /// Whether each image's sets cover its mask: `(inner ⊆ truth, truth ⊆ outer)`.
-fn coverage_views<A: Float, M: confseg::MaskValue>(
+fn coverage_views<A: Float, M: confseg::mask::MaskValue>(
     sets: &LibSets,
     s: ArrayViewD<'_, A>,
     m: ArrayViewD<'_, M>,
     layout: Layout,
     sp: &SpacingArg,
-) -> confseg::Result<Vec<confseg::Coverage>> {
+) -> confseg::Result<Vec<confseg::sets::Coverage>> {
     match layout {
         Layout::Single => {
             let p = predict_views(sets, s, Layout::Single, sp)?;

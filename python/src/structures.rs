@@ -2,13 +2,15 @@
 //! several structures of a label map with one joint guarantee (METHOD.md §4.1).
 
 use confseg::calibrate::{StructureCalibration, StructureCalibrator};
+use confseg::float::Float;
 use confseg::io::Labels;
+use confseg::mask::MaskValue;
 use confseg::mask::Structure;
 use confseg::pipeline::{Fitted, Record};
 use confseg::sets::StructureSets;
 use confseg::stream::Lazy;
 use confseg::transform::StructureScores;
-use confseg::{Error, Float, MaskValue, ScoreTransform};
+use confseg::{Error, ScoreTransform};
 use ndarray::{Array, ArrayViewD, Axis, IxDyn};
 use numpy::PyArray;
 use pyo3::prelude::*;
@@ -472,7 +474,7 @@ fn coverage<M: MaskValue>(
     m: ArrayViewD<'_, M>,
     lay: Layout,
     ignore: Option<i64>,
-) -> confseg::Result<Vec<Vec<confseg::Coverage>>> {
+) -> confseg::Result<Vec<Vec<confseg::sets::Coverage>>> {
     per.iter()
         .enumerate()
         .map(|(i, p)| {

@@ -331,7 +331,8 @@ impl Calibration {
     /// [`Threshold::TooFewImages`](crate::Threshold::TooFewImages) (`+inf`): valid but uninformative.
     ///
     /// ```
-    /// use confseg::{Alpha, Calibration, ImageStatistics, Mode};
+    /// use confseg::{Alpha, Calibration, Mode};
+    /// use confseg::calibrate::ImageStatistics;
     /// let mut cal = Calibration::new();
     /// for i in 0..19 {
     ///     cal.push(ImageStatistics { tau: i as f64, gamma: -(i as f64) });

@@ -38,7 +38,8 @@ impl<TI: Transform + Clone, TO: Transform + Clone> Calibrator<TI, TO> {
     ///
     /// ```
     /// use confseg::risk::RiskControl;
-    /// use confseg::{Alpha, Calibrator, Identity, RiskCalibration};
+    /// use confseg::{Alpha, Calibrator, Identity};
+    /// use confseg::calibrate::RiskCalibration;
     /// use ndarray::array;
     /// let cal = Calibrator::new(Identity, Identity);
     /// let mut risk = RiskCalibration::new();
@@ -132,11 +133,12 @@ impl<TI: Transform + Clone, TO: Transform + Clone> StructureCalibrator<TI, TO> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::calibrate::ImageStatistics;
     use crate::mask::Structure;
     use crate::quantile::Threshold;
     use crate::synthetic::Synthetic;
     use crate::transform::{ScoreTransform, StructureScores};
-    use crate::{Alpha, Identity, ImageStatistics};
+    use crate::{Alpha, Identity};
     use ndarray::{array, Array3, Axis};
 
     fn fitted(tau: &[f64], gamma: &[f64], mode: Mode) -> ConfidenceSets<Identity, Identity> {

@@ -333,7 +333,7 @@ fn select_chunk<A: Float, M: MaskValue, C: Combination, N: NanFlag>(
 ///
 /// ```
 /// use confseg::calibrate::RegionFold;
-/// use confseg::region_statistics;
+/// use confseg::calibrate::region_statistics;
 /// use ndarray::array;
 /// let f = array![[-3.0_f32, -1.0, 4.0], [-2.0, -5.0, 0.5]];
 /// let y = array![[0u8, 1, 1], [0, 0, 1]];
@@ -484,7 +484,7 @@ fn neutralize<A: Float, M: MaskValue>(
 /// [`Voxel`](crate::mask::Voxel) mask count in neither region.
 ///
 /// ```
-/// use confseg::region_statistics;
+/// use confseg::calibrate::region_statistics;
 /// use ndarray::array;
 /// let f = array![[-3.0_f32, -1.0], [-2.0, -5.0]];
 /// let y = array![[0u8, 1], [0, 0]];

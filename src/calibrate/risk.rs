@@ -46,7 +46,8 @@ use ndarray::{Array, ArrayRef, Zip};
 /// [`Calibrator::observe_risk`], or by hand with [`RiskCalibration::push`].
 ///
 /// ```
-/// use confseg::{Alpha, RiskCalibration};
+/// use confseg::Alpha;
+/// use confseg::calibrate::RiskCalibration;
 /// let mut cal = RiskCalibration::new();
 /// cal.push(vec![1.0, 2.0, 3.0, 4.0])?;
 /// cal.push(vec![4.0, 3.0, 2.0, 1.0])?;
@@ -242,7 +243,8 @@ impl RiskCalibration {
     /// use confseg::risk::RiskControl;
     /// use confseg::quantile::Delta;
     /// use confseg::risk::Risk;
-    /// use confseg::{Alpha, RiskCalibration};
+    /// use confseg::Alpha;
+    /// use confseg::calibrate::RiskCalibration;
     /// let mut cal = RiskCalibration::for_risk(Risk::Precision);
     /// for i in 0..60 {
     ///     // object voxels score 2 and 3, background 0 and 1 (and 2.5 on every 6th image)

@@ -230,7 +230,8 @@ fn rows(sums: &[Sums], strata: &[usize], labels: &[String]) -> Vec<StratumRow> {
 /// ```
 /// use confseg::evaluate::diagnostics::{diagnose, StrataSpec};
 /// use confseg::evaluate::{Pool, Splits};
-/// use confseg::{synthetic::Synthetic, Alpha, Calibrator, Identity, Levels, ModeKind};
+/// use confseg::{synthetic::Synthetic, Alpha, Calibrator, Identity, Levels};
+/// use confseg::levels::ModeKind;
 ///
 /// let (scores, masks) = Synthetic::new([16, 16]).seed(1).stack(0..60);
 /// let pool = Pool::new(&Calibrator::new(Identity, Identity), &scores, &masks, 0.0)?;

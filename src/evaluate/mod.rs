@@ -13,7 +13,7 @@
 //! calibration statistics `(tau_i, gamma_i)` and, per side, the transformed
 //! scores sorted separately over the object and the background. A split is
 //! then a conformal quantile of the calibration part (the crate's one
-//! [`conformal_quantile`](crate::conformal_quantile), via
+//! [`conformal_quantile`](crate::quantile::conformal_quantile), via
 //! [`Calibration::thresholds`]) and a count over the test part:
 //!
 //! * **Coverage from the statistics.** With the max combination, for a test
@@ -60,7 +60,8 @@
 //!
 //! ```
 //! use confseg::evaluate::{Method, Pool, Splits, Validation};
-//! use confseg::{synthetic::Synthetic, Alpha, Calibrator, Identity, Levels, ModeKind};
+//! use confseg::{synthetic::Synthetic, Alpha, Calibrator, Identity, Levels};
+//! use confseg::levels::ModeKind;
 //!
 //! let (scores, masks) = Synthetic::new([24, 24]).seed(3).stack(0..150);
 //! let pool = Pool::new(&Calibrator::new(Identity, Identity), &scores, &masks, 0.0)?;
@@ -506,7 +507,7 @@ impl Pool {
     fn from_images<TI: Transform, TO: Transform>(
         ndim: usize,
         calibrator: &Calibrator<TI, TO>,
-        images: Vec<(PoolImage, crate::ImageStatistics)>,
+        images: Vec<(PoolImage, crate::calibrate::ImageStatistics)>,
     ) -> Result<Pool> {
         let mut statistics = Calibration::new();
         let mut out = Vec::with_capacity(images.len());
@@ -599,7 +600,7 @@ fn prepare_raw<TI, TO, I, M>(
     image: &I,
     mask: &ArrayRef<M, I::Dim>,
     mask_threshold: f64,
-) -> Result<(PoolImage, crate::ImageStatistics)>
+) -> Result<(PoolImage, crate::calibrate::ImageStatistics)>
 where
     TI: Transform,
     TO: Transform,
@@ -622,7 +623,7 @@ fn prepare_transformed<TI: Transform, TO: Transform, A: Float, D: Dimension, M: 
     fo: &ArrayRef<A, D>,
     mask: &ArrayRef<M, D>,
     mask_threshold: f64,
-) -> Result<(PoolImage, crate::ImageStatistics)> {
+) -> Result<(PoolImage, crate::calibrate::ImageStatistics)> {
     let predicted: Vec<bool> = fo.iter().map(|x| x.to_f64_lossless() > mask_threshold).collect();
     prepare(calibrator, fi, fo, mask, predicted, None)
 }
@@ -647,7 +648,7 @@ fn prepare<TI: Transform, TO: Transform, A: Float, D: Dimension, M: MaskValue>(
     mask: &ArrayRef<M, D>,
     predicted: Vec<bool>,
     spacing: Option<&Spacing>,
-) -> Result<(PoolImage, crate::ImageStatistics)> {
+) -> Result<(PoolImage, crate::calibrate::ImageStatistics)> {
     // also validates shapes, NaN and the mask
     let stats = calibrator.transformed_statistics(fi, fo, mask, spacing)?;
     let spacing = spacing.unwrap_or(calibrator.spacing()).for_ndim(fi.ndim())?.into_owned();
@@ -1680,7 +1681,7 @@ mod tests {
                 ..Levels::new(ModeKind::RiskControl)
             }),
             Method::PixelwiseBonferroni(Levels::bonferroni(1.0, 4.0)),
-            Method::Morphological(crate::Footprint::Full, Rank::Marginal),
+            Method::Morphological(crate::transform::Footprint::Full, Rank::Marginal),
         ]
     }
 

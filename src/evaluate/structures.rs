@@ -34,7 +34,8 @@ pub struct StructureReport {
 /// use confseg::mask::Structure;
 /// use confseg::transform::StructureScores;
 /// use confseg::evaluate::{structures::validate_structures, Splits};
-/// use confseg::{Alpha, Calibrator, Identity, Levels, ModeKind};
+/// use confseg::{Alpha, Calibrator, Identity, Levels};
+/// use confseg::levels::ModeKind;
 /// use ndarray::{stack, Axis};
 /// use confseg::synthetic::Synthetic;
 ///

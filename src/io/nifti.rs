@@ -6,7 +6,8 @@
 //! ```
 //! use confseg::io::nifti::{self, NiftiHeader};
 //! use confseg::io::{Labels, Precision};
-//! use confseg::{Geometry, Spacing};
+//! use confseg::Spacing;
+//! use confseg::image::Geometry;
 //! use ndarray::Array3;
 //!
 //! let dir = tempfile::tempdir().unwrap();
@@ -1260,7 +1261,7 @@ pub fn write_mask<M: MaskValue, D: Dimension>(
 /// ```
 /// use confseg::io::nifti::{read_mask, write_labels, NiftiHeader};
 /// use confseg::io::Labels;
-/// use confseg::Geometry;
+/// use confseg::image::Geometry;
 /// use ndarray::array;
 /// let dir = tempfile::tempdir().unwrap();
 /// let p = dir.path().join("seg.nii.gz");

@@ -19,7 +19,7 @@ const CHUNK: usize = 1 << 14;
 /// the cache the kernel reads them from. `fold` makes the fold of an image
 /// of the given shape (`|s| Ok(RegionFold::new(s))` for containment,
 /// [`Calibrator::fold`](crate::Calibrator::fold) for a calibrator's
-/// tolerances). Equal to [`region_statistics`](crate::region_statistics)
+/// tolerances). Equal to [`region_statistics`](crate::calibrate::region_statistics)
 /// (or [`Calibrator::transformed_statistics`](crate::Calibrator::transformed_statistics))
 /// on the whole image.
 ///
@@ -85,7 +85,7 @@ mod tests {
 
     #[test]
     fn chunked_statistics_equal_whole_images() {
-        use crate::region_statistics;
+        use crate::calibrate::region_statistics;
         let dir = tempfile::tempdir().unwrap();
         let p = |n: &str| dir.path().join(n);
         // images larger than a chunk, so that runs and lanes cross chunk borders

@@ -639,7 +639,7 @@ mod tests {
         check::<Grid>();
         check::<Search>();
         check::<RiskControl>();
-        check::<crate::RiskCalibration>();
+        check::<crate::calibrate::RiskCalibration>();
     }
 
     #[test]

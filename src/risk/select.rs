@@ -1,5 +1,5 @@
 //! The threshold search of risk control (METHOD.md §4.3, §4.5): one engine
-//! for the calibration state ([`RiskCalibration`](crate::RiskCalibration))
+//! for the calibration state ([`RiskCalibration`](crate::calibrate::RiskCalibration))
 //! and the splits of a validation.
 //!
 //! Images come as their sorted scores on the risk's side: the object

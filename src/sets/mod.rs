@@ -259,7 +259,8 @@ impl<TI, TO> ConfidenceSets<TI, TO> {
     /// adds what the statistics show.
     ///
     /// ```
-    /// use confseg::{Alpha, Calibration, Calibrator, Identity, ImageStatistics, Mode, Warning};
+    /// use confseg::{Alpha, Calibration, Calibrator, Identity, Mode, Warning};
+    /// use confseg::calibrate::ImageStatistics;
     /// let cal: Calibration = (0..5).map(|i| ImageStatistics { tau: i as f64, gamma: 0.0 }).collect();
     /// let sets = Calibrator::new(Identity, Identity).fit(&cal, Mode::marginal(Alpha::new(0.1)?))?;
     /// assert!(matches!(sets.warnings()[..], [Warning::TooFewImages { side: "inner and outer", .. }]));

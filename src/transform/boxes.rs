@@ -125,7 +125,7 @@ pub struct ComponentBoxes {
 /// order of their first voxel in row-major order.
 ///
 /// ```
-/// use confseg::{component_boxes, BoxShape, Connectivity};
+/// use confseg::transform::{component_boxes, BoxShape, Connectivity};
 /// use ndarray::array;
 /// let mask = array![
 ///     [1u8, 1, 0, 0],
@@ -454,7 +454,8 @@ fn largest_cube(mask: &[bool], shape: &[usize]) -> Best {
 /// [module docs](self).
 ///
 /// ```
-/// use confseg::{BoxScores, Spacing, Transform};
+/// use confseg::{Spacing, Transform};
+/// use confseg::transform::BoxScores;
 /// use ndarray::array;
 /// let s = array![
 ///     [-1.0_f64, 1.0, 1.0, -1.0, -1.0],
@@ -541,7 +542,8 @@ impl BoxScores {
     /// components, square inner boxes, the voxel-centre convention.
     ///
     /// ```
-    /// use confseg::{BoxScores, ScoreTransform};
+    /// use confseg::ScoreTransform;
+    /// use confseg::transform::BoxScores;
     /// let t = ScoreTransform::Box(BoxScores::inner().paper());
     /// assert_eq!(t.to_string(), "box-inner:connectivity=full:shape=square:convention=centre");
     /// assert_eq!(t, "box-inner:connectivity=full:shape=square:convention=centre".parse()?);

@@ -15,7 +15,8 @@
 //!
 //! ```
 //! use confseg::transform::{register, Transform};
-//! use confseg::{Float, ScoreTransform, Spacing};
+//! use confseg::{ScoreTransform, Spacing};
+//! use confseg::float::Float;
 //! use ndarray::{ArrayRef, CowArray, Dimension};
 //!
 //! /// Scores clipped to [-4, 4].
@@ -62,7 +63,8 @@ use crate::float::Float;
 ///
 /// ```
 /// use confseg::transform::Transform;
-/// use confseg::{GaussianSmoothing, Metric, SignedDistance, Spacing, Width};
+/// use confseg::{GaussianSmoothing, Metric, SignedDistance, Spacing};
+/// use confseg::transform::Width;
 /// use ndarray::array;
 /// let smooth = GaussianSmoothing::new(Width::Sigma(1.0))?;
 /// let t = smooth.then(SignedDistance::new(Metric::Euclidean));

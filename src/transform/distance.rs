@@ -75,7 +75,8 @@ use crate::mask::MaskValue;
 /// predicted mask shrunk by one.
 ///
 /// ```
-/// use confseg::{EmptyPrediction, Metric, SignedDistance, Spacing, Transform};
+/// use confseg::{Metric, SignedDistance, Spacing, Transform};
+/// use confseg::transform::EmptyPrediction;
 /// use ndarray::array;
 /// let scores = array![[-1.0_f64, -1.0, -1.0, -1.0], [-1.0, 2.0, 3.0, -1.0]];
 /// let d = SignedDistance::new(Metric::Euclidean).apply(&scores, &Spacing::unit())?;
@@ -202,7 +203,8 @@ impl SignedDistance {
     /// float type `A`. [`Transform::apply`] is this on `scores > t`.
     ///
     /// ```
-    /// use confseg::{DistanceConvention, Metric, SignedDistance, Spacing};
+    /// use confseg::{Metric, SignedDistance, Spacing};
+    /// use confseg::transform::DistanceConvention;
     /// use ndarray::array;
     /// let mask = array![0u8, 1, 1, 1, 0, 0];
     /// let mid = SignedDistance::new(Metric::Euclidean);

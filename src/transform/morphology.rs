@@ -114,7 +114,8 @@ const BALL_TOLERANCE: f64 = 1e-9;
 ///
 /// ```
 /// use confseg::transform::morphology::Footprint;
-/// use confseg::{Spacing, Units};
+/// use confseg::Spacing;
+/// use confseg::transform::Units;
 /// use ndarray::array;
 /// let edge = Footprint::Edge.array(3, &Spacing::unit())?;
 /// assert_eq!(edge.iter().filter(|&&b| b).count(), 19); // 18 neighbours and the centre

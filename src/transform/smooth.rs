@@ -330,7 +330,8 @@ impl GaussianSmoothing {
     /// Standard deviation in voxels along each axis of an `ndim`-D image.
     ///
     /// ```
-    /// use confseg::{GaussianSmoothing, Spacing, Units};
+    /// use confseg::{GaussianSmoothing, Spacing};
+    /// use confseg::transform::Units;
     /// let g = GaussianSmoothing::sigma(3.0)?.with_units(Units::Physical);
     /// assert_eq!(g.sigmas(&Spacing::new(vec![1.0, 1.5])?, 2)?, vec![3.0, 2.0]);
     /// # Ok::<(), confseg::Error>(())

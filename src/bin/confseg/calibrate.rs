@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use confseg::Guarantee;
+use confseg::levels::Guarantee;
 
 use confseg::pipeline::Fitted;
 

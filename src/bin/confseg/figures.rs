@@ -8,10 +8,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use confseg::float::Float;
 use confseg::io::cohort::Cohort;
 use confseg::io::Publication;
 use confseg::plot::overlay_sets_output;
-use confseg::{Float, Spacing};
+use confseg::Spacing;
 use ndarray::{ArrayD, Axis, Ix2, IxDyn};
 
 use confseg::pipeline::ScoreSource;

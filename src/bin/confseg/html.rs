@@ -93,7 +93,8 @@ pub fn run(args: Args) -> Result<()> {
     bar.finish_and_clear();
     page.write(&args.output)?;
     outln!("wrote the report on {n} images to {}", args.output.display());
-    if file.statistics.is_none() && matches!(file.sets.guarantee(), confseg::Guarantee::Conformal(_)) {
+    if file.statistics.is_none() && matches!(file.sets.guarantee(), confseg::levels::Guarantee::Conformal(_))
+    {
         eprintln!(
             "note: {} keeps no calibration statistics; the report has no histograms (calibrate again to get them)",
             args.calibration.display()

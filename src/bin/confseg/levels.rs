@@ -3,8 +3,9 @@
 //! `--risk recall|precision --bound B --grid START:STOP:STEP`, turned into the
 //! library's [`Levels`] request (the library validates it).
 
+use confseg::levels::ModeKind;
 use confseg::risk::{Bound, Grid, Risk};
-use confseg::{Levels, ModeKind};
+use confseg::Levels;
 
 /// Split weights `I:O` (e.g. `1:4`).
 pub fn parse_weights(s: &str) -> Result<(f64, f64), String> {

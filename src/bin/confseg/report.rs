@@ -4,7 +4,8 @@
 use std::fmt;
 use std::io::IsTerminal;
 
-use confseg::{ConfidenceSets, Guarantee, Side, Threshold, Transform};
+use confseg::levels::Guarantee;
+use confseg::{ConfidenceSets, Side, Threshold, Transform};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// A command-line usage error detected after parsing (conflicting or

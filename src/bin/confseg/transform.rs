@@ -5,10 +5,12 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::ValueEnum;
+use confseg::float::Float;
+use confseg::image::AsImage;
 use confseg::io::{NpyWriter, Precision, Publication, ReadFloat, WriteElement};
 use confseg::stream::{default_in_flight, stream, Load};
 use confseg::transform::apply_checked;
-use confseg::{AsImage, Float, ScoreTransform, Spacing};
+use confseg::{ScoreTransform, Spacing};
 
 use confseg::pipeline::{Reader, ScoreSource};
 
