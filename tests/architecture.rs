@@ -159,7 +159,8 @@ fn the_cycle_finder_finds_cycles() {
     assert_eq!(names_after(text, "crate::", &items).collect::<Vec<_>>(), vec!["calibrate", "transform"]);
     let lib = root_items(&root().join("src/lib.rs"));
     assert_eq!(lib["Calibrator"], "calibrate");
-    assert_eq!(lib["ImageStatistics"], "calibrate");
+    assert_eq!(lib["Calibration"], "calibrate");
+    assert_eq!(lib["Rank"], "quantile");
 }
 
 #[test]

@@ -6,10 +6,10 @@ use confseg::float::Float;
 use confseg::io::Labels;
 use confseg::mask::MaskValue;
 use confseg::mask::Structure;
+use confseg::pipeline::structures::StructureAxis;
 use confseg::pipeline::{Fitted, Record};
 use confseg::sets::StructureSets;
 use confseg::stream::Lazy;
-use confseg::transform::StructureScores;
 use confseg::{Error, ScoreTransform};
 use ndarray::{Array, ArrayViewD, Axis, IxDyn};
 use numpy::PyArray;
@@ -83,25 +83,6 @@ pub struct PyStructureCalibrator {
     ndim: Option<usize>,
 }
 
-fn resolve_axis(k: i64, ndim: Option<usize>, what: &str) -> PyResult<usize> {
-    if k >= 0 {
-        let a = usize::try_from(k).unwrap_or(usize::MAX);
-        if let Some(d) = ndim {
-            if a > d {
-                return Err(value_error(format!(
-                    "{what}={k} is outside one image's output axes 0..={d} (counted without the batch axis)"
-                )));
-            }
-        }
-        return Ok(a);
-    }
-    let Some(d) = ndim else {
-        return Err(value_error(format!("a negative {what} needs ndim (or spacing) to count from the end")));
-    };
-    let r = i64::try_from(d + 1).unwrap_or(i64::MAX) + k;
-    usize::try_from(r).map_err(|_| value_error(format!("{what}={k} is outside one image's output axes")))
-}
-
 #[pymethods]
 impl PyStructureCalibrator {
     #[new]
@@ -134,29 +115,10 @@ impl PyStructureCalibrator {
             (None, Some(s)) => Some(s.len()),
             (None, None) => None,
         };
-        let scores = match (class_axis, structure_axis) {
-            (Some(k), None) => {
-                let axis = resolve_axis(k, ndim, "class_axis")?;
-                let Some(class_labels) = class_labels else {
-                    return Err(value_error(
-                        "class_axis needs class_labels: the label of each class, in channel order (e.g. [0, 1, 2, 4])",
-                    ));
-                };
-                StructureScores::Softmax { axis, class_labels }
-            }
-            (None, Some(k)) => {
-                if class_labels.is_some() {
-                    return Err(value_error("class_labels apply to class_axis only"));
-                }
-                StructureScores::Channels { axis: resolve_axis(k, ndim, "structure_axis")? }
-            }
-            (Some(_), Some(_)) => {
-                return Err(value_error("give class_axis or structure_axis, not both"));
-            }
-            (None, None) => return Err(value_error(
-                "give class_axis (a softmax over classes) or structure_axis (one score map per structure)",
-            )),
-        };
+        // one image's output has the spatial axes and the class (structure) axis
+        let scores = StructureAxis::new(class_axis, class_labels, structure_axis)
+            .and_then(|a| a.scores(ndim.map(|d| d + 1), |_| None, false))
+            .py()?;
         let fi = parse_transform(inner, mask_threshold)?;
         let fo = parse_transform(outer, mask_threshold)?;
         let sc =

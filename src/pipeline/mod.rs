@@ -10,6 +10,8 @@
 //!   into [`Inputs`], which compute the calibration statistics, the risk
 //!   statistics and the validation pool in the files' native precision,
 //!   and warn about the inputs;
+//! * [`structures`]: the same for several structures of one label map
+//!   (where their scores sit in the output, and their calibration);
 //! * [`record`] (feature `serde`): the pipeline [`Record`] saved next to
 //!   fitted sets ([`Fitted`]), so that prediction redoes the same steps.
 //!
@@ -39,6 +41,7 @@ pub mod predict;
 #[cfg(feature = "serde")]
 pub mod record;
 pub mod source;
+pub mod structures;
 pub mod subjects;
 
 pub use inputs::{image_groups, Inputs, Request, Selection, SpacingSource};

@@ -11,15 +11,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use confseg::calibrate::{StructureCalibration, StructureCalibrator};
+use confseg::calibrate::StructureCalibration;
 use confseg::io::{NpyWriter, Precision, Publication, ReadFloat};
-use confseg::pipeline::{resolve_axis, Fitted, MaskSource, Reader, Record};
+use confseg::pipeline::structures::{read_output, StructureAxis, StructureInputs, StructureRequest};
+use confseg::pipeline::{Fitted, Reader, Record};
 use confseg::sets::StructureSets;
 use confseg::stream::{default_in_flight, stream, Lazy, Load};
-use confseg::transform::StructureScores;
-use confseg::{Calibrator, ScoreTransform, Side, Spacing};
+use confseg::{Side, Spacing};
 use indicatif::ProgressBar;
-use ndarray::{ArrayD, IxDyn};
+use ndarray::IxDyn;
 
 use crate::cli::inputs::CalibrationInputs;
 use crate::cli::report::{self, outln, usage};
@@ -27,161 +27,25 @@ use crate::cli::report::{self, outln, usage};
 /// The calibration file of several structures.
 pub type StructuresFile = Fitted<StructureSets>;
 
-/// Opened inputs of a structures command.
-pub struct Setup {
-    reader: Arc<Reader>,
-    calibrator: StructureCalibrator<ScoreTransform, ScoreTransform>,
-    images: Vec<usize>,
-    /// The class axis of one image (the output's), to drop from a header spacing.
-    axis: usize,
-    precision: Precision,
-    bar: ProgressBar,
-}
-
-/// The axis of one image from `--class-axis`/`--structure-axis` (0 is the
-/// first axis of an image; negative from the end), for outputs with `ndim`
-/// axes per image.
-fn image_axis(k: i64, ndim: usize, what: &str) -> Result<usize> {
-    match resolve_axis(k, ndim, "axis") {
-        Ok(a) => Ok(a),
-        Err(_) => {
-            usage!("{what} {k} is outside the {ndim} axes of an image (0..{ndim}, or negative from the end)")
-        }
-    }
-}
-
-/// The structures' score maps and the calibrator, for outputs whose first
-/// image has shape `shape` (with its class or channel axis).
-fn calibrator(
-    args: &CalibrationInputs,
-    shape: &[usize],
-    probabilities: bool,
-) -> Result<(StructureCalibrator<ScoreTransform, ScoreTransform>, usize)> {
-    let s = &args.structures;
-    let (scores, axis) = match (args.options.class_axis, s.structure_axis) {
-        (Some(k), None) => {
-            let axis = image_axis(k, shape.len(), "--class-axis")?;
-            let c = shape[axis];
-            let class_labels = s.class_labels.clone().unwrap_or_else(|| (0..c as i64).collect());
-            if class_labels.len() != c {
-                usage!("--class-labels names {} classes, the class axis has {c}", class_labels.len());
-            }
-            if probabilities {
-                (StructureScores::Probabilities { axis, class_labels }, axis)
-            } else {
-                (StructureScores::Softmax { axis, class_labels }, axis)
-            }
-        }
-        (None, Some(k)) => {
-            let axis = image_axis(k, shape.len(), "--structure-axis")?;
-            (StructureScores::Channels { axis }, axis)
-        }
-        _ => usage!("with --structure, give --class-axis K (a softmax over classes) or --structure-axis K"),
-    };
-    let (inner, outer) = args.request()?.transforms;
-    let with_threshold = |t: ScoreTransform| match args.options.mask_threshold {
-        Some(x) => t.with_mask_threshold(x),
-        None => Ok(t),
-    };
-    let single = Calibrator::new(with_threshold(inner)?, with_threshold(outer)?)
-        .with_spacing(args.options.spacing.spacing.clone().unwrap_or_default())
-        .with_tolerances(args.tolerances());
-    let calibrator = StructureCalibrator::new(single, s.structures.clone(), scores)?
-        .with_ignore_label(args.masks.ignore_label)?;
-    Ok((calibrator, axis))
-}
-
-/// Open a structures calibration or validation.
+/// Open a structures calibration or validation, with a progress bar.
 ///
 /// # Errors
-/// Usage errors, file errors, shapes that do not fit.
-pub fn open(args: &CalibrationInputs) -> Result<Setup> {
-    if args.files.inner_scores.is_some() {
-        usage!("--structure needs the network's output (--scores), not transformed scores");
-    }
-    if args.masks.masks.is_none() && args.files.subjects.manifest.is_none() {
-        usage!("give --masks (label maps) or a --manifest with a mask column");
-    }
-    let mask_arg = args.masks.masks.clone().unwrap_or_default();
-    let (scores, masks) = args.files.open(Some(&mask_arg), None)?;
-    let Some(masks) = masks else { usage!("give --masks (label maps)") };
-    let first: Vec<usize> = match (scores.cohort(), scores.stack_shape()) {
-        (_, Some(s)) => s,
-        (Some(cohort), None) => cohort.info(0)?.shape,
-        _ => Vec::new(),
-    };
-    let (calibrator, axis) = calibrator(args, &first, scores.holds_probabilities())?;
-    if let (MaskSource::Stack(m), Some(image)) = (&masks, scores.stack_shape()) {
-        let mut want = vec![scores.n_images()];
-        want.extend(image.iter().enumerate().filter(|&(a, _)| a != axis).map(|(_, &n)| n));
-        if m.info().shape != want {
-            anyhow::bail!(
-                "shape mismatch: label maps {} have shape {:?}; the scores {} without their class axis have {:?}",
-                m.path().display(),
-                m.info().shape,
-                scores.describe(),
-                want
-            );
-        }
-    }
-    let ndim = first.len() - 1;
-    if let Some(s) = &args.options.spacing.spacing {
-        s.for_ndim(ndim).context("--spacing")?;
-    }
-    let spacings = args.options.spacing.source().per_image(scores.n_images(), ndim)?;
-    let images = args.selection.resolve(scores.n_images())?;
-    let precision = scores.precision()?;
-    let bar = report::progress("calibrating", images.len(), scores.voxels_per_image());
-    let reader = Arc::new(Reader {
-        spacings: spacings.map(Arc::from),
-        cohort_spacing: args.options.spacing.spacing.is_some(),
-        masks: Some((masks, confseg::io::Labels::Binary.into())),
-        tick: Some(report::tick(&bar)),
-        ..Reader::new(scores)
-    });
-    Ok(Setup { reader, calibrator, images, axis, precision, bar })
+/// As the library's `StructureRequest::open`.
+fn open(args: &CalibrationInputs) -> Result<(StructureInputs, ProgressBar)> {
+    let s = &args.structures;
+    let axis = StructureAxis::new(args.options.class_axis, s.class_labels.clone(), s.structure_axis)?;
+    let mut request = args.request()?;
+    request.class_axis = None;
+    let inputs = StructureRequest { request, structures: s.structures.clone(), axis }.open()?;
+    let bar = report::progress("calibrating", inputs.images.len(), inputs.reader.scores.voxels_per_image());
+    Ok((inputs.with_tick(report::tick(&bar)), bar))
 }
 
-/// One image's output and its own spacing (of the spatial axes).
-fn output<A: ReadFloat>(r: &Reader, axis: usize, i: usize) -> confseg::Result<(ArrayD<A>, Option<Spacing>)> {
-    let (a, geometry) = r.scores.read_raw::<A>(i)?;
-    let spacing = match (&r.spacings, geometry) {
-        (Some(sp), _) => Some(sp[i].clone()),
-        (None, Some(g)) if !r.cohort_spacing => {
-            // a header spacing counts the class axis too (e.g. a 4-D NIfTI): drop it
-            match g.spacing().as_slice().map(<[f64]>::len) {
-                Some(len) if len == a.ndim() => Some(g.without_axis(axis)?.spacing().clone()),
-                Some(len) if len + 1 == a.ndim() => Some(g.spacing().clone()),
-                _ => None,
-            }
-        }
-        _ => None,
-    };
-    Ok((a, spacing))
-}
-
-impl Setup {
-    fn statistics<A: ReadFloat>(&self) -> Result<StructureCalibration> {
-        let axis = self.axis;
-        let items = self.reader.items(&self.images, move |r, i| {
-            let (a, sp) = output::<A>(r, axis, i)?;
-            Ok((a, sp, r.label_map(i)?))
-        });
-        let cal = self.calibrator.calibrate_stream(items);
-        self.bar.finish_and_clear();
-        Ok(cal.map_err(|e| self.reader.blame(e, &self.images))?)
-    }
-
-    /// Every selected image's statistics, in the files' precision.
-    ///
-    /// # Errors
-    /// As the library's `StructureCalibrator::calibrate_stream`, naming the file.
-    pub fn calibration(&self) -> Result<StructureCalibration> {
-        match self.precision {
-            Precision::F32 => self.statistics::<f32>(),
-            Precision::F64 => self.statistics::<f64>(),
-        }
-    }
+/// Every selected image's statistics.
+fn calibration(inputs: &StructureInputs, bar: &ProgressBar) -> Result<StructureCalibration> {
+    let cal = inputs.calibrate();
+    bar.finish_and_clear();
+    Ok(cal?)
 }
 
 /// `calibrate --structure ...`.
@@ -192,12 +56,12 @@ pub fn calibrate(args: &crate::cli::calibrate::Args) -> Result<()> {
     if args.groups.groups.is_some() || args.groups.strata.is_some() || args.groups.pool_small_groups {
         usage!("--groups, --strata and --pool-small-groups are for one structure, not --structure");
     }
-    let setup = open(&args.inputs)?;
+    let (setup, bar) = open(&args.inputs)?;
     if setup.images.is_empty() {
         anyhow::bail!("no calibration images selected");
     }
     let mode = args.levels.levels().joint(setup.calibrator.structures().len())?;
-    let cal = setup.calibration()?;
+    let cal = calibration(&setup, &bar)?;
     let sets = setup.calibrator.fit(&cal, mode)?;
     let source = args.inputs.request()?.provenance(setup.reader.scores.n_images());
     let file = StructuresFile::new(
@@ -298,7 +162,7 @@ pub fn predict(args: &crate::cli::predict::Args, file: &StructuresFile) -> Resul
             sink: impl FnMut(usize, Vec<confseg::Sets<IxDyn>>) -> confseg::Result<()>,
         ) -> confseg::Result<()> {
             stream(
-                reader.items(all, move |r, i| output::<A>(r, axis, i)),
+                reader.items(all, move |r, i| read_output::<A>(r, axis, i)),
                 default_in_flight(),
                 |i, item: Lazy<_>| {
                     let (out, sp) = item.load()?;
@@ -367,8 +231,8 @@ pub fn validate(args: &crate::cli::validate::Args) -> Result<()> {
     if args.by_stratum {
         usage!("--by-stratum is for one structure, not --structure");
     }
-    let setup = open(&args.inputs)?;
-    let cal = setup.calibration()?;
+    let (setup, bar) = open(&args.inputs)?;
+    let cal = calibration(&setup, &bar)?;
     let mut splits =
         confseg::evaluate::Splits::new(args.n_cal, args.repeats, args.seed).context("--n-cal/--repeats")?;
     if let Some(t) = args.n_test {
