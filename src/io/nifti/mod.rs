@@ -81,9 +81,9 @@
 //! and sform), sets the datatype, `scl_slope = 1`, `scl_inter = 0`, resets
 //! the intent, drops extensions, and keeps the NIfTI version and byte order
 //! of the reference. A path ending in `.gz` is gzip-compressed (level 1,
-//! as nibabel). Outputs
-//! are atomic ([`Output`](super::Output)); [`mask_output`] and [`scores_output`] return
-//! them unpublished, for [`commit_all`](super::commit_all).
+//! as nibabel). Outputs are atomic ([`Output`](super::Output));
+//! [`mask_output`] and [`scores_output`] return them unpublished, for
+//! [`commit_all`](super::commit_all).
 //!
 //! **Where things are.** `header` holds the byte layouts of the two
 //! versions and turns a header into a [`NiftiHeader`] (dimensions,
@@ -93,12 +93,12 @@
 //! an output from a reference and writes it atomically. This file holds
 //! the reading functions that tie them together.
 
-mod file;
+// the header: layouts, fields, interpretation
 mod header;
+// reading a file: bounds, data, voxel order
+mod file;
+// writing outputs with a reference's geometry
 mod write;
-
-#[cfg(test)]
-mod tests;
 
 use std::path::Path;
 
@@ -226,3 +226,6 @@ pub fn read_mask(path: impl AsRef<Path>, labels: impl Into<Coding>) -> Result<(A
     let values = to_row_major(&flat, &header.shape, |x| x);
     Ok((shaped(path, &header.shape, values)?, header))
 }
+
+#[cfg(test)]
+mod tests;
