@@ -281,7 +281,8 @@ pub fn diagnose(
     let true_parts: Vec<Vec<f64>> = images
         .iter()
         .map(|img| {
-            let (label, count) = crate::grid::components(&img.truth, &img.shape);
+            let (label, count) =
+                crate::grid::components(&img.truth, &img.shape, crate::grid::Connectivity::Face);
             let mut worst = vec![f64::NEG_INFINITY; count];
             for (&c, &f) in label.iter().zip(&img.outer.values) {
                 if let Some(w) = worst.get_mut(c as usize) {
@@ -326,7 +327,8 @@ pub fn diagnose(
                     let ignored = |p: usize| img.ignored.get(p).copied().unwrap_or(false);
                     let set: Vec<bool> =
                         img.inner.values.iter().enumerate().map(|(p, &x)| x > li && !ignored(p)).collect();
-                    let (label, count) = crate::grid::components(&set, &img.shape);
+                    let (label, count) =
+                        crate::grid::components(&set, &img.shape, crate::grid::Connectivity::Face);
                     let mut inside = vec![true; count];
                     for (p, &c) in label.iter().enumerate() {
                         if let Some(ok) = inside.get_mut(c as usize) {

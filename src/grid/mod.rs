@@ -4,7 +4,8 @@
 //!   either convention and metric, distances to a set), used by the score
 //!   transforms and by the measures here;
 //! * [`par`]: how the spatial loops are split across threads and SIMD;
-//! * here: row-major index helpers, connected components, and the measures
+//! * here: row-major index helpers, connected components (face or full
+//!   [`Connectivity`]), and the measures
 //!   of [`evaluate`](crate::evaluate) and [`sets`](crate::sets): diameters,
 //!   Hausdorff distances and the width of the band between an inner and an
 //!   outer set.
@@ -38,41 +39,95 @@ pub(crate) fn unravel(mut flat: usize, shape: &[usize]) -> Vec<usize> {
     idx
 }
 
-/// The face-connected components of `set` (neighbours differ by one along
-/// one axis): a component number per voxel (`u32::MAX` outside the set)
-/// and the number of components. Iterative (no recursion), linear time.
-pub(crate) fn components(set: &[bool], shape: &[usize]) -> (Vec<u32>, usize) {
+/// Which voxels count as neighbours in a connected component.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
+pub enum Connectivity {
+    /// Voxels sharing a face (4-connectivity in 2-D, 6 in 3-D, `2n` in n-D).
+    #[default]
+    Face,
+    /// Voxels sharing a face, edge or corner (8 in 2-D, 26 in 3-D, `3^n - 1`).
+    Full,
+}
+
+/// The connected components of `set` under `connectivity`: a component
+/// number per voxel (`u32::MAX` outside the set), numbered in the order of
+/// their first voxel (row-major), and the number of components.
+///
+/// Union-find over the neighbours already visited in row-major order (each
+/// union keeps the earlier voxel as the root, so a component's root is its
+/// first voxel), then one labelling pass; near-linear time, no recursion.
+pub(crate) fn components(set: &[bool], shape: &[usize], connectivity: Connectivity) -> (Vec<u32>, usize) {
+    let ndim = shape.len();
     let st = strides(shape);
-    let mut label = vec![u32::MAX; set.len()];
-    let mut count = 0usize;
-    let mut stack = Vec::new();
-    for start in 0..set.len() {
-        if !set[start] || label[start] != u32::MAX {
-            continue;
+    // neighbour offsets earlier in row-major order: first non-zero entry is -1
+    let deltas: Vec<Vec<isize>> = match connectivity {
+        Connectivity::Face => {
+            (0..ndim).map(|j| (0..ndim).map(|i| if i == j { -1 } else { 0 }).collect()).collect()
         }
-        let c = u32::try_from(count).unwrap_or(u32::MAX - 1);
-        label[start] = c;
-        stack.push(start);
-        while let Some(p) = stack.pop() {
-            for (&n, &s) in shape.iter().zip(&st) {
-                let coord = (p / s) % n;
-                let mut visit = |q: usize| {
-                    if set[q] && label[q] == u32::MAX {
-                        label[q] = c;
-                        stack.push(q);
-                    }
-                };
-                if coord > 0 {
-                    visit(p - s);
+        Connectivity::Full => {
+            let mut all: Vec<Vec<isize>> = vec![vec![]];
+            for _ in 0..ndim {
+                all =
+                    all.into_iter().flat_map(|d| [-1, 0, 1].map(|x| [d.clone(), vec![x]].concat())).collect();
+            }
+            all.into_iter().filter(|d| d.iter().find(|&&x| x != 0) == Some(&-1)).collect()
+        }
+    };
+    let mut parent: Vec<usize> = (0..set.len()).collect();
+    let mut idx = vec![0usize; ndim];
+    for (flat, &m) in set.iter().enumerate() {
+        if m {
+            for d in &deltas {
+                let inside = idx.iter().zip(d).zip(shape).all(|((&i, &dx), &n)| {
+                    let j = i as isize + dx;
+                    j >= 0 && (j as usize) < n
+                });
+                if !inside {
+                    continue;
                 }
-                if coord + 1 < n {
-                    visit(p + s);
+                let off: isize = d.iter().zip(&st).map(|(&dx, &s)| dx * s as isize).sum();
+                let nb = flat.wrapping_add_signed(off);
+                if set[nb] {
+                    let (a, b) = (find(&mut parent, flat), find(&mut parent, nb));
+                    if a != b {
+                        parent[a.max(b)] = a.min(b);
+                    }
                 }
             }
         }
-        count += 1;
+        for j in (0..ndim).rev() {
+            idx[j] += 1;
+            if idx[j] < shape[j] {
+                break;
+            }
+            idx[j] = 0;
+        }
+    }
+    let mut label = vec![u32::MAX; set.len()];
+    let mut count = 0usize;
+    for flat in 0..set.len() {
+        if set[flat] {
+            let r = find(&mut parent, flat);
+            label[flat] = if r == flat {
+                count += 1;
+                u32::try_from(count - 1).unwrap_or(u32::MAX - 1)
+            } else {
+                label[r]
+            };
+        }
     }
     (label, count)
+}
+
+/// The root of `i`'s tree, halving the path on the way.
+fn find(parent: &mut [usize], mut i: usize) -> usize {
+    while parent[i] != i {
+        parent[i] = parent[parent[i]];
+        i = parent[i];
+    }
+    i
 }
 
 /// Diameter of a set: the largest Euclidean distance (with `spacing`)
@@ -195,7 +250,7 @@ mod tests {
         for p in [0, 1, 4, 13, 17] {
             set[p] = true;
         }
-        let (label, count) = components(&set, &shape);
+        let (label, count) = components(&set, &shape, Connectivity::Face);
         // (0,0,0),(0,0,1),(0,1,1) and below it (1,1,1) = one component; (1,2,2) alone
         assert_eq!(count, 2);
         assert_eq!(label[0], label[1]);
@@ -204,9 +259,59 @@ mod tests {
         assert_ne!(label[13], label[17]);
         assert!(label.iter().zip(&set).all(|(&l, &b)| (l == u32::MAX) != b));
         // a diagonal pair in 2-D is two components
-        let (_, count) = components(&[true, false, false, true], &[2, 2]);
+        let (_, count) = components(&[true, false, false, true], &[2, 2], Connectivity::Face);
         assert_eq!(count, 2);
-        assert_eq!(components(&[], &[0, 3]).1, 0);
+        assert_eq!(components(&[], &[0, 3], Connectivity::Face).1, 0);
+        // ... and one with full connectivity, as the corner-touching 3-D voxels are
+        let (label, count) = components(&[true, false, false, true], &[2, 2], Connectivity::Full);
+        assert_eq!((count, label[0], label[3]), (1, 0, 0));
+        let (label, count) = components(&set, &shape, Connectivity::Full);
+        assert_eq!((count, label[13], label[17]), (1, 0, 0));
+    }
+
+    /// Numbered in the order of their first voxel, and equal to a plain
+    /// flood fill (breadth-first, from each unlabelled voxel in order) for
+    /// both connectivities.
+    #[test]
+    fn components_equal_a_flood_fill() {
+        for (shape, density) in [(vec![7usize, 9], 45), (vec![4, 5, 6], 35), (vec![13], 50)] {
+            let n: usize = shape.iter().product();
+            for seed in 0..8 {
+                let set = pseudo_set(n, seed + 3, density);
+                for conn in [Connectivity::Face, Connectivity::Full] {
+                    let neighbours = |p: usize, q: usize| {
+                        let (a, b) = (coords(p, &shape), coords(q, &shape));
+                        let d: Vec<usize> = a.iter().zip(&b).map(|(&x, &y)| x.abs_diff(y)).collect();
+                        d.iter().all(|&x| x <= 1)
+                            && match conn {
+                                Connectivity::Face => d.iter().sum::<usize>() == 1,
+                                Connectivity::Full => d.contains(&1),
+                            }
+                    };
+                    let mut want = vec![u32::MAX; n];
+                    let mut next = 0u32;
+                    for start in 0..n {
+                        if !set[start] || want[start] != u32::MAX {
+                            continue;
+                        }
+                        want[start] = next;
+                        let mut queue = std::collections::VecDeque::from([start]);
+                        while let Some(p) = queue.pop_front() {
+                            for q in 0..n {
+                                if set[q] && want[q] == u32::MAX && neighbours(p, q) {
+                                    want[q] = next;
+                                    queue.push_back(q);
+                                }
+                            }
+                        }
+                        next += 1;
+                    }
+                    let (got, count) = components(&set, &shape, conn);
+                    assert_eq!(count, next as usize, "{shape:?} {conn:?}");
+                    assert_eq!(got, want, "{shape:?} {conn:?}");
+                }
+            }
+        }
     }
 
     fn coords(i: usize, shape: &[usize]) -> Vec<usize> {

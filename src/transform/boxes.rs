@@ -37,19 +37,8 @@ use crate::error::Result;
 use crate::float::Float;
 use crate::grid::edt::signed_distance_flat;
 use crate::grid::strides;
+pub use crate::grid::Connectivity;
 use crate::mask::MaskValue;
-
-/// Which voxels count as neighbours in a connected component.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
-pub enum Connectivity {
-    /// Voxels sharing a face (4-connectivity in 2-D, 6 in 3-D, `2n` in n-D).
-    #[default]
-    Face,
-    /// Voxels sharing a face, edge or corner (8 in 2-D, 26 in 3-D, `3^n - 1`).
-    Full,
-}
 
 /// Which inner boxes: any axis-aligned box, or cubes only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -168,16 +157,8 @@ pub fn component_boxes<M: MaskValue, D: Dimension>(
 /// asked for (if asked).
 type Component = (usize, BoundingBox, Option<BoundingBox>);
 
-fn find(parent: &mut [usize], mut i: usize) -> usize {
-    while parent[i] != i {
-        parent[i] = parent[parent[i]];
-        i = parent[i];
-    }
-    i
-}
-
-/// Components by union-find over the already visited neighbours, with
-/// their largest inner boxes of shape `inner` if it is given.
+/// Components with their sizes, bounding boxes and largest inner boxes of
+/// shape `inner` if it is given, in the order of their first voxel.
 fn components(
     mask: &[bool],
     shape: &[usize],
@@ -186,65 +167,15 @@ fn components(
 ) -> Vec<Component> {
     let ndim = shape.len();
     let st = strides(shape);
-    // Neighbour offsets earlier in row-major order: first non-zero entry is -1.
-    let deltas: Vec<Vec<isize>> = match connectivity {
-        Connectivity::Face => {
-            (0..ndim).map(|j| (0..ndim).map(|i| if i == j { -1 } else { 0 }).collect()).collect()
-        }
-        Connectivity::Full => {
-            let mut all: Vec<Vec<isize>> = vec![vec![]];
-            for _ in 0..ndim {
-                all =
-                    all.into_iter().flat_map(|d| [-1, 0, 1].map(|x| [d.clone(), vec![x]].concat())).collect();
-            }
-            all.into_iter().filter(|d| d.iter().find(|&&x| x != 0) == Some(&-1)).collect()
-        }
-    };
-    let mut parent: Vec<usize> = (0..mask.len()).collect();
+    let (label, count) = crate::grid::components(mask, shape, connectivity);
+    let mut comps: Vec<(usize, Vec<usize>, Vec<usize>)> = Vec::with_capacity(count);
     let mut idx = vec![0usize; ndim];
-    for (flat, &m) in mask.iter().enumerate() {
-        if m {
-            for d in &deltas {
-                let inside = idx.iter().zip(d).zip(shape).all(|((&i, &dx), &n)| {
-                    let j = i as isize + dx;
-                    j >= 0 && (j as usize) < n
-                });
-                if !inside {
-                    continue;
-                }
-                let off: isize = d.iter().zip(&st).map(|(&dx, &s)| dx * s as isize).sum();
-                let nb = (flat as isize + off) as usize;
-                if mask[nb] {
-                    let (a, b) = (find(&mut parent, flat), find(&mut parent, nb));
-                    if a != b {
-                        // keep the earlier voxel as root: labels follow first-voxel order
-                        parent[a.max(b)] = a.min(b);
-                    }
-                }
-            }
-        }
-        for j in (0..ndim).rev() {
-            idx[j] += 1;
-            if idx[j] < shape[j] {
-                break;
-            }
-            idx[j] = 0;
-        }
-    }
-    // Label per voxel and bounding boxes.
-    let mut label = vec![usize::MAX; mask.len()];
-    let mut comps: Vec<(usize, Vec<usize>, Vec<usize>)> = Vec::new();
-    let mut root_label = vec![usize::MAX; mask.len()];
-    idx.fill(0);
-    for flat in 0..mask.len() {
-        if mask[flat] {
-            let r = find(&mut parent, flat);
-            if root_label[r] == usize::MAX {
-                root_label[r] = comps.len();
+    for &l in &label {
+        if l != u32::MAX {
+            let l = l as usize;
+            if l == comps.len() {
                 comps.push((0, idx.clone(), idx.iter().map(|&i| i + 1).collect()));
             }
-            let l = root_label[r];
-            label[flat] = l;
             let c = &mut comps[l];
             c.0 += 1;
             for ((lo, hi), &i) in c.1.iter_mut().zip(c.2.iter_mut()).zip(&idx) {
@@ -284,7 +215,7 @@ fn components(
 
 /// The voxels of label `l` within the box at `start` of `local_shape`, row-major.
 fn region(
-    label: &[usize],
+    label: &[u32],
     _shape: &[usize],
     st: &[usize],
     start: &[usize],
@@ -296,7 +227,7 @@ fn region(
     let mut idx = vec![0usize; local_shape.len()];
     for _ in 0..n {
         let flat: usize = idx.iter().zip(start).zip(st).map(|((i, s), k)| (i + s) * k).sum();
-        out.push(label[flat] == l);
+        out.push(label[flat] as usize == l);
         for j in (0..idx.len()).rev() {
             idx[j] += 1;
             if idx[j] < local_shape[j] {
