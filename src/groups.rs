@@ -39,10 +39,11 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-use crate::calibrate::{Calibration, Calibrator};
+use crate::calibrate::{Calibration, Calibrator, RiskCalibration};
 use crate::error::{Error, Result, Warning};
 use crate::image::AsImage;
 use crate::levels::Mode;
+use crate::risk::RiskControl;
 use crate::sets::{ConfidenceSets, Sets};
 use crate::transform::{ScoreTransform, Transform};
 
@@ -386,20 +387,42 @@ impl Calibration {
     /// # Errors
     /// As [`check_labels`]: not one label per image, or too many groups.
     pub fn partition(&self, groups: &[Group]) -> Result<Vec<(Group, Calibration)>> {
-        check_labels(groups, self.len(), "the calibration")?;
-        let mut members: BTreeMap<&Group, Vec<usize>> = BTreeMap::new();
-        for (i, g) in groups.iter().enumerate() {
-            members.entry(g).or_default().push(i);
-            if members.len() > MAX_GROUPS {
-                return Err(Error::InvalidParameter {
-                    name: "groups",
-                    value: format!("more than {MAX_GROUPS} distinct labels"),
-                    reason: "a group needs enough images for a threshold; are these labels per image?".into(),
-                });
-            }
-        }
-        members.into_iter().map(|(g, idx)| Ok((g.clone(), self.select(&idx)?))).collect()
+        members(groups, self.len(), "the calibration")?
+            .into_iter()
+            .map(|(g, idx)| Ok((g, self.select(&idx)?)))
+            .collect()
     }
+}
+
+impl RiskCalibration {
+    /// The risk statistics split by group, as [`Calibration::partition`]
+    /// splits the conformal ones.
+    ///
+    /// # Errors
+    /// As [`check_labels`]: not one label per image, or too many groups.
+    pub fn partition(&self, groups: &[Group]) -> Result<Vec<(Group, RiskCalibration)>> {
+        members(groups, self.len(), "the risk calibration")?
+            .into_iter()
+            .map(|(g, idx)| Ok((g, self.select(&idx)?)))
+            .collect()
+    }
+}
+
+/// The images of each distinct group (sorted), in order.
+fn members(groups: &[Group], images: usize, what: &str) -> Result<Vec<(Group, Vec<usize>)>> {
+    check_labels(groups, images, what)?;
+    let mut members: BTreeMap<&Group, Vec<usize>> = BTreeMap::new();
+    for (i, g) in groups.iter().enumerate() {
+        members.entry(g).or_default().push(i);
+        if members.len() > MAX_GROUPS {
+            return Err(Error::InvalidParameter {
+                name: "groups",
+                value: format!("more than {MAX_GROUPS} distinct labels"),
+                reason: "a group needs enough images for a threshold; are these labels per image?".into(),
+            });
+        }
+    }
+    Ok(members.into_iter().map(|(g, idx)| (g.clone(), idx)).collect())
 }
 
 /// Sets fitted per group: each group's [`ConfidenceSets`] (its own
@@ -446,28 +469,71 @@ impl<TI: Transform + Clone, TO: Transform + Clone> Calibrator<TI, TO> {
         small_groups: SmallGroups,
     ) -> Result<GroupedSets<TI, TO>> {
         let parts = calibration.partition(groups)?;
-        if parts.is_empty() {
-            return Err(Error::NoCalibrationData);
-        }
-        let needed = mode.min_calibration_size();
-        let mut own = Vec::with_capacity(parts.len());
-        let mut small: Vec<(Group, usize)> = Vec::new();
-        let mut pool = Calibration::new();
-        for (g, cal) in parts {
-            if small_groups == SmallGroups::Pool && cal.len() < needed {
-                small.push((g, cal.len()));
-                pool.merge(&cal)?;
-            } else {
-                own.push((g, self.fit(&cal, mode)?));
-            }
-        }
-        let pooled = if small.is_empty() {
-            None
-        } else {
-            Some(Pooled { groups: small, sets: self.fit(&pool, mode)? })
-        };
-        Ok(GroupedSets { own, pooled, small_groups, strata: None })
+        fit_parts(
+            parts,
+            mode.min_calibration_size(),
+            small_groups,
+            Calibration::len,
+            |c| self.fit(c, mode),
+            Calibration::merge,
+        )
     }
+
+    /// Fit risk control per group: as [`Calibrator::fit_groups`], each
+    /// group's images fitted by [`Calibrator::fit_risk_control`] alone, so
+    /// that the risk is controlled conditionally on every group (with
+    /// probability `1 - delta` over each group's calibration images when
+    /// `level` has a confidence). A group with fewer than
+    /// [`RiskControl::min_calibration_size`] images gets the conservative
+    /// threshold or joins the pooled fit.
+    ///
+    /// # Errors
+    /// As [`RiskCalibration::partition`] and [`Calibrator::fit_risk_control`].
+    pub fn fit_groups_risk_control(
+        &self,
+        calibration: &RiskCalibration,
+        groups: &[Group],
+        level: RiskControl,
+        small_groups: SmallGroups,
+    ) -> Result<GroupedSets<TI, TO>> {
+        let parts = calibration.partition(groups)?;
+        fit_parts(
+            parts,
+            level.min_calibration_size(),
+            small_groups,
+            RiskCalibration::len,
+            |c| self.fit_risk_control(c, level),
+            RiskCalibration::merge,
+        )
+    }
+}
+
+/// Each group's statistics fitted alone, or (under [`SmallGroups::Pool`],
+/// with fewer than `needed` images) merged into one pooled fit.
+fn fit_parts<C: Default, TI, TO>(
+    parts: Vec<(Group, C)>,
+    needed: usize,
+    small_groups: SmallGroups,
+    len: impl Fn(&C) -> usize,
+    fit: impl Fn(&C) -> Result<ConfidenceSets<TI, TO>>,
+    merge: impl Fn(&mut C, &C) -> Result<()>,
+) -> Result<GroupedSets<TI, TO>> {
+    if parts.is_empty() {
+        return Err(Error::NoCalibrationData);
+    }
+    let mut own = Vec::with_capacity(parts.len());
+    let mut small: Vec<(Group, usize)> = Vec::new();
+    let mut pool = C::default();
+    for (g, part) in parts {
+        if small_groups == SmallGroups::Pool && len(&part) < needed {
+            small.push((g, len(&part)));
+            merge(&mut pool, &part)?;
+        } else {
+            own.push((g, fit(&part)?));
+        }
+    }
+    let pooled = if small.is_empty() { None } else { Some(Pooled { groups: small, sets: fit(&pool)? }) };
+    Ok(GroupedSets { own, pooled, small_groups, strata: None })
 }
 
 impl<TI, TO> GroupedSets<TI, TO> {

@@ -403,3 +403,93 @@ fn strata_of_the_predictions_equal_groups_computed_by_hand() {
     assert_eq!(e.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&e.stderr).contains("edges are strictly increasing"));
 }
+
+/// `calibrate --mode risk-control` with `--groups` or `--strata`: each
+/// group's threshold is the library's risk control fitted on that group's
+/// images alone, and `predict` applies it to the image's group.
+#[test]
+fn risk_control_per_group_and_per_stratum_match_the_library() {
+    use confseg::calibrate::RiskCalibration;
+    use confseg::quantile::Delta;
+    use confseg::risk::{Bound, Risk, RiskControl};
+    let (d, s, m, labels) = setup();
+    let c = Calibrator::new(ScoreTransform::Identity, ScoreTransform::Sigmoid);
+    let level = RiskControl::with_confidence(
+        Risk::Recall,
+        Alpha::new(0.3).unwrap(),
+        Delta::new(0.2).unwrap(),
+        Bound::Wsr,
+    )
+    .unwrap();
+    // strata by hand, as in the conformal test above
+    let strata: Vec<i64> = s
+        .outer_iter()
+        .map(|im| {
+            let v = im.iter().filter(|&&x| x > 0.0).count();
+            i64::from(v >= 8) + i64::from(v >= 14)
+        })
+        .collect();
+    let base = [
+        "calibrate",
+        "--masks",
+        &d.s("M.npy"),
+        "--scores",
+        &d.s("S.npy"),
+        "--outer",
+        "sigmoid",
+        "--mode",
+        "risk-control",
+        "--alpha",
+        "0.3",
+        "--delta",
+        "0.2",
+        "--bound",
+        "wsr",
+        "-o",
+        &d.s("rc.json"),
+    ];
+    for (by, grouping) in [("--groups", labels.clone()), ("--strata", strata)] {
+        let mut a = base.to_vec();
+        let spec = if by == "--groups" { d.s("G.npy") } else { "predicted-volume=8,14".to_owned() };
+        a.extend([by, &spec]);
+        let out = ok(&a);
+        assert!(out.contains("in 3 groups"), "{out}");
+        let file: Fitted<GroupedSets> = Fitted::read(&d.p("rc.json")).unwrap();
+        let names: Vec<Group> = file.sets.sizes().into_iter().map(|(g, _)| g).collect();
+        let mut predicted: Vec<Option<(Array3<u8>, usize)>> = vec![None; N];
+        for (j, g) in names.iter().enumerate() {
+            // the group's images alone, by the library
+            let label = if by == "--groups" { [0, 1, 9][j] } else { j as i64 };
+            let mut risk = RiskCalibration::for_risk(Risk::Recall);
+            for i in (0..N).filter(|&i| grouping[i] == label) {
+                c.observe_risk(&mut risk, &s.index_axis(Axis(0), i), &m.index_axis(Axis(0), i)).unwrap();
+            }
+            let alone = c.fit_risk_control(&risk, level).unwrap();
+            let got = file.sets.sets(g).unwrap();
+            assert_eq!((got.n(), got.thresholds()), (alone.n(), alone.thresholds()), "{by} group {g}");
+            for i in (0..N).filter(|&i| grouping[i] == label) {
+                let p = alone.predict(&s.index_axis(Axis(0), i)).unwrap();
+                let o = p.outer.mapv(u8::from).insert_axis(Axis(0));
+                predicted[i] = Some((o, i));
+            }
+        }
+        // two groups' thresholds are finite and differ (the test is not of infinities)
+        let t: Vec<f64> =
+            names.iter().map(|g| file.sets.sets(g).unwrap().thresholds().outer.value()).collect();
+        assert!(t[0].is_finite() && t[1].is_finite() && t[0] != t[1], "{by}: {t:?}");
+        // the guarantee is risk control per group, stated as such
+        assert!(out.contains("conditionally on the group"), "{out}");
+        let mut p = vec!["predict", "--calibration", Box::leak(d.s("rc.json").into_boxed_str())];
+        p.extend(["--scores", Box::leak(d.s("S.npy").into_boxed_str())]);
+        if by == "--groups" {
+            p.extend(["--groups", Box::leak(d.s("G.npy").into_boxed_str())]);
+        }
+        p.extend(["--outer-out", Box::leak(d.s("O.npy").into_boxed_str())]);
+        ok(&p);
+        let outer: Array3<u8> = read_npy(d.p("O.npy")).unwrap();
+        for (i, want) in predicted.iter().enumerate() {
+            let (want, _) = want.as_ref().unwrap();
+            assert_eq!(outer.index_axis(Axis(0), i), want.index_axis(Axis(0), 0), "{by} image {i}");
+        }
+    }
+}

@@ -324,3 +324,136 @@ fn calibration_warnings_are_named_by_group() {
     assert!(w[0].starts_with("group 1: mode max: lambda = 37 is above the inner statistic"), "{w:?}");
     assert!(sets.warnings().is_empty());
 }
+
+/// Risk control per group (expectation, RCPS with a confidence,
+/// Learn-then-Test for precision) equals fitting each group's risk
+/// statistics alone, and pooling small groups fits their union.
+#[test]
+fn per_group_risk_control_equals_each_group_alone() {
+    use confseg::calibrate::RiskCalibration;
+    use confseg::quantile::Delta;
+    use confseg::risk::{Bound, Risk, RiskControl};
+    let (pairs, groups) = cohort();
+    let c = Calibrator::new(Sigmoid, Sigmoid);
+    let delta = Delta::new(0.1).unwrap();
+    let levels = [
+        RiskControl::new(alpha(0.1)),
+        RiskControl::with_confidence(Risk::Recall, alpha(0.2), delta, Bound::Wsr).unwrap(),
+        RiskControl::with_confidence(Risk::Recall, alpha(0.2), delta, Bound::Hoeffding).unwrap(),
+        RiskControl::precision(alpha(0.2), delta),
+    ];
+    for level in levels {
+        let all = c.risk_calibrate_stream(level.risk(), pairs.clone().into_iter().map(Ok)).unwrap();
+        for policy in [SmallGroups::Infinite, SmallGroups::Pool] {
+            let sets = c.fit_groups_risk_control(&all, &groups, level, policy).unwrap();
+            let alone = |keep: &dyn Fn(&Group) -> bool| {
+                let mut r = RiskCalibration::for_risk(level.risk());
+                for (p, _) in pairs.iter().zip(&groups).filter(|(_, h)| keep(h)) {
+                    c.observe_risk(&mut r, &p.0, &p.1).unwrap();
+                }
+                c.fit_risk_control(&r, level).unwrap()
+            };
+            // under pooling, the groups with too few images for the level share one fit
+            let needed = level.min_calibration_size();
+            let sizes = [24, 32, 4];
+            let small: Vec<Group> = (0..3)
+                .filter(|&g| policy == SmallGroups::Pool && sizes[g] < needed)
+                .map(|g| Group::from(g as i64))
+                .collect();
+            assert!(policy == SmallGroups::Infinite || small.contains(&Group::from(2)), "{level:?}");
+            for g in [0, 1, 2].map(Group::from) {
+                let expected =
+                    if small.contains(&g) { alone(&|h| small.contains(h)) } else { alone(&|h| *h == g) };
+                assert_eq!(sets.sets(&g).unwrap(), &expected, "group {g}, {level:?}, {policy:?}");
+                assert_eq!(sets.is_pooled(&g), small.contains(&g));
+            }
+            assert_eq!(sets.pooled().is_some(), !small.is_empty());
+            assert_eq!(sets.sizes().iter().map(|s| s.1).collect::<Vec<_>>(), [24, 32, 4]);
+            assert!(
+                sets.guarantee_text().contains("conditionally on the group"),
+                "{}",
+                sets.guarantee_text()
+            );
+        }
+    }
+    // labels that do not fit are refused by the risk statistics too
+    let all = c.risk_calibrate_stream(Risk::Recall, pairs.into_iter().map(Ok)).unwrap();
+    let level = RiskControl::new(alpha(0.1));
+    assert!(c.fit_groups_risk_control(&all, &groups[1..], level, SmallGroups::Infinite).is_err());
+}
+
+/// The missed fraction of a new image's outer set (0 without object).
+fn missed(outer: &ndarray::Array2<bool>, truth: &ndarray::Array2<bool>) -> f64 {
+    let object = truth.iter().filter(|&&y| y).count();
+    let lost = truth.iter().zip(outer).filter(|(&y, &o)| y && !o).count();
+    if object == 0 {
+        0.0
+    } else {
+        lost as f64 / object as f64
+    }
+}
+
+/// Conformal risk control per group keeps each group's expected missed
+/// fraction within `[alpha - 2/(n+1), alpha]` (Angelopoulos et al. 2024,
+/// Theorems 1 and 2, loss bound 1), within four standard errors of the
+/// replicated mean; the pooled fit misses visibly more of the hard group.
+#[test]
+fn group_conditional_risk_control_holds_per_group_where_pooling_fails() {
+    use confseg::calibrate::RiskCalibration;
+    use confseg::risk::{Risk, RiskControl};
+    const REPS: usize = 400;
+    const M: usize = 20;
+    let a = 0.1;
+    let data = [
+        (Synthetic::new([12, 12]).seed(5).noise(0.3).unwrap(), 39),
+        (Synthetic::new([12, 12]).seed(6).noise(3.0).unwrap(), 24),
+    ];
+    let c = Calibrator::new(Identity, Identity);
+    let level = RiskControl::new(alpha(a));
+    let mut grouped = [Vec::new(), Vec::new()];
+    let mut pooled = [Vec::new(), Vec::new()];
+    for r in 0..REPS {
+        let mut cal = RiskCalibration::for_risk(Risk::Recall);
+        let mut labels = Vec::new();
+        for (g, (d, n)) in data.iter().enumerate() {
+            let base = r * (n + M);
+            for (s, y) in d.pairs(base..base + n) {
+                c.observe_risk(&mut cal, &s, &y).unwrap();
+                labels.push(Group::from(g as i64));
+            }
+        }
+        let sets = c.fit_groups_risk_control(&cal, &labels, level, SmallGroups::Infinite).unwrap();
+        let one = c.fit_risk_control(&cal, level).unwrap();
+        for (g, (d, n)) in data.iter().enumerate() {
+            let base = r * (n + M) + n;
+            let (mut mg, mut mp) = (0.0, 0.0);
+            for (s, y) in d.pairs(base..base + M) {
+                mg += missed(&sets.predict(&Group::from(g as i64), &s).unwrap().outer, &y);
+                mp += missed(&one.predict(&s).unwrap().outer, &y);
+            }
+            grouped[g].push(mg / M as f64);
+            pooled[g].push(mp / M as f64);
+        }
+    }
+    let mean_se = |v: &[f64]| {
+        let m = v.iter().sum::<f64>() / v.len() as f64;
+        let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - 1) as f64;
+        (m, (var / v.len() as f64).sqrt())
+    };
+    for (g, (_, n)) in data.iter().enumerate() {
+        let (risk, se) = mean_se(&grouped[g]);
+        let floor = a - 2.0 / (*n as f64 + 1.0);
+        eprintln!(
+            "group {g}: risk {risk:.4} ± {se:.4} in [{floor:.4}, {a}], pooled {:.4}",
+            mean_se(&pooled[g]).0
+        );
+        assert!(risk <= a + 4.0 * se, "group {g}: expected missed fraction {risk:.4} ± {se:.4} above {a}");
+        assert!(
+            risk >= floor - 4.0 * se,
+            "group {g}: {risk:.4} ± {se:.4} below {floor:.4}: too conservative"
+        );
+        assert!(4.0 * se < 0.01, "group {g}: standard error {se:.4} too large to test the level");
+    }
+    let (hard, se) = mean_se(&pooled[1]);
+    assert!(hard > a + 0.02 + 4.0 * se, "pooled risk of the hard group {hard:.4} is not visibly above {a}");
+}

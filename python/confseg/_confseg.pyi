@@ -98,7 +98,8 @@ class Calibrator:
         groups: Optional[Sequence[GroupLabel]] = None,
         pool_small_groups: bool = False,
     ) -> Union[ConfidenceSets, GroupedSets]:
-        """With groups (one label per calibration image): thresholds per group, a GroupedSets.
+        """With groups (one label per calibration image): thresholds per group, a GroupedSets
+        (for every mode, risk control included: each group fitted on its images alone).
         mode: "marginal", "bonferroni", "max" (a Calibration) or "risk-control"
         (a RiskCalibration: risk="recall", E[|truth \\ outer| / |truth|] <= alpha, no
         inner set; risk="precision" with delta, E[|inner \\ truth| / |inner|] <= alpha).

@@ -549,6 +549,8 @@ impl PyCalibrator {
     /// thresholds, or with ``pool_small_groups=True`` one fit shared by
     /// all small groups (for them the guarantee is marginal over the pooled
     /// groups). The statistics are not recomputed: grouping partitions them.
+    /// A ``RiskCalibration`` with ``mode="risk-control"`` and ``groups``
+    /// controls the risk per group in the same way.
     #[pyo3(signature = (calibration, alpha=None, mode="marginal", weights=None, alpha_inner=None, alpha_outer=None, delta=None, risk=None, bound=None, grid=None, groups=None, pool_small_groups=false))]
     #[allow(clippy::too_many_arguments)]
     fn fit<'py>(
@@ -603,17 +605,31 @@ impl PyCalibrator {
             ));
         }
         if let Some(groups) = groups {
-            let (Guarantee::Conformal(m), Some(calibration)) = (guarantee, &plain) else {
-                return Err(value_error(
-                    "groups= calibrates the conformal modes (marginal, bonferroni, max) from a Calibration, \
-                     not risk control",
-                ));
-            };
             let labels = crate::groups::groups_arg(groups)?;
-            let calibration = calibration.borrow();
             let policy = crate::groups::small_groups(pool_small_groups);
-            let sets = self.cal.fit_groups(&calibration.cal, &labels, m, policy).py()?;
-            warn_all(py, &sets.calibration_warnings(&calibration.cal, &labels).py()?)?;
+            let sets =
+                match (guarantee, &state, &plain) {
+                    (Guarantee::Conformal(m), _, Some(calibration)) => {
+                        let calibration = calibration.borrow();
+                        let sets = self.cal.fit_groups(&calibration.cal, &labels, m, policy).py()?;
+                        warn_all(py, &sets.calibration_warnings(&calibration.cal, &labels).py()?)?;
+                        sets
+                    }
+                    (Guarantee::RiskControl(level), Some(state), _) => {
+                        let state = state.borrow();
+                        let r = &state.risk;
+                        let sets = crate::interrupt::detach(py, || {
+                            self.cal.fit_groups_risk_control(r, &labels, level, policy)
+                        })
+                        .py()?;
+                        warn_all(py, &sets.warnings())?;
+                        sets
+                    }
+                    _ => return Err(value_error(
+                        "groups= fits the conformal modes from a Calibration (Calibrator.statistics) and \
+                         mode=\"risk-control\" from a RiskCalibration (Calibrator.risk_statistics)",
+                    )),
+                };
             return Ok(Bound::new(py, crate::groups::PyGroupedSets::new(sets))?.into_any());
         }
         let sets =

@@ -236,3 +236,37 @@ def test_validate_by_stratum_in_python_is_the_clis(tmp_path, cli):
         confseg.validate(scores, masks, n_cal=60, repeats=50, groups=groups.tolist())
     with pytest.raises(ValueError, match="in voxels"):
         confseg.validate(scores, masks, n_cal=60, repeats=50, by_stratum=True, strata="max-score=0.5")
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(alpha=0.1, mode="risk-control"),
+        dict(alpha=0.2, mode="risk-control", delta=0.1, bound="wsr"),
+        dict(alpha=0.2, mode="risk-control", risk="precision", delta=0.1),
+    ],
+)
+def test_risk_control_per_group_equals_fitting_each_group_alone(kw):
+    scores, masks, groups = cohort()
+    c = confseg.Calibrator("sigmoid", "sigmoid")
+    risk = kw.get("risk", "recall")
+    stats = c.risk_statistics(scores, masks, risk=risk)
+    with pytest.warns(UserWarning):  # group 7 has too few images
+        sets = c.fit(stats, groups=groups, **kw)
+    assert isinstance(sets, confseg.GroupedSets)
+    assert sets.sizes == {0: 30, 7: 4, "hard": 26}
+    finite = []
+    for g in sets.groups:
+        idx = [i for i, h in enumerate(groups) if h == g]
+        with pytest.warns() if g == 7 else _nothing():
+            alone = c.fit(c.risk_statistics(scores[idx], masks[idx], risk=risk), **kw)
+        assert sets.sets(g) == alone, g
+        side = "outer" if risk == "recall" else "inner"
+        finite.append(math.isfinite(sets.thresholds[g][side]))
+    assert finite[0] and finite[2], sets.thresholds  # not a test of infinities
+    assert "conditionally on the group" in sets.guarantee
+    # a Calibration cannot be fitted with risk control per group, nor the reverse
+    with pytest.raises(ValueError, match="RiskCalibration"):
+        c.fit(c.statistics(scores, masks), groups=groups, **kw)
+    with pytest.raises(ValueError, match="RiskCalibration"):
+        c.fit(stats, groups=groups, alpha=0.1, mode="max")

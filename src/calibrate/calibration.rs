@@ -306,21 +306,11 @@ impl Calibration {
             gamma: Vec::with_capacity(indices.len()),
             origin: self.origin.clone(),
         };
-        let mut seen = vec![false; self.len()];
+        check_indices(indices, self.len())?;
         for &i in indices {
-            let s = self.get(i).ok_or_else(|| Error::InvalidParameter {
-                name: "image index",
-                value: i.to_string(),
-                reason: format!("only {} calibration images", self.len()),
-            })?;
-            if std::mem::replace(&mut seen[i], true) {
-                return Err(Error::InvalidParameter {
-                    name: "image index",
-                    value: i.to_string(),
-                    reason: "given twice; a calibration counts each image once".into(),
-                });
+            if let Some(s) = self.get(i) {
+                out.push(s);
             }
-            out.push(s);
         }
         Ok(out)
     }
@@ -456,4 +446,30 @@ mod serde_impl {
             })
         }
     }
+}
+
+/// Check a selection of calibration images: each index below `len`, none
+/// twice.
+///
+/// # Errors
+/// [`Error::InvalidParameter`] naming the index.
+pub(crate) fn check_indices(indices: &[usize], len: usize) -> Result<()> {
+    let mut seen = vec![false; len];
+    for &i in indices {
+        let Some(slot) = seen.get_mut(i) else {
+            return Err(Error::InvalidParameter {
+                name: "image index",
+                value: i.to_string(),
+                reason: format!("only {len} calibration images"),
+            });
+        };
+        if std::mem::replace(slot, true) {
+            return Err(Error::InvalidParameter {
+                name: "image index",
+                value: i.to_string(),
+                reason: "given twice; a calibration counts each image once".into(),
+            });
+        }
+    }
+    Ok(())
 }

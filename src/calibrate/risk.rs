@@ -176,6 +176,21 @@ impl RiskCalibration {
         self.origin.per_image_spacing
     }
 
+    /// The images `indices`, in that order, with this state's provenance.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] for an index out of range or given twice.
+    pub fn select(&self, indices: &[usize]) -> Result<RiskCalibration> {
+        super::calibration::check_indices(indices, self.len())?;
+        let pick = |v: &[Vec<f64>]| indices.iter().filter_map(|&i| v.get(i).cloned()).collect();
+        Ok(RiskCalibration {
+            risk: self.risk,
+            objects: pick(&self.objects),
+            backgrounds: pick(&self.backgrounds),
+            origin: self.origin.clone(),
+        })
+    }
+
     /// Append the images of `other` (e.g. computed on another machine).
     ///
     /// # Errors

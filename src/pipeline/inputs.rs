@@ -3,16 +3,19 @@
 //! library's calibration and validation in the files' native precision.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use ndarray::{ArrayD, IxDyn};
 
 use crate::calibrate::{Calibration, Calibrator, RiskCalibration, Transformed};
 use crate::error::{Error, Result, Warning};
 use crate::evaluate::{Pool, Splits};
-use crate::groups::{Group, Strata};
-use crate::image::{AsImage, Spacing};
+use crate::groups::{Group, GroupedSets, SmallGroups, Strata, Stratification};
+use crate::image::{AsImage, Image, Spacing};
 use crate::io::cohort::Cohort;
 use crate::io::{Labels, Precision, ReadFloat};
-use crate::mask::Coding;
+use crate::levels::Guarantee;
+use crate::mask::{Coding, Voxel};
 use crate::quantile::Alpha;
 use crate::risk::Risk;
 use crate::tolerance::Tolerances;
@@ -63,6 +66,46 @@ impl Selection {
             return Err(none_left(p, format!("excludes all {k} selected images; none is left")));
         }
         Ok(left)
+    }
+}
+
+/// A raw image with its mask, as the calibration streams read them.
+type Pair<A> = (Image<'static, A, IxDyn>, ArrayD<Voxel>);
+
+/// How the calibration images are grouped for group-conditional
+/// calibration.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Grouping {
+    /// One label per selected image (see [`image_groups`]).
+    Labels(Vec<Group>),
+    /// Strata computed from each image's prediction, by edges fixed before
+    /// calibration; prediction recomputes them for new images.
+    Strata(Strata),
+}
+
+/// Sets fitted per group, with the groups of the calibration images and,
+/// for the conformal modes, their statistics.
+#[derive(Debug, Clone)]
+pub struct GroupFit {
+    /// The sets per group (with the strata, if the groups are strata).
+    pub sets: GroupedSets,
+    /// The group of each selected image.
+    pub groups: Vec<Group>,
+    /// The conformal statistics (`None` for risk control).
+    pub calibration: Option<Calibration>,
+}
+
+impl GroupFit {
+    /// Every warning of the fit: each group's (with what its statistics
+    /// show, for the conformal modes) and the pooled groups'.
+    ///
+    /// # Errors
+    /// As [`GroupedSets::calibration_warnings`].
+    pub fn warnings(&self) -> Result<Vec<Warning>> {
+        match &self.calibration {
+            Some(c) => self.sets.calibration_warnings(c, &self.groups),
+            None => Ok(self.sets.warnings()),
+        }
     }
 }
 
@@ -436,13 +479,7 @@ impl Inputs {
     /// As [`Inputs::statistics`]; [`Error::Options`] for already
     /// transformed scores (strata are computed from raw scores).
     pub fn statistics_with_strata(&self, strata: &Strata) -> Result<(Calibration, Vec<Group>)> {
-        if self.scores().is_transformed() {
-            return Err(Error::Options {
-                reason: "strata are computed from raw scores, not from already transformed ones: give \
-                         the groups as labels instead"
-                    .into(),
-            });
-        }
+        self.check_strata_source()?;
         match self.precision()? {
             Precision::F32 => self.strata_in::<f32>(strata),
             Precision::F64 => self.strata_in::<f64>(strata),
@@ -450,26 +487,126 @@ impl Inputs {
     }
 
     fn strata_in<A: ReadFloat>(&self, strata: &Strata) -> Result<(Calibration, Vec<Group>)> {
-        let reader = &self.reader;
-        let n = self.scores().n_images();
-        let slots: std::sync::Mutex<Vec<Option<Group>>> = std::sync::Mutex::new(vec![None; n]);
-        let (t, default) = (self.mask_threshold(), self.calibrator.spacing());
-        let slots_ref = &slots;
+        let slots = Mutex::new(vec![None; self.scores().n_images()]);
         let cal = self
             .calibrator
-            .calibrate_stream(reader.items(&self.images, move |r, i| {
-                let image = r.image::<A>(i)?;
-                let g = strata.stratum(image.scores(), t, image.spacing().unwrap_or(default))?;
-                if let Ok(mut v) = slots_ref.lock() {
-                    v[i] = Some(g);
-                }
-                Ok((image, r.mask(i)?))
-            }))
-            .map_err(|e| reader.blame(e, &self.images))?;
+            .calibrate_stream(self.reader.items(&self.images, self.stratified::<A>(strata, &slots)))
+            .map_err(|e| self.reader.blame(e, &self.images))?;
+        Ok((cal, self.recorded(slots)?))
+    }
+
+    /// [`Inputs::risk_statistics`] and each selected image's stratum under
+    /// `strata`, in one pass, as [`Inputs::statistics_with_strata`].
+    ///
+    /// # Errors
+    /// As [`Inputs::risk_statistics`] and [`Inputs::statistics_with_strata`].
+    pub fn risk_statistics_with_strata(
+        &self,
+        risk: Risk,
+        strata: &Strata,
+    ) -> Result<(RiskCalibration, Vec<Group>)> {
+        self.check_strata_source()?;
+        match self.precision()? {
+            Precision::F32 => self.risk_strata_in::<f32>(risk, strata),
+            Precision::F64 => self.risk_strata_in::<f64>(risk, strata),
+        }
+    }
+
+    fn risk_strata_in<A: ReadFloat>(
+        &self,
+        risk: Risk,
+        strata: &Strata,
+    ) -> Result<(RiskCalibration, Vec<Group>)> {
+        let slots = Mutex::new(vec![None; self.scores().n_images()]);
+        let cal = self
+            .calibrator
+            .risk_calibrate_stream(
+                risk,
+                self.reader.items(&self.images, self.stratified::<A>(strata, &slots)),
+            )
+            .map_err(|e| self.reader.blame(e, &self.images))?;
+        Ok((cal, self.recorded(slots)?))
+    }
+
+    /// Strata are computed from raw scores.
+    fn check_strata_source(&self) -> Result<()> {
+        if self.scores().is_transformed() {
+            return Err(Error::Options {
+                reason: "strata are computed from raw scores, not from already transformed ones: give \
+                         the groups as labels instead"
+                    .into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Each image read whole with its mask, its stratum under `strata`
+    /// (predicted mask `scores >` [`Inputs::mask_threshold`], its own
+    /// spacing else the default) recorded in `slots` on the way.
+    fn stratified<'a, A: ReadFloat>(
+        &'a self,
+        strata: &'a Strata,
+        slots: &'a Mutex<Vec<Option<Group>>>,
+    ) -> impl Fn(&Reader, usize) -> Result<Pair<A>> + Send + Sync + Copy + 'a {
+        let (t, default) = (self.mask_threshold(), self.calibrator.spacing());
+        move |r, i| {
+            let image = r.image::<A>(i)?;
+            let g = strata.stratum(image.scores(), t, image.spacing().unwrap_or(default))?;
+            if let Ok(mut v) = slots.lock() {
+                v[i] = Some(g);
+            }
+            Ok((image, r.mask(i)?))
+        }
+    }
+
+    /// The strata recorded for the selected images.
+    fn recorded(&self, slots: Mutex<Vec<Option<Group>>>) -> Result<Vec<Group>> {
         let slots = slots.into_inner().unwrap_or_default();
         let groups = self.images.iter().map(|&i| slots.get(i).cloned().flatten()).collect::<Option<Vec<_>>>();
-        let groups = groups.ok_or_else(|| Error::Options { reason: "a stratum was not computed".into() })?;
-        Ok((cal, groups))
+        groups.ok_or_else(|| Error::Options { reason: "a stratum was not computed".into() })
+    }
+
+    /// Fit `guarantee` per group (conformal modes with
+    /// [`Calibrator::fit_groups`], risk control with
+    /// [`Calibrator::fit_groups_risk_control`]), the statistics computed in
+    /// one pass over the images (with the strata, if the groups are
+    /// strata), small groups handled by `small_groups`.
+    ///
+    /// # Errors
+    /// As the statistics and the fits.
+    pub fn fit_groups(
+        &self,
+        guarantee: Guarantee,
+        grouping: &Grouping,
+        small_groups: SmallGroups,
+    ) -> Result<GroupFit> {
+        let labels = |g: &Vec<Group>| -> Result<Vec<Group>> {
+            crate::groups::check_labels(g, self.images.len(), "the selected images")?;
+            Ok(g.clone())
+        };
+        let (sets, groups, calibration) = match guarantee {
+            Guarantee::Conformal(mode) => {
+                let (cal, groups) = match grouping {
+                    Grouping::Labels(g) => (self.statistics()?, labels(g)?),
+                    Grouping::Strata(s) => self.statistics_with_strata(s)?,
+                };
+                (self.calibrator.fit_groups(&cal, &groups, mode, small_groups)?, groups, Some(cal))
+            }
+            Guarantee::RiskControl(level) => {
+                let (risk, groups) = match grouping {
+                    Grouping::Labels(g) => (self.risk_statistics(level.risk())?, labels(g)?),
+                    Grouping::Strata(s) => self.risk_statistics_with_strata(level.risk(), s)?,
+                };
+                (self.calibrator.fit_groups_risk_control(&risk, &groups, level, small_groups)?, groups, None)
+            }
+        };
+        let sets = match grouping {
+            Grouping::Strata(s) => {
+                sets.with_strata(Stratification { strata: s.clone(), mask_threshold: self.mask_threshold() })
+            }
+            Grouping::Labels(_) => sets,
+        };
+        Ok(GroupFit { sets, groups, calibration })
     }
 
     /// What risk control of `risk` keeps of the selected images (the outer

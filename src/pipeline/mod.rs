@@ -44,7 +44,7 @@ pub mod source;
 pub mod structures;
 pub mod subjects;
 
-pub use inputs::{image_groups, Inputs, Request, Selection, SpacingSource};
+pub use inputs::{image_groups, GroupFit, Grouping, Inputs, Request, Selection, SpacingSource};
 pub use predict::{Extras, Prediction, SubjectTable, Summary};
 #[cfg(feature = "serde")]
 pub use record::{Fitted, InputKind, Record};

@@ -10,7 +10,8 @@ use confseg::pipeline::Fitted;
 use crate::cli::inputs::CalibrationInputs;
 use crate::cli::levels::LevelArgs;
 use crate::cli::report::{self, usage};
-use confseg::groups::{SmallGroups, Stratification};
+use confseg::groups::SmallGroups;
+use confseg::pipeline::Grouping;
 
 /// Calibrate on masks and scores (raw with --inner/--outer transforms, or
 /// already transformed) at the given levels. Images stream through the
@@ -71,21 +72,15 @@ pub fn run(args: Args) -> Result<()> {
             scores.n_images()
         );
     }
-    if let Some(strata) = &args.groups.strata {
-        if confseg::pipeline::image_groups(scores, None, &inputs.images)?.is_some() {
-            usage!("--strata: the manifest has a group column; give the groups one way");
-        }
-        let (calibration, groups) = inputs.statistics_with_strata(strata)?;
-        let st = Stratification { strata: strata.clone(), mask_threshold: inputs.mask_threshold() };
-        return grouped(&args, guarantee, &inputs, &request, (calibration, groups, Some(st)), &bar);
-    }
-    let groups = confseg::pipeline::image_groups(scores, args.groups.groups.as_deref(), &inputs.images)?;
-    if let Some(groups) = groups {
-        if !matches!(guarantee, Guarantee::Conformal(_)) {
-            usage!("groups calibrate the conformal modes (marginal, bonferroni, max), not risk control");
-        }
-        let calibration = inputs.statistics()?;
-        return grouped(&args, guarantee, &inputs, &request, (calibration, groups, None), &bar);
+    let labels = confseg::pipeline::image_groups(scores, args.groups.groups.as_deref(), &inputs.images)?;
+    let grouping = match (&args.groups.strata, labels) {
+        (Some(_), Some(_)) => usage!("--strata: the manifest has a group column; give the groups one way"),
+        (Some(strata), None) => Some(Grouping::Strata(strata.clone())),
+        (None, Some(labels)) => Some(Grouping::Labels(labels)),
+        (None, None) => None,
+    };
+    if let Some(grouping) = grouping {
+        return grouped(&args, guarantee, &inputs, &request, &grouping, &bar);
     }
     if args.groups.pool_small_groups {
         usage!("--pool-small-groups needs groups: --groups G.npy or a group column in the manifest");
@@ -133,26 +128,16 @@ fn grouped(
     guarantee: Guarantee,
     inputs: &confseg::pipeline::Inputs,
     request: &confseg::pipeline::Request,
-    // the statistics once (with the strata in the same pass); grouping partitions them
-    (calibration, groups, strata): (
-        confseg::Calibration,
-        Vec<confseg::groups::Group>,
-        Option<Stratification>,
-    ),
+    grouping: &Grouping,
     bar: &indicatif::ProgressBar,
 ) -> Result<()> {
-    let Guarantee::Conformal(mode) = guarantee else {
-        usage!("groups calibrate the conformal modes (marginal, bonferroni, max), not risk control");
-    };
     let policy = if args.groups.pool_small_groups { SmallGroups::Pool } else { SmallGroups::Infinite };
-    let mut sets = inputs.calibrator.fit_groups(&calibration, &groups, mode, policy)?;
-    if let Some(st) = strata {
-        sets = sets.with_strata(st);
-    }
+    let fit = inputs.fit_groups(guarantee, grouping, policy);
     bar.finish_and_clear();
+    let fit = fit?;
     let mut record = inputs.record(request);
     record.source.groups.clone_from(&args.groups.groups);
-    let file = Fitted::new(sets, record);
+    let file = Fitted::new(fit.sets.clone(), record);
     let scores = inputs.scores();
     let mut summary = String::new();
     if inputs.images.len() != scores.n_images() {
@@ -164,7 +149,7 @@ fn grouped(
     }
     write(&file, &summary, args.output.as_deref())?;
     report::warn(&inputs.warnings());
-    report::warn(&file.sets.calibration_warnings(&calibration, &groups)?);
+    report::warn(&fit.warnings()?);
     Ok(())
 }
 
