@@ -75,6 +75,21 @@ pub fn try_array<T: Clone + Default, D: Dimension>(shape: D, what: &'static str)
     Array::from_shape_vec(shape, v).map_err(|e| Error::Options { reason: format!("{what}: {e}") })
 }
 
+/// An owned copy of `a` (row-major), or [`Error::OutOfMemory`]: for
+/// copying a caller's array (another thread may change it while the work
+/// runs) without aborting when the copy does not fit.
+///
+/// # Errors
+/// As [`try_array`].
+pub fn try_copy<T: Clone + Default, D: Dimension>(
+    a: &ndarray::ArrayRef<T, D>,
+    what: &'static str,
+) -> Result<Array<T, D>> {
+    let mut out = try_array(a.raw_dim(), what)?;
+    out.assign(a);
+    Ok(out)
+}
+
 /// `Ok` if `bytes` can be allocated now (they are reserved and released at
 /// once: with lazy allocation, this costs no memory). Checked before work
 /// whose buffers are allocated deep inside, so that an input too large for
@@ -96,6 +111,17 @@ pub fn ensure_room(bytes: u128, what: &'static str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_copy_is_row_major_and_equal_whatever_the_strides() {
+        let a = ndarray::Array2::from_shape_fn((3, 4), |(i, j)| (10 * i + j) as f64);
+        let t = a.t();
+        let c = try_copy(&t, "test").unwrap();
+        assert_eq!(c, t);
+        assert!(c.is_standard_layout());
+        let huge = ndarray::ArrayView1::from(&[0.0_f64; 0][..]);
+        assert_eq!(try_copy(&huge, "test").unwrap().len(), 0);
+    }
 
     #[test]
     fn impossible_sizes_are_errors() {

@@ -465,9 +465,9 @@ impl PyCohort {
 /// mask rule.
 fn owned_mask(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<ArrayD<u8>> {
     Ok(match crate::arrays::masks(obj, what)? {
-        crate::arrays::Masks::U8(a) => a.as_array().to_owned(),
+        crate::arrays::Masks::U8(a) => confseg::alloc::try_copy(&a.as_array(), "the mask").py()?,
         crate::arrays::Masks::F64(a) => {
-            let a = a.as_array().to_owned();
+            let a = confseg::alloc::try_copy(&a.as_array(), "the mask").py()?;
             let ones = a.mapv(|v| u8::from(v == 1.0));
             if let Some((index, &v)) = a.indexed_iter().find(|(_, &v)| v != 0.0 && v != 1.0) {
                 use ndarray::Dimension;
@@ -566,11 +566,11 @@ pub fn write_nifti(
     };
     match crate::arrays::scores(scores, "scores")?.0 {
         crate::arrays::Scores::F32(a) => {
-            let a = a.as_array().to_owned();
+            let a = confseg::alloc::try_copy(&a.as_array(), "the scores").py()?;
             crate::interrupt::detach(py, || nifti::write_scores(&path, &a, &header(a.shape())?)).py()
         }
         crate::arrays::Scores::F64(a) => {
-            let a = a.as_array().to_owned();
+            let a = confseg::alloc::try_copy(&a.as_array(), "the scores").py()?;
             crate::interrupt::detach(py, || nifti::write_scores(&path, &a, &header(a.shape())?)).py()
         }
     }

@@ -524,12 +524,12 @@ impl PyConfidenceSets {
         let record = &self.record;
         Ok(match arrays::scores(scores, "scores")?.0 {
             arrays::Scores::F32(a) => {
-                let a = a.as_array().to_owned();
+                let a = confseg::alloc::try_copy(&a.as_array(), "the scores").py()?;
                 let out = crate::interrupt::detach(py, || record.prepare(a)).py()?;
                 PyArray::from_owned_array(py, out).into_any()
             }
             arrays::Scores::F64(a) => {
-                let a = a.as_array().to_owned();
+                let a = confseg::alloc::try_copy(&a.as_array(), "the scores").py()?;
                 let out = crate::interrupt::detach(py, || record.prepare(a)).py()?;
                 PyArray::from_owned_array(py, out).into_any()
             }

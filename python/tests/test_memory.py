@@ -49,6 +49,9 @@ def run_limited(body, headroom_mb):
         "confseg.transform(x.reshape(4, 4000, -1), 'distance')",
         "confseg.Calibrator(inner='sigmoid', outer='distance').statistics(x, x > 0)",
         "confseg.synthetic((20000, 20000), 2)",
+        # the copies that guard against another thread changing the array
+        "confseg.write_nifti('/tmp/never-written.nii', x)",
+        "confseg.write_nifti_mask('/tmp/never-written.nii', x, '/tmp/no-such-header.nii')",
     ],
 )
 def test_an_allocation_beyond_the_limit_is_memory_error(call):
