@@ -1176,6 +1176,18 @@ fn footprint_files_are_stored_by_value() {
         t.apply(&s, &Spacing::unit()).unwrap(),
         "morphological".parse::<ScoreTransform>().unwrap().apply(&s, &Spacing::unit()).unwrap()
     );
+    // a path with ':' in it (a folder "a:b", a drive letter) is read whole
+    let odd = dir.path().join("a:b");
+    std::fs::create_dir(&odd).unwrap();
+    confseg::io::write_npy(odd.join("fp.npy"), &cells.mapv(u8::from)).unwrap();
+    let spec = format!("morphological:footprint={}:threshold=0.5", odd.join("fp.npy").display());
+    let u: ScoreTransform = spec.parse().unwrap();
+    assert_eq!(u.to_string(), "morphological:footprint=[010,111,010]:threshold=0.5");
+    // a part without '=' after another option still fails, on that option's value
+    let e = "distance:threshold=0.5:x".parse::<ScoreTransform>().unwrap_err();
+    assert!(e.to_string().contains("0.5:x"), "{e}");
+    let e = "distance:euclidean:x".parse::<ScoreTransform>().unwrap_err();
+    assert!(e.to_string().contains("expected key=value"), "{e}");
     // asymmetric and oversized files are refused with the reason
     confseg::io::write_npy(&path, &ndarray::array![[0u8, 1, 1]]).unwrap();
     let e = format!("morphological:footprint={}", path.display()).parse::<ScoreTransform>().unwrap_err();

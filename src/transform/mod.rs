@@ -649,16 +649,24 @@ impl FromStr for ScoreTransform {
             Some((m, o)) if !m.contains('=') => (Some(*m), o),
             _ => (None, &rest[..]),
         };
-        let options = opts
-            .iter()
-            .map(|o| {
-                o.split_once('=').map(|(k, v)| (k.trim(), v.trim())).ok_or_else(|| Error::InvalidParameter {
-                    name: "transform",
-                    value: s.to_owned(),
-                    reason: format!("expected key=value after the main parameter, found {o:?}"),
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        // A part without '=' after an option continues that option's value
+        // (a footprint path with ':' in it, e.g. `C:\fp.npy`): the value is
+        // then the text of `s` from the option's value to the part's end.
+        let offset = |part: &str| part.as_ptr() as usize - s.as_ptr() as usize;
+        let mut options: Vec<(&str, &str)> = Vec::with_capacity(opts.len());
+        for &o in opts {
+            match (o.split_once('='), options.last_mut()) {
+                (Some((k, v)), _) => options.push((k.trim(), v.trim())),
+                (None, Some((_, v))) => *v = &s[offset(v)..offset(o) + o.len()],
+                (None, None) => {
+                    return Err(Error::InvalidParameter {
+                        name: "transform",
+                        value: s.to_owned(),
+                        reason: format!("expected key=value after the main parameter, found {o:?}"),
+                    })
+                }
+            }
+        }
         // each option once: a repeated key is a typo, not "the last one wins"
         for (i, (k, _)) in options.iter().enumerate() {
             if options[..i].iter().any(|(j, _)| j == k) {
