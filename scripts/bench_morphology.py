@@ -14,11 +14,13 @@ k_i: the ceil((1 - alpha)(n + 1))-th smallest (+inf if beyond n).
 
 * scipy: per image, binary_dilation(D, cross, border_value=0) until the
   coverage is reached (the reference implementation's loop);
-* confseg: one call, confseg.transform(stack, "morphological:footprint=face:
-  threshold=T"), which gives each voxel of Y its dilation count
-  max(0, -f); k_i is the ceil(tau |Y_i|)-th smallest of them (np.partition).
-  With tau = 1 (whole masks, the crate's own guarantee) k_i = max(0, gamma_i)
-  from Calibrator.statistics, without the transformed stack in Python.
+* confseg: one call, Calibrator(outer="morphological:footprint=face:
+  threshold=T", outer_tolerance=1 - tau).statistics(stack, truths): the
+  outer transform gives each voxel of Y its dilation count max(0, -f), and
+  the tolerance statistic gamma_i is the (floor((1 - tau) |Y_i|) + 1)-th
+  largest of them over Y_i, i.e. the ceil(tau |Y_i|)-th smallest, in the
+  same pass (k_i = max(0, gamma_i); tau = 1 is the crate's containment
+  statistic). No transformed stack reaches Python.
 
 Both must give identical k_i and lambda (checked, every round); the two are
 run interleaved, one after the other in each round, and the script prints
@@ -113,15 +115,20 @@ def run_scipy(scores, truths, threshold, tau, alpha):
     return ks, conformal(ks, alpha)
 
 
-def run_confseg(scores, truths, threshold, tau, alpha):
+def run_confseg(scores, truths, threshold, tau, alpha, transformed=False):
     name = f"morphological:footprint=face:threshold={threshold}"
     if tau == 1:
         # whole masks: the library's own calibration statistic, gamma_i = max over Y of -f
         cal = confseg.Calibrator(outer=name, ndim=2)
         ks = np.maximum(cal.statistics(scores, truths).gamma, 0.0)
-    else:
+    elif transformed:
         f = confseg.transform(scores, name, ndim=2)
         ks = np.array([k_confseg(fi, y, tau) for fi, y in zip(f, truths)])
+    else:
+        # the tolerance statistic in the same pass: the (floor(eps |Y|) + 1)-th
+        # largest dilation count over Y, eps = 1 - tau as written (0.01)
+        cal = confseg.Calibrator(outer=name, ndim=2, outer_tolerance=f"{1 - tau:.12g}")
+        ks = np.maximum(cal.statistics(scores, truths).gamma, 0.0)
     return ks, conformal(ks, alpha)
 
 
