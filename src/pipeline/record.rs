@@ -152,8 +152,9 @@ impl Record {
     /// sets' calibration files were read: raw scores with the recorded
     /// class axis and of the same kind (probabilities or not, see
     /// [`Record::check_source`]); transformed inner and outer scores as
-    /// they are. The CLI's `predict` and `report` and Python's cohort
-    /// prediction open new images through here.
+    /// they are. The CLI's `predict` and `report` open new images through
+    /// here; Python's cohort prediction through [`Record::open_subjects`],
+    /// the same rule for per-subject files.
     ///
     /// # Errors
     /// As [`super::ScoreSource::open`]; raw scores for sets calibrated on
