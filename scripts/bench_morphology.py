@@ -16,11 +16,14 @@ k_i: the ceil((1 - alpha)(n + 1))-th smallest (+inf if beyond n).
   coverage is reached (the reference implementation's loop);
 * confseg: one call, Calibrator(outer="morphological:footprint=face:
   threshold=T", outer_tolerance=1 - tau).statistics(stack, truths): the
-  outer transform gives each voxel of Y its dilation count max(0, -f), and
-  the tolerance statistic gamma_i is the (floor((1 - tau) |Y_i|) + 1)-th
-  largest of them over Y_i, i.e. the ceil(tau |Y_i|)-th smallest, in the
-  same pass (k_i = max(0, gamma_i); tau = 1 is the crate's containment
-  statistic). No transformed stack reaches Python.
+  tolerance statistic gamma_i is the (floor((1 - tau) |Y_i|) + 1)-th
+  largest -f over Y_i, f the signed steps, i.e. minus the ceil(tau |Y_i|)-th
+  smallest dilation count (k_i = max(0, gamma_i)). With a tolerance the
+  calibrator does not transform the image: a wavefront from M stops at the
+  level where enough of Y is covered (or, when M already covers enough, at
+  the erosion that uncovers too much), so its cost is the band visited.
+  tau = 1 is the crate's containment statistic, which needs every voxel's
+  count (the full transform). No transformed stack reaches Python.
 
 Both must give identical k_i and lambda (checked, every round); the two are
 run interleaved, one after the other in each round, and the script prints

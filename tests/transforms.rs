@@ -7,11 +7,16 @@
 
 mod common;
 
+use confseg::calibrate::ImageStatistics;
+use confseg::mask::Voxel;
+use confseg::tolerance::{Share, Tolerance, Tolerances, Volume};
 use confseg::transform::{
     component_boxes, BoundaryMode, BoxKind, BoxScores, BoxShape, Connectivity, DistanceConvention, Footprint,
     Morphological, Units,
 };
-use confseg::{GaussianSmoothing, Metric, ScoreTransform, SignedDistance, Spacing, Transform};
+use confseg::{
+    Calibrator, GaussianSmoothing, Identity, Metric, ScoreTransform, SignedDistance, Spacing, Transform,
+};
 use ndarray::{Array2, ArrayD, Dimension, IxDyn};
 use proptest::prelude::*;
 
@@ -949,6 +954,115 @@ proptest! {
             let bits = |a: &ArrayD<f64>| a.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             prop_assert_eq!(bits(&m), bits(&d), "{}", fp);
         }
+    }
+}
+
+// ------------------------------------------- the outer tolerance statistic
+
+/// A tolerance of 0 to 6 voxels, a share, or a volume.
+fn outer_tolerance() -> impl Strategy<Value = Tolerance> {
+    prop_oneof![
+        (1u64..6).prop_map(Tolerance::Voxels),
+        prop_oneof![Just(0.05), Just(0.1), Just(0.3), Just(0.5), Just(0.99), 0.0..1.0f64]
+            .prop_map(|e| Tolerance::Share(Share::new(e).unwrap())),
+        (0.5..8.0f64).prop_map(|v| Tolerance::Volume(Volume::new(v).unwrap())),
+    ]
+}
+
+/// The empty-prediction policies.
+fn empty_policy() -> impl Strategy<Value = &'static str> {
+    prop_oneof![Just(""), Just(":empty=argmax"), Just(":empty=-3"), Just(":empty=2.5")]
+}
+
+/// A prediction, a truth with some voxels ignored, a spacing and a footprint.
+fn labelled_case() -> impl Strategy<Value = (ArrayD<bool>, ArrayD<Voxel>, Vec<f64>, Fp)> {
+    small_shape().prop_flat_map(|s| {
+        let n = s.len();
+        let len: usize = s.iter().product();
+        let codes = prop::collection::vec(prop_oneof![6 => Just(0u8), 3 => Just(1u8), 1 => Just(2u8)], len);
+        let shape = s.clone();
+        let truth = codes.prop_map(move |c| {
+            let v = c
+                .into_iter()
+                .map(|c| [Voxel::Background, Voxel::Object, Voxel::Ignored][c as usize])
+                .collect();
+            ArrayD::from_shape_vec(IxDyn(&shape), v).unwrap()
+        });
+        (mask_of(s), truth, spacing_of(n), footprint_for(n))
+    })
+}
+
+/// A transform computed on the whole image: `apply` only, so the
+/// calibrator transforms and selects.
+struct Whole(ScoreTransform);
+
+impl Transform for Whole {
+    fn apply<'a, A: confseg::float::Float, D: Dimension>(
+        &self,
+        scores: &'a ndarray::ArrayRef<A, D>,
+        spacing: &Spacing,
+    ) -> confseg::Result<ndarray::CowArray<'a, A, D>> {
+        self.0.apply(scores, spacing)
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(384))]
+
+    /// With a morphological outer transform and an outer tolerance, the
+    /// calibrator's statistics (the wavefront that stops at the deciding
+    /// level) equal transforming the whole image and selecting, bit for bit,
+    /// in f32 and f64, with ignored voxels, every empty policy and an inner
+    /// tolerance beside; errors agree too.
+    #[test]
+    fn the_stopped_wavefront_equals_transforming_and_selecting(
+        (pred, truth, sp, fp) in labelled_case(),
+        outer in outer_tolerance(),
+        inner in prop_oneof![Just(Tolerance::NONE), Just(Tolerance::Voxels(2))],
+        empty in empty_policy(),
+    ) {
+        let name = format!("{}{empty}", fp.transform());
+        let t: ScoreTransform = name.parse().unwrap();
+        let spacing = Spacing::new(sp).unwrap();
+        let tolerances = Tolerances::new(inner, outer);
+        let scores = pred.mapv(|b| if b { 1.5 } else { -0.5 }) + &truth.mapv(|v| if v == Voxel::Object { 0.25 } else { 0.0 });
+        let cal = Calibrator::new(ScoreTransform::Identity, t.clone()).with_tolerances(tolerances).with_spacing(spacing.clone());
+        // the same transform without the shortcut: transformed, then selected
+        let plain = Calibrator::new(Identity, Whole(t.clone())).with_tolerances(tolerances).with_spacing(spacing.clone());
+        let got = cal.statistics(&scores, &truth).map_err(|e| e.to_string());
+        let want: Result<ImageStatistics, String> = plain.statistics(&scores, &truth).map_err(|e| e.to_string());
+        match (&got, &want) {
+            (Ok(g), Ok(w)) => {
+                prop_assert_eq!(g.tau.to_bits(), w.tau.to_bits(), "{} {:?}", name, outer);
+                prop_assert_eq!(g.gamma.to_bits(), w.gamma.to_bits(), "{} {:?}: {} vs {}", name, outer, g.gamma, w.gamma);
+            }
+            (Err(g), Err(w)) => prop_assert_eq!(g, w),
+            _ => prop_assert!(false, "{name} {outer:?}: {got:?} vs {want:?}"),
+        }
+        let s32 = scores.mapv(|x| x as f32);
+        let got32 = cal.statistics(&s32, &truth).map_err(|e| e.to_string());
+        prop_assert_eq!(got32.map(|g| g.gamma.to_bits()), got.map(|g| g.gamma.to_bits()));
+    }
+}
+
+/// NaN in the scores: the calibrator's statistics fail as transforming
+/// the image does (naming the scores and the voxel, not a transform),
+/// whatever the inner transform.
+#[test]
+fn the_stopped_wavefront_reports_nan_as_the_transform_does() {
+    let mut s = ArrayD::from_elem(IxDyn(&[6, 7]), -1.0_f32);
+    s[[2, 3]] = 1.0;
+    s[[4, 5]] = f32::NAN;
+    let truth = s.mapv(|x| x > 0.0);
+    let outer: ScoreTransform = "morphological:footprint=edge".parse().unwrap();
+    let tol = Tolerances::new(Tolerance::NONE, Tolerance::Voxels(1));
+    for inner in ["identity", "sigmoid", "distance"] {
+        let inner: ScoreTransform = inner.parse().unwrap();
+        let with = Calibrator::new(inner.clone(), outer.clone()).with_tolerances(tol);
+        let without = Calibrator::new(inner.clone(), outer.clone());
+        let e = with.statistics(&s, &truth).unwrap_err();
+        assert_eq!(e.to_string(), without.statistics(&s, &truth).unwrap_err().to_string(), "{inner}");
+        assert!(matches!(e, confseg::Error::NanScore { what: "scores", .. }), "{inner}: {e}");
     }
 }
 

@@ -255,9 +255,47 @@ impl<TI: Transform, TO: Transform> Calibrator<TI, TO> {
     {
         let s = scores.scores();
         check_shape("scores vs mask", mask, s)?;
+        if let Some(st) = self.outer_shortcut(s, mask, scores.spacing())? {
+            return Ok(st);
+        }
         let (fi, fo) = self.transforms.apply(s, scores.spacing())?;
         self.transformed_statistics(&fi, &fo, mask, scores.spacing())
             .map_err(|e| self.transforms.blame_nan(e, s, &fi, &fo))
+    }
+
+    /// `(tau, gamma)` of one labelled image when the outer side has a
+    /// tolerance and its transform computes that statistic itself
+    /// ([`Transform::outer_tolerance_statistic`]): the inner side through
+    /// the fused kernel on `f_I` alone, the outer side from the transform,
+    /// with the numbers [`Calibrator::statistics`] gives otherwise. `None`
+    /// when there is no such shortcut.
+    fn outer_shortcut<A: Float, D: Dimension, M: MaskValue>(
+        &self,
+        s: &ArrayRef<A, D>,
+        mask: &ArrayRef<M, D>,
+        own: Option<&Spacing>,
+    ) -> Result<Option<ImageStatistics>> {
+        if self.tolerances.outer.is_none() {
+            return Ok(None);
+        }
+        crate::image::check_nonempty(s.shape())?;
+        let spacing = own.unwrap_or(self.spacing());
+        let (outer, vv) = (self.tolerances.outer, self.voxel_volume(s.ndim(), own)?);
+        let allowed = |n: u64| outer.allowed(n, vv);
+        let Some(gamma) = self.outer_transform().outer_tolerance_statistic(s, mask, spacing, &allowed) else {
+            return Ok(None);
+        };
+        // first, as the outer transform's errors (NaN in the scores) come first otherwise
+        let gamma = gamma?;
+        let fi = self.inner_transform().apply(s, spacing)?;
+        let inner_only = Tolerances::new(self.tolerances.inner, Tolerance::NONE);
+        let mut fold = RegionFold::new(mask.shape()).with_tolerances(&inner_only, vv);
+        let (f, m) = (fi.as_standard_layout(), mask.as_standard_layout());
+        // `as_standard_layout` returns contiguous row-major arrays, so these are `Some`
+        if let (Some(f), Some(m)) = (f.as_slice(), m.as_slice()) {
+            fold.push(f, None, m).map_err(|e| self.transforms.blame_nan(e, s, &fi, &fi))?;
+        }
+        Ok(Some(ImageStatistics { tau: fold.finish()?.tau, gamma }))
     }
 
     /// `(tau, gamma)` of one labelled image from scores already
@@ -301,14 +339,20 @@ impl<TI: Transform, TO: Transform> Calibrator<TI, TO> {
     /// [`Error::InvalidSpacing`] for a spacing of another dimensionality
     /// when a volume tolerance needs it.
     pub fn fold<A: Float>(&self, shape: &[usize], spacing: Option<&Spacing>) -> Result<RegionFold<A>> {
+        let voxel_volume = self.voxel_volume(shape.len(), spacing)?;
+        Ok(RegionFold::new(shape).with_tolerances(&self.tolerances, voxel_volume))
+    }
+
+    /// The volume of one voxel of an `ndim`-dimensional image with its own
+    /// `spacing` (else the default), when a volume tolerance needs it
+    /// (else 1).
+    fn voxel_volume(&self, ndim: usize, spacing: Option<&Spacing>) -> Result<f64> {
         let needs_volume =
             [self.tolerances.inner, self.tolerances.outer].iter().any(|t| matches!(t, Tolerance::Volume(_)));
-        let voxel_volume = if needs_volume {
-            spacing.unwrap_or(self.spacing()).for_ndim(shape.len())?.iter().product()
-        } else {
-            1.0
-        };
-        Ok(RegionFold::new(shape).with_tolerances(&self.tolerances, voxel_volume))
+        if !needs_volume {
+            return Ok(1.0);
+        }
+        Ok(spacing.unwrap_or(self.spacing()).for_ndim(ndim)?.iter().product())
     }
 
     /// Add one labelled image to `calibration`. Errors name the image by its

@@ -81,6 +81,7 @@ use ndarray::{ArrayRef, CowArray, Dimension};
 use crate::error::{Error, Result};
 use crate::float::Float;
 pub use crate::image::Spacing;
+use crate::mask::MaskValue;
 
 pub mod boxes;
 pub mod classes;
@@ -131,6 +132,28 @@ pub trait Transform {
         spacing: &Spacing,
     ) -> Result<CowArray<'a, A, D>>;
 
+    /// The outer side's tolerance statistic of one labelled image with
+    /// this transform as `f_O` (METHOD.md §4.4): the `(m+1)`-th largest
+    /// `-f_O(v)` over the object voxels of `mask`, `m = allowed(|Y|)`
+    /// (`-inf` when `|Y| <= m`), computed without transforming the whole
+    /// image; or `None` (the default) when the transform has no such
+    /// shortcut, and the calibrator transforms the image and selects. A
+    /// shortcut returns exactly what transforming and selecting gives:
+    /// [`Morphological`] stops its wavefront at the level that decides.
+    ///
+    /// # Errors
+    /// As [`Transform::apply`].
+    fn outer_tolerance_statistic<A: Float, D: Dimension, M: MaskValue>(
+        &self,
+        scores: &ArrayRef<A, D>,
+        mask: &ArrayRef<M, D>,
+        spacing: &Spacing,
+        allowed: &dyn Fn(u64) -> u64,
+    ) -> Option<Result<f64>> {
+        let _ = (scores, mask, spacing, allowed);
+        None
+    }
+
     /// A short description with parameters, for provenance and reports.
     fn describe(&self) -> String {
         std::any::type_name::<Self>().rsplit("::").next().unwrap_or("transform").to_owned()
@@ -159,6 +182,15 @@ impl<T: Transform> Transform for &T {
         spacing: &Spacing,
     ) -> Result<CowArray<'a, A, D>> {
         (**self).apply(scores, spacing)
+    }
+    fn outer_tolerance_statistic<A: Float, D: Dimension, M: MaskValue>(
+        &self,
+        scores: &ArrayRef<A, D>,
+        mask: &ArrayRef<M, D>,
+        spacing: &Spacing,
+        allowed: &dyn Fn(u64) -> u64,
+    ) -> Option<Result<f64>> {
+        (**self).outer_tolerance_statistic(scores, mask, spacing, allowed)
     }
     fn describe(&self) -> String {
         (**self).describe()
@@ -551,6 +583,20 @@ impl Transform for ScoreTransform {
             ScoreTransform::Chain(c) => c.apply(scores, spacing),
             ScoreTransform::Registered(r) => r.apply(scores, spacing),
         }
+    }
+    fn outer_tolerance_statistic<A: Float, D: Dimension, M: MaskValue>(
+        &self,
+        scores: &ArrayRef<A, D>,
+        mask: &ArrayRef<M, D>,
+        spacing: &Spacing,
+        allowed: &dyn Fn(u64) -> u64,
+    ) -> Option<Result<f64>> {
+        let ScoreTransform::Morphological(m) = self else { return None };
+        // the predicted and the true mask, a byte per voxel each
+        Some(
+            crate::alloc::ensure_room(scores.len() as u128 * 2, "the predicted and true masks")
+                .and_then(|()| m.largest_missed(scores, mask, spacing, allowed)),
+        )
     }
     fn describe(&self) -> String {
         self.to_string()

@@ -77,6 +77,15 @@
 //! thread per image (splitting its levels across threads did not pay on
 //! the volumes measured); pipelines transform several images at once.
 //!
+//! Calibrating an outer set with a tolerance (ConSeMa's "at least τ of the
+//! object covered") needs, per image, only the level at which enough of the
+//! object is reached ([`Transform::outer_tolerance_statistic`]). There the
+//! calibrator does not transform the image: the same wavefront, for every
+//! footprint, runs from the predicted mask and stops at that level (into
+//! the mask when the prediction already covers enough), so an image whose
+//! margin is a few dilations costs the band they cover plus one pass to
+//! threshold and pack it.
+//!
 //! # Sizes
 //!
 //! Offsets longer than the image along an axis can never land in it and
@@ -87,6 +96,7 @@
 //! the cross and the square, an axis of more than `2^23 - 1` voxels, as
 //! [`distance_spacing`] says).
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -808,6 +818,55 @@ impl Morphological {
     }
 }
 
+impl Morphological {
+    /// The outer side's tolerance statistic of one labelled image with this
+    /// transform as `f_O` ([`Transform::outer_tolerance_statistic`]): the
+    /// `(m+1)`-th largest `-f_O(v)` over the object voxels of `mask`,
+    /// `m = allowed(|Y|)`, equal to transforming the image and selecting,
+    /// by a wavefront from the predicted mask that stops at the level where
+    /// the statistic is known. A ConSeMa margin that needs a few dilations
+    /// costs the band they cover, not a transform of the whole image.
+    ///
+    /// # Errors
+    /// As [`Transform::apply`].
+    pub(crate) fn largest_missed<A: Float, D: Dimension, M: MaskValue>(
+        &self,
+        scores: &ArrayRef<A, D>,
+        mask: &ArrayRef<M, D>,
+        spacing: &Spacing,
+        allowed: &dyn Fn(u64) -> u64,
+    ) -> Result<f64> {
+        let plan = Plan::new::<A>(&self.footprint, scores.shape(), spacing)?;
+        let (s, y) = (scores.as_standard_layout(), mask.as_standard_layout());
+        // `as_standard_layout` returns contiguous row-major arrays, so these are `Some`
+        let (Some(s), Some(y)) = (s.as_slice(), y.as_slice()) else {
+            unreachable!("standard layout arrays are contiguous")
+        };
+        if s.is_empty() {
+            return Ok(f64::NEG_INFINITY); // no object voxel
+        }
+        if s.iter().fold(false, |nan, x| nan | x.is_nan()) {
+            // the error the transform gives, naming the voxel
+            predicted_mask(scores, self.mask_threshold)?;
+        }
+        // the predicted mask and the truth, packed straight from the arrays
+        let grid = Grid::new(scores.shape(), &plan.offsets);
+        let t = self.mask_threshold;
+        let mut object = grid.pack_by(s, |x| x.to_f64_lossless() > t);
+        let truth = grid.pack_by(y, |v| v.is_object());
+        if object.iter().all(|&w| w == 0) {
+            let mut bits = vec![false; s.len()];
+            if let Some(c) = self.empty.apply(&mut bits, scores)? {
+                // the policy's constant everywhere: -c at every voxel of Y
+                let n = ones(truth.iter().copied());
+                return Ok(if n > allowed(n) { (-c).to_f64_lossless() } else { f64::NEG_INFINITY });
+            }
+            object = grid.pack_by(&bits, |&b| b);
+        }
+        largest_after_steps::<A>(&grid, &plan, &object, &truth, |v| y[v].is_object(), scores.shape(), allowed)
+    }
+}
+
 impl Transform for Morphological {
     /// # Errors
     /// [`Error::NanScore`] for a NaN score; as [`Morphological::of_mask`].
@@ -1009,19 +1068,56 @@ impl Grid {
         inside.then(|| (r as isize + g.delta) as usize)
     }
 
-    /// The voxels of a row-major mask equal to `want`, as words per grid row.
-    fn pack(&self, bits: &[bool], want: bool) -> Vec<u64> {
+    /// The voxels of a row-major image whose value passes `test`, as words
+    /// per grid row (padding rows and the spare bits of a row's last word
+    /// clear).
+    fn pack_by<T>(&self, values: &[T], test: impl Fn(&T) -> bool) -> Vec<u64> {
         let mut out = vec![0u64; self.rows * self.words];
         for (words, &s) in out.chunks_mut(self.words).zip(&self.start) {
             if s == NONE {
                 continue;
             }
-            for (chunk, w) in bits[s..s + self.len].chunks(64).zip(words.iter_mut()) {
-                *w = chunk.iter().enumerate().fold(0, |a, (i, &b)| a | (u64::from(b == want) << i));
+            for (chunk, w) in values[s..s + self.len].chunks(64).zip(words.iter_mut()) {
+                *w = pack_word(chunk, &test);
             }
         }
         out
     }
+
+    /// The image's voxels not in `words` (packed by [`Grid::pack_by`]).
+    fn complement(&self, words: &[u64]) -> Vec<u64> {
+        let last = u64::MAX >> (self.words * 64 - self.len);
+        let mut out = vec![0u64; words.len()];
+        for ((o, w), &s) in out.chunks_mut(self.words).zip(words.chunks(self.words)).zip(&self.start) {
+            if s == NONE {
+                continue;
+            }
+            o.iter_mut().zip(w).for_each(|(o, &w)| *o = !w);
+            if let Some(x) = o.last_mut() {
+                *x &= last;
+            }
+        }
+        out
+    }
+}
+
+/// Up to 64 values as the bits of a word: bit `i` set iff `values[i]`
+/// passes `test`. Eight at a time: their flags as bytes (0 or 1), read as
+/// one little-endian word and multiplied by `0x0102_0408_1020_4080`, give
+/// the eight bits in the top byte (each byte's bit lands in its own
+/// position and no sums carry).
+#[inline]
+fn pack_word<T>(values: &[T], test: &impl Fn(&T) -> bool) -> u64 {
+    let (eights, rest) = values.as_chunks::<8>();
+    let mut word = 0u64;
+    for (j, e) in eights.iter().enumerate() {
+        let x = u64::from_le_bytes(std::array::from_fn(|i| u8::from(test(&e[i]))));
+        word |= (x.wrapping_mul(0x0102_0408_1020_4080) >> 56) << (8 * j);
+    }
+    for (i, v) in rest.iter().enumerate() {
+        word |= u64::from(test(v)) << (8 * eights.len() + i);
+    }
+    word
 }
 
 /// Offsets sharing a row offset: the row `dr` away (`delta` rows of the
@@ -1089,12 +1185,14 @@ fn or_shifted(dst: &mut [u64], src: &[u64], dx: isize) {
 }
 
 /// How the steps of one image are counted.
-enum Plan {
-    /// The footprint is the cross or the square (in this image): steps are
-    /// the voxel-centre city-block or chessboard distance with unit spacing.
-    Distance(Metric),
-    /// Any other footprint: the wavefront over these offsets.
-    Wave(Vec<Vec<isize>>),
+struct Plan {
+    /// The footprint's offsets in this image (symmetric, without the
+    /// centre), sorted.
+    offsets: Vec<Vec<isize>>,
+    /// The metric whose voxel-centre distance with unit spacing equals the
+    /// steps, when the footprint is the cross or the square in this image;
+    /// otherwise the wavefront over the offsets counts them.
+    distance: Option<Metric>,
 }
 
 impl Plan {
@@ -1112,16 +1210,16 @@ impl Plan {
                 o.sort_unstable();
                 if o == offsets {
                     distance_spacing::<A>(&Spacing::unit(), shape)?;
-                    return Ok(Plan::Distance(metric));
+                    return Ok(Plan { offsets, distance: Some(metric) });
                 }
             }
         }
-        Ok(Plan::Wave(offsets))
+        Ok(Plan { offsets, distance: None })
     }
 
     fn run<A: Float>(&self, bits: &[bool], shape: &[usize]) -> Result<Vec<A>> {
-        match self {
-            Plan::Distance(Metric::CityBlock) => {
+        match self.distance {
+            Some(Metric::CityBlock) => {
                 // With unit spacing the city-block distances to the boundary
                 // midpoints are those to the voxel centres less 1/2 (one
                 // transform instead of two): k - 1/2 is exact, and so is k.
@@ -1137,11 +1235,11 @@ impl Plan {
                 d.iter_mut().zip(bits).for_each(|(x, &b)| *x = if b { *x + half } else { *x - half });
                 Ok(d)
             }
-            Plan::Distance(metric) => {
+            Some(metric) => {
                 let unit = vec![1.0; shape.len()];
-                Ok(signed_distance_flat::<A>(bits, shape, &unit, *metric, DistanceConvention::VoxelCentre))
+                Ok(signed_distance_flat::<A>(bits, shape, &unit, metric, DistanceConvention::VoxelCentre))
             }
-            Plan::Wave(offsets) => signed_steps::<A>(bits, shape, offsets),
+            None => signed_steps::<A>(bits, shape, &self.offsets),
         }
     }
 }
@@ -1159,13 +1257,86 @@ pub(crate) fn signed_steps<A: Float>(
     }
     let grid = Grid::new(shape, offsets);
     let (groups, sets) = groups(&grid, offsets);
-    let object = grid.pack(bits, true);
-    let background = grid.pack(bits, false);
-    let wave = Wave { grid: &grid, groups: &groups, sets: &sets, shape };
+    let object = grid.pack_by(bits, |&b| b);
+    let background = grid.complement(&object);
+    let wave = Wave {
+        grid: &grid,
+        groups: &groups,
+        sets: &sets,
+        shape,
+        limit: exact_limit::<A>(),
+        float_name: A::NAME,
+    };
     // erosions: from the background into the object; dilations: the reverse
-    wave.run(&object, &background, A::one(), &mut out)?;
-    wave.run(&background, &object, -A::one(), &mut out)?;
+    for (side, sources, sign) in [(&object, &background, A::one()), (&background, &object, -A::one())] {
+        wave.run(side, sources, |level, v| out[v] = sign * A::from_f64_lossy(level as f64), |_| false)?;
+    }
     Ok(out)
+}
+
+/// The `(m+1)`-th largest of `-m(v)` over the truth `Y` (packed rows,
+/// with `in_truth(v)` for a voxel's row-major index), `m = allowed(|Y|)`,
+/// where `m` counts the steps of the predicted mask `A` (packed rows
+/// `object`) by `plan`'s offsets (in the float type `A`: the same numbers
+/// and the same limit as [`Plan::run`]), without counting every voxel's
+/// steps: `-inf` when `|Y| <= m`; otherwise, if more than `m` of `Y` lie
+/// outside `A`, the fewest dilations after which at most `m` remain
+/// outside (`+inf` if none suffice), else minus the fewest erosions that
+/// remove `m + 1 - |Y \ A|` of `Y`'s voxels from `A` (`-inf` if none
+/// do). The wavefront stops at that level, so the cost is the band it
+/// visits, not the image.
+fn largest_after_steps<A: Float>(
+    grid: &Grid,
+    plan: &Plan,
+    object: &[u64],
+    truth: &[u64],
+    in_truth: impl Fn(usize) -> bool,
+    shape: &[usize],
+    allowed: &dyn Fn(u64) -> u64,
+) -> Result<f64> {
+    let n = ones(truth.iter().copied());
+    let m = allowed(n);
+    if n <= m {
+        return Ok(f64::NEG_INFINITY);
+    }
+    let outside = n - ones(truth.iter().zip(object).map(|(&y, &a)| y & a));
+    let background = grid.complement(object);
+    let (groups, sets) = groups(grid, &plan.offsets);
+    let wave =
+        Wave { grid, groups: &groups, sets: &sets, shape, limit: exact_limit::<A>(), float_name: A::NAME };
+    let mut found = None;
+    if outside > m {
+        // dilations: the level at which at most m of Y are left outside
+        let left = Cell::new(outside);
+        wave.run(
+            &background,
+            object,
+            |_, v| left.set(left.get() - u64::from(in_truth(v))),
+            |level| {
+                found = (left.get() <= m).then_some(level as f64);
+                found.is_some()
+            },
+        )?;
+        Ok(found.unwrap_or(f64::INFINITY))
+    } else {
+        // erosions: the level at which m + 1 - outside of Y are removed
+        let (want, removed) = (m + 1 - outside, Cell::new(0u64));
+        wave.run(
+            object,
+            &background,
+            |_, v| removed.set(removed.get() + u64::from(in_truth(v))),
+            |level| {
+                found = (removed.get() >= want).then_some(-(level as f64));
+                found.is_some()
+            },
+        )?;
+        Ok(found.unwrap_or(f64::NEG_INFINITY))
+    }
+}
+
+/// The set bits of packed words.
+fn ones(words: impl Iterator<Item = u64>) -> u64 {
+    words.map(|w| u64::from(w.count_ones())).sum()
 }
 
 /// The wavefront of one image.
@@ -1174,13 +1345,24 @@ struct Wave<'a> {
     groups: &'a [Group],
     sets: &'a [Vec<isize>],
     shape: &'a [usize],
+    /// the most levels whose number is exact in the output's float type
+    limit: u64,
+    /// that float type's name, for the error beyond the limit
+    float_name: &'static str,
 }
 
 impl Wave<'_> {
-    /// The wavefront from `sources` into `side` (both packed rows): the
-    /// voxels of `side` first reached at level `k` get `sign * k`.
-    fn run<A: Float>(&self, side: &[u64], sources: &[u64], sign: A, out: &mut [A]) -> Result<()> {
-        let Wave { grid, groups, sets, .. } = *self;
+    /// The wavefront from `sources` into `side` (both packed rows): each
+    /// voxel of `side` first reached at level `k` is `reach(k, its index)`;
+    /// after each level, `stop(k)` ends the wavefront if it says so.
+    fn run(
+        &self,
+        side: &[u64],
+        sources: &[u64],
+        mut reach: impl FnMut(u64, usize),
+        mut stop: impl FnMut(u64) -> bool,
+    ) -> Result<()> {
+        let Wave { grid, groups, sets, limit, .. } = *self;
         let w = grid.words;
         let nsets = sets.len();
         let mut unvisited = side.to_vec();
@@ -1197,7 +1379,6 @@ impl Wave<'_> {
         let mut targets: Vec<usize> = Vec::new();
         let mut shifted = vec![0u64; nsets * w];
         let mut coords = vec![0usize; grid.ext.len()];
-        let limit = exact_limit::<A>();
         let mut level = 0u64;
         while !front.is_empty() {
             level += 1;
@@ -1207,11 +1388,10 @@ impl Wave<'_> {
                     value: format!("{:?}", self.shape),
                     reason: format!(
                         "more than {limit} morphological steps are beyond whole numbers in {}; compute in float64",
-                        A::NAME
+                        self.float_name
                     ),
                 });
             }
-            let value = sign * A::from_f64_lossy(level as f64);
             // push every front row's shifts to the rows they reach
             for (&r, src) in front.iter().zip(front_bits.chunks_exact(w)) {
                 shifted.fill(0);
@@ -1238,9 +1418,9 @@ impl Wave<'_> {
             front_bits.clear();
             for &t in &targets {
                 marked[t] = false;
-                let (reach, todo) = (&mut acc[t * w..(t + 1) * w], &mut unvisited[t * w..(t + 1) * w]);
+                let (hit, todo) = (&mut acc[t * w..(t + 1) * w], &mut unvisited[t * w..(t + 1) * w]);
                 let mut any = 0;
-                for (a, u) in reach.iter_mut().zip(todo.iter_mut()) {
+                for (a, u) in hit.iter_mut().zip(todo.iter_mut()) {
                     let new = *a & *u;
                     *a = 0;
                     *u &= !new;
@@ -1256,12 +1436,15 @@ impl Wave<'_> {
                 for (k, &nw) in front_bits[front_bits.len() - w..].iter().enumerate() {
                     let mut b = nw;
                     while b != 0 {
-                        out[base + 64 * k + b.trailing_zeros() as usize] = value;
+                        reach(level, base + 64 * k + b.trailing_zeros() as usize);
                         b &= b - 1;
                     }
                 }
             }
             targets.clear();
+            if stop(level) {
+                break;
+            }
         }
         Ok(())
     }
@@ -1291,6 +1474,22 @@ mod tests {
         assert_eq!(dst, [1, 0]);
         or_shifted(&mut dst, &src, 200);
         assert_eq!(dst, [1, 0]);
+    }
+
+    #[test]
+    fn words_pack_every_flag_in_place() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        for len in 1..=64 {
+            for _ in 0..20 {
+                state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                let flags: Vec<bool> = (0..len).map(|i| (state >> (i % 61)) & 1 == 1).collect();
+                for want in [true, false] {
+                    let plain =
+                        flags.iter().enumerate().fold(0, |a, (i, &b)| a | (u64::from(b == want) << i));
+                    assert_eq!(pack_word(&flags, &|&b: &bool| b == want), plain, "{flags:?} {want}");
+                }
+            }
+        }
     }
 
     #[test]
