@@ -845,15 +845,14 @@ impl Morphological {
         if s.is_empty() {
             return Ok(f64::NEG_INFINITY); // no object voxel
         }
-        if s.iter().fold(false, |nan, x| nan | x.is_nan()) {
+        // the predicted mask and the truth, packed straight from the arrays
+        let grid = Grid::new(scores.shape(), &plan.offsets);
+        let (mut object, truth, nan) =
+            crate::grid::par::widest(Packing { grid: &grid, scores: s, mask: y, t: self.mask_threshold });
+        if nan {
             // the error the transform gives, naming the voxel
             predicted_mask(scores, self.mask_threshold)?;
         }
-        // the predicted mask and the truth, packed straight from the arrays
-        let grid = Grid::new(scores.shape(), &plan.offsets);
-        let t = self.mask_threshold;
-        let mut object = grid.pack_by(s, |x| x.to_f64_lossless() > t);
-        let truth = grid.pack_by(y, |v| v.is_object());
         if object.iter().all(|&w| w == 0) {
             let mut bits = vec![false; s.len()];
             if let Some(c) = self.empty.apply(&mut bits, scores)? {
@@ -863,7 +862,7 @@ impl Morphological {
             }
             object = grid.pack_by(&bits, |&b| b);
         }
-        largest_after_steps::<A>(&grid, &plan, &object, &truth, |v| y[v].is_object(), scores.shape(), allowed)
+        largest_after_steps::<A>(&grid, &plan, &object, &truth, scores.shape(), allowed)
     }
 }
 
@@ -1071,6 +1070,7 @@ impl Grid {
     /// The voxels of a row-major image whose value passes `test`, as words
     /// per grid row (padding rows and the spare bits of a row's last word
     /// clear).
+    #[inline(always)]
     fn pack_by<T>(&self, values: &[T], test: impl Fn(&T) -> bool) -> Vec<u64> {
         let mut out = vec![0u64; self.rows * self.words];
         for (words, &s) in out.chunks_mut(self.words).zip(&self.start) {
@@ -1102,22 +1102,18 @@ impl Grid {
 }
 
 /// Up to 64 values as the bits of a word: bit `i` set iff `values[i]`
-/// passes `test`. Eight at a time: their flags as bytes (0 or 1), read as
-/// one little-endian word and multiplied by `0x0102_0408_1020_4080`, give
-/// the eight bits in the top byte (each byte's bit lands in its own
-/// position and no sums carry).
-#[inline]
+/// passes `test`. The flags are written as bytes (0 or 1) in a loop that
+/// vectorizes; each eight, read as one little-endian word and multiplied by
+/// `0x0102_0408_1020_4080`, give their eight bits in the top byte (each
+/// byte's bit lands in its own position and no sums carry).
+#[inline(always)]
 fn pack_word<T>(values: &[T], test: &impl Fn(&T) -> bool) -> u64 {
-    let (eights, rest) = values.as_chunks::<8>();
-    let mut word = 0u64;
-    for (j, e) in eights.iter().enumerate() {
-        let x = u64::from_le_bytes(std::array::from_fn(|i| u8::from(test(&e[i]))));
-        word |= (x.wrapping_mul(0x0102_0408_1020_4080) >> 56) << (8 * j);
-    }
-    for (i, v) in rest.iter().enumerate() {
-        word |= u64::from(test(v)) << (8 * eights.len() + i);
-    }
-    word
+    let mut flags = [0u8; 64];
+    flags.iter_mut().zip(values).for_each(|(f, v)| *f = u8::from(test(v)));
+    let (eights, _) = flags.as_chunks::<8>();
+    eights.iter().enumerate().fold(0, |word, (j, e)| {
+        word | ((u64::from_le_bytes(*e).wrapping_mul(0x0102_0408_1020_4080) >> 56) << (8 * j))
+    })
 }
 
 /// Offsets sharing a row offset: the row `dr` away (`delta` rows of the
@@ -1269,13 +1265,37 @@ pub(crate) fn signed_steps<A: Float>(
     };
     // erosions: from the background into the object; dilations: the reverse
     for (side, sources, sign) in [(&object, &background, A::one()), (&background, &object, -A::one())] {
-        wave.run(side, sources, |level, v| out[v] = sign * A::from_f64_lossy(level as f64), |_| false)?;
+        let reach = |level: u64, word: Word| {
+            let value = sign * A::from_f64_lossy(level as f64);
+            word.voxels().for_each(|v| out[v] = value);
+        };
+        wave.run(side, sources, reach, |_| false)?;
     }
     Ok(out)
 }
 
-/// The `(m+1)`-th largest of `-m(v)` over the truth `Y` (packed rows,
-/// with `in_truth(v)` for a voxel's row-major index), `m = allowed(|Y|)`,
+/// The predicted mask `scores > t` and the truth packed by a grid, and
+/// whether a score is NaN: a pass over each array, compiled for the widest
+/// SIMD the processor has.
+struct Packing<'a, A, M> {
+    grid: &'a Grid,
+    scores: &'a [A],
+    mask: &'a [M],
+    t: f64,
+}
+
+impl<A: Float, M: MaskValue> crate::grid::par::Wide for Packing<'_, A, M> {
+    type Output = (Vec<u64>, Vec<u64>, bool);
+    #[inline(always)]
+    fn run(self) -> Self::Output {
+        let Packing { grid, scores, mask, t } = self;
+        let nan = scores.iter().fold(false, |nan, x| nan | x.is_nan());
+        (grid.pack_by(scores, |x| x.to_f64_lossless() > t), grid.pack_by(mask, |v| v.is_object()), nan)
+    }
+}
+
+/// The `(m+1)`-th largest of `-m(v)` over the truth `Y` (packed rows),
+/// `m = allowed(|Y|)`,
 /// where `m` counts the steps of the predicted mask `A` (packed rows
 /// `object`) by `plan`'s offsets (in the float type `A`: the same numbers
 /// and the same limit as [`Plan::run`]), without counting every voxel's
@@ -1290,7 +1310,6 @@ fn largest_after_steps<A: Float>(
     plan: &Plan,
     object: &[u64],
     truth: &[u64],
-    in_truth: impl Fn(usize) -> bool,
     shape: &[usize],
     allowed: &dyn Fn(u64) -> u64,
 ) -> Result<f64> {
@@ -1311,7 +1330,7 @@ fn largest_after_steps<A: Float>(
         wave.run(
             &background,
             object,
-            |_, v| left.set(left.get() - u64::from(in_truth(v))),
+            |_, word: Word| left.set(left.get() - ones_in(truth, word)),
             |level| {
                 found = (left.get() <= m).then_some(level as f64);
                 found.is_some()
@@ -1324,7 +1343,7 @@ fn largest_after_steps<A: Float>(
         wave.run(
             object,
             &background,
-            |_, v| removed.set(removed.get() + u64::from(in_truth(v))),
+            |_, word: Word| removed.set(removed.get() + ones_in(truth, word)),
             |level| {
                 found = (removed.get() >= want).then_some(-(level as f64));
                 found.is_some()
@@ -1337,6 +1356,36 @@ fn largest_after_steps<A: Float>(
 /// The set bits of packed words.
 fn ones(words: impl Iterator<Item = u64>) -> u64 {
     words.map(|w| u64::from(w.count_ones())).sum()
+}
+
+/// Voxels a wavefront reached in one level, in one word of a grid row.
+#[derive(Debug, Clone, Copy)]
+struct Word {
+    /// the word's index in the packed rows
+    grid: usize,
+    /// the row-major index of the image voxel at its bit 0
+    first: usize,
+    /// the voxels, one bit each
+    bits: u64,
+}
+
+impl Word {
+    /// The row-major indices of the voxels.
+    fn voxels(self) -> impl Iterator<Item = usize> {
+        let mut b = self.bits;
+        std::iter::from_fn(move || {
+            (b != 0).then(|| {
+                let v = self.first + b.trailing_zeros() as usize;
+                b &= b - 1;
+                v
+            })
+        })
+    }
+}
+
+/// How many of a reached word's voxels are set in the packed rows `set`.
+fn ones_in(set: &[u64], word: Word) -> u64 {
+    u64::from((set[word.grid] & word.bits).count_ones())
 }
 
 /// The wavefront of one image.
@@ -1352,14 +1401,15 @@ struct Wave<'a> {
 }
 
 impl Wave<'_> {
-    /// The wavefront from `sources` into `side` (both packed rows): each
-    /// voxel of `side` first reached at level `k` is `reach(k, its index)`;
-    /// after each level, `stop(k)` ends the wavefront if it says so.
+    /// The wavefront from `sources` into `side` (both packed rows): the
+    /// voxels of `side` first reached at level `k` are given, a word at a
+    /// time, to `reach(k, word)`; after each level, `stop(k)` ends the
+    /// wavefront if it says so.
     fn run(
         &self,
         side: &[u64],
         sources: &[u64],
-        mut reach: impl FnMut(u64, usize),
+        mut reach: impl FnMut(u64, Word),
         mut stop: impl FnMut(u64) -> bool,
     ) -> Result<()> {
         let Wave { grid, groups, sets, limit, .. } = *self;
@@ -1432,12 +1482,9 @@ impl Wave<'_> {
                     continue;
                 }
                 front.push(t);
-                let base = grid.start[t];
                 for (k, &nw) in front_bits[front_bits.len() - w..].iter().enumerate() {
-                    let mut b = nw;
-                    while b != 0 {
-                        reach(level, base + 64 * k + b.trailing_zeros() as usize);
-                        b &= b - 1;
+                    if nw != 0 {
+                        reach(level, Word { grid: t * w + k, first: grid.start[t] + 64 * k, bits: nw });
                     }
                 }
             }
