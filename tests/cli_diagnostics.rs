@@ -8,6 +8,7 @@ use confseg::evaluate::diagnostics::{diagnose, StrataSpec};
 use confseg::evaluate::{Pool, Splits};
 use confseg::groups::{Edges, Group};
 use confseg::levels::ModeKind;
+use confseg::risk::Bound;
 use confseg::synthetic::Synthetic;
 use confseg::{Alpha, Calibrator, Identity, Levels};
 use ndarray::Array1;
@@ -88,33 +89,61 @@ fn validate_by_stratum_equals_the_library() {
     }
 }
 
+/// Risk control (WSR RCPS of the missed share) by stratum: the CLI's
+/// per-group losses and events equal the library's on the same splits.
 #[test]
-fn by_stratum_refuses_risk_control() {
+fn by_stratum_reports_risk_control_as_the_library() {
     let dir = tempfile::tempdir().unwrap();
     let p = |n: &str| -> String { dir.path().join(n).to_string_lossy().into_owned() };
-    let (s, m) = Synthetic::new([8, 8]).seed(2).stack(0..30);
+    let (s, m) = Synthetic::new([10, 10]).seed(2).stack(0..60);
+    let g: Array1<i64> = (0..60).map(|i| (i % 3) as i64).collect();
     write_npy(p("s.npy"), &s).unwrap();
     write_npy(p("m.npy"), &m).unwrap();
-    let (sp, mp) = (p("s.npy"), p("m.npy"));
-    let base = [
+    write_npy(p("g.npy"), &g).unwrap();
+    let (sp, mp, gp) = (p("s.npy"), p("m.npy"), p("g.npy"));
+    let args = [
         "validate",
         "--masks",
         &mp,
         "--scores",
         &sp,
         "--n-cal",
-        "20",
+        "40",
         "--repeats",
-        "5",
+        "15",
         "--alpha",
-        "0.1",
+        "0.2",
+        "--mode",
+        "risk-control",
+        "--delta",
+        "0.2",
+        "--bound",
+        "wsr",
         "--by-stratum",
+        "--groups",
+        &gp,
+        "--json",
     ];
-    let out = Command::new(env!("CARGO_BIN_EXE_confseg"))
-        .args(base)
-        .args(["--mode", "risk-control"])
-        .output()
-        .unwrap();
-    let e = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && e.starts_with("error:") && e.contains("--by-stratum"), "{e}");
+    let out: Value = serde_json::from_str(&ok(&args)).unwrap();
+    let pool = Pool::new(&Calibrator::new(Identity, Identity), &s, &m, 0.0).unwrap();
+    let spec = StrataSpec {
+        groups: Some((0..60).map(|i| Group::Id((i % 3) as i64)).collect()),
+        ..StrataSpec::default()
+    };
+    let levels = Levels { delta: Some(0.2), bound: Some(Bound::Wsr), ..Levels::new(ModeKind::RiskControl) };
+    let d =
+        diagnose(&pool, &levels, Alpha::new(0.2).unwrap(), Splits::new(40, 15, 0).unwrap(), &spec).unwrap();
+    let got = out["by_stratum"][0]["groups"].as_array().unwrap();
+    let rows = d.groups.as_ref().unwrap();
+    assert_eq!(got.len(), 3);
+    for (x, r) in got.iter().zip(rows) {
+        assert_eq!(
+            (x["tests"].as_u64(), x["outer_covered"].as_u64()),
+            (Some(r.tests), Some(r.outer_covered))
+        );
+        assert_eq!(x["mean_missed_share"].as_f64(), Some(r.mean_missed_share), "{}", r.stratum);
+        assert!(r.mean_missed_share > 0.0, "{}: a loss to compare", r.stratum);
+    }
+    let table = ok(&args[..args.len() - 1]);
+    assert!(table.contains("missed") && table.contains("false"), "{table}");
 }

@@ -4,10 +4,12 @@
 //! `ConfidenceSets::predict` and `Sets::coverage`; strata by a direct
 //! reading of the documented rules; components by a recursive flood fill.
 
+use confseg::calibrate::RiskCalibration;
 use confseg::evaluate::diagnostics::{diagnose, StrataSpec};
 use confseg::evaluate::{Pool, Splits};
 use confseg::groups::{Edges, Group};
-use confseg::levels::ModeKind;
+use confseg::levels::{Guarantee, ModeKind};
+use confseg::risk::Risk;
 use confseg::synthetic::Synthetic;
 use confseg::{Alpha, Calibrator, Identity, Levels, Mode};
 use ndarray::{concatenate, Array2, Array3, Axis};
@@ -152,14 +154,90 @@ fn per_stratum_coverage_and_component_shares_equal_a_direct_recomputation() {
     assert!(table.contains("Q1: true size") && table.contains("lesions:"), "{table}");
 }
 
+/// Risk control's diagnostics against the same direct recomputation: per
+/// split, the sets the calibrator's risk control fits on the split's
+/// calibration images (recall by conformal risk control, precision by
+/// Learn-then-Test), and per group the events, the mean missed share of the
+/// object by the outer set and the mean false share of the inner set,
+/// counted on the predicted sets.
 #[test]
-fn risk_control_and_wrong_group_counts_are_refused() {
+fn risk_control_diagnostics_equal_a_direct_recomputation() {
+    let (scores, masks) = data();
+    let c = Calibrator::new(Identity, Identity);
+    let pool = Pool::new(&c, &scores, &masks, 0.0).unwrap();
+    let alpha = Alpha::new(0.2).unwrap();
+    let splits = Splits::new(40, 20, 5).unwrap();
+    let groups: Vec<Group> = (0..N).map(|i| Group::Id((i % 2) as i64)).collect();
+    let spec = StrataSpec { groups: Some(groups), ..StrataSpec::default() };
+    let recall = Levels::new(ModeKind::RiskControl);
+    let precision =
+        Levels { risk: Some(Risk::Precision), delta: Some(0.2), ..Levels::new(ModeKind::RiskControl) };
+    for levels in [recall, precision] {
+        let d = diagnose(&pool, &levels, alpha, splits, &spec).unwrap();
+        let Guarantee::RiskControl(level) = levels.at(alpha).unwrap() else { unreachable!() };
+        // per image: tests, inner and outer events, summed missed and false shares
+        let mut per = vec![(0u64, 0u64, 0u64, 0.0f64, 0.0f64); N];
+        for (cal, test) in splits.iter(N).unwrap() {
+            let mut state = RiskCalibration::for_risk(level.risk());
+            for &i in &cal {
+                c.observe_risk(&mut state, &scores.index_axis(Axis(0), i), &masks.index_axis(Axis(0), i))
+                    .unwrap();
+            }
+            let sets = c.fit_risk_control(&state, level).unwrap();
+            for &j in &test {
+                let y = masks.index_axis(Axis(0), j);
+                let set = sets.predict(&scores.index_axis(Axis(0), j)).unwrap();
+                let cov = set.coverage(&y).unwrap();
+                let count = |a: &ndarray::Array2<bool>, f: &dyn Fn(bool, bool) -> bool| {
+                    a.iter().zip(&y).filter(|&(&a, &y)| f(a, y)).count() as f64
+                };
+                let n_y = y.iter().filter(|&&b| b).count() as f64;
+                let missed = if n_y == 0.0 { 0.0 } else { count(&set.outer, &|o, y| y && !o) / n_y };
+                let n_i = count(&set.inner, &|i, _| i);
+                let false_share = if n_i == 0.0 { 0.0 } else { count(&set.inner, &|i, y| i && !y) / n_i };
+                let p = &mut per[j];
+                *p = (
+                    p.0 + 1,
+                    p.1 + u64::from(cov.inner),
+                    p.2 + u64::from(cov.outer),
+                    p.3 + missed,
+                    p.4 + false_share,
+                );
+            }
+        }
+        let rows = d.groups.as_ref().unwrap();
+        assert_eq!(rows.len(), 2);
+        for (g, r) in rows.iter().enumerate() {
+            let members = (0..N).filter(|j| j % 2 == g);
+            let (mut t, mut ic, mut oc, mut ms, mut fs) = (0, 0, 0, 0.0, 0.0);
+            for j in members {
+                let p = per[j];
+                (t, ic, oc, ms, fs) = (t + p.0, ic + p.1, oc + p.2, ms + p.3, fs + p.4);
+            }
+            assert_eq!((r.tests, r.inner_covered, r.outer_covered), (t, ic, oc), "{levels} group {g}");
+            assert!((r.mean_missed_share - ms / t as f64).abs() < 1e-12, "{levels} group {g}");
+            assert!((r.mean_false_share - fs / t as f64).abs() < 1e-12, "{levels} group {g}");
+        }
+        // each risk's own loss is what is controlled: not trivially zero, and near alpha overall
+        let all: Vec<_> = d.true_size.iter().collect();
+        let tests: u64 = all.iter().map(|r| r.tests).sum();
+        let mean = |f: &dyn Fn(&&confseg::evaluate::diagnostics::StratumRow) -> f64| {
+            all.iter().map(|r| f(r) * r.tests as f64).sum::<f64>() / tests as f64
+        };
+        let loss = match level.risk() {
+            Risk::Recall => mean(&|r| r.mean_missed_share),
+            Risk::Precision => mean(&|r| r.mean_false_share),
+        };
+        assert!(loss > 0.02 && loss < 0.3, "{levels}: mean loss {loss}");
+    }
+}
+
+#[test]
+fn wrong_group_counts_are_refused() {
     let (scores, masks) = data();
     let pool = Pool::new(&Calibrator::new(Identity, Identity), &scores, &masks, 0.0).unwrap();
     let splits = Splits::new(40, 5, 1).unwrap();
     let alpha = Alpha::new(0.1).unwrap();
-    let rc = Levels { mode: ModeKind::RiskControl, ..Levels::default() };
-    assert!(diagnose(&pool, &rc, alpha, splits, &StrataSpec::default()).is_err());
     let spec = StrataSpec { groups: Some(vec![Group::Id(1); 3]), ..StrataSpec::default() };
     let e = diagnose(&pool, &Levels::default(), alpha, splits, &spec).unwrap_err().to_string();
     assert!(e.contains("groups") && e.contains(&N.to_string()), "{e}");

@@ -294,8 +294,9 @@ fn pool_transformed<A: Float, M: confseg::mask::MaskValue>(
 /// ``joint_coverage``, spreads ``inner``/``outer``/``joint``,
 /// ``too_few_images``, ``efficiency``, ``n_cal``, ``n_test``, ``splits``).
 /// ``by_stratum=True``: returns ``{"reports": [...], "by_stratum": [...]}``
-/// (``confseg validate --by-stratum --json``): per level, the conformal
-/// sets' coverage and set sizes per group (``groups``: one label per
+/// (``confseg validate --by-stratum --json``): per level, the sets'
+/// coverage, set sizes and mean missed / false shares (conformal or
+/// risk-control ``mode``) per group (``groups``: one label per
 /// image), per quintile of the true object size and per predicted-volume
 /// stratum (``strata="predicted-volume=E1,E2,..."`` in voxels, else
 /// quintiles), and the lesion-level shares. ``progress``: ``True`` for a

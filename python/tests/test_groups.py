@@ -238,6 +238,29 @@ def test_validate_by_stratum_in_python_is_the_clis(tmp_path, cli):
         confseg.validate(scores, masks, n_cal=60, repeats=50, by_stratum=True, strata="max-score=0.5")
 
 
+def test_validate_by_stratum_of_risk_control_is_the_clis(tmp_path, cli):
+    """Diagnostics by stratum of risk control's sets (precision by
+    Learn-then-Test): the same rows as the CLI's, with the mean false share
+    of the inner set per group."""
+    import json
+
+    scores, masks = confseg.synthetic((12, 12), 90, seed=4, noise=1.5)
+    groups = np.arange(90) % 2
+    np.save(tmp_path / "S.npy", scores)
+    np.save(tmp_path / "M.npy", masks)
+    np.save(tmp_path / "G.npy", groups.astype(np.int64))
+    out = cli("validate", "--masks", tmp_path / "M.npy", "--scores", tmp_path / "S.npy", "--n-cal", "60",
+              "--repeats", "30", "--alpha", "0.2", "--mode", "risk-control", "--risk", "precision", "--delta",
+              "0.2", "--by-stratum", "--groups", tmp_path / "G.npy", "--json")
+    want = json.loads(out.stdout)["by_stratum"]
+    got = confseg.validate(scores, masks, n_cal=60, repeats=30, alphas=[0.2], mode="risk-control",
+                           risk="precision", delta=0.2, by_stratum=True, groups=groups.tolist())
+    assert got["by_stratum"] == want
+    rows = got["by_stratum"][0]["groups"]
+    assert len(rows) == 2 and all(0 < r["mean_false_share"] < 0.5 for r in rows), rows
+    assert all(r["inner_coverage"] < 1 for r in rows), rows
+
+
 @pytest.mark.parametrize(
     "kw",
     [

@@ -1,7 +1,7 @@
-//! Diagnostics by stratum: where the conformal sets cover less, or are
-//! larger, than on average. Over the same random splits as a validation,
-//! each (split, test image) pair's events and set sizes are counted in the
-//! image's stratum:
+//! Diagnostics by stratum: where the sets cover less, miss more, or are
+//! larger than on average. Over the same random splits as a validation,
+//! each (split, test image) pair's events, losses and set sizes are counted
+//! in the image's stratum:
 //!
 //! * by **group** (a site, a scanner: labels given per image);
 //! * by **quintile of the true object size** (voxels of the truth that
@@ -19,6 +19,15 @@
 //! share of the inner set's connected components that lie entirely in the
 //! truth (ignored voxels are in neither set nor truth).
 //!
+//! The sets are those the levels fit on each split's calibration images:
+//! the conformal thresholds, or those of risk control (METHOD.md §4.3,
+//! §4.5; an outer set for recall, an inner set for precision, the other
+//! side trivial). Beside the events, each row carries the two losses risk
+//! control bounds in expectation, averaged over the pairs: the missed share
+//! of the object by the outer set `|Y \ O| / |Y|` and the false share of the
+//! inner set `|I \ Y| / |I|` (0 for an empty object or inner set), so a
+//! stratum where risk control's promise fails on average shows.
+//!
 //! Coverage of a test image comes from its statistics, as in a
 //! validation: `I ⊆ Y` iff `tau <= lambda_I`, `Y ⊆ O` iff
 //! `gamma <= lambda_O` (with tolerances, the statistics are the tolerance
@@ -34,7 +43,7 @@
 
 use std::collections::HashMap;
 
-use super::{count_above, count_at_least, Pool, Splits};
+use super::{count_above, count_at_least, Method, MethodKind, Pool, Splits};
 use crate::error::{Error, Result};
 use crate::groups::{Edges, Group};
 use crate::levels::Levels;
@@ -107,6 +116,12 @@ pub struct StratumRow {
     pub mean_inner_voxels: f64,
     /// Mean voxels of the outer set (not ignored).
     pub mean_outer_voxels: f64,
+    /// Mean missed share of the object by the outer set, `|Y \ O| / |Y|`
+    /// (0 for an empty object): the recall risk.
+    pub mean_missed_share: f64,
+    /// Mean false share of the inner set, `|I \ Y| / |I|` (0 for an empty
+    /// inner set): the precision risk.
+    pub mean_false_share: f64,
 }
 
 /// The lesion-level view ([module docs](self)).
@@ -129,7 +144,7 @@ pub struct Lesions {
     pub inner_in_truth_share: f64,
 }
 
-/// Diagnostics of the conformal sets at one level ([module docs](self)).
+/// Diagnostics of the sets at one level ([module docs](self)).
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Diagnostics {
@@ -179,6 +194,15 @@ fn by_edges(values: &[f64], edges: &Edges, name: &str) -> (Vec<usize>, Vec<Strin
     (values.iter().map(|&x| edges.index(x)).collect(), labels)
 }
 
+/// `part / whole`, 0 for an empty whole (the losses of risk control).
+fn share_of(part: usize, whole: usize) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
+}
+
 /// Per-image sums over the splits.
 #[derive(Debug, Clone, Copy, Default)]
 struct Sums {
@@ -186,6 +210,8 @@ struct Sums {
     covered: [u64; 3],
     inner_voxels: u64,
     outer_voxels: u64,
+    missed_share: f64,
+    false_share: f64,
 }
 
 fn rows(sums: &[Sums], strata: &[usize], labels: &[String]) -> Vec<StratumRow> {
@@ -199,6 +225,8 @@ fn rows(sums: &[Sums], strata: &[usize], labels: &[String]) -> Vec<StratumRow> {
         }
         r.1.inner_voxels += s.inner_voxels;
         r.1.outer_voxels += s.outer_voxels;
+        r.1.missed_share += s.missed_share;
+        r.1.false_share += s.false_share;
     }
     rows.into_iter()
         .zip(labels)
@@ -206,6 +234,7 @@ fn rows(sums: &[Sums], strata: &[usize], labels: &[String]) -> Vec<StratumRow> {
         .map(|((images, s), label)| {
             let t = s.tests as f64;
             let share = |k: u64| if s.tests == 0 { f64::NAN } else { k as f64 / t };
+            let mean = |x: f64| if s.tests == 0 { f64::NAN } else { x / t };
             StratumRow {
                 stratum: label.clone(),
                 images,
@@ -218,14 +247,16 @@ fn rows(sums: &[Sums], strata: &[usize], labels: &[String]) -> Vec<StratumRow> {
                 joint_coverage: share(s.covered[2]),
                 mean_inner_voxels: share(s.inner_voxels),
                 mean_outer_voxels: share(s.outer_voxels),
+                mean_missed_share: mean(s.missed_share),
+                mean_false_share: mean(s.false_share),
             }
         })
         .collect()
 }
 
-/// Diagnostics by stratum of the conformal sets of `levels` at `alpha`,
-/// over `splits` of `pool` (the same splits as a [`Validation`](super::Validation)
-/// with these splits).
+/// Diagnostics by stratum of the sets `levels` fit at `alpha` (conformal
+/// or risk control), over `splits` of `pool` (the same splits as a
+/// [`Validation`](super::Validation) with these splits).
 ///
 /// ```
 /// use confseg::evaluate::diagnostics::{diagnose, StrataSpec};
@@ -247,8 +278,8 @@ fn rows(sums: &[Sums], strata: &[usize], labels: &[String]) -> Vec<StratumRow> {
 /// ```
 ///
 /// # Errors
-/// [`Error::InvalidParameter`] for groups of another length than the pool
-/// or a risk-control `levels`; as [`Levels::at`] and [`Splits::iter`].
+/// [`Error::InvalidParameter`] for groups of another length than the
+/// pool; as [`Levels::at`] and [`Splits::iter`].
 pub fn diagnose(
     pool: &Pool,
     levels: &Levels,
@@ -256,15 +287,9 @@ pub fn diagnose(
     splits: Splits,
     spec: &StrataSpec,
 ) -> Result<Diagnostics> {
-    let guarantee = levels.at(alpha)?;
-    let Some(mode) = guarantee.mode().copied() else {
-        return Err(Error::InvalidParameter {
-            name: "mode",
-            value: "risk-control".into(),
-            reason: "diagnostics by stratum are computed for the conformal sets; give a conformal mode"
-                .into(),
-        });
-    };
+    levels.at(alpha)?;
+    // the levels' own method: conformal, or risk control with its options
+    let method = Method::new(MethodKind::Conformal, levels)?.prepare(pool)?;
     let n = pool.len();
     if let Some(g) = &spec.groups {
         if g.len() != n {
@@ -304,8 +329,9 @@ pub fn diagnose(
     };
     let mut inner_memo: HashMap<(usize, u64), (u64, u64)> = HashMap::new();
     for (r, (cal, test)) in splits.iter(n)?.enumerate() {
-        let t = stats.select(&cal)?.thresholds(&mode)?;
-        let (li, lo) = (t.inner.value(), t.outer.value());
+        // I = {f_I > li}, O = {f_O >= -lo}
+        let t = method.thresholds(pool, &cal, alpha)?;
+        let (li, lo) = (t.inner, -t.outer);
         let count_inner = r < spec.lesion_splits;
         lesions.inner_splits += usize::from(count_inner);
         for &j in &test {
@@ -317,8 +343,12 @@ pub fn diagnose(
             s.covered[1] += u64::from(o_ok);
             s.covered[2] += u64::from(i_ok && o_ok);
             let (fi, fo) = (&img.inner, &img.outer);
-            s.inner_voxels += (count_above(&fi.object, li) + count_above(&fi.background, li)) as u64;
-            s.outer_voxels += (count_at_least(&fo.object, -lo) + count_at_least(&fo.background, -lo)) as u64;
+            let (i_obj, i_bg) = (count_above(&fi.object, li), count_above(&fi.background, li));
+            let o_obj = count_at_least(&fo.object, -lo);
+            s.inner_voxels += (i_obj + i_bg) as u64;
+            s.outer_voxels += (o_obj + count_at_least(&fo.background, -lo)) as u64;
+            s.missed_share += share_of(img.n_object - o_obj, img.n_object);
+            s.false_share += share_of(i_bg, i_obj + i_bg);
             let parts = &true_parts[j];
             lesions.true_components += parts.len() as u64;
             lesions.true_inside_outer += parts.iter().filter(|&&w| w <= lo).count() as u64;
@@ -375,18 +405,23 @@ pub fn diagnose(
 pub fn diagnostics_table(d: &Diagnostics) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
-    let _ = writeln!(s, "by stratum at alpha {} (coverage over split x test image pairs):", d.alpha);
     let _ = writeln!(
         s,
-        "  {:<44} {:>6} {:>8} {:>7} {:>7} {:>7} {:>10} {:>10}",
-        "stratum", "images", "tests", "inner", "outer", "joint", "|I| mean", "|O| mean"
+        "by stratum at alpha {} (coverage, mean set sizes and mean missed / false shares over split x test \
+         image pairs):",
+        d.alpha
+    );
+    let _ = writeln!(
+        s,
+        "  {:<44} {:>6} {:>8} {:>7} {:>7} {:>7} {:>10} {:>10} {:>7} {:>7}",
+        "stratum", "images", "tests", "inner", "outer", "joint", "|I| mean", "|O| mean", "missed", "false"
     );
     let mut block = |title: &str, rows: &[StratumRow]| {
         let _ = writeln!(s, "  {title}");
         for r in rows {
             let _ = writeln!(
                 s,
-                "  {:<44} {:>6} {:>8} {:>7.3} {:>7.3} {:>7.3} {:>10.1} {:>10.1}",
+                "  {:<44} {:>6} {:>8} {:>7.3} {:>7.3} {:>7.3} {:>10.1} {:>10.1} {:>7.3} {:>7.3}",
                 r.stratum,
                 r.images,
                 r.tests,
@@ -394,7 +429,9 @@ pub fn diagnostics_table(d: &Diagnostics) -> String {
                 r.outer_coverage,
                 r.joint_coverage,
                 r.mean_inner_voxels,
-                r.mean_outer_voxels
+                r.mean_outer_voxels,
+                r.mean_missed_share,
+                r.mean_false_share
             );
         }
     };

@@ -114,7 +114,8 @@ pub struct Args {
     /// Which coverage --plot shows.
     #[arg(long, value_enum, default_value = "joint")]
     pub plot_kind: KindArg,
-    /// Also report the conformal sets' coverage and set sizes by stratum: per group (--groups or the
+    /// Also report the sets' coverage, set sizes and mean missed / false shares (conformal or
+    /// risk-control --mode) by stratum: per group (--groups or the
     /// manifest's group column), per quintile of the true object size, per predicted-volume stratum
     /// (--strata, else quintiles), and the lesion-level shares (inner-set components on the first
     /// --geometry-splits splits). With --json: {"reports": [...], "by_stratum": [...]}.
@@ -151,7 +152,7 @@ fn pool(args: &Args) -> Result<(Pool, Vec<usize>, Option<Vec<confseg::groups::Gr
     Ok((pool, inputs.images, groups))
 }
 
-/// The diagnostics by stratum of the conformal sets at every level.
+/// The diagnostics by stratum of the sets at every level.
 fn by_stratum(
     args: &Args,
     pool: &Pool,
@@ -176,13 +177,6 @@ pub fn run(args: Args) -> Result<()> {
     let mut splits = Splits::new(args.n_cal, args.repeats, args.seed).context("--n-cal/--repeats")?;
     if let Some(t) = args.n_test {
         splits = splits.with_n_test(t).context("--n-test")?;
-    }
-    if args.by_stratum {
-        if let Some(&a) = args.alpha.0.first() {
-            if levels.at(a)?.mode().is_none() {
-                usage!("--by-stratum reports the conformal sets; give a conformal --mode, not risk-control");
-            }
-        }
     }
     let (pool, images, groups) = pool(&args)?;
     splits.n_test_for(pool.len()).with_context(|| format!("{} images selected", pool.len()))?;
