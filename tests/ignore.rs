@@ -127,7 +127,7 @@ fn validation_coverage_and_set_sizes_equal_those_of_the_cropped_images() {
         vec![Alpha::new(0.1).unwrap(), Alpha::new(0.3).unwrap()],
         Splits::new(30, 200, 5).unwrap(),
     )
-    .with_geometry(Geometry::Off);
+    .with_geometry(Geometry::FirstSplits(4));
     let levels = Levels { mode: ModeKind::Max, ..Levels::default() };
     let methods = [Method::Conformal(levels)];
     let a = validation.run(&pool, &methods).unwrap();
@@ -156,6 +156,22 @@ fn validation_coverage_and_set_sizes_equal_those_of_the_cropped_images() {
             )
         );
         assert!(e.outer_share > 0.0 && e.outer_share < 1.0);
+        // the geometry of the sets: measured without the ignored voxels
+        // (the strip's extreme scores would otherwise join the sets)
+        let geometry = |e: &confseg::evaluate::Efficiency| {
+            [
+                e.inner_diameter_ratio,
+                e.outer_diameter_ratio,
+                e.inner_hausdorff,
+                e.outer_hausdorff,
+                e.band_width_mean,
+                e.band_width_max,
+                e.band_width_mean_voxels,
+                e.band_width_undefined,
+            ]
+        };
+        assert_eq!(geometry(e), geometry(f), "{}", x.alpha);
+        assert!(e.band_width_max.is_some_and(|w| w > 0.0) && e.outer_hausdorff.is_some());
     }
 }
 
@@ -179,6 +195,7 @@ fn coverage_events_and_measures_of_sets_skip_ignored_voxels() {
             (b.voxels, b.inner_voxels, b.outer_voxels, b.band_voxels)
         );
         assert_eq!(a.whole_outer(), b.whole_outer());
+        assert_eq!(a.band_width, b.band_width, "image {i}");
     }
     // the strip's +1e6 voxels are in the inner set: counted as background, inner coverage fails
     let full = sets.predict(&s.index_axis(Axis(0), 0)).unwrap();

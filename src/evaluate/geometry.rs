@@ -1,6 +1,6 @@
 //! Geometry of the sets over the first splits ([`Geometry`](super::Geometry)):
 //! diameter ratios, Hausdorff distances and band widths need the sets
-//! themselves, not only their sizes. Thresholds are order statistics of
+//! themselves, not only their sizes (ignored voxels are in no set). Thresholds are order statistics of
 //! the pool, so the splits meet few distinct `(image, set, threshold)`:
 //! each is built and measured once (in parallel with `rayon`), each
 //! distinct inner and outer pair once for its band width, and every split
@@ -132,9 +132,8 @@ fn set_geometry(
     truth_geo: &HashMap<usize, TruthGeometry>,
 ) -> Result<Vec<Geom>> {
     for_each_image(key_list.len(), |k| {
-        let (j, f, strict, t) = key_list[k];
-        let field = prepared_field(prepared, pool, j, f);
-        let set: Vec<bool> = field.iter().map(|&x| if strict { x > t } else { x >= t }).collect();
+        let j = key_list[k].0;
+        let set = set_of(pool, prepared, key_list[k]);
         let tg = &truth_geo[&j];
         let img = &pool.images[j];
         let to_set = grid::edt::distance_to_set(&set, &img.shape, &img.spacing);
@@ -165,20 +164,15 @@ fn band_widths(
             });
         }
     }
-    let set_of = |k: usize| -> Vec<bool> {
-        let (j, f, strict, t) = key_list[k];
-        let field = prepared_field(prepared, pool, j, f);
-        field.iter().map(|&x| if strict { x > t } else { x >= t }).collect()
-    };
     let bands: Vec<[Option<grid::BandWidth>; 2]> = for_each_image(pair_list.len(), |k| {
         let (j, ki, ko) = pair_list[k];
-        let (inner, outer) = (set_of(ki), set_of(ko));
+        let (inner, outer) = (set_of(pool, prepared, key_list[ki]), set_of(pool, prepared, key_list[ko]));
         let img = &pool.images[j];
-        let physical = grid::band_width(&inner, &outer, &img.shape, &img.spacing);
+        let physical = grid::band_width(&inner, &outer, &img.ignored, &img.shape, &img.spacing);
         let voxels = if img.spacing.iter().all(|&s| s == 1.0) {
             physical
         } else {
-            grid::band_width(&inner, &outer, &img.shape, &vec![1.0; img.shape.len()])
+            grid::band_width(&inner, &outer, &img.ignored, &img.shape, &vec![1.0; img.shape.len()])
         };
         Ok([physical, voxels])
     })?;
@@ -231,6 +225,16 @@ fn fold_means(
         }
     }
     results
+}
+
+/// The set of a key, row-major: `field > t` (strict) or `field >= t`,
+/// without the image's ignored voxels (they are in no set, as if the image
+/// were cropped to the others).
+fn set_of(pool: &Pool, prepared: &[baselines::Prepared], (j, f, strict, t): SetKey) -> Vec<bool> {
+    let ignored = &pool.images[j].ignored;
+    let kept = |p: usize| !ignored.get(p).copied().unwrap_or(false);
+    let field = prepared_field(prepared, pool, j, f);
+    field.iter().enumerate().map(|(p, &x)| (if strict { x > t } else { x >= t }) && kept(p)).collect()
 }
 
 fn prepared_field<'a>(

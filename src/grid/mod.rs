@@ -193,14 +193,16 @@ pub(crate) fn hausdorff(a: &[bool], to_a: &[f64], b: &[bool], to_b: &[f64]) -> O
 /// of `I` (between centres, with `spacing`), its mean and its maximum.
 ///
 /// The outer contour is the voxels of `O` with a face neighbour in the
-/// image that is not in `O` (the image border is not a contour: the set
-/// goes on beyond it). A contour voxel in `I` has width 0, so equal sets
+/// image that is not in `O` and not `ignored` (empty: none), so that
+/// neither the image border nor ignored voxels make a contour: the set goes
+/// on beyond them, as if the image were cropped to the other voxels. A contour voxel in `I` has width 0, so equal sets
 /// have width 0 and a band one voxel thick has width one voxel. `None`
 /// when the width is not defined: `I` empty (the band reaches infinitely
 /// far) or `O` without a contour (empty, or the whole image).
 pub(crate) fn band_width(
     inner: &[bool],
     outer: &[bool],
+    ignored: &[bool],
     shape: &[usize],
     spacing: &[f64],
 ) -> Option<BandWidth> {
@@ -209,11 +211,12 @@ pub(crate) fn band_width(
     }
     let to_inner = distance_to_set(inner, shape, spacing);
     let st = strides(shape);
+    let outside = |q: usize| !outer[q] && !ignored.get(q).copied().unwrap_or(false);
     let (mut sum, mut max, mut n) = (0.0_f64, 0.0_f64, 0_usize);
     for (p, _) in outer.iter().enumerate().filter(|(_, &o)| o) {
         let on_contour = st.iter().zip(shape).any(|(&s, &len)| {
             let c = (p / s) % len;
-            (c > 0 && !outer[p - s]) || (c + 1 < len && !outer[p + s])
+            (c > 0 && outside(p - s)) || (c + 1 < len && outside(p + s))
         });
         if on_contour {
             let d = to_inner[p];
@@ -477,7 +480,7 @@ mod tests {
                         ))
                     }
                 };
-                let got = band_width(&inner, &outer, &shape, &spacing).map(|b| (b.mean, b.max));
+                let got = band_width(&inner, &outer, &[], &shape, &spacing).map(|b| (b.mean, b.max));
                 match (got, want) {
                     (Some(g), Some(w)) => {
                         assert!(
@@ -491,10 +494,10 @@ mod tests {
         }
         // equal sets: width 0; a one-voxel ring: width 1 voxel; no contour: undefined
         let inner = [false, false, true, true, false, false];
-        assert_eq!(band_width(&inner, &inner, &[6], &[2.0]), Some(BandWidth { mean: 0.0, max: 0.0 }));
+        assert_eq!(band_width(&inner, &inner, &[], &[6], &[2.0]), Some(BandWidth { mean: 0.0, max: 0.0 }));
         let ring = [false, true, true, true, true, false];
-        assert_eq!(band_width(&inner, &ring, &[6], &[2.0]), Some(BandWidth { mean: 2.0, max: 2.0 }));
-        assert_eq!(band_width(&inner, &[true; 6], &[6], &[2.0]), None);
-        assert_eq!(band_width(&[false; 6], &ring, &[6], &[2.0]), None);
+        assert_eq!(band_width(&inner, &ring, &[], &[6], &[2.0]), Some(BandWidth { mean: 2.0, max: 2.0 }));
+        assert_eq!(band_width(&inner, &[true; 6], &[], &[6], &[2.0]), None);
+        assert_eq!(band_width(&[false; 6], &ring, &[], &[6], &[2.0]), None);
     }
 }

@@ -2,7 +2,7 @@
 //! of the inner set, the band `O \ I` and the outer set, and how wide the
 //! band is.
 
-use ndarray::{ArrayRef, Dimension, Zip};
+use ndarray::{Array, ArrayRef, Dimension};
 
 use crate::error::{Error, Result};
 use crate::grid;
@@ -90,6 +90,12 @@ impl<D: Dimension> Sets<D> {
     /// [`Error::ShapeMismatch`] if the inner and outer sets differ in
     /// shape; a spacing that does not fit the image's dimensionality.
     pub fn measures(&self, spacing: &Spacing) -> Result<SetMeasures> {
+        self.check_shapes()?;
+        let flat = |s: &Array<bool, D>| -> Vec<bool> { s.iter().copied().collect() };
+        measure(&flat(&self.inner), &flat(&self.outer), &[], self.inner.shape(), spacing)
+    }
+
+    fn check_shapes(&self) -> Result<()> {
         if self.inner.shape() != self.outer.shape() {
             return Err(Error::ShapeMismatch {
                 what: "inner vs outer set",
@@ -98,25 +104,14 @@ impl<D: Dimension> Sets<D> {
                 found: self.outer.shape().to_vec(),
             });
         }
-        let shape = self.inner.shape();
-        let spacing = spacing.for_ndim(shape.len())?;
-        let inner: Vec<bool> = self.inner.iter().copied().collect();
-        let outer: Vec<bool> = self.outer.iter().copied().collect();
-        let count = |v: &[bool]| v.iter().filter(|&&b| b).count();
-        Ok(SetMeasures {
-            voxels: inner.len(),
-            inner_voxels: count(&inner),
-            outer_voxels: count(&outer),
-            band_voxels: inner.iter().zip(&outer).filter(|(&i, &o)| o && !i).count(),
-            voxel_volume: spacing.iter().product(),
-            band_width: grid::band_width(&inner, &outer, shape, &spacing),
-        })
+        Ok(())
     }
 
-    /// [`Sets::measures`] counting only the voxels that `truth` does not
-    /// ignore ([`Voxel::Ignored`](crate::mask::Voxel)): the image's voxels
-    /// and the volumes leave them out (the band width is measured on the
-    /// sets as they are).
+    /// [`Sets::measures`] without the voxels that `truth` ignores
+    /// ([`Voxel::Ignored`](crate::mask::Voxel)): they are in neither set,
+    /// so the image's voxels, the volumes and the band width leave them out
+    /// (the numbers of the image cropped to the other voxels, where that is
+    /// possible).
     ///
     /// ```
     /// use confseg::mask::Voxel::{self, Background as B, Ignored as X, Object as Y};
@@ -126,6 +121,15 @@ impl<D: Dimension> Sets<D> {
     /// let m = s.measures_within(&Spacing::unit(), &array![X, Y, Y, B])?;
     /// assert_eq!((m.voxels, m.inner_voxels, m.outer_voxels, m.band_voxels), (3, 2, 3, 1));
     /// assert!(m.whole_outer());
+    /// // next to an ignored voxel, the outer set has no contour (as at the
+    /// // image border): only the right end's, one voxel from the inner set
+    /// let s = Sets {
+    ///     inner: array![false, false, false, true, false, false],
+    ///     outer: array![false, true, true, true, true, false],
+    /// };
+    /// let width = |m: confseg::sets::SetMeasures| m.band_width.map(|w| w.max);
+    /// assert_eq!(width(s.measures_within(&Spacing::unit(), &array![X, B, B, Y, B, B])?), Some(1.0));
+    /// assert_eq!(width(s.measures(&Spacing::unit())?), Some(2.0));
     /// # Ok::<(), confseg::Error>(())
     /// ```
     ///
@@ -138,19 +142,34 @@ impl<D: Dimension> Sets<D> {
         truth: &ArrayRef<M, D>,
     ) -> Result<SetMeasures> {
         crate::image::check_shape("mask vs sets", &self.inner, truth)?;
-        let mut m = self.measures(spacing)?;
-        if M::MAY_IGNORE && truth.iter().any(|y| y.is_ignored()) {
-            let (mut voxels, mut inner, mut outer, mut band) = (0, 0, 0, 0);
-            Zip::from(&self.inner).and(&self.outer).and(truth).for_each(|&i, &o, y| {
-                if !y.is_ignored() {
-                    voxels += 1;
-                    inner += usize::from(i);
-                    outer += usize::from(o);
-                    band += usize::from(o && !i);
-                }
-            });
-            (m.voxels, m.inner_voxels, m.outer_voxels, m.band_voxels) = (voxels, inner, outer, band);
+        if !(M::MAY_IGNORE && truth.iter().any(|y| y.is_ignored())) {
+            return self.measures(spacing);
         }
-        Ok(m)
+        self.check_shapes()?;
+        let ignored: Vec<bool> = truth.iter().map(|y| y.is_ignored()).collect();
+        let kept =
+            |s: &Array<bool, D>| -> Vec<bool> { s.iter().zip(&ignored).map(|(&b, &x)| b && !x).collect() };
+        measure(&kept(&self.inner), &kept(&self.outer), &ignored, self.inner.shape(), spacing)
     }
+}
+
+/// The measures of row-major inner and outer sets of `shape` (holding no
+/// `ignored` voxel; `ignored` empty: none).
+fn measure(
+    inner: &[bool],
+    outer: &[bool],
+    ignored: &[bool],
+    shape: &[usize],
+    spacing: &Spacing,
+) -> Result<SetMeasures> {
+    let spacing = spacing.for_ndim(shape.len())?;
+    let count = |v: &[bool]| v.iter().filter(|&&b| b).count();
+    Ok(SetMeasures {
+        voxels: inner.len() - count(ignored),
+        inner_voxels: count(inner),
+        outer_voxels: count(outer),
+        band_voxels: inner.iter().zip(outer).filter(|(&i, &o)| o && !i).count(),
+        voxel_volume: spacing.iter().product(),
+        band_width: grid::band_width(inner, outer, ignored, shape, &spacing),
+    })
 }
