@@ -1255,14 +1255,7 @@ pub(crate) fn signed_steps<A: Float>(
     let (groups, sets) = groups(&grid, offsets);
     let object = grid.pack_by(bits, |&b| b);
     let background = grid.complement(&object);
-    let wave = Wave {
-        grid: &grid,
-        groups: &groups,
-        sets: &sets,
-        shape,
-        limit: exact_limit::<A>(),
-        float_name: A::NAME,
-    };
+    let wave = Wave::new::<A>(&grid, &groups, &sets, shape);
     // erosions: from the background into the object; dilations: the reverse
     for (side, sources, sign) in [(&object, &background, A::one()), (&background, &object, -A::one())] {
         let reach = |level: u64, word: Word| {
@@ -1294,12 +1287,11 @@ impl<A: Float, M: MaskValue> crate::grid::par::Wide for Packing<'_, A, M> {
     }
 }
 
-/// The `(m+1)`-th largest of `-m(v)` over the truth `Y` (packed rows),
-/// `m = allowed(|Y|)`,
-/// where `m` counts the steps of the predicted mask `A` (packed rows
-/// `object`) by `plan`'s offsets (in the float type `A`: the same numbers
-/// and the same limit as [`Plan::run`]), without counting every voxel's
-/// steps: `-inf` when `|Y| <= m`; otherwise, if more than `m` of `Y` lie
+/// The `(m+1)`-th largest of `-k(v)` over the truth `Y` (packed rows),
+/// `m = allowed(|Y|)`, where `k` is the signed steps of the predicted mask
+/// `A` (packed rows `object`) by `plan`'s offsets (in the float type `A`:
+/// the same numbers and the same limit as [`Plan::run`]), without counting
+/// every voxel's steps: `-inf` when `|Y| <= m`; otherwise, if more than `m` of `Y` lie
 /// outside `A`, the fewest dilations after which at most `m` remain
 /// outside (`+inf` if none suffice), else minus the fewest erosions that
 /// remove `m + 1 - |Y \ A|` of `Y`'s voxels from `A` (`-inf` if none
@@ -1321,8 +1313,7 @@ fn largest_after_steps<A: Float>(
     let outside = n - ones(truth.iter().zip(object).map(|(&y, &a)| y & a));
     let background = grid.complement(object);
     let (groups, sets) = groups(grid, &plan.offsets);
-    let wave =
-        Wave { grid, groups: &groups, sets: &sets, shape, limit: exact_limit::<A>(), float_name: A::NAME };
+    let wave = Wave::new::<A>(grid, &groups, &sets, shape);
     let mut found = None;
     if outside > m {
         // dilations: the level at which at most m of Y are left outside
@@ -1400,7 +1391,18 @@ struct Wave<'a> {
     float_name: &'static str,
 }
 
-impl Wave<'_> {
+impl<'a> Wave<'a> {
+    /// The wavefront of an image of `shape` whose steps are counted in
+    /// the float type `A`.
+    fn new<A: Float>(
+        grid: &'a Grid,
+        groups: &'a [Group],
+        sets: &'a [Vec<isize>],
+        shape: &'a [usize],
+    ) -> Self {
+        Wave { grid, groups, sets, shape, limit: exact_limit::<A>(), float_name: A::NAME }
+    }
+
     /// The wavefront from `sources` into `side` (both packed rows): the
     /// voxels of `side` first reached at level `k` are given, a word at a
     /// time, to `reach(k, word)`; after each level, `stop(k)` ends the
