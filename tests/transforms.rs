@@ -1031,6 +1031,10 @@ proptest! {
         let plain = Calibrator::new(Identity, Whole(t.clone())).with_tolerances(tolerances).with_spacing(spacing.clone());
         let got = cal.statistics(&scores, &truth).map_err(|e| e.to_string());
         let want: Result<ImageStatistics, String> = plain.statistics(&scores, &truth).map_err(|e| e.to_string());
+        // the struct itself takes the same path as its name
+        let ScoreTransform::Morphological(m) = &t else { unreachable!() };
+        let own = Calibrator::new(Identity, m.clone()).with_tolerances(tolerances).with_spacing(spacing.clone());
+        prop_assert_eq!(own.statistics(&scores, &truth).map_err(|e| e.to_string()), got.clone());
         match (&got, &want) {
             (Ok(g), Ok(w)) => {
                 prop_assert_eq!(g.tau.to_bits(), w.tau.to_bits(), "{} {:?}", name, outer);

@@ -591,12 +591,10 @@ impl Transform for ScoreTransform {
         spacing: &Spacing,
         allowed: &dyn Fn(u64) -> u64,
     ) -> Option<Result<f64>> {
-        let ScoreTransform::Morphological(m) = self else { return None };
-        // the predicted and the true mask, a byte per voxel each
-        Some(
-            crate::alloc::ensure_room(scores.len() as u128 * 2, "the predicted and true masks")
-                .and_then(|()| m.largest_missed(scores, mask, spacing, allowed)),
-        )
+        match self {
+            ScoreTransform::Morphological(m) => m.outer_tolerance_statistic(scores, mask, spacing, allowed),
+            _ => None,
+        }
     }
     fn describe(&self) -> String {
         self.to_string()

@@ -826,16 +826,17 @@ impl Morphological {
     /// by a wavefront from the predicted mask that stops at the level where
     /// the statistic is known. A ConSeMa margin that needs a few dilations
     /// costs the band they cover, not a transform of the whole image.
-    ///
-    /// # Errors
-    /// As [`Transform::apply`].
-    pub(crate) fn largest_missed<A: Float, D: Dimension, M: MaskValue>(
+    fn largest_missed<A: Float, D: Dimension, M: MaskValue>(
         &self,
         scores: &ArrayRef<A, D>,
         mask: &ArrayRef<M, D>,
         spacing: &Spacing,
         allowed: &dyn Fn(u64) -> u64,
     ) -> Result<f64> {
+        // row-major copies of strided inputs, and a byte per voxel for the
+        // predicted mask of an empty prediction's policy or a NaN's error
+        let per_voxel = 1 + std::mem::size_of::<A>() + std::mem::size_of::<M>();
+        crate::alloc::ensure_room(scores.len() as u128 * per_voxel as u128, "the predicted mask")?;
         let plan = Plan::new::<A>(&self.footprint, scores.shape(), spacing)?;
         let (s, y) = (scores.as_standard_layout(), mask.as_standard_layout());
         // `as_standard_layout` returns contiguous row-major arrays, so these are `Some`
@@ -880,6 +881,18 @@ impl Transform for Morphological {
             return Ok(CowArray::from(Array::from_elem(scores.raw_dim(), c)));
         }
         Ok(CowArray::from(from_flat(scores.raw_dim(), plan.run::<A>(&bits, scores.shape())?)))
+    }
+    /// The statistic without transforming the image: the wavefront from
+    /// the predicted mask stops at the deciding level (see
+    /// [`Transform::outer_tolerance_statistic`]).
+    fn outer_tolerance_statistic<A: Float, D: Dimension, M: MaskValue>(
+        &self,
+        scores: &ArrayRef<A, D>,
+        mask: &ArrayRef<M, D>,
+        spacing: &Spacing,
+        allowed: &dyn Fn(u64) -> u64,
+    ) -> Option<Result<f64>> {
+        Some(self.largest_missed(scores, mask, spacing, allowed))
     }
     fn describe(&self) -> String {
         self.to_string()
