@@ -646,7 +646,7 @@ impl PyCalibrator {
                     let sets = self.cal.fit(&calibration.cal, m).py()?;
                     warn_all(py, &calibration.cal.warnings(&sets))?;
                     if let Some(record) = &calibration.record {
-                        let fitted = PyConfidenceSets { sets, record: record.clone() };
+                        let fitted = PyConfidenceSets { sets, record: record.clone(), statistics: None };
                         return Ok(Bound::new(py, fitted)?.into_any());
                     }
                     sets

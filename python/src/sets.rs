@@ -41,15 +41,20 @@ pub struct PyConfidenceSets {
     /// How the calibration scores were read (the CLI's `input`,
     /// `class_axis`, `labels`, `source`; defaults for sets fitted here).
     pub record: Record,
+    /// The calibration statistics a CLI file keeps for its report
+    /// (`statistics`), written back as they were read.
+    pub statistics: Option<confseg::Calibration>,
 }
 
 impl PyConfidenceSets {
     pub fn new(sets: LibSets) -> Self {
-        PyConfidenceSets { sets, record: Record::default() }
+        PyConfidenceSets { sets, record: Record::default(), statistics: None }
     }
 
     fn fitted(&self) -> Fitted<LibSets> {
-        Fitted::new(self.sets.clone(), self.record.clone())
+        let mut f = Fitted::new(self.sets.clone(), self.record.clone());
+        f.statistics.clone_from(&self.statistics);
+        f
     }
 
     fn parse(text: &str) -> PyResult<Self> {
@@ -67,8 +72,8 @@ impl PyConfidenceSets {
                     .into(),
             });
         }
-        let Fitted { sets, record, .. } = Fitted::<LibSets>::parse(text)?;
-        Ok(PyConfidenceSets { sets, record })
+        let Fitted { sets, record, statistics } = Fitted::<LibSets>::parse(text)?;
+        Ok(PyConfidenceSets { sets, record, statistics })
     }
 
     /// Refuse raw-score prediction for files whose pipeline differs (CLI

@@ -128,6 +128,11 @@ def test_transformed_scores_equal_the_cli(cli, tmp_path, polyps):
     again = confseg.ConfidenceSets.from_json(loaded.to_json())
     assert again == loaded
     assert json.loads(loaded.to_json())["source"] == json.loads((tmp_path / "cal.json").read_text())["source"]
+    # ... the calibration statistics the report draws among them
+    loaded.save(tmp_path / "again.json")
+    kept = json.loads((tmp_path / "again.json").read_text())["statistics"]
+    assert kept == json.loads((tmp_path / "cal.json").read_text())["statistics"]
+    assert len(kept["tau"]) == len(idx)
 
 
 def test_validate_equals_the_cli(cli, raw):
