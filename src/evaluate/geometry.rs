@@ -1,7 +1,8 @@
 //! Geometry of the sets over the first splits ([`Geometry`](super::Geometry)):
 //! diameter ratios, Hausdorff distances and band widths need the sets
-//! themselves, not only their sizes (ignored voxels are in no set). Thresholds are order statistics of
-//! the pool, so the splits meet few distinct `(image, set, threshold)`:
+//! themselves, not only their sizes (ignored voxels are in no set).
+//! Thresholds are order statistics of the pool, so the splits meet few
+//! distinct `(image, set, threshold)`:
 //! each is built and measured once (in parallel with `rayon`), each
 //! distinct inner and outer pair once for its band width, and every split
 //! looks its measures up.
